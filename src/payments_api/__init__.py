@@ -1,0 +1,1 @@
+"""payments-api: async payments backend for two-sided marketplaces on Stripe."""

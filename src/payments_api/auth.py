@@ -1,0 +1,129 @@
+"""Bearer JWT verification. The platform's auth issues tokens; this service verifies.
+
+Algorithms are pinned by configuration and the key is chosen by algorithm family from
+configuration, never from the token, so an ``alg: none`` token or an HS/RS swap (an
+RSA public key used as an HMAC secret) cannot pass.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from jose import jwt
+from jose.exceptions import JOSEError
+
+from payments_api.problems import Unauthorized
+from payments_api.settings import Settings
+
+Role = Literal["customer", "payee", "admin"]
+KNOWN_ROLES: frozenset[str] = frozenset({"customer", "payee", "admin"})
+MAX_SUB_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, as the verified token says."""
+
+    sub: str
+    roles: frozenset[str]
+    email: str | None
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+
+class InvalidToken(Unauthorized):
+    code = "invalid_token"
+    title = "Invalid or expired token"
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings) -> None:
+        self._algorithms = list(settings.jwt_algorithms)
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._leeway = settings.jwt_leeway_seconds
+        self._hmac_secret = settings.effective_jwt_secret()
+        self._public_key: str | dict[str, Any] | None = None
+        if settings.jwt_jwks_file is not None:
+            self._public_key = json.loads(settings.jwt_jwks_file.read_text())
+        elif settings.jwt_public_key_file is not None:
+            self._public_key = settings.jwt_public_key_file.read_text()
+
+    def _key_for(self, algorithm: str) -> str | dict[str, Any]:
+        key = self._hmac_secret if algorithm.startswith("HS") else self._public_key
+        if key is None:
+            raise InvalidToken("No key is configured for this token's algorithm.")
+        return key
+
+    def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except JOSEError as exc:
+            raise InvalidToken("Malformed token.") from exc
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in self._algorithms:
+            raise InvalidToken("Token algorithm is not accepted.")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._key_for(algorithm),
+                algorithms=[algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={
+                    "require_exp": True,
+                    "verify_aud": self._audience is not None,
+                    "require_aud": self._audience is not None,
+                    "require_iss": self._issuer is not None,
+                    "leeway": self._leeway,
+                },
+            )
+        except JOSEError as exc:
+            raise InvalidToken("Token signature or claims are invalid.") from exc
+        return principal_from_claims(claims)
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_SUB_LENGTH:
+        raise InvalidToken("Token has no usable `sub` claim.")
+    raw_roles = claims.get("roles", [])
+    if isinstance(raw_roles, str):
+        raw_roles = raw_roles.split()
+    if not isinstance(raw_roles, list):
+        raise InvalidToken("The `roles` claim must be a list.")
+    # Roles this service does not know are ignored: the platform may have its own.
+    roles = frozenset(r for r in raw_roles if isinstance(r, str) and r in KNOWN_ROLES)
+    email = claims.get("email")
+    return Principal(sub=sub, roles=roles, email=email if isinstance(email, str) else None)
+
+
+def mint_dev_token(
+    settings: Settings,
+    *,
+    sub: str,
+    roles: list[str],
+    email: str | None = None,
+    ttl_seconds: int = 3600,
+) -> str:
+    """A locally signed HS token for development; refused in production."""
+    if settings.is_production:
+        raise RuntimeError("refusing to mint tokens in production")
+    secret = settings.effective_jwt_secret()
+    algorithm = next((a for a in settings.jwt_algorithms if a.startswith("HS")), None)
+    if secret is None or algorithm is None:
+        raise RuntimeError("token minting needs an HS algorithm and a secret configured")
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": sub, "roles": roles, "iat": now, "exp": now + ttl_seconds}
+    if email:
+        claims["email"] = email
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    token: str = jwt.encode(claims, secret, algorithm=algorithm)
+    return token

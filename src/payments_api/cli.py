@@ -1,0 +1,104 @@
+"""The ``payments-api`` command line (typer: typed options, help and completion for free)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from payments_api.settings import Settings, get_settings
+
+app = typer.Typer(help="payments-api: marketplace payments on Stripe.", no_args_is_help=True)
+
+
+def _prepare_database(settings: Settings) -> str:
+    from payments_api.db import resolve_database_url
+    from payments_api.migrations import upgrade_to_head
+
+    url = resolve_database_url(settings)
+    upgrade_to_head(url)
+    return url
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Bind port.")] = None,
+    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes.")] = None,
+    migrate: Annotated[
+        bool, typer.Option(help="Run migrations first (always on with the embedded database).")
+    ] = False,
+) -> None:
+    """Run the HTTP service with uvicorn."""
+    import uvicorn
+
+    settings = get_settings()
+    if settings.database_url is None or migrate:
+        # The embedded server is started here, once, and its URL handed to the
+        # workers, so N workers share one private PostgreSQL.
+        os.environ["PAYMENTS_DATABASE_URL"] = _prepare_database(settings)
+        get_settings.cache_clear()
+    if settings.sandbox:
+        typer.secho(
+            "SANDBOX MODE: no Stripe key configured, no real money moves.",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    uvicorn.run(
+        "payments_api.main:app_factory",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers or settings.workers,
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
+        server_header=False,
+        log_config=None,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations (alembic upgrade head)."""
+    _prepare_database(get_settings())
+    typer.echo("migrations at head")
+
+
+@app.command()
+def token(
+    sub: Annotated[str, typer.Option(help="User id (the `sub` claim).")],
+    role: Annotated[
+        list[str] | None, typer.Option(help="customer, payee or admin; repeatable.")
+    ] = None,
+    email: Annotated[str | None, typer.Option(help="Email claim.")] = None,
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+) -> None:
+    """Mint a local development JWT (refused in production)."""
+    from payments_api.auth import KNOWN_ROLES, mint_dev_token
+
+    settings = get_settings()
+    if settings.is_production:
+        typer.secho("refusing to mint tokens in production", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2)
+    roles = role or ["customer"]
+    unknown = set(roles) - KNOWN_ROLES
+    if unknown:
+        typer.secho(f"unknown roles: {sorted(unknown)}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2)
+    typer.echo(mint_dev_token(settings, sub=sub, roles=roles, email=email, ttl_seconds=ttl))
+
+
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI document (the committed openapi.json is this output)."""
+    from payments_api.main import create_app
+
+    spec = create_app(Settings(_env_file=None)).openapi()
+    sys.stdout.write(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    app()

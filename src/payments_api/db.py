@@ -1,0 +1,100 @@
+"""Engine, sessions and the embedded PostgreSQL.
+
+One dialect everywhere: PostgreSQL through asyncpg. With no ``PAYMENTS_DATABASE_URL`` a
+private server is started from the ``pgserver`` wheel, so a fresh machine needs nothing
+but Python.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, MetaData, func
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from payments_api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+NAMING_CONVENTION = {
+    "pk": "%(table_name)s_pkey",
+    "uq": "%(table_name)s_%(column_0_N_name)s_key",
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "fk": "%(table_name)s_%(column_0_N_name)s_fkey",
+    "ck": "%(table_name)s_%(constraint_name)s_check",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: DateTime(timezone=True)}  # noqa: RUF012
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    """When the row was first written (database clock)."""
+
+
+def to_asyncpg_url(url: str) -> str:
+    """Normalise any PostgreSQL URL to the asyncpg dialect; refuse other databases."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError(f"only PostgreSQL is supported, got {parsed.get_backend_name()!r}")
+    return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    """Start (or reuse) the private PostgreSQL in ``data_dir`` and return its URL.
+
+    pgserver keeps one server per data folder and stops it when the last process
+    using it exits.
+    """
+    import pgserver
+
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log.warning("PAYMENTS_DATABASE_URL is not set: using embedded PostgreSQL in %s", data_dir)
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
+    return to_asyncpg_url(str(server.get_uri()))
+
+
+def resolve_database_url(settings: Settings) -> str:
+    if settings.database_url is not None:
+        return to_asyncpg_url(settings.database_url.get_secret_value())
+    return start_embedded_postgres(settings.data_dir)
+
+
+def create_engine(url: str, settings: Settings) -> AsyncEngine:
+    connect_args: dict[str, Any] = {"server_settings": {"application_name": "payments-api"}}
+    if settings.db_statement_timeout_ms:
+        connect_args["server_settings"]["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def session_scope(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """One transaction: committed when the block ends, rolled back on any exception."""
+    async with sessionmaker.begin() as session:
+        yield session

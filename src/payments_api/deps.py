@@ -1,0 +1,86 @@
+"""Request-scoped dependencies, exposed as ``Annotated`` aliases ending in ``Dep``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.auth import Principal
+from payments_api.problems import Forbidden, Unauthorized
+from payments_api.settings import Settings
+from payments_api.state import AppState
+from payments_api.stripe.gateway import StripeGateway
+from payments_api.users.models import User
+from payments_api.users.repository import UserRepository
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.resources
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_app_settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed before the response is sent (the
+    function scope below), rolled back on any exception."""
+    async with state.sessionmaker.begin() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def get_stripe(state: StateDep) -> StripeGateway:
+    return state.stripe
+
+
+StripeDep = Annotated[StripeGateway, Depends(get_stripe)]
+
+_bearer = HTTPBearer(auto_error=False, description="JWT issued by the platform's auth.")
+
+
+def get_principal(
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("A bearer token is required.")
+    return state.verifier.verify(credentials.credentials)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_current_user(principal: PrincipalDep, session: SessionDep) -> User:
+    """The caller's user row, created on first sight."""
+    return await UserRepository(session).upsert_from_principal(principal)
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_role(*roles: str) -> Callable[[PrincipalDep, CurrentUser], Awaitable[User]]:
+    """A dependency admitting callers holding any of ``roles``."""
+
+    async def check(principal: PrincipalDep, user: CurrentUser) -> User:
+        if not principal.roles.intersection(roles):
+            raise Forbidden(f"This action requires one of the roles: {', '.join(roles)}.")
+        return user
+
+    return check
+
+
+AdminUser = Annotated[User, Depends(require_role("admin"))]

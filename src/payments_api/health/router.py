@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from payments_api.deps import StateDep
+from payments_api.migrations import current_revisions
+from payments_api.problems import ServiceUnavailable, problem_responses
+
+router = APIRouter(tags=["operations"])
+
+
+class NotReady(ServiceUnavailable):
+    code = "not_ready"
+    title = "Service not ready"
+
+
+class HealthRead(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadinessRead(BaseModel):
+    status: Literal["ready", "not_ready"]
+    database: Literal["ok", "unreachable"]
+    migrations: Literal["current", "behind", "unknown"]
+    sandbox: bool
+
+
+@router.get("/healthz", summary="Liveness: the process is up", operation_id="getHealth")
+async def get_health() -> HealthRead:
+    return HealthRead()
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: database reachable and migrations at head",
+    operation_id="getReadiness",
+    responses=problem_responses(503),
+)
+async def get_readiness(state: StateDep) -> ReadinessRead:
+    database: Literal["ok", "unreachable"] = "ok"
+    migrations: Literal["current", "behind", "unknown"] = "unknown"
+    try:
+        async with state.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+            current = await current_revisions(connection)
+            migrations = "current" if current == set(state.migration_heads) else "behind"
+    except Exception:
+        database = "unreachable"
+    body = ReadinessRead(
+        status="ready" if database == "ok" and migrations == "current" else "not_ready",
+        database=database,
+        migrations=migrations,
+        sandbox=state.settings.sandbox,
+    )
+    if body.status != "ready":
+        raise NotReady(
+            "The service is not ready.",
+            headers={"Retry-After": "5"},
+            database=database,
+            migrations=migrations,
+        )
+    return body
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    operation_id="getMetrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    include_in_schema=True,
+)
+async def get_metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,223 @@
+"""The outermost ASGI layer: request ids, body limits, content types, last-resort 500s.
+
+Written as plain ASGI (not ``BaseHTTPMiddleware``) so it can stop a request before the
+body is read and still answer problem+json when the app below raises.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from payments_api.problems import PROBLEM_MEDIA_TYPE, PayloadTooLarge
+
+log = structlog.get_logger("payments_api.http")
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+REQUESTS = Counter(
+    "payments_http_requests_total", "HTTP requests handled", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "payments_http_request_duration_seconds", "HTTP request latency", ["method", "route"]
+)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+class RequestContextMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        problem_base_url: str,
+        non_json_prefixes: Iterable[str] = (),
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.problem_base_url = problem_base_url.rstrip("/")
+        self.non_json_prefixes = tuple(non_json_prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        method: str = scope["method"]
+        path: str = scope["path"]
+        started = time.perf_counter()
+        status_holder = {"status": 500, "started": False}
+        # Set when the streamed body passes the limit. The app below may catch the
+        # resulting error itself (FastAPI turns body errors into 400), so the response
+        # it then sends is replaced here by the 413 problem.
+        body_too_large = False
+        replaced = False
+
+        async def send_raw(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal replaced
+            if body_too_large:
+                if not replaced and message["type"] == "http.response.start":
+                    replaced = True
+                    await too_large()
+                return
+            await send_raw(message)
+
+        async def problem(status: int, code: str, title: str, detail: str) -> None:
+            body = json.dumps(
+                {
+                    "type": f"{self.problem_base_url}/{code}",
+                    "title": title,
+                    "status": status,
+                    "detail": detail,
+                    "instance": path,
+                    "code": code,
+                    "message": detail,
+                    "request_id": request_id,
+                }
+            ).encode()
+            await send_raw(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send_raw({"type": "http.response.body", "body": body})
+
+        async def too_large() -> None:
+            await problem(
+                413,
+                "payload_too_large",
+                "Request body too large",
+                f"The body exceeds {self.max_body_bytes} bytes.",
+            )
+
+        try:
+            rejection = self._reject_early(scope, method, path)
+            if rejection is not None:
+                await problem(*rejection)
+                return
+            received = 0
+
+            async def limited_receive() -> Message:
+                nonlocal received, body_too_large
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > self.max_body_bytes:
+                        body_too_large = True
+                        raise PayloadTooLarge
+                return message
+
+            await self.app(scope, limited_receive, send_with_id)
+            if body_too_large and not replaced:
+                replaced = True
+                await too_large()
+        except PayloadTooLarge:
+            if not status_holder["started"]:
+                replaced = True
+                await too_large()
+        except Exception:
+            # The last resort: log the traceback with the request id, tell the client
+            # nothing about internals.
+            log.exception("unhandled error", method=method, path=path)
+            if not status_holder["started"]:
+                await problem(
+                    500,
+                    "internal_error",
+                    "Internal server error",
+                    "An unexpected error occurred. Quote the request id when reporting it.",
+                )
+        finally:
+            elapsed = time.perf_counter() - started
+            route = _route_template(scope)
+            status = int(status_holder["status"])
+            REQUESTS.labels(method, route, str(status)).inc()
+            LATENCY.labels(method, route).observe(elapsed)
+            log.info(
+                "request",
+                method=method,
+                path=path,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
+
+    def _reject_early(self, scope: Scope, method: str, path: str) -> tuple[Any, ...] | None:
+        length = _header(scope, b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                return (400, "bad_request", "Bad request", "Invalid Content-Length header.")
+            if int(length) > self.max_body_bytes:
+                return (
+                    413,
+                    "payload_too_large",
+                    "Request body too large",
+                    f"The body exceeds {self.max_body_bytes} bytes.",
+                )
+        has_body = (length is not None and int(length) > 0) or _header(
+            scope, b"transfer-encoding"
+        ) is not None
+        if (
+            method in _BODY_METHODS
+            and has_body
+            and not path.startswith(self.non_json_prefixes)
+            and not _is_json(_header(scope, b"content-type"))
+        ):
+            return (
+                415,
+                "unsupported_media_type",
+                "Unsupported media type",
+                "Send the request body as application/json.",
+            )
+        return None
+
+
+def _route_template(scope: Scope) -> str:
+    # Label metrics by route template, not raw path, to keep cardinality bounded.
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    return template if isinstance(template, str) else "unmatched"
+
+
+def quiet_loggers(names: Iterable[str]) -> None:
+    for name in names:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,130 @@
+"""The application factory and its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from payments_api import __doc__ as package_doc
+from payments_api.auth import TokenVerifier
+from payments_api.db import create_engine, create_sessionmaker, resolve_database_url
+from payments_api.health.router import router as health_router
+from payments_api.kit.middleware import RequestContextMiddleware
+from payments_api.logs import configure_logging
+from payments_api.migrations import head_revisions
+from payments_api.openapi import build_openapi
+from payments_api.problems import (
+    ProblemError,
+    handle_http_exception,
+    handle_problem,
+    handle_validation,
+)
+from payments_api.settings import Settings, get_settings
+from payments_api.state import AppState
+from payments_api.stripe.gateway import StripeGateway
+from payments_api.users.router import router as users_router
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1.0.0"
+
+
+async def build_state(settings: Settings) -> AppState:
+    url = resolve_database_url(settings)
+    engine = create_engine(url, settings)
+    return AppState(
+        settings=settings,
+        engine=engine,
+        sessionmaker=create_sessionmaker(engine),
+        stripe=StripeGateway(settings),
+        verifier=TokenVerifier(settings),
+        migration_heads=frozenset(head_revisions()),
+    )
+
+
+async def dispose_state(state: AppState) -> None:
+    await state.stripe.aclose()
+    await state.engine.dispose()
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    if getattr(app.state, "resources", None) is not None:
+        yield  # built by the caller (tests)
+        return
+    if settings.sandbox:
+        log.warning("SANDBOX MODE: no PAYMENTS_STRIPE_SECRET_KEY is set; no real money can move")
+    state = await build_state(settings)
+    app.state.resources = state
+    try:
+        yield
+    finally:
+        await dispose_state(state)
+        app.state.resources = None
+
+
+def camel_case_operation_id(route: APIRoute) -> str:
+    head, *rest = route.name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, json_output=settings.log_json)
+    app = FastAPI(
+        title="payments-api",
+        version=API_VERSION,
+        summary="Payments backend for two-sided marketplaces on Stripe.",
+        description=(package_doc or "")
+        + "\n\nAll amounts are integers in the currency's minor unit (cents for usd). "
+        "Errors are RFC 9457 problem documents with a stable `code`.",
+        lifespan=lifespan,
+        generate_unique_id_function=camel_case_operation_id,
+    )
+    app.state.settings = settings
+    app.state.resources = None
+
+    app.add_exception_handler(ProblemError, handle_problem)
+    app.add_exception_handler(RequestValidationError, handle_validation)
+    app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+
+    app.include_router(health_router)
+    app.include_router(users_router)
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Idempotent-Replayed", "Retry-After"],
+        )
+    # Added last so it is the outermost layer: it sees every request and response.
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        problem_base_url=settings.problem_base_url,
+        non_json_prefixes=("/sandbox/",),
+    )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = build_openapi(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for ``uvicorn --factory payments_api.main:app_factory``."""
+    return create_app()

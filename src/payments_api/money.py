@@ -1,0 +1,176 @@
+"""Money: integer minor units plus a lowercase ISO 4217 currency. Never floats.
+
+Exponents come from one table (jpy has 0 decimals, kwd 3, most 2). Fees are basis
+points rounded with one named rule: ROUND_HALF_EVEN ("banker's rounding") on the exact
+rational product, so a fee can never be off by more than half a minor unit and ties
+do not drift in the platform's favour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
+
+# ISO 4217 minor-unit exponents for the currencies Stripe settles in. Anything not
+# listed is rejected rather than guessed.
+CURRENCY_EXPONENTS: dict[str, int] = {
+    **dict.fromkeys(
+        [
+            "usd", "eur", "gbp", "aud", "cad", "chf", "cny", "czk", "dkk", "hkd", "huf",
+            "inr", "mxn", "nok", "nzd", "pln", "ron", "sek", "sgd", "thb", "try", "zar",
+            "brl", "aed", "ils", "myr", "php", "sar", "idr", "egp", "ngn", "kes",
+        ],
+        2,
+    ),
+    **dict.fromkeys(
+        ["jpy", "krw", "vnd", "clp", "pyg", "xof", "xaf", "ugx", "rwf", "isk"], 0
+    ),
+    **dict.fromkeys(["kwd", "bhd", "jod", "omr", "tnd"], 3),
+}  # fmt: skip
+
+# Amounts above this cannot be represented by Stripe (8 digits of the major unit for
+# most currencies); far below BIGINT so sums of many postings stay safe.
+MAX_MINOR_AMOUNT = 99_999_999_999
+
+
+class CurrencyError(ValueError):
+    pass
+
+
+def normalize_currency(value: object) -> str:
+    if not isinstance(value, str):
+        raise CurrencyError("currency must be a 3-letter ISO 4217 code string")
+    code = value.strip().lower()
+    if code not in CURRENCY_EXPONENTS:
+        raise CurrencyError(f"unsupported currency {value!r}")
+    return code
+
+
+def exponent(currency: str) -> int:
+    return CURRENCY_EXPONENTS[normalize_currency(currency)]
+
+
+def major_to_minor(major: int | Decimal | str, currency: str) -> int:
+    """Exact conversion of a major-unit amount (e.g. ``"10.00"``) to minor units."""
+    value = Decimal(str(major)) * (Decimal(10) ** exponent(currency))
+    if value != value.to_integral_value():
+        raise ValueError(f"{major} has more decimals than {currency} allows")
+    return int(value)
+
+
+def format_minor(amount: int, currency: str) -> str:
+    exp = exponent(currency)
+    return f"{Decimal(amount).scaleb(-exp):.{exp}f} {currency.upper()}"
+
+
+def basis_points_of(amount: int, bps: int) -> int:
+    """``amount * bps / 10_000`` rounded half-even, exactly (no float on the way)."""
+    if bps < 0:
+        raise ValueError("basis points must be >= 0")
+    # amount * bps < 10**16, well inside Decimal's 28 significant digits: exact.
+    exact = Decimal(amount * bps) / Decimal(10_000)
+    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An amount in minor units of one currency. Arithmetic refuses to mix currencies."""
+
+    amount: int
+    currency: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.amount, bool) or not isinstance(self.amount, int):
+            raise TypeError("Money.amount must be an int of minor units")
+        object.__setattr__(self, "currency", normalize_currency(self.currency))
+
+    def _same(self, other: Money) -> None:
+        if other.currency != self.currency:
+            raise CurrencyError(f"cannot mix {self.currency} and {other.currency}")
+
+    def __add__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.amount + other.amount, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.amount - other.amount, self.currency)
+
+    def __neg__(self) -> Money:
+        return Money(-self.amount, self.currency)
+
+    def __str__(self) -> str:
+        return format_minor(self.amount, self.currency)
+
+
+def _reject_non_int(value: Any) -> Any:
+    # StrictInt already refuses "10" and 10.5; this also refuses bools and integral
+    # floats like 10.0 with a message a client developer can act on.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("amount must be an integer number of minor units (e.g. 1050 = 10.50)")
+    return value
+
+
+MinorAmount = Annotated[
+    StrictInt,
+    BeforeValidator(_reject_non_int),
+    Field(
+        gt=0,
+        le=MAX_MINOR_AMOUNT,
+        description="Positive amount in the currency's minor unit (cents for usd, yen for "
+        "jpy, fils for kwd).",
+        examples=[1050],
+    ),
+]
+"""A strictly positive amount of minor units, as the API accepts it."""
+
+SignedMinorAmount = Annotated[
+    StrictInt,
+    BeforeValidator(_reject_non_int),
+    Field(
+        ge=-MAX_MINOR_AMOUNT,
+        le=MAX_MINOR_AMOUNT,
+        description="Signed amount in the currency's minor unit.",
+        examples=[-1050],
+    ),
+]
+
+Currency = Annotated[
+    str,
+    BeforeValidator(normalize_currency),
+    Field(
+        min_length=3,
+        max_length=3,
+        description="Lowercase ISO 4217 currency code, as Stripe writes it.",
+        examples=["usd"],
+        json_schema_extra={"pattern": "^[a-z]{3}$"},
+    ),
+]
+
+
+class MoneyRead(BaseModel):
+    """An amount of money in JSON: ``{"amount": 1050, "currency": "eur"}``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    amount: int = Field(description="Amount in minor units.", examples=[1050])
+    currency: str = Field(description="Lowercase ISO 4217 code.", examples=["eur"])
+
+
+@dataclass(frozen=True, slots=True)
+class AmountLimits:
+    minimum: int
+    maximum: int
+
+
+def default_limits(
+    currency: str, *, minimum_major: int = 10, maximum_major: int = 10_000
+) -> AmountLimits:
+    """Default per-currency limits (10.00 to 10,000.00 of the major unit)."""
+    return AmountLimits(
+        minimum=major_to_minor(minimum_major, currency),
+        maximum=major_to_minor(maximum_major, currency),
+    )

@@ -1,0 +1,214 @@
+"""Service configuration, read once from the environment (prefix ``PAYMENTS_``).
+
+Every variable is documented in ``.env.example``; the README's configuration table is
+generated from the same field descriptions.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# A fixed, loudly insecure secret so that `payments-api token` and a local `serve`
+# agree out of the box. Production refuses to start with it.
+DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"  # noqa: S105
+DEV_WEBHOOK_SECRET = "whsec_sandbox_dev_only"  # noqa: S105
+
+SUPPORTED_JWT_ALGORITHMS = frozenset({"HS256", "HS384", "HS512", "RS256", "ES256"})
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+def _split_csv(value: Any) -> Any:
+    """Accept ``a,b`` as well as a JSON list for list-valued variables."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            import json
+
+            return json.loads(stripped)
+        return [item.strip() for item in stripped.split(",") if item.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+SecretCsvList = Annotated[list[SecretStr], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PAYMENTS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    environment: Environment = Field(
+        Environment.development, description="development, test or production."
+    )
+    # --- database -----------------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        None,
+        description="postgresql+asyncpg://user:pass@host/db. Unset: an embedded PostgreSQL "
+        "(pgserver) is started in PAYMENTS_DATA_DIR.",
+    )
+    data_dir: Path = Field(
+        Path(".data/postgres"), description="Data folder of the embedded PostgreSQL."
+    )
+    db_pool_size: int = Field(10, ge=1, le=200, description="Connections kept per process.")
+    db_max_overflow: int = Field(10, ge=0, le=200, description="Extra connections under burst.")
+    db_statement_timeout_ms: int = Field(
+        15_000, ge=0, description="Server-side statement timeout per connection (0 = none)."
+    )
+    # --- HTTP -----------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address `payments-api serve` binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `payments-api serve` binds.")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
+    public_base_url: str = Field(
+        "http://127.0.0.1:8000", description="URL where this service is reached by browsers."
+    )
+    cors_origins: CsvList = Field(
+        default_factory=list,
+        description="Frontend origins allowed by CORS (comma separated). None by default.",
+    )
+    trusted_proxies: CsvList = Field(
+        default_factory=list,
+        description="Proxy IPs whose X-Forwarded-* headers are trusted. None by default.",
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body accepted, in bytes."
+    )
+    problem_base_url: str = Field(
+        "https://payments-api.dev/problems",
+        description="Prefix of the `type` URI of problem responses.",
+    )
+    log_level: str = Field("INFO", description="Log level.")
+    log_json: bool = Field(True, description="JSON logs (true) or human-readable console logs.")
+    # --- identity -------------------------------------------------------------------
+    jwt_algorithms: CsvList = Field(
+        default_factory=lambda: ["HS256"],
+        description="Accepted JWT algorithms, pinned (never read from the token).",
+    )
+    jwt_secret: SecretStr | None = Field(
+        None, description="Shared secret for HS* tokens (>= 32 bytes in production)."
+    )
+    jwt_public_key_file: Path | None = Field(
+        None, description="PEM public key for RS256/ES256 tokens."
+    )
+    jwt_jwks_file: Path | None = Field(None, description="JWKS file for RS256/ES256 tokens.")
+    jwt_issuer: str | None = Field(None, description="Required `iss` when set.")
+    jwt_audience: str | None = Field(None, description="Required `aud` when set.")
+    jwt_leeway_seconds: int = Field(
+        30, ge=0, le=300, description="Clock skew tolerated on exp/nbf/iat."
+    )
+    # --- Stripe ---------------------------------------------------------------------
+    stripe_secret_key: SecretStr | None = Field(
+        None, description="Stripe secret key. Unset: sandbox mode (no network)."
+    )
+    stripe_webhook_secrets: SecretCsvList = Field(
+        default_factory=list,
+        description="Signing secrets of the platform webhook endpoint (comma separated, "
+        "several during rotation).",
+    )
+    stripe_connect_webhook_secrets: SecretCsvList = Field(
+        default_factory=list,
+        description="Signing secrets of the Connect webhook endpoint (comma separated).",
+    )
+    stripe_api_base: str = Field(
+        "https://api.stripe.com", description="Stripe API base URL (a mock or proxy in tests)."
+    )
+    stripe_max_network_retries: int = Field(
+        2, ge=0, le=10, description="Retries of idempotent-safe Stripe calls on network errors."
+    )
+    stripe_timeout_seconds: float = Field(
+        20.0, gt=0, le=120, description="Timeout of one Stripe HTTP request."
+    )
+    webhook_tolerance_seconds: int = Field(
+        300, ge=1, le=3600, description="Max age of a webhook signature timestamp."
+    )
+
+    _split = field_validator(
+        "cors_origins",
+        "trusted_proxies",
+        "jwt_algorithms",
+        "stripe_webhook_secrets",
+        "stripe_connect_webhook_secrets",
+        mode="before",
+    )(_split_csv)
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - SUPPORTED_JWT_ALGORITHMS
+        if unknown or not value:
+            raise ValueError(
+                f"unsupported JWT algorithms {sorted(unknown)}; "
+                f"choose from {sorted(SUPPORTED_JWT_ALGORITHMS)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment is not Environment.production:
+            return self
+        problems = production_problems(self)
+        if problems:
+            raise ValueError("unsafe production configuration: " + "; ".join(problems))
+        return self
+
+    @property
+    def sandbox(self) -> bool:
+        """No Stripe key: every Stripe call is answered by the in-process sandbox."""
+        return self.stripe_secret_key is None
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment is Environment.production
+
+    def effective_jwt_secret(self) -> str | None:
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        if not self.is_production and any(a.startswith("HS") for a in self.jwt_algorithms):
+            return DEV_JWT_SECRET
+        return None
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """Everything that makes a configuration unfit to hold real money."""
+    problems: list[str] = []
+    if settings.database_url is None:
+        problems.append("PAYMENTS_DATABASE_URL is required (no embedded database)")
+    key = settings.stripe_secret_key.get_secret_value() if settings.stripe_secret_key else ""
+    if not key:
+        problems.append("PAYMENTS_STRIPE_SECRET_KEY is required (no sandbox)")
+    elif not key.startswith(("sk_live_", "rk_live_")):
+        problems.append("PAYMENTS_STRIPE_SECRET_KEY is not a live key")
+    if not settings.stripe_webhook_secrets:
+        problems.append("PAYMENTS_STRIPE_WEBHOOK_SECRETS is required")
+    if not settings.stripe_connect_webhook_secrets:
+        problems.append("PAYMENTS_STRIPE_CONNECT_WEBHOOK_SECRETS is required")
+    uses_hs = any(a.startswith("HS") for a in settings.jwt_algorithms)
+    uses_pk = any(not a.startswith("HS") for a in settings.jwt_algorithms)
+    if uses_hs:
+        secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
+        if len(secret) < 32 or secret == DEV_JWT_SECRET:
+            problems.append("PAYMENTS_JWT_SECRET must be a private secret of >= 32 bytes")
+    if uses_pk and settings.jwt_public_key_file is None and settings.jwt_jwks_file is None:
+        problems.append("PAYMENTS_JWT_PUBLIC_KEY_FILE or PAYMENTS_JWT_JWKS_FILE is required")
+    if not settings.public_base_url.startswith("https://"):
+        problems.append("PAYMENTS_PUBLIC_BASE_URL must be https")
+    return problems
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

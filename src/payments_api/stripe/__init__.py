@@ -1,0 +1,1 @@
+"""The Stripe gateway: the only package of the service that imports ``stripe``."""

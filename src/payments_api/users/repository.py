@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.auth import Principal
+from payments_api.users.models import User
+
+
+class UserRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, user_id: str, *, for_update: bool = False) -> User | None:
+        stmt = select(User).where(User.id == user_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        result: User | None = await self.session.scalar(stmt)
+        return result
+
+    async def upsert_from_principal(self, principal: Principal) -> User:
+        """Create the user on first sight; refresh roles and email when they changed.
+
+        The conditional DO UPDATE keeps the common request (nothing changed) free of
+        row writes.
+        """
+        roles = sorted(principal.roles)
+        stmt = (
+            insert(User)
+            .values(id=principal.sub, roles=roles, email=principal.email)
+            .on_conflict_do_update(
+                index_elements=[User.id],
+                set_={"roles": roles, "email": principal.email, "updated_at": func.now()},
+                where=(User.roles.is_distinct_from(roles))
+                | (User.email.is_distinct_from(principal.email)),
+            )
+            .returning(User)
+            .execution_options(populate_existing=True)
+        )
+        user = await self.session.scalar(stmt)
+        if user is None:
+            user = await self.get(principal.sub)
+        if user is None:  # the row exists: the insert conflicted on it
+            raise RuntimeError(f"user {principal.sub} vanished during upsert")
+        return user

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import respx
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from payments_api.auth import TokenVerifier
+from payments_api.main import create_app
+from payments_api.migrations import head_revisions
+from payments_api.settings import Environment, Settings
+from payments_api.state import AppState
+from payments_api.stripe.gateway import StripeGateway
+from tests.db_setup import create_test_database
+from tests.helpers import TEST_JWT_SECRET
+
+STRIPE_API = "https://api.stripe.com"
+TEST_WEBHOOK_SECRET = "whsec_test_platform"
+TEST_CONNECT_WEBHOOK_SECRET = "whsec_test_connect"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    return create_test_database()
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_url, pool_size=20, max_overflow=40)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        _env_file=None,
+        environment=Environment.test,
+        database_url=SecretStr(database_url),
+        jwt_secret=SecretStr(TEST_JWT_SECRET),
+        stripe_secret_key=SecretStr("sk_test_123"),
+        stripe_webhook_secrets=[SecretStr(TEST_WEBHOOK_SECRET)],
+        stripe_connect_webhook_secrets=[SecretStr(TEST_CONNECT_WEBHOOK_SECRET)],
+        stripe_api_base=STRIPE_API,
+        stripe_max_network_retries=0,
+        max_body_bytes=64 * 1024,
+        log_json=True,
+    )
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """The test's outer transaction: everything a test writes is rolled back."""
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        yield connection
+        await transaction.rollback()
+
+
+@pytest.fixture
+def sessionmaker(connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(
+        bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    )
+
+
+@pytest.fixture
+async def session(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    async with sessionmaker() as session:
+        yield session
+
+
+@pytest.fixture
+async def gateway(settings: Settings) -> AsyncIterator[StripeGateway]:
+    gateway = StripeGateway(settings)
+    yield gateway
+    await gateway.aclose()
+
+
+@pytest.fixture
+def stripe_mock() -> Iterator[respx.MockRouter]:
+    """Every outgoing HTTP call is intercepted; an unmocked Stripe call fails the test."""
+    with respx.mock(base_url=STRIPE_API, assert_all_called=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def state(
+    settings: Settings,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+) -> AppState:
+    return AppState(
+        settings=settings,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        stripe=gateway,
+        verifier=TokenVerifier(settings),
+        migration_heads=frozenset(head_revisions()),
+    )
+
+
+@pytest.fixture
+def app_factory(state: AppState):  # type: ignore[no-untyped-def]
+    def build(**overrides: object):  # type: ignore[no-untyped-def]
+        settings = state.settings.model_copy(update=overrides) if overrides else state.settings
+        app = create_app(settings)
+        app.state.resources = AppState(
+            settings=settings,
+            engine=state.engine,
+            sessionmaker=state.sessionmaker,
+            stripe=state.stripe,
+            verifier=TokenVerifier(settings),
+            migration_heads=state.migration_heads,
+        )
+        return app
+
+    return build
+
+
+@pytest.fixture
+async def client(app_factory) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
+    app = app_factory()
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client

@@ -1,0 +1,63 @@
+"""Test helpers: tokens, Stripe-signed webhook payloads, Stripe's own fixtures."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from jose import jwt
+
+TEST_JWT_SECRET = "test-secret-that-is-long-enough-0123456789abcdef"
+STRIPE_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "stripe"
+
+
+def make_token(
+    sub: str = "user_1",
+    roles: list[str] | None = None,
+    *,
+    secret: str = TEST_JWT_SECRET,
+    algorithm: str = "HS256",
+    ttl: int = 600,
+    **claims: Any,
+) -> str:
+    now = int(time.time())
+    body: dict[str, Any] = {
+        "sub": sub,
+        "roles": roles if roles is not None else ["customer"],
+        "iat": now,
+        "exp": now + ttl,
+        **claims,
+    }
+    token: str = jwt.encode(body, secret, algorithm=algorithm)
+    return token
+
+
+def auth(sub: str = "user_1", roles: list[str] | None = None, **claims: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {make_token(sub, roles, **claims)}"}
+
+
+def stripe_signature(payload: bytes, secret: str, timestamp: int | None = None) -> str:
+    """The ``Stripe-Signature`` header exactly as Stripe computes it:
+    ``t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" keyed by the endpoint secret>``."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    signed = f"{ts}.".encode() + payload
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return f"t={ts},v1={digest}"
+
+
+def stripe_object(name: str) -> dict[str, Any]:
+    """One of Stripe's example objects from ../shared/stripe/objects."""
+    data: dict[str, Any] = json.loads((STRIPE_FIXTURES / "objects" / f"{name}.json").read_text())
+    return data
+
+
+def stripe_event(event_type: str) -> dict[str, Any]:
+    """One of Stripe's example events from ../shared/stripe/triggers."""
+    data: dict[str, Any] = json.loads(
+        (STRIPE_FIXTURES / "triggers" / f"{event_type}.json").read_text()
+    )
+    return data

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from payments_api.settings import DEV_JWT_SECRET, Settings
+
+GOOD_PRODUCTION: dict[str, Any] = {
+    "environment": "production",
+    "database_url": "postgresql+asyncpg://app:pw@db/payments",
+    "stripe_secret_key": "sk_live_abc",
+    "stripe_webhook_secrets": "whsec_1,whsec_2",
+    "stripe_connect_webhook_secrets": "whsec_3",
+    "jwt_secret": "p" * 40,
+    "public_base_url": "https://pay.example.com",
+}
+
+
+def _settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)
+
+
+class TestSettings:
+    def test_development_defaults_are_sandbox(self) -> None:
+        settings = _settings()
+        assert settings.sandbox
+        assert settings.effective_jwt_secret() == DEV_JWT_SECRET
+
+    def test_env_prefix_and_csv_lists(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("PAYMENTS_CORS_ORIGINS", "https://a.example, https://b.example")
+        monkeypatch.setenv("PAYMENTS_STRIPE_WEBHOOK_SECRETS", "whsec_a,whsec_b")
+        settings = _settings()
+        assert settings.cors_origins == ["https://a.example", "https://b.example"]
+        assert [s.get_secret_value() for s in settings.stripe_webhook_secrets] == [
+            "whsec_a",
+            "whsec_b",
+        ]
+
+    def test_secrets_are_not_printed(self) -> None:
+        settings = _settings(**GOOD_PRODUCTION)
+        assert "sk_live_abc" not in repr(settings)
+        assert "pw@" not in repr(settings)
+
+    def test_good_production(self) -> None:
+        assert _settings(**GOOD_PRODUCTION).is_production
+
+    @pytest.mark.parametrize(
+        ("override", "message"),
+        [
+            ({"database_url": None}, "PAYMENTS_DATABASE_URL"),
+            ({"stripe_secret_key": None}, "no sandbox"),
+            ({"stripe_secret_key": "sk_test_abc"}, "not a live key"),
+            ({"stripe_webhook_secrets": ""}, "WEBHOOK_SECRETS"),
+            ({"jwt_secret": None}, "JWT_SECRET"),
+            ({"jwt_secret": DEV_JWT_SECRET}, "JWT_SECRET"),
+            ({"jwt_secret": "short"}, "JWT_SECRET"),
+            ({"public_base_url": "http://pay.example.com"}, "https"),
+            ({"jwt_algorithms": "RS256", "jwt_secret": None}, "PUBLIC_KEY"),
+        ],
+    )
+    def test_production_refuses_unsafe_configuration(
+        self, override: dict[str, Any], message: str
+    ) -> None:
+        values = {**GOOD_PRODUCTION, **override}
+        with pytest.raises(ValidationError, match=message):
+            _settings(**{k: v for k, v in values.items() if v is not None})
+
+    def test_unknown_jwt_algorithm(self) -> None:
+        with pytest.raises(ValidationError, match="unsupported JWT algorithms"):
+            _settings(jwt_algorithms="none")
