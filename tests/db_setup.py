@@ -8,6 +8,7 @@ database, built by running the alembic migrations (never ``create_all``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import socket
 import tempfile
@@ -60,7 +61,10 @@ def create_test_database() -> str:
     """A fresh database for this worker, migrated to head; returns its asyncpg URL."""
     admin = admin_url()
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    name = f"payments_test_{worker}"
+    # The checkout's path is in the name so two checkouts (a CI clone beside a working
+    # tree) never share a database on the same server.
+    checkout = hashlib.sha256(str(Path(__file__).resolve()).encode()).hexdigest()[:8]
+    name = f"payments_test_{checkout}_{worker}"
     asyncio.run(_recreate(admin, name))
     url = to_asyncpg_url(make_url(admin).set(database=name).render_as_string(False))
     config = alembic_config(url)
