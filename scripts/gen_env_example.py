@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from payments_api.settings import Settings  # noqa: E402
+from payments_api.settings import Settings
 
 
 def render() -> str:
