@@ -14,7 +14,9 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from payments_api import __doc__ as package_doc
+from payments_api.admin.router import router as admin_router
 from payments_api.auth import TokenVerifier
+from payments_api.balance.router import router as balance_router
 from payments_api.db import create_engine, create_sessionmaker, resolve_database_url
 from payments_api.health.router import router as health_router
 from payments_api.kit.middleware import RequestContextMiddleware
@@ -99,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health_router)
     app.include_router(users_router)
+    app.include_router(balance_router)
+    app.include_router(admin_router)
 
     if settings.cors_origins:
         app.add_middleware(

@@ -26,6 +26,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
         tags=[
             {"name": "me", "description": "The calling user."},
+            {"name": "balance", "description": "Wallet balances and ledger entries."},
+            {"name": "admin", "description": "Operator actions (role admin), all audited."},
             {"name": "operations", "description": "Health, readiness and metrics."},
         ],
     )

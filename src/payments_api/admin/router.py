@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+
+from payments_api.admin.schemas import (
+    AdjustmentCreate,
+    AuditLogList,
+    FreezeRequest,
+    LedgerTransactionRead,
+    UnfreezeRequest,
+    WalletStatusRead,
+)
+from payments_api.admin.service import AdminService
+from payments_api.deps import AdminUser, SessionDep
+from payments_api.kit.idempotency import IdempotencyKeyDep
+from payments_api.kit.pagination import Limit
+from payments_api.problems import problem_responses
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+
+
+def get_admin_service(request: Request, session: SessionDep, admin: AdminUser) -> AdminService:
+    return AdminService(session, actor=admin, request_id=getattr(request.state, "request_id", None))
+
+
+AdminServiceDep = Annotated[AdminService, Depends(get_admin_service)]
+UserIdPath = Annotated[str, Path(max_length=255, description="The user's id (JWT `sub`).")]
+
+
+@router.post(
+    "/adjustments",
+    summary="Post a manual balanced adjustment",
+    operation_id="createAdjustment",
+    status_code=201,
+    responses=problem_responses(400, 401, 403, 404, 409, 422),
+)
+async def create_adjustment(
+    body: AdjustmentCreate,
+    service: AdminServiceDep,
+    idempotency_key: IdempotencyKeyDep,
+    response: Response,
+) -> LedgerTransactionRead:
+    transaction, replayed = await service.adjust(body, idempotency_key)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return transaction
+
+
+@router.post(
+    "/wallets/{user_id}/freeze",
+    summary="Freeze a wallet (blocks withdrawals)",
+    operation_id="freezeWallet",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def freeze_wallet(
+    user_id: UserIdPath, body: FreezeRequest, service: AdminServiceDep
+) -> WalletStatusRead:
+    return await service.set_frozen(user_id, frozen=True, reason=body.reason)
+
+
+@router.post(
+    "/wallets/{user_id}/unfreeze",
+    summary="Unfreeze a wallet",
+    operation_id="unfreezeWallet",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def unfreeze_wallet(
+    user_id: UserIdPath, service: AdminServiceDep, body: UnfreezeRequest | None = None
+) -> WalletStatusRead:
+    return await service.set_frozen(user_id, frozen=False, reason=body.reason if body else None)
+
+
+@router.get(
+    "/audit-log",
+    summary="Every admin action, newest first",
+    operation_id="listAuditLog",
+    responses=problem_responses(401, 403, 422),
+)
+async def list_audit_log(
+    service: AdminServiceDep,
+    limit: Limit = 20,
+    starting_after: Annotated[str | None, Query(description="Entry id to continue after.")] = None,
+) -> AuditLogList:
+    return await service.audit_log(limit=limit, starting_after=starting_after)

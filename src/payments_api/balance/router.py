@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from payments_api.balance.schemas import BalanceRead, LedgerEntryList
+from payments_api.balance.service import BalanceService
+from payments_api.deps import CurrentUser, SessionDep
+from payments_api.kit.pagination import Limit
+from payments_api.money import Currency
+from payments_api.problems import problem_responses
+
+router = APIRouter(prefix="/api/v1/me", tags=["balance"])
+
+
+@router.get(
+    "/balance",
+    summary="The caller's balances per currency",
+    operation_id="getBalance",
+    responses=problem_responses(401),
+)
+async def get_balance(user: CurrentUser, session: SessionDep) -> BalanceRead:
+    return await BalanceService(session).balance(user)
+
+
+@router.get(
+    "/ledger",
+    summary="The caller's ledger entries, newest first",
+    operation_id="listLedgerEntries",
+    responses=problem_responses(401, 422),
+)
+async def list_ledger_entries(
+    user: CurrentUser,
+    session: SessionDep,
+    limit: Limit = 20,
+    starting_after: Annotated[
+        str | None, Query(description="Entry id to continue after (exclusive).")
+    ] = None,
+    currency: Annotated[Currency | None, Query(description="Only this currency.")] = None,
+    type: Annotated[
+        str | None, Query(max_length=48, description="Only this transaction type.")
+    ] = None,
+) -> LedgerEntryList:
+    return await BalanceService(session).entries(
+        user,
+        limit=limit,
+        starting_after=starting_after,
+        currency=currency,
+        transaction_type=type,
+    )

@@ -1,0 +1,321 @@
+"""The ledger's SQL. Hand-written statements: this is the hottest path of the service
+and every statement here is also what the benchmark's raw-asyncpg baseline runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.ledger.kinds import PLATFORM_KINDS, PLATFORM_SHARDS, AccountKind
+
+# --- statements (module constants so the benchmark baseline can run the same SQL) ---
+INSERT_TRANSACTION = text(
+    """
+    INSERT INTO ledger_transactions
+        (type, cause_type, cause_key, description, metadata, reverses_transaction_id)
+    VALUES (:type, :cause_type, :cause_key, :description, CAST(:metadata AS jsonb),
+            :reverses_transaction_id)
+    ON CONFLICT (cause_key) DO NOTHING
+    RETURNING id, created_at
+    """
+)
+
+SELECT_ACCOUNTS = text(
+    """
+    SELECT a.id, a.owner_user_id, a.kind, a.currency, a.shard_count, a.may_go_negative
+    FROM unnest(CAST(:owners AS varchar[]), CAST(:kinds AS varchar[]),
+                CAST(:currencies AS varchar[])) AS r(owner, kind, currency)
+    JOIN ledger_accounts a
+      ON a.kind = r.kind AND a.currency = r.currency
+     AND ((r.owner = '' AND a.owner_user_id IS NULL) OR a.owner_user_id = r.owner)
+    """
+)
+
+INSERT_ACCOUNT = text(
+    """
+    WITH account AS (
+        INSERT INTO ledger_accounts (owner_user_id, kind, currency, may_go_negative, shard_count)
+        VALUES (:owner, :kind, :currency, :may_go_negative, :shard_count)
+        ON CONFLICT DO NOTHING
+        RETURNING id, currency, kind, may_go_negative, shard_count
+    )
+    INSERT INTO ledger_balances (account_id, shard, currency, kind, may_go_negative)
+    SELECT account.id, s, account.currency, account.kind, account.may_go_negative
+    FROM account, generate_series(0, account.shard_count - 1) AS s
+    """
+)
+
+# Take one shard row of a hot account without waiting: rows another transaction holds
+# are skipped, so concurrent settlements never queue on the platform's accounts.
+PICK_FREE_SHARD = text(
+    """
+    SELECT shard FROM ledger_balances
+    WHERE account_id = :account_id
+    ORDER BY random()
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+    """
+)
+
+# Lock the touched rows in one deterministic order (account id, shard): two
+# transactions touching the same accounts in any order can never deadlock.
+LOCK_BALANCES = text(
+    """
+    SELECT b.account_id, b.shard, b.balance
+    FROM ledger_balances b
+    JOIN unnest(CAST(:account_ids AS bigint[]), CAST(:shards AS smallint[]))
+         AS r(account_id, shard)
+      ON b.account_id = r.account_id AND b.shard = r.shard
+    ORDER BY b.account_id, b.shard
+    FOR UPDATE OF b
+    """
+)
+
+APPLY_DELTAS = text(
+    """
+    UPDATE ledger_balances b
+    SET balance = b.balance + d.delta
+    FROM unnest(CAST(:account_ids AS bigint[]), CAST(:shards AS smallint[]),
+                CAST(:deltas AS bigint[])) AS d(account_id, shard, delta)
+    WHERE b.account_id = d.account_id AND b.shard = d.shard
+    """
+)
+
+INSERT_POSTINGS = text(
+    """
+    INSERT INTO ledger_postings (transaction_id, account_id, currency, amount)
+    SELECT :transaction_id, p.account_id, p.currency, p.amount
+    FROM unnest(CAST(:account_ids AS bigint[]), CAST(:currencies AS varchar[]),
+                CAST(:amounts AS bigint[])) AS p(account_id, currency, amount)
+    RETURNING id
+    """
+)
+
+_SELECT_TRANSACTION = """
+    SELECT t.id, t.type, t.cause_type, t.cause_key, t.description, t.metadata,
+           t.reverses_transaction_id, t.created_at
+    FROM ledger_transactions t
+"""
+SELECT_TRANSACTION_BY_ID = text(_SELECT_TRANSACTION + "WHERE t.id = :value")
+SELECT_TRANSACTION_BY_CAUSE = text(_SELECT_TRANSACTION + "WHERE t.cause_key = :value")
+
+SET_ALLOW_NEGATIVE = text("SELECT set_config('payments.allow_negative_available', :value, true)")
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    id: int
+    owner_user_id: str | None
+    kind: str
+    currency: str
+    shard_count: int
+    may_go_negative: bool
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.owner_user_id or "", self.kind, self.currency)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPosting:
+    id: int
+    account_id: int
+    owner_user_id: str | None
+    kind: str
+    currency: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTransaction:
+    id: int
+    type: str
+    cause_type: str
+    cause_key: str
+    description: str | None
+    metadata: dict[str, Any]
+    reverses_transaction_id: int | None
+    created_at: datetime
+    postings: tuple[StoredPosting, ...]
+
+
+class LedgerRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def insert_transaction(self, values: dict[str, Any]) -> tuple[int, datetime] | None:
+        row = (await self.session.execute(INSERT_TRANSACTION, values)).first()
+        return (row.id, row.created_at) if row else None
+
+    async def find_accounts(
+        self, keys: list[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], AccountRow]:
+        if not keys:
+            return {}
+        rows = await self.session.execute(
+            SELECT_ACCOUNTS,
+            {
+                "owners": [k[0] for k in keys],
+                "kinds": [k[1] for k in keys],
+                "currencies": [k[2] for k in keys],
+            },
+        )
+        found = [AccountRow(*row) for row in rows]
+        return {a.key: a for a in found}
+
+    async def create_account(self, owner: str, kind: str, currency: str) -> None:
+        platform = AccountKind(kind) in PLATFORM_KINDS
+        await self.session.execute(
+            INSERT_ACCOUNT,
+            {
+                "owner": owner or None,
+                "kind": kind,
+                "currency": currency,
+                "may_go_negative": platform,
+                "shard_count": PLATFORM_SHARDS if platform else 1,
+            },
+        )
+
+    async def pick_free_shard(self, account_id: int) -> int:
+        shard = await self.session.scalar(PICK_FREE_SHARD, {"account_id": account_id})
+        # Every shard held by others: wait for shard 0 rather than fail. Only shard 0
+        # is ever waited on, after the ordered locks, so this cannot form a cycle.
+        return int(shard) if shard is not None else 0
+
+    async def lock_balances(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
+        rows = await self.session.execute(
+            LOCK_BALANCES,
+            {"account_ids": [k[0] for k in keys], "shards": [k[1] for k in keys]},
+        )
+        return {(row.account_id, row.shard): row.balance for row in rows}
+
+    async def apply_deltas(self, deltas: dict[tuple[int, int], int]) -> None:
+        keys = sorted(deltas)
+        await self.session.execute(
+            APPLY_DELTAS,
+            {
+                "account_ids": [k[0] for k in keys],
+                "shards": [k[1] for k in keys],
+                "deltas": [deltas[k] for k in keys],
+            },
+        )
+
+    async def insert_postings(
+        self, transaction_id: int, postings: list[tuple[int, str, int]]
+    ) -> list[int]:
+        rows = await self.session.execute(
+            INSERT_POSTINGS,
+            {
+                "transaction_id": transaction_id,
+                "account_ids": [p[0] for p in postings],
+                "currencies": [p[1] for p in postings],
+                "amounts": [p[2] for p in postings],
+            },
+        )
+        return [row.id for row in rows]
+
+    async def allow_negative_available(self, allowed: bool) -> None:
+        await self.session.execute(SET_ALLOW_NEGATIVE, {"value": "on" if allowed else "off"})
+
+    async def get_transaction(
+        self, *, transaction_id: int | None = None, cause_key: str | None = None
+    ) -> StoredTransaction | None:
+        value: Any
+        if transaction_id is not None:
+            statement, value = SELECT_TRANSACTION_BY_ID, transaction_id
+        else:
+            statement, value = SELECT_TRANSACTION_BY_CAUSE, cause_key
+        head = (await self.session.execute(statement, {"value": value})).first()
+        if head is None:
+            return None
+        rows = await self.session.execute(
+            text(
+                """
+                SELECT p.id, p.account_id, a.owner_user_id, a.kind, p.currency, p.amount
+                FROM ledger_postings p JOIN ledger_accounts a ON a.id = p.account_id
+                WHERE p.transaction_id = :id ORDER BY p.id
+                """
+            ),
+            {"id": head.id},
+        )
+        return StoredTransaction(
+            id=head.id,
+            type=head.type,
+            cause_type=head.cause_type,
+            cause_key=head.cause_key,
+            description=head.description,
+            metadata=head.metadata,
+            reverses_transaction_id=head.reverses_transaction_id,
+            created_at=head.created_at,
+            postings=tuple(StoredPosting(*row) for row in rows),
+        )
+
+    async def user_balances(self, user_id: str) -> list[tuple[str, str, int]]:
+        """(currency, kind, balance) of every account of the user."""
+        rows = await self.session.execute(
+            text(
+                """
+                SELECT a.currency, a.kind, sum(b.balance)::bigint AS balance
+                FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id
+                WHERE a.owner_user_id = :user_id
+                GROUP BY a.currency, a.kind
+                ORDER BY a.currency, a.kind
+                """
+            ),
+            {"user_id": user_id},
+        )
+        return [(row.currency, row.kind, row.balance) for row in rows]
+
+    async def account_balance(self, owner: str, kind: str, currency: str) -> int:
+        value = await self.session.scalar(
+            text(
+                """
+                SELECT coalesce(sum(b.balance), 0)::bigint
+                FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id
+                WHERE a.kind = :kind AND a.currency = :currency
+                  AND ((:owner = '' AND a.owner_user_id IS NULL) OR a.owner_user_id = :owner)
+                """
+            ),
+            {"owner": owner, "kind": kind, "currency": currency},
+        )
+        return int(value or 0)
+
+    async def user_entries(
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        before_id: int | None,
+        currency: str | None,
+        transaction_type: str | None,
+    ) -> list[Any]:
+        """The user's postings, newest first (keyset pagination on the posting id)."""
+        rows = await self.session.execute(
+            text(
+                """
+                SELECT p.id, p.transaction_id, a.kind, p.currency, p.amount,
+                       t.type, t.cause_type, t.description, p.created_at
+                FROM ledger_accounts a
+                JOIN ledger_postings p ON p.account_id = a.id
+                JOIN ledger_transactions t ON t.id = p.transaction_id
+                WHERE a.owner_user_id = :user_id
+                  AND (CAST(:currency AS varchar) IS NULL OR a.currency = :currency)
+                  AND (CAST(:type AS varchar) IS NULL OR t.type = :type)
+                  AND (CAST(:before_id AS bigint) IS NULL OR p.id < :before_id)
+                ORDER BY p.id DESC
+                LIMIT :limit
+                """
+            ),
+            {
+                "user_id": user_id,
+                "currency": currency,
+                "type": transaction_type,
+                "before_id": before_id,
+                "limit": limit,
+            },
+        )
+        return list(rows)

@@ -1,0 +1,267 @@
+"""LedgerService: the only writer of the ledger.
+
+``post`` runs inside the caller's database transaction. In order it:
+1. validates the postings (>= 2, non-zero, sum zero per currency, kinds fit owners);
+2. inserts the transaction row with ``ON CONFLICT (cause_key) DO NOTHING``: a cause
+   already applied returns the stored transaction and writes nothing (a concurrent
+   twin blocks on the unique index until the first commits, then sees it);
+3. resolves (creating if needed, in sorted order) the accounts;
+4. locks the single-row balances in (account id, shard) order, then takes a free shard
+   of each hot platform account with SKIP LOCKED, so settlements of different users
+   never queue on ``platform_fees`` and lock cycles cannot form;
+5. refuses a user balance going below zero (``InsufficientFunds``) before writing;
+6. applies the deltas and inserts the postings.
+
+PostgreSQL triggers re-check balance, append-only and non-negativity at the bottom.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.kit.clock import utcnow
+from payments_api.ledger.errors import (
+    AlreadyReversed,
+    InsufficientFunds,
+    InvalidPosting,
+    TransactionNotFound,
+    UnbalancedTransaction,
+)
+from payments_api.ledger.kinds import PLATFORM_KINDS, USER_KINDS, AccountKind, CauseType
+from payments_api.ledger.repository import (
+    AccountRow,
+    LedgerRepository,
+    StoredPosting,
+    StoredTransaction,
+)
+from payments_api.money import MAX_MINOR_AMOUNT, CurrencyError, normalize_currency
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRef:
+    """Names an account: a user's (user id, kind, currency) or a platform kind."""
+
+    kind: AccountKind
+    currency: str
+    owner_user_id: str | None = None
+
+    @classmethod
+    def user(cls, user_id: str, kind: AccountKind, currency: str) -> AccountRef:
+        return cls(kind=kind, currency=currency, owner_user_id=user_id)
+
+    @classmethod
+    def platform(cls, kind: AccountKind, currency: str) -> AccountRef:
+        return cls(kind=kind, currency=currency)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.owner_user_id or "", self.kind.value, self.currency)
+
+
+@dataclass(frozen=True, slots=True)
+class PostingSpec:
+    account: AccountRef
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewTransaction:
+    type: str
+    cause_type: CauseType
+    cause_key: str
+    postings: Sequence[PostingSpec]
+    description: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    reverses_transaction_id: int | None = None
+    allow_negative_available: bool = False
+    """Only the dispute path may drive a user's available below zero."""
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    transaction: StoredTransaction
+    replayed: bool
+    """True when the cause key had been applied before: nothing was written."""
+
+
+def _validate(new: NewTransaction) -> list[PostingSpec]:
+    if not new.cause_key or len(new.cause_key) > 255:
+        raise InvalidPosting("A cause key of 1 to 255 characters is required.")
+    if not new.type or len(new.type) > 48:
+        raise InvalidPosting("A transaction type of 1 to 48 characters is required.")
+    if len(new.postings) < 2:
+        raise UnbalancedTransaction("A transaction needs at least two postings.")
+    normalized: list[PostingSpec] = []
+    sums: dict[str, int] = defaultdict(int)
+    for posting in new.postings:
+        amount = posting.amount
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise InvalidPosting("Posting amounts are integers of minor units.")
+        if amount == 0 or abs(amount) > MAX_MINOR_AMOUNT:
+            raise InvalidPosting("Posting amounts are non-zero and within limits.")
+        try:
+            currency = normalize_currency(posting.account.currency)
+        except CurrencyError as exc:
+            raise InvalidPosting(str(exc)) from exc
+        kind = AccountKind(posting.account.kind)
+        owner = posting.account.owner_user_id
+        if owner is not None and kind not in USER_KINDS:
+            raise InvalidPosting(f"{kind} is a platform account kind, not a user's.")
+        if owner is None and kind not in PLATFORM_KINDS:
+            raise InvalidPosting(f"{kind} accounts belong to a user.")
+        sums[currency] += amount
+        normalized.append(PostingSpec(AccountRef(kind, currency, owner), amount))
+    unbalanced = {c: s for c, s in sums.items() if s != 0}
+    if unbalanced:
+        raise UnbalancedTransaction(
+            "The postings must sum to zero per currency.", imbalance=unbalanced
+        )
+    return normalized
+
+
+class LedgerService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.repository = LedgerRepository(session)
+
+    async def post(self, new: NewTransaction) -> PostResult:
+        """Apply a balanced transaction once per cause key, in the caller's transaction."""
+        postings = _validate(new)
+        inserted = await self.repository.insert_transaction(
+            {
+                "type": new.type,
+                "cause_type": new.cause_type.value,
+                "cause_key": new.cause_key,
+                "description": new.description,
+                "metadata": json.dumps(dict(new.metadata), sort_keys=True, default=str),
+                "reverses_transaction_id": new.reverses_transaction_id,
+            }
+        )
+        if inserted is None:
+            existing = await self.repository.get_transaction(cause_key=new.cause_key)
+            if existing is None:  # pragma: no cover - the conflict guarantees the row
+                raise RuntimeError(f"cause {new.cause_key} conflicted but is missing")
+            return PostResult(existing, replayed=True)
+        transaction_id, created_at = inserted
+
+        accounts = await self._resolve_accounts(p.account for p in postings)
+        per_account: dict[int, int] = defaultdict(int)
+        for posting in postings:
+            per_account[accounts[posting.account.key].id] += posting.amount
+        by_id = {a.id: a for a in accounts.values()}
+
+        single = sorted(a for a in per_account if by_id[a].shard_count == 1)
+        current = await self.repository.lock_balances([(a, 0) for a in single])
+        deltas: dict[tuple[int, int], int] = {}
+        for account_id in single:
+            account, delta = by_id[account_id], per_account[account_id]
+            balance = current[(account_id, 0)]
+            if delta < 0 and balance + delta < 0 and not self._may_go_negative(account, new):
+                raise InsufficientFunds(
+                    f"The {account.kind} balance is too low for this operation.",
+                    currency=account.currency,
+                    balance=balance,
+                    required=-delta,
+                )
+            deltas[(account_id, 0)] = delta
+        for account_id in sorted(a for a in per_account if by_id[a].shard_count > 1):
+            shard = await self.repository.pick_free_shard(account_id)
+            deltas[(account_id, shard)] = per_account[account_id]
+
+        if new.allow_negative_available:
+            await self.repository.allow_negative_available(True)
+        await self.repository.apply_deltas({k: v for k, v in deltas.items() if v != 0})
+        if new.allow_negative_available:
+            await self.repository.allow_negative_available(False)
+        posting_ids = await self.repository.insert_postings(
+            transaction_id,
+            [(accounts[p.account.key].id, p.account.currency, p.amount) for p in postings],
+        )
+        stored = StoredTransaction(
+            id=transaction_id,
+            type=new.type,
+            cause_type=new.cause_type.value,
+            cause_key=new.cause_key,
+            description=new.description,
+            metadata=json.loads(json.dumps(dict(new.metadata), default=str)),
+            reverses_transaction_id=new.reverses_transaction_id,
+            created_at=created_at or utcnow(),
+            postings=tuple(
+                StoredPosting(
+                    id=posting_id,
+                    account_id=accounts[p.account.key].id,
+                    owner_user_id=p.account.owner_user_id,
+                    kind=p.account.kind.value,
+                    currency=p.account.currency,
+                    amount=p.amount,
+                )
+                for posting_id, p in zip(posting_ids, postings, strict=True)
+            ),
+        )
+        return PostResult(stored, replayed=False)
+
+    @staticmethod
+    def _may_go_negative(account: AccountRow, new: NewTransaction) -> bool:
+        if account.may_go_negative:
+            return True
+        return new.allow_negative_available and account.kind == AccountKind.available
+
+    async def _resolve_accounts(self, refs: Any) -> dict[tuple[str, str, str], AccountRow]:
+        keys = sorted({ref.key for ref in refs})
+        found = await self.repository.find_accounts(keys)
+        missing = [k for k in keys if k not in found]
+        if missing:
+            # Created in sorted order so concurrent first postings cannot deadlock on
+            # the unique index.
+            for owner, kind, currency in missing:
+                await self.repository.create_account(owner, kind, currency)
+            found.update(await self.repository.find_accounts(missing))
+        return found
+
+    async def reverse(
+        self,
+        transaction_id: int,
+        *,
+        cause_key: str,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        allow_negative_available: bool = False,
+    ) -> PostResult:
+        """Post the exact opposite of a transaction; each can be reversed only once."""
+        original = await self.repository.get_transaction(transaction_id=transaction_id)
+        if original is None:
+            raise TransactionNotFound()
+        replay = await self.repository.get_transaction(cause_key=cause_key)
+        if replay is not None and replay.reverses_transaction_id == transaction_id:
+            return PostResult(replay, replayed=True)
+        new = NewTransaction(
+            type="reversal",
+            cause_type=CauseType.reversal,
+            cause_key=cause_key,
+            description=description or f"Reversal of ledger transaction {transaction_id}",
+            metadata=metadata or {},
+            reverses_transaction_id=transaction_id,
+            allow_negative_available=allow_negative_available,
+            postings=[
+                PostingSpec(AccountRef(AccountKind(p.kind), p.currency, p.owner_user_id), -p.amount)
+                for p in original.postings
+            ],
+        )
+        try:
+            async with self.session.begin_nested():
+                return await self.post(new)
+        except IntegrityError as exc:
+            if "ledger_transactions_reverses_transaction_id_key" in str(exc.orig):
+                raise AlreadyReversed() from exc
+            raise
+
+    async def balance_of(self, ref: AccountRef) -> int:
+        """Cached balance of one account (summed over its shards)."""
+        return await self.repository.account_balance(*ref.key)
