@@ -17,12 +17,18 @@ from payments_api import __doc__ as package_doc
 from payments_api.admin.router import router as admin_router
 from payments_api.auth import TokenVerifier
 from payments_api.balance.router import router as balance_router
+from payments_api.checkout.router import router as checkout_router
 from payments_api.db import create_engine, create_sessionmaker, resolve_database_url
+from payments_api.earnings.router import router as earnings_router
+from payments_api.escrow.router import router as escrow_router
 from payments_api.health.router import router as health_router
 from payments_api.kit.middleware import RequestContextMiddleware
 from payments_api.logs import configure_logging
 from payments_api.migrations import head_revisions
 from payments_api.openapi import build_openapi
+from payments_api.orders.router import router as orders_router
+from payments_api.payout_accounts.router import router as payout_accounts_router
+from payments_api.payouts.router import router as payouts_router
 from payments_api.problems import (
     ProblemError,
     handle_http_exception,
@@ -32,7 +38,9 @@ from payments_api.problems import (
 from payments_api.settings import Settings, get_settings
 from payments_api.state import AppState
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.topups.router import router as topups_router
 from payments_api.users.router import router as users_router
+from payments_api.webhooks.router import router as webhooks_router
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +111,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users_router)
     app.include_router(balance_router)
     app.include_router(admin_router)
+    app.include_router(checkout_router)
+    app.include_router(topups_router)
+    app.include_router(orders_router)
+    app.include_router(escrow_router)
+    app.include_router(earnings_router)
+    app.include_router(payout_accounts_router)
+    app.include_router(payouts_router)
+    app.include_router(webhooks_router)
 
     if settings.cors_origins:
         app.add_middleware(

@@ -1,16 +1,39 @@
 """Every table's model, imported in one place so alembic sees the whole schema."""
 
 from payments_api.admin.models import AuditLogEntry
+from payments_api.checkout import models as checkout_models
 from payments_api.db import Base
+from payments_api.earnings import models as earnings_models
+from payments_api.escrow import models as escrow_models
+from payments_api.idempotency import models as idempotency_models
 from payments_api.ledger.models import (
     LedgerAccount,
     LedgerBalance,
     LedgerPosting,
     LedgerTransaction,
 )
+from payments_api.orders import models as orders_models
+from payments_api.payout_accounts import models as payout_accounts_models
+from payments_api.payouts import models as payouts_models
+from payments_api.topups import models as topups_models
 from payments_api.users.models import User
+from payments_api.webhooks import models as webhooks_models
+
+# Domain modules are imported for their side effect of declaring tables on Base.
+DOMAIN_MODELS = (
+    checkout_models,
+    earnings_models,
+    escrow_models,
+    idempotency_models,
+    orders_models,
+    payout_accounts_models,
+    payouts_models,
+    topups_models,
+    webhooks_models,
+)
 
 __all__ = [
+    "DOMAIN_MODELS",
     "AuditLogEntry",
     "Base",
     "LedgerAccount",

@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     stripe_timeout_seconds: float = Field(
         20.0, gt=0, le=120, description="Timeout of one Stripe HTTP request."
     )
+    # --- pay-ins (checkout, top-ups, orders) --------------------------------------
+    # --- idempotency ----------------------------------------------------------------
+    # --- escrow and earnings --------------------------------------------------------
+    # --- connect (payout accounts) and payouts ---------------------------------------
+    # --- webhooks and jobs --------------------------------------------------------------
     webhook_tolerance_seconds: int = Field(
         300, ge=1, le=3600, description="Max age of a webhook signature timestamp."
     )

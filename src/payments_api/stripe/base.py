@@ -1,0 +1,90 @@
+"""The gateway's foundation: stripe-python's ``StripeClient`` on its httpx client.
+
+Every write carries an idempotency key chosen by the caller and derived from our own
+record ids (``"{operation}:{row_id}"``), so a retried request never creates a second
+Stripe object. Errors are mapped to the service's problems here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import stripe
+from payments_api.settings import Settings
+from payments_api.stripe.errors import (
+    CardDeclined,
+    PaymentProviderError,
+    PaymentProviderUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+# The one place the Stripe API version is pinned. Webhook endpoints must be created
+# with the same version so event payloads match what the handlers parse.
+STRIPE_API_VERSION = "2026-10-28.endive"
+
+# Used only when no key is configured (sandbox mode, see the sandbox package): it can
+# never authenticate against the real API.
+SANDBOX_API_KEY = "sk_test_sandbox_offline"
+
+T = TypeVar("T")
+
+
+class GatewayBase:
+    """Client construction, error mapping and request options shared by all calls."""
+
+    def __init__(self, settings: Settings) -> None:
+        api_key = (
+            settings.stripe_secret_key.get_secret_value()
+            if settings.stripe_secret_key is not None
+            else SANDBOX_API_KEY
+        )
+        self._http_client = stripe.HTTPXClient(timeout=settings.stripe_timeout_seconds)
+        self._client = stripe.StripeClient(
+            api_key,
+            stripe_version=STRIPE_API_VERSION,
+            base_addresses={"api": settings.stripe_api_base},
+            max_network_retries=settings.stripe_max_network_retries,
+            http_client=self._http_client,
+        )
+
+    async def aclose(self) -> None:
+        await self._http_client.close_async()  # type: ignore[no-untyped-call]
+
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call()
+        except stripe.CardError as exc:
+            raise CardDeclined(
+                "The card was declined.",
+                decline_code=(exc.error.decline_code if exc.error else None) or exc.code,
+            ) from exc
+        except (stripe.RateLimitError, stripe.APIConnectionError) as exc:
+            log.warning("stripe %s unavailable: %s", operation, type(exc).__name__)
+            raise PaymentProviderUnavailable("The payment provider is unavailable.") from exc
+        except stripe.APIError as exc:
+            log.warning("stripe %s failed with %s", operation, exc.http_status)
+            raise PaymentProviderUnavailable("The payment provider is unavailable.") from exc
+        except stripe.StripeError as exc:
+            # Invalid requests, auth and permission errors are our bug or our
+            # configuration: log Stripe's own words for operators, tell the client less.
+            log.error(
+                "stripe %s rejected: status=%s code=%s request_id=%s message=%s",
+                operation,
+                exc.http_status,
+                exc.code,
+                exc.request_id,
+                exc.user_message or str(exc),
+            )
+            raise PaymentProviderError("The payment provider rejected the request.") from exc
+
+    @staticmethod
+    def _options(idempotency_key: str | None = None, stripe_account: str | None = None) -> Any:
+        options: dict[str, str] = {}
+        if idempotency_key is not None:
+            options["idempotency_key"] = idempotency_key
+        if stripe_account is not None:
+            options["stripe_account"] = stripe_account
+        return options

@@ -1,0 +1,52 @@
+"""How domains plug their Stripe event handlers into the webhook inbox.
+
+Each domain that reacts to Stripe events exposes ``HANDLERS: dict[str, EventHandler]``
+in its own ``webhook_handlers.py``; ``webhooks.dispatch`` merges them explicitly (no
+import-time registration). A handler runs inside the database transaction that marks
+the event processed, so its writes and the "processed" mark commit together; it must
+be idempotent (ledger cause keys make money movements so) and must not let an older
+event overwrite newer state (compare ``event.created`` or the object's status order).
+A handler that raises is recorded on the event and retried later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.settings import Settings
+from payments_api.stripe.gateway import StripeGateway
+
+
+@dataclass(frozen=True, slots=True)
+class StripeEvent:
+    """A verified Stripe event as stored in the inbox."""
+
+    id: str
+    type: str
+    created: int
+    """Unix seconds when Stripe created the event: the order of truth between events."""
+    livemode: bool
+    account: str | None
+    """The connected account (``acct_...``) for Connect events, else None."""
+    data_object: dict[str, Any]
+    """``event.data.object``: the Stripe object as it was when the event fired."""
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerContext:
+    session: AsyncSession
+    stripe: StripeGateway
+    settings: Settings
+
+
+EventHandler = Callable[[StripeEvent, HandlerContext], Awaitable[None]]
+
+
+class RetryLater(Exception):
+    """Raised by a handler when the event cannot be applied yet (e.g. the object it
+    refers to is not known yet): recorded and retried, never dropped."""
