@@ -28,10 +28,19 @@ def _database_url() -> str:
     return resolve_database_url(get_settings())
 
 
+def _include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    # pgqueuer owns its tables (installed by `payments-api migrate` through the
+    # library's own installer); alembic must neither create nor drop them.
+    return not (type_ == "table" and name is not None and name.startswith("pgqueuer"))
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_object=_include_object,
         compare_type=True,
         compare_server_default=False,
         transaction_per_migration=True,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -35,7 +36,8 @@ def database_url() -> str:
 
 @pytest.fixture(scope="session")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(database_url, pool_size=20, max_overflow=40)
+    # 40 connections at most: enough for real contention, well under max_connections.
+    engine = create_async_engine(database_url, pool_size=10, max_overflow=30)
     yield engine
     await engine.dispose()
 
@@ -133,6 +135,27 @@ def app_factory(state: AppState):  # type: ignore[no-untyped-def]
 @pytest.fixture
 async def client(app_factory) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
     app = app_factory()
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+async def committed_client(
+    app_factory: Any, engine: AsyncEngine
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose requests commit for real (for concurrency tests)."""
+    probe = app_factory()
+    state: AppState = probe.state.resources
+    app = create_app(state.settings)
+    app.state.resources = AppState(
+        settings=state.settings,
+        engine=engine,
+        sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
+        stripe=state.stripe,
+        verifier=TokenVerifier(state.settings),
+        migration_heads=state.migration_heads,
+    )
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client

@@ -72,4 +72,7 @@ def create_test_database() -> str:
     from alembic import command
 
     command.upgrade(config, "head")
+    from payments_api.jobs.queue import install_queue_schema
+
+    asyncio.run(install_queue_schema(_asyncpg_dsn(url)))
     return url

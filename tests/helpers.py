@@ -61,3 +61,40 @@ def stripe_event(event_type: str) -> dict[str, Any]:
         (STRIPE_FIXTURES / "triggers" / f"{event_type}.json").read_text()
     )
     return data
+
+
+def make_event(
+    event_type: str,
+    data_object: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    created: int | None = None,
+    account: str | None = None,
+    livemode: bool = False,
+) -> dict[str, Any]:
+    """A Stripe Event envelope (../shared/stripe/objects/event.json) around an object."""
+    import uuid
+
+    event = stripe_object("event")
+    event.update(
+        id=event_id or f"evt_{uuid.uuid4().hex[:24]}",
+        type=event_type,
+        created=created if created is not None else int(time.time()),
+        livemode=livemode,
+        api_version="2026-10-28.endive",
+        data={"object": data_object},
+    )
+    if account is not None:
+        event["account"] = account
+    return event
+
+
+def signed_webhook(
+    event: dict[str, Any], secret: str, *, timestamp: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """The exact bytes and headers Stripe would POST for ``event``."""
+    body = json.dumps(event).encode()
+    return body, {
+        "Stripe-Signature": stripe_signature(body, secret, timestamp),
+        "Content-Type": "application/json",
+    }

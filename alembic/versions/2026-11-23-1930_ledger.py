@@ -203,12 +203,12 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.CheckConstraint(
-            "(owner_user_id IS NULL) = (kind IN ('adjustments', 'disputes', 'platform_fees', 'processing_fees', 'stripe_balance'))",
+            "(owner_user_id IS NULL) = (kind IN ('adjustments', 'disputes', 'platform_fees', 'processing_fees', 'sales', 'stripe_balance'))",
             name=op.f("ledger_accounts_owner_matches_kind_check"),
         ),
         sa.CheckConstraint("currency ~ '^[a-z]{3}$'", name=op.f("ledger_accounts_currency_check")),
         sa.CheckConstraint(
-            "kind IN ('available', 'escrow', 'withdrawing', 'platform_fees', 'stripe_balance', 'processing_fees', 'disputes', 'adjustments')",
+            "kind IN ('available', 'escrow', 'withdrawing', 'platform_fees', 'stripe_balance', 'processing_fees', 'disputes', 'adjustments', 'sales')",
             name=op.f("ledger_accounts_kind_check"),
         ),
         sa.CheckConstraint(

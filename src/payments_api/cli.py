@@ -15,11 +15,16 @@ app = typer.Typer(help="payments-api: marketplace payments on Stripe.", no_args_
 
 
 def _prepare_database(settings: Settings) -> str:
+    import asyncio
+
     from payments_api.db import resolve_database_url
+    from payments_api.jobs.queue import install_queue_schema
+    from payments_api.jobs.worker import asyncpg_dsn
     from payments_api.migrations import upgrade_to_head
 
     url = resolve_database_url(settings)
     upgrade_to_head(url)
+    asyncio.run(install_queue_schema(asyncpg_dsn(url)))
     return url
 
 
@@ -61,8 +66,33 @@ def serve(
 
 
 @app.command()
+def worker() -> None:
+    """Run the background worker (webhook retries, sweeps, retention)."""
+    import asyncio
+
+    from payments_api.jobs.worker import build_worker
+    from payments_api.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, json_output=settings.log_json)
+    if settings.database_url is None:
+        os.environ["PAYMENTS_DATABASE_URL"] = _prepare_database(settings)
+        get_settings.cache_clear()
+        settings = get_settings()
+
+    async def run() -> None:
+        pgq, close = await build_worker(settings)
+        try:
+            await pgq.run()
+        finally:
+            await close()
+
+    asyncio.run(run())
+
+
+@app.command()
 def migrate() -> None:
-    """Apply the database migrations (alembic upgrade head)."""
+    """Apply the database migrations (alembic upgrade head) and the job queue's schema."""
     _prepare_database(get_settings())
     typer.echo("migrations at head")
 

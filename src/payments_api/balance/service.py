@@ -14,6 +14,7 @@ from payments_api.kit.pagination import parse_cursor, public_id
 from payments_api.ledger.kinds import AccountKind
 from payments_api.ledger.repository import LedgerRepository
 from payments_api.money import normalize_currency
+from payments_api.orders.repository import OrderRepository
 from payments_api.users.models import User
 
 ENTRY_PREFIX = "le"
@@ -25,18 +26,21 @@ class BalanceService:
 
     def __init__(self, session: AsyncSession) -> None:
         self.repository = LedgerRepository(session)
+        self.orders = OrderRepository(session)
 
     async def balance(self, user: User) -> BalanceRead:
         amounts: dict[str, dict[str, int]] = defaultdict(dict)
         for currency, kind, balance in await self.repository.user_balances(user.id):
             amounts[currency][kind] = balance
+        for currency, pending in (await self.orders.pending_amounts(user.id)).items():
+            amounts[currency]["pending"] = pending
         balances = [
             CurrencyBalance(
                 currency=currency,
                 available=kinds.get(AccountKind.available, 0),
                 escrow=kinds.get(AccountKind.escrow, 0),
                 withdrawing=kinds.get(AccountKind.withdrawing, 0),
-                pending=0,  # pay-ins awaiting Stripe's confirmation: no orders yet
+                pending=kinds.get("pending", 0),  # top-ups awaiting Stripe's confirmation
             )
             for currency, kinds in sorted(amounts.items())
             if any(kinds.values())

@@ -2,4 +2,24 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from payments_api.kit.idempotency import IdempotencyKeyDep
+from payments_api.orders.deps import PayInServiceDep
+from payments_api.orders.schemas import CheckoutSessionCreate, CheckoutSessionRead
+from payments_api.problems import problem_responses
+
 router = APIRouter(tags=["checkout"])
+
+
+@router.post(
+    "/api/v1/checkout/sessions",
+    summary="Start a Stripe Checkout payment",
+    description="Creates a pending order and a Stripe Checkout Session. The wallet is "
+    "credited only when Stripe confirms the payment by webhook, never by the success URL.",
+    operation_id="createCheckoutSession",
+    status_code=201,
+    responses=problem_responses(400, 401, 409, 422, 502, 503),
+)
+async def create_checkout_session(
+    body: CheckoutSessionCreate, service: PayInServiceDep, idempotency_key: IdempotencyKeyDep
+) -> CheckoutSessionRead:
+    return await service.create_checkout(body, idempotency_key)

@@ -16,6 +16,11 @@ posts +1000 to the user's ``available`` and -1000 to ``stripe_balance``.
 | processing_fees | platform | yes | Stripe's processing fees borne by the platform |
 | disputes | platform | yes | money taken back by card disputes, and dispute fees |
 | adjustments | platform | yes | counterparty of manual corrections by admins |
+| sales | platform | yes | revenue from catalog orders (purpose `order`) |
+
+``processing_fees`` is a cost and reads negative as it grows: a Stripe fee F on a
+pay-in posts +F to ``stripe_balance`` (less money at Stripe) and -F to
+``processing_fees``.
 
 Platform accounts are sharded: their cached balance is split over several rows that
 are summed on read, so concurrent settlements of different users credit different rows
@@ -36,6 +41,7 @@ class AccountKind(StrEnum):
     processing_fees = "processing_fees"
     disputes = "disputes"
     adjustments = "adjustments"
+    sales = "sales"
 
 
 USER_KINDS: frozenset[AccountKind] = frozenset(

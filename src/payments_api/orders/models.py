@@ -1,1 +1,128 @@
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from payments_api.db import Base, TimestampMixin
+
+ORDER_PURPOSES = ("topup", "order", "escrow", "direct")
+ORDER_CHANNELS = ("checkout_session", "payment_intent")
+ORDER_STATUSES = ("pending", "succeeded", "failed", "expired", "refunded", "partially_refunded")
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+class Price(TimestampMixin, Base):
+    """A server-side priced catalog item: clients name it, never send its amount."""
+
+    __tablename__ = "prices"
+    __table_args__ = (
+        CheckConstraint("unit_amount > 0", name="unit_amount_positive"),
+        UniqueConstraint("lookup_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    lookup_key: Mapped[str] = mapped_column(String(64))
+    """Stable public name of the item (e.g. ``pro-pack``)."""
+    name: Mapped[str] = mapped_column(String(200))
+    unit_amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+
+
+class DiscountCode(TimestampMixin, Base):
+    """Percent or fixed amount off a catalog order, in a window, up to a usage limit."""
+
+    __tablename__ = "discount_codes"
+    __table_args__ = (
+        UniqueConstraint("code"),
+        CheckConstraint(
+            "(percent_off_bps IS NULL) <> (amount_off IS NULL)", name="one_kind_of_discount"
+        ),
+        CheckConstraint("percent_off_bps BETWEEN 1 AND 10000", name="percent_off_bps"),
+        CheckConstraint("amount_off > 0", name="amount_off_positive"),
+        CheckConstraint(
+            "(amount_off IS NULL) = (currency IS NULL)", name="amount_off_has_currency"
+        ),
+        CheckConstraint(
+            "max_redemptions IS NULL OR redemptions <= max_redemptions", name="redemptions"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    code: Mapped[str] = mapped_column(String(64))
+    percent_off_bps: Mapped[int | None] = mapped_column(Integer)
+    amount_off: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    valid_from: Mapped[datetime | None]
+    valid_until: Mapped[datetime | None]
+    max_redemptions: Mapped[int | None] = mapped_column(Integer)
+    redemptions: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    """Counted when an order using the code is created (the code is reserved)."""
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+
+
+class Order(TimestampMixin, Base):
+    """A pay-in: money a user pays through Stripe. Credited only on Stripe's word."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint(f"purpose IN ({_in(ORDER_PURPOSES)})", name="purpose"),
+        CheckConstraint(f"channel IN ({_in(ORDER_CHANNELS)})", name="channel"),
+        CheckConstraint(f"status IN ({_in(ORDER_STATUSES)})", name="status"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        UniqueConstraint("user_id", "idempotency_key"),
+        UniqueConstraint("stripe_checkout_session_id"),
+        UniqueConstraint("stripe_payment_intent_id"),
+        Index("ix_orders_user_id_id", "user_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))
+    purpose: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(24))
+    status: Mapped[str] = mapped_column(String(24), server_default=text("'pending'"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    """What the user pays, in minor units (after any discount)."""
+    currency: Mapped[str] = mapped_column(String(3))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    """The client's Idempotency-Key: a retried request finds this order again."""
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    price_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("prices.id"))
+    quantity: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    discount_code_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("discount_codes.id")
+    )
+    discount_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    checkout_url: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None]
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    """Machine reason of a failure or expiry (Stripe's decline code, never its text)."""
+    processing_fee_amount: Mapped[int | None] = mapped_column(BigInteger)
+    """Stripe's fee from the charge's balance transaction, once known."""
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    reference: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    """Links to what the payment is for (escrow id, payee, project, session)."""
+    succeeded_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

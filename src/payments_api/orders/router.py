@@ -1,5 +1,99 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from payments_api.deps import AdminUser, CurrentUser, SessionDep
+from payments_api.kit.pagination import Limit
+from payments_api.orders.schemas import (
+    DiscountCodeCreate,
+    DiscountCodeRead,
+    OrderList,
+    OrderRead,
+    PriceCreate,
+    PriceList,
+    PriceRead,
+)
+from payments_api.orders.service import CatalogService, OrderQueries
+from payments_api.problems import problem_responses
 
 router = APIRouter(tags=["orders"])
+
+
+@router.get(
+    "/api/v1/orders",
+    summary="The caller's pay-ins, newest first",
+    operation_id="listOrders",
+    responses=problem_responses(401, 422),
+)
+async def list_orders(
+    user: CurrentUser,
+    session: SessionDep,
+    limit: Limit = 20,
+    starting_after: Annotated[str | None, Query(description="Order id to continue after.")] = None,
+) -> OrderList:
+    return await OrderQueries(session).list(user, limit=limit, starting_after=starting_after)
+
+
+@router.get(
+    "/api/v1/orders/{order_id}",
+    summary="One of the caller's pay-ins",
+    operation_id="getOrder",
+    responses=problem_responses(401, 404),
+)
+async def get_order(
+    order_id: Annotated[str, Path(max_length=32, examples=["ord_42"])],
+    user: CurrentUser,
+    session: SessionDep,
+) -> OrderRead:
+    return await OrderQueries(session).get(user, order_id)
+
+
+@router.get(
+    "/api/v1/prices",
+    summary="The active price catalog",
+    operation_id="listPrices",
+    responses=problem_responses(401),
+)
+async def list_prices(_user: CurrentUser, session: SessionDep) -> PriceList:
+    return PriceList(data=await CatalogService(session).list_prices(active_only=True))
+
+
+@router.post(
+    "/api/v1/admin/prices",
+    summary="Add a catalog price",
+    operation_id="createPrice",
+    tags=["admin"],
+    status_code=201,
+    responses=problem_responses(401, 403, 409, 422),
+)
+async def create_price(body: PriceCreate, _admin: AdminUser, session: SessionDep) -> PriceRead:
+    return await CatalogService(session).create_price(body)
+
+
+@router.post(
+    "/api/v1/admin/prices/{lookup_key}/deactivate",
+    summary="Withdraw a price from sale",
+    operation_id="deactivatePrice",
+    tags=["admin"],
+    responses=problem_responses(401, 403, 404),
+)
+async def deactivate_price(
+    lookup_key: Annotated[str, Path(max_length=64)], _admin: AdminUser, session: SessionDep
+) -> PriceRead:
+    return await CatalogService(session).set_price_active(lookup_key, False)
+
+
+@router.post(
+    "/api/v1/admin/discount-codes",
+    summary="Create a discount code",
+    operation_id="createDiscountCode",
+    tags=["admin"],
+    status_code=201,
+    responses=problem_responses(401, 403, 409, 422),
+)
+async def create_discount_code(
+    body: DiscountCodeCreate, _admin: AdminUser, session: SessionDep
+) -> DiscountCodeRead:
+    return await CatalogService(session).create_discount(body)

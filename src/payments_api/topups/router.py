@@ -2,4 +2,24 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from payments_api.kit.idempotency import IdempotencyKeyDep
+from payments_api.orders.deps import PayInServiceDep
+from payments_api.orders.schemas import TopupCreate, TopupRead
+from payments_api.problems import problem_responses
+
 router = APIRouter(tags=["topups"])
+
+
+@router.post(
+    "/api/v1/topups",
+    summary="Top up the wallet with a PaymentIntent (mobile)",
+    description="Returns the PaymentIntent's client secret for Stripe's SDK to confirm. "
+    "The wallet is credited when Stripe sends payment_intent.succeeded.",
+    operation_id="createTopup",
+    status_code=201,
+    responses=problem_responses(400, 401, 402, 409, 422, 502, 503),
+)
+async def create_topup(
+    body: TopupCreate, service: PayInServiceDep, idempotency_key: IdempotencyKeyDep
+) -> TopupRead:
+    return await service.create_topup(body, idempotency_key)

@@ -26,6 +26,11 @@ class UserRepository:
         row writes.
         """
         roles = sorted(principal.roles)
+        existing = await self.get(principal.sub)
+        if existing is not None and existing.roles == roles and existing.email == principal.email:
+            # The common case writes nothing and takes no row lock, so a request that
+            # later updates its own user row from another transaction cannot block.
+            return existing
         stmt = (
             insert(User)
             .values(id=principal.sub, roles=roles, email=principal.email)

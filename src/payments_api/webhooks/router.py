@@ -1,5 +1,123 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+
+from payments_api.deps import AdminUser, SessionDep, StateDep
+from payments_api.kit.pagination import Limit
+from payments_api.problems import problem_responses
+from payments_api.webhooks.errors import WebhookEventNotFound, WebhookProcessingFailed
+from payments_api.webhooks.repository import WebhookEventRepository
+from payments_api.webhooks.schemas import WebhookAck, WebhookEventList, WebhookEventRead
+from payments_api.webhooks.service import Endpoint, WebhookService
 
 router = APIRouter(tags=["webhooks"])
+
+_EVENT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "A Stripe Event object, signed by Stripe (Stripe-Signature header).",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+def get_webhook_service(state: StateDep) -> WebhookService:
+    return WebhookService(state.sessionmaker, state.stripe, state.settings)
+
+
+WebhookServiceDep = Annotated[WebhookService, Depends(get_webhook_service)]
+SignatureHeader = Annotated[
+    str | None, Header(alias="Stripe-Signature", description="Stripe's signature header.")
+]
+
+
+async def _receive(
+    endpoint: Endpoint, request: Request, service: WebhookService, signature: str | None
+) -> WebhookAck:
+    # The raw bytes, exactly as Stripe signed them: verified before any parsing.
+    outcome = await service.receive(endpoint, await request.body(), signature)
+    if outcome == "failed":
+        raise WebhookProcessingFailed("The event is stored and will be retried.")
+    return WebhookAck(status=outcome)
+
+
+@router.post(
+    "/api/v1/webhooks/stripe",
+    summary="Stripe webhook endpoint for platform events",
+    operation_id="receiveStripeWebhook",
+    openapi_extra=_EVENT_BODY,
+    responses=problem_responses(400, 404),
+)
+async def receive_stripe_webhook(
+    request: Request, service: WebhookServiceDep, stripe_signature: SignatureHeader = None
+) -> WebhookAck:
+    return await _receive("platform", request, service, stripe_signature)
+
+
+@router.post(
+    "/api/v1/webhooks/stripe/connect",
+    summary="Stripe webhook endpoint for connected-account events",
+    operation_id="receiveStripeConnectWebhook",
+    openapi_extra=_EVENT_BODY,
+    responses=problem_responses(400, 404),
+)
+async def receive_stripe_connect_webhook(
+    request: Request, service: WebhookServiceDep, stripe_signature: SignatureHeader = None
+) -> WebhookAck:
+    return await _receive("connect", request, service, stripe_signature)
+
+
+def _read(row: Any) -> WebhookEventRead:
+    return WebhookEventRead.model_validate(row, from_attributes=True)
+
+
+@router.get(
+    "/api/v1/admin/webhook-events",
+    summary="Stored Stripe events, newest first",
+    operation_id="listWebhookEvents",
+    tags=["admin"],
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def list_webhook_events(
+    _admin: AdminUser,
+    session: SessionDep,
+    limit: Limit = 20,
+    status: Annotated[
+        Literal["received", "processed", "failed", "ignored"] | None,
+        Query(description="Only events in this state (e.g. failed)."),
+    ] = None,
+    starting_after: Annotated[str | None, Query(description="Event id to continue after.")] = None,
+) -> WebhookEventList:
+    repository = WebhookEventRepository(session)
+    before = None
+    if starting_after is not None:
+        before = await repository.get(starting_after)
+        if before is None:
+            raise WebhookEventNotFound("Unknown `starting_after` event.")
+    rows = await repository.page(status=status, limit=limit + 1, before=before)
+    return WebhookEventList(data=[_read(r) for r in rows[:limit]], has_more=len(rows) > limit)
+
+
+@router.post(
+    "/api/v1/admin/webhook-events/{event_id}/replay",
+    summary="Apply a stored event again (handlers are idempotent)",
+    operation_id="replayWebhookEvent",
+    tags=["admin"],
+    responses=problem_responses(401, 403, 404),
+)
+async def replay_webhook_event(
+    event_id: Annotated[str, Path(max_length=255)],
+    _admin: AdminUser,
+    service: WebhookServiceDep,
+    state: StateDep,
+) -> WebhookEventRead:
+    outcome = await service.apply(event_id, force=True)
+    if outcome == "missing":
+        raise WebhookEventNotFound()
+    async with state.sessionmaker() as session:
+        row = await WebhookEventRepository(session).get(event_id)
+        if row is None:
+            raise WebhookEventNotFound()
+        return _read(row)

@@ -1,0 +1,66 @@
+"""The worker process: ``payments-api worker``.
+
+Runs pgqueuer's queue manager and scheduler on the service's PostgreSQL:
+- ``webhooks.apply``: retry one stored Stripe event (enqueued with backoff on failure);
+- ``webhooks.sweep`` every minute: due retries and events stored but never applied;
+- ``webhooks.prune`` daily, ``idempotency.prune`` hourly: retention.
+Any number of workers may run; pgqueuer hands each job to one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+from pgqueuer import PgQueuer
+from pgqueuer.models import Job, Schedule
+
+from payments_api.db import create_engine, create_sessionmaker, resolve_database_url
+from payments_api.settings import Settings
+from payments_api.stripe.gateway import StripeGateway
+from payments_api.webhooks.service import RETRY_JOB, WebhookService
+
+log = logging.getLogger(__name__)
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
+    url = resolve_database_url(settings)
+    engine = create_engine(url, settings)
+    sessionmaker = create_sessionmaker(engine)
+    stripe = StripeGateway(settings)
+    webhooks = WebhookService(sessionmaker, stripe, settings)
+    pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=4)
+    pgq = PgQueuer.from_asyncpg_pool(pool)
+
+    @pgq.entrypoint(RETRY_JOB)
+    async def apply_webhook(job: Job) -> None:
+        event_id = (job.payload or b"").decode()
+        outcome = await webhooks.apply(event_id)
+        log.info("retried webhook %s: %s", event_id, outcome)
+
+    @pgq.schedule("webhooks.sweep", "* * * * *")
+    async def sweep_webhooks(_schedule: Schedule) -> None:
+        await webhooks.sweep()
+
+    @pgq.schedule("webhooks.prune", "17 3 * * *")
+    async def prune_webhooks(_schedule: Schedule) -> None:
+        log.info("pruned %s webhook events", await webhooks.prune())
+
+    @pgq.schedule("idempotency.prune", "7 * * * *")
+    async def prune_idempotency_keys(_schedule: Schedule) -> None:
+        from payments_api.idempotency.service import prune_expired
+
+        async with sessionmaker.begin() as session:
+            log.info("pruned %s idempotency keys", await prune_expired(session))
+
+    async def close() -> None:
+        await pool.close()
+        await stripe.aclose()
+        await engine.dispose()
+
+    return pgq, close

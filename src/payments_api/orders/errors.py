@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from payments_api.problems import ProblemError
+
+
+class OrderNotFound(ProblemError):
+    status = 404
+    code = "order_not_found"
+    title = "No such order"
+
+
+class AmountOutOfRange(ProblemError):
+    status = 422
+    code = "amount_out_of_range"
+    title = "The amount is outside the allowed range for this currency"
+
+
+class RedirectUrlNotAllowed(ProblemError):
+    status = 422
+    code = "redirect_url_not_allowed"
+    title = "The redirect URL's origin is not an allowed frontend origin"
+
+
+class PriceNotFound(ProblemError):
+    status = 422
+    code = "price_not_found"
+    title = "No such active price"
+
+
+class DiscountCodeInvalid(ProblemError):
+    status = 422
+    code = "discount_code_invalid"
+    title = "The discount code does not exist, is not valid now, or is used up"
+
+
+class PurposeNotAvailable(ProblemError):
+    status = 422
+    code = "purpose_not_available"
+    title = "This checkout purpose is not available"
+
+
+class PriceExists(ProblemError):
+    status = 409
+    code = "price_exists"
+    title = "A price with this lookup key exists"
+
+
+class DiscountCodeExists(ProblemError):
+    status = 409
+    code = "discount_code_exists"
+    title = "A discount code with this code exists"

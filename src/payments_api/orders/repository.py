@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.orders.models import DiscountCode, Order, Price
+
+
+class OrderRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, order: Order) -> Order:
+        self.session.add(order)
+        await self.session.flush()
+        return order
+
+    async def get(self, order_id: int, *, for_update: bool = False) -> Order | None:
+        stmt = select(Order).where(Order.id == order_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        result: Order | None = await self.session.scalar(
+            stmt.execution_options(populate_existing=True)
+        )
+        return result
+
+    async def get_for_user(self, user_id: str, order_id: int) -> Order | None:
+        result: Order | None = await self.session.scalar(
+            select(Order).where(Order.id == order_id, Order.user_id == user_id)
+        )
+        return result
+
+    async def by_idempotency_key(self, user_id: str, key: str) -> Order | None:
+        result: Order | None = await self.session.scalar(
+            select(Order).where(Order.user_id == user_id, Order.idempotency_key == key)
+        )
+        return result
+
+    async def by_stripe_ids(
+        self,
+        *,
+        order_id: int | None,
+        checkout_session_id: str | None = None,
+        payment_intent_id: str | None = None,
+    ) -> Order | None:
+        """Find the order an event is about, locked: by our id from Stripe metadata first,
+        then by the Stripe object ids recorded on it."""
+        conditions = []
+        if order_id is not None:
+            conditions.append(Order.id == order_id)
+        if checkout_session_id:
+            conditions.append(Order.stripe_checkout_session_id == checkout_session_id)
+        if payment_intent_id:
+            conditions.append(Order.stripe_payment_intent_id == payment_intent_id)
+        for condition in conditions:
+            result: Order | None = await self.session.scalar(
+                select(Order)
+                .where(condition)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+            if result is not None:
+                return result
+        return None
+
+    async def page(self, user_id: str, *, limit: int, before_id: int | None) -> list[Order]:
+        stmt = select(Order).where(Order.user_id == user_id).order_by(Order.id.desc())
+        if before_id is not None:
+            stmt = stmt.where(Order.id < before_id)
+        return list((await self.session.scalars(stmt.limit(limit))).all())
+
+    async def pending_amounts(self, user_id: str) -> dict[str, int]:
+        """Wallet pay-ins started at Stripe and not yet confirmed, per currency."""
+        rows = await self.session.execute(
+            select(Order.currency, func.sum(Order.amount))
+            .where(
+                Order.user_id == user_id,
+                Order.status == "pending",
+                Order.purpose == "topup",
+                (Order.stripe_checkout_session_id.is_not(None))
+                | (Order.stripe_payment_intent_id.is_not(None)),
+            )
+            .group_by(Order.currency)
+        )
+        return {currency: int(total) for currency, total in rows.all()}
+
+
+class CatalogRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def active_price(self, lookup_key: str) -> Price | None:
+        result: Price | None = await self.session.scalar(
+            select(Price).where(Price.lookup_key == lookup_key, Price.active.is_(True))
+        )
+        return result
+
+    async def prices(self) -> list[Price]:
+        return list((await self.session.scalars(select(Price).order_by(Price.id))).all())
+
+    async def price_by_key(self, lookup_key: str) -> Price | None:
+        result: Price | None = await self.session.scalar(
+            select(Price).where(Price.lookup_key == lookup_key)
+        )
+        return result
+
+    async def discount_by_code(self, code: str) -> DiscountCode | None:
+        result: DiscountCode | None = await self.session.scalar(
+            select(DiscountCode).where(DiscountCode.code == code)
+        )
+        return result
+
+    async def redeem_discount(self, code: str, now: datetime) -> DiscountCode | None:
+        """Take one use of a code atomically; None when unknown, outside its window,
+        inactive or used up (the WHERE clause is the whole rule, so two concurrent
+        redemptions can never exceed the limit)."""
+        result: DiscountCode | None = await self.session.scalar(
+            update(DiscountCode)
+            .where(
+                DiscountCode.code == code,
+                DiscountCode.active.is_(True),
+                (DiscountCode.valid_from.is_(None)) | (DiscountCode.valid_from <= now),
+                (DiscountCode.valid_until.is_(None)) | (DiscountCode.valid_until > now),
+                (DiscountCode.max_redemptions.is_(None))
+                | (DiscountCode.redemptions < DiscountCode.max_redemptions),
+            )
+            .values(redemptions=DiscountCode.redemptions + 1)
+            .returning(DiscountCode)
+        )
+        return result

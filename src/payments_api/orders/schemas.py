@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from payments_api.money import Currency, MinorAmount
+
+Purpose = Literal["topup", "order", "escrow", "direct"]
+OrderStatus = Literal["pending", "succeeded", "failed", "expired", "refunded", "partially_refunded"]
+
+
+class CheckoutSessionCreate(BaseModel):
+    """Start a Stripe Checkout payment. Which fields apply depends on `purpose`."""
+
+    purpose: Purpose = Field(
+        description="topup: credit the wallet with `amount`; order: buy catalog item `price`; "
+        "escrow: pay for job `escrow_id`; direct: pay a payee directly."
+    )
+    amount: MinorAmount | None = Field(None, description="topup only: minor units.")
+    currency: Currency | None = Field(None, description="topup only.")
+    price: str | None = Field(
+        None,
+        max_length=64,
+        description="order only: the price's lookup key.",
+        examples=["pro-pack"],
+    )
+    quantity: int = Field(1, ge=1, le=100, description="order only.")
+    discount_code: str | None = Field(None, max_length=64, description="order only.")
+    escrow_id: str | None = Field(None, max_length=64, description="escrow only.")
+    payee_id: str | None = Field(None, max_length=255, description="direct only.")
+    project_id: str | None = Field(None, max_length=64, description="direct only.")
+    session_id: str | None = Field(None, max_length=64, description="direct only.")
+    success_url: str = Field(
+        max_length=2048,
+        description="Where Stripe sends the browser after paying. Its origin must be an "
+        "allowed frontend origin. Reaching it is NOT a payment confirmation.",
+        examples=["https://app.example.com/wallet?checkout=success"],
+    )
+    cancel_url: str = Field(max_length=2048, examples=["https://app.example.com/wallet"])
+
+
+class CheckoutSessionRead(BaseModel):
+    id: str = Field(description="Stripe Checkout Session id.", examples=["cs_test_a1b2"])
+    url: str | None = Field(description="Send the browser here to pay.")
+    order_id: str = Field(examples=["ord_42"])
+    expires_at: datetime | None
+
+
+class TopupCreate(BaseModel):
+    """A wallet top-up paid with a PaymentIntent (mobile SDKs confirm it client-side)."""
+
+    amount: MinorAmount
+    currency: Currency
+    payment_method_id: str | None = Field(
+        None,
+        max_length=255,
+        pattern=r"^pm_[A-Za-z0-9_]+$",
+        description="A saved payment method of the caller (`pm_...`).",
+    )
+    automatic_payment_methods: bool = Field(
+        True, description="Let Stripe offer the payment methods enabled in the dashboard."
+    )
+
+
+class TopupRead(BaseModel):
+    payment_intent_id: str = Field(examples=["pi_3MtwBw"])
+    client_secret: str | None = Field(
+        description="Hand to Stripe's mobile/web SDK to confirm (3-D Secure is handled there)."
+    )
+    status: str = Field(description="Stripe's PaymentIntent status.")
+    order_id: str = Field(examples=["ord_42"])
+
+
+class OrderRead(BaseModel):
+    id: str = Field(examples=["ord_42"])
+    purpose: Purpose
+    status: OrderStatus
+    amount: int = Field(description="Minor units paid (after discount).")
+    currency: str
+    discount_amount: int = Field(description="Minor units taken off by a discount code.")
+    refunded_amount: int
+    failure_code: str | None = Field(
+        description="Why it failed or expired (e.g. card_declined, expired)."
+    )
+    checkout_url: str | None
+    expires_at: datetime | None
+    created_at: datetime
+    succeeded_at: datetime | None
+
+
+class OrderList(BaseModel):
+    object: str = Field("list", description="Always `list`.")
+    data: list[OrderRead]
+    has_more: bool
+
+
+class PriceCreate(BaseModel):
+    lookup_key: str = Field(max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: str = Field(min_length=1, max_length=200)
+    unit_amount: MinorAmount
+    currency: Currency
+
+
+class PriceRead(BaseModel):
+    lookup_key: str
+    name: str
+    unit_amount: int
+    currency: str
+    active: bool
+
+
+class PriceList(BaseModel):
+    object: str = Field("list", description="Always `list`.")
+    data: list[PriceRead]
+    has_more: bool = False
+
+
+class DiscountCodeCreate(BaseModel):
+    code: str = Field(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    percent_off_bps: int | None = Field(None, ge=1, le=10_000, description="e.g. 1500 = 15%.")
+    amount_off: MinorAmount | None = None
+    currency: Currency | None = Field(None, description="Required with amount_off.")
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    max_redemptions: int | None = Field(None, ge=1)
+
+
+class DiscountCodeRead(BaseModel):
+    code: str
+    percent_off_bps: int | None
+    amount_off: int | None
+    currency: str | None
+    valid_from: datetime | None
+    valid_until: datetime | None
+    max_redemptions: int | None
+    redemptions: int
+    active: bool

@@ -1,0 +1,529 @@
+"""Pay-ins: checkout sessions, PaymentIntent top-ups, orders and their confirmation.
+
+A pay-in never holds a database transaction open across a Stripe call:
+1. a short transaction provisions the user and writes the ``pending`` order (found
+   again by the client's Idempotency-Key on a retry);
+2. Stripe is called with keys derived from our ids (``customer:{user_id}``,
+   ``checkout_session:{order_id}``, ``payment_intent:{order_id}``), so a retry after a
+   timeout reaches the same Stripe object;
+3. a second short transaction records Stripe's ids on the order.
+The wallet is credited only by Stripe's events (``PayInConfirmation``), never here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from payments_api.auth import Principal
+from payments_api.kit.clock import utcnow
+from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
+from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.ledger import service as ledger_service
+from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.money import basis_points_of, default_limits
+from payments_api.orders.errors import (
+    AmountOutOfRange,
+    DiscountCodeExists,
+    DiscountCodeInvalid,
+    OrderNotFound,
+    PriceExists,
+    PriceNotFound,
+    PurposeNotAvailable,
+    RedirectUrlNotAllowed,
+)
+from payments_api.orders.models import DiscountCode, Order, Price
+from payments_api.orders.repository import CatalogRepository, OrderRepository
+from payments_api.orders.schemas import (
+    CheckoutSessionCreate,
+    CheckoutSessionRead,
+    DiscountCodeCreate,
+    DiscountCodeRead,
+    OrderList,
+    OrderRead,
+    PriceCreate,
+    PriceRead,
+    TopupCreate,
+    TopupRead,
+)
+from payments_api.settings import Settings
+from payments_api.stripe.gateway import StripeGateway
+from payments_api.users.models import User
+from payments_api.users.repository import UserRepository
+
+log = logging.getLogger(__name__)
+
+ORDER_PREFIX = "ord"
+
+
+def order_read(order: Order) -> OrderRead:
+    return OrderRead(
+        id=public_id(ORDER_PREFIX, order.id),
+        purpose=order.purpose,
+        status=order.status,
+        amount=order.amount,
+        currency=order.currency,
+        discount_amount=order.discount_amount,
+        refunded_amount=order.refunded_amount,
+        failure_code=order.failure_code,
+        checkout_url=order.checkout_url if order.status == "pending" else None,
+        expires_at=order.expires_at,
+        created_at=order.created_at,
+        succeeded_at=order.succeeded_at,
+    )
+
+
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    port = parts.port or default_port
+    suffix = "" if port == default_port else f":{port}"
+    return f"{parts.scheme}://{parts.hostname.lower()}{suffix}"
+
+
+class PayInService:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        stripe: StripeGateway,
+        settings: Settings,
+        principal: Principal,
+        *,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.stripe = stripe
+        self.settings = settings
+        self.principal = principal
+        self.now = now
+
+    # -- validation --------------------------------------------------------------------
+    def _check_redirects(self, *urls: str) -> None:
+        allowed = {_origin(o) for o in self.settings.frontend_origins}
+        for url in urls:
+            origin = _origin(url)
+            if origin is None or origin not in allowed:
+                raise RedirectUrlNotAllowed(
+                    "success_url and cancel_url must start with an allowed frontend origin.",
+                    allowed_origins=sorted(o for o in allowed if o),
+                )
+
+    def _check_topup_amount(self, amount: int, currency: str) -> None:
+        limits = default_limits(
+            currency,
+            minimum_major=self.settings.topup_min_major,
+            maximum_major=self.settings.topup_max_major,
+        )
+        if not limits.minimum <= amount <= limits.maximum:
+            raise AmountOutOfRange(
+                f"Top-ups in {currency} must be between {limits.minimum} and "
+                f"{limits.maximum} minor units.",
+                minimum=limits.minimum,
+                maximum=limits.maximum,
+            )
+
+    # -- shared steps --------------------------------------------------------------------
+    async def _find_or_create_order(
+        self, idempotency_key: str, request_fingerprint: str, build: Any
+    ) -> tuple[Order, User]:
+        """Step 1: provision the user and write (or find again) the pending order."""
+        async with self.sessionmaker.begin() as session:
+            user = await UserRepository(session).upsert_from_principal(self.principal)
+            orders = OrderRepository(session)
+            existing = await orders.by_idempotency_key(user.id, idempotency_key)
+            if existing is not None:
+                if existing.request_fingerprint != request_fingerprint:
+                    raise IdempotencyKeyReused(
+                        "This Idempotency-Key was used for a different payment."
+                    )
+                return existing, user
+            order: Order = await build(session, user)
+            order.idempotency_key = idempotency_key
+            order.request_fingerprint = request_fingerprint
+            try:
+                async with session.begin_nested():
+                    await orders.add(order)
+            except IntegrityError:
+                # A concurrent twin with the same key won: use its order.
+                twin = await orders.by_idempotency_key(user.id, idempotency_key)
+                if twin is None or twin.request_fingerprint != request_fingerprint:
+                    raise IdempotencyKeyReused() from None
+                return twin, user
+            return order, user
+
+    async def _ensure_customer(self, user: User) -> str:
+        """The user's Stripe Customer, created once (the key makes concurrent first
+        calls return the same customer) and stored on the user."""
+        if user.stripe_customer_id:
+            return user.stripe_customer_id
+        customer = await self.stripe.create_customer(
+            user_id=user.id, email=user.email, idempotency_key=f"customer:{user.id}"
+        )
+        async with self.sessionmaker.begin() as session:
+            await session.execute(
+                update(User)
+                .where(User.id == user.id, User.stripe_customer_id.is_(None))
+                .values(stripe_customer_id=customer["id"])
+            )
+            stored = await UserRepository(session).get(user.id)
+            assert stored is not None  # noqa: S101 - provisioned in step 1
+            user.stripe_customer_id = stored.stripe_customer_id
+        return user.stripe_customer_id or customer["id"]
+
+    async def _record(self, order_id: int, **values: Any) -> Order:
+        async with self.sessionmaker.begin() as session:
+            order = await OrderRepository(session).get(order_id, for_update=True)
+            assert order is not None  # noqa: S101 - written in step 1
+            for name, value in values.items():
+                if getattr(order, name) is None:  # never overwrite what an event recorded
+                    setattr(order, name, value)
+            order.updated_at = self.now()
+            return order
+
+    # -- checkout --------------------------------------------------------------------------
+    async def create_checkout(
+        self, body: CheckoutSessionCreate, idempotency_key: str
+    ) -> CheckoutSessionRead:
+        """Create (or find again) the order and its Stripe Checkout Session."""
+        if body.purpose in ("escrow", "direct"):
+            raise PurposeNotAvailable(
+                f"purpose={body.purpose} is not available on this deployment yet."
+            )
+        self._check_redirects(body.success_url, body.cancel_url)
+        topup_amount, topup_currency = 0, ""
+        if body.purpose == "topup":
+            if body.amount is None or body.currency is None:
+                raise AmountOutOfRange("A top-up needs `amount` and `currency`.")
+            self._check_topup_amount(body.amount, body.currency)
+            topup_amount, topup_currency = body.amount, body.currency
+        elif body.price is None:
+            raise PriceNotFound("An order needs `price` (a lookup key).")
+        request_fingerprint = fingerprint(body.model_dump(mode="json"))
+
+        async def build(session: AsyncSession, user: User) -> Order:
+            if body.purpose == "topup":
+                return Order(
+                    user_id=user.id,
+                    purpose="topup",
+                    channel="checkout_session",
+                    status="pending",
+                    amount=topup_amount,
+                    currency=topup_currency,
+                    reference={},
+                )
+            return await self._priced_order(session, user, body)
+
+        order, user = await self._find_or_create_order(idempotency_key, request_fingerprint, build)
+        if order.stripe_checkout_session_id is None:
+            customer_id = await self._ensure_customer(user)
+            session = await self.stripe.create_checkout_session(
+                self._checkout_params(order, customer_id, body),
+                idempotency_key=f"checkout_session:{order.id}",
+            )
+            expires = session.get("expires_at")
+            order = await self._record(
+                order.id,
+                stripe_checkout_session_id=session["id"],
+                checkout_url=session.get("url"),
+                expires_at=datetime.fromtimestamp(expires, UTC) if expires else None,
+                stripe_payment_intent_id=session.get("payment_intent"),
+            )
+        return CheckoutSessionRead(
+            id=order.stripe_checkout_session_id or "",
+            url=order.checkout_url,
+            order_id=public_id(ORDER_PREFIX, order.id),
+            expires_at=order.expires_at,
+        )
+
+    async def _priced_order(
+        self, session: AsyncSession, user: User, body: CheckoutSessionCreate
+    ) -> Order:
+        catalog = CatalogRepository(session)
+        price = await catalog.active_price(body.price or "")
+        if price is None:
+            raise PriceNotFound(f"No active price {body.price!r}.")
+        gross = price.unit_amount * body.quantity
+        discount_amount, discount_id = 0, None
+        if body.discount_code:
+            discount = await catalog.redeem_discount(body.discount_code, self.now())
+            if discount is None or (
+                discount.currency is not None and discount.currency != price.currency
+            ):
+                raise DiscountCodeInvalid(f"The code {body.discount_code!r} cannot be used.")
+            discount_id = discount.id
+            discount_amount = (
+                basis_points_of(gross, discount.percent_off_bps)
+                if discount.percent_off_bps is not None
+                else min(discount.amount_off or 0, gross)
+            )
+        if gross - discount_amount <= 0:
+            raise DiscountCodeInvalid("The discount leaves nothing to pay.")
+        return Order(
+            user_id=user.id,
+            purpose="order",
+            channel="checkout_session",
+            status="pending",
+            amount=gross - discount_amount,
+            currency=price.currency,
+            price_id=price.id,
+            quantity=body.quantity,
+            discount_code_id=discount_id,
+            discount_amount=discount_amount,
+            reference={"price": price.lookup_key},
+        )
+
+    def _checkout_params(
+        self, order: Order, customer_id: str, body: CheckoutSessionCreate
+    ) -> dict[str, Any]:
+        metadata = {
+            "order_id": str(order.id),
+            "user_id": order.user_id,
+            "purpose": order.purpose,
+        }
+        name = "Wallet top-up" if order.purpose == "topup" else str(order.reference.get("price"))
+        expires_at = self.now() + timedelta(minutes=self.settings.checkout_session_ttl_minutes)
+        return {
+            "mode": "payment",
+            "customer": customer_id,
+            "client_reference_id": str(order.id),
+            "success_url": body.success_url,
+            "cancel_url": body.cancel_url,
+            "expires_at": int(expires_at.timestamp()),
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": order.currency,
+                        "unit_amount": order.amount,
+                        "product_data": {"name": name},
+                    },
+                }
+            ],
+            "metadata": metadata,
+            # Copied onto the PaymentIntent, so payment_intent.* events find the order.
+            "payment_intent_data": {"metadata": metadata},
+        }
+
+    # -- top-ups (PaymentIntent) ----------------------------------------------------------------
+    async def create_topup(self, body: TopupCreate, idempotency_key: str) -> TopupRead:
+        """Create (or find again) a PaymentIntent top-up; the client confirms it."""
+        self._check_topup_amount(body.amount, body.currency)
+        request_fingerprint = fingerprint(body.model_dump(mode="json"))
+
+        async def build(session: AsyncSession, user: User) -> Order:
+            return Order(
+                user_id=user.id,
+                purpose="topup",
+                channel="payment_intent",
+                status="pending",
+                amount=body.amount,
+                currency=body.currency,
+                reference={},
+            )
+
+        order, user = await self._find_or_create_order(idempotency_key, request_fingerprint, build)
+        customer_id = await self._ensure_customer(user)
+        metadata = {"order_id": str(order.id), "user_id": user.id, "purpose": "topup"}
+        params: dict[str, Any] = {
+            "amount": order.amount,
+            "currency": order.currency,
+            "customer": customer_id,
+            "metadata": metadata,
+        }
+        if body.payment_method_id:
+            params["payment_method"] = body.payment_method_id
+        if body.automatic_payment_methods:
+            params["automatic_payment_methods"] = {"enabled": True}
+        # The same key on every retry returns the same PaymentIntent (and a fresh copy of
+        # its client secret), so the secret is never stored on our side.
+        intent = await self.stripe.create_payment_intent(
+            params, idempotency_key=f"payment_intent:{order.id}"
+        )
+        await self._record(order.id, stripe_payment_intent_id=intent["id"])
+        return TopupRead(
+            payment_intent_id=intent["id"],
+            client_secret=intent.get("client_secret"),
+            status=intent.get("status", "requires_payment_method"),
+            order_id=public_id(ORDER_PREFIX, order.id),
+        )
+
+
+class OrderQueries:
+    """Read side of orders for their owner."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.repository = OrderRepository(session)
+
+    async def list(self, user: User, *, limit: int, starting_after: str | None) -> OrderList:
+        rows = await self.repository.page(
+            user.id, limit=limit + 1, before_id=parse_cursor(ORDER_PREFIX, starting_after)
+        )
+        return OrderList(data=[order_read(o) for o in rows[:limit]], has_more=len(rows) > limit)
+
+    async def get(self, user: User, order_id: str) -> OrderRead:
+        number = parse_public_id(ORDER_PREFIX, order_id)
+        order = await self.repository.get_for_user(user.id, number) if number else None
+        if order is None:
+            raise OrderNotFound()
+        return order_read(order)
+
+
+class CatalogService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.repository = CatalogRepository(session)
+
+    @staticmethod
+    def price_read(price: Price) -> PriceRead:
+        return PriceRead(
+            lookup_key=price.lookup_key,
+            name=price.name,
+            unit_amount=price.unit_amount,
+            currency=price.currency,
+            active=price.active,
+        )
+
+    async def create_price(self, body: PriceCreate) -> PriceRead:
+        if await self.repository.price_by_key(body.lookup_key) is not None:
+            raise PriceExists()
+        price = Price(**body.model_dump(), active=True)
+        self.session.add(price)
+        await self.session.flush()
+        return self.price_read(price)
+
+    async def set_price_active(self, lookup_key: str, active: bool) -> PriceRead:
+        price = await self.repository.price_by_key(lookup_key)
+        if price is None:
+            raise PriceNotFound(status=404)
+        price.active = active
+        await self.session.flush()
+        return self.price_read(price)
+
+    async def list_prices(self, *, active_only: bool) -> list[PriceRead]:
+        return [
+            self.price_read(p)
+            for p in await self.repository.prices()
+            if p.active or not active_only
+        ]
+
+    async def create_discount(self, body: DiscountCodeCreate) -> DiscountCodeRead:
+        if (body.percent_off_bps is None) == (body.amount_off is None):
+            raise DiscountCodeInvalid("Give exactly one of percent_off_bps or amount_off.")
+        if (body.amount_off is None) != (body.currency is None):
+            raise DiscountCodeInvalid("amount_off needs a currency (and only it does).")
+        if await self.repository.discount_by_code(body.code) is not None:
+            raise DiscountCodeExists()
+        discount = DiscountCode(**body.model_dump(), active=True, redemptions=0)
+        self.session.add(discount)
+        await self.session.flush()
+        return DiscountCodeRead.model_validate(discount, from_attributes=True)
+
+
+class PayInConfirmation:
+    """Applies Stripe's verdict on a pay-in: the only code that credits a wallet."""
+
+    def __init__(self, session: AsyncSession, stripe: StripeGateway) -> None:
+        self.session = session
+        self.stripe = stripe
+        self.orders = OrderRepository(session)
+        self.ledger = ledger_service.LedgerService(session)
+
+    async def find(
+        self,
+        metadata: dict[str, Any] | None,
+        *,
+        checkout_session_id: str | None = None,
+        payment_intent_id: str | None = None,
+    ) -> Order | None:
+        raw = (metadata or {}).get("order_id")
+        order_id = int(raw) if isinstance(raw, str) and raw.isdigit() else None
+        return await self.orders.by_stripe_ids(
+            order_id=order_id,
+            checkout_session_id=checkout_session_id,
+            payment_intent_id=payment_intent_id,
+        )
+
+    async def succeed(
+        self, order: Order, *, payment_intent_id: str, amount: int, currency: str
+    ) -> None:
+        """Credit the pay-in once. The cause key is the PaymentIntent id, so the
+        Checkout Session event and the PaymentIntent event of one payment can never
+        both credit."""
+        if order.stripe_payment_intent_id is None:
+            order.stripe_payment_intent_id = payment_intent_id
+        if currency != order.currency:
+            raise ValueError(f"order {order.id}: paid in {currency}, expected {order.currency}")
+        destination = (
+            ledger_service.AccountRef.user(order.user_id, AccountKind.available, currency)
+            if order.purpose == "topup"
+            else ledger_service.AccountRef.platform(AccountKind.sales, currency)
+        )
+        await self.ledger.post(
+            ledger_service.NewTransaction(
+                type="topup" if order.purpose == "topup" else "order_payment",
+                cause_type=CauseType.stripe_event,
+                cause_key=f"stripe:payment:{payment_intent_id}",
+                description=f"Payment {public_id(ORDER_PREFIX, order.id)}",
+                metadata={"order_id": order.id, "payment_intent": payment_intent_id},
+                postings=[
+                    ledger_service.PostingSpec(destination, amount),
+                    ledger_service.PostingSpec(
+                        ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency),
+                        -amount,
+                    ),
+                ],
+            )
+        )
+        if order.status in ("pending", "failed", "expired"):
+            # A late success after an expiry/failure still means the money arrived.
+            order.status = "succeeded"
+            order.failure_code = None
+            order.succeeded_at = utcnow()
+        order.updated_at = utcnow()
+
+    async def record_fee(self, order: Order, charge_id: str) -> None:
+        """Record Stripe's processing fee from the charge's balance transaction."""
+        charge = await self.stripe.retrieve_charge_with_fee(charge_id)
+        transaction = charge.get("balance_transaction")
+        if not isinstance(transaction, dict) or not transaction.get("fee"):
+            return  # not settled yet or no fee; reconciliation catches it later
+        fee = int(transaction["fee"])
+        currency = str(transaction.get("currency", order.currency))
+        await self.ledger.post(
+            ledger_service.NewTransaction(
+                type="processing_fee",
+                cause_type=CauseType.stripe_event,
+                cause_key=f"stripe:fee:{transaction['id']}",
+                description=f"Stripe fee for {public_id(ORDER_PREFIX, order.id)}",
+                metadata={"order_id": order.id, "charge": charge_id},
+                postings=[
+                    ledger_service.PostingSpec(
+                        ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency),
+                        fee,
+                    ),
+                    ledger_service.PostingSpec(
+                        ledger_service.AccountRef.platform(AccountKind.processing_fees, currency),
+                        -fee,
+                    ),
+                ],
+            )
+        )
+        order.processing_fee_amount = fee
+
+    @staticmethod
+    def fail(order: Order, status: str, code: str) -> None:
+        """Mark a pay-in failed or expired, unless Stripe already confirmed it."""
+        if order.status != "pending":
+            return  # succeeded stays succeeded; a second failure changes nothing
+        order.status = status
+        order.failure_code = code[:64]
+        order.updated_at = utcnow()

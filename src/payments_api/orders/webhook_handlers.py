@@ -1,0 +1,116 @@
+"""Stripe events that confirm or fail pay-ins. Only these credit a wallet."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from payments_api.orders.service import PayInConfirmation
+from payments_api.webhooks.registry import EventHandler, HandlerContext, RetryLater, StripeEvent
+
+log = logging.getLogger(__name__)
+
+
+def _id(value: Any) -> str | None:
+    """A Stripe reference that may be an id or an expanded object."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else None
+
+
+async def _credit_checkout(event: StripeEvent, context: HandlerContext) -> None:
+    session = event.data_object
+    confirmation = PayInConfirmation(context.session, context.stripe)
+    order = await confirmation.find(
+        session.get("metadata"),
+        checkout_session_id=session.get("id"),
+        payment_intent_id=_id(session.get("payment_intent")),
+    )
+    if order is None:
+        raise RetryLater(f"no order for checkout session {session.get('id')}")
+    if session.get("payment_status") != "paid":
+        # Completed but not yet paid (delayed methods): async_payment_* will follow.
+        log.info("checkout %s completed unpaid; waiting", session.get("id"))
+        return
+    payment_intent = _id(session.get("payment_intent"))
+    if payment_intent is None:
+        raise RetryLater(f"checkout session {session.get('id')} has no payment intent")
+    await confirmation.succeed(
+        order,
+        payment_intent_id=payment_intent,
+        amount=int(session["amount_total"]),
+        currency=str(session["currency"]),
+    )
+
+
+async def checkout_session_completed(event: StripeEvent, context: HandlerContext) -> None:
+    await _credit_checkout(event, context)
+
+
+async def checkout_session_async_payment_succeeded(
+    event: StripeEvent, context: HandlerContext
+) -> None:
+    await _credit_checkout(event, context)
+
+
+async def checkout_session_async_payment_failed(
+    event: StripeEvent, context: HandlerContext
+) -> None:
+    session = event.data_object
+    confirmation = PayInConfirmation(context.session, context.stripe)
+    order = await confirmation.find(session.get("metadata"), checkout_session_id=session.get("id"))
+    if order is None:
+        raise RetryLater(f"no order for checkout session {session.get('id')}")
+    confirmation.fail(order, "failed", "async_payment_failed")
+
+
+async def checkout_session_expired(event: StripeEvent, context: HandlerContext) -> None:
+    session = event.data_object
+    confirmation = PayInConfirmation(context.session, context.stripe)
+    order = await confirmation.find(session.get("metadata"), checkout_session_id=session.get("id"))
+    if order is None:
+        return  # a session we never recorded (created elsewhere): nothing to expire
+    confirmation.fail(order, "expired", "expired")
+
+
+async def payment_intent_succeeded(event: StripeEvent, context: HandlerContext) -> None:
+    intent = event.data_object
+    confirmation = PayInConfirmation(context.session, context.stripe)
+    order = await confirmation.find(intent.get("metadata"), payment_intent_id=intent.get("id"))
+    if order is None:
+        if not (intent.get("metadata") or {}).get("order_id"):
+            return  # not one of ours (e.g. a payment made elsewhere on the account)
+        raise RetryLater(f"no order yet for payment intent {intent.get('id')}")
+    await confirmation.succeed(
+        order,
+        payment_intent_id=str(intent["id"]),
+        amount=int(intent.get("amount_received") or intent["amount"]),
+        currency=str(intent["currency"]),
+    )
+    charge = _id(intent.get("latest_charge"))
+    if charge is not None and order.processing_fee_amount is None:
+        await confirmation.record_fee(order, charge)
+
+
+async def payment_intent_payment_failed(event: StripeEvent, context: HandlerContext) -> None:
+    intent = event.data_object
+    confirmation = PayInConfirmation(context.session, context.stripe)
+    order = await confirmation.find(intent.get("metadata"), payment_intent_id=intent.get("id"))
+    if order is None:
+        return
+    error = intent.get("last_payment_error") or {}
+    # Stripe's machine codes only; its human text is never stored or shown.
+    code = error.get("decline_code") or error.get("code") or "payment_failed"
+    # Not necessarily final (the customer may retry the same PaymentIntent or Checkout
+    # page): a later success moves the order from failed to succeeded.
+    confirmation.fail(order, "failed", str(code))
+
+
+HANDLERS: dict[str, EventHandler] = {
+    "checkout.session.completed": checkout_session_completed,
+    "checkout.session.async_payment_succeeded": checkout_session_async_payment_succeeded,
+    "checkout.session.async_payment_failed": checkout_session_async_payment_failed,
+    "checkout.session.expired": checkout_session_expired,
+    "payment_intent.succeeded": payment_intent_succeeded,
+    "payment_intent.payment_failed": payment_intent_payment_failed,
+}

@@ -1,0 +1,221 @@
+"""The webhook inbox: verify, store, then apply exactly once.
+
+1. The raw body's ``Stripe-Signature`` is verified (any configured secret, timestamp
+   within the tolerance in both directions) before anything is parsed.
+2. The event is stored under Stripe's event id (``ON CONFLICT DO NOTHING``) and that
+   commits on its own: from here on nothing can lose it.
+3. It is applied in a new transaction that locks the inbox row (SKIP LOCKED: a
+   concurrent delivery of the same event sees it taken and answers 200; the holder
+   either applies it or records the failure). The handler runs in a savepoint; its
+   writes and the "processed" mark commit together.
+4. A failing handler is recorded on the row (attempts, error, next attempt) and a
+   retry job is enqueued with exponential backoff in the same transaction; the
+   response is non-2xx so Stripe retries as well. Whichever comes first applies it;
+   the other finds it processed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from payments_api.jobs.queue import enqueue
+from payments_api.kit.clock import utcnow
+from payments_api.settings import Settings
+from payments_api.stripe.gateway import (
+    InvalidWebhookSignature,
+    StripeGateway,
+    verify_webhook_signature,
+)
+from payments_api.webhooks.dispatch import handler_for
+from payments_api.webhooks.errors import (
+    WebhookEndpointNotConfigured,
+    WebhookPayloadInvalid,
+    WebhookSignatureInvalid,
+)
+from payments_api.webhooks.models import WebhookEvent
+from payments_api.webhooks.registry import HandlerContext, StripeEvent
+from payments_api.webhooks.repository import WebhookEventRepository
+
+log = logging.getLogger(__name__)
+
+Endpoint = Literal["platform", "connect"]
+Outcome = Literal["processed", "duplicate", "in_progress", "ignored", "failed", "missing"]
+RETRY_JOB = "webhooks.apply"
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """30 s, 1 min, 2 min, ... capped at 6 h."""
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 6 * 3600))
+
+
+def _signature_timestamp(header: str) -> int | None:
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t" and value.isdigit():
+            return int(value)
+    return None
+
+
+def event_from_row(row: WebhookEvent) -> StripeEvent:
+    payload = row.payload
+    return StripeEvent(
+        id=row.id,
+        type=row.type,
+        created=int(row.created.timestamp()),
+        livemode=row.livemode,
+        account=row.account,
+        data_object=payload.get("data", {}).get("object", {}),
+        payload=payload,
+    )
+
+
+class WebhookService:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        stripe: StripeGateway,
+        settings: Settings,
+        *,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.stripe = stripe
+        self.settings = settings
+        self.now = now
+
+    def verify(self, endpoint: Endpoint, payload: bytes, signature: str | None) -> None:
+        configured = (
+            self.settings.stripe_webhook_secrets
+            if endpoint == "platform"
+            else self.settings.stripe_connect_webhook_secrets
+        )
+        secrets = [s.get_secret_value() for s in configured]
+        if not secrets:
+            raise WebhookEndpointNotConfigured("No such route.")
+        tolerance = self.settings.webhook_tolerance_seconds
+        timestamp = _signature_timestamp(signature or "")
+        if timestamp is None:
+            raise WebhookSignatureInvalid("The Stripe-Signature header is missing or garbled.")
+        if timestamp > time.time() + tolerance:
+            raise WebhookSignatureInvalid("The signature timestamp is in the future.")
+        try:
+            verify_webhook_signature(payload, signature, secrets, tolerance)
+        except InvalidWebhookSignature as exc:
+            raise WebhookSignatureInvalid("The signature does not match.") from exc
+
+    @staticmethod
+    def parse(payload: bytes) -> dict[str, Any]:
+        try:
+            event = json.loads(payload)
+        except ValueError as exc:
+            raise WebhookPayloadInvalid("The body is not JSON.") from exc
+        if not (
+            isinstance(event, dict)
+            and isinstance(event.get("id"), str)
+            and event["id"].startswith("evt_")
+            and isinstance(event.get("type"), str)
+            and isinstance(event.get("created"), int)
+            and isinstance(event.get("data"), dict)
+            and isinstance(event["data"].get("object"), dict)
+        ):
+            raise WebhookPayloadInvalid("The body is not a Stripe event object.")
+        return event
+
+    async def receive(self, endpoint: Endpoint, payload: bytes, signature: str | None) -> Outcome:
+        """Verify, store and apply one delivery."""
+        self.verify(endpoint, payload, signature)
+        event = self.parse(payload)
+        async with self.sessionmaker.begin() as session:
+            await WebhookEventRepository(session).insert_if_new(
+                {
+                    "id": event["id"],
+                    "endpoint": endpoint,
+                    "type": event["type"],
+                    "account": event.get("account"),
+                    "created": datetime.fromtimestamp(event["created"], UTC),
+                    "livemode": bool(event.get("livemode", False)),
+                    "api_version": event.get("api_version"),
+                    "payload": event,
+                }
+            )
+        return await self.apply(event["id"])
+
+    def _expected_livemode(self) -> bool:
+        key = self.settings.stripe_secret_key
+        return key is not None and key.get_secret_value().startswith(("sk_live_", "rk_live_"))
+
+    async def apply(self, event_id: str, *, force: bool = False) -> Outcome:
+        """Apply a stored event once. ``force`` re-runs an applied one (admin replay;
+        handlers are idempotent so this changes nothing that already happened)."""
+        async with self.sessionmaker.begin() as session:
+            repository = WebhookEventRepository(session)
+            row = await repository.lock(event_id)
+            if row is None:
+                return "in_progress" if await repository.get(event_id) else "missing"
+            if row.status in ("processed", "ignored") and not force:
+                return "duplicate"
+            now = self.now()
+            if row.livemode != self._expected_livemode():
+                log.warning("ignoring event %s: livemode=%s mismatch", row.id, row.livemode)
+                row.status, row.processed_at, row.last_error = "ignored", now, "livemode_mismatch"
+                return "ignored"
+            handler = handler_for(row.endpoint, row.type)
+            if handler is None:  # unknown types are stored and acknowledged
+                row.status, row.processed_at = "ignored", now
+                return "ignored"
+            row.attempts += 1
+            try:
+                async with session.begin_nested():
+                    await handler(
+                        event_from_row(row),
+                        HandlerContext(session=session, stripe=self.stripe, settings=self.settings),
+                    )
+            except Exception as exc:
+                row.status = "failed"
+                row.last_error = f"{type(exc).__name__}: {exc}"[:1000]
+                log.warning(
+                    "webhook %s (%s) failed, attempt %s: %s",
+                    row.id,
+                    row.type,
+                    row.attempts,
+                    row.last_error,
+                )
+                if row.attempts < self.settings.webhook_max_attempts:
+                    delay = retry_delay(row.attempts)
+                    row.next_attempt_at = now + delay
+                    await enqueue(
+                        session,
+                        RETRY_JOB,
+                        row.id.encode(),
+                        delay=delay,
+                        dedupe_key=f"webhook:{row.id}",
+                    )
+                else:
+                    row.next_attempt_at = None  # waits for an admin replay
+                return "failed"
+            row.status, row.processed_at, row.last_error = "processed", now, None
+            row.next_attempt_at = None
+            return "processed"
+
+    async def sweep(self, *, limit: int = 100) -> int:
+        """Apply events whose retry is due or that were stored but never applied."""
+        now = self.now()
+        async with self.sessionmaker.begin() as session:
+            repository = WebhookEventRepository(session)
+            due = await repository.due_for_retry(now, limit)
+            due += await repository.stranded(now - timedelta(minutes=2), limit)
+        for event_id in due:
+            await self.apply(event_id)
+        return len(due)
+
+    async def prune(self) -> int:
+        cutoff = self.now() - timedelta(days=self.settings.webhook_retention_days)
+        async with self.sessionmaker.begin() as session:
+            return await WebhookEventRepository(session).prune(cutoff)

@@ -1,0 +1,444 @@
+"""Pay-ins through the HTTP API, with respx answering as Stripe does and webhooks
+signed as Stripe signs them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+import respx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.orders.models import Order
+from payments_api.users.models import User
+from tests.conftest import TEST_WEBHOOK_SECRET
+from tests.factories import ledger_invariants
+from tests.helpers import auth, make_event, signed_webhook, stripe_object
+from tests.orders.conftest import order_count
+
+URLS = {
+    "success_url": "http://localhost:3000/wallet?paid=1",
+    "cancel_url": "http://localhost:3000/wallet",
+}
+
+
+def topup(amount: Any = 2_000, currency: str = "usd", **extra: Any) -> dict[str, Any]:
+    return {"purpose": "topup", "amount": amount, "currency": currency, **URLS, **extra}
+
+
+async def start_checkout(
+    client: httpx.AsyncClient, user: str, body: dict[str, Any], key: str = "key-1"
+) -> httpx.Response:
+    return await client.post(
+        "/api/v1/checkout/sessions",
+        json=body,
+        headers={**auth(user), "Idempotency-Key": key},
+    )
+
+
+async def deliver(client: httpx.AsyncClient, event: dict[str, Any]) -> httpx.Response:
+    body, headers = signed_webhook(event, TEST_WEBHOOK_SECRET)
+    return await client.post("/api/v1/webhooks/stripe", content=body, headers=headers)
+
+
+def completed_session(
+    order: Order, *, payment_intent: str = "pi_paid_1", paid: bool = True
+) -> dict[str, Any]:
+    session = stripe_object("checkout.session")
+    session.update(
+        id=order.stripe_checkout_session_id,
+        amount_total=order.amount,
+        currency=order.currency,
+        payment_status="paid" if paid else "unpaid",
+        status="complete",
+        payment_intent=payment_intent,
+        metadata={"order_id": str(order.id), "user_id": order.user_id, "purpose": "topup"},
+    )
+    return session
+
+
+def succeeded_intent(
+    order: Order, payment_intent: str, charge: str | None = None
+) -> dict[str, Any]:
+    intent = stripe_object("payment_intent")
+    intent.update(
+        id=payment_intent,
+        amount=order.amount,
+        amount_received=order.amount,
+        currency=order.currency,
+        status="succeeded",
+        latest_charge=charge,
+        last_payment_error=None,
+        metadata={"order_id": str(order.id), "user_id": order.user_id, "purpose": "topup"},
+    )
+    return intent
+
+
+async def balance(client: httpx.AsyncClient, user: str) -> dict[str, Any]:
+    body = (await client.get("/api/v1/me/balance", headers=auth(user))).json()
+    return {b["currency"]: b for b in body["balances"]}
+
+
+async def the_order(session: AsyncSession, user: str) -> Order:
+    order = await session.scalar(
+        select(Order).where(Order.user_id == user).execution_options(populate_existing=True)
+    )
+    assert order is not None
+    return order
+
+
+class TestCheckoutTopup:
+    async def test_session_created_with_our_ids_and_keys(
+        self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
+    ) -> None:
+        response = await start_checkout(client, "alice", topup(2_500))
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["id"].startswith("cs_test_")
+        assert body["url"].startswith("https://checkout.stripe.com/")
+        order = await the_order(session, "alice")
+        assert body["order_id"] == f"ord_{order.id}"
+
+        customer_call = stripe_payins.routes["customers"].calls.last.request
+        assert customer_call.headers["Idempotency-Key"] == "customer:alice"
+        call = stripe_payins.routes["sessions"].calls.last.request
+        assert call.url.path == "/v1/checkout/sessions"
+        assert call.headers["Idempotency-Key"] == f"checkout_session:{order.id}"
+        form = {k: v[0] for k, v in parse_qs(call.content.decode()).items()}
+        assert form["mode"] == "payment"
+        assert form["customer"] == stripe_object("customer")["id"]
+        assert form["line_items[0][price_data][unit_amount]"] == "2500"
+        assert form["line_items[0][price_data][currency]"] == "usd"
+        assert form["metadata[order_id]"] == str(order.id)
+        assert form["payment_intent_data[metadata][order_id]"] == str(order.id)
+        assert form["success_url"] == URLS["success_url"]
+
+        user = await session.get(User, "alice", populate_existing=True)
+        assert user is not None
+        assert user.stripe_customer_id == stripe_object("customer")["id"]
+        # pending until Stripe says otherwise: the success URL is never a signal
+        assert order.status == "pending"
+        wallet = await balance(client, "alice")
+        assert wallet["usd"]["available"] == 0
+        assert wallet["usd"]["pending"] == 2_500
+
+    async def test_paid_session_credits_once_whatever_the_event_order(
+        self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
+    ) -> None:
+        await start_checkout(client, "bob", topup(2_000))
+        order = await the_order(session, "bob")
+        charge = stripe_object("charge")
+        fee_txn = stripe_object("balance_transaction")
+        fee_txn.update(fee=88, amount=2_000, currency="usd")
+        charge.update(id="ch_bob", balance_transaction=fee_txn)
+        charge_route = stripe_payins.get("/v1/charges/ch_bob").mock(
+            return_value=httpx.Response(200, json=charge)
+        )
+        intent_event = make_event(
+            "payment_intent.succeeded", succeeded_intent(order, "pi_bob", "ch_bob")
+        )
+        session_event = make_event(
+            "checkout.session.completed", completed_session(order, payment_intent="pi_bob")
+        )
+        # the intent's event first, then the session's; then both again
+        for event in (intent_event, session_event, intent_event, session_event):
+            response = await deliver(client, event)
+            assert response.status_code == 200, response.text
+        assert (await balance(client, "bob"))["usd"]["available"] == 2_000
+        assert charge_route.calls.last.request.url.params["expand[0]"] == "balance_transaction"
+        order = await the_order(session, "bob")
+        assert order.status == "succeeded"
+        assert order.processing_fee_amount == 88
+        assert await ledger_invariants(session) == []
+        orders = (await client.get("/api/v1/orders", headers=auth("bob"))).json()
+        assert orders["data"][0]["status"] == "succeeded"
+
+    async def test_session_event_first(
+        self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
+    ) -> None:
+        await start_checkout(client, "carol", topup(3_000))
+        order = await the_order(session, "carol")
+        await deliver(
+            client,
+            make_event(
+                "checkout.session.completed", completed_session(order, payment_intent="pi_c")
+            ),
+        )
+        await deliver(
+            client, make_event("payment_intent.succeeded", succeeded_intent(order, "pi_c"))
+        )
+        assert (await balance(client, "carol"))["usd"]["available"] == 3_000
+
+    async def test_unpaid_completion_waits_for_async_success(
+        self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
+    ) -> None:
+        await start_checkout(client, "dave", topup(1_500))
+        order = await the_order(session, "dave")
+        unpaid = completed_session(order, payment_intent="pi_d", paid=False)
+        assert (await deliver(client, make_event("checkout.session.completed", unpaid))).json()[
+            "status"
+        ] == "processed"
+        assert "usd" not in (await balance(client, "dave")) or (
+            (await balance(client, "dave"))["usd"]["available"] == 0
+        )
+        paid = completed_session(order, payment_intent="pi_d")
+        await deliver(client, make_event("checkout.session.async_payment_succeeded", paid))
+        assert (await balance(client, "dave"))["usd"]["available"] == 1_500
+
+    @pytest.mark.parametrize(
+        ("event_type", "status", "code"),
+        [
+            ("checkout.session.expired", "expired", "expired"),
+            ("checkout.session.async_payment_failed", "failed", "async_payment_failed"),
+        ],
+    )
+    async def test_failure_credits_nothing_and_records_reason(
+        self,
+        client: httpx.AsyncClient,
+        stripe_payins: respx.MockRouter,
+        session: AsyncSession,
+        event_type: str,
+        status: str,
+        code: str,
+    ) -> None:
+        await start_checkout(client, "erin", topup(1_200))
+        order = await the_order(session, "erin")
+        await deliver(client, make_event(event_type, completed_session(order, paid=False)))
+        order = await the_order(session, "erin")
+        assert order.status == status
+        assert order.failure_code == code
+        api = (await client.get(f"/api/v1/orders/ord_{order.id}", headers=auth("erin"))).json()
+        assert api["status"] == status
+        assert api["failure_code"] == code
+        wallet = await balance(client, "erin")
+        assert wallet == {}
+
+    async def test_orders_are_private(
+        self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
+    ) -> None:
+        await start_checkout(client, "owner", topup())
+        order = await the_order(session, "owner")
+        other = await client.get(f"/api/v1/orders/ord_{order.id}", headers=auth("intruder"))
+        assert other.status_code == 404
+        assert other.json()["code"] == "order_not_found"
+        assert (await client.get("/api/v1/orders", headers=auth("intruder"))).json()["data"] == []
+
+
+class TestCheckoutIdempotency:
+    async def test_same_request_twice_one_stripe_object(
+        self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
+    ) -> None:
+        first = await start_checkout(client, "frank", topup(), key="same")
+        second = await start_checkout(client, "frank", topup(), key="same")
+        assert first.status_code == second.status_code == 201
+        assert first.json() == second.json()
+        assert stripe_payins.routes["sessions"].call_count == 1
+        assert await order_count(session, "frank") == 1
+
+    async def test_same_key_other_body_is_refused(
+        self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
+    ) -> None:
+        await start_checkout(client, "gina", topup(2_000), key="k")
+        reused = await start_checkout(client, "gina", topup(3_000), key="k")
+        assert reused.status_code == 422
+        assert reused.json()["code"] == "idempotency_key_reused"
+        assert await order_count(session, "gina") == 1
+
+    async def test_missing_key(self, client: httpx.AsyncClient) -> None:
+        response = await client.post("/api/v1/checkout/sessions", json=topup(), headers=auth())
+        assert response.status_code == 400
+        assert response.json()["code"] == "idempotency_key_required"
+
+    @pytest.mark.parametrize(
+        "fault",
+        [
+            httpx.ReadTimeout("slow"),
+            httpx.ConnectError("reset"),
+            httpx.Response(500, json={"error": {"type": "api_error", "message": "boom"}}),
+            httpx.Response(429, json={"error": {"type": "rate_limit_error", "message": "slow"}}),
+        ],
+        ids=["timeout", "connection-reset", "500", "429"],
+    )
+    async def test_stripe_fault_then_retry_reaches_one_object(
+        self,
+        client: httpx.AsyncClient,
+        stripe_payins: respx.MockRouter,
+        session: AsyncSession,
+        fault: Any,
+    ) -> None:
+        from tests.orders.conftest import checkout_session_response
+
+        route = stripe_payins.routes["sessions"]
+        calls = iter([fault])
+
+        def fail_once(request: httpx.Request) -> httpx.Response:
+            outcome = next(calls, None)
+            if isinstance(outcome, Exception):
+                raise outcome
+            if isinstance(outcome, httpx.Response):
+                return outcome
+            return checkout_session_response(request)
+
+        route.side_effect = fail_once
+        failed = await start_checkout(client, "hank", topup(), key="retry-me")
+        assert failed.status_code == 503, failed.text
+        assert failed.headers["content-type"] == "application/problem+json"
+        assert failed.json()["code"] == "payment_provider_unavailable"
+        assert failed.headers["Retry-After"]
+        assert "boom" not in failed.text
+        order = await the_order(session, "hank")
+        assert order.status == "pending"
+        assert order.stripe_checkout_session_id is None
+
+        retried = await start_checkout(client, "hank", topup(), key="retry-me")
+        assert retried.status_code == 201, retried.text
+        keys = {call.request.headers["Idempotency-Key"] for call in route.calls}
+        assert keys == {f"checkout_session:{order.id}"}
+        assert await order_count(session, "hank") == 1
+
+
+class TestCheckoutBadInput:
+    @pytest.mark.parametrize(
+        ("body", "status", "code"),
+        [
+            (topup(999), 422, "amount_out_of_range"),
+            (topup(1_000_001), 422, "amount_out_of_range"),
+            (topup(9, "jpy"), 422, "amount_out_of_range"),
+            (topup(20.5), 422, "validation_error"),
+            (topup("2000"), 422, "validation_error"),
+            (topup(2_000, "xyz"), 422, "validation_error"),
+            (topup(success_url="https://evil.example/steal"), 422, "redirect_url_not_allowed"),
+            (topup(cancel_url="javascript:alert(1)"), 422, "redirect_url_not_allowed"),
+            ({"purpose": "order", "price": "nope", **URLS}, 422, "price_not_found"),
+            ({"purpose": "escrow", "escrow_id": "esc_1", **URLS}, 422, "purpose_not_available"),
+            ({"purpose": "gift", **URLS}, 422, "validation_error"),
+        ],
+    )
+    async def test_refused_and_nothing_written(
+        self,
+        client: httpx.AsyncClient,
+        stripe_payins: respx.MockRouter,
+        session: AsyncSession,
+        body: dict[str, Any],
+        status: int,
+        code: str,
+    ) -> None:
+        response = await start_checkout(client, "ivan", body)
+        assert response.status_code == status, response.text
+        assert response.json()["code"] == code
+        assert response.headers["content-type"] == "application/problem+json"
+        assert await order_count(session, "ivan") == 0
+        assert stripe_payins.routes["sessions"].call_count == 0
+        assert await session.get(User, "ivan") is None
+
+
+ADMIN = auth("admin-9", ["admin"])
+
+
+class TestCatalogOrders:
+    async def _catalog(self, client: httpx.AsyncClient, **discount: Any) -> None:
+        price = await client.post(
+            "/api/v1/admin/prices",
+            json={
+                "lookup_key": "pro-pack",
+                "name": "Pro pack",
+                "unit_amount": 4_000,
+                "currency": "eur",
+            },
+            headers=ADMIN,
+        )
+        assert price.status_code == 201, price.text
+        if discount:
+            created = await client.post(
+                "/api/v1/admin/discount-codes", json={"code": "SAVE", **discount}, headers=ADMIN
+            )
+            assert created.status_code == 201, created.text
+
+    async def test_price_and_percent_discount_server_side(
+        self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
+    ) -> None:
+        await self._catalog(client, percent_off_bps=2_500)
+        response = await start_checkout(
+            client,
+            "jane",
+            {
+                "purpose": "order",
+                "price": "pro-pack",
+                "quantity": 2,
+                "discount_code": "SAVE",
+                **URLS,
+            },
+        )
+        assert response.status_code == 201, response.text
+        order = await the_order(session, "jane")
+        assert (order.amount, order.discount_amount, order.currency) == (6_000, 2_000, "eur")
+        form = parse_qs(stripe_payins.routes["sessions"].calls.last.request.content.decode())
+        assert form["line_items[0][price_data][unit_amount]"] == ["6000"]
+        # paid: revenue, not a wallet credit
+        await deliver(
+            client,
+            make_event(
+                "checkout.session.completed", completed_session(order, payment_intent="pi_j")
+            ),
+        )
+        assert await balance(client, "jane") == {}
+        assert (await the_order(session, "jane")).status == "succeeded"
+
+    @pytest.mark.parametrize(
+        "discount",
+        [
+            {"percent_off_bps": 1000, "valid_until": "2020-01-01T00:00:00Z"},
+            {"percent_off_bps": 1000, "valid_from": "2999-01-01T00:00:00Z"},
+            {"amount_off": 500, "currency": "usd"},
+        ],
+        ids=["expired", "not-yet-valid", "other-currency"],
+    )
+    async def test_unusable_discount(
+        self,
+        client: httpx.AsyncClient,
+        stripe_payins: respx.MockRouter,
+        session: AsyncSession,
+        discount: dict[str, Any],
+    ) -> None:
+        await self._catalog(client, **discount)
+        response = await start_checkout(
+            client,
+            "kim",
+            {"purpose": "order", "price": "pro-pack", "discount_code": "SAVE", **URLS},
+        )
+        assert response.status_code == 422
+        assert response.json()["code"] == "discount_code_invalid"
+        assert await order_count(session, "kim") == 0
+
+    async def test_usage_limit(
+        self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
+    ) -> None:
+        await self._catalog(client, amount_off=500, currency="eur", max_redemptions=1)
+        body = {"purpose": "order", "price": "pro-pack", "discount_code": "SAVE", **URLS}
+        assert (await start_checkout(client, "lou", body, key="a")).status_code == 201
+        used_up = await start_checkout(client, "lou", body, key="b")
+        assert used_up.json()["code"] == "discount_code_invalid"
+        assert await order_count(session, "lou") == 1
+
+
+class TestConcurrentFirstPayments:
+    async def test_one_customer_per_user(
+        self,
+        committed_client: httpx.AsyncClient,
+        stripe_payins: respx.MockRouter,
+        unique_user: str,
+    ) -> None:
+        responses = await asyncio.gather(
+            *(start_checkout(committed_client, unique_user, topup(), key=f"k{i}") for i in range(5))
+        )
+        assert all(r.status_code == 201 for r in responses), [r.text for r in responses]
+        keys = {
+            c.request.headers["Idempotency-Key"] for c in stripe_payins.routes["customers"].calls
+        }
+        assert keys == {f"customer:{unique_user}"}
+        me = await committed_client.get("/api/v1/me", headers=auth(unique_user))
+        assert me.status_code == 200
