@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from payments_api.disputes import webhook_handlers as dispute_handlers
 from payments_api.orders import webhook_handlers as payin_handlers
+from payments_api.payouts import webhook_handlers as payout_handlers
+from payments_api.refunds import webhook_handlers as refund_handlers
 from payments_api.webhooks.registry import EventHandler
 
+# Platform events: our own charges, refunds, disputes and transfers.
 PLATFORM_HANDLERS: dict[str, EventHandler] = {
     **payin_handlers.HANDLERS,
+    **refund_handlers.HANDLERS,
+    **dispute_handlers.HANDLERS,
+    **payout_handlers.PLATFORM_HANDLERS,
 }
 
-CONNECT_HANDLERS: dict[str, EventHandler] = {}
+# Connect events: things that happen on connected accounts (event.account is set).
+CONNECT_HANDLERS: dict[str, EventHandler] = {
+    **payout_handlers.CONNECT_HANDLERS,
+}
 
 
 def handler_for(endpoint: str, event_type: str) -> EventHandler | None:
