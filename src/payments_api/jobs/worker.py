@@ -2,6 +2,8 @@
 
 Runs pgqueuer's queue manager and scheduler on the service's PostgreSQL:
 - ``webhooks.apply``: retry one stored Stripe event (enqueued with backoff on failure);
+- ``payouts.recover`` (job and every minute): finish withdrawals whose transfer outcome
+  is unknown, with the same Stripe idempotency key;
 - ``webhooks.sweep`` every minute: due retries and events stored but never applied;
 - ``webhooks.prune`` daily, ``idempotency.prune`` hourly: retention.
 Any number of workers may run; pgqueuer hands each job to one of them.
@@ -17,6 +19,7 @@ from pgqueuer import PgQueuer
 from pgqueuer.models import Job, Schedule
 
 from payments_api.db import create_engine, create_sessionmaker, resolve_database_url
+from payments_api.payouts.service import RECOVER_JOB, PayoutService
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
 from payments_api.webhooks.service import RETRY_JOB, WebhookService
@@ -42,6 +45,17 @@ async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
         event_id = (job.payload or b"").decode()
         outcome = await webhooks.apply(event_id)
         log.info("retried webhook %s: %s", event_id, outcome)
+
+    payouts = PayoutService(sessionmaker, stripe, settings)
+
+    @pgq.entrypoint(RECOVER_JOB)
+    async def recover_withdrawal(job: Job) -> None:
+        withdrawal_id = int((job.payload or b"0").decode())
+        await payouts.transfer_and_settle(withdrawal_id)
+
+    @pgq.schedule("payouts.recover", "* * * * *")
+    async def recover_withdrawals(_schedule: Schedule) -> None:
+        await payouts.recover()
 
     @pgq.schedule("webhooks.sweep", "* * * * *")
     async def sweep_webhooks(_schedule: Schedule) -> None:

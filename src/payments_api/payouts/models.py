@@ -1,1 +1,94 @@
 from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from payments_api.db import Base, TimestampMixin
+
+WITHDRAWAL_STATUSES = ("pending", "transferred", "failed", "reversed")
+PAYOUT_STATUSES = ("pending", "in_transit", "paid", "failed", "canceled")
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+class Withdrawal(TimestampMixin, Base):
+    """A payee's request to move available money to their connected account.
+
+    pending: money held in ``withdrawing``, the Stripe Transfer not confirmed yet;
+    transferred: the Transfer exists (money left the platform's Stripe balance);
+    failed: Stripe refused it, money back in available; reversed: the Transfer was
+    reversed later, money back in available.
+    """
+
+    __tablename__ = "withdrawals"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(WITHDRAWAL_STATUSES)})", name="status"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        UniqueConstraint("user_id", "idempotency_key"),
+        UniqueConstraint("stripe_transfer_id"),
+        Index("ix_withdrawals_user_id_id", "user_id", "id"),
+        Index(
+            "ix_withdrawals_status_next_attempt_at",
+            "status",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
+    stripe_account_id: Mapped[str] = mapped_column(String(255))
+    """The destination connected account, fixed when the request was made."""
+    stripe_transfer_id: Mapped[str | None] = mapped_column(String(255))
+    amount_reversed: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    """Transfer attempts made (all with the same Stripe idempotency key)."""
+    next_attempt_at: Mapped[datetime | None]
+    transferred_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Payout(Base):
+    """A Stripe payout of a connected account (bank transfer), as its events tell."""
+
+    __tablename__ = "payouts"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(PAYOUT_STATUSES)})", name="status"),
+        UniqueConstraint("stripe_payout_id"),
+        Index("ix_payouts_user_id_created", "user_id", "created"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    stripe_payout_id: Mapped[str] = mapped_column(String(255))
+    stripe_account_id: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str | None] = mapped_column(String(255), ForeignKey("users.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    arrival_date: Mapped[datetime | None]
+    created: Mapped[datetime]
+    """Stripe's creation time of the payout."""
+    event_created: Mapped[datetime]
+    """``created`` of the newest event applied: older events never overwrite."""

@@ -1,5 +1,77 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from payments_api.auth import Principal
+from payments_api.deps import PrincipalDep, StateDep
+from payments_api.kit.idempotency import IdempotencyKeyDep
+from payments_api.kit.pagination import Limit
+from payments_api.payouts.schemas import PayoutList, WithdrawalCreate, WithdrawalRead
+from payments_api.payouts.service import PayoutService
+from payments_api.problems import Forbidden, problem_responses
 
 router = APIRouter(tags=["payouts"])
+
+
+def payee(principal: PrincipalDep) -> Principal:
+    if not principal.has_role("payee"):
+        raise Forbidden("Payouts need the payee role.")
+    return principal
+
+
+PayeeDep = Annotated[Principal, Depends(payee)]
+
+
+def get_payout_service(state: StateDep) -> PayoutService:
+    # No request-wide transaction: the withdrawal is committed before Stripe is called.
+    return PayoutService(state.sessionmaker, state.stripe, state.settings)
+
+
+PayoutServiceDep = Annotated[PayoutService, Depends(get_payout_service)]
+
+
+@router.post(
+    "/api/v1/me/payouts",
+    summary="Withdraw available money to the payout account",
+    description="Holds the amount (available -> withdrawing) and transfers it to the "
+    "connected account. 201 when Stripe confirmed the transfer or refused it (money back); "
+    "202 with status `pending` when Stripe's answer is not known yet: it is retried with "
+    "the same idempotency key until known — never transferred twice.",
+    operation_id="createWithdrawal",
+    status_code=201,
+    responses={
+        202: {"model": WithdrawalRead, "description": "Accepted; transfer outcome pending"},
+        **problem_responses(400, 401, 403, 409, 422),
+    },
+)
+async def create_withdrawal(
+    body: WithdrawalCreate,
+    principal: PayeeDep,
+    service: PayoutServiceDep,
+    idempotency_key: IdempotencyKeyDep,
+    response: Response,
+) -> WithdrawalRead:
+    withdrawal = await service.withdraw(principal, body, idempotency_key)
+    if withdrawal.status == "pending":
+        response.status_code = 202
+    return withdrawal
+
+
+@router.get(
+    "/api/v1/me/payouts",
+    summary="Payouts of the caller's connected account and their withdrawal requests",
+    operation_id="listPayouts",
+    responses=problem_responses(401, 403, 422, 502, 503),
+)
+async def list_payouts(
+    principal: PayeeDep,
+    service: PayoutServiceDep,
+    limit: Limit = 20,
+    status: Annotated[
+        Literal["pending", "in_transit", "paid", "failed", "canceled"] | None,
+        Query(description="Only payouts in this state."),
+    ] = None,
+) -> PayoutList:
+    return await service.list(principal, limit=limit, status=status)

@@ -13,6 +13,8 @@ from payments_api.stripe.base import STRIPE_API_VERSION, GatewayBase
 from payments_api.stripe.checkout import CheckoutCalls
 from payments_api.stripe.connect import ConnectCalls
 from payments_api.stripe.customers import CustomerCalls
+from payments_api.stripe.payouts import PayoutCalls
+from payments_api.stripe.refunds import RefundCalls
 
 __all__ = [
     "STRIPE_API_VERSION",
@@ -23,7 +25,7 @@ __all__ = [
 ]
 
 
-class StripeGateway(CustomerCalls, CheckoutCalls, ConnectCalls):
+class StripeGateway(CustomerCalls, CheckoutCalls, ConnectCalls, PayoutCalls, RefundCalls):
     """Every Stripe call of the service."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from payments_api.disputes import webhook_handlers as dispute_handlers
 from payments_api.orders import webhook_handlers as payin_handlers
+from payments_api.payout_accounts import webhook_handlers as payout_account_handlers
 from payments_api.payouts import webhook_handlers as payout_handlers
 from payments_api.refunds import webhook_handlers as refund_handlers
 from payments_api.webhooks.registry import EventHandler
@@ -18,6 +19,7 @@ PLATFORM_HANDLERS: dict[str, EventHandler] = {
 
 # Connect events: things that happen on connected accounts (event.account is set).
 CONNECT_HANDLERS: dict[str, EventHandler] = {
+    **payout_account_handlers.HANDLERS,
     **payout_handlers.CONNECT_HANDLERS,
 }
 

@@ -1,0 +1,374 @@
+"""Withdrawals that never pay twice and never lose money.
+
+1. ``reserve`` (one DB transaction): checks (payout account enabled, wallet not frozen,
+   limits), the withdrawal row (``pending``) and the ledger hold available ->
+   withdrawing, committed together. Concurrent withdrawals of one wallet serialise on
+   the ledger's row lock, so only what fits succeeds.
+2. ``transfer`` (no DB transaction open): a Stripe Transfer to the connected account
+   with the idempotency key ``withdrawal:{id}``.
+3. ``settle`` (a new transaction): created -> ``transferred`` and withdrawing ->
+   stripe_balance; refused by Stripe -> ``failed`` and withdrawing -> available;
+   unknown (timeout, 5xx, 429) -> stays ``pending`` with a next attempt time.
+4. ``recover`` (the worker, every minute and after each unknown outcome): repeats step 2
+   with the same key — Stripe answers with the Transfer it already made, if any — and
+   settles. A crash between 1 and 2 is the same case. ``transfer.created`` and
+   ``transfer.reversed`` events settle it too; every ledger movement has a cause key
+   per withdrawal and step, so whichever path comes first wins and the rest are no-ops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from payments_api.auth import Principal
+from payments_api.jobs.queue import enqueue
+from payments_api.kit.clock import utcnow
+from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
+from payments_api.kit.pagination import public_id
+from payments_api.ledger import service as ledger_service
+from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.money import default_limits
+from payments_api.orders.errors import AmountOutOfRange
+from payments_api.payout_accounts.models import PayoutAccount
+from payments_api.payout_accounts.repository import PayoutAccountRepository
+from payments_api.payout_accounts.service import to_read
+from payments_api.payouts.errors import PayoutAccountNotReady, WalletFrozen
+from payments_api.payouts.models import Withdrawal
+from payments_api.payouts.repository import WithdrawalRepository
+from payments_api.payouts.schemas import (
+    PayoutList,
+    PayoutRead,
+    WithdrawalCreate,
+    WithdrawalRead,
+)
+from payments_api.settings import Settings
+from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
+from payments_api.stripe.gateway import StripeGateway
+from payments_api.users.repository import UserRepository
+
+log = logging.getLogger(__name__)
+
+WITHDRAWAL_PREFIX = "wd"
+RECOVER_JOB = "payouts.recover"
+Outcome = Literal["transferred", "failed", "unknown"]
+
+
+def withdrawal_read(row: Withdrawal) -> WithdrawalRead:
+    return WithdrawalRead(
+        id=public_id(WITHDRAWAL_PREFIX, row.id),
+        amount=row.amount,
+        currency=row.currency,
+        status=row.status,
+        failure_code=row.failure_code,
+        created_at=row.created_at,
+        transferred_at=row.transferred_at,
+    )
+
+
+def _ref(user_id: str, kind: AccountKind, currency: str) -> ledger_service.AccountRef:
+    return ledger_service.AccountRef.user(user_id, kind, currency)
+
+
+def _stripe_balance(currency: str) -> ledger_service.AccountRef:
+    return ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+
+
+async def mark_transferred(
+    session: AsyncSession, withdrawal: Withdrawal, transfer_id: str, now: datetime
+) -> None:
+    """The Transfer exists: the held money has left for the connected account."""
+    if withdrawal.status != "pending":
+        return
+    await ledger_service.LedgerService(session).post(
+        ledger_service.NewTransaction(
+            type="withdrawal_transferred",
+            cause_type=CauseType.withdrawal,
+            cause_key=f"withdrawal:{withdrawal.id}:transferred",
+            description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} transferred",
+            metadata={"withdrawal_id": withdrawal.id, "transfer": transfer_id},
+            postings=[
+                ledger_service.PostingSpec(
+                    _ref(withdrawal.user_id, AccountKind.withdrawing, withdrawal.currency),
+                    -withdrawal.amount,
+                ),
+                ledger_service.PostingSpec(_stripe_balance(withdrawal.currency), withdrawal.amount),
+            ],
+        )
+    )
+    withdrawal.status = "transferred"
+    withdrawal.stripe_transfer_id = transfer_id
+    withdrawal.transferred_at = now
+    withdrawal.next_attempt_at = None
+    withdrawal.updated_at = now
+
+
+async def mark_failed(
+    session: AsyncSession, withdrawal: Withdrawal, code: str, now: datetime
+) -> None:
+    """Stripe refused the Transfer: the held money goes back to available."""
+    if withdrawal.status != "pending":
+        return
+    await ledger_service.LedgerService(session).post(
+        ledger_service.NewTransaction(
+            type="withdrawal_failed",
+            cause_type=CauseType.withdrawal,
+            cause_key=f"withdrawal:{withdrawal.id}:failed",
+            description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} failed",
+            metadata={"withdrawal_id": withdrawal.id, "code": code},
+            postings=[
+                ledger_service.PostingSpec(
+                    _ref(withdrawal.user_id, AccountKind.withdrawing, withdrawal.currency),
+                    -withdrawal.amount,
+                ),
+                ledger_service.PostingSpec(
+                    _ref(withdrawal.user_id, AccountKind.available, withdrawal.currency),
+                    withdrawal.amount,
+                ),
+            ],
+        )
+    )
+    withdrawal.status = "failed"
+    withdrawal.failure_code = code[:64]
+    withdrawal.next_attempt_at = None
+    withdrawal.updated_at = now
+
+
+async def apply_reversal(
+    session: AsyncSession, withdrawal: Withdrawal, amount_reversed: int, now: datetime
+) -> None:
+    """Money a reversed Transfer brought back to the platform returns to available."""
+    delta = min(amount_reversed, withdrawal.amount) - withdrawal.amount_reversed
+    if withdrawal.status != "transferred" and withdrawal.status != "reversed":
+        raise RuntimeError(f"withdrawal {withdrawal.id} reversed before it was transferred")
+    if delta <= 0:
+        return
+    await ledger_service.LedgerService(session).post(
+        ledger_service.NewTransaction(
+            type="withdrawal_reversed",
+            cause_type=CauseType.stripe_event,
+            cause_key=f"withdrawal:{withdrawal.id}:reversed:{amount_reversed}",
+            description=f"Transfer of {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} reversed",
+            metadata={"withdrawal_id": withdrawal.id, "amount_reversed": amount_reversed},
+            postings=[
+                ledger_service.PostingSpec(_stripe_balance(withdrawal.currency), -delta),
+                ledger_service.PostingSpec(
+                    _ref(withdrawal.user_id, AccountKind.available, withdrawal.currency), delta
+                ),
+            ],
+        )
+    )
+    withdrawal.amount_reversed += delta
+    withdrawal.status = "reversed"
+    withdrawal.updated_at = now
+
+
+class PayoutService:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        stripe: StripeGateway,
+        settings: Settings,
+        *,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.stripe = stripe
+        self.settings = settings
+        self.now = now
+
+    def _check_limits(self, amount: int, currency: str) -> None:
+        limits = default_limits(
+            currency,
+            minimum_major=self.settings.withdrawal_min_major,
+            maximum_major=self.settings.withdrawal_max_major,
+        )
+        if not limits.minimum <= amount <= limits.maximum:
+            raise AmountOutOfRange(
+                f"Withdrawals in {currency} must be between {limits.minimum} and "
+                f"{limits.maximum} minor units.",
+                minimum=limits.minimum,
+                maximum=limits.maximum,
+            )
+
+    async def withdraw(
+        self, principal: Principal, body: WithdrawalCreate, idempotency_key: str
+    ) -> WithdrawalRead:
+        """Reserve, transfer and settle one withdrawal (see the module docstring)."""
+        withdrawal = await self.reserve(principal, body, idempotency_key)
+        if withdrawal.status == "pending" and withdrawal.attempts == 0:
+            withdrawal = await self.transfer_and_settle(withdrawal.id)
+        return withdrawal_read(withdrawal)
+
+    async def reserve(
+        self, principal: Principal, body: WithdrawalCreate, idempotency_key: str
+    ) -> Withdrawal:
+        """Step 1: the pending withdrawal and its ledger hold, in one transaction."""
+        self._check_limits(body.amount, body.currency)
+        request_fingerprint = fingerprint(body.model_dump(mode="json"))
+        async with self.sessionmaker.begin() as session:
+            user = await UserRepository(session).upsert_from_principal(principal)
+            withdrawals = WithdrawalRepository(session)
+            existing = await withdrawals.by_key(user.id, idempotency_key)
+            if existing is not None:
+                if existing.request_fingerprint != request_fingerprint:
+                    raise IdempotencyKeyReused("This Idempotency-Key was used for another request.")
+                return existing
+            user = await UserRepository(session).get(user.id, for_update=True) or user
+            if user.frozen:
+                raise WalletFrozen("Withdrawals are blocked while the wallet is frozen.")
+            account = await PayoutAccountRepository(session).get_by_user(user.id)
+            destination = _destination(account)
+            if destination is None:
+                raise PayoutAccountNotReady(
+                    "Finish payout setup first (GET /api/v1/me/payout-account).",
+                    payout_account=to_read(account).model_dump(mode="json"),
+                )
+            withdrawal = Withdrawal(
+                user_id=user.id,
+                amount=body.amount,
+                currency=body.currency,
+                status="pending",
+                stripe_account_id=destination,
+                idempotency_key=idempotency_key,
+                request_fingerprint=request_fingerprint,
+                attempts=0,
+                amount_reversed=0,
+            )
+            try:
+                async with session.begin_nested():
+                    await withdrawals.add(withdrawal)
+            except IntegrityError:
+                twin = await withdrawals.by_key(user.id, idempotency_key)
+                if twin is None or twin.request_fingerprint != request_fingerprint:
+                    raise IdempotencyKeyReused() from None
+                return twin
+            await ledger_service.LedgerService(session).post(
+                ledger_service.NewTransaction(
+                    type="withdrawal_hold",
+                    cause_type=CauseType.withdrawal,
+                    cause_key=f"withdrawal:{withdrawal.id}:hold",
+                    description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)}",
+                    metadata={"withdrawal_id": withdrawal.id},
+                    postings=[
+                        ledger_service.PostingSpec(
+                            _ref(user.id, AccountKind.available, body.currency), -body.amount
+                        ),
+                        ledger_service.PostingSpec(
+                            _ref(user.id, AccountKind.withdrawing, body.currency), body.amount
+                        ),
+                    ],
+                )
+            )
+            return withdrawal
+
+    async def transfer_and_settle(self, withdrawal_id: int) -> Withdrawal:
+        """Steps 2 and 3: (re)try the Stripe Transfer and record what happened."""
+        async with self.sessionmaker.begin() as session:
+            withdrawal = await WithdrawalRepository(session).get(withdrawal_id, for_update=True)
+            if withdrawal is None:
+                raise LookupError(withdrawal_id)
+            if withdrawal.status != "pending":
+                return withdrawal
+            withdrawal.attempts += 1
+            # Claim the next attempt now so a concurrent recovery does not pile on.
+            withdrawal.next_attempt_at = self.now() + retry_delay(withdrawal.attempts)
+            params: dict[str, Any] = {
+                "amount": withdrawal.amount,
+                "currency": withdrawal.currency,
+                "destination": withdrawal.stripe_account_id,
+                "transfer_group": f"withdrawal_{withdrawal.id}",
+                "metadata": {"withdrawal_id": str(withdrawal.id), "user_id": withdrawal.user_id},
+            }
+        outcome: Outcome
+        code = ""
+        transfer_id = ""
+        try:
+            transfer = await self.stripe.create_transfer(
+                params, idempotency_key=f"withdrawal:{withdrawal_id}"
+            )
+            outcome, transfer_id = "transferred", str(transfer["id"])
+        except PaymentProviderUnavailable:
+            outcome = "unknown"
+        except PaymentProviderError:
+            # Stripe answered and refused (e.g. insufficient platform balance, account
+            # cannot receive): definite, so the money goes back.
+            outcome, code = "failed", "transfer_refused"
+        async with self.sessionmaker.begin() as session:
+            withdrawal = await WithdrawalRepository(session).get(withdrawal_id, for_update=True)
+            assert withdrawal is not None  # noqa: S101
+            now = self.now()
+            if outcome == "transferred":
+                await mark_transferred(session, withdrawal, transfer_id, now)
+            elif outcome == "failed":
+                await mark_failed(session, withdrawal, code, now)
+            elif withdrawal.status == "pending":
+                log.warning("withdrawal %s: transfer outcome unknown, will retry", withdrawal_id)
+                await enqueue(
+                    session,
+                    RECOVER_JOB,
+                    str(withdrawal_id).encode(),
+                    delay=retry_delay(withdrawal.attempts),
+                    dedupe_key=f"withdrawal:{withdrawal_id}",
+                )
+            return withdrawal
+
+    async def recover(self, *, limit: int = 100) -> int:
+        """Finish pending withdrawals whose transfer is due for another try."""
+        async with self.sessionmaker.begin() as session:
+            due = await WithdrawalRepository(session).stuck(self.now(), limit)
+        for withdrawal_id in due:
+            await self.transfer_and_settle(withdrawal_id)
+        return len(due)
+
+    async def list(self, principal: Principal, *, limit: int, status: str | None) -> PayoutList:
+        async with self.sessionmaker() as session:
+            account = await PayoutAccountRepository(session).get_by_user(principal.sub)
+            withdrawals = await WithdrawalRepository(session).recent(principal.sub, 20)
+        snapshot = to_read(account)
+        data: list[PayoutRead] = []
+        has_more = False
+        if account is not None and account.stripe_account_id:
+            page = await self.stripe.list_payouts(
+                stripe_account=account.stripe_account_id, limit=limit, status=status
+            )
+            has_more = bool(page.get("has_more"))
+            data = [_payout_read(p) for p in page.get("data", [])]
+        return PayoutList(
+            data=data,
+            has_more=has_more,
+            withdrawals=[withdrawal_read(w) for w in withdrawals],
+            payout_account=snapshot,
+        )
+
+
+def _destination(account: PayoutAccount | None) -> str | None:
+    """The connected account to transfer to, if it can receive money now."""
+    if account is None or account.status != "enabled" or not account.payouts_enabled:
+        return None
+    return account.stripe_account_id
+
+
+def _ts(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if isinstance(value, int) else None
+
+
+def _payout_read(payout: dict[str, Any]) -> PayoutRead:
+    return PayoutRead(
+        id=str(payout["id"]),
+        amount=int(payout["amount"]),
+        currency=str(payout["currency"]),
+        status=payout["status"],
+        arrival_date=_ts(payout.get("arrival_date")),
+        created=_ts(payout.get("created")) or utcnow(),
+        failure_code=payout.get("failure_code"),
+    )

@@ -1,0 +1,39 @@
+"""Transfers to connected accounts and their payouts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from payments_api.stripe.base import GatewayBase
+
+
+class PayoutCalls(GatewayBase):
+    async def create_transfer(
+        self, params: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        """Move platform balance to a connected account (key ``withdrawal:{id}``: a retry
+        after a timeout returns the same Transfer, never a second one)."""
+        transfer = await self._call(
+            "transfers.create",
+            lambda: self._client.v1.transfers.create_async(
+                params=params,  # type: ignore[arg-type]
+                options=self._options(idempotency_key),
+            ),
+        )
+        return transfer.to_dict()
+
+    async def list_payouts(
+        self, *, stripe_account: str, limit: int, status: str | None
+    ) -> dict[str, Any]:
+        """A page of the connected account's payouts (``Stripe-Account`` header)."""
+        params: dict[str, Any] = {"limit": limit}
+        if status is not None:
+            params["status"] = status
+        page = await self._call(
+            "payouts.list",
+            lambda: self._client.v1.payouts.list_async(
+                params=params,  # type: ignore[arg-type]
+                options=self._options(stripe_account=stripe_account),
+            ),
+        )
+        return page.to_dict()
