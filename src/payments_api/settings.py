@@ -133,10 +133,125 @@ class Settings(BaseSettings):
         20.0, gt=0, le=120, description="Timeout of one Stripe HTTP request."
     )
     # --- pay-ins (checkout, top-ups, orders) --------------------------------------
+    frontend_origins: CsvList = Field(
+        default_factory=lambda: ["http://localhost:3000", "http://127.0.0.1:8000"],
+        description="Origins allowed in Checkout success/cancel URLs (comma separated).",
+    )
+    topup_min_major: int = Field(
+        10, ge=0, description="Smallest top-up, in the currency's major unit."
+    )
+    topup_max_major: int = Field(
+        10_000, ge=1, description="Largest top-up, in the currency's major unit."
+    )
+    checkout_session_ttl_minutes: int = Field(
+        60, ge=30, le=1440, description="Lifetime of a Checkout Session (Stripe: 30 min-24 h)."
+    )
     # --- idempotency ----------------------------------------------------------------
+    idempotency_lease_seconds: int = Field(
+        60,
+        ge=1,
+        le=3600,
+        description="Lease of a request holding an Idempotency-Key, renewed while it runs; "
+        "when a crashed request's lease runs out, a retry takes the key over.",
+    )
+    idempotency_retention_hours: int = Field(
+        24,
+        ge=24,
+        le=24 * 90,
+        description="How long a stored Idempotency-Key response is replayed (>= 24 h); "
+        "expired keys are pruned by a scheduled job.",
+    )
     # --- escrow and earnings --------------------------------------------------------
+    escrow_platform_fee_bps: int = Field(
+        500,
+        ge=0,
+        le=10_000,
+        description="Platform fee the customer pays on top of a job price, in basis points "
+        "of the price (500 = 5%), rounded half-even. Captured on each escrow at creation.",
+    )
+    escrow_service_fee_bps: int = Field(
+        2_000,
+        ge=0,
+        le=10_000,
+        description="Service fee withheld from the job price when the job is completed, in "
+        "basis points (2000 = 20%), rounded half-even. Captured on each escrow at creation.",
+    )
+    escrow_keep_platform_fee_on_cancel: bool = Field(
+        True,
+        description="Cancelling an accepted escrow keeps the platform fee (true) or refunds "
+        "it to the customer (false). Captured on each escrow at creation.",
+    )
+    escrow_customer_may_cancel_after_accept: bool = Field(
+        True,
+        description="Customers may cancel an escrow their payee already accepted (admins "
+        "always may).",
+    )
+    earnings_default_timezone: str = Field(
+        "UTC",
+        description="IANA time zone of the earnings summary windows (today, last 7 and 30 "
+        "days) when a request sends no `tz`.",
+    )
+
+    @field_validator("earnings_default_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import available_timezones
+
+        if value not in available_timezones():
+            raise ValueError(f"unknown IANA time zone {value!r}")
+        return value
+
     # --- connect (payout accounts) and payouts ---------------------------------------
+    withdrawal_min_major: int = Field(
+        10, ge=0, description="Smallest withdrawal, in the currency's major unit."
+    )
+    withdrawal_max_major: int = Field(
+        10_000, ge=1, description="Largest withdrawal, in the currency's major unit."
+    )
+    connect_account_country: str | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="Country (ISO 3166-1 alpha-2, e.g. US) of new Express accounts. Unset: "
+        "Stripe uses the platform's country.",
+    )
+    connect_capabilities: CsvList = Field(
+        default_factory=lambda: ["card_payments", "transfers"],
+        description="Capabilities requested for new Express accounts (comma separated).",
+    )
+    connect_return_url: str | None = Field(
+        None,
+        description="Where the onboarding return page sends the browser (e.g. the app deep "
+        "link myapp://payouts/return). Unset: a small HTML page is shown.",
+    )
+    connect_sync_stale_after_seconds: int = Field(
+        300,
+        ge=0,
+        description="GET /me/payout-account asks Stripe again when the stored state is older "
+        "than this (0 = always).",
+    )
+    connect_link_state_ttl_seconds: int = Field(
+        3600,
+        ge=60,
+        le=7 * 86400,
+        description="Lifetime of the signed state in onboarding refresh/return URLs.",
+    )
+    connect_link_state_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key signing onboarding refresh/return URLs (>= 32 bytes). Unset: "
+        "derived from the Stripe secret key.",
+    )
+
+    _split_connect = field_validator("connect_capabilities", mode="before")(_split_csv)
+    # --- refunds, disputes and reconciliation ----------------------------------------
+    # --- sandbox ----------------------------------------------------------------------------
     # --- webhooks and jobs --------------------------------------------------------------
+    webhook_retention_days: int = Field(
+        30, ge=1, description="Applied webhook events older than this are pruned."
+    )
+    webhook_max_attempts: int = Field(
+        12, ge=1, description="Attempts before a failing event waits for an admin replay."
+    )
     webhook_tolerance_seconds: int = Field(
         300, ge=1, le=3600, description="Max age of a webhook signature timestamp."
     )
@@ -185,6 +300,28 @@ class Settings(BaseSettings):
         if not self.is_production and any(a.startswith("HS") for a in self.jwt_algorithms):
             return DEV_JWT_SECRET
         return None
+
+
+def webhook_secrets(settings: Settings, endpoint: str) -> list[str]:
+    """Signing secrets of a webhook endpoint; in sandbox mode the sandbox's own secret
+    is accepted too, since the sandbox signs the events it emits with it."""
+    configured = (
+        settings.stripe_webhook_secrets
+        if endpoint == "platform"
+        else settings.stripe_connect_webhook_secrets
+    )
+    secrets = [s.get_secret_value() for s in configured]
+    if settings.sandbox and not settings.is_production:
+        secrets.append(DEV_WEBHOOK_SECRET)
+    return secrets
+
+
+def stripe_api_base(settings: Settings) -> str:
+    """Where the gateway sends Stripe calls: Stripe (or a configured mock/proxy), or in
+    sandbox mode the service's own Stripe-compatible sandbox API."""
+    if settings.sandbox and settings.stripe_api_base == "https://api.stripe.com":
+        return settings.public_base_url.rstrip("/") + "/sandbox/stripe"
+    return settings.stripe_api_base
 
 
 def production_problems(settings: Settings) -> list[str]:

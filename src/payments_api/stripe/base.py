@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import stripe
-from payments_api.settings import Settings
+from payments_api.settings import Settings, stripe_api_base
 from payments_api.stripe.errors import (
     CardDeclined,
     PaymentProviderError,
@@ -45,7 +45,7 @@ class GatewayBase:
         self._client = stripe.StripeClient(
             api_key,
             stripe_version=STRIPE_API_VERSION,
-            base_addresses={"api": settings.stripe_api_base},
+            base_addresses={"api": stripe_api_base(settings)},
             max_network_retries=settings.stripe_max_network_retries,
             http_client=self._http_client,
         )

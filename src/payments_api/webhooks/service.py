@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.jobs.queue import enqueue
 from payments_api.kit.clock import utcnow
-from payments_api.settings import Settings
+from payments_api.settings import Settings, webhook_secrets
 from payments_api.stripe.gateway import (
     InvalidWebhookSignature,
     StripeGateway,
@@ -91,12 +91,7 @@ class WebhookService:
         self.now = now
 
     def verify(self, endpoint: Endpoint, payload: bytes, signature: str | None) -> None:
-        configured = (
-            self.settings.stripe_webhook_secrets
-            if endpoint == "platform"
-            else self.settings.stripe_connect_webhook_secrets
-        )
-        secrets = [s.get_secret_value() for s in configured]
+        secrets = webhook_secrets(self.settings, endpoint)
         if not secrets:
             raise WebhookEndpointNotConfigured("No such route.")
         tolerance = self.settings.webhook_tolerance_seconds
