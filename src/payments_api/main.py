@@ -19,9 +19,11 @@ from payments_api.auth import TokenVerifier
 from payments_api.balance.router import router as balance_router
 from payments_api.checkout.router import router as checkout_router
 from payments_api.db import create_engine, create_sessionmaker, resolve_database_url
+from payments_api.disputes.router import router as disputes_router
 from payments_api.earnings.router import router as earnings_router
 from payments_api.escrow.router import router as escrow_router
 from payments_api.health.router import router as health_router
+from payments_api.idempotency.middleware import IdempotencyMiddleware
 from payments_api.kit.middleware import RequestContextMiddleware
 from payments_api.logs import configure_logging
 from payments_api.migrations import head_revisions
@@ -35,6 +37,10 @@ from payments_api.problems import (
     handle_problem,
     handle_validation,
 )
+from payments_api.projects.router import router as projects_router
+from payments_api.reconciliation.router import router as reconciliation_router
+from payments_api.refunds.router import router as refunds_router
+from payments_api.sandbox.router import router as sandbox_router
 from payments_api.settings import Settings, get_settings
 from payments_api.state import AppState
 from payments_api.stripe.gateway import StripeGateway
@@ -118,8 +124,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(earnings_router)
     app.include_router(payout_accounts_router)
     app.include_router(payouts_router)
+    app.include_router(projects_router)
+    app.include_router(sandbox_router)
+    app.include_router(refunds_router)
+    app.include_router(disputes_router)
+    app.include_router(reconciliation_router)
     app.include_router(webhooks_router)
 
+    app.add_middleware(IdempotencyMiddleware)  # inside CORS, so replays get CORS headers too
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

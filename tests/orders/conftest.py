@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 import httpx
@@ -54,10 +55,16 @@ def payment_intent_response(request: httpx.Request) -> httpx.Response:
 
 @pytest.fixture
 def stripe_payins(stripe_mock: respx.MockRouter) -> respx.MockRouter:
-    customer = stripe_object("customer")
-    stripe_mock.post("/v1/customers", name="customers").mock(
-        return_value=httpx.Response(200, json=customer)
-    )
+    def customer_response(request: httpx.Request) -> httpx.Response:
+        # One customer per idempotency key (customer:{user}), as Stripe would answer:
+        # tests that commit must not leave one customer id on two users.
+        customer = stripe_object("customer")
+        key = request.headers.get("Idempotency-Key", "")
+        if key != "customer:alice":  # alice keeps Stripe's example id for the shape test
+            customer["id"] = "cus_" + hashlib.sha256(key.encode()).hexdigest()[:14]
+        return httpx.Response(200, json=customer)
+
+    stripe_mock.post("/v1/customers", name="customers").mock(side_effect=customer_response)
     stripe_mock.post("/v1/checkout/sessions", name="sessions").mock(
         side_effect=checkout_session_response
     )

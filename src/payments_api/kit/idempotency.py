@@ -1,4 +1,10 @@
-"""The ``Idempotency-Key`` header, as money-moving routes receive it."""
+"""The ``Idempotency-Key`` header, as write routes receive it.
+
+Replay itself (store the first response, answer retries with it) is done for every write
+route by :class:`payments_api.idempotency.middleware.IdempotencyMiddleware`; this module
+holds the header's contract: its name, its limits, the dependency that makes it
+mandatory on money-moving routes, and its problems.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,10 @@ from typing import Annotated, Any
 from fastapi import Depends, Header
 
 from payments_api.problems import ProblemError
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 
 class IdempotencyKeyRequired(ProblemError):
@@ -23,13 +33,27 @@ class IdempotencyKeyReused(ProblemError):
     title = "The Idempotency-Key was used for a different request"
 
 
+class IdempotencyKeyInUse(ProblemError):
+    status = 409
+    code = "idempotency_key_in_use"
+    title = "A request with this Idempotency-Key is still being processed"
+
+
 def require_idempotency_key(
     idempotency_key: Annotated[
         str | None,
         Header(
-            alias="Idempotency-Key",
-            max_length=255,
-            description="Unique per logical operation (e.g. a UUID); retries reuse it.",
+            alias=IDEMPOTENCY_KEY_HEADER,
+            max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+            description=(
+                "Unique per logical operation (e.g. a UUID v4), at most 255 characters, "
+                "scoped to the caller. A retry with the same key and the same request "
+                "replays the first response (with `Idempotent-Replayed: true`); the same "
+                "key with a different request is 422 `idempotency_key_reused`; while the "
+                "first request is still running it is 409 `idempotency_key_in_use` with "
+                "`Retry-After`. Keys are kept for at least 24 hours."
+            ),
+            examples=["5f0c8a7e-2b1d-4c3e-9a8f-7d6e5c4b3a21"],
         ),
     ] = None,
 ) -> str:

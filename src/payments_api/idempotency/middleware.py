@@ -1,0 +1,358 @@
+"""Idempotency-Key replay for every write route, as a pure ASGI middleware.
+
+It applies to POST, PUT, PATCH and DELETE under ``/api/v1/`` (webhooks excluded: Stripe
+events are deduplicated by their own id) when the request carries an
+``Idempotency-Key`` header and a valid bearer token; anything else passes through
+untouched (a missing or bad token is the route's 401 to give).
+
+Steps, each in its own short transaction, never inside the route's:
+
+1. Claim the key (:meth:`IdempotencyService.claim`) and commit, so a concurrent twin
+   sees it: a twin gets 409 ``idempotency_key_in_use``, a different request with the
+   key 422 ``idempotency_key_reused``, a retry of a completed request the stored
+   response with ``Idempotent-Replayed: true``.
+2. Run the route, buffering its response, while a heartbeat renews the lease.
+3. Store the response (a result the route produced: status < 500), then send it; or,
+   when nothing was executed or the outcome is unknown (5xx, exception, request
+   validation failure, no such route), release the key so a retry runs again.
+
+The crash window: the route commits its own transaction before its response reaches
+step 3. If the process dies in between (or the store fails), the key stays in flight
+until its lease runs out, and a retry then executes the route again. Routes must
+therefore be idempotent themselves for the effects they commit, e.g. a ledger
+``cause_key`` or a pending row derived from the Idempotency-Key, as admin adjustments do
+(``admin_adjustment:<actor>:<key>``); the middleware turns "executes at most once per
+key in the common case" into cheap replays, the route's own keys make it exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import anyio
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from payments_api.auth import Principal, TokenVerifier
+from payments_api.idempotency.errors import IdempotencyKeyInUse, IdempotencyKeyReused
+from payments_api.idempotency.service import (
+    Claimed,
+    IdempotencyService,
+    IdempotentRequest,
+    KeyInUse,
+    KeyReused,
+    Replay,
+    StoredResponse,
+    request_fingerprint,
+)
+from payments_api.kit.idempotency import MAX_IDEMPOTENCY_KEY_LENGTH, REPLAYED_HEADER
+from payments_api.problems import PROBLEM_MEDIA_TYPE, ProblemError, problem_response
+from payments_api.state import AppState
+
+log = structlog.get_logger("payments_api.idempotency")
+
+METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+API_PREFIX = "/api/v1/"
+EXCLUDED_PREFIXES = ("/api/v1/webhooks/",)
+
+# Headers replayed with a stored response. Everything else is either per-response
+# (content-length, date, x-request-id: set again on replay) or must never be replayed
+# to whoever holds the key (set-cookie).
+REPLAYED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-language",
+        "location",
+        "cache-control",
+        "etag",
+        "last-modified",
+        "link",
+    }
+)
+# Problems raised before a route's handler runs: nothing was executed, so the key is
+# released and the corrected request may reuse it (Stripe does the same).
+NOT_EXECUTED_CODES = frozenset({"validation_error", "malformed_json"})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _principal(scope: Scope, verifier: TokenVerifier) -> Principal | None:
+    authorization = _header(scope, b"authorization")
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    try:
+        return verifier.verify(token.strip())
+    except ProblemError:
+        return None
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body; None if the client went away."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the buffered body to the app, then listens for disconnects."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _problem_code(headers: list[tuple[bytes, bytes]], body: bytes) -> str | None:
+    content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+    if not content_type.decode("latin-1").startswith(PROBLEM_MEDIA_TYPE):
+        return None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    code = document.get("code") if isinstance(document, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def _executed(scope: Scope, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    """Whether the response is a result of the route that a retry must get again."""
+    if status >= 500 or status in (401, 405, 429):
+        return False
+    if scope.get("route") is None:  # no route matched: 404 from the router
+        return False
+    return not (status in (400, 422) and _problem_code(headers, body) in NOT_EXECUTED_CODES)
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._applies(scope):
+            await self.app(scope, receive, send)
+            return
+        key = _header(scope, b"idempotency-key")
+        resources: AppState | None = getattr(scope["app"].state, "resources", None)
+        # No key: the route decides (IdempotencyKeyDep answers 400 where it is required).
+        if key is None or not key.strip() or resources is None:
+            await self.app(scope, receive, send)
+            return
+        principal = _principal(scope, resources.verifier)
+        if principal is None:
+            await self.app(scope, receive, send)
+            return
+        if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+            await self._key_too_long(scope, receive, send, resources)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return
+        method: str = scope["method"]
+        path: str = scope["path"]
+        request = IdempotentRequest(
+            user_id=principal.sub,
+            key=key,
+            fingerprint=request_fingerprint(method, path, scope.get("query_string", b""), body),
+            method=method,
+            path=path,
+        )
+        settings = resources.settings
+        lease = timedelta(seconds=settings.idempotency_lease_seconds)
+        retention = timedelta(hours=settings.idempotency_retention_hours)
+
+        def service_in(session: AsyncSession) -> IdempotencyService:
+            return IdempotencyService(session, lease=lease, retention=retention)
+
+        async with resources.sessionmaker.begin() as session:
+            outcome = await service_in(session).claim(request)
+
+        receive = _replaying(body, receive)
+        if isinstance(outcome, Replay):
+            await self._replay(outcome.response, send)
+        elif isinstance(outcome, KeyReused):
+            error: ProblemError = IdempotencyKeyReused(
+                "This Idempotency-Key was already used for a different request (first "
+                f"{outcome.method} {outcome.path}). Use a new key for a new request."
+            )
+            await self._problem(scope, receive, send, resources, error)
+        elif isinstance(outcome, KeyInUse):
+            error = IdempotencyKeyInUse(
+                "The first request with this Idempotency-Key has not finished yet; "
+                "retry after the indicated delay.",
+                headers={"Retry-After": str(outcome.retry_after_seconds)},
+            )
+            await self._problem(scope, receive, send, resources, error)
+        else:
+            if outcome.taken_over:
+                log.warning("idempotency lease expired; retry takes the key over", path=path)
+            await self._execute(scope, receive, send, resources, outcome, service_in)
+
+    @staticmethod
+    def _applies(scope: Scope) -> bool:
+        if scope["type"] != "http" or scope["method"] not in METHODS:
+            return False
+        path: str = scope["path"]
+        return path.startswith(API_PREFIX) and not path.startswith(EXCLUDED_PREFIXES)
+
+    async def _execute(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        resources: AppState,
+        claim: Claimed,
+        service_in: Callable[[AsyncSession], IdempotencyService],
+    ) -> None:
+        start: Message | None = None
+        chunks: list[bytes] = []
+        finished = False
+
+        async def capture(message: Message) -> None:
+            nonlocal start, finished
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                finished = not message.get("more_body", False)
+
+        async def in_transaction(step: Callable[[IdempotencyService], Awaitable[bool]]) -> None:
+            # Shielded: a cancelled request (client gone, shutdown) still stores or
+            # releases its key rather than leaving it locked until the lease runs out.
+            with anyio.CancelScope(shield=True):
+                try:
+                    async with resources.sessionmaker.begin() as session:
+                        await step(service_in(session))
+                except Exception:
+                    log.exception("idempotency key update failed; the lease will expire")
+
+        heartbeat = asyncio.create_task(self._heartbeat(resources, claim, service_in))
+        try:
+            await self.app(scope, receive, capture)
+        except BaseException:
+            heartbeat.cancel()
+            await in_transaction(lambda service: service.release(claim))
+            raise
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+
+        if start is None or not finished:
+            await in_transaction(lambda service: service.release(claim))
+            if start is not None:
+                await send(start)
+                await send({"type": "http.response.body", "body": b"".join(chunks)})
+            return
+        status = int(start["status"])
+        headers: list[tuple[bytes, bytes]] = list(start.get("headers", []))
+        body = b"".join(chunks)
+        # Stored before it is sent, so a client that saw this response always gets it
+        # again on retry.
+        if _executed(scope, status, headers, body):
+            stored = StoredResponse(
+                status=status,
+                headers=[
+                    (name.decode("latin-1").lower(), value.decode("latin-1"))
+                    for name, value in headers
+                    if name.decode("latin-1").lower() in REPLAYED_HEADERS
+                ],
+                body=body,
+            )
+            await in_transaction(lambda service: service.complete(claim, stored))
+        else:
+            await in_transaction(lambda service: service.release(claim))
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    async def _heartbeat(
+        resources: AppState,
+        claim: Claimed,
+        service_in: Callable[[AsyncSession], IdempotencyService],
+    ) -> None:
+        """Renew the lease while the route runs, so only a dead process loses its key
+        (a slow request does not, however long a Stripe call takes)."""
+        interval = resources.settings.idempotency_lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with resources.sessionmaker.begin() as session:
+                    if not await service_in(session).extend_lease(claim):
+                        return
+            except Exception:
+                log.exception("idempotency lease renewal failed")
+
+    @staticmethod
+    async def _replay(response: StoredResponse, send: Send) -> None:
+        headers = [
+            (name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers
+        ]
+        if response.status not in (204, 304):  # RFC 9110: no Content-Length on these
+            headers.append((b"content-length", str(len(response.body)).encode()))
+        headers.append((REPLAYED_HEADER.lower().encode(), b"true"))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    @staticmethod
+    async def _problem(
+        scope: Scope, receive: Receive, send: Send, resources: AppState, error: ProblemError
+    ) -> None:
+        response = problem_response(
+            scope["path"],
+            scope.get("state", {}).get("request_id"),
+            status=error.status,
+            code=error.code,
+            title=error.title,
+            detail=error.detail,
+            base_url=resources.settings.problem_base_url,
+            headers=error.headers,
+            extensions=error.extensions,
+        )
+        await response(scope, receive, send)
+
+    @staticmethod
+    async def _key_too_long(
+        scope: Scope, receive: Receive, send: Send, resources: AppState
+    ) -> None:
+        message = f"String should have at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters"
+        response = problem_response(
+            scope["path"],
+            scope.get("state", {}).get("request_id"),
+            status=422,
+            code="validation_error",
+            title="Request validation failed",
+            detail=f"header.Idempotency-Key: {message}",
+            base_url=resources.settings.problem_base_url,
+            extensions={
+                "errors": [
+                    {
+                        "loc": ["header", "Idempotency-Key"],
+                        "msg": message,
+                        "type": "string_too_long",
+                    }
+                ]
+            },
+        )
+        await response(scope, receive, send)
