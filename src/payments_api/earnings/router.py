@@ -1,5 +1,83 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from payments_api.deps import CurrentUser, SessionDep, SettingsDep
+from payments_api.earnings.schemas import EarningsList
+from payments_api.earnings.service import Clock, EarningsService
+from payments_api.kit.clock import utcnow
+from payments_api.kit.pagination import Limit
+from payments_api.money import Currency
+from payments_api.problems import problem_responses
 
 router = APIRouter(tags=["earnings"])
+
+
+def get_clock() -> Clock:
+    """The clock of the earnings summary (tests override it to freeze time)."""
+    return utcnow
+
+
+ClockDep = Annotated[Clock, Depends(get_clock)]
+
+
+def get_earnings_service(
+    session: SessionDep, settings: SettingsDep, clock: ClockDep
+) -> EarningsService:
+    return EarningsService(session, now=clock, default_timezone=settings.earnings_default_timezone)
+
+
+EarningsServiceDep = Annotated[EarningsService, Depends(get_earnings_service)]
+
+
+@router.get(
+    "/api/v1/me/earnings",
+    summary="What the caller earned as a payee, with a summary",
+    description=(
+        "Per-job entries with only the payee's take (never the customer's price or any "
+        "fee), newest first, and per currency the sums of today, the last 7 days, the "
+        "last 30 days and all time, over calendar days of `tz`."
+    ),
+    operation_id="listEarnings",
+    responses=problem_responses(401, 422),
+)
+async def list_earnings(
+    user: CurrentUser,
+    service: EarningsServiceDep,
+    limit: Limit = 20,
+    starting_after: Annotated[
+        str | None, Query(description="Entry id to continue after (exclusive).")
+    ] = None,
+    currency: Annotated[Currency | None, Query(description="Only this currency.")] = None,
+    project_id: Annotated[
+        str | None, Query(max_length=255, description="Only this project.")
+    ] = None,
+    date_from: Annotated[
+        date | None, Query(description="First calendar day (inclusive, in `tz`).")
+    ] = None,
+    date_to: Annotated[
+        date | None, Query(description="Last calendar day (inclusive, in `tz`).")
+    ] = None,
+    tz: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="IANA time zone of the summary windows and the date filters; "
+            "defaults to PAYMENTS_EARNINGS_DEFAULT_TIMEZONE (UTC).",
+            examples=["Europe/Berlin"],
+        ),
+    ] = None,
+) -> EarningsList:
+    return await service.page(
+        user.id,
+        limit=limit,
+        starting_after=starting_after,
+        currency=currency,
+        project_id=project_id,
+        date_from=date_from,
+        date_to=date_to,
+        tz=tz,
+    )

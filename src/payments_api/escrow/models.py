@@ -1,1 +1,125 @@
 from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from payments_api.db import Base, TimestampMixin
+
+
+class EscrowStatus(StrEnum):
+    """The escrow's state machine (see docs/escrow.md)."""
+
+    awaiting_payment = "awaiting_payment"
+    """Card-funded only: created by checkout, waiting for Stripe to confirm the payment."""
+    created = "created"
+    """Money is held in the customer's escrow account; the payee has not accepted yet."""
+    accepted = "accepted"
+    completed = "completed"
+    cancelled = "cancelled"
+
+
+class EscrowFunding(StrEnum):
+    wallet = "wallet"
+    """Held from the customer's available balance when the escrow is created."""
+    card = "card"
+    """Paid by card through Stripe Checkout; lands in escrow on Stripe's confirmation."""
+
+
+_STATUSES = ", ".join(f"'{s.value}'" for s in EscrowStatus)
+_FUNDINGS = ", ".join(f"'{f.value}'" for f in EscrowFunding)
+
+
+class Escrow(TimestampMixin, Base):
+    """A job offered by a customer to a payee, with its money held until settlement.
+
+    The fee rates and the resulting amounts are fixed when the escrow is created, so a
+    later configuration change never alters an open escrow.
+    """
+
+    __tablename__ = "escrows"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_STATUSES})", name="status"),
+        CheckConstraint(f"funding IN ({_FUNDINGS})", name="funding"),
+        CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency"),
+        CheckConstraint("price_amount > 0", name="price_positive"),
+        CheckConstraint("platform_fee_bps BETWEEN 0 AND 10000", name="platform_fee_bps"),
+        CheckConstraint("service_fee_bps BETWEEN 0 AND 10000", name="service_fee_bps"),
+        CheckConstraint(
+            "platform_fee_amount >= 0 AND service_fee_amount >= 0 AND payee_amount >= 0",
+            name="parts_nonnegative",
+        ),
+        # The split always sums exactly to what is held.
+        CheckConstraint(
+            "hold_amount = price_amount + platform_fee_amount", name="hold_is_price_plus_fee"
+        ),
+        CheckConstraint(
+            "payee_amount + service_fee_amount = price_amount", name="price_is_take_plus_fee"
+        ),
+        CheckConstraint("customer_id <> payee_id", name="not_self"),
+        CheckConstraint(
+            "status <> 'awaiting_payment' OR funding = 'card'", name="awaiting_payment_is_card"
+        ),
+        UniqueConstraint("customer_id", "creation_key"),
+        UniqueConstraint("payment_intent_id"),
+        Index("ix_escrows_customer_id_id", "customer_id", "id"),
+        Index("ix_escrows_payee_id_id", "payee_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))
+    """Who offers the job and whose money is held."""
+    payee_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))
+    """Who does the job and receives the take on completion."""
+    status: Mapped[str] = mapped_column(String(24))
+    funding: Mapped[str] = mapped_column(String(8))
+    currency: Mapped[str] = mapped_column(String(3))
+    price_amount: Mapped[int] = mapped_column(BigInteger)
+    """The job price P offered to the payee, minor units."""
+    platform_fee_bps: Mapped[int] = mapped_column(Integer)
+    """Platform fee rate charged to the customer on top of P, captured at creation."""
+    service_fee_bps: Mapped[int] = mapped_column(Integer)
+    """Service fee rate withheld from P at completion, captured at creation."""
+    platform_fee_amount: Mapped[int] = mapped_column(BigInteger)
+    """round_half_even(P * platform_fee_bps / 10000)."""
+    service_fee_amount: Mapped[int] = mapped_column(BigInteger)
+    """round_half_even(P * service_fee_bps / 10000)."""
+    payee_amount: Mapped[int] = mapped_column(BigInteger)
+    """The payee's take: P minus the service fee (it absorbs the rounding remainder)."""
+    hold_amount: Mapped[int] = mapped_column(BigInteger)
+    """What the customer pays in: P plus the platform fee."""
+    keeps_platform_fee_on_cancel: Mapped[bool] = mapped_column(Boolean)
+    """Cancel-after-accept policy captured at creation: keep (true) or refund the fee."""
+    reference: Mapped[str] = mapped_column(String(255))
+    """The marketplace's job reference."""
+    project_id: Mapped[str | None] = mapped_column(String(255))
+    session_id: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    creation_key: Mapped[str | None] = mapped_column(String(255))
+    """The customer's Idempotency-Key of the create request (a retry finds this row)."""
+    creation_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    """Hash of the create request body, to tell a retry from a different request."""
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    """Card funding: the Stripe PaymentIntent whose confirmation funded the escrow."""
+    funded_at: Mapped[datetime | None] = mapped_column()
+    accepted_at: Mapped[datetime | None] = mapped_column()
+    completed_at: Mapped[datetime | None] = mapped_column()
+    completed_by: Mapped[str | None] = mapped_column(String(255))
+    cancelled_at: Mapped[datetime | None] = mapped_column()
+    cancelled_by: Mapped[str | None] = mapped_column(String(255))
+    cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -1,5 +1,169 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from payments_api.deps import CurrentUser, SessionDep, SettingsDep, require_role
+from payments_api.escrow.models import EscrowStatus
+from payments_api.escrow.schemas import EscrowCancel, EscrowCreate, EscrowList, EscrowRead
+from payments_api.escrow.service import EscrowService, escrow_read, parse_escrow_id
+from payments_api.kit.idempotency import IdempotencyKeyDep
+from payments_api.kit.pagination import Limit
+from payments_api.problems import problem_responses
+from payments_api.users.models import User
 
 router = APIRouter(tags=["escrow"])
+
+
+def get_escrow_service(session: SessionDep, settings: SettingsDep) -> EscrowService:
+    return EscrowService(session, settings)
+
+
+EscrowServiceDep = Annotated[EscrowService, Depends(get_escrow_service)]
+CustomerUser = Annotated[User, Depends(require_role("customer"))]
+EscrowIdPath = Annotated[
+    str, Path(max_length=64, description="The escrow id.", examples=["esc_12"])
+]
+
+
+@router.post(
+    "/api/v1/escrows",
+    summary="Offer a job to a payee and hold its price plus the platform fee",
+    description=(
+        "Moves `amount` plus the platform fee (rates captured now) from the caller's "
+        "available balance in `currency` into escrow. Requires the customer role. "
+        "409 `insufficient_funds` when the available balance in that currency does not "
+        "cover it; 404 `payee_not_found` for an unknown user or one without the payee "
+        "role; 422 `escrow_self_offer` for yourself."
+    ),
+    operation_id="createEscrow",
+    status_code=201,
+    responses=problem_responses(400, 401, 403, 404, 409, 422),
+)
+async def create_escrow(
+    body: EscrowCreate,
+    customer: CustomerUser,
+    service: EscrowServiceDep,
+    idempotency_key: IdempotencyKeyDep,
+    response: Response,
+) -> EscrowRead:
+    escrow, replayed = await service.create(customer, body, idempotency_key=idempotency_key)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return escrow_read(escrow, customer)
+
+
+@router.get(
+    "/api/v1/escrows",
+    summary="Escrows the caller is a party of, newest first",
+    operation_id="listEscrows",
+    responses=problem_responses(401, 422),
+)
+async def list_escrows(
+    user: CurrentUser,
+    service: EscrowServiceDep,
+    limit: Limit = 20,
+    starting_after: Annotated[
+        str | None, Query(description="Escrow id to continue after (exclusive).")
+    ] = None,
+    role: Annotated[
+        str | None,
+        Query(
+            pattern="^(customer|payee)$",
+            description="Only escrows where the caller is the customer, or the payee.",
+        ),
+    ] = None,
+    status: Annotated[EscrowStatus | None, Query(description="Only this status.")] = None,
+) -> EscrowList:
+    return await service.page(
+        user, limit=limit, starting_after=starting_after, role=role, status=status
+    )
+
+
+@router.get(
+    "/api/v1/escrows/{escrow_id}",
+    summary="One escrow (its customer, its payee, or an admin)",
+    operation_id="getEscrow",
+    responses=problem_responses(401, 404),
+)
+async def get_escrow(
+    escrow_id: EscrowIdPath, user: CurrentUser, service: EscrowServiceDep
+) -> EscrowRead:
+    return escrow_read(await service.get(parse_escrow_id(escrow_id), user), user)
+
+
+_TRANSITION_ERRORS = problem_responses(400, 401, 403, 404, 409, 422)
+
+
+@router.post(
+    "/api/v1/escrows/{escrow_id}/accept",
+    summary="The payee accepts the job (the platform fee is taken)",
+    description=(
+        "Only the escrow's payee. Accepting an accepted escrow returns it unchanged; any "
+        "other status is 409 `escrow_invalid_transition` with `current_status`."
+    ),
+    operation_id="acceptEscrow",
+    responses=_TRANSITION_ERRORS,
+)
+async def accept_escrow(
+    escrow_id: EscrowIdPath,
+    user: CurrentUser,
+    service: EscrowServiceDep,
+    idempotency_key: IdempotencyKeyDep,
+) -> EscrowRead:
+    result = await service.accept(parse_escrow_id(escrow_id), user)
+    return escrow_read(result.escrow, user)
+
+
+@router.post(
+    "/api/v1/escrows/{escrow_id}/complete",
+    summary="Complete the job and pay the payee (customer or admin)",
+    description=(
+        "The service fee goes to the platform and the payee's take to the payee's "
+        "available balance. Never by the payee. Completing a completed escrow returns it "
+        "unchanged (no money moves); from any status but accepted it is 409 "
+        "`escrow_invalid_transition`."
+    ),
+    operation_id="completeEscrow",
+    responses=_TRANSITION_ERRORS,
+)
+async def complete_escrow(
+    escrow_id: EscrowIdPath,
+    user: CurrentUser,
+    service: EscrowServiceDep,
+    idempotency_key: IdempotencyKeyDep,
+) -> EscrowRead:
+    result = await service.complete(parse_escrow_id(escrow_id), user)
+    return escrow_read(result.escrow, user)
+
+
+@router.post(
+    "/api/v1/escrows/{escrow_id}/cancel",
+    summary="Cancel the job and return the money to the customer",
+    description=(
+        "Before acceptance: the customer, an admin, or the payee (declining); everything "
+        "held returns to the customer. After acceptance: the customer (when "
+        "PAYMENTS_ESCROW_CUSTOMER_MAY_CANCEL_AFTER_ACCEPT) or an admin; the price returns "
+        "and the platform fee is kept or refunded per the escrow's captured policy. Send "
+        "`expected_status` to refuse the cancel if the status changed meanwhile."
+    ),
+    operation_id="cancelEscrow",
+    responses=_TRANSITION_ERRORS,
+)
+async def cancel_escrow(
+    escrow_id: EscrowIdPath,
+    user: CurrentUser,
+    service: EscrowServiceDep,
+    idempotency_key: IdempotencyKeyDep,
+    body: EscrowCancel | None = None,
+) -> EscrowRead:
+    result = await service.cancel(
+        parse_escrow_id(escrow_id),
+        user,
+        reason=body.reason if body else None,
+        expected_status=EscrowStatus(body.expected_status)
+        if body and body.expected_status
+        else None,
+    )
+    return escrow_read(result.escrow, user)

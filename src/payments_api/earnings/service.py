@@ -1,0 +1,209 @@
+"""What payees earned: one entry per settled job (or direct payment) and its summary.
+
+Entries hold only the payee's take. The summary windows are calendar days of a time
+zone (``tz``, default ``PAYMENTS_EARNINGS_DEFAULT_TIMEZONE``): "today" starts at local
+midnight, "last 7 days" at local midnight six days before today, "last 30 days" at
+local midnight 29 days before today; all three end at the next local midnight. The
+sums are computed by PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, available_timezones
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.earnings.errors import InvalidDateRange, InvalidTimezone
+from payments_api.earnings.models import Earning, EarningSource
+from payments_api.earnings.repository import EarningsRepository
+from payments_api.earnings.schemas import (
+    EarningRead,
+    EarningsList,
+    EarningsSummary,
+    PayoutStatus,
+)
+from payments_api.kit.clock import utcnow
+from payments_api.kit.pagination import InvalidCursor, parse_cursor, public_id
+from payments_api.money import normalize_currency
+
+Clock = Callable[[], datetime]
+EARNING_PREFIX = "ern"
+ESCROW_PREFIX = "esc"
+
+
+@lru_cache(maxsize=1)
+def _known_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def resolve_timezone(name: str) -> ZoneInfo:
+    """An IANA zone by name; anything else (paths, unknown keys) is InvalidTimezone."""
+    if name not in _known_zones():
+        raise InvalidTimezone(
+            f"{name!r} is not an IANA time zone name (e.g. UTC, Europe/Berlin).", tz=name
+        )
+    return ZoneInfo(name)
+
+
+def local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    """The UTC instant where ``day`` starts in ``zone`` (DST-aware; a day whose midnight
+    falls in a DST gap starts at the transition)."""
+    return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryWindows:
+    today: datetime
+    last_7_days: datetime
+    last_30_days: datetime
+    until: datetime
+    """Start of tomorrow: the end of all three windows."""
+
+
+def summary_windows(now: datetime, zone: ZoneInfo) -> SummaryWindows:
+    today = now.astimezone(zone).date()
+    return SummaryWindows(
+        today=local_midnight(today, zone),
+        last_7_days=local_midnight(today - timedelta(days=6), zone),
+        last_30_days=local_midnight(today - timedelta(days=29), zone),
+        until=local_midnight(today + timedelta(days=1), zone),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NewEarning:
+    """An amount a payee earned, as the domain that credited them reports it."""
+
+    payee_id: str
+    source: EarningSource
+    source_id: str
+    """Public id of the source (``esc_12``, ``pi_...``): the entry is written once per source."""
+    amount: int
+    """The payee's take only, minor units."""
+    currency: str
+    reference: str | None = None
+    project_id: str | None = None
+    session_id: str | None = None
+    escrow_id: int | None = None
+    ledger_transaction_id: int | None = None
+    earned_at: datetime | None = None
+    """Defaults to the service clock."""
+
+
+class EarningsService:
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        now: Clock = utcnow,
+        default_timezone: str = "UTC",
+    ) -> None:
+        self.repository = EarningsRepository(session)
+        self.now = now
+        self.default_timezone = default_timezone
+
+    async def record(self, new: NewEarning) -> Earning | None:
+        """Write one earnings entry in the caller's transaction (the one that credited
+        the payee). Recording the same source again writes nothing and returns None."""
+        return await self.repository.insert(
+            {
+                "payee_id": new.payee_id,
+                "source_type": new.source.value,
+                "source_id": new.source_id,
+                "escrow_id": new.escrow_id,
+                "amount": new.amount,
+                "currency": normalize_currency(new.currency),
+                "reference": new.reference,
+                "project_id": new.project_id,
+                "session_id": new.session_id,
+                "earned_at": new.earned_at or self.now(),
+                "ledger_transaction_id": new.ledger_transaction_id,
+            }
+        )
+
+    async def page(
+        self,
+        payee_id: str,
+        *,
+        limit: int,
+        starting_after: str | None = None,
+        currency: str | None = None,
+        project_id: str | None = None,
+        date_from: date | None = None,
+        date_to: date | None = None,
+        tz: str | None = None,
+    ) -> EarningsList:
+        """A page of the payee's entries, newest first, and the summary per currency.
+
+        ``date_from``/``date_to`` are inclusive calendar days in ``tz``.
+        """
+        zone_name = tz or self.default_timezone
+        zone = resolve_timezone(zone_name)
+        if date_from is not None and date_to is not None and date_from > date_to:
+            raise InvalidDateRange("`date_from` must not be after `date_to`.")
+        currency = normalize_currency(currency) if currency else None
+        after: Earning | None = None
+        cursor = parse_cursor(EARNING_PREFIX, starting_after)
+        if cursor is not None:
+            after = await self.repository.get(payee_id, cursor)
+            if after is None:
+                # Another payee's entry or none: answered like a malformed cursor.
+                raise InvalidCursor("`starting_after` is not one of your earnings entries.")
+        rows = await self.repository.page(
+            payee_id,
+            limit=limit + 1,
+            after=after,
+            currency=currency,
+            project_id=project_id,
+            earned_from=local_midnight(date_from, zone) if date_from else None,
+            earned_before=(local_midnight(date_to + timedelta(days=1), zone) if date_to else None),
+        )
+        now = self.now()
+        windows = summary_windows(now, zone)
+        summary = await self.repository.summary(
+            payee_id,
+            today=windows.today,
+            last_7_days=windows.last_7_days,
+            last_30_days=windows.last_30_days,
+            until=windows.until,
+            currency=currency,
+            project_id=project_id,
+        )
+        return EarningsList(
+            data=[_read(row, zone) for row in rows[:limit]],
+            has_more=len(rows) > limit,
+            summary=[
+                EarningsSummary(
+                    currency=s.currency,
+                    today=s.today,
+                    last_7_days=s.last_7_days,
+                    last_30_days=s.last_30_days,
+                    all_time=s.all_time,
+                )
+                for s in summary
+            ],
+            timezone=zone_name,
+            summary_as_of=now.astimezone(zone),
+        )
+
+
+def _read(row: Earning, zone: ZoneInfo) -> EarningRead:
+    return EarningRead(
+        id=public_id(EARNING_PREFIX, row.id),
+        source=EarningSource(row.source_type),
+        escrow_id=public_id(ESCROW_PREFIX, row.escrow_id) if row.escrow_id else None,
+        payment_id=row.source_id if row.source_type == EarningSource.payment else None,
+        reference=row.reference,
+        project_id=row.project_id,
+        session_id=row.session_id,
+        amount=row.amount,
+        currency=row.currency,
+        earned_at=row.earned_at.astimezone(zone),
+        # Withdrawals are not attributed to earnings yet: a settled take sits in the
+        # payee's available balance. See docs/escrow.md.
+        payout_status=PayoutStatus.available,
+    )

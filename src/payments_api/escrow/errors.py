@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from payments_api.problems import ProblemError
+
+
+class EscrowError(ProblemError):
+    status = 422
+    code = "escrow_error"
+    title = "Escrow error"
+
+
+class EscrowNotFound(EscrowError):
+    """Also what a stranger gets for someone else's escrow: its existence is not revealed."""
+
+    status = 404
+    code = "escrow_not_found"
+    title = "No such escrow"
+
+
+class PayeeNotFound(EscrowError):
+    """Unknown user, or a user without the payee role (the two are not told apart)."""
+
+    status = 404
+    code = "payee_not_found"
+    title = "No such payee"
+
+
+class SelfOffer(EscrowError):
+    status = 422
+    code = "escrow_self_offer"
+    title = "A job cannot be offered to yourself"
+
+
+class EscrowAmountTooLarge(EscrowError):
+    status = 422
+    code = "escrow_amount_too_large"
+    title = "The amount plus the platform fee exceeds the largest amount supported"
+
+
+class EscrowInvalidTransition(EscrowError):
+    """The escrow's current status does not allow the requested transition."""
+
+    status = 409
+    code = "escrow_invalid_transition"
+    title = "The escrow is not in a state that allows this transition"
+
+
+class EscrowActionForbidden(EscrowError):
+    """A party of the escrow asked for a transition that is not theirs to make."""
+
+    status = 403
+    code = "escrow_action_forbidden"
+    title = "You may not perform this action on this escrow"

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from payments_api.escrow.models import EscrowFunding, EscrowStatus
+from payments_api.money import Currency, MinorAmount
+
+
+class EscrowCreate(BaseModel):
+    """A customer offers a job at price `amount` to a payee.
+
+    `amount` plus the platform fee is moved from the customer's available balance in
+    `currency` into escrow at once; the balance must cover both.
+    """
+
+    payee_id: str = Field(
+        min_length=1,
+        max_length=255,
+        description="The payee's user id (JWT `sub`); the user must hold the payee role.",
+        examples=["user_payee_42"],
+    )
+    amount: MinorAmount = Field(description="The job price P in minor units.", examples=[10_000])
+    currency: Currency
+    reference: str = Field(
+        min_length=1,
+        max_length=255,
+        description="Your reference for the job (shown to the payee in earnings).",
+        examples=["job-2026-0142"],
+    )
+    project_id: str | None = Field(
+        None, max_length=255, description="The payee's project this job belongs to."
+    )
+    session_id: str | None = Field(
+        None, max_length=255, description="The earning session this job belongs to."
+    )
+    description: str | None = Field(None, max_length=1000, examples=["Logo design, 3 drafts"])
+
+
+class EscrowCancel(BaseModel):
+    """Optional details of a cancellation."""
+
+    reason: str | None = Field(None, max_length=500, examples=["Customer changed plans"])
+    expected_status: Literal["awaiting_payment", "created", "accepted"] | None = Field(
+        None,
+        description="The status the caller saw. When set and the escrow has moved on (e.g. "
+        "the payee accepted meanwhile), the cancel is refused with 409 "
+        "`escrow_invalid_transition` instead of applying to the new status.",
+        examples=["created"],
+    )
+
+
+class EscrowRead(BaseModel):
+    """An escrow as one of its parties sees it.
+
+    Both parties see the job price `amount`. The customer (and admins) see what they
+    pay on top (`platform_fee_amount`, `hold_amount`); the payee (and admins) see what
+    is withheld from the price and their take (`service_fee_amount`, `payee_amount`).
+    Fields the caller may not see are null.
+    """
+
+    object: Literal["escrow"] = Field("escrow", description="Always `escrow`.")
+    id: str = Field(description="Escrow id.", examples=["esc_12"])
+    status: EscrowStatus = Field(
+        description="awaiting_payment (card, not yet confirmed) -> created -> accepted -> "
+        "completed; created/accepted -> cancelled."
+    )
+    funding: EscrowFunding = Field(description="How the escrow was paid: wallet or card.")
+    customer_id: str
+    payee_id: str
+    amount: int = Field(description="The job price P in minor units.", examples=[10_000])
+    currency: str = Field(examples=["usd"])
+    platform_fee_bps: int | None = Field(
+        None, description="Customer's view: platform fee rate captured at creation."
+    )
+    platform_fee_amount: int | None = Field(
+        None, description="Customer's view: platform fee on top of P.", examples=[500]
+    )
+    hold_amount: int | None = Field(
+        None, description="Customer's view: P plus the platform fee.", examples=[10_500]
+    )
+    service_fee_bps: int | None = Field(
+        None, description="Payee's view: service fee rate captured at creation."
+    )
+    service_fee_amount: int | None = Field(
+        None, description="Payee's view: withheld from P on completion.", examples=[2_000]
+    )
+    payee_amount: int | None = Field(
+        None, description="Payee's view: credited on completion.", examples=[8_000]
+    )
+    keeps_platform_fee_on_cancel: bool = Field(
+        description="Whether cancelling after acceptance keeps the platform fee."
+    )
+    reference: str
+    project_id: str | None
+    session_id: str | None
+    description: str | None
+    cancel_reason: str | None
+    created_at: datetime
+    funded_at: datetime | None = Field(description="When the money arrived in escrow.")
+    accepted_at: datetime | None
+    completed_at: datetime | None
+    cancelled_at: datetime | None
+
+
+class EscrowList(BaseModel):
+    object: Literal["list"] = Field("list", description="Always `list`.")
+    data: list[EscrowRead]
+    has_more: bool = Field(description="More escrows exist after the last one returned.")

@@ -1,0 +1,571 @@
+"""Escrow: a job a customer pays for up front, held until it is completed or cancelled.
+
+State machine (docs/escrow.md has the money table)::
+
+    awaiting_payment --fund_from_payment--> created      (card funding only)
+    awaiting_payment --cancel-------------> cancelled    (nothing was paid)
+    created  --accept--> accepted --complete--> completed
+    created  --cancel--> cancelled
+    accepted --cancel--> cancelled
+
+Every transition runs in the caller's database transaction and first locks the escrow
+row (``SELECT ... FOR UPDATE``), so concurrent transitions of one escrow run one after
+the other and exactly one of them moves money. Each money movement is a ledger
+transaction whose cause key is derived from the escrow id and the transition
+(``escrow:{id}:accept``), so even a repeated transition can never move money twice.
+Asking for the transition that already happened (a second "complete") is a no-op that
+returns the escrow as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.earnings import service as earnings_service
+from payments_api.earnings.models import EarningSource
+from payments_api.escrow.errors import (
+    EscrowActionForbidden,
+    EscrowAmountTooLarge,
+    EscrowInvalidTransition,
+    EscrowNotFound,
+    PayeeNotFound,
+    SelfOffer,
+)
+from payments_api.escrow.fees import split
+from payments_api.escrow.models import Escrow, EscrowFunding, EscrowStatus
+from payments_api.escrow.repository import EscrowRepository
+from payments_api.escrow.schemas import EscrowCreate, EscrowList, EscrowRead
+from payments_api.kit.clock import utcnow
+from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
+from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.ledger import service as ledger_service
+from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.repository import StoredTransaction
+from payments_api.money import MAX_MINOR_AMOUNT, normalize_currency
+from payments_api.settings import Settings
+from payments_api.users.models import User
+from payments_api.users.repository import UserRepository
+
+log = logging.getLogger(__name__)
+
+ESCROW_PREFIX = "esc"
+Clock = Callable[[], datetime]
+
+
+class EscrowAction(StrEnum):
+    accept = "accept"
+    complete = "complete"
+    cancel = "cancel"
+
+
+_TARGET = {
+    EscrowAction.accept: EscrowStatus.accepted,
+    EscrowAction.complete: EscrowStatus.completed,
+    EscrowAction.cancel: EscrowStatus.cancelled,
+}
+_ALLOWED_FROM: dict[EscrowAction, frozenset[EscrowStatus]] = {
+    EscrowAction.accept: frozenset({EscrowStatus.created}),
+    EscrowAction.complete: frozenset({EscrowStatus.accepted}),
+    EscrowAction.cancel: frozenset(
+        {EscrowStatus.awaiting_payment, EscrowStatus.created, EscrowStatus.accepted}
+    ),
+}
+
+
+class FundingOutcome(StrEnum):
+    funded = "funded"
+    """The payment moved stripe_balance -> the customer's escrow; the escrow is created."""
+    already_funded = "already_funded"
+    """This PaymentIntent funded the escrow before: nothing moved."""
+    credited_to_wallet = "credited_to_wallet"
+    """The escrow could not take this payment (cancelled meanwhile, funded by another
+    payment, or a different amount/currency): it was credited to the customer's
+    available balance instead, once, so no confirmed money is ever lost."""
+
+
+@dataclass(frozen=True, slots=True)
+class FundingResult:
+    escrow: Escrow
+    outcome: FundingOutcome
+    transaction: StoredTransaction | None
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionResult:
+    escrow: Escrow
+    changed: bool
+    """False when the escrow was already in the requested state (a no-op)."""
+
+
+def is_admin(user: User) -> bool:
+    return "admin" in (user.roles or [])
+
+
+def escrow_read(escrow: Escrow, viewer: User) -> EscrowRead:
+    """The escrow as ``viewer`` may see it: each party sees its own side of the money."""
+    admin = is_admin(viewer)
+    customer_side = admin or viewer.id == escrow.customer_id
+    payee_side = admin or viewer.id == escrow.payee_id
+    return EscrowRead(
+        id=public_id(ESCROW_PREFIX, escrow.id),
+        status=EscrowStatus(escrow.status),
+        funding=EscrowFunding(escrow.funding),
+        customer_id=escrow.customer_id,
+        payee_id=escrow.payee_id,
+        amount=escrow.price_amount,
+        currency=escrow.currency,
+        platform_fee_bps=escrow.platform_fee_bps if customer_side else None,
+        platform_fee_amount=escrow.platform_fee_amount if customer_side else None,
+        hold_amount=escrow.hold_amount if customer_side else None,
+        service_fee_bps=escrow.service_fee_bps if payee_side else None,
+        service_fee_amount=escrow.service_fee_amount if payee_side else None,
+        payee_amount=escrow.payee_amount if payee_side else None,
+        keeps_platform_fee_on_cancel=escrow.keeps_platform_fee_on_cancel,
+        reference=escrow.reference,
+        project_id=escrow.project_id,
+        session_id=escrow.session_id,
+        description=escrow.description,
+        cancel_reason=escrow.cancel_reason,
+        created_at=escrow.created_at,
+        funded_at=escrow.funded_at,
+        accepted_at=escrow.accepted_at,
+        completed_at=escrow.completed_at,
+        cancelled_at=escrow.cancelled_at,
+    )
+
+
+def parse_escrow_id(value: str) -> int:
+    """``esc_12`` -> 12; anything else is a 404 (it cannot name an escrow)."""
+    parsed = parse_public_id(ESCROW_PREFIX, value)
+    if parsed is None:
+        raise EscrowNotFound(f"No escrow {value!r}.")
+    return parsed
+
+
+def _cause(escrow: Escrow, step: str) -> str:
+    return f"escrow:{escrow.id}:{step}"
+
+
+class EscrowService:
+    def __init__(self, session: AsyncSession, settings: Settings, *, now: Clock = utcnow) -> None:
+        self.session = session
+        self.settings = settings
+        self.now = now
+        self.repository = EscrowRepository(session)
+        self.users = UserRepository(session)
+        self.ledger = ledger_service.LedgerService(session)
+        self.earnings = earnings_service.EarningsService(
+            session, now=now, default_timezone=settings.earnings_default_timezone
+        )
+
+    # --- creation -------------------------------------------------------------------
+
+    async def create(
+        self,
+        customer: User,
+        body: EscrowCreate,
+        *,
+        idempotency_key: str | None,
+        funding: EscrowFunding = EscrowFunding.wallet,
+    ) -> tuple[Escrow, bool]:
+        """Create an escrow; returns it and whether it was a replay of ``idempotency_key``.
+
+        Wallet funding moves P + platform fee from the customer's available balance in
+        ``body.currency`` into their escrow account now (``escrow:{id}:hold``); an
+        available balance that does not cover it raises ``InsufficientFunds`` (409) and,
+        with the caller's transaction rolled back, nothing is written.
+
+        Card funding (for checkout ``purpose=escrow``) moves no money: the escrow waits
+        in ``awaiting_payment`` for :meth:`fund_from_payment`. Charge the customer
+        ``escrow.hold_amount`` in ``escrow.currency`` and put ``escrow.id`` in the
+        payment's metadata.
+        """
+        if body.payee_id == customer.id:
+            raise SelfOffer("You cannot offer a job to yourself.")
+        payee = await self.users.get(body.payee_id)
+        if payee is None or "payee" not in (payee.roles or []):
+            # Unknown users and users without the payee role get the same answer.
+            raise PayeeNotFound(f"No payee {body.payee_id!r}.", payee_id=body.payee_id)
+        parts = split(
+            body.amount,
+            platform_fee_bps=self.settings.escrow_platform_fee_bps,
+            service_fee_bps=self.settings.escrow_service_fee_bps,
+        )
+        if parts.hold > MAX_MINOR_AMOUNT:
+            raise EscrowAmountTooLarge(
+                f"The amount plus the platform fee ({parts.hold}) exceeds {MAX_MINOR_AMOUNT}."
+            )
+        request_fingerprint = fingerprint({**body.model_dump(mode="json"), "funding": funding})
+        now = self.now()
+        escrow = await self.repository.insert(
+            {
+                "customer_id": customer.id,
+                "payee_id": payee.id,
+                "status": (
+                    EscrowStatus.created
+                    if funding is EscrowFunding.wallet
+                    else EscrowStatus.awaiting_payment
+                ).value,
+                "funding": funding.value,
+                "currency": body.currency,
+                "price_amount": parts.price,
+                "platform_fee_bps": self.settings.escrow_platform_fee_bps,
+                "service_fee_bps": self.settings.escrow_service_fee_bps,
+                "platform_fee_amount": parts.platform_fee,
+                "service_fee_amount": parts.service_fee,
+                "payee_amount": parts.payee_take,
+                "hold_amount": parts.hold,
+                "keeps_platform_fee_on_cancel": self.settings.escrow_keep_platform_fee_on_cancel,
+                "reference": body.reference,
+                "project_id": body.project_id,
+                "session_id": body.session_id,
+                "description": body.description,
+                "creation_key": idempotency_key,
+                "creation_fingerprint": request_fingerprint,
+                "funded_at": now if funding is EscrowFunding.wallet else None,
+            }
+        )
+        if escrow is None:
+            # Only a creation key can conflict: this customer used it before.
+            existing = await self.repository.get_by_creation_key(customer.id, idempotency_key or "")
+            if existing is None:  # pragma: no cover - the conflict guarantees the row
+                raise RuntimeError("escrow creation key conflicted but the row is missing")
+            if existing.creation_fingerprint != request_fingerprint:
+                raise IdempotencyKeyReused("This Idempotency-Key created a different escrow.")
+            return existing, True
+        if funding is EscrowFunding.wallet:
+            await self._post(
+                escrow,
+                "hold",
+                "escrow_hold",
+                [
+                    (self._customer(escrow, AccountKind.available), -parts.hold),
+                    (self._customer(escrow, AccountKind.escrow), parts.hold),
+                ],
+            )
+        return escrow, False
+
+    async def fund_from_payment(
+        self,
+        *,
+        escrow_id: int,
+        payment_intent_id: str,
+        amount: int,
+        currency: str,
+    ) -> FundingResult:
+        """Apply Stripe's confirmation of a card payment for a card-funded escrow.
+
+        For the pay-in webhook handler (``payment_intent.succeeded`` /
+        ``checkout.session.completed`` with purpose ``escrow``), in its transaction.
+        The money moves ``stripe_balance -> customer's escrow`` directly (never through
+        available) under the cause key ``escrow_funding:{payment_intent_id}``, so a
+        redelivered or concurrent event applies exactly once; the escrow becomes
+        ``created`` and waits for the payee like a wallet-funded one.
+
+        A payment the escrow cannot take (it was cancelled meanwhile, another payment
+        funded it, or amount/currency differ from ``hold_amount``/``currency``) is
+        credited to the customer's available balance instead, once, and reported as
+        ``credited_to_wallet`` so the caller can decide to refund it.
+        Raises ``EscrowNotFound`` for an unknown escrow id.
+        """
+        escrow = await self.repository.get(escrow_id, for_update=True)
+        if escrow is None:
+            raise EscrowNotFound(f"No escrow {public_id(ESCROW_PREFIX, escrow_id)}.")
+        currency = normalize_currency(currency)
+        if escrow.payment_intent_id == payment_intent_id:
+            return FundingResult(escrow, FundingOutcome.already_funded, None)
+        cause_key = f"escrow_funding:{payment_intent_id}"
+        stripe_balance = ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency)
+        fits = (
+            escrow.status == EscrowStatus.awaiting_payment
+            and amount == escrow.hold_amount
+            and currency == escrow.currency
+        )
+        if fits:
+            result = await self.ledger.post(
+                ledger_service.NewTransaction(
+                    type="escrow_funding",
+                    cause_type=CauseType.stripe_event,
+                    cause_key=cause_key,
+                    description=f"Card payment into escrow {public_id(ESCROW_PREFIX, escrow.id)}",
+                    metadata={"escrow_id": escrow.id, "payment_intent_id": payment_intent_id},
+                    postings=[
+                        ledger_service.PostingSpec(stripe_balance, -amount),
+                        ledger_service.PostingSpec(
+                            self._customer(escrow, AccountKind.escrow), amount
+                        ),
+                    ],
+                )
+            )
+            escrow.status = EscrowStatus.created
+            escrow.payment_intent_id = payment_intent_id
+            escrow.funded_at = self.now()
+            escrow.updated_at = self.now()
+            await self.session.flush()
+            return FundingResult(escrow, FundingOutcome.funded, result.transaction)
+        log.warning(
+            "escrow payment credited to the customer's wallet",
+            extra={
+                "escrow_id": escrow.id,
+                "status": escrow.status,
+                "payment_intent_id": payment_intent_id,
+            },
+        )
+        result = await self.ledger.post(
+            ledger_service.NewTransaction(
+                type="escrow_funding_to_wallet",
+                cause_type=CauseType.stripe_event,
+                cause_key=cause_key,
+                description=(
+                    f"Card payment for escrow {public_id(ESCROW_PREFIX, escrow.id)} "
+                    "that the escrow could not take"
+                ),
+                metadata={"escrow_id": escrow.id, "payment_intent_id": payment_intent_id},
+                postings=[
+                    ledger_service.PostingSpec(stripe_balance, -amount),
+                    ledger_service.PostingSpec(
+                        ledger_service.AccountRef.user(
+                            escrow.customer_id, AccountKind.available, currency
+                        ),
+                        amount,
+                    ),
+                ],
+            )
+        )
+        return FundingResult(escrow, FundingOutcome.credited_to_wallet, result.transaction)
+
+    # --- reads ----------------------------------------------------------------------
+
+    async def get(self, escrow_id: int, viewer: User) -> Escrow:
+        escrow = await self.repository.get(escrow_id)
+        if escrow is None or not self._visible(escrow, viewer):
+            raise EscrowNotFound(f"No escrow {public_id(ESCROW_PREFIX, escrow_id)}.")
+        return escrow
+
+    async def page(
+        self,
+        viewer: User,
+        *,
+        limit: int,
+        starting_after: str | None,
+        role: str | None,
+        status: EscrowStatus | None,
+    ) -> EscrowList:
+        rows = await self.repository.page(
+            viewer.id,
+            role=role,
+            status=status.value if status else None,
+            before_id=parse_cursor(ESCROW_PREFIX, starting_after),
+            limit=limit + 1,
+        )
+        return EscrowList(
+            data=[escrow_read(row, viewer) for row in rows[:limit]],
+            has_more=len(rows) > limit,
+        )
+
+    # --- transitions ----------------------------------------------------------------
+
+    async def accept(self, escrow_id: int, actor: User) -> TransitionResult:
+        """The payee accepts: the platform fee moves escrow -> platform_fees."""
+        return await self._transition(escrow_id, actor, EscrowAction.accept)
+
+    async def complete(self, escrow_id: int, actor: User) -> TransitionResult:
+        """The customer (or an admin) completes: the service fee moves escrow ->
+        platform_fees and the payee's take escrow -> payee available; the payee's
+        earnings entry is written in the same transaction."""
+        return await self._transition(escrow_id, actor, EscrowAction.complete)
+
+    async def cancel(
+        self,
+        escrow_id: int,
+        actor: User,
+        *,
+        reason: str | None = None,
+        expected_status: EscrowStatus | None = None,
+    ) -> TransitionResult:
+        """Cancel. Before acceptance everything held goes back to the customer's
+        available balance; after acceptance the price does, and the platform fee is kept
+        or refunded as the escrow's captured policy says."""
+        return await self._transition(
+            escrow_id, actor, EscrowAction.cancel, reason=reason, expected_status=expected_status
+        )
+
+    async def _transition(
+        self,
+        escrow_id: int,
+        actor: User,
+        action: EscrowAction,
+        *,
+        reason: str | None = None,
+        expected_status: EscrowStatus | None = None,
+    ) -> TransitionResult:
+        escrow = await self.repository.get(escrow_id, for_update=True)
+        if escrow is None or not self._visible(escrow, actor):
+            raise EscrowNotFound(f"No escrow {public_id(ESCROW_PREFIX, escrow_id)}.")
+        if not self._may_request(action, escrow, actor):
+            raise EscrowActionForbidden(f"You may not {action.value} this escrow.")
+        current = EscrowStatus(escrow.status)
+        target = _TARGET[action]
+        if current is target:
+            return TransitionResult(escrow, changed=False)
+        if current not in _ALLOWED_FROM[action] or (
+            expected_status is not None and current is not expected_status
+        ):
+            raise EscrowInvalidTransition(
+                f"Cannot {action.value} an escrow that is {current.value}.",
+                current_status=current.value,
+                action=action.value,
+            )
+        if action is EscrowAction.cancel and not self._may_cancel_now(escrow, actor, current):
+            raise EscrowActionForbidden(
+                f"You may not cancel an escrow that is {current.value}.",
+                current_status=current.value,
+            )
+        now = self.now()
+        if action is EscrowAction.accept:
+            await self._apply_accept(escrow)
+            escrow.accepted_at = now
+        elif action is EscrowAction.complete:
+            await self._apply_complete(escrow, now)
+            escrow.completed_at = now
+            escrow.completed_by = actor.id
+        else:
+            await self._apply_cancel(escrow, current)
+            escrow.cancelled_at = now
+            escrow.cancelled_by = actor.id
+            escrow.cancel_reason = reason
+        escrow.status = target
+        escrow.updated_at = now
+        await self.session.flush()
+        return TransitionResult(escrow, changed=True)
+
+    async def _apply_accept(self, escrow: Escrow) -> None:
+        await self._post(
+            escrow,
+            "accept",
+            "escrow_platform_fee",
+            [
+                (self._customer(escrow, AccountKind.escrow), -escrow.platform_fee_amount),
+                (self._fees(escrow), escrow.platform_fee_amount),
+            ],
+        )
+
+    async def _apply_complete(self, escrow: Escrow, now: datetime) -> None:
+        transaction = await self._post(
+            escrow,
+            "complete",
+            "escrow_settlement",
+            [
+                (self._customer(escrow, AccountKind.escrow), -escrow.price_amount),
+                (self._fees(escrow), escrow.service_fee_amount),
+                (
+                    ledger_service.AccountRef.user(
+                        escrow.payee_id, AccountKind.available, escrow.currency
+                    ),
+                    escrow.payee_amount,
+                ),
+            ],
+        )
+        await self.earnings.record(
+            earnings_service.NewEarning(
+                payee_id=escrow.payee_id,
+                source=EarningSource.escrow,
+                source_id=public_id(ESCROW_PREFIX, escrow.id),
+                amount=escrow.payee_amount,
+                currency=escrow.currency,
+                reference=escrow.reference,
+                project_id=escrow.project_id,
+                session_id=escrow.session_id,
+                escrow_id=escrow.id,
+                ledger_transaction_id=transaction.id if transaction else None,
+                earned_at=now,
+            )
+        )
+
+    async def _apply_cancel(self, escrow: Escrow, current: EscrowStatus) -> None:
+        if current is EscrowStatus.awaiting_payment:
+            return  # nothing was paid in
+        available = self._customer(escrow, AccountKind.available)
+        held = self._customer(escrow, AccountKind.escrow)
+        if current is EscrowStatus.created:
+            postings = [(held, -escrow.hold_amount), (available, escrow.hold_amount)]
+        elif escrow.keeps_platform_fee_on_cancel:
+            # The fee already sits in platform_fees since acceptance and stays there.
+            postings = [(held, -escrow.price_amount), (available, escrow.price_amount)]
+        else:
+            postings = [
+                (held, -escrow.price_amount),
+                (self._fees(escrow), -escrow.platform_fee_amount),
+                (available, escrow.hold_amount),
+            ]
+        await self._post(escrow, "cancel", "escrow_refund", postings)
+
+    # --- helpers --------------------------------------------------------------------
+
+    async def _post(
+        self,
+        escrow: Escrow,
+        step: str,
+        transaction_type: str,
+        postings: list[tuple[ledger_service.AccountRef, int]],
+    ) -> StoredTransaction | None:
+        """Post one step of an escrow under the cause key ``escrow:{id}:{step}``.
+
+        Zero parts (a fee rate of 0, a fee that rounds to 0) are left out; a step with
+        nothing left to move posts nothing.
+        """
+        nonzero = [ledger_service.PostingSpec(ref, amount) for ref, amount in postings if amount]
+        if len(nonzero) < 2:
+            return None
+        result = await self.ledger.post(
+            ledger_service.NewTransaction(
+                type=transaction_type,
+                cause_type=CauseType.escrow,
+                cause_key=_cause(escrow, step),
+                description=f"Escrow {public_id(ESCROW_PREFIX, escrow.id)}: {step}",
+                metadata={"escrow_id": escrow.id, "reference": escrow.reference},
+                postings=nonzero,
+            )
+        )
+        return result.transaction
+
+    @staticmethod
+    def _customer(escrow: Escrow, kind: AccountKind) -> ledger_service.AccountRef:
+        return ledger_service.AccountRef.user(escrow.customer_id, kind, escrow.currency)
+
+    @staticmethod
+    def _fees(escrow: Escrow) -> ledger_service.AccountRef:
+        return ledger_service.AccountRef.platform(AccountKind.platform_fees, escrow.currency)
+
+    @staticmethod
+    def _visible(escrow: Escrow, user: User) -> bool:
+        return user.id in (escrow.customer_id, escrow.payee_id) or is_admin(user)
+
+    @staticmethod
+    def _may_request(action: EscrowAction, escrow: Escrow, actor: User) -> bool:
+        """Who may ask for a transition at all (whatever the status)."""
+        is_payee = actor.id == escrow.payee_id
+        if action is EscrowAction.accept:
+            return is_payee
+        if action is EscrowAction.complete:
+            # Never the payee, even one who is also an admin: nobody settles their own job.
+            return not is_payee and (actor.id == escrow.customer_id or is_admin(actor))
+        return True  # cancel: any party or an admin; the status decides below
+
+    def _may_cancel_now(self, escrow: Escrow, actor: User, current: EscrowStatus) -> bool:
+        if is_admin(actor):
+            return True
+        if actor.id == escrow.customer_id:
+            return (
+                current is not EscrowStatus.accepted
+                or self.settings.escrow_customer_may_cancel_after_accept
+            )
+        # The payee may decline an offer they have not accepted yet (it only returns
+        # the customer's money); once accepted, the job is theirs to complete.
+        return current is EscrowStatus.created

@@ -1,0 +1,208 @@
+"""EscrowService directly: card funding (the pay-in webhook's entry point) and the
+money of every path."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.earnings.models import Earning
+from payments_api.escrow.errors import EscrowInvalidTransition, EscrowNotFound
+from payments_api.escrow.models import EscrowFunding, EscrowStatus
+from payments_api.escrow.schemas import EscrowCreate
+from payments_api.escrow.service import EscrowService, FundingOutcome
+from payments_api.kit.idempotency import IdempotencyKeyReused
+from payments_api.ledger.kinds import AccountKind
+from payments_api.ledger.models import LedgerTransaction
+from payments_api.settings import Settings
+from tests.escrow.helpers import balance, fees, parties, written
+from tests.factories import fund, ledger_invariants
+
+AVAILABLE, ESCROW, STRIPE = AccountKind.available, AccountKind.escrow, AccountKind.stripe_balance
+
+
+def _offer(payee_id: str, amount: int = 10_000, currency: str = "usd") -> EscrowCreate:
+    return EscrowCreate(payee_id=payee_id, amount=amount, currency=currency, reference="job-card")
+
+
+class TestFundFromPayment:
+    async def test_card_payment_lands_in_escrow_directly_once(
+        self, session: AsyncSession, settings: Settings
+    ) -> None:
+        customer, payee = await parties(session, "card")
+        service = EscrowService(session, settings)
+        escrow, _ = await service.create(
+            customer, _offer(payee.id), idempotency_key=None, funding=EscrowFunding.card
+        )
+        assert escrow.status == EscrowStatus.awaiting_payment
+        assert escrow.funded_at is None
+        assert await balance(session, customer.id, ESCROW, "usd") == 0
+        stripe_before = await balance(session, None, STRIPE, "usd")
+        # not funded yet: the payee cannot accept
+        with pytest.raises(EscrowInvalidTransition):
+            async with session.begin_nested():
+                await service.accept(escrow.id, payee)
+
+        first = await service.fund_from_payment(
+            escrow_id=escrow.id, payment_intent_id="pi_card_1", amount=10_500, currency="USD"
+        )
+        assert first.outcome is FundingOutcome.funded
+        assert first.transaction is not None
+        assert first.transaction.cause_key == "escrow_funding:pi_card_1"
+        assert first.escrow.status == EscrowStatus.created
+        assert first.escrow.payment_intent_id == "pi_card_1"
+        assert await balance(session, customer.id, ESCROW, "usd") == 10_500
+        # never through available: no posting on it at all
+        assert await balance(session, customer.id, AVAILABLE, "usd") == 0
+        assert {p.kind for p in first.transaction.postings} == {"escrow", "stripe_balance"}
+        assert await balance(session, None, STRIPE, "usd") - stripe_before == -10_500
+
+        before = await written(session)
+        again = await service.fund_from_payment(
+            escrow_id=escrow.id, payment_intent_id="pi_card_1", amount=10_500, currency="usd"
+        )
+        assert again.outcome is FundingOutcome.already_funded
+        assert await written(session) == before
+        assert await balance(session, customer.id, ESCROW, "usd") == 10_500
+
+        # from here it behaves like a wallet escrow
+        await service.accept(escrow.id, payee)
+        await service.complete(escrow.id, customer)
+        assert await balance(session, payee.id, AVAILABLE, "usd") == 8_000
+        assert await balance(session, customer.id, ESCROW, "usd") == 0
+        replay_after_completion = await service.fund_from_payment(
+            escrow_id=escrow.id, payment_intent_id="pi_card_1", amount=10_500, currency="usd"
+        )
+        assert replay_after_completion.outcome is FundingOutcome.already_funded
+        assert await ledger_invariants(session) == []
+
+    @pytest.mark.parametrize(
+        ("situation", "amount", "currency"),
+        [
+            ("cancelled_before_payment", 10_500, "usd"),
+            ("funded_by_another_payment", 10_500, "usd"),
+            ("wrong_amount", 10_000, "usd"),
+            ("wrong_currency", 10_500, "eur"),
+        ],
+    )
+    async def test_payment_the_escrow_cannot_take_goes_to_the_wallet_once(
+        self,
+        session: AsyncSession,
+        settings: Settings,
+        situation: str,
+        amount: int,
+        currency: str,
+    ) -> None:
+        customer, payee = await parties(session)
+        service = EscrowService(session, settings)
+        escrow, _ = await service.create(
+            customer, _offer(payee.id), idempotency_key=None, funding=EscrowFunding.card
+        )
+        if situation == "cancelled_before_payment":
+            await service.cancel(escrow.id, customer)
+        if situation == "funded_by_another_payment":
+            await service.fund_from_payment(
+                escrow_id=escrow.id, payment_intent_id="pi_first", amount=10_500, currency="usd"
+            )
+        held_before = await balance(session, customer.id, ESCROW, "usd")
+        status_before = escrow.status
+        for _ in range(2):
+            result = await service.fund_from_payment(
+                escrow_id=escrow.id, payment_intent_id="pi_late", amount=amount, currency=currency
+            )
+            assert result.outcome is FundingOutcome.credited_to_wallet
+        assert await balance(session, customer.id, AVAILABLE, currency) == amount
+        assert await balance(session, customer.id, ESCROW, "usd") == held_before
+        assert result.escrow.status == status_before
+        assert (
+            await session.scalar(
+                select(func.count())
+                .select_from(LedgerTransaction)
+                .where(LedgerTransaction.cause_key == "escrow_funding:pi_late")
+            )
+            == 1
+        )
+        assert await ledger_invariants(session) == []
+
+    async def test_unknown_escrow(self, session: AsyncSession, settings: Settings) -> None:
+        with pytest.raises(EscrowNotFound):
+            await EscrowService(session, settings).fund_from_payment(
+                escrow_id=987_654_321, payment_intent_id="pi_x", amount=1, currency="usd"
+            )
+
+    async def test_cancel_of_an_unpaid_card_escrow_moves_nothing(
+        self, session: AsyncSession, settings: Settings
+    ) -> None:
+        customer, payee = await parties(session)
+        service = EscrowService(session, settings)
+        escrow, _ = await service.create(
+            customer, _offer(payee.id), idempotency_key=None, funding=EscrowFunding.card
+        )
+        before = await written(session)
+        result = await service.cancel(escrow.id, customer, reason="changed my mind")
+        assert result.changed
+        assert result.escrow.status == EscrowStatus.cancelled
+        assert await written(session) == before
+
+
+class TestCreate:
+    async def test_creation_key_makes_a_retry_return_the_same_escrow(
+        self, session: AsyncSession, settings: Settings
+    ) -> None:
+        """Independent of the Idempotency-Key middleware: the key is stored on the row."""
+        customer, payee = await parties(session)
+        await fund(session, customer.id, 30_000)
+        service = EscrowService(session, settings)
+        first, replayed = await service.create(customer, _offer(payee.id), idempotency_key="k1")
+        assert not replayed
+        before = await written(session)
+        again, replayed = await service.create(customer, _offer(payee.id), idempotency_key="k1")
+        assert replayed
+        assert again.id == first.id
+        assert await written(session) == before
+        with pytest.raises(IdempotencyKeyReused):
+            await service.create(customer, _offer(payee.id, 20), idempotency_key="k1")
+        assert await written(session) == before
+        # another customer's identical key is theirs alone
+        other, _ = await parties(session)
+        await fund(session, other.id, 10_500)
+        theirs, replayed = await service.create(other, _offer(payee.id), idempotency_key="k1")
+        assert not replayed
+        assert theirs.id != first.id
+        assert await balance(session, customer.id, AVAILABLE, "usd") == 30_000 - 10_500
+
+
+class TestZeroParts:
+    async def test_zero_fee_rates_post_no_zero_amounts(
+        self, session: AsyncSession, settings: Settings
+    ) -> None:
+        customer, payee = await parties(session)
+        free = settings.model_copy(
+            update={"escrow_platform_fee_bps": 0, "escrow_service_fee_bps": 0}
+        )
+        await fund(session, customer.id, 1)
+        service = EscrowService(session, free)
+        fees_before = await fees(session, "usd")
+        escrow, _ = await service.create(customer, _offer(payee.id, 1), idempotency_key=None)
+        await service.accept(escrow.id, payee)
+        await service.complete(escrow.id, customer)
+        assert await balance(session, payee.id, AVAILABLE, "usd") == 1
+        assert await fees(session, "usd") == fees_before
+        assert await ledger_invariants(session) == []
+
+    async def test_full_service_fee_leaves_a_zero_take(
+        self, session: AsyncSession, settings: Settings
+    ) -> None:
+        customer, payee = await parties(session)
+        greedy = settings.model_copy(update={"escrow_service_fee_bps": 10_000})
+        await fund(session, customer.id, 105)
+        service = EscrowService(session, greedy)
+        escrow, _ = await service.create(customer, _offer(payee.id, 100), idempotency_key=None)
+        await service.accept(escrow.id, payee)
+        await service.complete(escrow.id, customer)
+        assert await balance(session, payee.id, AVAILABLE, "usd") == 0
+        earning = await session.scalar(select(Earning).where(Earning.escrow_id == escrow.id))
+        assert earning is not None
+        assert earning.amount == 0
+        assert await ledger_invariants(session) == []
