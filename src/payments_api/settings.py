@@ -202,6 +202,14 @@ class Settings(BaseSettings):
         return value
 
     # --- connect (payout accounts) and payouts ---------------------------------------
+    direct_application_fee_bps: int = Field(
+        1_000,
+        ge=0,
+        lt=10_000,
+        description="Platform's application fee on direct payments to a payee (tips, "
+        "pay-per-request), in basis points of the amount (1000 = 10%), rounded half-even. "
+        "Captured on each payment when it is created.",
+    )
     withdrawal_min_major: int = Field(
         10, ge=0, description="Smallest withdrawal, in the currency's major unit."
     )
@@ -244,6 +252,30 @@ class Settings(BaseSettings):
 
     _split_connect = field_validator("connect_capabilities", mode="before")(_split_csv)
     # --- refunds, disputes and reconciliation ----------------------------------------
+    refund_recovery_after_seconds: int = Field(
+        300,
+        ge=30,
+        description="An admin refund still waiting for Stripe's answer after this long is "
+        "retried by the worker with the same idempotency key.",
+    )
+    reconciliation_cron: str = Field(
+        "30 2 * * *",
+        description="When the worker reconciles the previous UTC day against Stripe (cron, "
+        "UTC).",
+    )
+    reconciliation_grace_minutes: int = Field(
+        360,
+        ge=0,
+        le=7 * 24 * 60,
+        description="Slack around the reconciled day: an object recorded this long before or "
+        "after midnight on the other side still matches.",
+    )
+    reconciliation_max_balance_transactions: int = Field(
+        100_000,
+        ge=100,
+        description="A reconciliation run fails (rather than paging for ever) when Stripe "
+        "reports more balance transactions than this for its window.",
+    )
     # --- sandbox ----------------------------------------------------------------------------
     # --- webhooks and jobs --------------------------------------------------------------
     webhook_retention_days: int = Field(
