@@ -111,7 +111,7 @@ class TestSignature:
         assert response.json()["code"] == "webhook_signature_invalid"
         assert await session.get(WebhookEvent, self.event["id"]) is None
 
-    @pytest.mark.parametrize("age", [301, -301], ids=["stale", "future"])
+    @pytest.mark.parametrize("age", [301, -400], ids=["stale", "future"])
     async def test_timestamp_tolerance(
         self, client: httpx.AsyncClient, session: AsyncSession, age: int
     ) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -257,8 +258,9 @@ class LedgerService:
         try:
             async with self.session.begin_nested():
                 return await self.post(new)
-        except IntegrityError as exc:
-            if "ledger_transactions_reverses_transaction_id_key" in str(exc.orig):
+        except (IntegrityError, UniqueViolationError) as exc:
+            # The ledger's hot path runs on asyncpg directly: its errors arrive unwrapped.
+            if "ledger_transactions_reverses_transaction_id_key" in str(exc):
                 raise AlreadyReversed() from exc
             raise
 
