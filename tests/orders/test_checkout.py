@@ -298,6 +298,10 @@ class TestCheckoutIdempotency:
         assert retried.status_code == 201, retried.text
         keys = {call.request.headers["Idempotency-Key"] for call in route.calls}
         assert keys == {f"checkout_session:{order.id}"}
+        # the retry sends exactly the same parameters under the same key (Stripe
+        # refuses a key reused with different ones)
+        bodies = {call.request.content for call in route.calls}
+        assert len(bodies) == 1
         assert await order_count(session, "hank") == 1
 
 
@@ -314,7 +318,11 @@ class TestCheckoutBadInput:
             (topup(success_url="https://evil.example/steal"), 422, "redirect_url_not_allowed"),
             (topup(cancel_url="javascript:alert(1)"), 422, "redirect_url_not_allowed"),
             ({"purpose": "order", "price": "nope", **URLS}, 422, "price_not_found"),
-            ({"purpose": "escrow", "escrow_id": "esc_1", **URLS}, 422, "purpose_not_available"),
+            (
+                {"purpose": "escrow", "amount": 2_000, "currency": "usd", **URLS},
+                422,
+                "escrow_checkout_incomplete",
+            ),
             ({"purpose": "gift", **URLS}, 422, "validation_error"),
         ],
     )
@@ -442,3 +450,72 @@ class TestConcurrentFirstPayments:
         assert keys == {f"customer:{unique_user}"}
         me = await committed_client.get("/api/v1/me", headers=auth(unique_user))
         assert me.status_code == 200
+
+
+class TestEscrowCheckout:
+    async def test_card_payment_lands_in_escrow_once(
+        self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
+    ) -> None:
+        from tests.factories import create_user
+
+        await create_user(session, id="pete", roles=["payee"])
+        body = {
+            "purpose": "escrow",
+            "payee_id": "pete",
+            "amount": 10_000,
+            "currency": "usd",
+            "reference": "job-7",
+            **URLS,
+        }
+        response = await client.post(
+            "/api/v1/checkout/sessions",
+            json=body,
+            headers={**auth("cora", ["customer"]), "Idempotency-Key": "job-7"},
+        )
+        assert response.status_code == 201, response.text
+        order = await the_order(session, "cora")
+        assert (order.purpose, order.amount) == ("escrow", 10_500)  # price + 5% platform fee
+        form = parse_qs(stripe_payins.routes["sessions"].calls.last.request.content.decode())
+        assert form["line_items[0][price_data][unit_amount]"] == ["10500"]
+        escrows = (await client.get("/api/v1/escrows", headers=auth("cora", ["customer"]))).json()[
+            "data"
+        ]
+        assert [e["status"] for e in escrows] == ["awaiting_payment"]
+
+        paid = completed_session(order, payment_intent="pi_job7")
+        for event in (
+            make_event("checkout.session.completed", paid),
+            make_event("payment_intent.succeeded", succeeded_intent(order, "pi_job7")),
+        ):
+            assert (await deliver(client, event)).status_code == 200
+        wallet = await balance(client, "cora")
+        assert wallet["usd"]["escrow"] == 10_500
+        assert wallet["usd"]["available"] == 0
+        escrow = (await client.get("/api/v1/escrows", headers=auth("cora", ["customer"]))).json()[
+            "data"
+        ][0]
+        assert escrow["status"] == "created"
+        accepted = await client.post(
+            f"/api/v1/escrows/{escrow['id']}/accept",
+            headers={**auth("pete", ["payee"]), "Idempotency-Key": "acc"},
+        )
+        assert accepted.status_code == 200, accepted.text
+        assert await ledger_invariants(session) == []
+
+    async def test_needs_customer_role(
+        self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
+    ) -> None:
+        response = await client.post(
+            "/api/v1/checkout/sessions",
+            json={
+                "purpose": "escrow",
+                "payee_id": "pete",
+                "amount": 10_000,
+                "currency": "usd",
+                "reference": "job-8",
+                **URLS,
+            },
+            headers={**auth("paula", ["payee"]), "Idempotency-Key": "job-8"},
+        )
+        assert response.status_code == 403
+        assert await order_count(session, "paula") == 0

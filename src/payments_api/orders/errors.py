@@ -33,10 +33,16 @@ class DiscountCodeInvalid(ProblemError):
     title = "The discount code does not exist, is not valid now, or is used up"
 
 
-class PurposeNotAvailable(ProblemError):
+class EscrowCheckoutIncomplete(ProblemError):
     status = 422
-    code = "purpose_not_available"
-    title = "This checkout purpose is not available"
+    code = "escrow_checkout_incomplete"
+    title = "A job payment needs a payee, an amount, a currency and a reference"
+
+
+class CheckoutWindowPassed(ProblemError):
+    status = 409
+    code = "checkout_window_passed"
+    title = "This payment attempt is too old to resume"
 
 
 class PriceExists(ProblemError):

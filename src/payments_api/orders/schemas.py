@@ -16,10 +16,15 @@ class CheckoutSessionCreate(BaseModel):
 
     purpose: Purpose = Field(
         description="topup: credit the wallet with `amount`; order: buy catalog item `price`; "
-        "escrow: pay for job `escrow_id`; direct: pay a payee directly."
+        "escrow: pay a job offer (`payee_id`, `amount`, `currency`, `reference`) by card, "
+        "the money landing in escrow; direct: pay a payee directly."
     )
-    amount: MinorAmount | None = Field(None, description="topup only: minor units.")
-    currency: Currency | None = Field(None, description="topup only.")
+    amount: MinorAmount | None = Field(
+        None, description="topup and direct: minor units, within the top-up limits."
+    )
+    currency: Currency | None = Field(
+        None, description="topup and direct (a direct payment's must be the project's)."
+    )
     price: str | None = Field(
         None,
         max_length=64,
@@ -28,10 +33,39 @@ class CheckoutSessionCreate(BaseModel):
     )
     quantity: int = Field(1, ge=1, le=100, description="order only.")
     discount_code: str | None = Field(None, max_length=64, description="order only.")
-    escrow_id: str | None = Field(None, max_length=64, description="escrow only.")
-    payee_id: str | None = Field(None, max_length=255, description="direct only.")
-    project_id: str | None = Field(None, max_length=64, description="direct only.")
-    session_id: str | None = Field(None, max_length=64, description="direct only.")
+    escrow_id: str | None = Field(
+        None, max_length=64, description="Deprecated, ignored: escrow checkouts create the job."
+    )
+    reference: str | None = Field(
+        None,
+        min_length=1,
+        max_length=255,
+        description="escrow only: your reference for the job.",
+        examples=["job-2026-0142"],
+    )
+    description: str | None = Field(
+        None, max_length=1000, description="escrow only: what the job is."
+    )
+    payee_id: str | None = Field(
+        None, max_length=255, description="direct and escrow: the payee (user id)."
+    )
+    project_id: str | None = Field(
+        None,
+        max_length=64,
+        description="direct only: the payee's project the payment is for.",
+        examples=["prj_12"],
+    )
+    session_id: str | None = Field(
+        None,
+        max_length=64,
+        description="direct only, optional: an open session of the project.",
+        examples=["ses_40"],
+    )
+    kind: Literal["tip", "request"] | None = Field(
+        None,
+        description="direct only: tip (the default) or request (a paid request, counted "
+        "in the session's `paid_request_count`).",
+    )
     success_url: str = Field(
         max_length=2048,
         description="Where Stripe sends the browser after paying. Its origin must be an "

@@ -23,6 +23,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.auth import Principal
+from payments_api.escrow import service as escrow_service
+from payments_api.escrow.models import EscrowFunding
+from payments_api.escrow.schemas import EscrowCreate
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
@@ -31,12 +34,13 @@ from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.money import basis_points_of, default_limits
 from payments_api.orders.errors import (
     AmountOutOfRange,
+    CheckoutWindowPassed,
     DiscountCodeExists,
     DiscountCodeInvalid,
+    EscrowCheckoutIncomplete,
     OrderNotFound,
     PriceExists,
     PriceNotFound,
-    PurposeNotAvailable,
     RedirectUrlNotAllowed,
 )
 from payments_api.orders.models import DiscountCode, Order, Price
@@ -53,6 +57,8 @@ from payments_api.orders.schemas import (
     TopupCreate,
     TopupRead,
 )
+from payments_api.problems import Forbidden
+from payments_api.projects import direct as direct_payments
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
 from payments_api.users.models import User
@@ -194,15 +200,18 @@ class PayInService:
         self, body: CheckoutSessionCreate, idempotency_key: str
     ) -> CheckoutSessionRead:
         """Create (or find again) the order and its Stripe Checkout Session."""
-        if body.purpose in ("escrow", "direct"):
-            raise PurposeNotAvailable(
-                f"purpose={body.purpose} is not available on this deployment yet."
-            )
         self._check_redirects(body.success_url, body.cancel_url)
         topup_amount, topup_currency = 0, ""
-        if body.purpose == "topup":
+        if body.purpose == "escrow" and not self.principal.has_role("customer"):
+            raise Forbidden("Paying for a job needs the customer role.")
+        if body.purpose in ("topup", "direct", "escrow"):
             if body.amount is None or body.currency is None:
-                raise AmountOutOfRange("A top-up needs `amount` and `currency`.")
+                what = {"topup": "A top-up", "direct": "A direct payment"}.get(
+                    body.purpose, "A job payment"
+                )
+                raise AmountOutOfRange(f"{what} needs `amount` and `currency`.")
+            # A tip or pay-per-request is chosen by the customer like a top-up, within
+            # the same limits.
             self._check_topup_amount(body.amount, body.currency)
             topup_amount, topup_currency = body.amount, body.currency
         elif body.price is None:
@@ -220,9 +229,54 @@ class PayInService:
                     currency=topup_currency,
                     reference={},
                 )
+            if body.purpose == "direct":
+                # Checked in this transaction: a refusal rolls back the user row too.
+                target = await direct_payments.resolve_target(
+                    session,
+                    payer_id=user.id,
+                    payee_id=body.payee_id,
+                    project_id=body.project_id,
+                    session_id=body.session_id,
+                    kind=body.kind or "tip",
+                    amount=topup_amount,
+                    currency=topup_currency,
+                    fee_bps=self.settings.direct_application_fee_bps,
+                )
+                return Order(
+                    user_id=user.id,
+                    purpose="direct",
+                    channel="checkout_session",
+                    status="pending",
+                    amount=topup_amount,
+                    currency=topup_currency,
+                    reference=target.reference(),
+                )
+            if body.purpose == "escrow":
+                return await self._escrow_order(session, user, body, idempotency_key)
             return await self._priced_order(session, user, body)
 
-        order, user = await self._find_or_create_order(idempotency_key, request_fingerprint, build)
+        async def build_with_expiry(session: AsyncSession, user: User) -> Order:
+            order = await build(session, user)
+            # Fixed once, so every retry sends Stripe the same parameters under the same
+            # idempotency key (Stripe refuses a key reused with other parameters).
+            order.expires_at = self.now() + timedelta(
+                minutes=self.settings.checkout_session_ttl_minutes
+            )
+            return order
+
+        order, user = await self._find_or_create_order(
+            idempotency_key, request_fingerprint, build_with_expiry
+        )
+        if (
+            order.stripe_checkout_session_id is None
+            and order.expires_at is not None
+            and (order.expires_at - self.now() < timedelta(minutes=31))
+        ):
+            # Too late to open the session this order was made for (Stripe needs 30
+            # minutes ahead): the client retries with a new key.
+            raise CheckoutWindowPassed(
+                "This payment attempt is too old to resume; start over with a new Idempotency-Key."
+            )
         if order.stripe_checkout_session_id is None:
             customer_id = await self._ensure_customer(user)
             session = await self.stripe.create_checkout_session(
@@ -242,6 +296,43 @@ class PayInService:
             url=order.checkout_url,
             order_id=public_id(ORDER_PREFIX, order.id),
             expires_at=order.expires_at,
+        )
+
+    async def _escrow_order(
+        self,
+        session: AsyncSession,
+        user: User,
+        body: CheckoutSessionCreate,
+        idempotency_key: str,
+    ) -> Order:
+        """A job offer paid by card: the escrow waits for the payment, which lands in
+        escrow directly when Stripe confirms it (``EscrowService.fund_from_payment``)."""
+        if body.payee_id is None or body.reference is None:
+            raise EscrowCheckoutIncomplete("A job payment needs `payee_id` and `reference`.")
+        assert body.amount is not None  # noqa: S101 - checked by create_checkout
+        assert body.currency is not None  # noqa: S101
+        escrow, _replayed = await escrow_service.EscrowService(session, self.settings).create(
+            user,
+            EscrowCreate(
+                payee_id=body.payee_id,
+                amount=body.amount,
+                currency=body.currency,
+                reference=body.reference,
+                project_id=body.project_id,
+                session_id=body.session_id,
+                description=body.description,
+            ),
+            idempotency_key=f"checkout:{idempotency_key}",
+            funding=EscrowFunding.card,
+        )
+        return Order(
+            user_id=user.id,
+            purpose="escrow",
+            channel="checkout_session",
+            status="pending",
+            amount=escrow.hold_amount,
+            currency=escrow.currency,
+            reference={"escrow_id": escrow.id, "reference": body.reference},
         )
 
     async def _priced_order(
@@ -289,8 +380,19 @@ class PayInService:
             "user_id": order.user_id,
             "purpose": order.purpose,
         }
-        name = "Wallet top-up" if order.purpose == "topup" else str(order.reference.get("price"))
-        expires_at = self.now() + timedelta(minutes=self.settings.checkout_session_ttl_minutes)
+        name = {
+            "topup": "Wallet top-up",
+            "escrow": f"Job {order.reference.get('reference', '')}".strip(),
+        }.get(order.purpose, str(order.reference.get("price")))
+        intent_data: dict[str, Any] = {}
+        if order.purpose == "direct":
+            # A destination charge: Stripe moves the amount to the payee's connected
+            # account and takes the application fee back for the platform.
+            extra_metadata, intent_data, name = direct_payments.checkout_extras(order)
+            metadata.update(extra_metadata)
+        expires_at = order.expires_at or self.now() + timedelta(
+            minutes=self.settings.checkout_session_ttl_minutes
+        )
         return {
             "mode": "payment",
             "customer": customer_id,
@@ -310,7 +412,7 @@ class PayInService:
             ],
             "metadata": metadata,
             # Copied onto the PaymentIntent, so payment_intent.* events find the order.
-            "payment_intent_data": {"metadata": metadata},
+            "payment_intent_data": {"metadata": metadata, **intent_data},
         }
 
     # -- top-ups (PaymentIntent) ----------------------------------------------------------------
@@ -431,9 +533,10 @@ class CatalogService:
 class PayInConfirmation:
     """Applies Stripe's verdict on a pay-in: the only code that credits a wallet."""
 
-    def __init__(self, session: AsyncSession, stripe: StripeGateway) -> None:
+    def __init__(self, session: AsyncSession, stripe: StripeGateway, settings: Settings) -> None:
         self.session = session
         self.stripe = stripe
+        self.settings = settings
         self.orders = OrderRepository(session)
         self.ledger = ledger_service.LedgerService(session)
 
@@ -462,6 +565,37 @@ class PayInConfirmation:
             order.stripe_payment_intent_id = payment_intent_id
         if currency != order.currency:
             raise ValueError(f"order {order.id}: paid in {currency}, expected {order.currency}")
+        if order.purpose == "direct":
+            # The money is on the payee's connected account: the ledger gets only the
+            # platform's fee, the payee's take goes to the reporting tables.
+            await direct_payments.record_paid(
+                self.session,
+                order,
+                payment_intent_id=payment_intent_id,
+                amount=amount,
+                currency=currency,
+            )
+        elif order.purpose == "escrow":
+            # Straight into the job's escrow (never through available), once per
+            # PaymentIntent; a job that cannot take it credits the wallet instead.
+            await escrow_service.EscrowService(self.session, self.settings).fund_from_payment(
+                escrow_id=int(order.reference["escrow_id"]),
+                payment_intent_id=payment_intent_id,
+                amount=amount,
+                currency=currency,
+            )
+        else:
+            await self._credit(order, payment_intent_id=payment_intent_id, amount=amount)
+        if order.status in ("pending", "failed", "expired"):
+            # A late success after an expiry/failure still means the money arrived.
+            order.status = "succeeded"
+            order.failure_code = None
+            order.succeeded_at = utcnow()
+        order.updated_at = utcnow()
+
+    async def _credit(self, order: Order, *, payment_intent_id: str, amount: int) -> None:
+        """A wallet top-up credits the user's available; a catalog order is revenue."""
+        currency = order.currency
         destination = (
             ledger_service.AccountRef.user(order.user_id, AccountKind.available, currency)
             if order.purpose == "topup"
@@ -483,12 +617,6 @@ class PayInConfirmation:
                 ],
             )
         )
-        if order.status in ("pending", "failed", "expired"):
-            # A late success after an expiry/failure still means the money arrived.
-            order.status = "succeeded"
-            order.failure_code = None
-            order.succeeded_at = utcnow()
-        order.updated_at = utcnow()
 
     async def record_fee(self, order: Order, charge_id: str) -> None:
         """Record Stripe's processing fee from the charge's balance transaction."""

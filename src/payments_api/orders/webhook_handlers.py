@@ -20,7 +20,7 @@ def _id(value: Any) -> str | None:
 
 async def _credit_checkout(event: StripeEvent, context: HandlerContext) -> None:
     session = event.data_object
-    confirmation = PayInConfirmation(context.session, context.stripe)
+    confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
     order = await confirmation.find(
         session.get("metadata"),
         checkout_session_id=session.get("id"),
@@ -57,7 +57,7 @@ async def checkout_session_async_payment_failed(
     event: StripeEvent, context: HandlerContext
 ) -> None:
     session = event.data_object
-    confirmation = PayInConfirmation(context.session, context.stripe)
+    confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
     order = await confirmation.find(session.get("metadata"), checkout_session_id=session.get("id"))
     if order is None:
         raise RetryLater(f"no order for checkout session {session.get('id')}")
@@ -66,7 +66,7 @@ async def checkout_session_async_payment_failed(
 
 async def checkout_session_expired(event: StripeEvent, context: HandlerContext) -> None:
     session = event.data_object
-    confirmation = PayInConfirmation(context.session, context.stripe)
+    confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
     order = await confirmation.find(session.get("metadata"), checkout_session_id=session.get("id"))
     if order is None:
         return  # a session we never recorded (created elsewhere): nothing to expire
@@ -75,7 +75,7 @@ async def checkout_session_expired(event: StripeEvent, context: HandlerContext) 
 
 async def payment_intent_succeeded(event: StripeEvent, context: HandlerContext) -> None:
     intent = event.data_object
-    confirmation = PayInConfirmation(context.session, context.stripe)
+    confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
     order = await confirmation.find(intent.get("metadata"), payment_intent_id=intent.get("id"))
     if order is None:
         if not (intent.get("metadata") or {}).get("order_id"):
@@ -94,7 +94,7 @@ async def payment_intent_succeeded(event: StripeEvent, context: HandlerContext) 
 
 async def payment_intent_payment_failed(event: StripeEvent, context: HandlerContext) -> None:
     intent = event.data_object
-    confirmation = PayInConfirmation(context.session, context.stripe)
+    confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
     order = await confirmation.find(intent.get("metadata"), payment_intent_id=intent.get("id"))
     if order is None:
         return

@@ -1,5 +1,229 @@
+"""Projects, sessions and project wallets of the caller (payee role), SPEC 6.3."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from payments_api.deps import PrincipalDep, SessionDep, StateDep, require_role
+from payments_api.kit.pagination import Limit
+from payments_api.problems import problem_responses
+from payments_api.projects.direct import PAYEE_ROLE
+from payments_api.projects.schemas import (
+    ProjectCreate,
+    ProjectList,
+    ProjectRead,
+    ProjectUpdate,
+    ProjectWalletRead,
+    SessionAggregateList,
+    SessionCreate,
+    SessionList,
+    SessionRead,
+)
+from payments_api.projects.service import ProjectService, ProjectWalletService
+from payments_api.users.models import User
 
 router = APIRouter(tags=["projects"])
+
+PayeeUser = Annotated[User, Depends(require_role(PAYEE_ROLE))]
+ProjectIdPath = Annotated[
+    str,
+    Path(
+        alias="projectId",
+        max_length=32,
+        description="The project's id.",
+        examples=["prj_12"],
+    ),
+]
+SessionIdPath = Annotated[
+    str,
+    Path(
+        alias="sessionId",
+        max_length=32,
+        description="The session's id.",
+        examples=["ses_40"],
+    ),
+]
+StartingAfter = Annotated[
+    str | None, Query(max_length=32, description="Id of the last item seen; the page after it.")
+]
+SessionStatusQuery = Annotated[
+    Literal["open", "closed"] | None, Query(description="Only sessions in this state.")
+]
+
+
+def get_project_service(session: SessionDep) -> ProjectService:
+    return ProjectService(session)
+
+
+def get_wallet_service(state: StateDep) -> ProjectWalletService:
+    # No request-wide transaction: the wallet reads the database, closes its
+    # transaction, then asks Stripe for the balance.
+    return ProjectWalletService(state.sessionmaker, state.stripe)
+
+
+ProjectServiceDep = Annotated[ProjectService, Depends(get_project_service)]
+WalletServiceDep = Annotated[ProjectWalletService, Depends(get_wallet_service)]
+
+
+@router.post(
+    "/api/v1/me/projects",
+    summary="Create a project (an earning context: a shop, a show)",
+    operation_id="createProject",
+    status_code=201,
+    responses=problem_responses(401, 403, 422),
+)
+async def create_project(
+    body: ProjectCreate, user: PayeeUser, service: ProjectServiceDep
+) -> ProjectRead:
+    return await service.create(user, body)
+
+
+@router.get(
+    "/api/v1/me/projects",
+    summary="The caller's projects, newest first",
+    operation_id="listProjects",
+    responses=problem_responses(401, 403, 422),
+)
+async def list_projects(
+    user: PayeeUser,
+    service: ProjectServiceDep,
+    limit: Limit = 20,
+    starting_after: StartingAfter = None,
+) -> ProjectList:
+    return await service.list(user, limit=limit, starting_after=starting_after)
+
+
+@router.get(
+    "/api/v1/me/projects/{projectId}",
+    summary="One of the caller's projects",
+    description="Another user's project is answered like a missing one (404).",
+    operation_id="getProject",
+    responses=problem_responses(401, 403, 404),
+)
+async def get_project(
+    project_id: ProjectIdPath, user: PayeeUser, service: ProjectServiceDep
+) -> ProjectRead:
+    return await service.get(user, project_id)
+
+
+@router.patch(
+    "/api/v1/me/projects/{projectId}",
+    summary="Rename, describe, archive or re-activate a project",
+    operation_id="updateProject",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def update_project(
+    project_id: ProjectIdPath, body: ProjectUpdate, user: PayeeUser, service: ProjectServiceDep
+) -> ProjectRead:
+    return await service.update(user, project_id, body)
+
+
+@router.post(
+    "/api/v1/me/projects/{projectId}/sessions",
+    summary="Open a session (an earning window) of the project",
+    description="At most one session is open per project: 409 `session_already_open` "
+    "otherwise; 409 `project_archived` for an archived project.",
+    operation_id="openProjectSession",
+    status_code=201,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def open_project_session(
+    project_id: ProjectIdPath,
+    user: PayeeUser,
+    service: ProjectServiceDep,
+    body: SessionCreate | None = None,
+) -> SessionRead:
+    return await service.open_session(user, project_id, body or SessionCreate())
+
+
+@router.get(
+    "/api/v1/me/projects/{projectId}/sessions",
+    summary="The project's sessions, newest first",
+    description="Without sums; `GET .../wallet/sessions` adds what each session earned.",
+    operation_id="listProjectSessions",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def list_project_sessions(
+    project_id: ProjectIdPath,
+    user: PayeeUser,
+    service: ProjectServiceDep,
+    limit: Limit = 20,
+    starting_after: StartingAfter = None,
+    status: SessionStatusQuery = None,
+) -> SessionList:
+    return await service.list_sessions(
+        user, project_id, limit=limit, starting_after=starting_after, status=status
+    )
+
+
+@router.get(
+    "/api/v1/me/projects/{projectId}/sessions/{sessionId}",
+    summary="One session of the project",
+    operation_id="getProjectSession",
+    responses=problem_responses(401, 403, 404),
+)
+async def get_project_session(
+    project_id: ProjectIdPath,
+    session_id: SessionIdPath,
+    user: PayeeUser,
+    service: ProjectServiceDep,
+) -> SessionRead:
+    return await service.get_session(user, project_id, session_id)
+
+
+@router.post(
+    "/api/v1/me/projects/{projectId}/sessions/{sessionId}/close",
+    summary="Close a session",
+    description="Payments can no longer be started for it (those already started still "
+    "count for it). Closing a closed session returns it unchanged.",
+    operation_id="closeProjectSession",
+    responses=problem_responses(401, 403, 404),
+)
+async def close_project_session(
+    project_id: ProjectIdPath,
+    session_id: SessionIdPath,
+    user: PayeeUser,
+    service: ProjectServiceDep,
+) -> SessionRead:
+    return await service.close_session(user, project_id, session_id)
+
+
+@router.get(
+    "/api/v1/me/projects/{projectId}/wallet",
+    summary="The project wallet: connected-account balance, project earnings, payout account",
+    description="Owner only: 403 `project_forbidden` for another user's project, 403 "
+    "`forbidden` without the payee role. `balance` is the connected account's Stripe "
+    "balance (`scope: account_level`, shared by all the payee's projects; empty without a "
+    "connected account); `earnings` sums this project's confirmed direct payments (the "
+    "payee's take, net of the platform's fee).",
+    operation_id="getProjectWallet",
+    responses=problem_responses(401, 403, 404, 502, 503),
+)
+async def get_project_wallet(
+    project_id: ProjectIdPath, principal: PrincipalDep, service: WalletServiceDep
+) -> ProjectWalletRead:
+    return await service.wallet(principal, project_id)
+
+
+@router.get(
+    "/api/v1/me/projects/{projectId}/wallet/sessions",
+    summary="The project's sessions with what each earned, newest first",
+    description="Owner only (403 otherwise). Per session: `paid_request_count`, "
+    "`total_tip_amount_cents` and the other sums of the payee's take, its timestamps "
+    "and status.",
+    operation_id="listProjectWalletSessions",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def list_project_wallet_sessions(
+    project_id: ProjectIdPath,
+    principal: PrincipalDep,
+    service: WalletServiceDep,
+    limit: Limit = 20,
+    starting_after: StartingAfter = None,
+    status: SessionStatusQuery = None,
+) -> SessionAggregateList:
+    return await service.sessions(
+        principal, project_id, limit=limit, starting_after=starting_after, status=status
+    )

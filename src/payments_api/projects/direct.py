@@ -1,0 +1,243 @@
+"""Direct payments to a payee (tips, pay-per-request): rules and confirmation.
+
+A direct payment is a Stripe *destination charge*: the customer pays through Checkout,
+Stripe moves the whole amount to the payee's connected account
+(``payment_intent_data[transfer_data][destination]``) and takes the platform's
+application fee back from it (``payment_intent_data[application_fee_amount]``). No
+wallet is involved; the ledger records only the platform's fee, and the payee's take
+goes to the reporting tables (``direct_payments``, ``earnings``).
+
+``resolve_target`` runs inside the transaction that writes the pending order (so a
+refusal writes nothing); ``record_paid`` runs inside the webhook's transaction, once per
+PaymentIntent, whichever of Stripe's confirmations comes first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.earnings import service as earnings_service
+from payments_api.earnings.models import EarningSource
+from payments_api.kit.clock import utcnow
+from payments_api.kit.pagination import parse_public_id, public_id
+from payments_api.ledger import service as ledger_service
+from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.money import basis_points_of
+from payments_api.orders.models import Order
+from payments_api.payout_accounts.repository import PayoutAccountRepository
+from payments_api.projects.errors import (
+    CurrencyMismatch,
+    PayeeCannotReceivePayments,
+    PayeeNotFound,
+    ProjectArchived,
+    ProjectNotFound,
+    SelfPayment,
+    SessionClosed,
+    SessionNotFound,
+)
+from payments_api.projects.repository import DirectPaymentRepository, ProjectRepository
+from payments_api.users.repository import UserRepository
+
+PROJECT_PREFIX = "prj"
+SESSION_PREFIX = "ses"
+PAYEE_ROLE = "payee"
+
+
+@dataclass(frozen=True, slots=True)
+class DirectTarget:
+    """Where a direct payment goes, fixed when the payment is created."""
+
+    payee_id: str
+    project_id: int
+    project_name: str
+    session_id: int | None
+    kind: str
+    destination: str
+    """The payee's connected account (``acct_...``)."""
+    application_fee_amount: int
+    """The platform's fee, captured now: a later change of the rate does not apply."""
+
+    def reference(self) -> dict[str, Any]:
+        """What the order keeps (``orders.reference``) to build the Checkout Session and
+        to record the payment when Stripe confirms it."""
+        return {
+            "payee_id": self.payee_id,
+            "project_id": self.project_id,
+            "project_name": self.project_name,
+            "session_id": self.session_id,
+            "kind": self.kind,
+            "destination": self.destination,
+            "application_fee_amount": self.application_fee_amount,
+        }
+
+
+async def resolve_target(
+    session: AsyncSession,
+    *,
+    payer_id: str,
+    payee_id: str | None,
+    project_id: str | None,
+    session_id: str | None,
+    kind: str,
+    amount: int,
+    currency: str,
+    fee_bps: int,
+) -> DirectTarget:
+    """Check that ``payer_id`` may pay ``payee_id`` for the project (and session) now and
+    return where the money goes. Raises the projects domain's problems otherwise."""
+    if not payee_id:
+        raise PayeeNotFound("A direct payment needs `payee_id`.")
+    if payee_id == payer_id:
+        raise SelfPayment("You cannot pay yourself.")
+    payee = await UserRepository(session).get(payee_id)
+    if payee is None or PAYEE_ROLE not in payee.roles:
+        raise PayeeNotFound(f"No payee {payee_id!r}.")
+    number = parse_public_id(PROJECT_PREFIX, project_id or "")
+    projects = ProjectRepository(session)
+    project = await projects.get(number) if number is not None else None
+    if project is None or project.owner_id != payee_id:
+        # Another payee's project is answered the same as a missing one.
+        raise ProjectNotFound(f"The payee has no project {project_id!r}.")
+    if project.status != "active":
+        raise ProjectArchived("The project is archived and takes no payments.")
+    if currency != project.currency:
+        raise CurrencyMismatch(
+            f"Payments to this project are in {project.currency}.",
+            project_currency=project.currency,
+        )
+    session_number: int | None = None
+    if session_id is not None:
+        session_number = parse_public_id(SESSION_PREFIX, session_id)
+        window = (
+            await projects.get_session(project.id, session_number)
+            if session_number is not None
+            else None
+        )
+        if window is None:
+            raise SessionNotFound(f"The project has no session {session_id!r}.")
+        if window.status != "open":
+            raise SessionClosed("The session is closed and takes no more payments.")
+    account = await PayoutAccountRepository(session).get_by_user(payee_id)
+    if (
+        account is None
+        or account.stripe_account_id is None
+        or account.status != "enabled"
+        or not account.charges_enabled
+    ):
+        # The payee's setup details are theirs: the payer only learns it is not ready.
+        raise PayeeCannotReceivePayments(
+            "The payee has not finished setting up payouts; try again later."
+        )
+    return DirectTarget(
+        payee_id=payee_id,
+        project_id=project.id,
+        project_name=project.name,
+        session_id=session_number,
+        kind=kind,
+        destination=account.stripe_account_id,
+        application_fee_amount=basis_points_of(amount, fee_bps),
+    )
+
+
+def checkout_extras(order: Order) -> tuple[dict[str, str], dict[str, Any], str]:
+    """Metadata, ``payment_intent_data`` additions and the line item's name of a direct
+    payment's Checkout Session."""
+    ref = order.reference
+    metadata = {
+        "payee_id": str(ref["payee_id"]),
+        "project_id": public_id(PROJECT_PREFIX, int(ref["project_id"])),
+        "kind": str(ref["kind"]),
+    }
+    if ref.get("session_id") is not None:
+        metadata["session_id"] = public_id(SESSION_PREFIX, int(ref["session_id"]))
+    intent_data: dict[str, Any] = {"transfer_data": {"destination": str(ref["destination"])}}
+    fee = int(ref["application_fee_amount"])
+    if fee > 0:  # Stripe refuses an application fee of zero; none is simply omitted
+        intent_data["application_fee_amount"] = fee
+    label = "Tip" if ref["kind"] == "tip" else "Request"
+    return metadata, intent_data, f"{label}: {ref['project_name']}"[:250]
+
+
+async def record_paid(
+    session: AsyncSession,
+    order: Order,
+    *,
+    payment_intent_id: str,
+    amount: int,
+    currency: str,
+    paid_at: datetime | None = None,
+) -> bool:
+    """Record a confirmed direct payment once per PaymentIntent: the platform's fee in
+    the ledger (cause key ``stripe:payment:{pi}``, as every pay-in), the payment and the
+    payee's take (net of the fee) in the reporting tables. Returns False when it was
+    recorded already."""
+    ref = order.reference
+    fee = int(ref["application_fee_amount"])
+    if not 0 <= fee <= amount:
+        raise ValueError(f"order {order.id}: fee {fee} does not fit the amount {amount}")
+    paid_at = paid_at or utcnow()
+    if fee > 0:
+        # The gross went to the payee's account at Stripe; only the fee is the platform's.
+        await ledger_service.LedgerService(session).post(
+            ledger_service.NewTransaction(
+                type="direct_payment_fee",
+                cause_type=CauseType.stripe_event,
+                cause_key=f"stripe:payment:{payment_intent_id}",
+                description=f"Application fee of direct payment ord_{order.id}",
+                metadata={
+                    "order_id": order.id,
+                    "payment_intent": payment_intent_id,
+                    "payee_id": ref["payee_id"],
+                    "project_id": ref["project_id"],
+                    "amount": amount,
+                },
+                postings=[
+                    ledger_service.PostingSpec(
+                        ledger_service.AccountRef.platform(AccountKind.platform_fees, currency),
+                        fee,
+                    ),
+                    ledger_service.PostingSpec(
+                        ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency),
+                        -fee,
+                    ),
+                ],
+            )
+        )
+    session_id = ref.get("session_id")
+    inserted = await DirectPaymentRepository(session).insert(
+        {
+            "stripe_payment_intent_id": payment_intent_id,
+            "order_id": order.id,
+            "payer_id": order.user_id,
+            "payee_id": ref["payee_id"],
+            "project_id": int(ref["project_id"]),
+            "session_id": int(session_id) if session_id is not None else None,
+            "kind": ref["kind"],
+            "amount": amount,
+            "application_fee_amount": fee,
+            "net_amount": amount - fee,
+            "currency": currency,
+            "stripe_account_id": ref["destination"],
+            "paid_at": paid_at,
+        }
+    )
+    if inserted is None:
+        return False
+    await earnings_service.EarningsService(session).record(
+        earnings_service.NewEarning(
+            payee_id=str(ref["payee_id"]),
+            source=EarningSource.payment,
+            source_id=payment_intent_id,
+            amount=amount - fee,
+            currency=currency,
+            project_id=public_id(PROJECT_PREFIX, int(ref["project_id"])),
+            session_id=public_id(SESSION_PREFIX, int(session_id)) if session_id else None,
+            # No ledger transaction credited the payee: the money is on their account.
+            earned_at=paid_at,
+        )
+    )
+    return True
