@@ -91,6 +91,37 @@ def worker() -> None:
 
 
 @app.command()
+def reconcile(
+    date: Annotated[
+        str | None, typer.Option(help="UTC day to reconcile, YYYY-MM-DD (default: yesterday).")
+    ] = None,
+) -> None:
+    """Reconcile a day's ledger against Stripe; rerunning a day replaces its result.
+
+    Prints the run as JSON. Exit code 0: all matched; 1: mismatches; 2: the run failed.
+    """
+    import asyncio
+    from datetime import date as date_type
+
+    from payments_api.problems import ProblemError
+    from payments_api.reconciliation.cli import EXIT_FAILED, EXIT_MISMATCHES, reconcile
+
+    try:
+        day = date_type.fromisoformat(date) if date else None
+    except ValueError:
+        typer.secho("--date must be YYYY-MM-DD", err=True, fg=typer.colors.RED)
+        raise typer.Exit(EXIT_FAILED) from None
+    try:
+        run = asyncio.run(reconcile(get_settings(), day))
+    except ProblemError as exc:
+        typer.secho(f"reconciliation failed: {exc.code}: {exc.detail}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    typer.echo(run.model_dump_json(indent=2))
+    if run.mismatch_count:
+        raise typer.Exit(EXIT_MISMATCHES)
+
+
+@app.command()
 def migrate() -> None:
     """Apply the database migrations (alembic upgrade head) and the job queue's schema."""
     _prepare_database(get_settings())

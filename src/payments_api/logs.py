@@ -49,3 +49,6 @@ def configure_logging(level: str = "INFO", *, json_output: bool = True) -> None:
         logging.getLogger(name).propagate = True
     # Our own access log carries the request id; uvicorn's would duplicate it.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # stripe-python logs whole response bodies at DEBUG, and those carry PaymentIntent
+    # client secrets: never let it below INFO, whatever the service's level.
+    logging.getLogger("stripe").setLevel(max(logging.INFO, root.level))

@@ -260,8 +260,7 @@ class Settings(BaseSettings):
     )
     reconciliation_cron: str = Field(
         "30 2 * * *",
-        description="When the worker reconciles the previous UTC day against Stripe (cron, "
-        "UTC).",
+        description="When the worker reconciles the previous UTC day against Stripe (cron, UTC).",
     )
     reconciliation_grace_minutes: int = Field(
         360,

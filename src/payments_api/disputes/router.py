@@ -1,5 +1,54 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from payments_api.deps import AdminUser, SessionDep
+from payments_api.disputes.models import DISPUTE_STATUSES
+from payments_api.disputes.schemas import DisputeList, DisputeRead
+from payments_api.disputes.service import DisputeQueries
+from payments_api.kit.pagination import Limit
+from payments_api.problems import problem_responses
 
 router = APIRouter(tags=["admin"])
+
+
+@router.get(
+    "/api/v1/admin/disputes",
+    summary="Card disputes, newest first",
+    description=f"Statuses: {', '.join(DISPUTE_STATUSES)}.",
+    operation_id="listDisputes",
+    responses=problem_responses(401, 403, 422),
+)
+async def list_disputes(
+    _admin: AdminUser,
+    session: SessionDep,
+    limit: Limit = 20,
+    starting_after: Annotated[
+        str | None, Query(description="Dispute id to continue after.")
+    ] = None,
+    status: Annotated[
+        str | None, Query(max_length=32, description="Only disputes in this status.")
+    ] = None,
+    user_id: Annotated[
+        str | None, Query(max_length=255, description="Only this customer's disputes.")
+    ] = None,
+) -> DisputeList:
+    return await DisputeQueries(session).list(
+        limit=limit, starting_after=starting_after, status=status, user_id=user_id
+    )
+
+
+@router.get(
+    "/api/v1/admin/disputes/{dispute_id}",
+    summary="One card dispute",
+    operation_id="getDispute",
+    responses=problem_responses(401, 403, 404),
+)
+async def get_dispute(
+    dispute_id: Annotated[str, Path(max_length=32, examples=["dsp_4"])],
+    _admin: AdminUser,
+    session: SessionDep,
+) -> DisputeRead:
+    return await DisputeQueries(session).get(dispute_id)

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from payments_api.deps import StateDep
 from payments_api.migrations import current_revisions
 from payments_api.problems import ServiceUnavailable, problem_responses
+from payments_api.reconciliation.metrics import refresh_gauges
 
 router = APIRouter(tags=["operations"])
 
@@ -76,5 +77,8 @@ async def get_readiness(state: StateDep) -> ReadinessRead:
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     include_in_schema=True,
 )
-async def get_metrics() -> Response:
+async def get_metrics(state: StateDep) -> Response:
+    # Gauges that mirror database state (failed events waiting, refunds in flight, open
+    # disputes) are read at scrape time.
+    await refresh_gauges(state.sessionmaker)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -5,7 +5,9 @@ Runs pgqueuer's queue manager and scheduler on the service's PostgreSQL:
 - ``payouts.recover`` (job and every minute): finish withdrawals whose transfer outcome
   is unknown, with the same Stripe idempotency key;
 - ``webhooks.sweep`` every minute: due retries and events stored but never applied;
-- ``webhooks.prune`` daily, ``idempotency.prune`` hourly: retention.
+- ``webhooks.prune`` daily, ``idempotency.prune`` hourly: retention;
+- ``reconciliation.daily`` (``PAYMENTS_RECONCILIATION_CRON``): yesterday against Stripe;
+- ``refunds.recover`` every 5 minutes: admin refunds stuck before Stripe's answer.
 Any number of workers may run; pgqueuer hands each job to one of them.
 """
 
@@ -71,6 +73,18 @@ async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
 
         async with sessionmaker.begin() as session:
             log.info("pruned %s idempotency keys", await prune_expired(session))
+
+    @pgq.schedule("reconciliation.daily", settings.reconciliation_cron)
+    async def reconcile_yesterday(_schedule: Schedule) -> None:
+        from payments_api.reconciliation.service import run_scheduled
+
+        await run_scheduled(sessionmaker, stripe, settings)
+
+    @pgq.schedule("refunds.recover", "*/5 * * * *")
+    async def recover_refunds(_schedule: Schedule) -> None:
+        from payments_api.refunds.service import RefundService
+
+        await RefundService(sessionmaker, stripe, settings).recover()
 
     async def close() -> None:
         await pool.close()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asyncpg.exceptions import UniqueViolationError
+from prometheus_client import Counter
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,6 +44,10 @@ from payments_api.ledger.repository import (
     StoredTransaction,
 )
 from payments_api.money import MAX_MINOR_AMOUNT, CurrencyError, normalize_currency
+
+LEDGER_TRANSACTIONS = Counter(
+    "payments_ledger_transactions_total", "Ledger transactions written, by type", ["type"]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +211,7 @@ class LedgerService:
                 for posting_id, p in zip(posting_ids, postings, strict=True)
             ),
         )
+        LEDGER_TRANSACTIONS.labels(new.type).inc()
         return PostResult(stored, replayed=False)
 
     @staticmethod

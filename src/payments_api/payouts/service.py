@@ -158,7 +158,11 @@ async def apply_reversal(
             cause_type=CauseType.stripe_event,
             cause_key=f"withdrawal:{withdrawal.id}:reversed:{amount_reversed}",
             description=f"Transfer of {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} reversed",
-            metadata={"withdrawal_id": withdrawal.id, "amount_reversed": amount_reversed},
+            metadata={
+                "withdrawal_id": withdrawal.id,
+                "amount_reversed": amount_reversed,
+                "transfer": withdrawal.stripe_transfer_id,
+            },
             postings=[
                 ledger_service.PostingSpec(_stripe_balance(withdrawal.currency), -delta),
                 ledger_service.PostingSpec(

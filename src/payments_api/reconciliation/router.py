@@ -1,5 +1,74 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+
+from payments_api.deps import AdminUser, SessionDep
+from payments_api.kit.pagination import Limit
+from payments_api.problems import problem_responses
+from payments_api.reconciliation.deps import AdminPrincipalDep, ReconciliationServiceDep
+from payments_api.reconciliation.schemas import (
+    ReconciliationRunCreate,
+    ReconciliationRunList,
+    ReconciliationRunRead,
+)
+from payments_api.reconciliation.service import ReconciliationQueries
 
 router = APIRouter(tags=["admin"])
+
+
+@router.post(
+    "/api/v1/admin/reconciliation/runs",
+    summary="Reconcile a day against Stripe",
+    description="Reads Stripe's balance, every balance transaction of the UTC day (plus a "
+    "grace period) and the events Stripe reports undelivered, matches them object by "
+    "object with the ledger and stores the result. Idempotent per day: a rerun replaces "
+    "the day's result (`attempts` counts the runs); 409 `reconciliation_in_progress` "
+    "while the same day is being reconciled.",
+    operation_id="createReconciliationRun",
+    status_code=201,
+    responses=problem_responses(401, 403, 409, 422, 502, 503),
+)
+async def create_reconciliation_run(
+    request: Request,
+    principal: AdminPrincipalDep,
+    service: ReconciliationServiceDep,
+    body: ReconciliationRunCreate | None = None,
+) -> ReconciliationRunRead:
+    day = body.date if body is not None and body.date is not None else service.yesterday()
+    return await service.run(
+        day,
+        trigger="api",
+        actor_id=principal.sub,
+        request_id=getattr(request.state, "request_id", None),
+    )
+
+
+@router.get(
+    "/api/v1/admin/reconciliation/runs",
+    summary="Reconciliation runs, newest day first",
+    operation_id="listReconciliationRuns",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def list_reconciliation_runs(
+    _admin: AdminUser,
+    session: SessionDep,
+    limit: Limit = 20,
+    starting_after: Annotated[str | None, Query(description="Run id to continue after.")] = None,
+) -> ReconciliationRunList:
+    return await ReconciliationQueries(session).list(limit=limit, starting_after=starting_after)
+
+
+@router.get(
+    "/api/v1/admin/reconciliation/runs/{run_id}",
+    summary="One reconciliation run with its snapshots and mismatches",
+    operation_id="getReconciliationRun",
+    responses=problem_responses(401, 403, 404),
+)
+async def get_reconciliation_run(
+    run_id: Annotated[str, Path(max_length=32, examples=["rec_3"])],
+    _admin: AdminUser,
+    session: SessionDep,
+) -> ReconciliationRunRead:
+    return await ReconciliationQueries(session).get(run_id)

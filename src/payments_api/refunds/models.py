@@ -1,1 +1,83 @@
 from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from payments_api.db import Base, TimestampMixin
+
+REFUND_STATUSES = ("pending", "requires_action", "succeeded", "failed", "canceled")
+REFUND_ORIGINS = ("admin", "stripe")
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+class Refund(TimestampMixin, Base):
+    """A refund of (part of) a pay-in. Admin refunds are written ``pending`` before Stripe
+    is called; refunds made elsewhere (the Stripe dashboard) are recorded from Stripe's
+    events. The ledger moves only when Stripe reports the refund succeeded or failed."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(REFUND_STATUSES)})", name="status"),
+        CheckConstraint(f"origin IN ({_in(REFUND_ORIGINS)})", name="origin"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("hold_amount >= 0 AND hold_amount <= amount", name="hold_amount"),
+        CheckConstraint(
+            "(origin = 'admin') = (requested_by IS NOT NULL AND idempotency_key IS NOT NULL)",
+            name="admin_request",
+        ),
+        UniqueConstraint("requested_by", "idempotency_key"),
+        UniqueConstraint("stripe_refund_id"),
+        Index("ix_refunds_order_id", "order_id"),
+        Index(
+            "ix_refunds_status_created_at",
+            "status",
+            "created_at",
+            postgresql_where=text("status IN ('pending', 'requires_action')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    order_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("orders.id"))
+    user_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))
+    """The customer who paid the order (and whose wallet a top-up refund debits)."""
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
+    """Stripe's refund status, as last applied (pending until Stripe says otherwise)."""
+    origin: Mapped[str] = mapped_column(String(8))
+    """``admin`` (our API) or ``stripe`` (made without us, e.g. in the dashboard)."""
+    reason: Mapped[str | None] = mapped_column(String(32))
+    """Stripe's reason code (duplicate, fraudulent, requested_by_customer, ...)."""
+    note: Mapped[str | None] = mapped_column(Text)
+    """The admin's free-text note (also in the audit log)."""
+    requested_by: Mapped[str | None] = mapped_column(String(255))
+    """The admin who asked for it; NULL for refunds made outside the API."""
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    hold_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """Moved available -> withdrawing when the refund was requested, so the customer cannot
+    spend or withdraw money that is being refunded; settled or released by Stripe's word."""
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(255))
+    failure_reason: Mapped[str | None] = mapped_column(String(64))
+    """Stripe's machine failure reason, or ``provider_rejected`` when Stripe refused it."""
+    stripe_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    """Calls made to create the Stripe refund (retries reuse the same idempotency key)."""
+    succeeded_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

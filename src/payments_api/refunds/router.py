@@ -1,5 +1,90 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from payments_api.deps import AdminUser, SessionDep
+from payments_api.kit.idempotency import IdempotencyKeyDep
+from payments_api.kit.pagination import Limit
+from payments_api.problems import problem_responses
+from payments_api.refunds.deps import AdminPrincipalDep, RefundServiceDep
+from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
+from payments_api.refunds.service import RefundQueries
 
 router = APIRouter(tags=["admin"])
+
+
+@router.post(
+    "/api/v1/admin/refunds",
+    summary="Refund all or part of a pay-in",
+    description="Refuses more than what is still refundable on the order "
+    "(`refund_exceeds_refundable`) and, for top-ups, more than the customer still holds "
+    "available (`refund_exceeds_available`); a refused request writes nothing. The amount "
+    "is held from the customer's available balance, then the Stripe Refund is created "
+    "with an idempotency key derived from the refund's id. 201 when Stripe answered (the "
+    "ledger settles when Stripe reports `succeeded`, by this response or its webhook, "
+    "whichever comes first); 202 when Stripe's answer is not known yet (it is retried "
+    "with the same key, never refunded twice).",
+    operation_id="createRefund",
+    status_code=201,
+    responses={
+        202: {"model": RefundRead, "description": "Accepted; Stripe's answer pending"},
+        **problem_responses(400, 401, 403, 404, 409, 422, 503),
+    },
+)
+async def create_refund(
+    body: RefundCreate,
+    request: Request,
+    principal: AdminPrincipalDep,
+    service: RefundServiceDep,
+    idempotency_key: IdempotencyKeyDep,
+    response: Response,
+) -> RefundRead:
+    refund, known = await service.create(
+        principal,
+        body,
+        idempotency_key,
+        request_id=getattr(request.state, "request_id", None),
+    )
+    if not known:
+        response.status_code = 202
+    return refund
+
+
+@router.get(
+    "/api/v1/admin/refunds",
+    summary="Refunds, newest first",
+    operation_id="listRefunds",
+    responses=problem_responses(401, 403, 422),
+)
+async def list_refunds(
+    _admin: AdminUser,
+    session: SessionDep,
+    limit: Limit = 20,
+    starting_after: Annotated[str | None, Query(description="Refund id to continue after.")] = None,
+    order_id: Annotated[
+        str | None, Query(max_length=32, description="Only this order's refunds.")
+    ] = None,
+    status: Annotated[
+        Literal["pending", "requires_action", "succeeded", "failed", "canceled"] | None,
+        Query(description="Only refunds in this state."),
+    ] = None,
+) -> RefundList:
+    return await RefundQueries(session).list(
+        limit=limit, starting_after=starting_after, order_id=order_id, status=status
+    )
+
+
+@router.get(
+    "/api/v1/admin/refunds/{refund_id}",
+    summary="One refund",
+    operation_id="getRefund",
+    responses=problem_responses(401, 403, 404),
+)
+async def get_refund(
+    refund_id: Annotated[str, Path(max_length=32, examples=["rfd_3"])],
+    _admin: AdminUser,
+    session: SessionDep,
+) -> RefundRead:
+    return await RefundQueries(session).get(refund_id)

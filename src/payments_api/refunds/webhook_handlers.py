@@ -1,7 +1,44 @@
-"""Stripe event handlers of this domain (see webhooks/registry.py)."""
+"""Stripe events that settle refunds: ``refund.*`` (the refund itself) and
+``charge.refunded`` (a charge gained a refund, possibly one made in the dashboard)."""
 
 from __future__ import annotations
 
-from payments_api.webhooks.registry import EventHandler
+import logging
+from typing import Any
 
-HANDLERS: dict[str, EventHandler] = {}
+from payments_api.refunds.service import RefundSettlement
+from payments_api.webhooks.registry import EventHandler, HandlerContext, StripeEvent
+
+log = logging.getLogger(__name__)
+
+
+async def refund_changed(event: StripeEvent, context: HandlerContext) -> None:
+    """refund.created / refund.updated / refund.failed / charge.refund.updated: the
+    object is the Refund in its current state; applying it is idempotent."""
+    await RefundSettlement(context.session, context.stripe).apply(event.data_object)
+
+
+async def charge_refunded(event: StripeEvent, context: HandlerContext) -> None:
+    """A charge was (partly) refunded. Since API version 2022-11-15 the charge no longer
+    embeds its refunds, so they are listed from Stripe unless the payload has them all."""
+    charge = event.data_object
+    embedded: Any = charge.get("refunds")
+    refunds: list[dict[str, Any]]
+    if isinstance(embedded, dict) and not embedded.get("has_more") and embedded.get("data"):
+        refunds = list(embedded["data"])
+    else:
+        refunds = await context.stripe.list_refunds(charge=str(charge["id"]))
+    settlement = RefundSettlement(context.session, context.stripe)
+    for refund in refunds:
+        if refund.get("payment_intent") is None and charge.get("payment_intent"):
+            refund = {**refund, "payment_intent": charge["payment_intent"]}
+        await settlement.apply(refund)
+
+
+HANDLERS: dict[str, EventHandler] = {
+    "charge.refunded": charge_refunded,
+    "charge.refund.updated": refund_changed,
+    "refund.created": refund_changed,
+    "refund.updated": refund_changed,
+    "refund.failed": refund_changed,
+}

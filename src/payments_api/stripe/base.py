@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
+
+from prometheus_client import Counter
 
 import stripe
 from payments_api.settings import Settings, stripe_api_base
@@ -20,6 +22,12 @@ from payments_api.stripe.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+STRIPE_CALLS = Counter(
+    "payments_stripe_calls_total",
+    "Stripe API calls by operation and outcome",
+    ["operation", "outcome"],
+)
 
 # The one place the Stripe API version is pinned. Webhook endpoints must be created
 # with the same version so event payloads match what the handlers parse.
@@ -55,30 +63,38 @@ class GatewayBase:
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
-            return await call()
-        except stripe.CardError as exc:
+            result = await call()
+        except stripe.StripeError as exc:
+            STRIPE_CALLS.labels(operation, type(exc).__name__).inc()
+            self._raise_mapped(operation, exc)
+        STRIPE_CALLS.labels(operation, "ok").inc()
+        return result
+
+    @staticmethod
+    def _raise_mapped(operation: str, exc: stripe.StripeError) -> NoReturn:
+        """Our problem for Stripe's error; Stripe's own text never reaches a client."""
+        if isinstance(exc, stripe.CardError):
             raise CardDeclined(
                 "The card was declined.",
                 decline_code=(exc.error.decline_code if exc.error else None) or exc.code,
             ) from exc
-        except (stripe.RateLimitError, stripe.APIConnectionError) as exc:
+        if isinstance(exc, stripe.RateLimitError | stripe.APIConnectionError):
             log.warning("stripe %s unavailable: %s", operation, type(exc).__name__)
             raise PaymentProviderUnavailable("The payment provider is unavailable.") from exc
-        except stripe.APIError as exc:
+        if isinstance(exc, stripe.APIError):
             log.warning("stripe %s failed with %s", operation, exc.http_status)
             raise PaymentProviderUnavailable("The payment provider is unavailable.") from exc
-        except stripe.StripeError as exc:
-            # Invalid requests, auth and permission errors are our bug or our
-            # configuration: log Stripe's own words for operators, tell the client less.
-            log.error(
-                "stripe %s rejected: status=%s code=%s request_id=%s message=%s",
-                operation,
-                exc.http_status,
-                exc.code,
-                exc.request_id,
-                exc.user_message or str(exc),
-            )
-            raise PaymentProviderError("The payment provider rejected the request.") from exc
+        # Invalid requests, auth and permission errors are our bug or our configuration:
+        # log Stripe's own words for operators, tell the client less.
+        log.error(
+            "stripe %s rejected: status=%s code=%s request_id=%s message=%s",
+            operation,
+            exc.http_status,
+            exc.code,
+            exc.request_id,
+            exc.user_message or str(exc),
+        )
+        raise PaymentProviderError("The payment provider rejected the request.") from exc
 
     @staticmethod
     def _options(idempotency_key: str | None = None, stripe_account: str | None = None) -> Any:

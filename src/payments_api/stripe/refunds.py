@@ -1,9 +1,122 @@
-"""Refunds, disputes, balance transactions (reconciliation)."""
+"""Refunds, disputes, balance transactions and events (reconciliation)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from payments_api.stripe.base import GatewayBase
+
+# A reconciliation window holds at most this many balance transactions; beyond it the run
+# fails loudly instead of paging for ever (raise it through the caller's `limit`).
+DEFAULT_LIST_LIMIT = 100_000
+
+
+class ListTooLong(Exception):
+    """A listing went past the caller's bound (the window holds too many objects)."""
+
+
+def _created_range(created_gte: datetime, created_lt: datetime) -> dict[str, int]:
+    return {"gte": int(created_gte.timestamp()), "lt": int(created_lt.timestamp())}
 
 
 class RefundCalls(GatewayBase):
-    pass
+    async def create_refund(
+        self,
+        *,
+        payment_intent: str,
+        amount: int,
+        reason: str | None,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        """Refund (part of) a PaymentIntent. Keys are ``refund:{refund_id}``: a retry
+        after a timeout reaches the refund Stripe already made, never a second one."""
+        params: Any = {"payment_intent": payment_intent, "amount": amount, "metadata": metadata}
+        if reason is not None:
+            params["reason"] = reason
+        refund = await self._call(
+            "refunds.create",
+            lambda: self._client.v1.refunds.create_async(
+                params=params, options=self._options(idempotency_key)
+            ),
+        )
+        return refund.to_dict()
+
+    async def list_refunds(
+        self, *, charge: str | None = None, payment_intent: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every refund of a charge or PaymentIntent (auto-paginated; a charge has few)."""
+        params: Any = {"limit": 100}
+        if charge is not None:
+            params["charge"] = charge
+        if payment_intent is not None:
+            params["payment_intent"] = payment_intent
+
+        async def collect() -> list[dict[str, Any]]:
+            page = await self._client.v1.refunds.list_async(params=params)
+            return [refund.to_dict() async for refund in page.auto_paging_iter()]
+
+        return await self._call("refunds.list", collect)
+
+    async def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
+        charge = await self._call(
+            "charges.retrieve", lambda: self._client.v1.charges.retrieve_async(charge_id)
+        )
+        return charge.to_dict()
+
+    async def retrieve_dispute(self, dispute_id: str) -> dict[str, Any]:
+        """A dispute with its balance transactions (Stripe always includes them)."""
+        dispute = await self._call(
+            "disputes.retrieve", lambda: self._client.v1.disputes.retrieve_async(dispute_id)
+        )
+        return dispute.to_dict()
+
+    async def list_balance_transactions(
+        self,
+        *,
+        created_gte: datetime,
+        created_lt: datetime,
+        limit: int = DEFAULT_LIST_LIMIT,
+    ) -> list[dict[str, Any]]:
+        """The platform's balance transactions created in ``[created_gte, created_lt)``,
+        every page of them, with ``source`` expanded (a charge's PaymentIntent, a transfer
+        reversal's transfer). Raises :class:`ListTooLong` past ``limit`` objects."""
+        params: Any = {
+            "created": _created_range(created_gte, created_lt),
+            "limit": 100,
+            "expand": ["data.source"],
+        }
+
+        async def collect() -> list[dict[str, Any]]:
+            page = await self._client.v1.balance_transactions.list_async(params=params)
+            found: list[dict[str, Any]] = []
+            async for transaction in page.auto_paging_iter():
+                found.append(transaction.to_dict())
+                if len(found) > limit:
+                    raise ListTooLong(f"more than {limit} balance transactions in the window")
+            return found
+
+        return await self._call("balance_transactions.list", collect)
+
+    async def list_undelivered_events(
+        self, *, created_gte: datetime, created_lt: datetime, limit: int = 1_000
+    ) -> list[dict[str, Any]]:
+        """Events Stripe could not deliver to at least one endpoint (``delivery_success=
+        false``) in the window, newest first, at most ``limit`` of them."""
+        params: Any = {
+            "delivery_success": False,
+            "created": _created_range(created_gte, created_lt),
+            "limit": 100,
+        }
+
+        async def collect() -> list[dict[str, Any]]:
+            page = await self._client.v1.events.list_async(params=params)
+            found: list[dict[str, Any]] = []
+            async for event in page.auto_paging_iter():
+                found.append(event.to_dict())
+                if len(found) >= limit:
+                    break
+            return found
+
+        return await self._call("events.list", collect)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.jobs.queue import enqueue
@@ -48,6 +49,12 @@ log = logging.getLogger(__name__)
 Endpoint = Literal["platform", "connect"]
 Outcome = Literal["processed", "duplicate", "in_progress", "ignored", "failed", "missing"]
 RETRY_JOB = "webhooks.apply"
+
+WEBHOOK_EVENTS = Counter(
+    "payments_webhook_events_total",
+    "Stripe events applied, by type and outcome",
+    ["type", "outcome"],
+)
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -149,22 +156,27 @@ class WebhookService:
     async def apply(self, event_id: str, *, force: bool = False) -> Outcome:
         """Apply a stored event once. ``force`` re-runs an applied one (admin replay;
         handlers are idempotent so this changes nothing that already happened)."""
+        outcome, event_type = await self._apply(event_id, force=force)
+        WEBHOOK_EVENTS.labels(event_type, outcome).inc()
+        return outcome
+
+    async def _apply(self, event_id: str, *, force: bool) -> tuple[Outcome, str]:
         async with self.sessionmaker.begin() as session:
             repository = WebhookEventRepository(session)
             row = await repository.lock(event_id)
             if row is None:
-                return "in_progress" if await repository.get(event_id) else "missing"
+                return ("in_progress" if await repository.get(event_id) else "missing"), "unknown"
             if row.status in ("processed", "ignored") and not force:
-                return "duplicate"
+                return "duplicate", row.type
             now = self.now()
             if row.livemode != self._expected_livemode():
                 log.warning("ignoring event %s: livemode=%s mismatch", row.id, row.livemode)
                 row.status, row.processed_at, row.last_error = "ignored", now, "livemode_mismatch"
-                return "ignored"
+                return "ignored", row.type
             handler = handler_for(row.endpoint, row.type)
             if handler is None:  # unknown types are stored and acknowledged
                 row.status, row.processed_at = "ignored", now
-                return "ignored"
+                return "ignored", row.type
             row.attempts += 1
             try:
                 async with session.begin_nested():
@@ -194,10 +206,10 @@ class WebhookService:
                     )
                 else:
                     row.next_attempt_at = None  # waits for an admin replay
-                return "failed"
+                return "failed", row.type
             row.status, row.processed_at, row.last_error = "processed", now, None
             row.next_attempt_at = None
-            return "processed"
+            return "processed", row.type
 
     async def sweep(self, *, limit: int = 100) -> int:
         """Apply events whose retry is due or that were stored but never applied."""

@@ -1,0 +1,439 @@
+"""Card disputes: what Stripe takes and gives back, mirrored in the ledger.
+
+When a chargeback opens, Stripe withdraws the disputed amount plus its dispute fee (W)
+from the platform's balance; inquiries (``warning_*`` statuses) withdraw nothing. The
+ledger mirrors it in two transactions:
+
+- Stripe's side, cause ``stripe:dispute:{dp}:funds_withdrawn``: ``stripe_balance +W``,
+  ``disputes -W`` (the platform's money at Stripe went down);
+- the customer's side, for top-ups, cause ``dispute:{dp}:debit``: ``available -W``,
+  ``disputes +W``, posted with ``allow_negative_available`` — the only posting of the
+  service that may drive an available balance below zero — and the wallet is frozen
+  (withdrawals refused with ``wallet_frozen``).
+
+Won (funds reinstated, R): Stripe's side ``stripe:dispute:{dp}:funds_reinstated``
+(``stripe_balance -R``, ``disputes +R``) and the customer made whole,
+``dispute:{dp}:credit`` (``disputes -W``, ``available +W``); a dispute fee Stripe keeps
+stays in ``disputes`` as the platform's cost. The wallet is unfrozen unless something
+else holds it (an admin's freeze, another open or lost dispute, a negative balance).
+Lost: final; nothing more moves, the part of W the customer's wallet does not cover is
+recorded as the platform's loss, and the wallet stays frozen until an admin decides.
+Catalog orders credited the platform's sales, not a wallet: their disputes stop at
+Stripe's side (the loss stays in ``disputes``).
+
+Every event carries the dispute as it is now, with all its balance transactions: the
+handler converges the ledger to that (withdrawn once, reinstated once), so duplicated or
+out-of-order events are harmless. Status changes are validated: an event older than the
+last one applied is skipped; an illegal transition (from a closed status to another
+one, or a chargeback back to an inquiry) is logged and acknowledged, never retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.admin.repository import AuditLogRepository
+from payments_api.disputes import metrics
+from payments_api.disputes.errors import DisputeNotFound
+from payments_api.disputes.models import CLOSED_STATUSES, DISPUTE_STATUSES, Dispute
+from payments_api.disputes.repository import DisputeRepository
+from payments_api.disputes.schemas import DisputeList, DisputeRead
+from payments_api.kit.clock import utcnow
+from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.ledger import service as ledger_service
+from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.orders.models import Order
+from payments_api.orders.repository import OrderRepository
+from payments_api.stripe.gateway import StripeGateway
+from payments_api.users.repository import UserRepository
+from payments_api.webhooks.registry import StripeEvent
+
+log = logging.getLogger(__name__)
+
+DISPUTE_PREFIX = "dsp"
+SYSTEM_ACTOR = "system:stripe"
+FREEZE_REASON_PREFIX = "dispute:"
+_UNFREEZING = frozenset({"won", "warning_closed", "prevented"})
+
+
+def transition_allowed(current: str | None, new: str) -> bool:
+    """Whether a dispute may move from ``current`` to ``new`` (same status: yes)."""
+    if current is None or current == new:
+        return True
+    if current in CLOSED_STATUSES:
+        return False  # closed is final
+    if current.startswith("warning_"):
+        return True  # an inquiry may escalate to a chargeback or close
+    return not new.startswith("warning_")  # a chargeback never becomes an inquiry again
+
+
+def dispute_read(dispute: Dispute) -> DisputeRead:
+    return DisputeRead(
+        id=public_id(DISPUTE_PREFIX, dispute.id),
+        stripe_dispute_id=dispute.stripe_dispute_id,
+        order_id=public_id("ord", dispute.order_id) if dispute.order_id else None,
+        user_id=dispute.user_id,
+        amount=dispute.amount,
+        currency=dispute.currency,
+        status=dispute.status,
+        reason=dispute.reason,
+        withdrawn_amount=dispute.withdrawn_amount,
+        fee_amount=dispute.fee_amount,
+        user_debited_amount=dispute.user_debited_amount,
+        reinstated_amount=dispute.reinstated_amount,
+        platform_loss_amount=dispute.platform_loss_amount,
+        froze_wallet=dispute.froze_wallet,
+        created_at=dispute.created_at,
+        closed_at=dispute.closed_at,
+    )
+
+
+def _id(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else None
+
+
+def _platform(kind: AccountKind, currency: str) -> ledger_service.AccountRef:
+    return ledger_service.AccountRef.platform(kind, currency)
+
+
+class DisputeSettlement:
+    """Applies Stripe's dispute events: the only code that moves disputed money."""
+
+    def __init__(
+        self, session: AsyncSession, stripe: StripeGateway, *, now: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.session = session
+        self.stripe = stripe
+        self.now = now
+        self.disputes = DisputeRepository(session)
+        self.orders = OrderRepository(session)
+        self.users = UserRepository(session)
+        self.ledger = ledger_service.LedgerService(session)
+        self.audit = AuditLogRepository(session)
+
+    async def apply(self, event: StripeEvent) -> Dispute | None:
+        """Converge our dispute and the ledger to the dispute in ``event``."""
+        data = event.data_object
+        status = str(data.get("status"))
+        if status not in DISPUTE_STATUSES:
+            log.warning("dispute %s: unknown status %r ignored", data.get("id"), status)
+            metrics.DISPUTE_EVENTS_SKIPPED.labels(reason="unknown_status").inc()
+            return None
+        dispute = await self.disputes.by_stripe_id(str(data["id"]), for_update=True)
+        previous: str | None = None
+        if dispute is None:
+            dispute = await self._create(data)
+        else:
+            previous = dispute.status
+        if dispute.last_event_created is not None and event.created < dispute.last_event_created:
+            log.info("dispute %s: event %s is older than its state; skipped", data["id"], event.id)
+            metrics.DISPUTE_EVENTS_SKIPPED.labels(reason="stale").inc()
+            return dispute
+        if not transition_allowed(dispute.status, status):
+            log.warning(
+                "dispute %s: illegal transition %s -> %s (event %s %s) acknowledged, not applied",
+                dispute.stripe_dispute_id,
+                dispute.status,
+                status,
+                event.type,
+                event.id,
+            )
+            metrics.DISPUTE_EVENTS_SKIPPED.labels(reason="illegal_transition").inc()
+            return dispute
+
+        withdrawals, reinstatements = await self._balance_transactions(data, event, status)
+        if withdrawals and dispute.funds_withdrawn_at is None:
+            await self._withdraw(dispute, withdrawals)
+        if reinstatements and dispute.funds_withdrawn_at and dispute.funds_reinstated_at is None:
+            await self._reinstate(dispute, reinstatements)
+
+        now = self.now()
+        dispute.status = status
+        dispute.reason = data.get("reason") or dispute.reason
+        dispute.last_event_created = event.created
+        dispute.updated_at = now
+        if status in CLOSED_STATUSES and dispute.closed_at is None:
+            dispute.closed_at = now
+        if previous != status:
+            metrics.DISPUTE_TRANSITIONS.labels(status=status).inc()
+        if status == "lost" and dispute.platform_loss_amount is None:
+            await self._record_loss(dispute)
+        if status in _UNFREEZING or dispute.funds_reinstated_at is not None:
+            await self._maybe_unfreeze(dispute)
+        return dispute
+
+    async def _create(self, data: dict[str, Any]) -> Dispute:
+        payment_intent = _id(data.get("payment_intent"))
+        charge_id = _id(data.get("charge"))
+        if payment_intent is None and charge_id is not None:
+            charge = await self.stripe.retrieve_charge(charge_id)
+            payment_intent = _id(charge.get("payment_intent"))
+        order: Order | None = None
+        if payment_intent is not None:
+            order = await self.orders.by_stripe_ids(order_id=None, payment_intent_id=payment_intent)
+        if order is None:
+            log.warning(
+                "dispute %s on charge %s is not about one of our orders; only Stripe's side "
+                "is recorded",
+                data["id"],
+                charge_id,
+            )
+        await self.disputes.insert_if_new(
+            {
+                "stripe_dispute_id": str(data["id"]),
+                "stripe_charge_id": charge_id,
+                "stripe_payment_intent_id": payment_intent,
+                "order_id": order.id if order else None,
+                "user_id": order.user_id if order else None,
+                "amount": int(data["amount"]),
+                "currency": str(data["currency"]).lower(),
+                "status": str(data["status"]),
+                "reason": data.get("reason"),
+            }
+        )
+        dispute = await self.disputes.by_stripe_id(str(data["id"]), for_update=True)
+        if dispute is None:  # pragma: no cover - inserted or found just above
+            raise RuntimeError(f"dispute {data['id']} vanished")
+        return dispute
+
+    async def _balance_transactions(
+        self, data: dict[str, Any], event: StripeEvent, status: str
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The dispute's withdrawals and reinstatements, from the event or from Stripe."""
+
+        def split(
+            transactions: Any,
+        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            found = [t for t in transactions or [] if isinstance(t, dict)]
+            return (
+                [t for t in found if int(t.get("amount", 0)) < 0],
+                [t for t in found if int(t.get("amount", 0)) > 0],
+            )
+
+        withdrawals, reinstatements = split(data.get("balance_transactions"))
+        chargeback = not status.startswith("warning_")
+        expects_withdrawal = event.type == "charge.dispute.funds_withdrawn" or (
+            chargeback and event.type == "charge.dispute.created"
+        )
+        expects_reinstatement = event.type == "charge.dispute.funds_reinstated"
+        if (expects_withdrawal and not withdrawals) or (
+            expects_reinstatement and not reinstatements
+        ):
+            fresh = await self.stripe.retrieve_dispute(str(data["id"]))
+            withdrawals, reinstatements = split(fresh.get("balance_transactions"))
+        amount, currency = int(data["amount"]), str(data["currency"]).lower()
+        if expects_withdrawal and not withdrawals:
+            log.warning("dispute %s: no balance transaction; withdrawing the amount", data["id"])
+            withdrawals = [{"id": None, "amount": -amount, "fee": 0, "currency": currency}]
+        if expects_reinstatement and not reinstatements:
+            log.warning("dispute %s: no balance transaction; reinstating the amount", data["id"])
+            reinstatements = [{"id": None, "amount": amount, "fee": 0, "currency": currency}]
+        return withdrawals, reinstatements
+
+    async def _withdraw(self, dispute: Dispute, withdrawals: list[dict[str, Any]]) -> None:
+        if dispute.user_id is not None:
+            # The user row before the balances, as withdrawals lock them: no lock cycle.
+            await self.users.get(dispute.user_id, for_update=True)
+        currency = str(withdrawals[0].get("currency") or dispute.currency).lower()
+        disputed = -sum(int(t["amount"]) for t in withdrawals)
+        fee = sum(int(t.get("fee") or 0) for t in withdrawals)
+        total = disputed + fee
+        dp = dispute.stripe_dispute_id
+        await self.ledger.post(
+            ledger_service.NewTransaction(
+                type="dispute_funds_withdrawn",
+                cause_type=CauseType.stripe_event,
+                cause_key=f"stripe:dispute:{dp}:funds_withdrawn",
+                description=f"Stripe withdrew disputed {dispute.stripe_charge_id or dp}",
+                metadata={
+                    "dispute_id": dispute.id,
+                    "dispute": dp,
+                    "fee": fee,
+                    "balance_transactions": [t.get("id") for t in withdrawals],
+                },
+                postings=[
+                    ledger_service.PostingSpec(
+                        _platform(AccountKind.stripe_balance, currency), total
+                    ),
+                    ledger_service.PostingSpec(_platform(AccountKind.disputes, currency), -total),
+                ],
+            )
+        )
+        now = self.now()
+        dispute.withdrawn_amount, dispute.fee_amount, dispute.funds_withdrawn_at = total, fee, now
+        metrics.DISPUTE_FUNDS.labels(direction="withdrawn", currency=currency).inc(total)
+        order = await self.orders.get(dispute.order_id) if dispute.order_id else None
+        if order is not None and order.purpose == "topup" and order.currency == currency:
+            await self.ledger.post(
+                ledger_service.NewTransaction(
+                    type="dispute_debit",
+                    cause_type=CauseType.stripe_event,
+                    cause_key=f"dispute:{dp}:debit",
+                    description=f"Card dispute on order ord_{order.id}",
+                    metadata={"dispute_id": dispute.id, "dispute": dp, "order_id": order.id},
+                    allow_negative_available=True,
+                    postings=[
+                        ledger_service.PostingSpec(
+                            ledger_service.AccountRef.user(
+                                order.user_id, AccountKind.available, currency
+                            ),
+                            -total,
+                        ),
+                        ledger_service.PostingSpec(
+                            _platform(AccountKind.disputes, currency), total
+                        ),
+                    ],
+                )
+            )
+            dispute.user_debited_amount = total
+        if dispute.user_id is not None:
+            await self._freeze(dispute)
+
+    async def _reinstate(self, dispute: Dispute, reinstatements: list[dict[str, Any]]) -> None:
+        if dispute.user_id is not None:
+            await self.users.get(dispute.user_id, for_update=True)  # same order as withdrawals
+        currency = str(reinstatements[0].get("currency") or dispute.currency).lower()
+        # net: the amount given back, plus any dispute fee returned (a negative fee).
+        returned = sum(
+            int(t.get("net", int(t["amount"]) - int(t.get("fee") or 0))) for t in reinstatements
+        )
+        dp = dispute.stripe_dispute_id
+        await self.ledger.post(
+            ledger_service.NewTransaction(
+                type="dispute_funds_reinstated",
+                cause_type=CauseType.stripe_event,
+                cause_key=f"stripe:dispute:{dp}:funds_reinstated",
+                description=f"Stripe reinstated disputed {dispute.stripe_charge_id or dp}",
+                metadata={
+                    "dispute_id": dispute.id,
+                    "dispute": dp,
+                    "balance_transactions": [t.get("id") for t in reinstatements],
+                },
+                postings=[
+                    ledger_service.PostingSpec(
+                        _platform(AccountKind.stripe_balance, currency), -returned
+                    ),
+                    ledger_service.PostingSpec(_platform(AccountKind.disputes, currency), returned),
+                ],
+            )
+        )
+        if dispute.user_debited_amount and dispute.user_id is not None:
+            debited = dispute.user_debited_amount
+            await self.ledger.post(
+                ledger_service.NewTransaction(
+                    type="dispute_credit",
+                    cause_type=CauseType.stripe_event,
+                    cause_key=f"dispute:{dp}:credit",
+                    description="Card dispute won: money back to the wallet",
+                    metadata={"dispute_id": dispute.id, "dispute": dp},
+                    postings=[
+                        ledger_service.PostingSpec(
+                            _platform(AccountKind.disputes, currency), -debited
+                        ),
+                        ledger_service.PostingSpec(
+                            ledger_service.AccountRef.user(
+                                dispute.user_id, AccountKind.available, currency
+                            ),
+                            debited,
+                        ),
+                    ],
+                )
+            )
+        dispute.reinstated_amount, dispute.funds_reinstated_at = returned, self.now()
+        metrics.DISPUTE_FUNDS.labels(direction="reinstated", currency=currency).inc(returned)
+
+    async def _record_loss(self, dispute: Dispute) -> None:
+        """Lost is final: the platform's loss is what the customer's wallet did not cover."""
+        if dispute.user_debited_amount and dispute.user_id is not None:
+            available = await self.ledger.balance_of(
+                ledger_service.AccountRef.user(
+                    dispute.user_id, AccountKind.available, dispute.currency
+                )
+            )
+            loss = min(dispute.user_debited_amount, max(0, -available))
+        else:
+            loss = dispute.withdrawn_amount
+        dispute.platform_loss_amount = loss
+        log.warning(
+            "dispute %s lost: %s %s minor units not covered by the customer",
+            dispute.stripe_dispute_id,
+            loss,
+            dispute.currency,
+        )
+
+    async def _freeze(self, dispute: Dispute) -> None:
+        assert dispute.user_id is not None  # noqa: S101 - checked by the caller
+        user = await self.users.get(dispute.user_id, for_update=True)
+        if user is None or user.frozen:
+            return  # already frozen (an admin or another dispute): leave its reason
+        before = {"frozen": user.frozen, "frozen_reason": user.frozen_reason}
+        user.frozen = True
+        user.frozen_reason = f"{FREEZE_REASON_PREFIX}{dispute.stripe_dispute_id}"
+        user.updated_at = self.now()
+        dispute.froze_wallet = True
+        await self.audit.record(
+            actor_id=SYSTEM_ACTOR,
+            action="wallet.freeze",
+            target_type="user",
+            target_id=user.id,
+            before=before,
+            after={"frozen": True, "frozen_reason": user.frozen_reason},
+            reason=f"Card dispute {dispute.stripe_dispute_id} opened",
+            request_id=None,
+        )
+
+    async def _maybe_unfreeze(self, dispute: Dispute) -> None:
+        if dispute.user_id is None:
+            return
+        user = await self.users.get(dispute.user_id, for_update=True)
+        if user is None or not user.frozen:
+            return
+        if not (user.frozen_reason or "").startswith(FREEZE_REASON_PREFIX):
+            return  # frozen by an admin: only an admin unfreezes it
+        if await self.disputes.holding_wallet(user.id, besides=dispute.id):
+            return
+        balances = await self.ledger.repository.user_balances(user.id)
+        if any(kind == AccountKind.available and amount < 0 for _c, kind, amount in balances):
+            return  # still owes money
+        before = {"frozen": user.frozen, "frozen_reason": user.frozen_reason}
+        user.frozen, user.frozen_reason, user.updated_at = False, None, self.now()
+        await self.audit.record(
+            actor_id=SYSTEM_ACTOR,
+            action="wallet.unfreeze",
+            target_type="user",
+            target_id=user.id,
+            before=before,
+            after={"frozen": False, "frozen_reason": None},
+            reason=f"Card dispute {dispute.stripe_dispute_id} {dispute.status}",
+            request_id=None,
+        )
+
+
+class DisputeQueries:
+    def __init__(self, session: AsyncSession) -> None:
+        self.repository = DisputeRepository(session)
+
+    async def get(self, dispute_id: str) -> DisputeRead:
+        number = parse_public_id(DISPUTE_PREFIX, dispute_id)
+        dispute = await self.repository.get(number) if number is not None else None
+        if dispute is None:
+            raise DisputeNotFound()
+        return dispute_read(dispute)
+
+    async def list(
+        self, *, limit: int, starting_after: str | None, status: str | None, user_id: str | None
+    ) -> DisputeList:
+        rows = await self.repository.page(
+            limit=limit + 1,
+            before_id=parse_cursor(DISPUTE_PREFIX, starting_after),
+            status=status,
+            user_id=user_id,
+        )
+        return DisputeList(data=[dispute_read(d) for d in rows[:limit]], has_more=len(rows) > limit)

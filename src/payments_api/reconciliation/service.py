@@ -1,0 +1,445 @@
+"""Daily reconciliation of the ledger against Stripe.
+
+A run reconciles one UTC day and is idempotent per day: the ``reconciliation_runs`` row
+of the day is claimed (a concurrent run of the same day gets 409), Stripe is read with
+no database transaction open (the platform balance, every balance transaction of the day
+plus a grace period on each side, the events Stripe reports undelivered), then one
+transaction reads the ledger, matches both sides object by object (see ``matching``) and
+replaces the day's snapshots and mismatches. Rerunning a day recomputes it from scratch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from payments_api.admin.repository import AuditLogRepository
+from payments_api.kit.clock import utcnow
+from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.problems import ProblemError
+from payments_api.reconciliation import metrics
+from payments_api.reconciliation.errors import (
+    ReconciliationDateInFuture,
+    ReconciliationInProgress,
+    ReconciliationRunNotFound,
+    ReconciliationWindowTooLarge,
+)
+from payments_api.reconciliation.matching import (
+    Item,
+    LedgerMovement,
+    aggregate,
+    ledger_item,
+    match,
+    stripe_items,
+)
+from payments_api.reconciliation.models import (
+    ReconciliationMismatch,
+    ReconciliationRun,
+    ReconciliationSnapshot,
+)
+from payments_api.reconciliation.repository import ReconciliationRepository
+from payments_api.reconciliation.schemas import (
+    MismatchRead,
+    ReconciliationRunList,
+    ReconciliationRunRead,
+    ReconciliationRunSummary,
+    SnapshotRead,
+    UndeliveredEventRead,
+)
+from payments_api.settings import Settings
+from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.refunds import ListTooLong
+
+log = logging.getLogger(__name__)
+
+RUN_PREFIX = "rec"
+# A run still "running" after this long crashed: another run may take the day over.
+STALE_RUN = timedelta(minutes=15)
+
+
+def day_window(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def summary(run: ReconciliationRun) -> ReconciliationRunSummary:
+    return ReconciliationRunSummary(
+        id=public_id(RUN_PREFIX, run.id),
+        date=run.run_date,
+        status=run.status,
+        trigger=run.trigger,
+        requested_by=run.requested_by,
+        attempts=run.attempts,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        error_code=run.error_code,
+        stripe_transaction_count=run.stripe_transaction_count,
+        ledger_transaction_count=run.ledger_transaction_count,
+        matched_count=run.matched_count,
+        mismatch_count=run.mismatch_count,
+    )
+
+
+async def run_detail(
+    repository: ReconciliationRepository, run: ReconciliationRun
+) -> ReconciliationRunRead:
+    snapshots = await repository.snapshots(run.id)
+    mismatches = await repository.mismatches(run.id)
+    return ReconciliationRunRead(
+        **summary(run).model_dump(),
+        window_start=run.window_start,
+        window_end=run.window_end,
+        snapshots=[SnapshotRead.model_validate(s, from_attributes=True) for s in snapshots],
+        mismatches=[
+            MismatchRead(
+                kind=m.kind,
+                object_type=m.object_type,
+                stripe_object_id=m.stripe_object_id,
+                currency=m.currency,
+                stripe_amount=m.stripe_amount,
+                ledger_amount=m.ledger_amount,
+                balance_transaction_ids=list(m.balance_transaction_ids),
+                ledger_transaction_ids=[public_id("ltx", i) for i in m.ledger_transaction_ids],
+            )
+            for m in mismatches
+        ],
+        undelivered_events=[UndeliveredEventRead(**e) for e in run.undelivered_events],
+    )
+
+
+def _in(moment: datetime, start: datetime, end: datetime) -> bool:
+    return start <= moment < end
+
+
+class ReconciliationService:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        stripe: StripeGateway,
+        settings: Settings,
+        *,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.stripe = stripe
+        self.settings = settings
+        self.now = now
+
+    def yesterday(self) -> date:
+        return self.now().date() - timedelta(days=1)
+
+    async def run(
+        self,
+        day: date,
+        *,
+        trigger: str,
+        actor_id: str | None = None,
+        request_id: str | None = None,
+    ) -> ReconciliationRunRead:
+        """Reconcile ``day`` (UTC) against Stripe, replacing any earlier result of it."""
+        now = self.now()
+        if day > now.date():
+            raise ReconciliationDateInFuture(f"{day} has not started yet (UTC).")
+        start, end = day_window(day)
+        grace = timedelta(minutes=self.settings.reconciliation_grace_minutes)
+        run_id, before = await self._claim(day, start, end, trigger=trigger, actor_id=actor_id)
+        try:
+            balance = await self.stripe.retrieve_balance()
+            transactions = await self.stripe.list_balance_transactions(
+                created_gte=start - grace,
+                created_lt=end + grace,
+                limit=self.settings.reconciliation_max_balance_transactions,
+            )
+            undelivered = await self.stripe.list_undelivered_events(
+                created_gte=start, created_lt=end
+            )
+        except ListTooLong as exc:
+            await self._fail(run_id, "window_too_large", trigger)
+            raise ReconciliationWindowTooLarge(
+                "Raise PAYMENTS_RECONCILIATION_MAX_BALANCE_TRANSACTIONS to reconcile this day."
+            ) from exc
+        except ProblemError as exc:
+            await self._fail(run_id, exc.code, trigger)
+            raise
+        try:
+            detail = await self._record(
+                run_id,
+                day,
+                trigger=trigger,
+                actor_id=actor_id,
+                request_id=request_id,
+                before=before,
+                start=start,
+                end=end,
+                grace=grace,
+                balance=balance,
+                transactions=transactions,
+                undelivered=undelivered,
+            )
+        except Exception:
+            await self._fail(run_id, "internal_error", trigger)
+            raise
+        self._observe(detail, trigger)
+        return detail
+
+    async def _record(
+        self,
+        run_id: int,
+        day: date,
+        *,
+        trigger: str,
+        actor_id: str | None,
+        request_id: str | None,
+        before: dict[str, Any] | None,
+        start: datetime,
+        end: datetime,
+        grace: timedelta,
+        balance: dict[str, Any],
+        transactions: list[dict[str, Any]],
+        undelivered: list[dict[str, Any]],
+    ) -> ReconciliationRunRead:
+        async with self.sessionmaker.begin() as session:
+            repository = ReconciliationRepository(session)
+            run = await repository.get(run_id, for_update=True)
+            if run is None:  # pragma: no cover - claimed above
+                raise ReconciliationRunNotFound()
+            await self._compute(
+                repository,
+                run,
+                start=start,
+                end=end,
+                grace=grace,
+                balance=balance,
+                transactions=transactions,
+                undelivered=undelivered,
+            )
+            run.status, run.finished_at = "completed", self.now()
+            if actor_id is not None:
+                await AuditLogRepository(session).record(
+                    actor_id=actor_id,
+                    action="reconciliation.run",
+                    target_type="reconciliation_run",
+                    target_id=public_id(RUN_PREFIX, run.id),
+                    before=before,
+                    after=summary(run).model_dump(mode="json"),
+                    reason=f"Reconcile {day.isoformat()} ({trigger})",
+                    request_id=request_id,
+                )
+            return await run_detail(repository, run)
+
+    async def _claim(
+        self, day: date, start: datetime, end: datetime, *, trigger: str, actor_id: str | None
+    ) -> tuple[int, dict[str, Any] | None]:
+        now = self.now()
+        async with self.sessionmaker.begin() as session:
+            repository = ReconciliationRepository(session)
+            previous = await repository.by_date(day)
+            before = summary(previous).model_dump(mode="json") if previous else None
+            run_id = await repository.claim(
+                {
+                    "run_date": day,
+                    "trigger": trigger,
+                    "requested_by": actor_id,
+                    "window_start": start,
+                    "window_end": end,
+                    "now": now,
+                    "stale_before": now - STALE_RUN,
+                }
+            )
+        if run_id is None:
+            raise ReconciliationInProgress(
+                f"{day} is being reconciled right now; retry in a few minutes."
+            )
+        return run_id, before
+
+    async def _fail(self, run_id: int, code: str, trigger: str) -> None:
+        async with self.sessionmaker.begin() as session:
+            run = await ReconciliationRepository(session).get(run_id, for_update=True)
+            if run is not None:
+                run.status, run.error_code, run.finished_at = "failed", code[:64], self.now()
+        metrics.RUNS.labels(trigger=trigger, outcome="failed").inc()
+        log.warning("reconciliation run %s failed: %s", run_id, code)
+
+    async def _compute(
+        self,
+        repository: ReconciliationRepository,
+        run: ReconciliationRun,
+        *,
+        start: datetime,
+        end: datetime,
+        grace: timedelta,
+        balance: dict[str, Any],
+        transactions: list[dict[str, Any]],
+        undelivered: list[dict[str, Any]],
+    ) -> None:
+        excluded: dict[str, int] = defaultdict(int)
+        stripe_day: list[Item] = []
+        stripe_window: list[Item] = []
+        day_transactions = 0
+        for transaction in transactions:
+            in_day = _in(datetime.fromtimestamp(int(transaction["created"]), UTC), start, end)
+            day_transactions += in_day
+            items = stripe_items(transaction)
+            if items is None:
+                if in_day:
+                    currency = str(transaction["currency"]).lower()
+                    excluded[currency] += int(transaction.get("net", transaction["amount"]))
+                continue
+            stripe_window.extend(items)
+            if in_day:
+                stripe_day.extend(items)
+
+        movements = await repository.stripe_movements(start - grace, end + grace)
+        unattributed: dict[str, int] = defaultdict(int)
+        ledger_day: list[Item] = []
+        ledger_window: list[Item] = []
+        day_movements: set[int] = set()
+        for movement in movements:
+            in_day = _in(movement.created_at, start, end)
+            if in_day:
+                day_movements.add(movement.transaction_id)
+            item = ledger_item(movement)
+            if item is None:
+                if in_day:
+                    unattributed[movement.currency] += _stripe_effect(movement)
+                continue
+            ledger_window.append(item)
+            if in_day:
+                ledger_day.append(item)
+
+        outcome = match(
+            stripe_day=[i.key for i in stripe_day],
+            ledger_day=[i.key for i in ledger_day],
+            stripe_window=aggregate(stripe_window),
+            ledger_window=aggregate(ledger_window),
+        )
+        ledger_balances = await repository.stripe_balances()
+        stripe_available = _by_currency(balance.get("available"))
+        stripe_pending = _by_currency(balance.get("pending"))
+        currencies = sorted(
+            {
+                *stripe_available,
+                *stripe_pending,
+                *ledger_balances,
+                *(i.currency for i in stripe_day),
+                *(i.currency for i in ledger_day),
+                *excluded,
+                *unattributed,
+            }
+        )
+        snapshots = []
+        for currency in currencies:
+            ledger_balance = -ledger_balances.get(currency, 0)
+            available = stripe_available.get(currency, 0)
+            pending = stripe_pending.get(currency, 0)
+            snapshots.append(
+                ReconciliationSnapshot(
+                    currency=currency,
+                    stripe_available=available,
+                    stripe_pending=pending,
+                    ledger_balance=ledger_balance,
+                    balance_difference=available + pending - ledger_balance,
+                    stripe_day_net=sum(i.amount for i in stripe_day if i.currency == currency),
+                    ledger_day_net=sum(i.amount for i in ledger_day if i.currency == currency),
+                    stripe_excluded_net=excluded.get(currency, 0),
+                    ledger_unattributed_net=unattributed.get(currency, 0),
+                )
+            )
+        mismatches = [
+            ReconciliationMismatch(
+                kind=m.kind,
+                object_type=m.object_type,
+                stripe_object_id=m.stripe_id,
+                currency=m.currency,
+                stripe_amount=m.stripe_amount,
+                ledger_amount=m.ledger_amount,
+                balance_transaction_ids=m.balance_transaction_ids,
+                ledger_transaction_ids=m.ledger_transaction_ids,
+            )
+            for m in outcome.mismatches
+        ]
+        await repository.replace_results(run, snapshots, mismatches)
+        inbox = await repository.inbox_statuses([str(e["id"]) for e in undelivered])
+        run.undelivered_events = [
+            {
+                "id": str(e["id"]),
+                "type": str(e.get("type")),
+                "created": datetime.fromtimestamp(int(e["created"]), UTC).isoformat(),
+                "in_inbox": str(e["id"]) in inbox,
+                "inbox_status": inbox.get(str(e["id"])),
+            }
+            for e in undelivered
+        ]
+        run.stripe_transaction_count = day_transactions
+        run.ledger_transaction_count = len(day_movements)
+        run.matched_count = outcome.matched
+        run.mismatch_count = len(outcome.mismatches)
+
+    @staticmethod
+    def _observe(detail: ReconciliationRunRead, trigger: str) -> None:
+        outcome = "mismatches" if detail.mismatch_count else "clean"
+        metrics.RUNS.labels(trigger=trigger, outcome=outcome).inc()
+        for kind in metrics.MISMATCH_KINDS:
+            metrics.MISMATCHES.labels(kind=kind).set(
+                sum(1 for m in detail.mismatches if m.kind == kind)
+            )
+        metrics.LAST_RUN.set((detail.finished_at or utcnow()).timestamp())
+        if detail.mismatch_count:
+            log.warning("reconciliation of %s: %s mismatches", detail.date, detail.mismatch_count)
+
+
+def _stripe_effect(movement: LedgerMovement) -> int:
+    return -movement.stripe_balance_amount
+
+
+def _by_currency(entries: Any) -> dict[str, int]:
+    totals: dict[str, int] = defaultdict(int)
+    for entry in entries or []:
+        totals[str(entry["currency"]).lower()] += int(entry["amount"])
+    return dict(totals)
+
+
+class ReconciliationQueries:
+    def __init__(self, session: AsyncSession) -> None:
+        self.repository = ReconciliationRepository(session)
+
+    async def get(self, run_id: str) -> ReconciliationRunRead:
+        number = parse_public_id(RUN_PREFIX, run_id)
+        run = await self.repository.get(number) if number is not None else None
+        if run is None:
+            raise ReconciliationRunNotFound()
+        return await run_detail(self.repository, run)
+
+    async def list(self, *, limit: int, starting_after: str | None) -> ReconciliationRunList:
+        before_date = None
+        cursor = parse_cursor(RUN_PREFIX, starting_after)
+        if cursor is not None:
+            anchor = await self.repository.get(cursor)
+            if anchor is None:
+                raise ReconciliationRunNotFound("Unknown `starting_after` run.")
+            before_date = anchor.run_date
+        rows = await self.repository.page(limit=limit + 1, before_date=before_date)
+        return ReconciliationRunList(
+            data=[summary(r) for r in rows[:limit]], has_more=len(rows) > limit
+        )
+
+
+async def run_scheduled(
+    sessionmaker: async_sessionmaker[AsyncSession], stripe: StripeGateway, settings: Settings
+) -> ReconciliationRunRead | None:
+    """The worker's daily job: reconcile yesterday (UTC). Never raises: a failure is
+    recorded on the run and logged; the next day's job or an admin reruns it."""
+    service = ReconciliationService(sessionmaker, stripe, settings)
+    day = service.yesterday()
+    try:
+        return await service.run(day, trigger="schedule")
+    except ReconciliationInProgress:
+        log.info("reconciliation of %s already running elsewhere", day)
+    except Exception:
+        log.exception("scheduled reconciliation of %s failed", day)
+    return None

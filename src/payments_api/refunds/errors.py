@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from payments_api.problems import ProblemError
+
+
+class RefundError(ProblemError):
+    status = 409
+    code = "refund_error"
+    title = "The refund cannot be made"
+
+
+class RefundNotFound(RefundError):
+    status = 404
+    code = "refund_not_found"
+    title = "No such refund"
+
+
+class OrderNotRefundable(RefundError):
+    status = 409
+    code = "order_not_refundable"
+    title = "The order has no confirmed payment to refund"
+
+
+class RefundNotSupported(RefundError):
+    status = 409
+    code = "refund_not_supported"
+    title = "Refunds of this kind of order are not supported"
+
+
+class RefundExceedsRefundable(RefundError):
+    status = 409
+    code = "refund_exceeds_refundable"
+    title = "The amount is more than what is left to refund on the order"
+
+
+class RefundExceedsAvailable(RefundError):
+    status = 409
+    code = "refund_exceeds_available"
+    title = "The customer no longer holds enough available money for this refund"
+
+
+class RefundCurrencyMismatch(RefundError):
+    status = 422
+    code = "refund_currency_mismatch"
+    title = "The refund's currency is not the order's"
+
+
+class RefundRejected(RefundError):
+    status = 409
+    code = "refund_rejected"
+    title = "The payment provider refused the refund"

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from payments_api.money import Currency, MinorAmount
+
+RefundReason = Literal["requested_by_customer", "duplicate", "fraudulent"]
+
+
+class RefundCreate(BaseModel):
+    """Refund all or part of a confirmed pay-in."""
+
+    order_id: str = Field(max_length=32, description="The order to refund.", examples=["ord_12"])
+    amount: MinorAmount | None = Field(
+        None,
+        description="Minor units to refund; omit to refund everything still refundable.",
+    )
+    currency: Currency | None = Field(
+        None, description="Optional check: must be the order's currency when given."
+    )
+    reason: RefundReason = Field(
+        "requested_by_customer", description="Stripe's refund reason code."
+    )
+    note: str | None = Field(
+        None,
+        max_length=500,
+        description="Why (kept in the audit log, never sent to Stripe).",
+        examples=["Customer cancelled within 14 days, ticket 4711"],
+    )
+
+
+class RefundRead(BaseModel):
+    id: str = Field(examples=["rfd_3"])
+    object: Literal["refund"] = "refund"
+    order_id: str = Field(examples=["ord_12"])
+    user_id: str = Field(description="The customer who paid the order.")
+    amount: int = Field(description="Minor units.", examples=[500])
+    currency: str = Field(examples=["usd"])
+    status: Literal["pending", "requires_action", "succeeded", "failed", "canceled"] = Field(
+        description="Stripe's status as last confirmed; the ledger moves on `succeeded` "
+        "(and back on `failed`/`canceled`)."
+    )
+    origin: Literal["admin", "stripe"] = Field(
+        description="`admin`: made through this API; `stripe`: made elsewhere (e.g. the "
+        "Stripe dashboard) and recorded from Stripe's events."
+    )
+    reason: str | None = None
+    note: str | None = None
+    requested_by: str | None = Field(None, description="The admin who asked for it.")
+    held_amount: int = Field(
+        description="Kept from the customer's available balance while Stripe processes it."
+    )
+    stripe_refund_id: str | None = Field(None, examples=["re_3MtwBw"])
+    failure_reason: str | None = Field(
+        None, description="Machine reason when failed (Stripe's code or provider_rejected)."
+    )
+    created_at: datetime
+    succeeded_at: datetime | None = None
+
+
+class RefundList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[RefundRead]
+    has_more: bool

@@ -1,0 +1,677 @@
+"""Refunds of pay-ins.
+
+An admin refund never holds a database transaction open across the Stripe call:
+
+1. one transaction locks the order, checks what is still refundable and what the
+   customer still holds, writes the ``pending`` refund, moves the amount
+   ``available -> withdrawing`` (the hold: the customer can neither spend nor withdraw
+   money that is being refunded) and writes the audit entry. Refused requests write
+   nothing;
+2. Stripe is called with the idempotency key ``refund:{refund_id}``, so a retry after a
+   timeout or a crash reaches the refund Stripe already made;
+3. a second transaction applies Stripe's answer through :class:`RefundSettlement`, the
+   same code the ``refund.*`` and ``charge.refunded`` events run.
+
+The ledger moves only on Stripe's word: ``succeeded`` settles the hold (``withdrawing ->
+stripe_balance``), ``failed``/``canceled`` releases it back to ``available``. Whichever
+of the API response and the webhook comes first applies it; the other finds the refund
+settled. Both lock the order row and then the refund row, and the cause key
+``stripe:refund:{re_id}`` makes a second application impossible at the database anyway.
+
+Which account pays a refund depends on what the pay-in credited: a top-up credited the
+customer's ``available`` (so that is debited, through the hold); a catalog order
+credited the platform's ``sales``. Refunds made without this API (the Stripe dashboard)
+are recorded from Stripe's events the same way, without a hold: if the customer no
+longer holds the money, the shortfall is booked to the platform's ``adjustments`` and
+logged, because Stripe has already paid the money out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from payments_api.admin.repository import AuditLogRepository
+from payments_api.auth import Principal
+from payments_api.kit.clock import utcnow
+from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
+from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.ledger import service as ledger_service
+from payments_api.ledger.errors import InsufficientFunds
+from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.orders.errors import OrderNotFound
+from payments_api.orders.models import Order
+from payments_api.orders.repository import OrderRepository
+from payments_api.refunds import metrics
+from payments_api.refunds.errors import (
+    OrderNotRefundable,
+    RefundCurrencyMismatch,
+    RefundExceedsAvailable,
+    RefundExceedsRefundable,
+    RefundNotFound,
+    RefundNotSupported,
+    RefundRejected,
+)
+from payments_api.refunds.models import Refund
+from payments_api.refunds.repository import IN_FLIGHT, RefundRepository
+from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
+from payments_api.settings import Settings
+from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
+from payments_api.stripe.gateway import StripeGateway
+from payments_api.users.repository import UserRepository
+
+log = logging.getLogger(__name__)
+
+REFUND_PREFIX = "rfd"
+ORDER_PREFIX = "ord"
+REFUNDABLE_PURPOSES = ("topup", "order")
+REFUNDABLE_STATUSES = ("succeeded", "partially_refunded")
+
+
+def refund_read(refund: Refund) -> RefundRead:
+    return RefundRead(
+        id=public_id(REFUND_PREFIX, refund.id),
+        order_id=public_id(ORDER_PREFIX, refund.order_id),
+        user_id=refund.user_id,
+        amount=refund.amount,
+        currency=refund.currency,
+        status=refund.status,
+        origin=refund.origin,
+        reason=refund.reason,
+        note=refund.note,
+        requested_by=refund.requested_by,
+        held_amount=refund.hold_amount if refund.status in IN_FLIGHT else 0,
+        stripe_refund_id=refund.stripe_refund_id,
+        failure_reason=refund.failure_reason,
+        created_at=refund.created_at,
+        succeeded_at=refund.succeeded_at,
+    )
+
+
+def _id(value: Any) -> str | None:
+    """A Stripe reference that may be an id or an expanded object."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else None
+
+
+def _user(user_id: str, kind: AccountKind, currency: str) -> ledger_service.AccountRef:
+    return ledger_service.AccountRef.user(user_id, kind, currency)
+
+
+def _platform(kind: AccountKind, currency: str) -> ledger_service.AccountRef:
+    return ledger_service.AccountRef.platform(kind, currency)
+
+
+def _order_snapshot(order: Order, in_flight: int) -> dict[str, Any]:
+    return {
+        "id": public_id(ORDER_PREFIX, order.id),
+        "status": order.status,
+        "amount": order.amount,
+        "refunded_amount": order.refunded_amount,
+        "refundable": order.amount - order.refunded_amount - in_flight,
+    }
+
+
+def _refresh_order_status(order: Order) -> None:
+    if order.status not in ("succeeded", *REFUNDABLE_STATUSES, "refunded"):
+        return  # not confirmed yet: the pay-in's own events decide its status
+    if order.refunded_amount >= order.amount:
+        order.status = "refunded"
+    elif order.refunded_amount > 0:
+        order.status = "partially_refunded"
+    else:
+        order.status = "succeeded"
+
+
+class RefundSettlement:
+    """Applies Stripe's word on a refund: the only code that moves refunded money."""
+
+    def __init__(
+        self, session: AsyncSession, stripe: StripeGateway, *, now: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.session = session
+        self.stripe = stripe
+        self.now = now
+        self.refunds = RefundRepository(session)
+        self.orders = OrderRepository(session)
+        self.ledger = ledger_service.LedgerService(session)
+
+    async def apply(self, stripe_refund: dict[str, Any]) -> Refund | None:
+        """Apply a Stripe Refund object (an API answer or an event's object), once.
+
+        Returns our refund, or None when the refund is not about one of our orders.
+        """
+        stripe_id = str(stripe_refund["id"])
+        found = await self._locate(stripe_refund)
+        if found is None:
+            found = await self._record_external(stripe_refund)
+            if found is None:
+                return None
+        # Lock order then refund, in that order everywhere (API result, events, recovery).
+        order = await self.orders.get(found.order_id, for_update=True)
+        refund = await self.refunds.get(found.id, for_update=True)
+        if order is None or refund is None:  # pragma: no cover - foreign keys guarantee them
+            raise RuntimeError(f"refund {found.id} lost its order")
+        if refund.stripe_refund_id is None:
+            refund.stripe_refund_id = stripe_id
+        elif refund.stripe_refund_id != stripe_id:
+            log.error(
+                "refund %s is %s at Stripe, not %s; ignoring",
+                refund.id,
+                refund.stripe_refund_id,
+                stripe_id,
+            )
+            return refund
+        await self._transition(refund, order, str(stripe_refund.get("status")), stripe_refund)
+        return refund
+
+    async def _locate(self, stripe_refund: dict[str, Any]) -> Refund | None:
+        existing = await self.refunds.by_stripe_id(str(stripe_refund["id"]))
+        if existing is not None:
+            return existing
+        raw = (stripe_refund.get("metadata") or {}).get("refund_id")
+        if isinstance(raw, str) and raw.isdigit():
+            # Our refund whose API answer has not been recorded yet (the event won the race).
+            ours = await self.refunds.get(int(raw))
+            if ours is not None and ours.stripe_refund_id in (None, stripe_refund["id"]):
+                return ours
+        return None
+
+    async def _record_external(self, stripe_refund: dict[str, Any]) -> Refund | None:
+        """A refund made without our API (the Stripe dashboard): record it as ours."""
+        payment_intent = _id(stripe_refund.get("payment_intent"))
+        charge_id = _id(stripe_refund.get("charge"))
+        if payment_intent is None and charge_id is not None:
+            charge = await self.stripe.retrieve_charge(charge_id)
+            payment_intent = _id(charge.get("payment_intent"))
+        order = None
+        if payment_intent is not None:
+            order = await self.orders.by_stripe_ids(order_id=None, payment_intent_id=payment_intent)
+        if order is None:
+            log.info(
+                "refund %s (payment %s) is not about one of our orders; ignored",
+                stripe_refund.get("id"),
+                payment_intent,
+            )
+            return None
+        currency = str(stripe_refund.get("currency", order.currency)).lower()
+        if currency != order.currency:
+            raise ValueError(
+                f"refund {stripe_refund['id']} is in {currency}, order in {order.currency}"
+            )
+        await self.refunds.insert_from_stripe(
+            {
+                "order_id": order.id,
+                "user_id": order.user_id,
+                "amount": int(stripe_refund["amount"]),
+                "currency": currency,
+                "status": "pending",
+                "origin": "stripe",
+                "reason": stripe_refund.get("reason"),
+                "stripe_refund_id": str(stripe_refund["id"]),
+                "hold_amount": 0,
+            }
+        )
+        metrics.REFUNDS.labels(origin="stripe", outcome="recorded").inc()
+        log.warning(
+            "refund %s of order %s was made outside the API; recording it",
+            stripe_refund["id"],
+            order.id,
+        )
+        return await self.refunds.by_stripe_id(str(stripe_refund["id"]))
+
+    async def _transition(
+        self, refund: Refund, order: Order, status: str, stripe_refund: dict[str, Any]
+    ) -> None:
+        now = self.now()
+        if status in IN_FLIGHT:
+            if refund.status in IN_FLIGHT and refund.status != status:
+                refund.status, refund.updated_at = status, now
+            return
+        if status == "succeeded":
+            if refund.status in IN_FLIGHT:
+                await self._settle(refund, order)
+                refund.status, refund.succeeded_at, refund.updated_at = "succeeded", now, now
+                order.refunded_amount += refund.amount
+                _refresh_order_status(order)
+                order.updated_at = now
+                metrics.REFUNDS.labels(origin=refund.origin, outcome="succeeded").inc()
+            elif refund.status != "succeeded":
+                # failed and canceled are final at Stripe: a late "succeeded" is stale.
+                log.warning(
+                    "refund %s is %s; ignoring Stripe's succeeded", refund.id, refund.status
+                )
+            return
+        if status in ("failed", "canceled"):
+            reason = str(stripe_refund.get("failure_reason") or status)[:64]
+            if refund.status in IN_FLIGHT:
+                await self.release_hold(refund)
+            elif refund.status == "succeeded":
+                # Stripe could not deliver a refund it had reported succeeded (e.g. a
+                # closed card): the money is back at Stripe, so back where it came from.
+                await self._undo(refund)
+                order.refunded_amount -= refund.amount
+                _refresh_order_status(order)
+                order.updated_at = now
+            else:
+                return
+            refund.status, refund.failure_reason, refund.updated_at = status, reason, now
+            metrics.REFUNDS.labels(origin=refund.origin, outcome=status).inc()
+            return
+        log.warning("refund %s: unknown Stripe status %r ignored", refund.id, status)
+
+    async def _settle(self, refund: Refund, order: Order) -> None:
+        """The money leaves the platform's Stripe balance, taken from what the pay-in
+        credited: the hold (top-ups), the customer's available (dashboard refunds of
+        top-ups), or the platform's sales (catalog orders)."""
+        currency, amount = refund.currency, refund.amount
+        debits: list[ledger_service.PostingSpec] = []
+        shortfall = 0
+        if order.purpose == "topup" and refund.hold_amount:
+            debits.append(
+                ledger_service.PostingSpec(
+                    _user(refund.user_id, AccountKind.withdrawing, currency), -refund.hold_amount
+                )
+            )
+            shortfall = amount - refund.hold_amount
+        elif order.purpose == "topup":
+            available = await self.ledger.balance_of(
+                _user(refund.user_id, AccountKind.available, currency)
+            )
+            taken = max(0, min(available, amount))
+            if taken:
+                debits.append(
+                    ledger_service.PostingSpec(
+                        _user(refund.user_id, AccountKind.available, currency), -taken
+                    )
+                )
+            shortfall = amount - taken
+        elif order.purpose == "order":
+            debits.append(
+                ledger_service.PostingSpec(_platform(AccountKind.sales, currency), -amount)
+            )
+        else:
+            shortfall = amount
+        if shortfall:
+            log.warning(
+                "refund %s: %s minor units not covered by the customer's wallet were booked "
+                "to the platform's adjustments",
+                refund.id,
+                shortfall,
+            )
+            debits.append(
+                ledger_service.PostingSpec(_platform(AccountKind.adjustments, currency), -shortfall)
+            )
+        await self.ledger.post(
+            ledger_service.NewTransaction(
+                type="refund",
+                cause_type=CauseType.stripe_event,
+                cause_key=f"stripe:refund:{refund.stripe_refund_id}",
+                description=f"Refund {public_id(REFUND_PREFIX, refund.id)} of "
+                f"{public_id(ORDER_PREFIX, refund.order_id)}",
+                metadata={
+                    "refund_id": refund.id,
+                    "order_id": refund.order_id,
+                    "refund": refund.stripe_refund_id,
+                    "shortfall": shortfall,
+                },
+                postings=[
+                    *debits,
+                    ledger_service.PostingSpec(
+                        _platform(AccountKind.stripe_balance, currency), amount
+                    ),
+                ],
+            )
+        )
+
+    async def release_hold(self, refund: Refund) -> None:
+        """Stripe did not refund: the held money goes back to available."""
+        if not refund.hold_amount:
+            return
+        await self.ledger.post(
+            ledger_service.NewTransaction(
+                type="refund_release",
+                cause_type=CauseType.system,
+                cause_key=f"refund:{refund.id}:release",
+                description=f"Refund {public_id(REFUND_PREFIX, refund.id)} did not happen",
+                metadata={"refund_id": refund.id, "order_id": refund.order_id},
+                postings=[
+                    ledger_service.PostingSpec(
+                        _user(refund.user_id, AccountKind.withdrawing, refund.currency),
+                        -refund.hold_amount,
+                    ),
+                    ledger_service.PostingSpec(
+                        _user(refund.user_id, AccountKind.available, refund.currency),
+                        refund.hold_amount,
+                    ),
+                ],
+            )
+        )
+
+    async def _undo(self, refund: Refund) -> None:
+        """The exact opposite of the settlement, with the customer's share returned to
+        available (the hold it came from is gone)."""
+        settled = await self.ledger.repository.get_transaction(
+            cause_key=f"stripe:refund:{refund.stripe_refund_id}"
+        )
+        if settled is None:  # pragma: no cover - succeeded always posted it
+            raise RuntimeError(f"refund {refund.id} succeeded without a ledger transaction")
+        postings = []
+        for posting in settled.postings:
+            kind = AccountKind(posting.kind)
+            if kind == AccountKind.withdrawing:
+                kind = AccountKind.available
+            postings.append(
+                ledger_service.PostingSpec(
+                    ledger_service.AccountRef(kind, posting.currency, posting.owner_user_id),
+                    -posting.amount,
+                )
+            )
+        await self.ledger.post(
+            ledger_service.NewTransaction(
+                type="refund_failed",
+                cause_type=CauseType.stripe_event,
+                cause_key=f"stripe:refund_failed:{refund.stripe_refund_id}",
+                description=f"Refund {public_id(REFUND_PREFIX, refund.id)} failed after succeeding",
+                metadata={"refund_id": refund.id, "refund": refund.stripe_refund_id},
+                postings=postings,
+            )
+        )
+
+
+class RefundService:
+    """Admin refunds: reserve, ask Stripe, apply the answer (see the module docstring)."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        stripe: StripeGateway,
+        settings: Settings,
+        *,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.stripe = stripe
+        self.settings = settings
+        self.now = now
+
+    async def create(
+        self,
+        principal: Principal,
+        body: RefundCreate,
+        idempotency_key: str,
+        *,
+        request_id: str | None,
+    ) -> tuple[RefundRead, bool]:
+        """Refund an order; returns the refund and whether Stripe's answer is known.
+
+        Raises the refund problems (nothing written), or ``RefundRejected`` when Stripe
+        refused it (the refund is recorded failed and the hold released).
+        """
+        refund = await self.reserve(principal, body, idempotency_key, request_id=request_id)
+        if refund.status == "pending" and refund.stripe_refund_id is None:
+            refund = await self.submit(refund.id)
+        if refund.failure_reason == "provider_rejected":
+            raise RefundRejected(
+                "The payment provider refused the refund; nothing was refunded.",
+                refund_id=public_id(REFUND_PREFIX, refund.id),
+            )
+        known = refund.stripe_refund_id is not None or refund.status not in IN_FLIGHT
+        return refund_read(refund), known
+
+    async def reserve(
+        self,
+        principal: Principal,
+        body: RefundCreate,
+        idempotency_key: str,
+        *,
+        request_id: str | None,
+    ) -> Refund:
+        """Step 1: check, write the pending refund and its hold, audit; one transaction."""
+        request_fingerprint = fingerprint(body.model_dump(mode="json"))
+        order_number = parse_public_id(ORDER_PREFIX, body.order_id)
+        async with self.sessionmaker.begin() as session:
+            actor = await UserRepository(session).upsert_from_principal(principal)
+            refunds = RefundRepository(session)
+            existing = await refunds.by_idempotency_key(actor.id, idempotency_key)
+            if existing is not None:
+                if existing.request_fingerprint != request_fingerprint:
+                    raise IdempotencyKeyReused("This Idempotency-Key was used for another refund.")
+                return existing
+            order = None
+            if order_number is not None:
+                order = await OrderRepository(session).get(order_number, for_update=True)
+            if order is None:
+                raise OrderNotFound(f"No order {body.order_id!r}.")
+            if body.currency is not None and body.currency != order.currency:
+                raise RefundCurrencyMismatch(
+                    f"Order {body.order_id} is in {order.currency}.", currency=order.currency
+                )
+            if order.purpose not in REFUNDABLE_PURPOSES:
+                raise RefundNotSupported(
+                    f"Orders with purpose {order.purpose!r} cannot be refunded here yet.",
+                    purpose=order.purpose,
+                )
+            if order.status not in REFUNDABLE_STATUSES and order.status != "refunded":
+                raise OrderNotRefundable(
+                    f"Order {body.order_id} is {order.status}.", order_status=order.status
+                )
+            if order.stripe_payment_intent_id is None:  # pragma: no cover - set on success
+                raise OrderNotRefundable(f"Order {body.order_id} has no Stripe payment.")
+            in_flight = await refunds.in_flight_amount(order.id)
+            refundable = order.amount - order.refunded_amount - in_flight
+            amount = body.amount if body.amount is not None else refundable
+            if refundable <= 0 or amount > refundable:
+                raise RefundExceedsRefundable(
+                    f"At most {max(refundable, 0)} {order.currency} minor units can still be "
+                    f"refunded on {body.order_id}.",
+                    refundable=max(refundable, 0),
+                    requested=amount,
+                    currency=order.currency,
+                )
+            ledger = ledger_service.LedgerService(session)
+            wallet = _user(order.user_id, AccountKind.available, order.currency)
+            available = await ledger.balance_of(wallet) if order.purpose == "topup" else None
+            if available is not None and available < amount:
+                raise RefundExceedsAvailable(
+                    f"The customer holds {max(available, 0)} {order.currency} minor units "
+                    f"available; a refund of {amount} would take money they no longer have.",
+                    available=max(available, 0),
+                    requested=amount,
+                    currency=order.currency,
+                )
+            refund = Refund(
+                order_id=order.id,
+                user_id=order.user_id,
+                amount=amount,
+                currency=order.currency,
+                status="pending",
+                origin="admin",
+                reason=body.reason,
+                note=body.note,
+                requested_by=actor.id,
+                idempotency_key=idempotency_key,
+                request_fingerprint=request_fingerprint,
+                hold_amount=amount if order.purpose == "topup" else 0,
+                stripe_attempts=0,
+            )
+            try:
+                async with session.begin_nested():
+                    await refunds.add(refund)
+            except IntegrityError:
+                # A concurrent twin with the same key won: use its refund.
+                twin = await refunds.by_idempotency_key(actor.id, idempotency_key)
+                if twin is None or twin.request_fingerprint != request_fingerprint:
+                    raise IdempotencyKeyReused() from None
+                return twin
+            if refund.hold_amount:
+                try:
+                    await ledger.post(
+                        ledger_service.NewTransaction(
+                            type="refund_hold",
+                            cause_type=CauseType.system,
+                            cause_key=f"refund:{refund.id}:hold",
+                            description=f"Refund {public_id(REFUND_PREFIX, refund.id)} pending",
+                            metadata={"refund_id": refund.id, "order_id": order.id},
+                            postings=[
+                                ledger_service.PostingSpec(wallet, -amount),
+                                ledger_service.PostingSpec(
+                                    _user(order.user_id, AccountKind.withdrawing, order.currency),
+                                    amount,
+                                ),
+                            ],
+                        )
+                    )
+                except InsufficientFunds as exc:
+                    # Spent concurrently since the check: the whole transaction rolls back.
+                    raise RefundExceedsAvailable(
+                        "The customer no longer holds enough available money.",
+                        requested=amount,
+                        currency=order.currency,
+                    ) from exc
+            await AuditLogRepository(session).record(
+                actor_id=actor.id,
+                action="refund.create",
+                target_type="refund",
+                target_id=public_id(REFUND_PREFIX, refund.id),
+                before={
+                    "order": _order_snapshot(order, in_flight),
+                    "customer_available": available,
+                },
+                after={
+                    "order": _order_snapshot(order, in_flight + amount),
+                    "refund": {
+                        "id": public_id(REFUND_PREFIX, refund.id),
+                        "amount": amount,
+                        "currency": order.currency,
+                        "status": refund.status,
+                        "held_amount": refund.hold_amount,
+                    },
+                    "customer_available": None if available is None else available - amount,
+                },
+                reason=body.note or body.reason,
+                request_id=request_id,
+            )
+            metrics.REFUNDS.labels(origin="admin", outcome="requested").inc()
+            return refund
+
+    async def submit(self, refund_id: int, *, look_up_first: bool = False) -> Refund:
+        """Steps 2 and 3: ask Stripe (same key on every retry) and apply its answer.
+
+        ``look_up_first`` (recovery) first looks for a refund Stripe already made for
+        this row, so one made more than a day ago, when Stripe has forgotten the key,
+        is found rather than made again.
+        """
+        async with self.sessionmaker.begin() as session:
+            refund = await RefundRepository(session).get(refund_id, for_update=True)
+            if refund is None:
+                raise RefundNotFound()
+            if refund.status != "pending" or refund.stripe_refund_id is not None:
+                return refund
+            order = await OrderRepository(session).get(refund.order_id)
+            if order is None or order.stripe_payment_intent_id is None:  # pragma: no cover
+                raise RuntimeError(f"refund {refund_id} has no payment to refund")
+            refund.stripe_attempts += 1
+            refund.updated_at = self.now()
+            payment_intent = order.stripe_payment_intent_id
+        stripe_refund: dict[str, Any] | None = None
+        try:
+            if look_up_first:
+                for candidate in await self.stripe.list_refunds(payment_intent=payment_intent):
+                    if (candidate.get("metadata") or {}).get("refund_id") == str(refund_id):
+                        stripe_refund = candidate
+                        break
+            if stripe_refund is None:
+                stripe_refund = await self.stripe.create_refund(
+                    payment_intent=payment_intent,
+                    amount=refund.amount,
+                    reason=refund.reason,
+                    metadata={
+                        "refund_id": str(refund.id),
+                        "order_id": str(refund.order_id),
+                    },
+                    idempotency_key=f"refund:{refund.id}",
+                )
+        except PaymentProviderUnavailable:
+            # Unknown outcome: the refund stays pending with its hold; a retry (the admin's,
+            # or the recovery job's) uses the same key and cannot refund twice.
+            log.warning("refund %s: Stripe unavailable, will retry", refund_id)
+            return refund
+        except PaymentProviderError:
+            return await self._rejected(refund_id)
+        async with self.sessionmaker.begin() as session:
+            applied = await RefundSettlement(session, self.stripe, now=self.now).apply(
+                stripe_refund
+            )
+            if applied is None:  # pragma: no cover - metadata and order always match
+                raise RuntimeError(f"Stripe refund {stripe_refund.get('id')} not applied")
+            return applied
+
+    async def _rejected(self, refund_id: int) -> Refund:
+        """Stripe refused to create the refund: nothing was refunded, release the hold."""
+        async with self.sessionmaker.begin() as session:
+            settlement = RefundSettlement(session, self.stripe, now=self.now)
+            refund = await RefundRepository(session).get(refund_id)
+            if refund is None:  # pragma: no cover
+                raise RefundNotFound()
+            order = await settlement.orders.get(refund.order_id, for_update=True)
+            refund = await settlement.refunds.get(refund_id, for_update=True)
+            if refund is None or order is None:  # pragma: no cover
+                raise RefundNotFound()
+            if refund.status == "pending" and refund.stripe_refund_id is None:
+                await settlement.release_hold(refund)
+                refund.status, refund.failure_reason = "failed", "provider_rejected"
+                refund.updated_at = self.now()
+                metrics.REFUNDS.labels(origin="admin", outcome="rejected").inc()
+            return refund
+
+    async def recover(self, *, limit: int = 50) -> int:
+        """Finish admin refunds stuck before Stripe's answer (timeouts, crashes)."""
+        cutoff = self.now() - timedelta(seconds=self.settings.refund_recovery_after_seconds)
+        async with self.sessionmaker.begin() as session:
+            stuck = await RefundRepository(session).stuck(cutoff, limit)
+        for refund_id in stuck:
+            try:
+                await self.submit(refund_id, look_up_first=True)
+            except Exception:
+                log.exception("refund %s: recovery failed", refund_id)
+        return len(stuck)
+
+
+class RefundQueries:
+    def __init__(self, session: AsyncSession) -> None:
+        self.repository = RefundRepository(session)
+
+    async def get(self, refund_id: str) -> RefundRead:
+        number = parse_public_id(REFUND_PREFIX, refund_id)
+        refund = await self.repository.get(number) if number is not None else None
+        if refund is None:
+            raise RefundNotFound()
+        return refund_read(refund)
+
+    async def list(
+        self,
+        *,
+        limit: int,
+        starting_after: str | None,
+        order_id: str | None,
+        status: str | None,
+    ) -> RefundList:
+        order_number = None
+        if order_id is not None:
+            order_number = parse_public_id(ORDER_PREFIX, order_id)
+            if order_number is None:
+                return RefundList(data=[], has_more=False)
+        rows = await self.repository.page(
+            limit=limit + 1,
+            before_id=parse_cursor(REFUND_PREFIX, starting_after),
+            order_id=order_number,
+            status=status,
+        )
+        return RefundList(data=[refund_read(r) for r in rows[:limit]], has_more=len(rows) > limit)
