@@ -153,6 +153,18 @@ def token(
 
 
 @app.command()
+def demo(
+    base_url: Annotated[
+        str | None, typer.Option(help="The running sandbox service (default: settings).")
+    ] = None,
+) -> None:
+    """Click through every flow against a running sandbox service and check balances."""
+    from payments_api.sandbox.demo import main
+
+    raise typer.Exit(main(base_url))
+
+
+@app.command()
 def openapi() -> None:
     """Print the OpenAPI document (the committed openapi.json is this output)."""
     from payments_api.main import create_app

@@ -5,13 +5,14 @@ from typing import Literal
 from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from payments_api.deps import StateDep
 from payments_api.migrations import current_revisions
 from payments_api.problems import ServiceUnavailable, problem_responses
 from payments_api.reconciliation.metrics import refresh_gauges
+from payments_api.settings import Settings
 
 router = APIRouter(tags=["operations"])
 
@@ -30,6 +31,16 @@ class ReadinessRead(BaseModel):
     database: Literal["ok", "unreachable"]
     migrations: Literal["current", "behind", "unknown"]
     sandbox: bool
+    stripe: Literal["live", "test", "sandbox"] = Field(
+        description="Which Stripe this instance talks to."
+    )
+
+
+def _stripe_mode(settings: Settings) -> Literal["live", "test", "sandbox"]:
+    if settings.stripe_secret_key is None:
+        return "sandbox"
+    key = settings.stripe_secret_key.get_secret_value()
+    return "live" if key.startswith(("sk_live_", "rk_live_")) else "test"
 
 
 @router.get("/healthz", summary="Liveness: the process is up", operation_id="getHealth")
@@ -58,6 +69,7 @@ async def get_readiness(state: StateDep) -> ReadinessRead:
         database=database,
         migrations=migrations,
         sandbox=state.settings.sandbox,
+        stripe=_stripe_mode(state.settings),
     )
     if body.status != "ready":
         raise NotReady(

@@ -1,5 +1,66 @@
+"""The sandbox (SPEC 8): a Stripe-compatible API and Stripe's hosted pages, served by
+this service itself when no Stripe key is configured.
+
+The service never knows: with no key, ``settings.stripe_api_base`` points the real
+gateway at ``/sandbox/stripe``, and the events the sandbox emits arrive signed at the
+real webhook routes. With a key (or in production) every sandbox route is a 404 and no
+background task runs. See docs/sandbox.md.
+"""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-router = APIRouter(tags=["sandbox"], include_in_schema=False)
+from fastapi import APIRouter, Depends, FastAPI, Request
+from starlette.exceptions import HTTPException
+
+from payments_api.sandbox.api import router as api_router
+from payments_api.sandbox.events import Deliverer
+from payments_api.sandbox.pages import router as pages_router
+from payments_api.sandbox.wiring import sandbox_enabled
+
+log = logging.getLogger(__name__)
+
+
+def require_sandbox(request: Request) -> None:
+    """Sandbox routes do not exist when a real Stripe key is configured."""
+    if not sandbox_enabled(request.app.state.settings):
+        raise HTTPException(status_code=404)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Deliver the sandbox's webhooks from the web process (``serve`` may run without a
+    worker). Runs after the application's own lifespan has built its state."""
+    resources = getattr(app.state, "resources", None)
+    settings = app.state.settings
+    if resources is None or not sandbox_enabled(settings):
+        yield
+        return
+    base = settings.public_base_url.rstrip("/")
+    log.warning(
+        "SANDBOX: Stripe is simulated by this service (API %s/sandbox/stripe/v1, pages "
+        "%s/sandbox/); events are signed with the sandbox webhook secret",
+        base,
+        base,
+    )
+    deliverer = Deliverer(resources.sessionmaker, settings)
+    app.state.sandbox_deliverer = deliverer
+    deliverer.start()
+    try:
+        yield
+    finally:
+        app.state.sandbox_deliverer = None
+        await deliverer.stop()
+
+
+router = APIRouter(
+    tags=["sandbox"],
+    include_in_schema=False,
+    dependencies=[Depends(require_sandbox)],
+    lifespan=lifespan,
+)
+router.include_router(api_router)
+router.include_router(pages_router)

@@ -1,0 +1,313 @@
+"""The marketplace demonstration: a scripted scenario against a running sandbox service.
+
+A customer tops up 200.00 on the hosted checkout page, offers a job of 100.00 to a payee,
+the payee onboards and accepts, the job is completed, the payee withdraws 50.00 (paid out
+from the sandbox admin page), an admin refunds 20.00 of the top-up, and a dispute on the
+top-up is opened and won. Every step goes over HTTP exactly as a frontend (and a
+browser on the sandbox pages) would; the money moves only when the sandbox's webhooks
+reach the service. After each step the balances are printed as a table; the run fails
+(exit code 1) if any balance differs from what SPEC 6 says it must be.
+
+Run it with ``payments-api demo`` (the CLI calls :func:`main`) against the service
+started by the README's first command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from payments_api.auth import mint_dev_token
+from payments_api.settings import Settings, get_settings
+
+CURRENCY = "usd"
+STEP_TIMEOUT_SECONDS = 30.0
+
+
+class DemoFailed(Exception):
+    """A step did not end as the specification says."""
+
+
+@dataclass(frozen=True)
+class Party:
+    name: str
+    user_id: str
+    roles: list[str]
+
+
+def _major(minor: int) -> str:
+    return f"{Decimal(minor).scaleb(-2):.2f}"
+
+
+class Demo:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        settings: Settings,
+        *,
+        settle: Callable[[], Awaitable[None]] | None = None,
+        out: Callable[[str], object] = sys.stdout.write,
+        timeout: float = STEP_TIMEOUT_SECONDS,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.settle = settle or (lambda: asyncio.sleep(0.25))
+        self.out = out
+        self.timeout = timeout
+        run = uuid.uuid4().hex[:6]
+        self.customer = Party("customer", f"demo-customer-{run}", ["customer"])
+        self.payee = Party("payee", f"demo-payee-{run}", ["payee"])
+        self.admin = Party("admin", f"demo-admin-{run}", ["admin"])
+        self.failures: list[str] = []
+
+    # -------------------------------------------------------------- plumbing
+
+    def _headers(self, party: Party, *, write: bool = False) -> dict[str, str]:
+        token = mint_dev_token(self.settings, sub=party.user_id, roles=party.roles)
+        headers = {"Authorization": f"Bearer {token}"}
+        if write:
+            headers["Idempotency-Key"] = uuid.uuid4().hex
+        return headers
+
+    async def _post(self, party: Party, path: str, body: Any = None) -> dict[str, Any]:
+        response = await self.client.post(
+            path, json=body or {}, headers=self._headers(party, write=True)
+        )
+        if response.status_code >= 400:
+            raise DemoFailed(f"POST {path} -> {response.status_code}: {response.text[:300]}")
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def _get(self, party: Party, path: str) -> dict[str, Any]:
+        response = await self.client.get(path, headers=self._headers(party))
+        if response.status_code >= 400:
+            raise DemoFailed(f"GET {path} -> {response.status_code}: {response.text[:300]}")
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def _click(self, url: str, **form: str) -> httpx.Response:
+        """Press a button on a sandbox page (a form POST, as the browser sends it)."""
+        parts = urlsplit(url)
+        response = await self.client.post(parts.path, data=form)
+        if response.status_code not in (200, 302, 303):
+            raise DemoFailed(f"sandbox page {parts.path} -> {response.status_code}")
+        return response
+
+    async def _until(self, what: str, check: Callable[[], Awaitable[bool]]) -> None:
+        """Wait for the webhooks to do their work (Stripe's confirmation, not ours)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            await self.settle()
+            if await check():
+                return
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"timed out waiting for {what}")
+
+    async def balances(self, party: Party) -> dict[str, Any]:
+        body = await self._get(party, "/api/v1/me/balance")
+        for entry in body["balances"]:
+            if entry["currency"] == CURRENCY:
+                return {**entry, "frozen": body["frozen"]}
+        return {
+            "available": 0,
+            "escrow": 0,
+            "withdrawing": 0,
+            "pending": 0,
+            "frozen": body["frozen"],
+        }
+
+    async def _available_is(self, party: Party, amount: int) -> bool:
+        return int((await self.balances(party))["available"]) == amount
+
+    async def table(self, step: str, expected: dict[str, dict[str, int]]) -> None:
+        """Print both wallets; record every difference from the expected amounts."""
+        self.out(f"\n== {step}\n")
+        self.out(f"{'wallet':<10}{'available':>12}{'escrow':>12}{'withdrawing':>13}  check\n")
+        for party in (self.customer, self.payee):
+            balance = await self.balances(party)
+            want = expected.get(party.name, {})
+            wrong = [
+                f"{field} {_major(int(balance[field]))} != {_major(amount)}"
+                for field, amount in want.items()
+                if int(balance[field]) != amount
+            ]
+            self.failures += [f"{step}: {party.name} {w}" for w in wrong]
+            self.out(
+                f"{party.name:<10}{_major(int(balance['available'])):>12}"
+                f"{_major(int(balance['escrow'])):>12}"
+                f"{_major(int(balance['withdrawing'])):>13}  "
+                f"{'ok' if not wrong else 'WRONG: ' + '; '.join(wrong)}\n"
+            )
+
+    # -------------------------------------------------------------- the scenario
+
+    async def run(self) -> int:
+        sandbox = await self.client.get("/sandbox/")
+        if sandbox.status_code != 200 or "SANDBOX" not in sandbox.text:
+            self.out("The service at this URL is not in sandbox mode; the demo needs it.\n")
+            return 2
+        try:
+            await self._scenario()
+        except DemoFailed as exc:
+            self.out(f"\nFAILED: {exc}\n")
+            return 1
+        if self.failures:
+            self.out("\nFAILED: balances differ from the specification:\n")
+            for failure in self.failures:
+                self.out(f"  - {failure}\n")
+            return 1
+        self.out("\nAll balances are as the specification says.\n")
+        return 0
+
+    async def _scenario(self) -> None:
+        customer, payee, admin = self.customer, self.payee, self.admin
+        base = self.settings.public_base_url.rstrip("/")
+        # Where Checkout sends the browser back: an allowed frontend origin (the service
+        # refuses any other); the demo never follows it.
+        origins = [o.rstrip("/") for o in self.settings.frontend_origins]
+        back = f"{base}/sandbox/" if base in origins else f"{(origins or [base])[0]}/"
+
+        # 1. The customer tops up 200.00 with Checkout and presses Pay.
+        checkout = await self._post(
+            customer,
+            "/api/v1/checkout/sessions",
+            {
+                "purpose": "topup",
+                "amount": 20_000,
+                "currency": CURRENCY,
+                "success_url": back,
+                "cancel_url": back,
+            },
+        )
+        self.out(f"checkout page: {checkout['url']}\n")
+        await self._click(checkout["url"], action="pay")
+        await self._until("the top-up", lambda: self._available_is(customer, 20_000))
+        await self.table("customer tops up 200.00", {"customer": {"available": 20_000}})
+
+        # 2. A job of 100.00 for the payee: price plus the 5% platform fee held.
+        escrow = await self._post(
+            customer,
+            "/api/v1/escrows",
+            {
+                "payee_id": payee.user_id,
+                "amount": 10_000,
+                "currency": CURRENCY,
+                "reference": "demo-job",
+            },
+        )
+        await self.table(
+            "customer offers a job of 100.00",
+            {"customer": {"available": 9_500, "escrow": 10_500}},
+        )
+
+        # 3. The payee onboards on the (sandbox) Express onboarding page.
+        link = await self._post(payee, "/api/v1/me/payout-account/onboarding-link")
+        token = urlsplit(link["url"]).query.split("link=", 1)[1]
+        self.out(f"onboarding page: {link['url']}\n")
+        await self._click(link["url"], link=token, outcome="enabled")
+
+        async def enabled() -> bool:
+            account = await self._get(payee, "/api/v1/me/payout-account")
+            return bool(account["payout_account"]["status"] == "enabled")
+
+        await self._until("the payout account to be enabled", enabled)
+        self.out("payee payout account: enabled (told by account.updated)\n")
+
+        # 4. The payee accepts: the platform fee is taken.
+        await self._post(payee, f"/api/v1/escrows/{escrow['id']}/accept")
+        await self.table("payee accepts", {"customer": {"available": 9_500, "escrow": 10_000}})
+
+        # 5. The customer completes the job: 20% service fee, 80.00 to the payee.
+        await self._post(customer, f"/api/v1/escrows/{escrow['id']}/complete")
+        await self.table(
+            "job completed",
+            {"customer": {"available": 9_500, "escrow": 0}, "payee": {"available": 8_000}},
+        )
+
+        # 6. The payee withdraws 50.00: a transfer, then a payout paid by "the bank".
+        withdrawal = await self._post(
+            payee, "/api/v1/me/payouts", {"amount": 5_000, "currency": CURRENCY}
+        )
+        if withdrawal["status"] != "transferred":
+            raise DemoFailed(f"withdrawal is {withdrawal['status']}, expected transferred")
+
+        async def payout_listed() -> bool:
+            page = await self._get(payee, "/api/v1/me/payouts")
+            return any(p["amount"] == 5_000 for p in page["data"])
+
+        await self._until("the payout", payout_listed)
+        payout = next(
+            p
+            for p in (await self._get(payee, "/api/v1/me/payouts"))["data"]
+            if p["amount"] == 5_000
+        )
+        await self._click(f"{base}/sandbox/admin/payouts/{payout['id']}", outcome="paid")
+
+        async def payout_paid() -> bool:
+            page = await self._get(payee, "/api/v1/me/payouts")
+            return any(p["id"] == payout["id"] and p["status"] == "paid" for p in page["data"])
+
+        await self._until("the payout to be paid", payout_paid)
+        await self.table(
+            "payee withdraws 50.00 (payout paid)",
+            {"payee": {"available": 3_000, "withdrawing": 0}},
+        )
+
+        # 7. An admin refunds 20.00 of the customer's top-up.
+        await self._post(
+            admin, "/api/v1/admin/refunds", {"order_id": checkout["order_id"], "amount": 2_000}
+        )
+        await self._until("the refund", lambda: self._available_is(customer, 7_500))
+        await self.table("admin refunds 20.00 of the top-up", {"customer": {"available": 7_500}})
+
+        # 8. The card holder disputes the top-up; the platform wins it.
+        page = (await self.client.get("/sandbox/")).text
+        charge = _first_id(page, "ch_")
+        await self._click(f"{base}/sandbox/admin/charges/{charge}/dispute", reason="fraudulent")
+
+        async def frozen() -> bool:
+            return bool((await self.balances(customer))["frozen"])
+
+        await self._until("the dispute to freeze the wallet", frozen)
+        await self.table("card holder disputes the top-up (wallet frozen)", {})
+        dispute = _first_id((await self.client.get("/sandbox/")).text, "dp_")
+        await self._click(f"{base}/sandbox/admin/disputes/{dispute}/close", outcome="won")
+        await self._until("the dispute to be won", lambda: self._available_is(customer, 7_500))
+        await self.table(
+            "dispute won: money back",
+            {
+                "customer": {"available": 7_500, "escrow": 0, "withdrawing": 0},
+                "payee": {"available": 3_000, "escrow": 0, "withdrawing": 0},
+            },
+        )
+
+
+def _first_id(html: str, prefix: str) -> str:
+    """The newest object id with ``prefix`` on the sandbox admin page."""
+    marker = f"<code>{prefix}"
+    start = html.find(marker)
+    if start < 0:
+        raise DemoFailed(f"no {prefix} object on the sandbox admin page")
+    start += len("<code>")
+    return html[start : html.index("</code>", start)]
+
+
+async def run(base_url: str, settings: Settings | None = None) -> int:
+    settings = settings or get_settings()
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        return await Demo(client, settings).run()
+
+
+def main(base_url: str | None = None) -> int:
+    """Entry point of ``payments-api demo``; returns the process exit code."""
+    settings = get_settings()
+    return asyncio.run(run(base_url or settings.public_base_url, settings))

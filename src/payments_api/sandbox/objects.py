@@ -1,0 +1,588 @@
+"""Stripe objects as the sandbox returns them.
+
+Every object starts from Stripe's own published example (``stripe_objects/*.json``,
+from Stripe's OpenAPI fixtures, MIT) and overrides the fields the sandbox knows, so
+the field names are Stripe's and nothing is invented. Example values that would
+mislead (a transfer destination on every charge, a discount on every customer) are
+reset to what Stripe sends for a plain card payment.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import string
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from payments_api.money import basis_points_of, exponent
+
+_TEMPLATES = Path(__file__).with_name("stripe_objects")
+_ALPHABET = string.ascii_letters + string.digits
+
+# Stripe's standard card pricing in the US: 2.9% + 30 cents. The fixed part is scaled to
+# the currency's minor unit (0.30 of the major unit), so the fee looks right everywhere.
+CARD_FEE_BPS = 290
+CARD_FEE_FIXED_MAJOR_HUNDREDTHS = 30
+# Stripe's dispute fee: 15.00 in the currency's major unit.
+DISPUTE_FEE_MAJOR = 15
+
+TEST_CARD = {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2034}
+SANDBOX_BANK_LAST4 = "6789"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def random_tail(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def new_id(prefix: str, length: int = 24) -> str:
+    """An id with Stripe's prefix (``ch``, ``acct``, ``txn`` ...) and a random tail."""
+    return f"{prefix}_{random_tail(length)}"
+
+
+@cache
+def _template(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((_TEMPLATES / f"{name}.json").read_text())
+    return data
+
+
+def template(name: str) -> dict[str, Any]:
+    """A fresh deep copy of Stripe's example object ``name``."""
+    return copy.deepcopy(_template(name))
+
+
+def empty_list(url: str) -> dict[str, Any]:
+    return {"object": "list", "data": [], "has_more": False, "url": url}
+
+
+def card_fee(amount: int, currency: str) -> int:
+    """Stripe's processing fee on a card charge of ``amount`` (minor units)."""
+    exp = exponent(currency)
+    fixed: int = CARD_FEE_FIXED_MAJOR_HUNDREDTHS * 10 ** (exp - 2) if exp >= 2 else 0
+    return basis_points_of(amount, CARD_FEE_BPS) + fixed
+
+
+def dispute_fee(currency: str) -> int:
+    fee: int = DISPUTE_FEE_MAJOR * 10 ** exponent(currency)
+    return fee
+
+
+def customer(
+    *, email: str | None, name: str | None, metadata: dict[str, str], description: str | None
+) -> dict[str, Any]:
+    body = template("customer")
+    body.update(
+        id=new_id("cus", 14),
+        created=now(),
+        email=email,
+        name=name,
+        description=description,
+        metadata=metadata,
+        discount=None,
+        currency=None,
+        invoice_prefix=secrets.token_hex(4).upper(),
+    )
+    return body
+
+
+def checkout_session(
+    *,
+    url_base: str,
+    amount_total: int,
+    currency: str,
+    customer_id: str | None,
+    customer_email: str | None,
+    client_reference_id: str | None,
+    success_url: str | None,
+    cancel_url: str | None,
+    expires_at: int,
+    metadata: dict[str, str],
+) -> dict[str, Any]:
+    session_id = "cs_test_a1" + random_tail(56)
+    body = template("checkout.session")
+    body.update(
+        id=session_id,
+        url=f"{url_base}/sandbox/checkout/{session_id}",
+        created=now(),
+        expires_at=expires_at,
+        amount_subtotal=amount_total,
+        amount_total=amount_total,
+        currency=currency,
+        customer=customer_id,
+        customer_email=customer_email,
+        customer_creation=None if customer_id else "if_required",
+        customer_details=None,
+        client_reference_id=client_reference_id,
+        success_url=success_url,
+        cancel_url=cancel_url,
+        metadata=metadata,
+        mode="payment",
+        payment_intent=None,
+        payment_status="unpaid",
+        status="open",
+        adaptive_pricing={"enabled": False},
+        after_expiration=None,
+        collected_information=None,
+        currency_conversion=None,
+        custom_text={
+            "after_submit": None,
+            "shipping_address": None,
+            "submit": None,
+            "terms_of_service_acceptance": None,
+        },
+        invoice_creation={"enabled": False, "invoice_data": None},
+        managed_payments={"enabled": False},
+        payment_method_configuration_details=None,
+        shipping_address_collection=None,
+        shipping_cost=None,
+        total_details={"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+    )
+    return body
+
+
+def payment_intent(
+    *,
+    amount: int,
+    currency: str,
+    customer_id: str | None,
+    metadata: dict[str, str],
+    description: str | None,
+    payment_method: str | None,
+    receipt_email: str | None,
+    automatic_payment_methods: bool,
+) -> dict[str, Any]:
+    intent_id = new_id("pi")
+    body = template("payment_intent")
+    body.update(
+        id=intent_id,
+        client_secret=f"{intent_id}_secret_{random_tail(25)}",
+        created=now(),
+        amount=amount,
+        amount_capturable=0,
+        amount_received=0,
+        currency=currency,
+        customer=customer_id,
+        metadata=metadata,
+        description=description,
+        payment_method=payment_method,
+        receipt_email=receipt_email,
+        automatic_payment_methods={"enabled": True, "allow_redirects": "always"}
+        if automatic_payment_methods
+        else None,
+        canceled_at=None,
+        last_payment_error=None,
+        latest_charge=None,
+        managed_payments={"enabled": False},
+        next_action=None,
+        payment_method_configuration_details=None,
+        processing=None,
+        shipping=None,
+        transfer_data=None,
+        status="requires_confirmation" if payment_method else "requires_payment_method",
+    )
+    return body
+
+
+def balance_transaction(
+    *,
+    amount: int,
+    currency: str,
+    type: str,
+    reporting_category: str,
+    source: str | None,
+    description: str | None = None,
+    fee: int = 0,
+    fee_description: str = "Stripe processing fees",
+) -> dict[str, Any]:
+    created = now()
+    body = template("balance_transaction")
+    body.update(
+        id=new_id("txn"),
+        amount=amount,
+        currency=currency,
+        fee=fee,
+        net=amount - fee,
+        fee_details=[
+            {
+                "amount": fee,
+                "application": None,
+                "currency": currency,
+                "description": fee_description,
+                "type": "stripe_fee",
+            }
+        ]
+        if fee
+        else [],
+        type=type,
+        reporting_category=reporting_category,
+        source=source,
+        description=description,
+        status="available",
+        available_on=created,
+        created=created,
+    )
+    return body
+
+
+def charge(
+    *,
+    intent: dict[str, Any],
+    succeeded: bool,
+    balance_transaction_id: str | None,
+    three_d_secure: bool,
+    failure_code: str | None = None,
+    failure_message: str | None = None,
+) -> dict[str, Any]:
+    charge_id = new_id("ch")
+    body = template("charge")
+    card = body["payment_method_details"]["card"]
+    card.update(TEST_CARD)
+    card["wallet"] = None
+    card["overcapture"] = {"maximum_amount_capturable": intent["amount"], "status": "unavailable"}
+    card["three_d_secure"] = (
+        {
+            "authentication_flow": "challenge",
+            "electronic_commerce_indicator": "05",
+            "exemption_indicator": None,
+            "result": "authenticated",
+            "result_reason": None,
+            "transaction_id": random_tail(32),
+            "version": "2.2.0",
+        }
+        if three_d_secure
+        else None
+    )
+    body.update(
+        id=charge_id,
+        created=now(),
+        amount=intent["amount"],
+        amount_captured=intent["amount"] if succeeded else 0,
+        amount_refunded=0,
+        currency=intent["currency"],
+        customer=intent.get("customer"),
+        description=intent.get("description"),
+        metadata=dict(intent.get("metadata") or {}),
+        payment_intent=intent["id"],
+        payment_method=intent.get("payment_method"),
+        receipt_email=intent.get("receipt_email"),
+        balance_transaction=balance_transaction_id,
+        captured=succeeded,
+        paid=succeeded,
+        status="succeeded" if succeeded else "failed",
+        failure_code=failure_code,
+        failure_message=failure_message,
+        outcome={
+            "advice_code": None,
+            "network_advice_code": None,
+            "network_decline_code": None,
+            "network_status": "approved_by_network" if succeeded else "declined_by_network",
+            "reason": None if succeeded else "generic_decline",
+            "risk_level": "normal",
+            "risk_score": 12,
+            "seller_message": "Payment complete."
+            if succeeded
+            else "The bank did not return any further details with this decline.",
+            "type": "authorized" if succeeded else "issuer_declined",
+        },
+        receipt_url=None,
+        refunded=False,
+        refunds=empty_list(f"/v1/charges/{charge_id}/refunds"),
+        shipping=None,
+        source=None,
+        transfer_data=None,
+        calculated_statement_descriptor="SANDBOX",
+    )
+    billing = body["billing_details"]
+    billing["name"] = "Sandbox Customer"
+    return body
+
+
+def refund(
+    *,
+    charge_body: dict[str, Any],
+    amount: int,
+    reason: str | None,
+    metadata: dict[str, str],
+    balance_transaction_id: str,
+) -> dict[str, Any]:
+    body = template("refund")
+    body.update(
+        id=new_id("re"),
+        created=now(),
+        amount=amount,
+        currency=charge_body["currency"],
+        charge=charge_body["id"],
+        payment_intent=charge_body.get("payment_intent"),
+        payment_method=charge_body.get("payment_method"),
+        customer=charge_body.get("customer"),
+        reason=reason,
+        metadata=metadata,
+        balance_transaction=balance_transaction_id,
+        status="succeeded",
+    )
+    return body
+
+
+def dispute(
+    *, charge_body: dict[str, Any], amount: int, reason: str, transactions: list[dict[str, Any]]
+) -> dict[str, Any]:
+    created = now()
+    body = template("dispute")
+    body.update(
+        id=new_id("dp"),
+        created=created,
+        amount=amount,
+        currency=charge_body["currency"],
+        charge=charge_body["id"],
+        payment_intent=charge_body.get("payment_intent"),
+        reason=reason,
+        status="needs_response",
+        is_charge_refundable=False,
+        balance_transactions=transactions,
+    )
+    body["evidence_details"]["due_by"] = created + 7 * 86400
+    body["payment_method_details"]["card"]["case_type"] = "chargeback"
+    return body
+
+
+# Requirements Stripe asks of a fresh individual Express account in the US.
+ONBOARDING_REQUIREMENTS = [
+    "business_profile.mcc",
+    "business_profile.url",
+    "business_type",
+    "external_account",
+    "individual.dob.day",
+    "individual.first_name",
+    "individual.last_name",
+    "tos_acceptance.date",
+    "tos_acceptance.ip",
+]
+_COUNTRY_CURRENCY = {"US": "usd", "GB": "gbp", "CA": "cad", "AU": "aud", "JP": "jpy"}
+
+
+def _requirements(
+    due: list[str], disabled_reason: str | None, errors: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "alternatives": [],
+        "current_deadline": None,
+        "currently_due": list(due),
+        "disabled_reason": disabled_reason,
+        "errors": errors,
+        "eventually_due": list(due),
+        "past_due": list(due),
+        "pending_verification": [],
+    }
+
+
+def express_account(
+    *,
+    country: str | None,
+    email: str | None,
+    capabilities: list[str],
+    metadata: dict[str, str],
+    business_type: str | None,
+) -> dict[str, Any]:
+    account_id = new_id("acct", 16)
+    country = (country or "US").upper()
+    body = template("account")
+    body.update(
+        id=account_id,
+        type="express",
+        created=now(),
+        country=country,
+        default_currency=_COUNTRY_CURRENCY.get(country, "eur"),
+        email=email,
+        metadata=metadata,
+        business_type=business_type,
+        capabilities=dict.fromkeys(capabilities, "inactive"),
+        charges_enabled=False,
+        payouts_enabled=False,
+        details_submitted=False,
+        controller={
+            "fees": {"payer": "application"},
+            "is_controller": True,
+            "losses": {"payments": "application"},
+            "requirement_collection": "stripe",
+            "stripe_dashboard": {"type": "express"},
+            "type": "application",
+        },
+        external_accounts=empty_list(f"/v1/accounts/{account_id}/external_accounts"),
+        requirements=_requirements(ONBOARDING_REQUIREMENTS, "requirements.past_due", []),
+        future_requirements=_requirements([], None, []),
+    )
+    body["future_requirements"]["past_due"] = []
+    return body
+
+
+def onboarded(account: dict[str, Any], outcome: str) -> dict[str, Any]:
+    """The account after the payee finished the sandbox's onboarding form.
+
+    ``enabled``: everything verified, charges and payouts on. ``restricted``: details
+    submitted but identity verification failed, so Stripe disables the account.
+    """
+    body = copy.deepcopy(account)
+    body["details_submitted"] = True
+    body["business_type"] = body.get("business_type") or "individual"
+    body["tos_acceptance"] = {"date": now(), "ip": "127.0.0.1", "user_agent": "sandbox"}
+    if not body["external_accounts"]["data"]:
+        body["external_accounts"]["data"] = [
+            {
+                "id": new_id("ba"),
+                "object": "bank_account",
+                "account": body["id"],
+                "account_holder_name": "Sandbox Payee",
+                "account_holder_type": "individual",
+                "bank_name": "STRIPE TEST BANK",
+                "country": body["country"],
+                "currency": body["default_currency"],
+                "default_for_currency": True,
+                "last4": SANDBOX_BANK_LAST4,
+                "metadata": {},
+                "routing_number": "110000000",
+                "status": "new",
+            }
+        ]
+    if outcome == "enabled":
+        body["charges_enabled"] = True
+        body["payouts_enabled"] = True
+        body["capabilities"] = dict.fromkeys(body.get("capabilities") or {}, "active")
+        body["requirements"] = _requirements([], None, [])
+        body["requirements"]["past_due"] = []
+    else:
+        document = "individual.verification.document"
+        body["charges_enabled"] = False
+        body["payouts_enabled"] = False
+        body["capabilities"] = dict.fromkeys(body.get("capabilities") or {}, "inactive")
+        body["requirements"] = _requirements(
+            [document],
+            "requirements.past_due",
+            [
+                {
+                    "code": "verification_failed_other",
+                    "reason": "The identity document could not be verified (sandbox).",
+                    "requirement": document,
+                }
+            ],
+        )
+    return body
+
+
+def external_account_id(account: dict[str, Any]) -> str | None:
+    data = (account.get("external_accounts") or {}).get("data") or []
+    return str(data[0]["id"]) if data else None
+
+
+def transfer(
+    *,
+    amount: int,
+    currency: str,
+    destination: str,
+    destination_payment: str,
+    balance_transaction_id: str,
+    description: str | None,
+    metadata: dict[str, str],
+    transfer_group: str | None,
+    source_transaction: str | None,
+) -> dict[str, Any]:
+    transfer_id = new_id("tr")
+    body = template("transfer")
+    body.update(
+        id=transfer_id,
+        created=now(),
+        amount=amount,
+        amount_reversed=0,
+        currency=currency,
+        destination=destination,
+        destination_payment=destination_payment,
+        balance_transaction=balance_transaction_id,
+        description=description,
+        metadata=metadata,
+        transfer_group=transfer_group,
+        source_transaction=source_transaction,
+        reversed=False,
+        reversals=empty_list(f"/v1/transfers/{transfer_id}/reversals"),
+    )
+    return body
+
+
+def transfer_reversal(
+    *, transfer_id: str, amount: int, currency: str, metadata: dict[str, str], txn: str
+) -> dict[str, Any]:
+    body = template("transfer_reversal")
+    body.update(
+        id=new_id("trr"),
+        created=now(),
+        amount=amount,
+        currency=currency,
+        transfer=transfer_id,
+        metadata=metadata,
+        balance_transaction=txn,
+    )
+    return body
+
+
+def payout(
+    *,
+    amount: int,
+    currency: str,
+    destination: str | None,
+    balance_transaction_id: str,
+    automatic: bool,
+    description: str | None,
+    metadata: dict[str, str],
+) -> dict[str, Any]:
+    created = now()
+    body = template("payout")
+    body.update(
+        id=new_id("po"),
+        created=created,
+        arrival_date=created + 2 * 86400,
+        amount=amount,
+        currency=currency,
+        destination=destination,
+        balance_transaction=balance_transaction_id,
+        automatic=automatic,
+        description=description or "STRIPE PAYOUT",
+        metadata=metadata,
+        status="pending",
+        trace_id={"status": "pending", "value": None},
+        reconciliation_status="not_applicable" if not automatic else "in_progress",
+    )
+    return body
+
+
+def event(
+    *,
+    type: str,
+    data_object: dict[str, Any],
+    api_version: str,
+    account: str | None,
+    request_id: str | None,
+    idempotency_key: str | None,
+    previous_attributes: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    body = template("event")
+    data: dict[str, Any] = {"object": copy.deepcopy(data_object)}
+    if previous_attributes:
+        data["previous_attributes"] = previous_attributes
+    body.update(
+        id=new_id("evt"),
+        type=type,
+        created=now(),
+        api_version=api_version,
+        livemode=False,
+        pending_webhooks=1,
+        data=data,
+        request={"id": request_id, "idempotency_key": idempotency_key},
+    )
+    if account is not None:
+        body["account"] = account
+    return body

@@ -1,0 +1,40 @@
+"""``payments-api demo``: the scripted marketplace scenario, run against the app."""
+
+from __future__ import annotations
+
+import asyncio
+
+from payments_api.sandbox.demo import Demo
+from tests.sandbox.helpers import Sandbox
+
+
+class TestDemo:
+    async def test_the_scenario_ends_with_the_specified_balances(self, sandbox: Sandbox) -> None:
+        output: list[str] = []
+
+        async def settle() -> None:  # what the background delivery does in `serve`
+            await sandbox.deliver()
+
+        code = await Demo(sandbox.client, sandbox.settings, settle=settle, out=output.append).run()
+
+        text = "".join(output)
+        assert code == 0, text
+        assert "All balances are as the specification says." in text
+        assert "WRONG" not in text
+        final = text.rsplit("== dispute won: money back", 1)[1]
+        assert "customer         75.00        0.00         0.00  ok" in final
+        assert "payee            30.00        0.00         0.00  ok" in final
+        assert await sandbox.undelivered() == []
+
+    async def test_it_fails_when_stripe_never_confirms(self, sandbox: Sandbox) -> None:
+        output: list[str] = []
+
+        async def no_webhooks() -> None:
+            await asyncio.sleep(0)
+
+        demo = Demo(
+            sandbox.client, sandbox.settings, settle=no_webhooks, out=output.append, timeout=0.2
+        )
+
+        assert await demo.run() == 1
+        assert "timed out waiting for the top-up" in "".join(output)
