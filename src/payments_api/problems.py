@@ -130,6 +130,7 @@ class PayloadTooLarge(ProblemError):
 _STATUS_CODES: dict[int, tuple[str, str]] = {
     400: ("bad_request", "Bad request"),
     401: ("unauthorized", "Authentication required"),
+    402: ("payment_declined", "Payment declined"),
     403: ("forbidden", "Forbidden"),
     404: ("not_found", "Not found"),
     405: ("method_not_allowed", "Method not allowed"),
@@ -140,6 +141,7 @@ _STATUS_CODES: dict[int, tuple[str, str]] = {
     422: ("validation_error", "Request validation failed"),
     429: ("rate_limited", "Too many requests"),
     500: ("internal_error", "Internal server error"),
+    502: ("payment_provider_error", "The payment provider rejected the request"),
     503: ("service_unavailable", "Service unavailable"),
 }
 

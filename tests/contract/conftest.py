@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import respx
+
+from tests.contract.fake_stripe import FakeStripe
+
+
+@pytest.fixture
+def fake_stripe() -> Iterator[FakeStripe]:
+    """A stateful Stripe behind respx: every outgoing Stripe call of the app reaches it."""
+    fake = FakeStripe()
+    with respx.mock(assert_all_called=False) as router:
+        fake.mount(router)
+        yield fake
