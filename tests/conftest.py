@@ -56,6 +56,9 @@ def settings(database_url: str) -> Settings:
         stripe_max_network_retries=0,
         max_body_bytes=64 * 1024,
         log_json=True,
+        # Off by default so concurrency and fuzz tests measure what they mean to;
+        # tests/kit/test_ratelimit.py turns it on.
+        rate_limit_enabled=False,
     )
 
 

@@ -25,6 +25,7 @@ from payments_api.escrow.router import router as escrow_router
 from payments_api.health.router import router as health_router
 from payments_api.idempotency.middleware import IdempotencyMiddleware
 from payments_api.kit.middleware import RequestContextMiddleware
+from payments_api.kit.ratelimit import RateLimitMiddleware
 from payments_api.logs import configure_logging
 from payments_api.migrations import head_revisions
 from payments_api.openapi import build_openapi
@@ -132,6 +133,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks_router)
 
     app.add_middleware(IdempotencyMiddleware)  # inside CORS, so replays get CORS headers too
+    if settings.rate_limit_enabled:
+        # Outside the idempotency layer: a request over the limit takes no key lease.
+        app.add_middleware(
+            RateLimitMiddleware,
+            per_user=settings.rate_limit_per_user,
+            per_ip=settings.rate_limit_per_ip,
+            storage_uri=settings.rate_limit_storage_uri,
+            problem_base_url=settings.problem_base_url,
+        )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -74,6 +74,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                         response["description"] = "Request validation failed"
     _restore_null_examples(spec)
     _declare_generic_problems(spec)
+    _declare_rate_limits(spec)
     _name_inline_schemas(spec)
     _name_inline_enums(spec)
     _document_minor_units(schemas)
@@ -161,6 +162,19 @@ def _declare_generic_problems(spec: dict[str, Any]) -> None:
         if operation.get("security"):
             responses.setdefault("401", _problem("Authentication required"))
         operation["responses"] = dict(sorted(responses.items()))
+
+
+def _declare_rate_limits(spec: dict[str, Any]) -> None:
+    """Write routes under /api/v1 (not webhooks) answer 429 over the rate limits
+    (kit/ratelimit.py)."""
+    for path, item in spec.get("paths", {}).items():
+        if not path.startswith("/api/v1/") or path.startswith("/api/v1/webhooks/"):
+            continue
+        for method, operation in item.items():
+            if method in ("post", "put", "patch", "delete"):
+                responses = operation.setdefault("responses", {})
+                responses.setdefault("429", _problem("Too many requests; see Retry-After"))
+                operation["responses"] = dict(sorted(responses.items()))
 
 
 def _pascal(text: str) -> str:

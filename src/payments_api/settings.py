@@ -87,6 +87,20 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body accepted, in bytes."
     )
+    rate_limit_enabled: bool = Field(
+        True, description="Limit write requests per user and per client IP."
+    )
+    rate_limit_per_user: str = Field(
+        "120/minute", description="Write requests allowed per user (limits syntax)."
+    )
+    rate_limit_per_ip: str = Field(
+        "600/minute", description="Write requests allowed per client IP (limits syntax)."
+    )
+    rate_limit_storage_uri: str = Field(
+        "memory://",
+        description="Where rate-limit counters live: memory:// (per process) or a shared "
+        "store such as async+redis://host:6379.",
+    )
     problem_base_url: str = Field(
         "https://payments-api.dev/problems",
         description="Prefix of the `type` URI of problem responses.",

@@ -1,0 +1,126 @@
+"""Rate limits per user and per client IP on the API's write routes.
+
+Built on ``limits`` (the library behind slowapi): moving-window counters in a storage
+chosen by URI — ``memory://`` (per process: with N replicas the effective limit is N
+times the setting) or a shared store such as ``async+redis://host:6379``. A request over
+either limit gets a 429 problem with ``Retry-After`` and is not processed, so it also
+takes no Idempotency-Key lease.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+from limits import RateLimitItem, parse
+from limits.storage import storage_from_string
+from limits.aio.strategies import MovingWindowRateLimiter
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from payments_api.auth import TokenVerifier
+from payments_api.problems import PROBLEM_MEDIA_TYPE, ProblemError
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class RateLimited(ProblemError):
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+
+def _bearer(scope: Scope) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token else None
+    return None
+
+
+class RateLimitMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        per_user: str,
+        per_ip: str,
+        storage_uri: str,
+        problem_base_url: str,
+    ) -> None:
+        self.app = app
+        self.per_user: RateLimitItem = parse(per_user)
+        self.per_ip: RateLimitItem = parse(per_ip)
+        # limits names its asyncio storages "async+<scheme>://".
+        uri = storage_uri if storage_uri.startswith("async+") else f"async+{storage_uri}"
+        self.limiter = MovingWindowRateLimiter(storage_from_string(uri))
+        self.problem_base_url = problem_base_url.rstrip("/")
+
+    @staticmethod
+    def applies(scope: Scope) -> bool:
+        path: str = scope.get("path", "")
+        return (
+            scope["type"] == "http"
+            and scope["method"] in WRITE_METHODS
+            and path.startswith("/api/v1/")
+            and not path.startswith("/api/v1/webhooks/")  # Stripe's retries are not abuse
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.applies(scope):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        checks: list[tuple[RateLimitItem, str, str]] = [
+            (self.per_ip, "ip", client[0] if client else "unknown")
+        ]
+        user = self._user(scope)
+        if user is not None:
+            checks.append((self.per_user, "user", user))
+        for item, kind, identity in checks:
+            if not await self.limiter.hit(item, kind, identity):
+                reset, _remaining = await self.limiter.get_window_stats(item, kind, identity)
+                await self._reject(scope, send, kind, max(1, math.ceil(reset - time.time())))
+                return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _user(scope: Scope) -> str | None:
+        token = _bearer(scope)
+        app = scope.get("app")
+        resources = getattr(getattr(app, "state", None), "resources", None)
+        verifier: TokenVerifier | None = getattr(resources, "verifier", None)
+        if token is None or verifier is None:
+            return None
+        try:
+            return verifier.verify(token).sub
+        except ProblemError:
+            return None  # the route will answer 401; the IP limit still counted it
+
+    async def _reject(self, scope: Scope, send: Send, kind: str, retry_after: int) -> None:
+        request_id = scope.get("state", {}).get("request_id")
+        detail = f"Too many write requests from this {'user' if kind == 'user' else 'address'}."
+        body: dict[str, Any] = {
+            "type": f"{self.problem_base_url}/{RateLimited.code}",
+            "title": RateLimited.title,
+            "status": 429,
+            "detail": detail,
+            "instance": scope.get("path"),
+            "code": RateLimited.code,
+            "message": detail,
+            "request_id": request_id,
+        }
+        payload = json.dumps(body).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"retry-after", str(retry_after).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
