@@ -445,8 +445,10 @@ class PayInService:
             params["payment_method"] = body.payment_method_id
         if body.automatic_payment_methods:
             params["automatic_payment_methods"] = {"enabled": True}
-        # The same key on every retry returns the same PaymentIntent (and a fresh copy of
-        # its client secret), so the secret is never stored on our side.
+        # The same key on every retry returns the same PaymentIntent (and its client
+        # secret), so the order never stores the secret. The idempotency layer keeps the
+        # whole response (secret included) for its retention period, replayed only to
+        # the same user with the same key, as Stripe itself does.
         intent = await self.stripe.create_payment_intent(
             params, idempotency_key=f"payment_intent:{order.id}"
         )
