@@ -3,6 +3,7 @@
 from payments_api.admin.models import AuditLogEntry
 from payments_api.checkout import models as checkout_models
 from payments_api.db import Base
+from payments_api.disputes import models as disputes_models
 from payments_api.earnings import models as earnings_models
 from payments_api.escrow import models as escrow_models
 from payments_api.idempotency import models as idempotency_models
@@ -15,6 +16,10 @@ from payments_api.ledger.models import (
 from payments_api.orders import models as orders_models
 from payments_api.payout_accounts import models as payout_accounts_models
 from payments_api.payouts import models as payouts_models
+from payments_api.projects import models as projects_models
+from payments_api.reconciliation import models as reconciliation_models
+from payments_api.refunds import models as refunds_models
+from payments_api.sandbox import models as sandbox_models
 from payments_api.topups import models as topups_models
 from payments_api.users.models import User
 from payments_api.webhooks import models as webhooks_models
@@ -22,12 +27,17 @@ from payments_api.webhooks import models as webhooks_models
 # Domain modules are imported for their side effect of declaring tables on Base.
 DOMAIN_MODELS = (
     checkout_models,
+    disputes_models,
     earnings_models,
     escrow_models,
     idempotency_models,
     orders_models,
     payout_accounts_models,
     payouts_models,
+    projects_models,
+    reconciliation_models,
+    refunds_models,
+    sandbox_models,
     topups_models,
     webhooks_models,
 )
