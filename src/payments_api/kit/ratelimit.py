@@ -15,8 +15,8 @@ import time
 from typing import Any
 
 from limits import RateLimitItem, parse
-from limits.storage import storage_from_string
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from payments_api.auth import TokenVerifier
