@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -58,7 +59,10 @@ def get_principal(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("A bearer token is required.")
-    return state.verifier.verify(credentials.credentials)
+    principal = state.verifier.verify(credentials.credentials)
+    # Every log line of the request names the user (never the token).
+    structlog.contextvars.bind_contextvars(user_id=principal.sub)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

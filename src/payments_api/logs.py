@@ -32,7 +32,8 @@ def configure_logging(level: str = "INFO", *, json_output: bool = True) -> None:
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        # ExtraAdder: fields passed as `extra=` by standard-library loggers become keys.
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,

@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(10, ge=1, le=200, description="Connections kept per process.")
     db_max_overflow: int = Field(10, ge=0, le=200, description="Extra connections under burst.")
+    db_pool_pre_ping: bool = Field(
+        False,
+        description="Test each pooled connection before use (3 extra round trips per "
+        "transaction; dropped connections are otherwise detected and replaced on error).",
+    )
+    db_pool_recycle_seconds: int = Field(
+        1800, ge=60, description="Replace pooled connections older than this."
+    )
     db_statement_timeout_ms: int = Field(
         15_000, ge=0, description="Server-side statement timeout per connection (0 = none)."
     )

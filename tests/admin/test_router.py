@@ -202,3 +202,26 @@ class TestFreeze:
         )
         balance = await client.get("/api/v1/me/balance", headers=auth("frozen-funds"))
         assert balance.json()["balances"][0]["available"] == 1_000
+
+
+class TestAuditLogFilters:
+    async def test_filters_by_action_and_target(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        for user in ("aud-a", "aud-b"):
+            await create_user(session, id=user)
+            await client.post(
+                f"/api/v1/admin/wallets/{user}/freeze", json={"reason": "review"}, headers=ADMIN
+            )
+        await client.post("/api/v1/admin/wallets/aud-a/unfreeze", headers=ADMIN)
+        by_target = (
+            await client.get("/api/v1/admin/audit-log?target_id=aud-a", headers=ADMIN)
+        ).json()["data"]
+        assert [e["action"] for e in by_target] == ["wallet.unfreeze", "wallet.freeze"]
+        freezes = (
+            await client.get(
+                "/api/v1/admin/audit-log?action=wallet.freeze&actor_id=admin-1", headers=ADMIN
+            )
+        ).json()["data"]
+        assert {e["target_id"] for e in freezes} >= {"aud-a", "aud-b"}
+        assert all(e["action"] == "wallet.freeze" for e in freezes)

@@ -263,6 +263,12 @@ class TestFailureAndRetry:
         assert replay.status_code == 200, replay.text
         assert replay.json()["status"] == "processed"
         assert await available(client, "late-user") == 2_000
+        audit = (
+            await client.get("/api/v1/admin/audit-log?action=webhook_event.replay", headers=admin)
+        ).json()["data"]
+        assert audit[0]["target_id"] == event["id"]
+        assert audit[0]["before"]["status"] == "failed"
+        assert audit[0]["after"]["status"] == "processed"
         # the later retry by Stripe (or the worker) finds it done
         assert (await deliver(client, event)).json()["status"] == "duplicate"
 

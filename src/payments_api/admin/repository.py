@@ -38,8 +38,15 @@ class AuditLogRepository:
         await self.session.flush()
         return entry
 
-    async def page(self, *, limit: int, before_id: int | None) -> list[AuditLogEntry]:
+    async def page(
+        self, *, limit: int, before_id: int | None, filters: dict[str, str | None] | None = None
+    ) -> list[AuditLogEntry]:
+        """Newest first; ``filters`` match columns exactly (actor_id, action, target_type,
+        target_id), None meaning any."""
         stmt = select(AuditLogEntry).order_by(AuditLogEntry.id.desc()).limit(limit)
         if before_id is not None:
             stmt = stmt.where(AuditLogEntry.id < before_id)
+        for column, value in (filters or {}).items():
+            if value is not None:
+                stmt = stmt.where(getattr(AuditLogEntry, column) == value)
         return list((await self.session.scalars(stmt)).all())

@@ -82,5 +82,20 @@ async def list_audit_log(
     service: AdminServiceDep,
     limit: Limit = 20,
     starting_after: Annotated[str | None, Query(description="Entry id to continue after.")] = None,
+    actor_id: Annotated[str | None, Query(max_length=255, description="Who acted.")] = None,
+    action: Annotated[
+        str | None, Query(max_length=64, description="e.g. wallet.freeze, refund.create.")
+    ] = None,
+    target_type: Annotated[str | None, Query(max_length=64)] = None,
+    target_id: Annotated[str | None, Query(max_length=255)] = None,
 ) -> AuditLogList:
-    return await service.audit_log(limit=limit, starting_after=starting_after)
+    return await service.audit_log(
+        limit=limit,
+        starting_after=starting_after,
+        filters={
+            "actor_id": actor_id,
+            "action": action,
+            "target_type": target_type,
+            "target_id": target_id,
+        },
+    )

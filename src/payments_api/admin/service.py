@@ -144,9 +144,17 @@ class AdminService:
             user_id=user.id, frozen=user.frozen, frozen_reason=user.frozen_reason
         )
 
-    async def audit_log(self, *, limit: int, starting_after: str | None) -> AuditLogList:
+    async def audit_log(
+        self,
+        *,
+        limit: int,
+        starting_after: str | None,
+        filters: dict[str, str | None] | None = None,
+    ) -> AuditLogList:
         rows = await self.audit.page(
-            limit=limit + 1, before_id=parse_cursor(AUDIT_PREFIX, starting_after)
+            limit=limit + 1,
+            before_id=parse_cursor(AUDIT_PREFIX, starting_after),
+            filters=filters,
         )
         return AuditLogList(
             data=[

@@ -66,8 +66,20 @@ class GatewayBase:
             result = await call()
         except stripe.StripeError as exc:
             STRIPE_CALLS.labels(operation, type(exc).__name__).inc()
+            log.info(
+                "stripe call failed",
+                extra={"operation": operation, "stripe_request_id": exc.request_id},
+            )
             self._raise_mapped(operation, exc)
         STRIPE_CALLS.labels(operation, "ok").inc()
+        response = getattr(result, "last_response", None)
+        log.info(
+            "stripe call",
+            extra={
+                "operation": operation,
+                "stripe_request_id": getattr(response, "request_id", None),
+            },
+        )
         return result
 
     @staticmethod

@@ -4,6 +4,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
+from payments_api.admin.repository import AuditLogRepository
 from payments_api.deps import AdminUser, SessionDep, StateDep
 from payments_api.kit.pagination import Limit
 from payments_api.problems import problem_responses
@@ -109,15 +110,29 @@ async def list_webhook_events(
 )
 async def replay_webhook_event(
     event_id: Annotated[str, Path(max_length=255)],
-    _admin: AdminUser,
+    admin: AdminUser,
     service: WebhookServiceDep,
     state: StateDep,
+    request: Request,
 ) -> WebhookEventRead:
-    outcome = await service.apply(event_id, force=True)
-    if outcome == "missing":
-        raise WebhookEventNotFound()
     async with state.sessionmaker() as session:
+        before = await WebhookEventRepository(session).get(event_id)
+        if before is None:
+            raise WebhookEventNotFound()
+        before_state = {"status": before.status, "attempts": before.attempts}
+    await service.apply(event_id, force=True)
+    async with state.sessionmaker.begin() as session:
         row = await WebhookEventRepository(session).get(event_id)
         if row is None:
             raise WebhookEventNotFound()
+        await AuditLogRepository(session).record(
+            actor_id=admin.id,
+            action="webhook_event.replay",
+            target_type="webhook_event",
+            target_id=event_id,
+            before=before_state,
+            after={"status": row.status, "attempts": row.attempts},
+            reason=None,
+            request_id=getattr(request.state, "request_id", None),
+        )
         return _read(row)
