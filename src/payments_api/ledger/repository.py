@@ -180,8 +180,19 @@ class StoredTransaction:
 class LedgerRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self._bound: Any = None
+
+    def bind(self, driver: Any) -> None:
+        """Use this driver connection for the statements of one ``post`` (saves looking
+        it up through the session for each of them); ``bind(None)`` ends it."""
+        self._bound = driver
 
     async def _driver(self) -> Any:
+        if self._bound is not None:
+            return self._bound
+        return await self.driver()
+
+    async def driver(self) -> Any:
         """The asyncpg connection under the session's current transaction.
 
         SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement it

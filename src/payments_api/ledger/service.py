@@ -140,6 +140,13 @@ class LedgerService:
     async def post(self, new: NewTransaction) -> PostResult:
         """Apply a balanced transaction once per cause key, in the caller's transaction."""
         postings = _validate(new)
+        self.repository.bind(await self.repository.driver())
+        try:
+            return await self._post(new, postings)
+        finally:
+            self.repository.bind(None)
+
+    async def _post(self, new: NewTransaction, postings: list[PostingSpec]) -> PostResult:
         inserted = await self.repository.insert_transaction(
             {
                 "type": new.type,
