@@ -31,7 +31,9 @@ class TestSettings:
     def test_env_prefix_and_csv_lists(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("PAYMENTS_CORS_ORIGINS", "https://a.example, https://b.example")
         monkeypatch.setenv("PAYMENTS_STRIPE_WEBHOOK_SECRETS", "whsec_a,whsec_b")
+        monkeypatch.setenv("PAYMENTS_FRONTEND_ORIGINS", "https://app.example, https://m.example")
         settings = _settings()
+        assert settings.frontend_origins == ["https://app.example", "https://m.example"]
         assert settings.cors_origins == ["https://a.example", "https://b.example"]
         assert [s.get_secret_value() for s in settings.stripe_webhook_secrets] == [
             "whsec_a",

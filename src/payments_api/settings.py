@@ -311,6 +311,7 @@ class Settings(BaseSettings):
 
     _split = field_validator(
         "cors_origins",
+        "frontend_origins",
         "trusted_proxies",
         "jwt_algorithms",
         "stripe_webhook_secrets",

@@ -86,8 +86,12 @@ async def list_audit_log(
     action: Annotated[
         str | None, Query(max_length=64, description="e.g. wallet.freeze, refund.create.")
     ] = None,
-    target_type: Annotated[str | None, Query(max_length=64)] = None,
-    target_id: Annotated[str | None, Query(max_length=255)] = None,
+    target_type: Annotated[
+        str | None, Query(max_length=64, description="e.g. user, order, webhook_event.")
+    ] = None,
+    target_id: Annotated[
+        str | None, Query(max_length=255, description="The id of what was acted on.")
+    ] = None,
 ) -> AuditLogList:
     return await service.audit_log(
         limit=limit,
