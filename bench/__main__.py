@@ -1,0 +1,86 @@
+"""Every benchmark, in turn: ``.venv/bin/python -m bench [--quick] [--only ...]``.
+
+1. the ledger benchmark (``bench/ledger.py``: settlements through ``LedgerService``
+   against raw SQL), run here with 3 s per measurement so that the whole default run
+   stays under 10 minutes on 2 cores;
+2. the HTTP benchmark (``bench/http.py``: the six scenarios against the running
+   service and baselines A, B and C).
+
+``--quick`` is a smoke run of both (about a minute, prints only). ``--only`` takes
+``ledger`` and/or HTTP scenarios (``balance, earnings, settlement, webhook,
+webhook-dup, replay``). The exit status is the worst of the benchmarks': non-zero when
+a request failed or money was broken. Full runs rewrite ``bench/RESULTS.md``: the ledger
+benchmark the whole file, the HTTP benchmark its delimited section (kept across a
+ledger-only run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from bench import http, ledger
+
+LEDGER_SECONDS = "3"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run of every benchmark")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="ledger and/or HTTP scenarios: ledger, " + ", ".join(http.SCENARIOS),
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        default=None,
+        metavar="SECONDS",
+        help="passed to both: wait for other work on the machine to stop before each measurement",
+    )
+    parser.add_argument("--workers", default=None, help="uvicorn workers of the HTTP benchmark")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    chosen = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = chosen - {"ledger", *http.SCENARIOS}
+    if unknown:
+        parser.error(f"unknown: {', '.join(sorted(unknown))}")
+    scenarios = sorted(chosen & set(http.SCENARIOS), key=http.SCENARIOS.index)
+    run_ledger = not chosen or "ledger" in chosen
+    run_http = not chosen or bool(scenarios)
+
+    common = ["--wait-quiet", args.wait_quiet] if args.wait_quiet else []
+    status = 0
+    if run_ledger:
+        kept = None if run_http or args.quick else _http_section()
+        ledger_args = ["--quick"] if args.quick else ["--seconds", LEDGER_SECONDS]
+        status = max(status, ledger.main([*ledger_args, *common], "bench.ledger"))
+        if kept:
+            http.write_section(http.DEFAULT_RESULTS, kept)
+    if run_http:
+        http_args = ["--quick"] if args.quick else []
+        if scenarios:
+            http_args += ["--only", ",".join(scenarios)]
+        if args.workers:
+            http_args += ["--workers", args.workers]
+        status = max(status, http.main([*http_args, *common], "bench.http"))
+    return status
+
+
+def _http_section() -> str | None:
+    """The HTTP section of RESULTS.md, which a ledger-only run would otherwise drop."""
+    path = http.DEFAULT_RESULTS
+    if not path.exists():
+        return None
+    text = path.read_text()
+    if http.SECTION_START not in text or http.SECTION_END not in text:
+        return None
+    return text.split(http.SECTION_START, 1)[1].split(http.SECTION_END, 1)[0]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
