@@ -1,4 +1,9 @@
-"""Request-scoped dependencies, exposed as ``Annotated`` aliases ending in ``Dep``."""
+"""Request-scoped dependencies, exposed as ``Annotated`` aliases ending in ``Dep``.
+
+Every dependency here (and in the routers) is ``async def``, even when it awaits
+nothing: FastAPI runs a plain ``def`` dependency in a worker thread, and those hops were
+a measurable share of a balance read's CPU (bench/RESULTS.md).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.resources
     return state
 
@@ -27,7 +32,7 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_app_settings(state: StateDep) -> Settings:
+async def get_app_settings(state: StateDep) -> Settings:
     return state.settings
 
 
@@ -44,7 +49,7 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def get_stripe(state: StateDep) -> StripeGateway:
+async def get_stripe(state: StateDep) -> StripeGateway:
     return state.stripe
 
 
@@ -53,7 +58,7 @@ StripeDep = Annotated[StripeGateway, Depends(get_stripe)]
 _bearer = HTTPBearer(auto_error=False, description="JWT issued by the platform's auth.")
 
 
-def get_principal(
+async def get_principal(
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:

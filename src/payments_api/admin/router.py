@@ -21,7 +21,9 @@ from payments_api.problems import problem_responses
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
 
-def get_admin_service(request: Request, session: SessionDep, admin: AdminUser) -> AdminService:
+async def get_admin_service(
+    request: Request, session: SessionDep, admin: AdminUser
+) -> AdminService:
     return AdminService(session, actor=admin, request_id=getattr(request.state, "request_id", None))
 
 

@@ -39,7 +39,7 @@ class IdempotencyKeyInUse(ProblemError):
     title = "A request with this Idempotency-Key is still being processed"
 
 
-def require_idempotency_key(
+async def require_idempotency_key(
     idempotency_key: Annotated[
         str | None,
         Header(

@@ -29,7 +29,7 @@ TAGS: list[str | Enum] = ["payout-account"]
 PayeeUser = Annotated[User, Depends(require_role(PAYEE_ROLE))]
 
 
-def get_connect_service(
+async def get_connect_service(
     session: SessionDep, stripe: StripeDep, settings: SettingsDep
 ) -> ConnectService:
     return ConnectService(session, stripe, settings)

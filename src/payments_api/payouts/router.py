@@ -15,7 +15,7 @@ from payments_api.problems import Forbidden, problem_responses
 router = APIRouter(tags=["payouts"])
 
 
-def payee(principal: PrincipalDep) -> Principal:
+async def payee(principal: PrincipalDep) -> Principal:
     if not principal.has_role("payee"):
         raise Forbidden("Payouts need the payee role.")
     return principal
@@ -24,7 +24,7 @@ def payee(principal: PrincipalDep) -> Principal:
 PayeeDep = Annotated[Principal, Depends(payee)]
 
 
-def get_payout_service(state: StateDep) -> PayoutService:
+async def get_payout_service(state: StateDep) -> PayoutService:
     # No request-wide transaction: the withdrawal is committed before Stripe is called.
     return PayoutService(state.sessionmaker, state.stripe, state.settings)
 

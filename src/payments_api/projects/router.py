@@ -53,11 +53,11 @@ SessionStatusQuery = Annotated[
 ]
 
 
-def get_project_service(session: SessionDep) -> ProjectService:
+async def get_project_service(session: SessionDep) -> ProjectService:
     return ProjectService(session)
 
 
-def get_wallet_service(state: StateDep) -> ProjectWalletService:
+async def get_wallet_service(state: StateDep) -> ProjectWalletService:
     # No request-wide transaction: the wallet reads the database, closes its
     # transaction, then asks Stripe for the balance.
     return ProjectWalletService(state.sessionmaker, state.stripe)

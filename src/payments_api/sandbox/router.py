@@ -24,7 +24,7 @@ from payments_api.sandbox.wiring import sandbox_enabled
 log = logging.getLogger(__name__)
 
 
-def require_sandbox(request: Request) -> None:
+async def require_sandbox(request: Request) -> None:
     """Sandbox routes do not exist when a real Stripe key is configured."""
     if not sandbox_enabled(request.app.state.settings):
         raise HTTPException(status_code=404)

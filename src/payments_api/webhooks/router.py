@@ -24,7 +24,7 @@ _EVENT_BODY: dict[str, Any] = {
 }
 
 
-def get_webhook_service(state: StateDep) -> WebhookService:
+async def get_webhook_service(state: StateDep) -> WebhookService:
     return WebhookService(state.sessionmaker, state.stripe, state.settings)
 
 
