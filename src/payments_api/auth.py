@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -41,7 +42,21 @@ class InvalidToken(Unauthorized):
 
 
 class TokenVerifier:
-    def __init__(self, settings: Settings) -> None:
+    """Verifies bearer tokens; remembers the ones it verified until they expire.
+
+    Apps send the same token with every request until it expires, and a verification
+    (header parsing, signature, claims) was a visible share of a short request's CPU,
+    paid twice per write (the idempotency layer and the route). Only tokens that passed
+    every check are remembered, keyed by the whole token string, so nothing unverified
+    can be served from the cache; an entry is dropped once ``exp`` (plus the configured
+    leeway) has passed, never later than a fresh verification would start refusing it.
+    """
+
+    CACHE_SIZE = 4096
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._verified: dict[str, tuple[Principal, float]] = {}
         self._algorithms = list(settings.jwt_algorithms)
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
@@ -60,6 +75,21 @@ class TokenVerifier:
         return key
 
     def verify(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, valid_until = cached
+            if self._clock() < valid_until:
+                return principal
+            del self._verified[token]
+        principal, expires_at = self._verify(token)
+        if len(self._verified) >= self.CACHE_SIZE:
+            # Forget the oldest entry (dicts keep insertion order).
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (principal, expires_at + self._leeway)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
+        """Full verification: the principal and the token's ``exp``."""
         try:
             header = jwt.get_unverified_header(token)
         except JOSEError as exc:
@@ -84,7 +114,8 @@ class TokenVerifier:
             )
         except JOSEError as exc:
             raise InvalidToken("Token signature or claims are invalid.") from exc
-        return principal_from_claims(claims)
+        # ``exp`` is required and was checked to be a number by the decode above.
+        return principal_from_claims(claims), float(claims["exp"])
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
