@@ -4,6 +4,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.ledger.kinds import AccountKind
+from payments_api.users.models import User
 from tests.factories import create_user, fund
 from tests.helpers import auth
 
@@ -37,6 +38,40 @@ class TestBalanceRouter:
 
     async def test_requires_auth(self, client: httpx.AsyncClient) -> None:
         assert (await client.get("/api/v1/me/balance")).status_code == 401
+
+    async def test_first_sight_provisions_the_user_like_every_route(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        headers = auth("bal-new", ["payee", "customer"], email="new@example.com")
+        response = await client.get("/api/v1/me/balance", headers=headers)
+        assert response.status_code == 200
+        user = await session.get(User, "bal-new")
+        assert user is not None
+        assert (user.roles, user.email) == (["customer", "payee"], "new@example.com")
+
+    async def test_changed_roles_in_the_token_refresh_the_user(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        await create_user(session, id="bal-roles", roles=["customer"])
+        await client.get("/api/v1/me/balance", headers=auth("bal-roles", ["customer", "payee"]))
+        session.expire_all()
+        user = await session.get(User, "bal-roles")
+        assert user is not None
+        assert user.roles == ["customer", "payee"]
+
+    async def test_frozen_flag_and_balances_come_from_one_read(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        user = await create_user(session, id="bal-frozen", frozen=True)
+        await fund(session, user.id, 700, "eur")
+        response = await client.get("/api/v1/me/balance", headers=auth("bal-frozen"))
+        assert response.json() == {
+            "object": "balance",
+            "balances": [
+                {"currency": "eur", "available": 700, "escrow": 0, "withdrawing": 0, "pending": 0}
+            ],
+            "frozen": True,
+        }
 
 
 class TestLedgerRouter:

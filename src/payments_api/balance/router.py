@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from payments_api.balance.schemas import BalanceRead, LedgerEntryList
 from payments_api.balance.service import BalanceService
-from payments_api.deps import CurrentUser, SessionDep
+from payments_api.deps import CurrentUser, PrincipalDep, SessionDep
 from payments_api.kit.pagination import Limit
 from payments_api.money import Currency
 from payments_api.problems import problem_responses
@@ -20,8 +20,8 @@ router = APIRouter(prefix="/api/v1/me", tags=["balance"])
     operation_id="getBalance",
     responses=problem_responses(401),
 )
-async def get_balance(user: CurrentUser, session: SessionDep) -> BalanceRead:
-    return await BalanceService(session).balance(user)
+async def get_balance(principal: PrincipalDep, session: SessionDep) -> BalanceRead:
+    return await BalanceService(session).balance(principal)
 
 
 @router.get(

@@ -4,6 +4,8 @@ from collections import defaultdict
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.auth import Principal
+from payments_api.balance.repository import BalanceRepository
 from payments_api.balance.schemas import (
     BalanceRead,
     CurrencyBalance,
@@ -14,8 +16,8 @@ from payments_api.kit.pagination import parse_cursor, public_id
 from payments_api.ledger.kinds import AccountKind
 from payments_api.ledger.repository import LedgerRepository
 from payments_api.money import normalize_currency
-from payments_api.orders.repository import OrderRepository
 from payments_api.users.models import User
+from payments_api.users.repository import UserRepository, matches_principal
 
 ENTRY_PREFIX = "le"
 TRANSACTION_PREFIX = "ltx"
@@ -25,15 +27,26 @@ class BalanceService:
     """Read side of the ledger for one user."""
 
     def __init__(self, session: AsyncSession) -> None:
+        self.session = session
         self.repository = LedgerRepository(session)
-        self.orders = OrderRepository(session)
+        self.balances = BalanceRepository(session)
 
-    async def balance(self, user: User) -> BalanceRead:
+    async def balance(self, principal: Principal) -> BalanceRead:
+        """The caller's balances per currency, read in one statement with their user row.
+
+        The user row stands in for ``CurrentUser``: when it is missing (first sight) or
+        the token's roles or email changed, the user is provisioned as on every other
+        route, and the read runs again.
+        """
+        snapshot = await self.balances.snapshot(principal.sub)
+        if snapshot is None or not matches_principal(snapshot.roles, snapshot.email, principal):
+            await UserRepository(self.session).upsert_from_principal(principal)
+            snapshot = await self.balances.snapshot(principal.sub)
+            if snapshot is None:  # pragma: no cover - the upsert just wrote the row
+                raise RuntimeError(f"user {principal.sub} vanished after provisioning")
         amounts: dict[str, dict[str, int]] = defaultdict(dict)
-        for currency, kind, balance in await self.repository.user_balances(user.id):
-            amounts[currency][kind] = balance
-        for currency, pending in (await self.orders.pending_amounts(user.id)).items():
-            amounts[currency]["pending"] = pending
+        for currency, kind, amount in snapshot.amounts:
+            amounts[currency][kind] = amount
         balances = [
             CurrencyBalance(
                 currency=currency,
@@ -45,7 +58,7 @@ class BalanceService:
             for currency, kinds in sorted(amounts.items())
             if any(kinds.values())
         ]
-        return BalanceRead(balances=balances, frozen=user.frozen)
+        return BalanceRead(balances=balances, frozen=snapshot.frozen)
 
     async def entries(
         self,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.orders.models import DiscountCode, Order, Price
@@ -70,21 +70,6 @@ class OrderRepository:
         if before_id is not None:
             stmt = stmt.where(Order.id < before_id)
         return list((await self.session.scalars(stmt.limit(limit))).all())
-
-    async def pending_amounts(self, user_id: str) -> dict[str, int]:
-        """Wallet pay-ins started at Stripe and not yet confirmed, per currency."""
-        rows = await self.session.execute(
-            select(Order.currency, func.sum(Order.amount))
-            .where(
-                Order.user_id == user_id,
-                Order.status == "pending",
-                Order.purpose == "topup",
-                (Order.stripe_checkout_session_id.is_not(None))
-                | (Order.stripe_payment_intent_id.is_not(None)),
-            )
-            .group_by(Order.currency)
-        )
-        return {currency: int(total) for currency, total in rows.all()}
 
 
 class CatalogRepository:

@@ -8,6 +8,11 @@ from payments_api.auth import Principal
 from payments_api.users.models import User
 
 
+def matches_principal(roles: list[str], email: str | None, principal: Principal) -> bool:
+    """The stored roles and email are what the token says (no refresh needed)."""
+    return roles == sorted(principal.roles) and email == principal.email
+
+
 class UserRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -27,7 +32,7 @@ class UserRepository:
         """
         roles = sorted(principal.roles)
         existing = await self.get(principal.sub)
-        if existing is not None and existing.roles == roles and existing.email == principal.email:
+        if existing is not None and matches_principal(existing.roles, existing.email, principal):
             # The common case writes nothing and takes no row lock, so a request that
             # later updates its own user row from another transaction cannot block.
             return existing
