@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import TextClause, text
-from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.db import RawStatement, driver_connection
 from payments_api.ledger.kinds import PLATFORM_KINDS, PLATFORM_SHARDS, AccountKind
 
 # --- statements (module constants so the benchmark baseline can run the same SQL) ---
@@ -113,25 +113,6 @@ SELECT_TRANSACTION_BY_CAUSE = text(_SELECT_TRANSACTION + "WHERE t.cause_key = :v
 SET_ALLOW_NEGATIVE = text("SELECT set_config('payments.allow_negative_available', :value, true)")
 
 
-_ASYNCPG = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
-
-
-@dataclass(frozen=True, slots=True)
-class RawStatement:
-    """A statement compiled for asyncpg: ``$n`` placeholders and their names in order."""
-
-    sql: str
-    params: tuple[str, ...]
-
-    @classmethod
-    def of(cls, clause: TextClause) -> RawStatement:
-        compiled = clause.compile(dialect=_ASYNCPG)
-        return cls(compiled.string, tuple(compiled.positiontup or ()))
-
-    def args(self, values: dict[str, Any]) -> list[Any]:
-        return [values[name] for name in self.params]
-
-
 RAW_INSERT_TRANSACTION = RawStatement.of(INSERT_TRANSACTION)
 RAW_SELECT_ACCOUNTS = RawStatement.of(SELECT_ACCOUNTS)
 RAW_PICK_FREE_SHARD = RawStatement.of(PICK_FREE_SHARD)
@@ -193,22 +174,8 @@ class LedgerRepository:
         return await self.driver()
 
     async def driver(self) -> Any:
-        """The asyncpg connection under the session's current transaction.
-
-        SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement it
-        runs itself; when the ledger's statement is the first of the transaction, BEGIN
-        is sent here the same way, or the statement would run in autocommit.
-        """
-        connection = await self.session.connection()
-        raw = await connection.get_raw_connection()
-        adapted = raw.dbapi_connection
-        if getattr(adapted, "_transaction", True) is None:
-            await adapted._start_transaction()  # type: ignore[union-attr]
-        driver = raw.driver_connection
-        if driver is None or not driver.is_in_transaction():  # pragma: no cover - fallback
-            await connection.exec_driver_sql("SELECT 1")
-            driver = raw.driver_connection
-        return driver
+        """The asyncpg connection under the session's current transaction."""
+        return await driver_connection(self.session)
 
     async def insert_transaction(self, values: dict[str, Any]) -> tuple[int, datetime] | None:
         driver = await self._driver()
