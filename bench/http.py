@@ -700,6 +700,39 @@ MONEY_CHECKS: tuple[tuple[str, str], ...] = (
                     - (SELECT count(*) FROM escrows WHERE status = 'completed'))""",
     ),
     (
+        "earnings rollups and totals = the sums and counts of their entries",
+        """SELECT (SELECT count(*) FROM (
+                       (SELECT payee_id, bucket_start, currency, project_id, amount, entries
+                        FROM earnings_rollups
+                        EXCEPT ALL
+                        SELECT payee_id, date_bin(interval '15 minutes', earned_at,
+                                                  TIMESTAMPTZ '2000-01-01 00:00:00+00'),
+                               currency, coalesce(project_id, ''), sum(amount), count(*)
+                        FROM earnings GROUP BY 1, 2, 3, 4)
+                       UNION ALL
+                       (SELECT payee_id, date_bin(interval '15 minutes', earned_at,
+                                                  TIMESTAMPTZ '2000-01-01 00:00:00+00'),
+                               currency, coalesce(project_id, ''), sum(amount), count(*)
+                        FROM earnings GROUP BY 1, 2, 3, 4
+                        EXCEPT ALL
+                        SELECT payee_id, bucket_start, currency, project_id, amount, entries
+                        FROM earnings_rollups)) x)
+                + (SELECT count(*) FROM (
+                       (SELECT payee_id, currency, project_id, amount, entries
+                        FROM earnings_totals
+                        EXCEPT ALL
+                        SELECT payee_id, currency, coalesce(project_id, ''), sum(amount),
+                               count(*)
+                        FROM earnings GROUP BY 1, 2, 3)
+                       UNION ALL
+                       (SELECT payee_id, currency, coalesce(project_id, ''), sum(amount),
+                               count(*)
+                        FROM earnings GROUP BY 1, 2, 3
+                        EXCEPT ALL
+                        SELECT payee_id, currency, project_id, amount, entries
+                        FROM earnings_totals)) y)""",
+    ),
+    (
         "every top-up user's available = their succeeded orders (no double credit)",
         """SELECT count(*) FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id
            WHERE a.owner_user_id LIKE 'w%' AND a.kind = 'available'

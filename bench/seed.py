@@ -33,6 +33,8 @@ SEEDED_TABLES = (
     "ledger_transactions",
     "ledger_postings",
     "earnings",
+    "earnings_rollups",
+    "earnings_totals",
     "orders",
     "escrows",
     "idempotency_keys",
@@ -190,6 +192,25 @@ async def _seed(connection: Any, sizes: w.Sizes) -> dict[str, Any]:
         w.EARNINGS_PAYEE,
         w.CURRENCY,
         sizes.earnings_rows,
+    )
+    # The summary's rollups of those entries, as the earnings_rollup trigger keeps them
+    # (15-minute UTC buckets and all-time totals; no project is project_id ''). The
+    # trigger is off while seeding as a superuser; rebuilt from scratch either way.
+    await connection.execute("DELETE FROM earnings_rollups")
+    await connection.execute("DELETE FROM earnings_totals")
+    await connection.execute(
+        """INSERT INTO earnings_rollups (payee_id, bucket_start, currency, project_id,
+                                         amount, entries)
+           SELECT payee_id,
+                  date_bin(interval '15 minutes', earned_at,
+                           TIMESTAMPTZ '2000-01-01 00:00:00+00'),
+                  currency, coalesce(project_id, ''), sum(amount), count(*)
+           FROM earnings GROUP BY 1, 2, 3, 4"""
+    )
+    await connection.execute(
+        """INSERT INTO earnings_totals (payee_id, currency, project_id, amount, entries)
+           SELECT payee_id, currency, coalesce(project_id, ''), sum(amount), count(*)
+           FROM earnings GROUP BY 1, 2, 3"""
     )
     # Pending top-up orders awaiting their payment_intent.succeeded.
     await connection.execute(

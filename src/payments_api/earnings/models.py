@@ -62,3 +62,63 @@ class Earning(TimestampMixin, Base):
         BigInteger, ForeignKey("ledger_transactions.id")
     )
     """The ledger transaction that credited the payee, when it went through the ledger."""
+
+
+ROLLUP_BUCKET_MINUTES = 15
+"""Width of an ``earnings_rollups`` bucket. Every IANA zone in use today has a UTC offset
+that is a whole multiple of 15 minutes, so a local midnight is a bucket boundary."""
+ROLLUP_BUCKET_ORIGIN = "2000-01-01 00:00:00+00"
+"""Buckets are aligned on UTC (``date_bin`` origin)."""
+NO_PROJECT = ""
+"""``project_id`` of a rollup of entries without a project (the key must be NOT NULL).
+An entry whose project id is the empty string shares it; the summary filtered on
+``project_id=''`` is therefore computed from the entries themselves."""
+
+_BUCKET_ALIGNED = (
+    f"date_bin('{ROLLUP_BUCKET_MINUTES} minutes', bucket_start, "
+    f"TIMESTAMPTZ '{ROLLUP_BUCKET_ORIGIN}') = bucket_start"
+)
+
+
+class EarningsRollup(Base):
+    """The sum and count of a payee's entries per currency and project in one 15-minute
+    UTC bucket of ``earned_at``: the summary's windows read these instead of the entries.
+
+    Kept by the ``earnings_rollup`` trigger on ``earnings`` (migration
+    ``0011_earnings_rollups``) in the transaction that writes the entry, whatever wrote it.
+    """
+
+    __tablename__ = "earnings_rollups"
+    __table_args__ = (
+        CheckConstraint(_BUCKET_ALIGNED, name="bucket_aligned"),
+        CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency"),
+        CheckConstraint("amount >= 0", name="amount_nonnegative"),
+        CheckConstraint("entries > 0", name="entries_positive"),
+    )
+
+    # Primary key order: the summary reads one payee's buckets in a time range, across
+    # (or filtered to) currencies and projects.
+    payee_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"), primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    entries: Mapped[int] = mapped_column(BigInteger)
+
+
+class EarningsTotal(Base):
+    """All-time sum and count of a payee's entries per currency and project (so
+    ``all_time`` does not add up years of buckets). Kept by the same trigger."""
+
+    __tablename__ = "earnings_totals"
+    __table_args__ = (
+        CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency"),
+        CheckConstraint("amount >= 0", name="amount_nonnegative"),
+        CheckConstraint("entries > 0", name="entries_positive"),
+    )
+
+    payee_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    entries: Mapped[int] = mapped_column(BigInteger)

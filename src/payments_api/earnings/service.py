@@ -4,7 +4,8 @@ Entries hold only the payee's take. The summary windows are calendar days of a t
 zone (``tz``, default ``PAYMENTS_EARNINGS_DEFAULT_TIMEZONE``): "today" starts at local
 midnight, "last 7 days" at local midnight six days before today, "last 30 days" at
 local midnight 29 days before today; all three end at the next local midnight. The
-sums are computed by PostgreSQL.
+sums are read from rollups written with each entry (15-minute UTC buckets and all-time
+totals, see ``EarningsRepository``), exact for any zone: docs/escrow.md.
 """
 
 from __future__ import annotations
