@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from payments_api.idempotency.models import IdempotencyKey, IdempotencyStatus
+from payments_api.idempotency.repository import IdempotencyRepository
 from payments_api.idempotency.service import (
     Claimed,
     IdempotencyService,
@@ -121,6 +124,44 @@ class TestClaim:
         replay = await service.claim(_request(key="k-stale"))
         assert isinstance(replay, Replay)
         assert replay.response.body == b"fresh"
+
+    async def test_twin_committed_while_the_claim_waited_is_read_again(
+        self, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The claim's single statement reads an existing row with its own snapshot, so
+        a twin that commits while the insert waits on the unique index is invisible to
+        it: the claim must read the key again rather than retry or claim it."""
+        request = _request(user_id=f"u-twin-{uuid.uuid4().hex[:8]}", key="k-twin")
+        reads = 0
+        original_get = IdempotencyRepository.get
+
+        async def counting_get(self: IdempotencyRepository, user_id: str, key: str) -> Any:
+            nonlocal reads
+            reads += 1
+            return await original_get(self, user_id, key)
+
+        monkeypatch.setattr(IdempotencyRepository, "get", counting_get)
+        try:
+            async with AsyncSession(engine) as first, AsyncSession(engine) as second:
+                await first.execute(text("SELECT 1"))  # BEGIN: the twin's insert stays open
+                winner = await IdempotencyService(first, lease=LEASE, retention=RETENTION).claim(
+                    request
+                )
+                assert isinstance(winner, Claimed)
+                waiting = asyncio.create_task(
+                    IdempotencyService(second, lease=LEASE, retention=RETENTION).claim(request)
+                )
+                await asyncio.sleep(0.3)
+                assert not waiting.done()  # blocked on the uncommitted twin
+                await first.commit()
+                loser = await asyncio.wait_for(waiting, timeout=10)
+            assert isinstance(loser, KeyInUse)
+            assert reads == 1
+        finally:
+            async with AsyncSession(engine) as cleanup, cleanup.begin():
+                await cleanup.execute(
+                    delete(IdempotencyKey).where(IdempotencyKey.user_id == request.user_id)
+                )
 
 
 async def _row(

@@ -116,11 +116,12 @@ class IdempotencyService:
         """Claim ``request.key`` for this request, or say why not.
 
         Writes the in-flight row (or takes over an abandoned or expired one); the
-        caller must commit before running the request, so that concurrent twins see it.
+        caller must commit before running the request, so that concurrent twins see it
+        (on a session that has not begun a transaction, each statement commits itself).
         """
         lease_token = uuid.uuid4()
         for _ in range(_CLAIM_ATTEMPTS):
-            record_id = await self.repository.insert_in_flight(
+            claimed = await self.repository.claim(
                 user_id=request.user_id,
                 key=request.key,
                 fingerprint=request.fingerprint,
@@ -130,12 +131,14 @@ class IdempotencyService:
                 lease=self.lease,
                 retention=self.retention,
             )
-            if record_id is not None:
-                return Claimed(record_id, lease_token)
-            found = await self.repository.get(request.user_id, request.key)
-            if found is None:  # released or pruned since the insert: try again
+            if claimed.inserted_id is not None:
+                return Claimed(claimed.inserted_id, lease_token)
+            # Not inserted, and the row was not visible to the insert's snapshot when a
+            # twin committed it while the insert waited: read it again.
+            row = claimed.existing or await self.repository.get(request.user_id, request.key)
+            if row is None:  # released or pruned since the insert: try again
                 continue
-            row, now = found
+            now = row.now
             if row.expires_at <= now:
                 if await self.repository.recycle_expired(
                     row.id,
