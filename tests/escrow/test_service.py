@@ -3,13 +3,15 @@ money of every path."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.earnings.models import Earning
 from payments_api.escrow.errors import EscrowInvalidTransition, EscrowNotFound
-from payments_api.escrow.models import EscrowFunding, EscrowStatus
+from payments_api.escrow.models import Escrow, EscrowFunding, EscrowStatus
 from payments_api.escrow.schemas import EscrowCreate
 from payments_api.escrow.service import EscrowService, FundingOutcome
 from payments_api.kit.idempotency import IdempotencyKeyReused
@@ -20,6 +22,7 @@ from tests.escrow.helpers import balance, fees, parties, written
 from tests.factories import fund, ledger_invariants
 
 AVAILABLE, ESCROW, STRIPE = AccountKind.available, AccountKind.escrow, AccountKind.stripe_balance
+NOON = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def _offer(payee_id: str, amount: int = 10_000, currency: str = "usd") -> EscrowCreate:
@@ -206,3 +209,57 @@ class TestZeroParts:
         assert earning is not None
         assert earning.amount == 0
         assert await ledger_invariants(session) == []
+
+
+class TestSessionCoherence:
+    """Accept and complete are single UPDATE ... RETURNING statements outside the ORM's
+    unit of work: the escrow they return must still be the session's one instance."""
+
+    async def test_transitions_refresh_the_instance_the_session_holds(
+        self, session: AsyncSession, settings: Settings
+    ) -> None:
+        customer, payee = await parties(session)
+        await fund(session, customer.id, 10_500)
+        service = EscrowService(session, settings, now=lambda: NOON)
+        escrow, _ = await service.create(customer, _offer(payee.id), idempotency_key=None)
+        assert escrow in session
+
+        accepted = await service.accept(escrow.id, payee)
+        assert accepted.changed
+        assert accepted.escrow is escrow
+        assert escrow.status == EscrowStatus.accepted
+        assert escrow.accepted_at == NOON
+        assert escrow not in session.dirty
+
+        completed = await service.complete(escrow.id, customer)
+        assert completed.escrow is escrow
+        assert (escrow.status, escrow.completed_by) == (EscrowStatus.completed, customer.id)
+        # what the ORM reads back is what the statements wrote
+        stored = await session.scalar(
+            select(Escrow).where(Escrow.id == escrow.id).execution_options(populate_existing=True)
+        )
+        assert stored is escrow
+        assert escrow.status == EscrowStatus.completed
+        assert escrow.completed_at == NOON
+
+        again = await service.complete(escrow.id, customer)
+        assert not again.changed
+        assert again.escrow is escrow
+
+    async def test_a_transition_in_a_fresh_session_joins_it(
+        self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+    ) -> None:
+        async with sessionmaker() as first:
+            customer, payee = await parties(first)
+            await fund(first, customer.id, 10_500)
+            escrow, _ = await EscrowService(first, settings).create(
+                customer, _offer(payee.id), idempotency_key=None
+            )
+            await first.commit()
+        async with sessionmaker() as second:
+            result = await EscrowService(second, settings).accept(escrow.id, payee)
+            assert result.escrow in second
+            assert result.escrow is not escrow
+            assert result.escrow.status == EscrowStatus.accepted
+            assert result.escrow.hold_amount == escrow.hold_amount
+            assert not second.dirty

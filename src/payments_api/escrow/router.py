@@ -16,7 +16,9 @@ from payments_api.users.models import User
 router = APIRouter(tags=["escrow"])
 
 
-def get_escrow_service(session: SessionDep, settings: SettingsDep) -> EscrowService:
+async def get_escrow_service(session: SessionDep, settings: SettingsDep) -> EscrowService:
+    # async although it awaits nothing: FastAPI runs a plain ``def`` dependency in a
+    # worker thread, a hop that showed in the settlement profile (bench/RESULTS.md).
     return EscrowService(session, settings)
 
 

@@ -9,8 +9,10 @@ State machine (docs/escrow.md has the money table)::
     accepted --cancel--> cancelled
 
 Every transition runs in the caller's database transaction and first locks the escrow
-row (``SELECT ... FOR UPDATE``), so concurrent transitions of one escrow run one after
-the other and exactly one of them moves money. Each money movement is a ledger
+row, so concurrent transitions of one escrow run one after the other and exactly one of
+them moves money: an accept or complete by whoever may ask for it is one conditional
+``UPDATE ... WHERE status = ... RETURNING`` (the settlement path), anything else
+``SELECT ... FOR UPDATE`` and checks under the lock. Each money movement is a ledger
 transaction whose cause key is derived from the escrow id and the transition
 (``escrow:{id}:accept``), so even a repeated transition can never move money twice.
 Asking for the transition that already happened (a second "complete") is a no-op that
@@ -405,6 +407,12 @@ class EscrowService:
         reason: str | None = None,
         expected_status: EscrowStatus | None = None,
     ) -> TransitionResult:
+        if action is not EscrowAction.cancel:
+            fast = await self._transition_in_one_statement(escrow_id, actor, action)
+            if fast is not None:
+                return fast
+        # The locked way: cancels, and any accept or complete the one-statement update
+        # did not match, to say why (404, 403, 409) or that it already happened (no-op).
         escrow = await self.repository.get(escrow_id, for_update=True)
         if escrow is None or not self._visible(escrow, actor):
             raise EscrowNotFound(f"No escrow {public_id(ESCROW_PREFIX, escrow_id)}.")
@@ -444,6 +452,32 @@ class EscrowService:
         escrow.updated_at = now
         await self.session.flush()
         return TransitionResult(escrow, changed=True)
+
+    async def _transition_in_one_statement(
+        self, escrow_id: int, actor: User, action: EscrowAction
+    ) -> TransitionResult | None:
+        """Accept or complete with one conditional UPDATE (status, who may ask) instead
+        of a locked load plus a flush; None when it matched nothing.
+
+        The UPDATE takes the row lock the locked way takes, before any money moves, so
+        concurrent transitions of one escrow still run one after the other and only the
+        first matches. The escrow joins the session only once its money has moved, so a
+        failed posting leaves no transitioned escrow behind in the session.
+        """
+        now = self.now()
+        if action is EscrowAction.accept:
+            escrow = await self.repository.accept(escrow_id, actor_id=actor.id, now=now)
+            if escrow is None:
+                return None
+            await self._apply_accept(escrow)
+        else:
+            escrow = await self.repository.complete(
+                escrow_id, actor_id=actor.id, admin=is_admin(actor), now=now
+            )
+            if escrow is None:
+                return None
+            await self._apply_complete(escrow, now)
+        return TransitionResult(self.repository.attach(escrow), changed=True)
 
     async def _apply_accept(self, escrow: Escrow) -> None:
         await self._post(
