@@ -56,6 +56,34 @@ INSERT_ACCOUNT = text(
     """
 )
 
+# INSERT_TRANSACTION and SELECT_ACCOUNTS in one round trip, as ``post`` runs them (no
+# client decision in between): no row when the cause was applied before; otherwise one
+# row per account found (account columns NULL when none is). The accounts are read with
+# the statement's snapshot, as SELECT_ACCOUNTS right after would (one that is missing
+# is created and looked up again, also as before).
+INSERT_TRANSACTION_FIND_ACCOUNTS = text(
+    """
+    WITH inserted AS (
+        INSERT INTO ledger_transactions
+            (type, cause_type, cause_key, description, metadata, reverses_transaction_id)
+        VALUES (:type, :cause_type, :cause_key, :description, CAST(:metadata AS jsonb),
+                :reverses_transaction_id)
+        ON CONFLICT (cause_key) DO NOTHING
+        RETURNING id, created_at
+    )
+    SELECT inserted.id AS transaction_id, inserted.created_at,
+           a.id, a.owner_user_id, a.kind, a.currency, a.shard_count, a.may_go_negative
+    FROM inserted
+    LEFT JOIN (
+        unnest(CAST(:owners AS varchar[]), CAST(:kinds AS varchar[]),
+               CAST(:currencies AS varchar[])) AS r(owner, kind, currency)
+        JOIN ledger_accounts a
+          ON a.kind = r.kind AND a.currency = r.currency
+         AND ((r.owner = '' AND a.owner_user_id IS NULL) OR a.owner_user_id = r.owner)
+    ) ON true
+    """
+)
+
 # Take one shard row of a hot account without waiting: rows another transaction holds
 # are skipped, so concurrent settlements never queue on the platform's accounts.
 PICK_FREE_SHARD = text(
@@ -115,6 +143,7 @@ SET_ALLOW_NEGATIVE = text("SELECT set_config('payments.allow_negative_available'
 
 RAW_INSERT_TRANSACTION = RawStatement.of(INSERT_TRANSACTION)
 RAW_SELECT_ACCOUNTS = RawStatement.of(SELECT_ACCOUNTS)
+RAW_INSERT_TRANSACTION_FIND_ACCOUNTS = RawStatement.of(INSERT_TRANSACTION_FIND_ACCOUNTS)
 RAW_PICK_FREE_SHARD = RawStatement.of(PICK_FREE_SHARD)
 RAW_LOCK_BALANCES = RawStatement.of(LOCK_BALANCES)
 RAW_APPLY_DELTAS = RawStatement.of(APPLY_DELTAS)
@@ -183,6 +212,28 @@ class LedgerRepository:
             RAW_INSERT_TRANSACTION.sql, *RAW_INSERT_TRANSACTION.args(values)
         )
         return (int(row["id"]), row["created_at"]) if row else None
+
+    async def insert_transaction_finding_accounts(
+        self, values: dict[str, Any], keys: list[tuple[str, str, str]]
+    ) -> tuple[int, datetime, dict[tuple[str, str, str], AccountRow]] | None:
+        """:meth:`insert_transaction` and :meth:`find_accounts` of ``keys`` in one round
+        trip; None (nothing written) when the cause key exists already."""
+        driver = await self._driver()
+        rows = await driver.fetch(
+            RAW_INSERT_TRANSACTION_FIND_ACCOUNTS.sql,
+            *RAW_INSERT_TRANSACTION_FIND_ACCOUNTS.args(
+                {
+                    **values,
+                    "owners": [k[0] for k in keys],
+                    "kinds": [k[1] for k in keys],
+                    "currencies": [k[2] for k in keys],
+                }
+            ),
+        )
+        if not rows:
+            return None
+        found = [AccountRow(*row[2:]) for row in rows if row["id"] is not None]
+        return int(rows[0]["transaction_id"]), rows[0]["created_at"], {a.key: a for a in found}
 
     async def find_accounts(
         self, keys: list[tuple[str, str, str]]

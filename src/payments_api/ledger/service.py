@@ -147,7 +147,9 @@ class LedgerService:
             self.repository.bind(None)
 
     async def _post(self, new: NewTransaction, postings: list[PostingSpec]) -> PostResult:
-        inserted = await self.repository.insert_transaction(
+        keys = sorted({p.account.key for p in postings})
+        # The transaction row and the accounts' lookup share a round trip.
+        inserted = await self.repository.insert_transaction_finding_accounts(
             {
                 "type": new.type,
                 "cause_type": new.cause_type.value,
@@ -155,16 +157,17 @@ class LedgerService:
                 "description": new.description,
                 "metadata": json.dumps(dict(new.metadata), sort_keys=True, default=str),
                 "reverses_transaction_id": new.reverses_transaction_id,
-            }
+            },
+            keys,
         )
         if inserted is None:
             existing = await self.repository.get_transaction(cause_key=new.cause_key)
             if existing is None:  # pragma: no cover - the conflict guarantees the row
                 raise RuntimeError(f"cause {new.cause_key} conflicted but is missing")
             return PostResult(existing, replayed=True)
-        transaction_id, created_at = inserted
+        transaction_id, created_at, found = inserted
 
-        accounts = await self._resolve_accounts(p.account for p in postings)
+        accounts = await self._resolve_accounts(keys, found)
         per_account: dict[int, int] = defaultdict(int)
         for posting in postings:
             per_account[accounts[posting.account.key].id] += posting.amount
@@ -227,9 +230,13 @@ class LedgerService:
             return True
         return new.allow_negative_available and account.kind == AccountKind.available
 
-    async def _resolve_accounts(self, refs: Any) -> dict[tuple[str, str, str], AccountRow]:
-        keys = sorted({ref.key for ref in refs})
-        found = await self.repository.find_accounts(keys)
+    async def _resolve_accounts(
+        self,
+        keys: list[tuple[str, str, str]],
+        found: dict[tuple[str, str, str], AccountRow],
+    ) -> dict[tuple[str, str, str], AccountRow]:
+        """``found`` (the accounts of ``keys`` that exist) completed with the missing
+        ones, created here."""
         missing = [k for k in keys if k not in found]
         if missing:
             # Created in sorted order so concurrent first postings cannot deadlock on
