@@ -56,12 +56,15 @@ INSERT_ACCOUNT = text(
     """
 )
 
-# INSERT_TRANSACTION and SELECT_ACCOUNTS in one round trip, as ``post`` runs them (no
-# client decision in between): no row when the cause was applied before; otherwise one
-# row per account found (account columns NULL when none is). The accounts are read with
-# the statement's snapshot, as SELECT_ACCOUNTS right after would (one that is missing
-# is created and looked up again, also as before).
-INSERT_TRANSACTION_FIND_ACCOUNTS = text(
+# INSERT_TRANSACTION, SELECT_ACCOUNTS and LOCK_BALANCES in one round trip, as ``post``
+# runs them (no client decision in between): no row when the cause was applied before
+# (nothing locked); otherwise one row per account found (account columns NULL when none
+# is), with the balance of each single-shard one, locked in (account id, shard) order
+# as LOCK_BALANCES does. Only when every account named exists: otherwise nothing is
+# locked here and ``post`` creates the missing accounts, then locks them all in one
+# ordered statement as before, so the lock order stays global. The accounts are read
+# with the statement's snapshot, as SELECT_ACCOUNTS right after would.
+INSERT_TRANSACTION_LOCK_ACCOUNTS = text(
     """
     WITH inserted AS (
         INSERT INTO ledger_transactions
@@ -70,17 +73,30 @@ INSERT_TRANSACTION_FIND_ACCOUNTS = text(
                 :reverses_transaction_id)
         ON CONFLICT (cause_key) DO NOTHING
         RETURNING id, created_at
-    )
-    SELECT inserted.id AS transaction_id, inserted.created_at,
-           a.id, a.owner_user_id, a.kind, a.currency, a.shard_count, a.may_go_negative
-    FROM inserted
-    LEFT JOIN (
-        unnest(CAST(:owners AS varchar[]), CAST(:kinds AS varchar[]),
-               CAST(:currencies AS varchar[])) AS r(owner, kind, currency)
+    ),
+    accounts AS MATERIALIZED (
+        SELECT a.id, a.owner_user_id, a.kind, a.currency, a.shard_count, a.may_go_negative
+        FROM inserted,
+             unnest(CAST(:owners AS varchar[]), CAST(:kinds AS varchar[]),
+                    CAST(:currencies AS varchar[])) AS r(owner, kind, currency)
         JOIN ledger_accounts a
           ON a.kind = r.kind AND a.currency = r.currency
          AND ((r.owner = '' AND a.owner_user_id IS NULL) OR a.owner_user_id = r.owner)
-    ) ON true
+    ),
+    locked AS MATERIALIZED (
+        SELECT b.account_id, b.balance
+        FROM ledger_balances b
+        JOIN accounts a ON b.account_id = a.id AND a.shard_count = 1 AND b.shard = 0
+        WHERE (SELECT count(*) FROM accounts) = cardinality(CAST(:owners AS varchar[]))
+        ORDER BY b.account_id, b.shard
+        FOR UPDATE OF b
+    )
+    SELECT inserted.id AS transaction_id, inserted.created_at,
+           a.id, a.owner_user_id, a.kind, a.currency, a.shard_count, a.may_go_negative,
+           locked.balance
+    FROM inserted
+    LEFT JOIN accounts a ON true
+    LEFT JOIN locked ON locked.account_id = a.id
     """
 )
 
@@ -143,7 +159,7 @@ SET_ALLOW_NEGATIVE = text("SELECT set_config('payments.allow_negative_available'
 
 RAW_INSERT_TRANSACTION = RawStatement.of(INSERT_TRANSACTION)
 RAW_SELECT_ACCOUNTS = RawStatement.of(SELECT_ACCOUNTS)
-RAW_INSERT_TRANSACTION_FIND_ACCOUNTS = RawStatement.of(INSERT_TRANSACTION_FIND_ACCOUNTS)
+RAW_INSERT_TRANSACTION_LOCK_ACCOUNTS = RawStatement.of(INSERT_TRANSACTION_LOCK_ACCOUNTS)
 RAW_PICK_FREE_SHARD = RawStatement.of(PICK_FREE_SHARD)
 RAW_LOCK_BALANCES = RawStatement.of(LOCK_BALANCES)
 RAW_APPLY_DELTAS = RawStatement.of(APPLY_DELTAS)
@@ -187,6 +203,17 @@ class StoredTransaction:
     postings: tuple[StoredPosting, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class InsertedTransaction:
+    id: int
+    created_at: datetime
+    accounts: dict[tuple[str, str, str], AccountRow]
+    """The accounts named that exist."""
+    locked_balances: dict[tuple[int, int], int] | None
+    """(account id, 0) -> balance of every single-shard account, locked; None when some
+    account was missing and nothing was locked."""
+
+
 class LedgerRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -213,15 +240,16 @@ class LedgerRepository:
         )
         return (int(row["id"]), row["created_at"]) if row else None
 
-    async def insert_transaction_finding_accounts(
+    async def insert_transaction_locking_accounts(
         self, values: dict[str, Any], keys: list[tuple[str, str, str]]
-    ) -> tuple[int, datetime, dict[tuple[str, str, str], AccountRow]] | None:
-        """:meth:`insert_transaction` and :meth:`find_accounts` of ``keys`` in one round
-        trip; None (nothing written) when the cause key exists already."""
+    ) -> InsertedTransaction | None:
+        """:meth:`insert_transaction`, :meth:`find_accounts` of ``keys`` and, when they
+        all exist, :meth:`lock_balances` of the single-shard ones, in one round trip;
+        None (nothing written or locked) when the cause key exists already."""
         driver = await self._driver()
         rows = await driver.fetch(
-            RAW_INSERT_TRANSACTION_FIND_ACCOUNTS.sql,
-            *RAW_INSERT_TRANSACTION_FIND_ACCOUNTS.args(
+            RAW_INSERT_TRANSACTION_LOCK_ACCOUNTS.sql,
+            *RAW_INSERT_TRANSACTION_LOCK_ACCOUNTS.args(
                 {
                     **values,
                     "owners": [k[0] for k in keys],
@@ -232,8 +260,14 @@ class LedgerRepository:
         )
         if not rows:
             return None
-        found = [AccountRow(*row[2:]) for row in rows if row["id"] is not None]
-        return int(rows[0]["transaction_id"]), rows[0]["created_at"], {a.key: a for a in found}
+        found = [AccountRow(*row[2:8]) for row in rows if row["id"] is not None]
+        accounts = {a.key: a for a in found}
+        balances = None
+        if len(accounts) == len(keys):
+            balances = {(row["id"], 0): row["balance"] for row in rows if row["shard_count"] == 1}
+        return InsertedTransaction(
+            int(rows[0]["transaction_id"]), rows[0]["created_at"], accounts, balances
+        )
 
     async def find_accounts(
         self, keys: list[tuple[str, str, str]]

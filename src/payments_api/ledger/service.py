@@ -148,8 +148,9 @@ class LedgerService:
 
     async def _post(self, new: NewTransaction, postings: list[PostingSpec]) -> PostResult:
         keys = sorted({p.account.key for p in postings})
-        # The transaction row and the accounts' lookup share a round trip.
-        inserted = await self.repository.insert_transaction_finding_accounts(
+        # The transaction row, the accounts' lookup and the balances' locks share a
+        # round trip.
+        inserted = await self.repository.insert_transaction_locking_accounts(
             {
                 "type": new.type,
                 "cause_type": new.cause_type.value,
@@ -165,16 +166,19 @@ class LedgerService:
             if existing is None:  # pragma: no cover - the conflict guarantees the row
                 raise RuntimeError(f"cause {new.cause_key} conflicted but is missing")
             return PostResult(existing, replayed=True)
-        transaction_id, created_at, found = inserted
-
-        accounts = await self._resolve_accounts(keys, found)
+        transaction_id, created_at = inserted.id, inserted.created_at
+        current = inserted.locked_balances
+        accounts = inserted.accounts
+        if current is None:  # first posting to some account: create it, then lock
+            accounts = await self._resolve_accounts(keys, accounts)
         per_account: dict[int, int] = defaultdict(int)
         for posting in postings:
             per_account[accounts[posting.account.key].id] += posting.amount
         by_id = {a.id: a for a in accounts.values()}
 
         single = sorted(a for a in per_account if by_id[a].shard_count == 1)
-        current = await self.repository.lock_balances([(a, 0) for a in single])
+        if current is None:
+            current = await self.repository.lock_balances([(a, 0) for a in single])
         deltas: dict[tuple[int, int], int] = {}
         for account_id in single:
             account, delta = by_id[account_id], per_account[account_id]
