@@ -10,13 +10,19 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.earnings.models import Earning
-from payments_api.escrow.errors import EscrowInvalidTransition, EscrowNotFound
+from payments_api.escrow.errors import (
+    EscrowAmountTooLarge,
+    EscrowInvalidTransition,
+    EscrowNotFound,
+    PayeeNotFound,
+)
 from payments_api.escrow.models import Escrow, EscrowFunding, EscrowStatus
 from payments_api.escrow.schemas import EscrowCreate
 from payments_api.escrow.service import EscrowService, FundingOutcome
 from payments_api.kit.idempotency import IdempotencyKeyReused
 from payments_api.ledger.kinds import AccountKind
 from payments_api.ledger.models import LedgerTransaction
+from payments_api.money import MAX_MINOR_AMOUNT
 from payments_api.settings import Settings
 from tests.escrow.helpers import balance, fees, parties, written
 from tests.factories import fund, ledger_invariants
@@ -174,6 +180,35 @@ class TestCreate:
         assert not replayed
         assert theirs.id != first.id
         assert await balance(session, customer.id, AVAILABLE, "usd") == 30_000 - 10_500
+
+    async def test_the_payee_is_checked_before_the_amount_and_the_creation_key(
+        self, session: AsyncSession, settings: Settings
+    ) -> None:
+        """The insert checks the payee itself; the answers keep their old order."""
+        customer, payee = await parties(session)
+        await fund(session, customer.id, 10_500)
+        service = EscrowService(session, settings)
+        before = await written(session)
+        with pytest.raises(PayeeNotFound):
+            await service.create(customer, _offer("nobody-here"), idempotency_key="k1")
+        with pytest.raises(PayeeNotFound):  # not "amount too large"
+            await service.create(
+                customer, _offer("nobody-here", MAX_MINOR_AMOUNT), idempotency_key=None
+            )
+        with pytest.raises(EscrowAmountTooLarge):
+            await service.create(customer, _offer(payee.id, MAX_MINOR_AMOUNT), idempotency_key=None)
+        assert await written(session) == before
+
+        first, _ = await service.create(customer, _offer(payee.id), idempotency_key="k2")
+        payee.roles = ["customer"]  # the payee role was withdrawn since
+        await session.flush()
+        with pytest.raises(PayeeNotFound):  # not a replay of the first escrow
+            await service.create(customer, _offer(payee.id), idempotency_key="k2")
+        payee.roles = ["payee"]
+        await session.flush()
+        again, replayed = await service.create(customer, _offer(payee.id), idempotency_key="k2")
+        assert replayed
+        assert again is first
 
 
 class TestZeroParts:

@@ -11,10 +11,12 @@ and later ORM reads in the same session see one coherent object.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import configure_mappers, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_dict, manager_of_class, set_committed_value
@@ -49,11 +51,29 @@ INSERT_COLUMNS: tuple[str, ...] = (
     "funded_at",
 )
 
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _typed(name: str) -> str:
+    # INSERT ... SELECT does not type its parameters from the target columns as VALUES
+    # does: each is cast to its column's type, without a length (an explicit cast to
+    # varchar(n) would truncate silently; the assignment to the column still refuses
+    # an over-long value, as before).
+    type_ = re.sub(r"\(\d+\)", "", Escrow.__table__.c[name].type.compile(dialect=_PG))
+    return f"CAST(:{name} AS {type_})"
+
+
+# Only for an existing user holding the payee role, checked in the same statement (the
+# service tells the reasons for no row apart, on that rare path).
 INSERT = RawStatement.of(
     text(
         f"""
         INSERT INTO escrows ({", ".join(INSERT_COLUMNS)})
-        VALUES ({", ".join(f":{name}" for name in INSERT_COLUMNS)})
+        SELECT {", ".join(_typed(name) for name in INSERT_COLUMNS)}
+        WHERE EXISTS (
+            SELECT FROM users
+            WHERE users.id = CAST(:payee_id AS varchar) AND 'payee' = ANY(users.roles)
+        )
         ON CONFLICT (customer_id, creation_key) DO NOTHING
         RETURNING {_RETURNING}
         """  # noqa: S608 - constants only
@@ -97,7 +117,8 @@ class EscrowRepository:
         self.session = session
 
     async def insert(self, values: dict[str, Any]) -> Escrow | None:
-        """Insert an escrow; None when the customer already used this creation key."""
+        """Insert an escrow; None when the payee is not a user with the payee role, or
+        the customer already used this creation key."""
         driver = await driver_connection(self.session)
         row = await driver.fetchrow(INSERT.sql, *INSERT.args(values))
         return None if row is None else self.attach(self.detached(row))

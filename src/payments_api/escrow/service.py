@@ -190,16 +190,13 @@ class EscrowService:
         """
         if body.payee_id == customer.id:
             raise SelfOffer("You cannot offer a job to yourself.")
-        payee = await self.users.get(body.payee_id)
-        if payee is None or "payee" not in (payee.roles or []):
-            # Unknown users and users without the payee role get the same answer.
-            raise PayeeNotFound(f"No payee {body.payee_id!r}.", payee_id=body.payee_id)
         parts = split(
             body.amount,
             platform_fee_bps=self.settings.escrow_platform_fee_bps,
             service_fee_bps=self.settings.escrow_service_fee_bps,
         )
         if parts.hold > MAX_MINOR_AMOUNT:
+            await self._check_payee(body.payee_id)  # an unknown payee is still the 404
             raise EscrowAmountTooLarge(
                 f"The amount plus the platform fee ({parts.hold}) exceeds {MAX_MINOR_AMOUNT}."
             )
@@ -208,7 +205,7 @@ class EscrowService:
         escrow = await self.repository.insert(
             {
                 "customer_id": customer.id,
-                "payee_id": payee.id,
+                "payee_id": body.payee_id,
                 "status": (
                     EscrowStatus.created
                     if funding is EscrowFunding.wallet
@@ -234,7 +231,11 @@ class EscrowService:
             }
         )
         if escrow is None:
-            # Only a creation key can conflict: this customer used it before.
+            # The insert checked the payee itself (one round trip less): nothing was
+            # written for a payee that is unknown or lacks the role, or because this
+            # customer used the creation key before. The payee answer comes first, as
+            # when it was checked before inserting.
+            await self._check_payee(body.payee_id)
             existing = await self.repository.get_by_creation_key(customer.id, idempotency_key or "")
             if existing is None:  # pragma: no cover - the conflict guarantees the row
                 raise RuntimeError("escrow creation key conflicted but the row is missing")
@@ -252,6 +253,12 @@ class EscrowService:
                 ],
             )
         return escrow, False
+
+    async def _check_payee(self, payee_id: str) -> None:
+        payee = await self.users.get(payee_id)
+        if payee is None or "payee" not in (payee.roles or []):
+            # Unknown users and users without the payee role get the same answer.
+            raise PayeeNotFound(f"No payee {payee_id!r}.", payee_id=payee_id)
 
     async def fund_from_payment(
         self,
