@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from tests.db_setup import _recreate
 
 from bench import workload as w
-from payments_api.db import to_asyncpg_url
+from payments_api.db import RawStatement, to_asyncpg_url
 from payments_api.jobs.queue import install_queue_schema
 from payments_api.ledger import repository
 from payments_api.ledger.kinds import PLATFORM_SHARDS
@@ -70,7 +70,7 @@ async def spread_identities(connection: Any) -> None:
         )
 
 
-_INSERT_ACCOUNT = repository.RawStatement.of(repository.INSERT_ACCOUNT)
+_INSERT_ACCOUNT = RawStatement.of(repository.INSERT_ACCOUNT)
 
 
 async def seed(url: str, sizes: w.Sizes) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.earnings.models import EarningSource
 from payments_api.earnings.router import get_clock
 from payments_api.earnings.service import EarningsService, NewEarning
+from payments_api.users.models import User
 from tests.escrow.helpers import ESCROWS, headers, offer, parties
 from tests.factories import create_user, fund
 from tests.helpers import auth
@@ -211,6 +213,26 @@ class TestEarningsRouter:
 
     async def test_requires_auth(self, client: httpx.AsyncClient) -> None:
         assert (await client.get(EARNINGS)).status_code == 401
+
+    async def test_first_sight_and_changed_roles_provision_the_user(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        """The list reads the user row in its own statement: a caller never seen before
+        is provisioned (and sees nothing), and a token with new roles updates the row,
+        as CurrentUser does on every other route."""
+        sub = f"first-sight-{uuid.uuid4().hex[:8]}"
+        response = await client.get(EARNINGS, headers=auth(sub, PAYEE))
+        assert response.status_code == 200, response.text
+        assert (response.json()["data"], response.json()["summary"]) == ([], [])
+        user = await session.get(User, sub)
+        assert user is not None
+        assert user.roles == PAYEE
+        await _earn(session, sub, datetime(2026, 6, 15, 11, tzinfo=UTC), 42)
+        again = await client.get(EARNINGS, headers=auth(sub, ["customer", "payee"]))
+        assert again.status_code == 200
+        assert again.json()["summary"][0]["all_time"] == 42
+        await session.refresh(user)
+        assert user.roles == ["customer", "payee"]
 
 
 def _keys(value: Any) -> set[str]:

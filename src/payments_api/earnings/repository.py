@@ -1,40 +1,34 @@
+"""Earnings entries and their summary.
+
+The list route's read is one statement (:meth:`EarningsRepository.snapshot`): the
+caller's user row, the page of entries and the summary come back together on the
+session's asyncpg connection, outside a transaction (a statement is its own consistent
+snapshot), as the other hot reads do (``payments_api.db.RawStatement``). Its SQL is
+built once per shape of the request (which filters are set, how the windows fall on the
+rollup buckets) and reused.
+"""
+
+# The SQL below is put together from constant fragments only (every value is a bound
+# parameter), so string-built SQL is safe here.
+# ruff: noqa: S608
+
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    BindParameter,
-    ColumnElement,
-    DateTime,
-    Select,
-    String,
-    and_,
-    bindparam,
-    case,
-    cast,
-    func,
-    literal_column,
-    or_,
-    select,
-    tuple_,
-    union_all,
-)
+from sqlalchemy import BigInteger, ColumnElement, and_, cast, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
+from payments_api.db import RawStatement, driver_connection
 from payments_api.earnings.models import (
     NO_PROJECT,
     ROLLUP_BUCKET_MINUTES,
     ROLLUP_BUCKET_ORIGIN,
     Earning,
-    EarningsRollup,
-    EarningsTotal,
 )
 
 BUCKET = timedelta(minutes=ROLLUP_BUCKET_MINUTES)
@@ -83,6 +77,55 @@ class SummaryRow:
     all_time: int
 
 
+@dataclass(frozen=True, slots=True)
+class EarningRow:
+    """One entry as the list shows it."""
+
+    id: int
+    source_type: str
+    source_id: str
+    escrow_id: int | None
+    amount: int
+    currency: str
+    reference: str | None
+    project_id: str | None
+    session_id: str | None
+    earned_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """Which entries: newest first by (earned_at, id), after the entry ``after_id``."""
+
+    limit: int
+    after_id: int | None = None
+    currency: str | None = None
+    project_id: str | None = None
+    earned_from: datetime | None = None
+    earned_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """Starts of the summary windows; all three end at ``until``."""
+
+    today: datetime
+    last_7_days: datetime
+    last_30_days: datetime
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    roles: list[str] | None
+    """The user row's roles; None when the user row does not exist."""
+    email: str | None
+    cursor_found: bool
+    """``after_id`` is one of the payee's entries (True when no cursor was given)."""
+    rows: list[EarningRow]
+    summary: list[SummaryRow]
+
+
 class EarningsRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -103,52 +146,32 @@ class EarningsRepository:
         earning: Earning | None = await self.session.scalar(stmt)
         return earning
 
-    async def get(self, payee_id: str, earning_id: int) -> Earning | None:
-        earning: Earning | None = await self.session.scalar(
-            select(Earning).where(Earning.id == earning_id, Earning.payee_id == payee_id)
-        )
-        return earning
-
-    @staticmethod
-    def _filters(
-        payee_id: str, currency: str | None, project_id: str | None
-    ) -> list[ColumnElement[bool]]:
-        conditions = [Earning.payee_id == payee_id]
-        if currency is not None:
-            conditions.append(Earning.currency == currency)
-        if project_id is not None:
-            conditions.append(Earning.project_id == project_id)
-        return conditions
-
-    async def page(
+    async def snapshot(
         self,
         payee_id: str,
+        page: PageQuery,
+        windows: Windows,
         *,
-        limit: int,
-        after: Earning | None,
         currency: str | None,
         project_id: str | None,
-        earned_from: datetime | None,
-        earned_before: datetime | None,
-    ) -> list[Earning]:
-        """Newest first by (earned_at, id): keyset pagination that stays correct when
-        entries are recorded out of time order."""
-        conditions = self._filters(payee_id, currency, project_id)
-        if earned_from is not None:
-            conditions.append(Earning.earned_at >= earned_from)
-        if earned_before is not None:
-            conditions.append(Earning.earned_at < earned_before)
-        if after is not None:
-            conditions.append(
-                tuple_(Earning.earned_at, Earning.id) < tuple_(after.earned_at, after.id)
-            )
-        stmt = (
-            select(Earning)
-            .where(and_(*conditions))
-            .order_by(Earning.earned_at.desc(), Earning.id.desc())
-            .limit(limit)
+    ) -> Snapshot:
+        """The payee's user row, a page of their entries and the summary (filtered by
+        ``currency`` and ``project_id``), in one statement."""
+        page_shape, page_params = _page_params(page)
+        summary_shape, summary_params = _summary_params(windows, currency, project_id)
+        statement = _snapshot_statement(page_shape, summary_shape)
+        driver = await driver_connection(self.session, begin=False)
+        row = await driver.fetchrow(
+            statement.sql,
+            *statement.args({"payee_id": payee_id, **page_params, **summary_params}),
         )
-        return list((await self.session.scalars(stmt)).all())
+        return Snapshot(
+            roles=list(row["roles"]) if row["roles"] is not None else None,
+            email=row["email"],
+            cursor_found=row["cursor_found"],
+            rows=[EarningRow(*entry) for entry in row["page"]],
+            summary=[SummaryRow(*sums) for sums in row["summary"]],
+        )
 
     async def summary(
         self,
@@ -161,27 +184,20 @@ class EarningsRepository:
         currency: str | None,
         project_id: str | None,
     ) -> list[SummaryRow]:
-        """Per-currency sums over the windows from the rollups: ``all_time`` from
-        ``earnings_totals``, the windows from the 15-minute buckets they cover, and the
-        entries themselves only for window edges that are not bucket boundaries (a zone
-        offset that is not a multiple of 15 minutes, e.g. local mean time). One statement.
+        """Per-currency sums over the windows from the rollups (the summary part of
+        :meth:`snapshot` alone): ``all_time`` from ``earnings_totals``, the windows from
+        the 15-minute buckets they cover, and the entries themselves only for window
+        edges that are not bucket boundaries (a zone offset that is not a multiple of 15
+        minutes, e.g. local mean time).
 
         The filter ``project_id=''`` cannot be told apart from "no project" in the
-        rollups and is answered by :meth:`exact_summary`.
+        rollups and is summed from the entries.
         """
-        if project_id == NO_PROJECT:
-            return await self.exact_summary(
-                payee_id,
-                today=today,
-                last_7_days=last_7_days,
-                last_30_days=last_30_days,
-                until=until,
-                currency=currency,
-                project_id=project_id,
-            )
-        plans = [plan_window(start, until) for start in (today, last_7_days, last_30_days)]
-        shape, params = _summary_params(payee_id, plans, currency, project_id)
-        rows = await self.session.execute(_summary_statement(shape), params)
+        windows = Windows(today, last_7_days, last_30_days, until)
+        shape, params = _summary_params(windows, currency, project_id)
+        statement = _summary_statement(shape)
+        driver = await driver_connection(self.session, begin=False)
+        rows = await driver.fetch(statement.sql, *statement.args({"payee_id": payee_id, **params}))
         return [SummaryRow(*row) for row in rows]
 
     async def exact_summary(
@@ -196,13 +212,18 @@ class EarningsRepository:
         project_id: str | None,
     ) -> list[SummaryRow]:
         """Per-currency sums over the windows, computed by PostgreSQL in one pass over
-        the payee's entries (``sum(...) FILTER (WHERE ...)``): the definition the rollups
-        must reproduce (the tests compare both), and the answer for ``project_id=''``."""
+        the payee's entries (``sum(...) FILTER (WHERE ...)``), through the ORM: the
+        definition the rollups must reproduce (the tests compare both)."""
 
         def window(start: datetime) -> ColumnElement[int]:
             in_window = and_(Earning.earned_at >= start, Earning.earned_at < until)
             return cast(func.coalesce(func.sum(Earning.amount).filter(in_window), 0), BigInteger)
 
+        conditions = [Earning.payee_id == payee_id]
+        if currency is not None:
+            conditions.append(Earning.currency == currency)
+        if project_id is not None:
+            conditions.append(Earning.project_id == project_id)
         stmt = (
             select(
                 Earning.currency,
@@ -211,21 +232,97 @@ class EarningsRepository:
                 window(last_30_days),
                 cast(func.sum(Earning.amount), BigInteger),
             )
-            .where(and_(*self._filters(payee_id, currency, project_id)))
+            .where(*conditions)
             .group_by(Earning.currency)
             .order_by(Earning.currency)
         )
         return [SummaryRow(*row) for row in await self.session.execute(stmt)]
 
 
-Shape = tuple[bool, bool, tuple[tuple[bool, int], ...]]
-"""(currency filter?, project filter?, per window: whole buckets?, number of edges)."""
+# --- SQL, built once per shape ------------------------------------------------------
+
+PageShape = tuple[bool, bool, bool, bool, bool]
+"""(cursor?, currency?, project?, from?, before?)"""
+SummaryShape = tuple[bool, bool, tuple[tuple[bool, int], ...] | None]
+"""(currency filter?, project filter?, per window: (whole buckets?, number of edges); None
+for the exact sums over the entries)."""
+
+
+def _filters(alias: str, shape: tuple[bool, bool]) -> str:
+    has_currency, has_project = shape
+    conditions = [f"{alias}.payee_id = :payee_id"]
+    if has_currency:
+        conditions.append(f"{alias}.currency = :currency")
+    if has_project:
+        conditions.append(f"{alias}.project_id = :project_id")
+    return " AND ".join(conditions)
+
+
+def _page_params(page: PageQuery) -> tuple[PageShape, dict[str, Any]]:
+    shape = (
+        page.after_id is not None,
+        page.currency is not None,
+        page.project_id is not None,
+        page.earned_from is not None,
+        page.earned_before is not None,
+    )
+    params = {
+        "limit": page.limit,
+        "after_id": page.after_id,
+        "page_currency": page.currency,
+        "page_project_id": page.project_id,
+        "earned_from": page.earned_from,
+        "earned_before": page.earned_before,
+    }
+    return shape, params
+
+
+_ENTRY_COLUMNS = (
+    "e.id, e.source_type, e.source_id, e.escrow_id, e.amount, e.currency, e.reference, "
+    "e.project_id, e.session_id, e.earned_at"
+)
+_CURSOR = (
+    "SELECT c.earned_at, c.id FROM earnings c WHERE c.id = :after_id AND c.payee_id = :payee_id"
+)
+
+
+def _page_sql(shape: PageShape) -> str:
+    """Newest first by (earned_at, id): keyset pagination that stays correct when
+    entries are recorded out of time order (index ``(payee_id, earned_at, id)``)."""
+    has_after, has_currency, has_project, has_from, has_before = shape
+    conditions = ["e.payee_id = :payee_id"]
+    if has_currency:
+        conditions.append("e.currency = :page_currency")
+    if has_project:
+        conditions.append("e.project_id = :page_project_id")
+    if has_from:
+        conditions.append("e.earned_at >= :earned_from")
+    if has_before:
+        conditions.append("e.earned_at < :earned_before")
+    if has_after:
+        conditions.append(f"(e.earned_at, e.id) < ({_CURSOR})")
+    return (
+        f"SELECT {_ENTRY_COLUMNS} FROM earnings e WHERE {' AND '.join(conditions)}"
+        " ORDER BY e.earned_at DESC, e.id DESC LIMIT :limit"
+    )
 
 
 def _summary_params(
-    payee_id: str, plans: Sequence[WindowPlan], currency: str | None, project_id: str | None
-) -> tuple[Shape, dict[str, Any]]:
-    params: dict[str, Any] = {"payee_id": payee_id, "currency": currency, "project_id": project_id}
+    windows: Windows, currency: str | None, project_id: str | None
+) -> tuple[SummaryShape, dict[str, Any]]:
+    params: dict[str, Any] = {"currency": currency, "project_id": project_id}
+    filters = (currency is not None, project_id is not None)
+    if project_id == NO_PROJECT:
+        # Rolled up together with "no project": summed from the entries.
+        params.update(
+            today=windows.today,
+            last_7_days=windows.last_7_days,
+            last_30_days=windows.last_30_days,
+            until=windows.until,
+        )
+        return (*filters, None), params
+    starts = (windows.today, windows.last_7_days, windows.last_30_days)
+    plans = [plan_window(start, windows.until) for start in starts]
     ranges = [plan.buckets for plan in plans if plan.buckets is not None]
     if ranges:
         params["bmin"] = min(lo for lo, _ in ranges)
@@ -235,108 +332,82 @@ def _summary_params(
             params[f"b{i}_lo"], params[f"b{i}_hi"] = plan.buckets
         for j, (lo, hi) in enumerate(plan.edges):
             params[f"e{i}_{j}_lo"], params[f"e{i}_{j}_hi"] = lo, hi
-    shape = (
-        currency is not None,
-        project_id is not None,
-        tuple((plan.buckets is not None, len(plan.edges)) for plan in plans),
+    return (*filters, tuple((plan.buckets is not None, len(plan.edges)) for plan in plans)), params
+
+
+def _summary_sql(shape: SummaryShape) -> str:
+    """``currency, today, last_7_days, last_30_days, all_time`` per currency, ordered."""
+    has_currency, has_project, windows = shape
+    filters = (has_currency, has_project)
+    if windows is None:
+        in_window = "e.earned_at >= :{} AND e.earned_at < :until"
+        sums = ", ".join(
+            f"coalesce(sum(e.amount) FILTER (WHERE {in_window.format(start)}), 0)::bigint"
+            f" AS {start}"
+            for start in ("today", "last_7_days", "last_30_days")
+        )
+        return (
+            f"SELECT e.currency, {sums}, sum(e.amount)::bigint AS all_time FROM earnings e"
+            f" WHERE {_filters('e', filters)} GROUP BY e.currency ORDER BY e.currency"
+        )
+    parts = [
+        "SELECT t.currency, 0::bigint AS today, 0::bigint AS last_7_days,"
+        " 0::bigint AS last_30_days, t.amount AS all_time"
+        f" FROM earnings_totals t WHERE {_filters('t', filters)}"
+    ]
+    if any(has_buckets for has_buckets, _ in windows):
+        cases = ", ".join(
+            f"CASE WHEN r.bucket_start >= :b{i}_lo AND r.bucket_start < :b{i}_hi"
+            " THEN r.amount ELSE 0 END"
+            if has_buckets
+            else "0"
+            for i, (has_buckets, _) in enumerate(windows)
+        )
+        parts.append(
+            f"SELECT r.currency, {cases}, 0 FROM earnings_rollups r"
+            f" WHERE {_filters('r', filters)}"
+            " AND r.bucket_start >= :bmin AND r.bucket_start < :bmax"
+        )
+    edges = [
+        " OR ".join(
+            f"(e.earned_at >= :e{i}_{j}_lo AND e.earned_at < :e{i}_{j}_hi)" for j in range(count)
+        )
+        for i, (_, count) in enumerate(windows)
+    ]
+    if any(edges):
+        cases = ", ".join(
+            f"CASE WHEN {edge} THEN e.amount ELSE 0 END" if edge else "0" for edge in edges
+        )
+        wanted = " OR ".join(edge for edge in edges if edge)
+        parts.append(
+            f"SELECT e.currency, {cases}, 0 FROM earnings e"
+            f" WHERE {_filters('e', filters)} AND ({wanted})"
+        )
+    union = " UNION ALL ".join(parts)
+    return (
+        "SELECT s.currency, sum(s.today)::bigint AS today,"
+        " sum(s.last_7_days)::bigint AS last_7_days, sum(s.last_30_days)::bigint AS last_30_days,"
+        " sum(s.all_time)::bigint AS all_time"
+        f" FROM ({union}) s GROUP BY s.currency ORDER BY s.currency"
     )
-    return shape, params
 
 
 @lru_cache(maxsize=64)
-def _summary_statement(shape: Shape) -> Select[str, int, int, int, int]:
-    """``SELECT currency, sum(today), sum(7d), sum(30d), sum(all_time)`` over the union of
-    the totals, the covered buckets and (rarely) the edge entries; built once per shape
-    (building it costs more than running it), the instants are bound parameters."""
-    has_currency, has_project, windows = shape
-    zero = cast(literal_column("0"), BigInteger)
+def _summary_statement(shape: SummaryShape) -> RawStatement:
+    return RawStatement.of(text(_summary_sql(shape)))
 
-    def instant(name: str) -> BindParameter[datetime]:
-        return bindparam(name, type_=DateTime(timezone=True))
 
-    def within(column: InstrumentedAttribute[datetime], name: str) -> ColumnElement[bool]:
-        """``name_lo <= column < name_hi``"""
-        return and_(column >= instant(f"{name}_lo"), column < instant(f"{name}_hi"))
-
-    def filters(
-        payee: InstrumentedAttribute[str],
-        currency: InstrumentedAttribute[str],
-        project: InstrumentedAttribute[str] | InstrumentedAttribute[str | None],
-    ) -> list[ColumnElement[bool]]:
-        conditions = [payee == bindparam("payee_id", type_=String)]
-        if has_currency:
-            conditions.append(currency == bindparam("currency", type_=String))
-        if has_project:
-            conditions.append(project == bindparam("project_id", type_=String))
-        return conditions
-
-    def part(
-        currency: ColumnElement[str] | InstrumentedAttribute[str],
-        windows: Sequence[ColumnElement[int]],
-        all_time: ColumnElement[int] | InstrumentedAttribute[int],
-    ) -> Select[str, int, int, int, int]:
-        today, last_7_days, last_30_days = windows
-        return select(
-            currency.label("currency"),
-            today.label("today"),
-            last_7_days.label("last_7_days"),
-            last_30_days.label("last_30_days"),
-            all_time.label("all_time"),
-        )
-
-    t, r = EarningsTotal, EarningsRollup
-    parts: list[Select[str, int, int, int, int]] = [
-        part(t.currency, [zero, zero, zero], t.amount).where(
-            *filters(t.payee_id, t.currency, t.project_id)
-        )
-    ]
-    if any(has_buckets for has_buckets, _ in windows):
-        in_buckets = [
-            case(
-                (
-                    and_(
-                        r.bucket_start >= instant(f"b{i}_lo"), r.bucket_start < instant(f"b{i}_hi")
-                    ),
-                    r.amount,
-                ),
-                else_=zero,
-            )
-            if has_buckets
-            else zero
-            for i, (has_buckets, _) in enumerate(windows)
-        ]
-        parts.append(
-            part(r.currency, in_buckets, zero).where(
-                *filters(r.payee_id, r.currency, r.project_id),
-                r.bucket_start >= instant("bmin"),
-                r.bucket_start < instant("bmax"),
-            )
-        )
-    in_edges: list[ColumnElement[bool] | None] = [
-        or_(*(within(Earning.earned_at, f"e{i}_{j}") for j in range(edges))) if edges else None
-        for i, (_, edges) in enumerate(windows)
-    ]
-    wanted = [condition for condition in in_edges if condition is not None]
-    if wanted:
-        parts.append(
-            part(
-                Earning.currency,
-                [
-                    zero if condition is None else case((condition, Earning.amount), else_=zero)
-                    for condition in in_edges
-                ],
-                zero,
-            ).where(*filters(Earning.payee_id, Earning.currency, Earning.project_id), or_(*wanted))
-        )
-    rows = union_all(*parts).subquery("parts")
-    return (
-        select(
-            rows.c.currency,
-            *(
-                cast(func.sum(rows.c[name]), BigInteger)
-                for name in ("today", "last_7_days", "last_30_days", "all_time")
-            ),
-        )
-        .group_by(rows.c.currency)
-        .order_by(rows.c.currency)
-    )
+@lru_cache(maxsize=256)
+def _snapshot_statement(page: PageShape, summary: SummaryShape) -> RawStatement:
+    """One row: the user row (NULLs when it does not exist), whether the cursor is one
+    of the payee's entries, the page and the summary as arrays of records."""
+    cursor = f"EXISTS ({_CURSOR})" if page[0] else "true"
+    sql = f"""
+        SELECT u.roles, u.email, {cursor} AS cursor_found,
+               ARRAY(SELECT ROW(p.*) FROM ({_page_sql(page)}) p
+                     ORDER BY p.earned_at DESC, p.id DESC) AS page,
+               ARRAY(SELECT ROW(s.*) FROM ({_summary_sql(summary)}) s
+                     ORDER BY s.currency) AS summary
+        FROM (SELECT 1) one LEFT JOIN users u ON u.id = :payee_id
+    """
+    return RawStatement.of(text(sql))

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from payments_api.deps import CurrentUser, SessionDep, SettingsDep
+from payments_api.deps import PrincipalDep, SessionDep, SettingsDep
 from payments_api.earnings.schemas import EarningsList
 from payments_api.earnings.service import Clock, EarningsService
 from payments_api.kit.clock import utcnow
@@ -45,7 +45,7 @@ EarningsServiceDep = Annotated[EarningsService, Depends(get_earnings_service)]
     responses=problem_responses(401, 422),
 )
 async def list_earnings(
-    user: CurrentUser,
+    principal: PrincipalDep,
     service: EarningsServiceDep,
     limit: Limit = 20,
     starting_after: Annotated[
@@ -71,8 +71,10 @@ async def list_earnings(
         ),
     ] = None,
 ) -> EarningsList:
-    return await service.page(
-        user.id,
+    # The caller's user row is read (and provisioned on first sight) by the same
+    # statement as the entries and the summary: see EarningsService.page_for.
+    return await service.page_for(
+        principal,
         limit=limit,
         starting_after=starting_after,
         currency=currency,

@@ -18,9 +18,16 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.auth import Principal
 from payments_api.earnings.errors import InvalidDateRange, InvalidTimezone
 from payments_api.earnings.models import Earning, EarningSource
-from payments_api.earnings.repository import EarningsRepository
+from payments_api.earnings.repository import (
+    EarningRow,
+    EarningsRepository,
+    PageQuery,
+    Snapshot,
+    Windows,
+)
 from payments_api.earnings.schemas import (
     EarningRead,
     EarningsList,
@@ -30,6 +37,7 @@ from payments_api.earnings.schemas import (
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import InvalidCursor, parse_cursor, public_id
 from payments_api.money import normalize_currency
+from payments_api.users.repository import UserRepository, matches_principal
 
 Clock = Callable[[], datetime]
 EARNING_PREFIX = "ern"
@@ -103,6 +111,7 @@ class EarningsService:
         now: Clock = utcnow,
         default_timezone: str = "UTC",
     ) -> None:
+        self.session = session
         self.repository = EarningsRepository(session)
         self.now = now
         self.default_timezone = default_timezone
@@ -142,39 +151,77 @@ class EarningsService:
 
         ``date_from``/``date_to`` are inclusive calendar days in ``tz``.
         """
+        listing, _ = await self._page(
+            payee_id, limit, starting_after, currency, project_id, date_from, date_to, tz
+        )
+        return listing
+
+    async def page_for(
+        self,
+        principal: Principal,
+        *,
+        limit: int,
+        starting_after: str | None = None,
+        currency: str | None = None,
+        project_id: str | None = None,
+        date_from: date | None = None,
+        date_to: date | None = None,
+        tz: str | None = None,
+    ) -> EarningsList:
+        """:meth:`page` of the caller, read in the same statement as their user row.
+
+        The user row stands in for ``CurrentUser``: when it is missing (first sight) or
+        the token's roles or email changed, the user is provisioned as on every other
+        route, and the read runs again.
+        """
+        args = (limit, starting_after, currency, project_id, date_from, date_to, tz)
+        listing, snapshot = await self._page(principal.sub, *args)
+        if snapshot.roles is None or not matches_principal(
+            snapshot.roles, snapshot.email, principal
+        ):
+            await UserRepository(self.session).upsert_from_principal(principal)
+            listing, _ = await self._page(principal.sub, *args)
+        return listing
+
+    async def _page(
+        self,
+        payee_id: str,
+        limit: int,
+        starting_after: str | None,
+        currency: str | None,
+        project_id: str | None,
+        date_from: date | None,
+        date_to: date | None,
+        tz: str | None,
+    ) -> tuple[EarningsList, Snapshot]:
         zone_name = tz or self.default_timezone
         zone = resolve_timezone(zone_name)
         if date_from is not None and date_to is not None and date_from > date_to:
             raise InvalidDateRange("`date_from` must not be after `date_to`.")
         currency = normalize_currency(currency) if currency else None
-        after: Earning | None = None
-        cursor = parse_cursor(EARNING_PREFIX, starting_after)
-        if cursor is not None:
-            after = await self.repository.get(payee_id, cursor)
-            if after is None:
-                # Another payee's entry or none: answered like a malformed cursor.
-                raise InvalidCursor("`starting_after` is not one of your earnings entries.")
-        rows = await self.repository.page(
-            payee_id,
-            limit=limit + 1,
-            after=after,
-            currency=currency,
-            project_id=project_id,
-            earned_from=local_midnight(date_from, zone) if date_from else None,
-            earned_before=(local_midnight(date_to + timedelta(days=1), zone) if date_to else None),
-        )
         now = self.now()
         windows = summary_windows(now, zone)
-        summary = await self.repository.summary(
+        snapshot = await self.repository.snapshot(
             payee_id,
-            today=windows.today,
-            last_7_days=windows.last_7_days,
-            last_30_days=windows.last_30_days,
-            until=windows.until,
+            PageQuery(
+                limit=limit + 1,
+                after_id=parse_cursor(EARNING_PREFIX, starting_after),
+                currency=currency,
+                project_id=project_id,
+                earned_from=local_midnight(date_from, zone) if date_from else None,
+                earned_before=(
+                    local_midnight(date_to + timedelta(days=1), zone) if date_to else None
+                ),
+            ),
+            Windows(windows.today, windows.last_7_days, windows.last_30_days, windows.until),
             currency=currency,
             project_id=project_id,
         )
-        return EarningsList(
+        if not snapshot.cursor_found:
+            # Another payee's entry or none: answered like a malformed cursor.
+            raise InvalidCursor("`starting_after` is not one of your earnings entries.")
+        rows = snapshot.rows
+        listing = EarningsList(
             data=[_read(row, zone) for row in rows[:limit]],
             has_more=len(rows) > limit,
             summary=[
@@ -185,14 +232,15 @@ class EarningsService:
                     last_30_days=s.last_30_days,
                     all_time=s.all_time,
                 )
-                for s in summary
+                for s in snapshot.summary
             ],
             timezone=zone_name,
             summary_as_of=now.astimezone(zone),
         )
+        return listing, snapshot
 
 
-def _read(row: Earning, zone: ZoneInfo) -> EarningRead:
+def _read(row: EarningRow, zone: ZoneInfo) -> EarningRead:
     return EarningRead(
         id=public_id(EARNING_PREFIX, row.id),
         source=EarningSource(row.source_type),
