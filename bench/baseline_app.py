@@ -158,7 +158,9 @@ def create() -> FastAPI:
         authorization: Annotated[str, Header()], idempotency_key: Annotated[str, Header()]
     ) -> Response:
         _, results = await run("replay", {"user": _sub(authorization), "key": idempotency_key})
-        stored = results[2][0]
+        # The statement that read the stored response (wherever the service's claim puts
+        # it): the first one whose rows carry it.
+        stored = next(rows[0] for rows in results if rows and "response_body" in rows[0])
         return json_response(bytes(stored["response_body"]), int(stored["response_status"]))
 
     return app
