@@ -44,7 +44,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from payments_api.ledger.repository import RAW_APPLY_DELTAS, RAW_PICK_FREE_SHARD
+from payments_api.db import RawStatement
+from payments_api.ledger.repository import (
+    RAW_APPLY_DELTAS,
+    RAW_APPLY_DELTAS_INSERT_POSTINGS,
+    RAW_PICK_FREE_SHARD,
+)
+
+# The ledger's statements that apply balance deltas (alone, or with the postings in one
+# round trip); the shard picked by PICK_FREE_SHARD is carried into their parameters.
+_APPLY_STATEMENTS: dict[str, RawStatement] = {
+    statement.sql: statement for statement in (RAW_APPLY_DELTAS, RAW_APPLY_DELTAS_INSERT_POSTINGS)
+}
 
 ID_FLOOR = 1_000_000_000
 """Ids at or above this value are taken for database-generated ids when learning."""
@@ -329,8 +340,8 @@ def compile_program(
             builders=builders,
             expected_rows=None if skip_locked or call.method == "execute" else len(call.rows),
         )
-        if call.sql == RAW_APPLY_DELTAS.sql and picked_shards:
-            _carry_shards(step, call, sources, picked_shards)
+        if call.sql in _APPLY_STATEMENTS and picked_shards:
+            _carry_shards(step, call, sources, picked_shards, _APPLY_STATEMENTS[call.sql])
             picked_shards = []
         if call.sql == RAW_PICK_FREE_SHARD.sql:
             slot = f"#{len(steps)}.shard"
@@ -354,9 +365,13 @@ def compile_program(
 
 
 def _carry_shards(
-    step: Step, call: Call, sources: _Sources, picked: list[tuple[int, int, str]]
+    step: Step,
+    call: Call,
+    sources: _Sources,
+    picked: list[tuple[int, int, str]],
+    statement: RawStatement = RAW_APPLY_DELTAS,
 ) -> None:
-    params = RAW_APPLY_DELTAS.params
+    params = statement.params
     account_ids = call.args[params.index("account_ids")]
     shards = list(call.args[params.index("shards")])
     account_builders = [sources.builder(a) for a in account_ids]

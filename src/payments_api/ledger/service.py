@@ -197,13 +197,14 @@ class LedgerService:
 
         if new.allow_negative_available:
             await self.repository.allow_negative_available(True)
-        await self.repository.apply_deltas({k: v for k, v in deltas.items() if v != 0})
-        if new.allow_negative_available:
-            await self.repository.allow_negative_available(False)
-        posting_ids = await self.repository.insert_postings(
+        # The balances' update and the postings share a round trip.
+        posting_ids = await self.repository.apply_deltas_inserting_postings(
+            {k: v for k, v in deltas.items() if v != 0},
             transaction_id,
             [(accounts[p.account.key].id, p.account.currency, p.amount) for p in postings],
         )
+        if new.allow_negative_available:
+            await self.repository.allow_negative_available(False)
         stored = StoredTransaction(
             id=transaction_id,
             type=new.type,
