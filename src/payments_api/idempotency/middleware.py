@@ -5,7 +5,8 @@ events are deduplicated by their own id) when the request carries an
 ``Idempotency-Key`` header and a valid bearer token; anything else passes through
 untouched (a missing or bad token is the route's 401 to give).
 
-Steps, each in its own short transaction, never inside the route's:
+Steps, each in its own short transaction, never inside the route's (each step is a
+single statement that commits by itself, one round trip: see ``repository.py``):
 
 1. Claim the key (:meth:`IdempotencyService.claim`) and commit, so a concurrent twin
    sees it: a twin gets 409 ``idempotency_key_in_use``, a different request with the
