@@ -16,7 +16,7 @@ from payments_api.problems import problem_responses
 router = APIRouter(tags=["earnings"])
 
 
-def get_clock() -> Clock:
+async def get_clock() -> Clock:
     """The clock of the earnings summary (tests override it to freeze time)."""
     return utcnow
 
@@ -24,7 +24,7 @@ def get_clock() -> Clock:
 ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
-def get_earnings_service(
+async def get_earnings_service(
     session: SessionDep, settings: SettingsDep, clock: ClockDep
 ) -> EarningsService:
     return EarningsService(session, now=clock, default_timezone=settings.earnings_default_timezone)
