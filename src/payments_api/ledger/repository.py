@@ -146,19 +146,35 @@ INSERT_POSTINGS = text(
     """
 )
 
-# APPLY_DELTAS and INSERT_POSTINGS in one round trip, as ``post`` runs them (the
-# balance checks are done by then; nothing in between depends on the client). The
-# UPDATE runs to completion even though the INSERT does not read it, and the triggers
-# fire as for the two statements (non-negative balances at once, the balanced-postings
-# check at commit). Its parameters keep APPLY_DELTAS' names: the benchmark's replay
-# carries the picked shard into them.
+# PICK_FREE_SHARD, APPLY_DELTAS and INSERT_POSTINGS in one round trip, as ``post`` runs
+# them once the single-shard balances are locked and checked (nothing in between
+# depends on the client). Each hot account's delta goes to a shard picked here with
+# SKIP LOCKED (never waiting), or to shard 0 when others hold every shard (then waiting
+# for shard 0 only, after the ordered locks, as before: no cycle). The UPDATE and the
+# picks run to completion even though the INSERT does not read them, and the triggers
+# fire as for separate statements (non-negative balances at once, the balanced-postings
+# check at commit).
 APPLY_DELTAS_INSERT_POSTINGS = text(
     """
-    WITH applied AS (
+    WITH picked AS MATERIALIZED (
+        SELECT h.account_id,
+               coalesce((SELECT s.shard FROM ledger_balances s
+                         WHERE s.account_id = h.account_id
+                         ORDER BY random() LIMIT 1
+                         FOR UPDATE SKIP LOCKED), 0) AS shard,
+               h.delta
+        FROM unnest(CAST(:hot_account_ids AS bigint[]), CAST(:hot_deltas AS bigint[]))
+             AS h(account_id, delta)
+    ),
+    applied AS (
         UPDATE ledger_balances b
         SET balance = b.balance + d.delta
-        FROM unnest(CAST(:account_ids AS bigint[]), CAST(:shards AS smallint[]),
-                    CAST(:deltas AS bigint[])) AS d(account_id, shard, delta)
+        FROM (
+            SELECT * FROM unnest(CAST(:account_ids AS bigint[]), CAST(:shards AS smallint[]),
+                                 CAST(:deltas AS bigint[])) AS u(account_id, shard, delta)
+            UNION ALL
+            SELECT account_id, shard, delta FROM picked
+        ) AS d
         WHERE b.account_id = d.account_id AND b.shard = d.shard
         RETURNING b.account_id
     )
@@ -362,11 +378,14 @@ class LedgerRepository:
     async def apply_deltas_inserting_postings(
         self,
         deltas: dict[tuple[int, int], int],
+        hot_deltas: dict[int, int],
         transaction_id: int,
         postings: list[tuple[int, str, int]],
     ) -> list[int]:
-        """:meth:`apply_deltas` then :meth:`insert_postings`, in one round trip."""
+        """:meth:`pick_free_shard` for each account of ``hot_deltas``, :meth:`apply_deltas`
+        of ``deltas`` and of those, then :meth:`insert_postings`, in one round trip."""
         keys = sorted(deltas)
+        hot = sorted(hot_deltas)
         driver = await self._driver()
         rows = await driver.fetch(
             RAW_APPLY_DELTAS_INSERT_POSTINGS.sql,
@@ -375,6 +394,8 @@ class LedgerRepository:
                     "account_ids": [k[0] for k in keys],
                     "shards": [k[1] for k in keys],
                     "deltas": [deltas[k] for k in keys],
+                    "hot_account_ids": hot,
+                    "hot_deltas": [hot_deltas[a] for a in hot],
                     "transaction_id": transaction_id,
                     "posting_account_ids": [p[0] for p in postings],
                     "currencies": [p[1] for p in postings],

@@ -191,15 +191,16 @@ class LedgerService:
                     required=-delta,
                 )
             deltas[(account_id, 0)] = delta
-        for account_id in sorted(a for a in per_account if by_id[a].shard_count > 1):
-            shard = await self.repository.pick_free_shard(account_id)
-            deltas[(account_id, shard)] = per_account[account_id]
+        # Hot (sharded) accounts: a free shard is picked in the same statement as the
+        # update, after the ordered locks above.
+        hot = {a: d for a, d in per_account.items() if by_id[a].shard_count > 1 and d != 0}
 
         if new.allow_negative_available:
             await self.repository.allow_negative_available(True)
-        # The balances' update and the postings share a round trip.
+        # The shard picks, the balances' update and the postings share a round trip.
         posting_ids = await self.repository.apply_deltas_inserting_postings(
             {k: v for k, v in deltas.items() if v != 0},
+            hot,
             transaction_id,
             [(accounts[p.account.key].id, p.account.currency, p.amount) for p in postings],
         )
