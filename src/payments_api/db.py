@@ -8,11 +8,11 @@ but Python.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, MetaData, TextClause, func
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
@@ -23,7 +23,14 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    configure_mappers,
+    make_transient_to_detached,
+    mapped_column,
+)
+from sqlalchemy.orm.attributes import instance_dict, manager_of_class, set_committed_value
 
 from payments_api.settings import Settings
 
@@ -150,3 +157,33 @@ async def driver_connection(session: AsyncSession, *, begin: bool = True) -> Any
         await connection.exec_driver_sql("SELECT 1")
         driver = raw.driver_connection
     return driver
+
+
+ModelT = TypeVar("ModelT", bound=Base)
+
+
+def detached_instance(model: type[ModelT], values: Iterable[tuple[str, Any]]) -> ModelT:
+    """A ``model`` instance holding a row a raw statement returned, in no session. The
+    attributes are set as loaded values (no change history), as the ORM's loading does;
+    ``values`` must hold every column."""
+    configure_mappers()  # a no-op once the models are configured
+    instance: ModelT = manager_of_class(model).new_instance()
+    instance_dict(instance).update(values)
+    make_transient_to_detached(instance)
+    return instance
+
+
+def attach_instance(session: AsyncSession, instance: ModelT) -> ModelT:
+    """Make a detached instance the session's persistent one (no SQL). When the session
+    holds that row already, its instance is refreshed with these values and returned
+    instead, as a ``populate_existing`` load would."""
+    mapper = type(instance).__mapper__
+    identity = session.sync_session.identity_map.get(mapper.identity_key_from_instance(instance))
+    if identity is None:
+        session.add(instance)
+        return instance
+    current: ModelT = identity
+    for name, value in instance_dict(instance).items():
+        if not name.startswith("_"):
+            set_committed_value(current, name, value)
+    return current

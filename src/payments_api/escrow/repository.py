@@ -18,10 +18,8 @@ from typing import Any
 from sqlalchemy import or_, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import configure_mappers, make_transient_to_detached
-from sqlalchemy.orm.attributes import instance_dict, manager_of_class, set_committed_value
 
-from payments_api.db import RawStatement, driver_connection
+from payments_api.db import RawStatement, attach_instance, detached_instance, driver_connection
 from payments_api.escrow.models import Escrow, EscrowStatus
 
 COLUMNS: tuple[str, ...] = tuple(column.key for column in Escrow.__table__.columns)
@@ -146,29 +144,12 @@ class EscrowRepository:
 
     @staticmethod
     def detached(row: Any) -> Escrow:
-        """An ``Escrow`` holding a row's values, in no session. Its attributes are set
-        as loaded values (no change history), as the ORM's own loading does."""
-        configure_mappers()  # a no-op once the models are configured
-        escrow: Escrow = manager_of_class(Escrow).new_instance()
-        instance_dict(escrow).update(zip(COLUMNS, row, strict=True))
-        make_transient_to_detached(escrow)
-        return escrow
+        """An ``Escrow`` holding a row's values, in no session (see ``detached_instance``)."""
+        return detached_instance(Escrow, zip(COLUMNS, row, strict=True))
 
     def attach(self, escrow: Escrow) -> Escrow:
-        """Make a detached escrow the session's persistent one (no SQL). When the
-        session already holds that escrow, that instance is refreshed with these values
-        and returned instead, as a ``populate_existing`` load would."""
-        identity = self.session.sync_session.identity_map.get(
-            Escrow.__mapper__.identity_key_from_primary_key((escrow.id,))
-        )
-        if identity is None:
-            self.session.add(escrow)
-            return escrow
-        current: Escrow = identity
-        values = instance_dict(escrow)
-        for name in COLUMNS:
-            set_committed_value(current, name, values[name])
-        return current
+        """Make a detached escrow the session's persistent one (see ``attach_instance``)."""
+        return attach_instance(self.session, escrow)
 
     async def get(self, escrow_id: int, *, for_update: bool = False) -> Escrow | None:
         stmt = select(Escrow).where(Escrow.id == escrow_id)
