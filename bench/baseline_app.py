@@ -60,6 +60,9 @@ def create() -> FastAPI:
             os.environ["BENCH_DSN"],
             min_size=1,
             max_size=int(os.environ.get("BENCH_POOL_MAX", "20")),
+            # Idle connections close soon after C's measurement, so they do not count
+            # against max_connections while the service and A run.
+            max_inactive_connection_lifetime=2.0,
             reset=_no_reset,
             server_settings={"application_name": "payments-bench-c", "statement_timeout": "15000"},
         )

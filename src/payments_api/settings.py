@@ -64,10 +64,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path(".data/postgres"), description="Data folder of the embedded PostgreSQL."
     )
-    # 20 kept: measured in bench/ (32 concurrent settlements on 2 workers), a pool smaller
+    # 16 kept: measured in bench/ (32 concurrent settlements on 2 workers), a pool smaller
     # than a worker's concurrent requests opened and closed overflow connections all the
-    # time, and each costs a PostgreSQL backend start.
-    db_pool_size: int = Field(20, ge=1, le=200, description="Connections kept per process.")
+    # time, and each costs a PostgreSQL backend start. 2 workers x (16 + 10) stay well
+    # under PostgreSQL's default max_connections of 100.
+    db_pool_size: int = Field(16, ge=1, le=200, description="Connections kept per process.")
     db_max_overflow: int = Field(10, ge=0, le=200, description="Extra connections under burst.")
     db_pool_pre_ping: bool = Field(
         False,
