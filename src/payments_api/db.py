@@ -147,16 +147,40 @@ async def driver_connection(session: AsyncSession, *, begin: bool = True) -> Any
     in autocommit: right for a read that is one statement (a statement is its own
     consistent snapshot), and it saves the BEGIN and COMMIT round trips.
     """
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
+    raw = await _pooled_connection(session)
     adapted = raw.dbapi_connection
     if begin and getattr(adapted, "_transaction", True) is None:
-        await adapted._start_transaction()  # type: ignore[union-attr]
+        await adapted._start_transaction()
     driver = raw.driver_connection
     if begin and (driver is None or not driver.is_in_transaction()):  # pragma: no cover
+        connection = await session.connection()
         await connection.exec_driver_sql("SELECT 1")
         driver = raw.driver_connection
     return driver
+
+
+_POOLED_CONNECTION = "payments_api.pooled_connection"
+
+
+async def _pooled_connection(session: AsyncSession) -> Any:
+    """The pool's connection under the session's transaction, looked up once per
+    transaction: ``session.connection()`` builds async proxies on every call, which was
+    a tenth of a settlement's CPU with a raw statement per step (bench/RESULTS.md). The
+    session holds one connection for the whole of a transaction, so the lookup is kept
+    with the innermost transaction and made again once another one is current. (A
+    savepoint is another transaction: SQLAlchemy emits its SAVEPOINT when its
+    connection is first asked for, so that must still go through ``session.connection``.)
+    """
+    sync_session = session.sync_session
+    transaction = sync_session.get_nested_transaction() or sync_session.get_transaction()
+    cached = session.info.get(_POOLED_CONNECTION)
+    if transaction is not None and cached is not None and cached[0] is transaction:
+        return cached[1]
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    current = sync_session.get_nested_transaction() or sync_session.get_transaction()
+    session.info[_POOLED_CONNECTION] = (current, raw)
+    return raw
 
 
 ModelT = TypeVar("ModelT", bound=Base)
