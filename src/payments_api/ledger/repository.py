@@ -197,13 +197,11 @@ SELECT_TRANSACTION_BY_CAUSE = text(_SELECT_TRANSACTION + "WHERE t.cause_key = :v
 SET_ALLOW_NEGATIVE = text("SELECT set_config('payments.allow_negative_available', :value, true)")
 
 
-RAW_INSERT_TRANSACTION = RawStatement.of(INSERT_TRANSACTION)
 RAW_SELECT_ACCOUNTS = RawStatement.of(SELECT_ACCOUNTS)
 RAW_INSERT_TRANSACTION_LOCK_ACCOUNTS = RawStatement.of(INSERT_TRANSACTION_LOCK_ACCOUNTS)
 RAW_PICK_FREE_SHARD = RawStatement.of(PICK_FREE_SHARD)
 RAW_LOCK_BALANCES = RawStatement.of(LOCK_BALANCES)
 RAW_APPLY_DELTAS = RawStatement.of(APPLY_DELTAS)
-RAW_INSERT_POSTINGS = RawStatement.of(INSERT_POSTINGS)
 RAW_APPLY_DELTAS_INSERT_POSTINGS = RawStatement.of(APPLY_DELTAS_INSERT_POSTINGS)
 
 
@@ -255,6 +253,15 @@ class InsertedTransaction:
     account was missing and nothing was locked."""
 
 
+def _account_key_arrays(keys: list[tuple[str, str, str]]) -> dict[str, list[str]]:
+    """(owner, kind, currency) keys as the parallel arrays the account lookups unnest."""
+    return {
+        "owners": [k[0] for k in keys],
+        "kinds": [k[1] for k in keys],
+        "currencies": [k[2] for k in keys],
+    }
+
+
 class LedgerRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -274,30 +281,16 @@ class LedgerRepository:
         """The asyncpg connection under the session's current transaction."""
         return await driver_connection(self.session)
 
-    async def insert_transaction(self, values: dict[str, Any]) -> tuple[int, datetime] | None:
-        driver = await self._driver()
-        row = await driver.fetchrow(
-            RAW_INSERT_TRANSACTION.sql, *RAW_INSERT_TRANSACTION.args(values)
-        )
-        return (int(row["id"]), row["created_at"]) if row else None
-
     async def insert_transaction_locking_accounts(
         self, values: dict[str, Any], keys: list[tuple[str, str, str]]
     ) -> InsertedTransaction | None:
-        """:meth:`insert_transaction`, :meth:`find_accounts` of ``keys`` and, when they
-        all exist, :meth:`lock_balances` of the single-shard ones, in one round trip;
-        None (nothing written or locked) when the cause key exists already."""
+        """Insert the transaction (INSERT_TRANSACTION), :meth:`find_accounts` of ``keys``
+        and, when they all exist, :meth:`lock_balances` of the single-shard ones, in one
+        round trip; None (nothing written or locked) when the cause key exists already."""
         driver = await self._driver()
         rows = await driver.fetch(
             RAW_INSERT_TRANSACTION_LOCK_ACCOUNTS.sql,
-            *RAW_INSERT_TRANSACTION_LOCK_ACCOUNTS.args(
-                {
-                    **values,
-                    "owners": [k[0] for k in keys],
-                    "kinds": [k[1] for k in keys],
-                    "currencies": [k[2] for k in keys],
-                }
-            ),
+            *RAW_INSERT_TRANSACTION_LOCK_ACCOUNTS.args({**values, **_account_key_arrays(keys)}),
         )
         if not rows:
             return None
@@ -318,13 +311,7 @@ class LedgerRepository:
         driver = await self._driver()
         rows = await driver.fetch(
             RAW_SELECT_ACCOUNTS.sql,
-            *RAW_SELECT_ACCOUNTS.args(
-                {
-                    "owners": [k[0] for k in keys],
-                    "kinds": [k[1] for k in keys],
-                    "currencies": [k[2] for k in keys],
-                }
-            ),
+            *RAW_SELECT_ACCOUNTS.args(_account_key_arrays(keys)),
         )
         found = [AccountRow(*row) for row in rows]
         return {a.key: a for a in found}
@@ -342,15 +329,6 @@ class LedgerRepository:
             },
         )
 
-    async def pick_free_shard(self, account_id: int) -> int:
-        driver = await self._driver()
-        shard = await driver.fetchval(
-            RAW_PICK_FREE_SHARD.sql, *RAW_PICK_FREE_SHARD.args({"account_id": account_id})
-        )
-        # Every shard held by others: wait for shard 0 rather than fail. Only shard 0
-        # is ever waited on, after the ordered locks, so this cannot form a cycle.
-        return int(shard) if shard is not None else 0
-
     async def lock_balances(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
         driver = await self._driver()
         rows = await driver.fetch(
@@ -361,20 +339,6 @@ class LedgerRepository:
         )
         return {(row["account_id"], row["shard"]): row["balance"] for row in rows}
 
-    async def apply_deltas(self, deltas: dict[tuple[int, int], int]) -> None:
-        keys = sorted(deltas)
-        driver = await self._driver()
-        await driver.execute(
-            RAW_APPLY_DELTAS.sql,
-            *RAW_APPLY_DELTAS.args(
-                {
-                    "account_ids": [k[0] for k in keys],
-                    "shards": [k[1] for k in keys],
-                    "deltas": [deltas[k] for k in keys],
-                }
-            ),
-        )
-
     async def apply_deltas_inserting_postings(
         self,
         deltas: dict[tuple[int, int], int],
@@ -382,8 +346,9 @@ class LedgerRepository:
         transaction_id: int,
         postings: list[tuple[int, str, int]],
     ) -> list[int]:
-        """:meth:`pick_free_shard` for each account of ``hot_deltas``, :meth:`apply_deltas`
-        of ``deltas`` and of those, then :meth:`insert_postings`, in one round trip."""
+        """Pick a free shard (PICK_FREE_SHARD) for each account of ``hot_deltas``, apply
+        ``deltas`` and those (APPLY_DELTAS), then insert the postings (INSERT_POSTINGS),
+        in one round trip."""
         keys = sorted(deltas)
         hot = sorted(hot_deltas)
         driver = await self._driver()
@@ -398,23 +363,6 @@ class LedgerRepository:
                     "hot_deltas": [hot_deltas[a] for a in hot],
                     "transaction_id": transaction_id,
                     "posting_account_ids": [p[0] for p in postings],
-                    "currencies": [p[1] for p in postings],
-                    "amounts": [p[2] for p in postings],
-                }
-            ),
-        )
-        return [row["id"] for row in rows]
-
-    async def insert_postings(
-        self, transaction_id: int, postings: list[tuple[int, str, int]]
-    ) -> list[int]:
-        driver = await self._driver()
-        rows = await driver.fetch(
-            RAW_INSERT_POSTINGS.sql,
-            *RAW_INSERT_POSTINGS.args(
-                {
-                    "transaction_id": transaction_id,
-                    "account_ids": [p[0] for p in postings],
                     "currencies": [p[1] for p in postings],
                     "amounts": [p[2] for p in postings],
                 }
