@@ -103,24 +103,8 @@ async def _both(
     project_id: str | None,
 ) -> tuple[list[SummaryRow], list[SummaryRow]]:
     w = summary_windows(now, zone)
-    from_rollups = await repository.summary(
-        payee,
-        today=w.today,
-        last_7_days=w.last_7_days,
-        last_30_days=w.last_30_days,
-        until=w.until,
-        currency=currency,
-        project_id=project_id,
-    )
-    exact = await repository.exact_summary(
-        payee,
-        today=w.today,
-        last_7_days=w.last_7_days,
-        last_30_days=w.last_30_days,
-        until=w.until,
-        currency=currency,
-        project_id=project_id,
-    )
+    from_rollups = await repository.summary(payee, w, currency=currency, project_id=project_id)
+    exact = await repository.exact_summary(payee, w, currency=currency, project_id=project_id)
     return from_rollups, exact
 
 

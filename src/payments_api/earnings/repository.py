@@ -113,6 +113,7 @@ class Windows:
     last_7_days: datetime
     last_30_days: datetime
     until: datetime
+    """Start of tomorrow: the end of all three windows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,11 +177,8 @@ class EarningsRepository:
     async def summary(
         self,
         payee_id: str,
+        windows: Windows,
         *,
-        today: datetime,
-        last_7_days: datetime,
-        last_30_days: datetime,
-        until: datetime,
         currency: str | None,
         project_id: str | None,
     ) -> list[SummaryRow]:
@@ -193,7 +191,6 @@ class EarningsRepository:
         The filter ``project_id=''`` cannot be told apart from "no project" in the
         rollups and is summed from the entries.
         """
-        windows = Windows(today, last_7_days, last_30_days, until)
         shape, params = _summary_params(windows, currency, project_id)
         statement = _summary_statement(shape)
         driver = await driver_connection(self.session, begin=False)
@@ -203,11 +200,8 @@ class EarningsRepository:
     async def exact_summary(
         self,
         payee_id: str,
+        windows: Windows,
         *,
-        today: datetime,
-        last_7_days: datetime,
-        last_30_days: datetime,
-        until: datetime,
         currency: str | None,
         project_id: str | None,
     ) -> list[SummaryRow]:
@@ -216,7 +210,7 @@ class EarningsRepository:
         definition the rollups must reproduce (the tests compare both)."""
 
         def window(start: datetime) -> ColumnElement[int]:
-            in_window = and_(Earning.earned_at >= start, Earning.earned_at < until)
+            in_window = and_(Earning.earned_at >= start, Earning.earned_at < windows.until)
             return cast(func.coalesce(func.sum(Earning.amount).filter(in_window), 0), BigInteger)
 
         conditions = [Earning.payee_id == payee_id]
@@ -227,9 +221,9 @@ class EarningsRepository:
         stmt = (
             select(
                 Earning.currency,
-                window(today),
-                window(last_7_days),
-                window(last_30_days),
+                window(windows.today),
+                window(windows.last_7_days),
+                window(windows.last_30_days),
                 cast(func.sum(Earning.amount), BigInteger),
             )
             .where(*conditions)

@@ -64,18 +64,9 @@ def local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class SummaryWindows:
-    today: datetime
-    last_7_days: datetime
-    last_30_days: datetime
-    until: datetime
-    """Start of tomorrow: the end of all three windows."""
-
-
-def summary_windows(now: datetime, zone: ZoneInfo) -> SummaryWindows:
+def summary_windows(now: datetime, zone: ZoneInfo) -> Windows:
     today = now.astimezone(zone).date()
-    return SummaryWindows(
+    return Windows(
         today=local_midnight(today, zone),
         last_7_days=local_midnight(today - timedelta(days=6), zone),
         last_30_days=local_midnight(today - timedelta(days=29), zone),
@@ -213,7 +204,7 @@ class EarningsService:
                     local_midnight(date_to + timedelta(days=1), zone) if date_to else None
                 ),
             ),
-            Windows(windows.today, windows.last_7_days, windows.last_30_days, windows.until),
+            windows,
             currency=currency,
             project_id=project_id,
         )
