@@ -172,14 +172,17 @@ async def _pooled_connection(session: AsyncSession) -> Any:
     connection is first asked for, so that must still go through ``session.connection``.)
     """
     sync_session = session.sync_session
-    transaction = sync_session.get_nested_transaction() or sync_session.get_transaction()
+
+    def innermost() -> Any:
+        return sync_session.get_nested_transaction() or sync_session.get_transaction()
+
+    transaction = innermost()
     cached = session.info.get(_POOLED_CONNECTION)
     if transaction is not None and cached is not None and cached[0] is transaction:
         return cached[1]
-    connection = await session.connection()
+    connection = await session.connection()  # begins the transaction when none is
     raw = await connection.get_raw_connection()
-    current = sync_session.get_nested_transaction() or sync_session.get_transaction()
-    session.info[_POOLED_CONNECTION] = (current, raw)
+    session.info[_POOLED_CONNECTION] = (innermost(), raw)
     return raw
 
 
