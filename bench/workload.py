@@ -116,8 +116,8 @@ def mint_tokens(subjects: list[str], roles: list[str]) -> dict[str, str]:
 
 class EventTemplate:
     """A signed ``payment_intent.succeeded`` delivery for a seeded order, rendered from
-    Stripe's own example objects (../shared/stripe) with no Charge (``latest_charge``
-    null), so applying it never calls Stripe."""
+    the test suite's Stripe-shaped fixtures (tests/fixtures/stripe) with no Charge
+    (``latest_charge`` null), so applying it never calls Stripe."""
 
     def __init__(self) -> None:
         from tests.helpers import make_event, stripe_object

@@ -12,7 +12,9 @@ from typing import Any
 from jose import jwt
 
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-0123456789abcdef"
-STRIPE_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "stripe"
+# The project's own Stripe-shaped fixtures (field names as Stripe sends them; see
+# tests/fixtures/stripe/README.md). Nothing outside the repository is read.
+STRIPE_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "stripe"
 
 
 def make_token(
@@ -50,16 +52,8 @@ def stripe_signature(payload: bytes, secret: str, timestamp: int | None = None) 
 
 
 def stripe_object(name: str) -> dict[str, Any]:
-    """One of Stripe's example objects from ../shared/stripe/objects."""
-    data: dict[str, Any] = json.loads((STRIPE_FIXTURES / "objects" / f"{name}.json").read_text())
-    return data
-
-
-def stripe_event(event_type: str) -> dict[str, Any]:
-    """One of Stripe's example events from ../shared/stripe/triggers."""
-    data: dict[str, Any] = json.loads(
-        (STRIPE_FIXTURES / "triggers" / f"{event_type}.json").read_text()
-    )
+    """A Stripe-shaped object from tests/fixtures/stripe."""
+    data: dict[str, Any] = json.loads((STRIPE_FIXTURES / f"{name}.json").read_text())
     return data
 
 
@@ -72,7 +66,7 @@ def make_event(
     account: str | None = None,
     livemode: bool = False,
 ) -> dict[str, Any]:
-    """A Stripe Event envelope (../shared/stripe/objects/event.json) around an object."""
+    """A Stripe Event envelope (tests/fixtures/stripe/event.json) around an object."""
     import uuid
 
     event = stripe_object("event")
