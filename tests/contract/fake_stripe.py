@@ -1,7 +1,7 @@
 """A small, stateful Stripe for tests that drive the whole app.
 
 It answers the endpoints the gateway calls with Stripe's own object shapes
-(../shared/stripe/objects), keeps what it created, honours ``Idempotency-Key`` the way
+(tests/fixtures/stripe), keeps what it created, honours ``Idempotency-Key`` the way
 Stripe does (the same key and parameters replay the first response; other parameters
 are a 400 ``idempotency_error``), records every request, and injects faults on demand:
 timeouts, connection errors, 500, 429, and 400 with Stripe's error shape, before or

@@ -1,4 +1,4 @@
-"""Stripe's real account shapes (../shared/stripe/objects), modified per scenario."""
+"""Stripe-shaped accounts (tests/fixtures/stripe), modified per scenario."""
 
 from __future__ import annotations
 
