@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -21,7 +22,7 @@ from payments_api.migrations import head_revisions
 from payments_api.settings import Environment, Settings
 from payments_api.state import AppState
 from payments_api.stripe.gateway import StripeGateway
-from tests.db_setup import create_test_database
+from tests.db_setup import create_test_database, drop_test_database
 from tests.helpers import TEST_JWT_SECRET
 
 STRIPE_API = "https://api.stripe.com"
@@ -30,14 +31,23 @@ TEST_CONNECT_WEBHOOK_SECRET = "whsec_test_connect"
 
 
 @pytest.fixture(scope="session")
-def database_url() -> str:
-    return create_test_database()
+def database_url() -> Iterator[str]:
+    url = create_test_database()
+    yield url
+    # Nothing left behind on a shared server once the session is over.
+    drop_test_database(url)
 
 
 @pytest.fixture(scope="session")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    # 40 connections at most: enough for real contention, well under max_connections.
-    engine = create_async_engine(database_url, pool_size=10, max_overflow=30)
+    # At most TEST_DB_POOL_MAX connections per test process (default 16): enough for the
+    # concurrency tests to contend on real row locks (their extra tasks queue for a
+    # connection), small enough that `pytest -n 2` fits a shared server's max_connections.
+    # The escrow live client adds its own 12 while its tests run.
+    limit = int(os.environ.get("TEST_DB_POOL_MAX", "16"))
+    engine = create_async_engine(
+        database_url, pool_size=min(limit, 4), max_overflow=max(limit - 4, 0), pool_timeout=120
+    )
     yield engine
     await engine.dispose()
 

@@ -76,3 +76,17 @@ def create_test_database() -> str:
 
     asyncio.run(install_queue_schema(_asyncpg_dsn(url)))
     return url
+
+
+def drop_test_database(url: str) -> None:
+    """Drop a database made by :func:`create_test_database` (the session is over)."""
+    name = make_url(url).database
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(_asyncpg_dsn(admin_url()))
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())

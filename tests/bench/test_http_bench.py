@@ -5,12 +5,12 @@ section it owns)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,8 @@ from bench.replay import Call, Diverged, compile_program
 from tests.db_setup import _asyncpg_dsn, admin_url
 
 ROOT = Path(__file__).resolve().parents[2]
-SMOKE_DATABASE = (
-    "payments_bench_smoke_" + hashlib.sha256(str(Path(__file__).resolve()).encode()).hexdigest()[:8]
-)
+# A name per run: two runs on one server (two clones, CI beside a developer) never collide.
+SMOKE_DATABASE = f"payments_bench_smoke_{uuid.uuid4().hex[:12]}"
 EVERY_MEASUREMENT = {
     ("constant", "b"),
     *(
