@@ -6,14 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-port="${DEMO_PORT:-8799}"
+# A free port picked now (not a fixed one): two runs on one machine never collide.
+port="${DEMO_PORT:-$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 data="$(mktemp -d)"
 log="$(mktemp)"
 # Only this script's own settings: nothing from the caller's environment leaks in.
 for name in $(env | grep -o '^PAYMENTS_[A-Z0-9_]*' || true); do unset "$name"; done
 export PAYMENTS_DATA_DIR="$data/postgres"
 export PAYMENTS_PORT="$port"
-export PAYMENTS_PUBLIC_BASE_URL="http://127.0.0.1:$port"
 
 .venv/bin/payments-api serve > "$log" 2>&1 &
 server=$!

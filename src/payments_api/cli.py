@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from typing import Annotated
 
@@ -40,6 +41,13 @@ def serve(
     """Run the HTTP service with uvicorn."""
     import uvicorn
 
+    # The command line wins over the environment, and the settings every worker builds
+    # (the sandbox's own Stripe address among them) must see the same host and port.
+    if host is not None:
+        os.environ["PAYMENTS_HOST"] = host
+    if port is not None:
+        os.environ["PAYMENTS_PORT"] = str(port)
+    get_settings.cache_clear()
     settings = get_settings()
     if settings.database_url is None or migrate:
         # The embedded server is started here, once, and its URL handed to the
@@ -52,11 +60,16 @@ def serve(
             fg=typer.colors.YELLOW,
             err=True,
         )
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the
+    # original handler in place; with the default handler the process dies without
+    # running its exit hooks, and the embedded PostgreSQL started above kept running.
+    # Exiting normally lets pgserver stop it (unless another process still uses it).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "payments_api.main:app_factory",
         factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=settings.host,
+        port=settings.port,
         workers=workers or settings.workers,
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=",".join(settings.trusted_proxies) or None,

@@ -7,7 +7,9 @@ but Python.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,8 +76,38 @@ def start_embedded_postgres(data_dir: Path) -> str:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     log.warning("PAYMENTS_DATABASE_URL is not set: using embedded PostgreSQL in %s", data_dir)
+    _forget_dead_handles(data_dir)
     server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
     return to_asyncpg_url(str(server.get_uri()))
+
+
+def _forget_dead_handles(data_dir: Path) -> None:
+    """Drop processes that no longer exist from pgserver's list of users of the server.
+
+    pgserver stops the server when the last process on that list exits, but a process
+    killed without running its exit hooks (kill -9, a crash) stays listed for ever, and
+    from then on nobody is ever "last": the server outlived every later service.
+    """
+    handles = data_dir / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(pids, list):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _process_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def resolve_database_url(settings: Settings) -> str:

@@ -86,7 +86,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="Port `payments-api serve` binds.")
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
     public_base_url: str = Field(
-        "http://127.0.0.1:8000", description="URL where this service is reached by browsers."
+        "",
+        description=(
+            "URL where this service is reached by browsers (and, in sandbox mode, by its own "
+            "Stripe gateway). Empty: http://<host>:<port> of this service itself."
+        ),
     )
     cors_origins: CsvList = Field(
         default_factory=list,
@@ -160,8 +164,11 @@ class Settings(BaseSettings):
     )
     # --- pay-ins (checkout, top-ups, orders) --------------------------------------
     frontend_origins: CsvList = Field(
-        default_factory=lambda: ["http://localhost:3000", "http://127.0.0.1:8000"],
-        description="Origins allowed in Checkout success/cancel URLs (comma separated).",
+        default_factory=lambda: ["http://localhost:3000"],
+        description=(
+            "Origins allowed in Checkout success/cancel URLs (comma separated); the "
+            "service's own origin (public_base_url) is always allowed too."
+        ),
     )
     topup_min_major: int = Field(
         10, ge=0, description="Smallest top-up, in the currency's major unit."
@@ -335,6 +342,20 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _address_this_service(self) -> Settings:
+        # The sandbox gateway, onboarding return links and the demo all address the
+        # service where it really listens: a fixed default (port 8000) made a service on
+        # another port call -- and write into -- whatever answered on 8000.
+        if not self.public_base_url:
+            host = self.host
+            if host in {"0.0.0.0", "::", ""}:  # noqa: S104 - bind-all maps to loopback
+                host = "127.0.0.1"
+            elif ":" in host:
+                host = f"[{host}]"
+            self.public_base_url = f"http://{host}:{self.port}"
+        return self
+
+    @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment is not Environment.production:
             return self
@@ -347,6 +368,11 @@ class Settings(BaseSettings):
     def sandbox(self) -> bool:
         """No Stripe key: every Stripe call is answered by the in-process sandbox."""
         return self.stripe_secret_key is None
+
+    def redirect_origins(self) -> list[str]:
+        """Origins a Checkout success/cancel URL may start with: the configured frontends
+        and the service's own origin (its sandbox pages, the demo)."""
+        return [*self.frontend_origins, self.public_base_url]
 
     @property
     def is_production(self) -> bool:

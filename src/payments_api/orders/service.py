@@ -114,7 +114,7 @@ class PayInService:
 
     # -- validation --------------------------------------------------------------------
     def _check_redirects(self, *urls: str) -> None:
-        allowed = {_origin(o) for o in self.settings.frontend_origins}
+        allowed = {_origin(o) for o in self.settings.redirect_origins()}
         for url in urls:
             origin = _origin(url)
             if origin is None or origin not in allowed:

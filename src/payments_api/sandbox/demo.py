@@ -170,11 +170,10 @@ class Demo:
 
     async def _scenario(self) -> None:
         customer, payee, admin = self.customer, self.payee, self.admin
-        base = self.settings.public_base_url.rstrip("/")
-        # Where Checkout sends the browser back: an allowed frontend origin (the service
-        # refuses any other); the demo never follows it.
-        origins = [o.rstrip("/") for o in self.settings.frontend_origins]
-        back = f"{base}/sandbox/" if base in origins else f"{(origins or [base])[0]}/"
+        # Where Checkout sends the browser back: the service's own sandbox page (its own
+        # origin is always an allowed redirect origin); the demo never follows it.
+        base = str(self.client.base_url).rstrip("/")
+        back = f"{base}/sandbox/"
 
         # 1. The customer tops up 200.00 with Checkout and presses Pay.
         checkout = await self._post(
