@@ -20,12 +20,18 @@ from payments_api.balance.router import router as balance_router
 from payments_api.checkout.router import router as checkout_router
 from payments_api.db import create_engine, create_sessionmaker, resolve_database_url
 from payments_api.disputes.router import router as disputes_router
+from payments_api.docs_pages import install_docs_pages
 from payments_api.earnings.router import router as earnings_router
 from payments_api.escrow.router import router as escrow_router
 from payments_api.health.router import router as health_router
 from payments_api.idempotency.middleware import IdempotencyMiddleware
 from payments_api.kit.middleware import RequestContextMiddleware
-from payments_api.kit.ratelimit import RateLimitMiddleware
+from payments_api.kit.ratelimit import (
+    RateLimitMiddleware,
+    build_storage,
+    check_storage,
+    close_storage,
+)
 from payments_api.logs import configure_logging
 from payments_api.migrations import head_revisions
 from payments_api.openapi import build_openapi
@@ -80,6 +86,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         return
     if settings.sandbox:
         log.warning("SANDBOX MODE: no PAYMENTS_STRIPE_SECRET_KEY is set; no real money can move")
+    if app.state.rate_limit_storage is not None:
+        await check_storage(app.state.rate_limit_storage, settings.rate_limit_storage_uri)
     state = await build_state(settings)
     app.state.resources = state
     try:
@@ -87,6 +95,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await dispose_state(state)
         app.state.resources = None
+        if app.state.rate_limit_storage is not None:
+            close_storage(app.state.rate_limit_storage)
 
 
 def camel_case_operation_id(route: APIRoute) -> str:
@@ -106,9 +116,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "Errors are RFC 9457 problem documents with a stable `code`.",
         lifespan=lifespan,
         generate_unique_id_function=camel_case_operation_id,
+        docs_url=None,  # served by install_docs_pages with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.resources = None
+    app.state.rate_limit_storage = (
+        build_storage(settings.rate_limit_storage_uri) if settings.rate_limit_enabled else None
+    )
 
     app.add_exception_handler(ProblemError, handle_problem)
     app.add_exception_handler(RequestValidationError, handle_validation)
@@ -131,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(disputes_router)
     app.include_router(reconciliation_router)
     app.include_router(webhooks_router)
+    install_docs_pages(app)
 
     app.add_middleware(IdempotencyMiddleware)  # inside CORS, so replays get CORS headers too
     if settings.rate_limit_enabled:
@@ -139,7 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             RateLimitMiddleware,
             per_user=settings.rate_limit_per_user,
             per_ip=settings.rate_limit_per_ip,
-            storage_uri=settings.rate_limit_storage_uri,
+            storage=app.state.rate_limit_storage,
             problem_base_url=settings.problem_base_url,
         )
     if settings.cors_origins:
