@@ -114,8 +114,9 @@ class Settings(BaseSettings):
     )
     rate_limit_storage_uri: str = Field(
         "memory://",
-        description="Where rate-limit counters live: memory:// (per process) or a shared "
-        "store such as async+redis://host:6379.",
+        description="Where rate-limit counters live: memory:// (the default: counted per "
+        "process, so N replicas or workers allow N times the limit) or a shared Redis, "
+        "async+redis://host:6379 (checked at start: an unreachable store stops the service).",
     )
     problem_base_url: str = Field(
         "https://payments-api.dev/problems",

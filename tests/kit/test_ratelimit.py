@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+import uuid
 from typing import Any
 
 import httpx
+import pytest
 
+from payments_api.kit.ratelimit import RateLimitStorageError, close_storage
+from payments_api.main import create_app
+from payments_api.settings import Settings
 from tests.helpers import auth
 
 ADJUST = "/api/v1/admin/adjustments"
@@ -66,3 +72,56 @@ class TestRateLimit:
         assert "429" in spec["paths"]["/api/v1/topups"]["post"]["responses"]
         assert "429" not in spec["paths"]["/api/v1/webhooks/stripe"]["post"]["responses"]
         assert "429" not in spec["paths"]["/api/v1/me/balance"]["get"]["responses"]
+
+
+REDIS = "async+redis://127.0.0.1:6379"
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class TestSharedRedisStore:
+    async def test_two_replicas_share_the_counters_in_redis(self, app_factory: Any) -> None:
+        # A user of its own per run: the real Redis is shared with other runs.
+        user = f"redis-{uuid.uuid4().hex}"
+        first, second = (
+            app_factory(
+                rate_limit_enabled=True,
+                rate_limit_per_user="3/minute",
+                rate_limit_storage_uri=REDIS,
+            )
+            for _ in range(2)
+        )
+        try:
+            async with _client(first) as a, _client(second) as b:
+                statuses = [
+                    (await _post(a, user, "k1")).status_code,
+                    (await _post(b, user, "k2")).status_code,
+                    (await _post(a, user, "k3")).status_code,
+                    (await _post(b, user, "k4")).status_code,
+                ]
+        finally:
+            for app in (first, second):
+                close_storage(app.state.rate_limit_storage)
+        # Counted together: the fourth request is over the limit on the other replica.
+        assert statuses == [422, 422, 422, 429]
+
+    def test_an_unknown_store_stops_the_app_from_being_built(self, settings: Settings) -> None:
+        bad = settings.model_copy(
+            update={"rate_limit_enabled": True, "rate_limit_storage_uri": "nosuch://x"}
+        )
+        with pytest.raises(RateLimitStorageError, match="nosuch://x"):
+            create_app(bad)
+
+    async def test_an_unreachable_store_stops_the_start(self, settings: Settings) -> None:
+        uri = f"async+redis://127.0.0.1:{_closed_port()}"
+        app = create_app(
+            settings.model_copy(update={"rate_limit_enabled": True, "rate_limit_storage_uri": uri})
+        )
+        with pytest.raises(RateLimitStorageError, match="unreachable"):
+            async with app.router.lifespan_context(app):
+                pass

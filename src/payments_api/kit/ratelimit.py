@@ -21,7 +21,9 @@ import time
 from typing import Any
 
 from limits import RateLimitItem, parse
+from limits.aio.storage import Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.errors import ConfigurationError
 from limits.storage import storage_from_string
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -45,6 +47,50 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
+class RateLimitStorageError(RuntimeError):
+    """The configured rate-limit store cannot be used: refuse to start, say why."""
+
+
+def build_storage(storage_uri: str) -> Storage:
+    """The asyncio storage for ``storage_uri``, built at application start so a missing
+    driver or a malformed URI stops the service with a clear message instead of
+    failing every request."""
+    # limits names its asyncio storages "async+<scheme>://".
+    uri = storage_uri if storage_uri.startswith("async+") else f"async+{storage_uri}"
+    try:
+        storage = storage_from_string(uri)
+    except ConfigurationError as exc:
+        raise RateLimitStorageError(
+            f"PAYMENTS_RATE_LIMIT_STORAGE_URI={storage_uri!r} cannot be used: {exc}"
+        ) from exc
+    if not isinstance(storage, Storage):
+        raise RateLimitStorageError(
+            f"PAYMENTS_RATE_LIMIT_STORAGE_URI={storage_uri!r} is not an asyncio storage"
+        )
+    return storage
+
+
+async def check_storage(storage: Storage, storage_uri: str) -> None:
+    """Refuse to start when the shared store does not answer (checked once at start)."""
+    try:
+        reachable = await storage.check()
+    except Exception as exc:
+        raise RateLimitStorageError(
+            f"rate-limit store {storage_uri!r} is unreachable: {type(exc).__name__}"
+        ) from exc
+    if not reachable:
+        raise RateLimitStorageError(f"rate-limit store {storage_uri!r} is unreachable")
+
+
+def close_storage(storage: Storage) -> None:
+    """Close a shared store's connections (at shutdown). ``limits`` has no close of its
+    own; its Redis storage keeps a coredis client with a connection pool on its bridge."""
+    client = getattr(getattr(storage, "bridge", None), "storage", None)
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        pool.disconnect()
+
+
 class RateLimitMiddleware:
     def __init__(
         self,
@@ -52,15 +98,13 @@ class RateLimitMiddleware:
         *,
         per_user: str,
         per_ip: str,
-        storage_uri: str,
+        storage: Storage,
         problem_base_url: str,
     ) -> None:
         self.app = app
         self.per_user: RateLimitItem = parse(per_user)
         self.per_ip: RateLimitItem = parse(per_ip)
-        # limits names its asyncio storages "async+<scheme>://".
-        uri = storage_uri if storage_uri.startswith("async+") else f"async+{storage_uri}"
-        self.limiter = SlidingWindowCounterRateLimiter(storage_from_string(uri))
+        self.limiter = SlidingWindowCounterRateLimiter(storage)
         self.problem_base_url = problem_base_url.rstrip("/")
 
     @staticmethod
