@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from payments_api.settings import DEV_JWT_SECRET, Settings
 
@@ -72,3 +72,8 @@ class TestSettings:
     def test_unknown_jwt_algorithm(self) -> None:
         with pytest.raises(ValidationError, match="unsupported JWT algorithms"):
             _settings(jwt_algorithms="none")
+
+
+def test_a_live_key_outside_production_is_refused() -> None:
+    with pytest.raises(ValidationError, match="live Stripe key requires PAYMENTS_ENVIRONMENT"):
+        Settings(_env_file=None, stripe_secret_key=SecretStr("sk_live_abc"))

@@ -359,6 +359,15 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment is not Environment.production:
+            # The image no longer bakes production in (so `migrate` and the sandbox run
+            # from it); a live key outside production would get development defaults
+            # such as the published dev JWT secret, so it is refused outright.
+            key = self.stripe_secret_key.get_secret_value() if self.stripe_secret_key else ""
+            if key.startswith(("sk_live_", "rk_live_")):
+                raise ValueError(
+                    "a live Stripe key requires PAYMENTS_ENVIRONMENT=production "
+                    f"(the environment is {self.environment.value})"
+                )
             return self
         problems = production_problems(self)
         if problems:
