@@ -1,14 +1,14 @@
 /**
  * How a web or React Native app uses payments-api through the generated types.
  *
- * Nothing here runs in CI: `tsc --noEmit` type-checks it against `schema.d.ts`, which
- * `npm run generate` derives from the committed ../../openapi.json. A renamed field, a
- * lost named schema, a changed enum or a dropped route breaks the check, exactly as it
- * would break an app.
+ * `tsc` checks it against `schema.d.ts`, which `npm run generate` derives from the
+ * committed ../../openapi.json (a renamed field, a lost named schema, a changed enum or
+ * a dropped route breaks the build, exactly as it would break an app), and
+ * test/usage.test.ts runs it against a live sandbox service in CI.
  */
 import createClient from "openapi-fetch";
 
-import type { components, paths } from "./schema";
+import type { components, paths } from "./schema.js";
 
 type Schemas = components["schemas"];
 export type Problem = Schemas["Problem"];
@@ -72,6 +72,7 @@ export async function checkoutTopUp(
   amount: number,
   currency: string,
   idempotencyKey: string,
+  returnUrl = "http://localhost:3000/wallet",
 ): Promise<string> {
   const purpose: Schemas["CheckoutSessionPurpose"] = "topup";
   const { data, error, response } = await api.POST("/api/v1/checkout/sessions", {
@@ -80,8 +81,9 @@ export async function checkoutTopUp(
       purpose,
       amount,
       currency,
-      success_url: "https://app.example.com/wallet?checkout=success",
-      cancel_url: "https://app.example.com/wallet",
+      // Must start with an allowed frontend origin (PAYMENTS_FRONTEND_ORIGINS).
+      success_url: `${returnUrl}?checkout=success`,
+      cancel_url: returnUrl,
     },
   });
   if (!data) fail(response, error);
