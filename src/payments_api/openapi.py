@@ -31,6 +31,18 @@ from payments_api.problems import PROBLEM_MEDIA_TYPE, Problem
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
 
+def _untitle_parameters(spec: dict[str, Any]) -> None:
+    """Drop the ``title`` FastAPI gives each parameter's schema (``Type``, ``Limit``…).
+
+    Generators take a titled inline schema for a model to declare: Swift's named one
+    ``Type`` -- a reserved word -- and renamed it; a parameter needs no model at all.
+    """
+    for path_item in spec.get("paths", {}).values():
+        for operation in path_item.values():
+            for parameter in operation.get("parameters", []):
+                parameter.get("schema", {}).pop("title", None)
+
+
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     spec = get_openapi(
         title=app.title,
@@ -73,6 +85,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                     if status == "422":
                         response["description"] = "Request validation failed"
     _restore_null_examples(spec)
+    _untitle_parameters(spec)
     _declare_generic_problems(spec)
     _declare_rate_limits(spec)
     _name_inline_schemas(spec)
