@@ -25,6 +25,8 @@ from payments_api.stripe.gateway import StripeGateway
 from tests.db_setup import create_test_database, drop_test_database
 from tests.helpers import TEST_JWT_SECRET
 
+pytest_plugins = ["tests.problem_codes"]
+
 STRIPE_API = "https://api.stripe.com"
 TEST_WEBHOOK_SECRET = "whsec_test_platform"
 TEST_CONNECT_WEBHOOK_SECRET = "whsec_test_connect"

@@ -26,7 +26,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from payments_api.problems import PROBLEM_MEDIA_TYPE, Problem
+from payments_api.problems import GENERIC_CODES, IDEMPOTENCY_CODES, PROBLEM_MEDIA_TYPE, Problem
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
@@ -88,6 +88,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     _untitle_parameters(spec)
     _declare_generic_problems(spec)
     _declare_rate_limits(spec)
+    _declare_problem_codes(spec)
     _name_inline_schemas(spec)
     _name_inline_enums(spec)
     _document_minor_units(schemas)
@@ -129,6 +130,38 @@ def _restore_null_examples(spec: dict[str, Any]) -> None:
     for schema in spec["components"]["schemas"].values():
         if isinstance(schema.get("examples"), list):
             schema["examples"] = [_with_nulls(spec, schema, e) for e in schema["examples"]]
+
+
+def _declare_problem_codes(spec: dict[str, Any]) -> None:
+    """Every problem response lists the ``code`` values it can carry: the route's own
+    (``problem_responses``), the generic ones of its status, and the Idempotency-Key
+    protocol's where the header is declared. Clients switch on these; the suite fails
+    when a route answers a code missing here (tests/problem_codes.py)."""
+    for operation in _operations(spec):
+        responses = operation.setdefault("responses", {})
+        takes_key = any(
+            p["in"] == "header" and p["name"].lower() == "idempotency-key"
+            for p in operation.get("parameters", [])
+        )
+        if takes_key:
+            for status, protocol in IDEMPOTENCY_CODES.items():
+                response = responses.setdefault(str(status), _problem(_title(status)))
+                response["x-problem-codes"] = [*response.get("x-problem-codes", []), *protocol]
+        for status, response in responses.items():
+            if not status.isdigit() or int(status) < 400:
+                continue
+            codes = {*response.get("x-problem-codes", []), *GENERIC_CODES.get(int(status), ())}
+            response["x-problem-codes"] = sorted(codes)
+            listed = ", ".join(f"`{code}`" for code in response["x-problem-codes"])
+            response["description"] = f"{response['description']}. Codes: {listed}."
+        operation["responses"] = dict(sorted(responses.items()))
+
+
+def _title(status: int) -> str:
+    return _STATUS_TITLES.get(status, "Error")
+
+
+_STATUS_TITLES = {400: "Bad request", 409: "Conflict", 422: "Request validation failed"}
 
 
 def _problem(description: str) -> dict[str, Any]:

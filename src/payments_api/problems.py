@@ -242,14 +242,53 @@ async def handle_http_exception(request: Request, exc: Exception) -> JSONRespons
     )
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries declaring problem+json bodies for ``statuses``."""
-    declared: dict[int | str, dict[str, Any]] = {}
-    for status in sorted({*statuses, 500}):
+# Codes any operation may answer at a status it declares, without naming them: the
+# framework's and the middleware's own problems (validation, authentication, the
+# Idempotency-Key protocol, limits, the last-resort handler). Everything else -- each
+# domain's ProblemError leaves -- a route names in problem_responses().
+GENERIC_CODES: dict[int, tuple[str, ...]] = {
+    400: ("bad_request", "malformed_json"),
+    401: ("unauthorized", "invalid_token"),
+    403: ("forbidden",),
+    404: ("not_found",),
+    405: ("method_not_allowed",),
+    409: ("conflict",),
+    413: ("payload_too_large",),
+    415: ("unsupported_media_type",),
+    422: ("validation_error",),
+    429: ("rate_limited",),
+    500: ("internal_error",),
+    503: ("service_unavailable",),
+}
+# The Idempotency-Key protocol's answers, declared wherever the header is (openapi.py).
+IDEMPOTENCY_CODES: dict[int, tuple[str, ...]] = {
+    400: ("idempotency_key_required",),
+    409: ("idempotency_key_in_use",),
+    422: ("idempotency_key_reused",),
+}
+
+
+def problem_responses(*declared: int | type[ProblemError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries declaring problem+json bodies.
+
+    ``declared`` are statuses (each carrying its generic codes, GENERIC_CODES) and the
+    ProblemError classes the route can raise (each its own status and code). The codes
+    go into the response's ``x-problem-codes`` and description; tests fail when a route
+    answers a code it does not declare (tests/problem_codes.py).
+    """
+    codes: dict[int, set[str]] = {500: set(GENERIC_CODES[500])}
+    for item in declared:
+        if isinstance(item, int):
+            codes.setdefault(item, set()).update(GENERIC_CODES.get(item, ()))
+        else:
+            codes.setdefault(item.status, set()).add(item.code)
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(codes):
         _code, title = _STATUS_CODES.get(status, ("http_error", "HTTP error"))
-        declared[status] = {
+        responses[status] = {
             "model": Problem,
             "description": title,
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "x-problem-codes": sorted(codes[status]),
         }
-    return declared
+    return responses

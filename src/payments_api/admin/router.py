@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from payments_api.admin import errors as admin_errors
 from payments_api.admin.schemas import (
     AdjustmentCreate,
     AuditLogList,
@@ -14,8 +15,10 @@ from payments_api.admin.schemas import (
 )
 from payments_api.admin.service import AdminService
 from payments_api.deps import AdminUser, SessionDep
+from payments_api.kit import pagination
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import Limit
+from payments_api.ledger import errors as ledger_errors
 from payments_api.problems import problem_responses
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -36,7 +39,15 @@ UserIdPath = Annotated[str, Path(max_length=255, description="The user's id (JWT
     summary="Post a manual balanced adjustment",
     operation_id="createAdjustment",
     status_code=201,
-    responses=problem_responses(400, 401, 403, 404, 409, 422),
+    responses=problem_responses(
+        400,
+        401,
+        403,
+        admin_errors.UserNotFound,
+        ledger_errors.InsufficientFunds,
+        ledger_errors.InvalidPosting,
+        ledger_errors.UnbalancedTransaction,
+    ),
 )
 async def create_adjustment(
     body: AdjustmentCreate,
@@ -54,7 +65,7 @@ async def create_adjustment(
     "/wallets/{user_id}/freeze",
     summary="Freeze a wallet (blocks withdrawals)",
     operation_id="freezeWallet",
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 422, admin_errors.UserNotFound),
 )
 async def freeze_wallet(
     user_id: UserIdPath, body: FreezeRequest, service: AdminServiceDep
@@ -66,7 +77,7 @@ async def freeze_wallet(
     "/wallets/{user_id}/unfreeze",
     summary="Unfreeze a wallet",
     operation_id="unfreezeWallet",
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 422, admin_errors.UserNotFound),
 )
 async def unfreeze_wallet(
     user_id: UserIdPath, service: AdminServiceDep, body: UnfreezeRequest | None = None
@@ -78,7 +89,7 @@ async def unfreeze_wallet(
     "/audit-log",
     summary="Every admin action, newest first",
     operation_id="listAuditLog",
-    responses=problem_responses(401, 403, 422),
+    responses=problem_responses(401, 403, pagination.InvalidCursor),
 )
 async def list_audit_log(
     service: AdminServiceDep,

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 from payments_api.balance.schemas import BalanceRead, LedgerEntryList
 from payments_api.balance.service import BalanceService
 from payments_api.deps import CurrentUser, PrincipalDep, SessionDep
+from payments_api.kit import pagination
 from payments_api.kit.pagination import Limit
 from payments_api.money import Currency
 from payments_api.problems import problem_responses
@@ -28,7 +29,7 @@ async def get_balance(principal: PrincipalDep, session: SessionDep) -> BalanceRe
     "/ledger",
     summary="The caller's ledger entries, newest first",
     operation_id="listLedgerEntries",
-    responses=problem_responses(401, 422),
+    responses=problem_responses(401, pagination.InvalidCursor),
 )
 async def list_ledger_entries(
     user: CurrentUser,

@@ -3,9 +3,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from payments_api.kit.idempotency import IdempotencyKeyDep
+from payments_api.orders import errors as orders_errors
 from payments_api.orders.deps import PayInServiceDep
 from payments_api.orders.schemas import CheckoutSessionCreate, CheckoutSessionRead
 from payments_api.problems import problem_responses
+from payments_api.projects import errors as projects_errors
+from payments_api.stripe import errors as stripe_errors
 
 router = APIRouter(tags=["checkout"])
 
@@ -17,7 +20,26 @@ router = APIRouter(tags=["checkout"])
     "credited only when Stripe confirms the payment by webhook, never by the success URL.",
     operation_id="createCheckoutSession",
     status_code=201,
-    responses=problem_responses(400, 401, 409, 422, 502, 503),
+    responses=problem_responses(
+        400,
+        401,
+        403,
+        orders_errors.AmountOutOfRange,
+        orders_errors.DiscountCodeInvalid,
+        orders_errors.EscrowCheckoutIncomplete,
+        orders_errors.PriceNotFound,
+        orders_errors.RedirectUrlNotAllowed,
+        projects_errors.CurrencyMismatch,
+        projects_errors.PayeeCannotReceivePayments,
+        projects_errors.PayeeNotFound,
+        projects_errors.ProjectArchived,
+        projects_errors.ProjectNotFound,
+        projects_errors.SelfPayment,
+        projects_errors.SessionClosed,
+        projects_errors.SessionNotFound,
+        stripe_errors.PaymentProviderError,
+        stripe_errors.PaymentProviderUnavailable,
+    ),
 )
 async def create_checkout_session(
     body: CheckoutSessionCreate, service: PayInServiceDep, idempotency_key: IdempotencyKeyDep

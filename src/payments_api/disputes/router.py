@@ -5,10 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from payments_api.deps import AdminUser, SessionDep
+from payments_api.disputes import errors as disputes_errors
 from payments_api.disputes.models import DISPUTE_STATUSES
 from payments_api.disputes.schemas import DisputeList, DisputeRead
 from payments_api.disputes.service import DisputeQueries
-from payments_api.kit.pagination import Limit
+from payments_api.kit.pagination import InvalidCursor, Limit
 from payments_api.problems import problem_responses
 
 router = APIRouter(tags=["admin"])
@@ -19,7 +20,7 @@ router = APIRouter(tags=["admin"])
     summary="Card disputes, newest first",
     description=f"Statuses: {', '.join(DISPUTE_STATUSES)}.",
     operation_id="listDisputes",
-    responses=problem_responses(401, 403, 422),
+    responses=problem_responses(401, 403, 422, InvalidCursor),
 )
 async def list_disputes(
     _admin: AdminUser,
@@ -44,7 +45,7 @@ async def list_disputes(
     "/api/v1/admin/disputes/{dispute_id}",
     summary="One card dispute",
     operation_id="getDispute",
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, disputes_errors.DisputeNotFound),
 )
 async def get_dispute(
     dispute_id: Annotated[str, Path(max_length=32, examples=["dsp_4"])],

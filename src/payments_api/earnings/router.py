@@ -6,8 +6,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from payments_api.deps import PrincipalDep, SessionDep, SettingsDep
+from payments_api.earnings import errors as earnings_errors
 from payments_api.earnings.schemas import EarningsList
 from payments_api.earnings.service import Clock, EarningsService
+from payments_api.kit import pagination
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import Limit
 from payments_api.money import Currency
@@ -42,7 +44,12 @@ EarningsServiceDep = Annotated[EarningsService, Depends(get_earnings_service)]
         "last 30 days and all time, over calendar days of `tz`."
     ),
     operation_id="listEarnings",
-    responses=problem_responses(401, 422),
+    responses=problem_responses(
+        401,
+        earnings_errors.InvalidDateRange,
+        earnings_errors.InvalidTimezone,
+        pagination.InvalidCursor,
+    ),
 )
 async def list_earnings(
     principal: PrincipalDep,

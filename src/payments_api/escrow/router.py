@@ -5,12 +5,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from payments_api.deps import CurrentUser, SessionDep, SettingsDep, require_role
+from payments_api.escrow import errors as escrow_errors
 from payments_api.escrow.models import EscrowStatus
 from payments_api.escrow.schemas import EscrowCancel, EscrowCreate, EscrowList, EscrowRead
 from payments_api.escrow.service import EscrowService, escrow_read, parse_escrow_id
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import Limit
+from payments_api.ledger import errors as ledger_errors
 from payments_api.problems import problem_responses
+from payments_api.projects import errors as projects_errors
 from payments_api.users.models import User
 
 router = APIRouter(tags=["escrow"])
@@ -41,7 +44,15 @@ EscrowIdPath = Annotated[
     ),
     operation_id="createEscrow",
     status_code=201,
-    responses=problem_responses(400, 401, 403, 404, 409, 422),
+    responses=problem_responses(
+        400,
+        401,
+        403,
+        escrow_errors.EscrowAmountTooLarge,
+        escrow_errors.SelfOffer,
+        ledger_errors.InsufficientFunds,
+        projects_errors.PayeeNotFound,
+    ),
 )
 async def create_escrow(
     body: EscrowCreate,
@@ -87,7 +98,7 @@ async def list_escrows(
     "/api/v1/escrows/{escrow_id}",
     summary="One escrow (its customer, its payee, or an admin)",
     operation_id="getEscrow",
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, escrow_errors.EscrowNotFound),
 )
 async def get_escrow(
     escrow_id: EscrowIdPath, user: CurrentUser, service: EscrowServiceDep
@@ -95,7 +106,17 @@ async def get_escrow(
     return escrow_read(await service.get(parse_escrow_id(escrow_id), user), user)
 
 
-_TRANSITION_ERRORS = problem_responses(400, 401, 403, 404, 409, 422)
+_TRANSITION_ERRORS = problem_responses(
+    400,
+    401,
+    403,
+    404,
+    409,
+    422,
+    escrow_errors.EscrowActionForbidden,
+    escrow_errors.EscrowInvalidTransition,
+    escrow_errors.EscrowNotFound,
+)
 
 
 @router.post(

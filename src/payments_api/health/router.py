@@ -52,7 +52,7 @@ async def get_health() -> HealthRead:
     "/readyz",
     summary="Readiness: database reachable and migrations at head",
     operation_id="getReadiness",
-    responses=problem_responses(503),
+    responses=problem_responses(NotReady),
 )
 async def get_readiness(state: StateDep) -> ReadinessRead:
     database: Literal["ok", "unreachable"] = "ok"

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Path, Query
 
 from payments_api.deps import AdminUser, CurrentUser, SessionDep
 from payments_api.kit.pagination import Limit
+from payments_api.orders import errors as orders_errors
 from payments_api.orders.schemas import (
     DiscountCodeCreate,
     DiscountCodeRead,
@@ -40,7 +41,7 @@ async def list_orders(
     "/api/v1/orders/{order_id}",
     summary="One of the caller's pay-ins",
     operation_id="getOrder",
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, orders_errors.OrderNotFound),
 )
 async def get_order(
     order_id: Annotated[str, Path(max_length=32, examples=["ord_42"])],
@@ -66,7 +67,7 @@ async def list_prices(_user: CurrentUser, session: SessionDep) -> PriceList:
     operation_id="createPrice",
     tags=["admin"],
     status_code=201,
-    responses=problem_responses(401, 403, 409, 422),
+    responses=problem_responses(401, 403, 422, orders_errors.PriceExists),
 )
 async def create_price(body: PriceCreate, _admin: AdminUser, session: SessionDep) -> PriceRead:
     return await CatalogService(session).create_price(body)
@@ -77,7 +78,7 @@ async def create_price(body: PriceCreate, _admin: AdminUser, session: SessionDep
     summary="Withdraw a price from sale",
     operation_id="deactivatePrice",
     tags=["admin"],
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, 404, orders_errors.PriceNotFound),
 )
 async def deactivate_price(
     lookup_key: Annotated[str, Path(max_length=64)], _admin: AdminUser, session: SessionDep
@@ -91,7 +92,12 @@ async def deactivate_price(
     operation_id="createDiscountCode",
     tags=["admin"],
     status_code=201,
-    responses=problem_responses(401, 403, 409, 422),
+    responses=problem_responses(
+        401,
+        403,
+        409,
+        orders_errors.DiscountCodeInvalid,
+    ),
 )
 async def create_discount_code(
     body: DiscountCodeCreate, _admin: AdminUser, session: SessionDep

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from payments_api.deps import AdminUser, SessionDep, SettingsDep, StripeDep, require_role
+from payments_api.payout_accounts import errors as payout_accounts_errors
 from payments_api.payout_accounts.errors import InvalidLinkState
 from payments_api.payout_accounts.links import REFRESH_PATH, RETURN_PATH
 from payments_api.payout_accounts.schemas import (
@@ -19,6 +20,7 @@ from payments_api.payout_accounts.schemas import (
 )
 from payments_api.payout_accounts.service import PAYEE_ROLE, ConnectService
 from payments_api.problems import problem_responses
+from payments_api.stripe import errors as stripe_errors
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
 from payments_api.users.models import User
 
@@ -81,7 +83,13 @@ async def get_payout_account(user: PayeeUser, service: ConnectServiceDep) -> Pay
     "complete anything; the status changes when Stripe says so.",
     tags=TAGS,
     operation_id="createPayoutAccountOnboardingLink",
-    responses=problem_responses(401, 403, 409, 502, 503),
+    responses=problem_responses(
+        401,
+        403,
+        payout_accounts_errors.PayoutAccountBusy,
+        stripe_errors.PaymentProviderError,
+        stripe_errors.PaymentProviderUnavailable,
+    ),
 )
 async def create_onboarding_link(user: PayeeUser, service: ConnectServiceDep) -> OnboardingLinkRead:
     return await service.onboarding_link(user)
@@ -93,7 +101,13 @@ async def create_onboarding_link(user: PayeeUser, service: ConnectServiceDep) ->
     description="422 `payout_setup_incomplete` until the payee has completed onboarding.",
     tags=TAGS,
     operation_id="createPayoutAccountDashboardLink",
-    responses=problem_responses(401, 403, 422, 502, 503),
+    responses=problem_responses(
+        401,
+        403,
+        payout_accounts_errors.PayoutSetupIncomplete,
+        stripe_errors.PaymentProviderError,
+        stripe_errors.PaymentProviderUnavailable,
+    ),
 )
 async def create_dashboard_link(user: PayeeUser, service: ConnectServiceDep) -> DashboardLinkRead:
     return await service.dashboard_link(user)
@@ -161,7 +175,13 @@ async def return_from_onboarding(
     "read. Audited.",
     operation_id="syncPayoutAccount",
     tags=["admin"],
-    responses=problem_responses(401, 403, 404, 502, 503),
+    responses=problem_responses(
+        401,
+        403,
+        payout_accounts_errors.PayoutAccountNotFound,
+        stripe_errors.PaymentProviderError,
+        stripe_errors.PaymentProviderUnavailable,
+    ),
 )
 async def sync_payout_account(
     user_id: Annotated[str, Path(max_length=255, description="The payee's user id.")],

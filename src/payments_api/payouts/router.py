@@ -8,9 +8,13 @@ from payments_api.auth import Principal
 from payments_api.deps import PrincipalDep, StateDep
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import Limit
+from payments_api.ledger import errors as ledger_errors
+from payments_api.orders import errors as orders_errors
+from payments_api.payouts import errors as payouts_errors
 from payments_api.payouts.schemas import PayoutList, WithdrawalCreate, WithdrawalRead
 from payments_api.payouts.service import PayoutService
 from payments_api.problems import Forbidden, problem_responses
+from payments_api.stripe import errors as stripe_errors
 
 router = APIRouter(tags=["payouts"])
 
@@ -43,7 +47,15 @@ PayoutServiceDep = Annotated[PayoutService, Depends(get_payout_service)]
     status_code=201,
     responses={
         202: {"model": WithdrawalRead, "description": "Accepted; transfer outcome pending"},
-        **problem_responses(400, 401, 403, 409, 422),
+        **problem_responses(
+            400,
+            401,
+            403,
+            ledger_errors.InsufficientFunds,
+            orders_errors.AmountOutOfRange,
+            payouts_errors.PayoutAccountNotReady,
+            payouts_errors.WalletFrozen,
+        ),
     },
 )
 async def create_withdrawal(
@@ -63,7 +75,13 @@ async def create_withdrawal(
     "/api/v1/me/payouts",
     summary="Payouts of the caller's connected account and their withdrawal requests",
     operation_id="listPayouts",
-    responses=problem_responses(401, 403, 422, 502, 503),
+    responses=problem_responses(
+        401,
+        403,
+        422,
+        stripe_errors.PaymentProviderError,
+        stripe_errors.PaymentProviderUnavailable,
+    ),
 )
 async def list_payouts(
     principal: PayeeDep,

@@ -7,8 +7,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query
 
 from payments_api.deps import PrincipalDep, SessionDep, StateDep, require_role
+from payments_api.kit import pagination
 from payments_api.kit.pagination import Limit
 from payments_api.problems import problem_responses
+from payments_api.projects import errors as projects_errors
 from payments_api.projects.direct import PAYEE_ROLE
 from payments_api.projects.schemas import (
     ProjectCreate,
@@ -22,6 +24,7 @@ from payments_api.projects.schemas import (
     SessionRead,
 )
 from payments_api.projects.service import ProjectService, ProjectWalletService
+from payments_api.stripe import errors as stripe_errors
 from payments_api.users.models import User
 
 router = APIRouter(tags=["projects"])
@@ -84,7 +87,7 @@ async def create_project(
     "/api/v1/me/projects",
     summary="The caller's projects, newest first",
     operation_id="listProjects",
-    responses=problem_responses(401, 403, 422),
+    responses=problem_responses(401, 403, pagination.InvalidCursor),
 )
 async def list_projects(
     user: PayeeUser,
@@ -100,7 +103,7 @@ async def list_projects(
     summary="One of the caller's projects",
     description="Another user's project is answered like a missing one (404).",
     operation_id="getProject",
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, projects_errors.ProjectNotFound),
 )
 async def get_project(
     project_id: ProjectIdPath, user: PayeeUser, service: ProjectServiceDep
@@ -112,7 +115,7 @@ async def get_project(
     "/api/v1/me/projects/{projectId}",
     summary="Rename, describe, archive or re-activate a project",
     operation_id="updateProject",
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 422, projects_errors.ProjectNotFound),
 )
 async def update_project(
     project_id: ProjectIdPath, body: ProjectUpdate, user: PayeeUser, service: ProjectServiceDep
@@ -127,7 +130,14 @@ async def update_project(
     "otherwise; 409 `project_archived` for an archived project.",
     operation_id="openProjectSession",
     status_code=201,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(
+        401,
+        403,
+        422,
+        projects_errors.ProjectArchived,
+        projects_errors.ProjectNotFound,
+        projects_errors.SessionAlreadyOpen,
+    ),
 )
 async def open_project_session(
     project_id: ProjectIdPath,
@@ -143,7 +153,7 @@ async def open_project_session(
     summary="The project's sessions, newest first",
     description="Without sums; `GET .../wallet/sessions` adds what each session earned.",
     operation_id="listProjectSessions",
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 422, projects_errors.ProjectNotFound),
 )
 async def list_project_sessions(
     project_id: ProjectIdPath,
@@ -162,7 +172,9 @@ async def list_project_sessions(
     "/api/v1/me/projects/{projectId}/sessions/{sessionId}",
     summary="One session of the project",
     operation_id="getProjectSession",
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(
+        401, 403, projects_errors.ProjectNotFound, projects_errors.SessionNotFound
+    ),
 )
 async def get_project_session(
     project_id: ProjectIdPath,
@@ -179,7 +191,7 @@ async def get_project_session(
     description="Payments can no longer be started for it (those already started still "
     "count for it). Closing a closed session returns it unchanged.",
     operation_id="closeProjectSession",
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, projects_errors.ProjectNotFound),
 )
 async def close_project_session(
     project_id: ProjectIdPath,
@@ -199,7 +211,13 @@ async def close_project_session(
     "connected account); `earnings` sums this project's confirmed direct payments (the "
     "payee's take, net of the platform's fee).",
     operation_id="getProjectWallet",
-    responses=problem_responses(401, 403, 404, 502, 503),
+    responses=problem_responses(
+        401,
+        projects_errors.ProjectForbidden,
+        projects_errors.ProjectNotFound,
+        stripe_errors.PaymentProviderError,
+        stripe_errors.PaymentProviderUnavailable,
+    ),
 )
 async def get_project_wallet(
     project_id: ProjectIdPath, principal: PrincipalDep, service: WalletServiceDep
@@ -214,7 +232,12 @@ async def get_project_wallet(
     "`total_tip_amount_cents` and the other sums of the payee's take, its timestamps "
     "and status.",
     operation_id="listProjectWalletSessions",
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(
+        401,
+        pagination.InvalidCursor,
+        projects_errors.ProjectForbidden,
+        projects_errors.ProjectNotFound,
+    ),
 )
 async def list_project_wallet_sessions(
     project_id: ProjectIdPath,

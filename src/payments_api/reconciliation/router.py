@@ -7,6 +7,7 @@ from fastapi import APIRouter, Path, Query, Request
 from payments_api.deps import AdminUser, SessionDep
 from payments_api.kit.pagination import Limit
 from payments_api.problems import problem_responses
+from payments_api.reconciliation import errors as reconciliation_errors
 from payments_api.reconciliation.deps import AdminPrincipalDep, ReconciliationServiceDep
 from payments_api.reconciliation.schemas import (
     ReconciliationRunCreate,
@@ -14,6 +15,7 @@ from payments_api.reconciliation.schemas import (
     ReconciliationRunRead,
 )
 from payments_api.reconciliation.service import ReconciliationQueries
+from payments_api.stripe import errors as stripe_errors
 
 router = APIRouter(tags=["admin"])
 
@@ -28,7 +30,14 @@ router = APIRouter(tags=["admin"])
     "while the same day is being reconciled.",
     operation_id="createReconciliationRun",
     status_code=201,
-    responses=problem_responses(401, 403, 409, 422, 502, 503),
+    responses=problem_responses(
+        401,
+        403,
+        409,
+        reconciliation_errors.ReconciliationDateInFuture,
+        stripe_errors.PaymentProviderError,
+        stripe_errors.PaymentProviderUnavailable,
+    ),
 )
 async def create_reconciliation_run(
     request: Request,
@@ -64,7 +73,11 @@ async def list_reconciliation_runs(
     "/api/v1/admin/reconciliation/runs/{run_id}",
     summary="One reconciliation run with its snapshots and mismatches",
     operation_id="getReconciliationRun",
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(
+        401,
+        403,
+        reconciliation_errors.ReconciliationRunNotFound,
+    ),
 )
 async def get_reconciliation_run(
     run_id: Annotated[str, Path(max_length=32, examples=["rec_3"])],

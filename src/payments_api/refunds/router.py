@@ -7,10 +7,13 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from payments_api.deps import AdminUser, SessionDep
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import Limit
+from payments_api.orders import errors as orders_errors
 from payments_api.problems import problem_responses
+from payments_api.refunds import errors as refunds_errors
 from payments_api.refunds.deps import AdminPrincipalDep, RefundServiceDep
 from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
 from payments_api.refunds.service import RefundQueries
+from payments_api.stripe import errors as stripe_errors
 
 router = APIRouter(tags=["admin"])
 
@@ -30,7 +33,18 @@ router = APIRouter(tags=["admin"])
     status_code=201,
     responses={
         202: {"model": RefundRead, "description": "Accepted; Stripe's answer pending"},
-        **problem_responses(400, 401, 403, 404, 409, 422, 503),
+        **problem_responses(
+            400,
+            401,
+            403,
+            422,
+            orders_errors.OrderNotFound,
+            refunds_errors.RefundExceedsAvailable,
+            refunds_errors.RefundExceedsRefundable,
+            refunds_errors.RefundRejected,
+            stripe_errors.PaymentProviderError,
+            stripe_errors.PaymentProviderUnavailable,
+        ),
     },
 )
 async def create_refund(
@@ -80,7 +94,7 @@ async def list_refunds(
     "/api/v1/admin/refunds/{refund_id}",
     summary="One refund",
     operation_id="getRefund",
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, refunds_errors.RefundNotFound),
 )
 async def get_refund(
     refund_id: Annotated[str, Path(max_length=32, examples=["rfd_3"])],

@@ -3,9 +3,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from payments_api.kit.idempotency import IdempotencyKeyDep
+from payments_api.orders import errors as orders_errors
 from payments_api.orders.deps import PayInServiceDep
 from payments_api.orders.schemas import TopupCreate, TopupRead
 from payments_api.problems import problem_responses
+from payments_api.stripe import errors as stripe_errors
 
 router = APIRouter(tags=["topups"])
 
@@ -17,7 +19,15 @@ router = APIRouter(tags=["topups"])
     "The wallet is credited when Stripe sends payment_intent.succeeded.",
     operation_id="createTopup",
     status_code=201,
-    responses=problem_responses(400, 401, 402, 409, 422, 502, 503),
+    responses=problem_responses(
+        400,
+        401,
+        409,
+        orders_errors.AmountOutOfRange,
+        stripe_errors.CardDeclined,
+        stripe_errors.PaymentProviderError,
+        stripe_errors.PaymentProviderUnavailable,
+    ),
 )
 async def create_topup(
     body: TopupCreate, service: PayInServiceDep, idempotency_key: IdempotencyKeyDep

@@ -8,6 +8,7 @@ from payments_api.admin.repository import AuditLogRepository
 from payments_api.deps import AdminUser, SessionDep, StateDep
 from payments_api.kit.pagination import Limit
 from payments_api.problems import problem_responses
+from payments_api.webhooks import errors as webhooks_errors
 from payments_api.webhooks.errors import WebhookEventNotFound, WebhookProcessingFailed
 from payments_api.webhooks.repository import WebhookEventRepository
 from payments_api.webhooks.schemas import WebhookAck, WebhookEventList, WebhookEventRead
@@ -49,7 +50,12 @@ async def _receive(
     summary="Stripe webhook endpoint for platform events",
     operation_id="receiveStripeWebhook",
     openapi_extra=_EVENT_BODY,
-    responses=problem_responses(400, 404),
+    responses=problem_responses(
+        404,
+        webhooks_errors.WebhookPayloadInvalid,
+        webhooks_errors.WebhookProcessingFailed,
+        webhooks_errors.WebhookSignatureInvalid,
+    ),
 )
 async def receive_stripe_webhook(
     request: Request, service: WebhookServiceDep, stripe_signature: SignatureHeader = None
@@ -62,7 +68,9 @@ async def receive_stripe_webhook(
     summary="Stripe webhook endpoint for connected-account events",
     operation_id="receiveStripeConnectWebhook",
     openapi_extra=_EVENT_BODY,
-    responses=problem_responses(400, 404),
+    responses=problem_responses(
+        404, webhooks_errors.WebhookPayloadInvalid, webhooks_errors.WebhookSignatureInvalid
+    ),
 )
 async def receive_stripe_connect_webhook(
     request: Request, service: WebhookServiceDep, stripe_signature: SignatureHeader = None
@@ -79,7 +87,12 @@ def _read(row: Any) -> WebhookEventRead:
     summary="Stored Stripe events, newest first",
     operation_id="listWebhookEvents",
     tags=["admin"],
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(
+        401,
+        403,
+        422,
+        webhooks_errors.WebhookEventNotFound,
+    ),
 )
 async def list_webhook_events(
     _admin: AdminUser,
@@ -106,7 +119,7 @@ async def list_webhook_events(
     summary="Apply a stored event again (handlers are idempotent)",
     operation_id="replayWebhookEvent",
     tags=["admin"],
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, webhooks_errors.WebhookEventNotFound),
 )
 async def replay_webhook_event(
     event_id: Annotated[str, Path(max_length=255)],
