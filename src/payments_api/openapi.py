@@ -88,6 +88,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     _untitle_parameters(spec)
     _declare_generic_problems(spec)
     _declare_rate_limits(spec)
+    _declare_optional_idempotency_keys(spec)
     _declare_problem_codes(spec)
     _name_inline_schemas(spec)
     _name_inline_enums(spec)
@@ -139,12 +140,18 @@ def _declare_problem_codes(spec: dict[str, Any]) -> None:
     when a route answers a code missing here (tests/problem_codes.py)."""
     for operation in _operations(spec):
         responses = operation.setdefault("responses", {})
-        takes_key = any(
-            p["in"] == "header" and p["name"].lower() == "idempotency-key"
-            for p in operation.get("parameters", [])
+        key = next(
+            (
+                p
+                for p in operation.get("parameters", [])
+                if p["in"] == "header" and p["name"].lower() == "idempotency-key"
+            ),
+            None,
         )
-        if takes_key:
+        if key is not None:
             for status, protocol in IDEMPOTENCY_CODES.items():
+                if status == 400 and not key.get("required"):
+                    continue  # a missing key is only refused where it is required
                 response = responses.setdefault(str(status), _problem(_title(status)))
                 response["x-problem-codes"] = [*response.get("x-problem-codes", []), *protocol]
         for status, response in responses.items():
@@ -155,6 +162,37 @@ def _declare_problem_codes(spec: dict[str, Any]) -> None:
             listed = ", ".join(f"`{code}`" for code in response["x-problem-codes"])
             response["description"] = f"{response['description']}. Codes: {listed}."
         operation["responses"] = dict(sorted(responses.items()))
+
+
+# Printable ASCII, as an HTTP header value must be (a UUID is what clients should send).
+IDEMPOTENCY_KEY_SCHEMA = {"maxLength": 255, "minLength": 1, "pattern": "^[!-~]+$", "type": "string"}
+
+
+def _declare_optional_idempotency_keys(spec: dict[str, Any]) -> None:
+    """The idempotency middleware honours ``Idempotency-Key`` on every write under
+    /api/v1 except the webhooks, also where the route does not require it: those
+    operations declare it as an optional header, so generated clients can send it."""
+    for path, item in spec.get("paths", {}).items():
+        if not path.startswith("/api/v1/") or path.startswith("/api/v1/webhooks/"):
+            continue
+        for method, operation in item.items():
+            if method not in {"post", "put", "patch", "delete"}:
+                continue
+            parameters = operation.setdefault("parameters", [])
+            if any(
+                p["in"] == "header" and p["name"].lower() == "idempotency-key" for p in parameters
+            ):
+                continue
+            parameters.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": "Optional here: when sent, a retry with the same key and "
+                    "request replays the first response (Stripe's semantics).",
+                    "schema": IDEMPOTENCY_KEY_SCHEMA,
+                }
+            )
 
 
 def _title(status: int) -> str:
@@ -188,7 +226,7 @@ def _declare_generic_problems(spec: dict[str, Any]) -> None:
             if parameter["in"] == "header" and parameter["name"].lower() == "idempotency-key":
                 parameter["required"] = True
                 examples = parameter.get("schema", {}).get("examples", [])
-                parameter["schema"] = {"maxLength": 255, "minLength": 1, "type": "string"}
+                parameter["schema"] = dict(IDEMPOTENCY_KEY_SCHEMA)
                 if examples:
                     parameter["schema"]["examples"] = examples
         responses = operation.setdefault("responses", {})

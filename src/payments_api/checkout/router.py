@@ -25,6 +25,7 @@ router = APIRouter(tags=["checkout"])
         401,
         403,
         orders_errors.AmountOutOfRange,
+        orders_errors.CheckoutWindowPassed,
         orders_errors.DiscountCodeInvalid,
         orders_errors.EscrowCheckoutIncomplete,
         orders_errors.PriceNotFound,

@@ -97,6 +97,7 @@ async def deactivate_price(
         403,
         409,
         orders_errors.DiscountCodeInvalid,
+        orders_errors.DiscountCodeExists,
     ),
 )
 async def create_discount_code(

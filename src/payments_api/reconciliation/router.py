@@ -35,6 +35,8 @@ router = APIRouter(tags=["admin"])
         403,
         409,
         reconciliation_errors.ReconciliationDateInFuture,
+        reconciliation_errors.ReconciliationInProgress,
+        reconciliation_errors.ReconciliationWindowTooLarge,
         stripe_errors.PaymentProviderError,
         stripe_errors.PaymentProviderUnavailable,
     ),
