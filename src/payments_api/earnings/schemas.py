@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from payments_api.earnings.models import EarningSource
 
 
-class PayoutStatus(StrEnum):
+class EarningsPayoutStatus(StrEnum):
     """Where the earned money is now, from the payee's point of view."""
 
     held = "held"
@@ -39,7 +39,7 @@ class EarningRead(BaseModel):
     earned_at: datetime = Field(
         description="When it was earned, with the offset of the requested time zone."
     )
-    payout_status: PayoutStatus = Field(
+    payout_status: EarningsPayoutStatus = Field(
         description="held | available | withdrawing | paid_out. Until withdrawals are "
         "attributed to earnings, every settled entry reads `available`."
     )

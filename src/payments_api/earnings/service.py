@@ -31,8 +31,8 @@ from payments_api.earnings.repository import (
 from payments_api.earnings.schemas import (
     EarningRead,
     EarningsList,
+    EarningsPayoutStatus,
     EarningsSummary,
-    PayoutStatus,
 )
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import InvalidCursor, parse_cursor, public_id
@@ -245,5 +245,5 @@ def _read(row: EarningRow, zone: ZoneInfo) -> EarningRead:
         earned_at=row.earned_at.astimezone(zone),
         # Withdrawals are not attributed to earnings yet: a settled take sits in the
         # payee's available balance. See docs/escrow.md.
-        payout_status=PayoutStatus.available,
+        payout_status=EarningsPayoutStatus.available,
     )

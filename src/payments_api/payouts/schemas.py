@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -9,7 +10,17 @@ from payments_api.money import Currency, MinorAmount
 from payments_api.payout_accounts.schemas import PayoutAccountRead
 
 WithdrawalStatus = Literal["pending", "transferred", "failed", "reversed"]
-PayoutStatus = Literal["pending", "in_transit", "paid", "failed", "canceled"]
+
+
+class StripePayoutStatus(StrEnum):
+    """A bank payout's status at Stripe (named apart from EarningsPayoutStatus: the two
+    generated PayoutStatus and PayoutReadStatus, which clients could not tell apart)."""
+
+    pending = "pending"
+    in_transit = "in_transit"
+    paid = "paid"
+    failed = "failed"
+    canceled = "canceled"
 
 
 class WithdrawalCreate(BaseModel):
@@ -36,9 +47,17 @@ class PayoutRead(BaseModel):
     id: str = Field(examples=["po_1OaFDbEcg9tTZuTgNYmX0PKB"])
     amount: int = Field(description="Minor units.")
     currency: str
-    status: PayoutStatus
-    arrival_date: datetime | None
-    created: datetime
+    status: StripePayoutStatus
+    arrival_date: datetime | None = Field(
+        description="When Stripe expects the money in the bank (ISO 8601, like every date "
+        "in this API; Stripe's own unix timestamp is converted)."
+    )
+    created_at: datetime = Field(description="When Stripe created the payout (ISO 8601).")
+    created: datetime = Field(
+        deprecated=True,
+        description="Deprecated: the same instant as `created_at`, kept for clients of the "
+        "first release; every other resource names it `created_at`.",
+    )
     failure_code: str | None = None
 
 

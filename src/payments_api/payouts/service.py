@@ -367,12 +367,14 @@ def _ts(value: Any) -> datetime | None:
 
 
 def _payout_read(payout: dict[str, Any]) -> PayoutRead:
+    created = _ts(payout.get("created")) or utcnow()
     return PayoutRead(
         id=str(payout["id"]),
         amount=int(payout["amount"]),
         currency=str(payout["currency"]),
         status=payout["status"],
         arrival_date=_ts(payout.get("arrival_date")),
-        created=_ts(payout.get("created")) or utcnow(),
+        created_at=created,
+        created=created,
         failure_code=payout.get("failure_code"),
     )
