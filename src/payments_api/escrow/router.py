@@ -40,7 +40,8 @@ EscrowIdPath = Annotated[
         "available balance in `currency` into escrow. Requires the customer role. "
         "409 `insufficient_funds` when the available balance in that currency does not "
         "cover it; 404 `payee_not_found` for an unknown user or one without the payee "
-        "role; 422 `escrow_self_offer` for yourself."
+        "role; 422 `escrow_self_offer` for yourself; 409 `wallet_frozen` while an admin "
+        "has frozen the customer's wallet."
     ),
     operation_id="createEscrow",
     status_code=201,
@@ -51,6 +52,7 @@ EscrowIdPath = Annotated[
         escrow_errors.EscrowAmountTooLarge,
         escrow_errors.SelfOffer,
         ledger_errors.InsufficientFunds,
+        ledger_errors.WalletFrozen,
         projects_errors.PayeeNotFound,
     ),
 )
@@ -116,6 +118,7 @@ _TRANSITION_ERRORS = problem_responses(
     escrow_errors.EscrowActionForbidden,
     escrow_errors.EscrowInvalidTransition,
     escrow_errors.EscrowNotFound,
+    ledger_errors.WalletFrozen,
 )
 
 

@@ -251,6 +251,7 @@ class EscrowService:
                     (self._customer(escrow, AccountKind.available), -parts.hold),
                     (self._customer(escrow, AccountKind.escrow), parts.hold),
                 ],
+                initiated_by=customer.id,
             )
         return escrow, False
 
@@ -447,7 +448,7 @@ class EscrowService:
             await self._apply_accept(escrow)
             escrow.accepted_at = now
         elif action is EscrowAction.complete:
-            await self._apply_complete(escrow, now)
+            await self._apply_complete(escrow, now, actor)
             escrow.completed_at = now
             escrow.completed_by = actor.id
         else:
@@ -483,7 +484,7 @@ class EscrowService:
             )
             if escrow is None:
                 return None
-            await self._apply_complete(escrow, now)
+            await self._apply_complete(escrow, now, actor)
         return TransitionResult(self.repository.attach(escrow), changed=True)
 
     async def _apply_accept(self, escrow: Escrow) -> None:
@@ -497,7 +498,10 @@ class EscrowService:
             ],
         )
 
-    async def _apply_complete(self, escrow: Escrow, now: datetime) -> None:
+    async def _apply_complete(self, escrow: Escrow, now: datetime, actor: User) -> None:
+        # The customer settling their own job moves their money out: a frozen wallet
+        # refuses it (in the ledger). An admin settling it is an admin action.
+        customer_acts = actor.id == escrow.customer_id
         transaction = await self._post(
             escrow,
             "complete",
@@ -512,6 +516,7 @@ class EscrowService:
                     escrow.payee_amount,
                 ),
             ],
+            initiated_by=escrow.customer_id if customer_acts else None,
         )
         await self.earnings.record(
             earnings_service.NewEarning(
@@ -555,6 +560,8 @@ class EscrowService:
         step: str,
         transaction_type: str,
         postings: list[tuple[ledger_service.AccountRef, int]],
+        *,
+        initiated_by: str | None = None,
     ) -> StoredTransaction | None:
         """Post one step of an escrow under the cause key ``escrow:{id}:{step}``.
 
@@ -572,6 +579,7 @@ class EscrowService:
                 description=f"Escrow {public_id(ESCROW_PREFIX, escrow.id)}: {step}",
                 metadata={"escrow_id": escrow.id, "reference": escrow.reference},
                 postings=nonzero,
+                initiated_by=initiated_by,
             )
         )
         return result.transaction

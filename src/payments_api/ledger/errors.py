@@ -27,6 +27,14 @@ class InvalidPosting(LedgerError):
     title = "Invalid posting"
 
 
+class WalletFrozen(LedgerError):
+    """A frozen user's own action would move money out of their accounts."""
+
+    status = 409
+    code = "wallet_frozen"
+    title = "The wallet is frozen"
+
+
 class AlreadyReversed(LedgerError):
     status = 409
     code = "already_reversed"

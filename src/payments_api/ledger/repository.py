@@ -194,6 +194,7 @@ _SELECT_TRANSACTION = """
 SELECT_TRANSACTION_BY_ID = text(_SELECT_TRANSACTION + "WHERE t.id = :value")
 SELECT_TRANSACTION_BY_CAUSE = text(_SELECT_TRANSACTION + "WHERE t.cause_key = :value")
 
+SELECT_USER_FROZEN = text("SELECT frozen FROM users WHERE id = :user_id FOR SHARE")
 SET_ALLOW_NEGATIVE = text("SELECT set_config('payments.allow_negative_available', :value, true)")
 
 
@@ -369,6 +370,12 @@ class LedgerRepository:
             ),
         )
         return [row["id"] for row in rows]
+
+    async def user_is_frozen(self, user_id: str) -> bool:
+        """The user's frozen flag, read under a share lock held to the end of the
+        transaction (so a freeze cannot commit between this check and the postings)."""
+        row = (await self.session.execute(SELECT_USER_FROZEN, {"user_id": user_id})).first()
+        return bool(row is not None and row[0])
 
     async def allow_negative_available(self, allowed: bool) -> None:
         await self.session.execute(SET_ALLOW_NEGATIVE, {"value": "on" if allowed else "off"})

@@ -35,6 +35,7 @@ from payments_api.ledger.errors import (
     InvalidPosting,
     TransactionNotFound,
     UnbalancedTransaction,
+    WalletFrozen,
 )
 from payments_api.ledger.kinds import PLATFORM_KINDS, USER_KINDS, AccountKind, CauseType
 from payments_api.ledger.repository import (
@@ -88,6 +89,12 @@ class NewTransaction:
     reverses_transaction_id: int | None = None
     allow_negative_available: bool = False
     """Only the dispute path may drive a user's available below zero."""
+    initiated_by: str | None = None
+    """The user whose own request this is (a withdrawal, an escrow they fund or
+    complete, a spend). If that user's wallet is frozen, a transaction that takes money
+    out of any of their accounts is refused (``WalletFrozen``): the freeze rule lives
+    here, once, for every flow. Money coming in, other users' actions and admin actions
+    (``None``) are not affected."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +154,15 @@ class LedgerService:
             self.repository.bind(None)
 
     async def _post(self, new: NewTransaction, postings: list[PostingSpec]) -> PostResult:
+        takes_from_initiator = new.initiated_by is not None and any(
+            p.amount < 0 and p.account.owner_user_id == new.initiated_by for p in postings
+        )
+        # FOR SHARE: a concurrent freeze waits for this transaction, and this one waits
+        # for a freeze in flight and then sees it.
+        if takes_from_initiator and await self.repository.user_is_frozen(str(new.initiated_by)):
+            raise WalletFrozen(
+                "The wallet is frozen: money cannot leave it by the owner's own action."
+            )
         keys = sorted({p.account.key for p in postings})
         # The transaction row, the accounts' lookup and the balances' locks share a
         # round trip.

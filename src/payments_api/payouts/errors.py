@@ -1,18 +1,15 @@
 from __future__ import annotations
 
+from payments_api.ledger.errors import WalletFrozen
 from payments_api.problems import ProblemError
+
+__all__ = ["PayoutAccountNotReady", "WalletFrozen", "WithdrawalNotFound"]
 
 
 class PayoutAccountNotReady(ProblemError):
     status = 409
     code = "payout_account_not_ready"
     title = "The payout account cannot receive money yet"
-
-
-class WalletFrozen(ProblemError):
-    status = 409
-    code = "wallet_frozen"
-    title = "Withdrawals are blocked while the wallet is frozen"
 
 
 class WithdrawalNotFound(ProblemError):

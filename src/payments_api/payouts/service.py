@@ -38,7 +38,7 @@ from payments_api.orders.errors import AmountOutOfRange
 from payments_api.payout_accounts.models import PayoutAccount
 from payments_api.payout_accounts.repository import PayoutAccountRepository
 from payments_api.payout_accounts.service import to_read
-from payments_api.payouts.errors import PayoutAccountNotReady, WalletFrozen
+from payments_api.payouts.errors import PayoutAccountNotReady
 from payments_api.payouts.models import Withdrawal
 from payments_api.payouts.repository import WithdrawalRepository
 from payments_api.payouts.schemas import (
@@ -228,8 +228,6 @@ class PayoutService:
                     raise IdempotencyKeyReused("This Idempotency-Key was used for another request.")
                 return existing
             user = await UserRepository(session).get(user.id, for_update=True) or user
-            if user.frozen:
-                raise WalletFrozen("Withdrawals are blocked while the wallet is frozen.")
             account = await PayoutAccountRepository(session).get_by_user(user.id)
             destination = _destination(account)
             if destination is None:
@@ -271,6 +269,8 @@ class PayoutService:
                             _ref(user.id, AccountKind.withdrawing, body.currency), body.amount
                         ),
                     ],
+                    # A frozen wallet refuses this in the ledger (WalletFrozen, 409).
+                    initiated_by=user.id,
                 )
             )
             return withdrawal
