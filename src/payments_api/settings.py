@@ -6,6 +6,9 @@ generated from the same field descriptions.
 
 from __future__ import annotations
 
+import os
+import secrets as secrets_module
+import time
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +20,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # A fixed, loudly insecure secret so that `payments-api token` and a local `serve`
 # agree out of the box. Production refuses to start with it.
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"  # noqa: S105
-DEV_WEBHOOK_SECRET = "whsec_sandbox_dev_only"  # noqa: S105
 
 SUPPORTED_JWT_ALGORITHMS = frozenset({"HS256", "HS384", "HS512", "RS256", "ES256"})
 
@@ -406,8 +408,42 @@ def webhook_secrets(settings: Settings, endpoint: str) -> list[str]:
     )
     secrets = [s.get_secret_value() for s in configured]
     if settings.sandbox and not settings.is_production:
-        secrets.append(DEV_WEBHOOK_SECRET)
+        secrets.append(sandbox_webhook_secret(settings))
     return secrets
+
+
+SANDBOX_SECRET_FILE = "sandbox-webhook-secret"  # noqa: S105 - a file name
+
+
+def sandbox_webhook_secret(settings: Settings) -> str:
+    """The secret the sandbox signs its events with: random, made once per data folder
+    (``PAYMENTS_DATA_DIR``) and kept there (mode 0600).
+
+    It used to be a constant published in the source, so anyone who could reach the
+    port could sign events the service would accept. Every process using the same data
+    folder (workers of one serve, a later restart) shares it.
+    """
+    return _secret_in(settings.data_dir.resolve())
+
+
+@lru_cache(maxsize=16)
+def _secret_in(data_dir: Path) -> str:
+    path = data_dir / SANDBOX_SECRET_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: of two processes starting at once, one writes and both read its value.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as out:
+            out.write("whsec_" + secrets_module.token_urlsafe(32))
+    for _ in range(100):
+        value = path.read_text().strip()
+        if value:
+            return value
+        time.sleep(0.01)  # the other process is between creating and writing the file
+    raise RuntimeError(f"{path} is empty: delete it to make a new sandbox secret")
 
 
 def stripe_api_base(settings: Settings) -> str:

@@ -5,6 +5,7 @@ test's rolled-back connection."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,7 +25,7 @@ from tests.sandbox.helpers import BASE_URL, WEBHOOK_PATHS, Sandbox
 
 
 @pytest.fixture
-def sandbox_settings(database_url: str) -> Settings:
+def sandbox_settings(database_url: str, tmp_path: Path) -> Settings:
     """No Stripe key and no webhook secrets: sandbox mode, as after the README's first
     command (the sandbox's own secret is the only one the webhook routes accept)."""
     return Settings(
@@ -36,6 +37,7 @@ def sandbox_settings(database_url: str) -> Settings:
         stripe_webhook_secrets=[],
         stripe_connect_webhook_secrets=[],
         public_base_url=BASE_URL,
+        data_dir=tmp_path / "data",  # where the sandbox keeps its random webhook secret
         stripe_max_network_retries=0,
         connect_sync_stale_after_seconds=3600,
         max_body_bytes=64 * 1024,

@@ -7,6 +7,7 @@ import asyncio
 import json
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from payments_api.sandbox.events import MAX_ATTEMPTS, Deliverer, deliver_pending
 from payments_api.sandbox.models import SandboxEvent, SandboxObject
 from payments_api.sandbox.params import Params
 from payments_api.sandbox.service import SandboxStripe
-from payments_api.settings import DEV_WEBHOOK_SECRET, Settings
+from payments_api.settings import Settings, sandbox_webhook_secret, webhook_secrets
 from payments_api.stripe.gateway import InvalidWebhookSignature, verify_webhook_signature
 from payments_api.webhooks.models import WebhookEvent
 from tests.helpers import stripe_object, stripe_signature
@@ -61,11 +62,14 @@ class TestSignature:
             if call.request.url.path == "/api/v1/webhooks/stripe"
         )
         header = request.headers["Stripe-Signature"]
-        verify_webhook_signature(request.content, header, [DEV_WEBHOOK_SECRET], 300)
+        secret = sandbox_webhook_secret(sandbox.settings)
+        verify_webhook_signature(request.content, header, [secret], 300)
         with pytest.raises(InvalidWebhookSignature):
             verify_webhook_signature(request.content, header, ["whsec_other"], 300)
         with pytest.raises(InvalidWebhookSignature):
-            verify_webhook_signature(request.content + b" ", header, [DEV_WEBHOOK_SECRET], 300)
+            verify_webhook_signature(request.content + b" ", header, [secret], 300)
+        # The secret is random per data folder, not a constant anyone could read.
+        assert secret != "whsec_sandbox_dev_only"
         event = json.loads(request.content)
         assert set(event) == set(stripe_object("event"))
         assert event["id"].startswith("evt_")
@@ -229,3 +233,23 @@ async def _cleanup(sessionmaker: async_sessionmaker[AsyncSession], object_id: st
                 SandboxEvent.payload["data"]["object"]["id"].astext == object_id
             )
         )
+
+
+class TestSandboxSecret:
+    def test_random_per_data_folder_kept_private_and_stable(self, tmp_path: Path) -> None:
+        first = Settings(_env_file=None, data_dir=tmp_path / "one")
+        second = Settings(_env_file=None, data_dir=tmp_path / "two")
+        secret = sandbox_webhook_secret(first)
+        assert secret.startswith("whsec_")
+        assert len(secret) >= 40
+        assert sandbox_webhook_secret(second) != secret
+        # Read back (another process, a restart): the same value from the same folder.
+        stored = tmp_path / "one" / "sandbox-webhook-secret"
+        assert stored.read_text() == secret
+        assert stored.stat().st_mode & 0o777 == 0o600
+
+    def test_the_old_published_constant_is_refused(self, tmp_path: Path) -> None:
+        settings = Settings(_env_file=None, data_dir=tmp_path / "d", stripe_webhook_secrets=[])
+        accepted = webhook_secrets(settings, "platform")
+        assert accepted == [sandbox_webhook_secret(settings)]
+        assert "whsec_sandbox_dev_only" not in accepted

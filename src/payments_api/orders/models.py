@@ -24,7 +24,15 @@ from payments_api.db import Base, TimestampMixin
 
 ORDER_PURPOSES = ("topup", "order", "escrow", "direct")
 ORDER_CHANNELS = ("checkout_session", "payment_intent")
-ORDER_STATUSES = ("pending", "succeeded", "failed", "expired", "refunded", "partially_refunded")
+ORDER_STATUSES = (
+    "pending",
+    "succeeded",
+    "failed",
+    "expired",
+    "refunded",
+    "partially_refunded",
+    "needs_review",
+)
 
 
 def _in(values: tuple[str, ...]) -> str:
@@ -94,6 +102,7 @@ class Order(TimestampMixin, Base):
         UniqueConstraint("stripe_checkout_session_id"),
         UniqueConstraint("stripe_payment_intent_id"),
         Index("ix_orders_user_id_id", "user_id", "id"),
+        Index("ix_orders_needs_review", "id", postgresql_where=text("status = 'needs_review'")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -119,6 +128,12 @@ class Order(TimestampMixin, Base):
     expires_at: Mapped[datetime | None]
     failure_code: Mapped[str | None] = mapped_column(String(64))
     """Machine reason of a failure or expiry (Stripe's decline code, never its text)."""
+    review_reason: Mapped[str | None] = mapped_column(String(64))
+    """Why a paid order was not credited and waits for an operator (``needs_review``):
+    Stripe reported a payment that differs from what was ordered."""
+    paid_amount: Mapped[int | None] = mapped_column(BigInteger)
+    """What Stripe said was paid, when it differs from ``amount`` (review only)."""
+    paid_currency: Mapped[str | None] = mapped_column(String(3))
     processing_fee_amount: Mapped[int | None] = mapped_column(BigInteger)
     """Stripe's fee from the charge's balance transaction, once known."""
     refunded_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))

@@ -71,6 +71,12 @@ class OrderRepository:
             stmt = stmt.where(Order.id < before_id)
         return list((await self.session.scalars(stmt.limit(limit))).all())
 
+    async def page_needing_review(self, *, limit: int, before_id: int | None) -> list[Order]:
+        stmt = select(Order).where(Order.status == "needs_review").order_by(Order.id.desc())
+        if before_id is not None:
+            stmt = stmt.where(Order.id < before_id)
+        return list((await self.session.scalars(stmt.limit(limit))).all())
+
 
 class CatalogRepository:
     def __init__(self, session: AsyncSession) -> None:

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from payments_api.deps import AdminUser, CurrentUser, SessionDep
-from payments_api.kit.pagination import Limit
+from payments_api.kit.pagination import InvalidCursor, Limit
 from payments_api.orders import errors as orders_errors
 from payments_api.orders.schemas import (
     DiscountCodeCreate,
@@ -35,6 +35,25 @@ async def list_orders(
     starting_after: Annotated[str | None, Query(description="Order id to continue after.")] = None,
 ) -> OrderList:
     return await OrderQueries(session).list(user, limit=limit, starting_after=starting_after)
+
+
+@router.get(
+    "/api/v1/admin/orders/needs-review",
+    summary="Paid pay-ins waiting for an operator",
+    description="Orders Stripe reported paid with an amount or currency that differs from "
+    "the order: nothing was credited (`review_reason`, `paid_amount`, `paid_currency`). "
+    "Newest first; metric `payments_payins_needing_review_total`.",
+    operation_id="listOrdersNeedingReview",
+    tags=["admin"],
+    responses=problem_responses(401, 403, 422, InvalidCursor),
+)
+async def list_orders_needing_review(
+    _admin: AdminUser,
+    session: SessionDep,
+    limit: Limit = 20,
+    starting_after: Annotated[str | None, Query(description="Order id to continue after.")] = None,
+) -> OrderList:
+    return await OrderQueries(session).needing_review(limit=limit, starting_after=starting_after)
 
 
 @router.get(

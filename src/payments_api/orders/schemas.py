@@ -8,7 +8,9 @@ from pydantic import BaseModel, Field
 from payments_api.money import Currency, MinorAmount
 
 Purpose = Literal["topup", "order", "escrow", "direct"]
-OrderStatus = Literal["pending", "succeeded", "failed", "expired", "refunded", "partially_refunded"]
+OrderStatus = Literal[
+    "pending", "succeeded", "failed", "expired", "refunded", "partially_refunded", "needs_review"
+]
 
 
 class CheckoutSessionCreate(BaseModel):
@@ -122,6 +124,16 @@ class OrderRead(BaseModel):
     expires_at: datetime | None
     created_at: datetime
     succeeded_at: datetime | None
+    review_reason: str | None = Field(
+        None,
+        description="Set with status `needs_review`: Stripe reported a payment that differs "
+        "from the order (`amount_mismatch`, `currency_mismatch`); nothing was credited and "
+        "an operator decides (GET /api/v1/admin/orders/needs-review).",
+    )
+    paid_amount: int | None = Field(
+        None, description="With `needs_review`: what Stripe reported as paid (minor units)."
+    )
+    paid_currency: str | None = Field(None, description="With `needs_review`: its currency.")
 
 
 class OrderList(BaseModel):

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from prometheus_client import Counter
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -66,6 +67,12 @@ from payments_api.users.repository import UserRepository
 
 log = logging.getLogger(__name__)
 
+PAYINS_NEEDING_REVIEW = Counter(
+    "payments_payins_needing_review_total",
+    "Paid pay-ins not credited because Stripe's amount or currency differs from the order",
+    ["reason"],
+)
+
 ORDER_PREFIX = "ord"
 
 
@@ -83,6 +90,9 @@ def order_read(order: Order) -> OrderRead:
         expires_at=order.expires_at,
         created_at=order.created_at,
         succeeded_at=order.succeeded_at,
+        review_reason=order.review_reason,
+        paid_amount=order.paid_amount,
+        paid_currency=order.paid_currency,
     )
 
 
@@ -473,6 +483,13 @@ class OrderQueries:
         )
         return OrderList(data=[order_read(o) for o in rows[:limit]], has_more=len(rows) > limit)
 
+    async def needing_review(self, *, limit: int, starting_after: str | None) -> OrderList:
+        """Paid pay-ins held back because Stripe's amount or currency differs."""
+        rows = await self.repository.page_needing_review(
+            limit=limit + 1, before_id=parse_cursor(ORDER_PREFIX, starting_after)
+        )
+        return OrderList(data=[order_read(o) for o in rows[:limit]], has_more=len(rows) > limit)
+
     async def get(self, user: User, order_id: str) -> OrderRead:
         number = parse_public_id(ORDER_PREFIX, order_id)
         order = await self.repository.get_for_user(user.id, number) if number else None
@@ -565,8 +582,31 @@ class PayInConfirmation:
         both credit."""
         if order.stripe_payment_intent_id is None:
             order.stripe_payment_intent_id = payment_intent_id
-        if currency != order.currency:
-            raise ValueError(f"order {order.id}: paid in {currency}, expected {order.currency}")
+        if order.status == "needs_review":
+            return  # already held for an operator; a redelivery changes nothing
+        mismatch = (
+            "currency_mismatch"
+            if currency != order.currency
+            else "amount_mismatch"
+            if amount != order.amount
+            else None
+        )
+        if mismatch is not None:
+            # Credit what was ordered or nothing: never what the event says. A paid
+            # amount that differs (a tampered or misrouted session, a Stripe-side
+            # change) waits for an operator; reconciliation shows the Stripe charge
+            # with no ledger entry.
+            order.status = "needs_review"
+            order.review_reason = mismatch
+            order.paid_amount = amount
+            order.paid_currency = currency[:3]
+            order.updated_at = utcnow()
+            PAYINS_NEEDING_REVIEW.labels(mismatch).inc()
+            log.warning(
+                "pay-in differs from its order; not credited",
+                extra={"order_id": order.id, "reason": mismatch},
+            )
+            return
         if order.purpose == "direct":
             # The money is on the payee's connected account: the ledger gets only the
             # platform's fee, the payee's take goes to the reporting tables.

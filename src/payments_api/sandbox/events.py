@@ -3,9 +3,10 @@
 Stripe's behaviour, reproduced: an event is POSTed only after the change it reports has
 committed (it is read from the ``sandbox_events`` outbox written in that transaction),
 signed with the endpoint secret (``Stripe-Signature: t=<unix>,v1=<HMAC-SHA256 of
-"<t>.<body>">``, here the sandbox's ``DEV_WEBHOOK_SECRET``), sent to the platform
-endpoint or, for events of a connected account, the Connect endpoint, and retried with
-exponential backoff until a 2xx answer. The outbox survives restarts.
+"<t>.<body>">``, here the sandbox's secret, random per data folder:
+``sandbox_webhook_secret``), sent to the platform endpoint or, for events of a
+connected account, the Connect endpoint, and retried with exponential backoff until a
+2xx answer. The outbox survives restarts.
 
 ``deliver_pending`` does one round (tests call it directly); ``Deliverer`` runs rounds
 in the background of the web process, woken at once when a sandbox request commits.
@@ -30,7 +31,7 @@ from payments_api.kit.clock import utcnow
 from payments_api.sandbox.models import SandboxEvent
 from payments_api.sandbox.repository import EventRepository, IdempotencyRepository
 from payments_api.sandbox.service import SandboxStripe
-from payments_api.settings import DEV_WEBHOOK_SECRET, Settings
+from payments_api.settings import Settings, sandbox_webhook_secret
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ async def _post(
 ) -> tuple[int | None, str | None]:
     headers = {
         "Content-Type": "application/json; charset=utf-8",
-        "Stripe-Signature": sign(event.body, DEV_WEBHOOK_SECRET),
+        "Stripe-Signature": sign(event.body, sandbox_webhook_secret(settings)),
         "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks) payments-api-sandbox",
     }
     try:
