@@ -54,6 +54,15 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+@pytest.fixture(scope="session", autouse=True)
+async def _outgoing_keys(engine: AsyncEngine) -> None:
+    """Expected Stripe idempotency keys carry the test database's namespace."""
+    from payments_api.installation import outgoing_keys
+    from tests import helpers
+
+    helpers.OUTGOING_KEYS = await outgoing_keys(async_sessionmaker(engine))
+
+
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return Settings(

@@ -59,12 +59,16 @@ async def _recreate(admin: str, name: str) -> None:
 
 def create_test_database() -> str:
     """A fresh database for this worker, migrated to head; returns its asyncpg URL."""
-    admin = admin_url()
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     # The checkout's path is in the name so two checkouts (a CI clone beside a working
     # tree) never share a database on the same server.
     checkout = hashlib.sha256(str(Path(__file__).resolve()).encode()).hexdigest()[:8]
-    name = f"payments_test_{checkout}_{worker}"
+    return create_named_database(f"payments_test_{checkout}_{worker}")
+
+
+def create_named_database(name: str) -> str:
+    """A fresh database called ``name``, migrated to head; returns its asyncpg URL."""
+    admin = admin_url()
     asyncio.run(_recreate(admin, name))
     url = to_asyncpg_url(make_url(admin).set(database=name).render_as_string(False))
     config = alembic_config(url)

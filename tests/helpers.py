@@ -11,10 +11,24 @@ from typing import Any
 
 from jose import jwt
 
+from payments_api.installation import OutgoingKeys
+
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-0123456789abcdef"
 # The project's own Stripe-shaped fixtures (field names as Stripe sends them; see
 # tests/fixtures/stripe/README.md). Nothing outside the repository is read.
 STRIPE_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "stripe"
+
+
+# The test database's outgoing-key deriver, set once per session by tests/conftest.py.
+OUTGOING_KEYS: OutgoingKeys | None = None
+
+
+def stripe_key(operation: str, record_id: int | str) -> str:
+    """The idempotency key the service sends Stripe for ``operation`` on a record of
+    the test database (namespaced by that database, payments_api.installation)."""
+    if OUTGOING_KEYS is None:
+        raise RuntimeError("the session fixture has not read the test database's namespace")
+    return OUTGOING_KEYS.derive(operation, record_id)
 
 
 def make_token(

@@ -7,6 +7,7 @@ from payments_api.disputes import models as disputes_models
 from payments_api.earnings import models as earnings_models
 from payments_api.escrow import models as escrow_models
 from payments_api.idempotency import models as idempotency_models
+from payments_api.installation import Installation
 from payments_api.ledger.models import (
     LedgerAccount,
     LedgerBalance,
@@ -46,6 +47,7 @@ __all__ = [
     "DOMAIN_MODELS",
     "AuditLogEntry",
     "Base",
+    "Installation",
     "LedgerAccount",
     "LedgerBalance",
     "LedgerPosting",

@@ -38,7 +38,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tests.conftest import TEST_CONNECT_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET
 from tests.contract.fake_stripe import FakeStripe
 from tests.factories import create_user, fund, ledger_invariants
-from tests.helpers import TEST_JWT_SECRET, auth, make_event, signed_webhook, stripe_object
+from tests.helpers import (
+    TEST_JWT_SECRET,
+    auth,
+    make_event,
+    signed_webhook,
+    stripe_key,
+    stripe_object,
+)
 
 REPLICAS = 2
 STARTUP_TIMEOUT = 60.0
@@ -221,13 +228,15 @@ class TestReplicas:
             await scalar(committed, "SELECT count(*) FROM orders WHERE user_id = :u", u=user) == 1
         )
         order = responses[0].json()["order_id"].removeprefix("ord_")
-        key_of_order = f"payment_intent:{order}"
+        key_of_order = stripe_key("payment_intent", order)
         created = [
             c for c in fake.created_of("payment_intents") if c.idempotency_key == key_of_order
         ]
         assert len(created) == 1  # one PaymentIntent at Stripe
         customers = [
-            c for c in fake.created_of("customers") if c.idempotency_key == f"customer:{user}"
+            c
+            for c in fake.created_of("customers")
+            if c.idempotency_key == stripe_key("customer", user)
         ]
         assert len(customers) == 1
 

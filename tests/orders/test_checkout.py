@@ -17,7 +17,7 @@ from payments_api.orders.models import Order
 from payments_api.users.models import User
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import ledger_invariants
-from tests.helpers import auth, make_event, signed_webhook, stripe_object
+from tests.helpers import auth, make_event, signed_webhook, stripe_key, stripe_object
 from tests.orders.conftest import order_count
 
 URLS = {
@@ -104,10 +104,10 @@ class TestCheckoutTopup:
         assert body["order_id"] == f"ord_{order.id}"
 
         customer_call = stripe_payins.routes["customers"].calls.last.request
-        assert customer_call.headers["Idempotency-Key"] == "customer:alice"
+        assert customer_call.headers["Idempotency-Key"] == stripe_key("customer", "alice")
         call = stripe_payins.routes["sessions"].calls.last.request
         assert call.url.path == "/v1/checkout/sessions"
-        assert call.headers["Idempotency-Key"] == f"checkout_session:{order.id}"
+        assert call.headers["Idempotency-Key"] == stripe_key("checkout_session", order.id)
         form = {k: v[0] for k, v in parse_qs(call.content.decode()).items()}
         assert form["mode"] == "payment"
         assert form["customer"] == stripe_object("customer")["id"]
@@ -297,7 +297,7 @@ class TestCheckoutIdempotency:
         retried = await start_checkout(client, "hank", topup(), key="retry-me")
         assert retried.status_code == 201, retried.text
         keys = {call.request.headers["Idempotency-Key"] for call in route.calls}
-        assert keys == {f"checkout_session:{order.id}"}
+        assert keys == {stripe_key("checkout_session", order.id)}
         # the retry sends exactly the same parameters under the same key (Stripe
         # refuses a key reused with different ones)
         bodies = {call.request.content for call in route.calls}
@@ -447,7 +447,7 @@ class TestConcurrentFirstPayments:
         keys = {
             c.request.headers["Idempotency-Key"] for c in stripe_payins.routes["customers"].calls
         }
-        assert keys == {f"customer:{unique_user}"}
+        assert keys == {stripe_key("customer", unique_user)}
         me = await committed_client.get("/api/v1/me", headers=auth(unique_user))
         assert me.status_code == 200
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.orders.models import Order
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import ledger_invariants
-from tests.helpers import auth, make_event, signed_webhook, stripe_object
+from tests.helpers import auth, make_event, signed_webhook, stripe_key, stripe_object
 
 
 async def create(
@@ -55,7 +55,7 @@ class TestTopups:
         order = await session.scalar(select(Order).where(Order.user_id == "mia"))
         assert order is not None
         assert body["order_id"] == f"ord_{order.id}"
-        assert call.headers["Idempotency-Key"] == f"payment_intent:{order.id}"
+        assert call.headers["Idempotency-Key"] == stripe_key("payment_intent", order.id)
         form = {k: v[0] for k, v in parse_qs(call.content.decode()).items()}
         assert form["amount"] == "5000"
         assert form["currency"] == "eur"

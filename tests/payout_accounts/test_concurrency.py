@@ -26,7 +26,7 @@ from payments_api.state import AppState
 from payments_api.stripe.gateway import StripeGateway
 from payments_api.users.models import User
 from tests.factories import create_user
-from tests.helpers import auth
+from tests.helpers import auth, stripe_key
 from tests.payout_accounts import shapes
 
 ONBOARDING = "/api/v1/me/payout-account/onboarding-link"
@@ -105,7 +105,7 @@ class TestConcurrentOnboarding:
         assert accounts.call_count == 1
         assert most_in_flight == 1
         assert {c.request.headers["Idempotency-Key"] for c in accounts.calls} == {
-            f"account:{committed_payee}"
+            stripe_key("account", committed_payee)
         }
         bodies = [r.json() for r in responses]
         assert {b["payout_account"]["stripe_account_id"] for b in bodies} == {account_id}

@@ -20,7 +20,7 @@ from payments_api.payout_accounts.webhook_handlers import account_updated
 from payments_api.settings import Settings
 from payments_api.webhooks.registry import HandlerContext
 from tests.factories import create_user
-from tests.helpers import auth
+from tests.helpers import auth, stripe_key
 from tests.payout_accounts import shapes
 from tests.payout_accounts.conftest import Payee
 
@@ -103,7 +103,7 @@ class TestOnboardingFlow:
         }
 
         create = accounts.calls.last.request
-        assert create.headers["Idempotency-Key"] == f"account:{payee.id}"
+        assert create.headers["Idempotency-Key"] == stripe_key("account", payee.id)
         assert _form(create) == {
             "type": ["express"],
             "metadata[user_id]": [payee.id],
@@ -208,7 +208,7 @@ class TestOnboardingFlow:
         assert retried.status_code == 200
         assert retried.json()["payout_account"]["stripe_account_id"] == payee.account_id
         keys = {call.request.headers["Idempotency-Key"] for call in accounts.calls}
-        assert keys == {f"account:{payee.id}"}
+        assert keys == {stripe_key("account", payee.id)}
 
 
 class TestStatusSync:

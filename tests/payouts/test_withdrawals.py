@@ -25,7 +25,7 @@ from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
 from tests.conftest import TEST_CONNECT_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET
 from tests.factories import create_user, fund, ledger_invariants
-from tests.helpers import auth, make_event, signed_webhook, stripe_object
+from tests.helpers import auth, make_event, signed_webhook, stripe_key, stripe_object
 
 PAYEE = ["payee"]
 ACCOUNT = "acct_1PgafTB7WZ01zgkW"
@@ -127,7 +127,7 @@ class TestWithdrawals:
         assert body["status"] == "transferred"
         number = int(body["id"].removeprefix("wd_"))
         call = transfers.routes["transfers"].calls.last.request
-        assert call.headers["Idempotency-Key"] == f"withdrawal:{number}"
+        assert call.headers["Idempotency-Key"] == stripe_key("withdrawal", number)
         form = {k: v[0] for k, v in parse_qs(call.content.decode()).items()}
         assert form["amount"] == "10000"
         assert form["currency"] == "usd"
@@ -167,8 +167,11 @@ class TestWithdrawals:
             httpx.ReadTimeout("slow"),
             httpx.Response(500, json={"error": {"type": "api_error"}}),
             httpx.Response(429, json={"error": {"type": "rate_limit_error"}}),
+            # A card-type error on a transfer: the client was told 402 card_declined
+            # (and the key replayed it) while recovery later transferred anyway.
+            httpx.Response(402, json={"error": {"type": "card_error", "code": "card_declined"}}),
         ],
-        ids=["timeout", "500", "429"],
+        ids=["timeout", "500", "429", "card_error"],
     )
     async def test_unknown_outcome_is_recovered_with_the_same_key(
         self,
@@ -192,7 +195,7 @@ class TestWithdrawals:
         )
         assert withdrawal is not None
         assert withdrawal.status == "transferred"
-        assert transfer_keys(transfers) == {f"withdrawal:{withdrawal.id}"}
+        assert transfer_keys(transfers) == {stripe_key("withdrawal", withdrawal.id)}
         assert await balances(session, "rene") == (40_000, 0)
         # nothing left to recover
         assert await later(settings, sessionmaker, gateway).recover() == 0
@@ -215,7 +218,7 @@ class TestWithdrawals:
         assert transfers.routes["transfers"].call_count == 0
         assert await balances(session, "sam") == (40_000, 10_000)
         assert await later(settings, sessionmaker, gateway).recover() == 1
-        assert transfer_keys(transfers) == {f"withdrawal:{reserved.id}"}
+        assert transfer_keys(transfers) == {stripe_key("withdrawal", reserved.id)}
         assert await balances(session, "sam") == (40_000, 0)
         assert await ledger_invariants(session) == []
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from payments_api.orders.models import Order
 from payments_api.users.models import User
 from tests.factories import ledger_invariants
-from tests.helpers import auth, make_event, stripe_object
+from tests.helpers import auth, make_event, stripe_key, stripe_object
 from tests.projects.conftest import (
     Payee,
     completed_session,
@@ -118,10 +118,10 @@ class TestDirectCheckout:
         )
 
         customer_call = stripe_direct.routes["customers"].calls.last.request
-        assert customer_call.headers["Idempotency-Key"] == f"customer:{shop.customer}"
+        assert customer_call.headers["Idempotency-Key"] == stripe_key("customer", shop.customer)
         call = stripe_direct.routes["sessions"].calls.last.request
         assert call.url.path == "/v1/checkout/sessions"
-        assert call.headers["Idempotency-Key"] == f"checkout_session:{order.id}"
+        assert call.headers["Idempotency-Key"] == stripe_key("checkout_session", order.id)
         assert "Stripe-Account" not in call.headers  # a platform charge, destined onward
         form = form_of(call)
         assert form["mode"] == "payment"

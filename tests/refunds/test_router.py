@@ -22,7 +22,7 @@ from payments_api.refunds.service import RefundService
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
 from tests.factories import ledger_invariants
-from tests.helpers import auth, make_event, stripe_object
+from tests.helpers import auth, make_event, stripe_key, stripe_object
 from tests.refunds.helpers import (
     ADMIN,
     cause_count,
@@ -116,7 +116,7 @@ class TestCreateRefund:
         assert body["origin"] == "admin"
         call = route.calls.last.request
         assert call.url.path == "/v1/refunds"
-        assert call.headers["Idempotency-Key"] == f"refund:{row.id}"
+        assert call.headers["Idempotency-Key"] == stripe_key("refund", row.id)
         assert "Stripe-Account" not in call.headers
         assert form(call) == {
             "payment_intent": order.stripe_payment_intent_id,
@@ -412,7 +412,7 @@ class TestCreateRefund:
             order.stripe_payment_intent_id
         )
         keys = {call.request.headers["Idempotency-Key"] for call in down.calls}
-        assert keys == {f"refund:{row.id}"}  # the retry reused the first call's key
+        assert keys == {stripe_key("refund", row.id)}  # the retry reused the first call's key
         assert await wallet(session, order.user_id) == {
             "available": 1_100,
             "escrow": 0,

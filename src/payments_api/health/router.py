@@ -34,6 +34,11 @@ class ReadinessRead(BaseModel):
     stripe: Literal["live", "test", "sandbox"] = Field(
         description="Which Stripe this instance talks to."
     )
+    key_namespace: str | None = Field(
+        None,
+        description="This database's random namespace, the first part of every outgoing "
+        "Stripe idempotency key (two databases on one Stripe account never share a key).",
+    )
 
 
 def _stripe_mode(settings: Settings) -> Literal["live", "test", "sandbox"]:
@@ -57,11 +62,14 @@ async def get_health() -> HealthRead:
 async def get_readiness(state: StateDep) -> ReadinessRead:
     database: Literal["ok", "unreachable"] = "ok"
     migrations: Literal["current", "behind", "unknown"] = "unknown"
+    namespace: str | None = None
     try:
         async with state.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
             current = await current_revisions(connection)
             migrations = "current" if current == set(state.migration_heads) else "behind"
+            if migrations == "current":
+                namespace = await connection.scalar(text("SELECT namespace FROM installation"))
     except Exception:
         database = "unreachable"
     body = ReadinessRead(
@@ -70,6 +78,7 @@ async def get_readiness(state: StateDep) -> ReadinessRead:
         migrations=migrations,
         sandbox=state.settings.sandbox,
         stripe=_stripe_mode(state.settings),
+        key_namespace=namespace,
     )
     if body.status != "ready":
         raise NotReady(

@@ -27,6 +27,7 @@ from payments_api.auth import Principal
 from payments_api.escrow import service as escrow_service
 from payments_api.escrow.models import EscrowFunding
 from payments_api.escrow.schemas import EscrowCreate
+from payments_api.installation import outgoing_keys
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
@@ -182,7 +183,9 @@ class PayInService:
         if user.stripe_customer_id:
             return user.stripe_customer_id
         customer = await self.stripe.create_customer(
-            user_id=user.id, email=user.email, idempotency_key=f"customer:{user.id}"
+            user_id=user.id,
+            email=user.email,
+            idempotency_key=(await outgoing_keys(self.sessionmaker)).derive("customer", user.id),
         )
         async with self.sessionmaker.begin() as session:
             await session.execute(
@@ -291,7 +294,9 @@ class PayInService:
             customer_id = await self._ensure_customer(user)
             session = await self.stripe.create_checkout_session(
                 self._checkout_params(order, customer_id, body),
-                idempotency_key=f"checkout_session:{order.id}",
+                idempotency_key=(await outgoing_keys(self.sessionmaker)).derive(
+                    "checkout_session", order.id
+                ),
             )
             expires = session.get("expires_at")
             order = await self._record(
@@ -460,7 +465,10 @@ class PayInService:
         # whole response (secret included) for its retention period, replayed only to
         # the same user with the same key, as Stripe itself does.
         intent = await self.stripe.create_payment_intent(
-            params, idempotency_key=f"payment_intent:{order.id}"
+            params,
+            idempotency_key=(await outgoing_keys(self.sessionmaker)).derive(
+                "payment_intent", order.id
+            ),
         )
         await self._record(order.id, stripe_payment_intent_id=intent["id"])
         return TopupRead(

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.admin import repository as admin_repository
+from payments_api.installation import OutgoingKeys, outgoing_keys
 from payments_api.kit.clock import utcnow
 from payments_api.payout_accounts.errors import (
     InvalidLinkState,
@@ -48,9 +49,10 @@ _DEFAULT_LOCK_TIMEOUT = text("SET LOCAL lock_timeout TO DEFAULT")
 _LOCK_SQLSTATES = frozenset({"55P03", "57014"})  # lock_not_available, query_canceled
 
 
-def account_idempotency_key(user_id: str) -> str:
-    """Deterministic per user: a retry (even after a crash) gets the same account."""
-    return f"account:{user_id}"
+def account_idempotency_key(keys: OutgoingKeys, user_id: str) -> str:
+    """Deterministic per user (and database): a retry, even after a crash, gets the
+    same account."""
+    return keys.derive("account", user_id)
 
 
 def to_read(row: PayoutAccount | None) -> PayoutAccountRead:
@@ -264,7 +266,7 @@ class ConnectService:
             user_id=user_id,
             capabilities=list(self.settings.connect_capabilities),
             country=self.settings.connect_account_country,
-            idempotency_key=account_idempotency_key(user_id),
+            idempotency_key=account_idempotency_key(await outgoing_keys(self.session), user_id),
         )
         # The create response describes the account as it was when created (also
         # when Stripe replays it for a retried key), so that is its as-of time; a

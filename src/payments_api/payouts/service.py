@@ -5,7 +5,7 @@
    withdrawing, committed together. Concurrent withdrawals of one wallet serialise on
    the ledger's row lock, so only what fits succeeds.
 2. ``transfer`` (no DB transaction open): a Stripe Transfer to the connected account
-   with the idempotency key ``withdrawal:{id}``.
+   with the idempotency key ``<namespace>:withdrawal:{id}`` (payments_api.installation).
 3. ``settle`` (a new transaction): created -> ``transferred`` and withdrawing ->
    stripe_balance; refused by Stripe -> ``failed`` and withdrawing -> available;
    unknown (timeout, 5xx, 429) -> stays ``pending`` with a next attempt time.
@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.auth import Principal
+from payments_api.installation import outgoing_keys
 from payments_api.jobs.queue import enqueue
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
@@ -48,7 +49,11 @@ from payments_api.payouts.schemas import (
     WithdrawalRead,
 )
 from payments_api.settings import Settings
-from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
+from payments_api.stripe.errors import (
+    CardDeclined,
+    PaymentProviderError,
+    PaymentProviderUnavailable,
+)
 from payments_api.stripe.gateway import StripeGateway
 from payments_api.users.repository import UserRepository
 
@@ -297,11 +302,16 @@ class PayoutService:
         code = ""
         transfer_id = ""
         try:
+            keys = await outgoing_keys(self.sessionmaker)
             transfer = await self.stripe.create_transfer(
-                params, idempotency_key=f"withdrawal:{withdrawal_id}"
+                params, idempotency_key=keys.derive("withdrawal", withdrawal_id)
             )
             outcome, transfer_id = "transferred", str(transfer["id"])
-        except PaymentProviderUnavailable:
+        except (PaymentProviderUnavailable, CardDeclined):
+            # Unknown: a timeout, or an answer a transfer should never get (a card
+            # error). The withdrawal stays pending, the client is told so (202), and
+            # recovery retries with the same key: the answer matches what finally
+            # happens instead of a 402 "declined" that the recovery later contradicts.
             outcome = "unknown"
         except PaymentProviderError:
             # Stripe answered and refused (e.g. insufficient platform balance, account

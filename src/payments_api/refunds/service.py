@@ -7,7 +7,7 @@ An admin refund never holds a database transaction open across the Stripe call:
    ``available -> withdrawing`` (the hold: the customer can neither spend nor withdraw
    money that is being refunded) and writes the audit entry. Refused requests write
    nothing;
-2. Stripe is called with the idempotency key ``refund:{refund_id}``, so a retry after a
+2. Stripe is called with the idempotency key ``<namespace>:refund:{refund_id}``, so a retry after a
    timeout or a crash reaches the refund Stripe already made;
 3. a second transaction applies Stripe's answer through :class:`RefundSettlement`, the
    same code the ``refund.*`` and ``charge.refunded`` events run.
@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.admin.repository import AuditLogRepository
 from payments_api.auth import Principal
+from payments_api.installation import outgoing_keys
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
@@ -596,7 +597,9 @@ class RefundService:
                         "refund_id": str(refund.id),
                         "order_id": str(refund.order_id),
                     },
-                    idempotency_key=f"refund:{refund.id}",
+                    idempotency_key=(await outgoing_keys(self.sessionmaker)).derive(
+                        "refund", refund.id
+                    ),
                 )
         except PaymentProviderUnavailable:
             # Unknown outcome: the refund stays pending with its hold; a retry (the admin's,

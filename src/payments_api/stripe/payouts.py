@@ -11,8 +11,9 @@ class PayoutCalls(GatewayBase):
     async def create_transfer(
         self, params: dict[str, Any], *, idempotency_key: str
     ) -> dict[str, Any]:
-        """Move platform balance to a connected account (key ``withdrawal:{id}``: a retry
-        after a timeout returns the same Transfer, never a second one)."""
+        """Move platform balance to a connected account (key
+        ``<namespace>:withdrawal:{id}``: a retry after a timeout returns the same
+        Transfer, never a second one)."""
         transfer = await self._call(
             "transfers.create",
             lambda: self._client.v1.transfers.create_async(

@@ -30,7 +30,7 @@ class RefundCalls(GatewayBase):
         metadata: dict[str, str],
         idempotency_key: str,
     ) -> dict[str, Any]:
-        """Refund (part of) a PaymentIntent. Keys are ``refund:{refund_id}``: a retry
+        """Refund (part of) a PaymentIntent. Keys are ``<namespace>:refund:{refund_id}``: a retry
         after a timeout reaches the refund Stripe already made, never a second one."""
         params: Any = {"payment_intent": payment_intent, "amount": amount, "metadata": metadata}
         if reason is not None:
