@@ -21,6 +21,10 @@ from payments_api.settings import Settings
 
 Role = Literal["customer", "payee", "admin"]
 KNOWN_ROLES: frozenset[str] = frozenset({"customer", "payee", "admin"})
+# A bearer token larger than this is refused before any parsing (headers are bounded
+# by servers around 8 KiB anyway); the email claim is bounded by RFC 5321's 320.
+MAX_TOKEN_LENGTH = 8192
+MAX_EMAIL_LENGTH = 320
 MAX_SUB_LENGTH = 255
 
 
@@ -90,6 +94,8 @@ class TokenVerifier:
 
     def _verify(self, token: str) -> tuple[Principal, float]:
         """Full verification: the principal and the token's ``exp``."""
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken("Token is too large.")
         try:
             header = jwt.get_unverified_header(token)
         except JOSEError as exc:
@@ -114,7 +120,16 @@ class TokenVerifier:
             )
         except JOSEError as exc:
             raise InvalidToken("Token signature or claims are invalid.") from exc
-        # ``exp`` is required and was checked to be a number by the decode above.
+        # python-jose accepts a numeric string for ``exp``/``iat`` and does not refuse
+        # an ``iat`` in the future: RFC 7519 NumericDates are JSON numbers, and a token
+        # issued later than now (beyond the skew) is refused.
+        for name in ("exp", "iat", "nbf"):
+            value = claims.get(name)
+            if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise InvalidToken(f"The `{name}` claim must be a number.")
+        iat = claims.get("iat")
+        if isinstance(iat, int | float) and iat > self._clock() + self._leeway:
+            raise InvalidToken("The token was issued in the future.")
         return principal_from_claims(claims), float(claims["exp"])
 
 
@@ -122,6 +137,8 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_SUB_LENGTH:
         raise InvalidToken("Token has no usable `sub` claim.")
+    if not _printable(sub):
+        raise InvalidToken("The `sub` claim holds control characters or lone surrogates.")
     raw_roles = claims.get("roles", [])
     if isinstance(raw_roles, str):
         raw_roles = raw_roles.split()
@@ -130,7 +147,22 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     # Roles this service does not know are ignored: the platform may have its own.
     roles = frozenset(r for r in raw_roles if isinstance(r, str) and r in KNOWN_ROLES)
     email = claims.get("email")
-    return Principal(sub=sub, roles=roles, email=email if isinstance(email, str) else None)
+    if email is not None and (
+        not isinstance(email, str) or len(email) > MAX_EMAIL_LENGTH or not _printable(email)
+    ):
+        raise InvalidToken("The `email` claim is not a usable address.")
+    return Principal(sub=sub, roles=roles, email=email)
+
+
+def _printable(text: str) -> bool:
+    """No control characters (NUL among them) and storable as UTF-8."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def mint_dev_token(

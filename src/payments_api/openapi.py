@@ -154,6 +154,10 @@ def _declare_problem_codes(spec: dict[str, Any]) -> None:
                     continue  # a missing key is only refused where it is required
                 response = responses.setdefault(str(status), _problem(_title(status)))
                 response["x-problem-codes"] = [*response.get("x-problem-codes", []), *protocol]
+        if any(p["name"] == "starting_after" for p in operation.get("parameters", [])):
+            # Every cursor is parsed by kit.pagination.parse_cursor.
+            response = responses.setdefault("422", _problem(_title(422)))
+            response["x-problem-codes"] = [*response.get("x-problem-codes", []), "invalid_cursor"]
         for status, response in responses.items():
             if not status.isdigit() or int(status) < 400:
                 continue
@@ -232,6 +236,10 @@ def _declare_generic_problems(spec: dict[str, Any]) -> None:
         responses = operation.setdefault("responses", {})
         responses.setdefault("500", _problem("Internal server error"))
         successes = [r for s, r in responses.items() if s.startswith("2")]
+        if not (successes and all(set(r.get("content", {})) == {"text/html"} for r in successes)):
+            # kit/middleware.py refuses NUL characters in any path or query (and lone
+            # surrogates in bodies) before routing: every operation may answer it.
+            responses.setdefault("400", _problem("Bad request"))
         if successes and all(set(r.get("content", {})) == {"text/html"} for r in successes):
             # A page for browsers (e.g. Stripe's onboarding landings) explains its
             # errors as a page too.

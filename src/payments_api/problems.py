@@ -121,6 +121,15 @@ class UnsupportedMediaType(ProblemError):
     title = "Unsupported media type"
 
 
+class InvalidCharacters(ProblemError):
+    """NUL characters or lone UTF-16 surrogates in a path, query or body: PostgreSQL
+    cannot store either, so they are refused before any route runs."""
+
+    status = 400
+    code = "invalid_characters"
+    title = "The request contains characters that cannot be stored"
+
+
 class PayloadTooLarge(ProblemError):
     status = 413
     code = "payload_too_large"
@@ -247,7 +256,7 @@ async def handle_http_exception(request: Request, exc: Exception) -> JSONRespons
 # Idempotency-Key protocol, limits, the last-resort handler). Everything else -- each
 # domain's ProblemError leaves -- a route names in problem_responses().
 GENERIC_CODES: dict[int, tuple[str, ...]] = {
-    400: ("bad_request", "malformed_json"),
+    400: ("bad_request", "invalid_characters", "malformed_json"),
     401: ("unauthorized", "invalid_token"),
     403: ("forbidden",),
     404: ("not_found",),

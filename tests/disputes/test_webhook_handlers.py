@@ -16,6 +16,7 @@ from payments_api.disputes.models import Dispute
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.service import AccountRef, LedgerService, NewTransaction, PostingSpec
 from payments_api.orders.models import Order
+from payments_api.payout_accounts.models import PayoutAccount
 from payments_api.users.models import User
 from payments_api.webhooks.models import WebhookEvent
 from tests.factories import ledger_invariants
@@ -193,6 +194,21 @@ class TestDisputeLifecycle:
         balance = (await client.get("/api/v1/me/balance", headers=auth(order.user_id))).json()
         assert balance["frozen"] is True
         assert {b["currency"]: b["available"] for b in balance["balances"]}["usd"] == -3_500
+        # With a payout account that could receive money, the freeze is what refuses it.
+        session.add(
+            PayoutAccount(
+                user_id=order.user_id,
+                stripe_account_id=f"acct_dispute{order.id}",
+                status="enabled",
+                charges_enabled=True,
+                payouts_enabled=True,
+                details_submitted=True,
+                requirements_currently_due=[],
+                requirements_past_due=[],
+                requirements_pending_verification=[],
+            )
+        )
+        await session.flush()
         withdrawal = await client.post(
             "/api/v1/me/payouts",
             json={"amount": 1_000, "currency": "usd"},

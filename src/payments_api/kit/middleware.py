@@ -18,7 +18,7 @@ import structlog
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from payments_api.problems import PROBLEM_MEDIA_TYPE, PayloadTooLarge
+from payments_api.problems import PROBLEM_MEDIA_TYPE, InvalidCharacters, PayloadTooLarge
 
 log = structlog.get_logger("payments_api.http")
 
@@ -78,6 +78,9 @@ class RequestContextMiddleware:
         # resulting error itself (FastAPI turns body errors into 400), so the response
         # it then sends is replaced here by the 413 problem.
         body_too_large = False
+        # Set when the body holds what PostgreSQL cannot store; like an oversized body,
+        # whatever the app answers after the error is replaced by the problem.
+        bad_characters = False
         replaced = False
 
         async def send_raw(message: Message) -> None:
@@ -91,10 +94,10 @@ class RequestContextMiddleware:
 
         async def send_with_id(message: Message) -> None:
             nonlocal replaced
-            if body_too_large:
+            if body_too_large or bad_characters:
                 if not replaced and message["type"] == "http.response.start":
                     replaced = True
-                    await too_large()
+                    await (too_large() if body_too_large else invalid_characters())
                 return
             await send_raw(message)
 
@@ -123,6 +126,14 @@ class RequestContextMiddleware:
             )
             await send_raw({"type": "http.response.body", "body": body})
 
+        async def invalid_characters() -> None:
+            await problem(
+                InvalidCharacters.status,
+                InvalidCharacters.code,
+                InvalidCharacters.title,
+                "NUL characters and lone UTF-16 surrogates cannot be stored.",
+            )
+
         async def too_large() -> None:
             await problem(
                 413,
@@ -137,25 +148,45 @@ class RequestContextMiddleware:
                 await problem(*rejection)
                 return
             received = 0
+            chunks: list[bytes] = []
+            suspect = False
+            content_type = _header(scope, b"content-type")
 
             async def limited_receive() -> Message:
-                nonlocal received, body_too_large
+                nonlocal received, body_too_large, suspect, bad_characters
                 message = await receive()
                 if message["type"] == "http.request":
-                    received += len(message.get("body", b""))
+                    chunk = message.get("body", b"")
+                    received += len(chunk)
                     if received > self.max_body_bytes:
                         body_too_large = True
                         raise PayloadTooLarge
+                    # The tail of the previous chunk too: a pattern split across two.
+                    tail = chunks[-1][-6:] if chunks else b""
+                    suspect = suspect or _SUSPECT.search(tail + chunk) is not None
+                    chunks.append(chunk)
+                    # Decided before the route sees the whole body, so nothing is stored.
+                    if (
+                        suspect
+                        and not message.get("more_body", False)
+                        and _body_is_unstorable(b"".join(chunks), content_type)
+                    ):
+                        bad_characters = True
+                        raise InvalidCharacters
                 return message
 
             await self.app(scope, limited_receive, send_with_id)
-            if body_too_large and not replaced:
+            if (body_too_large or bad_characters) and not replaced:
                 replaced = True
-                await too_large()
+                await (too_large() if body_too_large else invalid_characters())
         except PayloadTooLarge:
             if not status_holder["started"]:
                 replaced = True
                 await too_large()
+        except InvalidCharacters:
+            if not status_holder["started"] and not replaced:
+                replaced = True
+                await invalid_characters()
         except Exception:
             # The last resort: log the traceback with the request id, tell the client
             # nothing about internals.
@@ -182,9 +213,17 @@ class RequestContextMiddleware:
             )
 
     def _reject_early(self, scope: Scope, method: str, path: str) -> tuple[Any, ...] | None:
+        query = scope.get("query_string", b"")
+        if "\x00" in path or b"%00" in query or b"\x00" in query:
+            return (
+                InvalidCharacters.status,
+                InvalidCharacters.code,
+                InvalidCharacters.title,
+                "NUL characters are not allowed in the path or the query.",
+            )
         length = _header(scope, b"content-length")
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 return (400, "bad_request", "Bad request", "Invalid Content-Length header.")
             if int(length) > self.max_body_bytes:
                 return (
@@ -209,6 +248,51 @@ class RequestContextMiddleware:
                 "Send the request body as application/json.",
             )
         return None
+
+
+# Candidates, looked for in the raw bytes of each body chunk (cheap): a raw NUL, a
+# percent-encoded one (forms), an escaped one or an escaped surrogate (JSON). Only a body
+# with a candidate is decoded to tell a real problem (a lone surrogate, a NUL) from a
+# harmless match (a surrogate pair: an emoji; an escaped backslash before "u0000").
+_SUSPECT = re.compile(rb"\x00|%00|\\u0000|\\u[dD][89a-fA-F]", re.IGNORECASE)
+
+
+def _unstorable(text: str) -> bool:
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True  # a lone surrogate
+    return False
+
+
+def _any_unstorable(value: Any) -> bool:
+    if isinstance(value, str):
+        return _unstorable(value)
+    if isinstance(value, dict):
+        return any(_any_unstorable(k) or _any_unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_any_unstorable(v) for v in value)
+    return False
+
+
+def _body_is_unstorable(body: bytes, content_type: str | None) -> bool:
+    """Whether a suspect body really holds a NUL or a lone surrogate."""
+    if _is_json(content_type):
+        try:
+            return _any_unstorable(json.loads(body))
+        except ValueError:
+            return b"\x00" in body  # not JSON: the route answers malformed_json
+    if b"\x00" in body:
+        return True
+    from urllib.parse import parse_qsl
+
+    try:
+        pairs = parse_qsl(body.decode("utf-8", "surrogatepass"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        return False
+    return any(_unstorable(k) or _unstorable(v) for k, v in pairs)
 
 
 def _route_template(scope: Scope) -> str:

@@ -26,7 +26,9 @@ def public_id(prefix: str, value: int) -> str:
 
 def parse_public_id(prefix: str, value: str) -> int | None:
     head, _, number = value.partition("_")
-    if head != prefix or not number.isdigit() or len(number) > 18:
+    # ASCII digits only: str.isdigit() also accepts "²" and other Unicode digits, which
+    # int() then refuses (a 500) or reads as another number (aliasing a real id).
+    if head != prefix or not (number.isascii() and number.isdigit()) or len(number) > 18:
         return None
     return int(number)
 

@@ -98,11 +98,16 @@ def order_read(order: Order) -> OrderRead:
 
 
 def _origin(url: str) -> str | None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        # .port raises ValueError for a port that is not a number or out of range.
+        port_value = parts.port
+    except ValueError:
+        return None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
     default_port = {"http": 80, "https": 443}[parts.scheme]
-    port = parts.port or default_port
+    port = port_value or default_port
     suffix = "" if port == default_port else f":{port}"
     return f"{parts.scheme}://{parts.hostname.lower()}{suffix}"
 
@@ -575,7 +580,7 @@ class PayInConfirmation:
         payment_intent_id: str | None = None,
     ) -> Order | None:
         raw = (metadata or {}).get("order_id")
-        order_id = int(raw) if isinstance(raw, str) and raw.isdigit() else None
+        order_id = int(raw) if isinstance(raw, str) and (raw.isascii() and raw.isdigit()) else None
         return await self.orders.by_stripe_ids(
             order_id=order_id,
             checkout_session_id=checkout_session_id,

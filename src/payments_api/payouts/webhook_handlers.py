@@ -18,7 +18,7 @@ async def _withdrawal_for(transfer: dict[str, Any], context: HandlerContext) -> 
     if found is not None:
         return found
     raw = (transfer.get("metadata") or {}).get("withdrawal_id")
-    if isinstance(raw, str) and raw.isdigit():
+    if isinstance(raw, str) and (raw.isascii() and raw.isdigit()):
         return await repository.get(int(raw), for_update=True)
     return None
 

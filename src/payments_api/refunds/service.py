@@ -177,7 +177,7 @@ class RefundSettlement:
         if existing is not None:
             return existing
         raw = (stripe_refund.get("metadata") or {}).get("refund_id")
-        if isinstance(raw, str) and raw.isdigit():
+        if isinstance(raw, str) and (raw.isascii() and raw.isdigit()):
             # Our refund whose API answer has not been recorded yet (the event won the race).
             ours = await self.refunds.get(int(raw))
             if ours is not None and ours.stripe_refund_id in (None, stripe_refund["id"]):

@@ -632,7 +632,7 @@ def _optional_int(value: str | None) -> int | None:
     value = (value or "").strip()
     if not value:
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise PageError(f"{value!r} is not an amount in minor units.")
     return int(value)
 

@@ -32,7 +32,11 @@ def _listify(value: Any, name: str = "") -> Any:
     if not isinstance(value, dict):
         return value
     converted = {k: _listify(v, k) for k, v in value.items()}
-    if name not in _FREE_KEYS and converted and all(k.isdigit() for k in converted):
+    if (
+        name not in _FREE_KEYS
+        and converted
+        and all((k.isascii() and k.isdigit()) for k in converted)
+    ):
         return [converted[k] for k in sorted(converted, key=int)]
     return converted
 
@@ -81,7 +85,11 @@ class Params:
     def raw(self, path: str) -> Any:
         node: Any = self.data
         for part in path.split("."):
-            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            if (
+                isinstance(node, list)
+                and (part.isascii() and part.isdigit())
+                and int(part) < len(node)
+            ):
                 node = node[int(part)]
             elif isinstance(node, dict) and part in node:
                 node = node[part]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -62,12 +63,53 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 6 * 3600))
 
 
+# Unix seconds of a plausible timestamp: 10 ASCII digits (until the year 2286). A longer
+# or non-ASCII "number" (e.g. Unicode digits) used to reach int() and datetime with
+# values they cannot hold: an unauthenticated 500.
+_TIMESTAMP = re.compile(r"[0-9]{1,10}")
+MAX_SIGNATURE_HEADER = 4096
+
+
 def _signature_timestamp(header: str) -> int | None:
+    if len(header) > MAX_SIGNATURE_HEADER:
+        return None
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit():
+        if key == "t" and _TIMESTAMP.fullmatch(value):
             return int(value)
     return None
+
+
+# What the inbox can store (webhook_events columns) and a sane event time: Stripe's
+# events are from this century.
+_EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,250}")
+_EVENT_TYPE = re.compile(r"[a-z0-9_.]{1,128}")
+_ACCOUNT = re.compile(r"acct_[A-Za-z0-9]{1,250}")
+_API_VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_CREATED_RANGE = (946_684_800, 4_102_444_800)  # 2000-01-01 .. 2100-01-01
+
+
+def _is(pattern: re.Pattern[str], value: Any) -> bool:
+    return isinstance(value, str) and pattern.fullmatch(value) is not None
+
+
+def _has_unstorable_text(value: Any) -> bool:
+    """NUL or a lone surrogate anywhere: PostgreSQL's jsonb refuses both."""
+    if isinstance(value, str):
+        return "\x00" in value or not _encodable(value)
+    if isinstance(value, dict):
+        return any(_has_unstorable_text(k) or _has_unstorable_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_unstorable_text(v) for v in value)
+    return False
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def event_from_row(row: WebhookEvent) -> StripeEvent:
@@ -121,13 +163,22 @@ class WebhookService:
         if not (
             isinstance(event, dict)
             and isinstance(event.get("id"), str)
-            and event["id"].startswith("evt_")
+            and _EVENT_ID.fullmatch(event["id"])
             and isinstance(event.get("type"), str)
+            and _EVENT_TYPE.fullmatch(event["type"])
             and isinstance(event.get("created"), int)
+            and not isinstance(event.get("created"), bool)
+            and _CREATED_RANGE[0] <= event["created"] <= _CREATED_RANGE[1]
             and isinstance(event.get("data"), dict)
             and isinstance(event["data"].get("object"), dict)
+            and (event.get("account") is None or _is(_ACCOUNT, event.get("account")))
+            and (event.get("api_version") is None or _is(_API_VERSION, event.get("api_version")))
         ):
+            # Signed, but not something the inbox can hold: a 400 Stripe shows in its
+            # dashboard, before any database work.
             raise WebhookPayloadInvalid("The body is not a Stripe event object.")
+        if _has_unstorable_text(event):
+            raise WebhookPayloadInvalid("The event holds NUL characters or lone surrogates.")
         return event
 
     async def receive(self, endpoint: Endpoint, payload: bytes, signature: str | None) -> Outcome:
