@@ -335,7 +335,9 @@ class TestWithdrawalRules:
         )
         async with async_sessionmaker(engine)() as session:
             assert await balances(session, user) == (0, 0)
-        assert len(transfer_keys(transfers)) >= 5
+        # One transfer per accepted withdrawal, each with its own key: exactly five.
+        assert len(transfers.routes["transfers"].calls) == 5
+        assert len(transfer_keys(transfers)) == 5
 
 
 async def _account_id(session: AsyncSession, user: str) -> int:
