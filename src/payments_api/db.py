@@ -130,6 +130,9 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         pool_pre_ping=settings.db_pool_pre_ping,
         pool_recycle=settings.db_pool_recycle_seconds,
         connect_args=connect_args,
+        # Tracebacks and SQLAlchemy's errors name the statement, never its parameters:
+        # those are user data (references, emails, amounts).
+        hide_parameters=True,
     )
 
 

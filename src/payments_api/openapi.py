@@ -227,6 +227,11 @@ def _declare_generic_problems(spec: dict[str, Any]) -> None:
     answers 400 without it: it is required."""
     for operation in _operations(spec):
         for parameter in operation.get("parameters", []):
+            if parameter["in"] == "header" and parameter["name"].lower() == "stripe-signature":
+                # Read as optional so a missing header is our 400 webhook_signature_invalid
+                # (the answer Stripe's dashboard shows), but Stripe always sends it.
+                parameter["required"] = True
+                parameter["schema"] = {"type": "string", "minLength": 1, "maxLength": 4096}
             if parameter["in"] == "header" and parameter["name"].lower() == "idempotency-key":
                 parameter["required"] = True
                 examples = parameter.get("schema", {}).get("examples", [])

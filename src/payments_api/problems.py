@@ -239,6 +239,11 @@ async def handle_http_exception(request: Request, exc: Exception) -> JSONRespons
     detail = exc.detail if isinstance(exc.detail, str) else title
     if exc.status_code == 404 and detail == "Not Found":
         detail = "No such route."
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route matching the path only; a path
+        # served by several routes (GET and POST /escrows) allows all of theirs.
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     return problem_response(
         request.url.path,
         _request_id(request),
@@ -247,8 +252,31 @@ async def handle_http_exception(request: Request, exc: Exception) -> JSONRespons
         title=title,
         detail=detail,
         base_url=_base_url(request),
-        headers=dict(exc.headers or {}),
+        headers=headers,
     )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in _leaf_routes(request.app.router.routes):
+        regex = getattr(route, "path_regex", None)
+        route_methods = getattr(route, "methods", None)
+        if regex is not None and route_methods and regex.match(path):
+            methods.update(route_methods)
+    methods.discard("HEAD")
+    return sorted(methods)
+
+
+def _leaf_routes(routes: Any) -> Any:
+    """Routes with a path, through FastAPI's included-router wrappers (our routers are
+    included without a prefix)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _leaf_routes(inner.routes)
+        else:
+            yield route
 
 
 # Codes any operation may answer at a status it declares, without naming them: the

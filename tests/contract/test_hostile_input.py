@@ -276,3 +276,17 @@ class TestWebhooks:
         assert response.status_code == 400, response.text
         assert response.json()["code"] in {"webhook_payload_invalid", "invalid_characters"}
         assert await _counts(session) == before
+
+
+class TestCursorsAndLogs:
+    async def test_an_empty_cursor_is_the_first_page(self, client: httpx.AsyncClient) -> None:
+        first = await client.get("/api/v1/orders", headers=auth("hc-user"))
+        empty = await client.get("/api/v1/orders?starting_after=", headers=auth("hc-user"))
+        assert empty.status_code == 200, empty.text
+        assert empty.json() == first.json()
+
+    def test_sql_errors_never_carry_parameters(self, settings: Any) -> None:
+        from payments_api.db import create_engine
+
+        engine = create_engine("postgresql+asyncpg://u@127.0.0.1/db", settings)
+        assert engine.sync_engine.hide_parameters is True

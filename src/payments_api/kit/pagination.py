@@ -34,8 +34,8 @@ def parse_public_id(prefix: str, value: str) -> int | None:
 
 
 def parse_cursor(prefix: str, value: str | None) -> int | None:
-    if value is None:
-        return None
+    if value is None or value == "":
+        return None  # an empty cursor is the first page, as the spec allows
     parsed = parse_public_id(prefix, value)
     if parsed is None:
         raise InvalidCursor(f"`starting_after` must be an id like {prefix}_123.")
