@@ -16,7 +16,7 @@ from payments_api.earnings.models import EarningSource
 from payments_api.earnings.router import get_clock
 from payments_api.earnings.service import EarningsService, NewEarning
 from payments_api.users.models import User
-from tests.escrow.helpers import ESCROWS, headers, offer, parties
+from tests.escrow.helpers import ESCROWS, headers, offer, own_project, parties
 from tests.factories import create_user, fund
 from tests.helpers import auth
 
@@ -85,9 +85,10 @@ class TestEarningsRouter:
     ) -> None:
         customer, payee = await parties(session, "take")
         await fund(session, customer.id, 10_500)
+        shop = await own_project(session, payee.id)
         created = await client.post(
             ESCROWS,
-            json=offer(payee.id, 10_000, reference="job-take", project_id="shop-1"),
+            json=offer(payee.id, 10_000, reference="job-take", project_id=shop),
             headers=headers(customer.id, ["customer"]),
         )
         escrow_id = created.json()["id"]
@@ -110,7 +111,7 @@ class TestEarningsRouter:
         assert entry["escrow_id"] == escrow_id
         assert entry["source"] == "escrow"
         assert entry["reference"] == "job-take"
-        assert entry["project_id"] == "shop-1"
+        assert entry["project_id"] == shop
         assert entry["payout_status"] == "available"
         assert entry["id"].startswith("ern_")
         # nowhere in the document: no such field, and neither 10 000 (the price),

@@ -20,7 +20,7 @@ from payments_api.earnings.service import (
 from payments_api.escrow.schemas import EscrowCreate
 from payments_api.escrow.service import EscrowService
 from payments_api.settings import Settings
-from tests.escrow.helpers import parties
+from tests.escrow.helpers import own_project, parties
 from tests.factories import create_user, fund
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -156,6 +156,7 @@ class TestFromEscrows:
         await fund(session, customer.id, 10_500)
         completed_at = utc(2026, 6, 14, 22, 0)  # midnight in Berlin
         escrows = EscrowService(session, settings, now=lambda: completed_at)
+        project = await own_project(session, payee.id)
         escrow, _ = await escrows.create(
             customer,
             EscrowCreate(
@@ -163,7 +164,7 @@ class TestFromEscrows:
                 amount=10_000,
                 currency="usd",
                 reference="job-77",
-                project_id="p1",
+                project_id=project,
             ),
             idempotency_key=None,
         )
@@ -176,7 +177,7 @@ class TestFromEscrows:
         assert entry.amount == 8_000
         assert entry.escrow_id == f"esc_{escrow.id}"
         assert entry.reference == "job-77"
-        assert entry.project_id == "p1"
+        assert entry.project_id == project
         assert entry.earned_at == completed_at
         assert entry.earned_at.utcoffset() == timedelta(hours=2)
         assert page.summary[0].today == 8_000

@@ -13,6 +13,7 @@ from payments_api.escrow.models import Escrow
 from payments_api.ledger.kinds import AccountKind
 from payments_api.ledger.models import LedgerPosting, LedgerTransaction
 from payments_api.ledger.service import AccountRef, LedgerService
+from payments_api.projects.models import Project
 from payments_api.users.models import User
 from tests.factories import create_user
 from tests.helpers import auth
@@ -31,6 +32,14 @@ async def parties(session: AsyncSession, tag: str = "") -> tuple[User, User]:
     customer = await create_user(session, id=f"cust{suffix}", roles=["customer"])
     payee = await create_user(session, id=f"payee{suffix}", roles=["payee"])
     return customer, payee
+
+
+async def own_project(session: AsyncSession, payee_id: str, currency: str = "usd") -> str:
+    """A project of ``payee_id``'s (an escrow may name only its payee's projects)."""
+    project = Project(owner_id=payee_id, name="Shop", currency=currency)
+    session.add(project)
+    await session.flush()
+    return f"prj_{project.id}"
 
 
 def offer(payee_id: str, amount: Any = 10_000, currency: str = "usd", **extra: Any) -> Any:

@@ -13,7 +13,16 @@ from payments_api.escrow.models import Escrow
 from payments_api.ledger.kinds import AccountKind
 from payments_api.ledger.models import LedgerPosting, LedgerTransaction
 from payments_api.money import MAX_MINOR_AMOUNT
-from tests.escrow.helpers import ESCROWS, balance, fees, headers, offer, parties, written
+from tests.escrow.helpers import (
+    ESCROWS,
+    balance,
+    fees,
+    headers,
+    offer,
+    own_project,
+    parties,
+    written,
+)
 from tests.factories import create_user, fund, ledger_invariants
 from tests.helpers import auth
 
@@ -460,8 +469,9 @@ class TestRead:
         customer, payee = await parties(session)
         admin = await create_user(session, roles=ADMIN)
         await fund(session, customer.id, 10_500)
+        project = await own_project(session, payee.id)
         created = await _create(
-            client, customer.id, payee.id, project_id="proj-1", description="Logo"
+            client, customer.id, payee.id, project_id=project, description="Logo"
         )
         path = f"{ESCROWS}/{created['id']}"
         as_customer = (await client.get(path, headers=auth(customer.id, CUSTOMER))).json()
@@ -476,7 +486,7 @@ class TestRead:
         assert as_payee["platform_fee_amount"] is None
         assert as_admin["hold_amount"] == 10_500
         assert as_admin["payee_amount"] == 8_000
-        assert as_customer["project_id"] == "proj-1"
+        assert as_customer["project_id"] == project
         assert as_customer["funding"] == "wallet"
 
     async def test_list_is_paginated_and_filtered(

@@ -54,6 +54,8 @@ EscrowIdPath = Annotated[
         ledger_errors.InsufficientFunds,
         ledger_errors.WalletFrozen,
         projects_errors.PayeeNotFound,
+        projects_errors.ProjectNotFound,
+        projects_errors.SessionNotFound,
     ),
 )
 async def create_escrow(

@@ -50,6 +50,9 @@ from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.repository import StoredTransaction
 from payments_api.money import MAX_MINOR_AMOUNT, normalize_currency
+from payments_api.projects.direct import PROJECT_PREFIX, SESSION_PREFIX
+from payments_api.projects.errors import ProjectNotFound, SessionNotFound
+from payments_api.projects.repository import ProjectRepository
 from payments_api.settings import Settings
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
@@ -190,6 +193,8 @@ class EscrowService:
         """
         if body.payee_id == customer.id:
             raise SelfOffer("You cannot offer a job to yourself.")
+        if body.project_id is not None or body.session_id is not None:
+            await self._check_project(body)
         parts = split(
             body.amount,
             platform_fee_bps=self.settings.escrow_platform_fee_bps,
@@ -254,6 +259,25 @@ class EscrowService:
                 initiated_by=customer.id,
             )
         return escrow, False
+
+    async def _check_project(self, body: EscrowCreate) -> None:
+        """A job may name the payee's own project (and one of its sessions) only: the
+        earnings of another payee's project are not the customer's to add to. Someone
+        else's project is answered like a missing one."""
+        repository = ProjectRepository(self.session)
+        number = parse_public_id(PROJECT_PREFIX, body.project_id or "")
+        project = await repository.get(number) if number is not None else None
+        if project is None or project.owner_id != body.payee_id:
+            raise ProjectNotFound(f"The payee has no project {body.project_id!r}.")
+        if body.session_id is not None:
+            session_number = parse_public_id(SESSION_PREFIX, body.session_id)
+            window = (
+                await repository.get_session(project.id, session_number)
+                if session_number is not None
+                else None
+            )
+            if window is None:
+                raise SessionNotFound(f"The project has no session {body.session_id!r}.")
 
     async def _check_payee(self, payee_id: str) -> None:
         payee = await self.users.get(payee_id)
