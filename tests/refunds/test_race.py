@@ -141,15 +141,18 @@ class TestConcurrentAnswerAndWebhook:
 
         stripe_mock.post("/v1/refunds").mock(side_effect=stripe_refunds_and_races_its_webhook)
 
-        responses = []
-        for i in range(5):
-            responses.append(
-                await committed_client.post(
+        # The five refunds run at once (each request on its own pooled connection), and
+        # each races its own webhook: ten transactions contend for the order's rows.
+        responses = await asyncio.gather(
+            *(
+                committed_client.post(
                     REFUNDS,
                     json={"order_id": f"ord_{live_order.id}", "amount": 1_000 + i},
                     headers={**ADMIN, "Idempotency-Key": f"race-{uuid.uuid4().hex}"},
                 )
+                for i in range(5)
             )
+        )
         delivered = await asyncio.gather(*webhooks)
 
         assert [r.status_code for r in responses] == [201] * 5, [r.text for r in responses]
