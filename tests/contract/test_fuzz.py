@@ -15,6 +15,13 @@ stateful fake. Each response must:
 and the ledger invariants hold at the end. Bounded: a few examples per operation and
 mode (``PAYMENTS_FUZZ_EXAMPLES`` raises it locally), deterministic (derandomized) so CI
 is reproducible; it takes well under a minute on 2 cores.
+
+A second test sends hostile strings (NUL, lone surrogates, Unicode digits, over-long
+and control text) into one string slot at a time -- body field, query or path
+parameter -- of every operation, for a budget of time (``PAYMENTS_FUZZ_SECONDS``: 150 s
+with ``CI=true``, 15 s otherwise), from a fresh random seed each run (printed on
+failure): no 5xx, nothing outside the declared responses, no leak, and the ledger
+invariants hold afterwards.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import contextlib
 import itertools
 import json
 import os
+import random
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +42,6 @@ import httpx
 import schemathesis
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -370,7 +378,129 @@ class TestSchemathesis:
         assert moved_money > 0
         assert await ledger_invariants(session) == []
 
-    def test_draws_are_deterministic(self) -> None:
-        # The same cases on every run: a CI failure reproduces locally.
-        strategy = st.integers(min_value=0, max_value=10**9)
-        assert list(collect_cases(strategy, 3)) == list(collect_cases(strategy, 3))
+
+# Strings that broke the service before (issue 15): NUL, lone surrogates, Unicode digits
+# (some alias real ids), over-long text, control and bidi characters.
+HOSTILE_STRINGS = (
+    "\x00",
+    "ref\x00erence",
+    "\ud800",
+    "tail\udfff",
+    "²",
+    "١٢٣",
+    "𝟙𝟚",  # noqa: RUF001 - mathematical digits on purpose
+    "esc_²",
+    "ord_١",  # noqa: RUF001
+    "prj_𝟙",  # noqa: RUF001
+    "9" * 400,
+    "\u202egnp.exe",
+    "\x1b[31m",
+    "",
+)
+# A budget of time, not of examples: a few minutes in CI, seconds on a laptop.
+HOSTILE_SECONDS = float(
+    os.environ.get("PAYMENTS_FUZZ_SECONDS", "150" if os.environ.get("CI") == "true" else "15")
+)
+
+
+def _string_slots(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Paths of every string (and every key) in a JSON value."""
+    if isinstance(value, str):
+        return [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _string_slots(v, (*path, k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _string_slots(v, (*path, i))]
+    return []
+
+
+def _replaced(value: Any, path: tuple[Any, ...], new: str) -> Any:
+    if not path:
+        return new
+    head, *rest = path
+    if isinstance(value, dict):
+        return {k: _replaced(v, tuple(rest), new) if k == head else v for k, v in value.items()}
+    return [_replaced(v, tuple(rest), new) if i == head else v for i, v in enumerate(value)]
+
+
+def _quote(value: str) -> str:
+    return quote(value.encode("utf-8", "surrogatepass"), safe="")
+
+
+def hostile_request(
+    case: Case[Any], world: World, role: str, rng: random.Random
+) -> tuple[str, dict[str, Any]]:
+    """A valid request of ``case`` with one string slot -- a body field, a query or a
+    path parameter -- replaced by a hostile string; returns what was replaced."""
+    request = request_for(case, "positive", role, world, 0)
+    value = rng.choice(HOSTILE_STRINGS)
+    body = json.loads(request["content"]) if request["content"] else None
+    slots: list[tuple[str, Any]] = [("body", p) for p in _string_slots(body) if p]
+    slots += [("query", name) for name in request["params"]]
+    slots += [("path", name) for name in (case.path_parameters or {})]
+    if not slots:
+        return "nothing", request
+    where, slot = rng.choice(slots)
+    if where == "path" and not value:
+        value = "\x00"  # an empty segment is another URL (a redirect), not this route
+    if where == "body":
+        raw = json.dumps(_replaced(body, slot, value)).encode()  # escapes surrogates
+        request["content"] = raw
+        secret = WEBHOOK_SECRETS.get(case.operation.path)
+        if secret is not None:
+            request["headers"]["Stripe-Signature"] = stripe_signature(raw, secret)
+    elif where == "query":
+        params = {**request["params"], slot: value}
+        request["params"] = {}
+        query = "&".join(f"{_quote(str(k))}={_quote(str(v))}" for k, v in params.items())
+        request["url"] = request["url"].split("?")[0] + "?" + query
+    else:
+        values = {**(case.path_parameters or {}), slot: value}
+        request["url"] = "http://testserver" + case.operation.path.format(
+            **{name: _quote(str(v)) for name, v in values.items()}
+        )
+    return f"{where} {slot!r} = {value!r}", request
+
+
+class TestHostileStrings:
+    async def test_no_hostile_string_anywhere_reaches_a_server_error(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        fake_stripe: FakeStripe,
+    ) -> None:
+        spec = (await client.get("/openapi.json")).json()
+        schema = schemathesis.openapi.from_dict(spec)
+        operations = [r.ok() for r in schema.get_all_operations() if isinstance(r, Ok)]
+        world = await build_world(client, session, fake_stripe)
+        seed = random.SystemRandom().randrange(2**32)
+        rng = random.Random(seed)
+        bases = {
+            op.label: collect_cases(op.as_strategy(GenerationMode.POSITIVE), 2) for op in operations
+        }
+        failures: list[str] = []
+        sent = 0
+        deadline = time.monotonic() + HOSTILE_SECONDS
+        while time.monotonic() < deadline or sent < len(operations):
+            operation = operations[sent % len(operations)]
+            cases = bases[operation.label]
+            if not cases:
+                sent += 1
+                continue
+            case = rng.choice(cases)
+            role = rng.choice(list(ROLES))
+            what, request = hostile_request(case, world, role, rng)
+            response = await client.request(**request)
+            sent += 1
+            label = f"{operation.label} [{role}] {what} -> {response.status_code}"
+            try:
+                case.validate_response(response, checks=CHECKS)
+            except FailureGroup as group:
+                failures += [f"{label}: {f.title}" for f in group.exceptions]
+            leaked = [s for s in FORBIDDEN_IN_RESPONSES if s in response.text]
+            if leaked:
+                failures.append(f"{label}: response contains {leaked}")
+        assert sorted(set(failures)) == [], f"seed {seed}:\n" + "\n".join(sorted(set(failures)))
+        assert sent >= len(operations)
+        # No hostile request left the ledger inconsistent.
+        assert await ledger_invariants(session) == []
