@@ -18,6 +18,7 @@ import structlog
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from payments_api.kit.text import holds_unstorable_text, unstorable
 from payments_api.problems import PROBLEM_MEDIA_TYPE, InvalidCharacters, PayloadTooLarge
 
 log = structlog.get_logger("payments_api.http")
@@ -257,31 +258,11 @@ class RequestContextMiddleware:
 _SUSPECT = re.compile(rb"\x00|%00|\\u0000|\\u[dD][89a-fA-F]", re.IGNORECASE)
 
 
-def _unstorable(text: str) -> bool:
-    if "\x00" in text:
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True  # a lone surrogate
-    return False
-
-
-def _any_unstorable(value: Any) -> bool:
-    if isinstance(value, str):
-        return _unstorable(value)
-    if isinstance(value, dict):
-        return any(_any_unstorable(k) or _any_unstorable(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_any_unstorable(v) for v in value)
-    return False
-
-
 def _body_is_unstorable(body: bytes, content_type: str | None) -> bool:
     """Whether a suspect body really holds a NUL or a lone surrogate."""
     if _is_json(content_type):
         try:
-            return _any_unstorable(json.loads(body))
+            return holds_unstorable_text(json.loads(body))
         except ValueError:
             return b"\x00" in body  # not JSON: the route answers malformed_json
     if b"\x00" in body:
@@ -292,7 +273,7 @@ def _body_is_unstorable(body: bytes, content_type: str | None) -> bool:
         pairs = parse_qsl(body.decode("utf-8", "surrogatepass"), keep_blank_values=True)
     except UnicodeDecodeError:
         return False
-    return any(_unstorable(k) or _unstorable(v) for k, v in pairs)
+    return any(unstorable(k) or unstorable(v) for k, v in pairs)
 
 
 def _route_template(scope: Scope) -> str:

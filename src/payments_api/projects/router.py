@@ -191,7 +191,9 @@ async def get_project_session(
     description="Payments can no longer be started for it (those already started still "
     "count for it). Closing a closed session returns it unchanged.",
     operation_id="closeProjectSession",
-    responses=problem_responses(401, 403, projects_errors.ProjectNotFound),
+    responses=problem_responses(
+        401, 403, projects_errors.ProjectNotFound, projects_errors.SessionNotFound
+    ),
 )
 async def close_project_session(
     project_id: ProjectIdPath,

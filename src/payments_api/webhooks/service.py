@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.jobs.queue import enqueue
 from payments_api.kit.clock import utcnow
+from payments_api.kit.text import holds_unstorable_text
 from payments_api.settings import Settings, webhook_secrets
 from payments_api.stripe.gateway import (
     InvalidWebhookSignature,
@@ -91,25 +92,6 @@ _CREATED_RANGE = (946_684_800, 4_102_444_800)  # 2000-01-01 .. 2100-01-01
 
 def _is(pattern: re.Pattern[str], value: Any) -> bool:
     return isinstance(value, str) and pattern.fullmatch(value) is not None
-
-
-def _has_unstorable_text(value: Any) -> bool:
-    """NUL or a lone surrogate anywhere: PostgreSQL's jsonb refuses both."""
-    if isinstance(value, str):
-        return "\x00" in value or not _encodable(value)
-    if isinstance(value, dict):
-        return any(_has_unstorable_text(k) or _has_unstorable_text(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_unstorable_text(v) for v in value)
-    return False
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def event_from_row(row: WebhookEvent) -> StripeEvent:
@@ -177,7 +159,7 @@ class WebhookService:
             # Signed, but not something the inbox can hold: a 400 Stripe shows in its
             # dashboard, before any database work.
             raise WebhookPayloadInvalid("The body is not a Stripe event object.")
-        if _has_unstorable_text(event):
+        if holds_unstorable_text(event):
             raise WebhookPayloadInvalid("The event holds NUL characters or lone surrogates.")
         return event
 
