@@ -326,8 +326,13 @@ class TestReplicas:
         assert len(transfers) == 5
         assert len({t.idempotency_key for t in transfers}) == 5
 
-    async def test_ledger_invariants_after_the_replicas(
-        self, committed: async_sessionmaker[AsyncSession]
-    ) -> None:
-        async with committed() as session:
-            assert await ledger_invariants(session) == []
+
+@pytest.fixture(autouse=True)
+async def _ledger_invariants_hold_after_each_test(
+    committed: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[None]:
+    """Checked after every test of this module, whatever order they run in (a separate
+    last test only checked something when the others happened to run first)."""
+    yield
+    async with committed() as session:
+        assert await ledger_invariants(session) == []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import pytest
@@ -185,8 +185,13 @@ class TestConcurrentLedger:
         assert len({r.transaction.id for r in results}) == 1
         assert await _balance(committed, AccountRef.user(user, AVAILABLE, "nok")) == 500
 
-    async def test_invariants_after_concurrent_runs(
-        self, committed: async_sessionmaker[AsyncSession]
-    ) -> None:
-        async with committed() as session:
-            assert await ledger_invariants(session) == []
+
+@pytest.fixture(autouse=True)
+async def _ledger_invariants_hold_after_each_test(
+    committed: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[None]:
+    """Checked after every test of this module, whatever order they run in (a separate
+    last test only checked something when the others happened to run first)."""
+    yield
+    async with committed() as session:
+        assert await ledger_invariants(session) == []
