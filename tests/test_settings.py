@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from payments_api.settings import DEV_JWT_SECRET, Settings
+from payments_api.settings import DEV_JWT_SECRET, Settings, stripe_api_base
 
 GOOD_PRODUCTION: dict[str, Any] = {
     "environment": "production",
@@ -77,3 +77,48 @@ class TestSettings:
 def test_a_live_key_outside_production_is_refused() -> None:
     with pytest.raises(ValidationError, match="live Stripe key requires PAYMENTS_ENVIRONMENT"):
         Settings(_env_file=None, stripe_secret_key=SecretStr("sk_live_abc"))
+
+
+class TestTheServiceAddressesItself:
+    """The sandbox gateway, onboarding links, the demo and the allowed redirect origins
+    follow where the service listens; a fixed default (port 8000) sent a service on
+    another port's Stripe calls to whatever answered on 8000."""
+
+    @pytest.fixture(autouse=True)
+    def _no_address_from_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in ("PAYMENTS_PUBLIC_BASE_URL", "PAYMENTS_HOST", "PAYMENTS_PORT"):
+            monkeypatch.delenv(name, raising=False)
+
+    def test_the_port_it_listens_on(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("PAYMENTS_PORT", "18801")
+        settings = _settings()
+        assert settings.public_base_url == "http://127.0.0.1:18801"
+        assert stripe_api_base(settings) == "http://127.0.0.1:18801/sandbox/stripe"
+        assert "http://127.0.0.1:18801" in settings.redirect_origins()
+
+    @pytest.mark.parametrize(
+        ("host", "expected"),
+        [
+            ("0.0.0.0", "http://127.0.0.1:9000"),  # noqa: S104 - what a container binds
+            ("::", "http://127.0.0.1:9000"),
+            ("::1", "http://[::1]:9000"),
+            ("localhost", "http://localhost:9000"),
+        ],
+    )
+    def test_a_bind_address_becomes_a_reachable_one(self, host: str, expected: str) -> None:
+        assert _settings(host=host, port=9000).public_base_url == expected
+
+    def test_an_explicit_public_url_wins(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # Behind a proxy: the sandbox and the redirects use the address clients use.
+        monkeypatch.setenv("PAYMENTS_PUBLIC_BASE_URL", "https://pay.example.test/api")
+        settings = _settings(port=18801)
+        assert settings.public_base_url == "https://pay.example.test/api"
+        assert stripe_api_base(settings) == "https://pay.example.test/api/sandbox/stripe"
+        assert "https://pay.example.test/api" in settings.redirect_origins()
+        assert not any("18801" in origin for origin in settings.redirect_origins())
+
+    def test_a_configured_stripe_base_is_kept_in_sandbox_mode(self) -> None:
+        # compose.yaml's worker reaches the sandbox in the api container this way.
+        settings = _settings(stripe_api_base="http://api:8000/sandbox/stripe")
+        assert settings.sandbox
+        assert stripe_api_base(settings) == "http://api:8000/sandbox/stripe"

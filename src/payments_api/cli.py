@@ -88,6 +88,10 @@ def worker() -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level, json_output=settings.log_json)
+    # Killed by the default SIGTERM handler, the process skipped its exit hooks, and an
+    # embedded PostgreSQL it was the last user of kept running. Until the queue runs
+    # (migrations, start-up), SIGTERM exits at once but through those hooks.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if settings.database_url is None:
         os.environ["PAYMENTS_DATABASE_URL"] = _prepare_database(settings)
         get_settings.cache_clear()
@@ -95,6 +99,11 @@ def worker() -> None:
 
     async def run() -> None:
         pgq, close = await build_worker(settings)
+        # SIGTERM/Ctrl-C: pgqueuer finishes its jobs in flight and stops; then the
+        # connections close and the process exits normally.
+        loop = asyncio.get_running_loop()
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(stop, pgq.shutdown.set)
         try:
             await pgq.run()
         finally:

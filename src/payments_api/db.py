@@ -88,16 +88,21 @@ def _forget_dead_handles(data_dir: Path) -> None:
     killed without running its exit hooks (kill -9, a crash) stays listed for ever, and
     from then on nobody is ever "last": the server outlived every later service.
     """
+    from pgserver.postgres_server import PostgresServer
+
     handles = data_dir / ".handle_pids.json"
-    try:
-        pids = json.loads(handles.read_text())
-    except (OSError, ValueError):
-        return
-    if not isinstance(pids, list):
-        return
-    alive = [pid for pid in pids if isinstance(pid, int) and _process_exists(pid)]
-    if alive != pids:
-        handles.write_text(json.dumps(alive))
+    # Under pgserver's own inter-process lock: a process registering itself meanwhile
+    # must not be dropped by this rewrite (it would then never count as a user).
+    with PostgresServer._lock:
+        try:
+            pids = json.loads(handles.read_text())
+        except (OSError, ValueError):
+            return
+        if not isinstance(pids, list):
+            return
+        alive = [pid for pid in pids if isinstance(pid, int) and _process_exists(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
 
 
 def _process_exists(pid: int) -> bool:

@@ -8,6 +8,7 @@ gone too.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from payments_api.db import _forget_dead_handles
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -110,3 +113,85 @@ class TestServeOnAnyPort:
             pidfile = data_dir / "postmaster.pid"
             if pidfile.exists() and _alive(_postmaster_pid(data_dir)):
                 os.kill(_postmaster_pid(data_dir), signal.SIGTERM)
+
+
+def _handle_pids(data_dir: Path) -> list[int]:
+    """The processes pgserver counts as users of the embedded server in ``data_dir``."""
+    try:
+        pids = json.loads((data_dir / ".handle_pids.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [pid for pid in pids if isinstance(pid, int)]
+
+
+class TestEmbeddedPostgresIsStoppedByItsLastUser:
+    def test_a_worker_keeps_it_after_serve_stops_and_stops_it_on_sigterm(
+        self, tmp_path: Path
+    ) -> None:
+        port = _free_port()
+        data_dir = tmp_path / "postgres"
+        env = {**_clean_env(data_dir), "PAYMENTS_PORT": str(port)}
+        processes: list[subprocess.Popen[bytes]] = []
+
+        def start(command: str, log: Path) -> subprocess.Popen[bytes]:
+            with log.open("wb") as out:
+                process = subprocess.Popen(  # noqa: S603 - our own entry point
+                    [str(BIN / "payments-api"), command],
+                    cwd=tmp_path,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            processes.append(process)
+            return process
+
+        serve_log, worker_log = tmp_path / "serve.log", tmp_path / "worker.log"
+        try:
+            serve = start("serve", serve_log)
+            _wait_until(
+                lambda: _ready(f"http://127.0.0.1:{port}/readyz", serve, serve_log),
+                START_TIMEOUT_SECONDS,
+                "readyz",
+            )
+            postgres = _postmaster_pid(data_dir)
+            worker = start("worker", worker_log)
+            _wait_until(
+                lambda: worker.pid in _handle_pids(data_dir) or worker.poll() is not None,
+                START_TIMEOUT_SECONDS,
+                "the worker to use the embedded server",
+            )
+            assert worker.poll() is None, worker_log.read_text()[-4000:]
+
+            serve.send_signal(signal.SIGTERM)
+            assert serve.wait(timeout=STOP_TIMEOUT_SECONDS) == 0
+            # serve's exit hooks have run: the worker still uses the server, so it stays.
+            assert _alive(postgres)
+            assert _handle_pids(data_dir) == [worker.pid]
+
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=STOP_TIMEOUT_SECONDS) == 0, worker_log.read_text()[-4000:]
+            _wait_until(lambda: not _alive(postgres), STOP_TIMEOUT_SECONDS, "postgres to stop")
+            assert _handle_pids(data_dir) == []
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+            pidfile = data_dir / "postmaster.pid"
+            if pidfile.exists() and _alive(_postmaster_pid(data_dir)):
+                os.kill(_postmaster_pid(data_dir), signal.SIGTERM)
+
+
+class TestDeadUsersAreForgotten:
+    def test_a_process_gone_without_its_exit_hooks_no_longer_counts(self, tmp_path: Path) -> None:
+        # A user killed with SIGKILL stays listed; from then on nobody would be last.
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait()
+        (tmp_path / ".handle_pids.json").write_text(json.dumps([gone.pid, os.getpid()]))
+        _forget_dead_handles(tmp_path)
+        assert _handle_pids(tmp_path) == [os.getpid()]
+
+    def test_a_list_of_live_users_is_left_as_it_is(self, tmp_path: Path) -> None:
+        (tmp_path / ".handle_pids.json").write_text(json.dumps([os.getpid()]))
+        _forget_dead_handles(tmp_path)
+        assert _handle_pids(tmp_path) == [os.getpid()]
