@@ -37,7 +37,7 @@ if grep -E '\b(WARN|ERROR)\b' "$log" | grep -Ev "$allowed"; then
 fi
 # What the usage file calls must exist in the generated client.
 for symbol in 'func createTopup(' 'func getBalance(' 'func createEscrow(' 'func listEscrows(' \
-  'struct Problem' 'enum ErrorResponse' 'class PaymentsAPIAPIConfiguration'; do
+  'struct Problem' 'enum Currency' 'enum ErrorResponse' 'class PaymentsAPIAPIConfiguration'; do
   if ! grep -rqF "$symbol" "$out/Sources/PaymentsAPI"; then
     echo "generate_swift: the generated client has no '$symbol' (clients/swift/Usage.swift uses it)" >&2
     exit 1

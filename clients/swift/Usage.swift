@@ -33,7 +33,7 @@ func problem(from error: ErrorResponse) -> PaymentsProblem {
 
 /// Top up with a PaymentIntent; the Stripe iOS SDK confirms the client secret.
 /// One Idempotency-Key per user action, reused when the same action is retried.
-func topUp(amount: Int, currency: String, key: String) async throws -> String? {
+func topUp(amount: Int, currency: Currency, key: String) async throws -> String? {
     do {
         let topup = try await TopupsAPI.createTopup(
             idempotencyKey: key,
@@ -54,7 +54,7 @@ func walletLines() async throws -> [String] {
 }
 
 /// Offer a job to a payee: price plus the platform fee is held in escrow.
-func offerJob(payeeId: String, price: Int, currency: String, key: String) async throws -> EscrowRead {
+func offerJob(payeeId: String, price: Int, currency: Currency, key: String) async throws -> EscrowRead {
     try await EscrowAPI.createEscrow(
         idempotencyKey: key,
         escrowCreate: EscrowCreate(amount: price, currency: currency, payeeId: payeeId, reference: "job-1")

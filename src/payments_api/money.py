@@ -1,6 +1,7 @@
 """Money: integer minor units plus a lowercase ISO 4217 currency. Never floats.
 
-Exponents come from one table (jpy has 0 decimals, kwd 3, most 2). Fees are basis
+Exponents come from one table (jpy has 0 decimals, kwd 3, most 2), as Stripe's API
+counts them, which is not always ISO 4217's count: see the special cases below. Fees are basis
 points rounded with one named rule: ROUND_HALF_EVEN ("banker's rounding") on the exact
 rational product, so a fee can never be off by more than half a minor unit and ties
 do not drift in the platform's favour.
@@ -13,23 +14,37 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
+from pydantic_core import PydanticCustomError
 
-# ISO 4217 minor-unit exponents for the currencies Stripe settles in. Anything not
-# listed is rejected rather than guessed.
+# Minor-unit exponents of the currencies Stripe settles in, as Stripe's API counts them.
+# Anything not listed is rejected rather than guessed. ISK is two-decimal here although
+# ISO 4217 says 0: Stripe keeps it two-decimal for backwards compatibility (an amount of
+# 100 is 1 krona), see CHARGE_STEP.
 CURRENCY_EXPONENTS: dict[str, int] = {
     **dict.fromkeys(
         [
             "usd", "eur", "gbp", "aud", "cad", "chf", "cny", "czk", "dkk", "hkd", "huf",
             "inr", "mxn", "nok", "nzd", "pln", "ron", "sek", "sgd", "thb", "try", "zar",
-            "brl", "aed", "ils", "myr", "php", "sar", "idr", "egp", "ngn", "kes",
+            "brl", "aed", "ils", "myr", "php", "sar", "idr", "egp", "ngn", "kes", "isk",
+            "twd",
         ],
         2,
     ),
     **dict.fromkeys(
-        ["jpy", "krw", "vnd", "clp", "pyg", "xof", "xaf", "ugx", "rwf", "isk"], 0
+        ["jpy", "krw", "vnd", "clp", "pyg", "xof", "xaf", "ugx", "rwf"], 0
     ),
     **dict.fromkeys(["kwd", "bhd", "jod", "omr", "tnd"], 3),
 }  # fmt: skip
+
+# Stripe's special cases (https://docs.stripe.com/currencies#special-cases), which
+# amounts sent to Stripe must follow or Stripe refuses them:
+# - isk: charges and refunds in whole krónur, i.e. multiples of 100 minor units;
+# - three-decimal currencies (kwd, bhd, jod, omr, tnd): charges end in 0 (multiples of 10);
+# - huf and twd: charged with two decimals, but paid out in whole units (multiples of
+#   100); isk likewise. Withdrawals end in a payout to the payee's bank, so they follow
+#   the payout step.
+CHARGE_STEP: dict[str, int] = {"isk": 100, "kwd": 10, "bhd": 10, "jod": 10, "omr": 10, "tnd": 10}
+PAYOUT_STEP: dict[str, int] = {"isk": 100, "huf": 100, "twd": 100}
 
 # Amounts above this cannot be represented by Stripe (8 digits of the major unit for
 # most currencies); far below BIGINT so sums of many postings stay safe.
@@ -41,12 +56,43 @@ class CurrencyError(ValueError):
 
 
 def normalize_currency(value: object) -> str:
+    """A currency code from inside the service (Stripe objects, stored rows, settings):
+    lower-cased. Requests go through :data:`Currency`, which normalises nothing."""
     if not isinstance(value, str):
         raise CurrencyError("currency must be a 3-letter ISO 4217 code string")
     code = value.strip().lower()
     if code not in CURRENCY_EXPONENTS:
         raise CurrencyError(f"unsupported currency {value!r}")
     return code
+
+
+def _api_currency(value: object) -> str:
+    """A currency code as a request sends it: exactly one of the supported lower-case
+    codes. Upper case and padding are refused, not normalised, so the contract (an enum
+    of lower-case codes) and the validator accept exactly the same strings."""
+    if not isinstance(value, str):
+        raise PydanticCustomError("currency_type", "currency must be a string")
+    if value in CURRENCY_EXPONENTS:
+        return value
+    if value.strip().lower() in CURRENCY_EXPONENTS:
+        raise PydanticCustomError(
+            "currency_not_lowercase",
+            "currency codes are lower case, as Stripe writes them: send '{expected}'",
+            {"expected": value.strip().lower()},
+        )
+    raise PydanticCustomError(
+        "currency_unsupported", "unsupported currency; see the enum of the schema"
+    )
+
+
+def charge_step(currency: str) -> int:
+    """Charges and refunds in ``currency`` are multiples of this (Stripe's special cases)."""
+    return CHARGE_STEP.get(currency, 1)
+
+
+def payout_step(currency: str) -> int:
+    """Payouts in ``currency`` are multiples of this (Stripe's special cases)."""
+    return PAYOUT_STEP.get(currency, 1)
 
 
 def exponent(currency: str) -> int:
@@ -140,13 +186,12 @@ SignedMinorAmount = Annotated[
 
 Currency = Annotated[
     str,
-    BeforeValidator(normalize_currency),
+    BeforeValidator(_api_currency),
     Field(
-        min_length=3,
-        max_length=3,
-        description="Lowercase ISO 4217 currency code, as Stripe writes it.",
+        description="Lowercase ISO 4217 currency code, as Stripe writes it; one of the "
+        "supported codes. Upper case is refused (`currency_not_lowercase`), not normalised.",
         examples=["usd"],
-        json_schema_extra={"pattern": "^[a-z]{3}$"},
+        json_schema_extra={"enum": sorted(CURRENCY_EXPONENTS), "pattern": "^[a-z]{3}$"},
     ),
 ]
 

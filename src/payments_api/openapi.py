@@ -26,6 +26,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from payments_api.money import CURRENCY_EXPONENTS
 from payments_api.problems import GENERIC_CODES, IDEMPOTENCY_CODES, PROBLEM_MEDIA_TYPE, Problem
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -91,6 +92,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     _declare_optional_idempotency_keys(spec)
     _declare_problem_codes(spec)
     _name_inline_schemas(spec)
+    _name_currency_enum(schemas)
     _name_inline_enums(spec)
     _document_minor_units(schemas)
     _require_response_fields(spec)
@@ -372,6 +374,18 @@ def _enum_slots(schema: dict[str, Any]) -> list[tuple[Any, Any]]:
     if _inline_enum(schema.get("items")):
         slots.append((schema, "items"))
     return slots
+
+
+def _name_currency_enum(schemas: dict[str, Any]) -> None:
+    """The supported currency codes are one component, ``Currency``, whichever schema
+    uses them first (the hoisting below reuses a component with the same values)."""
+    codes = sorted(CURRENCY_EXPONENTS)
+    schemas["Currency"] = {
+        "enum": codes,
+        "title": "Currency",
+        "type": "string",
+        "description": "A supported currency: lower-case ISO 4217, as Stripe writes it.",
+    }
 
 
 def _name_inline_enums(spec: dict[str, Any]) -> None:

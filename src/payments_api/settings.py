@@ -212,6 +212,13 @@ class Settings(BaseSettings):
         description="Service fee withheld from the job price when the job is completed, in "
         "basis points (2000 = 20%), rounded half-even. Captured on each escrow at creation.",
     )
+    escrow_min_major: int = Field(
+        1,
+        ge=0,
+        description="Smallest job price, in the currency's major unit (1 = 1.00 usd, 1 jpy); "
+        "raised per currency where needed so that each non-zero fee takes at least one minor "
+        "unit.",
+    )
     escrow_keep_platform_fee_on_cancel: bool = Field(
         True,
         description="Cancelling an accepted escrow keeps the platform fee (true) or refunds "

@@ -104,8 +104,11 @@ class TestLedgerRouter:
         await fund(session, user.id, 100, "usd")
         await fund(session, user.id, 200, "eur")
         headers = auth("filter-user")
-        eur = (await client.get("/api/v1/me/ledger?currency=EUR", headers=headers)).json()
+        eur = (await client.get("/api/v1/me/ledger?currency=eur", headers=headers)).json()
         assert [e["amount"] for e in eur["data"]] == [200]
+        upper = await client.get("/api/v1/me/ledger?currency=EUR", headers=headers)
+        assert upper.status_code == 422, upper.text
+        assert [e["type"] for e in upper.json()["errors"]] == ["currency_not_lowercase"]
         none = (await client.get("/api/v1/me/ledger?type=refund", headers=headers)).json()
         assert none["data"] == []
 

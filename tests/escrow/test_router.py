@@ -258,6 +258,8 @@ class TestCreateRejects:
             ("integral_float", 422, "validation_error"),
             ("string_amount", 422, "validation_error"),
             ("unknown_currency", 422, "validation_error"),
+            ("upper_case_currency", 422, "validation_error"),
+            ("below_the_minimum", 422, "escrow_amount_too_small"),
             ("no_reference", 422, "validation_error"),
             ("currency_mismatch", 409, "insufficient_funds"),
             ("short_by_the_fee", 409, "insufficient_funds"),
@@ -285,6 +287,8 @@ class TestCreateRejects:
             "integral_float": offer(payee.id, amount=100.0),
             "string_amount": offer(payee.id, amount="100"),
             "unknown_currency": offer(payee.id, amount=100, currency="xyz"),
+            "upper_case_currency": offer(payee.id, amount=100, currency="USD"),
+            "below_the_minimum": offer(payee.id, amount=99),
             "no_reference": {k: v for k, v in offer(payee.id, 100).items() if k != "reference"},
             "currency_mismatch": offer(payee.id, amount=100, currency="eur"),
             "too_large": offer(payee.id, amount=MAX_MINOR_AMOUNT),
@@ -321,6 +325,46 @@ class TestCreateRejects:
         assert other.json()["code"] == "idempotency_key_reused"
         assert await written(session) == before
         assert await balance(session, customer.id, AVAILABLE, "usd") == 30_000 - 10_500
+
+
+class TestMinimumPrice:
+    """The smallest job price: one major unit, raised so that each fee takes at least
+    one minor unit (5% and 20% by default)."""
+
+    @pytest.mark.parametrize(
+        ("currency", "minimum", "platform_fee", "service_fee"),
+        [
+            ("usd", 100, 5, 20),
+            ("jpy", 11, 1, 2),  # 1 yen would pay no fee: 11 is the first that does
+            ("kwd", 1_000, 50, 200),
+            ("isk", 100, 5, 20),  # two-decimal in Stripe's API
+        ],
+    )
+    async def test_the_minimum_is_accepted_and_pays_every_fee(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        currency: str,
+        minimum: int,
+        platform_fee: int,
+        service_fee: int,
+    ) -> None:
+        customer, payee = await parties(session)
+        await fund(session, customer.id, 10 * minimum, currency)
+        before = await written(session)
+        below = await client.post(
+            ESCROWS,
+            json=offer(payee.id, amount=minimum - 1, currency=currency),
+            headers=headers(customer.id, CUSTOMER),
+        )
+        assert below.status_code == 422, below.text
+        assert below.json()["code"] == "escrow_amount_too_small"
+        assert below.json()["minimum"] == minimum
+        assert await written(session) == before
+        created = await _create(client, customer.id, payee.id, amount=minimum, currency=currency)
+        assert created["platform_fee_amount"] == platform_fee
+        payee_view = await client.get(f"{ESCROWS}/{created['id']}", headers=auth(payee.id, PAYEE))
+        assert payee_view.json()["service_fee_amount"] == service_fee
 
 
 class TestTransitionRejects:

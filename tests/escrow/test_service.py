@@ -23,6 +23,7 @@ from payments_api.kit.idempotency import IdempotencyKeyReused
 from payments_api.ledger.kinds import AccountKind
 from payments_api.ledger.models import LedgerTransaction
 from payments_api.money import MAX_MINOR_AMOUNT
+from payments_api.orders.errors import AmountNotInSteps
 from payments_api.settings import Settings
 from tests.escrow.helpers import balance, fees, parties, written
 from tests.factories import fund, ledger_invariants
@@ -171,7 +172,7 @@ class TestCreate:
         assert again.id == first.id
         assert await written(session) == before
         with pytest.raises(IdempotencyKeyReused):
-            await service.create(customer, _offer(payee.id, 20), idempotency_key="k1")
+            await service.create(customer, _offer(payee.id, 2_000), idempotency_key="k1")
         assert await written(session) == before
         # another customer's identical key is theirs alone
         other, _ = await parties(session)
@@ -211,13 +212,44 @@ class TestCreate:
         assert again is first
 
 
+class TestCardChargeSteps:
+    async def test_an_isk_card_payment_must_be_whole_kronur(
+        self, session: AsyncSession, settings: Settings
+    ) -> None:
+        """Stripe charges isk in whole krónur (multiples of 100): the card is charged the
+        hold, price plus platform fee, so a hold with a fraction is refused unwritten."""
+        customer, payee = await parties(session)
+        service = EscrowService(session, settings)
+        before = await written(session)
+        with pytest.raises(AmountNotInSteps) as refused:
+            await service.create(  # 10.00 isk + 5% = 10.50: not chargeable
+                customer,
+                _offer(payee.id, 1_000, "isk"),
+                idempotency_key=None,
+                funding=EscrowFunding.card,
+            )
+        assert refused.value.extensions == {"step": 100}
+        assert await written(session) == before
+        escrow, _ = await service.create(  # 20.00 + 1.00
+            customer,
+            _offer(payee.id, 2_000, "isk"),
+            idempotency_key=None,
+            funding=EscrowFunding.card,
+        )
+        assert escrow.hold_amount == 2_100
+
+
 class TestZeroParts:
     async def test_zero_fee_rates_post_no_zero_amounts(
         self, session: AsyncSession, settings: Settings
     ) -> None:
         customer, payee = await parties(session)
         free = settings.model_copy(
-            update={"escrow_platform_fee_bps": 0, "escrow_service_fee_bps": 0}
+            update={
+                "escrow_platform_fee_bps": 0,
+                "escrow_service_fee_bps": 0,
+                "escrow_min_major": 0,
+            }
         )
         await fund(session, customer.id, 1)
         service = EscrowService(session, free)

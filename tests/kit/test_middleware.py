@@ -66,7 +66,7 @@ def _assert_problem(response: httpx.Response, status: int, code: str) -> None:
 class TestProblems:
     async def test_valid_request_passes(self, test_client: httpx.AsyncClient) -> None:
         response = await test_client.post(
-            "/test/echo", json={"amount": 1050, "currency": "EUR"}, headers=auth("u-ok")
+            "/test/echo", json={"amount": 1050, "currency": "eur"}, headers=auth("u-ok")
         )
         assert response.status_code == 200
         assert response.json() == {"amount": 1050, "currency": "eur", "user": "u-ok"}

@@ -8,15 +8,18 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from payments_api.money import (
+    CURRENCY_EXPONENTS,
     Currency,
     CurrencyError,
     MinorAmount,
     Money,
     basis_points_of,
+    charge_step,
     default_limits,
     exponent,
     format_minor,
     major_to_minor,
+    payout_step,
 )
 
 
@@ -30,6 +33,13 @@ class TestMoney:
         assert exponent("usd") == 2
         assert exponent("JPY") == 0
         assert exponent("kwd") == 3
+        # Stripe's special cases: isk, huf and twd are two-decimal in its API.
+        assert (exponent("isk"), exponent("huf"), exponent("twd")) == (2, 2, 2)
+
+    def test_stripe_steps(self) -> None:
+        assert (charge_step("isk"), charge_step("kwd"), charge_step("huf")) == (100, 10, 1)
+        assert (payout_step("huf"), payout_step("twd"), payout_step("isk")) == (100, 100, 100)
+        assert (charge_step("usd"), payout_step("usd")) == (1, 1)
         with pytest.raises(CurrencyError):
             exponent("xyz")
 
@@ -90,6 +100,30 @@ class TestApiTypes:
         with pytest.raises(ValidationError):
             _Body.model_validate(payload)
 
-    def test_accepted_and_normalised(self) -> None:
-        body = _Body.model_validate({"amount": 1, "currency": " JPY "})
+    def test_a_supported_lower_case_code_is_accepted(self) -> None:
+        body = _Body.model_validate({"amount": 1, "currency": "jpy"})
         assert body == _Body(amount=1, currency="jpy")
+
+    @pytest.mark.parametrize(
+        ("currency", "error"),
+        [
+            ("JPY", "currency_not_lowercase"),
+            ("Usd", "currency_not_lowercase"),
+            (" usd", "currency_not_lowercase"),
+            ("xyz", "currency_unsupported"),
+            ("abc", "currency_unsupported"),
+            (840, "currency_type"),
+        ],
+    )
+    def test_anything_else_is_refused_with_its_own_type(self, currency: Any, error: str) -> None:
+        with pytest.raises(ValidationError) as refused:
+            _Body.model_validate({"amount": 1, "currency": currency})
+        assert [e["type"] for e in refused.value.errors()] == [error]
+
+    def test_the_schema_lists_exactly_the_accepted_codes(self) -> None:
+        """The contract and the validator agree: every code in the enum is accepted, and
+        a lower-case three-letter code outside it is refused."""
+        schema = _Body.model_json_schema()["properties"]["currency"]
+        assert schema["enum"] == sorted(CURRENCY_EXPONENTS)
+        for code in schema["enum"]:
+            assert _Body.model_validate({"amount": 1, "currency": code}).currency == code

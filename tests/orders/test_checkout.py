@@ -315,6 +315,10 @@ class TestCheckoutBadInput:
             (topup(20.5), 422, "validation_error"),
             (topup("2000"), 422, "validation_error"),
             (topup(2_000, "xyz"), 422, "validation_error"),
+            (topup(2_000, "USD"), 422, "validation_error"),
+            # Stripe's special cases: isk charges in whole krónur, kwd in tens of fils.
+            (topup(2_050, "isk"), 422, "amount_not_in_steps"),
+            (topup(10_005, "kwd"), 422, "amount_not_in_steps"),
             (topup(success_url="https://evil.example/steal"), 422, "redirect_url_not_allowed"),
             (topup(cancel_url="javascript:alert(1)"), 422, "redirect_url_not_allowed"),
             ({"purpose": "order", "price": "nope", **URLS}, 422, "price_not_found"),

@@ -504,6 +504,25 @@ class TestLandingPages:
         assert response.status_code == 400
         assert not account_links.called
 
+    async def test_refresh_without_state_is_a_problem(
+        self, client: httpx.AsyncClient, stripe_mock: respx.MockRouter
+    ) -> None:
+        account_links = stripe_mock.post("/v1/account_links")
+        response = await client.get(REFRESH_PATH)
+        assert response.status_code == 422
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["code"] == "validation_error"
+        assert not account_links.called
+
+    async def test_refresh_with_an_empty_state_is_the_expired_link_page(
+        self, client: httpx.AsyncClient, stripe_mock: respx.MockRouter
+    ) -> None:
+        account_links = stripe_mock.post("/v1/account_links")
+        response = await client.get(f"{REFRESH_PATH}?state=")
+        assert response.status_code == 400
+        assert response.headers["content-type"].startswith("text/html")
+        assert not account_links.called
+
     async def test_refresh_for_another_account_is_refused(
         self,
         client: httpx.AsyncClient,

@@ -309,6 +309,34 @@ class TestWithdrawalRules:
         assert await balances(session, user) == (50_000, 0)
         assert transfers.routes["transfers"].call_count == 0
 
+    @pytest.mark.parametrize("currency", ["huf", "twd", "isk"])
+    async def test_payout_currencies_withdraw_whole_units(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        transfers: respx.MockRouter,
+        currency: str,
+    ) -> None:
+        """Stripe pays huf, twd and isk out in whole units only: a withdrawal with a
+        fraction is refused before anything is held or sent."""
+        user = f"steps_{currency}"
+        await enabled_payee(session, user, amount=0)
+        await fund(session, user, 50_000, currency)
+        response = await client.post(
+            "/api/v1/me/payouts",
+            json={"amount": 10_050, "currency": currency},
+            headers={**auth(user, PAYEE), "Idempotency-Key": "steps"},
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == "amount_not_in_steps"
+        assert response.json()["step"] == 100
+        ledger = LedgerService(session)
+        available = AccountRef.user(user, AccountKind.available, currency)
+        assert await ledger.balance_of(available) == 50_000
+        withdrawing = AccountRef.user(user, AccountKind.withdrawing, currency)
+        assert await ledger.balance_of(withdrawing) == 0
+        assert transfers.routes["transfers"].call_count == 0
+
     async def test_needs_payee_role(self, client: httpx.AsyncClient) -> None:
         response = await client.post(
             "/api/v1/me/payouts",

@@ -14,6 +14,8 @@ type Schemas = components["schemas"];
 export type Problem = Schemas["Problem"];
 export type Balance = Schemas["CurrencyBalance"];
 export type PayoutAccountStatus = Schemas["PayoutAccountStatus"];
+/** The supported currency codes, lower case: the service refuses "USD". */
+export type Currency = Schemas["Currency"];
 
 /** A client for one signed-in user (the platform's auth issues the JWT). */
 export function paymentsClient(baseUrl: string, token: string) {
@@ -50,7 +52,7 @@ export function formatMoney(amount: number, currency: string): string {
 export async function topUp(
   api: PaymentsClient,
   amount: number,
-  currency: string,
+  currency: Currency,
   idempotencyKey: string,
 ): Promise<{ clientSecret: string; paymentIntentId: string; orderId: string }> {
   const { data, error, response } = await api.POST("/api/v1/topups", {
@@ -70,7 +72,7 @@ export async function topUp(
 export async function checkoutTopUp(
   api: PaymentsClient,
   amount: number,
-  currency: string,
+  currency: Currency,
   idempotencyKey: string,
   returnUrl = "http://localhost:3000/wallet",
 ): Promise<string> {
@@ -109,7 +111,7 @@ export async function offerJob(
   api: PaymentsClient,
   payeeId: string,
   price: number,
-  currency: string,
+  currency: Currency,
   idempotencyKey: string,
 ): Promise<{ id: string; status: Schemas["EscrowStatus"]; held: number }> {
   const { data, error, response } = await api.POST("/api/v1/escrows", {
@@ -164,7 +166,7 @@ export async function onboardingUrl(api: PaymentsClient): Promise<string> {
 export async function withdraw(
   api: PaymentsClient,
   amount: number,
-  currency: string,
+  currency: Currency,
   idempotencyKey: string,
 ): Promise<Schemas["WithdrawalStatus"]> {
   const { data, error, response } = await api.POST("/api/v1/me/payouts", {

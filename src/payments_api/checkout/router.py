@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from payments_api.escrow import errors as escrow_errors
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.orders import errors as orders_errors
 from payments_api.orders.deps import PayInServiceDep
@@ -24,7 +25,9 @@ router = APIRouter(tags=["checkout"])
         400,
         401,
         403,
+        escrow_errors.EscrowAmountTooSmall,
         orders_errors.AmountOutOfRange,
+        orders_errors.AmountNotInSteps,
         orders_errors.CheckoutWindowPassed,
         orders_errors.DiscountCodeInvalid,
         orders_errors.EscrowCheckoutIncomplete,

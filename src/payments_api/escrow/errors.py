@@ -37,6 +37,16 @@ class EscrowAmountTooLarge(EscrowError):
     title = "The amount plus the platform fee exceeds the largest amount supported"
 
 
+class EscrowAmountTooSmall(EscrowError):
+    """Below the currency's minimum job price (``minimum`` extension): at least
+    ``PAYMENTS_ESCROW_MIN_MAJOR`` of the major unit, and never so small that a configured
+    fee rounds to nothing."""
+
+    status = 422
+    code = "escrow_amount_too_small"
+    title = "The amount is below the smallest job price for this currency"
+
+
 class EscrowInvalidTransition(EscrowError):
     """The escrow's current status does not allow the requested transition."""
 

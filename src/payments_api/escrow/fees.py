@@ -58,3 +58,12 @@ def split(price: int, *, platform_fee_bps: int, service_fee_bps: int) -> Split:
         service_fee=service_fee,
         payee_take=price - service_fee,
     )
+
+
+def smallest_price_with_fees(*fee_bps: int) -> int:
+    """The smallest price P at which every non-zero fee rate takes at least one minor unit.
+
+    A fee rounds half-even, so it is at least 1 exactly when ``P * bps / 10_000 > 1/2``,
+    i.e. ``P * bps > 5_000``. Rates of 0 take nothing at any price and are left out.
+    """
+    return max((5_000 // bps + 1 for bps in fee_bps if bps > 0), default=1)

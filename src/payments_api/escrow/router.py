@@ -50,6 +50,7 @@ EscrowIdPath = Annotated[
         401,
         403,
         escrow_errors.EscrowAmountTooLarge,
+        escrow_errors.EscrowAmountTooSmall,
         escrow_errors.SelfOffer,
         ledger_errors.InsufficientFunds,
         ledger_errors.WalletFrozen,

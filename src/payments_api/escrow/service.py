@@ -34,12 +34,13 @@ from payments_api.earnings.models import EarningSource
 from payments_api.escrow.errors import (
     EscrowActionForbidden,
     EscrowAmountTooLarge,
+    EscrowAmountTooSmall,
     EscrowInvalidTransition,
     EscrowNotFound,
     PayeeNotFound,
     SelfOffer,
 )
-from payments_api.escrow.fees import split
+from payments_api.escrow.fees import smallest_price_with_fees, split
 from payments_api.escrow.models import Escrow, EscrowFunding, EscrowStatus
 from payments_api.escrow.repository import EscrowRepository
 from payments_api.escrow.schemas import EscrowCreate, EscrowList, EscrowRead
@@ -49,7 +50,8 @@ from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.repository import StoredTransaction
-from payments_api.money import MAX_MINOR_AMOUNT, normalize_currency
+from payments_api.money import MAX_MINOR_AMOUNT, charge_step, major_to_minor, normalize_currency
+from payments_api.orders.errors import AmountNotInSteps
 from payments_api.projects.direct import PROJECT_PREFIX, SESSION_PREFIX
 from payments_api.projects.errors import ProjectNotFound, SessionNotFound
 from payments_api.projects.repository import ProjectRepository
@@ -61,6 +63,19 @@ log = logging.getLogger(__name__)
 
 ESCROW_PREFIX = "esc"
 Clock = Callable[[], datetime]
+
+
+def minimum_price(settings: Settings, currency: str) -> int:
+    """The smallest job price in ``currency``, in minor units.
+
+    ``PAYMENTS_ESCROW_MIN_MAJOR`` of the major unit (1.00 usd, 1 jpy, 1.000 kwd by
+    default), raised where needed so that each configured fee takes at least one minor
+    unit: an escrow always pays the fees its rates promise, never a rounded-away zero.
+    """
+    return max(
+        major_to_minor(settings.escrow_min_major, currency),
+        smallest_price_with_fees(settings.escrow_platform_fee_bps, settings.escrow_service_fee_bps),
+    )
 
 
 class EscrowAction(StrEnum):
@@ -195,11 +210,23 @@ class EscrowService:
             raise SelfOffer("You cannot offer a job to yourself.")
         if body.project_id is not None or body.session_id is not None:
             await self._check_project(body)
+        minimum = minimum_price(self.settings, body.currency)
+        if body.amount < minimum:
+            await self._check_payee(body.payee_id)  # an unknown payee is still the 404
+            raise EscrowAmountTooSmall(
+                f"Job prices in {body.currency} start at {minimum} minor units.",
+                minimum=minimum,
+            )
         parts = split(
             body.amount,
             platform_fee_bps=self.settings.escrow_platform_fee_bps,
             service_fee_bps=self.settings.escrow_service_fee_bps,
         )
+        if funding is EscrowFunding.card:
+            # The card is charged the hold (price plus platform fee) in one payment.
+            AmountNotInSteps.check(
+                parts.hold, body.currency, charge_step(body.currency), "Card payments"
+            )
         if parts.hold > MAX_MINOR_AMOUNT:
             await self._check_payee(body.payee_id)  # an unknown payee is still the 404
             raise EscrowAmountTooLarge(

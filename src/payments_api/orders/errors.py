@@ -15,6 +15,23 @@ class AmountOutOfRange(ProblemError):
     title = "The amount is outside the allowed range for this currency"
 
 
+class AmountNotInSteps(ProblemError):
+    """Stripe's special cases: isk charges in whole krónur, three-decimal currencies in
+    tens, huf/twd/isk payouts in whole units. The ``step`` extension says which."""
+
+    status = 422
+    code = "amount_not_in_steps"
+    title = "The amount is not a multiple of the smallest step Stripe accepts in this currency"
+
+    @classmethod
+    def check(cls, amount: int, currency: str, step: int, what: str) -> None:
+        if step > 1 and amount % step:
+            raise cls(
+                f"{what} in {currency} must be a multiple of {step} minor units.",
+                step=step,
+            )
+
+
 class RedirectUrlNotAllowed(ProblemError):
     status = 422
     code = "redirect_url_not_allowed"

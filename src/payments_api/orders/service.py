@@ -33,8 +33,9 @@ from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
-from payments_api.money import basis_points_of, default_limits
+from payments_api.money import basis_points_of, charge_step, default_limits
 from payments_api.orders.errors import (
+    AmountNotInSteps,
     AmountOutOfRange,
     CheckoutWindowPassed,
     DiscountCodeExists,
@@ -152,6 +153,7 @@ class PayInService:
                 minimum=limits.minimum,
                 maximum=limits.maximum,
             )
+        AmountNotInSteps.check(amount, currency, charge_step(currency), "Charges")
 
     # -- shared steps --------------------------------------------------------------------
     async def _find_or_create_order(

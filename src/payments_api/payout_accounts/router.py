@@ -45,6 +45,16 @@ StateQuery = Annotated[
         description="Signed, short-lived state this service put in the URL it gave Stripe.",
     ),
 ]
+# Required on the refresh landing: Stripe always sends back the URL this service gave
+# it, state included, so a request without one is not a browser coming back from
+# Stripe and gets the 422 problem, not a page.
+RequiredStateQuery = Annotated[
+    str,
+    Query(
+        max_length=2048,
+        description="Signed, short-lived state this service put in the URL it gave Stripe.",
+    ),
+]
 
 # The landing pages carry a bearer-like state in their URL: never cache them, never
 # leak the URL to another site through Referer.
@@ -118,13 +128,14 @@ async def create_dashboard_link(user: PayeeUser, service: ConnectServiceDep) -> 
     summary="Landing of an expired onboarding link: redirects to a fresh one",
     description="Stripe sends the browser here when an onboarding link expired or was "
     "used. No bearer token: the signed `state` in the URL identifies the payee. Answers "
-    "302 to a new Stripe link, or an HTML page when the state is invalid or expired.",
+    "302 to a new Stripe link, or an HTML page when the state is invalid or expired; "
+    "without `state` it answers the 422 problem `validation_error`.",
     tags=TAGS,
     operation_id="refreshPayoutAccountOnboarding",
     response_class=HTMLResponse,
     responses={302: {"description": "Redirect to a new Stripe onboarding link."}},
 )
-async def refresh_onboarding(service: ConnectServiceDep, state: StateQuery = None) -> Response:
+async def refresh_onboarding(service: ConnectServiceDep, state: RequiredStateQuery) -> Response:
     try:
         url = await service.refresh_onboarding_url(state)
     except InvalidLinkState:

@@ -34,8 +34,8 @@ from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
-from payments_api.money import default_limits
-from payments_api.orders.errors import AmountOutOfRange
+from payments_api.money import default_limits, payout_step
+from payments_api.orders.errors import AmountNotInSteps, AmountOutOfRange
 from payments_api.payout_accounts.models import PayoutAccount
 from payments_api.payout_accounts.repository import PayoutAccountRepository
 from payments_api.payout_accounts.service import to_read
@@ -208,6 +208,9 @@ class PayoutService:
                 minimum=limits.minimum,
                 maximum=limits.maximum,
             )
+        # A withdrawal ends in a payout to the payee's bank, in whole units for huf,
+        # twd and isk.
+        AmountNotInSteps.check(amount, currency, payout_step(currency), "Withdrawals")
 
     async def withdraw(
         self, principal: Principal, body: WithdrawalCreate, idempotency_key: str

@@ -41,6 +41,7 @@ router = APIRouter(tags=["admin"])
             orders_errors.OrderNotFound,
             refunds_errors.RefundExceedsAvailable,
             refunds_errors.RefundExceedsRefundable,
+            orders_errors.AmountNotInSteps,
             refunds_errors.RefundRejected,
             refunds_errors.OrderNotRefundable,
             refunds_errors.RefundNotSupported,

@@ -45,7 +45,8 @@ from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.errors import InsufficientFunds
 from payments_api.ledger.kinds import AccountKind, CauseType
-from payments_api.orders.errors import OrderNotFound
+from payments_api.money import charge_step
+from payments_api.orders.errors import AmountNotInSteps, OrderNotFound
 from payments_api.orders.models import Order
 from payments_api.orders.repository import OrderRepository
 from payments_api.refunds import metrics
@@ -476,6 +477,7 @@ class RefundService:
                     requested=amount,
                     currency=order.currency,
                 )
+            AmountNotInSteps.check(amount, order.currency, charge_step(order.currency), "Refunds")
             ledger = ledger_service.LedgerService(session)
             wallet = _user(order.user_id, AccountKind.available, order.currency)
             available = await ledger.balance_of(wallet) if order.purpose == "topup" else None
