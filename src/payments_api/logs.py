@@ -9,8 +9,78 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
+from sqlalchemy.exc import StatementError
+
+# Exceptions from these modules are database drivers' (and SQLAlchemy's adapters of
+# them): their messages quote bound values ("invalid input for query argument $1:
+# 'the user's reference'"), so only their type, SQLSTATE and statement are logged.
+_DRIVER_MODULES = ("asyncpg", "psycopg", "sqlalchemy.dialects")
+_WITHHELD = "message withheld: database errors may quote the values of a statement"
+
+
+def _safe_message(exc: BaseException) -> str:
+    if isinstance(exc, StatementError):
+        return f"[SQL: {exc.statement}] ({_WITHHELD})"
+    if type(exc).__module__.startswith(_DRIVER_MODULES):
+        sqlstate = getattr(exc, "sqlstate", None)
+        return f"({_WITHHELD}{f'; SQLSTATE {sqlstate}' if sqlstate else ''})"
+    return str(exc)
+
+
+def format_exception(exc: BaseException) -> str:
+    """A traceback like Python's, with every database error's message replaced by its
+    statement and SQLSTATE: user data bound to a statement never reaches the logs.
+    (SQLAlchemy's ``hide_parameters`` alone is not enough: asyncpg repeats the value.)"""
+    chain: list[tuple[BaseException, str]] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    link = ""
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append((current, link))
+        if current.__cause__ is not None:
+            current, link = (
+                current.__cause__,
+                "The above exception was the direct cause of the following exception:",
+            )
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, link = (
+                current.__context__,
+                "During handling of the above exception, another exception occurred:",
+            )
+        else:
+            current = None
+    parts: list[str] = []
+    for index, (item, _) in enumerate(reversed(chain)):
+        if index:
+            parts.append(f"\n{chain[len(chain) - index][1]}\n\n")
+        name = type(item).__qualname__
+        module = type(item).__module__
+        qualified = name if module == "builtins" else f"{module}.{name}"
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_tb(item.__traceback__))
+        parts.append(f"{qualified}: {_safe_message(item)}\n")
+    return "".join(parts)
+
+
+def redact_exc_info(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor in place of ``format_exc_info``: see :func:`format_exception`."""
+    exc_info = event_dict.pop("exc_info", None)
+    if not exc_info:
+        return event_dict
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    exc = exc_info[1] if isinstance(exc_info, tuple) else exc_info
+    if isinstance(exc, BaseException):
+        event_dict["exception"] = format_exception(exc)
+    return event_dict
 
 
 def configure_logging(level: str = "INFO", *, json_output: bool = True) -> None:
@@ -36,7 +106,7 @@ def configure_logging(level: str = "INFO", *, json_output: bool = True) -> None:
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
+            redact_exc_info,
             renderer,
         ],
     )

@@ -285,8 +285,50 @@ class TestCursorsAndLogs:
         assert empty.status_code == 200, empty.text
         assert empty.json() == first.json()
 
-    def test_sql_errors_never_carry_parameters(self, settings: Any) -> None:
-        from payments_api.db import create_engine
+    async def test_sql_errors_never_carry_parameters(
+        self, settings: Any, database_url: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A failing statement's traceback, as the service logs it (structlog and the
+        standard library alike), names the statement, never the user data bound to it,
+        although asyncpg quotes the value in its own message."""
+        import logging
 
-        engine = create_engine("postgresql+asyncpg://u@127.0.0.1/db", settings)
-        assert engine.sync_engine.hide_parameters is True
+        import structlog
+        from sqlalchemy import text
+        from sqlalchemy.exc import DBAPIError
+
+        from payments_api.db import create_engine
+        from payments_api.logs import configure_logging
+
+        engine = create_engine(database_url, settings)
+        try:
+            async with engine.connect() as connection:
+                with pytest.raises(DBAPIError) as failed:
+                    await connection.execute(
+                        text("SELECT CAST(:reference AS integer)"),
+                        {"reference": "secret-reference-4711"},
+                    )
+        finally:
+            await engine.dispose()
+        assert "secret-reference-4711" in repr(failed.value.orig)  # what would leak
+        root = logging.getLogger()
+        saved = (root.handlers[:], root.level)
+        saved_structlog = structlog.get_config()
+        try:
+            configure_logging("INFO")
+            capsys.readouterr()
+            try:
+                raise RuntimeError("the route failed") from failed.value
+            except RuntimeError:
+                structlog.get_logger("payments_api.http").exception("unhandled error")
+                logging.getLogger("payments_api.jobs").exception("job failed")
+            logged = capsys.readouterr().err
+        finally:
+            root.handlers[:], root.level = saved
+            structlog.configure(**saved_structlog)
+        lines = [json.loads(line) for line in logged.splitlines()]
+        assert [line["event"] for line in lines] == ["unhandled error", "job failed"]
+        for line in lines:
+            assert "SELECT CAST($1 AS integer)" in line["exception"]
+            assert "RuntimeError: the route failed" in line["exception"]
+            assert "secret-reference-4711" not in line["exception"]

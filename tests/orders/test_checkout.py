@@ -10,10 +10,10 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 import respx
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.orders.models import Order
+from payments_api.orders.models import DiscountCode, Order, Price
 from payments_api.users.models import User
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import ledger_invariants
@@ -81,6 +81,12 @@ def succeeded_intent(
 async def balance(client: httpx.AsyncClient, user: str) -> dict[str, Any]:
     body = (await client.get("/api/v1/me/balance", headers=auth(user))).json()
     return {b["currency"]: b for b in body["balances"]}
+
+
+async def catalog_rows(session: AsyncSession) -> tuple[int, int]:
+    prices = await session.scalar(select(func.count()).select_from(Price))
+    discounts = await session.scalar(select(func.count()).select_from(DiscountCode))
+    return int(prices or 0), int(discounts or 0)
 
 
 async def the_order(session: AsyncSession, user: str) -> Order:
@@ -369,6 +375,67 @@ class TestCatalogOrders:
                 "/api/v1/admin/discount-codes", json={"code": "SAVE", **discount}, headers=ADMIN
             )
             assert created.status_code == 201, created.text
+
+    @pytest.mark.parametrize(
+        ("path", "body", "code"),
+        [
+            (
+                "/api/v1/admin/prices",
+                {"lookup_key": "isk-pack", "name": "Pack", "unit_amount": 4_050, "currency": "isk"},
+                "amount_not_in_steps",
+            ),
+            (
+                "/api/v1/admin/discount-codes",
+                {"code": "ISK50", "amount_off": 50, "currency": "isk"},
+                "amount_not_in_steps",
+            ),
+            (  # found by the fuzzing: an INTEGER column's range, not a 500
+                "/api/v1/admin/discount-codes",
+                {"code": "MANY", "percent_off_bps": 100, "max_redemptions": 2**53},
+                "validation_error",
+            ),
+        ],
+        ids=["isk-price", "isk-amount-off", "huge-max-redemptions"],
+    )
+    async def test_catalog_entries_stripe_would_refuse_are_refused(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        path: str,
+        body: dict[str, Any],
+        code: str,
+    ) -> None:
+        before = await catalog_rows(session)
+        response = await client.post(path, json=body, headers=ADMIN)
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == code
+        assert await catalog_rows(session) == before
+
+    async def test_a_percent_discount_in_isk_keeps_whole_kronur(
+        self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
+    ) -> None:
+        """15% off 40 kr would be 6.00 kr: fine; 15% off 41 kr is 6.15 kr, rounded down to
+        6 kr, so the charge is 35 kr, not 34.85 (Stripe refuses fractions of a krona)."""
+        price = await client.post(
+            "/api/v1/admin/prices",
+            json={"lookup_key": "isk-41", "name": "Pack", "unit_amount": 4_100, "currency": "isk"},
+            headers=ADMIN,
+        )
+        assert price.status_code == 201, price.text
+        discount = await client.post(
+            "/api/v1/admin/discount-codes",
+            json={"code": "ISK15", "percent_off_bps": 1_500},
+            headers=ADMIN,
+        )
+        assert discount.status_code == 201, discount.text
+        response = await start_checkout(
+            client,
+            "isk-buyer",
+            {"purpose": "order", "price": "isk-41", "discount_code": "ISK15", **URLS},
+        )
+        assert response.status_code == 201, response.text
+        order = await the_order(session, "isk-buyer")
+        assert (order.amount, order.discount_amount) == (3_500, 600)
 
     async def test_price_and_percent_discount_server_side(
         self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession

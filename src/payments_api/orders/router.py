@@ -86,7 +86,9 @@ async def list_prices(_user: CurrentUser, session: SessionDep) -> PriceList:
     operation_id="createPrice",
     tags=["admin"],
     status_code=201,
-    responses=problem_responses(401, 403, 422, orders_errors.PriceExists),
+    responses=problem_responses(
+        401, 403, 422, orders_errors.PriceExists, orders_errors.AmountNotInSteps
+    ),
 )
 async def create_price(body: PriceCreate, _admin: AdminUser, session: SessionDep) -> PriceRead:
     return await CatalogService(session).create_price(body)
@@ -117,6 +119,7 @@ async def deactivate_price(
         409,
         orders_errors.DiscountCodeInvalid,
         orders_errors.DiscountCodeExists,
+        orders_errors.AmountNotInSteps,
     ),
 )
 async def create_discount_code(

@@ -170,7 +170,7 @@ class DiscountCodeCreate(BaseModel):
     currency: Currency | None = Field(None, description="Required with amount_off.")
     valid_from: datetime | None = None
     valid_until: datetime | None = None
-    max_redemptions: int | None = Field(None, ge=1)
+    max_redemptions: int | None = Field(None, ge=1, le=2_147_483_647)
 
 
 class DiscountCodeRead(BaseModel):

@@ -378,6 +378,9 @@ class PayInService:
                 if discount.percent_off_bps is not None
                 else min(discount.amount_off or 0, gross)
             )
+            # Stripe's steps (isk whole krónur, three-decimal currencies tens): prices
+            # are on the step, so a discount rounded down to it keeps the total on it.
+            discount_amount -= discount_amount % charge_step(price.currency)
         if gross - discount_amount <= 0:
             raise DiscountCodeInvalid("The discount leaves nothing to pay.")
         return Order(
@@ -529,6 +532,9 @@ class CatalogService:
         )
 
     async def create_price(self, body: PriceCreate) -> PriceRead:
+        AmountNotInSteps.check(
+            body.unit_amount, body.currency, charge_step(body.currency), "Prices"
+        )
         if await self.repository.price_by_key(body.lookup_key) is not None:
             raise PriceExists()
         price = Price(**body.model_dump(), active=True)
@@ -556,6 +562,10 @@ class CatalogService:
             raise DiscountCodeInvalid("Give exactly one of percent_off_bps or amount_off.")
         if (body.amount_off is None) != (body.currency is None):
             raise DiscountCodeInvalid("amount_off needs a currency (and only it does).")
+        if body.amount_off is not None and body.currency is not None:
+            AmountNotInSteps.check(
+                body.amount_off, body.currency, charge_step(body.currency), "Discounts"
+            )
         if await self.repository.discount_by_code(body.code) is not None:
             raise DiscountCodeExists()
         discount = DiscountCode(**body.model_dump(), active=True, redemptions=0)
