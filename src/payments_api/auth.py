@@ -111,11 +111,15 @@ class TokenVerifier:
                 audience=self._audience,
                 issuer=self._issuer,
                 options={
-                    "require_exp": True,
+                    # The dates are checked below against this verifier's clock (the
+                    # same one the cache uses), not python-jose's wall clock; its
+                    # require_exp would switch its own exp check back on.
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
                     "verify_aud": self._audience is not None,
                     "require_aud": self._audience is not None,
                     "require_iss": self._issuer is not None,
-                    "leeway": self._leeway,
                 },
             )
         except JOSEError as exc:
@@ -127,10 +131,19 @@ class TokenVerifier:
             value = claims.get(name)
             if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise InvalidToken(f"The `{name}` claim must be a number.")
+        if "exp" not in claims:
+            raise InvalidToken("The token has no `exp` claim.")
+        now = self._clock()
+        expires_at = float(claims["exp"])
+        if now >= expires_at + self._leeway:
+            raise InvalidToken("The token has expired.")
+        nbf = claims.get("nbf")
+        if isinstance(nbf, int | float) and now < nbf - self._leeway:
+            raise InvalidToken("The token is not valid yet.")
         iat = claims.get("iat")
-        if isinstance(iat, int | float) and iat > self._clock() + self._leeway:
+        if isinstance(iat, int | float) and iat > now + self._leeway:
             raise InvalidToken("The token was issued in the future.")
-        return principal_from_claims(claims), float(claims["exp"])
+        return principal_from_claims(claims), expires_at
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from jose import jwt
 
-from payments_api.auth import InvalidToken, TokenVerifier
+from payments_api.auth import InvalidToken, Principal, TokenVerifier
 from payments_api.settings import Settings
 from tests.helpers import make_token
 
@@ -24,24 +25,41 @@ class TestVerifiedTokenCache:
         clock = Clock()
         verifier = TokenVerifier(settings, clock=clock)
         token = make_token("cache-exp", ttl=60)
+        expires_at = jwt.get_unverified_claims(token)["exp"]
         assert verifier.verify(token).sub == "cache-exp"
-        clock.now += 60 + settings.jwt_leeway_seconds - 1
+        assert verifier._verified[token][1] == expires_at + settings.jwt_leeway_seconds
+        clock.now = expires_at + settings.jwt_leeway_seconds - 1
         assert verifier.verify(token).sub == "cache-exp"  # from the cache
-        clock.now += 2
-        assert verifier.verify(token).sub == "cache-exp"  # let go, verified afresh
-        assert verifier._verified[token][1] == pytest.approx(
-            time.time() + 60 + settings.jwt_leeway_seconds, abs=5
-        )
+        clock.now += 1
+        with pytest.raises(InvalidToken, match="expired"):
+            verifier.verify(token)  # let go, and a fresh verification refuses it too
 
     def test_a_remembered_token_is_refused_once_it_expires(self, settings: Settings) -> None:
-        verifier = TokenVerifier(settings)
-        # Valid for one to two more seconds, counting the leeway (python-jose compares
-        # whole seconds, so a token is accepted through the second after exp + leeway).
-        token = make_token("cache-late", ttl=1 - settings.jwt_leeway_seconds)
+        clock = Clock()
+        verifier = TokenVerifier(settings, clock=clock)
+        token = make_token("cache-late", ttl=60)
         assert verifier.verify(token).sub == "cache-late"
-        time.sleep(2.1)
-        with pytest.raises(InvalidToken):
+        clock.now += 60 + settings.jwt_leeway_seconds + 1
+        with pytest.raises(InvalidToken, match="expired"):
             verifier.verify(token)
+        assert token not in verifier._verified
+
+    def test_dates_follow_the_verifiers_clock(self, settings: Settings) -> None:
+        """exp, nbf and iat are compared with the injected clock, the one the cache
+        uses, so expiry is exact and testable without waiting."""
+        clock = Clock()
+        leeway = settings.jwt_leeway_seconds
+        expired = make_token("dates", ttl=60)
+        clock.now += 60 + leeway
+        with pytest.raises(InvalidToken, match="expired"):
+            TokenVerifier(settings, clock=clock).verify(expired)
+        clock.now -= 1
+        assert TokenVerifier(settings, clock=clock).verify(expired).sub == "dates"
+        not_yet = make_token("dates", nbf=int(clock.now) + leeway + 30, ttl=3_600)
+        with pytest.raises(InvalidToken, match="not valid yet"):
+            TokenVerifier(settings, clock=clock).verify(not_yet)
+        clock.now += 31
+        assert TokenVerifier(settings, clock=clock).verify(not_yet).sub == "dates"
 
     def test_a_tampered_copy_of_a_remembered_token_is_still_refused(
         self, settings: Settings
@@ -63,11 +81,30 @@ class TestVerifiedTokenCache:
                 verifier.verify(bad)
         assert bad not in verifier._verified
 
-    def test_the_cache_is_bounded(self, settings: Settings) -> None:
+    def test_the_cache_is_bounded_and_evicts_the_oldest(
+        self, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         verifier = TokenVerifier(settings)
-        verifier.CACHE_SIZE = 3
+        monkeypatch.setattr(TokenVerifier, "CACHE_SIZE", 3)
+        verified: list[str] = []
+        full_verification = verifier._verify
+
+        def counting(token: str) -> tuple[Principal, float]:
+            verified.append(token)
+            return full_verification(token)
+
+        monkeypatch.setattr(verifier, "_verify", counting)
         tokens = [make_token(f"cache-{i}") for i in range(5)]
         for token in tokens:
             verifier.verify(token)
-        assert list(verifier._verified) == tokens[2:]
-        assert verifier.verify(tokens[0]).sub == "cache-0"  # verified again, from scratch
+        assert len(verifier._verified) == 3
+        verified.clear()
+        # The three newest are served from the cache: no verification at all.
+        for token in tokens[2:]:
+            assert verifier.verify(token).sub.startswith("cache-")
+        assert verified == []
+        # The two oldest were evicted: each is verified from scratch again, and
+        # remembering it evicts the then-oldest entry.
+        assert verifier.verify(tokens[0]).sub == "cache-0"
+        assert verified == [tokens[0]]
+        assert list(verifier._verified) == [tokens[3], tokens[4], tokens[0]]
