@@ -350,8 +350,11 @@ class TestConcurrentWriters:
         base = datetime(2026, 6, 15, 10, 0, tzinfo=UTC)
         writers = 24
 
+        start = asyncio.Barrier(writers)
+
         async def write(k: int) -> bool:
             n = k - (k % 4 == 3)
+            await start.wait()  # all at once: they contend for the hot bucket's rows
             async with committed.begin() as session:
                 # one hot bucket for all, plus a few others; every 4th writer repeats the
                 # source of the one before it
@@ -366,7 +369,6 @@ class TestConcurrentWriters:
                         earned_at=base + timedelta(minutes=n % 3 * 7),
                     )
                 )
-                await asyncio.sleep(0.01)  # hold the row locks a little
                 return earning is not None
 
         inserted = await asyncio.gather(*(write(k) for k in range(writers)))

@@ -269,7 +269,9 @@ class TestConcurrency:
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             slow = asyncio.create_task(client.post(CREDITS, json=body, headers=_headers(user, key)))
             await asyncio.wait_for(probe.entered.wait(), timeout=5)
-            await asyncio.sleep(2.5)  # well past the 1 s lease: only the heartbeat keeps it
+            # Wait until the database's clock is past the lease the request claimed
+            # with, and the heartbeat has renewed it since: only that keeps the key.
+            await asyncio.wait_for(_lease_outlived(committed, user, key), timeout=10)
             retry = await client.post(CREDITS, json=body, headers=_headers(user, key))
             _assert_problem(retry, 409, "idempotency_key_in_use")
             probe.gate.set()
@@ -277,6 +279,27 @@ class TestConcurrency:
         assert first.status_code == 201
         assert probe.executions == 1
         assert await available(committed, user) == 400
+
+
+async def _lease_outlived(sessions: async_sessionmaker[AsyncSession], user: str, key: str) -> None:
+    """Returns once the first lease of ``(user, key)`` has run out by the database's
+    clock and the key is still in flight under a renewed lease."""
+    first_lease = None
+    while True:
+        async with sessions() as session:
+            row = (
+                await session.execute(
+                    select(IdempotencyKey.locked_until, func.now()).where(
+                        IdempotencyKey.user_id == user, IdempotencyKey.key == key
+                    )
+                )
+            ).one()
+        locked_until, now = row
+        assert locked_until is not None, "the key was released"
+        first_lease = first_lease or locked_until
+        if now > first_lease and locked_until > now:
+            return
+        await asyncio.sleep(0.05)
 
 
 class TestRecovery:

@@ -148,10 +148,11 @@ class TestClaim:
                     request
                 )
                 assert isinstance(winner, Claimed)
+                second_pid = await second.scalar(text("SELECT pg_backend_pid()"))
                 waiting = asyncio.create_task(
                     IdempotencyService(second, lease=LEASE, retention=RETENTION).claim(request)
                 )
-                await asyncio.sleep(0.3)
+                await asyncio.wait_for(_waits_on_a_lock(engine, second_pid), timeout=10)
                 assert not waiting.done()  # blocked on the uncommitted twin
                 await first.commit()
                 loser = await asyncio.wait_for(waiting, timeout=10)
@@ -162,6 +163,19 @@ class TestClaim:
                 await cleanup.execute(
                     delete(IdempotencyKey).where(IdempotencyKey.user_id == request.user_id)
                 )
+
+
+async def _waits_on_a_lock(engine: AsyncEngine, pid: int) -> None:
+    """Returns once PostgreSQL reports backend ``pid`` waiting for a lock."""
+    while True:
+        async with AsyncSession(engine) as probe:
+            waiting = await probe.scalar(
+                text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :pid"),
+                {"pid": pid},
+            )
+        if waiting:
+            return
+        await asyncio.sleep(0.02)
 
 
 async def _row(

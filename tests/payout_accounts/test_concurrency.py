@@ -32,6 +32,21 @@ from tests.payout_accounts import shapes
 ONBOARDING = "/api/v1/me/payout-account/onboarding-link"
 
 
+async def _lock_waiters(committed: async_sessionmaker[AsyncSession], count: int) -> None:
+    """Returns once ``count`` backends of this database wait for a lock."""
+    while True:
+        async with committed() as session:
+            waiting = await session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            )
+        if (waiting or 0) >= count:
+            return
+        await asyncio.sleep(0.02)
+
+
 @pytest.fixture
 def committed(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
@@ -85,7 +100,10 @@ class TestConcurrentOnboarding:
             nonlocal in_flight, most_in_flight
             in_flight += 1
             most_in_flight = max(most_in_flight, in_flight)
-            await asyncio.sleep(0.2)  # Stripe takes a while: the twins pile up meanwhile
+            if in_flight == 1:
+                # Stripe answers only once the nine twins are all waiting on the row
+                # lock this call holds, so they really pile up behind it.
+                await asyncio.wait_for(_lock_waiters(committed, 9), timeout=8)
             in_flight -= 1
             return httpx.Response(200, json=shapes.fresh_account(account_id, committed_payee))
 

@@ -82,7 +82,21 @@ class TestScheduledReconciliation:
                     if status == "completed":
                         break
                     await asyncio.sleep(0.1)
-            await asyncio.sleep(2)  # give the second worker every chance to run it again
+                # Then until the schedule has moved on to its next day: from there no
+                # worker can pick today's run any more, and a second run already picked
+                # would be counted, since shutting down below waits for running jobs.
+                for _ in range(100):
+                    rescheduled = await probe.scalar(
+                        text(
+                            "SELECT next_run > now() FROM pgqueuer_schedules "
+                            "WHERE entrypoint = 'reconciliation.daily' AND expression = :e"
+                        ),
+                        {"e": expression},
+                    )
+                    await probe.rollback()
+                    if rescheduled:
+                        break
+                    await asyncio.sleep(0.1)
         finally:
             for pgq, _close in workers:
                 pgq.shutdown.set()
