@@ -122,7 +122,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.resources = None
     app.state.rate_limit_storage = (
-        build_storage(settings.rate_limit_storage_uri) if settings.rate_limit_enabled else None
+        build_storage(settings.rate_limit_storage_uri, settings.rate_limit_key_prefix)
+        if settings.rate_limit_enabled
+        else None
     )
 
     app.add_exception_handler(ProblemError, handle_problem)

@@ -120,6 +120,15 @@ class Settings(BaseSettings):
         "process, so N replicas or workers allow N times the limit) or a shared Redis, "
         "async+redis://host:6379 (checked at start: an unreachable store stops the service).",
     )
+    rate_limit_key_prefix: str = Field(
+        "payments-api",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Prefix of the counters' keys in a shared store: two installations "
+        "sharing one Redis (staging and production) need different prefixes, or one "
+        "user's requests count against both.",
+    )
     problem_base_url: str = Field(
         "https://payments-api.dev/problems",
         description="Prefix of the `type` URI of problem responses.",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -84,18 +86,22 @@ def _closed_port() -> int:
         return port
 
 
+def _redis_app(app_factory: Any, prefix: str, per_user: str) -> Any:
+    return app_factory(
+        rate_limit_enabled=True,
+        rate_limit_per_user=per_user,
+        rate_limit_storage_uri=REDIS,
+        rate_limit_key_prefix=prefix,
+    )
+
+
 class TestSharedRedisStore:
     async def test_two_replicas_share_the_counters_in_redis(self, app_factory: Any) -> None:
-        # A user of its own per run: the real Redis is shared with other runs.
+        # Keys of its own per run (prefix and user): the real Redis is shared with other
+        # runs and checkouts.
+        prefix = f"test-{uuid.uuid4().hex}"
         user = f"redis-{uuid.uuid4().hex}"
-        first, second = (
-            app_factory(
-                rate_limit_enabled=True,
-                rate_limit_per_user="3/minute",
-                rate_limit_storage_uri=REDIS,
-            )
-            for _ in range(2)
-        )
+        first, second = (_redis_app(app_factory, prefix, "3/minute") for _ in range(2))
         try:
             async with _client(first) as a, _client(second) as b:
                 statuses = [
@@ -109,6 +115,45 @@ class TestSharedRedisStore:
                 close_storage(app.state.rate_limit_storage)
         # Counted together: the fourth request is over the limit on the other replica.
         assert statuses == [422, 422, 422, 429]
+
+    async def test_installations_with_their_own_prefixes_count_apart(
+        self, app_factory: Any
+    ) -> None:
+        # Staging and production on one Redis, the same user id in both.
+        user = f"redis-{uuid.uuid4().hex}"
+        staging, production = (
+            _redis_app(app_factory, f"test-{uuid.uuid4().hex}", "2/minute") for _ in range(2)
+        )
+        try:
+            async with _client(staging) as a, _client(production) as b:
+                statuses = [
+                    (await _post(a, user, "k1")).status_code,
+                    (await _post(a, user, "k2")).status_code,
+                    (await _post(b, user, "k3")).status_code,
+                    (await _post(b, user, "k4")).status_code,
+                    (await _post(a, user, "k5")).status_code,
+                ]
+        finally:
+            for app in (staging, production):
+                close_storage(app.state.rate_limit_storage)
+        # Each allows its own two; only the third in the same installation is refused.
+        assert statuses == [422, 422, 422, 422, 429]
+
+    def test_a_missing_redis_driver_stops_the_start_and_says_what_to_install(self) -> None:
+        # In a process of its own: this one has the driver loaded already.
+        code = (
+            "import sys; sys.modules['coredis'] = None\n"
+            "from payments_api.kit.ratelimit import RateLimitStorageError, build_storage\n"
+            "try:\n"
+            "    build_storage('async+redis://127.0.0.1:6379')\n"
+            "except RateLimitStorageError as exc:\n"
+            "    print(exc)\n"
+        )
+        result = subprocess.run(  # noqa: S603 - this interpreter, fixed code
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert "PAYMENTS_RATE_LIMIT_STORAGE_URI='async+redis://127.0.0.1:6379'" in result.stdout
+        assert "pip install 'limits[async-redis]'" in result.stdout
 
     def test_an_unknown_store_stops_the_app_from_being_built(self, settings: Settings) -> None:
         bad = settings.model_copy(

@@ -51,17 +51,24 @@ class RateLimitStorageError(RuntimeError):
     """The configured rate-limit store cannot be used: refuse to start, say why."""
 
 
-def build_storage(storage_uri: str) -> Storage:
+def build_storage(storage_uri: str, key_prefix: str = "payments-api") -> Storage:
     """The asyncio storage for ``storage_uri``, built at application start so a missing
     driver or a malformed URI stops the service with a clear message instead of
-    failing every request."""
+    failing every request. Keys in a shared store start with ``key_prefix``."""
     # limits names its asyncio storages "async+<scheme>://".
     uri = storage_uri if storage_uri.startswith("async+") else f"async+{storage_uri}"
+    options = {} if uri.startswith("async+memory://") else {"key_prefix": key_prefix}
     try:
-        storage = storage_from_string(uri)
+        storage = storage_from_string(uri, **options)
     except ConfigurationError as exc:
+        hint = (
+            " (the Redis driver comes with the service: reinstall it, or pip install "
+            "'limits[async-redis]')"
+            if "redis" in uri and "could not be found" in str(exc)
+            else ""
+        )
         raise RateLimitStorageError(
-            f"PAYMENTS_RATE_LIMIT_STORAGE_URI={storage_uri!r} cannot be used: {exc}"
+            f"PAYMENTS_RATE_LIMIT_STORAGE_URI={storage_uri!r} cannot be used: {exc}{hint}"
         ) from exc
     if not isinstance(storage, Storage):
         raise RateLimitStorageError(
