@@ -26,6 +26,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from payments_api.kit.middleware import REQUEST_ID_PATTERN
 from payments_api.money import CURRENCY_EXPONENTS
 from payments_api.problems import GENERIC_CODES, IDEMPOTENCY_CODES, PROBLEM_MEDIA_TYPE, Problem
 
@@ -90,6 +91,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     _declare_generic_problems(spec)
     _declare_rate_limits(spec)
     _declare_optional_idempotency_keys(spec)
+    _declare_request_id(spec)
     _declare_problem_codes(spec)
     _name_inline_schemas(spec)
     _name_currency_enum(schemas)
@@ -199,6 +201,27 @@ def _declare_optional_idempotency_keys(spec: dict[str, Any]) -> None:
                     "schema": IDEMPOTENCY_KEY_SCHEMA,
                 }
             )
+
+
+REQUEST_ID_PARAMETER: dict[str, Any] = {
+    "name": "X-Request-ID",
+    "in": "header",
+    "required": False,
+    "description": "Your correlation id for this request: echoed in the `X-Request-ID` "
+    "response header, in a problem's `request_id` and in the service's logs when it "
+    f"matches `{REQUEST_ID_PATTERN}`; any other value is replaced by a generated id "
+    "(never refused, so the schema does not constrain it).",
+    "schema": {"type": "string"},
+}
+
+
+def _declare_request_id(spec: dict[str, Any]) -> None:
+    """kit/middleware.py reads ``X-Request-ID`` on every request, before routing: every
+    operation declares it (optional), so generated clients can send it."""
+    for operation in _operations(spec):
+        parameters = operation.setdefault("parameters", [])
+        if not any(p["in"] == "header" and p["name"].lower() == "x-request-id" for p in parameters):
+            parameters.append(dict(REQUEST_ID_PARAMETER))
 
 
 def _title(status: int) -> str:

@@ -23,7 +23,10 @@ from payments_api.problems import PROBLEM_MEDIA_TYPE, InvalidCharacters, Payload
 
 log = structlog.get_logger("payments_api.http")
 
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+# A caller's X-Request-ID is kept when it matches (openapi.py declares the same pattern);
+# any other value is replaced by a generated id.
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._-]{8,128}$"
+_REQUEST_ID_RE = re.compile(REQUEST_ID_PATTERN)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 REQUESTS = Counter(
