@@ -82,12 +82,15 @@ func verifyEvent(body: Data, id: String, timestamp: String, signatures: String, 
     else { return false }
     var signed = Data("\(id).\(timestamp).".utf8)
     signed.append(body)
-    let expected = Data(HMAC<SHA256>.authenticationCode(for: signed, using: SymmetricKey(data: key)))
     return signatures.split(separator: " ").contains { candidate in
         let parts = candidate.split(separator: ",", maxSplits: 1)
         guard parts.count == 2, parts[0] == "v1", let given = Data(base64Encoded: String(parts[1])) else {
             return false
         }
-        return given == expected  // both are HMAC outputs of fixed length
+        // CryptoKit compares in constant time: response times tell a forger nothing
+        // about how many bytes of a guessed signature were right (`==` on Data would).
+        return HMAC<SHA256>.isValidAuthenticationCode(
+            given, authenticating: signed, using: SymmetricKey(data: key)
+        )
     }
 }

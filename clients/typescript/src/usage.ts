@@ -7,6 +7,7 @@
  * test/usage.test.ts runs it against a live sandbox service in CI.
  */
 import createClient from "openapi-fetch";
+import { Webhook } from "standardwebhooks";
 
 import type { components, paths } from "./schema.js";
 
@@ -197,4 +198,15 @@ export async function payoutHistory(
     ),
     more: data.has_more,
   };
+}
+
+/**
+ * Verify an event the service sends to your backend (Standard Webhooks: `webhook-id`,
+ * `webhook-timestamp`, `webhook-signature`) before trusting it. Pass the raw body as
+ * received, not re-serialized JSON. Throws when the signature is forged, the body was
+ * changed or the timestamp is more than five minutes away; returns the parsed event.
+ */
+export function eventVerifier(secret: string): (rawBody: string, headers: Record<string, string>) => unknown {
+  const webhook = new Webhook(secret); // "whsec_<base64>"
+  return (rawBody, headers) => webhook.verify(rawBody, headers);
 }
