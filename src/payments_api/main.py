@@ -23,6 +23,8 @@ from payments_api.disputes.router import router as disputes_router
 from payments_api.docs_pages import install_docs_pages
 from payments_api.earnings.router import router as earnings_router
 from payments_api.escrow.router import router as escrow_router
+from payments_api.events.router import router as events_router
+from payments_api.events.webhooks_spec import declare_webhooks
 from payments_api.health.router import router as health_router
 from payments_api.idempotency.middleware import IdempotencyMiddleware
 from payments_api.kit.middleware import RequestContextMiddleware
@@ -148,6 +150,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(disputes_router)
     app.include_router(reconciliation_router)
     app.include_router(webhooks_router)
+    app.include_router(events_router)
+    declare_webhooks(app)
     install_docs_pages(app)
 
     app.add_middleware(IdempotencyMiddleware)  # inside CORS, so replays get CORS headers too

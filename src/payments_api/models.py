@@ -6,6 +6,7 @@ from payments_api.db import Base
 from payments_api.disputes import models as disputes_models
 from payments_api.earnings import models as earnings_models
 from payments_api.escrow import models as escrow_models
+from payments_api.events import models as events_models
 from payments_api.idempotency import models as idempotency_models
 from payments_api.installation import Installation
 from payments_api.ledger.models import (
@@ -31,6 +32,7 @@ DOMAIN_MODELS = (
     disputes_models,
     earnings_models,
     escrow_models,
+    events_models,
     idempotency_models,
     orders_models,
     payout_accounts_models,

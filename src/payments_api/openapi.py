@@ -52,6 +52,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         summary=app.summary,
         description=app.description,
         routes=app.routes,
+        webhooks=app.webhooks.routes,
         tags=[
             {"name": "me", "description": "The calling user."},
             {"name": "balance", "description": "Wallet balances and ledger entries."},
@@ -68,11 +69,24 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             {"name": "reconciliation", "description": "The ledger matched against Stripe."},
             {"name": "sandbox", "description": "Local pages of the offline Stripe sandbox."},
             {"name": "webhooks", "description": "Stripe webhook endpoints (signed)."},
+            {
+                "name": "events",
+                "description": "Events to the platform's apps: feeds, endpoints, deliveries "
+                "(the `webhooks` section lists every event's body).",
+            },
             {"name": "admin", "description": "Operator actions (role admin), all audited."},
             {"name": "operations", "description": "Health, readiness and metrics."},
         ],
     )
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for path_item in spec.get("webhooks", {}).values():
+        for operation in path_item.values():
+            # What the receiver answers: any 2xx acknowledges; anything else is retried.
+            operation["responses"] = {
+                "2XX": {"description": "Received; anything else is retried (docs/events.md)."}
+            }
+            for parameter in operation.get("parameters", []):
+                parameter.get("schema", {}).pop("title", None)
     problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     for name, definition in problem_schema.pop("$defs", {}).items():
         schemas[name] = definition

@@ -339,6 +339,32 @@ class Settings(BaseSettings):
         300, ge=1, le=3600, description="Max age of a webhook signature timestamp."
     )
 
+    # --- outgoing events and receipts ---------------------------------------------------
+    events_delivery_timeout_seconds: float = Field(
+        10.0, gt=0, le=60, description="Timeout of one outgoing event delivery request."
+    )
+    events_allow_private_addresses: bool = Field(
+        False,
+        description="Outside production only: let endpoints on loopback and private "
+        "addresses receive events (local development). Ignored in production.",
+    )
+    events_disable_after_hours: int = Field(
+        120,
+        ge=1,
+        description="An endpoint whose deliveries all failed for this long is disabled.",
+    )
+    smtp_url: SecretStr | None = Field(
+        None,
+        description="smtp://[user:password@]host:port (smtps:// for implicit TLS; "
+        "?starttls=true for STARTTLS): email receipts are sent when set, off otherwise.",
+    )
+    receipts_from: str = Field(
+        "receipts@payments-api.invalid", description="The From address of email receipts."
+    )
+    merchant_name: str = Field(
+        "payments-api", description="The business name receipts are issued under."
+    )
+
     _split = field_validator(
         "cors_origins",
         "frontend_origins",
@@ -405,6 +431,10 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.environment is Environment.production
+
+    @property
+    def events_may_target_private_addresses(self) -> bool:
+        return self.events_allow_private_addresses and not self.is_production
 
     def effective_jwt_secret(self) -> str | None:
         if self.jwt_secret is not None:

@@ -43,6 +43,8 @@ from payments_api.disputes.errors import DisputeNotFound
 from payments_api.disputes.models import CLOSED_STATUSES, DISPUTE_STATUSES, Dispute
 from payments_api.disputes.repository import DisputeRepository
 from payments_api.disputes.schemas import DisputeList, DisputeRead
+from payments_api.events.outbox import emit
+from payments_api.events.types import EventType
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
@@ -167,7 +169,22 @@ class DisputeSettlement:
             await self._record_loss(dispute)
         if status in _UNFREEZING or dispute.funds_reinstated_at is not None:
             await self._maybe_unfreeze(dispute)
+        if previous is None:
+            await self._emit(dispute, EventType.dispute_created)
+        if status in CLOSED_STATUSES:
+            await self._emit(dispute, EventType.dispute_closed)
         return dispute
+
+    async def _emit(self, dispute: Dispute, type: EventType) -> None:
+        # The key names the change once: a redelivered or reordered Stripe event for a
+        # dispute already created or closed writes nothing.
+        await emit(
+            self.session,
+            type,
+            dispute_read(dispute),
+            change_key=f"dispute:{dispute.id}:{type.value.partition('.')[2]}",
+            user_ids=[dispute.user_id],
+        )
 
     async def _create(self, data: dict[str, Any]) -> Dispute:
         payment_intent = _id(data.get("payment_intent"))

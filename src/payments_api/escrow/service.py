@@ -44,6 +44,8 @@ from payments_api.escrow.fees import smallest_price_with_fees, split
 from payments_api.escrow.models import Escrow, EscrowFunding, EscrowStatus
 from payments_api.escrow.repository import EscrowRepository
 from payments_api.escrow.schemas import EscrowCreate, EscrowList, EscrowRead
+from payments_api.events.outbox import emit
+from payments_api.events.types import EventType
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
@@ -127,11 +129,13 @@ def is_admin(user: User) -> bool:
     return "admin" in (user.roles or [])
 
 
-def escrow_read(escrow: Escrow, viewer: User) -> EscrowRead:
-    """The escrow as ``viewer`` may see it: each party sees its own side of the money."""
-    admin = is_admin(viewer)
-    customer_side = admin or viewer.id == escrow.customer_id
-    payee_side = admin or viewer.id == escrow.payee_id
+def escrow_read(escrow: Escrow, viewer: User | None) -> EscrowRead:
+    """The escrow as ``viewer`` may see it: each party sees its own side of the money.
+    No viewer is the whole escrow (admins, and outgoing events: the event feed of a
+    party hides the other side again)."""
+    admin = viewer is None or is_admin(viewer)
+    customer_side = admin or (viewer is not None and viewer.id == escrow.customer_id)
+    payee_side = admin or (viewer is not None and viewer.id == escrow.payee_id)
     return EscrowRead(
         id=public_id(ESCROW_PREFIX, escrow.id),
         status=EscrowStatus(escrow.status),
@@ -170,6 +174,13 @@ def parse_escrow_id(value: str) -> int:
 
 def _cause(escrow: Escrow, step: str) -> str:
     return f"escrow:{escrow.id}:{step}"
+
+
+_EVENT = {
+    EscrowAction.accept: EventType.escrow_accepted,
+    EscrowAction.complete: EventType.escrow_completed,
+    EscrowAction.cancel: EventType.escrow_cancelled,
+}
 
 
 class EscrowService:
@@ -285,6 +296,7 @@ class EscrowService:
                 ],
                 initiated_by=customer.id,
             )
+            await self._emit(escrow, EventType.escrow_funded)
         return escrow, False
 
     async def _check_project(self, body: EscrowCreate) -> None:
@@ -369,6 +381,7 @@ class EscrowService:
             escrow.funded_at = self.now()
             escrow.updated_at = self.now()
             await self.session.flush()
+            await self._emit(escrow, EventType.escrow_funded)
             return FundingResult(escrow, FundingOutcome.funded, result.transaction)
         log.warning(
             "escrow payment credited to the customer's wallet",
@@ -457,6 +470,15 @@ class EscrowService:
             escrow_id, actor, EscrowAction.cancel, reason=reason, expected_status=expected_status
         )
 
+    async def _emit(self, escrow: Escrow, type: EventType) -> None:
+        await emit(
+            self.session,
+            type,
+            escrow_read(escrow, None),
+            change_key=f"escrow:{escrow.id}:{type.value.partition('.')[2]}",
+            user_ids=[escrow.customer_id, escrow.payee_id],
+        )
+
     async def _transition(
         self,
         escrow_id: int,
@@ -465,6 +487,22 @@ class EscrowService:
         *,
         reason: str | None = None,
         expected_status: EscrowStatus | None = None,
+    ) -> TransitionResult:
+        result = await self._transition_once(
+            escrow_id, actor, action, reason=reason, expected_status=expected_status
+        )
+        if result.changed:
+            await self._emit(result.escrow, _EVENT[action])
+        return result
+
+    async def _transition_once(
+        self,
+        escrow_id: int,
+        actor: User,
+        action: EscrowAction,
+        *,
+        reason: str | None,
+        expected_status: EscrowStatus | None,
     ) -> TransitionResult:
         if action is not EscrowAction.cancel:
             fast = await self._transition_in_one_statement(escrow_id, actor, action)

@@ -7,7 +7,9 @@ Runs pgqueuer's queue manager and scheduler on the service's PostgreSQL:
 - ``webhooks.sweep`` every minute: due retries and events stored but never applied;
 - ``webhooks.prune`` daily, ``idempotency.prune`` hourly: retention;
 - ``reconciliation.daily`` (``PAYMENTS_RECONCILIATION_CRON``): yesterday against Stripe;
-- ``refunds.recover`` every 5 minutes: admin refunds stuck before Stripe's answer.
+- ``refunds.recover`` every 5 minutes: admin refunds stuck before Stripe's answer;
+- ``events.deliver`` (queued with each event that has endpoints, and for each retry) and
+  ``events.sweep`` every minute: outgoing event deliveries (docs/events.md).
 Any number of workers may run; pgqueuer hands each job to one of them.
 """
 
@@ -21,6 +23,8 @@ from pgqueuer import PgQueuer
 from pgqueuer.models import Job, Schedule
 
 from payments_api.db import create_engine, create_sessionmaker, resolve_database_url
+from payments_api.events.delivery import DeliveryService
+from payments_api.events.outbox import DELIVER_JOB
 from payments_api.payouts.service import RECOVER_JOB, PayoutService
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
@@ -86,7 +90,25 @@ async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
 
         await RefundService(sessionmaker, stripe, settings).recover()
 
+    deliveries = DeliveryService(sessionmaker, settings)
+
+    @pgq.entrypoint(DELIVER_JOB)
+    async def deliver_events(job: Job) -> None:
+        kind, _, number = (job.payload or b"").decode().partition(":")
+        if not (number.isascii() and number.isdigit()):
+            log.error("events.deliver: malformed payload %r", job.payload)
+            return
+        if kind == "event":
+            await deliveries.deliver_event(int(number))
+        else:
+            await deliveries.deliver(int(number))
+
+    @pgq.schedule("events.sweep", "* * * * *")
+    async def sweep_deliveries(_schedule: Schedule) -> None:
+        await deliveries.sweep()
+
     async def close() -> None:
+        await deliveries.aclose()
         await pool.close()
         await stripe.aclose()
         await engine.dispose()

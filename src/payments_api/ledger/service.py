@@ -28,6 +28,7 @@ from prometheus_client import Counter
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.events import alerts as balance_alerts
 from payments_api.kit.clock import utcnow
 from payments_api.ledger.errors import (
     AlreadyReversed,
@@ -222,6 +223,16 @@ class LedgerService:
         )
         if new.allow_negative_available:
             await self.repository.allow_negative_available(False)
+        available_after = [
+            (str(by_id[account_id].owner_user_id), by_id[account_id].currency, current[key] + delta)
+            for key, delta in deltas.items()
+            for account_id in (key[0],)
+            if delta != 0
+            and by_id[account_id].kind == AccountKind.available
+            and by_id[account_id].owner_user_id is not None
+        ]
+        if available_after:
+            await balance_alerts.observe(self.session, available_after, transaction_id)
         stored = StoredTransaction(
             id=transaction_id,
             type=new.type,

@@ -27,6 +27,8 @@ from payments_api.auth import Principal
 from payments_api.escrow import service as escrow_service
 from payments_api.escrow.models import EscrowFunding
 from payments_api.escrow.schemas import EscrowCreate
+from payments_api.events.outbox import emit
+from payments_api.events.types import EventType
 from payments_api.installation import outgoing_keys
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
@@ -658,6 +660,14 @@ class PayInConfirmation:
             order.status = "succeeded"
             order.failure_code = None
             order.succeeded_at = utcnow()
+            order.updated_at = utcnow()
+            await emit(
+                self.session,
+                EventType.topup_succeeded if order.purpose == "topup" else EventType.order_paid,
+                order_read(order),
+                change_key=f"order:{order.id}:paid",
+                user_ids=[order.user_id],
+            )
         order.updated_at = utcnow()
 
     async def _credit(self, order: Order, *, payment_intent_id: str, amount: int) -> None:
@@ -714,11 +724,18 @@ class PayInConfirmation:
         )
         order.processing_fee_amount = fee
 
-    @staticmethod
-    def fail(order: Order, status: str, code: str) -> None:
+    async def fail(self, order: Order, status: str, code: str) -> None:
         """Mark a pay-in failed or expired, unless Stripe already confirmed it."""
         if order.status != "pending":
             return  # succeeded stays succeeded; a second failure changes nothing
         order.status = status
         order.failure_code = code[:64]
         order.updated_at = utcnow()
+        if order.purpose == "topup":
+            await emit(
+                self.session,
+                EventType.topup_failed,
+                order_read(order),
+                change_key=f"order:{order.id}:failed",
+                user_ids=[order.user_id],
+            )

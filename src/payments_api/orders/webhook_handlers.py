@@ -61,7 +61,7 @@ async def checkout_session_async_payment_failed(
     order = await confirmation.find(session.get("metadata"), checkout_session_id=session.get("id"))
     if order is None:
         raise RetryLater(f"no order for checkout session {session.get('id')}")
-    confirmation.fail(order, "failed", "async_payment_failed")
+    await confirmation.fail(order, "failed", "async_payment_failed")
 
 
 async def checkout_session_expired(event: StripeEvent, context: HandlerContext) -> None:
@@ -70,7 +70,7 @@ async def checkout_session_expired(event: StripeEvent, context: HandlerContext) 
     order = await confirmation.find(session.get("metadata"), checkout_session_id=session.get("id"))
     if order is None:
         return  # a session we never recorded (created elsewhere): nothing to expire
-    confirmation.fail(order, "expired", "expired")
+    await confirmation.fail(order, "expired", "expired")
 
 
 async def payment_intent_succeeded(event: StripeEvent, context: HandlerContext) -> None:
@@ -103,7 +103,7 @@ async def payment_intent_payment_failed(event: StripeEvent, context: HandlerCont
     code = error.get("decline_code") or error.get("code") or "payment_failed"
     # Not necessarily final (the customer may retry the same PaymentIntent or Checkout
     # page): a later success moves the order from failed to succeeded.
-    confirmation.fail(order, "failed", str(code))
+    await confirmation.fail(order, "failed", str(code))
 
 
 HANDLERS: dict[str, EventHandler] = {

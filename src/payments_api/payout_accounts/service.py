@@ -16,6 +16,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.admin import repository as admin_repository
+from payments_api.events.outbox import emit
+from payments_api.events.types import EventType
 from payments_api.installation import OutgoingKeys, outgoing_keys
 from payments_api.kit.clock import utcnow
 from payments_api.payout_accounts.errors import (
@@ -198,7 +200,16 @@ class ConnectService:
                 event_id,
                 state.stripe_account_id,
             )
-        return applied
+            return False
+        current = await self._reload(row.user_id)
+        await emit(
+            self.session,
+            EventType.payout_account_updated,
+            to_read(current),
+            change_key=f"payout_account:{row.id}:{event_id}",
+            user_ids=[row.user_id],
+        )
+        return True
 
     # --- internals -----------------------------------------------------------------
 

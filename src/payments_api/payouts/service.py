@@ -27,6 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.auth import Principal
+from payments_api.events.outbox import emit
+from payments_api.events.types import EventType
 from payments_api.installation import outgoing_keys
 from payments_api.jobs.queue import enqueue
 from payments_api.kit.clock import utcnow
@@ -88,6 +90,16 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
+async def _emit(session: AsyncSession, withdrawal: Withdrawal, type: EventType) -> None:
+    await emit(
+        session,
+        type,
+        withdrawal_read(withdrawal),
+        change_key=f"withdrawal:{withdrawal.id}:{type.value.partition('.')[2]}",
+        user_ids=[withdrawal.user_id],
+    )
+
+
 async def mark_transferred(
     session: AsyncSession, withdrawal: Withdrawal, transfer_id: str, now: datetime
 ) -> None:
@@ -115,6 +127,7 @@ async def mark_transferred(
     withdrawal.transferred_at = now
     withdrawal.next_attempt_at = None
     withdrawal.updated_at = now
+    await _emit(session, withdrawal, EventType.withdrawal_paid)
 
 
 async def mark_failed(
@@ -146,6 +159,7 @@ async def mark_failed(
     withdrawal.failure_code = code[:64]
     withdrawal.next_attempt_at = None
     withdrawal.updated_at = now
+    await _emit(session, withdrawal, EventType.withdrawal_failed)
 
 
 async def apply_reversal(
@@ -281,6 +295,7 @@ class PayoutService:
                     initiated_by=user.id,
                 )
             )
+            await _emit(session, withdrawal, EventType.withdrawal_created)
             return withdrawal
 
     async def transfer_and_settle(self, withdrawal_id: int) -> Withdrawal:

@@ -38,6 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.admin.repository import AuditLogRepository
 from payments_api.auth import Principal
+from payments_api.events.outbox import emit
+from payments_api.events.types import EventType
 from payments_api.installation import outgoing_keys
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
@@ -49,6 +51,7 @@ from payments_api.money import charge_step
 from payments_api.orders.errors import AmountNotInSteps, OrderNotFound
 from payments_api.orders.models import Order
 from payments_api.orders.repository import OrderRepository
+from payments_api.orders.service import order_read
 from payments_api.refunds import metrics
 from payments_api.refunds.errors import (
     OrderNotRefundable,
@@ -92,6 +95,16 @@ def refund_read(refund: Refund) -> RefundRead:
         failure_reason=refund.failure_reason,
         created_at=refund.created_at,
         succeeded_at=refund.succeeded_at,
+    )
+
+
+async def emit_failed(session: AsyncSession, refund: Refund) -> None:
+    await emit(
+        session,
+        EventType.refund_failed,
+        refund_read(refund),
+        change_key=f"refund:{refund.id}:failed",
+        user_ids=[refund.user_id],
     )
 
 
@@ -244,6 +257,7 @@ class RefundSettlement:
                 _refresh_order_status(order)
                 order.updated_at = now
                 metrics.REFUNDS.labels(origin=refund.origin, outcome="succeeded").inc()
+                await self._emit_succeeded(refund, order)
             elif refund.status != "succeeded":
                 # failed and canceled are final at Stripe: a late "succeeded" is stale.
                 log.warning(
@@ -265,8 +279,25 @@ class RefundSettlement:
                 return
             refund.status, refund.failure_reason, refund.updated_at = status, reason, now
             metrics.REFUNDS.labels(origin=refund.origin, outcome=status).inc()
+            await emit_failed(self.session, refund)
             return
         log.warning("refund %s: unknown Stripe status %r ignored", refund.id, status)
+
+    async def _emit_succeeded(self, refund: Refund, order: Order) -> None:
+        await emit(
+            self.session,
+            EventType.refund_succeeded,
+            refund_read(refund),
+            change_key=f"refund:{refund.id}:succeeded",
+            user_ids=[refund.user_id],
+        )
+        await emit(
+            self.session,
+            EventType.order_refunded,
+            order_read(order),
+            change_key=f"order:{order.id}:refunded:{refund.id}",
+            user_ids=[order.user_id],
+        )
 
     async def _settle(self, refund: Refund, order: Order) -> None:
         """The money leaves the platform's Stripe balance, taken from what the pay-in
@@ -634,6 +665,7 @@ class RefundService:
                 refund.status, refund.failure_reason = "failed", "provider_rejected"
                 refund.updated_at = self.now()
                 metrics.REFUNDS.labels(origin="admin", outcome="rejected").inc()
+                await emit_failed(session, refund)
             return refund
 
     async def recover(self, *, limit: int = 50) -> int:

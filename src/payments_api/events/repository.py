@@ -1,0 +1,356 @@
+"""The SQL of events, endpoints and deliveries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.events.models import (
+    BalanceAlert,
+    DeliveryAttempt,
+    EventDelivery,
+    OutboxEvent,
+    WebhookEndpoint,
+)
+from payments_api.kit.clock import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class CrossedAlert:
+    user_id: str
+    currency: str
+    threshold: int
+    below: bool
+    available: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    id: int
+    event_id: int
+    endpoint_id: int
+    attempt: int
+    event_type: str
+    event_created_at: datetime
+    user_ids: list[str]
+    payload: dict[str, Any]
+    url: str
+    secrets: list[str]
+    """The current secret, and the previous one while its overlap lasts."""
+
+
+_CLAIM = text(
+    """
+    WITH due AS (
+        SELECT d.id
+        FROM event_deliveries AS d
+        JOIN webhook_endpoints AS w ON w.id = d.endpoint_id AND w.status = 'enabled'
+        WHERE d.status = 'pending'
+          AND d.next_attempt_at <= now()
+          AND (d.lease_until IS NULL OR d.lease_until < now())
+          AND (CAST(:event_id AS bigint) IS NULL OR d.event_id = CAST(:event_id AS bigint))
+          AND (CAST(:delivery_id AS bigint) IS NULL OR d.id = CAST(:delivery_id AS bigint))
+        ORDER BY d.next_attempt_at, d.id
+        LIMIT 1
+        FOR UPDATE OF d SKIP LOCKED
+    ), claimed AS (
+        UPDATE event_deliveries AS d
+        SET attempt_count = d.attempt_count + 1,
+            lease_until = now() + make_interval(secs => :lease_seconds),
+            updated_at = now()
+        FROM due
+        WHERE d.id = due.id
+        RETURNING d.id, d.event_id, d.endpoint_id, d.attempt_count
+    )
+    SELECT claimed.id, claimed.event_id, claimed.endpoint_id, claimed.attempt_count,
+           e.type, e.created_at, e.user_ids, e.payload,
+           w.url, w.secret,
+           CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret END
+               AS previous_secret
+    FROM claimed
+    JOIN events AS e ON e.id = claimed.event_id
+    JOIN webhook_endpoints AS w ON w.id = claimed.endpoint_id
+    """
+)
+
+
+class EventRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --- feed -----------------------------------------------------------------------
+
+    async def page(
+        self,
+        *,
+        user_id: str | None,
+        type: str | None,
+        before_id: int | None,
+        limit: int,
+    ) -> list[OutboxEvent]:
+        query = select(OutboxEvent).order_by(OutboxEvent.id.desc()).limit(limit + 1)
+        if user_id is not None:
+            query = query.where(OutboxEvent.user_ids.contains([user_id]))
+        if type is not None:
+            query = query.where(OutboxEvent.type == type)
+        if before_id is not None:
+            query = query.where(OutboxEvent.id < before_id)
+        return list((await self.session.scalars(query)).all())
+
+    async def get(self, event_id: int) -> OutboxEvent | None:
+        return await self.session.get(OutboxEvent, event_id)
+
+    async def by_change_key(self, change_key: str) -> OutboxEvent | None:
+        return (
+            await self.session.scalars(
+                select(OutboxEvent).where(OutboxEvent.change_key == change_key)
+            )
+        ).one_or_none()
+
+    # --- endpoints ------------------------------------------------------------------
+
+    async def add_endpoint(self, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+        self.session.add(endpoint)
+        await self.session.flush()
+        await self.session.refresh(endpoint)
+        return endpoint
+
+    async def endpoint(
+        self, endpoint_id: int, *, for_update: bool = False
+    ) -> WebhookEndpoint | None:
+        query = select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id)
+        if for_update:
+            query = query.with_for_update()
+        return (await self.session.scalars(query)).one_or_none()
+
+    async def endpoints(self, *, before_id: int | None, limit: int) -> list[WebhookEndpoint]:
+        query = select(WebhookEndpoint).order_by(WebhookEndpoint.id.desc()).limit(limit + 1)
+        if before_id is not None:
+            query = query.where(WebhookEndpoint.id < before_id)
+        return list((await self.session.scalars(query)).all())
+
+    # --- deliveries -----------------------------------------------------------------
+
+    async def deliveries(
+        self, endpoint_id: int, *, before_id: int | None, limit: int
+    ) -> list[tuple[EventDelivery, str]]:
+        query = (
+            select(EventDelivery, OutboxEvent.type)
+            .join(OutboxEvent, OutboxEvent.id == EventDelivery.event_id)
+            .where(EventDelivery.endpoint_id == endpoint_id)
+            .order_by(EventDelivery.id.desc())
+            .limit(limit + 1)
+        )
+        if before_id is not None:
+            query = query.where(EventDelivery.id < before_id)
+        return [(row[0], row[1]) for row in (await self.session.execute(query)).all()]
+
+    async def delivery(self, delivery_id: int) -> tuple[EventDelivery, str] | None:
+        row = (
+            await self.session.execute(
+                select(EventDelivery, OutboxEvent.type)
+                .join(OutboxEvent, OutboxEvent.id == EventDelivery.event_id)
+                .where(EventDelivery.id == delivery_id)
+            )
+        ).one_or_none()
+        return None if row is None else (row[0], row[1])
+
+    async def attempts(self, delivery_ids: list[int]) -> dict[int, list[DeliveryAttempt]]:
+        if not delivery_ids:
+            return {}
+        rows = (
+            await self.session.scalars(
+                select(DeliveryAttempt)
+                .where(DeliveryAttempt.delivery_id.in_(delivery_ids))
+                .order_by(DeliveryAttempt.delivery_id, DeliveryAttempt.id)
+            )
+        ).all()
+        grouped: dict[int, list[DeliveryAttempt]] = {}
+        for attempt in rows:
+            grouped.setdefault(attempt.delivery_id, []).append(attempt)
+        return {key: value[-50:] for key, value in grouped.items()}
+
+    async def redeliver(self, delivery_id: int) -> bool:
+        """Due now again (a failed one gets one more attempt; a pending one runs now)."""
+        result = await self.session.execute(
+            update(EventDelivery)
+            .where(EventDelivery.id == delivery_id, EventDelivery.status != "succeeded")
+            .values(
+                status="pending",
+                next_attempt_at=text("now()"),
+                lease_until=None,
+                updated_at=text("now()"),
+            )
+            .returning(EventDelivery.id)
+        )
+        return result.scalar_one_or_none() is not None
+
+    async def claim(
+        self, *, lease_seconds: float, event_id: int | None = None, delivery_id: int | None = None
+    ) -> ClaimedDelivery | None:
+        row = (
+            await self.session.execute(
+                _CLAIM,
+                {
+                    "event_id": event_id,
+                    "delivery_id": delivery_id,
+                    "lease_seconds": lease_seconds,
+                },
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        secrets = [row.secret] + ([row.previous_secret] if row.previous_secret else [])
+        return ClaimedDelivery(
+            id=row.id,
+            event_id=row.event_id,
+            endpoint_id=row.endpoint_id,
+            attempt=row.attempt_count,
+            event_type=row.type,
+            event_created_at=row.created_at,
+            user_ids=list(row.user_ids),
+            payload=row.payload,
+            url=row.url,
+            secrets=secrets,
+        )
+
+    async def record_attempt(
+        self,
+        claimed: ClaimedDelivery,
+        *,
+        status_code: int | None,
+        latency_ms: int,
+        response_excerpt: str | None,
+        error: str | None,
+        next_attempt_in_seconds: float | None,
+        disable_after_hours: int,
+    ) -> bool:
+        """Store the outcome of the claimed attempt; False when the lease was lost (an
+        admin redelivered it meanwhile), in which case only the attempt row is kept."""
+        self.session.add(
+            DeliveryAttempt(
+                delivery_id=claimed.id,
+                attempt=claimed.attempt,
+                status_code=status_code,
+                latency_ms=latency_ms,
+                response_excerpt=response_excerpt,
+                error=error,
+            )
+        )
+        succeeded = error is None
+        next_at: datetime | None
+        if succeeded:
+            status, next_at = "succeeded", None
+        elif next_attempt_in_seconds is None:
+            status, next_at = "failed", None
+        else:
+            status = "pending"
+            next_at = utcnow() + timedelta(seconds=next_attempt_in_seconds)
+        result = await self.session.execute(
+            update(EventDelivery)
+            .where(
+                EventDelivery.id == claimed.id,
+                EventDelivery.attempt_count == claimed.attempt,
+                EventDelivery.status == "pending",
+            )
+            .values(
+                status=status, next_attempt_at=next_at, lease_until=None, updated_at=text("now()")
+            )
+            .returning(EventDelivery.id)
+        )
+        still_ours = result.scalar_one_or_none() is not None
+        if succeeded:
+            await self.session.execute(
+                update(WebhookEndpoint)
+                .where(
+                    WebhookEndpoint.id == claimed.endpoint_id,
+                    WebhookEndpoint.failing_since.is_not(None),
+                )
+                .values(failing_since=None, updated_at=text("now()"))
+            )
+        else:
+            await self.session.execute(
+                text(
+                    """
+                    UPDATE webhook_endpoints
+                    SET failing_since = coalesce(failing_since, now()),
+                        status = CASE
+                            WHEN failing_since < now() - make_interval(hours => :hours)
+                            THEN 'disabled' ELSE status END,
+                        disabled_reason = CASE
+                            WHEN failing_since < now() - make_interval(hours => :hours)
+                            THEN 'Every delivery failed for ' || :hours || ' hours.'
+                            ELSE disabled_reason END,
+                        updated_at = now()
+                    WHERE id = :endpoint_id
+                    """
+                ),
+                {"endpoint_id": claimed.endpoint_id, "hours": disable_after_hours},
+            )
+        return still_ours
+
+    # --- balance alerts ---------------------------------------------------------------
+
+    async def set_balance_alert(self, user_id: str, currency: str, threshold: int) -> BalanceAlert:
+        row = (
+            await self.session.execute(
+                text(
+                    """
+                    INSERT INTO balance_alerts (user_id, currency, threshold)
+                    VALUES (:user_id, :currency, :threshold)
+                    ON CONFLICT (user_id, currency)
+                    DO UPDATE SET threshold = EXCLUDED.threshold, below = false
+                    RETURNING user_id, currency, threshold, below
+                    """
+                ),
+                {"user_id": user_id, "currency": currency, "threshold": threshold},
+            )
+        ).one()
+        return BalanceAlert(
+            user_id=row.user_id, currency=row.currency, threshold=row.threshold, below=row.below
+        )
+
+    async def balance_alerts(self, user_id: str) -> list[BalanceAlert]:
+        return list(
+            (
+                await self.session.scalars(
+                    select(BalanceAlert)
+                    .where(BalanceAlert.user_id == user_id)
+                    .order_by(BalanceAlert.currency)
+                )
+            ).all()
+        )
+
+    async def cross_balance_alerts(
+        self, available: list[tuple[str, str, int]]
+    ) -> list[CrossedAlert]:
+        """Move each (user, currency) alert to the side of its threshold the available
+        balance is now on; the alerts that moved, with ``below`` as it now is."""
+        rows = (
+            await self.session.execute(
+                text(
+                    """
+                    UPDATE balance_alerts AS a
+                    SET below = (v.available < a.threshold)
+                    FROM unnest(CAST(:users AS varchar[]), CAST(:currencies AS varchar[]),
+                                CAST(:amounts AS bigint[])) AS v(user_id, currency, available)
+                    WHERE a.user_id = v.user_id AND a.currency = v.currency
+                      AND a.below IS DISTINCT FROM (v.available < a.threshold)
+                    RETURNING a.user_id, a.currency, a.threshold, a.below, v.available
+                    """
+                ),
+                {
+                    "users": [user for user, _, _ in available],
+                    "currencies": [currency for _, currency, _ in available],
+                    "amounts": [amount for _, _, amount in available],
+                },
+            )
+        ).all()
+        return [
+            CrossedAlert(row.user_id, row.currency, row.threshold, row.below, row.available)
+            for row in rows
+        ]

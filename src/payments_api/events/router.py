@@ -1,0 +1,245 @@
+"""Event feeds, webhook endpoints (admin) and low-balance alerts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from payments_api.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
+from payments_api.events import errors
+from payments_api.events.schemas import (
+    BalanceAlertRead,
+    BalanceAlertSet,
+    DeliveryList,
+    DeliveryRead,
+    EventList,
+    EventRead,
+    SecretRotation,
+    WebhookEndpointCreate,
+    WebhookEndpointList,
+    WebhookEndpointRead,
+    WebhookEndpointWithSecret,
+)
+from payments_api.events.service import EventService
+from payments_api.events.types import EventType
+from payments_api.kit.idempotency import IdempotencyKeyDep
+from payments_api.kit.pagination import InvalidCursor, Limit
+from payments_api.problems import problem_responses
+
+router = APIRouter(tags=["events"])
+
+
+async def get_event_service(session: SessionDep, settings: SettingsDep) -> EventService:
+    return EventService(session, settings)
+
+
+EventServiceDep = Annotated[EventService, Depends(get_event_service)]
+EndpointIdPath = Annotated[
+    str, Path(max_length=64, description="The endpoint id.", examples=["we_3"])
+]
+TypeFilter = Annotated[EventType | None, Query(description="Only events of this type.")]
+Cursor = Annotated[str | None, Query(max_length=64, description="Event id to continue after.")]
+
+
+@router.get(
+    "/api/v1/me/events",
+    summary="The caller's events, newest first",
+    description="Every change that concerns the caller, as signed deliveries carry it, for "
+    "apps that poll. An escrow's payload shows only the caller's side of the money.",
+    operation_id="listMyEvents",
+    responses=problem_responses(401, 422, InvalidCursor),
+)
+async def list_my_events(
+    user: CurrentUser,
+    service: EventServiceDep,
+    type: TypeFilter = None,
+    limit: Limit = 20,
+    starting_after: Cursor = None,
+) -> EventList:
+    return await service.feed(
+        viewer_id=user.id, type=type, limit=limit, starting_after=starting_after
+    )
+
+
+@router.get(
+    "/api/v1/admin/events",
+    summary="Every event, newest first",
+    operation_id="listEvents",
+    responses=problem_responses(401, 403, 422, InvalidCursor),
+)
+async def list_events(
+    _admin: AdminUser,
+    service: EventServiceDep,
+    type: TypeFilter = None,
+    limit: Limit = 20,
+    starting_after: Cursor = None,
+) -> EventList:
+    return await service.feed(viewer_id=None, type=type, limit=limit, starting_after=starting_after)
+
+
+@router.post(
+    "/api/v1/admin/webhook-endpoints",
+    summary="Register a URL to receive signed events",
+    description="The response is the only place the signing secret (`whsec_…`) is shown. "
+    "Deliveries follow the Standard Webhooks specification (docs/events.md).",
+    operation_id="createWebhookEndpoint",
+    status_code=201,
+    responses=problem_responses(400, 401, 403, 422, errors.WebhookUrlRefused),
+)
+async def create_webhook_endpoint(
+    body: WebhookEndpointCreate,
+    _admin: AdminUser,
+    service: EventServiceDep,
+    _idempotency_key: IdempotencyKeyDep,
+) -> WebhookEndpointWithSecret:
+    return await service.register(body)
+
+
+@router.get(
+    "/api/v1/admin/webhook-endpoints",
+    summary="Registered webhook endpoints, newest first",
+    operation_id="listWebhookEndpoints",
+    responses=problem_responses(401, 403, 422, InvalidCursor),
+)
+async def list_webhook_endpoints(
+    _admin: AdminUser,
+    service: EventServiceDep,
+    limit: Limit = 20,
+    starting_after: Annotated[
+        str | None, Query(max_length=64, description="Endpoint id to continue after.")
+    ] = None,
+) -> WebhookEndpointList:
+    return await service.list_endpoints(limit=limit, starting_after=starting_after)
+
+
+@router.get(
+    "/api/v1/admin/webhook-endpoints/{endpoint_id}",
+    summary="One webhook endpoint",
+    operation_id="getWebhookEndpoint",
+    responses=problem_responses(401, 403, 422, errors.WebhookEndpointNotFound),
+)
+async def get_webhook_endpoint(
+    endpoint_id: EndpointIdPath, _admin: AdminUser, service: EventServiceDep
+) -> WebhookEndpointRead:
+    return await service.get_endpoint(endpoint_id)
+
+
+@router.post(
+    "/api/v1/admin/webhook-endpoints/{endpoint_id}/rotate-secret",
+    summary="Replace the signing secret",
+    description="The new secret is shown once. The old one keeps signing beside it for "
+    "`overlap_seconds`, so receivers can switch without missing an event.",
+    operation_id="rotateWebhookEndpointSecret",
+    responses=problem_responses(400, 401, 403, 422, errors.WebhookEndpointNotFound),
+)
+async def rotate_webhook_endpoint_secret(
+    endpoint_id: EndpointIdPath,
+    body: SecretRotation,
+    _admin: AdminUser,
+    service: EventServiceDep,
+    _idempotency_key: IdempotencyKeyDep,
+) -> WebhookEndpointWithSecret:
+    return await service.rotate_secret(endpoint_id, body)
+
+
+@router.post(
+    "/api/v1/admin/webhook-endpoints/{endpoint_id}/disable",
+    summary="Stop deliveries to an endpoint (they wait until it is enabled)",
+    operation_id="disableWebhookEndpoint",
+    responses=problem_responses(401, 403, 422, errors.WebhookEndpointNotFound),
+)
+async def disable_webhook_endpoint(
+    endpoint_id: EndpointIdPath, _admin: AdminUser, service: EventServiceDep
+) -> WebhookEndpointRead:
+    return await service.set_enabled(endpoint_id, enabled=False)
+
+
+@router.post(
+    "/api/v1/admin/webhook-endpoints/{endpoint_id}/enable",
+    summary="Resume deliveries to an endpoint",
+    operation_id="enableWebhookEndpoint",
+    responses=problem_responses(
+        401, 403, 422, errors.WebhookEndpointNotFound, errors.WebhookUrlRefused
+    ),
+)
+async def enable_webhook_endpoint(
+    endpoint_id: EndpointIdPath, _admin: AdminUser, service: EventServiceDep
+) -> WebhookEndpointRead:
+    return await service.set_enabled(endpoint_id, enabled=True)
+
+
+@router.post(
+    "/api/v1/admin/webhook-endpoints/{endpoint_id}/test",
+    summary="Send a `webhook_endpoint.tested` event to this endpoint only",
+    operation_id="testWebhookEndpoint",
+    status_code=201,
+    responses=problem_responses(400, 401, 403, 422, errors.WebhookEndpointNotFound),
+)
+async def send_test_event(
+    endpoint_id: EndpointIdPath,
+    _admin: AdminUser,
+    service: EventServiceDep,
+    idempotency_key: IdempotencyKeyDep,
+) -> EventRead:
+    return await service.send_test(endpoint_id, idempotency_key)
+
+
+@router.get(
+    "/api/v1/admin/webhook-endpoints/{endpoint_id}/deliveries",
+    summary="Deliveries to an endpoint with their attempts, newest first",
+    operation_id="listWebhookDeliveries",
+    responses=problem_responses(401, 403, 422, errors.WebhookEndpointNotFound, InvalidCursor),
+)
+async def list_webhook_deliveries(
+    endpoint_id: EndpointIdPath,
+    _admin: AdminUser,
+    service: EventServiceDep,
+    limit: Limit = 20,
+    starting_after: Annotated[
+        str | None, Query(max_length=64, description="Delivery id to continue after.")
+    ] = None,
+) -> DeliveryList:
+    return await service.deliveries(endpoint_id, limit=limit, starting_after=starting_after)
+
+
+@router.post(
+    "/api/v1/admin/event-deliveries/{delivery_id}/redeliver",
+    summary="Send a delivery again now",
+    description="A failed delivery gets one more attempt; a pending one is due at once. "
+    "The event keeps its id, so a receiver that already has it can drop the copy.",
+    operation_id="redeliverEvent",
+    responses=problem_responses(401, 403, 422, errors.DeliveryNotFound),
+)
+async def redeliver_event(
+    delivery_id: Annotated[str, Path(max_length=64, examples=["del_9"])],
+    _admin: AdminUser,
+    service: EventServiceDep,
+) -> DeliveryRead:
+    return await service.redeliver(delivery_id)
+
+
+@router.put(
+    "/api/v1/me/balance-alerts",
+    summary="Set a low-balance threshold for one currency",
+    description="`balance.low` is sent once when available falls below the threshold, and "
+    "again only after it was back at or above it.",
+    operation_id="setBalanceAlert",
+    responses=problem_responses(401, 422),
+)
+async def set_balance_alert(
+    body: BalanceAlertSet, user: CurrentUser, service: EventServiceDep
+) -> BalanceAlertRead:
+    return await service.set_balance_alert(user.id, body)
+
+
+@router.get(
+    "/api/v1/me/balance-alerts",
+    summary="The caller's low-balance thresholds",
+    operation_id="listBalanceAlerts",
+    responses=problem_responses(401),
+)
+async def list_balance_alerts(
+    user: CurrentUser, service: EventServiceDep
+) -> list[BalanceAlertRead]:
+    return await service.balance_alerts(user.id)

@@ -1,0 +1,32 @@
+"""The event types this service emits, named ``<resource>.<past-tense verb>``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EventType(StrEnum):
+    topup_succeeded = "topup.succeeded"
+    topup_failed = "topup.failed"
+    order_paid = "order.paid"
+    order_refunded = "order.refunded"
+    escrow_funded = "escrow.funded"
+    escrow_accepted = "escrow.accepted"
+    escrow_completed = "escrow.completed"
+    escrow_cancelled = "escrow.cancelled"
+    withdrawal_created = "withdrawal.created"
+    withdrawal_paid = "withdrawal.paid"
+    withdrawal_failed = "withdrawal.failed"
+    payout_account_updated = "payout_account.updated"
+    refund_succeeded = "refund.succeeded"
+    refund_failed = "refund.failed"
+    dispute_created = "dispute.created"
+    dispute_closed = "dispute.closed"
+    balance_low = "balance.low"
+    webhook_endpoint_tested = "webhook_endpoint.tested"
+    """Sent by ``POST /admin/webhook-endpoints/{id}/test`` to that endpoint only."""
+
+
+EVENT_PREFIX = "evt"
+ENDPOINT_PREFIX = "we"
+DELIVERY_PREFIX = "del"

@@ -1,0 +1,107 @@
+"""The events as OpenAPI 3.1 ``webhooks``: one operation per type, its body typed with
+the same resource schema the REST API returns, so generated clients parse deliveries
+with the types they already have."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import FastAPI, Header
+from pydantic import BaseModel, Field, create_model
+
+from payments_api.disputes.schemas import DisputeRead
+from payments_api.escrow.schemas import EscrowRead
+from payments_api.events.schemas import BalanceAlertRead, WebhookEndpointRead
+from payments_api.events.types import EventType
+from payments_api.orders.schemas import OrderRead
+from payments_api.payout_accounts.schemas import PayoutAccountRead
+from payments_api.payouts.schemas import WithdrawalRead
+from payments_api.refunds.schemas import RefundRead
+
+RESOURCE_BY_PREFIX: dict[str, type[BaseModel]] = {
+    "topup": OrderRead,
+    "order": OrderRead,
+    "escrow": EscrowRead,
+    "withdrawal": WithdrawalRead,
+    "payout_account": PayoutAccountRead,
+    "refund": RefundRead,
+    "dispute": DisputeRead,
+    "balance": BalanceAlertRead,
+    "webhook_endpoint": WebhookEndpointRead,
+}
+
+_DESCRIPTIONS: dict[EventType, str] = {
+    EventType.topup_succeeded: "A wallet top-up was paid and credited.",
+    EventType.topup_failed: "A wallet top-up failed or expired (`status` says which).",
+    EventType.order_paid: "A checkout order (catalog, escrow or direct payment) was paid.",
+    EventType.order_refunded: "A refund of the order succeeded; `refunded_amount` is the total.",
+    EventType.escrow_funded: "The escrow holds the customer's money (wallet or card).",
+    EventType.escrow_accepted: "The payee accepted the job.",
+    EventType.escrow_completed: "The job was completed and the payee credited.",
+    EventType.escrow_cancelled: "The escrow was cancelled and its money returned.",
+    EventType.withdrawal_created: "A payee asked to withdraw; the amount is held.",
+    EventType.withdrawal_paid: "The withdrawal reached the payee's connected account "
+    "(status `transferred`); Stripe pays it out to the bank on the account's schedule.",
+    EventType.withdrawal_failed: "Stripe refused the transfer; the amount is available again.",
+    EventType.payout_account_updated: "Stripe reported a change of the payee's account.",
+    EventType.refund_succeeded: "A refund reached the customer.",
+    EventType.refund_failed: "A refund failed; the money stays where it was.",
+    EventType.dispute_created: "A customer disputed a payment.",
+    EventType.dispute_closed: "A dispute was won, lost or closed.",
+    EventType.balance_low: "Available fell below the user's threshold (once per crossing).",
+    EventType.webhook_endpoint_tested: "A test event an admin sent to one endpoint.",
+}
+
+
+def resource_of(event_type: EventType) -> type[BaseModel]:
+    return RESOURCE_BY_PREFIX[event_type.value.partition(".")[0]]
+
+
+def _camel(event_type: EventType) -> str:
+    return "".join(part.capitalize() for part in event_type.value.replace(".", "_").split("_"))
+
+
+def event_model(event_type: EventType) -> type[BaseModel]:
+    name = _camel(event_type)
+    data_fields: dict[str, Any] = {"object": (resource_of(event_type), ...)}
+    data = create_model(f"{name}EventData", **data_fields)
+    fields: dict[str, Any] = {
+        "id": (str, Field(examples=["evt_42"])),
+        "object": (Literal["event"], "event"),
+        "type": (Literal.__getitem__(event_type.value), event_type.value),
+        "created_at": (datetime, ...),
+        "user_ids": (list[str], ...),
+        "data": (data, ...),
+    }
+    model: type[BaseModel] = create_model(
+        f"{name}Event", __doc__=_DESCRIPTIONS[event_type], **fields
+    )
+    return model
+
+
+def declare_webhooks(app: FastAPI) -> None:
+    for event_type in EventType:
+        model = event_model(event_type)
+
+        async def receive(
+            body: Any,
+            webhook_id: str = Header(description="The event id: drop a delivery you have."),
+            webhook_timestamp: str = Header(description="Unix seconds of this attempt."),
+            webhook_signature: str = Header(
+                description="`v1,<base64 HMAC-SHA256>`, space-separated (two during a "
+                "secret rotation)."
+            ),
+        ) -> None:  # pragma: no cover - documentation only, never routed
+            return None
+
+        receive.__annotations__["body"] = model
+        app.webhooks.post(
+            event_type.value,
+            summary=event_type.value,
+            description=_DESCRIPTIONS[event_type]
+            + " Signed per Standard Webhooks; answer 2xx within 10 seconds.",
+            operation_id=f"on{_camel(event_type)}",
+            tags=["events"],
+            status_code=200,
+        )(receive)
