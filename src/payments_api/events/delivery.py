@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -97,8 +98,10 @@ class DeliveryService:
         settings: Settings,
         *,
         client: httpx.AsyncClient | None = None,
+        now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessionmaker = sessionmaker
+        self.now = now
         self.settings = settings
         self.timeout = settings.events_delivery_timeout_seconds
         self.client = client or httpx.AsyncClient(
@@ -134,7 +137,10 @@ class DeliveryService:
         while attempts < limit:
             async with self.sessionmaker.begin() as session:
                 claimed = await EventRepository(session).claim(
-                    lease_seconds=self.lease_seconds, event_id=event_id, delivery_id=delivery_id
+                    now=self.now(),
+                    lease_seconds=self.lease_seconds,
+                    event_id=event_id,
+                    delivery_id=delivery_id,
                 )
             if claimed is None:
                 break
@@ -168,7 +174,7 @@ class DeliveryService:
             claimed.user_ids,
             claimed.payload,
         )
-        timestamp = int(utcnow().timestamp())
+        timestamp = int(self.now().timestamp())
         headers = {
             "Host": target.host_header,
             "Content-Type": "application/json",
@@ -211,6 +217,7 @@ class DeliveryService:
                 error=outcome.error,
                 next_attempt_in_seconds=None if retry_in is None else retry_in.total_seconds(),
                 disable_after_hours=self.settings.events_disable_after_hours,
+                now=self.now(),
             )
             if ours and retry_in is not None:
                 await enqueue(

@@ -16,7 +16,6 @@ from payments_api.events.models import (
     OutboxEvent,
     WebhookEndpoint,
 )
-from payments_api.kit.clock import utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +49,8 @@ _CLAIM = text(
         FROM event_deliveries AS d
         JOIN webhook_endpoints AS w ON w.id = d.endpoint_id AND w.status = 'enabled'
         WHERE d.status = 'pending'
-          AND d.next_attempt_at <= now()
-          AND (d.lease_until IS NULL OR d.lease_until < now())
+          AND d.next_attempt_at <= CAST(:now AS timestamptz)
+          AND (d.lease_until IS NULL OR d.lease_until < CAST(:now AS timestamptz))
           AND (CAST(:event_id AS bigint) IS NULL OR d.event_id = CAST(:event_id AS bigint))
           AND (CAST(:delivery_id AS bigint) IS NULL OR d.id = CAST(:delivery_id AS bigint))
         ORDER BY d.next_attempt_at, d.id
@@ -60,7 +59,7 @@ _CLAIM = text(
     ), claimed AS (
         UPDATE event_deliveries AS d
         SET attempt_count = d.attempt_count + 1,
-            lease_until = now() + make_interval(secs => :lease_seconds),
+            lease_until = CAST(:now AS timestamptz) + make_interval(secs => :lease_seconds),
             updated_at = now()
         FROM due
         WHERE d.id = due.id
@@ -69,8 +68,8 @@ _CLAIM = text(
     SELECT claimed.id, claimed.event_id, claimed.endpoint_id, claimed.attempt_count,
            e.type, e.created_at, e.user_ids, e.payload,
            w.url, w.secret,
-           CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret END
-               AS previous_secret
+           CASE WHEN w.previous_secret_expires_at > CAST(:now AS timestamptz)
+                THEN w.previous_secret END AS previous_secret
     FROM claimed
     JOIN events AS e ON e.id = claimed.event_id
     JOIN webhook_endpoints AS w ON w.id = claimed.endpoint_id
@@ -190,7 +189,12 @@ class EventRepository:
         return result.scalar_one_or_none() is not None
 
     async def claim(
-        self, *, lease_seconds: float, event_id: int | None = None, delivery_id: int | None = None
+        self,
+        *,
+        now: datetime,
+        lease_seconds: float,
+        event_id: int | None = None,
+        delivery_id: int | None = None,
     ) -> ClaimedDelivery | None:
         row = (
             await self.session.execute(
@@ -199,6 +203,7 @@ class EventRepository:
                     "event_id": event_id,
                     "delivery_id": delivery_id,
                     "lease_seconds": lease_seconds,
+                    "now": now,
                 },
             )
         ).one_or_none()
@@ -228,6 +233,7 @@ class EventRepository:
         error: str | None,
         next_attempt_in_seconds: float | None,
         disable_after_hours: int,
+        now: datetime,
     ) -> bool:
         """Store the outcome of the claimed attempt; False when the lease was lost (an
         admin redelivered it meanwhile), in which case only the attempt row is kept."""
@@ -235,6 +241,7 @@ class EventRepository:
             DeliveryAttempt(
                 delivery_id=claimed.id,
                 attempt=claimed.attempt,
+                attempted_at=now,
                 status_code=status_code,
                 latency_ms=latency_ms,
                 response_excerpt=response_excerpt,
@@ -249,7 +256,7 @@ class EventRepository:
             status, next_at = "failed", None
         else:
             status = "pending"
-            next_at = utcnow() + timedelta(seconds=next_attempt_in_seconds)
+            next_at = now + timedelta(seconds=next_attempt_in_seconds)
         result = await self.session.execute(
             update(EventDelivery)
             .where(
@@ -257,9 +264,7 @@ class EventRepository:
                 EventDelivery.attempt_count == claimed.attempt,
                 EventDelivery.status == "pending",
             )
-            .values(
-                status=status, next_attempt_at=next_at, lease_until=None, updated_at=text("now()")
-            )
+            .values(status=status, next_attempt_at=next_at, lease_until=None, updated_at=now)
             .returning(EventDelivery.id)
         )
         still_ours = result.scalar_one_or_none() is not None
@@ -270,26 +275,31 @@ class EventRepository:
                     WebhookEndpoint.id == claimed.endpoint_id,
                     WebhookEndpoint.failing_since.is_not(None),
                 )
-                .values(failing_since=None, updated_at=text("now()"))
+                .values(failing_since=None, updated_at=now)
             )
         else:
             await self.session.execute(
                 text(
                     """
                     UPDATE webhook_endpoints
-                    SET failing_since = coalesce(failing_since, now()),
+                    SET failing_since = coalesce(failing_since, CAST(:now AS timestamptz)),
                         status = CASE
-                            WHEN failing_since < now() - make_interval(hours => :hours)
+                            WHEN failing_since <= CAST(:disable_before AS timestamptz)
                             THEN 'disabled' ELSE status END,
                         disabled_reason = CASE
-                            WHEN failing_since < now() - make_interval(hours => :hours)
-                            THEN 'Every delivery failed for ' || :hours || ' hours.'
+                            WHEN failing_since <= CAST(:disable_before AS timestamptz)
+                            THEN CAST(:reason AS varchar)
                             ELSE disabled_reason END,
-                        updated_at = now()
+                        updated_at = CAST(:now AS timestamptz)
                     WHERE id = :endpoint_id
                     """
                 ),
-                {"endpoint_id": claimed.endpoint_id, "hours": disable_after_hours},
+                {
+                    "endpoint_id": claimed.endpoint_id,
+                    "disable_before": now - timedelta(hours=disable_after_hours),
+                    "now": now,
+                    "reason": f"Every delivery failed for {disable_after_hours} hours.",
+                },
             )
         return still_ours
 
