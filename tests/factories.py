@@ -84,3 +84,12 @@ async def ledger_invariants(session: AsyncSession) -> list[str]:
     if negative:
         broken.append(f"{negative} escrow/withdrawing balances below zero")
     return broken
+
+
+async def emitted(session: AsyncSession, user_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """The outgoing events (type, payload) that concern ``user_id``, oldest first."""
+    rows = await session.execute(
+        text("SELECT type, payload FROM events WHERE :user = ANY(user_ids) ORDER BY id"),
+        {"user": user_id},
+    )
+    return [(row.type, row.payload) for row in rows]

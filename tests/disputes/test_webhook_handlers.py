@@ -19,7 +19,7 @@ from payments_api.orders.models import Order
 from payments_api.payout_accounts.models import PayoutAccount
 from payments_api.users.models import User
 from payments_api.webhooks.models import WebhookEvent
-from tests.factories import ledger_invariants
+from tests.factories import emitted, ledger_invariants
 from tests.helpers import auth, make_event, stripe_object
 from tests.refunds.helpers import ADMIN, cause_count, deliver, paid_order, platform, wallet
 
@@ -148,6 +148,11 @@ class TestDisputeLifecycle:
         assert await cause_count(session, f"dispute:{dp}:%") == 1
         assert (await the_user(session, order.user_id)).frozen
         assert await ledger_invariants(session) == []
+        disputes = [e for e in await emitted(session, order.user_id) if e[0].startswith("dispute")]
+        assert [(kind, payload["status"]) for kind, payload in disputes] == [
+            ("dispute.created", "needs_response"),
+            ("dispute.closed", "lost"),
+        ]
 
     async def test_created_then_won(
         self, client: httpx.AsyncClient, session: AsyncSession, stripe_mock: respx.MockRouter

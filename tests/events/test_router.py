@@ -201,6 +201,22 @@ async def test_an_escrow_emits_each_change_once_and_each_party_sees_its_side(
     )
 
 
+async def test_a_cancelled_escrow_emits_cancelled_once(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    customer, payee = await parties(session, "cancel")
+    await fund(session, customer.id, 20_000)
+    created = await client.post(
+        ESCROWS, json=offer(payee.id), headers=headers(customer.id, ["customer"])
+    )
+    escrow = created.json()["id"]
+    key = headers(customer.id, ["customer"])
+    for _ in range(2):  # a retried Idempotency-Key
+        cancelled = await client.post(f"{ESCROWS}/{escrow}/cancel", json={}, headers=key)
+        assert cancelled.status_code == 200, cancelled.text
+    assert await _events(session, escrow) == ["escrow.funded", "escrow.cancelled"]
+
+
 async def test_the_feed_pages_with_starting_after(
     client: httpx.AsyncClient, session: AsyncSession
 ) -> None:

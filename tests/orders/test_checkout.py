@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.orders.models import DiscountCode, Order, Price
 from payments_api.users.models import User
 from tests.conftest import TEST_WEBHOOK_SECRET
-from tests.factories import ledger_invariants
+from tests.factories import emitted, ledger_invariants
 from tests.helpers import auth, make_event, signed_webhook, stripe_key, stripe_object
 from tests.orders.conftest import order_count
 
@@ -162,6 +162,10 @@ class TestCheckoutTopup:
         assert await ledger_invariants(session) == []
         orders = (await client.get("/api/v1/orders", headers=auth("bob"))).json()
         assert orders["data"][0]["status"] == "succeeded"
+        # Four deliveries of two events about one payment: one outgoing event.
+        [(kind, payload)] = await emitted(session, "bob")
+        assert kind == "topup.succeeded"
+        assert payload == orders["data"][0]
 
     async def test_session_event_first(
         self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.orders.models import Order
 from tests.conftest import TEST_WEBHOOK_SECRET
-from tests.factories import ledger_invariants
+from tests.factories import emitted, ledger_invariants
 from tests.helpers import auth, make_event, signed_webhook, stripe_key, stripe_object
 
 
@@ -116,6 +116,8 @@ class TestTopups:
         assert "insufficient funds." not in str(api)
         balance = (await client.get("/api/v1/me/balance", headers=auth("noah"))).json()
         assert all(b["available"] == 0 for b in balance["balances"])
+        await deliver(client, event)  # redelivered: no second event
+        assert await emitted(session, "noah") == [("topup.failed", api)]
 
     async def test_limits(self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter) -> None:
         small = await create(client, "olga", amount=999)

@@ -12,7 +12,7 @@ from payments_api.payout_accounts.models import PayoutAccount
 from payments_api.payout_accounts.service import ConnectService
 from payments_api.payout_accounts.webhook_handlers import HANDLERS, account_updated
 from payments_api.webhooks.registry import HandlerContext
-from tests.factories import create_user
+from tests.factories import create_user, emitted
 from tests.payout_accounts import shapes
 from tests.payout_accounts.conftest import Payee
 
@@ -104,6 +104,8 @@ class TestAccountUpdated:
         assert row is not None
         assert row.status == "restricted"
         assert row.status_reason == "requirements.past_due"
+        [(kind, payload)] = await emitted(session, payee.id)
+        assert (kind, payload["status"]) == ("payout_account.updated", "restricted")
 
     async def test_event_account_must_match_the_object(
         self, session: AsyncSession, handler_context: HandlerContext

@@ -24,7 +24,7 @@ from payments_api.payouts.service import PayoutService
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
 from tests.conftest import TEST_CONNECT_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET
-from tests.factories import create_user, fund, ledger_invariants
+from tests.factories import create_user, emitted, fund, ledger_invariants
 from tests.helpers import auth, make_event, signed_webhook, stripe_key, stripe_object
 
 PAYEE = ["payee"]
@@ -138,6 +138,12 @@ class TestWithdrawals:
         assert replay.json() == body
         assert transfers.routes["transfers"].call_count == 1
         assert await ledger_invariants(session) == []
+        events = await emitted(session, "pia")
+        assert [(kind, payload["status"]) for kind, payload in events] == [
+            ("withdrawal.created", "pending"),
+            ("withdrawal.paid", "transferred"),
+        ]
+        assert events[1][1] == body
 
     async def test_refused_transfer_returns_the_money(
         self, client: httpx.AsyncClient, session: AsyncSession, transfers: respx.MockRouter
@@ -160,6 +166,10 @@ class TestWithdrawals:
         assert response.json()["failure_code"] == "transfer_refused"
         assert "Insufficient funds" not in response.text
         assert await balances(session, "quinn") == (50_000, 0)
+        assert [kind for kind, _ in await emitted(session, "quinn")] == [
+            "withdrawal.created",
+            "withdrawal.failed",
+        ]
 
     @pytest.mark.parametrize(
         "fault",

@@ -21,7 +21,7 @@ from payments_api.refunds.models import Refund
 from payments_api.refunds.service import RefundService
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
-from tests.factories import ledger_invariants
+from tests.factories import emitted, ledger_invariants
 from tests.helpers import auth, make_event, stripe_key, stripe_object
 from tests.refunds.helpers import (
     ADMIN,
@@ -150,6 +150,13 @@ class TestCreateRefund:
         assert (await wallet(session, order.user_id))["available"] == 0
         assert (await reload(session, order)).refunded_amount == 2_000
         assert await ledger_invariants(session) == []
+        # The refund and what it did to the order: one event each, whatever Stripe resends.
+        events = [e for e in await emitted(session, order.user_id) if e[0] != "topup.succeeded"]
+        assert [(kind, payload["id"]) for kind, payload in events] == [
+            ("refund.succeeded", body["id"]),
+            ("order.refunded", f"ord_{order.id}"),
+        ]
+        assert events[1][1]["status"] == "refunded"
 
         [entry] = (
             await session.scalars(
@@ -322,6 +329,10 @@ class TestCreateRefund:
         order = await reload(session, order)
         assert (order.status, order.refunded_amount) == ("succeeded", 0)
         assert await ledger_invariants(session) == []
+        refund_events = [e for e in await emitted(session, order.user_id) if "refund" in e[0]]
+        assert [(kind, payload["status"]) for kind, payload in refund_events] == [
+            ("refund.failed", "failed")
+        ]
 
     async def test_refund_failing_after_success_gives_the_money_back(
         self, client: httpx.AsyncClient, session: AsyncSession, stripe_mock: respx.MockRouter
