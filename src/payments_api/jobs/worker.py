@@ -9,7 +9,8 @@ Runs pgqueuer's queue manager and scheduler on the service's PostgreSQL:
 - ``reconciliation.daily`` (``PAYMENTS_RECONCILIATION_CRON``): yesterday against Stripe;
 - ``refunds.recover`` every 5 minutes: admin refunds stuck before Stripe's answer;
 - ``events.deliver`` (queued with each event that has endpoints, and for each retry) and
-  ``events.sweep`` every minute: outgoing event deliveries (docs/events.md).
+  ``events.sweep`` every minute: outgoing event deliveries (docs/events.md);
+- ``receipts.sweep`` every minute: email receipts, when ``PAYMENTS_SMTP_URL`` is set.
 Any number of workers may run; pgqueuer hands each job to one of them.
 """
 
@@ -25,6 +26,7 @@ from pgqueuer.models import Job, Schedule
 from payments_api.db import create_engine, create_sessionmaker, resolve_database_url
 from payments_api.events.delivery import DeliveryService
 from payments_api.events.outbox import DELIVER_JOB
+from payments_api.events.receipts import ReceiptSender
 from payments_api.payouts.service import RECOVER_JOB, PayoutService
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
@@ -106,6 +108,12 @@ async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
     @pgq.schedule("events.sweep", "* * * * *")
     async def sweep_deliveries(_schedule: Schedule) -> None:
         await deliveries.sweep()
+
+    receipts = ReceiptSender(sessionmaker, settings)
+
+    @pgq.schedule("receipts.sweep", "* * * * *")
+    async def send_receipts(_schedule: Schedule) -> None:
+        await receipts.sweep()
 
     async def close() -> None:
         await deliveries.aclose()
