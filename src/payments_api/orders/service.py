@@ -77,6 +77,12 @@ PAYINS_NEEDING_REVIEW = Counter(
     ["reason"],
 )
 
+PAYINS = Counter(
+    "payments_payins_total",
+    "Pay-ins that reached an outcome, by purpose and outcome (succeeded, failed, expired)",
+    ["purpose", "outcome"],
+)
+
 ORDER_PREFIX = "ord"
 
 
@@ -661,6 +667,7 @@ class PayInConfirmation:
             order.failure_code = None
             order.succeeded_at = utcnow()
             order.updated_at = utcnow()
+            PAYINS.labels(order.purpose, "succeeded").inc()
             await emit(
                 self.session,
                 EventType.topup_succeeded if order.purpose == "topup" else EventType.order_paid,
@@ -731,6 +738,7 @@ class PayInConfirmation:
         order.status = status
         order.failure_code = code[:64]
         order.updated_at = utcnow()
+        PAYINS.labels(order.purpose, status).inc()
         if order.purpose == "topup":
             await emit(
                 self.session,

@@ -43,6 +43,26 @@ DISPUTES_OPEN = Gauge(
     "Card disputes not closed yet.",
 )
 
+WITHDRAWALS_PENDING_OLDEST = Gauge(
+    "payments_withdrawals_pending_oldest_seconds",
+    "Age of the oldest withdrawal whose transfer outcome is still unknown (0: none).",
+)
+JOB_QUEUE_DEPTH = Gauge(
+    "payments_job_queue_depth",
+    "Jobs waiting in the PostgreSQL job queue, by status (queued, picked).",
+    ["status"],
+)
+EVENT_DELIVERIES_BACKLOG = Gauge(
+    "payments_event_deliveries_backlog",
+    "Outgoing event deliveries not yet succeeded: pending (first try or retrying) and "
+    "failed (schedule exhausted, waiting for an admin).",
+    ["status"],
+)
+WEBHOOK_ENDPOINTS_DISABLED = Gauge(
+    "payments_webhook_endpoints_disabled",
+    "Registered outgoing-event endpoints that are disabled.",
+)
+
 MISMATCH_KINDS = ("missing_in_ledger", "missing_at_stripe", "amount_differs")
 
 
@@ -81,3 +101,31 @@ async def refresh_gauges(sessionmaker: async_sessionmaker[AsyncSession]) -> None
         counts = {kind: count for kind, count in latest if kind is not None}
         for kind in MISMATCH_KINDS:
             MISMATCHES.labels(kind=kind).set(counts.get(kind, 0))
+        oldest = await session.scalar(
+            text(
+                "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) "
+                "FROM withdrawals WHERE status = 'pending'"
+            )
+        )
+        WITHDRAWALS_PENDING_OLDEST.set(float(oldest or 0))
+        queue = dict(
+            (await session.execute(text("SELECT status, count(*) FROM pgqueuer GROUP BY 1"))).all()
+        )
+        for status in ("queued", "picked"):
+            JOB_QUEUE_DEPTH.labels(status=status).set(int(queue.get(status, 0)))
+        deliveries = dict(
+            (
+                await session.execute(
+                    text(
+                        "SELECT status, count(*) FROM event_deliveries "
+                        "WHERE status <> 'succeeded' GROUP BY 1"
+                    )
+                )
+            ).all()
+        )
+        for status in ("pending", "failed"):
+            EVENT_DELIVERIES_BACKLOG.labels(status=status).set(int(deliveries.get(status, 0)))
+        disabled = await session.scalar(
+            text("SELECT count(*) FROM webhook_endpoints WHERE status = 'disabled'")
+        )
+        WEBHOOK_ENDPOINTS_DISABLED.set(int(disabled or 0))
