@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from payments_api.disputes.router import router as disputes_router
 from payments_api.docs_pages import install_docs_pages
 from payments_api.earnings.router import router as earnings_router
 from payments_api.escrow.router import router as escrow_router
+from payments_api.events.delivery import DeliveryService, pump
 from payments_api.events.router import router as events_router
 from payments_api.events.webhooks_spec import declare_webhooks
 from payments_api.health.router import router as health_router
@@ -92,9 +94,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await check_storage(app.state.rate_limit_storage, settings.rate_limit_storage_uri)
     state = await build_state(settings)
     app.state.resources = state
+    stop_pump = asyncio.Event()
+    pump_task: asyncio.Task[None] | None = None
+    deliveries: DeliveryService | None = None
+    if settings.sandbox:
+        # No worker needed to see events in sandbox mode: serve delivers them itself.
+        deliveries = DeliveryService(state.sessionmaker, settings)
+        pump_task = asyncio.create_task(pump(deliveries, stop_pump))
     try:
         yield
     finally:
+        stop_pump.set()
+        if pump_task is not None:
+            await pump_task
+        if deliveries is not None:
+            await deliveries.aclose()
         await dispose_state(state)
         app.state.resources = None
         if app.state.rate_limit_storage is not None:

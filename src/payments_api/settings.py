@@ -346,7 +346,8 @@ class Settings(BaseSettings):
     events_allow_private_addresses: bool = Field(
         False,
         description="Outside production only: let endpoints on loopback and private "
-        "addresses receive events (local development). Ignored in production.",
+        "addresses receive events (local development; always so in sandbox mode). "
+        "Ignored in production.",
     )
     events_disable_after_hours: int = Field(
         120,
@@ -434,7 +435,10 @@ class Settings(BaseSettings):
 
     @property
     def events_may_target_private_addresses(self) -> bool:
-        return self.events_allow_private_addresses and not self.is_production
+        # Sandbox mode is local by definition (no Stripe key): its demo receives events
+        # on loopback.
+        allowed = self.events_allow_private_addresses or self.sandbox
+        return allowed and not self.is_production
 
     def effective_jwt_secret(self) -> str | None:
         if self.jwt_secret is not None:

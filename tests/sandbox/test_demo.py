@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from payments_api.events.delivery import DeliveryService
 from payments_api.sandbox.demo import Demo
 from tests.sandbox.helpers import Sandbox
 
@@ -11,11 +12,20 @@ from tests.sandbox.helpers import Sandbox
 class TestDemo:
     async def test_the_scenario_ends_with_the_specified_balances(self, sandbox: Sandbox) -> None:
         output: list[str] = []
+        # The outgoing events go over real HTTP to the demo's receiver on loopback.
+        sandbox.mock.route(host="127.0.0.1").pass_through()
+        deliveries = DeliveryService(sandbox.sessionmaker, sandbox.settings)
 
-        async def settle() -> None:  # what the background delivery does in `serve`
+        async def settle() -> None:  # what the background tasks do in `serve`
             await sandbox.deliver()
+            await deliveries.sweep()
 
-        code = await Demo(sandbox.client, sandbox.settings, settle=settle, out=output.append).run()
+        try:
+            code = await Demo(
+                sandbox.client, sandbox.settings, settle=settle, out=output.append
+            ).run()
+        finally:
+            await deliveries.aclose()
 
         text = "".join(output)
         assert code == 0, text
@@ -25,6 +35,21 @@ class TestDemo:
         assert "customer         75.00        0.00         0.00  ok" in final
         assert "payee            30.00        0.00         0.00  ok" in final
         assert await sandbox.undelivered() == []
+        received = [line.split()[2] for line in text.splitlines() if line.startswith("  event ")]
+        assert received == [
+            "topup.succeeded",
+            "escrow.funded",
+            "payout_account.updated",
+            "escrow.accepted",
+            "escrow.completed",
+            "withdrawal.created",
+            "withdrawal.paid",
+            "refund.succeeded",
+            "order.refunded",
+            "dispute.created",
+            "dispute.closed",
+        ]
+        assert text.count("  verified") == 11
 
     async def test_it_fails_when_stripe_never_confirms(self, sandbox: Sandbox) -> None:
         output: list[str] = []

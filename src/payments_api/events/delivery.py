@@ -12,6 +12,8 @@ endpoint with no success for ``events_disable_after_hours`` is disabled.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -247,3 +249,15 @@ async def _read_excerpt(response: httpx.Response) -> str | None:
     if not chunks:
         return None
     return b"".join(chunks)[:RESPONSE_EXCERPT_BYTES].decode("utf-8", "replace").replace("\x00", "")
+
+
+async def pump(service: DeliveryService, stop: asyncio.Event, *, interval: float = 0.5) -> None:
+    """Deliver whatever is due until ``stop`` is set: the sandbox's stand-in for the
+    worker, so ``payments-api serve`` alone delivers events (the demo relies on it)."""
+    while not stop.is_set():
+        try:
+            await service.sweep()
+        except Exception:  # a failed round is logged; the next one tries again
+            log.exception("sandbox event pump: a delivery round failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -108,12 +108,12 @@ async def refresh_gauges(sessionmaker: async_sessionmaker[AsyncSession]) -> None
             )
         )
         WITHDRAWALS_PENDING_OLDEST.set(float(oldest or 0))
-        queue = dict(
+        queue: dict[str, int] = dict(
             (await session.execute(text("SELECT status, count(*) FROM pgqueuer GROUP BY 1"))).all()
         )
         for status in ("queued", "picked"):
             JOB_QUEUE_DEPTH.labels(status=status).set(int(queue.get(status, 0)))
-        deliveries = dict(
+        deliveries: dict[str, int] = dict(
             (
                 await session.execute(
                     text(

@@ -8,6 +8,11 @@ browser on the sandbox pages) would; the money moves only when the sandbox's web
 reach the service. After each step the balances are printed as a table; the run fails
 (exit code 1) if any balance differs from what SPEC 6 says it must be.
 
+The demo also plays the platform's backend: it starts a receiver on loopback, registers
+it as a webhook endpoint, and after each step prints the outgoing events it received,
+each verified with the endpoint's secret (Standard Webhooks), in order. A step whose
+events do not arrive, arrive twice or fail verification fails the run too.
+
 Run it with ``payments-api demo`` (the CLI calls :func:`main`) against the service
 started by the README's first command.
 """
@@ -15,6 +20,7 @@ started by the README's first command.
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 import time
 import uuid
@@ -25,6 +31,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import uvicorn
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from payments_api.auth import mint_dev_token
 from payments_api.settings import Settings, get_settings
@@ -42,6 +54,38 @@ class Party:
     name: str
     user_id: str
     roles: list[str]
+
+
+class EventReceiver:
+    """The platform's backend, as far as the demo needs one: an HTTP server on a
+    loopback port that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[bytes, dict[str, str]]] = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/events"
+
+        async def receive(request: Request) -> Response:
+            self.received.append((await request.body(), dict(request.headers)))
+            return Response(status_code=204)
+
+        app = Starlette(routes=[Route("/events", receive, methods=["POST"])])
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        )
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        # The socket already listens: deliveries wait in its backlog until it serves.
+        self.task = asyncio.create_task(self.server.serve(sockets=[self.listener]))
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self.task is not None:
+            await self.task
+        self.listener.close()
 
 
 def _major(minor: int) -> str:
@@ -68,6 +112,11 @@ class Demo:
         self.payee = Party("payee", f"demo-payee-{run}", ["payee"])
         self.admin = Party("admin", f"demo-admin-{run}", ["admin"])
         self.failures: list[str] = []
+        self.receiver: EventReceiver | None = None
+        self.verifier: Webhook | None = None
+        self.endpoint_id: str | None = None
+        self.seen_events: set[str] = set()
+        self.printed = 0
 
     # -------------------------------------------------------------- plumbing
 
@@ -148,6 +197,69 @@ class Demo:
                 f"{'ok' if not wrong else 'WRONG: ' + '; '.join(wrong)}\n"
             )
 
+    # -------------------------------------------------------------- outgoing events
+
+    async def _listen_for_events(self) -> None:
+        """Start the receiver and register it for every event type."""
+        self.receiver = EventReceiver()
+        self.receiver.start()
+        endpoint = await self._post(
+            self.admin,
+            "/api/v1/admin/webhook-endpoints",
+            {"url": self.receiver.url, "description": "payments-api demo"},
+        )
+        self.endpoint_id = endpoint["id"]
+        self.verifier = Webhook(endpoint["secret"])
+        self.out(f"events go to {self.receiver.url} (endpoint {endpoint['id']})\n")
+
+    async def _stop_listening(self) -> None:
+        if self.endpoint_id is not None:
+            # Nobody listens there after the demo: stop sending, keep the history.
+            await self._post(
+                self.admin, f"/api/v1/admin/webhook-endpoints/{self.endpoint_id}/disable"
+            )
+        if self.receiver is not None:
+            await self.receiver.stop()
+
+    def _ours(self) -> list[dict[str, Any]]:
+        """Verified events about the demo's users, in the order they arrived."""
+        if self.receiver is None or self.verifier is None:
+            raise DemoFailed("the event receiver is not running")
+        parties = {self.customer.user_id, self.payee.user_id}
+        events: list[dict[str, Any]] = []
+        for body, headers in self.receiver.received:
+            try:
+                event: dict[str, Any] = self.verifier.verify(body, headers)
+            except WebhookVerificationError as exc:
+                raise DemoFailed(f"an event failed verification: {exc}") from exc
+            if parties.intersection(event["user_ids"]):
+                events.append(event)
+        return events
+
+    async def events(self, step: str, *expected: str) -> None:
+        """Wait for ``expected`` (types, in order) after the ones already printed, then
+        print them; a duplicate or anything else is a failure."""
+
+        async def arrived() -> bool:
+            return len(self._ours()) >= self.printed + len(expected)
+
+        await self._until(f"the events of '{step}'", arrived)
+        new = self._ours()[self.printed :]
+        for event in new:
+            duplicate = event["id"] in self.seen_events
+            self.seen_events.add(event["id"])
+            obj = event["data"]["object"]
+            self.out(
+                f"  event {event['id']:<8} {event['type']:<24} {obj.get('id', '')}"
+                f"{'  DUPLICATE' if duplicate else '  verified'}\n"
+            )
+            if duplicate:
+                self.failures.append(f"{step}: event {event['id']} delivered twice")
+        types = [event["type"] for event in new]
+        if types != list(expected):
+            self.failures.append(f"{step}: events {types} != {list(expected)}")
+        self.printed += len(new)
+
     # -------------------------------------------------------------- the scenario
 
     async def run(self) -> int:
@@ -156,10 +268,13 @@ class Demo:
             self.out("The service at this URL is not in sandbox mode; the demo needs it.\n")
             return 2
         try:
+            await self._listen_for_events()
             await self._scenario()
         except DemoFailed as exc:
             self.out(f"\nFAILED: {exc}\n")
             return 1
+        finally:
+            await self._stop_listening()
         if self.failures:
             self.out("\nFAILED: balances differ from the specification:\n")
             for failure in self.failures:
@@ -191,6 +306,7 @@ class Demo:
         await self._click(checkout["url"], action="pay")
         await self._until("the top-up", lambda: self._available_is(customer, 20_000))
         await self.table("customer tops up 200.00", {"customer": {"available": 20_000}})
+        await self.events("top-up", "topup.succeeded")
 
         # 2. A job of 100.00 for the payee: price plus the 5% platform fee held.
         escrow = await self._post(
@@ -207,6 +323,7 @@ class Demo:
             "customer offers a job of 100.00",
             {"customer": {"available": 9_500, "escrow": 10_500}},
         )
+        await self.events("job offered", "escrow.funded")
 
         # 3. The payee onboards on the (sandbox) Express onboarding page.
         link = await self._post(payee, "/api/v1/me/payout-account/onboarding-link")
@@ -220,10 +337,12 @@ class Demo:
 
         await self._until("the payout account to be enabled", enabled)
         self.out("payee payout account: enabled (told by account.updated)\n")
+        await self.events("onboarding", "payout_account.updated")
 
         # 4. The payee accepts: the platform fee is taken.
         await self._post(payee, f"/api/v1/escrows/{escrow['id']}/accept")
         await self.table("payee accepts", {"customer": {"available": 9_500, "escrow": 10_000}})
+        await self.events("accept", "escrow.accepted")
 
         # 5. The customer completes the job: 20% service fee, 80.00 to the payee.
         await self._post(customer, f"/api/v1/escrows/{escrow['id']}/complete")
@@ -231,6 +350,7 @@ class Demo:
             "job completed",
             {"customer": {"available": 9_500, "escrow": 0}, "payee": {"available": 8_000}},
         )
+        await self.events("complete", "escrow.completed")
 
         # 6. The payee withdraws 50.00: a transfer, then a payout paid by "the bank".
         withdrawal = await self._post(
@@ -260,6 +380,7 @@ class Demo:
             "payee withdraws 50.00 (payout paid)",
             {"payee": {"available": 3_000, "withdrawing": 0}},
         )
+        await self.events("withdrawal", "withdrawal.created", "withdrawal.paid")
 
         # 7. An admin refunds 20.00 of the customer's top-up.
         await self._post(
@@ -267,6 +388,7 @@ class Demo:
         )
         await self._until("the refund", lambda: self._available_is(customer, 7_500))
         await self.table("admin refunds 20.00 of the top-up", {"customer": {"available": 7_500}})
+        await self.events("refund", "refund.succeeded", "order.refunded")
 
         # 8. The card holder disputes the top-up; the platform wins it.
         page = (await self.client.get("/sandbox/")).text
@@ -278,6 +400,7 @@ class Demo:
 
         await self._until("the dispute to freeze the wallet", frozen)
         await self.table("card holder disputes the top-up (wallet frozen)", {})
+        await self.events("dispute opened", "dispute.created")
         dispute = _first_id((await self.client.get("/sandbox/")).text, "dp_")
         await self._click(f"{base}/sandbox/admin/disputes/{dispute}/close", outcome="won")
         await self._until("the dispute to be won", lambda: self._available_is(customer, 7_500))
@@ -288,6 +411,7 @@ class Demo:
                 "payee": {"available": 3_000, "escrow": 0, "withdrawing": 0},
             },
         )
+        await self.events("dispute won", "dispute.closed")
 
 
 def _first_id(html: str, prefix: str) -> str:
