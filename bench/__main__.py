@@ -4,10 +4,12 @@
    against raw SQL), run here with 3 s per measurement so that the whole default run
    stays under 10 minutes on 2 cores;
 2. the HTTP benchmark (``bench/http.py``: the six scenarios against the running
-   service and baselines A, B and C).
+   service and baselines A, B and C);
+3. the outgoing-events benchmark (``bench/events.py``: settlement with and without the
+   outbox, delivery throughput).
 
 ``--quick`` is a smoke run of both (about a minute, prints only). ``--only`` takes
-``ledger`` and/or HTTP scenarios (``balance, earnings, settlement, webhook,
+``ledger``, ``events`` and/or HTTP scenarios (``balance, earnings, settlement, webhook,
 webhook-dup, replay``). The exit status is the worst of the benchmarks': non-zero when
 a request failed or money was broken. Full runs rewrite ``bench/RESULTS.md``: the ledger
 benchmark the whole file, the HTTP benchmark its delimited section (kept across a
@@ -19,8 +21,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from bench import http, ledger
+from bench import events, http, ledger
 
 LEDGER_SECONDS = "3"
 
@@ -35,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="ledger and/or HTTP scenarios: ledger, " + ", ".join(http.SCENARIOS),
+        help="ledger, events and/or HTTP scenarios: ledger, events, " + ", ".join(http.SCENARIOS),
     )
     parser.add_argument(
         "--wait-quiet",
@@ -46,21 +49,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", default=None, help="uvicorn workers of the HTTP benchmark")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     chosen = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = chosen - {"ledger", *http.SCENARIOS}
+    unknown = chosen - {"ledger", "events", *http.SCENARIOS}
     if unknown:
         parser.error(f"unknown: {', '.join(sorted(unknown))}")
     scenarios = sorted(chosen & set(http.SCENARIOS), key=http.SCENARIOS.index)
     run_ledger = not chosen or "ledger" in chosen
     run_http = not chosen or bool(scenarios)
+    run_events = not chosen or "events" in chosen
 
     common = ["--wait-quiet", args.wait_quiet] if args.wait_quiet else []
     status = 0
     if run_ledger:
         kept = None if run_http or args.quick else _http_section()
+        kept_events = (
+            None
+            if run_events or args.quick
+            else _section(events.DEFAULT_RESULTS, events.SECTION_START, events.SECTION_END)
+        )
         ledger_args = ["--quick"] if args.quick else ["--seconds", LEDGER_SECONDS]
         status = max(status, ledger.main([*ledger_args, *common], "bench.ledger"))
         if kept:
             http.write_section(http.DEFAULT_RESULTS, kept)
+        if kept_events:
+            events.write_section(events.DEFAULT_RESULTS, kept_events)
     if run_http:
         http_args = ["--quick"] if args.quick else []
         if scenarios:
@@ -68,7 +79,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.workers:
             http_args += ["--workers", args.workers]
         status = max(status, http.main([*http_args, *common], "bench.http"))
+    if run_events:
+        status = max(status, events.main(["--quick"] if args.quick else []))
     return status
+
+
+def _section(path: Path, start: str, end: str) -> str | None:
+    """A benchmark's delimited section of RESULTS.md, which a ledger run would drop."""
+    if not path.exists():
+        return None
+    text = path.read_text()
+    if start not in text or end not in text:
+        return None
+    return text.split(start, 1)[1].split(end, 1)[0].lstrip("\n")
 
 
 def _http_section() -> str | None:

@@ -1,0 +1,334 @@
+"""Outgoing-events benchmark: what the outbox costs a settlement, and how fast events go out.
+
+Run ``.venv/bin/python -m bench.events`` (``--quick`` for a smoke run). On a database it
+drops and recreates (``payments_bench_events_<pid>``), it measures, in one run:
+
+1. **Settlement with and without the outbox.** ``clients`` concurrent customers each
+   settle jobs through ``EscrowService`` (create, accept, complete: three transactions,
+   three events) for ``--seconds``:
+   - ``off``: the outbox and the balance alerts replaced by no-ops (the code before
+     events existed);
+   - ``on``: events written, no endpoint registered (one INSERT per change, plus the
+     balance-alert check per posting);
+   - ``on+endpoint``: one endpoint that wants every type (the event's delivery row and
+     a delivery job in the same transaction).
+   The variants are interleaved and repeated; medians are reported, with the ratio of
+   each to ``off`` measured in the same run.
+2. **Delivery throughput.** ``--events`` events to one endpoint, a receiver in its own
+   process (uvicorn, answering 204), sent by 1 and by 4 concurrent
+   ``DeliveryService`` workers; deliveries per second and attempts (exactly one each).
+
+Figures go to ``bench/RESULTS.md`` between ``<!-- events-bench:start -->`` and
+``<!-- events-bench:end -->`` (``--no-write`` prints only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from pydantic import SecretStr
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from tests.db_setup import _asyncpg_dsn, admin_url, create_named_database
+
+from payments_api.escrow.schemas import EscrowCreate
+from payments_api.escrow.service import EscrowService
+from payments_api.events.delivery import DeliveryService
+from payments_api.events.outbox import emit
+from payments_api.events.schemas import BalanceAlertRead, WebhookEndpointCreate
+from payments_api.events.service import EventService
+from payments_api.events.types import EventType
+from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.service import AccountRef, LedgerService, NewTransaction, PostingSpec
+from payments_api.settings import Environment, Settings
+from payments_api.users.models import User
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RESULTS = ROOT / "bench" / "RESULTS.md"
+SECTION_START = "<!-- events-bench:start -->"
+SECTION_END = "<!-- events-bench:end -->"
+VARIANTS = ("off", "on", "on+endpoint")
+PRICE = 1_000
+
+
+def settings_for(url: str) -> Settings:
+    return Settings(
+        _env_file=None,
+        environment=Environment.test,
+        database_url=SecretStr(url),
+        jwt_secret=SecretStr("bench-" + "x" * 40),
+        stripe_secret_key=SecretStr("sk_test_bench"),
+        events_allow_private_addresses=True,
+        log_json=True,
+        log_level="WARNING",
+    )
+
+
+async def seed(sessions: async_sessionmaker[AsyncSession], clients: int) -> None:
+    async with sessions.begin() as session:
+        for n in range(clients):
+            await session.execute(
+                text("INSERT INTO users (id, roles) VALUES (:c, '{customer}'), (:p, '{payee}')"),
+                {"c": f"bench-customer-{n}", "p": f"bench-payee-{n}"},
+            )
+            await LedgerService(session).post(
+                NewTransaction(
+                    type="topup",
+                    cause_type=CauseType.system,
+                    cause_key=f"bench-fund:{n}",
+                    postings=[
+                        PostingSpec(
+                            AccountRef.user(f"bench-customer-{n}", AccountKind.available, "usd"),
+                            10**10,
+                        ),
+                        PostingSpec(
+                            AccountRef.platform(AccountKind.stripe_balance, "usd"), -(10**10)
+                        ),
+                    ],
+                )
+            )
+
+
+async def settle_for(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    client: int,
+    deadline: float,
+) -> int:
+    """Create, accept and complete jobs until the deadline; how many were completed."""
+    done = 0
+    async with sessions() as session:
+        customer = await session.get(User, f"bench-customer-{client}")
+        payee = await session.get(User, f"bench-payee-{client}")
+    if customer is None or payee is None:  # pragma: no cover - seeded above
+        raise RuntimeError("bench users missing")
+    body = EscrowCreate(payee_id=payee.id, amount=PRICE, currency="usd", reference="bench")
+    while time.perf_counter() < deadline:
+        async with sessions.begin() as session:
+            escrow, _ = await EscrowService(session, settings).create(
+                customer, body, idempotency_key=uuid.uuid4().hex
+            )
+        async with sessions.begin() as session:
+            await EscrowService(session, settings).accept(escrow.id, payee)
+        async with sessions.begin() as session:
+            await EscrowService(session, settings).complete(escrow.id, customer)
+        done += 1
+    return done
+
+
+async def no_emit(*_args: Any, **_kwargs: Any) -> None:
+    return None
+
+
+async def measure_settlements(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    variant: str,
+    clients: int,
+    seconds: float,
+) -> float:
+    patches = (
+        [
+            mock.patch("payments_api.escrow.service.emit", no_emit),
+            mock.patch("payments_api.ledger.service.balance_alerts.observe", no_emit),
+        ]
+        if variant == "off"
+        else []
+    )
+    async with sessions.begin() as session:
+        await session.execute(
+            text("UPDATE webhook_endpoints SET status = :s WHERE description = 'settle'"),
+            {"s": "enabled" if variant == "on+endpoint" else "disabled"},
+        )
+    for patch in patches:
+        patch.start()
+    try:
+        deadline = time.perf_counter() + seconds
+        started = time.perf_counter()
+        counts = await asyncio.gather(
+            *(settle_for(sessions, settings, n, deadline) for n in range(clients))
+        )
+        elapsed = time.perf_counter() - started
+    finally:
+        for patch in patches:
+            patch.stop()
+    return sum(counts) / elapsed
+
+
+def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = (
+        "import uvicorn\n"
+        "from starlette.applications import Starlette\n"
+        "from starlette.responses import Response\n"
+        "from starlette.routing import Route\n"
+        "async def hook(request):\n"
+        "    await request.body()\n"
+        "    return Response(status_code=204)\n"
+        "app = Starlette(routes=[Route('/hook', hook, methods=['POST'])])\n"
+        f"uvicorn.run(app, host='127.0.0.1', port={port}, log_level='warning')\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code])
+    for _ in range(200):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)  # the receiver process starting up
+    return process, f"http://127.0.0.1:{port}/hook"
+
+
+async def measure_delivery(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, events: int, workers: int
+) -> tuple[float, int]:
+    async with sessions.begin() as session:
+        # Only this run's events are due: the settlements' deliveries are not measured.
+        await session.execute(text("DELETE FROM event_delivery_attempts"))
+        await session.execute(text("DELETE FROM event_deliveries"))
+        await session.execute(
+            text("UPDATE webhook_endpoints SET status = 'enabled' WHERE description = 'delivery'")
+        )
+        await session.execute(
+            text("UPDATE webhook_endpoints SET status = 'disabled' WHERE description = 'settle'")
+        )
+    run = uuid.uuid4().hex[:8]
+    async with sessions.begin() as session:
+        for n in range(events):
+            await emit(
+                session,
+                EventType.balance_low,
+                BalanceAlertRead(currency="usd", threshold=100, below=True, available=n),
+                change_key=f"bench:{run}:{n}",
+                user_ids=["bench-customer-0"],
+            )
+    services = [DeliveryService(sessions, settings) for _ in range(workers)]
+    started = time.perf_counter()
+    try:
+        sent = await asyncio.gather(*(service.sweep(limit=events) for service in services))
+    finally:
+        for service in services:
+            await service.aclose()
+    elapsed = time.perf_counter() - started
+    async with sessions() as session:
+        attempts = await session.scalar(
+            text(
+                "SELECT count(*) FROM event_delivery_attempts a "
+                "JOIN event_deliveries d ON d.id = a.delivery_id "
+                "JOIN events e ON e.id = d.event_id WHERE e.change_key LIKE :k"
+            ),
+            {"k": f"bench:{run}:%"},
+        )
+    return sum(sent) / elapsed, int(attempts or 0)
+
+
+async def run(args: argparse.Namespace, name: str, url: str) -> tuple[str, int]:
+    settings = settings_for(url)
+    engine = create_async_engine(url, pool_size=args.clients + 4, max_overflow=4)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    receiver, receiver_url = start_receiver()
+    status = 0
+    try:
+        await seed(sessions, args.clients)
+        async with sessions.begin() as session:
+            service = EventService(session, settings)
+            await service.register(WebhookEndpointCreate(url=receiver_url, description="settle"))
+            await service.register(WebhookEndpointCreate(url=receiver_url, description="delivery"))
+        rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+        for _ in range(args.repeats):
+            for variant in VARIANTS:
+                rates[variant].append(
+                    await measure_settlements(
+                        sessions, settings, variant, args.clients, args.seconds
+                    )
+                )
+        delivery: dict[int, tuple[float, int]] = {}
+        for workers in (1, 4):
+            delivery[workers] = await measure_delivery(sessions, settings, args.events, workers)
+            if delivery[workers][1] != args.events:
+                status = 1
+    finally:
+        receiver.terminate()
+        receiver.wait()
+        await engine.dispose()
+        await _recreate_drop(name)
+    medians = {variant: statistics.median(values) for variant, values in rates.items()}
+    lines = [
+        f"Outgoing events (`{' '.join(['python -m bench.events', *args.argv])}`, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
+        f"{args.clients} clients, {args.seconds:g} s x {args.repeats}):",
+        "",
+        "| settlement (create, accept, complete) | jobs/s (median) | vs `off` |",
+        "|---|---:|---:|",
+    ]
+    for variant in VARIANTS:
+        ratio = medians[variant] / medians["off"] if medians["off"] else 0.0
+        lines.append(f"| {variant} | {medians[variant]:.1f} | {ratio:.2f}x |")
+    lines += [
+        "",
+        "| delivery | workers | deliveries/s | attempts for events |",
+        "|---|---:|---:|---:|",
+    ]
+    for workers, (rate, attempts) in delivery.items():
+        lines.append(f"| to one endpoint | {workers} | {rate:.0f} | {attempts} / {args.events} |")
+    return "\n".join(lines) + "\n", status
+
+
+async def _recreate_drop(name: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(_asyncpg_dsn(admin_url()))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def write_section(path: Path, body: str) -> None:
+    text_ = path.read_text() if path.exists() else ""
+    block = f"{SECTION_START}\n{body}{SECTION_END}\n"
+    if SECTION_START in text_ and SECTION_END in text_:
+        head, rest = text_.split(SECTION_START, 1)
+        text_ = head + block + rest.split(SECTION_END, 1)[1].lstrip("\n")
+    else:
+        text_ = text_.rstrip("\n") + "\n\n## Outgoing events (`bench/events.py`)\n\n" + block
+    path.write_text(text_)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m bench.events", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a smoke run (about 10 s)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per settlement measurement")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--events", type=int, default=2000, help="events per delivery run")
+    parser.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
+    args = parser.parse_args(raw)
+    if args.quick:
+        args.seconds, args.repeats, args.clients, args.events = 0.5, 1, 2, 50
+    args.argv = raw
+    name = f"payments_bench_events_{os.getpid()}"
+    url = create_named_database(name)  # runs its own event loop: before ours
+    report, status = asyncio.run(run(args, name, url))
+    sys.stdout.write(report)
+    if not (args.quick or args.no_write):
+        write_section(DEFAULT_RESULTS, report)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
