@@ -21,7 +21,7 @@ from payments_api.events.outbox import emit
 from payments_api.events.schemas import BalanceAlertRead, SecretRotation, WebhookEndpointCreate
 from payments_api.events.service import EventService
 from payments_api.events.types import EventType
-from payments_api.settings import Settings
+from payments_api.settings import Environment, Settings
 from tests.events.conftest import Clock
 from tests.events.receiver import running_receiver
 
@@ -222,6 +222,26 @@ async def test_a_private_address_is_refused_at_registration_and_at_send_time(
     [attempt] = await attempts_of(committed, delivery.id)
     assert attempt.error == "target_refused"
     assert delivery.status == "pending"
+
+
+async def test_production_ignores_the_private_address_setting(
+    committed: Sessions, event_settings: Settings, clock: Clock
+) -> None:
+    # model_copy skips the production start-up checks, which are not the point here.
+    production = event_settings.model_copy(update={"environment": Environment.production})
+    assert production.events_may_target_private_addresses is False
+    async with running_receiver() as receiver:
+        await register(committed, event_settings, receiver.url)
+        event_id = await emit_one(committed, "t:production")
+        worker = DeliveryService(committed, production, now=clock)
+        try:
+            await worker.deliver_event(event_id)
+        finally:
+            await worker.aclose()
+        assert receiver.received == []
+    [attempt] = await attempts_of(committed, (await delivery_of(committed, event_id)).id)
+    assert attempt.error == "target_refused"
+    assert attempt.response_excerpt == "The URL must be https in production."
 
 
 @pytest.mark.parametrize(

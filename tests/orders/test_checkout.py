@@ -576,6 +576,12 @@ class TestEscrowCheckout:
         )
         assert accepted.status_code == 200, accepted.text
         assert await ledger_invariants(session) == []
+        # Two Stripe events of one payment: the order paid once, the escrow funded once.
+        assert [(kind, payload["id"]) for kind, payload in await emitted(session, "cora")] == [
+            ("escrow.funded", escrow["id"]),
+            ("order.paid", f"ord_{order.id}"),
+            ("escrow.accepted", escrow["id"]),
+        ]
 
     async def test_needs_customer_role(
         self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
