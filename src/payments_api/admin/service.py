@@ -19,7 +19,7 @@ from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
-from payments_api.ledger.repository import StoredTransaction
+from payments_api.ledger.service import StoredTransaction
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
 
@@ -69,7 +69,7 @@ class AdminService:
         """Post a manual balanced transaction; returns it and whether it was a replay."""
         cause_key = f"admin_adjustment:{self.actor.id}:{idempotency_key}"
         request_fingerprint = fingerprint(body.model_dump(mode="json"))
-        existing = await self.ledger.repository.get_transaction(cause_key=cause_key)
+        existing = await self.ledger.transaction(cause_key)
         if existing is not None:
             if existing.metadata.get("fingerprint") != request_fingerprint:
                 raise IdempotencyKeyReused(

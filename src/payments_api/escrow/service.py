@@ -51,7 +51,7 @@ from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
-from payments_api.ledger.repository import StoredTransaction
+from payments_api.ledger.service import StoredTransaction
 from payments_api.money import MAX_MINOR_AMOUNT, charge_step, major_to_minor, normalize_currency
 from payments_api.orders.errors import AmountNotInSteps
 from payments_api.projects.direct import PROJECT_PREFIX, SESSION_PREFIX

@@ -43,7 +43,9 @@ from payments_api.ledger.repository import (
     AccountRow,
     LedgerRepository,
     StoredPosting,
-    StoredTransaction,
+)
+from payments_api.ledger.repository import (
+    StoredTransaction as StoredTransaction,  # what post() returns, for the ledger's callers
 )
 from payments_api.money import MAX_MINOR_AMOUNT, CurrencyError, normalize_currency
 
@@ -144,6 +146,10 @@ class LedgerService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
         self.repository = LedgerRepository(session)
+
+    async def transaction(self, cause_key: str) -> StoredTransaction | None:
+        """The transaction a cause key posted, if any (for callers' own replays)."""
+        return await self.repository.get_transaction(cause_key=cause_key)
 
     async def post(self, new: NewTransaction) -> PostResult:
         """Apply a balanced transaction once per cause key, in the caller's transaction."""

@@ -4,15 +4,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
-from payments_api.admin.repository import AuditLogRepository
 from payments_api.deps import AdminUser, SessionDep, StateDep
 from payments_api.kit.pagination import Limit
 from payments_api.problems import problem_responses
 from payments_api.webhooks import errors as webhooks_errors
-from payments_api.webhooks.errors import WebhookEventNotFound, WebhookProcessingFailed
-from payments_api.webhooks.repository import WebhookEventRepository
+from payments_api.webhooks.errors import WebhookProcessingFailed
 from payments_api.webhooks.schemas import WebhookAck, WebhookEventList, WebhookEventRead
-from payments_api.webhooks.service import Endpoint, WebhookService
+from payments_api.webhooks.service import Endpoint, WebhookEventAdmin, WebhookService
 
 router = APIRouter(tags=["webhooks"])
 
@@ -104,13 +102,9 @@ async def list_webhook_events(
     ] = None,
     starting_after: Annotated[str | None, Query(description="Event id to continue after.")] = None,
 ) -> WebhookEventList:
-    repository = WebhookEventRepository(session)
-    before = None
-    if starting_after is not None:
-        before = await repository.get(starting_after)
-        if before is None:
-            raise WebhookEventNotFound("Unknown `starting_after` event.")
-    rows = await repository.page(status=status, limit=limit + 1, before=before)
+    rows = await WebhookEventAdmin(session).page(
+        status=status, limit=limit, starting_after=starting_after
+    )
     return WebhookEventList(data=[_read(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
 
@@ -125,27 +119,9 @@ async def replay_webhook_event(
     event_id: Annotated[str, Path(max_length=255)],
     admin: AdminUser,
     service: WebhookServiceDep,
-    state: StateDep,
     request: Request,
 ) -> WebhookEventRead:
-    async with state.sessionmaker() as session:
-        before = await WebhookEventRepository(session).get(event_id)
-        if before is None:
-            raise WebhookEventNotFound()
-        before_state = {"status": before.status, "attempts": before.attempts}
-    await service.apply(event_id, force=True)
-    async with state.sessionmaker.begin() as session:
-        row = await WebhookEventRepository(session).get(event_id)
-        if row is None:
-            raise WebhookEventNotFound()
-        await AuditLogRepository(session).record(
-            actor_id=admin.id,
-            action="webhook_event.replay",
-            target_type="webhook_event",
-            target_id=event_id,
-            before=before_state,
-            after={"status": row.status, "attempts": row.attempts},
-            reason=None,
-            request_id=getattr(request.state, "request_id", None),
-        )
-        return _read(row)
+    row = await service.replay(
+        event_id, actor_id=admin.id, request_id=getattr(request.state, "request_id", None)
+    )
+    return _read(row)

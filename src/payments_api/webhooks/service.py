@@ -27,6 +27,7 @@ from typing import Any, Literal
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from payments_api.admin.repository import AuditLogRepository
 from payments_api.jobs.queue import enqueue
 from payments_api.kit.clock import utcnow
 from payments_api.kit.text import holds_unstorable_text
@@ -39,6 +40,7 @@ from payments_api.stripe.gateway import (
 from payments_api.webhooks.dispatch import handler_for
 from payments_api.webhooks.errors import (
     WebhookEndpointNotConfigured,
+    WebhookEventNotFound,
     WebhookPayloadInvalid,
     WebhookSignatureInvalid,
 )
@@ -105,6 +107,23 @@ def event_from_row(row: WebhookEvent) -> StripeEvent:
         data_object=payload.get("data", {}).get("object", {}),
         payload=payload,
     )
+
+
+class WebhookEventAdmin:
+    """The inbox as admins read it, in the request's session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.repository = WebhookEventRepository(session)
+
+    async def page(
+        self, *, status: str | None, limit: int, starting_after: str | None
+    ) -> list[WebhookEvent]:
+        before = None
+        if starting_after is not None:
+            before = await self.repository.get(starting_after)
+            if before is None:
+                raise WebhookEventNotFound("Unknown `starting_after` event.")
+        return await self.repository.page(status=status, limit=limit + 1, before=before)
 
 
 class WebhookService:
@@ -259,3 +278,27 @@ class WebhookService:
         cutoff = self.now() - timedelta(days=self.settings.webhook_retention_days)
         async with self.sessionmaker.begin() as session:
             return await WebhookEventRepository(session).prune(cutoff)
+
+    async def replay(self, event_id: str, *, actor_id: str, request_id: str | None) -> WebhookEvent:
+        """Apply a stored event again (handlers are idempotent), audited."""
+        async with self.sessionmaker() as session:
+            before = await WebhookEventRepository(session).get(event_id)
+            if before is None:
+                raise WebhookEventNotFound()
+            before_state = {"status": before.status, "attempts": before.attempts}
+        await self.apply(event_id, force=True)
+        async with self.sessionmaker.begin() as session:
+            row = await WebhookEventRepository(session).get(event_id)
+            if row is None:
+                raise WebhookEventNotFound()
+            await AuditLogRepository(session).record(
+                actor_id=actor_id,
+                action="webhook_event.replay",
+                target_type="webhook_event",
+                target_id=event_id,
+                before=before_state,
+                after={"status": row.status, "attempts": row.attempts},
+                reason=None,
+                request_id=request_id,
+            )
+            return row
