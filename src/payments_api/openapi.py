@@ -74,6 +74,11 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 "description": "Events to the platform's apps: feeds, endpoints, deliveries "
                 "(the `webhooks` section lists every event's body).",
             },
+            {
+                "name": "outgoing-events",
+                "description": "What this service POSTs to registered endpoints, signed "
+                "per Standard Webhooks (one entry per event type).",
+            },
             {"name": "admin", "description": "Operator actions (role admin), all audited."},
             {"name": "operations", "description": "Health, readiness and metrics."},
         ],
