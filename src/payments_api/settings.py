@@ -349,6 +349,12 @@ class Settings(BaseSettings):
         "addresses receive events (local development; always so in sandbox mode). "
         "Ignored in production.",
     )
+    events_retention_days: int = Field(
+        90,
+        ge=7,
+        description="Outgoing events older than this are pruned with their deliveries "
+        "(never one still waiting to be delivered).",
+    )
     events_disable_after_hours: int = Field(
         120,
         ge=1,

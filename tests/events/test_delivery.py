@@ -393,3 +393,32 @@ def test_the_signature_is_standard_webhooks_over_id_timestamp_and_body() -> None
         hmac.new(key, b"evt_1.1700000000." + body, hashlib.sha256).digest()
     ).decode()
     assert header == f"v1,{expected}"
+
+
+async def test_old_events_are_pruned_unless_a_delivery_waits(
+    committed: Sessions, event_settings: Settings, clock: Clock
+) -> None:
+    from payments_api.events.repository import EventRepository
+
+    async with running_receiver() as receiver:
+        receiver.script = [500]
+        await register(committed, event_settings, receiver.url)
+        waiting = await emit_one(committed, "t:prune-waiting")
+        sent = await emit_one(committed, "t:prune-sent")
+        worker = DeliveryService(committed, event_settings, now=clock)
+        try:
+            await worker.deliver_event(waiting)  # 500: still pending, retried later
+            await worker.deliver_event(sent)  # 200
+        finally:
+            await worker.aclose()
+    async with committed.begin() as session:
+        # Everything up to now is "old" for this cutoff.
+        # (Other tests' committed events in this database may go too: not counted here.)
+        await EventRepository(session).prune(clock() + timedelta(days=1))
+    async with committed() as session:
+        left = (
+            await session.execute(
+                text("SELECT change_key FROM events WHERE change_key LIKE 't:prune-%'")
+            )
+        ).all()
+    assert [row.change_key for row in left] == ["t:prune-waiting"]

@@ -303,6 +303,39 @@ class EventRepository:
             )
         return still_ours
 
+    async def prune(self, before: datetime) -> int:
+        """Delete events older than ``before`` with everything hanging off them, except
+        events a delivery still waits to send; how many events went."""
+        deleted = await self.session.scalar(
+            text(
+                """
+                WITH old AS (
+                    SELECT e.id FROM events AS e
+                    WHERE e.created_at < CAST(:before AS timestamptz)
+                      AND NOT EXISTS (
+                          SELECT 1 FROM event_deliveries AS d
+                          WHERE d.event_id = e.id AND d.status = 'pending')
+                    LIMIT 10000
+                ), attempts AS (
+                    DELETE FROM event_delivery_attempts AS a
+                    USING event_deliveries AS d, old
+                    WHERE a.delivery_id = d.id AND d.event_id = old.id
+                ), deliveries AS (
+                    DELETE FROM event_deliveries AS d USING old WHERE d.event_id = old.id
+                ), receipts AS (
+                    DELETE FROM email_receipts AS r USING old WHERE r.event_id = old.id
+                ), gone AS (
+                    -- The foreign keys are NO ACTION: checked at the end of the
+                    -- statement, when the rows above are gone too.
+                    DELETE FROM events AS e USING old WHERE e.id = old.id RETURNING e.id
+                )
+                SELECT count(*) FROM gone
+                """
+            ),
+            {"before": before},
+        )
+        return int(deleted or 0)
+
     # --- balance alerts ---------------------------------------------------------------
 
     async def set_balance_alert(self, user_id: str, currency: str, threshold: int) -> BalanceAlert:

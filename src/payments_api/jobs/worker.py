@@ -10,7 +10,8 @@ Runs pgqueuer's queue manager and scheduler on the service's PostgreSQL:
 - ``refunds.recover`` every 5 minutes: admin refunds stuck before Stripe's answer;
 - ``events.deliver`` (queued with each event that has endpoints, and for each retry) and
   ``events.sweep`` every minute: outgoing event deliveries (docs/events.md);
-- ``receipts.sweep`` every minute: email receipts, when ``PAYMENTS_SMTP_URL`` is set.
+- ``receipts.sweep`` every minute: email receipts, when ``PAYMENTS_SMTP_URL`` is set;
+- ``events.prune`` daily: outgoing events past ``PAYMENTS_EVENTS_RETENTION_DAYS``.
 Any number of workers may run; pgqueuer hands each job to one of them.
 """
 
@@ -110,6 +111,17 @@ async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
         await deliveries.sweep()
 
     receipts = ReceiptSender(sessionmaker, settings)
+
+    @pgq.schedule("events.prune", "27 3 * * *")
+    async def prune_events(_schedule: Schedule) -> None:
+        from datetime import timedelta
+
+        from payments_api.events.repository import EventRepository
+        from payments_api.kit.clock import utcnow
+
+        cutoff = utcnow() - timedelta(days=settings.events_retention_days)
+        async with sessionmaker.begin() as session:
+            log.info("pruned %s outgoing events", await EventRepository(session).prune(cutoff))
 
     @pgq.schedule("receipts.sweep", "* * * * *")
     async def send_receipts(_schedule: Schedule) -> None:
