@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import httpx
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"
 # prometheus_client's text format names counters with their _total on the TYPE line.
