@@ -108,12 +108,14 @@ done
 
 if grep -q '"status": 5[0-9][0-9]' "$scratch/serve.log"; then
   echo "schemathesis_ci: the service answered a 5xx:" >&2
-  grep '"status": 5[0-9][0-9]' "$scratch/serve.log" | head -20 >&2
+  grep -m 20 '"status": 5[0-9][0-9]' "$scratch/serve.log" >&2 || true
   status=1
 fi
 if grep -q 'Traceback (most recent call last)' "$scratch/serve.log"; then
   echo "schemathesis_ci: the service logged a traceback:" >&2
-  grep -A30 'Traceback (most recent call last)' "$scratch/serve.log" | head -60 >&2
+  # The log is JSON lines: the traceback is one escaped string; its last lines say most.
+  grep -m 1 'Traceback (most recent call last)' "$scratch/serve.log" \
+    | sed 's/\\n/\n/g' | tail -30 >&2 || true
   status=1
 fi
 
