@@ -186,6 +186,12 @@ class TestEarningsRouter:
             ("tz=../../etc/passwd", "invalid_timezone"),
             ("date_from=2026-06-05&date_to=2026-06-01", "invalid_date_range"),
             ("date_from=yesterday", "validation_error"),
+            # Found by schemathesis: lax pydantic took Unix timestamps ("0" was 1970-01-01)
+            # where the spec declares `format: date`.
+            ("date_to=0", "validation_error"),
+            ("date_from=86400", "validation_error"),
+            ("date_from=2026-6-1", "validation_error"),
+            ("date_from=%D9%A2%D9%A0%D9%A2%D9%A6-06-01", "validation_error"),
             ("starting_after=esc_1", "invalid_cursor"),
             ("currency=xyz", "validation_error"),
             ("limit=0", "validation_error"),

@@ -467,6 +467,47 @@ class TestPassThrough:
         )
         assert longest.status_code == 200
 
+    @pytest.mark.parametrize("key", [b"", b"  ", b"two words", "ключ".encode(), b"tab\tkey"])
+    async def test_key_outside_its_schema_is_422(
+        self, idem_client: httpx.AsyncClient, probe: Probe, key: bytes
+    ) -> None:
+        """Found by schemathesis (scripts/schemathesis_ci.sh): an empty key passed as
+        none on the routes where the key is optional, though the spec declares 1 to 255
+        printable ASCII characters."""
+        response = await idem_client.post(
+            ECHO,
+            json={"a": 1},
+            headers={
+                **{name.encode(): value.encode() for name, value in auth(fresh_id()).items()},
+                b"Idempotency-Key": key,
+            },
+        )
+        body = _assert_problem(response, 422, "validation_error")
+        assert body["errors"][0]["loc"] == ["header", "Idempotency-Key"]
+        assert probe.executions == 0
+
+    async def test_undeclared_method_or_path_is_the_routers_answer_whatever_the_key(
+        self,
+        idem_client: httpx.AsyncClient,
+        committed: async_sessionmaker[AsyncSession],
+        probe: Probe,
+    ) -> None:
+        """Found by schemathesis: a PUT to a POST route with a key used before was 422
+        ``idempotency_key_reused`` (the key was claimed before routing), not 405."""
+        user, key = fresh_id(), fresh_id("key")
+        first = await idem_client.post(ECHO, json={"a": 1}, headers=_headers(user, key))
+        assert first.status_code == 200
+        put = await idem_client.put(ECHO, json={"a": 1}, headers=_headers(user, key))
+        assert put.status_code == 405, put.text
+        missing = await idem_client.post(
+            f"{PROBE}/no-such-route", json={"a": 1}, headers=_headers(user, key)
+        )
+        assert missing.status_code == 404, missing.text
+        fresh = fresh_id("key")
+        await idem_client.put(ECHO, json={"a": 1}, headers=_headers(user, fresh))
+        assert await stored_key(committed, user, fresh) is None  # nothing claimed
+        assert probe.executions == 1
+
 
 def _adjustment(user_id: str, amount: int) -> dict[str, Any]:
     return {
@@ -537,4 +578,5 @@ class TestAdminAdjustments:
             json=_adjustment(target, 500),
             headers=_headers(fresh_id("admin"), "  ", ["admin"]),
         )
-        _assert_problem(blank, 400, "idempotency_key_required")
+        # A blank key is outside the header's schema (minLength 1, printable ASCII).
+        _assert_problem(blank, 422, "validation_error")

@@ -233,3 +233,13 @@ class TestReconciliationRun:
         )
         rerun = await reconcile(client, seeded_day)
         assert (rerun["id"], rerun["status"], rerun["attempts"]) == (run["id"], "completed", 2)
+
+
+class TestRunDate:
+    async def test_a_date_that_is_not_yyyy_mm_dd_is_422(self, client: httpx.AsyncClient) -> None:
+        """Found by schemathesis: ``{"date": 0}`` (a Unix timestamp) was taken as
+        1970-01-01 though the spec declares ``format: date``."""
+        for date in (0, "0", 86400, "2026-1-2", "20260102"):
+            response = await client.post(RUNS, json={"date": date}, headers=ADMIN)
+            assert response.status_code == 422, (date, response.text)
+            assert response.json()["code"] == "validation_error"

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -11,6 +10,7 @@ from payments_api.earnings.schemas import EarningsList
 from payments_api.earnings.service import Clock, EarningsService
 from payments_api.kit import pagination
 from payments_api.kit.clock import utcnow
+from payments_api.kit.dates import IsoDate
 from payments_api.kit.pagination import Limit
 from payments_api.money import Currency
 from payments_api.problems import problem_responses
@@ -63,10 +63,10 @@ async def list_earnings(
         str | None, Query(max_length=255, description="Only this project.")
     ] = None,
     date_from: Annotated[
-        date | None, Query(description="First calendar day (inclusive, in `tz`).")
+        IsoDate | None, Query(description="First calendar day (inclusive, in `tz`).")
     ] = None,
     date_to: Annotated[
-        date | None, Query(description="Last calendar day (inclusive, in `tz`).")
+        IsoDate | None, Query(description="Last calendar day (inclusive, in `tz`).")
     ] = None,
     tz: Annotated[
         str | None,

@@ -2,8 +2,11 @@
 
 It applies to POST, PUT, PATCH and DELETE under ``/api/v1/`` (webhooks excluded: Stripe
 events are deduplicated by their own id) when the request carries an
-``Idempotency-Key`` header and a valid bearer token; anything else passes through
-untouched (a missing or bad token is the route's 401 to give).
+``Idempotency-Key`` header and a valid bearer token, and a route takes the method at
+that path; anything else passes through untouched (a missing or bad token is the route's
+401 to give, an unknown path or method the router's 404 or 405). A key outside its
+declared schema (1 to 255 printable ASCII characters; empty included) is 422
+``validation_error``.
 
 Steps, each in its own short transaction, never inside the route's (each step is a
 single statement that commits by itself, one round trip: see ``repository.py``):
@@ -30,12 +33,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import anyio
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payments_api.auth import Principal, TokenVerifier
@@ -77,6 +82,8 @@ REPLAYED_HEADERS = frozenset(
 # Problems raised before a route's handler runs: nothing was executed, so the key is
 # released and the corrected request may reuse it (Stripe does the same).
 NOT_EXECUTED_CODES = frozenset({"validation_error", "malformed_json"})
+# The key's declared schema (openapi.IDEMPOTENCY_KEY_SCHEMA): printable ASCII, 1 to 255.
+VALID_KEY = re.compile(r"[!-~]+")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -138,6 +145,11 @@ def _problem_code(headers: list[tuple[bytes, bytes]], body: bytes) -> str | None
     return code if isinstance(code, str) else None
 
 
+def _routed(scope: Scope) -> bool:
+    """Whether a route of the app takes this method at this path."""
+    return any(route.matches(scope)[0] == Match.FULL for route in scope["app"].router.routes)
+
+
 def _executed(scope: Scope, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
     """Whether the response is a result of the route that a retry must get again."""
     if status >= 500 or status in (401, 405, 429):
@@ -158,15 +170,17 @@ class IdempotencyMiddleware:
         key = _header(scope, b"idempotency-key")
         resources: AppState | None = getattr(scope["app"].state, "resources", None)
         # No key: the route decides (IdempotencyKeyDep answers 400 where it is required).
-        if key is None or not key.strip() or resources is None:
+        # No route for this method and path: the router's 404 or 405, whatever the key
+        # (claiming it first answered a PUT to a POST route 422 idempotency_key_reused).
+        if key is None or resources is None or not _routed(scope):
             await self.app(scope, receive, send)
             return
         principal = _principal(scope, resources.verifier)
         if principal is None:
             await self.app(scope, receive, send)
             return
-        if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
-            await self._key_too_long(scope, receive, send, resources)
+        if not VALID_KEY.fullmatch(key) or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+            await self._key_invalid(key, scope, receive, send, resources)
             return
         body = await _read_body(receive)
         if body is None:
@@ -334,10 +348,19 @@ class IdempotencyMiddleware:
         await response(scope, receive, send)
 
     @staticmethod
-    async def _key_too_long(
-        scope: Scope, receive: Receive, send: Send, resources: AppState
+    async def _key_invalid(
+        key: str, scope: Scope, receive: Receive, send: Send, resources: AppState
     ) -> None:
-        message = f"String should have at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters"
+        """A key outside its declared schema: 422, as for any invalid parameter."""
+        if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+            message = f"String should have at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters"
+            kind = "string_too_long"
+        elif not key:
+            message = "String should have at least 1 character"
+            kind = "string_too_short"
+        else:
+            message = f"String should match pattern '^{VALID_KEY.pattern}$' (printable ASCII)"
+            kind = "string_pattern_mismatch"
         response = problem_response(
             scope["path"],
             scope.get("state", {}).get("request_id"),
@@ -347,13 +370,7 @@ class IdempotencyMiddleware:
             detail=f"header.Idempotency-Key: {message}",
             base_url=resources.settings.problem_base_url,
             extensions={
-                "errors": [
-                    {
-                        "loc": ["header", "Idempotency-Key"],
-                        "msg": message,
-                        "type": "string_too_long",
-                    }
-                ]
+                "errors": [{"loc": ["header", "Idempotency-Key"], "msg": message, "type": kind}]
             },
         )
         await response(scope, receive, send)

@@ -5,9 +5,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from payments_api.kit.dates import IsoDate
+
 
 class ReconciliationRunCreate(BaseModel):
-    date: dt.date | None = Field(
+    date: IsoDate | None = Field(
         None,
         description="The UTC day to reconcile; omit for yesterday. Rerunning a day replaces "
         "its result.",
