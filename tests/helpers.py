@@ -37,9 +37,11 @@ def make_token(
     *,
     secret: str = TEST_JWT_SECRET,
     algorithm: str = "HS256",
-    ttl: int = 600,
+    ttl: int = 86_400,
     **claims: Any,
 ) -> str:
+    """A signed token. A day by default: modules mint their admin's token at import, and a
+    suite on a busy machine runs longer than the ten minutes these tokens once lived."""
     now = int(time.time())
     body: dict[str, Any] = {
         "sub": sub,
