@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.auth import Principal
+from payments_api.kit.idempotency import ROUTE_SESSION
 from payments_api.problems import Forbidden, Unauthorized
 from payments_api.settings import Settings
 from payments_api.state import AppState
@@ -39,9 +40,20 @@ async def get_app_settings(state: StateDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed before the response is sent (the
-    function scope below), rolled back on any exception."""
+    function scope below), rolled back on any exception.
+
+    A one-transaction route called with an Idempotency-Key gets the session the
+    idempotency middleware opened with the key claimed in it: the middleware stores the
+    response in it and commits (or rolls back) once the response is known.
+    """
+    owned: AsyncSession | None = request.scope.get(ROUTE_SESSION)
+    if owned is not None:
+        yield owned
+        await owned.flush()  # errors surface here, as the commit's would
+        return
+    state: AppState = request.app.state.resources
     async with state.sessionmaker.begin() as session:
         yield session
 
