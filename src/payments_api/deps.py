@@ -15,9 +15,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.auth import Principal
+from payments_api.auth import Principal, authenticate
 from payments_api.kit.idempotency import ROUTE_SESSION
-from payments_api.problems import Forbidden, Unauthorized
+from payments_api.problems import Forbidden, ProblemError, Unauthorized
 from payments_api.settings import Settings
 from payments_api.state import AppState
 from payments_api.stripe.gateway import StripeGateway
@@ -71,12 +71,17 @@ _bearer = HTTPBearer(auto_error=False, description="JWT issued by the platform's
 
 
 async def get_principal(
-    state: StateDep,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    # ``credentials`` declares the scheme in the OpenAPI document; the token itself was
+    # usually verified already by the middlewares (``authenticate`` keeps the outcome).
+    state: AppState = request.app.state.resources
+    principal = authenticate(request.scope, state.verifier)
+    if isinstance(principal, ProblemError):
+        raise principal
+    if credentials is None or principal is None:
         raise Unauthorized("A bearer token is required.")
-    principal = state.verifier.verify(credentials.credentials)
     # Every log line of the request names the user (never the token).
     structlog.contextvars.bind_contextvars(user_id=principal.sub)
     return principal

@@ -65,7 +65,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from payments_api.auth import Principal, TokenVerifier
+from payments_api.auth import Principal, authenticate
 from payments_api.db import driver_connection
 from payments_api.idempotency.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 from payments_api.idempotency.service import (
@@ -120,19 +120,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
-
-
-def _principal(scope: Scope, verifier: TokenVerifier) -> Principal | None:
-    authorization = _header(scope, b"authorization")
-    if authorization is None:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    try:
-        return verifier.verify(token.strip())
-    except ProblemError:
-        return None
 
 
 async def _read_body(receive: Receive) -> bytes | None:
@@ -234,8 +221,8 @@ class IdempotencyMiddleware:
         if key is None or resources is None or not _routed(scope):
             await self.app(scope, receive, send)
             return
-        principal = _principal(scope, resources.verifier)
-        if principal is None:
+        principal = authenticate(scope, resources.verifier)
+        if not isinstance(principal, Principal):
             await self.app(scope, receive, send)
             return
         if not VALID_KEY.fullmatch(key) or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
