@@ -7,10 +7,11 @@ session's own asyncpg connection, as the ledger's hot path does: measured in ``b
 building them as ORM statements per request (cache keys of the DML values, operator
 coercions, ORM result processing) cost more client CPU than the round trips themselves.
 
-They run inside the session's transaction when it has one; on a session that has sent
-nothing yet (the middleware's steps) each statement is its own transaction, committed
-by PostgreSQL as it completes, so a step costs one round trip instead of three
-(BEGIN, statement, COMMIT).
+They run inside the session's transaction when it has one (a one-transaction route:
+the claim is the first statement of the route's transaction, the response is stored
+just before its COMMIT); on a session that has sent nothing yet (the lease protocol's
+steps) each statement is its own transaction, committed by PostgreSQL as it completes,
+so a step costs one round trip instead of three (BEGIN, statement, COMMIT).
 """
 
 from __future__ import annotations

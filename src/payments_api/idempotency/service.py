@@ -7,8 +7,10 @@ is still running is told to wait (409). A request that failed (5xx, exception) r
 the key so that its retry runs again. A request whose process died leaves its lease to
 run out, after which a retry takes the key over.
 
-Each method runs in the caller's (short) transaction; the middleware commits each step
-on its own, never inside the route's transaction.
+Each method runs in the caller's transaction: for a route that only touches the
+database, the route's own (the claim is its first statement, the response is stored
+before its commit); for the lease protocol, a short one of its own per step (see
+``middleware.py``).
 """
 
 from __future__ import annotations
