@@ -154,14 +154,21 @@ token got, or None without a bearer token."""
 Authentication = Principal | ProblemError | None
 
 
+def _header(scope: Any, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 def bearer_token(scope: Any) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header, else None."""
-    for name, value in scope.get("headers", ()):
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            token = token.strip()
-            return token if scheme.lower() == "bearer" and token else None
-    return None
+    authorization = _header(scope, b"authorization")
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def authenticate(scope: Any, verifier: TokenVerifier) -> Authentication:
