@@ -169,6 +169,8 @@ class Tally:
     """Orders whose event a delivery acknowledged (webhook scenarios)."""
     completed_flows: int = 0
     replays: int = 0
+    finished_in_window: int = 0
+    """Open loop: operations that finished inside the timed window."""
 
     def error(self, exc: BaseException) -> None:
         self.errors += 1
@@ -244,8 +246,13 @@ class Load:
         )
         out({"event": "window", "start": window[0], "end": window[1]})
         await asyncio.sleep(max(0.0, start - time.monotonic()))
+        rate = float(job.get("rate") or 0)
+        backlog = 0
         try:
-            await asyncio.gather(*(self.client(op, tally, window) for op in ops))
+            if rate > 0:
+                backlog = await self.open_loop(ops, tally, window, rate)
+            else:
+                await asyncio.gather(*(self.client(op, tally, window) for op in ops))
         finally:
             for resource in resources:
                 if isinstance(resource, Connection):
@@ -258,12 +265,16 @@ class Load:
             latency for end, latency in tally.request_latencies if window[0] <= end <= window[1]
         )
         applied = sum(1 for end in tally.new_events if window[0] <= end <= window[1])
+        ops_done = len(tally.latencies) if rate <= 0 else tally.finished_in_window
         out(
             {
                 "event": "result",
-                "ops": len(tally.latencies) / seconds,
+                "ops": ops_done / seconds,
+                "offered_ops": rate,
+                "backlog": backlog,
                 "p50_ms": percentile(tally.latencies, 0.5) * 1000,
                 "p99_ms": percentile(tally.latencies, 0.99) * 1000,
+                "p999_ms": percentile(tally.latencies, 0.999) * 1000,
                 "request_ops": len(requests) / seconds,
                 "request_p50_ms": percentile(requests, 0.5) * 1000,
                 "request_p99_ms": percentile(requests, 0.99) * 1000,
@@ -294,6 +305,53 @@ class Load:
             # in the warm-up): with slow operations a short window still sees them.
             if start <= finished <= end:
                 tally.latencies.append(finished - began)
+
+    @staticmethod
+    async def open_loop(
+        ops: list[Op], tally: Tally, window: tuple[float, float], rate: float
+    ) -> int:
+        """Open loop: operations arrive at a fixed rate (one every 1/rate s, from the
+        start of the warm-up to the end of the window) whether or not earlier ones have
+        finished; each is served by the first free client (connection). Its latency runs
+        from its scheduled arrival, so time spent queued for a free client counts (no
+        coordinated omission). Latencies are those of arrivals scheduled inside the
+        window, however late they finish. Returns the arrivals still queued when the
+        last one was due (0 when the service kept up)."""
+        start, end = window
+        begin = time.monotonic()
+        interval = 1.0 / rate
+        queue: asyncio.Queue[float | None] = asyncio.Queue()
+        backlog = 0
+
+        async def arrivals() -> None:
+            nonlocal backlog
+            i = 0
+            while (due := begin + i * interval) < end:
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                queue.put_nowait(due)
+                i += 1
+            backlog = queue.qsize()
+            for _ in ops:
+                queue.put_nowait(None)
+
+        async def serve(op: Op) -> None:
+            while (due := await queue.get()) is not None:
+                try:
+                    await op(tally)
+                except Exception as exc:
+                    tally.error(exc)
+                    continue
+                finished = time.monotonic()
+                tally.units += 1
+                if start <= finished <= end:
+                    tally.finished_in_window += 1
+                if start <= due < end:
+                    tally.latencies.append(finished - due)
+
+        await asyncio.gather(arrivals(), *(serve(op) for op in ops))
+        return backlog
 
     async def timed(self, tally: Tally, request: Awaitable[Response]) -> Response:
         began = time.monotonic()
