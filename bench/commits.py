@@ -354,6 +354,14 @@ def render(rows: Sequence[PerRequest], n: int, command: str) -> str:
     return "\n".join(lines)
 
 
+def current_section() -> str | None:
+    """This benchmark's section of RESULTS.md, if there is one."""
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    if START not in text or END not in text:
+        return None
+    return text.split(START, 1)[1].split(END, 1)[0].strip("\n")
+
+
 def write_section(text: str) -> None:
     current = RESULTS.read_text()
     block = f"{START}\n{text}\n{END}"
