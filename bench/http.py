@@ -89,7 +89,13 @@ TITLES = {
     "webhook-dup": "(5) webhook ingest, 30%+10% duplicates",
     "replay": "(6) Idempotency-Key replay",
 }
-TARGETS = {"service": "service", "a": "A: raw asyncpg", "b": "B", "c": "C: FastAPI + asyncpg"}
+TARGETS = {
+    "service": "service",
+    "a": "A: raw asyncpg",
+    "a0": "A0: minimal hand-written SQL",
+    "b": "B",
+    "c": "C: FastAPI + asyncpg",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +350,7 @@ def plan(options: Options) -> list[Measurement]:
     if "settlement" in options.only:
         top = max(options.settlement_levels)
         out += [Measurement("settlement", "service", c) for c in options.settlement_levels]
-        out += [Measurement("settlement", t, top) for t in ("a", "c")]
+        out += [Measurement("settlement", t, top) for t in ("a", "a0", "c")]
     if "webhook" in options.only:
         out += [Measurement("webhook", t, n) for t in ("service", "a", "c")]
     if "webhook-dup" in options.only:
@@ -617,7 +623,7 @@ class Run:
             "warmup": self.options.warmup,
             "seconds": self.options.seconds,
             "orders_from": self.next_order - 1,
-            "workers": self.server_of(m.target).workers() if m.target != "a" else [],
+            "workers": self.server_of(m.target).workers() if m.target not in ("a", "a0") else [],
         }
         sessions = await self.sessions()
         self.load.send(job)
@@ -953,9 +959,9 @@ def ratio(a: float, b: float) -> float:
 
 def baselines_table(rows: Sequence[Row]) -> str:
     lines = [
-        "| scenario | clients | service ops/s | / A (raw SQL) | / B (HTTP ceiling) "
-        "| / C (FastAPI + asyncpg) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| scenario | clients | service ops/s | / A0 (minimal SQL) | / A (raw SQL) "
+        "| / B (HTTP ceiling) | / C (FastAPI + asyncpg) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     b = find(rows, "constant", "b")
     for row in rows:
@@ -963,10 +969,12 @@ def baselines_table(rows: Sequence[Row]) -> str:
         if m.target != "service":
             continue
         a = find(rows, m.scenario, "a")
+        a0 = find(rows, m.scenario, "a0")
         c = find(rows, m.scenario, "c")
         ops = row.median("ops")
         lines.append(
             f"| {TITLES[m.scenario]} | {m.clients} | {fmt(ops)} "
+            f"| {fmt(ratio(ops, a0.median('ops')) if a0 else math.nan, 2)} "
             f"| {fmt(ratio(ops, a.median('ops')) if a else math.nan, 2)} "
             f"| {fmt(ratio(ops, b.median('ops')) if b else math.nan, 2)} "
             f"| {fmt(ratio(ops, c.median('ops')) if c else math.nan, 2)} |"
@@ -1549,7 +1557,9 @@ rounds, medians reported (p50/p99: medians of the runs' percentiles). Clients:
 
 Baselines, measured in the same run: **A** the request's SQL statements, recorded from the
 service itself (`bench/record.py`) and replayed on raw asyncpg with one connection per
-client, no HTTP; **B** a bare FastAPI route returning a constant, same uvicorn settings;
+client, no HTTP; **A0** (settlement only) a settlement's business effect in minimal
+hand-written SQL, one statement per request (`bench/a0.py`), raw asyncpg, one connection
+per client; **B** a bare FastAPI route returning a constant, same uvicorn settings;
 **C** a minimal FastAPI route (JWT or HMAC check, the same recorded SQL on an asyncpg pool,
 rows as JSON). "CPU cores" (medians over the timed windows): the load process, the server
 measured (the service or the baseline server; none for A), the database's backends

@@ -32,6 +32,7 @@ from typing import Any
 import asyncpg
 import httptools
 
+from bench import a0
 from bench import workload as w
 from bench.replay import Program, load_programs
 
@@ -229,7 +230,7 @@ class Load:
         resources: list[Any] = []
         ops: list[Op] = []
         spare: list[Connection] = []
-        if target != "a":
+        if target not in ("a", "a0"):
             per_client = 2 if scenario.startswith("webhook") else 1
             spare = await self.open_balanced(target, clients * per_client, job.get("workers", []))
             # Client k takes connections k, k + clients, ...: both of a client's
@@ -397,8 +398,10 @@ class Load:
         self, scenario: str, target: str, k: int, clients: int, spare: list[Connection]
     ) -> tuple[Op, list[Any]]:
         """The operation client ``k`` repeats, and what it holds (closed after the job)."""
-        if target == "a":
+        if target in ("a", "a0"):
             connection = await asyncpg.connect(self.config.dsn)
+            if target == "a0":
+                return self.a0_op(scenario, connection, k), [connection]
             return self.sql_op(scenario, connection, k), [connection]
         conn = spare.pop(0)
         _, host = self.host(target)
@@ -546,6 +549,32 @@ class Load:
 
             return replay, held
         raise ValueError(f"unknown scenario {scenario!r} for target {target!r}")
+
+    @staticmethod
+    def a0_op(scenario: str, connection: Any, k: int) -> Op:
+        """Baseline A0: a settlement's business effect in minimal hand-written SQL, one
+        statement per request (``bench/a0.py``)."""
+        if scenario != "settlement":
+            raise ValueError(f"baseline A0 has no {scenario!r} scenario")
+        customer, payee = w.customer(k + 1), w.payee(k + 1)
+
+        async def settle(tally: Tally) -> None:
+            began = time.monotonic()
+            escrow = await a0.create(connection, customer, payee, f"key-{uuid.uuid4().hex}")
+            middle = time.monotonic()
+            await a0.accept(connection, escrow, payee)
+            third = time.monotonic()
+            await a0.complete(connection, escrow, customer)
+            end = time.monotonic()
+            tally.request_latencies += [
+                (middle, middle - began),
+                (third, third - middle),
+                (end, end - third),
+            ]
+            tally.requests += 3
+            tally.completed_flows += 1
+
+        return settle
 
     def sql_op(self, scenario: str, connection: Any, k: int) -> Op:
         """Baseline A: the request's recorded SQL, replayed on one asyncpg connection."""
