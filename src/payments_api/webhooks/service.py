@@ -191,6 +191,12 @@ class WebhookService:
         already stored as :meth:`apply` does."""
         self.verify(endpoint, payload, signature)
         event = self.parse(payload)
+        livemode = bool(event.get("livemode", False))
+        # Counted in the insert when it will be applied: one UPDATE less.
+        applies = (
+            livemode == self._expected_livemode()
+            and handler_for(endpoint, event["type"]) is not None
+        )
         async with self.sessionmaker.begin() as session:
             row = await WebhookEventRepository(session).insert_if_new(
                 {
@@ -199,13 +205,14 @@ class WebhookService:
                     "type": event["type"],
                     "account": event.get("account"),
                     "created": datetime.fromtimestamp(event["created"], UTC),
-                    "livemode": bool(event.get("livemode", False)),
+                    "livemode": livemode,
                     "api_version": event.get("api_version"),
                     "payload": event,
+                    "attempts": 1 if applies else 0,
                 }
             )
             if row is not None:
-                outcome, event_type = await self._apply_row(session, row)
+                outcome, event_type = await self._apply_row(session, row, counted=applies)
         if row is None:
             return await self.apply(event["id"])
         WEBHOOK_EVENTS.labels(event_type, outcome).inc()
@@ -232,8 +239,11 @@ class WebhookService:
                 return "duplicate", row.type
             return await self._apply_row(session, row)
 
-    async def _apply_row(self, session: AsyncSession, row: WebhookEvent) -> tuple[Outcome, str]:
-        """Apply the event of ``row`` (locked by this transaction) and record how it went."""
+    async def _apply_row(
+        self, session: AsyncSession, row: WebhookEvent, *, counted: bool = False
+    ) -> tuple[Outcome, str]:
+        """Apply the event of ``row`` (locked by this transaction) and record how it went.
+        ``counted``: this attempt is in ``row.attempts`` already."""
         now = self.now()
         if row.livemode != self._expected_livemode():
             log.warning("ignoring event %s: livemode=%s mismatch", row.id, row.livemode)
@@ -243,7 +253,8 @@ class WebhookService:
         if handler is None:  # unknown types are stored and acknowledged
             row.status, row.processed_at = "ignored", now
             return "ignored", row.type
-        row.attempts += 1
+        if not counted:
+            row.attempts += 1
         try:
             async with session.begin_nested():
                 await handler(
