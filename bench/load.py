@@ -694,6 +694,11 @@ class Load:
                 ("Content-Type", "application/json"),
             ]
             raw = http_request("POST", "/api/v1/escrows", host, headers, w.escrow_body(payee))
+            # Fresh connections: on a busy machine some of the first ones sat idle past
+            # the server's keep-alive timeout while the others were still creating.
+            for conn in connections:
+                conn.close()
+            connections = [await self.connect("service") for _ in range(clients)]
             responses = await asyncio.gather(*(conn.request(raw) for conn in connections))
         finally:
             for conn in connections:
