@@ -316,8 +316,8 @@ class Load:
         finished; each is served by the first free client (connection). Its latency runs
         from its scheduled arrival, so time spent queued for a free client counts (no
         coordinated omission). Latencies are those of arrivals scheduled inside the
-        window, however late they finish. Returns the arrivals still queued when the
-        last one was due (0 when the service kept up)."""
+        window, however late they finish. Returns how many earlier arrivals were still
+        waiting for a client when the last one was due (0 when the service kept up)."""
         start, end = window
         begin = time.monotonic()
         interval = 1.0 / rate
@@ -331,9 +331,9 @@ class Load:
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                backlog = queue.qsize()  # arrivals due before this one, not yet started
                 queue.put_nowait(due)
                 i += 1
-            backlog = queue.qsize()
             for _ in ops:
                 queue.put_nowait(None)
 
