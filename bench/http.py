@@ -1475,6 +1475,18 @@ async def bench(options: Options, url: str, workdir: Path) -> int:
                             }
                             for row in rows
                         ],
+                        "open_loop": [
+                            {
+                                "scenario": row.measurement.scenario,
+                                "load_percent": row.measurement.load_percent,
+                                **{
+                                    key: row.median(key)
+                                    for key in ("offered_ops", "ops", "p50_ms", "p99_ms", "p999_ms")
+                                },
+                                "errors": row.errors,
+                            }
+                            for row in open_rows
+                        ],
                         "targets": goals,
                         "money": money,
                         "broken": broken,
