@@ -4,16 +4,18 @@
    against raw SQL), run here with 3 s per measurement so that the whole default run
    stays under 10 minutes on 2 cores;
 2. the HTTP benchmark (``bench/http.py``: the six scenarios against the running
-   service and baselines A, B and C);
+   service and baselines A, A0, B and C, and the open-loop runs);
 3. the outgoing-events benchmark (``bench/events.py``: settlement with and without the
-   outbox, delivery throughput).
+   outbox, delivery throughput);
+4. transactions and statements per request (``bench/commits.py``, counted by
+   PostgreSQL; about a minute).
 
-``--quick`` is a smoke run of both (about a minute, prints only). ``--only`` takes
-``ledger``, ``events`` and/or HTTP scenarios (``balance, earnings, settlement, webhook,
-webhook-dup, replay``). The exit status is the worst of the benchmarks': non-zero when
-a request failed or money was broken. Full runs rewrite ``bench/RESULTS.md``: the ledger
-benchmark the whole file, the HTTP benchmark its delimited section (kept across a
-ledger-only run).
+``--quick`` is a smoke run of all (prints only). ``--only`` takes ``ledger``,
+``events``, ``commits`` and/or HTTP scenarios (``balance, earnings, settlement,
+webhook, webhook-dup, replay``). The exit status is the worst of the benchmarks':
+non-zero when a request failed, money was broken or a DB-only write committed other
+than once. Full runs rewrite ``bench/RESULTS.md``: the ledger benchmark the whole file,
+the others their delimited sections (kept across a run without them).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import events, http, ledger
+from bench import commits, events, http, ledger
 
 LEDGER_SECONDS = "3"
 
@@ -38,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="ledger, events and/or HTTP scenarios: ledger, events, " + ", ".join(http.SCENARIOS),
+        help="ledger, events, commits and/or HTTP scenarios: ledger, events, commits, "
+        + ", ".join(http.SCENARIOS),
     )
     parser.add_argument(
         "--wait-quiet",
@@ -49,13 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", default=None, help="uvicorn workers of the HTTP benchmark")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     chosen = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = chosen - {"ledger", "events", *http.SCENARIOS}
+    unknown = chosen - {"ledger", "events", "commits", *http.SCENARIOS}
     if unknown:
         parser.error(f"unknown: {', '.join(sorted(unknown))}")
     scenarios = sorted(chosen & set(http.SCENARIOS), key=http.SCENARIOS.index)
     run_ledger = not chosen or "ledger" in chosen
     run_http = not chosen or bool(scenarios)
     run_events = not chosen or "events" in chosen
+    run_commits = not chosen or "commits" in chosen
 
     common = ["--wait-quiet", args.wait_quiet] if args.wait_quiet else []
     status = 0
@@ -66,12 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if run_events or args.quick
             else _section(events.DEFAULT_RESULTS, events.SECTION_START, events.SECTION_END)
         )
+        kept_commits = None if run_commits or args.quick else commits.current_section()
         ledger_args = ["--quick"] if args.quick else ["--seconds", LEDGER_SECONDS]
         status = max(status, ledger.main([*ledger_args, *common], "bench.ledger"))
         if kept:
             http.write_section(http.DEFAULT_RESULTS, kept)
         if kept_events:
             events.write_section(events.DEFAULT_RESULTS, kept_events)
+        if kept_commits:
+            commits.write_section(kept_commits)
     if run_http:
         http_args = ["--quick"] if args.quick else []
         if scenarios:
@@ -81,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = max(status, http.main([*http_args, *common], "bench.http"))
     if run_events:
         status = max(status, events.main(["--quick"] if args.quick else []))
+    if run_commits:
+        commits_args = ["--requests", "5"] if args.quick else ["--write"]
+        status = max(status, commits.main(commits_args))
     return status
 
 

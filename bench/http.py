@@ -89,7 +89,13 @@ TITLES = {
     "webhook-dup": "(5) webhook ingest, 30%+10% duplicates",
     "replay": "(6) Idempotency-Key replay",
 }
-TARGETS = {"service": "service", "a": "A: raw asyncpg", "b": "B", "c": "C: FastAPI + asyncpg"}
+TARGETS = {
+    "service": "service",
+    "a": "A: raw asyncpg",
+    "a0": "A0: minimal hand-written SQL",
+    "b": "B",
+    "c": "C: FastAPI + asyncpg",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +103,15 @@ class Measurement:
     scenario: str
     target: str
     clients: int
+    load_percent: int = 0
+    """Open loop: arrivals at this percentage of the closed-loop capacity measured in
+    the same run (0: closed loop, each client sends its next operation when the last
+    one finished)."""
 
     @property
     def label(self) -> str:
-        return f"{self.scenario}/{self.target}/{self.clients}"
+        suffix = f"/open{self.load_percent}%" if self.load_percent else ""
+        return f"{self.scenario}/{self.target}/{self.clients}{suffix}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +307,37 @@ def _assignment(parser: argparse.ArgumentParser, item: str) -> tuple[str, str]:
     return name, value
 
 
+OPEN_LOOP_LOADS = (50, 80)
+OPEN_LOOP_CLIENTS = 32
+"""Connections that serve the open-loop arrivals (each the first free one)."""
+
+
+def open_plan(options: Options) -> list[Measurement]:
+    """One round of open-loop measurements, run after every closed-loop round (their
+    rates come from the closed-loop capacity just measured)."""
+    out: list[Measurement] = []
+    for scenario in ("settlement", "balance"):
+        if scenario in options.only:
+            out += [
+                Measurement(scenario, "service", OPEN_LOOP_CLIENTS, load)
+                for load in OPEN_LOOP_LOADS
+            ]
+    return out
+
+
+def capacity(rows: Sequence[Row], scenario: str) -> float:
+    """The service's closed-loop throughput for ``scenario``: the best median of its
+    client levels."""
+    medians = [
+        row.median("ops")
+        for row in rows
+        if row.measurement.scenario == scenario
+        and row.measurement.target == "service"
+        and not row.measurement.load_percent
+    ]
+    return max(medians) if medians else math.nan
+
+
 def plan(options: Options) -> list[Measurement]:
     """One round of measurements, in the order they run (interleaved per round)."""
     n = options.clients
@@ -308,7 +350,7 @@ def plan(options: Options) -> list[Measurement]:
     if "settlement" in options.only:
         top = max(options.settlement_levels)
         out += [Measurement("settlement", "service", c) for c in options.settlement_levels]
-        out += [Measurement("settlement", t, top) for t in ("a", "c")]
+        out += [Measurement("settlement", t, top) for t in ("a", "a0", "c")]
     if "webhook" in options.only:
         out += [Measurement("webhook", t, n) for t in ("service", "a", "c")]
     if "webhook-dup" in options.only:
@@ -572,15 +614,16 @@ class Run:
     extra_flows: int = 0
     """Settlements of the (unreported) profiling run."""
 
-    async def measure(self, m: Measurement, repeat: int) -> Sample:
+    async def measure(self, m: Measurement, repeat: int, rate: float = 0.0) -> Sample:
         job = {
             "scenario": m.scenario,
             "target": m.target,
             "clients": m.clients,
+            "rate": rate,
             "warmup": self.options.warmup,
             "seconds": self.options.seconds,
             "orders_from": self.next_order - 1,
-            "workers": self.server_of(m.target).workers() if m.target != "a" else [],
+            "workers": self.server_of(m.target).workers() if m.target not in ("a", "a0") else [],
         }
         sessions = await self.sessions()
         self.load.send(job)
@@ -878,6 +921,26 @@ def results_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def open_loop_table(rows: Sequence[Row], closed: Sequence[Row]) -> str:
+    if not rows:
+        return "(no open-loop measurement: it needs the settlement or balance scenario)"
+    lines = [
+        "| scenario | arrivals: % of closed-loop capacity | offered ops/s | completed ops/s "
+        "| p50 ms | p99 ms | p99.9 ms | still queued when arrivals ended | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for row in rows:
+        m = row.measurement
+        backlog = ", ".join(str(int(s.value("backlog"))) for s in row.samples)
+        lines.append(
+            f"| {TITLES[m.scenario]} | {m.load_percent}% of {fmt(capacity(closed, m.scenario))} "
+            f"| {fmt(row.median('offered_ops'))} | {fmt(row.median('ops'))} "
+            f"| {fmt(row.median('p50_ms'), 2)} | {fmt(row.median('p99_ms'), 2)} "
+            f"| {fmt(row.median('p999_ms'), 2)} | {backlog} | {row.errors} |"
+        )
+    return "\n".join(lines)
+
+
 def find(rows: Sequence[Row], scenario: str, target: str, clients: int | None = None) -> Row | None:
     for row in rows:
         m = row.measurement
@@ -896,9 +959,9 @@ def ratio(a: float, b: float) -> float:
 
 def baselines_table(rows: Sequence[Row]) -> str:
     lines = [
-        "| scenario | clients | service ops/s | / A (raw SQL) | / B (HTTP ceiling) "
-        "| / C (FastAPI + asyncpg) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| scenario | clients | service ops/s | / A0 (minimal SQL) | / A (raw SQL) "
+        "| / B (HTTP ceiling) | / C (FastAPI + asyncpg) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     b = find(rows, "constant", "b")
     for row in rows:
@@ -906,10 +969,12 @@ def baselines_table(rows: Sequence[Row]) -> str:
         if m.target != "service":
             continue
         a = find(rows, m.scenario, "a")
+        a0 = find(rows, m.scenario, "a0")
         c = find(rows, m.scenario, "c")
         ops = row.median("ops")
         lines.append(
             f"| {TITLES[m.scenario]} | {m.clients} | {fmt(ops)} "
+            f"| {fmt(ratio(ops, a0.median('ops')) if a0 else math.nan, 2)} "
             f"| {fmt(ratio(ops, a.median('ops')) if a else math.nan, 2)} "
             f"| {fmt(ratio(ops, b.median('ops')) if b else math.nan, 2)} "
             f"| {fmt(ratio(ops, c.median('ops')) if c else math.nan, 2)} |"
@@ -1302,6 +1367,29 @@ async def bench(options: Options, url: str, workdir: Path) -> int:
                     + (f"  {r['errors']} errors: {r['error_samples'][:1]}" if r["errors"] else ""),
                     flush=True,
                 )
+        closed_rows = [Row(m, [s for s in samples if s.measurement == m]) for m in measurements]
+        opened = open_plan(options)
+        rates = {m: capacity(closed_rows, m.scenario) * m.load_percent / 100 for m in opened}
+        opened = [m for m in opened if rates[m] > 0]
+        total = len(opened) * options.repeats
+        done = 0
+        for repeat in range(1, options.repeats + 1):
+            for m in opened:
+                done += 1
+                await settle_down(control)
+                if options.wait_quiet:
+                    await wait_for_quiet(options.wait_quiet)
+                sample = await run.measure(m, repeat, rates[m])
+                samples.append(sample)
+                r = sample.result
+                print(
+                    f"[{done:>2}/{total}] open loop, run {repeat} {m.scenario:<12}"
+                    f" at {m.load_percent}% = {rates[m]:.0f}/s: {r['ops']:>7.0f} ops/s"
+                    f"  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms"
+                    f"  p99.9 {r['p999_ms']:7.2f} ms  backlog {r['backlog']}"
+                    + (f"  {r['errors']} errors: {r['error_samples'][:1]}" if r["errors"] else ""),
+                    flush=True,
+                )
         profiles: list[str] = []
         spy = py_spy()
         if options.profile and spy:
@@ -1327,6 +1415,7 @@ async def bench(options: Options, url: str, workdir: Path) -> int:
         rows: list[Row] = []
         for m in measurements:
             rows.append(Row(m, [s for s in samples if s.measurement == m]))
+        open_rows = [Row(m, [s for s in samples if s.measurement == m]) for m in opened]
         extra = Sample(
             Measurement("profile", "service", 0),
             0,
@@ -1337,11 +1426,12 @@ async def bench(options: Options, url: str, workdir: Path) -> int:
             control, facts, [*samples, extra], setup, sentinel, deadlocks, service.log
         )
         table = results_table(rows)
+        open_table = open_loop_table(open_rows, closed_rows)
         versus = baselines_table(rows)
         goals, met = targets_table(rows, options, not broken)
         noise = disturbance(samples)
         elapsed = time.perf_counter() - started
-        print(f"\n{table}\n\n{versus}\n\n{goals}\n")
+        print(f"\n{table}\n\n{open_table}\n\n{versus}\n\n{goals}\n")
         if noise:
             print(noise + "\n")
         print("Money:\n" + "\n".join(money))
@@ -1357,6 +1447,7 @@ async def bench(options: Options, url: str, workdir: Path) -> int:
                 options,
                 await machine_info(control, options),
                 table,
+                open_table,
                 versus,
                 goals,
                 noise,
@@ -1369,7 +1460,7 @@ async def bench(options: Options, url: str, workdir: Path) -> int:
             )
             write_section(options.results, report)
             print(f"wrote the HTTP section of {options.results}")
-        errors = sum(row.errors for row in rows)
+        errors = sum(row.errors for row in [*rows, *open_rows])
         if options.json is not None:
             options.json.write_text(
                 json.dumps(
@@ -1383,6 +1474,18 @@ async def bench(options: Options, url: str, workdir: Path) -> int:
                                 "errors": row.errors,
                             }
                             for row in rows
+                        ],
+                        "open_loop": [
+                            {
+                                "scenario": row.measurement.scenario,
+                                "load_percent": row.measurement.load_percent,
+                                **{
+                                    key: row.median(key)
+                                    for key in ("offered_ops", "ops", "p50_ms", "p99_ms", "p999_ms")
+                                },
+                                "errors": row.errors,
+                            }
+                            for row in open_rows
                         ],
                         "targets": goals,
                         "money": money,
@@ -1408,6 +1511,7 @@ def render(
     options: Options,
     machine: list[str],
     table: str,
+    open_table: str,
     versus: str,
     goals: str,
     noise: str,
@@ -1465,7 +1569,9 @@ rounds, medians reported (p50/p99: medians of the runs' percentiles). Clients:
 
 Baselines, measured in the same run: **A** the request's SQL statements, recorded from the
 service itself (`bench/record.py`) and replayed on raw asyncpg with one connection per
-client, no HTTP; **B** a bare FastAPI route returning a constant, same uvicorn settings;
+client, no HTTP; **A0** (settlement only) a settlement's business effect in minimal
+hand-written SQL, one statement per request (`bench/a0.py`), raw asyncpg, one connection
+per client; **B** a bare FastAPI route returning a constant, same uvicorn settings;
 **C** a minimal FastAPI route (JWT or HMAC check, the same recorded SQL on an asyncpg pool,
 rows as JSON). "CPU cores" (medians over the timed windows): the load process, the server
 measured (the service or the baseline server; none for A), the database's backends
@@ -1482,6 +1588,17 @@ measurements with more than {DISTURBED_ABOVE} such cores are flagged). Whole run
 ## Results
 
 {table}
+
+## Open loop
+
+Operations arriving at a fixed rate, {OPEN_LOOP_LOADS[0]}% and {OPEN_LOOP_LOADS[1]}% of the
+closed-loop capacity measured above (the best of the service's client levels), whether
+or not earlier ones have finished; each is served by the first free of
+{OPEN_LOOP_CLIENTS} connections. Latency runs from the scheduled arrival, so queueing
+for a connection counts (no coordinated omission); percentiles are medians of the
+runs'. Same warm-up, window and rounds as above, run after the closed-loop rounds.
+
+{open_table}
 
 ## Service against its baselines (throughput ratios)
 

@@ -32,6 +32,7 @@ from typing import Any
 import asyncpg
 import httptools
 
+from bench import a0
 from bench import workload as w
 from bench.replay import Program, load_programs
 
@@ -169,6 +170,8 @@ class Tally:
     """Orders whose event a delivery acknowledged (webhook scenarios)."""
     completed_flows: int = 0
     replays: int = 0
+    finished_in_window: int = 0
+    """Open loop: operations that finished inside the timed window."""
 
     def error(self, exc: BaseException) -> None:
         self.errors += 1
@@ -227,7 +230,7 @@ class Load:
         resources: list[Any] = []
         ops: list[Op] = []
         spare: list[Connection] = []
-        if target != "a":
+        if target not in ("a", "a0"):
             per_client = 2 if scenario.startswith("webhook") else 1
             spare = await self.open_balanced(target, clients * per_client, job.get("workers", []))
             # Client k takes connections k, k + clients, ...: both of a client's
@@ -244,8 +247,13 @@ class Load:
         )
         out({"event": "window", "start": window[0], "end": window[1]})
         await asyncio.sleep(max(0.0, start - time.monotonic()))
+        rate = float(job.get("rate") or 0)
+        backlog = 0
         try:
-            await asyncio.gather(*(self.client(op, tally, window) for op in ops))
+            if rate > 0:
+                backlog = await self.open_loop(ops, tally, window, rate)
+            else:
+                await asyncio.gather(*(self.client(op, tally, window) for op in ops))
         finally:
             for resource in resources:
                 if isinstance(resource, Connection):
@@ -258,12 +266,16 @@ class Load:
             latency for end, latency in tally.request_latencies if window[0] <= end <= window[1]
         )
         applied = sum(1 for end in tally.new_events if window[0] <= end <= window[1])
+        ops_done = len(tally.latencies) if rate <= 0 else tally.finished_in_window
         out(
             {
                 "event": "result",
-                "ops": len(tally.latencies) / seconds,
+                "ops": ops_done / seconds,
+                "offered_ops": rate,
+                "backlog": backlog,
                 "p50_ms": percentile(tally.latencies, 0.5) * 1000,
                 "p99_ms": percentile(tally.latencies, 0.99) * 1000,
+                "p999_ms": percentile(tally.latencies, 0.999) * 1000,
                 "request_ops": len(requests) / seconds,
                 "request_p50_ms": percentile(requests, 0.5) * 1000,
                 "request_p99_ms": percentile(requests, 0.99) * 1000,
@@ -294,6 +306,53 @@ class Load:
             # in the warm-up): with slow operations a short window still sees them.
             if start <= finished <= end:
                 tally.latencies.append(finished - began)
+
+    @staticmethod
+    async def open_loop(
+        ops: list[Op], tally: Tally, window: tuple[float, float], rate: float
+    ) -> int:
+        """Open loop: operations arrive at a fixed rate (one every 1/rate s, from the
+        start of the warm-up to the end of the window) whether or not earlier ones have
+        finished; each is served by the first free client (connection). Its latency runs
+        from its scheduled arrival, so time spent queued for a free client counts (no
+        coordinated omission). Latencies are those of arrivals scheduled inside the
+        window, however late they finish. Returns how many earlier arrivals were still
+        waiting for a client when the last one was due (0 when the service kept up)."""
+        start, end = window
+        begin = time.monotonic()
+        interval = 1.0 / rate
+        queue: asyncio.Queue[float | None] = asyncio.Queue()
+        backlog = 0
+
+        async def arrivals() -> None:
+            nonlocal backlog
+            i = 0
+            while (due := begin + i * interval) < end:
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                backlog = queue.qsize()  # arrivals due before this one, not yet started
+                queue.put_nowait(due)
+                i += 1
+            for _ in ops:
+                queue.put_nowait(None)
+
+        async def serve(op: Op) -> None:
+            while (due := await queue.get()) is not None:
+                try:
+                    await op(tally)
+                except Exception as exc:
+                    tally.error(exc)
+                    continue
+                finished = time.monotonic()
+                tally.units += 1
+                if start <= finished <= end:
+                    tally.finished_in_window += 1
+                if start <= due < end:
+                    tally.latencies.append(finished - due)
+
+        await asyncio.gather(arrivals(), *(serve(op) for op in ops))
+        return backlog
 
     async def timed(self, tally: Tally, request: Awaitable[Response]) -> Response:
         began = time.monotonic()
@@ -339,8 +398,10 @@ class Load:
         self, scenario: str, target: str, k: int, clients: int, spare: list[Connection]
     ) -> tuple[Op, list[Any]]:
         """The operation client ``k`` repeats, and what it holds (closed after the job)."""
-        if target == "a":
+        if target in ("a", "a0"):
             connection = await asyncpg.connect(self.config.dsn)
+            if target == "a0":
+                return self.a0_op(scenario, connection, k), [connection]
             return self.sql_op(scenario, connection, k), [connection]
         conn = spare.pop(0)
         _, host = self.host(target)
@@ -489,6 +550,32 @@ class Load:
             return replay, held
         raise ValueError(f"unknown scenario {scenario!r} for target {target!r}")
 
+    @staticmethod
+    def a0_op(scenario: str, connection: Any, k: int) -> Op:
+        """Baseline A0: a settlement's business effect in minimal hand-written SQL, one
+        statement per request (``bench/a0.py``)."""
+        if scenario != "settlement":
+            raise ValueError(f"baseline A0 has no {scenario!r} scenario")
+        customer, payee = w.customer(k + 1), w.payee(k + 1)
+
+        async def settle(tally: Tally) -> None:
+            began = time.monotonic()
+            escrow = await a0.create(connection, customer, payee, f"key-{uuid.uuid4().hex}")
+            middle = time.monotonic()
+            await a0.accept(connection, escrow, payee)
+            third = time.monotonic()
+            await a0.complete(connection, escrow, customer)
+            end = time.monotonic()
+            tally.request_latencies += [
+                (middle, middle - began),
+                (third, third - middle),
+                (end, end - third),
+            ]
+            tally.requests += 3
+            tally.completed_flows += 1
+
+        return settle
+
     def sql_op(self, scenario: str, connection: Any, k: int) -> Op:
         """Baseline A: the request's recorded SQL, replayed on one asyncpg connection."""
         rng = random.Random(k)
@@ -607,6 +694,11 @@ class Load:
                 ("Content-Type", "application/json"),
             ]
             raw = http_request("POST", "/api/v1/escrows", host, headers, w.escrow_body(payee))
+            # Fresh connections: on a busy machine some of the first ones sat idle past
+            # the server's keep-alive timeout while the others were still creating.
+            for conn in connections:
+                conn.close()
+            connections = [await self.connect("service") for _ in range(clients)]
             responses = await asyncio.gather(*(conn.request(raw) for conn in connections))
         finally:
             for conn in connections:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from jose import jwt
 from jose.exceptions import JOSEError
 
-from payments_api.problems import Unauthorized
+from payments_api.problems import ProblemError, Unauthorized
 from payments_api.settings import Settings
 
 Role = Literal["customer", "payee", "admin"]
@@ -144,6 +144,51 @@ class TokenVerifier:
         if isinstance(iat, int | float) and iat > now + self._leeway:
             raise InvalidToken("The token was issued in the future.")
         return principal_from_claims(claims), expires_at
+
+
+PRINCIPAL_STATE = "principal"
+"""Key in the request's ``scope["state"]`` (``request.state.principal``) holding the
+outcome of verifying its bearer token: a :class:`Principal`, the ``ProblemError`` the
+token got, or None without a bearer token."""
+
+Authentication = Principal | ProblemError | None
+
+
+def _header(scope: Any, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def bearer_token(scope: Any) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, else None."""
+    authorization = _header(scope, b"authorization")
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def authenticate(scope: Any, verifier: TokenVerifier) -> Authentication:
+    """Verify the request's bearer token once per request: the outcome is kept in its
+    scope state, so the rate limiter, the idempotency layer and the route's
+    ``PrincipalDep`` (in that order) share one decoding."""
+    state: dict[str, Any] = scope.setdefault("state", {})
+    if PRINCIPAL_STATE in state:
+        outcome: Authentication = state[PRINCIPAL_STATE]
+        return outcome
+    token = bearer_token(scope)
+    if token is None:
+        outcome = None
+    else:
+        try:
+            outcome = verifier.verify(token)
+        except ProblemError as exc:
+            outcome = exc
+    state[PRINCIPAL_STATE] = outcome
+    return outcome
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:

@@ -15,8 +15,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.auth import Principal
-from payments_api.problems import Forbidden, Unauthorized
+from payments_api.auth import Principal, authenticate
+from payments_api.kit.idempotency import ROUTE_SESSION
+from payments_api.problems import Forbidden, ProblemError, Unauthorized
 from payments_api.settings import Settings
 from payments_api.state import AppState
 from payments_api.stripe.gateway import StripeGateway
@@ -39,9 +40,20 @@ async def get_app_settings(state: StateDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed before the response is sent (the
-    function scope below), rolled back on any exception."""
+    function scope below), rolled back on any exception.
+
+    A one-transaction route called with an Idempotency-Key gets the session the
+    idempotency middleware opened with the key claimed in it: the middleware stores the
+    response in it and commits (or rolls back) once the response is known.
+    """
+    owned: AsyncSession | None = request.scope.get(ROUTE_SESSION)
+    if owned is not None:
+        yield owned
+        await owned.flush()  # errors surface here, as the commit's would
+        return
+    state: AppState = request.app.state.resources
     async with state.sessionmaker.begin() as session:
         yield session
 
@@ -59,12 +71,17 @@ _bearer = HTTPBearer(auto_error=False, description="JWT issued by the platform's
 
 
 async def get_principal(
-    state: StateDep,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    # ``credentials`` declares the scheme in the OpenAPI document; the token itself was
+    # usually verified already by the middlewares (``authenticate`` keeps the outcome).
+    state: AppState = request.app.state.resources
+    principal = authenticate(request.scope, state.verifier)
+    if isinstance(principal, ProblemError):
+        raise principal
+    if credentials is None or principal is None:
         raise Unauthorized("A bearer token is required.")
-    principal = state.verifier.verify(credentials.credentials)
     # Every log line of the request names the user (never the token).
     structlog.contextvars.bind_contextvars(user_id=principal.sub)
     return principal

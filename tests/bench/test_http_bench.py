@@ -32,6 +32,7 @@ EVERY_MEASUREMENT = {
         for scenario in ("balance", "earnings-first", "earnings-deep", "settlement", "webhook")
         for target in ("service", "a", "c")
     ),
+    ("settlement", "a0"),
     ("webhook-dup", "service"),
     ("replay", "service"),
     ("replay", "a"),
@@ -90,6 +91,12 @@ class TestHttpBenchmarkSmokeRun:
             assert row["ops"] > 0, row
             assert math.isfinite(row["p50_ms"]), row
             assert 0 < row["p50_ms"] <= row["p99_ms"], row
+        open_loop = {(row["scenario"], row["load_percent"]) for row in report["open_loop"]}
+        assert open_loop == {(s, p) for s in ("settlement", "balance") for p in (50, 80)}
+        for row in report["open_loop"]:
+            assert row["errors"] == 0, row
+            assert row["offered_ops"] > 0, row
+            assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["p999_ms"], row
         assert report["broken"] == []
         assert report["money"], "the money checks did not run"
         assert all(line.startswith(("- ok:", "- info:")) for line in report["money"])

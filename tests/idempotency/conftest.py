@@ -19,13 +19,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from payments_api.deps import CurrentUser, SessionDep
 from payments_api.idempotency.models import IdempotencyKey
+from payments_api.kit.idempotency import one_transaction
 from payments_api.ledger.kinds import AccountKind
 from payments_api.ledger.service import AccountRef, LedgerService
 from payments_api.money import Currency, MinorAmount
-from payments_api.problems import ServiceUnavailable
+from payments_api.problems import ProblemError, ServiceUnavailable
 from tests.factories import fund
 
 PROBE = "/api/v1/test-idempotency"
+ONE_TRANSACTION_CREDITS = f"{PROBE}/one-transaction-credits"
+
+
+class ProbeConflict(ProblemError):
+    status = 409
+    code = "probe_conflict"
+    title = "The probe refused after writing"
 
 
 @dataclasses.dataclass
@@ -37,7 +45,8 @@ class Probe:
     gate: asyncio.Event | None = None
     """When set, the write route waits for it (at most 5 s) before writing."""
     failures: list[str] = dataclasses.field(default_factory=list)
-    """Consumed one per execution: "raise" (unhandled error after the write) or "503"."""
+    """Consumed one per execution: "raise" (unhandled error after the write), "503", or
+    "409" (a problem after the write: a result to keep, without the write)."""
 
 
 class CreditCreate(BaseModel):
@@ -65,6 +74,26 @@ def probe_router(probe: Probe) -> APIRouter:
         response.headers["Location"] = f"{PROBE}/credits/{result.transaction.id}"
         response.set_cookie("probe_session", "must-not-be-replayed")
         # A fresh nonce per execution: a replay is recognised by repeating it.
+        return {"transaction_id": result.transaction.id, "nonce": uuid.uuid4().hex}
+
+    @router.post(ONE_TRANSACTION_CREDITS, status_code=201)
+    @one_transaction
+    async def create_credit_in_one_transaction(
+        body: CreditCreate, user: CurrentUser, session: SessionDep, response: Response
+    ) -> dict[str, Any]:
+        probe.executions += 1
+        probe.entered.set()
+        if probe.gate is not None:
+            await asyncio.wait_for(probe.gate.wait(), timeout=5)
+        result = await fund(session, user.id, body.amount, body.currency)
+        failure = probe.failures.pop(0) if probe.failures else None
+        if failure == "raise":
+            raise RuntimeError("after the ledger write")
+        if failure == "503":
+            raise ServiceUnavailable("Try again.", headers={"Retry-After": "1"})
+        if failure == "409":
+            raise ProbeConflict("Refused after the ledger write.")
+        response.headers["Location"] = f"{ONE_TRANSACTION_CREDITS}/{result.transaction.id}"
         return {"transaction_id": result.transaction.id, "nonce": uuid.uuid4().hex}
 
     @router.delete(f"{PROBE}/credits/{{credit_id}}", status_code=204)

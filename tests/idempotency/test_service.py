@@ -125,12 +125,13 @@ class TestClaim:
         assert isinstance(replay, Replay)
         assert replay.response.body == b"fresh"
 
-    async def test_twin_committed_while_the_claim_waited_is_read_again(
+    async def test_twin_holding_the_key_in_its_transaction_is_busy_without_waiting(
         self, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """The claim's single statement reads an existing row with its own snapshot, so
-        a twin that commits while the insert waits on the unique index is invisible to
-        it: the claim must read the key again rather than retry or claim it."""
+        """A claim inside an open transaction (a one-transaction route) holds the key's
+        advisory lock: a twin's claim neither waits on the uncommitted row nor inserts
+        one, it answers "in use" at once; once the first commits its response, the
+        twin's next claim replays it."""
         request = _request(user_id=f"u-twin-{uuid.uuid4().hex[:8]}", key="k-twin")
         reads = 0
         original_get = IdempotencyRepository.get
@@ -143,39 +144,35 @@ class TestClaim:
         monkeypatch.setattr(IdempotencyRepository, "get", counting_get)
         try:
             async with AsyncSession(engine) as first, AsyncSession(engine) as second:
-                await first.execute(text("SELECT 1"))  # BEGIN: the twin's insert stays open
-                winner = await IdempotencyService(first, lease=LEASE, retention=RETENTION).claim(
+                await first.execute(text("SELECT 1"))  # BEGIN: the claim stays uncommitted
+                service = IdempotencyService(first, lease=LEASE, retention=RETENTION)
+                winner = await service.claim(request)
+                assert isinstance(winner, Claimed)
+                busy = await asyncio.wait_for(
+                    IdempotencyService(second, lease=LEASE, retention=RETENTION).claim(request),
+                    timeout=10,
+                )
+                assert busy == KeyInUse(1)
+                assert reads == 0
+                assert await service.complete(winner, StoredResponse(201, [], b"first"))
+                await first.commit()
+                replay = await IdempotencyService(second, lease=LEASE, retention=RETENTION).claim(
                     request
                 )
-                assert isinstance(winner, Claimed)
-                second_pid = await second.scalar(text("SELECT pg_backend_pid()"))
-                waiting = asyncio.create_task(
-                    IdempotencyService(second, lease=LEASE, retention=RETENTION).claim(request)
+            assert isinstance(replay, Replay)
+            assert replay.response.body == b"first"
+            async with AsyncSession(engine) as check:
+                rows = await check.scalar(
+                    select(func.count())
+                    .select_from(IdempotencyKey)
+                    .where(IdempotencyKey.user_id == request.user_id)
                 )
-                await asyncio.wait_for(_waits_on_a_lock(engine, second_pid), timeout=10)
-                assert not waiting.done()  # blocked on the uncommitted twin
-                await first.commit()
-                loser = await asyncio.wait_for(waiting, timeout=10)
-            assert isinstance(loser, KeyInUse)
-            assert reads == 1
+            assert rows == 1
         finally:
             async with AsyncSession(engine) as cleanup, cleanup.begin():
                 await cleanup.execute(
                     delete(IdempotencyKey).where(IdempotencyKey.user_id == request.user_id)
                 )
-
-
-async def _waits_on_a_lock(engine: AsyncEngine, pid: int) -> None:
-    """Returns once PostgreSQL reports backend ``pid`` waiting for a lock."""
-    while True:
-        async with AsyncSession(engine) as probe:
-            waiting = await probe.scalar(
-                text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :pid"),
-                {"pid": pid},
-            )
-        if waiting:
-            return
-        await asyncio.sleep(0.02)
 
 
 async def _row(

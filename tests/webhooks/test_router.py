@@ -219,6 +219,38 @@ class TestExactlyOnce:
         assert statuses.count("processed") == 1
         assert await available(committed_client, user) == 2_000
 
+    async def test_a_new_event_is_stored_and_applied_in_one_transaction(
+        self, committed_client: httpx.AsyncClient, engine: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """One BEGIN and one COMMIT for a new event: the inbox row, the credit and the
+        "processed" mark commit together. A redelivery is answered from the stored row."""
+        from asyncpg.connection import Connection
+        from sqlalchemy.ext.asyncio import async_sessionmaker
+
+        user = f"one_{uuid.uuid4().hex[:10]}"
+        async with async_sessionmaker(engine).begin() as session:
+            order_id = (await pending_order(session, user)).id
+        event = make_event(
+            "payment_intent.succeeded", intent_for(order_id, user, 2_000, f"pi_{user}")
+        )
+        sent: list[str] = []
+        original = Connection.execute
+
+        async def recording(self: Connection, query: str, *args: Any, **kwargs: Any) -> Any:
+            sent.append(query.strip().rstrip(";").upper())
+            return await original(self, query, *args, **kwargs)
+
+        monkeypatch.setattr(Connection, "execute", recording)
+        response = await deliver(committed_client, event)
+        monkeypatch.undo()
+        assert response.json()["status"] == "processed", response.text
+        assert [sql.split()[0] for sql in sent if sql.split()[0] in ("BEGIN", "COMMIT")] == [
+            "BEGIN",
+            "COMMIT",
+        ]
+        assert (await deliver(committed_client, event)).json()["status"] == "duplicate"
+        assert await available(committed_client, user) == 2_000
+
 
 class TestFailureAndRetry:
     async def test_failed_handler_is_recorded_queued_and_replayable(

@@ -16,7 +16,7 @@ from payments_api.admin.schemas import (
 from payments_api.admin.service import AdminService
 from payments_api.deps import AdminUser, SessionDep
 from payments_api.kit import pagination
-from payments_api.kit.idempotency import IdempotencyKeyDep
+from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
 from payments_api.kit.pagination import Limit
 from payments_api.ledger import errors as ledger_errors
 from payments_api.problems import problem_responses
@@ -49,6 +49,7 @@ UserIdPath = Annotated[str, Path(max_length=255, description="The user's id (JWT
         ledger_errors.UnbalancedTransaction,
     ),
 )
+@one_transaction
 async def create_adjustment(
     body: AdjustmentCreate,
     service: AdminServiceDep,
@@ -67,6 +68,7 @@ async def create_adjustment(
     operation_id="freezeWallet",
     responses=problem_responses(401, 403, 422, admin_errors.UserNotFound),
 )
+@one_transaction
 async def freeze_wallet(
     user_id: UserIdPath, body: FreezeRequest, service: AdminServiceDep
 ) -> WalletStatusRead:
@@ -79,6 +81,7 @@ async def freeze_wallet(
     operation_id="unfreezeWallet",
     responses=problem_responses(401, 403, 422, admin_errors.UserNotFound),
 )
+@one_transaction
 async def unfreeze_wallet(
     user_id: UserIdPath, service: AdminServiceDep, body: UnfreezeRequest | None = None
 ) -> WalletStatusRead:

@@ -9,7 +9,7 @@ from payments_api.escrow import errors as escrow_errors
 from payments_api.escrow.models import EscrowStatus
 from payments_api.escrow.schemas import EscrowCancel, EscrowCreate, EscrowList, EscrowRead
 from payments_api.escrow.service import EscrowService, escrow_read, parse_escrow_id
-from payments_api.kit.idempotency import IdempotencyKeyDep
+from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
 from payments_api.kit.pagination import Limit
 from payments_api.ledger import errors as ledger_errors
 from payments_api.problems import problem_responses
@@ -59,6 +59,7 @@ EscrowIdPath = Annotated[
         projects_errors.SessionNotFound,
     ),
 )
+@one_transaction
 async def create_escrow(
     body: EscrowCreate,
     customer: CustomerUser,
@@ -135,6 +136,7 @@ _TRANSITION_ERRORS = problem_responses(
     operation_id="acceptEscrow",
     responses=_TRANSITION_ERRORS,
 )
+@one_transaction
 async def accept_escrow(
     escrow_id: EscrowIdPath,
     user: CurrentUser,
@@ -157,6 +159,7 @@ async def accept_escrow(
     operation_id="completeEscrow",
     responses=_TRANSITION_ERRORS,
 )
+@one_transaction
 async def complete_escrow(
     escrow_id: EscrowIdPath,
     user: CurrentUser,
@@ -180,6 +183,7 @@ async def complete_escrow(
     operation_id="cancelEscrow",
     responses=_TRANSITION_ERRORS,
 )
+@one_transaction
 async def cancel_escrow(
     escrow_id: EscrowIdPath,
     user: CurrentUser,

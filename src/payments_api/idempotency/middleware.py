@@ -8,8 +8,28 @@ that path; anything else passes through untouched (a missing or bad token is the
 declared schema (1 to 255 printable ASCII characters; empty included) is 422
 ``validation_error``.
 
-Steps, each in its own short transaction, never inside the route's (each step is a
-single statement that commits by itself, one round trip: see ``repository.py``):
+Two protocols, chosen by the route the request is for.
+
+**One transaction** (routes marked ``@one_transaction``: they only touch the database):
+
+1. Open the route's transaction and claim the key as its first statement (insert the
+   row, or find it; the claim also takes the key's transaction-level advisory lock, so
+   a twin sees the key busy and answers 409 ``idempotency_key_in_use`` at once instead
+   of waiting), then a savepoint.
+2. Run the route on that session (``get_session`` hands it over), buffering its
+   response.
+3. A result to keep (status < 500, see ``_executed``): for an error (4xx) roll back to
+   the savepoint first (the route's writes go, the key stays); store the response in
+   the key row; commit; then send. Anything else (5xx, exception, validation failure):
+   roll the whole transaction back, key included, so a retry runs again.
+
+One COMMIT per request, and no window: the route's effects and its stored response
+commit together, so after a crash either both are there (a retry replays) or neither
+(a retry runs).
+
+**Lease** (every other write route, e.g. those calling Stripe, which must never hold a
+transaction across the call), each step in its own short transaction (a single
+self-committing statement, see ``repository.py``):
 
 1. Claim the key (:meth:`IdempotencyService.claim`) and commit, so a concurrent twin
    sees it: a twin gets 409 ``idempotency_key_in_use``, a different request with the
@@ -20,13 +40,13 @@ single statement that commits by itself, one round trip: see ``repository.py``):
    when nothing was executed or the outcome is unknown (5xx, exception, request
    validation failure, no such route), release the key so a retry runs again.
 
-The crash window: the route commits its own transaction before its response reaches
-step 3. If the process dies in between (or the store fails), the key stays in flight
-until its lease runs out, and a retry then executes the route again. Routes must
-therefore be idempotent themselves for the effects they commit, e.g. a ledger
-``cause_key`` or a pending row derived from the Idempotency-Key, as admin adjustments do
-(``admin_adjustment:<actor>:<key>``); the middleware turns "executes at most once per
-key in the common case" into cheap replays, the route's own keys make it exact.
+The lease protocol's crash window: the route commits its own transaction before its
+response reaches step 3. If the process dies in between (or the store fails), the key
+stays in flight until its lease runs out, and a retry then executes the route again.
+Those routes must therefore be idempotent themselves for the effects they commit, e.g.
+a pending row derived from the Idempotency-Key; the middleware turns "executes at most
+once per key in the common case" into cheap replays, the route's own keys make it
+exact.
 """
 
 from __future__ import annotations
@@ -36,14 +56,17 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import anyio
 import structlog
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from payments_api.auth import Principal, TokenVerifier
+from payments_api.auth import Principal, authenticate
+from payments_api.db import driver_connection
 from payments_api.idempotency.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 from payments_api.idempotency.service import (
     Claimed,
@@ -55,7 +78,12 @@ from payments_api.idempotency.service import (
     StoredResponse,
     request_fingerprint,
 )
-from payments_api.kit.idempotency import MAX_IDEMPOTENCY_KEY_LENGTH, REPLAYED_HEADER
+from payments_api.kit.idempotency import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    ONE_TRANSACTION_ATTRIBUTE,
+    REPLAYED_HEADER,
+    ROUTE_SESSION,
+)
 from payments_api.problems import PROBLEM_MEDIA_TYPE, ProblemError, problem_response
 from payments_api.state import AppState
 
@@ -84,6 +112,7 @@ REPLAYED_HEADERS = frozenset(
 NOT_EXECUTED_CODES = frozenset({"validation_error", "malformed_json"})
 # The key's declared schema (openapi.IDEMPOTENCY_KEY_SCHEMA): printable ASCII, 1 to 255.
 VALID_KEY = re.compile(r"[!-~]+")
+SAVEPOINT = "idempotency_route"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -91,19 +120,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
-
-
-def _principal(scope: Scope, verifier: TokenVerifier) -> Principal | None:
-    authorization = _header(scope, b"authorization")
-    if authorization is None:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    try:
-        return verifier.verify(token.strip())
-    except ProblemError:
-        return None
 
 
 async def _read_body(receive: Receive) -> bytes | None:
@@ -159,9 +175,39 @@ def _executed(scope: Scope, status: int, headers: list[tuple[bytes, bytes]], bod
     return not (status in (400, 422) and _problem_code(headers, body) in NOT_EXECUTED_CODES)
 
 
+def _stored(headers: list[tuple[bytes, bytes]], status: int, body: bytes) -> StoredResponse:
+    return StoredResponse(
+        status=status,
+        headers=[
+            (name.decode("latin-1").lower(), value.decode("latin-1"))
+            for name, value in headers
+            if name.decode("latin-1").lower() in REPLAYED_HEADERS
+        ],
+        body=body,
+    )
+
+
 class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._one_transaction: list[tuple[frozenset[str], re.Pattern[str]]] | None = None
+
+    def _runs_in_one_transaction(self, scope: Scope) -> bool:
+        """Whether the request is for a route marked ``@one_transaction``. The table is
+        built from the application's routes on first use (after every router is in)."""
+        if self._one_transaction is None:
+            table: list[tuple[frozenset[str], re.Pattern[str]]] = []
+            for route in iter_route_contexts(scope["app"].routes):
+                endpoint: Any = getattr(route, "endpoint", None)
+                regex: Any = getattr(route, "path_regex", None)
+                if getattr(endpoint, ONE_TRANSACTION_ATTRIBUTE, False) and regex is not None:
+                    table.append((frozenset(getattr(route, "methods", None) or ()), regex))
+            self._one_transaction = table
+        method: str = scope["method"]
+        path: str = scope["path"]
+        return any(
+            method in methods and regex.match(path) for methods, regex in self._one_transaction
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._applies(scope):
@@ -175,8 +221,8 @@ class IdempotencyMiddleware:
         if key is None or resources is None or not _routed(scope):
             await self.app(scope, receive, send)
             return
-        principal = _principal(scope, resources.verifier)
-        if principal is None:
+        principal = authenticate(scope, resources.verifier)
+        if not isinstance(principal, Principal):
             await self.app(scope, receive, send)
             return
         if not VALID_KEY.fullmatch(key) or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
@@ -201,10 +247,27 @@ class IdempotencyMiddleware:
         def service_in(session: AsyncSession) -> IdempotencyService:
             return IdempotencyService(session, lease=lease, retention=retention)
 
+        receive = _replaying(body, receive)
+        if self._runs_in_one_transaction(scope):
+            await self._execute_in_one_transaction(
+                scope, receive, send, resources, request, service_in
+            )
+            return
+
         async with resources.sessionmaker.begin() as session:
             outcome = await service_in(session).claim(request)
+        await self._answer(scope, receive, send, resources, outcome, service_in)
 
-        receive = _replaying(body, receive)
+    async def _answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        resources: AppState,
+        outcome: Claimed | Replay | KeyReused | KeyInUse,
+        service_in: Callable[[AsyncSession], IdempotencyService],
+    ) -> None:
+        path: str = scope["path"]
         if isinstance(outcome, Replay):
             await self._replay(outcome.response, send)
         elif isinstance(outcome, KeyReused):
@@ -224,6 +287,105 @@ class IdempotencyMiddleware:
             if outcome.taken_over:
                 log.warning("idempotency lease expired; retry takes the key over", path=path)
             await self._execute(scope, receive, send, resources, outcome, service_in)
+
+    async def _execute_in_one_transaction(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        resources: AppState,
+        request: IdempotentRequest,
+        service_in: Callable[[AsyncSession], IdempotencyService],
+    ) -> None:
+        session = resources.sessionmaker()
+        try:
+            driver = await driver_connection(session)  # BEGIN
+            service = service_in(session)
+            outcome = await service.claim(request)
+            if not isinstance(outcome, Claimed):
+                await session.rollback()  # nothing was written; frees the connection
+                await self._answer(scope, receive, send, resources, outcome, service_in)
+                return
+            if outcome.taken_over:
+                log.warning(
+                    "idempotency lease expired; retry takes the key over", path=request.path
+                )
+            await driver.execute(f"SAVEPOINT {SAVEPOINT}")
+            start, body = await self._run_buffered(scope, receive, session)
+            if start is None or body is None:  # no complete response: nothing to keep
+                await session.rollback()
+                if start is not None:
+                    await send(start)
+                    await send({"type": "http.response.body", "body": b""})
+                return
+            status = int(start["status"])
+            headers: list[tuple[bytes, bytes]] = list(start.get("headers", []))
+            if not _executed(scope, status, headers, body):
+                await session.rollback()
+            elif not await self._commit_with(
+                session, driver, service, outcome, status, headers, body
+            ):
+                await session.rollback()
+                log.warning(
+                    "idempotency: the route's session cannot commit; response not stored",
+                    path=request.path,
+                    status=status,
+                )
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            # Shielded: a cancelled request (client gone, shutdown) still rolls back and
+            # returns its connection.
+            with anyio.CancelScope(shield=True):
+                await session.close()
+
+    async def _run_buffered(
+        self, scope: Scope, receive: Receive, session: AsyncSession
+    ) -> tuple[Message | None, bytes | None]:
+        """Run the route on ``session``; its response start and whole body (None when
+        the body did not finish). An exception propagates (the caller rolls back)."""
+        start: Message | None = None
+        chunks: list[bytes] = []
+        finished = False
+
+        async def capture(message: Message) -> None:
+            nonlocal start, finished
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                finished = not message.get("more_body", False)
+
+        scope[ROUTE_SESSION] = session
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            del scope[ROUTE_SESSION]
+        return start, (b"".join(chunks) if finished else None)
+
+    @staticmethod
+    async def _commit_with(
+        session: AsyncSession,
+        driver: Any,
+        service: IdempotencyService,
+        claim: Claimed,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> bool:
+        """Store the response in the key row and commit, with the route's writes when it
+        succeeded, without them (rolled back to the savepoint) when it answered an
+        error. False when the session cannot commit (a flush of the route failed)."""
+        if status >= 400:
+            await driver.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
+            session.expunge_all()  # nothing the route added may be flushed now
+        transaction = session.sync_session.get_transaction()
+        if transaction is None or not transaction.is_active:
+            return False
+        if not await service.complete(claim, _stored(headers, status, body)):
+            return False  # pragma: no cover - the key is this transaction's own row
+        await session.commit()
+        return True
 
     @staticmethod
     def _applies(scope: Scope) -> bool:
@@ -286,15 +448,7 @@ class IdempotencyMiddleware:
         # Stored before it is sent, so a client that saw this response always gets it
         # again on retry.
         if _executed(scope, status, headers, body):
-            stored = StoredResponse(
-                status=status,
-                headers=[
-                    (name.decode("latin-1").lower(), value.decode("latin-1"))
-                    for name, value in headers
-                    if name.decode("latin-1").lower() in REPLAYED_HEADERS
-                ],
-                body=body,
-            )
+            stored = _stored(headers, status, body)
             await in_transaction(lambda service: service.complete(claim, stored))
         else:
             await in_transaction(lambda service: service.release(claim))

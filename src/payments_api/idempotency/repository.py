@@ -7,10 +7,11 @@ session's own asyncpg connection, as the ledger's hot path does: measured in ``b
 building them as ORM statements per request (cache keys of the DML values, operator
 coercions, ORM result processing) cost more client CPU than the round trips themselves.
 
-They run inside the session's transaction when it has one; on a session that has sent
-nothing yet (the middleware's steps) each statement is its own transaction, committed
-by PostgreSQL as it completes, so a step costs one round trip instead of three
-(BEGIN, statement, COMMIT).
+They run inside the session's transaction when it has one (a one-transaction route:
+the claim is the first statement of the route's transaction, the response is stored
+just before its COMMIT); on a session that has sent nothing yet (the lease protocol's
+steps) each statement is its own transaction, committed by PostgreSQL as it completes,
+so a step costs one round trip instead of three (BEGIN, statement, COMMIT).
 """
 
 from __future__ import annotations
@@ -34,25 +35,44 @@ _KEY_COLUMNS = """k.id, k.fingerprint, k.request_method, k.request_path, k.statu
        k.locked_until, k.expires_at, k.response_status, k.response_headers,
        k.response_body"""
 
+# Concurrent requests with one (user, key) are told apart by a transaction-level advisory
+# lock on the pair, taken by the claim: a route that runs in one transaction with its
+# key (``IdempotencyMiddleware``, DB-only routes) holds it until it commits or rolls
+# back, so a twin does not wait on the uncommitted row and answers 409 at once, as it
+# does for a key in flight under a lease. A self-committing claim (the lease protocol)
+# holds it for its one statement only. The two-int form keeps these locks apart from
+# any one-bigint advisory lock (pgqueuer's); a hash collision between two keys in
+# flight at the same instant costs a spurious 409 with ``Retry-After: 1``.
+ADVISORY_LOCK_CLASS = 0x1DE0  # arbitrary, constant: "idempotency keys"
+
 # The first request's insert and, when the key exists already, its row, in one round
 # trip. The row is read with the statement's snapshot: a twin that committed while
-# this insert waited on the unique index is not visible to it (no row, no insert), and
-# the caller then reads it again with ``SELECT_KEY``.
+# this statement ran is not visible to it (no row, no insert), and the caller then reads
+# it again with ``SELECT_KEY``. Nothing is inserted when the lock is held elsewhere.
 CLAIM = RawStatement.of(
     text(
         f"""
-        WITH inserted AS (
+        WITH lock AS (
+            SELECT pg_try_advisory_xact_lock(
+                {ADVISORY_LOCK_CLASS},
+                hashtext(CAST(:user_id AS text) || chr(31) || CAST(:key AS text))
+            ) AS held
+        ),
+        inserted AS (
             INSERT INTO idempotency_keys
                 (user_id, key, fingerprint, request_method, request_path, status,
                  lease_token, locked_until, expires_at)
-            VALUES (:user_id, :key, :fingerprint, :method, :path, '{IN_FLIGHT}',
-                    :lease_token, now() + CAST(:lease AS interval),
-                    now() + CAST(:retention AS interval))
+            SELECT CAST(:user_id AS text), CAST(:key AS text), CAST(:fingerprint AS text),
+                   CAST(:method AS text), CAST(:path AS text), '{IN_FLIGHT}',
+                   CAST(:lease_token AS uuid), now() + CAST(:lease AS interval),
+                   now() + CAST(:retention AS interval)
+            FROM lock
+            WHERE lock.held
             ON CONFLICT (user_id, key) DO NOTHING
             RETURNING id
         )
-        SELECT inserted.id AS inserted_id, {_KEY_COLUMNS}, now() AS now
-        FROM (SELECT) AS one
+        SELECT lock.held, inserted.id AS inserted_id, {_KEY_COLUMNS}, now() AS now
+        FROM lock
         LEFT JOIN inserted ON true
         LEFT JOIN idempotency_keys k
           ON inserted.id IS NULL AND k.user_id = :user_id AND k.key = :key
@@ -169,10 +189,12 @@ class KeyRow:
 
 @dataclass(frozen=True, slots=True)
 class ClaimRow:
-    """What ``claim`` found: the id it inserted, else the existing row if visible."""
+    """What ``claim`` found: the id it inserted, else the existing row if visible, and
+    whether it holds the key's advisory lock (False: another transaction runs with it)."""
 
     inserted_id: int | None
     existing: KeyRow | None
+    locked: bool = True
 
 
 class IdempotencyRepository:
@@ -200,8 +222,8 @@ class IdempotencyRepository:
         lease: timedelta,
         retention: timedelta,
     ) -> ClaimRow:
-        """Insert the key as in flight or, when (user_id, key) exists, read its row. A
-        concurrent uncommitted insert of the same key makes this wait for its commit."""
+        """Insert the key as in flight or, when (user_id, key) exists, read its row.
+        Inserts nothing while another transaction holds the key's advisory lock."""
         driver = await self._driver()
         row = await driver.fetchrow(
             CLAIM.sql,
@@ -220,7 +242,8 @@ class IdempotencyRepository:
         )
         if row["inserted_id"] is not None:
             return ClaimRow(int(row["inserted_id"]), None)
-        return ClaimRow(None, None if row["id"] is None else KeyRow.of(row))
+        existing = None if row["id"] is None else KeyRow.of(row)
+        return ClaimRow(None, existing, locked=bool(row["held"]))
 
     async def get(self, user_id: str, key: str) -> KeyRow | None:
         """The key's row and the database's current time."""

@@ -7,8 +7,10 @@ is still running is told to wait (409). A request that failed (5xx, exception) r
 the key so that its retry runs again. A request whose process died leaves its lease to
 run out, after which a retry takes the key over.
 
-Each method runs in the caller's (short) transaction; the middleware commits each step
-on its own, never inside the route's transaction.
+Each method runs in the caller's transaction: for a route that only touches the
+database, the route's own (the claim is its first statement, the response is stored
+before its commit); for the lease protocol, a short one of its own per step (see
+``middleware.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.idempotency.models import IdempotencyStatus
-from payments_api.idempotency.repository import IdempotencyRepository
+from payments_api.idempotency.repository import IdempotencyRepository, KeyRow
 
 # How often a claim re-reads the row after losing a race (a concurrent release, prune
 # or takeover between its statements) before telling the client to retry.
@@ -133,8 +135,12 @@ class IdempotencyService:
             )
             if claimed.inserted_id is not None:
                 return Claimed(claimed.inserted_id, lease_token)
+            if not claimed.locked:
+                # A twin's transaction holds the key (a route running in one transaction
+                # with it): its row is not committed yet, or it is replaying this one.
+                return self._while_locked(request, claimed.existing)
             # Not inserted, and the row was not visible to the insert's snapshot when a
-            # twin committed it while the insert waited: read it again.
+            # twin committed it meanwhile: read it again.
             row = claimed.existing or await self.repository.get(request.user_id, request.key)
             if row is None:  # released or pruned since the insert: try again
                 continue
@@ -154,15 +160,7 @@ class IdempotencyService:
             if row.fingerprint != request.fingerprint:
                 return KeyReused(row.request_method, row.request_path)
             if row.status == IdempotencyStatus.completed:
-                assert row.response_status is not None  # noqa: S101 - CHECK constraint
-                assert row.response_body is not None  # noqa: S101
-                return Replay(
-                    StoredResponse(
-                        status=row.response_status,
-                        headers=[(name, value) for name, value in row.response_headers or []],
-                        body=row.response_body,
-                    )
-                )
+                return _replay(row)
             assert row.locked_until is not None  # noqa: S101 - CHECK constraint
             if row.locked_until >= now:
                 wait = (row.locked_until - now).total_seconds()
@@ -170,6 +168,20 @@ class IdempotencyService:
             if await self.repository.take_over(row.id, lease_token=lease_token, lease=self.lease):
                 return Claimed(row.id, lease_token, taken_over=True)
         return KeyInUse(1)
+
+    @staticmethod
+    def _while_locked(request: IdempotentRequest, row: KeyRow | None) -> ClaimOutcome:
+        """What a claim answers while another transaction holds the key's lock: a
+        committed answer if there is one, else "still running"."""
+        if row is None or row.expires_at <= row.now:
+            return KeyInUse(1)
+        if row.fingerprint != request.fingerprint:
+            return KeyReused(row.request_method, row.request_path)
+        if row.status == IdempotencyStatus.completed:
+            return _replay(row)
+        assert row.locked_until is not None  # noqa: S101 - CHECK constraint
+        wait = (row.locked_until - row.now).total_seconds()
+        return KeyInUse(max(1, math.ceil(wait)))
 
     async def extend_lease(self, claim: Claimed) -> bool:
         """Renew the lease of a request still running; False once it lost the key."""
@@ -192,6 +204,18 @@ class IdempotencyService:
         """Forget the key (the request failed before producing a result to keep), so
         that a retry executes again."""
         return await self.repository.release(claim.record_id, lease_token=claim.lease_token)
+
+
+def _replay(row: KeyRow) -> Replay:
+    assert row.response_status is not None  # noqa: S101 - CHECK constraint
+    assert row.response_body is not None  # noqa: S101
+    return Replay(
+        StoredResponse(
+            status=row.response_status,
+            headers=[(name, value) for name, value in row.response_headers or []],
+            body=row.response_body,
+        )
+    )
 
 
 async def prune_expired(session: AsyncSession, *, limit: int | None = None) -> int:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header
 
@@ -19,6 +20,22 @@ from payments_api.problems import ProblemError
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+ONE_TRANSACTION_ATTRIBUTE = "__payments_one_transaction__"
+ROUTE_SESSION = "payments_api.route_session"
+"""Scope entry holding the session a one-transaction route must use (``get_session``)."""
+
+EndpointT = TypeVar("EndpointT", bound=Callable[..., Any])
+
+
+def one_transaction(endpoint: EndpointT) -> EndpointT:
+    """Mark a write route that only touches the database (never Stripe): with an
+    Idempotency-Key, its key row is claimed at the start of the route's own transaction
+    and its response stored before that transaction commits, so the request commits
+    once (``IdempotencyMiddleware``). Put it under the ``@router.post(...)`` line. The
+    route must use ``SessionDep`` for every write (no session of its own)."""
+    setattr(endpoint, ONE_TRANSACTION_ATTRIBUTE, True)
+    return endpoint
 
 
 class IdempotencyKeyRequired(ProblemError):

@@ -27,7 +27,7 @@ from limits.errors import ConfigurationError
 from limits.storage import storage_from_string
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from payments_api.auth import TokenVerifier
+from payments_api.auth import Principal, TokenVerifier, authenticate
 from payments_api.problems import PROBLEM_MEDIA_TYPE, ProblemError
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -37,14 +37,6 @@ class RateLimited(ProblemError):
     status = 429
     code = "rate_limited"
     title = "Too many requests"
-
-
-def _bearer(scope: Scope) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" and token else None
-    return None
 
 
 class RateLimitStorageError(RuntimeError):
@@ -144,16 +136,14 @@ class RateLimitMiddleware:
 
     @staticmethod
     def _user(scope: Scope) -> str | None:
-        token = _bearer(scope)
         app = scope.get("app")
         resources = getattr(getattr(app, "state", None), "resources", None)
         verifier: TokenVerifier | None = getattr(resources, "verifier", None)
-        if token is None or verifier is None:
+        if verifier is None:
             return None
-        try:
-            return verifier.verify(token).sub
-        except ProblemError:
-            return None  # the route will answer 401; the IP limit still counted it
+        # A bad token is the route's 401 to give; the IP limit still counted it.
+        principal = authenticate(scope, verifier)
+        return principal.sub if isinstance(principal, Principal) else None
 
     async def _reject(self, scope: Scope, send: Send, kind: str, retry_after: int) -> None:
         request_id = scope.get("state", {}).get("request_id")

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from payments_api.deps import AdminUser, CurrentUser, SessionDep
+from payments_api.kit.idempotency import one_transaction
 from payments_api.kit.pagination import InvalidCursor, Limit
 from payments_api.orders import errors as orders_errors
 from payments_api.orders.schemas import (
@@ -90,6 +91,7 @@ async def list_prices(_user: CurrentUser, session: SessionDep) -> PriceList:
         401, 403, 422, orders_errors.PriceExists, orders_errors.AmountNotInSteps
     ),
 )
+@one_transaction
 async def create_price(body: PriceCreate, _admin: AdminUser, session: SessionDep) -> PriceRead:
     return await CatalogService(session).create_price(body)
 
@@ -101,6 +103,7 @@ async def create_price(body: PriceCreate, _admin: AdminUser, session: SessionDep
     tags=["admin"],
     responses=problem_responses(401, 403, 404, orders_errors.PriceNotFound),
 )
+@one_transaction
 async def deactivate_price(
     lookup_key: Annotated[str, Path(max_length=64)], _admin: AdminUser, session: SessionDep
 ) -> PriceRead:
@@ -122,6 +125,7 @@ async def deactivate_price(
         orders_errors.AmountNotInSteps,
     ),
 )
+@one_transaction
 async def create_discount_code(
     body: DiscountCodeCreate, _admin: AdminUser, session: SessionDep
 ) -> DiscountCodeRead:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from payments_api.deps import PrincipalDep, SessionDep, StateDep, require_role
 from payments_api.kit import pagination
+from payments_api.kit.idempotency import one_transaction
 from payments_api.kit.pagination import Limit
 from payments_api.problems import problem_responses
 from payments_api.projects import errors as projects_errors
@@ -77,6 +78,7 @@ WalletServiceDep = Annotated[ProjectWalletService, Depends(get_wallet_service)]
     status_code=201,
     responses=problem_responses(401, 403, 422),
 )
+@one_transaction
 async def create_project(
     body: ProjectCreate, user: PayeeUser, service: ProjectServiceDep
 ) -> ProjectRead:
@@ -117,6 +119,7 @@ async def get_project(
     operation_id="updateProject",
     responses=problem_responses(401, 403, 422, projects_errors.ProjectNotFound),
 )
+@one_transaction
 async def update_project(
     project_id: ProjectIdPath, body: ProjectUpdate, user: PayeeUser, service: ProjectServiceDep
 ) -> ProjectRead:
@@ -139,6 +142,7 @@ async def update_project(
         projects_errors.SessionAlreadyOpen,
     ),
 )
+@one_transaction
 async def open_project_session(
     project_id: ProjectIdPath,
     user: PayeeUser,
@@ -195,6 +199,7 @@ async def get_project_session(
         401, 403, projects_errors.ProjectNotFound, projects_errors.SessionNotFound
     ),
 )
+@one_transaction
 async def close_project_session(
     project_id: ProjectIdPath,
     session_id: SessionIdPath,

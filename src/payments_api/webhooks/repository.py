@@ -14,15 +14,18 @@ class WebhookEventRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def insert_if_new(self, values: dict[str, Any]) -> bool:
-        """Store the event unless its id is already in the inbox; True when new."""
+    async def insert_if_new(self, values: dict[str, Any]) -> WebhookEvent | None:
+        """Store the event unless its id is already in the inbox: the new row (this
+        session's, locked by the insert until the transaction ends), or None. A
+        concurrent uncommitted insert of the same id makes this wait for its end."""
         stmt = (
             insert(WebhookEvent)
             .values(**values)
             .on_conflict_do_nothing(index_elements=[WebhookEvent.id])
-            .returning(WebhookEvent.id)
+            .returning(WebhookEvent)
         )
-        return (await self.session.scalar(stmt)) is not None
+        row: WebhookEvent | None = await self.session.scalar(stmt)
+        return row
 
     async def lock(self, event_id: str) -> WebhookEvent | None:
         """The event row, locked; None when another worker holds it (or it is gone)."""

@@ -2,12 +2,16 @@
 
 1. The raw body's ``Stripe-Signature`` is verified (any configured secret, timestamp
    within the tolerance in both directions) before anything is parsed.
-2. The event is stored under Stripe's event id (``ON CONFLICT DO NOTHING``) and that
-   commits on its own: from here on nothing can lose it.
-3. It is applied in a new transaction that locks the inbox row (SKIP LOCKED: a
-   concurrent delivery of the same event sees it taken and answers 200; the holder
-   either applies it or records the failure). The handler runs in a savepoint; its
-   writes and the "processed" mark commit together.
+2. A new event is stored under Stripe's event id (``ON CONFLICT DO NOTHING``) and
+   applied in the same transaction, one COMMIT: the handler runs in a savepoint; the
+   stored event, the handler's writes and the "processed" mark commit together, and
+   the delivery is acknowledged only after that commit. A crash before it leaves
+   nothing (Stripe was not answered 2xx and delivers again); a concurrent delivery of
+   the same event waits on the uncommitted row, then finds it processed and answers 200.
+3. An event already in the inbox (a redelivery, a retry job, an admin replay) is
+   applied in a transaction that locks its row (SKIP LOCKED: a concurrent delivery
+   sees it taken and answers 200; the holder either applies it or records the
+   failure).
 4. A failing handler is recorded on the row (attempts, error, next attempt) and a
    retry job is enqueued with exponential backoff in the same transaction; the
    response is non-2xx so Stripe retries as well. Whichever comes first applies it;
@@ -183,23 +187,36 @@ class WebhookService:
         return event
 
     async def receive(self, endpoint: Endpoint, payload: bytes, signature: str | None) -> Outcome:
-        """Verify, store and apply one delivery."""
+        """Verify, store and apply one delivery: a new event in one transaction, one
+        already stored as :meth:`apply` does."""
         self.verify(endpoint, payload, signature)
         event = self.parse(payload)
+        livemode = bool(event.get("livemode", False))
+        # Counted in the insert when it will be applied: one UPDATE less.
+        applies = (
+            livemode == self._expected_livemode()
+            and handler_for(endpoint, event["type"]) is not None
+        )
         async with self.sessionmaker.begin() as session:
-            await WebhookEventRepository(session).insert_if_new(
+            row = await WebhookEventRepository(session).insert_if_new(
                 {
                     "id": event["id"],
                     "endpoint": endpoint,
                     "type": event["type"],
                     "account": event.get("account"),
                     "created": datetime.fromtimestamp(event["created"], UTC),
-                    "livemode": bool(event.get("livemode", False)),
+                    "livemode": livemode,
                     "api_version": event.get("api_version"),
                     "payload": event,
+                    "attempts": 1 if applies else 0,
                 }
             )
-        return await self.apply(event["id"])
+            if row is not None:
+                outcome, event_type = await self._apply_row(session, row, counted=applies)
+        if row is None:
+            return await self.apply(event["id"])
+        WEBHOOK_EVENTS.labels(event_type, outcome).inc()
+        return outcome
 
     def _expected_livemode(self) -> bool:
         key = self.settings.stripe_secret_key
@@ -220,48 +237,56 @@ class WebhookService:
                 return ("in_progress" if await repository.get(event_id) else "missing"), "unknown"
             if row.status in ("processed", "ignored") and not force:
                 return "duplicate", row.type
-            now = self.now()
-            if row.livemode != self._expected_livemode():
-                log.warning("ignoring event %s: livemode=%s mismatch", row.id, row.livemode)
-                row.status, row.processed_at, row.last_error = "ignored", now, "livemode_mismatch"
-                return "ignored", row.type
-            handler = handler_for(row.endpoint, row.type)
-            if handler is None:  # unknown types are stored and acknowledged
-                row.status, row.processed_at = "ignored", now
-                return "ignored", row.type
+            return await self._apply_row(session, row)
+
+    async def _apply_row(
+        self, session: AsyncSession, row: WebhookEvent, *, counted: bool = False
+    ) -> tuple[Outcome, str]:
+        """Apply the event of ``row`` (locked by this transaction) and record how it went.
+        ``counted``: this attempt is in ``row.attempts`` already."""
+        now = self.now()
+        if row.livemode != self._expected_livemode():
+            log.warning("ignoring event %s: livemode=%s mismatch", row.id, row.livemode)
+            row.status, row.processed_at, row.last_error = "ignored", now, "livemode_mismatch"
+            return "ignored", row.type
+        handler = handler_for(row.endpoint, row.type)
+        if handler is None:  # unknown types are stored and acknowledged
+            row.status, row.processed_at = "ignored", now
+            return "ignored", row.type
+        if not counted:
             row.attempts += 1
-            try:
-                async with session.begin_nested():
-                    await handler(
-                        event_from_row(row),
-                        HandlerContext(session=session, stripe=self.stripe, settings=self.settings),
-                    )
-            except Exception as exc:
-                row.status = "failed"
-                row.last_error = f"{type(exc).__name__}: {exc}"[:1000]
-                log.warning(
-                    "webhook %s (%s) failed, attempt %s: %s",
-                    row.id,
-                    row.type,
-                    row.attempts,
-                    row.last_error,
+        try:
+            async with session.begin_nested():
+                await handler(
+                    event_from_row(row),
+                    HandlerContext(session=session, stripe=self.stripe, settings=self.settings),
                 )
-                if row.attempts < self.settings.webhook_max_attempts:
-                    delay = retry_delay(row.attempts)
-                    row.next_attempt_at = now + delay
-                    await enqueue(
-                        session,
-                        RETRY_JOB,
-                        row.id.encode(),
-                        delay=delay,
-                        dedupe_key=f"webhook:{row.id}",
-                    )
-                else:
-                    row.next_attempt_at = None  # waits for an admin replay
-                return "failed", row.type
-            row.status, row.processed_at, row.last_error = "processed", now, None
-            row.next_attempt_at = None
-            return "processed", row.type
+        except Exception as exc:
+            row.status = "failed"
+            row.last_error = f"{type(exc).__name__}: {exc}"[:1000]
+            log.warning(
+                "webhook %s (%s) failed, attempt %s: %s",
+                row.id,
+                row.type,
+                row.attempts,
+                row.last_error,
+            )
+            if row.attempts < self.settings.webhook_max_attempts:
+                delay = retry_delay(row.attempts)
+                row.next_attempt_at = now + delay
+                await enqueue(
+                    session,
+                    RETRY_JOB,
+                    row.id.encode(),
+                    delay=delay,
+                    dedupe_key=f"webhook:{row.id}",
+                )
+            else:
+                row.next_attempt_at = None  # waits for an admin replay
+            return "failed", row.type
+        row.status, row.processed_at, row.last_error = "processed", now, None
+        row.next_attempt_at = None
+        return "processed", row.type
 
     async def sweep(self, *, limit: int = 100) -> int:
         """Apply events whose retry is due or that were stored but never applied."""
