@@ -130,7 +130,13 @@ async def test_one_receipt_per_event_in_each_currency_format(
     assert "<td>1234.56 USD</td>" in html
     assert "Gig Market" in html
     assert "Reference: ord_9001" in amounts["rcpt-usd@example.com"]
-    assert f"Date:      {clock().strftime('%Y-%m-%d %H:%M')} UTC" in amounts["rcpt-usd@example.com"]
+    async with committed() as session:
+        created = await session.scalar(
+            text("SELECT created_at FROM events WHERE change_key = 't:receipt:rcpt-usd:9001'")
+        )
+    assert created is not None
+    # The event's own time (the database's clock), not the sender's.
+    assert f"Date:      {created:%Y-%m-%d %H:%M} UTC" in amounts["rcpt-usd@example.com"]
 
 
 async def test_two_senders_at_once_send_one_receipt(

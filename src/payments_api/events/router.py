@@ -1,4 +1,9 @@
-"""Event feeds, webhook endpoints (admin) and low-balance alerts."""
+"""Event feeds, webhook endpoints (admin) and low-balance alerts.
+
+Writes that only touch the database run in one transaction with their Idempotency-Key
+(``@one_transaction``); registering and enabling an endpoint resolve its host name
+first, a network call no transaction is held across, so they keep the lease protocol.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from payments_api.events.schemas import (
 )
 from payments_api.events.service import EventService
 from payments_api.events.types import EventType
-from payments_api.kit.idempotency import IdempotencyKeyDep
+from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
 from payments_api.kit.pagination import InvalidCursor, Limit
 from payments_api.problems import problem_responses
 
@@ -133,6 +138,7 @@ async def get_webhook_endpoint(
     operation_id="rotateWebhookEndpointSecret",
     responses=problem_responses(400, 401, 403, 422, errors.WebhookEndpointNotFound),
 )
+@one_transaction
 async def rotate_webhook_endpoint_secret(
     endpoint_id: EndpointIdPath,
     body: SecretRotation,
@@ -149,6 +155,7 @@ async def rotate_webhook_endpoint_secret(
     operation_id="disableWebhookEndpoint",
     responses=problem_responses(401, 403, 422, errors.WebhookEndpointNotFound),
 )
+@one_transaction
 async def disable_webhook_endpoint(
     endpoint_id: EndpointIdPath, _admin: AdminUser, service: EventServiceDep
 ) -> WebhookEndpointRead:
@@ -176,6 +183,7 @@ async def enable_webhook_endpoint(
     status_code=201,
     responses=problem_responses(400, 401, 403, 422, errors.WebhookEndpointNotFound),
 )
+@one_transaction
 async def send_test_event(
     endpoint_id: EndpointIdPath,
     _admin: AdminUser,
@@ -211,6 +219,7 @@ async def list_webhook_deliveries(
     operation_id="redeliverEvent",
     responses=problem_responses(401, 403, 422, errors.DeliveryNotFound),
 )
+@one_transaction
 async def redeliver_event(
     delivery_id: Annotated[str, Path(max_length=64, examples=["del_9"])],
     _admin: AdminUser,
@@ -227,6 +236,7 @@ async def redeliver_event(
     operation_id="setBalanceAlert",
     responses=problem_responses(401, 422),
 )
+@one_transaction
 async def set_balance_alert(
     body: BalanceAlertSet, user: CurrentUser, service: EventServiceDep
 ) -> BalanceAlertRead:
