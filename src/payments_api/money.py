@@ -9,6 +9,7 @@ do not drift in the platform's favour.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any
@@ -119,6 +120,45 @@ def basis_points_of(amount: int, bps: int) -> int:
     # amount * bps < 10**16, well inside Decimal's 28 significant digits: exact.
     exact = Decimal(amount * bps) / Decimal(10_000)
     return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def largest_remainder(total: int, weights: Sequence[int]) -> list[int]:
+    """Split ``total`` minor units in proportion to ``weights``, exactly.
+
+    Each part gets the floor of its quota ``total * weight / sum(weights)``; the units
+    left over (fewer than the number of parts) go one each to the parts with the largest
+    remainders, ties to the earlier part. The parts always sum to ``total``. Integer
+    arithmetic only.
+    """
+    if total < 0 or any(w < 0 for w in weights) or not weights:
+        raise ValueError("largest_remainder needs a total >= 0 and weights >= 0")
+    whole = sum(weights)
+    if whole == 0:
+        raise ValueError("largest_remainder needs a positive sum of weights")
+    parts = [total * w // whole for w in weights]
+    remainders = [total * w % whole for w in weights]
+    left = total - sum(parts)
+    for index in sorted(range(len(weights)), key=lambda i: (-remainders[i], i))[:left]:
+        parts[index] += 1
+    return parts
+
+
+def proportional_part(amount: int, total: int, share: int, before: int) -> int:
+    """The part of a refund of ``amount`` that comes out of ``share`` (of a payment of
+    ``total``), when ``before`` minor units of the payment were refunded already.
+
+    Cumulative largest remainder: after every refund, what each share has given back is
+    the largest-remainder split of everything refunded so far, so partial refunds add up
+    to exactly the share when the whole payment is refunded, whatever the steps.
+    """
+    if not 0 <= before <= before + amount <= total:
+        raise ValueError("refunds cannot exceed the payment")
+    rest = total - share
+
+    def given_back(refunded: int) -> int:
+        return largest_remainder(refunded, [rest, share])[1]
+
+    return given_back(before + amount) - given_back(before)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,18 @@ credited the platform's ``sales``. Refunds made without this API (the Stripe das
 are recorded from Stripe's events the same way, without a hold: if the customer no
 longer holds the money, the shortfall is booked to the platform's ``adjustments`` and
 logged, because Stripe has already paid the money out.
+
+A direct payment (a destination charge with an application fee) is refunded at Stripe
+with ``reverse_transfer`` and ``refund_application_fee``: the payee's connected account
+gives back its share and the platform its fee, in the payment's proportions. No wallet
+holds that money, so there is no hold; the ledger settles the refund as
+``stripe_balance +amount`` (to the card), ``stripe_balance -payee_share`` (the transfer
+reversal) and ``platform_fees -fee_share``, split by cumulative largest remainder
+(``money.proportional_part``) so partial refunds add up to the payment's exact split.
+When the payee's connected account held less than its share before Stripe was asked,
+the platform bears the difference (Stripe takes the reversal anyway and the platform
+answers for the negative balance of an Express account): a second transaction books it
+to ``adjustments`` (``refund:{id}:platform_cover``).
 """
 
 from __future__ import annotations
@@ -47,11 +59,13 @@ from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.errors import InsufficientFunds
 from payments_api.ledger.kinds import AccountKind, CauseType
-from payments_api.money import charge_step
+from payments_api.money import charge_step, proportional_part
 from payments_api.orders.errors import AmountNotInSteps, OrderNotFound
 from payments_api.orders.models import Order
 from payments_api.orders.repository import OrderRepository
 from payments_api.orders.service import order_read
+from payments_api.projects.models import DirectPayment
+from payments_api.projects.repository import DirectPaymentRepository
 from payments_api.refunds import metrics
 from payments_api.refunds.errors import (
     OrderNotRefundable,
@@ -74,7 +88,7 @@ log = logging.getLogger(__name__)
 
 REFUND_PREFIX = "rfd"
 ORDER_PREFIX = "ord"
-REFUNDABLE_PURPOSES = ("topup", "order")
+REFUNDABLE_PURPOSES = ("topup", "order", "direct")
 REFUNDABLE_STATUSES = ("succeeded", "partially_refunded")
 
 
@@ -329,6 +343,9 @@ class RefundSettlement:
             debits.append(
                 ledger_service.PostingSpec(_platform(AccountKind.sales, currency), -amount)
             )
+        elif order.purpose == "direct":
+            await self._settle_direct(refund, order)
+            return
         else:
             shortfall = amount
         if shortfall:
@@ -363,6 +380,87 @@ class RefundSettlement:
             )
         )
 
+    async def _settle_direct(self, refund: Refund, order: Order) -> None:
+        """A destination charge's refund: the payee's share comes back by the transfer
+        reversal, the fee's share from the platform's fees (see the module docstring)."""
+        payment = await DirectPaymentRepository(self.session).by_order(order.id, for_update=True)
+        if payment is None:  # pragma: no cover - a succeeded direct order has its row
+            raise RuntimeError(f"direct order {order.id} has no payment row")
+        currency, amount = refund.currency, refund.amount
+        fee_share = proportional_part(
+            amount, payment.amount, payment.application_fee_amount, payment.refunded_amount
+        )
+        payee_share = amount - fee_share
+        coverable = refund.payee_coverable
+        covered = 0 if coverable is None else max(0, payee_share - max(0, coverable))
+        refund.payee_share, refund.fee_share, refund.platform_covered = (
+            payee_share,
+            fee_share,
+            covered,
+        )
+        payment.refunded_amount += amount
+        payment.refunded_fee_amount += fee_share
+        stripe_balance = _platform(AccountKind.stripe_balance, currency)
+        postings = [ledger_service.PostingSpec(stripe_balance, amount)]
+        if payee_share:
+            postings.append(ledger_service.PostingSpec(stripe_balance, -payee_share))
+        if fee_share:
+            postings.append(
+                ledger_service.PostingSpec(
+                    _platform(AccountKind.platform_fees, currency), -fee_share
+                )
+            )
+        await self.ledger.post(
+            ledger_service.NewTransaction(
+                type="direct_refund",
+                cause_type=CauseType.stripe_event,
+                cause_key=f"stripe:refund:{refund.stripe_refund_id}",
+                description=f"Refund {public_id(REFUND_PREFIX, refund.id)} of direct payment "
+                f"{public_id(ORDER_PREFIX, refund.order_id)}",
+                metadata={
+                    "refund_id": refund.id,
+                    "order_id": refund.order_id,
+                    "refund": refund.stripe_refund_id,
+                    "payee_id": payment.payee_id,
+                    "payee_share": payee_share,
+                    "fee_share": fee_share,
+                },
+                postings=postings,
+            )
+        )
+        if covered:
+            log.warning(
+                "refund %s: the payee's connected account held %s of its %s %s share; the "
+                "platform covers %s",
+                refund.id,
+                coverable,
+                payee_share,
+                currency,
+                covered,
+            )
+            await self.ledger.post(
+                ledger_service.NewTransaction(
+                    type="direct_refund_cover",
+                    cause_type=CauseType.system,
+                    cause_key=f"refund:{refund.id}:platform_cover",
+                    description=f"Platform covers what the payee's account could not give "
+                    f"back for {public_id(REFUND_PREFIX, refund.id)}",
+                    metadata={
+                        "refund_id": refund.id,
+                        "order_id": refund.order_id,
+                        "payee_id": payment.payee_id,
+                        "payee_coverable": coverable,
+                        "covered": covered,
+                    },
+                    postings=[
+                        ledger_service.PostingSpec(
+                            _platform(AccountKind.adjustments, currency), -covered
+                        ),
+                        ledger_service.PostingSpec(stripe_balance, covered),
+                    ],
+                )
+            )
+
     async def release_hold(self, refund: Refund) -> None:
         """Stripe did not refund: the held money goes back to available."""
         if not refund.hold_amount:
@@ -395,6 +493,13 @@ class RefundSettlement:
         )
         if settled is None:  # pragma: no cover - succeeded always posted it
             raise RuntimeError(f"refund {refund.id} succeeded without a ledger transaction")
+        if refund.payee_share or refund.fee_share:
+            payment = await DirectPaymentRepository(self.session).by_order(
+                refund.order_id, for_update=True
+            )
+            if payment is not None:
+                payment.refunded_amount -= refund.amount
+                payment.refunded_fee_amount -= refund.fee_share
         postings = []
         for posting in settled.postings:
             kind = AccountKind(posting.kind)
@@ -614,6 +719,11 @@ class RefundService:
             refund.stripe_attempts += 1
             refund.updated_at = self.now()
             payment_intent = order.stripe_payment_intent_id
+            direct: DirectPayment | None = None
+            if order.purpose == "direct":
+                direct = await DirectPaymentRepository(session).by_order(order.id)
+        if direct is not None and refund.payee_coverable is None:
+            await self._read_coverable(refund, direct)
         stripe_refund: dict[str, Any] | None = None
         try:
             if look_up_first:
@@ -633,6 +743,8 @@ class RefundService:
                     idempotency_key=(await outgoing_keys(self.sessionmaker)).derive(
                         "refund", refund.id
                     ),
+                    reverse_transfer=direct is not None,
+                    refund_application_fee=direct is not None and direct.application_fee_amount > 0,
                 )
         except PaymentProviderUnavailable:
             # Unknown outcome: the refund stays pending with its hold; a retry (the admin's,
@@ -648,6 +760,27 @@ class RefundService:
             if applied is None:  # pragma: no cover - metadata and order always match
                 raise RuntimeError(f"Stripe refund {stripe_refund.get('id')} not applied")
             return applied
+
+    async def _read_coverable(self, refund: Refund, payment: DirectPayment) -> None:
+        """What the payee's connected account holds (available + pending) in the refund's
+        currency, read before Stripe is asked to reverse the transfer and kept on the
+        refund. Unreadable (Stripe down): left unknown, and the payee is taken to cover."""
+        try:
+            balance = await self.stripe.retrieve_balance(stripe_account=payment.stripe_account_id)
+        except (PaymentProviderUnavailable, PaymentProviderError):
+            log.warning("refund %s: the payee's balance could not be read", refund.id)
+            return
+        coverable = sum(
+            int(entry.get("amount") or 0)
+            for part in ("available", "pending")
+            for entry in balance.get(part) or []
+            if str(entry.get("currency", "")).lower() == refund.currency
+        )
+        async with self.sessionmaker.begin() as session:
+            row = await RefundRepository(session).get(refund.id, for_update=True)
+            if row is not None and row.payee_coverable is None:
+                row.payee_coverable = coverable
+        refund.payee_coverable = coverable
 
     async def _rejected(self, refund_id: int) -> Refund:
         """Stripe refused to create the refund: nothing was refunded, release the hold."""
