@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 from pydantic_core import PydanticCustomError
@@ -254,8 +254,82 @@ class AmountLimits:
 def default_limits(
     currency: str, *, minimum_major: int = 10, maximum_major: int = 10_000
 ) -> AmountLimits:
-    """Default per-currency limits (10.00 to 10,000.00 of the major unit)."""
+    """Limits of 10.00 to 10,000.00 of the major unit (the SPEC's defaults)."""
     return AmountLimits(
         minimum=major_to_minor(minimum_major, currency),
         maximum=major_to_minor(maximum_major, currency),
+    )
+
+
+LimitedOperation = Literal["topup", "debit", "withdrawal"]
+LIMITED_OPERATIONS: tuple[LimitedOperation, ...] = ("topup", "debit", "withdrawal")
+
+
+class OperationLimits(BaseModel):
+    """Smallest and largest amount of one operation, in the currency's **major** unit
+    (``"0.50"``, ``50``), so one table reads the same for usd, jpy and kwd."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min: Decimal = Field(gt=0)
+    max: Decimal = Field(gt=0)
+
+
+class CurrencyLimits(BaseModel):
+    """Per-currency limits of top-ups (and direct payments), wallet debits, withdrawals."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topup: OperationLimits
+    debit: OperationLimits
+    withdrawal: OperationLimits
+
+
+def _limits(
+    topup: tuple[str, str], debit: tuple[str, str], withdrawal: tuple[str, str]
+) -> CurrencyLimits:
+    def one(pair: tuple[str, str]) -> OperationLimits:
+        return OperationLimits(min=Decimal(pair[0]), max=Decimal(pair[1]))
+
+    return CurrencyLimits(topup=one(topup), debit=one(debit), withdrawal=one(withdrawal))
+
+
+DEFAULT_AMOUNT_LIMITS: dict[str, CurrencyLimits] = {
+    "usd": _limits(("10", "10000"), ("0.01", "10000"), ("10", "10000")),
+    "eur": _limits(("10", "10000"), ("0.01", "10000"), ("10", "10000")),
+    "gbp": _limits(("10", "10000"), ("0.01", "10000"), ("10", "10000")),
+    "jpy": _limits(("50", "1000000"), ("1", "1000000"), ("1000", "1000000")),
+    "kwd": _limits(("3", "3000"), ("0.001", "3000"), ("3", "3000")),
+}
+"""Built-in limits; ``PAYMENTS_AMOUNT_LIMITS`` adds currencies or replaces these."""
+
+
+def check_limits_table(table: dict[str, CurrencyLimits]) -> dict[str, CurrencyLimits]:
+    """Lowercase ISO codes, min <= max, amounts exact in minor units; raises ValueError."""
+    checked: dict[str, CurrencyLimits] = {}
+    for code, limits in table.items():
+        currency = normalize_currency(code)
+        if currency != code:
+            raise ValueError(f"limits: currency {code!r} must be a lowercase ISO 4217 code")
+        for operation in LIMITED_OPERATIONS:
+            pair: OperationLimits = getattr(limits, operation)
+            if major_to_minor(pair.min, currency) > major_to_minor(pair.max, currency):
+                raise ValueError(f"limits: {currency} {operation} min is above max")
+            if major_to_minor(pair.max, currency) > MAX_MINOR_AMOUNT:
+                raise ValueError(f"limits: {currency} {operation} max is too large")
+        checked[currency] = limits
+    return checked
+
+
+def operation_limits(
+    table: dict[str, CurrencyLimits], currency: str, operation: LimitedOperation
+) -> AmountLimits | None:
+    """The limits of ``operation`` in ``currency`` in minor units; None when the
+    currency has none (the operation is then refused)."""
+    limits = table.get(currency)
+    if limits is None:
+        return None
+    pair: OperationLimits = getattr(limits, operation)
+    return AmountLimits(
+        minimum=major_to_minor(pair.min, currency), maximum=major_to_minor(pair.max, currency)
     )
