@@ -23,7 +23,7 @@ from payments_api.refunds.service import RefundService
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
 from tests.factories import ledger_invariants
-from tests.helpers import make_event, stripe_key
+from tests.helpers import auth, make_event, stripe_key
 from tests.projects.conftest import (
     balance_object,
     completed_session,
@@ -172,6 +172,13 @@ class TestDirectRefunds:
         assert (payment.refunded_amount, payment.refunded_fee_amount) == (2_500, 250)
         order = await reload(session, order)
         assert (order.status, order.refunded_amount) == ("refunded", 2_500)
+        # the payee's take was all reversed: its earnings entry says so
+        payee = str(order.reference["payee_id"])
+        earnings = (await client.get("/api/v1/me/earnings", headers=auth(payee, ["payee"]))).json()
+        assert [(e["amount"], e["payout_status"]) for e in earnings["data"]] == [
+            (2_250, "reversed")
+        ]
+        assert earnings["summary"][0]["by_payout_status"]["reversed"] == 2_250
         # the application fee's ledger entry is exactly undone, and nothing more
         fee_in = await ledger_postings(session, f"stripe:payment:{order.stripe_payment_intent_id}")
         assert fee_in == [("platform_fees", 250), ("stripe_balance", -250)]

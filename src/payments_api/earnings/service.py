@@ -21,18 +21,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.auth import Principal
 from payments_api.earnings.errors import InvalidDateRange, InvalidTimezone
 from payments_api.earnings.models import Earning, EarningSource
+from payments_api.earnings.payout_status import attribute
 from payments_api.earnings.repository import (
     EarningRow,
     EarningsRepository,
     PageQuery,
     Snapshot,
     Windows,
+    attribution_inputs,
 )
 from payments_api.earnings.schemas import (
     EarningRead,
     EarningsList,
     EarningsPayoutStatus,
     EarningsSummary,
+    PayoutStatusTotals,
 )
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import InvalidCursor, parse_cursor, public_id
@@ -212,8 +215,19 @@ class EarningsService:
             # Another payee's entry or none: answered like a malformed cursor.
             raise InvalidCursor("`starting_after` is not one of your earnings entries.")
         rows = snapshot.rows
+        entries, flows = (
+            await attribution_inputs(self.session, payee_id, currency)
+            if rows or snapshot.summary
+            else ([], {})
+        )
+        attribution = attribute(entries, flows)
+        in_scope = [e for e in entries if project_id is None or e.project_id == project_id]
+        totals = attribution.totals(in_scope)
         listing = EarningsList(
-            data=[_read(row, zone) for row in rows[:limit]],
+            data=[
+                _read(row, zone, attribution.status.get(row.id, EarningsPayoutStatus.available))
+                for row in rows[:limit]
+            ],
             has_more=len(rows) > limit,
             summary=[
                 EarningsSummary(
@@ -222,6 +236,13 @@ class EarningsService:
                     last_7_days=s.last_7_days,
                     last_30_days=s.last_30_days,
                     all_time=s.all_time,
+                    by_payout_status=PayoutStatusTotals(
+                        **{
+                            status.value: units
+                            for status, units in totals.get(s.currency, {}).items()
+                        }
+                        or dict.fromkeys([status.value for status in EarningsPayoutStatus], 0)
+                    ),
                 )
                 for s in snapshot.summary
             ],
@@ -231,7 +252,7 @@ class EarningsService:
         return listing, snapshot
 
 
-def _read(row: EarningRow, zone: ZoneInfo) -> EarningRead:
+def _read(row: EarningRow, zone: ZoneInfo, status: EarningsPayoutStatus) -> EarningRead:
     return EarningRead(
         id=public_id(EARNING_PREFIX, row.id),
         source=EarningSource(row.source_type),
@@ -243,7 +264,5 @@ def _read(row: EarningRow, zone: ZoneInfo) -> EarningRead:
         amount=row.amount,
         currency=row.currency,
         earned_at=row.earned_at.astimezone(zone),
-        # Withdrawals are not attributed to earnings yet: a settled take sits in the
-        # payee's available balance. See docs/escrow.md.
-        payout_status=EarningsPayoutStatus.available,
+        payout_status=status,
     )
