@@ -34,6 +34,7 @@ from payments_api.reconciliation.matching import (
     LedgerMovement,
     aggregate,
     ledger_item,
+    links,
     match,
     stripe_items,
 )
@@ -281,10 +282,11 @@ class ReconciliationService:
         stripe_day: list[Item] = []
         stripe_window: list[Item] = []
         day_transactions = 0
+        context = links(transactions)
         for transaction in transactions:
             in_day = _in(datetime.fromtimestamp(int(transaction["created"]), UTC), start, end)
             day_transactions += in_day
-            items = stripe_items(transaction)
+            items = stripe_items(transaction, context)
             if items is None:
                 if in_day:
                     currency = str(transaction["currency"]).lower()

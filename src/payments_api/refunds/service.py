@@ -421,6 +421,7 @@ class RefundSettlement:
                     "refund_id": refund.id,
                     "order_id": refund.order_id,
                     "refund": refund.stripe_refund_id,
+                    "payment_intent": payment.stripe_payment_intent_id,
                     "payee_id": payment.payee_id,
                     "payee_share": payee_share,
                     "fee_share": fee_share,
