@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import respx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.orders.models import Order
@@ -218,3 +219,59 @@ class TestDirectFlows:
         assert (differs["stripe_amount"], differs["ledger_amount"]) == (310, 300)
         assert len(differs["balance_transaction_ids"]) == 6
         assert len(differs["ledger_transaction_ids"]) == 2
+
+    async def test_fee_refund_of_a_fee_taken_earlier_is_tied_through_stripe(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        stripe_mock: respx.MockRouter,
+        direct_day: DirectDay,
+        seeded_day: SeededDay,
+        stripe_day: StripeDay,
+    ) -> None:
+        # The window does not hold the application fee this fee refund refunds (it was
+        # taken on an earlier day): Stripe is asked which payment it came from.
+        earlier = seeded_day.sid("fee_earlier")
+        fee_refund = next(
+            t for t in stripe_day.transactions if t["id"] == seeded_day.sid("txn_fr_dA")
+        )
+        fee_refund["source"] = {**fee_refund["source"], "fee": earlier}
+        fee = {
+            "id": earlier,
+            "object": "application_fee",
+            "amount": FEE,
+            "currency": CURRENCY,
+            "originating_transaction": {
+                "id": seeded_day.sid("ch_dA"),
+                "object": "charge",
+                "payment_intent": direct_day.real,
+            },
+        }
+        lookup = stripe_mock.get(f"/v1/application_fees/{earlier}").mock(
+            return_value=httpx.Response(200, json=fee)
+        )
+
+        run = await reconcile(client, seeded_day)
+
+        assert ours(run) == []
+        assert lookup.call_count == 1
+        assert lookup.calls.last.request.url.params["expand[0]"] == "originating_transaction"
+
+        # Not found at Stripe: the fee refund stays its own object, listed.
+        lookup.mock(
+            return_value=httpx.Response(
+                404,
+                json={
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "resource_missing",
+                        "message": f"No such application fee: '{earlier}'",
+                    }
+                },
+            )
+        )
+        run = await reconcile(client, seeded_day)
+        assert ours(run) == [
+            ("amount_differs", "direct_payment", direct_day.real),
+            ("missing_in_ledger", "application_fee_refund", seeded_day.sid("fr_dA")),
+        ]

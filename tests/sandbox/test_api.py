@@ -485,6 +485,14 @@ class TestConnectReads:
         events = await sandbox.deliver()
         assert events.count("transfer.reversed") == 3
 
+    async def test_application_fees_are_not_made_so_none_is_found(
+        self, sandbox: Sandbox, sandbox_gateway: StripeGateway
+    ) -> None:
+        missing = await sandbox.stripe("GET", "/v1/application_fees/fee_1Nothing")
+        assert (missing.status_code, error_of(missing)["code"]) == (404, "resource_missing")
+        with pytest.raises(PaymentProviderError):
+            await sandbox_gateway.retrieve_application_fee("fee_1Nothing")
+
 
 class TestDisputeEvidence:
     async def test_winning_evidence_wins_and_closing_loses(self, sandbox: Sandbox) -> None:

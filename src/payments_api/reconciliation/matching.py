@@ -143,9 +143,35 @@ def _is_destination_charge(charge: Mapping[str, Any]) -> bool:
     return bool(_source_id(charge.get("transfer")))
 
 
-def links(transactions: Iterable[Mapping[str, Any]]) -> Links:
-    """Tie the window's transfers, fees, refunds and reversals to destination charges."""
+def unresolved_fees(transactions: Iterable[Mapping[str, Any]], context: Links) -> list[str]:
+    """Application fees named by the window's fee refunds that the window does not tie to
+    a payment (the fee was taken on an earlier day): to be looked up at Stripe."""
+    fees = {
+        str(_source_id(_source(t).get("fee")))
+        for t in transactions
+        if t.get("type") == "application_fee_refund"
+        and _source_id(_source(t).get("fee"))
+        and str(_source_id(t.get("source"))) not in context.payment_of
+    }
+    return sorted(fees)
+
+
+def payment_of_fee(fee: Mapping[str, Any]) -> str | None:
+    """The PaymentIntent of an application fee retrieved with ``originating_transaction``
+    expanded (the platform's destination charge)."""
+    origin = fee.get("originating_transaction")
+    if isinstance(origin, dict):
+        return _source_id(origin.get("payment_intent"))
+    return None
+
+
+def links(
+    transactions: Iterable[Mapping[str, Any]], fees: Mapping[str, str] | None = None
+) -> Links:
+    """Tie the window's transfers, fees, refunds and reversals to destination charges;
+    ``fees`` adds application fees looked up at Stripe (fee id -> PaymentIntent)."""
     found = Links()
+    found.payment_of.update(fees or {})
     by_type: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for transaction in transactions:
         by_type[str(transaction.get("type"))].append(_source(transaction))

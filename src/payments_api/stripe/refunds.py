@@ -75,6 +75,17 @@ class RefundCalls(GatewayBase):
         )
         return charge.to_dict()
 
+    async def retrieve_application_fee(self, fee_id: str) -> dict[str, Any]:
+        """An application fee with ``originating_transaction`` (the platform's destination
+        charge) expanded: reconciliation ties a later fee refund to its payment by it."""
+        fee = await self._call(
+            "application_fees.retrieve",
+            lambda: self._client.v1.application_fees.retrieve_async(
+                fee_id, params={"expand": ["originating_transaction"]}
+            ),
+        )
+        return fee.to_dict()
+
     async def retrieve_dispute(self, dispute_id: str) -> dict[str, Any]:
         """A dispute with its balance transactions (Stripe always includes them)."""
         dispute = await self._call(
