@@ -42,9 +42,11 @@ def upgrade() -> None:
         " AND refunded_fee_amount >= 0 AND refunded_fee_amount <= application_fee_amount"
         " AND refunded_fee_amount <= refunded_amount",
     )
+    op.create_index("ix_direct_payments_payee_id", "direct_payments", ["payee_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_direct_payments_payee_id", table_name="direct_payments")
     op.drop_constraint(op.f("direct_payments_refunded_check"), "direct_payments", type_="check")
     op.drop_column("direct_payments", "refunded_fee_amount")
     op.drop_column("direct_payments", "refunded_amount")

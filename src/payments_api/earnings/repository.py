@@ -466,3 +466,38 @@ async def attribution_inputs(
         for row in (await session.execute(_ATTRIBUTION_FLOWS, params)).all()
     }
     return entries, flows
+
+
+_DIRECT_SUMS = text(
+    """
+    SELECT currency,
+           coalesce(sum(net_amount) FILTER (
+               WHERE CAST(:project AS bigint) IS NULL OR project_id = :project), 0) AS net,
+           coalesce(sum(refunded_amount - refunded_fee_amount), 0) AS reversed
+    FROM direct_payments
+    WHERE payee_id = :payee AND (CAST(:currency AS text) IS NULL OR currency = :currency)
+    GROUP BY currency
+    """
+)
+
+
+async def attribution_shortcut(
+    session: AsyncSession, payee_id: str, currency: str | None, project: int | None
+) -> tuple[dict[str, Flows], dict[str, tuple[int, int]]]:
+    """The payee's flows and, per currency, their direct payments' take (in the project,
+    when given) and what refunds reversed of it: bounded reads (indexed by payee), so a
+    payee whose money never moved needs no walk through their history."""
+    params = {"payee": payee_id, "currency": currency}
+    flows = {
+        str(row.currency): Flows(
+            transferred=int(row.transferred or 0),
+            withdrawing=int(row.withdrawing or 0),
+            paid=int(row.paid or 0),
+        )
+        for row in (await session.execute(_ATTRIBUTION_FLOWS, params)).all()
+    }
+    direct = {
+        str(row.currency): (int(row.net), int(row.reversed))
+        for row in (await session.execute(_DIRECT_SUMS, {**params, "project": project})).all()
+    }
+    return flows, direct

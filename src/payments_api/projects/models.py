@@ -114,6 +114,8 @@ class DirectPayment(TimestampMixin, Base):
         # Serves the per-project and per-session sums of the wallet.
         Index("ix_direct_payments_project_id_session_id", "project_id", "session_id"),
         Index("ix_direct_payments_session_id", "session_id"),
+        # Serves the earnings' payout statuses (a payee's direct payments and refunds).
+        Index("ix_direct_payments_payee_id", "payee_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
