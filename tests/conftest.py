@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
 from payments_api.auth import TokenVerifier
 from payments_api.main import create_app
 from payments_api.migrations import head_revisions
+from payments_api.money import CurrencyLimits, OperationLimits
 from payments_api.settings import Environment, Settings
 from payments_api.state import AppState
 from payments_api.stripe.gateway import StripeGateway
@@ -63,6 +65,19 @@ async def _outgoing_keys(engine: AsyncEngine) -> None:
     helpers.OUTGOING_KEYS = await outgoing_keys(async_sessionmaker(engine))
 
 
+# Currencies the suites use beyond the built-in limits (usd, eur, gbp, jpy, kwd): the
+# SPEC's 10.00-10,000.00 of the major unit for each operation. Others (e.g. cad) have
+# none and are refused with currency_not_supported.
+TEST_AMOUNT_LIMITS = {
+    code: CurrencyLimits(
+        topup=OperationLimits(min=Decimal(10), max=Decimal(10_000)),
+        debit=OperationLimits(min=Decimal(1), max=Decimal(10_000)),
+        withdrawal=OperationLimits(min=Decimal(10), max=Decimal(10_000)),
+    )
+    for code in ("chf", "hkd", "huf", "isk", "nok", "sek", "sgd", "twd")
+}
+
+
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return Settings(
@@ -80,6 +95,7 @@ def settings(database_url: str) -> Settings:
         # Off by default so concurrency and fuzz tests measure what they mean to;
         # tests/kit/test_ratelimit.py turns it on.
         rate_limit_enabled=False,
+        amount_limits=TEST_AMOUNT_LIMITS,
     )
 
 

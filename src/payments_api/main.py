@@ -196,7 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = build_openapi(app)
+            app.openapi_schema = build_openapi(app, limits=settings.limits_table())
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -9,9 +9,10 @@ do not drift in the platform's favour.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 from pydantic_core import PydanticCustomError
@@ -121,6 +122,45 @@ def basis_points_of(amount: int, bps: int) -> int:
     return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
+def largest_remainder(total: int, weights: Sequence[int]) -> list[int]:
+    """Split ``total`` minor units in proportion to ``weights``, exactly.
+
+    Each part gets the floor of its quota ``total * weight / sum(weights)``; the units
+    left over (fewer than the number of parts) go one each to the parts with the largest
+    remainders, ties to the earlier part. The parts always sum to ``total``. Integer
+    arithmetic only.
+    """
+    if total < 0 or any(w < 0 for w in weights) or not weights:
+        raise ValueError("largest_remainder needs a total >= 0 and weights >= 0")
+    whole = sum(weights)
+    if whole == 0:
+        raise ValueError("largest_remainder needs a positive sum of weights")
+    parts = [total * w // whole for w in weights]
+    remainders = [total * w % whole for w in weights]
+    left = total - sum(parts)
+    for index in sorted(range(len(weights)), key=lambda i: (-remainders[i], i))[:left]:
+        parts[index] += 1
+    return parts
+
+
+def proportional_part(amount: int, total: int, share: int, before: int) -> int:
+    """The part of a refund of ``amount`` that comes out of ``share`` (of a payment of
+    ``total``), when ``before`` minor units of the payment were refunded already.
+
+    Cumulative largest remainder: after every refund, what each share has given back is
+    the largest-remainder split of everything refunded so far, so partial refunds add up
+    to exactly the share when the whole payment is refunded, whatever the steps.
+    """
+    if not 0 <= before <= before + amount <= total:
+        raise ValueError("refunds cannot exceed the payment")
+    rest = total - share
+
+    def given_back(refunded: int) -> int:
+        return largest_remainder(refunded, [rest, share])[1]
+
+    return given_back(before + amount) - given_back(before)
+
+
 @dataclass(frozen=True, slots=True)
 class Money:
     """An amount in minor units of one currency. Arithmetic refuses to mix currencies."""
@@ -214,8 +254,82 @@ class AmountLimits:
 def default_limits(
     currency: str, *, minimum_major: int = 10, maximum_major: int = 10_000
 ) -> AmountLimits:
-    """Default per-currency limits (10.00 to 10,000.00 of the major unit)."""
+    """Limits of 10.00 to 10,000.00 of the major unit (the SPEC's defaults)."""
     return AmountLimits(
         minimum=major_to_minor(minimum_major, currency),
         maximum=major_to_minor(maximum_major, currency),
+    )
+
+
+LimitedOperation = Literal["topup", "debit", "withdrawal"]
+LIMITED_OPERATIONS: tuple[LimitedOperation, ...] = ("topup", "debit", "withdrawal")
+
+
+class OperationLimits(BaseModel):
+    """Smallest and largest amount of one operation, in the currency's **major** unit
+    (``"0.50"``, ``50``), so one table reads the same for usd, jpy and kwd."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min: Decimal = Field(gt=0)
+    max: Decimal = Field(gt=0)
+
+
+class CurrencyLimits(BaseModel):
+    """Per-currency limits of top-ups (and direct payments), wallet debits, withdrawals."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topup: OperationLimits
+    debit: OperationLimits
+    withdrawal: OperationLimits
+
+
+def _limits(
+    topup: tuple[str, str], debit: tuple[str, str], withdrawal: tuple[str, str]
+) -> CurrencyLimits:
+    def one(pair: tuple[str, str]) -> OperationLimits:
+        return OperationLimits(min=Decimal(pair[0]), max=Decimal(pair[1]))
+
+    return CurrencyLimits(topup=one(topup), debit=one(debit), withdrawal=one(withdrawal))
+
+
+DEFAULT_AMOUNT_LIMITS: dict[str, CurrencyLimits] = {
+    "usd": _limits(("10", "10000"), ("0.01", "10000"), ("10", "10000")),
+    "eur": _limits(("10", "10000"), ("0.01", "10000"), ("10", "10000")),
+    "gbp": _limits(("10", "10000"), ("0.01", "10000"), ("10", "10000")),
+    "jpy": _limits(("50", "1000000"), ("1", "1000000"), ("1000", "1000000")),
+    "kwd": _limits(("3", "3000"), ("0.001", "3000"), ("3", "3000")),
+}
+"""Built-in limits; ``PAYMENTS_AMOUNT_LIMITS`` adds currencies or replaces these."""
+
+
+def check_limits_table(table: dict[str, CurrencyLimits]) -> dict[str, CurrencyLimits]:
+    """Lowercase ISO codes, min <= max, amounts exact in minor units; raises ValueError."""
+    checked: dict[str, CurrencyLimits] = {}
+    for code, limits in table.items():
+        currency = normalize_currency(code)
+        if currency != code:
+            raise ValueError(f"limits: currency {code!r} must be a lowercase ISO 4217 code")
+        for operation in LIMITED_OPERATIONS:
+            pair: OperationLimits = getattr(limits, operation)
+            if major_to_minor(pair.min, currency) > major_to_minor(pair.max, currency):
+                raise ValueError(f"limits: {currency} {operation} min is above max")
+            if major_to_minor(pair.max, currency) > MAX_MINOR_AMOUNT:
+                raise ValueError(f"limits: {currency} {operation} max is too large")
+        checked[currency] = limits
+    return checked
+
+
+def operation_limits(
+    table: dict[str, CurrencyLimits], currency: str, operation: LimitedOperation
+) -> AmountLimits | None:
+    """The limits of ``operation`` in ``currency`` in minor units; None when the
+    currency has none (the operation is then refused)."""
+    limits = table.get(currency)
+    if limits is None:
+        return None
+    pair: OperationLimits = getattr(limits, operation)
+    return AmountLimits(
+        minimum=major_to_minor(pair.min, currency), maximum=major_to_minor(pair.max, currency)
     )

@@ -21,13 +21,19 @@ the same treatment:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from payments_api.kit.middleware import REQUEST_ID_PATTERN
-from payments_api.money import CURRENCY_EXPONENTS
+from payments_api.money import (
+    CURRENCY_EXPONENTS,
+    DEFAULT_AMOUNT_LIMITS,
+    CurrencyLimits,
+    LimitedOperation,
+)
 from payments_api.problems import GENERIC_CODES, IDEMPOTENCY_CODES, PROBLEM_MEDIA_TYPE, Problem
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -45,7 +51,46 @@ def _untitle_parameters(spec: dict[str, Any]) -> None:
                 parameter.get("schema", {}).pop("title", None)
 
 
-def build_openapi(app: FastAPI) -> dict[str, Any]:
+LIMITED_OPERATIONS: dict[str, tuple[LimitedOperation, str]] = {
+    "createCheckoutSession": ("topup", "Top-ups and direct payments"),
+    "createTopup": ("topup", "Top-ups"),
+    "createWithdrawal": ("withdrawal", "Withdrawals"),
+}
+
+
+def limits_description(limits: Mapping[str, CurrencyLimits], operation: LimitedOperation) -> str:
+    """A Markdown table of one operation's per-currency limits (this configuration's)."""
+    rows = [
+        f"| `{currency}` | {getattr(table, operation).min} | {getattr(table, operation).max} |"
+        for currency, table in sorted(limits.items())
+    ]
+    return "\n".join(
+        [
+            "| currency | minimum | maximum |",
+            "|---|---|---|",
+            *rows,
+        ]
+    )
+
+
+def _describe_limits(spec: dict[str, Any], limits: Mapping[str, CurrencyLimits]) -> None:
+    for path_item in spec.get("paths", {}).values():
+        for operation in path_item.values():
+            found = LIMITED_OPERATIONS.get(operation.get("operationId", ""))
+            if found is None:
+                continue
+            kind, what = found
+            operation["description"] = (
+                f"{operation.get('description', '')}\n\n{what} per currency, in the "
+                "currency's major unit (the `amount` field is in minor units); another "
+                "currency is refused with `currency_not_supported`:\n\n"
+                + limits_description(limits, kind)
+            ).strip()
+
+
+def build_openapi(
+    app: FastAPI, *, limits: Mapping[str, CurrencyLimits] | None = None
+) -> dict[str, Any]:
     spec = get_openapi(
         title=app.title,
         version=app.version,
@@ -112,6 +157,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     _declare_optional_idempotency_keys(spec)
     _declare_request_id(spec)
     _declare_problem_codes(spec)
+    _describe_limits(spec, DEFAULT_AMOUNT_LIMITS if limits is None else limits)
     _name_inline_schemas(spec)
     _name_currency_enum(schemas)
     _name_inline_enums(spec)

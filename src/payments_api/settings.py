@@ -17,6 +17,15 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from payments_api.money import (
+    DEFAULT_AMOUNT_LIMITS,
+    AmountLimits,
+    CurrencyLimits,
+    LimitedOperation,
+    check_limits_table,
+    operation_limits,
+)
+
 # A fixed, loudly insecure secret so that `payments-api token` and a local `serve`
 # agree out of the box. Production refuses to start with it.
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"  # noqa: S105
@@ -182,11 +191,14 @@ class Settings(BaseSettings):
             "service's own origin (public_base_url) is always allowed too."
         ),
     )
-    topup_min_major: int = Field(
-        10, ge=0, description="Smallest top-up, in the currency's major unit."
-    )
-    topup_max_major: int = Field(
-        10_000, ge=1, description="Largest top-up, in the currency's major unit."
+    amount_limits: dict[str, CurrencyLimits] = Field(
+        default_factory=dict,
+        description="Per-currency limits, JSON, added to or replacing the built-in ones "
+        "(usd/eur/gbp 10-10,000, jpy 50-1,000,000, kwd 3-3,000 for top-ups; see README): "
+        '{"nok": {"topup": {"min": "100", "max": "100000"}, "debit": {"min": "0.01", '
+        '"max": "100000"}, "withdrawal": {"min": "100", "max": "100000"}}}, in the '
+        "currency's major unit. A currency with no limits takes no top-ups, direct "
+        "payments, wallet debits or withdrawals (422 currency_not_supported).",
     )
     checkout_session_ttl_minutes: int = Field(
         60, ge=30, le=1440, description="Lifetime of a Checkout Session (Stripe: 30 min-24 h)."
@@ -244,6 +256,19 @@ class Settings(BaseSettings):
         "days) when a request sends no `tz`.",
     )
 
+    @field_validator("amount_limits")
+    @classmethod
+    def _valid_limits(cls, value: dict[str, CurrencyLimits]) -> dict[str, CurrencyLimits]:
+        return check_limits_table(value)
+
+    def limits_table(self) -> dict[str, CurrencyLimits]:
+        """The built-in limits with ``amount_limits`` applied on top."""
+        return {**DEFAULT_AMOUNT_LIMITS, **self.amount_limits}
+
+    def limits(self, currency: str, operation: LimitedOperation) -> AmountLimits | None:
+        """Minor-unit limits of an operation in a currency; None: not supported."""
+        return operation_limits(self.limits_table(), currency, operation)
+
     @field_validator("earnings_default_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -261,12 +286,6 @@ class Settings(BaseSettings):
         description="Platform's application fee on direct payments to a payee (tips, "
         "pay-per-request), in basis points of the amount (1000 = 10%), rounded half-even. "
         "Captured on each payment when it is created.",
-    )
-    withdrawal_min_major: int = Field(
-        10, ge=0, description="Smallest withdrawal, in the currency's major unit."
-    )
-    withdrawal_max_major: int = Field(
-        10_000, ge=1, description="Largest withdrawal, in the currency's major unit."
     )
     connect_account_country: str | None = Field(
         None,

@@ -121,6 +121,14 @@ class TestEarningsRouter:
         assert _numbers(body).isdisjoint({10_000, 10_500, 500, 2_000})
         [summary] = body["summary"]
         assert summary["all_time"] == summary["today"] == 8_000
+        # no money moved yet: the whole take is in the wallet
+        assert summary["by_payout_status"] == {
+            "available": 8_000,
+            "withdrawing": 0,
+            "in_transit": 0,
+            "paid": 0,
+            "reversed": 0,
+        }
 
         as_customer = (await client.get(EARNINGS, headers=auth(customer.id, ["customer"]))).json()
         assert as_customer["data"] == []

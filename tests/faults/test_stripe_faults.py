@@ -456,6 +456,8 @@ NOT_REACHABLE: dict[str, str] = {
     "list_refunds": "refund webhooks and admin refunds: row to add with create_refund",
     "retrieve_charge": "refunds and disputes: row to add with their scenarios",
     "retrieve_dispute": "dispute webhooks: row to add with their scenario",
+    "retrieve_application_fee": "reconciliation of fee refunds of fees taken on an earlier "
+    "day: row to add with its scenario (tests/reconciliation/test_direct_flows.py)",
 }
 FAULTS = list(FaultKind)
 PHASES = ["first_try", "retry"]

@@ -433,6 +433,66 @@ class TestConnectReads:
         platform = await sandbox.stripe("GET", "/v1/balance")
         assert platform.json()["available"][0]["amount"] == 1_000 - 59 - 900  # fee 2.9%+30
 
+    async def test_refunding_a_destination_charge_reverses_the_transfer_in_proportion(
+        self, sandbox: Sandbox, sandbox_gateway: StripeGateway
+    ) -> None:
+        account = await new_account(sandbox)
+        async with sandbox.sessionmaker.begin() as session:
+            row = await session.get(SandboxObject, account)
+            assert row is not None
+            row.body = objects.onboarded(row.body, "enabled")
+        made = await sandbox.stripe(
+            "POST",
+            "/v1/checkout/sessions",
+            {
+                "mode": "payment",
+                "line_items[0][quantity]": "1",
+                "line_items[0][price_data][currency]": "usd",
+                "line_items[0][price_data][unit_amount]": "2500",
+                "line_items[0][price_data][product_data][name]": "Tip",
+                "payment_intent_data[transfer_data][destination]": account,
+                "payment_intent_data[application_fee_amount]": "250",
+            },
+        )
+        await sandbox.click(f"/sandbox/checkout/{made.json()['id']}", action="pay")
+        charge = (await sandbox.objects_of("charge"))[-1]
+
+        shares = []
+        for number, amount in enumerate((333, 333, 1_834)):
+            refund = await sandbox_gateway.create_refund(
+                payment_intent=charge["payment_intent"],
+                amount=amount,
+                reason=None,
+                metadata={},
+                idempotency_key=f"refund:dest:{number}",
+                reverse_transfer=True,
+                refund_application_fee=True,
+            )
+            reversal = await sandbox.stripe_object(refund["transfer_reversal"])
+            assert (reversal["transfer"], reversal["source_refund"]) == (
+                charge["transfer"],
+                refund["id"],
+            )
+            shares.append(reversal["amount"])
+
+        # the payee's share, largest remainder as the ledger splits it: 22.50 in all
+        assert shares == [300, 299, 1_651]
+        transfer = await sandbox.stripe_object(charge["transfer"])
+        assert (transfer["amount_reversed"], transfer["reversed"]) == (2_250, True)
+        # paid out automatically, so the reversals left the connected account negative
+        connected = await sandbox.stripe("GET", "/v1/balance", account=account)
+        assert connected.json()["available"][0]["amount"] == -2_250
+        events = await sandbox.deliver()
+        assert events.count("transfer.reversed") == 3
+
+    async def test_application_fees_are_not_made_so_none_is_found(
+        self, sandbox: Sandbox, sandbox_gateway: StripeGateway
+    ) -> None:
+        missing = await sandbox.stripe("GET", "/v1/application_fees/fee_1Nothing")
+        assert (missing.status_code, error_of(missing)["code"]) == (404, "resource_missing")
+        with pytest.raises(PaymentProviderError):
+            await sandbox_gateway.retrieve_application_fee("fee_1Nothing")
+
 
 class TestDisputeEvidence:
     async def test_winning_evidence_wins_and_closing_loses(self, sandbox: Sandbox) -> None:

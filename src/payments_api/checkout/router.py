@@ -27,6 +27,7 @@ router = APIRouter(tags=["checkout"])
         403,
         escrow_errors.EscrowAmountTooSmall,
         orders_errors.AmountOutOfRange,
+        orders_errors.CurrencyNotSupported,
         orders_errors.AmountNotInSteps,
         orders_errors.CheckoutWindowPassed,
         orders_errors.DiscountCodeInvalid,

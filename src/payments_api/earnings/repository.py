@@ -30,6 +30,7 @@ from payments_api.earnings.models import (
     ROLLUP_BUCKET_ORIGIN,
     Earning,
 )
+from payments_api.earnings.payout_status import Entry, Flows
 
 BUCKET = timedelta(minutes=ROLLUP_BUCKET_MINUTES)
 _ORIGIN = datetime.fromisoformat(ROLLUP_BUCKET_ORIGIN)
@@ -405,3 +406,98 @@ def _snapshot_statement(page: PageShape, summary: SummaryShape) -> RawStatement:
         FROM (SELECT 1) one LEFT JOIN users u ON u.id = :payee_id
     """
     return RawStatement.of(text(sql))
+
+
+_ATTRIBUTION_ENTRIES = text(
+    """
+    SELECT e.id, e.source_type = 'escrow' AS wallet, e.currency, e.amount,
+           LEAST(COALESCE(d.refunded_amount - d.refunded_fee_amount, 0), e.amount) AS reversed,
+           e.earned_at, e.project_id
+    FROM earnings e
+    LEFT JOIN direct_payments d
+      ON e.source_type = 'payment' AND d.stripe_payment_intent_id = e.source_id
+    WHERE e.payee_id = :payee AND (CAST(:currency AS text) IS NULL OR e.currency = :currency)
+    """
+)
+_ATTRIBUTION_FLOWS = text(
+    """
+    SELECT currency, sum(transferred) AS transferred, sum(withdrawing) AS withdrawing,
+           sum(paid) AS paid
+    FROM (
+        SELECT currency,
+               CASE WHEN status IN ('transferred', 'reversed')
+                    THEN amount - amount_reversed ELSE 0 END AS transferred,
+               CASE WHEN status = 'pending' THEN amount ELSE 0 END AS withdrawing,
+               0 AS paid
+        FROM withdrawals WHERE user_id = :payee
+        UNION ALL
+        SELECT currency, 0, 0, amount FROM payouts WHERE user_id = :payee AND status = 'paid'
+    ) flows
+    WHERE CAST(:currency AS text) IS NULL OR currency = :currency
+    GROUP BY currency
+    """
+)
+
+
+async def attribution_inputs(
+    session: AsyncSession, payee_id: str, currency: str | None
+) -> tuple[list[Entry], dict[str, Flows]]:
+    """The payee's entries (with what refunds took back) and their money's flows per
+    currency: what :func:`payout_status.attribute` needs."""
+    params = {"payee": payee_id, "currency": currency}
+    entries = [
+        Entry(
+            id=int(row.id),
+            wallet=bool(row.wallet),
+            currency=str(row.currency),
+            amount=int(row.amount),
+            reversed=int(row.reversed),
+            earned_at=row.earned_at,
+            project_id=row.project_id,
+        )
+        for row in (await session.execute(_ATTRIBUTION_ENTRIES, params)).all()
+    ]
+    flows = {
+        str(row.currency): Flows(
+            transferred=int(row.transferred or 0),
+            withdrawing=int(row.withdrawing or 0),
+            paid=int(row.paid or 0),
+        )
+        for row in (await session.execute(_ATTRIBUTION_FLOWS, params)).all()
+    }
+    return entries, flows
+
+
+_DIRECT_SUMS = text(
+    """
+    SELECT currency,
+           coalesce(sum(net_amount) FILTER (
+               WHERE CAST(:project AS bigint) IS NULL OR project_id = :project), 0) AS net,
+           coalesce(sum(refunded_amount - refunded_fee_amount), 0) AS reversed
+    FROM direct_payments
+    WHERE payee_id = :payee AND (CAST(:currency AS text) IS NULL OR currency = :currency)
+    GROUP BY currency
+    """
+)
+
+
+async def attribution_shortcut(
+    session: AsyncSession, payee_id: str, currency: str | None, project: int | None
+) -> tuple[dict[str, Flows], dict[str, tuple[int, int]]]:
+    """The payee's flows and, per currency, their direct payments' take (in the project,
+    when given) and what refunds reversed of it: bounded reads (indexed by payee), so a
+    payee whose money never moved needs no walk through their history."""
+    params = {"payee": payee_id, "currency": currency}
+    flows = {
+        str(row.currency): Flows(
+            transferred=int(row.transferred or 0),
+            withdrawing=int(row.withdrawing or 0),
+            paid=int(row.paid or 0),
+        )
+        for row in (await session.execute(_ATTRIBUTION_FLOWS, params)).all()
+    }
+    direct = {
+        str(row.currency): (int(row.net), int(row.reversed))
+        for row in (await session.execute(_DIRECT_SUMS, {**params, "project": project})).all()
+    }
+    return flows, direct

@@ -1,25 +1,27 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from payments_api.earnings.models import EarningSource
+from payments_api.earnings.payout_status import EarningsPayoutStatus
+
+__all__ = ["EarningsPayoutStatus"]
 
 
-class EarningsPayoutStatus(StrEnum):
-    """Where the earned money is now, from the payee's point of view."""
+class PayoutStatusTotals(BaseModel):
+    """The payee's take in one currency by where the money is now (all time; they add up
+    to ``all_time``)."""
 
-    held = "held"
-    """Still in escrow (reserved; entries are written on completion today)."""
-    available = "available"
-    """In the payee's available balance, withdrawable."""
-    withdrawing = "withdrawing"
-    """On its way to the payee's connected account."""
-    paid_out = "paid_out"
-    """Transferred to the payee's connected account."""
+    available: int = Field(description="In the wallet, withdrawable.", examples=[16_000])
+    withdrawing: int = Field(description="Held by withdrawals not yet transferred.")
+    in_transit: int = Field(
+        description="On the connected account, not yet paid out to the bank.", examples=[8_000]
+    )
+    paid: int = Field(description="Paid out to the bank.", examples=[456_000])
+    reversed: int = Field(description="Taken back by refunds of direct payments.")
 
 
 class EarningRead(BaseModel):
@@ -40,8 +42,11 @@ class EarningRead(BaseModel):
         description="When it was earned, with the offset of the requested time zone."
     )
     payout_status: EarningsPayoutStatus = Field(
-        description="held | available | withdrawing | paid_out. Until withdrawals are "
-        "attributed to earnings, every settled entry reads `available`."
+        description="Where this take's money is now: `available` (in the wallet), "
+        "`withdrawing` (a withdrawal holds it), `in_transit` (on the connected account, "
+        "not yet at the bank), `paid` (paid out to the bank) or `reversed` (a refund took "
+        "it back). Withdrawals and payouts are attributed to earnings oldest first, per "
+        "currency; an entry split between two states shows the later one's."
     )
 
 
@@ -53,6 +58,9 @@ class EarningsSummary(BaseModel):
     last_7_days: int = Field(description="Today and the 6 days before it.", examples=[24_000])
     last_30_days: int = Field(description="Today and the 29 days before it.", examples=[96_000])
     all_time: int = Field(examples=[480_000])
+    by_payout_status: PayoutStatusTotals = Field(
+        description="All-time take by where the money is now (exact to the minor unit)."
+    )
 
 
 class EarningsList(BaseModel):

@@ -21,21 +21,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.auth import Principal
 from payments_api.earnings.errors import InvalidDateRange, InvalidTimezone
 from payments_api.earnings.models import Earning, EarningSource
+from payments_api.earnings.payout_status import attribute
 from payments_api.earnings.repository import (
     EarningRow,
     EarningsRepository,
     PageQuery,
     Snapshot,
+    SummaryRow,
     Windows,
+    attribution_inputs,
+    attribution_shortcut,
 )
 from payments_api.earnings.schemas import (
     EarningRead,
     EarningsList,
     EarningsPayoutStatus,
     EarningsSummary,
+    PayoutStatusTotals,
 )
 from payments_api.kit.clock import utcnow
-from payments_api.kit.pagination import InvalidCursor, parse_cursor, public_id
+from payments_api.kit.pagination import InvalidCursor, parse_cursor, parse_public_id, public_id
 from payments_api.money import normalize_currency
 from payments_api.users.repository import UserRepository, matches_principal
 
@@ -212,8 +217,14 @@ class EarningsService:
             # Another payee's entry or none: answered like a malformed cursor.
             raise InvalidCursor("`starting_after` is not one of your earnings entries.")
         rows = snapshot.rows
+        statuses, totals = await self._payout_statuses(
+            payee_id, currency, project_id, rows, snapshot.summary
+        )
         listing = EarningsList(
-            data=[_read(row, zone) for row in rows[:limit]],
+            data=[
+                _read(row, zone, statuses.get(row.id, EarningsPayoutStatus.available))
+                for row in rows[:limit]
+            ],
             has_more=len(rows) > limit,
             summary=[
                 EarningsSummary(
@@ -222,6 +233,13 @@ class EarningsService:
                     last_7_days=s.last_7_days,
                     last_30_days=s.last_30_days,
                     all_time=s.all_time,
+                    by_payout_status=PayoutStatusTotals(
+                        **{
+                            status.value: units
+                            for status, units in totals.get(s.currency, {}).items()
+                        }
+                        or dict.fromkeys([status.value for status in EarningsPayoutStatus], 0)
+                    ),
                 )
                 for s in snapshot.summary
             ],
@@ -230,8 +248,47 @@ class EarningsService:
         )
         return listing, snapshot
 
+    async def _payout_statuses(
+        self,
+        payee_id: str,
+        currency: str | None,
+        project_id: str | None,
+        rows: list[EarningRow],
+        summary: list[SummaryRow],
+    ) -> tuple[dict[int, EarningsPayoutStatus], dict[str, dict[EarningsPayoutStatus, int]]]:
+        """Each row's payout status and the totals per status (``payout_status``).
 
-def _read(row: EarningRow, zone: ZoneInfo) -> EarningRead:
+        While none of the payee's money moved (no withdrawal, bank payout or refund of a
+        direct payment) the answer needs no history: escrow takes are ``available``,
+        direct payments ``in_transit``. Otherwise the payee's entries are attributed
+        first in, first out, a walk through their history (see docs/escrow.md)."""
+        if not rows and not summary:
+            return {}, {}
+        project = parse_public_id("prj", project_id) if project_id else None
+        flows, direct = await attribution_shortcut(self.session, payee_id, currency, project)
+        moved = any(f.transferred or f.withdrawing or f.paid for f in flows.values())
+        if not moved and not any(reversed_ for _net, reversed_ in direct.values()):
+            statuses = {
+                row.id: EarningsPayoutStatus.available
+                if row.source_type == EarningSource.escrow
+                else EarningsPayoutStatus.in_transit
+                for row in rows
+            }
+            totals: dict[str, dict[EarningsPayoutStatus, int]] = {}
+            for s in summary:
+                in_transit = direct.get(s.currency, (0, 0))[0]
+                parts = dict.fromkeys(EarningsPayoutStatus, 0)
+                parts[EarningsPayoutStatus.in_transit] = in_transit
+                parts[EarningsPayoutStatus.available] = s.all_time - in_transit
+                totals[s.currency] = parts
+            return statuses, totals
+        entries, flows = await attribution_inputs(self.session, payee_id, currency)
+        attribution = attribute(entries, flows)
+        in_scope = [e for e in entries if project_id is None or e.project_id == project_id]
+        return attribution.status, attribution.totals(in_scope)
+
+
+def _read(row: EarningRow, zone: ZoneInfo, status: EarningsPayoutStatus) -> EarningRead:
     return EarningRead(
         id=public_id(EARNING_PREFIX, row.id),
         source=EarningSource(row.source_type),
@@ -243,7 +300,5 @@ def _read(row: EarningRow, zone: ZoneInfo) -> EarningRead:
         amount=row.amount,
         currency=row.currency,
         earned_at=row.earned_at.astimezone(zone),
-        # Withdrawals are not attributed to earnings yet: a settled take sits in the
-        # payee's available balance. See docs/escrow.md.
-        payout_status=EarningsPayoutStatus.available,
+        payout_status=status,
     )

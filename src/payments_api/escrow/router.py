@@ -2,18 +2,28 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from payments_api.deps import CurrentUser, SessionDep, SettingsDep, require_role
 from payments_api.escrow import errors as escrow_errors
 from payments_api.escrow.models import EscrowStatus
-from payments_api.escrow.schemas import EscrowCancel, EscrowCreate, EscrowList, EscrowRead
+from payments_api.escrow.schemas import (
+    EscrowCancel,
+    EscrowCancelRead,
+    EscrowCardRefund,
+    EscrowCreate,
+    EscrowList,
+    EscrowRead,
+)
 from payments_api.escrow.service import EscrowService, escrow_read, parse_escrow_id
 from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
-from payments_api.kit.pagination import Limit
+from payments_api.kit.pagination import Limit, public_id
 from payments_api.ledger import errors as ledger_errors
 from payments_api.problems import problem_responses
 from payments_api.projects import errors as projects_errors
+from payments_api.refunds import errors as refunds_errors
+from payments_api.refunds.deps import RefundServiceDep
+from payments_api.stripe import errors as stripe_errors
 from payments_api.users.models import User
 
 router = APIRouter(tags=["escrow"])
@@ -178,25 +188,60 @@ async def complete_escrow(
         "held returns to the customer. After acceptance: the customer (when "
         "PAYMENTS_ESCROW_CUSTOMER_MAY_CANCEL_AFTER_ACCEPT) or an admin; the price returns "
         "and the platform fee is kept or refunded per the escrow's captured policy. Send "
-        "`expected_status` to refuse the cancel if the status changed meanwhile."
+        "`expected_status` to refuse the cancel if the status changed meanwhile. "
+        "`refund_to: card` refunds the card payment of an escrow paid by card and "
+        "cancelled before acceptance (`refund` in the answer)."
     ),
     operation_id="cancelEscrow",
-    responses=_TRANSITION_ERRORS,
+    responses=problem_responses(
+        400,
+        401,
+        403,
+        404,
+        409,
+        422,
+        escrow_errors.EscrowActionForbidden,
+        escrow_errors.EscrowInvalidTransition,
+        escrow_errors.EscrowNotFound,
+        ledger_errors.WalletFrozen,
+        refunds_errors.RefundToCardUnavailable,
+        refunds_errors.RefundRejected,
+        stripe_errors.PaymentProviderError,
+        stripe_errors.PaymentProviderUnavailable,
+    ),
 )
 @one_transaction
 async def cancel_escrow(
     escrow_id: EscrowIdPath,
+    request: Request,
     user: CurrentUser,
     service: EscrowServiceDep,
+    refunds: RefundServiceDep,
     idempotency_key: IdempotencyKeyDep,
     body: EscrowCancel | None = None,
-) -> EscrowRead:
+) -> EscrowCancelRead:
+    expected = EscrowStatus(body.expected_status) if body and body.expected_status else None
+    reason = body.reason if body else None
+    if body is not None and body.refund_to == "card":
+        escrow, refund = await refunds.cancel_escrow_to_card(
+            parse_escrow_id(escrow_id),
+            user,
+            reason=reason,
+            expected_status=expected,
+            request_id=getattr(request.state, "request_id", None),
+        )
+        return EscrowCancelRead(
+            **escrow_read(escrow, user).model_dump(),
+            refund=None
+            if refund is None
+            else EscrowCardRefund(
+                id=public_id("rfd", refund.id),
+                amount=refund.amount,
+                currency=refund.currency,
+                status=refund.status,
+            ),
+        )
     result = await service.cancel(
-        parse_escrow_id(escrow_id),
-        user,
-        reason=body.reason if body else None,
-        expected_status=EscrowStatus(body.expected_status)
-        if body and body.expected_status
-        else None,
+        parse_escrow_id(escrow_id), user, reason=reason, expected_status=expected
     )
-    return escrow_read(result.escrow, user)
+    return EscrowCancelRead(**escrow_read(result.escrow, user).model_dump())

@@ -50,6 +50,14 @@ class EscrowCancel(BaseModel):
         "`escrow_invalid_transition` instead of applying to the new status.",
         examples=["created"],
     )
+    refund_to: Literal["wallet", "card"] = Field(
+        "wallet",
+        description="Where the money goes back: `wallet` (the customer's available "
+        "balance) or `card` (an escrow paid by card and cancelled before acceptance: the "
+        "card payment is refunded through Stripe; the money is held from the wallet until "
+        "Stripe confirms, and stays there if Stripe refuses). `card` on an escrow paid "
+        "from the wallet, or accepted, is 409 `refund_to_card_unavailable`.",
+    )
 
 
 class EscrowRead(BaseModel):
@@ -109,3 +117,20 @@ class EscrowList(BaseModel):
     object: Literal["list"] = Field("list", description="Always `list`.")
     data: list[EscrowRead]
     has_more: bool = Field(description="More escrows exist after the last one returned.")
+
+
+class EscrowCardRefund(BaseModel):
+    """The refund of the card payment of a cancelled escrow (`refund_to: card`)."""
+
+    id: str = Field(examples=["rfd_3"])
+    amount: int = Field(description="Minor units.", examples=[10_500])
+    currency: str = Field(examples=["usd"])
+    status: Literal["pending", "requires_action", "succeeded", "failed", "canceled"] = Field(
+        description="Stripe's status as last confirmed; `failed`: the money stayed in the wallet."
+    )
+
+
+class EscrowCancelRead(EscrowRead):
+    refund: EscrowCardRefund | None = Field(
+        None, description="With `refund_to: card`: the card refund; null otherwise."
+    )

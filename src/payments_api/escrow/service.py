@@ -686,6 +686,11 @@ class EscrowService:
         return user.id in (escrow.customer_id, escrow.payee_id) or is_admin(user)
 
     @staticmethod
+    def may_see(escrow: Escrow, user: User) -> bool:
+        """A party of the escrow or an admin (others get 404)."""
+        return EscrowService._visible(escrow, user)
+
+    @staticmethod
     def _may_request(action: EscrowAction, escrow: Escrow, actor: User) -> bool:
         """Who may ask for a transition at all (whatever the status)."""
         is_payee = actor.id == escrow.payee_id

@@ -15,6 +15,23 @@ class AmountOutOfRange(ProblemError):
     title = "The amount is outside the allowed range for this currency"
 
 
+class CurrencyNotSupported(ProblemError):
+    """No limits are configured for the currency, so the operation is not offered in it
+    (``PAYMENTS_AMOUNT_LIMITS``). ``supported_currencies`` lists those that are."""
+
+    status = 422
+    code = "currency_not_supported"
+    title = "No limits are configured for this currency: it is not accepted here"
+
+    @classmethod
+    def refuse(cls, what: str, currency: str, supported: list[str]) -> CurrencyNotSupported:
+        return cls(
+            f"{what} in {currency} are not accepted: no limits are configured for it.",
+            currency=currency,
+            supported_currencies=supported,
+        )
+
+
 class AmountNotInSteps(ProblemError):
     """Stripe's special cases: isk charges in whole krónur, three-decimal currencies in
     tens, huf/twd/isk payouts in whole units. The ``step`` extension says which."""

@@ -26,6 +26,26 @@ class OrderRepository:
         )
         return result
 
+    async def escrow_funding(self, escrow_id: int, *, for_update: bool = False) -> Order | None:
+        """The confirmed card payment of an escrow (purpose ``escrow``), if any."""
+        stmt = (
+            select(Order)
+            .where(
+                Order.purpose == "escrow",
+                Order.reference["escrow_id"].as_integer() == escrow_id,
+                Order.stripe_payment_intent_id.is_not(None),
+                Order.status.in_(("succeeded", "partially_refunded", "refunded")),
+            )
+            .order_by(Order.id)
+            .limit(1)
+        )
+        if for_update:
+            stmt = stmt.with_for_update()
+        result: Order | None = await self.session.scalar(
+            stmt.execution_options(populate_existing=True)
+        )
+        return result
+
     async def get_for_user(self, user_id: str, order_id: int) -> Order | None:
         result: Order | None = await self.session.scalar(
             select(Order).where(Order.id == order_id, Order.user_id == user_id)

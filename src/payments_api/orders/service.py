@@ -35,11 +35,12 @@ from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
-from payments_api.money import basis_points_of, charge_step, default_limits
+from payments_api.money import basis_points_of, charge_step
 from payments_api.orders.errors import (
     AmountNotInSteps,
     AmountOutOfRange,
     CheckoutWindowPassed,
+    CurrencyNotSupported,
     DiscountCodeExists,
     DiscountCodeInvalid,
     EscrowCheckoutIncomplete,
@@ -149,11 +150,11 @@ class PayInService:
                 )
 
     def _check_topup_amount(self, amount: int, currency: str) -> None:
-        limits = default_limits(
-            currency,
-            minimum_major=self.settings.topup_min_major,
-            maximum_major=self.settings.topup_max_major,
-        )
+        limits = self.settings.limits(currency, "topup")
+        if limits is None:
+            raise CurrencyNotSupported.refuse(
+                "Top-ups and direct payments", currency, sorted(self.settings.limits_table())
+            )
         if not limits.minimum <= amount <= limits.maximum:
             raise AmountOutOfRange(
                 f"Top-ups in {currency} must be between {limits.minimum} and "

@@ -53,6 +53,7 @@ PayoutServiceDep = Annotated[PayoutService, Depends(get_payout_service)]
             403,
             ledger_errors.InsufficientFunds,
             orders_errors.AmountOutOfRange,
+            orders_errors.CurrencyNotSupported,
             orders_errors.AmountNotInSteps,
             payouts_errors.PayoutAccountNotReady,
             payouts_errors.WalletFrozen,

@@ -36,8 +36,8 @@ from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
-from payments_api.money import default_limits, payout_step
-from payments_api.orders.errors import AmountNotInSteps, AmountOutOfRange
+from payments_api.money import payout_step
+from payments_api.orders.errors import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
 from payments_api.payout_accounts.models import PayoutAccount
 from payments_api.payout_accounts.repository import PayoutAccountRepository
 from payments_api.payout_accounts.service import to_read
@@ -210,11 +210,11 @@ class PayoutService:
         self.now = now
 
     def _check_limits(self, amount: int, currency: str) -> None:
-        limits = default_limits(
-            currency,
-            minimum_major=self.settings.withdrawal_min_major,
-            maximum_major=self.settings.withdrawal_max_major,
-        )
+        limits = self.settings.limits(currency, "withdrawal")
+        if limits is None:
+            raise CurrencyNotSupported.refuse(
+                "Withdrawals", currency, sorted(self.settings.limits_table())
+            )
         if not limits.minimum <= amount <= limits.maximum:
             raise AmountOutOfRange(
                 f"Withdrawals in {currency} must be between {limits.minimum} and "

@@ -103,11 +103,19 @@ class DirectPayment(TimestampMixin, Base):
             name="application_fee_amount",
         ),
         CheckConstraint("net_amount = amount - application_fee_amount", name="net_amount"),
+        CheckConstraint(
+            "refunded_amount >= 0 AND refunded_amount <= amount"
+            " AND refunded_fee_amount >= 0 AND refunded_fee_amount <= application_fee_amount"
+            " AND refunded_fee_amount <= refunded_amount",
+            name="refunded",
+        ),
         UniqueConstraint("stripe_payment_intent_id"),
         UniqueConstraint("order_id"),
         # Serves the per-project and per-session sums of the wallet.
         Index("ix_direct_payments_project_id_session_id", "project_id", "session_id"),
         Index("ix_direct_payments_session_id", "session_id"),
+        # Serves the earnings' payout statuses (a payee's direct payments and refunds).
+        Index("ix_direct_payments_payee_id", "payee_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -131,3 +139,8 @@ class DirectPayment(TimestampMixin, Base):
     """The connected account the charge was destined to."""
     paid_at: Mapped[datetime] = mapped_column()
     """When Stripe's confirmation was applied."""
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """Refunded to the customer so far (settled refunds only)."""
+    refunded_fee_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """Of ``refunded_amount``, what came out of the application fee; the rest was
+    reversed from the payee's connected account."""

@@ -153,6 +153,15 @@ class DirectPaymentRepository:
         inserted: int | None = result.scalar_one_or_none()
         return inserted
 
+    async def by_order(self, order_id: int, *, for_update: bool = False) -> DirectPayment | None:
+        stmt = select(DirectPayment).where(DirectPayment.order_id == order_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        result: DirectPayment | None = await self.session.scalar(
+            stmt.execution_options(populate_existing=True)
+        )
+        return result
+
     async def project_aggregate(self, project_id: int) -> Aggregate:
         """Sums over the project's payments, computed by PostgreSQL."""
         row = (

@@ -15,6 +15,17 @@ Stripe's side, from each balance transaction:
 - payouts to the platform's bank and top-ups from it are not mirrored by the ledger:
   excluded and summed apart.
 
+Direct payments (destination charges) are matched as one object per payment,
+``direct_payment`` keyed by the PaymentIntent: Stripe splits them into a charge, a transfer
+to the payee (the gross, or the gross less the fee), an application fee, and on refund a
+refund, a transfer reversal and an application fee refund, whose decomposition the
+ledger does not mirror (it records the platform's net: the fee, and what each refund
+gives back). Stripe's objects are tied to the payment through the window's own
+transactions (:class:`Links`): a transfer by its ``source_transaction``, an application
+fee by its ``originating_transaction``, a refund carrying a ``transfer_reversal`` by its
+PaymentIntent, a reversal by its ``source_refund`` or transfer, a fee refund by its fee.
+An application fee refund whose fee is not in the window stays its own object.
+
 The ledger's side, from each transaction that moved ``stripe_balance``: the Stripe id
 named by its cause key (``stripe:refund:re_…``, ``escrow_funding:pi_…``) or else by a
 metadata value (a withdrawal's ``transfer``), the amount being the opposite of the
@@ -108,6 +119,96 @@ class LedgerMovement:
     created_at: datetime
     currency: str
     stripe_balance_amount: int
+    type: str = ""
+
+
+DIRECT_LEDGER_TYPES = frozenset({"direct_payment_fee", "direct_refund"})
+
+
+@dataclass(slots=True)
+class Links:
+    """Which Stripe objects of the window belong to which direct payment (PaymentIntent)."""
+
+    payment_of: dict[str, str] = field(default_factory=dict)
+    """Stripe id (ch, tr, fee, re, trr) -> PaymentIntent of a destination charge."""
+
+
+def _source(transaction: Mapping[str, Any]) -> Mapping[str, Any]:
+    source = transaction.get("source")
+    return source if isinstance(source, dict) else {}
+
+
+def _is_destination_charge(charge: Mapping[str, Any]) -> bool:
+    """A destination charge names the transfer Stripe made to the connected account."""
+    return bool(_source_id(charge.get("transfer")))
+
+
+def unresolved_fees(transactions: Iterable[Mapping[str, Any]], context: Links) -> list[str]:
+    """Application fees named by the window's fee refunds that the window does not tie to
+    a payment (the fee was taken on an earlier day): to be looked up at Stripe."""
+    fees = {
+        str(_source_id(_source(t).get("fee")))
+        for t in transactions
+        if t.get("type") == "application_fee_refund"
+        and _source_id(_source(t).get("fee"))
+        and str(_source_id(t.get("source"))) not in context.payment_of
+    }
+    return sorted(fees)
+
+
+def payment_of_fee(fee: Mapping[str, Any]) -> str | None:
+    """The PaymentIntent of an application fee retrieved with ``originating_transaction``
+    expanded (the platform's destination charge)."""
+    origin = fee.get("originating_transaction")
+    if isinstance(origin, dict):
+        return _source_id(origin.get("payment_intent"))
+    return None
+
+
+def links(
+    transactions: Iterable[Mapping[str, Any]], fees: Mapping[str, str] | None = None
+) -> Links:
+    """Tie the window's transfers, fees, refunds and reversals to destination charges;
+    ``fees`` adds application fees looked up at Stripe (fee id -> PaymentIntent)."""
+    found = Links()
+    found.payment_of.update(fees or {})
+    by_type: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for transaction in transactions:
+        by_type[str(transaction.get("type"))].append(_source(transaction))
+    of = found.payment_of
+    for charge in by_type["charge"] + by_type["payment"]:
+        intent = _source_id(charge.get("payment_intent"))
+        if intent and _is_destination_charge(charge):
+            of[str(charge.get("id"))] = intent
+            for linked in (charge.get("transfer"), charge.get("application_fee")):
+                if _source_id(linked):
+                    of[str(_source_id(linked))] = intent
+    for transfer in by_type["transfer"]:
+        intent = of.get(str(_source_id(transfer.get("source_transaction"))))
+        if intent:
+            of[str(transfer.get("id"))] = intent
+    for fee in by_type["application_fee"]:
+        origin = _source_id(fee.get("originating_transaction")) or _source_id(fee.get("charge"))
+        intent = of.get(str(origin))
+        if intent:
+            of[str(fee.get("id"))] = intent
+    for refund in by_type["refund"] + by_type["payment_refund"]:
+        intent = _source_id(refund.get("payment_intent"))
+        reversal = _source_id(refund.get("transfer_reversal"))
+        if intent and reversal:
+            of[str(refund.get("id"))] = intent
+            of[reversal] = intent
+    for back in by_type["transfer_refund"]:
+        intent = of.get(str(_source_id(back.get("source_refund")))) or of.get(
+            str(_source_id(back.get("transfer")))
+        )
+        if intent:
+            of[str(back.get("id"))] = intent
+    for refund in by_type["application_fee_refund"]:
+        intent = of.get(str(_source_id(refund.get("fee"))))
+        if intent:
+            of[str(refund.get("id"))] = intent
+    return found
 
 
 def _source_id(source: Any) -> str | None:
@@ -116,7 +217,7 @@ def _source_id(source: Any) -> str | None:
     return source if isinstance(source, str) else None
 
 
-def stripe_items(transaction: Mapping[str, Any]) -> list[Item] | None:
+def stripe_items(transaction: Mapping[str, Any], context: Links | None = None) -> list[Item] | None:
     """A balance transaction as items; None when the ledger does not mirror its type."""
     kind = str(transaction.get("type"))
     if kind in EXCLUDED_TYPES:
@@ -129,6 +230,14 @@ def stripe_items(transaction: Mapping[str, Any]) -> list[Item] | None:
     source = transaction.get("source")
     source_id = _source_id(source) or txn
     category = transaction.get("reporting_category")
+    direct = context.payment_of.get(source_id) if context is not None else None
+    if direct is not None:
+        if kind in ("charge", "payment"):
+            items = [Item("direct_payment", direct, currency, amount, txn)]
+            if fee:
+                items.append(Item("stripe_fee", txn, currency, -fee, txn))
+            return items
+        return [Item("direct_payment", direct, currency, net, txn)]
     if kind in ("charge", "payment"):
         payment_intent = source.get("payment_intent") if isinstance(source, dict) else None
         key = _source_id(payment_intent) or source_id
@@ -170,6 +279,15 @@ def _stripe_ids(movement: LedgerMovement) -> list[str]:
 
 def ledger_item(movement: LedgerMovement) -> Item | None:
     """A ledger movement as an item; None when it names no Stripe object."""
+    intent = movement.metadata.get("payment_intent")
+    if movement.type in DIRECT_LEDGER_TYPES and isinstance(intent, str):
+        return Item(
+            "direct_payment",
+            intent,
+            movement.currency,
+            -movement.stripe_balance_amount,
+            movement.transaction_id,
+        )
     ids = _stripe_ids(movement)
     if not ids:
         return None
@@ -215,6 +333,11 @@ def match(
     for key in sorted({*stripe_day, *ledger_day}):
         stripe, ledger = stripe_window.get(key), ledger_window.get(key)
         if stripe is not None and ledger is not None and stripe.amount == ledger.amount:
+            matched += 1
+            continue
+        if ledger is None and stripe is not None and stripe.amount == 0:
+            # Stripe's parts cancel out (a refund of a direct payment without a fee):
+            # the platform's money did not move, and the ledger rightly has no entry.
             matched += 1
             continue
         if ledger is None:

@@ -39,7 +39,7 @@ CLAIM_RUN = text(
 # Every ledger transaction's net posting on the platform's stripe_balance, per currency.
 STRIPE_MOVEMENTS = text(
     """
-    SELECT t.id, t.cause_key, t.metadata, t.created_at, p.currency,
+    SELECT t.id, t.type, t.cause_key, t.metadata, t.created_at, p.currency,
            sum(p.amount)::bigint AS amount
     FROM ledger_accounts a
     JOIN ledger_postings p ON p.account_id = a.id
@@ -98,6 +98,7 @@ class ReconciliationRepository:
                 created_at=row.created_at,
                 currency=row.currency,
                 stripe_balance_amount=row.amount,
+                type=row.type,
             )
             for row in rows
         ]

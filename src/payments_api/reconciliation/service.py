@@ -34,8 +34,11 @@ from payments_api.reconciliation.matching import (
     LedgerMovement,
     aggregate,
     ledger_item,
+    links,
     match,
+    payment_of_fee,
     stripe_items,
+    unresolved_fees,
 )
 from payments_api.reconciliation.models import (
     ReconciliationMismatch,
@@ -52,6 +55,7 @@ from payments_api.reconciliation.schemas import (
     UndeliveredEventRead,
 )
 from payments_api.settings import Settings
+from payments_api.stripe.errors import PaymentProviderError
 from payments_api.stripe.gateway import StripeGateway
 from payments_api.stripe.refunds import ListTooLong
 
@@ -60,6 +64,8 @@ log = logging.getLogger(__name__)
 RUN_PREFIX = "rec"
 # A run still "running" after this long crashed: another run may take the day over.
 STALE_RUN = timedelta(minutes=15)
+# Application fees looked up per run (fee refunds of fees taken on an earlier day).
+MAX_FEE_LOOKUPS = 1_000
 
 
 def day_window(day: date) -> tuple[datetime, datetime]:
@@ -158,6 +164,7 @@ class ReconciliationService:
             undelivered = await self.stripe.list_undelivered_events(
                 created_gte=start, created_lt=end
             )
+            fees = await self._fee_payments(transactions)
         except ListTooLong as exc:
             await self._fail(run_id, "window_too_large", trigger)
             raise ReconciliationWindowTooLarge(
@@ -180,6 +187,7 @@ class ReconciliationService:
                 balance=balance,
                 transactions=transactions,
                 undelivered=undelivered,
+                fees=fees,
             )
         except Exception:
             await self._fail(run_id, "internal_error", trigger)
@@ -202,6 +210,7 @@ class ReconciliationService:
         balance: dict[str, Any],
         transactions: list[dict[str, Any]],
         undelivered: list[dict[str, Any]],
+        fees: dict[str, str],
     ) -> ReconciliationRunRead:
         async with self.sessionmaker.begin() as session:
             repository = ReconciliationRepository(session)
@@ -217,6 +226,7 @@ class ReconciliationService:
                 balance=balance,
                 transactions=transactions,
                 undelivered=undelivered,
+                fees=fees,
             )
             run.status, run.finished_at = "completed", self.now()
             if actor_id is not None:
@@ -231,6 +241,21 @@ class ReconciliationService:
                     request_id=request_id,
                 )
             return await run_detail(repository, run)
+
+    async def _fee_payments(self, transactions: list[dict[str, Any]]) -> dict[str, str]:
+        """Application fees refunded in the window but taken earlier, looked up at Stripe
+        so their refunds match their direct payment (fee id -> PaymentIntent)."""
+        found: dict[str, str] = {}
+        for fee_id in unresolved_fees(transactions, links(transactions))[:MAX_FEE_LOOKUPS]:
+            try:
+                fee = await self.stripe.retrieve_application_fee(fee_id)
+            except PaymentProviderError:
+                log.warning("reconciliation: application fee %s not found at Stripe", fee_id)
+                continue
+            intent = payment_of_fee(fee)
+            if intent is not None:
+                found[fee_id] = intent
+        return found
 
     async def _claim(
         self, day: date, start: datetime, end: datetime, *, trigger: str, actor_id: str | None
@@ -276,15 +301,17 @@ class ReconciliationService:
         balance: dict[str, Any],
         transactions: list[dict[str, Any]],
         undelivered: list[dict[str, Any]],
+        fees: dict[str, str],
     ) -> None:
         excluded: dict[str, int] = defaultdict(int)
         stripe_day: list[Item] = []
         stripe_window: list[Item] = []
         day_transactions = 0
+        context = links(transactions, fees)
         for transaction in transactions:
             in_day = _in(datetime.fromtimestamp(int(transaction["created"]), UTC), start, end)
             day_transactions += in_day
-            items = stripe_items(transaction)
+            items = stripe_items(transaction, context)
             if items is None:
                 if in_day:
                     currency = str(transaction["currency"]).lower()

@@ -49,3 +49,9 @@ class RefundRejected(RefundError):
     status = 409
     code = "refund_rejected"
     title = "The payment provider refused the refund"
+
+
+class RefundToCardUnavailable(RefundError):
+    status = 409
+    code = "refund_to_card_unavailable"
+    title = "Only an escrow paid by card and cancelled before acceptance is refunded to the card"

@@ -39,6 +39,12 @@ class Refund(TimestampMixin, Base):
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("hold_amount >= 0 AND hold_amount <= amount", name="hold_amount"),
         CheckConstraint(
+            "payee_share >= 0 AND fee_share >= 0 AND platform_covered >= 0"
+            " AND platform_covered <= payee_share"
+            " AND (payee_share + fee_share = 0 OR payee_share + fee_share = amount)",
+            name="direct_split",
+        ),
+        CheckConstraint(
             "(origin = 'admin') = (requested_by IS NOT NULL AND idempotency_key IS NOT NULL)",
             name="admin_request",
         ),
@@ -79,5 +85,17 @@ class Refund(TimestampMixin, Base):
     """Stripe's machine failure reason, or ``provider_rejected`` when Stripe refused it."""
     stripe_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     """Calls made to create the Stripe refund (retries reuse the same idempotency key)."""
+    payee_share: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """Direct payments: the part of the refund taken back from the payee's connected
+    account (transfer reversal), set when the refund settles; 0 for other pay-ins."""
+    fee_share: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """Direct payments: the part of the refund taken back from the platform's
+    application fee; ``payee_share + fee_share = amount`` once settled."""
+    payee_coverable: Mapped[int | None] = mapped_column(BigInteger)
+    """Direct payments: what the payee's connected account held (available + pending,
+    in the refund's currency) just before Stripe was asked; NULL when not read."""
+    platform_covered: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """Direct payments: the part of ``payee_share`` the connected account could not
+    cover, borne by the platform (booked to ``adjustments``)."""
     succeeded_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

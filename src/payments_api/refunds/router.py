@@ -28,7 +28,10 @@ router = APIRouter(tags=["admin"])
     "with an idempotency key derived from the refund's id. 201 when Stripe answered (the "
     "ledger settles when Stripe reports `succeeded`, by this response or its webhook, "
     "whichever comes first); 202 when Stripe's answer is not known yet (it is retried "
-    "with the same key, never refunded twice).",
+    "with the same key, never refunded twice). A direct payment (destination charge) is "
+    "refunded with `reverse_transfer` and `refund_application_fee`: the payee's share and "
+    "the platform's fee come back in the payment's proportions (largest remainder); what "
+    "the payee's connected account cannot cover is borne by the platform.",
     operation_id="createRefund",
     status_code=201,
     responses={

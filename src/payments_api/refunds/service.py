@@ -24,6 +24,18 @@ credited the platform's ``sales``. Refunds made without this API (the Stripe das
 are recorded from Stripe's events the same way, without a hold: if the customer no
 longer holds the money, the shortfall is booked to the platform's ``adjustments`` and
 logged, because Stripe has already paid the money out.
+
+A direct payment (a destination charge with an application fee) is refunded at Stripe
+with ``reverse_transfer`` and ``refund_application_fee``: the payee's connected account
+gives back its share and the platform its fee, in the payment's proportions. No wallet
+holds that money, so there is no hold; the ledger settles the refund as
+``stripe_balance +amount`` (to the card), ``stripe_balance -payee_share`` (the transfer
+reversal) and ``platform_fees -fee_share``, split by cumulative largest remainder
+(``money.proportional_part``) so partial refunds add up to the payment's exact split.
+When the payee's connected account held less than its share before Stripe was asked,
+the platform bears the difference (Stripe takes the reversal anyway and the platform
+answers for the negative balance of an Express account): a second transaction books it
+to ``adjustments`` (``refund:{id}:platform_cover``).
 """
 
 from __future__ import annotations
@@ -38,6 +50,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.admin.repository import AuditLogRepository
 from payments_api.auth import Principal
+from payments_api.escrow.models import Escrow, EscrowFunding, EscrowStatus
+from payments_api.escrow.repository import EscrowRepository
+from payments_api.escrow.service import EscrowService
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.installation import outgoing_keys
@@ -47,11 +62,13 @@ from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.errors import InsufficientFunds
 from payments_api.ledger.kinds import AccountKind, CauseType
-from payments_api.money import charge_step
+from payments_api.money import charge_step, proportional_part
 from payments_api.orders.errors import AmountNotInSteps, OrderNotFound
 from payments_api.orders.models import Order
 from payments_api.orders.repository import OrderRepository
 from payments_api.orders.service import order_read
+from payments_api.projects.models import DirectPayment
+from payments_api.projects.repository import DirectPaymentRepository
 from payments_api.refunds import metrics
 from payments_api.refunds.errors import (
     OrderNotRefundable,
@@ -61,6 +78,7 @@ from payments_api.refunds.errors import (
     RefundNotFound,
     RefundNotSupported,
     RefundRejected,
+    RefundToCardUnavailable,
 )
 from payments_api.refunds.models import Refund
 from payments_api.refunds.repository import IN_FLIGHT, RefundRepository
@@ -68,14 +86,19 @@ from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
 from payments_api.settings import Settings
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
 
 log = logging.getLogger(__name__)
 
 REFUND_PREFIX = "rfd"
 ORDER_PREFIX = "ord"
-REFUNDABLE_PURPOSES = ("topup", "order")
+REFUNDABLE_PURPOSES = ("topup", "order", "direct")
 REFUNDABLE_STATUSES = ("succeeded", "partially_refunded")
+WALLET_PURPOSES = ("topup", "escrow")
+"""Pay-ins that credited the customer's wallet: their refunds are held from it. An escrow
+paid by card is refunded only through its cancellation (``refund_to: card``), once the
+cancel has put the money back in the customer's available balance."""
 
 
 def refund_read(refund: Refund) -> RefundRead:
@@ -306,14 +329,14 @@ class RefundSettlement:
         currency, amount = refund.currency, refund.amount
         debits: list[ledger_service.PostingSpec] = []
         shortfall = 0
-        if order.purpose == "topup" and refund.hold_amount:
+        if order.purpose in WALLET_PURPOSES and refund.hold_amount:
             debits.append(
                 ledger_service.PostingSpec(
                     _user(refund.user_id, AccountKind.withdrawing, currency), -refund.hold_amount
                 )
             )
             shortfall = amount - refund.hold_amount
-        elif order.purpose == "topup":
+        elif order.purpose in WALLET_PURPOSES:
             available = await self.ledger.balance_of(
                 _user(refund.user_id, AccountKind.available, currency)
             )
@@ -329,6 +352,9 @@ class RefundSettlement:
             debits.append(
                 ledger_service.PostingSpec(_platform(AccountKind.sales, currency), -amount)
             )
+        elif order.purpose == "direct":
+            await self._settle_direct(refund, order)
+            return
         else:
             shortfall = amount
         if shortfall:
@@ -363,6 +389,88 @@ class RefundSettlement:
             )
         )
 
+    async def _settle_direct(self, refund: Refund, order: Order) -> None:
+        """A destination charge's refund: the payee's share comes back by the transfer
+        reversal, the fee's share from the platform's fees (see the module docstring)."""
+        payment = await DirectPaymentRepository(self.session).by_order(order.id, for_update=True)
+        if payment is None:  # pragma: no cover - a succeeded direct order has its row
+            raise RuntimeError(f"direct order {order.id} has no payment row")
+        currency, amount = refund.currency, refund.amount
+        fee_share = proportional_part(
+            amount, payment.amount, payment.application_fee_amount, payment.refunded_amount
+        )
+        payee_share = amount - fee_share
+        coverable = refund.payee_coverable
+        covered = 0 if coverable is None else max(0, payee_share - max(0, coverable))
+        refund.payee_share, refund.fee_share, refund.platform_covered = (
+            payee_share,
+            fee_share,
+            covered,
+        )
+        payment.refunded_amount += amount
+        payment.refunded_fee_amount += fee_share
+        stripe_balance = _platform(AccountKind.stripe_balance, currency)
+        postings = [ledger_service.PostingSpec(stripe_balance, amount)]
+        if payee_share:
+            postings.append(ledger_service.PostingSpec(stripe_balance, -payee_share))
+        if fee_share:
+            postings.append(
+                ledger_service.PostingSpec(
+                    _platform(AccountKind.platform_fees, currency), -fee_share
+                )
+            )
+        await self.ledger.post(
+            ledger_service.NewTransaction(
+                type="direct_refund",
+                cause_type=CauseType.stripe_event,
+                cause_key=f"stripe:refund:{refund.stripe_refund_id}",
+                description=f"Refund {public_id(REFUND_PREFIX, refund.id)} of direct payment "
+                f"{public_id(ORDER_PREFIX, refund.order_id)}",
+                metadata={
+                    "refund_id": refund.id,
+                    "order_id": refund.order_id,
+                    "refund": refund.stripe_refund_id,
+                    "payment_intent": payment.stripe_payment_intent_id,
+                    "payee_id": payment.payee_id,
+                    "payee_share": payee_share,
+                    "fee_share": fee_share,
+                },
+                postings=postings,
+            )
+        )
+        if covered:
+            log.warning(
+                "refund %s: the payee's connected account held %s of its %s %s share; the "
+                "platform covers %s",
+                refund.id,
+                coverable,
+                payee_share,
+                currency,
+                covered,
+            )
+            await self.ledger.post(
+                ledger_service.NewTransaction(
+                    type="direct_refund_cover",
+                    cause_type=CauseType.system,
+                    cause_key=f"refund:{refund.id}:platform_cover",
+                    description=f"Platform covers what the payee's account could not give "
+                    f"back for {public_id(REFUND_PREFIX, refund.id)}",
+                    metadata={
+                        "refund_id": refund.id,
+                        "order_id": refund.order_id,
+                        "payee_id": payment.payee_id,
+                        "payee_coverable": coverable,
+                        "covered": covered,
+                    },
+                    postings=[
+                        ledger_service.PostingSpec(
+                            _platform(AccountKind.adjustments, currency), -covered
+                        ),
+                        ledger_service.PostingSpec(stripe_balance, covered),
+                    ],
+                )
+            )
+
     async def release_hold(self, refund: Refund) -> None:
         """Stripe did not refund: the held money goes back to available."""
         if not refund.hold_amount:
@@ -395,6 +503,13 @@ class RefundSettlement:
         )
         if settled is None:  # pragma: no cover - succeeded always posted it
             raise RuntimeError(f"refund {refund.id} succeeded without a ledger transaction")
+        if refund.payee_share or refund.fee_share:
+            payment = await DirectPaymentRepository(self.session).by_order(
+                refund.order_id, for_update=True
+            )
+            if payment is not None:
+                payment.refunded_amount -= refund.amount
+                payment.refunded_fee_amount -= refund.fee_share
         postings = []
         for posting in settled.postings:
             kind = AccountKind(posting.kind)
@@ -491,109 +606,194 @@ class RefundService:
                     f"Orders with purpose {order.purpose!r} cannot be refunded here yet.",
                     purpose=order.purpose,
                 )
-            if order.status not in REFUNDABLE_STATUSES and order.status != "refunded":
-                raise OrderNotRefundable(
-                    f"Order {body.order_id} is {order.status}.", order_status=order.status
-                )
-            if order.stripe_payment_intent_id is None:  # pragma: no cover - set on success
-                raise OrderNotRefundable(f"Order {body.order_id} has no Stripe payment.")
-            in_flight = await refunds.in_flight_amount(order.id)
-            refundable = order.amount - order.refunded_amount - in_flight
-            amount = body.amount if body.amount is not None else refundable
-            if refundable <= 0 or amount > refundable:
-                raise RefundExceedsRefundable(
-                    f"At most {max(refundable, 0)} {order.currency} minor units can still be "
-                    f"refunded on {body.order_id}.",
-                    refundable=max(refundable, 0),
-                    requested=amount,
-                    currency=order.currency,
-                )
-            AmountNotInSteps.check(amount, order.currency, charge_step(order.currency), "Refunds")
-            ledger = ledger_service.LedgerService(session)
-            wallet = _user(order.user_id, AccountKind.available, order.currency)
-            available = await ledger.balance_of(wallet) if order.purpose == "topup" else None
-            if available is not None and available < amount:
-                raise RefundExceedsAvailable(
-                    f"The customer holds {max(available, 0)} {order.currency} minor units "
-                    f"available; a refund of {amount} would take money they no longer have.",
-                    available=max(available, 0),
-                    requested=amount,
-                    currency=order.currency,
-                )
-            refund = Refund(
-                order_id=order.id,
-                user_id=order.user_id,
-                amount=amount,
-                currency=order.currency,
-                status="pending",
-                origin="admin",
+            return await self._reserve_order(
+                session,
+                order,
+                actor_id=actor.id,
+                requested=body.amount,
                 reason=body.reason,
                 note=body.note,
-                requested_by=actor.id,
                 idempotency_key=idempotency_key,
                 request_fingerprint=request_fingerprint,
-                hold_amount=amount if order.purpose == "topup" else 0,
-                stripe_attempts=0,
-            )
-            try:
-                async with session.begin_nested():
-                    await refunds.add(refund)
-            except IntegrityError:
-                # A concurrent twin with the same key won: use its refund.
-                twin = await refunds.by_idempotency_key(actor.id, idempotency_key)
-                if twin is None or twin.request_fingerprint != request_fingerprint:
-                    raise IdempotencyKeyReused() from None
-                return twin
-            if refund.hold_amount:
-                try:
-                    await ledger.post(
-                        ledger_service.NewTransaction(
-                            type="refund_hold",
-                            cause_type=CauseType.system,
-                            cause_key=f"refund:{refund.id}:hold",
-                            description=f"Refund {public_id(REFUND_PREFIX, refund.id)} pending",
-                            metadata={"refund_id": refund.id, "order_id": order.id},
-                            postings=[
-                                ledger_service.PostingSpec(wallet, -amount),
-                                ledger_service.PostingSpec(
-                                    _user(order.user_id, AccountKind.withdrawing, order.currency),
-                                    amount,
-                                ),
-                            ],
-                        )
-                    )
-                except InsufficientFunds as exc:
-                    # Spent concurrently since the check: the whole transaction rolls back.
-                    raise RefundExceedsAvailable(
-                        "The customer no longer holds enough available money.",
-                        requested=amount,
-                        currency=order.currency,
-                    ) from exc
-            await AuditLogRepository(session).record(
-                actor_id=actor.id,
-                action="refund.create",
-                target_type="refund",
-                target_id=public_id(REFUND_PREFIX, refund.id),
-                before={
-                    "order": _order_snapshot(order, in_flight),
-                    "customer_available": available,
-                },
-                after={
-                    "order": _order_snapshot(order, in_flight + amount),
-                    "refund": {
-                        "id": public_id(REFUND_PREFIX, refund.id),
-                        "amount": amount,
-                        "currency": order.currency,
-                        "status": refund.status,
-                        "held_amount": refund.hold_amount,
-                    },
-                    "customer_available": None if available is None else available - amount,
-                },
-                reason=body.note or body.reason,
                 request_id=request_id,
             )
-            metrics.REFUNDS.labels(origin="admin", outcome="requested").inc()
-            return refund
+
+    async def cancel_escrow_to_card(
+        self,
+        escrow_id: int,
+        actor: User,
+        *,
+        reason: str | None,
+        expected_status: EscrowStatus | None,
+        request_id: str | None,
+    ) -> tuple[Escrow, Refund | None]:
+        """Cancel an escrow paid by card before acceptance and refund the card.
+
+        One transaction cancels (everything held back to the customer's available
+        balance) and reserves the refund of the card payment from there (the usual hold,
+        key ``escrow_cancel:{escrow_id}`` of the actor), so the money cannot be spent in
+        between; then Stripe is asked as for any refund. If Stripe refuses, the hold is
+        released and the money stays in the wallet. Repeating the call finds the same
+        refund.
+        """
+        key = f"escrow_cancel:{escrow_id}"
+        async with self.sessionmaker.begin() as session:
+            escrow = await EscrowRepository(session).get(escrow_id, for_update=True)
+            refund: Refund | None = None
+            if escrow is not None and EscrowService.may_see(escrow, actor):
+                if escrow.funding != EscrowFunding.card.value:
+                    raise RefundToCardUnavailable(
+                        "This escrow was paid from the wallet: its money returns there."
+                    )
+                if escrow.status in (EscrowStatus.accepted.value, EscrowStatus.completed.value):
+                    raise RefundToCardUnavailable(
+                        "Only an escrow cancelled before acceptance is refunded to the card.",
+                        current_status=escrow.status,
+                    )
+                refund = await RefundRepository(session).by_idempotency_key(actor.id, key)
+            was = EscrowStatus(escrow.status) if escrow is not None else None
+            result = await EscrowService(session, self.settings, now=self.now).cancel(
+                escrow_id, actor, reason=reason, expected_status=expected_status
+            )
+            order = await OrderRepository(session).escrow_funding(escrow_id, for_update=True)
+            if refund is None and result.changed and was is EscrowStatus.created and order:
+                refund = await self._reserve_order(
+                    session,
+                    order,
+                    actor_id=actor.id,
+                    requested=min(result.escrow.hold_amount, order.amount - order.refunded_amount),
+                    reason="requested_by_customer",
+                    note=reason or "escrow cancelled before acceptance",
+                    idempotency_key=key,
+                    request_fingerprint=fingerprint({"escrow_id": escrow_id}),
+                    request_id=request_id,
+                )
+            escrow = result.escrow
+        if refund is not None and refund.status == "pending" and refund.stripe_refund_id is None:
+            refund = await self.submit(refund.id)
+        return escrow, refund
+
+    async def _reserve_order(
+        self,
+        session: AsyncSession,
+        order: Order,
+        *,
+        actor_id: str,
+        requested: int | None,
+        reason: str,
+        note: str | None,
+        idempotency_key: str,
+        request_fingerprint: str,
+        request_id: str | None,
+    ) -> Refund:
+        """The checks and writes of step 1 on a locked order, in the caller's transaction."""
+        refunds = RefundRepository(session)
+        if order.status not in REFUNDABLE_STATUSES and order.status != "refunded":
+            raise OrderNotRefundable(
+                f"Order {public_id(ORDER_PREFIX, order.id)} is {order.status}.",
+                order_status=order.status,
+            )
+        if order.stripe_payment_intent_id is None:  # pragma: no cover - set on success
+            raise OrderNotRefundable(
+                f"Order {public_id(ORDER_PREFIX, order.id)} has no Stripe payment."
+            )
+        in_flight = await refunds.in_flight_amount(order.id)
+        refundable = order.amount - order.refunded_amount - in_flight
+        amount = requested if requested is not None else refundable
+        if refundable <= 0 or amount > refundable:
+            raise RefundExceedsRefundable(
+                f"At most {max(refundable, 0)} {order.currency} minor units can still be "
+                f"refunded on {public_id(ORDER_PREFIX, order.id)}.",
+                refundable=max(refundable, 0),
+                requested=amount,
+                currency=order.currency,
+            )
+        AmountNotInSteps.check(amount, order.currency, charge_step(order.currency), "Refunds")
+        ledger = ledger_service.LedgerService(session)
+        wallet = _user(order.user_id, AccountKind.available, order.currency)
+        available = await ledger.balance_of(wallet) if order.purpose in WALLET_PURPOSES else None
+        if available is not None and available < amount:
+            raise RefundExceedsAvailable(
+                f"The customer holds {max(available, 0)} {order.currency} minor units "
+                f"available; a refund of {amount} would take money they no longer have.",
+                available=max(available, 0),
+                requested=amount,
+                currency=order.currency,
+            )
+        refund = Refund(
+            order_id=order.id,
+            user_id=order.user_id,
+            amount=amount,
+            currency=order.currency,
+            status="pending",
+            origin="admin",
+            reason=reason,
+            note=note,
+            requested_by=actor_id,
+            idempotency_key=idempotency_key,
+            request_fingerprint=request_fingerprint,
+            hold_amount=amount if order.purpose in WALLET_PURPOSES else 0,
+            stripe_attempts=0,
+        )
+        try:
+            async with session.begin_nested():
+                await refunds.add(refund)
+        except IntegrityError:
+            # A concurrent twin with the same key won: use its refund.
+            twin = await refunds.by_idempotency_key(actor_id, idempotency_key)
+            if twin is None or twin.request_fingerprint != request_fingerprint:
+                raise IdempotencyKeyReused() from None
+            return twin
+        if refund.hold_amount:
+            try:
+                await ledger.post(
+                    ledger_service.NewTransaction(
+                        type="refund_hold",
+                        cause_type=CauseType.system,
+                        cause_key=f"refund:{refund.id}:hold",
+                        description=f"Refund {public_id(REFUND_PREFIX, refund.id)} pending",
+                        metadata={"refund_id": refund.id, "order_id": order.id},
+                        postings=[
+                            ledger_service.PostingSpec(wallet, -amount),
+                            ledger_service.PostingSpec(
+                                _user(order.user_id, AccountKind.withdrawing, order.currency),
+                                amount,
+                            ),
+                        ],
+                    )
+                )
+            except InsufficientFunds as exc:
+                # Spent concurrently since the check: the whole transaction rolls back.
+                raise RefundExceedsAvailable(
+                    "The customer no longer holds enough available money.",
+                    requested=amount,
+                    currency=order.currency,
+                ) from exc
+        await AuditLogRepository(session).record(
+            actor_id=actor_id,
+            action="refund.create",
+            target_type="refund",
+            target_id=public_id(REFUND_PREFIX, refund.id),
+            before={
+                "order": _order_snapshot(order, in_flight),
+                "customer_available": available,
+            },
+            after={
+                "order": _order_snapshot(order, in_flight + amount),
+                "refund": {
+                    "id": public_id(REFUND_PREFIX, refund.id),
+                    "amount": amount,
+                    "currency": order.currency,
+                    "status": refund.status,
+                    "held_amount": refund.hold_amount,
+                },
+                "customer_available": None if available is None else available - amount,
+            },
+            reason=note or reason,
+            request_id=request_id,
+        )
+        metrics.REFUNDS.labels(origin="admin", outcome="requested").inc()
+        return refund
 
     async def submit(self, refund_id: int, *, look_up_first: bool = False) -> Refund:
         """Steps 2 and 3: ask Stripe (same key on every retry) and apply its answer.
@@ -614,6 +814,11 @@ class RefundService:
             refund.stripe_attempts += 1
             refund.updated_at = self.now()
             payment_intent = order.stripe_payment_intent_id
+            direct: DirectPayment | None = None
+            if order.purpose == "direct":
+                direct = await DirectPaymentRepository(session).by_order(order.id)
+        if direct is not None and refund.payee_coverable is None:
+            await self._read_coverable(refund, direct)
         stripe_refund: dict[str, Any] | None = None
         try:
             if look_up_first:
@@ -633,6 +838,8 @@ class RefundService:
                     idempotency_key=(await outgoing_keys(self.sessionmaker)).derive(
                         "refund", refund.id
                     ),
+                    reverse_transfer=direct is not None,
+                    refund_application_fee=direct is not None and direct.application_fee_amount > 0,
                 )
         except PaymentProviderUnavailable:
             # Unknown outcome: the refund stays pending with its hold; a retry (the admin's,
@@ -648,6 +855,27 @@ class RefundService:
             if applied is None:  # pragma: no cover - metadata and order always match
                 raise RuntimeError(f"Stripe refund {stripe_refund.get('id')} not applied")
             return applied
+
+    async def _read_coverable(self, refund: Refund, payment: DirectPayment) -> None:
+        """What the payee's connected account holds (available + pending) in the refund's
+        currency, read before Stripe is asked to reverse the transfer and kept on the
+        refund. Unreadable (Stripe down): left unknown, and the payee is taken to cover."""
+        try:
+            balance = await self.stripe.retrieve_balance(stripe_account=payment.stripe_account_id)
+        except (PaymentProviderUnavailable, PaymentProviderError):
+            log.warning("refund %s: the payee's balance could not be read", refund.id)
+            return
+        coverable = sum(
+            int(entry.get("amount") or 0)
+            for part in ("available", "pending")
+            for entry in balance.get(part) or []
+            if str(entry.get("currency", "")).lower() == refund.currency
+        )
+        async with self.sessionmaker.begin() as session:
+            row = await RefundRepository(session).get(refund.id, for_update=True)
+            if row is not None and row.payee_coverable is None:
+                row.payee_coverable = coverable
+        refund.payee_coverable = coverable
 
     async def _rejected(self, refund_id: int) -> Refund:
         """Stripe refused to create the refund: nothing was refunded, release the hold."""

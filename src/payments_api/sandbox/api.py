@@ -367,6 +367,13 @@ async def retrieve_charge(request: Request, charge_id: str) -> Response:
     return await execute(request, _retrieve("charge", charge_id), ())
 
 
+@router.get("/application_fees/{fee_id}")
+async def retrieve_application_fee(request: Request, fee_id: str) -> Response:
+    """The sandbox's transfers are net of the fee: it makes no application fee objects, so
+    this answers Stripe's ``resource_missing`` for every id."""
+    return await execute(request, _retrieve("application_fee", fee_id), ("expand",))
+
+
 @router.get("/charges")
 async def list_charges(request: Request) -> Response:
     filters = ("customer", "payment_intent", "transfer_group")

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.money import exponent, format_minor
+from payments_api.money import exponent, format_minor, proportional_part
 from payments_api.sandbox import objects
 from payments_api.sandbox.errors import (
     StripeApiError,
@@ -755,6 +755,21 @@ class SandboxStripe:
             balance_transaction_id=txn["id"],
         )
         await self._set_source(txn, refund["id"])
+        reversal: dict[str, Any] | None = None
+        if p.boolean("reverse_transfer") and charge.get("transfer"):
+            # A destination charge: the transfer (the payee's part) is reversed in
+            # proportion, by the same cumulative largest remainder the ledger uses;
+            # ``refund_application_fee`` needs nothing more here, as the sandbox's transfer
+            # is already net of the application fee.
+            fee = int(charge.get("application_fee_amount") or 0)
+            share = amount - proportional_part(
+                amount, int(charge["amount"]), fee, int(charge["amount_refunded"])
+            )
+            if share:
+                reversal = await self._reverse(
+                    str(charge["transfer"]), share, metadata={}, source_refund=refund["id"]
+                )
+                refund["transfer_reversal"] = reversal["id"]
         await self.objects.add("refund", refund)
         charge["amount_refunded"] = int(charge["amount_refunded"]) + amount
         charge["refunded"] = charge["amount_refunded"] >= int(charge["amount"])
@@ -1132,10 +1147,25 @@ class SandboxStripe:
     async def reverse_transfer(self, transfer_id: str, p: Params) -> dict[str, Any]:
         """``POST /v1/transfers/{id}/reversals``: money back from the connected account
         to the platform; ``transfer.reversed`` (also for partial reversals)."""
+        return await self._reverse(
+            transfer_id, p.integer("amount", minimum=1), metadata=p.metadata()
+        )
+
+    async def _reverse(
+        self,
+        transfer_id: str,
+        requested: int | None,
+        *,
+        metadata: dict[str, str],
+        source_refund: str | None = None,
+    ) -> dict[str, Any]:
+        """Reverse (part of) a transfer. The connected account may go negative: Stripe
+        reverses a destination charge's transfer up to the charge whatever the payee
+        holds (the platform answers for an Express account's negative balance)."""
         row = await self.load(transfer_id, "transfer", account=None)
         transfer = row.body
         remaining = int(transfer["amount"]) - int(transfer["amount_reversed"])
-        amount = p.integer("amount", minimum=1) or remaining
+        amount = requested or remaining
         currency = str(transfer["currency"])
         if remaining <= 0:
             raise refused(
@@ -1160,9 +1190,10 @@ class SandboxStripe:
             transfer_id=transfer_id,
             amount=amount,
             currency=currency,
-            metadata=p.metadata(),
+            metadata=metadata,
             txn=txn["id"],
         )
+        reversal["source_refund"] = source_refund
         await self._set_source(txn, reversal["id"])
         await self.objects.add("transfer_reversal", reversal)
         await self._txn(

@@ -29,12 +29,22 @@ class RefundCalls(GatewayBase):
         reason: str | None,
         metadata: dict[str, str],
         idempotency_key: str,
+        reverse_transfer: bool = False,
+        refund_application_fee: bool = False,
     ) -> dict[str, Any]:
         """Refund (part of) a PaymentIntent. Keys are ``<namespace>:refund:{refund_id}``: a retry
-        after a timeout reaches the refund Stripe already made, never a second one."""
+        after a timeout reaches the refund Stripe already made, never a second one.
+
+        A destination charge is refunded with ``reverse_transfer`` (the payee's part comes
+        back from the connected account, in proportion) and ``refund_application_fee``
+        (the platform gives back its fee, in proportion)."""
         params: Any = {"payment_intent": payment_intent, "amount": amount, "metadata": metadata}
         if reason is not None:
             params["reason"] = reason
+        if reverse_transfer:
+            params["reverse_transfer"] = True
+        if refund_application_fee:
+            params["refund_application_fee"] = True
         refund = await self._call(
             "refunds.create",
             lambda: self._client.v1.refunds.create_async(
@@ -64,6 +74,17 @@ class RefundCalls(GatewayBase):
             "charges.retrieve", lambda: self._client.v1.charges.retrieve_async(charge_id)
         )
         return charge.to_dict()
+
+    async def retrieve_application_fee(self, fee_id: str) -> dict[str, Any]:
+        """An application fee with ``originating_transaction`` (the platform's destination
+        charge) expanded: reconciliation ties a later fee refund to its payment by it."""
+        fee = await self._call(
+            "application_fees.retrieve",
+            lambda: self._client.v1.application_fees.retrieve_async(
+                fee_id, params={"expand": ["originating_transaction"]}
+            ),
+        )
+        return fee.to_dict()
 
     async def retrieve_dispute(self, dispute_id: str) -> dict[str, Any]:
         """A dispute with its balance transactions (Stripe always includes them)."""

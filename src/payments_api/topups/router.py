@@ -24,6 +24,7 @@ router = APIRouter(tags=["topups"])
         401,
         409,
         orders_errors.AmountOutOfRange,
+        orders_errors.CurrencyNotSupported,
         orders_errors.AmountNotInSteps,
         stripe_errors.CardDeclined,
         stripe_errors.PaymentProviderError,
