@@ -210,7 +210,8 @@ async def complete_escrow(
         stripe_errors.PaymentProviderUnavailable,
     ),
 )
-@one_transaction
+# Not @one_transaction: with `refund_to: card` the cancel calls Stripe, and no
+# transaction (the key's included) may be held across a Stripe call.
 async def cancel_escrow(
     escrow_id: EscrowIdPath,
     request: Request,
