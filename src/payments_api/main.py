@@ -57,6 +57,7 @@ from payments_api.state import AppState
 from payments_api.stripe.gateway import StripeGateway
 from payments_api.topups.router import router as topups_router
 from payments_api.users.router import router as users_router
+from payments_api.wallets.router import router as wallets_router
 from payments_api.webhooks.router import router as webhooks_router
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reconciliation_router)
     app.include_router(webhooks_router)
     app.include_router(events_router)
+    app.include_router(wallets_router)
     declare_webhooks(app)
     install_docs_pages(app)
 

@@ -114,6 +114,7 @@ def build_openapi(
             {"name": "reconciliation", "description": "The ledger matched against Stripe."},
             {"name": "sandbox", "description": "Local pages of the offline Stripe sandbox."},
             {"name": "webhooks", "description": "Stripe webhook endpoints (signed)."},
+            {"name": "wallets", "description": "Debits of a user's wallet by a service."},
             {
                 "name": "events",
                 "description": "Events to the platform's apps: feeds, endpoints, deliveries "

@@ -22,6 +22,7 @@ class EventType(StrEnum):
     refund_failed = "refund.failed"
     dispute_created = "dispute.created"
     dispute_closed = "dispute.closed"
+    wallet_debited = "wallet.debited"
     balance_low = "balance.low"
     webhook_endpoint_tested = "webhook_endpoint.tested"
     """Sent by ``POST /admin/webhook-endpoints/{id}/test`` to that endpoint only."""

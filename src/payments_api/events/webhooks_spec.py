@@ -18,6 +18,7 @@ from payments_api.orders.schemas import OrderRead
 from payments_api.payout_accounts.schemas import PayoutAccountRead
 from payments_api.payouts.schemas import WithdrawalRead
 from payments_api.refunds.schemas import RefundRead
+from payments_api.wallets.schemas import WalletDebitRead
 
 RESOURCE_BY_PREFIX: dict[str, type[BaseModel]] = {
     "topup": OrderRead,
@@ -29,6 +30,7 @@ RESOURCE_BY_PREFIX: dict[str, type[BaseModel]] = {
     "dispute": DisputeRead,
     "balance": BalanceAlertRead,
     "webhook_endpoint": WebhookEndpointRead,
+    "wallet": WalletDebitRead,
 }
 
 _DESCRIPTIONS: dict[EventType, str] = {
@@ -49,6 +51,7 @@ _DESCRIPTIONS: dict[EventType, str] = {
     EventType.refund_failed: "A refund failed; the money stays where it was.",
     EventType.dispute_created: "A customer disputed a payment.",
     EventType.dispute_closed: "A dispute was won, lost or closed.",
+    EventType.wallet_debited: "A service debited the user's wallet for usage.",
     EventType.balance_low: "Available fell below the user's threshold (once per crossing).",
     EventType.webhook_endpoint_tested: "A test event an admin sent to one endpoint.",
 }
