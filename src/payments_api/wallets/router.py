@@ -13,7 +13,6 @@ from payments_api.ledger import errors as ledger_errors
 from payments_api.orders import errors as orders_errors
 from payments_api.problems import problem_responses
 from payments_api.users.models import User
-from payments_api.wallets import errors
 from payments_api.wallets.schemas import WalletDebitCreate, WalletDebitRead
 from payments_api.wallets.service import WalletService
 
@@ -26,8 +25,9 @@ ServiceCaller = Annotated[User, Depends(require_role("service"))]
     "/api/v1/wallets/{user_id}/debits",
     summary="Debit a user's wallet for usage (role service)",
     description="Moves `amount` from the user's available balance to the platform, once "
-    "per Idempotency-Key; 402 `insufficient_funds` with nothing taken when available is "
-    "short (never below zero); 409 `wallet_frozen` while the wallet is frozen. Sends "
+    "per Idempotency-Key; 409 `insufficient_funds` with nothing taken when available is "
+    "short (never below zero; the API's one status for that code); 409 `wallet_frozen` "
+    "while the wallet is frozen. Sends "
     "`wallet.debited`.",
     operation_id="debitWallet",
     status_code=201,
@@ -37,7 +37,7 @@ ServiceCaller = Annotated[User, Depends(require_role("service"))]
         403,
         422,
         admin_errors.UserNotFound,
-        errors.DebitDeclined,
+        ledger_errors.InsufficientFunds,
         ledger_errors.WalletFrozen,
         orders_errors.AmountOutOfRange,
         orders_errors.CurrencyNotSupported,

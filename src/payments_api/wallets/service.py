@@ -13,12 +13,10 @@ from payments_api.events.types import EventType
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
-from payments_api.ledger.errors import InsufficientFunds
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.orders.errors import AmountOutOfRange, CurrencyNotSupported
 from payments_api.settings import Settings
 from payments_api.users.repository import UserRepository
-from payments_api.wallets.errors import DebitDeclined
 from payments_api.wallets.schemas import WalletDebitCreate, WalletDebitRead
 
 
@@ -58,32 +56,25 @@ class WalletService:
             "fingerprint": request_fingerprint,
             "actor": actor_id,
         }
-        try:
-            result = await self.ledger.post(
-                ledger_service.NewTransaction(
-                    type="wallet_debit",
-                    cause_type=CauseType.system,
-                    cause_key=cause_key,
-                    description=body.description,
-                    metadata=metadata,
-                    postings=[
-                        ledger_service.PostingSpec(available, -body.amount),
-                        ledger_service.PostingSpec(
-                            ledger_service.AccountRef.platform(AccountKind.sales, body.currency),
-                            body.amount,
-                        ),
-                    ],
-                    # Spending the wallet is the owner's money leaving: a freeze stops it.
-                    initiated_by=user_id,
-                )
+        result = await self.ledger.post(
+            ledger_service.NewTransaction(
+                type="wallet_debit",
+                cause_type=CauseType.system,
+                cause_key=cause_key,
+                description=body.description,
+                metadata=metadata,
+                postings=[
+                    ledger_service.PostingSpec(available, -body.amount),
+                    ledger_service.PostingSpec(
+                        ledger_service.AccountRef.platform(AccountKind.sales, body.currency),
+                        body.amount,
+                    ),
+                ],
+                # Spending the wallet is the owner's money leaving: a freeze stops it. A
+                # short balance is the ledger's 409 insufficient_funds, nothing taken.
+                initiated_by=user_id,
             )
-        except InsufficientFunds as exc:
-            raise DebitDeclined(
-                f"Available is {exc.extensions.get('balance', 0)} minor units; the debit "
-                f"needs {body.amount}.",
-                available=exc.extensions.get("balance", 0),
-                required=body.amount,
-            ) from exc
+        )
         transaction = result.transaction
         if result.replayed and transaction.metadata.get("fingerprint") != request_fingerprint:
             raise IdempotencyKeyReused("This Idempotency-Key was used for another debit.")
