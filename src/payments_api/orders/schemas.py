@@ -9,7 +9,14 @@ from payments_api.money import Currency, MinorAmount
 
 Purpose = Literal["topup", "order", "escrow", "direct"]
 OrderStatus = Literal[
-    "pending", "succeeded", "failed", "expired", "refunded", "partially_refunded", "needs_review"
+    "pending",
+    "requires_action",
+    "succeeded",
+    "failed",
+    "expired",
+    "refunded",
+    "partially_refunded",
+    "needs_review",
 ]
 
 

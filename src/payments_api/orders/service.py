@@ -122,6 +122,30 @@ def _origin(url: str) -> str | None:
     return f"{parts.scheme}://{parts.hostname.lower()}{suffix}"
 
 
+async def ensure_customer(
+    sessionmaker: async_sessionmaker[AsyncSession], stripe: StripeGateway, user: User
+) -> str:
+    """The user's Stripe Customer, created once (the key makes concurrent first calls
+    return the same customer) and stored on the user. Called with no transaction open."""
+    if user.stripe_customer_id:
+        return user.stripe_customer_id
+    customer = await stripe.create_customer(
+        user_id=user.id,
+        email=user.email,
+        idempotency_key=(await outgoing_keys(sessionmaker)).derive("customer", user.id),
+    )
+    async with sessionmaker.begin() as session:
+        await session.execute(
+            update(User)
+            .where(User.id == user.id, User.stripe_customer_id.is_(None))
+            .values(stripe_customer_id=customer["id"])
+        )
+        stored = await UserRepository(session).get(user.id)
+        assert stored is not None  # noqa: S101 - provisioned before
+        user.stripe_customer_id = stored.stripe_customer_id
+    return user.stripe_customer_id or customer["id"]
+
+
 class PayInService:
     def __init__(
         self,
@@ -194,25 +218,7 @@ class PayInService:
             return order, user
 
     async def _ensure_customer(self, user: User) -> str:
-        """The user's Stripe Customer, created once (the key makes concurrent first
-        calls return the same customer) and stored on the user."""
-        if user.stripe_customer_id:
-            return user.stripe_customer_id
-        customer = await self.stripe.create_customer(
-            user_id=user.id,
-            email=user.email,
-            idempotency_key=(await outgoing_keys(self.sessionmaker)).derive("customer", user.id),
-        )
-        async with self.sessionmaker.begin() as session:
-            await session.execute(
-                update(User)
-                .where(User.id == user.id, User.stripe_customer_id.is_(None))
-                .values(stripe_customer_id=customer["id"])
-            )
-            stored = await UserRepository(session).get(user.id)
-            assert stored is not None  # noqa: S101 - provisioned in step 1
-            user.stripe_customer_id = stored.stripe_customer_id
-        return user.stripe_customer_id or customer["id"]
+        return await ensure_customer(self.sessionmaker, self.stripe, user)
 
     async def _record(self, order_id: int, **values: Any) -> Order:
         async with self.sessionmaker.begin() as session:
