@@ -20,7 +20,7 @@ from payments_api.events.types import EventType
 from payments_api.installation import outgoing_keys
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_public_id, public_id
-from payments_api.orders.service import ensure_customer
+from payments_api.orders.service import PAYMENT_METHOD_PREFIX, ensure_customer
 from payments_api.payment_methods.errors import PaymentMethodDetached, PaymentMethodNotFound
 from payments_api.payment_methods.models import PaymentMethod, PaymentMethodSetup
 from payments_api.payment_methods.repository import PaymentMethodRepository
@@ -34,8 +34,6 @@ from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
 
 log = logging.getLogger(__name__)
-
-PAYMENT_METHOD_PREFIX = "pmt"
 
 
 def payment_method_read(method: PaymentMethod) -> PaymentMethodRead:
