@@ -244,7 +244,8 @@ class TestOffSession:
         poor = await saved(client, session, stripe_cards, user, "pm_poor")
         response = await topup(client, user, "off-1", off_session=True)
         assert response.status_code == 402
-        assert response.json()["code"] == "insufficient_funds"
+        assert response.json()["code"] == "card_declined"
+        assert response.json()["decline_code"] == "insufficient_funds"
         assert "4000000000009995" not in response.text  # Stripe's text never passes
         order = await order_of(session, user)
         assert (order.status, order.failure_code) == ("failed", "insufficient_funds")
@@ -252,7 +253,7 @@ class TestOffSession:
         response = await topup(
             client, user, "off-2", off_session=True, payment_method=f"pmt_{stolen.id}"
         )
-        assert response.json()["code"] == "card_declined"  # never "stolen_card"
+        assert response.json()["decline_code"] == "card_declined"  # never "stolen_card"
         assert (await order_of(session, user)).failure_code == "card_declined"
         assert poor.is_default
         types = [t for t, _ in await emitted(session, user)]

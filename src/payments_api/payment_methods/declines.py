@@ -7,7 +7,7 @@ that tell a fraudster something (``stolen_card``, ``fraudulent``, ``lost_card``,
 
 from __future__ import annotations
 
-from payments_api.problems import ProblemError
+from payments_api.stripe.errors import CardDeclined
 
 _STABLE: dict[str, str] = {
     "insufficient_funds": "insufficient_funds",
@@ -37,74 +37,8 @@ def stable_decline_code(code: str | None) -> str:
     return _STABLE.get(code or "", "card_declined")
 
 
-class PaymentDeclined(ProblemError):
-    """Base of the 402 answers of a card charged server-side; ``code`` is stable."""
-
-    status = 402
-    code = "card_declined"
-    title = "The card was declined"
-
-
-class InsufficientFunds(PaymentDeclined):
-    code = "insufficient_funds"
-    title = "The card has insufficient funds"
-
-
-class ExpiredCard(PaymentDeclined):
-    code = "expired_card"
-    title = "The card has expired"
-
-
-class IncorrectCvc(PaymentDeclined):
-    code = "incorrect_cvc"
-    title = "The card's security code is incorrect"
-
-
-class IncorrectNumber(PaymentDeclined):
-    code = "incorrect_number"
-    title = "The card number is incorrect"
-
-
-class AuthenticationRequired(PaymentDeclined):
-    code = "authentication_required"
-    title = "The card needs the customer to authenticate"
-
-
-class AuthenticationFailed(PaymentDeclined):
-    code = "authentication_failed"
-    title = "The customer did not authenticate the payment"
-
-
-class ProcessingError(PaymentDeclined):
-    code = "processing_error"
-    title = "The card could not be processed; try again"
-
-
-class CardVelocityExceeded(PaymentDeclined):
-    code = "card_velocity_exceeded"
-    title = "The card's limit was exceeded"
-
-
-class CardNotSupported(PaymentDeclined):
-    code = "card_not_supported"
-    title = "The card does not support this payment"
-
-
-DECLINE_PROBLEMS: tuple[type[PaymentDeclined], ...] = (
-    PaymentDeclined,
-    InsufficientFunds,
-    ExpiredCard,
-    IncorrectCvc,
-    IncorrectNumber,
-    AuthenticationRequired,
-    AuthenticationFailed,
-    ProcessingError,
-    CardVelocityExceeded,
-    CardNotSupported,
-)
-_BY_CODE = {problem.code: problem for problem in DECLINE_PROBLEMS}
-
-
-def decline_problem(stable_code: str) -> PaymentDeclined:
-    problem = _BY_CODE.get(stable_code, PaymentDeclined)
-    return problem(f"The payment was declined ({stable_code}).")
+def decline_problem(stable_code: str) -> CardDeclined:
+    """The 402 of a card charged server-side: ``code`` is always ``card_declined`` (one
+    code, one status), ``decline_code`` the stable reason (``insufficient_funds``,
+    ``expired_card``, ...), as the order's ``failure_code`` says too."""
+    return CardDeclined(f"The card was declined ({stable_code}).", decline_code=stable_code)

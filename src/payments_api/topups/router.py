@@ -7,7 +7,6 @@ from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.orders import errors as orders_errors
 from payments_api.orders.deps import PayInServiceDep
 from payments_api.orders.schemas import TopupCreate, TopupRead
-from payments_api.payment_methods import declines
 from payments_api.payment_methods import errors as payment_methods_errors
 from payments_api.problems import problem_responses
 from payments_api.stripe import errors as stripe_errors
@@ -22,8 +21,9 @@ router = APIRouter(tags=["topups"])
     "confirms it with a saved card (`payment_method`), on- or off-session "
     "(`off_session: true`, the default card unless `payment_method` names another). A "
     "bank that wants the customer answers `requires_action` with `next_action`; a refused "
-    "card answers 402 with a stable code (`card_declined`, `insufficient_funds`, "
-    "`expired_card`, ...). The `service` role may top up a user off-session (`user_id`). "
+    "card answers 402 `card_declined` with a stable `decline_code` (`insufficient_funds`, "
+    "`expired_card`, `authentication_failed`, ...). The `service` role may top up a user "
+    "off-session (`user_id`). "
     "The wallet is credited when Stripe sends payment_intent.succeeded.",
     operation_id="createTopup",
     status_code=201,
@@ -36,7 +36,6 @@ router = APIRouter(tags=["topups"])
         admin_errors.UserNotFound,
         payment_methods_errors.PaymentMethodNotFound,
         payment_methods_errors.NoDefaultPaymentMethod,
-        *declines.DECLINE_PROBLEMS,
         orders_errors.AmountOutOfRange,
         orders_errors.CurrencyNotSupported,
         orders_errors.AmountNotInSteps,
