@@ -106,6 +106,31 @@ def upgrade() -> None:
         unique=True,
         postgresql_where=sa.text("status = 'active'"),
     )
+    op.create_table(
+        "auto_reloads",
+        sa.Column("user_id", sa.String(length=255), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("threshold", sa.BigInteger(), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("enabled", sa.Boolean(), server_default=sa.text("true"), nullable=False),
+        sa.Column("below", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column(
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.CheckConstraint("amount > 0", name=op.f("auto_reloads_amount_positive_check")),
+        sa.CheckConstraint("threshold > 0", name=op.f("auto_reloads_threshold_positive_check")),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("auto_reloads_user_id_fkey")),
+        sa.PrimaryKeyConstraint("user_id", "currency", name=op.f("auto_reloads_pkey")),
+    )
     op.add_column("orders", sa.Column("payment_method_id", sa.BigInteger(), nullable=True))
     op.add_column(
         "orders",
@@ -146,6 +171,7 @@ def downgrade() -> None:
         postgresql_where=sa.text("is_default"),
     )
     op.drop_index("ix_payment_methods_user_id_id", table_name="payment_methods")
+    op.drop_table("auto_reloads")
     op.drop_table("payment_methods")
     op.drop_table("payment_method_setups")
     # ### end Alembic commands ###

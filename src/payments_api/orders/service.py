@@ -73,6 +73,7 @@ from payments_api.payment_methods.repository import PaymentMethodRepository
 from payments_api.problems import Forbidden
 from payments_api.projects import direct as direct_payments
 from payments_api.settings import Settings
+from payments_api.stripe.errors import CardDeclined
 from payments_api.stripe.gateway import StripeGateway
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
@@ -521,7 +522,7 @@ class PayInService:
         }
         stripe_key = (await outgoing_keys(self.sessionmaker)).derive("payment_intent", order.id)
         if order.payment_method_id is not None:
-            return await self._confirm_with_saved_card(order, params, stripe_key)
+            return await self.confirm_with_saved_card(order, params, stripe_key)
         if body.payment_method_id:
             params["payment_method"] = body.payment_method_id
         if body.automatic_payment_methods:
@@ -539,7 +540,7 @@ class PayInService:
             order_id=public_id(ORDER_PREFIX, order.id),
         )
 
-    async def _confirm_with_saved_card(
+    async def confirm_with_saved_card(
         self, order: Order, params: dict[str, Any], stripe_key: str
     ) -> TopupRead:
         """Create and confirm the PaymentIntent with the order's saved card.
@@ -603,6 +604,42 @@ class PayInService:
             order_id=public_id(ORDER_PREFIX, order.id),
             next_action=next_action,
         )
+
+
+async def charge_auto_reload(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    stripe: StripeGateway,
+    settings: Settings,
+    order_id: int,
+) -> None:
+    """The ``auto_reload.charge`` job: charge an auto-reload order's card off-session
+    (no transaction open across the call; the key makes a retried job reach the same
+    PaymentIntent). A decline fails the order; Stripe's event credits a success."""
+    async with sessionmaker() as session:
+        order = await session.get(Order, order_id)
+        user = await UserRepository(session).get(order.user_id) if order else None
+    if order is None or user is None or order.status != "pending":
+        return
+    customer_id = await ensure_customer(sessionmaker, stripe, user)
+    params: dict[str, Any] = {
+        "amount": order.amount,
+        "currency": order.currency,
+        "customer": customer_id,
+        "metadata": {
+            "order_id": str(order.id),
+            "user_id": user.id,
+            "purpose": "topup",
+            "auto_reload": "true",
+        },
+    }
+    service = PayInService(
+        sessionmaker, stripe, settings, Principal(sub=user.id, roles=frozenset(), email=None)
+    )
+    stripe_key = (await outgoing_keys(sessionmaker)).derive("payment_intent", order.id)
+    try:
+        await service.confirm_with_saved_card(order, params, stripe_key)
+    except CardDeclined:
+        log.info("auto-reload declined", extra={"order_id": order.id})
 
 
 async def saved_card(session: AsyncSession, user_id: str, method_id: str | None) -> PaymentMethod:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -80,3 +81,23 @@ class PaymentMethod(TimestampMixin, Base):
     status: Mapped[str] = mapped_column(String(16), server_default=text("'active'"))
     is_default: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     detached_at: Mapped[datetime | None]
+
+
+class AutoReload(TimestampMixin, Base):
+    """Top the wallet up off-session with the default card when available falls below
+    ``threshold`` (per currency). ``below`` is the side of the threshold the balance was
+    last seen on: only a move downwards starts a top-up, so one per crossing."""
+
+    __tablename__ = "auto_reloads"
+    __table_args__ = (
+        CheckConstraint("threshold > 0", name="threshold_positive"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+    user_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    threshold: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    below: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.payment_methods.models import PaymentMethod, PaymentMethodSetup
+from payments_api.payment_methods.models import AutoReload, PaymentMethod, PaymentMethodSetup
 from payments_api.users.models import User
 
 
@@ -76,3 +77,28 @@ class PaymentMethodRepository:
             .where(PaymentMethod.user_id == user_id, PaymentMethod.is_default.is_(True))
             .values(is_default=False)
         )
+
+    async def set_auto_reload(
+        self, user_id: str, currency: str, threshold: int, amount: int, enabled: bool
+    ) -> AutoReload:
+        """Create or change; a change re-arms it (``below`` false: the next fall
+        below the new threshold tops up)."""
+        values = {"threshold": threshold, "amount": amount, "enabled": enabled, "below": False}
+        stmt = (
+            insert(AutoReload)
+            .values(user_id=user_id, currency=currency, **values)
+            .on_conflict_do_update(
+                index_elements=[AutoReload.user_id, AutoReload.currency],
+                set_={**values, "updated_at": func.now()},
+            )
+            .returning(AutoReload)
+            .execution_options(populate_existing=True)
+        )
+        row: AutoReload = (await self.session.scalars(stmt)).one()
+        return row
+
+    async def auto_reloads(self, user_id: str) -> list[AutoReload]:
+        rows = await self.session.scalars(
+            select(AutoReload).where(AutoReload.user_id == user_id).order_by(AutoReload.currency)
+        )
+        return list(rows)

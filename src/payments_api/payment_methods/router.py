@@ -6,10 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from payments_api.deps import CurrentUser, PrincipalDep, SessionDep, StateDep
+from payments_api.deps import CurrentUser, PrincipalDep, SessionDep, SettingsDep, StateDep
 from payments_api.kit.idempotency import IdempotencyKeyDep
+from payments_api.orders import errors as orders_errors
 from payments_api.payment_methods import errors
 from payments_api.payment_methods.schemas import (
+    AutoReloadList,
+    AutoReloadRead,
+    AutoReloadSet,
     PaymentMethodList,
     PaymentMethodRead,
     SetupIntentRead,
@@ -106,3 +110,34 @@ async def delete_payment_method(
     # (same Idempotency-Key after a 503) detaches it at Stripe again, idempotently.
     await detach_at_stripe(state.sessionmaker, state.stripe, method)
     return payment_method_read(method)
+
+
+@router.put(
+    "/api/v1/me/auto-reloads",
+    summary="Set auto-reload for a currency",
+    description="When the caller's available balance falls below `threshold`, `amount` is "
+    "charged to the default saved card off-session (a top-up, credited when Stripe "
+    "confirms it): exactly one top-up per fall below, however many debits cross at once. "
+    "Setting it again re-arms it; `enabled: false` turns it off.",
+    operation_id="setAutoReload",
+    responses=problem_responses(
+        401,
+        409,
+        orders_errors.AmountOutOfRange,
+        orders_errors.AmountNotInSteps,
+    ),
+)
+async def set_auto_reload(
+    body: AutoReloadSet, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> AutoReloadRead:
+    return await PaymentMethodManager(session).set_auto_reload(user, body, settings)
+
+
+@router.get(
+    "/api/v1/me/auto-reloads",
+    summary="The caller's auto-reload settings",
+    operation_id="listAutoReloads",
+    responses=problem_responses(401),
+)
+async def list_auto_reloads(user: CurrentUser, session: SessionDep) -> AutoReloadList:
+    return await PaymentMethodManager(session).auto_reloads(user)

@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from payments_api.money import Currency, MinorAmount
+
 
 class SetupIntentRead(BaseModel):
     """A Stripe SetupIntent saving a card for later (off-session) payments."""
@@ -36,4 +38,30 @@ class PaymentMethodRead(BaseModel):
 class PaymentMethodList(BaseModel):
     object: str = Field("list", description="Always `list`.")
     data: list[PaymentMethodRead]
+    has_more: bool = False
+
+
+class AutoReloadSet(BaseModel):
+    """Top the wallet up with the default card when available falls below `threshold`."""
+
+    currency: Currency
+    threshold: MinorAmount = Field(description="Minor units: a fall below it tops up once.")
+    amount: MinorAmount = Field(description="Minor units charged, within the top-up limits.")
+    enabled: bool = Field(True, description="false turns auto-reload off for the currency.")
+
+
+class AutoReloadRead(BaseModel):
+    currency: str
+    threshold: int
+    amount: int
+    enabled: bool
+    below: bool = Field(
+        description="Available was below the threshold when last seen: the next top-up "
+        "waits until it has come back up (one per crossing)."
+    )
+
+
+class AutoReloadList(BaseModel):
+    object: str = Field("list", description="Always `list`.")
+    data: list[AutoReloadRead]
     has_more: bool = False

@@ -20,15 +20,21 @@ from payments_api.events.types import EventType
 from payments_api.installation import outgoing_keys
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_public_id, public_id
+from payments_api.money import charge_step, default_limits
+from payments_api.orders.errors import AmountNotInSteps, AmountOutOfRange
 from payments_api.orders.service import PAYMENT_METHOD_PREFIX, ensure_customer
 from payments_api.payment_methods.errors import PaymentMethodDetached, PaymentMethodNotFound
-from payments_api.payment_methods.models import PaymentMethod, PaymentMethodSetup
+from payments_api.payment_methods.models import AutoReload, PaymentMethod, PaymentMethodSetup
 from payments_api.payment_methods.repository import PaymentMethodRepository
 from payments_api.payment_methods.schemas import (
+    AutoReloadList,
+    AutoReloadRead,
+    AutoReloadSet,
     PaymentMethodList,
     PaymentMethodRead,
     SetupIntentRead,
 )
+from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
@@ -47,6 +53,16 @@ def payment_method_read(method: PaymentMethod) -> PaymentMethodRead:
         status="active" if method.status == "active" else "detached",
         created_at=method.created_at,
         detached_at=method.detached_at,
+    )
+
+
+def auto_reload_read(row: AutoReload) -> AutoReloadRead:
+    return AutoReloadRead(
+        currency=row.currency,
+        threshold=row.threshold,
+        amount=row.amount,
+        enabled=row.enabled,
+        below=row.below,
     )
 
 
@@ -140,6 +156,32 @@ class PaymentMethodManager:
             method.is_default = True
             await self.session.flush()
         return payment_method_read(method)
+
+    async def set_auto_reload(
+        self, user: User, body: AutoReloadSet, settings: Settings
+    ) -> AutoReloadRead:
+        limits = default_limits(
+            body.currency,
+            minimum_major=settings.topup_min_major,
+            maximum_major=settings.topup_max_major,
+        )
+        if not limits.minimum <= body.amount <= limits.maximum:
+            raise AmountOutOfRange(
+                f"Auto-reload amounts in {body.currency} must be between {limits.minimum} "
+                f"and {limits.maximum} minor units.",
+                minimum=limits.minimum,
+                maximum=limits.maximum,
+            )
+        AmountNotInSteps.check(body.amount, body.currency, charge_step(body.currency), "Charges")
+        row = await self.methods.set_auto_reload(
+            user.id, body.currency, body.threshold, body.amount, body.enabled
+        )
+        return auto_reload_read(row)
+
+    async def auto_reloads(self, user: User) -> AutoReloadList:
+        return AutoReloadList(
+            data=[auto_reload_read(r) for r in await self.methods.auto_reloads(user.id)]
+        )
 
     async def mark_detached(self, user: User, method_id: str) -> PaymentMethod:
         """Step 1 of a detach: the card can no longer be charged. The newest other
