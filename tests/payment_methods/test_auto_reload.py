@@ -165,3 +165,28 @@ class TestCrossing:
         assert available == 10_000
         assert count == 1
         assert [(o.amount, o.currency, o.status) for o in orders] == [(5_000, "sek", "pending")]
+
+    async def test_a_card_removed_before_the_charge_fails_the_order(
+        self,
+        session: AsyncSession,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        stripe_cards: FakeStripeCards,
+        gateway: StripeGateway,
+        settings: Settings,
+    ) -> None:
+        user = (await create_user(session)).id
+        await fund(session, user, 10_000)
+        card = card_row(user)
+        session.add(card)
+        session.add(AutoReload(user_id=user, currency="usd", threshold=5_000, amount=2_000))
+        await session.flush()
+        await debit(session, user, 6_000, "usd", f"{user}:x")
+        [order] = await reload_orders(session, user)
+        card.status, card.is_default = "detached", False
+        await session.flush()
+
+        await charge_auto_reload(sessionmaker, gateway, settings, order.id)
+
+        [order] = await reload_orders(session, user)
+        assert (order.status, order.failure_code) == ("failed", "payment_method_not_found")
+        assert stripe_cards.mock.routes["intents"].call_count == 0

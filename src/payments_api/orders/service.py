@@ -552,6 +552,9 @@ class PayInService:
         async with self.sessionmaker() as session:
             card = await session.get(PaymentMethod, order.payment_method_id)
         assert card is not None  # noqa: S101 - a foreign key of the order
+        if card.status != "active" and order.stripe_payment_intent_id is None:
+            # Removed since the order was written, before anything reached Stripe.
+            raise PaymentMethodNotFound("The saved card was removed.")
         params.update(
             payment_method=card.stripe_payment_method_id,
             confirm=True,
@@ -640,6 +643,13 @@ async def charge_auto_reload(
         await service.confirm_with_saved_card(order, params, stripe_key)
     except CardDeclined:
         log.info("auto-reload declined", extra={"order_id": order.id})
+    except PaymentMethodNotFound:
+        async with sessionmaker.begin() as session:
+            stored = await OrderRepository(session).get(order.id, for_update=True)
+            assert stored is not None  # noqa: S101
+            await PayInConfirmation(session, stripe, settings).fail(
+                stored, "failed", "payment_method_not_found"
+            )
 
 
 async def saved_card(session: AsyncSession, user_id: str, method_id: str | None) -> PaymentMethod:
