@@ -15,11 +15,9 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.jobs.queue import enqueue
-from payments_api.orders.models import Order
 from payments_api.payment_methods.repository import PaymentMethodRepository
 
 log = logging.getLogger(__name__)
@@ -35,6 +33,20 @@ _CROSS = text(
     WHERE r.user_id = v.user_id AND r.currency = v.currency AND r.enabled
       AND r.below IS DISTINCT FROM (v.available < r.threshold)
     RETURNING r.user_id, r.currency, r.amount, r.below
+    """
+)
+
+# The pending top-up (the orders domain's table, written here in SQL so the ledger, which
+# calls this module, never imports a pay-in domain).
+_START = text(
+    """
+    INSERT INTO orders (user_id, purpose, channel, status, amount, currency,
+                        idempotency_key, request_fingerprint, reference,
+                        payment_method_id, off_session)
+    VALUES (:user_id, 'topup', 'payment_intent', 'pending', :amount, :currency,
+            :key, 'auto_reload', CAST('{"auto_reload": true}' AS jsonb), :card, true)
+    ON CONFLICT (user_id, idempotency_key) DO NOTHING
+    RETURNING id
     """
 )
 
@@ -63,22 +75,14 @@ async def observe(
             log.info("auto-reload crossed with no default card", extra={"user": row.user_id})
             continue
         order_id = await session.scalar(
-            insert(Order)
-            .values(
-                user_id=row.user_id,
-                purpose="topup",
-                channel="payment_intent",
-                status="pending",
-                amount=row.amount,
-                currency=row.currency,
-                idempotency_key=f"auto_reload:{transaction_id}:{row.currency}",
-                request_fingerprint="auto_reload",
-                reference={"auto_reload": True},
-                payment_method_id=card.id,
-                off_session=True,
-            )
-            .on_conflict_do_nothing()
-            .returning(Order.id)
+            _START,
+            {
+                "user_id": row.user_id,
+                "amount": row.amount,
+                "currency": row.currency,
+                "key": f"auto_reload:{transaction_id}:{row.currency}",
+                "card": card.id,
+            },
         )
         if order_id is not None:
             await enqueue(session, CHARGE_JOB, str(order_id).encode())

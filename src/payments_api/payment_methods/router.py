@@ -21,12 +21,10 @@ from payments_api.payment_methods.schemas import (
 from payments_api.payment_methods.service import (
     PaymentMethodManager,
     PaymentMethodService,
-    detach_at_stripe,
-    payment_method_read,
+    remove,
 )
 from payments_api.problems import problem_responses
 from payments_api.stripe import errors as stripe_errors
-from payments_api.users.repository import UserRepository
 
 router = APIRouter(tags=["payment-methods"])
 
@@ -103,13 +101,7 @@ async def set_default(
 async def delete_payment_method(
     payment_method_id: MethodId, state: StateDep, principal: PrincipalDep
 ) -> PaymentMethodRead:
-    async with state.sessionmaker.begin() as session:
-        user = await UserRepository(session).upsert_from_principal(principal)
-        method = await PaymentMethodManager(session).mark_detached(user, payment_method_id)
-    # Committed: the card is no longer chargeable here whatever Stripe answers; a retry
-    # (same Idempotency-Key after a 503) detaches it at Stripe again, idempotently.
-    await detach_at_stripe(state.sessionmaker, state.stripe, method)
-    return payment_method_read(method)
+    return await remove(state.sessionmaker, state.stripe, principal, payment_method_id)
 
 
 @router.put(

@@ -209,6 +209,22 @@ class PaymentMethodManager:
         return method
 
 
+async def remove(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    stripe: StripeGateway,
+    principal: Principal,
+    method_id: str,
+) -> PaymentMethodRead:
+    """``DELETE /me/payment-methods/{id}``: detached here and committed first (no longer
+    chargeable whatever Stripe answers), then at Stripe; a retry does both again,
+    idempotently."""
+    async with sessionmaker.begin() as session:
+        user = await UserRepository(session).upsert_from_principal(principal)
+        method = await PaymentMethodManager(session).mark_detached(user, method_id)
+    await detach_at_stripe(sessionmaker, stripe, method)
+    return payment_method_read(method)
+
+
 async def detach_at_stripe(
     sessionmaker: async_sessionmaker[AsyncSession], stripe: StripeGateway, method: PaymentMethod
 ) -> None:
