@@ -251,11 +251,19 @@ class TestDefaultAndDetach:
                 f"/api/v1/me/payment-methods/pmt_{method.id}/default",
                 headers={**auth(other), "Idempotency-Key": "o-2"},
             ),
-            await client.delete(
-                "/api/v1/me/payment-methods/pm_owned",
-                headers={**auth(other), "Idempotency-Key": "o-3"},
-            ),
         ):
             assert response.status_code == 404
             assert response.json()["code"] == "payment_method_not_found"
+        # Not a card id at all (Stripe's own id).
+        stripe_id = await client.delete(
+            "/api/v1/me/payment-methods/pm_owned",
+            headers={**auth(other), "Idempotency-Key": "o-3"},
+        )
+        assert stripe_id.json()["code"] == "payment_method_not_found"
+        # /setup is not a card: DELETE there is not allowed.
+        setup = await client.delete(
+            "/api/v1/me/payment-methods/setup", headers={**auth(other), "Idempotency-Key": "o-4"}
+        )
+        assert setup.status_code == 405
+        assert setup.headers["Allow"] == "POST"
         assert stripe_cards.detached == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
+from starlette.convertors import Convertor, register_url_convertor
 
 from payments_api.deps import CurrentUser, PrincipalDep, SessionDep, SettingsDep, StateDep
 from payments_api.kit.idempotency import IdempotencyKeyDep
@@ -27,6 +28,22 @@ from payments_api.problems import problem_responses
 from payments_api.stripe import errors as stripe_errors
 
 router = APIRouter(tags=["payment-methods"])
+
+
+class SavedCardId(Convertor[str]):
+    """Any segment but ``setup``: ``/payment-methods/setup`` is never taken for a card id
+    (a DELETE there is 405 with ``Allow: POST``, as the document says)."""
+
+    regex = "(?!setup(?:/|$))[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("saved_card", SavedCardId())
 
 MethodId = Annotated[
     str, Path(max_length=64, description="A saved card's id.", examples=["pmt_12"])
@@ -70,7 +87,7 @@ async def list_payment_methods(user: CurrentUser, session: SessionDep) -> Paymen
 
 
 @router.post(
-    "/api/v1/me/payment-methods/{payment_method_id}/default",
+    "/api/v1/me/payment-methods/{payment_method_id:saved_card}/default",
     summary="Make a saved card the default",
     operation_id="setDefaultPaymentMethod",
     responses=problem_responses(
@@ -84,7 +101,7 @@ async def set_default(
 
 
 @router.delete(
-    "/api/v1/me/payment-methods/{payment_method_id}",
+    "/api/v1/me/payment-methods/{payment_method_id:saved_card}",
     summary="Remove a saved card (detached at Stripe)",
     description="The card can no longer be charged from this call on, and is detached from "
     "the Stripe Customer. Idempotent: removing a removed card answers the same. If it was "
