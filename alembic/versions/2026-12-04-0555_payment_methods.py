@@ -1,7 +1,7 @@
 """payment methods: saved cards, setups; orders: requires_action, saved card, off-session
 
 Revision ID: 0016_payment_methods
-Revises: 0014_events
+Revises: 0015_refunds
 Create Date: 2026-12-04 05:55:31.744391+00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0016_payment_methods"
-down_revision: str | None = "0014_events"
+down_revision: str | None = "0015_refunds"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

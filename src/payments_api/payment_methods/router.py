@@ -134,6 +134,7 @@ async def delete_payment_method(
         409,
         orders_errors.AmountOutOfRange,
         orders_errors.AmountNotInSteps,
+        orders_errors.CurrencyNotSupported,
     ),
 )
 async def set_auto_reload(

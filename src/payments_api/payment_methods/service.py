@@ -20,8 +20,8 @@ from payments_api.events.types import EventType
 from payments_api.installation import outgoing_keys
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_public_id, public_id
-from payments_api.money import charge_step, default_limits
-from payments_api.orders.errors import AmountNotInSteps, AmountOutOfRange
+from payments_api.money import charge_step
+from payments_api.orders.errors import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
 from payments_api.orders.service import PAYMENT_METHOD_PREFIX, ensure_customer
 from payments_api.payment_methods.errors import PaymentMethodDetached, PaymentMethodNotFound
 from payments_api.payment_methods.models import AutoReload, PaymentMethod, PaymentMethodSetup
@@ -160,11 +160,11 @@ class PaymentMethodManager:
     async def set_auto_reload(
         self, user: User, body: AutoReloadSet, settings: Settings
     ) -> AutoReloadRead:
-        limits = default_limits(
-            body.currency,
-            minimum_major=settings.topup_min_major,
-            maximum_major=settings.topup_max_major,
-        )
+        limits = settings.limits(body.currency, "topup")
+        if limits is None:
+            raise CurrencyNotSupported.refuse(
+                "Auto-reloads", body.currency, sorted(settings.limits_table())
+            )
         if not limits.minimum <= body.amount <= limits.maximum:
             raise AmountOutOfRange(
                 f"Auto-reload amounts in {body.currency} must be between {limits.minimum} "
