@@ -20,8 +20,8 @@ from payments_api.problems import ProblemError, Unauthorized
 from payments_api.settings import Settings
 
 Role = Literal["customer", "payee", "admin", "service"]
-# ``service``: a machine-to-machine token of the platform's own backend (e.g. off-session
-# top-ups on a user's behalf); it holds no wallet of its own.
+# ``service``: a machine-to-machine token of the platform's own backend (wallet debits,
+# off-session top-ups on a user's behalf); it holds no wallet of its own.
 KNOWN_ROLES: frozenset[str] = frozenset({"customer", "payee", "admin", "service"})
 # A bearer token larger than this is refused before any parsing (headers are bounded
 # by servers around 8 KiB anyway); the email claim is bounded by RFC 5321's 320.

@@ -40,6 +40,7 @@ from payments_api.logs import configure_logging
 from payments_api.migrations import head_revisions
 from payments_api.openapi import build_openapi
 from payments_api.orders.router import router as orders_router
+from payments_api.payment_methods.router import router as payment_methods_router
 from payments_api.payout_accounts.router import router as payout_accounts_router
 from payments_api.payouts.router import router as payouts_router
 from payments_api.problems import (
@@ -154,6 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(checkout_router)
     app.include_router(topups_router)
+    app.include_router(payment_methods_router)
     app.include_router(orders_router)
     app.include_router(escrow_router)
     app.include_router(earnings_router)

@@ -16,6 +16,7 @@ from payments_api.ledger.models import (
     LedgerTransaction,
 )
 from payments_api.orders import models as orders_models
+from payments_api.payment_methods import models as payment_methods_models
 from payments_api.payout_accounts import models as payout_accounts_models
 from payments_api.payouts import models as payouts_models
 from payments_api.projects import models as projects_models
@@ -35,6 +36,7 @@ DOMAIN_MODELS = (
     events_models,
     idempotency_models,
     orders_models,
+    payment_methods_models,
     payout_accounts_models,
     payouts_models,
     projects_models,

@@ -103,6 +103,10 @@ def build_openapi(
             {"name": "balance", "description": "Wallet balances and ledger entries."},
             {"name": "checkout", "description": "Stripe Checkout pay-ins (top-up, order, escrow)."},
             {"name": "topups", "description": "PaymentIntent top-ups for mobile apps."},
+            {
+                "name": "payment-methods",
+                "description": "Saved cards: SetupIntents, default card, removal.",
+            },
             {"name": "orders", "description": "Pay-in history and status."},
             {"name": "escrow", "description": "Jobs paid into escrow and settled to payees."},
             {"name": "earnings", "description": "What payees earned."},

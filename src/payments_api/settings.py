@@ -203,6 +203,15 @@ class Settings(BaseSettings):
     checkout_session_ttl_minutes: int = Field(
         60, ge=30, le=1440, description="Lifetime of a Checkout Session (Stripe: 30 min-24 h)."
     )
+    finish_payment_url: str = Field(
+        "",
+        max_length=2048,
+        description=(
+            "Page of the frontend where a customer finishes a payment that needs them "
+            "(3-D Secure of an off-session top-up); `{order_id}` and `{payment_intent_id}` "
+            "are filled in. Empty: the sandbox's payment page in sandbox mode, else none."
+        ),
+    )
     # --- idempotency ----------------------------------------------------------------
     idempotency_lease_seconds: int = Field(
         60,

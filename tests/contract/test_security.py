@@ -91,6 +91,25 @@ async def own_session(owner: Owner) -> str:
     return str(created["id"])
 
 
+async def own_payment_method(owner: Owner) -> str:
+    """A saved card (as setup_intent.succeeded records it)."""
+    from payments_api.payment_methods.models import PaymentMethod
+
+    method = PaymentMethod(
+        user_id=owner.user,
+        stripe_payment_method_id=f"pm_{uuid.uuid4().hex[:16]}",
+        brand="visa",
+        last4="4242",
+        exp_month=12,
+        exp_year=2031,
+        fingerprint=uuid.uuid4().hex[:16],
+        is_default=True,
+    )
+    owner.session.add(method)
+    await owner.session.flush()
+    return f"pmt_{method.id}"
+
+
 # Path parameter name -> how its owner creates one. Order matters: later factories may
 # use earlier ids.
 OWNED: dict[str, Callable[[Owner], Awaitable[str]]] = {
@@ -98,6 +117,7 @@ OWNED: dict[str, Callable[[Owner], Awaitable[str]]] = {
     "escrow_id": own_escrow,
     "projectId": own_project,
     "sessionId": own_session,
+    "payment_method_id": own_payment_method,
 }
 
 

@@ -431,6 +431,90 @@ class Row:
     created fresh on purpose)."""
 
 
+async def saved_card(t: Harness) -> str:
+    """A card the user saved (as setup_intent.succeeded records it): its ``pmt_`` id."""
+    card_id = await t.scalar(
+        "INSERT INTO payment_methods (user_id, stripe_payment_method_id, brand, last4,"
+        " exp_month, exp_year, fingerprint, is_default)"
+        " VALUES (:u, :pm, 'visa', '4242', 12, 2031, :fp, true) RETURNING id",
+        u=t.user,
+        pm=f"pm_{uuid.uuid4().hex[:12]}",
+        fp=uuid.uuid4().hex[:16],
+    )
+    return f"pmt_{card_id}"
+
+
+class SaveCard(Scenario):
+    async def attempt(self, t: Harness, fault: FaultKind | None) -> None:
+        response = await t.client.post(
+            "/api/v1/me/payment-methods/setup", headers=t.headers("customer")
+        )
+        if fault is not None:
+            assert_problem(response, fault)
+            return
+        assert response.status_code == 201, response.text
+        assert response.json()["setup_intent_id"].startswith("seti_")
+
+    async def settled(self, t: Harness) -> None:
+        assert (
+            await t.scalar(
+                "SELECT count(*) FROM payment_method_setups WHERE user_id = :u"
+                " AND stripe_setup_intent_id IS NOT NULL",
+                u=t.user,
+            )
+            == 1
+        )
+
+
+class SavedCardTopup(Scenario):
+    async def prepare(self, t: Harness) -> None:
+        await super().prepare(t)
+        t.memo["card"] = await saved_card(t)
+
+    async def attempt(self, t: Harness, fault: FaultKind | None) -> None:
+        response = await t.client.post(
+            "/api/v1/topups",
+            json={"amount": 5_000, "currency": "eur", "payment_method": t.memo["card"]},
+            headers=t.headers("customer"),
+        )
+        if fault is not None:
+            assert_problem(response, fault)
+            return
+        assert response.status_code == 201, response.text
+
+    async def settled(self, t: Harness) -> None:
+        assert (
+            await t.scalar(
+                "SELECT count(*) FROM orders WHERE user_id = :u AND payment_method_id IS NOT NULL"
+                " AND stripe_payment_intent_id IS NOT NULL",
+                u=t.user,
+            )
+            == 1
+        )
+
+
+class RemoveCard(Scenario):
+    async def prepare(self, t: Harness) -> None:
+        await super().prepare(t)
+        t.memo["card"] = await saved_card(t)
+
+    async def attempt(self, t: Harness, fault: FaultKind | None) -> None:
+        response = await t.client.delete(
+            f"/api/v1/me/payment-methods/{t.memo['card']}", headers=t.headers("customer")
+        )
+        if fault is not None:
+            assert_problem(response, fault)
+            return
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "detached"
+
+    async def settled(self, t: Harness) -> None:
+        assert (
+            await t.scalar("SELECT status FROM payment_methods WHERE user_id = :u", u=t.user)
+            == "detached"
+        )
+
+
 TOPUP, CHECKOUT, ONBOARDING = Topup(), Checkout(), Onboarding()
 ROWS = [
     Row("create_customer", "POST", "/v1/customers", TOPUP, "customers"),
@@ -449,6 +533,15 @@ ROWS = [
     Row("create_refund", "POST", "/v1/refunds", AdminRefund(), "refunds"),
     Row("list_balance_transactions", "GET", "/v1/balance_transactions", Reconciliation()),
     Row("list_undelivered_events", "GET", "/v1/events", Reconciliation()),
+    Row("create_setup_intent", "POST", "/v1/setup_intents", SaveCard(), "setup_intents"),
+    Row(
+        "create_confirmed_payment_intent",
+        "POST",
+        "/v1/payment_intents",
+        SavedCardTopup(),
+        "payment_intents",
+    ),
+    Row("detach_payment_method", "POST", "/v1/payment_methods/[^/]+/detach", RemoveCard()),
 ]
 # Gateway methods without a row yet, and why. A new gateway method must land in one of
 # the two tables (see test_every_gateway_call_has_a_row).
@@ -458,6 +551,8 @@ NOT_REACHABLE: dict[str, str] = {
     "retrieve_dispute": "dispute webhooks: row to add with their scenario",
     "retrieve_application_fee": "reconciliation of fee refunds of fees taken on an earlier "
     "day: row to add with its scenario (tests/reconciliation/test_direct_flows.py)",
+    "retrieve_payment_method": "setup_intent.succeeded webhook (a failure is recorded and "
+    "retried by the inbox): row to add with a webhook scenario",
 }
 FAULTS = list(FaultKind)
 PHASES = ["first_try", "retry"]

@@ -127,7 +127,7 @@ class TestCheckoutTopUp:
         await sandbox.deliver()
         order = await order_of(sandbox, checkout["order_id"])
         assert order.status == "failed"
-        assert order.failure_code == "payment_intent_authentication_failure"
+        assert order.failure_code == "authentication_failed"  # stable code
         assert await sandbox.balance(user) == 0
 
     async def test_decline_fails_the_order_and_a_retry_can_still_pay(
@@ -149,7 +149,7 @@ class TestCheckoutTopUp:
             "payment_intent.payment_failed",
         ]
         order = await order_of(sandbox, checkout["order_id"])
-        assert (order.status, order.failure_code) == ("failed", "generic_decline")
+        assert (order.status, order.failure_code) == ("failed", "card_declined")
         assert await sandbox.balance(user) == 0
 
         # Stripe Checkout keeps the session open after a decline: paying now succeeds.

@@ -23,7 +23,8 @@ SELECT_BALANCE_SNAPSHOT = text(
         UNION ALL
         SELECT o.currency, 'pending', sum(o.amount)::bigint
         FROM orders o
-        WHERE o.user_id = :user_id AND o.status = 'pending' AND o.purpose = 'topup'
+        WHERE o.user_id = :user_id AND o.status IN ('pending', 'requires_action')
+          AND o.purpose = 'topup'
           AND (o.stripe_checkout_session_id IS NOT NULL
                OR o.stripe_payment_intent_id IS NOT NULL)
         GROUP BY o.currency

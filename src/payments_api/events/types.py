@@ -8,6 +8,9 @@ from enum import StrEnum
 class EventType(StrEnum):
     topup_succeeded = "topup.succeeded"
     topup_failed = "topup.failed"
+    topup_requires_action = "topup.requires_action"
+    payment_method_saved = "payment_method.saved"
+    payment_method_detached = "payment_method.detached"
     order_paid = "order.paid"
     order_refunded = "order.refunded"
     escrow_funded = "escrow.funded"

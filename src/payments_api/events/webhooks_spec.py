@@ -15,6 +15,7 @@ from payments_api.escrow.schemas import EscrowRead
 from payments_api.events.schemas import BalanceAlertRead, WebhookEndpointRead
 from payments_api.events.types import EventType
 from payments_api.orders.schemas import OrderRead
+from payments_api.payment_methods.schemas import PaymentMethodRead
 from payments_api.payout_accounts.schemas import PayoutAccountRead
 from payments_api.payouts.schemas import WithdrawalRead
 from payments_api.refunds.schemas import RefundRead
@@ -23,6 +24,7 @@ from payments_api.wallets.schemas import WalletDebitRead
 RESOURCE_BY_PREFIX: dict[str, type[BaseModel]] = {
     "topup": OrderRead,
     "order": OrderRead,
+    "payment_method": PaymentMethodRead,
     "escrow": EscrowRead,
     "withdrawal": WithdrawalRead,
     "payout_account": PayoutAccountRead,
@@ -36,6 +38,11 @@ RESOURCE_BY_PREFIX: dict[str, type[BaseModel]] = {
 _DESCRIPTIONS: dict[EventType, str] = {
     EventType.topup_succeeded: "A wallet top-up was paid and credited.",
     EventType.topup_failed: "A wallet top-up failed or expired (`status` says which).",
+    EventType.topup_requires_action: "An off-session top-up needs the customer (3-D Secure): "
+    "`action_url` is where they finish it on-session.",
+    EventType.payment_method_saved: "A card was saved for the user (Stripe confirmed the "
+    "SetupIntent).",
+    EventType.payment_method_detached: "A saved card was removed and detached at Stripe.",
     EventType.order_paid: "A checkout order (catalog, escrow or direct payment) was paid.",
     EventType.order_refunded: "A refund of the order succeeded; `refunded_amount` is the total.",
     EventType.escrow_funded: "The escrow holds the customer's money (wallet or card).",

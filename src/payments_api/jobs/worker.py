@@ -28,6 +28,7 @@ from payments_api.db import create_engine, create_sessionmaker, resolve_database
 from payments_api.events.delivery import DeliveryService
 from payments_api.events.outbox import DELIVER_JOB
 from payments_api.events.receipts import ReceiptSender
+from payments_api.payment_methods.auto_reload import CHARGE_JOB as AUTO_RELOAD_JOB
 from payments_api.payouts.service import RECOVER_JOB, PayoutService
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
@@ -92,6 +93,16 @@ async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
         from payments_api.refunds.service import RefundService
 
         await RefundService(sessionmaker, stripe, settings).recover()
+
+    @pgq.entrypoint(AUTO_RELOAD_JOB)
+    async def charge_auto_reload(job: Job) -> None:
+        from payments_api.orders.service import charge_auto_reload as charge
+
+        number = (job.payload or b"").decode()
+        if not (number.isascii() and number.isdigit()):
+            log.error("auto_reload.charge: malformed payload %r", job.payload)
+            return
+        await charge(sessionmaker, stripe, settings, int(number))
 
     deliveries = DeliveryService(sessionmaker, settings)
 

@@ -48,6 +48,7 @@ from payments_api.ledger.repository import (
     StoredTransaction as StoredTransaction,  # what post() returns, for the ledger's callers
 )
 from payments_api.money import MAX_MINOR_AMOUNT, CurrencyError, normalize_currency
+from payments_api.payment_methods import auto_reload
 
 LEDGER_TRANSACTIONS = Counter(
     "payments_ledger_transactions_total", "Ledger transactions written, by type", ["type"]
@@ -239,6 +240,7 @@ class LedgerService:
         ]
         if available_after:
             await balance_alerts.observe(self.session, available_after, transaction_id)
+            await auto_reload.observe(self.session, available_after, transaction_id)
         stored = StoredTransaction(
             id=transaction_id,
             type=new.type,

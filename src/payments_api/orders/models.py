@@ -32,6 +32,7 @@ ORDER_STATUSES = (
     "refunded",
     "partially_refunded",
     "needs_review",
+    "requires_action",
 )
 
 
@@ -140,4 +141,13 @@ class Order(TimestampMixin, Base):
     reference: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     """Links to what the payment is for (escrow id, payee, project, session)."""
     succeeded_at: Mapped[datetime | None]
+    payment_method_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("payment_methods.id")
+    )
+    """The saved card confirmed server-side (a top-up with ``payment_method`` or
+    ``off_session``)."""
+    off_session: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    """Charged with the customer absent (``off_session=true`` at Stripe)."""
+    action_url: Mapped[str | None] = mapped_column(Text)
+    """With ``requires_action``: where the customer finishes the payment on-session."""
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

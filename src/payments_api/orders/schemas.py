@@ -3,13 +3,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from payments_api.money import Currency, MinorAmount
 
 Purpose = Literal["topup", "order", "escrow", "direct"]
 OrderStatus = Literal[
-    "pending", "succeeded", "failed", "expired", "refunded", "partially_refunded", "needs_review"
+    "pending",
+    "requires_action",
+    "succeeded",
+    "failed",
+    "expired",
+    "refunded",
+    "partially_refunded",
+    "needs_review",
 ]
 
 
@@ -85,7 +92,12 @@ class CheckoutSessionRead(BaseModel):
 
 
 class TopupCreate(BaseModel):
-    """A wallet top-up paid with a PaymentIntent (mobile SDKs confirm it client-side)."""
+    """A wallet top-up paid with a PaymentIntent.
+
+    Three ways: confirmed by the client (Stripe's mobile/web SDK, the default); confirmed
+    by the server with a saved card (`payment_method`); or charged off-session to the
+    default (or given) saved card while the customer is away (`off_session: true`). The
+    `service` role tops up a user's wallet off-session by naming `user_id`."""
 
     amount: MinorAmount
     currency: Currency
@@ -93,10 +105,56 @@ class TopupCreate(BaseModel):
         None,
         max_length=255,
         pattern=r"^pm_[A-Za-z0-9_]+$",
-        description="A saved payment method of the caller (`pm_...`).",
+        description="A Stripe PaymentMethod (`pm_...`) for the client to confirm with.",
+    )
+    payment_method: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^pmt_[0-9]+$",
+        description="A saved card of the user (`GET /api/v1/me/payment-methods`): the "
+        "PaymentIntent is confirmed by the server with it. 3-D Secure may still be needed: "
+        "the answer is then `requires_action` with `client_secret` and `next_action`.",
+        examples=["pmt_12"],
+    )
+    off_session: bool = Field(
+        False,
+        description="Charge a saved card with the customer absent (`payment_method`, else "
+        "the default card). If the bank wants the customer, the top-up is "
+        "`requires_action` with a `next_action.url` to finish it on-session and a "
+        "`topup.requires_action` event.",
+    )
+    user_id: str | None = Field(
+        None,
+        max_length=255,
+        description="`service` role only, with `off_session: true`: the user whose wallet is "
+        "topped up (with their saved card).",
     )
     automatic_payment_methods: bool = Field(
         True, description="Let Stripe offer the payment methods enabled in the dashboard."
+    )
+
+    @model_validator(mode="after")
+    def _one_card(self) -> TopupCreate:
+        if self.payment_method is not None and self.payment_method_id is not None:
+            raise ValueError("Give payment_method (a saved card) or payment_method_id, not both.")
+        if self.off_session and self.payment_method_id is not None:
+            raise ValueError("An off-session top-up charges a saved card (payment_method).")
+        if self.user_id is not None and not self.off_session:
+            raise ValueError("A top-up for another user (user_id) must be off_session.")
+        return self
+
+
+class TopupNextAction(BaseModel):
+    """What the customer must do before the payment can complete."""
+
+    type: str = Field(
+        description="Stripe's next action (`use_stripe_sdk`, `redirect_to_url`: pass "
+        "`client_secret` to Stripe's SDK, e.g. `handleNextAction`), or `finish_on_session`: "
+        "open `url` with the customer present.",
+        examples=["finish_on_session"],
+    )
+    url: str | None = Field(
+        None, description="A page where the customer finishes the payment, when there is one."
     )
 
 
@@ -105,8 +163,14 @@ class TopupRead(BaseModel):
     client_secret: str | None = Field(
         description="Hand to Stripe's mobile/web SDK to confirm (3-D Secure is handled there)."
     )
-    status: str = Field(description="Stripe's PaymentIntent status.")
+    status: str = Field(
+        description="Stripe's PaymentIntent status; `requires_action` when the customer must "
+        "authenticate (see `next_action`)."
+    )
     order_id: str = Field(examples=["ord_42"])
+    next_action: TopupNextAction | None = Field(
+        None, description="Set with status `requires_action`."
+    )
 
 
 class OrderRead(BaseModel):
@@ -134,6 +198,11 @@ class OrderRead(BaseModel):
         None, description="With `needs_review`: what Stripe reported as paid (minor units)."
     )
     paid_currency: str | None = Field(None, description="With `needs_review`: its currency.")
+    action_url: str | None = Field(
+        None,
+        description="With `requires_action`: where the customer finishes the payment "
+        "on-session (an off-session top-up the bank wants authenticated).",
+    )
 
 
 class OrderList(BaseModel):

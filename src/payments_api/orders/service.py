@@ -12,6 +12,7 @@ The wallet is credited only by Stripe's events (``PayInConfirmation``), never he
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from payments_api.admin.errors import UserNotFound
 from payments_api.auth import Principal
 from payments_api.escrow import service as escrow_service
 from payments_api.escrow.models import EscrowFunding
@@ -61,11 +63,17 @@ from payments_api.orders.schemas import (
     PriceCreate,
     PriceRead,
     TopupCreate,
+    TopupNextAction,
     TopupRead,
 )
+from payments_api.payment_methods.declines import decline_problem, stable_decline_code
+from payments_api.payment_methods.errors import NoDefaultPaymentMethod, PaymentMethodNotFound
+from payments_api.payment_methods.models import PaymentMethod
+from payments_api.payment_methods.repository import PaymentMethodRepository
 from payments_api.problems import Forbidden
 from payments_api.projects import direct as direct_payments
 from payments_api.settings import Settings
+from payments_api.stripe.errors import CardDeclined
 from payments_api.stripe.gateway import StripeGateway
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
@@ -85,6 +93,7 @@ PAYINS = Counter(
 )
 
 ORDER_PREFIX = "ord"
+PAYMENT_METHOD_PREFIX = "pmt"  # payment_methods.service's prefix (imported from here)
 
 
 def order_read(order: Order) -> OrderRead:
@@ -104,6 +113,7 @@ def order_read(order: Order) -> OrderRead:
         review_reason=order.review_reason,
         paid_amount=order.paid_amount,
         paid_currency=order.paid_currency,
+        action_url=order.action_url if order.status == "requires_action" else None,
     )
 
 
@@ -120,6 +130,30 @@ def _origin(url: str) -> str | None:
     port = port_value or default_port
     suffix = "" if port == default_port else f":{port}"
     return f"{parts.scheme}://{parts.hostname.lower()}{suffix}"
+
+
+async def ensure_customer(
+    sessionmaker: async_sessionmaker[AsyncSession], stripe: StripeGateway, user: User
+) -> str:
+    """The user's Stripe Customer, created once (the key makes concurrent first calls
+    return the same customer) and stored on the user. Called with no transaction open."""
+    if user.stripe_customer_id:
+        return user.stripe_customer_id
+    customer = await stripe.create_customer(
+        user_id=user.id,
+        email=user.email,
+        idempotency_key=(await outgoing_keys(sessionmaker)).derive("customer", user.id),
+    )
+    async with sessionmaker.begin() as session:
+        await session.execute(
+            update(User)
+            .where(User.id == user.id, User.stripe_customer_id.is_(None))
+            .values(stripe_customer_id=customer["id"])
+        )
+        stored = await UserRepository(session).get(user.id)
+        assert stored is not None  # noqa: S101 - provisioned before
+        user.stripe_customer_id = stored.stripe_customer_id
+    return user.stripe_customer_id or customer["id"]
 
 
 class PayInService:
@@ -166,11 +200,23 @@ class PayInService:
 
     # -- shared steps --------------------------------------------------------------------
     async def _find_or_create_order(
-        self, idempotency_key: str, request_fingerprint: str, build: Any
+        self,
+        idempotency_key: str,
+        request_fingerprint: str,
+        build: Any,
+        *,
+        for_user: str | None = None,
     ) -> tuple[Order, User]:
-        """Step 1: provision the user and write (or find again) the pending order."""
+        """Step 1: provision the user and write (or find again) the pending order.
+        ``for_user``: the order is another user's (a ``service`` caller), who must exist."""
         async with self.sessionmaker.begin() as session:
-            user = await UserRepository(session).upsert_from_principal(self.principal)
+            if for_user is None:
+                user = await UserRepository(session).upsert_from_principal(self.principal)
+            else:
+                target = await UserRepository(session).get(for_user)
+                if target is None:
+                    raise UserNotFound("No such user.")
+                user = target
             orders = OrderRepository(session)
             existing = await orders.by_idempotency_key(user.id, idempotency_key)
             if existing is not None:
@@ -194,25 +240,7 @@ class PayInService:
             return order, user
 
     async def _ensure_customer(self, user: User) -> str:
-        """The user's Stripe Customer, created once (the key makes concurrent first
-        calls return the same customer) and stored on the user."""
-        if user.stripe_customer_id:
-            return user.stripe_customer_id
-        customer = await self.stripe.create_customer(
-            user_id=user.id,
-            email=user.email,
-            idempotency_key=(await outgoing_keys(self.sessionmaker)).derive("customer", user.id),
-        )
-        async with self.sessionmaker.begin() as session:
-            await session.execute(
-                update(User)
-                .where(User.id == user.id, User.stripe_customer_id.is_(None))
-                .values(stripe_customer_id=customer["id"])
-            )
-            stored = await UserRepository(session).get(user.id)
-            assert stored is not None  # noqa: S101 - provisioned in step 1
-            user.stripe_customer_id = stored.stripe_customer_id
-        return user.stripe_customer_id or customer["id"]
+        return await ensure_customer(self.sessionmaker, self.stripe, user)
 
     async def _record(self, order_id: int, **values: Any) -> Order:
         async with self.sessionmaker.begin() as session:
@@ -451,11 +479,24 @@ class PayInService:
 
     # -- top-ups (PaymentIntent) ----------------------------------------------------------------
     async def create_topup(self, body: TopupCreate, idempotency_key: str) -> TopupRead:
-        """Create (or find again) a PaymentIntent top-up; the client confirms it."""
+        """Create (or find again) a PaymentIntent top-up; the client confirms it, or the
+        server does with a saved card (on- or off-session)."""
         self._check_topup_amount(body.amount, body.currency)
         request_fingerprint = fingerprint(body.model_dump(mode="json"))
+        order_key = idempotency_key
+        if body.user_id is not None:
+            if not self.principal.has_role("service"):
+                raise Forbidden("Topping up another user's wallet needs the service role.")
+            # The service's keys never meet the user's own in the user's order keys.
+            order_key = (
+                "service:"
+                + hashlib.sha256(f"{self.principal.sub}\x00{idempotency_key}".encode()).hexdigest()
+            )
 
         async def build(session: AsyncSession, user: User) -> Order:
+            card = None
+            if body.payment_method is not None or body.off_session:
+                card = await saved_card(session, user.id, body.payment_method)
             return Order(
                 user_id=user.id,
                 purpose="topup",
@@ -464,9 +505,13 @@ class PayInService:
                 amount=body.amount,
                 currency=body.currency,
                 reference={},
+                payment_method_id=card.id if card is not None else None,
+                off_session=body.off_session,
             )
 
-        order, user = await self._find_or_create_order(idempotency_key, request_fingerprint, build)
+        order, user = await self._find_or_create_order(
+            order_key, request_fingerprint, build, for_user=body.user_id
+        )
         customer_id = await self._ensure_customer(user)
         metadata = {"order_id": str(order.id), "user_id": user.id, "purpose": "topup"}
         params: dict[str, Any] = {
@@ -475,6 +520,9 @@ class PayInService:
             "customer": customer_id,
             "metadata": metadata,
         }
+        stripe_key = (await outgoing_keys(self.sessionmaker)).derive("payment_intent", order.id)
+        if order.payment_method_id is not None:
+            return await self.confirm_with_saved_card(order, params, stripe_key)
         if body.payment_method_id:
             params["payment_method"] = body.payment_method_id
         if body.automatic_payment_methods:
@@ -483,12 +531,7 @@ class PayInService:
         # secret), so the order never stores the secret. The idempotency layer keeps the
         # whole response (secret included) for its retention period, replayed only to
         # the same user with the same key, as Stripe itself does.
-        intent = await self.stripe.create_payment_intent(
-            params,
-            idempotency_key=(await outgoing_keys(self.sessionmaker)).derive(
-                "payment_intent", order.id
-            ),
-        )
+        intent = await self.stripe.create_payment_intent(params, idempotency_key=stripe_key)
         await self._record(order.id, stripe_payment_intent_id=intent["id"])
         return TopupRead(
             payment_intent_id=intent["id"],
@@ -496,6 +539,134 @@ class PayInService:
             status=intent.get("status", "requires_payment_method"),
             order_id=public_id(ORDER_PREFIX, order.id),
         )
+
+    async def confirm_with_saved_card(
+        self, order: Order, params: dict[str, Any], stripe_key: str
+    ) -> TopupRead:
+        """Create and confirm the PaymentIntent with the order's saved card.
+
+        Stripe's answer decides the order's state at once where it is not money: a card
+        refusal fails it (the mapped code, 402), a bank that wants the customer makes it
+        ``requires_action``. Money still arrives only with ``payment_intent.succeeded``.
+        """
+        async with self.sessionmaker() as session:
+            card = await session.get(PaymentMethod, order.payment_method_id)
+        assert card is not None  # noqa: S101 - a foreign key of the order
+        if card.status != "active" and order.stripe_payment_intent_id is None:
+            # Removed since the order was written, before anything reached Stripe.
+            raise PaymentMethodNotFound("The saved card was removed.")
+        params.update(
+            payment_method=card.stripe_payment_method_id,
+            confirm=True,
+            # Cards only need no redirect; 3-D Secure goes through Stripe's SDK.
+            automatic_payment_methods={"enabled": True, "allow_redirects": "never"},
+        )
+        if order.off_session:
+            params["off_session"] = True
+        result = await self.stripe.create_confirmed_payment_intent(
+            params, idempotency_key=stripe_key
+        )
+        intent = result.intent
+        intent_id = str(intent["id"])
+        status = str(intent.get("status") or "requires_payment_method")
+        code = stable_decline_code(result.decline_code) if result.decline_code else None
+        next_action: TopupNextAction | None = None
+        if code == "authentication_required" or status == "requires_action":
+            async with self.sessionmaker.begin() as session:
+                stored = await OrderRepository(session).get(order.id, for_update=True)
+                assert stored is not None  # noqa: S101
+                confirmation = PayInConfirmation(session, self.stripe, self.settings)
+                await confirmation.require_action(stored, payment_intent_id=intent_id)
+                action_url = stored.action_url
+            stripe_action = intent.get("next_action") or {}
+            if code == "authentication_required" or not stripe_action:
+                next_action = TopupNextAction(type="finish_on_session", url=action_url)
+            else:
+                redirect = stripe_action.get("redirect_to_url") or {}
+                next_action = TopupNextAction(
+                    type=str(stripe_action.get("type") or "use_stripe_sdk"),
+                    url=redirect.get("url") or action_url,
+                )
+            status = "requires_action"
+        elif code is not None:
+            async with self.sessionmaker.begin() as session:
+                stored = await OrderRepository(session).get(order.id, for_update=True)
+                assert stored is not None  # noqa: S101
+                if stored.stripe_payment_intent_id is None:
+                    stored.stripe_payment_intent_id = intent_id
+                await PayInConfirmation(session, self.stripe, self.settings).fail(
+                    stored, "failed", code
+                )
+            raise decline_problem(code)
+        else:
+            await self._record(order.id, stripe_payment_intent_id=intent_id)
+        return TopupRead(
+            payment_intent_id=intent_id,
+            client_secret=intent.get("client_secret"),
+            status=status,
+            order_id=public_id(ORDER_PREFIX, order.id),
+            next_action=next_action,
+        )
+
+
+async def charge_auto_reload(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    stripe: StripeGateway,
+    settings: Settings,
+    order_id: int,
+) -> None:
+    """The ``auto_reload.charge`` job: charge an auto-reload order's card off-session
+    (no transaction open across the call; the key makes a retried job reach the same
+    PaymentIntent). A decline fails the order; Stripe's event credits a success."""
+    async with sessionmaker() as session:
+        order = await session.get(Order, order_id)
+        user = await UserRepository(session).get(order.user_id) if order else None
+    if order is None or user is None or order.status != "pending":
+        return
+    customer_id = await ensure_customer(sessionmaker, stripe, user)
+    params: dict[str, Any] = {
+        "amount": order.amount,
+        "currency": order.currency,
+        "customer": customer_id,
+        "metadata": {
+            "order_id": str(order.id),
+            "user_id": user.id,
+            "purpose": "topup",
+            "auto_reload": "true",
+        },
+    }
+    service = PayInService(
+        sessionmaker, stripe, settings, Principal(sub=user.id, roles=frozenset(), email=None)
+    )
+    stripe_key = (await outgoing_keys(sessionmaker)).derive("payment_intent", order.id)
+    try:
+        await service.confirm_with_saved_card(order, params, stripe_key)
+    except CardDeclined:
+        log.info("auto-reload declined", extra={"order_id": order.id})
+    except PaymentMethodNotFound:
+        async with sessionmaker.begin() as session:
+            stored = await OrderRepository(session).get(order.id, for_update=True)
+            assert stored is not None  # noqa: S101
+            await PayInConfirmation(session, stripe, settings).fail(
+                stored, "failed", "payment_method_not_found"
+            )
+
+
+async def saved_card(session: AsyncSession, user_id: str, method_id: str | None) -> PaymentMethod:
+    """The user's active saved card named ``pmt_…``, else their default card."""
+    methods = PaymentMethodRepository(session)
+    if method_id is None:
+        card = await methods.default_for(user_id)
+        if card is None:
+            raise NoDefaultPaymentMethod(
+                "Save a card first (POST /api/v1/me/payment-methods/setup)."
+            )
+        return card
+    number = parse_public_id(PAYMENT_METHOD_PREFIX, method_id)
+    found = await methods.get_for_user(user_id, number) if number else None
+    if found is None or found.status != "active":
+        raise PaymentMethodNotFound()
+    return found
 
 
 class OrderQueries:
@@ -662,7 +833,7 @@ class PayInConfirmation:
             )
         else:
             await self._credit(order, payment_intent_id=payment_intent_id, amount=amount)
-        if order.status in ("pending", "failed", "expired"):
+        if order.status in ("pending", "requires_action", "failed", "expired"):
             # A late success after an expiry/failure still means the money arrived.
             order.status = "succeeded"
             order.failure_code = None
@@ -734,7 +905,7 @@ class PayInConfirmation:
 
     async def fail(self, order: Order, status: str, code: str) -> None:
         """Mark a pay-in failed or expired, unless Stripe already confirmed it."""
-        if order.status != "pending":
+        if order.status not in ("pending", "requires_action"):
             return  # succeeded stays succeeded; a second failure changes nothing
         order.status = status
         order.failure_code = code[:64]
@@ -746,5 +917,37 @@ class PayInConfirmation:
                 EventType.topup_failed,
                 order_read(order),
                 change_key=f"order:{order.id}:failed",
+                user_ids=[order.user_id],
+            )
+
+    def action_url(self, order: Order, payment_intent_id: str) -> str | None:
+        """Where the customer finishes a payment on-session: the frontend's page
+        (``PAYMENTS_FINISH_PAYMENT_URL``), else the sandbox's payment page."""
+        template = self.settings.finish_payment_url
+        if template:
+            return template.format(
+                order_id=public_id(ORDER_PREFIX, order.id), payment_intent_id=payment_intent_id
+            )
+        if self.settings.sandbox:
+            base = self.settings.public_base_url.rstrip("/")
+            return f"{base}/sandbox/payment_intents/{payment_intent_id}"
+        return None
+
+    async def require_action(self, order: Order, *, payment_intent_id: str) -> None:
+        """The bank wants the customer (3-D Secure): the top-up waits for them, with a
+        link to finish it on-session, and the platform hears of it once."""
+        if order.stripe_payment_intent_id is None:
+            order.stripe_payment_intent_id = payment_intent_id
+        if order.status != "pending":
+            return  # already waiting, or decided
+        order.status = "requires_action"
+        order.action_url = self.action_url(order, payment_intent_id)
+        order.updated_at = utcnow()
+        if order.purpose == "topup":
+            await emit(
+                self.session,
+                EventType.topup_requires_action,
+                order_read(order),
+                change_key=f"order:{order.id}:requires_action",
                 user_ids=[order.user_id],
             )

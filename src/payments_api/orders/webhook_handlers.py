@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from payments_api.orders.service import PayInConfirmation
+from payments_api.payment_methods.declines import stable_decline_code
 from payments_api.webhooks.registry import EventHandler, HandlerContext, RetryLater, StripeEvent
 
 log = logging.getLogger(__name__)
@@ -99,11 +100,29 @@ async def payment_intent_payment_failed(event: StripeEvent, context: HandlerCont
     if order is None:
         return
     error = intent.get("last_payment_error") or {}
-    # Stripe's machine codes only; its human text is never stored or shown.
-    code = error.get("decline_code") or error.get("code") or "payment_failed"
+    # Stripe's machine codes only, mapped to the API's stable list; its human text is
+    # never stored or shown.
+    code = stable_decline_code(error.get("decline_code") or error.get("code"))
+    if code == "authentication_required" and order.off_session:
+        # An off-session charge the bank wants the customer for: not a failure yet, the
+        # customer finishes it on-session.
+        await confirmation.require_action(order, payment_intent_id=str(intent["id"]))
+        return
     # Not necessarily final (the customer may retry the same PaymentIntent or Checkout
     # page): a later success moves the order from failed to succeeded.
-    await confirmation.fail(order, "failed", str(code))
+    await confirmation.fail(order, "failed", code)
+
+
+async def payment_intent_requires_action(event: StripeEvent, context: HandlerContext) -> None:
+    """3-D Secure is needed: the top-up waits for the customer."""
+    intent = event.data_object
+    confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
+    order = await confirmation.find(intent.get("metadata"), payment_intent_id=intent.get("id"))
+    if order is None or order.channel != "payment_intent":
+        return  # Checkout handles authentication on its own page
+    if intent.get("status") != "requires_action":
+        return  # an older event: the intent has moved on
+    await confirmation.require_action(order, payment_intent_id=str(intent["id"]))
 
 
 HANDLERS: dict[str, EventHandler] = {
@@ -113,4 +132,5 @@ HANDLERS: dict[str, EventHandler] = {
     "checkout.session.expired": checkout_session_expired,
     "payment_intent.succeeded": payment_intent_succeeded,
     "payment_intent.payment_failed": payment_intent_payment_failed,
+    "payment_intent.requires_action": payment_intent_requires_action,
 }

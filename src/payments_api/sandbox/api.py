@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from payments_api.sandbox import saved_cards
 from payments_api.sandbox.errors import StripeApiError, invalid, no_such
 from payments_api.sandbox.objects import random_tail
 from payments_api.sandbox.params import Params, decode
@@ -357,6 +358,81 @@ async def cancel_payment_intent(request: Request, intent_id: str) -> Response:
         return await service.cancel_payment_intent(intent_id, p)
 
     return await execute(request, run, ("cancellation_reason",))
+
+
+# ------------------------------------------------------------------ saved cards
+
+
+@router.post("/setup_intents")
+async def create_setup_intent(request: Request) -> Response:
+    async def run(service: SandboxStripe, p: Params) -> Result:
+        result = await saved_cards.create_setup_intent(service, p)
+        if isinstance(result, StripeApiError):
+            return result
+        return await service.render(result, p.expand())
+
+    allowed = _names(
+        "automatic_payment_methods confirm customer description metadata payment_method "
+        "payment_method_types payment_method_options return_url usage use_stripe_sdk "
+        "mandate_data on_behalf_of flow_directions single_use"
+    )
+    return await execute(request, run, allowed)
+
+
+@router.get("/setup_intents/{intent_id}")
+async def retrieve_setup_intent(request: Request, intent_id: str) -> Response:
+    return await execute(request, _retrieve("setup_intent", intent_id), ("client_secret",))
+
+
+@router.post("/setup_intents/{intent_id}/confirm")
+async def confirm_setup_intent(request: Request, intent_id: str) -> Response:
+    async def run(service: SandboxStripe, p: Params) -> Result:
+        result = await saved_cards.confirm_setup_intent(service, intent_id, p)
+        if isinstance(result, StripeApiError):
+            return result
+        return await service.render(result, p.expand())
+
+    allowed = _names("payment_method return_url mandate_data use_stripe_sdk payment_method_options")
+    return await execute(request, run, allowed)
+
+
+@router.post("/payment_methods")
+async def create_payment_method(request: Request) -> Response:
+    async def run(service: SandboxStripe, p: Params) -> Result:
+        return await saved_cards.create_payment_method(service, p)
+
+    return await execute(request, run, _names("type card billing_details metadata"))
+
+
+@router.get("/payment_methods/{payment_method_id}")
+async def retrieve_payment_method(request: Request, payment_method_id: str) -> Response:
+    return await execute(request, _retrieve("payment_method", payment_method_id), ())
+
+
+@router.get("/payment_methods")
+async def list_payment_methods(request: Request) -> Response:
+    async def run(service: SandboxStripe, p: Params) -> Result:
+        return await service.listing(
+            p, "payment_method", "/v1/payment_methods", filters=("customer", "type")
+        )
+
+    return await execute(request, run, (*LIST_PARAMS, "customer", "type"))
+
+
+@router.post("/payment_methods/{payment_method_id}/attach")
+async def attach_payment_method(request: Request, payment_method_id: str) -> Response:
+    async def run(service: SandboxStripe, p: Params) -> Result:
+        return await saved_cards.attach_api(service, payment_method_id, p)
+
+    return await execute(request, run, ("customer",))
+
+
+@router.post("/payment_methods/{payment_method_id}/detach")
+async def detach_payment_method(request: Request, payment_method_id: str) -> Response:
+    async def run(service: SandboxStripe, p: Params) -> Result:
+        return await saved_cards.detach(service, payment_method_id)
+
+    return await execute(request, run, ())
 
 
 # ------------------------------------------------------------------ charges and balance

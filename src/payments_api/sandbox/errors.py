@@ -29,6 +29,7 @@ class StripeApiError(Exception):
         param: str | None = None,
         decline_code: str | None = None,
         stored: bool = True,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -38,6 +39,8 @@ class StripeApiError(Exception):
         self.param = param
         self.decline_code = decline_code
         self.stored = stored
+        self.extra = extra or {}
+        """More of Stripe's error fields (a card error's ``payment_intent``)."""
 
     def body(self, request_id: str | None = None) -> dict[str, Any]:
         error: dict[str, Any] = {"type": self.type, "message": self.message}
@@ -48,6 +51,7 @@ class StripeApiError(Exception):
             error["param"] = self.param
         if self.decline_code is not None:
             error["decline_code"] = self.decline_code
+        error.update(self.extra)
         if request_id is not None:
             error["request_log_url"] = f"sandbox://requests/{request_id}"
         return {"error": error}

@@ -586,3 +586,86 @@ def event(
     if account is not None:
         body["account"] = account
     return body
+
+
+def payment_method(
+    *, brand: str, last4: str, fingerprint: str, exp_month: int, exp_year: int
+) -> dict[str, Any]:
+    """A card PaymentMethod as Stripe shows it: never the number or the CVC."""
+    return {
+        "id": new_id("pm"),
+        "object": "payment_method",
+        "allow_redisplay": "unspecified",
+        "billing_details": {
+            "address": {
+                "city": None,
+                "country": None,
+                "line1": None,
+                "line2": None,
+                "postal_code": None,
+                "state": None,
+            },
+            "email": None,
+            "name": None,
+            "phone": None,
+        },
+        "card": {
+            "brand": brand,
+            "checks": {
+                "address_line1_check": None,
+                "address_postal_code_check": None,
+                "cvc_check": "pass",
+            },
+            "country": "US",
+            "display_brand": brand,
+            "exp_month": exp_month,
+            "exp_year": exp_year,
+            "fingerprint": fingerprint,
+            "funding": "credit",
+            "last4": last4,
+            "networks": {"available": [brand], "preferred": None},
+            "three_d_secure_usage": {"supported": True},
+            "wallet": None,
+        },
+        "created": now(),
+        "customer": None,
+        "livemode": False,
+        "metadata": {},
+        "type": "card",
+    }
+
+
+def setup_intent(
+    *,
+    customer_id: str | None,
+    metadata: dict[str, str],
+    usage: str,
+    description: str | None,
+    payment_method: str | None,
+) -> dict[str, Any]:
+    intent_id = new_id("seti")
+    return {
+        "id": intent_id,
+        "object": "setup_intent",
+        "application": None,
+        "automatic_payment_methods": {"allow_redirects": "always", "enabled": True},
+        "cancellation_reason": None,
+        "client_secret": f"{intent_id}_secret_{random_tail(25)}",
+        "created": now(),
+        "customer": customer_id,
+        "description": description,
+        "flow_directions": None,
+        "last_setup_error": None,
+        "latest_attempt": None,
+        "livemode": False,
+        "mandate": None,
+        "metadata": metadata,
+        "next_action": None,
+        "on_behalf_of": None,
+        "payment_method": payment_method,
+        "payment_method_options": {"card": {"request_three_d_secure": "automatic"}},
+        "payment_method_types": ["card"],
+        "single_use_mandate": None,
+        "status": "requires_confirmation" if payment_method else "requires_payment_method",
+        "usage": usage,
+    }

@@ -25,6 +25,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from payments_api.sandbox import events as sandbox_events
+from payments_api.sandbox import saved_cards
+from payments_api.sandbox.cards import TEST_CARDS
 from payments_api.sandbox.errors import StripeApiError
 from payments_api.sandbox.html import button, card, esc, money, notice, page, table
 from payments_api.sandbox.models import SandboxObject
@@ -302,6 +304,108 @@ async def payment_intent_authenticate(request: Request, intent_id: str) -> Respo
             f"/sandbox/payment_intents/{intent_id}",
         )
     return await _intent_attempt(request, intent_id, AUTH_BUTTONS[choice])
+
+
+# ------------------------------------------------------------------ setup intents (saving a card)
+
+
+def _card_label(number: str) -> str:
+    return " ".join(number[i : i + 4] for i in range(0, 16, 4))
+
+
+@router.get("/setup_intents/{intent_id}")
+async def setup_intent_page(
+    request: Request, intent_id: str, failed: str | None = None
+) -> Response:
+    row = await _read(request, intent_id, "setup_intent")
+    if row is None:
+        return _not_found("SetupIntent")
+    intent = row.body
+    action = f"/sandbox/setup_intents/{intent_id}"
+    parts = [
+        f'<p class="muted">SetupIntent <code>{esc(intent_id)}</code> · status '
+        f"<strong>{esc(intent['status'])}</strong> · usage {esc(intent['usage'])}</p>",
+        "<p>What the app would do with the client secret and Stripe's SDK: pick one of "
+        "Stripe's test cards to save.</p>",
+    ]
+    if failed:
+        parts.append(notice(f"The card was not saved ({failed})."))
+    if intent["status"] in saved_cards.SETUP_CONFIRMABLE:
+        parts.extend(
+            button(
+                action,
+                f"{_card_label(number)} · {test.label}",
+                fields={"action": number},
+                css="" if test.setup in ("succeed", "authenticate") else "secondary",
+            )
+            for number, test in TEST_CARDS.items()
+        )
+    elif intent["status"] == "requires_action":
+        parts.append(f'<p><a href="{esc(action)}/authenticate">Authenticate the card</a></p>')
+    elif intent["status"] == "succeeded":
+        parts.append(notice("Card saved.", kind="ok"))
+    else:
+        parts.append(notice(f"This SetupIntent is {intent['status']}."))
+    return page("Save a card", card("Card", "".join(parts)))
+
+
+async def _setup_attempt(
+    request: Request, intent_id: str, action: Callable[[SandboxStripe], Awaitable[dict[str, Any]]]
+) -> Response:
+    back = f"/sandbox/setup_intents/{intent_id}"
+    try:
+        intent = await _act(request, action)
+    except (PageError, saved_cards.SetupPageError) as exc:
+        return _refused("Save a card", PageError(str(exc)), back)
+    if intent["status"] == "requires_action":
+        return _see_other(f"{back}/authenticate")
+    error = intent.get("last_setup_error") or {}
+    if intent["status"] == "requires_payment_method" and error:
+        return _see_other(f"{back}?failed={error.get('decline_code') or error.get('code')}")
+    return _see_other(back)
+
+
+@router.post("/setup_intents/{intent_id}")
+async def setup_intent_action(request: Request, intent_id: str) -> Response:
+    number = (await _form(request)).get("action", "")
+    if number not in TEST_CARDS:
+        return _refused(
+            "Save a card",
+            PageError("Pick one of the test cards."),
+            f"/sandbox/setup_intents/{intent_id}",
+        )
+    return await _setup_attempt(
+        request, intent_id, lambda s: saved_cards.page_attempt(s, intent_id, number)
+    )
+
+
+@router.get("/setup_intents/{intent_id}/authenticate")
+async def setup_intent_authenticate_page(request: Request, intent_id: str) -> Response:
+    row = await _read(request, intent_id, "setup_intent")
+    if row is None:
+        return _not_found("SetupIntent")
+    action = f"/sandbox/setup_intents/{intent_id}/authenticate"
+    body = (
+        "<p>Your bank asks you to confirm saving this card (3-D Secure, simulated).</p>"
+        + button(action, "Complete authentication", fields={"action": "pass"})
+        + button(action, "Fail authentication", fields={"action": "fail"}, css="danger")
+    )
+    return page("3-D Secure authentication", card("Sandbox Bank", body))
+
+
+@router.post("/setup_intents/{intent_id}/authenticate")
+async def setup_intent_authenticate(request: Request, intent_id: str) -> Response:
+    choice = (await _form(request)).get("action", "")
+    if choice not in ("pass", "fail"):
+        return _refused(
+            "3-D Secure authentication",
+            PageError(f"Unknown action {choice!r}."),
+            f"/sandbox/setup_intents/{intent_id}",
+        )
+    result: Literal["pass", "fail"] = "pass" if choice == "pass" else "fail"
+    return await _setup_attempt(
+        request, intent_id, lambda s: saved_cards.page_authenticate(s, intent_id, result)
+    )
 
 
 # ------------------------------------------------------------------ connect onboarding

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.money import exponent, format_minor, proportional_part
 from payments_api.sandbox import objects
+from payments_api.sandbox.cards import card_of_fingerprint, outcome
 from payments_api.sandbox.errors import (
     StripeApiError,
     invalid,
@@ -30,7 +31,16 @@ from payments_api.sandbox.repository import EventRepository, ObjectRepository
 from payments_api.settings import Settings
 from payments_api.stripe.base import STRIPE_API_VERSION
 
-Card = Literal["success", "decline", "insufficient_funds", "3ds_required", "3ds_pass", "3ds_fail"]
+Card = Literal[
+    "success",
+    "decline",
+    "insufficient_funds",
+    "3ds_required",
+    "3ds_pass",
+    "3ds_fail",
+    "authentication_required",
+    "expired_card",
+]
 
 # Stripe's test PaymentMethods (https://docs.stripe.com/testing) and what they do here.
 TEST_PAYMENT_METHODS: dict[str, Card] = {
@@ -46,6 +56,9 @@ TEST_PAYMENT_METHODS: dict[str, Card] = {
     "pm_card_authenticationRequired": "3ds_required",
     "pm_card_threeDSecure2Required": "3ds_required",
     "pm_card_threeDSecureRequired": "3ds_required",
+    "pm_card_authenticationRequiredOnSetup": "3ds_required",
+    "pm_card_chargeCustomerFail": "decline",
+    "pm_card_chargeDeclinedExpiredCard": "expired_card",
 }
 OPEN_DISPUTE_STATUSES = ("warning_needs_response", "needs_response", "under_review")
 CONFIRMABLE = ("requires_payment_method", "requires_confirmation")
@@ -472,17 +485,38 @@ class SandboxStripe:
         row = await self.objects.add("payment_intent", body)
         await self.emit("payment_intent.created", body)
         if p.boolean("confirm"):
-            return await self._confirm_api(row, payment_method)
+            return await self._confirm_api(row, payment_method, off_session=_off_session(p))
         return row.body
 
     async def confirm_payment_intent(
         self, intent_id: str, p: Params
     ) -> dict[str, Any] | StripeApiError:
         row = await self.load(intent_id, "payment_intent")
-        return await self._confirm_api(row, p.text("payment_method"))
+        return await self._confirm_api(row, p.text("payment_method"), off_session=_off_session(p))
+
+    async def _card_behaviour(
+        self, row: SandboxObject, payment_method: str, *, off_session: bool
+    ) -> Card | None:
+        """What a saved (sandbox) PaymentMethod does when charged: its test card's."""
+        saved = await self.objects.get(payment_method)
+        if saved is None or saved.type != "payment_method":
+            return None
+        owner = saved.body.get("customer")
+        if row.body.get("customer") and owner != row.body.get("customer"):
+            raise refused(
+                f"The provided PaymentMethod {payment_method} was previously used with a "
+                "PaymentIntent without Customer attachment, shared with a connected account "
+                "without Customer attachment, or was detached from a Customer.",
+                code="payment_method_unexpected_state",
+                param="payment_method",
+            )
+        test = card_of_fingerprint((saved.body.get("card") or {}).get("fingerprint"))
+        if test is None:
+            return "success"
+        return outcome(test, off_session=off_session)
 
     async def _confirm_api(
-        self, row: SandboxObject, payment_method: str | None
+        self, row: SandboxObject, payment_method: str | None, *, off_session: bool = False
     ) -> dict[str, Any] | StripeApiError:
         """Confirm with a test PaymentMethod; a decline is answered with Stripe's 402
         card error after the failure is recorded (and its events emitted)."""
@@ -502,8 +536,13 @@ class SandboxStripe:
                 code="payment_intent_unexpected_state",
             )
         card = TEST_PAYMENT_METHODS.get(payment_method)
+        if card is None:
+            card = await self._card_behaviour(row, payment_method, off_session=off_session)
         if card is None and not payment_method.startswith(("pm_", "card_")):
             raise no_such("PaymentMethod", payment_method, param="payment_method")
+        if off_session and card == "3ds_required":
+            # Nobody is there to authenticate: Stripe declines instead.
+            card = "authentication_required"
         body = row.body
         body["payment_method"] = payment_method
         await self.objects.save(row, body)
@@ -517,6 +556,7 @@ class SandboxStripe:
                 code=error["code"],
                 decline_code=error.get("decline_code"),
                 param=None,
+                extra={"payment_intent": copy.deepcopy(row.body)},
             )
         if payment_method == "pm_card_createDispute" and status == "succeeded":
             await self.open_dispute(str(row.body["latest_charge"]), None, "fraudulent")
@@ -588,6 +628,20 @@ class SandboxStripe:
                 decline_code=None,
                 message="We are unable to authenticate your payment method. Please choose "
                 "a different payment method and try again.",
+            )
+        elif card == "authentication_required":
+            await self._fail(
+                row,
+                code="authentication_required",
+                decline_code="authentication_required",
+                message="Your card was declined. This transaction requires authentication.",
+            )
+        elif card == "expired_card":
+            await self._fail(
+                row,
+                code="expired_card",
+                decline_code="expired_card",
+                message="Your card has expired.",
             )
         elif card == "insufficient_funds":
             await self._fail(
@@ -1350,6 +1404,11 @@ class SandboxStripe:
         for session_id in due:
             await self.expire_checkout_session(session_id)
         return len(due)
+
+
+def _off_session(p: Params) -> bool:
+    """``off_session``: ``true`` or Stripe's older ``one_off`` / ``recurring``."""
+    return p.text("off_session") in ("true", "one_off", "recurring")
 
 
 def _strip_data(paths: list[str]) -> list[str]:

@@ -13,6 +13,7 @@ from payments_api.stripe.base import STRIPE_API_VERSION, GatewayBase
 from payments_api.stripe.checkout import CheckoutCalls
 from payments_api.stripe.connect import ConnectCalls
 from payments_api.stripe.customers import CustomerCalls
+from payments_api.stripe.payment_methods import PaymentMethodCalls
 from payments_api.stripe.payouts import PayoutCalls
 from payments_api.stripe.refunds import RefundCalls
 
@@ -25,7 +26,9 @@ __all__ = [
 ]
 
 
-class StripeGateway(CustomerCalls, CheckoutCalls, ConnectCalls, PayoutCalls, RefundCalls):
+class StripeGateway(
+    CustomerCalls, CheckoutCalls, ConnectCalls, PayoutCalls, RefundCalls, PaymentMethodCalls
+):
     """Every Stripe call of the service."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from payments_api.disputes import webhook_handlers as dispute_handlers
 from payments_api.orders import webhook_handlers as payin_handlers
+from payments_api.payment_methods import webhook_handlers as payment_method_handlers
 from payments_api.payout_accounts import webhook_handlers as payout_account_handlers
 from payments_api.payouts import webhook_handlers as payout_handlers
 from payments_api.refunds import webhook_handlers as refund_handlers
@@ -12,6 +13,7 @@ from payments_api.webhooks.registry import EventHandler
 # Platform events: our own charges, refunds, disputes and transfers.
 PLATFORM_HANDLERS: dict[str, EventHandler] = {
     **payin_handlers.HANDLERS,
+    **payment_method_handlers.HANDLERS,
     **refund_handlers.HANDLERS,
     **dispute_handlers.HANDLERS,
     **payout_handlers.PLATFORM_HANDLERS,

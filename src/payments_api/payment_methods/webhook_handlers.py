@@ -1,0 +1,39 @@
+"""``setup_intent.succeeded``: Stripe's word that a card is saved (never the client's)."""
+
+from __future__ import annotations
+
+from payments_api.payment_methods.service import record_saved_card
+from payments_api.users.repository import UserRepository
+from payments_api.webhooks.registry import EventHandler, HandlerContext, RetryLater, StripeEvent
+
+
+def _id(value: object) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else None
+
+
+async def setup_intent_succeeded(event: StripeEvent, context: HandlerContext) -> None:
+    intent = event.data_object
+    metadata = intent.get("metadata") or {}
+    customer = _id(intent.get("customer"))
+    payment_method = _id(intent.get("payment_method"))
+    user_id = metadata.get("user_id")
+    if not isinstance(user_id, str) or customer is None or payment_method is None:
+        return  # not one of ours (made elsewhere on the account)
+    user = await UserRepository(context.session).get(user_id)
+    if user is None:
+        raise RetryLater(f"no user for setup intent {intent.get('id')}")
+    if user.stripe_customer_id != customer:
+        # The metadata names a user whose customer is another: never attach a card to
+        # the wrong person.
+        return
+    method = await context.stripe.retrieve_payment_method(payment_method)
+    if _id(method.get("customer")) not in (None, customer):
+        return  # moved to another customer since: not this user's card
+    await record_saved_card(context.session, context.stripe, user, method)
+
+
+HANDLERS: dict[str, EventHandler] = {
+    "setup_intent.succeeded": setup_intent_succeeded,
+}

@@ -1,0 +1,96 @@
+"""SetupIntents, saved PaymentMethods and PaymentIntents confirmed server-side."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+from payments_api.stripe.base import STRIPE_CALLS, GatewayBase
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmedIntent:
+    """A PaymentIntent confirmed by the server: Stripe's object, and when the card was
+    refused, the machine codes of the refusal (never Stripe's text)."""
+
+    intent: dict[str, Any]
+    decline_code: str | None = None
+    error_code: str | None = None
+
+
+class PaymentMethodCalls(GatewayBase):
+    async def create_setup_intent(
+        self, params: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        """A SetupIntent saving a card for later (``setup_intent:{setup_id}`` keys)."""
+        intent = await self._call(
+            "setup_intents.create",
+            lambda: self._client.v1.setup_intents.create_async(
+                params=params,  # type: ignore[arg-type]
+                options=self._options(idempotency_key),
+            ),
+        )
+        return intent.to_dict()
+
+    async def retrieve_payment_method(self, payment_method_id: str) -> dict[str, Any]:
+        method = await self._call(
+            "payment_methods.retrieve",
+            lambda: self._client.v1.payment_methods.retrieve_async(payment_method_id),
+        )
+        return method.to_dict()
+
+    async def detach_payment_method(
+        self, payment_method_id: str, *, idempotency_key: str
+    ) -> dict[str, Any] | None:
+        """Detach a card from its customer; None when Stripe no longer has it attached
+        (already detached or deleted): detaching is idempotent for the caller."""
+        try:
+            method = await self._client.v1.payment_methods.detach_async(
+                payment_method_id, options=self._options(idempotency_key)
+            )
+        except stripe.InvalidRequestError as exc:
+            if exc.code in ("resource_missing", "payment_method_unexpected_state") or (
+                exc.http_status == 400 and "not attached" in str(exc.user_message or exc)
+            ):
+                STRIPE_CALLS.labels("payment_methods.detach", "already_detached").inc()
+                return None
+            STRIPE_CALLS.labels("payment_methods.detach", type(exc).__name__).inc()
+            self._raise_mapped("payment_methods.detach", exc)
+        except stripe.StripeError as exc:
+            STRIPE_CALLS.labels("payment_methods.detach", type(exc).__name__).inc()
+            self._raise_mapped("payment_methods.detach", exc)
+        STRIPE_CALLS.labels("payment_methods.detach", "ok").inc()
+        return method.to_dict()
+
+    async def create_confirmed_payment_intent(
+        self, params: dict[str, Any], *, idempotency_key: str
+    ) -> ConfirmedIntent:
+        """Create and confirm a PaymentIntent (``confirm=true``, maybe ``off_session``).
+
+        A card refusal is an answer here, not an error: Stripe's 402 carries the
+        PaymentIntent (status ``requires_payment_method``) and the decline code, which
+        the caller turns into the order's state (``authentication_required`` becomes
+        ``requires_action``)."""
+        try:
+            intent = await self._client.v1.payment_intents.create_async(
+                params=params,  # type: ignore[arg-type]
+                options=self._options(idempotency_key),
+            )
+        except stripe.CardError as exc:
+            STRIPE_CALLS.labels("payment_intents.create_confirm", "CardError").inc()
+            error = exc.error
+            raw_intent = getattr(error, "payment_intent", None) if error else None
+            if raw_intent is None:
+                self._raise_mapped("payment_intents.create_confirm", exc)
+            data = raw_intent.to_dict() if hasattr(raw_intent, "to_dict") else dict(raw_intent)
+            return ConfirmedIntent(
+                intent=data,
+                decline_code=(error.decline_code if error else None) or exc.code,
+                error_code=exc.code,
+            )
+        except stripe.StripeError as exc:
+            STRIPE_CALLS.labels("payment_intents.create_confirm", type(exc).__name__).inc()
+            self._raise_mapped("payment_intents.create_confirm", exc)
+        STRIPE_CALLS.labels("payment_intents.create_confirm", "ok").inc()
+        return ConfirmedIntent(intent=intent.to_dict())
