@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import stripe
 from payments_api.stripe.base import STRIPE_API_VERSION, GatewayBase
+from payments_api.stripe.billing import BillingCalls
 from payments_api.stripe.checkout import CheckoutCalls
 from payments_api.stripe.connect import ConnectCalls
 from payments_api.stripe.customers import CustomerCalls
@@ -25,7 +26,9 @@ __all__ = [
 ]
 
 
-class StripeGateway(CustomerCalls, CheckoutCalls, ConnectCalls, PayoutCalls, RefundCalls):
+class StripeGateway(
+    CustomerCalls, CheckoutCalls, ConnectCalls, PayoutCalls, RefundCalls, BillingCalls
+):
     """Every Stripe call of the service."""
 
 
