@@ -56,7 +56,7 @@ def product_values(product: dict[str, Any], state_at: int) -> dict[str, Any]:
         "description": product.get("description"),
         "active": bool(product.get("active")) and not product.get("deleted", False),
         "features": features,
-        "metadata_": metadata,
+        "metadata": metadata,
         "family": (metadata.get("family") or str(product["id"]))[:255],
         "stripe_state_at": state_at,
     }
@@ -90,7 +90,7 @@ def price_values(price: dict[str, Any], state_at: int) -> dict[str, Any] | None:
         "trial_period_days": recurring.get("trial_period_days"),
         "lookup_key": price.get("lookup_key"),
         "nickname": price.get("nickname"),
-        "metadata_": metadata,
+        "metadata": metadata,
         "monthly_credit": monthly_credit_of(metadata),
         "stripe_state_at": state_at,
     }

@@ -26,25 +26,25 @@ class PlanRepository:
 
     async def upsert_product(self, values: dict[str, Any]) -> bool:
         """Write a product unless a newer state of it is stored; True when written."""
-        stmt = insert(PlanProduct).values(**values)
+        stmt = insert(PlanProduct.__table__).values(**values)  # column names
         update: dict[str, Any] = {k: stmt.excluded[k] for k in values if k != "stripe_product_id"}
         update["updated_at"] = func.now()
         upsert = stmt.on_conflict_do_update(
-            index_elements=[PlanProduct.stripe_product_id],
+            index_elements=["stripe_product_id"],
             set_=update,
             where=PlanProduct.stripe_state_at <= stmt.excluded.stripe_state_at,
-        ).returning(PlanProduct.stripe_product_id)
+        ).returning(stmt.table.c.stripe_product_id)
         return (await self.session.execute(upsert)).first() is not None
 
     async def upsert_price(self, values: dict[str, Any]) -> bool:
-        stmt = insert(PlanPrice).values(**values)
+        stmt = insert(PlanPrice.__table__).values(**values)  # column names
         update: dict[str, Any] = {k: stmt.excluded[k] for k in values if k != "stripe_price_id"}
         update["updated_at"] = func.now()
         upsert = stmt.on_conflict_do_update(
-            index_elements=[PlanPrice.stripe_price_id],
+            index_elements=["stripe_price_id"],
             set_=update,
             where=PlanPrice.stripe_state_at <= stmt.excluded.stripe_state_at,
-        ).returning(PlanPrice.stripe_price_id)
+        ).returning(stmt.table.c.stripe_price_id)
         return (await self.session.execute(upsert)).first() is not None
 
     async def product(self, product_id: str) -> PlanProduct | None:
