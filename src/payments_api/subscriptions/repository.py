@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Table, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +26,7 @@ class PlanRepository:
 
     async def upsert_product(self, values: dict[str, Any]) -> bool:
         """Write a product unless a newer state of it is stored; True when written."""
-        stmt = insert(PlanProduct.__table__).values(**values)  # column names
+        stmt = insert(cast(Table, PlanProduct.__table__)).values(**values)  # column names
         update: dict[str, Any] = {k: stmt.excluded[k] for k in values if k != "stripe_product_id"}
         update["updated_at"] = func.now()
         upsert = stmt.on_conflict_do_update(
@@ -37,7 +37,7 @@ class PlanRepository:
         return (await self.session.execute(upsert)).first() is not None
 
     async def upsert_price(self, values: dict[str, Any]) -> bool:
-        stmt = insert(PlanPrice.__table__).values(**values)  # column names
+        stmt = insert(cast(Table, PlanPrice.__table__)).values(**values)  # column names
         update: dict[str, Any] = {k: stmt.excluded[k] for k in values if k != "stripe_price_id"}
         update["updated_at"] = func.now()
         upsert = stmt.on_conflict_do_update(
