@@ -88,6 +88,26 @@ async def own_session(owner: Owner) -> str:
     return str(created["id"])
 
 
+async def own_subscription(owner: Owner) -> str:
+    """A subscription to the fixture plan; ``price`` is another price of its family (the
+    preview route's required query parameter)."""
+    from payments_api.subscriptions.plans import price_values, product_values
+    from payments_api.subscriptions.repository import PlanRepository
+    from tests.helpers import stripe_object
+
+    plans = PlanRepository(owner.session)
+    monthly = stripe_object("price")
+    await plans.upsert_product(product_values(stripe_object("product"), 1))
+    for price in (monthly, {**monthly, "id": "price_fixture0002", "unit_amount": 2900}):
+        values = price_values(price, 1)
+        assert values is not None
+        await plans.upsert_price(values)
+    await owner.session.flush()
+    owner.ids["price"] = "price_fixture0002"
+    created = await owner.post("/api/v1/me/subscriptions", {"price": monthly["id"]})
+    return str(created["id"])
+
+
 # Path parameter name -> how its owner creates one. Order matters: later factories may
 # use earlier ids.
 OWNED: dict[str, Callable[[Owner], Awaitable[str]]] = {
@@ -95,11 +115,19 @@ OWNED: dict[str, Callable[[Owner], Awaitable[str]]] = {
     "escrow_id": own_escrow,
     "projectId": own_project,
     "sessionId": own_session,
+    "subscription_id": own_subscription,
 }
 
 
 def url_for(op: Operation, ids: dict[str, str]) -> str:
-    return op.path.format(**{name: ids.get(name, "x") for name in op.path_params})
+    """The path with the owner's ids; required query parameters from ``ids`` too."""
+    path = op.path.format(**{name: ids.get(name, "x") for name in op.path_params})
+    query = [
+        f"{p['name']}={ids[p['name']]}"
+        for p in op.spec.get("parameters", [])
+        if p.get("in") == "query" and p.get("required") and p["name"] in ids
+    ]
+    return f"{path}?{'&'.join(query)}" if query else path
 
 
 def body_for(op: Operation) -> bytes | None:
