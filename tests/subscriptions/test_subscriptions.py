@@ -10,10 +10,12 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.subscriptions.models import Subscription
+from payments_api.webhooks.models import WebhookEvent
 from tests.factories import emitted, ledger_invariants
-from tests.helpers import auth, stripe_key
+from tests.helpers import auth, make_event, stripe_key
 from tests.subscriptions.conftest import (
     FakeBilling,
+    deliver,
     fee_routes,
     form_of,
     invoice,
@@ -369,6 +371,23 @@ class TestOrder:
             client, "customer.subscription.created", stripe_state(row, "incomplete"), created=t0 + 1
         )
         assert (await mine(client, user))["status"] == "active"
+
+    async def test_an_event_before_our_row_commits_is_retried(
+        self, client: httpx.AsyncClient, billing: FakeBilling, session: AsyncSession
+    ) -> None:
+        await seed_plans(client)
+        user = unique_user()
+        early = subscription(
+            "sub_early", status="active", price_id="price_basic", our_id=987_654_321, user=user
+        )
+        event = make_event("customer.subscription.created", early)
+        response = await deliver(client, event)
+        assert response.status_code == 500
+        stored = await session.get(WebhookEvent, event["id"], populate_existing=True)
+        assert stored is not None
+        assert "RetryLater" in (stored.last_error or "")
+        paid = invoice("in_early", stripe_sub="sub_early", amount=900, our_id=987_654_321)
+        assert (await deliver(client, make_event("invoice.paid", paid))).status_code == 500
 
     async def test_events_of_subscriptions_we_do_not_know_are_ignored(
         self, client: httpx.AsyncClient

@@ -246,9 +246,7 @@ class SubscriptionEvents:
         self.state = SubscriptionState(session, settings)
         self.ledger = ledger_service.LedgerService(session)
 
-    async def _find(
-        self, metadata: Any, stripe_id: str | None, customer: str | None
-    ) -> Subscription | None:
+    async def _find(self, metadata: Any, stripe_id: str | None) -> Subscription | None:
         """Our subscription, locked; RetryLater when it should exist but is not written
         yet; None when it is not one of ours."""
         our_id = _our_id(metadata)
@@ -264,18 +262,18 @@ class SubscriptionEvents:
                 return None  # our id in another installation's metadata
             return row
         if our_id is not None:
+            # Ours (our id is in its metadata) but not committed yet: the subscribe
+            # request is between its two transactions.
             raise RetryLater(f"no subscription {our_id} yet")
-        if customer and await UserRepository(self.session).by_stripe_customer(customer):
-            raise RetryLater(f"subscription {stripe_id} of a known customer not recorded yet")
-        return None
+        return None  # made elsewhere (the dashboard, another service): not ours
 
     async def subscription_changed(self, obj: dict[str, Any], state_at: int) -> None:
-        row = await self._find(obj.get("metadata"), _id(obj.get("id")), _id(obj.get("customer")))
+        row = await self._find(obj.get("metadata"), _id(obj.get("id")))
         if row is not None:
             await self.state.apply(row, obj, state_at)
 
     async def trial_will_end(self, obj: dict[str, Any], state_at: int) -> None:
-        row = await self._find(obj.get("metadata"), _id(obj.get("id")), _id(obj.get("customer")))
+        row = await self._find(obj.get("metadata"), _id(obj.get("id")))
         if row is None:
             return
         await self.state.apply(row, obj, state_at)
@@ -295,9 +293,7 @@ class SubscriptionEvents:
         stripe_sub = _id(details.get("subscription")) or _id(invoice.get("subscription"))
         if stripe_sub is None and not _our_id(details.get("metadata")):
             return None  # not a subscription invoice
-        subscription = await self._find(
-            details.get("metadata"), stripe_sub, _id(invoice.get("customer"))
-        )
+        subscription = await self._find(details.get("metadata"), stripe_sub)
         if subscription is None:
             return None
         invoice_id = str(invoice["id"])

@@ -33,12 +33,6 @@ class UserRepository:
         result: User | None = await self.session.scalar(stmt)
         return result
 
-    async def by_stripe_customer(self, customer_id: str) -> User | None:
-        result: User | None = await self.session.scalar(
-            select(User).where(User.stripe_customer_id == customer_id)
-        )
-        return result
-
     async def _current(self, user_id: str) -> User | None:
         """The user row as the session's persistent ``User`` (raw statement, no ORM load).
         An instance the session holds already is returned as it is, as an ORM select
