@@ -533,12 +533,12 @@ class SubscriptionService:
                 await repository.lock_user(user.id)
                 existing = await repository.by_idempotency_key(user.id, idempotency_key)
             found = await PlanRepository(session).plan(body.price)
-            if existing is not None:
-                if existing.request_fingerprint != request_fingerprint or found is None:
-                    raise IdempotencyKeyReused(
-                        "This Idempotency-Key was used for a different subscription."
-                    )
-                return existing, user, plan_read(*found)
+            if existing is not None and existing.request_fingerprint != request_fingerprint:
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was used for a different subscription."
+                )
+            if existing is not None and found is not None:
+                return existing, user, plan_read(*found)  # a retry: archived since is fine
             if found is None or not (found[0].active and found[1].active):
                 raise PlanNotFound(f"No active plan has the price {body.price!r}.")
             price, product = found
