@@ -197,6 +197,19 @@ BAD_TOKENS: dict[str, Callable[[], str]] = {
 }
 
 
+# Fields of a GET answer that are the clock's, not the resource's: a proration preview
+# is priced at the second it is asked for.
+VOLATILE = frozenset({"proration_date"})
+
+
+def stable(response: httpx.Response) -> str:
+    """The answer without its clock fields, to compare two reads of one resource."""
+    body = response.json()
+    if isinstance(body, dict):
+        body = {k: v for k, v in body.items() if k not in VOLATILE}
+    return json.dumps(body, sort_keys=True)
+
+
 class TestOwnership:
     def test_every_path_parameter_has_a_factory(self) -> None:
         missing = {p for op in OWNED_ROUTES for p in op.path_params} - set(OWNED)
@@ -209,7 +222,7 @@ class TestOwnership:
             if op.method == "get":
                 response = await call(owner.client, op, owner.ids, owner.headers())
                 assert response.status_code == 200, (op.id, response.text)  # the owner's own
-                before[op.id] = response.text
+                before[op.id] = stable(response)
         answers: dict[str, int] = {}
         for op in OWNED_ROUTES:
             response = await call(owner.client, op, owner.ids, owner.headers(owner.stranger))
@@ -223,7 +236,7 @@ class TestOwnership:
         for op in OWNED_ROUTES:
             if op.method == "get":
                 again = await call(owner.client, op, owner.ids, owner.headers())
-                assert again.text == before[op.id]
+                assert stable(again) == before[op.id]
 
 
 class TestRoles:
