@@ -88,3 +88,15 @@ async def test_a_declined_card_needs_the_customer_then_pays(sandbox: Sandbox) ->
         "active",
         True,
     )
+
+
+async def test_created_bounds_beyond_32_bits_list_nothing(sandbox: Sandbox) -> None:
+    """Found by schemathesis (a reconciliation of the year 1165): Stripe's `created`
+    bounds are 64-bit."""
+    listed = await sandbox.stripe(
+        "GET",
+        "/v1/balance_transactions",
+        {"created[gte]": "-25387020000", "created[lt]": "-25386890400"},
+    )
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["data"] == []
