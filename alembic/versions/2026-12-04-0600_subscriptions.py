@@ -1,7 +1,7 @@
 """subscriptions: plans, subscriptions, invoices
 
 Revision ID: 0017_subscriptions
-Revises: 0014_events
+Revises: 0015_refunds
 Create Date: 2026-12-04 06:08:34.527633+00:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0017_subscriptions"
-down_revision: str | None = "0014_events"
+down_revision: str | None = "0015_refunds"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
