@@ -143,6 +143,34 @@ def reconcile(
         raise typer.Exit(EXIT_MISMATCHES)
 
 
+plans_app = typer.Typer(help="Subscription plans (Stripe Products and recurring Prices).")
+app.add_typer(plans_app, name="plans")
+
+
+@plans_app.command("sync")
+def plans_sync() -> None:
+    """Pull every product and recurring price from Stripe (all pages); prints counts."""
+    import asyncio
+
+    from payments_api.db import create_engine, create_sessionmaker, resolve_database_url
+    from payments_api.stripe.gateway import StripeGateway
+    from payments_api.subscriptions.plans import PlanSync
+
+    settings = get_settings()
+
+    async def run() -> str:
+        engine = create_engine(resolve_database_url(settings), settings)
+        gateway = StripeGateway(settings)
+        try:
+            result = await PlanSync(create_sessionmaker(engine), gateway).run()
+        finally:
+            await gateway.aclose()
+            await engine.dispose()
+        return result.model_dump_json()
+
+    typer.echo(asyncio.run(run()))
+
+
 @app.command()
 def migrate() -> None:
     """Apply the database migrations (alembic upgrade head) and the job queue's schema."""

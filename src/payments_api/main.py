@@ -56,6 +56,7 @@ from payments_api.sandbox.router import router as sandbox_router
 from payments_api.settings import Settings, get_settings
 from payments_api.state import AppState
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.subscriptions.router import router as subscriptions_router
 from payments_api.topups.router import router as topups_router
 from payments_api.users.router import router as users_router
 from payments_api.wallets.router import router as wallets_router
@@ -166,6 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(refunds_router)
     app.include_router(disputes_router)
     app.include_router(reconciliation_router)
+    app.include_router(subscriptions_router)
     app.include_router(webhooks_router)
     app.include_router(events_router)
     app.include_router(wallets_router)

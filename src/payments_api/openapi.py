@@ -113,6 +113,10 @@ def build_openapi(
             {"name": "payout-account", "description": "Stripe Connect Express onboarding."},
             {"name": "payouts", "description": "Withdrawals and payouts to payees."},
             {"name": "projects", "description": "A payee's earning contexts and their wallets."},
+            {
+                "name": "subscriptions",
+                "description": "Plans from Stripe Billing and the caller's subscriptions.",
+            },
             {"name": "refunds", "description": "Refunds of pay-ins."},
             {"name": "disputes", "description": "Card disputes (chargebacks)."},
             {"name": "reconciliation", "description": "The ledger matched against Stripe."},

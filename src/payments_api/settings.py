@@ -212,6 +212,19 @@ class Settings(BaseSettings):
             "are filled in. Empty: the sandbox's payment page in sandbox mode, else none."
         ),
     )
+    # --- subscriptions ----------------------------------------------------------------
+    subscriptions_one_per_family: bool = Field(
+        True,
+        description="Refuse a second live subscription in the same plan family (product "
+        "`metadata.family`, else the product) for one customer.",
+    )
+    subscriptions_past_due_grace_hours: int = Field(
+        72,
+        ge=0,
+        le=24 * 60,
+        description="How long a past_due subscription stays entitled after its first "
+        "failed renewal, in hours.",
+    )
     # --- idempotency ----------------------------------------------------------------
     idempotency_lease_seconds: int = Field(
         60,

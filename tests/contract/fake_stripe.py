@@ -248,6 +248,17 @@ class FakeStripe:
         if method == "GET" and len(parts) == 1:  # a list: what was created there
             listed = [self.objects[c.id] for c in self.created_of(parts[0])]
             return self._ok({"object": "list", "url": path, "has_more": False, "data": listed})
+        if method == "POST" and parts == ["invoices", "create_preview"]:
+            preview = copy.deepcopy(stripe_object("invoice"))
+            preview.update(id=None, status="draft", amount_paid=0)
+            return self._ok(preview)
+        if len(parts) == 2 and parts[0] == "subscriptions" and parts[1] in self.objects:
+            subscription = self.objects[parts[1]]
+            if method == "DELETE":
+                subscription.update(status="canceled", ended_at=int(time.time()))
+            elif method == "POST" and "cancel_at_period_end" in form:
+                subscription["cancel_at_period_end"] = form["cancel_at_period_end"] == "true"
+            return self._ok(subscription)
         if method == "POST" and parts == ["checkout", "sessions"]:
             return self._ok(self._create("checkout_sessions", self._session(form), key))
         if method == "POST" and len(parts) == 1:

@@ -515,6 +515,75 @@ class RemoveCard(Scenario):
         )
 
 
+async def seed_plan(t: Harness) -> None:
+    """The plan of tests/fixtures/stripe/price.json (what the fake's subscriptions hold)."""
+    from payments_api.subscriptions.plans import PlanCatalog
+
+    catalog = PlanCatalog(t.session)
+    await catalog.apply_product(stripe_object("product"), 1)
+    await catalog.apply_price(stripe_object("price"), 1, t.state.stripe)
+    await t.session.flush()
+
+
+class Subscribe(Scenario):
+    async def prepare(self, t: Harness) -> None:
+        await super().prepare(t)
+        await seed_plan(t)
+
+    async def attempt(self, t: Harness, fault: FaultKind | None) -> None:
+        response = await t.client.post(
+            "/api/v1/me/subscriptions",
+            json={"price": stripe_object("price")["id"]},
+            headers=t.headers("customer"),
+        )
+        if fault is not None:
+            assert_problem(response, fault)
+            return
+        assert response.status_code == 201, response.text
+        assert response.json()["stripe_subscription_id"].startswith("sub_")
+
+    async def settled(self, t: Harness) -> None:
+        rows = await t.scalar(
+            "SELECT count(*) FROM subscriptions WHERE user_id = :u"
+            " AND stripe_subscription_id IS NOT NULL",
+            u=t.user,
+        )
+        assert rows == 1
+
+
+class CancelSubscription(Scenario):
+    def __init__(self, *, at_period_end: bool) -> None:
+        self.at_period_end = at_period_end
+
+    async def prepare(self, t: Harness) -> None:
+        await super().prepare(t)
+        await seed_plan(t)
+        response = await t.client.post(
+            "/api/v1/me/subscriptions",
+            json={"price": stripe_object("price")["id"]},
+            headers={**auth(t.user, ["customer"]), "Idempotency-Key": "subscribe"},
+        )
+        assert response.status_code == 201, response.text
+        t.memo["subscription"] = response.json()["id"]
+        t.fake.requests.clear()
+
+    async def attempt(self, t: Harness, fault: FaultKind | None) -> None:
+        response = await t.client.post(
+            f"/api/v1/me/subscriptions/{t.memo['subscription']}/cancel",
+            json={"at_period_end": self.at_period_end},
+            headers=t.headers("customer"),
+        )
+        if fault is not None:
+            assert_problem(response, fault)
+            return
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if self.at_period_end:
+            assert (body["status"], body["cancel_at_period_end"]) == ("active", True)
+        else:
+            assert body["status"] == "canceled"
+
+
 TOPUP, CHECKOUT, ONBOARDING = Topup(), Checkout(), Onboarding()
 ROWS = [
     Row("create_customer", "POST", "/v1/customers", TOPUP, "customers"),
@@ -529,6 +598,19 @@ ROWS = [
     Row("retrieve_charge_with_fee", "GET", "/v1/charges/[^/]+", PaymentWebhook()),
     Row("create_transfer", "POST", "/v1/transfers", Withdrawal(), "transfers"),
     Row("list_payouts", "GET", "/v1/payouts", ListPayouts()),
+    Row("create_subscription", "POST", "/v1/subscriptions", Subscribe(), "subscriptions"),
+    Row(
+        "update_subscription",
+        "POST",
+        "/v1/subscriptions/[^/]+",
+        CancelSubscription(at_period_end=True),
+    ),
+    Row(
+        "cancel_subscription",
+        "DELETE",
+        "/v1/subscriptions/[^/]+",
+        CancelSubscription(at_period_end=False),
+    ),
     Row("retrieve_balance", "GET", "/v1/balance", ProjectWallet()),
     Row("create_refund", "POST", "/v1/refunds", AdminRefund(), "refunds"),
     Row("list_balance_transactions", "GET", "/v1/balance_transactions", Reconciliation()),
@@ -553,6 +635,12 @@ NOT_REACHABLE: dict[str, str] = {
     "day: row to add with its scenario (tests/reconciliation/test_direct_flows.py)",
     "retrieve_payment_method": "setup_intent.succeeded webhook (a failure is recorded and "
     "retried by the inbox): row to add with a webhook scenario",
+    "list_products": "plans sync (admin, CLI): reads only, a failure writes nothing",
+    "list_recurring_prices": "plans sync (admin, CLI): reads only, a failure writes nothing",
+    "retrieve_product": "price webhooks before their product: a failure retries the event",
+    "retrieve_subscription": "a subscribe retry after Stripe's id is recorded: row to add",
+    "preview_invoice": "proration preview: a read, nothing to make once",
+    "invoice_charge": "invoice.paid's fee: a failure retries the event (ledger cause keys)",
 }
 FAULTS = list(FaultKind)
 PHASES = ["first_try", "retry"]

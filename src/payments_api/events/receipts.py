@@ -39,6 +39,7 @@ RECEIPTS: dict[str, tuple[str, str]] = {
     "order.paid": ("Payment", "Thank you for your payment."),
     "refund.succeeded": ("Refund", "This amount was refunded to your card."),
     "withdrawal.paid": ("Withdrawal", "This amount was sent to your payout account."),
+    "invoice.paid": ("Subscription", "Thank you: your subscription invoice is paid."),
 }
 """Event type -> (what it is, a sentence for the receipt)."""
 
@@ -89,7 +90,8 @@ class PendingReceipt:
 def render(receipt: PendingReceipt, merchant: str) -> EmailMessage:
     what, note = RECEIPTS[receipt.type]
     payload = receipt.payload
-    amount = int(str(payload.get("amount", 0)))
+    # An invoice says what was paid in `amount_paid`; every other resource in `amount`.
+    amount = int(str(payload.get("amount", payload.get("amount_paid", 0))))
     currency = str(payload.get("currency", "usd"))
     values = {
         "merchant": merchant,

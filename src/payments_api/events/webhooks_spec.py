@@ -19,6 +19,7 @@ from payments_api.payment_methods.schemas import PaymentMethodRead
 from payments_api.payout_accounts.schemas import PayoutAccountRead
 from payments_api.payouts.schemas import WithdrawalRead
 from payments_api.refunds.schemas import RefundRead
+from payments_api.subscriptions.schemas import InvoiceRead, SubscriptionRead
 from payments_api.wallets.schemas import WalletDebitRead
 
 RESOURCE_BY_PREFIX: dict[str, type[BaseModel]] = {
@@ -30,6 +31,8 @@ RESOURCE_BY_PREFIX: dict[str, type[BaseModel]] = {
     "payout_account": PayoutAccountRead,
     "refund": RefundRead,
     "dispute": DisputeRead,
+    "subscription": SubscriptionRead,
+    "invoice": InvoiceRead,
     "balance": BalanceAlertRead,
     "webhook_endpoint": WebhookEndpointRead,
     "wallet": WalletDebitRead,
@@ -59,6 +62,19 @@ _DESCRIPTIONS: dict[EventType, str] = {
     EventType.dispute_created: "A customer disputed a payment.",
     EventType.dispute_closed: "A dispute was won, lost or closed.",
     EventType.wallet_debited: "A service debited the user's wallet for usage.",
+    EventType.subscription_created: "A subscription was created at Stripe (any status, "
+    "`incomplete` until its first invoice is paid).",
+    EventType.subscription_updated: "Stripe changed the subscription's status, plan or "
+    "cancel-at-period-end; `entitled` says whether it grants the plan now.",
+    EventType.subscription_canceled: "The subscription ended (canceled now, at period end, "
+    "or after unpaid renewals).",
+    EventType.subscription_trial_will_end: "The trial ends in three days (Stripe's notice).",
+    EventType.invoice_paid: "A subscription invoice was paid; revenue booked and the "
+    "plan's wallet credit (if any) given, once per invoice.",
+    EventType.invoice_payment_failed: "A subscription invoice's payment failed (one event "
+    "per attempt).",
+    EventType.invoice_payment_action_required: "The customer must authenticate the "
+    "invoice's payment (3-D Secure); `hosted_invoice_url` lets them.",
     EventType.balance_low: "Available fell below the user's threshold (once per crossing).",
     EventType.webhook_endpoint_tested: "A test event an admin sent to one endpoint.",
 }

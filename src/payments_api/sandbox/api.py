@@ -26,6 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from payments_api.sandbox import saved_cards
+from payments_api.sandbox.billing import SandboxBilling
 from payments_api.sandbox.errors import StripeApiError, invalid, no_such
 from payments_api.sandbox.objects import random_tail
 from payments_api.sandbox.params import Params, decode
@@ -715,6 +716,128 @@ async def list_events(request: Request) -> Response:
 
     allowed = _names("limit starting_after ending_before type types created delivery_success")
     return await execute(request, run, allowed)
+
+
+# ------------------------------------------------------------------ billing
+
+
+def _billing(
+    call: Callable[[SandboxBilling, Params], Awaitable[dict[str, Any]]],
+) -> Operation:
+    async def fetch(service: SandboxStripe, p: Params) -> dict[str, Any]:
+        return await call(SandboxBilling(service), p)
+
+    return _expanded(fetch)
+
+
+@router.post("/products")
+async def create_product(request: Request) -> Response:
+    allowed = _names("id name description active metadata marketing_features")
+    return await execute(request, _billing(SandboxBilling.create_product), allowed)
+
+
+@router.get("/products/{product_id}")
+async def retrieve_product(request: Request, product_id: str) -> Response:
+    return await execute(request, _retrieve("product", product_id), ())
+
+
+@router.get("/products")
+async def list_products(request: Request) -> Response:
+    async def run(service: SandboxStripe, p: Params) -> Result:
+        return await service.listing(p, "product", "/v1/products", filters=("active",))
+
+    return await execute(request, run, (*LIST_PARAMS, "active"))
+
+
+@router.post("/prices")
+async def create_price(request: Request) -> Response:
+    allowed = _names("product currency unit_amount recurring active lookup_key nickname metadata")
+    return await execute(request, _billing(SandboxBilling.create_price), allowed)
+
+
+@router.get("/prices/{price_id}")
+async def retrieve_price(request: Request, price_id: str) -> Response:
+    return await execute(request, _retrieve("price", price_id), ())
+
+
+@router.post("/prices/{price_id}")
+async def update_price(request: Request, price_id: str) -> Response:
+    return await execute(
+        request,
+        _billing(lambda billing, p: billing.update_price(price_id, p)),
+        _names("active metadata"),
+    )
+
+
+@router.get("/prices")
+async def list_prices(request: Request) -> Response:
+    async def run(service: SandboxStripe, p: Params) -> Result:
+        return await service.listing(p, "price", "/v1/prices", filters=("type", "product"))
+
+    return await execute(request, run, (*LIST_PARAMS, "type", "product", "active"))
+
+
+@router.post("/subscriptions")
+async def create_subscription(request: Request) -> Response:
+    allowed = _names(
+        "customer items default_payment_method metadata trial_from_plan payment_behavior "
+        "payment_settings"
+    )
+    return await execute(request, _billing(SandboxBilling.create_subscription), allowed)
+
+
+@router.get("/subscriptions/{subscription_id}")
+async def retrieve_subscription(request: Request, subscription_id: str) -> Response:
+    return await execute(request, _retrieve("subscription", subscription_id), ())
+
+
+@router.post("/subscriptions/{subscription_id}")
+async def update_subscription(request: Request, subscription_id: str) -> Response:
+    allowed = _names(
+        "cancel_at_period_end items proration_behavior proration_date default_payment_method"
+    )
+    return await execute(
+        request,
+        _billing(lambda billing, p: billing.update_subscription(subscription_id, p)),
+        allowed,
+    )
+
+
+@router.delete("/subscriptions/{subscription_id}")
+async def cancel_subscription(request: Request, subscription_id: str) -> Response:
+    return await execute(
+        request,
+        _billing(lambda billing, p: billing.cancel_subscription(subscription_id)),
+        _names("invoice_now prorate"),
+    )
+
+
+@router.get("/invoices/{invoice_id}")
+async def retrieve_invoice(request: Request, invoice_id: str) -> Response:
+    return await execute(request, _retrieve("invoice", invoice_id), ())
+
+
+@router.post("/invoices/create_preview")
+async def preview_invoice(request: Request) -> Response:
+    allowed = _names("customer subscription subscription_details")
+    return await execute(request, _billing(SandboxBilling.preview), allowed)
+
+
+@router.get("/invoice_payments")
+async def list_invoice_payments(request: Request) -> Response:
+    return await execute(
+        request, _billing(SandboxBilling.invoice_payments), (*LIST_PARAMS, "invoice")
+    )
+
+
+@router.post("/test_helpers/test_clocks/{clock_id}/advance")
+async def advance_test_clock(request: Request, clock_id: str) -> Response:
+    async def run(service: SandboxStripe, p: Params) -> Result:
+        return await SandboxBilling(service).advance_clock(
+            clock_id, p.required_integer("frozen_time", minimum=0)
+        )
+
+    return await execute(request, run, _names("frozen_time"))
 
 
 @router.api_route("/{path:path}", methods=["GET", "POST", "DELETE"], include_in_schema=False)

@@ -778,6 +778,21 @@ async def admin_reverse_transfer(request: Request, transfer_id: str) -> Response
     return await _admin(request, lambda s: s.reverse_transfer(transfer_id, params))
 
 
+@router.post("/test-clocks/{clock_id}/advance")
+async def advance_test_clock(request: Request, clock_id: str) -> Response:
+    """Move a customer's test clock to ``frozen_time`` (Unix seconds): every renewal,
+    trial end and cancel at period end due by then happens, with its events."""
+    from payments_api.sandbox.billing import SandboxBilling
+
+    try:
+        frozen_time = _optional_int((await _form(request)).get("frozen_time"))
+        if frozen_time is None:
+            raise PageError("Give frozen_time, Unix seconds.")
+    except PageError as exc:
+        return _refused("Stripe sandbox", exc, "/sandbox/")
+    return await _admin(request, lambda s: SandboxBilling(s).advance_clock(clock_id, frozen_time))
+
+
 @router.post("/admin/refunds/{refund_id}/fail")
 async def admin_fail_refund(request: Request, refund_id: str) -> Response:
     return await _admin(request, lambda s: s.fail_refund(refund_id))

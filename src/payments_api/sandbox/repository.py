@@ -6,7 +6,7 @@ import copy
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, and_, delete, func, or_, select, text, update
+from sqlalchemy import BigInteger, Integer, and_, cast, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
@@ -76,7 +76,8 @@ class ObjectRepository:
             )
         for field, value in (filters or {}).items():
             query = query.where(SandboxObject.body[field].astext == value)
-        created_at = SandboxObject.body["created"].as_integer()
+        # bigint: a `created` bound is any 64-bit integer (-25387020000 is a valid query).
+        created_at = cast(SandboxObject.body["created"].astext, BigInteger)
         for op, bound in (created or {}).items():
             query = query.where(
                 {
@@ -249,7 +250,7 @@ class EventRepository:
                 if delivered
                 else SandboxEvent.status != "delivered"
             )
-        created_at = SandboxEvent.payload["created"].as_integer()
+        created_at = cast(SandboxEvent.payload["created"].astext, BigInteger)
         for op, bound in (created or {}).items():
             query = query.where(
                 {

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.money import exponent, format_minor, proportional_part
 from payments_api.sandbox import objects
+from payments_api.sandbox.billing import SandboxBilling
 from payments_api.sandbox.cards import card_of_fingerprint, outcome
 from payments_api.sandbox.errors import (
     StripeApiError,
@@ -711,6 +712,8 @@ class SandboxStripe:
             await self.objects.save(charge_row, charge)
         await self.emit("charge.succeeded", charge_row.body)
         await self.emit("payment_intent.succeeded", intent)
+        # The PaymentIntent of a subscription's invoice pays that invoice.
+        await SandboxBilling(self).intent_succeeded(intent)
 
     async def _fail(
         self, row: SandboxObject, *, code: str, decline_code: str | None, message: str

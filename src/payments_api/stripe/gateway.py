@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import stripe
 from payments_api.stripe.base import STRIPE_API_VERSION, GatewayBase
+from payments_api.stripe.billing import BillingCalls
 from payments_api.stripe.checkout import CheckoutCalls
 from payments_api.stripe.connect import ConnectCalls
 from payments_api.stripe.customers import CustomerCalls
@@ -27,7 +28,13 @@ __all__ = [
 
 
 class StripeGateway(
-    CustomerCalls, CheckoutCalls, ConnectCalls, PayoutCalls, RefundCalls, PaymentMethodCalls
+    CustomerCalls,
+    CheckoutCalls,
+    ConnectCalls,
+    PayoutCalls,
+    RefundCalls,
+    PaymentMethodCalls,
+    BillingCalls,
 ):
     """Every Stripe call of the service."""
 

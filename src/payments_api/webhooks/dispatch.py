@@ -8,6 +8,7 @@ from payments_api.payment_methods import webhook_handlers as payment_method_hand
 from payments_api.payout_accounts import webhook_handlers as payout_account_handlers
 from payments_api.payouts import webhook_handlers as payout_handlers
 from payments_api.refunds import webhook_handlers as refund_handlers
+from payments_api.subscriptions import webhook_handlers as subscription_handlers
 from payments_api.webhooks.registry import EventHandler
 
 # Platform events: our own charges, refunds, disputes and transfers.
@@ -17,6 +18,7 @@ PLATFORM_HANDLERS: dict[str, EventHandler] = {
     **refund_handlers.HANDLERS,
     **dispute_handlers.HANDLERS,
     **payout_handlers.PLATFORM_HANDLERS,
+    **subscription_handlers.HANDLERS,
 }
 
 # Connect events: things that happen on connected accounts (event.account is set).

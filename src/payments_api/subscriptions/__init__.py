@@ -1,0 +1,1 @@
+"""Subscriptions: plans (Stripe Products and recurring Prices), subscribers, invoices."""

@@ -1,0 +1,164 @@
+"""Plans mirrored from Stripe, subscriptions and their invoices.
+
+Stripe is the source of truth for all of them: rows are written from Stripe's objects
+(a sync, a webhook, or the response to our own call) and carry ``stripe_state_at``, the
+Unix time of the Stripe state they hold, so an older event never overwrites a newer
+state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from payments_api.db import Base, TimestampMixin
+
+SUBSCRIPTION_STATUSES = (
+    "incomplete",
+    "incomplete_expired",
+    "trialing",
+    "active",
+    "past_due",
+    "unpaid",
+    "canceled",
+    "paused",
+)
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+class PlanProduct(TimestampMixin, Base):
+    """A Stripe Product that has recurring prices (a plan family's name and features)."""
+
+    __tablename__ = "plan_products"
+
+    stripe_product_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean)
+    features: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    """``marketing_features[].name`` of the product."""
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONB, server_default=text("'{}'::jsonb")
+    )
+    family: Mapped[str] = mapped_column(String(255))
+    """``metadata.family`` of the product, else its id: one subscription per family."""
+    stripe_state_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class PlanPrice(TimestampMixin, Base):
+    """A Stripe recurring Price. Archived prices (``active`` false) stay for the
+    subscribers who have them."""
+
+    __tablename__ = "plan_prices"
+    __table_args__ = (
+        CheckConstraint("unit_amount >= 0", name="unit_amount_not_negative"),
+        CheckConstraint("monthly_credit > 0", name="monthly_credit_positive"),
+        Index("ix_plan_prices_stripe_product_id", "stripe_product_id"),
+    )
+
+    stripe_price_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    stripe_product_id: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean)
+    unit_amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    interval: Mapped[str] = mapped_column(String(8))
+    interval_count: Mapped[int] = mapped_column(Integer)
+    trial_period_days: Mapped[int | None] = mapped_column(Integer)
+    lookup_key: Mapped[str | None] = mapped_column(String(255))
+    nickname: Mapped[str | None] = mapped_column(String(255))
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONB, server_default=text("'{}'::jsonb")
+    )
+    monthly_credit: Mapped[int | None] = mapped_column(BigInteger)
+    """``metadata.monthly_credit`` (minor units of ``currency``): credited to the
+    subscriber's wallet once per paid invoice."""
+    stripe_state_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Subscription(TimestampMixin, Base):
+    """A user's subscription to one recurring price, mirrored from Stripe."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(SUBSCRIPTION_STATUSES)})", name="status"),
+        UniqueConstraint("user_id", "idempotency_key"),
+        UniqueConstraint("stripe_subscription_id"),
+        Index("ix_subscriptions_user_id_id", "user_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))
+    stripe_price_id: Mapped[str] = mapped_column(String(255))
+    family: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(24), server_default=text("'incomplete'"))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_item_id: Mapped[str | None] = mapped_column(String(255))
+    """The subscription item holding the price (changed on a plan change)."""
+    payment_method: Mapped[str | None] = mapped_column(String(255))
+    """A ``pm_…`` the subscriber chose at creation, else the customer's default."""
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    current_period_start: Mapped[datetime | None]
+    current_period_end: Mapped[datetime | None]
+    trial_end: Mapped[datetime | None]
+    canceled_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    past_due_since: Mapped[datetime | None]
+    """When it last became ``past_due`` (the grace period counts from here)."""
+    latest_invoice_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_state_at: Mapped[int | None] = mapped_column(BigInteger)
+    """Unix time of the Stripe state held (event ``created``, or our call's time)."""
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class SubscriptionInvoice(TimestampMixin, Base):
+    """A Stripe invoice of a subscription, as its events reported it."""
+
+    __tablename__ = "subscription_invoices"
+    __table_args__ = (
+        UniqueConstraint("stripe_invoice_id"),
+        Index("ix_subscription_invoices_subscription_id", "subscription_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    stripe_invoice_id: Mapped[str] = mapped_column(String(255))
+    subscription_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("subscriptions.id"))
+    user_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(24))
+    billing_reason: Mapped[str | None] = mapped_column(String(48))
+    amount_due: Mapped[int] = mapped_column(BigInteger)
+    amount_paid: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    attempt_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    period_start: Mapped[datetime | None]
+    period_end: Mapped[datetime | None]
+    hosted_invoice_url: Mapped[str | None] = mapped_column(Text)
+    paid_at: Mapped[datetime | None]
+    processing_fee_amount: Mapped[int | None] = mapped_column(BigInteger)
+    credited_amount: Mapped[int | None] = mapped_column(BigInteger)
+    """The plan's monthly credit given to the wallet for this invoice, once."""
+    stripe_state_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

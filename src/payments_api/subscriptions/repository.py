@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, func, or_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.subscriptions.models import (
+    PlanPrice,
+    PlanProduct,
+    Subscription,
+    SubscriptionInvoice,
+)
+from payments_api.users.models import User
+
+# Statuses that hold a place in a plan family (one per customer per family).
+LIVE_STATUSES = ("trialing", "active", "past_due", "unpaid", "paused")
+
+
+class PlanRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def upsert_product(self, values: dict[str, Any]) -> bool:
+        """Write a product unless a newer state of it is stored; True when written."""
+        stmt = insert(cast(Table, PlanProduct.__table__)).values(**values)  # column names
+        update: dict[str, Any] = {k: stmt.excluded[k] for k in values if k != "stripe_product_id"}
+        update["updated_at"] = func.now()
+        upsert = stmt.on_conflict_do_update(
+            index_elements=["stripe_product_id"],
+            set_=update,
+            where=PlanProduct.stripe_state_at <= stmt.excluded.stripe_state_at,
+        ).returning(stmt.table.c.stripe_product_id)
+        return (await self.session.execute(upsert)).first() is not None
+
+    async def upsert_price(self, values: dict[str, Any]) -> bool:
+        stmt = insert(cast(Table, PlanPrice.__table__)).values(**values)  # column names
+        update: dict[str, Any] = {k: stmt.excluded[k] for k in values if k != "stripe_price_id"}
+        update["updated_at"] = func.now()
+        upsert = stmt.on_conflict_do_update(
+            index_elements=["stripe_price_id"],
+            set_=update,
+            where=PlanPrice.stripe_state_at <= stmt.excluded.stripe_state_at,
+        ).returning(stmt.table.c.stripe_price_id)
+        return (await self.session.execute(upsert)).first() is not None
+
+    async def product(self, product_id: str) -> PlanProduct | None:
+        result: PlanProduct | None = await self.session.get(
+            PlanProduct, product_id, populate_existing=True
+        )
+        return result
+
+    async def plan(self, price_id: str) -> tuple[PlanPrice, PlanProduct] | None:
+        row = (
+            await self.session.execute(
+                select(PlanPrice, PlanProduct)
+                .join(PlanProduct, PlanProduct.stripe_product_id == PlanPrice.stripe_product_id)
+                .where(PlanPrice.stripe_price_id == price_id)
+                .execution_options(populate_existing=True)
+            )
+        ).first()
+        return (row[0], row[1]) if row is not None else None
+
+    async def plans(
+        self, *, active_only: bool, price_ids: Sequence[str] | None = None
+    ) -> list[tuple[PlanPrice, PlanProduct]]:
+        stmt = select(PlanPrice, PlanProduct).join(
+            PlanProduct, PlanProduct.stripe_product_id == PlanPrice.stripe_product_id
+        )
+        if active_only:
+            stmt = stmt.where(PlanPrice.active, PlanProduct.active)
+        if price_ids is not None:
+            stmt = stmt.where(PlanPrice.stripe_price_id.in_(list(price_ids)))
+        stmt = stmt.order_by(PlanProduct.name, PlanPrice.unit_amount, PlanPrice.stripe_price_id)
+        return [(row[0], row[1]) for row in (await self.session.execute(stmt)).all()]
+
+
+class SubscriptionRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, subscription: Subscription) -> Subscription:
+        self.session.add(subscription)
+        await self.session.flush()
+        return subscription
+
+    async def lock_user(self, user_id: str) -> None:
+        """Serialize a user's subscribe requests (the one-per-family check)."""
+        await self.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+    async def get(self, subscription_id: int, *, for_update: bool = False) -> Subscription | None:
+        stmt = select(Subscription).where(Subscription.id == subscription_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        result: Subscription | None = await self.session.scalar(
+            stmt.execution_options(populate_existing=True)
+        )
+        return result
+
+    async def get_for_user(self, user_id: str, subscription_id: int) -> Subscription | None:
+        result: Subscription | None = await self.session.scalar(
+            select(Subscription)
+            .where(Subscription.id == subscription_id, Subscription.user_id == user_id)
+            .execution_options(populate_existing=True)
+        )
+        return result
+
+    async def by_idempotency_key(self, user_id: str, key: str) -> Subscription | None:
+        result: Subscription | None = await self.session.scalar(
+            select(Subscription).where(
+                Subscription.user_id == user_id, Subscription.idempotency_key == key
+            )
+        )
+        return result
+
+    async def find_locked(
+        self, *, subscription_id: int | None, stripe_subscription_id: str | None
+    ) -> Subscription | None:
+        """The subscription an event is about, locked: by Stripe's id, then by our id
+        from the object's metadata."""
+        conditions = []
+        if stripe_subscription_id:
+            conditions.append(Subscription.stripe_subscription_id == stripe_subscription_id)
+        if subscription_id is not None:
+            conditions.append(Subscription.id == subscription_id)
+        for condition in conditions:
+            result: Subscription | None = await self.session.scalar(
+                select(Subscription)
+                .where(condition)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+            if result is not None:
+                return result
+        return None
+
+    async def live_in_family(self, user_id: str, family: str, *, now: datetime) -> int:
+        """Subscriptions holding the family's place: live at Stripe, or being created
+        (incomplete, which Stripe expires after 23 hours)."""
+        count = await self.session.scalar(
+            select(func.count())
+            .select_from(Subscription)
+            .where(
+                Subscription.user_id == user_id,
+                Subscription.family == family,
+                or_(
+                    Subscription.status.in_(LIVE_STATUSES),
+                    (Subscription.status == "incomplete")
+                    & (Subscription.created_at > now - timedelta(hours=24)),
+                ),
+            )
+        )
+        return int(count or 0)
+
+    async def page(self, user_id: str, *, limit: int, before_id: int | None) -> list[Subscription]:
+        stmt = select(Subscription).where(Subscription.user_id == user_id)
+        if before_id is not None:
+            stmt = stmt.where(Subscription.id < before_id)
+        rows = await self.session.scalars(stmt.order_by(Subscription.id.desc()).limit(limit))
+        return list(rows)
+
+
+class InvoiceRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def by_stripe_id(self, invoice_id: str) -> SubscriptionInvoice | None:
+        result: SubscriptionInvoice | None = await self.session.scalar(
+            select(SubscriptionInvoice)
+            .where(SubscriptionInvoice.stripe_invoice_id == invoice_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return result
+
+    async def add(self, invoice: SubscriptionInvoice) -> SubscriptionInvoice:
+        self.session.add(invoice)
+        await self.session.flush()
+        return invoice
+
+    async def for_subscription(self, subscription_id: int) -> list[SubscriptionInvoice]:
+        rows = await self.session.scalars(
+            select(SubscriptionInvoice)
+            .where(SubscriptionInvoice.subscription_id == subscription_id)
+            .order_by(SubscriptionInvoice.id)
+        )
+        return list(rows)

@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from payments_api.deps import AdminUser, CurrentUser, SessionDep, SettingsDep, StateDep
+from payments_api.kit.idempotency import IdempotencyKeyDep
+from payments_api.kit.pagination import InvalidCursor, Limit
+from payments_api.problems import problem_responses
+from payments_api.stripe import errors as stripe_errors
+from payments_api.subscriptions import errors
+from payments_api.subscriptions.deps import SubscriptionServiceDep
+from payments_api.subscriptions.plans import PlanCatalog, PlanSync
+from payments_api.subscriptions.schemas import (
+    PlanList,
+    PlanSyncResult,
+    ProrationPreview,
+    SubscriptionCancel,
+    SubscriptionChange,
+    SubscriptionCreate,
+    SubscriptionCreated,
+    SubscriptionList,
+    SubscriptionRead,
+)
+from payments_api.subscriptions.service import SubscriptionQueries
+
+router = APIRouter(tags=["subscriptions"])
+
+SubscriptionId = Annotated[str, Path(max_length=32, examples=["subs_12"])]
+STRIPE_PROBLEMS = (stripe_errors.PaymentProviderError, stripe_errors.PaymentProviderUnavailable)
+
+
+@router.get(
+    "/api/v1/plans",
+    summary="The active subscription plans",
+    description="Recurring prices of active Stripe products, mirrored by `plans sync` and "
+    "kept current by `product.*` / `price.*` events.",
+    operation_id="listPlans",
+    responses=problem_responses(401),
+)
+async def list_plans(_user: CurrentUser, session: SessionDep) -> PlanList:
+    return await PlanCatalog(session).list_active()
+
+
+@router.post(
+    "/api/v1/admin/plans/sync",
+    summary="Pull every product and recurring price from Stripe",
+    operation_id="syncPlans",
+    tags=["admin"],
+    responses=problem_responses(401, 403, *STRIPE_PROBLEMS),
+)
+async def sync_plans(_admin: AdminUser, state: StateDep) -> PlanSyncResult:
+    return await PlanSync(state.sessionmaker, state.stripe).run()
+
+
+@router.post(
+    "/api/v1/me/subscriptions",
+    summary="Subscribe to a plan",
+    description="Creates the Stripe subscription with `payment_behavior=default_incomplete`. "
+    "When the customer must act (pay or authenticate the first invoice, or set up a card "
+    "for a trial) the response carries `client_secret` to confirm with Stripe.js or the "
+    "mobile SDKs; the status follows from Stripe's webhooks.",
+    operation_id="createSubscription",
+    status_code=201,
+    responses=problem_responses(
+        400,
+        401,
+        errors.PlanNotFound,
+        errors.SubscriptionExists,
+        *STRIPE_PROBLEMS,
+        stripe_errors.CardDeclined,
+    ),
+)
+async def create_subscription(
+    body: SubscriptionCreate, service: SubscriptionServiceDep, idempotency_key: IdempotencyKeyDep
+) -> SubscriptionCreated:
+    return await service.create(body, idempotency_key)
+
+
+@router.get(
+    "/api/v1/me/subscriptions",
+    summary="The caller's subscriptions, newest first",
+    operation_id="listSubscriptions",
+    responses=problem_responses(401, 422, InvalidCursor),
+)
+async def list_subscriptions(
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    limit: Limit = 20,
+    starting_after: Annotated[
+        str | None, Query(description="Subscription id to continue after.")
+    ] = None,
+) -> SubscriptionList:
+    return await SubscriptionQueries(session, settings).list(
+        user, limit=limit, starting_after=starting_after
+    )
+
+
+@router.get(
+    "/api/v1/me/subscriptions/{subscription_id}",
+    summary="One of the caller's subscriptions",
+    operation_id="getSubscription",
+    responses=problem_responses(401, errors.SubscriptionNotFound),
+)
+async def get_subscription(
+    subscription_id: SubscriptionId, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> SubscriptionRead:
+    return await SubscriptionQueries(session, settings).get(user, subscription_id)
+
+
+@router.post(
+    "/api/v1/me/subscriptions/{subscription_id}/cancel",
+    summary="Cancel at the end of the period, or now",
+    operation_id="cancelSubscription",
+    responses=problem_responses(
+        400, 401, errors.SubscriptionNotFound, errors.SubscriptionNotActive, *STRIPE_PROBLEMS
+    ),
+)
+async def cancel_subscription(
+    subscription_id: SubscriptionId,
+    body: SubscriptionCancel,
+    service: SubscriptionServiceDep,
+    idempotency_key: IdempotencyKeyDep,
+) -> SubscriptionRead:
+    return await service.cancel(subscription_id, body, idempotency_key)
+
+
+@router.post(
+    "/api/v1/me/subscriptions/{subscription_id}/resume",
+    summary="Keep a subscription that was set to cancel at period end",
+    operation_id="resumeSubscription",
+    responses=problem_responses(
+        400, 401, errors.SubscriptionNotFound, errors.SubscriptionNotResumable, *STRIPE_PROBLEMS
+    ),
+)
+async def resume_subscription(
+    subscription_id: SubscriptionId,
+    service: SubscriptionServiceDep,
+    idempotency_key: IdempotencyKeyDep,
+) -> SubscriptionRead:
+    return await service.resume(subscription_id, idempotency_key)
+
+
+@router.get(
+    "/api/v1/me/subscriptions/{subscription_id}/preview",
+    summary="What changing to another price would charge (proration)",
+    operation_id="previewSubscriptionChange",
+    responses=problem_responses(
+        401,
+        422,
+        errors.SubscriptionNotFound,
+        errors.SubscriptionNotActive,
+        errors.PlanNotFound,
+        errors.PlanChangeInvalid,
+        *STRIPE_PROBLEMS,
+    ),
+)
+async def preview_subscription_change(
+    subscription_id: SubscriptionId,
+    price: Annotated[str, Query(min_length=1, max_length=255, description="New Price id.")],
+    service: SubscriptionServiceDep,
+) -> ProrationPreview:
+    return await service.preview(subscription_id, price)
+
+
+@router.post(
+    "/api/v1/me/subscriptions/{subscription_id}/change",
+    summary="Change plan, prorated",
+    description="Pass the preview's `proration_date` to be charged what it showed.",
+    operation_id="changeSubscription",
+    responses=problem_responses(
+        400,
+        401,
+        errors.SubscriptionNotFound,
+        errors.SubscriptionNotActive,
+        errors.PlanNotFound,
+        errors.PlanChangeInvalid,
+        *STRIPE_PROBLEMS,
+    ),
+)
+async def change_subscription(
+    subscription_id: SubscriptionId,
+    body: SubscriptionChange,
+    service: SubscriptionServiceDep,
+    idempotency_key: IdempotencyKeyDep,
+) -> SubscriptionRead:
+    return await service.change(subscription_id, body, idempotency_key)
