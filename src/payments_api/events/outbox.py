@@ -17,19 +17,21 @@ import json
 from collections.abc import Iterable
 
 from pydantic import BaseModel
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.db import driver_connection
 from payments_api.events.types import EventType
 from payments_api.jobs.queue import enqueue
 
 DELIVER_JOB = "events.deliver"
 
-_EMIT = text(
-    """
+# Hand-written and sent on the session's own asyncpg connection (prepared once per
+# connection by asyncpg's statement cache): this runs with every business change, and
+# SQLAlchemy's per-statement work was most of its cost (bench/events.py).
+_EMIT = """
     WITH event AS (
         INSERT INTO events (type, change_key, user_ids, payload)
-        VALUES (:type, :change_key, CAST(:user_ids AS varchar[]), CAST(:payload AS jsonb))
+        VALUES ($1, $2, $3::varchar[], $4::jsonb)
         ON CONFLICT (change_key) DO NOTHING
         RETURNING id, type
     ), deliveries AS (
@@ -38,15 +40,14 @@ _EMIT = text(
         FROM event
         JOIN webhook_endpoints AS endpoint
           ON endpoint.status = 'enabled'
-         AND (CAST(:only_endpoint AS bigint) IS NULL AND (
+         AND ($5::bigint IS NULL AND (
                   cardinality(endpoint.event_types) = 0
                   OR event.type = ANY(endpoint.event_types))
-              OR endpoint.id = CAST(:only_endpoint AS bigint))
+              OR endpoint.id = $5::bigint)
         RETURNING id
     )
     SELECT (SELECT id FROM event) AS event_id, (SELECT count(*) FROM deliveries) AS deliveries
-    """
-)
+"""
 
 
 async def emit(
@@ -61,19 +62,16 @@ async def emit(
     """Record that ``subject`` changed as ``type``; the id of the new event, or None
     when this change was already recorded."""
     payload = subject.model_dump(mode="json")
-    row = (
-        await session.execute(
-            _EMIT,
-            {
-                "type": type.value,
-                "change_key": change_key,
-                "user_ids": sorted({user for user in user_ids if user}),
-                "payload": json.dumps(payload, separators=(",", ":")),
-                "only_endpoint": only_endpoint,
-            },
-        )
-    ).one()
-    event_id: int | None = row.event_id
-    if event_id is not None and row.deliveries:
+    driver = await driver_connection(session)
+    row = await driver.fetchrow(
+        _EMIT,
+        type.value,
+        change_key,
+        sorted({user for user in user_ids if user}),
+        json.dumps(payload, separators=(",", ":")),
+        only_endpoint,
+    )
+    event_id: int | None = row["event_id"]
+    if event_id is not None and row["deliveries"]:
         await enqueue(session, DELIVER_JOB, f"event:{event_id}".encode())
     return event_id

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.db import driver_connection
 from payments_api.events.models import (
     BalanceAlert,
     DeliveryAttempt,
@@ -372,28 +373,26 @@ class EventRepository:
         self, available: list[tuple[str, str, int]]
     ) -> list[CrossedAlert]:
         """Move each (user, currency) alert to the side of its threshold the available
-        balance is now on; the alerts that moved, with ``below`` as it now is."""
-        rows = (
-            await self.session.execute(
-                text(
-                    """
-                    UPDATE balance_alerts AS a
-                    SET below = (v.available < a.threshold)
-                    FROM unnest(CAST(:users AS varchar[]), CAST(:currencies AS varchar[]),
-                                CAST(:amounts AS bigint[])) AS v(user_id, currency, available)
-                    WHERE a.user_id = v.user_id AND a.currency = v.currency
-                      AND a.below IS DISTINCT FROM (v.available < a.threshold)
-                    RETURNING a.user_id, a.currency, a.threshold, a.below, v.available
-                    """
-                ),
-                {
-                    "users": [user for user, _, _ in available],
-                    "currencies": [currency for _, currency, _ in available],
-                    "amounts": [amount for _, _, amount in available],
-                },
-            )
-        ).all()
+        balance is now on; the alerts that moved, with ``below`` as it now is. On the
+        session's asyncpg connection: it runs with every posting to a user's available."""
+        driver = await driver_connection(self.session)
+        rows = await driver.fetch(
+            """
+            UPDATE balance_alerts AS a
+            SET below = (v.available < a.threshold)
+            FROM unnest($1::varchar[], $2::varchar[], $3::bigint[])
+                 AS v(user_id, currency, available)
+            WHERE a.user_id = v.user_id AND a.currency = v.currency
+              AND a.below IS DISTINCT FROM (v.available < a.threshold)
+            RETURNING a.user_id, a.currency, a.threshold, a.below, v.available
+            """,
+            [user for user, _, _ in available],
+            [currency for _, currency, _ in available],
+            [amount for _, _, amount in available],
+        )
         return [
-            CrossedAlert(row.user_id, row.currency, row.threshold, row.below, row.available)
+            CrossedAlert(
+                row["user_id"], row["currency"], row["threshold"], row["below"], row["available"]
+            )
             for row in rows
         ]
