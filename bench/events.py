@@ -42,7 +42,7 @@ from unittest import mock
 from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-from tests.db_setup import _asyncpg_dsn, admin_url, create_named_database
+from tests.db_setup import create_named_database, drop_test_database
 
 from payments_api.escrow.schemas import EscrowCreate
 from payments_api.escrow.service import EscrowService
@@ -235,7 +235,7 @@ async def measure_delivery(
     return sum(sent) / elapsed, int(attempts or 0)
 
 
-async def run(args: argparse.Namespace, name: str, url: str) -> tuple[str, int]:
+async def run(args: argparse.Namespace, url: str) -> tuple[str, int]:
     settings = settings_for(url)
     engine = create_async_engine(url, pool_size=args.clients + 4, max_overflow=4)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -264,7 +264,6 @@ async def run(args: argparse.Namespace, name: str, url: str) -> tuple[str, int]:
         receiver.terminate()
         receiver.wait()
         await engine.dispose()
-        await _recreate_drop(name)
     medians = {variant: statistics.median(values) for variant, values in rates.items()}
     lines = [
         f"Outgoing events (`{' '.join(['python -m bench.events', *args.argv])}`, "
@@ -285,16 +284,6 @@ async def run(args: argparse.Namespace, name: str, url: str) -> tuple[str, int]:
     for workers, (rate, attempts) in delivery.items():
         lines.append(f"| to one endpoint | {workers} | {rate:.0f} | {attempts} / {args.events} |")
     return "\n".join(lines) + "\n", status
-
-
-async def _recreate_drop(name: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(_asyncpg_dsn(admin_url()))
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
 
 
 def write_section(path: Path, body: str) -> None:
@@ -323,7 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = raw
     name = f"payments_bench_events_{os.getpid()}"
     url = create_named_database(name)  # runs its own event loop: before ours
-    report, status = asyncio.run(run(args, name, url))
+    try:
+        report, status = asyncio.run(run(args, url))
+    finally:
+        drop_test_database(url)  # its own event loop too: after ours
     sys.stdout.write(report)
     if not (args.quick or args.no_write):
         write_section(DEFAULT_RESULTS, report)
