@@ -111,7 +111,8 @@ async def _both(
 async def rollups_match_entries(session: AsyncSession) -> list[str]:
     """Every bucket and total equals the aggregation of its entries (empty = ok)."""
     broken = []
-    bucket = "date_bin(interval '15 minutes', earned_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'), "
+    # Written independently of the trigger: the Unix time floored to 15 minutes.
+    bucket = "to_timestamp(floor(extract(epoch FROM earned_at) / 900) * 900), "
     for name, key, group in (
         ("earnings_rollups", "bucket_start, ", "1, 2, 3, 4"),
         ("earnings_totals", "", "1, 2, 3"),
@@ -268,6 +269,29 @@ class TestSummaryEqualsExactAggregation:
             assert await rollups_match_entries(session) == []
         finally:
             await example_txn.rollback()
+
+
+class TestBucketsInTheDatabase:
+    @pytest.mark.parametrize(
+        "earned_at",
+        [
+            datetime(1890, 6, 14, 23, 0, tzinfo=UTC),  # on a boundary, long before 2000
+            datetime(1999, 12, 31, 23, 45, tzinfo=UTC),
+            datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+            datetime(2026, 6, 15, 10, 15, tzinfo=UTC),
+        ],
+    )
+    async def test_the_trigger_buckets_an_entry_where_bucket_floor_does(
+        self, session: AsyncSession, earned_at: datetime
+    ) -> None:
+        payee = await create_user(session, roles=["payee"])
+        await _record(EarningsService(session), payee.id, earned_at, (timedelta(0), 5, "usd", "a"))
+        buckets = (
+            await session.scalars(
+                select(EarningsRollup.bucket_start).where(EarningsRollup.payee_id == payee.id)
+            )
+        ).all()
+        assert buckets == [bucket_floor(earned_at)]
 
 
 class TestWrites:

@@ -67,17 +67,16 @@ class Earning(TimestampMixin, Base):
 ROLLUP_BUCKET_MINUTES = 15
 """Width of an ``earnings_rollups`` bucket. Every IANA zone in use today has a UTC offset
 that is a whole multiple of 15 minutes, so a local midnight is a bucket boundary."""
-ROLLUP_BUCKET_ORIGIN = "2000-01-01 00:00:00+00"
-"""Buckets are aligned on UTC (``date_bin`` origin)."""
+ROLLUP_BUCKET_ORIGIN = "1970-01-01 00:00:00+00"
+"""Buckets are aligned on UTC: a bucket starts at a Unix time that is a whole multiple of
+the width (migration ``0018_rollup_bucket_floor``; ``date_bin`` misplaces instants before
+its origin on some PostgreSQL versions)."""
 NO_PROJECT = ""
 """``project_id`` of a rollup of entries without a project (the key must be NOT NULL).
 An entry whose project id is the empty string shares it; the summary filtered on
 ``project_id=''`` is therefore computed from the entries themselves."""
 
-_BUCKET_ALIGNED = (
-    f"date_bin('{ROLLUP_BUCKET_MINUTES} minutes', bucket_start, "
-    f"TIMESTAMPTZ '{ROLLUP_BUCKET_ORIGIN}') = bucket_start"
-)
+_BUCKET_ALIGNED = f"extract(epoch FROM bucket_start) % {ROLLUP_BUCKET_MINUTES * 60} = 0"
 
 
 class EarningsRollup(Base):

@@ -37,7 +37,8 @@ _ORIGIN = datetime.fromisoformat(ROLLUP_BUCKET_ORIGIN)
 
 
 def bucket_floor(instant: datetime) -> datetime:
-    """The start of the rollup bucket holding ``instant`` (what ``date_bin`` computes)."""
+    """The start of the rollup bucket holding ``instant`` (what the ``earnings_rollup``
+    trigger computes)."""
     return instant - (instant - _ORIGIN) % BUCKET
 
 
