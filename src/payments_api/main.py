@@ -50,6 +50,7 @@ from payments_api.problems import (
     handle_validation,
 )
 from payments_api.projects.router import router as projects_router
+from payments_api.reconciliation.metrics import refresh_gauges
 from payments_api.reconciliation.router import router as reconciliation_router
 from payments_api.refunds.router import router as refunds_router
 from payments_api.sandbox.router import router as sandbox_router
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.resources = None
+    app.state.gauge_refreshers = (refresh_gauges,)
     app.state.rate_limit_storage = (
         build_storage(settings.rate_limit_storage_uri, settings.rate_limit_key_prefix)
         if settings.rate_limit_enabled
