@@ -53,6 +53,7 @@ from payments_api.ledger.shapes import move
 from payments_api.orders.models import Order
 from payments_api.orders.repository import OrderRepository
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.refs import stripe_id
 from payments_api.users.repository import UserRepository
 from payments_api.webhooks.registry import StripeEvent
 
@@ -94,12 +95,6 @@ def dispute_read(dispute: Dispute) -> DisputeRead:
         created_at=dispute.created_at,
         closed_at=dispute.closed_at,
     )
-
-
-def _id(value: Any) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) else None
 
 
 def _platform(kind: AccountKind, currency: str) -> ledger_service.AccountRef:
@@ -188,11 +183,11 @@ class DisputeSettlement:
         )
 
     async def _create(self, data: dict[str, Any]) -> Dispute:
-        payment_intent = _id(data.get("payment_intent"))
-        charge_id = _id(data.get("charge"))
+        payment_intent = stripe_id(data.get("payment_intent"))
+        charge_id = stripe_id(data.get("charge"))
         if payment_intent is None and charge_id is not None:
             charge = await self.stripe.retrieve_charge(charge_id)
-            payment_intent = _id(charge.get("payment_intent"))
+            payment_intent = stripe_id(charge.get("payment_intent"))
         order: Order | None = None
         if payment_intent is not None:
             order = await self.orders.by_stripe_ids(order_id=None, payment_intent_id=payment_intent)

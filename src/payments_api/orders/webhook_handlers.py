@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from payments_api.orders.service import PayInConfirmation
 from payments_api.payment_methods.declines import stable_decline_code
+from payments_api.stripe.refs import stripe_id
 from payments_api.webhooks.registry import EventHandler, HandlerContext, RetryLater, StripeEvent
 
 log = logging.getLogger(__name__)
-
-
-def _id(value: Any) -> str | None:
-    """A Stripe reference that may be an id or an expanded object."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) else None
 
 
 async def _credit_checkout(event: StripeEvent, context: HandlerContext) -> None:
@@ -25,7 +18,7 @@ async def _credit_checkout(event: StripeEvent, context: HandlerContext) -> None:
     order = await confirmation.find(
         session.get("metadata"),
         checkout_session_id=session.get("id"),
-        payment_intent_id=_id(session.get("payment_intent")),
+        payment_intent_id=stripe_id(session.get("payment_intent")),
     )
     if order is None:
         raise RetryLater(f"no order for checkout session {session.get('id')}")
@@ -33,7 +26,7 @@ async def _credit_checkout(event: StripeEvent, context: HandlerContext) -> None:
         # Completed but not yet paid (delayed methods): async_payment_* will follow.
         log.info("checkout %s completed unpaid; waiting", session.get("id"))
         return
-    payment_intent = _id(session.get("payment_intent"))
+    payment_intent = stripe_id(session.get("payment_intent"))
     if payment_intent is None:
         raise RetryLater(f"checkout session {session.get('id')} has no payment intent")
     await confirmation.succeed(
@@ -88,7 +81,7 @@ async def payment_intent_succeeded(event: StripeEvent, context: HandlerContext) 
         amount=int(intent.get("amount_received") or intent["amount"]),
         currency=str(intent["currency"]),
     )
-    charge = _id(intent.get("latest_charge"))
+    charge = stripe_id(intent.get("latest_charge"))
     if charge is not None and order.processing_fee_amount is None:
         await confirmation.record_fee(order, charge)
 

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 from payments_api.payment_methods.service import record_saved_card
+from payments_api.stripe.refs import stripe_id
 from payments_api.users.repository import UserRepository
 from payments_api.webhooks.registry import EventHandler, HandlerContext, RetryLater, StripeEvent
-
-
-def _id(value: object) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) else None
 
 
 async def setup_intent_succeeded(event: StripeEvent, context: HandlerContext) -> None:
     intent = event.data_object
     metadata = intent.get("metadata") or {}
-    customer = _id(intent.get("customer"))
-    payment_method = _id(intent.get("payment_method"))
+    customer = stripe_id(intent.get("customer"))
+    payment_method = stripe_id(intent.get("payment_method"))
     user_id = metadata.get("user_id")
     if not isinstance(user_id, str) or customer is None or payment_method is None:
         return  # not one of ours (made elsewhere on the account)
@@ -29,7 +24,7 @@ async def setup_intent_succeeded(event: StripeEvent, context: HandlerContext) ->
         # the wrong person.
         return
     method = await context.stripe.retrieve_payment_method(payment_method)
-    if _id(method.get("customer")) not in (None, customer):
+    if stripe_id(method.get("customer")) not in (None, customer):
         return  # moved to another customer since: not this user's card
     await record_saved_card(context.session, context.stripe, user, method)
 

@@ -32,6 +32,7 @@ from payments_api.events.types import EventType
 from payments_api.installation import outgoing_keys
 from payments_api.jobs.queue import enqueue
 from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
+from payments_api.kit.backoff import doubling_delay
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import public_id
@@ -87,7 +88,8 @@ def _stripe_balance(currency: str) -> ledger_service.AccountRef:
 
 
 def retry_delay(attempts: int) -> timedelta:
-    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+    """30 s, 1 min, 2 min, ... capped at one hour."""
+    return doubling_delay(attempts, first=timedelta(seconds=30), cap=timedelta(hours=1))
 
 
 async def _emit(session: AsyncSession, withdrawal: Withdrawal, type: EventType) -> None:

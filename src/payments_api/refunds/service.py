@@ -87,6 +87,7 @@ from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
 from payments_api.settings import Settings
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.refs import stripe_id
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
 
@@ -130,13 +131,6 @@ async def emit_failed(session: AsyncSession, refund: Refund) -> None:
         change_key=f"refund:{refund.id}:failed",
         user_ids=[refund.user_id],
     )
-
-
-def _id(value: Any) -> str | None:
-    """A Stripe reference that may be an id or an expanded object."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) else None
 
 
 def _user(user_id: str, kind: AccountKind, currency: str) -> ledger_service.AccountRef:
@@ -224,11 +218,11 @@ class RefundSettlement:
 
     async def _record_external(self, stripe_refund: dict[str, Any]) -> Refund | None:
         """A refund made without our API (the Stripe dashboard): record it as ours."""
-        payment_intent = _id(stripe_refund.get("payment_intent"))
-        charge_id = _id(stripe_refund.get("charge"))
+        payment_intent = stripe_id(stripe_refund.get("payment_intent"))
+        charge_id = stripe_id(stripe_refund.get("charge"))
         if payment_intent is None and charge_id is not None:
             charge = await self.stripe.retrieve_charge(charge_id)
-            payment_intent = _id(charge.get("payment_intent"))
+            payment_intent = stripe_id(charge.get("payment_intent"))
         order = None
         if payment_intent is not None:
             order = await self.orders.by_stripe_ids(order_id=None, payment_intent_id=payment_intent)

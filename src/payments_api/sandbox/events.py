@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from payments_api.kit.backoff import doubling_delay
 from payments_api.kit.clock import utcnow
 from payments_api.sandbox.models import SandboxEvent
 from payments_api.sandbox.repository import EventRepository, IdempotencyRepository
@@ -49,7 +50,7 @@ IDEMPOTENCY_RETENTION = timedelta(hours=24)
 
 def retry_delay(attempts: int) -> timedelta:
     """5 s, 10 s, 20 s, ... capped at one hour (Stripe's own retries span 3 days)."""
-    return timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 3600))
+    return doubling_delay(attempts, first=timedelta(seconds=5), cap=timedelta(hours=1))
 
 
 def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from payments_api.kit.clock import utcnow
 from payments_api.money import CurrencyError, normalize_currency
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.refs import stripe_id
 from payments_api.subscriptions.models import PlanPrice, PlanProduct
 from payments_api.subscriptions.repository import PlanRepository
 from payments_api.subscriptions.schemas import PlanList, PlanRead, PlanSyncResult, as_str_dict
@@ -23,12 +24,6 @@ from payments_api.subscriptions.schemas import PlanList, PlanRead, PlanSyncResul
 log = logging.getLogger(__name__)
 
 INTERVALS = ("day", "week", "month", "year")
-
-
-def _id(value: Any) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) else None
 
 
 def monthly_credit_of(metadata: dict[str, Any] | None) -> int | None:
@@ -65,7 +60,7 @@ def product_values(product: dict[str, Any], state_at: int) -> dict[str, Any]:
 def price_values(price: dict[str, Any], state_at: int) -> dict[str, Any] | None:
     """A recurring, per-unit, fixed-amount price; anything else is not a plan."""
     recurring = price.get("recurring")
-    product = _id(price.get("product"))
+    product = stripe_id(price.get("product"))
     if (
         not isinstance(recurring, dict)
         or recurring.get("interval") not in INTERVALS

@@ -35,6 +35,7 @@ from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.refs import stripe_id
 from payments_api.subscriptions.errors import (
     PlanChangeInvalid,
     PlanNotFound,
@@ -71,12 +72,6 @@ log = logging.getLogger(__name__)
 SUBSCRIPTION_PREFIX = "subs"
 TERMINAL = frozenset({"canceled", "incomplete_expired"})
 CHANGEABLE = frozenset({"trialing", "active"})
-
-
-def _id(value: Any) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) else None
 
 
 def _time(value: Any) -> datetime | None:
@@ -178,12 +173,12 @@ class SubscriptionState:
             return False
         before = (row.status, row.cancel_at_period_end, row.stripe_price_id)
         first_seen = row.stripe_subscription_id is None
-        row.stripe_subscription_id = row.stripe_subscription_id or _id(obj.get("id"))
+        row.stripe_subscription_id = row.stripe_subscription_id or stripe_id(obj.get("id"))
         items = ((obj.get("items") or {}).get("data")) or []
         item = items[0] if items else {}
         if item:
-            row.stripe_item_id = _id(item.get("id")) or row.stripe_item_id
-            row.stripe_price_id = _id(item.get("price")) or row.stripe_price_id
+            row.stripe_item_id = stripe_id(item.get("id")) or row.stripe_item_id
+            row.stripe_price_id = stripe_id(item.get("price")) or row.stripe_price_id
         row.current_period_start = _time(
             item.get("current_period_start", obj.get("current_period_start"))
         )
@@ -194,7 +189,7 @@ class SubscriptionState:
         row.cancel_at_period_end = bool(obj.get("cancel_at_period_end"))
         row.canceled_at = _time(obj.get("canceled_at"))
         row.ended_at = _time(obj.get("ended_at"))
-        row.latest_invoice_id = _id(obj.get("latest_invoice")) or row.latest_invoice_id
+        row.latest_invoice_id = stripe_id(obj.get("latest_invoice")) or row.latest_invoice_id
         if status == "past_due":
             if row.status != "past_due" or row.past_due_since is None:
                 row.past_due_since = datetime.fromtimestamp(state_at, UTC)
@@ -268,12 +263,12 @@ class SubscriptionEvents:
         return None  # made elsewhere (the dashboard, another service): not ours
 
     async def subscription_changed(self, obj: dict[str, Any], state_at: int) -> None:
-        row = await self._find(obj.get("metadata"), _id(obj.get("id")))
+        row = await self._find(obj.get("metadata"), stripe_id(obj.get("id")))
         if row is not None:
             await self.state.apply(row, obj, state_at)
 
     async def trial_will_end(self, obj: dict[str, Any], state_at: int) -> None:
-        row = await self._find(obj.get("metadata"), _id(obj.get("id")))
+        row = await self._find(obj.get("metadata"), stripe_id(obj.get("id")))
         if row is None:
             return
         await self.state.apply(row, obj, state_at)
@@ -290,7 +285,9 @@ class SubscriptionEvents:
         self, invoice: dict[str, Any], state_at: int
     ) -> tuple[SubscriptionInvoice, Subscription] | None:
         details = ((invoice.get("parent") or {}).get("subscription_details")) or {}
-        stripe_sub = _id(details.get("subscription")) or _id(invoice.get("subscription"))
+        stripe_sub = stripe_id(details.get("subscription")) or stripe_id(
+            invoice.get("subscription")
+        )
         if stripe_sub is None and not _our_id(details.get("metadata")):
             return None  # not a subscription invoice
         subscription = await self._find(details.get("metadata"), stripe_sub)

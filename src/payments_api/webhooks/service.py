@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.audit.repository import AuditLogRepository
 from payments_api.jobs.queue import enqueue
+from payments_api.kit.backoff import doubling_delay
 from payments_api.kit.clock import utcnow
 from payments_api.kit.text import holds_unstorable_text
 from payments_api.settings import Settings, webhook_secrets
@@ -67,7 +68,7 @@ WEBHOOK_EVENTS = Counter(
 
 def retry_delay(attempts: int) -> timedelta:
     """30 s, 1 min, 2 min, ... capped at 6 h."""
-    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 6 * 3600))
+    return doubling_delay(attempts, first=timedelta(seconds=30), cap=timedelta(hours=6))
 
 
 # Unix seconds of a plausible timestamp: 10 ASCII digits (until the year 2286). A longer
