@@ -9,15 +9,19 @@ client-side cost of a settlement, and the client CPU was the limit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.db import RawStatement, driver_connection
+from payments_api.events.outbox import EVENT_CTES, StagedEvent
+from payments_api.events.repository import CROSS_BALANCE_ALERTS_CTE, CrossedAlert
 from payments_api.ledger.kinds import PLATFORM_KINDS, PLATFORM_SHARDS, AccountKind
+from payments_api.payment_methods import auto_reload
 
 # --- statements (module constants so the benchmark baseline can run the same SQL) ---
 INSERT_TRANSACTION = text(
@@ -186,6 +190,55 @@ APPLY_DELTAS_INSERT_POSTINGS = text(
     """
 )
 
+
+def apply_deltas_statement(
+    *, alerts: bool = True, reloads: bool = True, event: bool = False
+) -> TextClause:
+    """APPLY_DELTAS_INSERT_POSTINGS with what a posting's balances tell other domains, in
+    the same round trip: the balance alerts (``alerts``, events'
+    CROSS_BALANCE_ALERTS_CTE) and the auto-reloads (``reloads``, payment_methods'
+    CROSS_CTE) moved to the side of their thresholds the available balances
+    ``observed_*`` (computed by ``post`` from the locked balances and the deltas) are
+    on, and with ``event`` the change's outgoing event (events' EVENT_CTES, parameters
+    ``event_*``). Those UPDATEs and INSERTs read only the parameters and their own
+    tables: in the posting's statement they see and write what they did as statements
+    of their own after it, under the same balance locks. One row per posting
+    (``row_kind`` 'posting', ``id``), per alert or auto-reload that moved ('alert',
+    'reload') and for the event written ('event': ``id``, ``amount`` = deliveries)."""
+    ctes = [
+        APPLY_DELTAS_INSERT_POSTINGS.text.strip()
+        .removeprefix("WITH ")
+        .replace(
+            "INSERT INTO ledger_postings",
+            ",\nposted AS (\n    INSERT INTO ledger_postings",
+        )
+        + "\n)"
+    ]
+    selects = [
+        "SELECT 'posting' AS row_kind, posted.id, NULL::varchar AS user_id, "
+        "NULL::varchar AS currency, NULL::bigint AS amount, NULL::bigint AS available, "
+        "NULL::boolean AS below FROM posted"
+    ]
+    if alerts:
+        ctes.append(CROSS_BALANCE_ALERTS_CTE.strip())
+        selects.append(
+            "SELECT 'alert', NULL, user_id, currency, threshold, available, below FROM alerts"
+        )
+    if reloads:
+        ctes.append(auto_reload.CROSS_CTE.strip())
+        selects.append("SELECT 'reload', NULL, user_id, currency, amount, NULL, below FROM reloads")
+    if event:
+        ctes.append(EVENT_CTES.strip())
+        selects.append(
+            "SELECT 'event', event.id, NULL, NULL, (SELECT count(*) FROM deliveries), NULL, "
+            "NULL FROM event"
+        )
+    return text("WITH " + ",\n".join(ctes) + "\n" + "\nUNION ALL\n".join(selects))
+
+
+APPLY_OBSERVED = apply_deltas_statement()
+APPLY_OBSERVED_EMITTING = apply_deltas_statement(event=True)
+
 _SELECT_TRANSACTION = """
     SELECT t.id, t.type, t.cause_type, t.cause_key, t.description, t.metadata,
            t.reverses_transaction_id, t.created_at
@@ -204,6 +257,8 @@ RAW_PICK_FREE_SHARD = RawStatement.of(PICK_FREE_SHARD)
 RAW_LOCK_BALANCES = RawStatement.of(LOCK_BALANCES)
 RAW_APPLY_DELTAS = RawStatement.of(APPLY_DELTAS)
 RAW_APPLY_DELTAS_INSERT_POSTINGS = RawStatement.of(APPLY_DELTAS_INSERT_POSTINGS)
+RAW_APPLY_OBSERVED = RawStatement.of(APPLY_OBSERVED)
+RAW_APPLY_OBSERVED_EMITTING = RawStatement.of(APPLY_OBSERVED_EMITTING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +307,18 @@ class InsertedTransaction:
     locked_balances: dict[tuple[int, int], int] | None
     """(account id, 0) -> balance of every single-shard account, locked; None when some
     account was missing and nothing was locked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What the posting statement returned besides the postings' ids."""
+
+    posting_ids: list[int]
+    alerts: list[CrossedAlert]
+    reloads: list[auto_reload.CrossedReload]
+    event: tuple[int | None, int] | None
+    """(event id or None when its change key was recorded before, deliveries written);
+    None when no event was staged."""
 
 
 def _account_key_arrays(keys: list[tuple[str, str, str]]) -> dict[str, list[str]]:
@@ -346,30 +413,65 @@ class LedgerRepository:
         hot_deltas: dict[int, int],
         transaction_id: int,
         postings: list[tuple[int, str, int]],
-    ) -> list[int]:
+        *,
+        observed: Sequence[tuple[str, str, int]] = (),
+        event: StagedEvent | None = None,
+    ) -> Applied:
         """Pick a free shard (PICK_FREE_SHARD) for each account of ``hot_deltas``, apply
-        ``deltas`` and those (APPLY_DELTAS), then insert the postings (INSERT_POSTINGS),
-        in one round trip."""
+        ``deltas`` and those (APPLY_DELTAS), insert the postings (INSERT_POSTINGS), move
+        the thresholds of the ``observed`` available balances (user, currency, balance
+        after) and write ``event``, in one round trip (:func:`apply_deltas_statement`)."""
         keys = sorted(deltas)
         hot = sorted(hot_deltas)
+        statement = RAW_APPLY_OBSERVED if event is None else RAW_APPLY_OBSERVED_EMITTING
+        values = {
+            "account_ids": [k[0] for k in keys],
+            "shards": [k[1] for k in keys],
+            "deltas": [deltas[k] for k in keys],
+            "hot_account_ids": hot,
+            "hot_deltas": [hot_deltas[a] for a in hot],
+            "transaction_id": transaction_id,
+            "posting_account_ids": [p[0] for p in postings],
+            "currencies": [p[1] for p in postings],
+            "amounts": [p[2] for p in postings],
+            "observed_users": [o[0] for o in observed],
+            "observed_currencies": [o[1] for o in observed],
+            "observed_available": [o[2] for o in observed],
+        }
+        if event is not None:
+            values.update(event.params())
         driver = await self._driver()
-        rows = await driver.fetch(
-            RAW_APPLY_DELTAS_INSERT_POSTINGS.sql,
-            *RAW_APPLY_DELTAS_INSERT_POSTINGS.args(
-                {
-                    "account_ids": [k[0] for k in keys],
-                    "shards": [k[1] for k in keys],
-                    "deltas": [deltas[k] for k in keys],
-                    "hot_account_ids": hot,
-                    "hot_deltas": [hot_deltas[a] for a in hot],
-                    "transaction_id": transaction_id,
-                    "posting_account_ids": [p[0] for p in postings],
-                    "currencies": [p[1] for p in postings],
-                    "amounts": [p[2] for p in postings],
-                }
-            ),
-        )
-        return [row["id"] for row in rows]
+        rows = await driver.fetch(statement.sql, *statement.args(values))
+        posting_ids: list[int] = []
+        alerts: list[CrossedAlert] = []
+        reloads: list[auto_reload.CrossedReload] = []
+        written: tuple[int | None, int] | None = None if event is None else (None, 0)
+        for row in rows:
+            kind = row["row_kind"]
+            if kind == "posting":
+                posting_ids.append(row["id"])
+            elif kind == "alert":
+                alerts.append(
+                    CrossedAlert(
+                        row["user_id"],
+                        row["currency"],
+                        row["amount"],
+                        row["below"],
+                        row["available"],
+                    )
+                )
+            elif kind == "reload":
+                reloads.append(
+                    auto_reload.CrossedReload(
+                        row["user_id"], row["currency"], row["amount"], row["below"]
+                    )
+                )
+            else:
+                written = (row["id"], row["amount"])
+        # Identity values follow the insert order: sorted, the ids line up with
+        # ``postings`` whatever order the rows came back in.
+        posting_ids.sort()
+        return Applied(posting_ids, alerts, reloads, written)
 
     async def user_is_frozen(self, user_id: str) -> bool:
         """The user's frozen flag, read under a share lock held to the end of the

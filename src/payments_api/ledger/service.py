@@ -29,6 +29,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.events import alerts as balance_alerts
+from payments_api.events import outbox
+from payments_api.events.outbox import StagedEvent
 from payments_api.kit.clock import utcnow
 from payments_api.ledger.errors import (
     AlreadyReversed,
@@ -93,6 +95,11 @@ class NewTransaction:
     reverses_transaction_id: int | None = None
     allow_negative_available: bool = False
     """Only the dispute path may drive a user's available below zero."""
+    event: StagedEvent | None = None
+    """The outgoing event of the change this transaction is part of (``outbox.stage``):
+    written with the postings, in their statement, when the transaction is posted; on
+    a replay of the cause key, in a statement of its own (a no-op when its change key
+    was recorded). Either way it is written exactly when ``post`` returns."""
     initiated_by: str | None = None
     """The user whose own request this is (a withdrawal, an escrow they fund or
     complete, a spend). If that user's wallet is frozen, a transaction that takes money
@@ -189,6 +196,8 @@ class LedgerService:
             existing = await self.repository.get_transaction(cause_key=new.cause_key)
             if existing is None:  # pragma: no cover - the conflict guarantees the row
                 raise RuntimeError(f"cause {new.cause_key} conflicted but is missing")
+            if new.event is not None:
+                await outbox.emit_staged(self.session, new.event)
             return PostResult(existing, replayed=True)
         transaction_id, created_at = inserted.id, inserted.created_at
         current = inserted.locked_balances
@@ -221,15 +230,6 @@ class LedgerService:
 
         if new.allow_negative_available:
             await self.repository.allow_negative_available(True)
-        # The shard picks, the balances' update and the postings share a round trip.
-        posting_ids = await self.repository.apply_deltas_inserting_postings(
-            {k: v for k, v in deltas.items() if v != 0},
-            hot,
-            transaction_id,
-            [(accounts[p.account.key].id, p.account.currency, p.amount) for p in postings],
-        )
-        if new.allow_negative_available:
-            await self.repository.allow_negative_available(False)
         available_after = [
             (str(by_id[account_id].owner_user_id), by_id[account_id].currency, current[key] + delta)
             for key, delta in deltas.items()
@@ -238,9 +238,25 @@ class LedgerService:
             and by_id[account_id].kind == AccountKind.available
             and by_id[account_id].owner_user_id is not None
         ]
-        if available_after:
-            await balance_alerts.observe(self.session, available_after, transaction_id)
-            await auto_reload.observe(self.session, available_after, transaction_id)
+        # The shard picks, the balances' update, the postings, the thresholds the new
+        # available balances crossed and the change's event share a round trip.
+        applied = await self.repository.apply_deltas_inserting_postings(
+            {k: v for k, v in deltas.items() if v != 0},
+            hot,
+            transaction_id,
+            [(accounts[p.account.key].id, p.account.currency, p.amount) for p in postings],
+            observed=available_after,
+            event=new.event,
+        )
+        posting_ids = applied.posting_ids
+        if new.allow_negative_available:
+            await self.repository.allow_negative_available(False)
+        if applied.alerts:
+            await balance_alerts.crossed(self.session, applied.alerts, transaction_id)
+        if applied.reloads:
+            await auto_reload.crossed(self.session, applied.reloads, transaction_id)
+        if applied.event is not None:
+            await outbox.written(self.session, *applied.event)
         stored = StoredTransaction(
             id=transaction_id,
             type=new.type,
