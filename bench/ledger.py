@@ -185,6 +185,7 @@ async def settle_raw(connection: Any, settlement: Settlement) -> None:
     rows = await connection.fetch(
         INSERT_TRANSACTION_LOCK_ACCOUNTS.sql,
         *INSERT_TRANSACTION_LOCK_ACCOUNTS.args(
+            frozen_user=None,
             type="settlement",
             cause_type=CauseType.escrow.value,
             cause_key=settlement.cause_key,
@@ -196,7 +197,7 @@ async def settle_raw(connection: Any, settlement: Settlement) -> None:
             currencies=[k[2] for k in keys],
         ),
     )
-    if not rows:
+    if rows[0]["transaction_id"] is None:
         raise RuntimeError(f"cause key {settlement.cause_key} was already used")
     transaction_id = int(rows[0]["transaction_id"])
     accounts = {(row["owner_user_id"] or "", row["kind"], row["currency"]): row for row in rows}

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.db import RawStatement, driver_connection
 from payments_api.events.outbox import EVENT_CTES, StagedEvent
 from payments_api.events.repository import CROSS_BALANCE_ALERTS_CTE, CrossedAlert
+from payments_api.ledger.errors import WalletFrozen
 from payments_api.ledger.kinds import PLATFORM_KINDS, PLATFORM_SHARDS, AccountKind
 from payments_api.payment_methods import auto_reload
 
@@ -61,20 +62,30 @@ INSERT_ACCOUNT = text(
 )
 
 # INSERT_TRANSACTION, SELECT_ACCOUNTS and LOCK_BALANCES in one round trip, as ``post``
-# runs them (no client decision in between): no row when the cause was applied before
-# (nothing locked); otherwise one row per account found (account columns NULL when none
-# is), with the balance of each single-shard one, locked in (account id, shard) order
-# as LOCK_BALANCES does. Only when every account named exists: otherwise nothing is
+# runs them (no client decision in between), after SELECT_USER_FROZEN of
+# ``frozen_user`` (NULL: nobody's), whose share lock it takes first: a frozen user
+# inserts nothing. Always one row at least: ``frozen``, and ``transaction_id`` NULL when
+# nothing was inserted (the user is frozen, or the cause was applied before: nothing
+# locked); otherwise one row per account found (account columns NULL when none is),
+# with the balance of each single-shard one, locked in (account id, shard) order as
+# LOCK_BALANCES does. Only when every account named exists: otherwise nothing is
 # locked here and ``post`` creates the missing accounts, then locks them all in one
 # ordered statement as before, so the lock order stays global. The accounts are read
 # with the statement's snapshot, as SELECT_ACCOUNTS right after would.
 INSERT_TRANSACTION_LOCK_ACCOUNTS = text(
     """
-    WITH inserted AS (
+    WITH frozen AS MATERIALIZED (
+        SELECT u.frozen FROM users u
+        WHERE u.id = CAST(:frozen_user AS varchar) AND u.frozen
+        FOR SHARE
+    ),
+    inserted AS (
         INSERT INTO ledger_transactions
             (type, cause_type, cause_key, description, metadata, reverses_transaction_id)
-        VALUES (:type, :cause_type, :cause_key, :description, CAST(:metadata AS jsonb),
-                :reverses_transaction_id)
+        SELECT CAST(:type AS varchar), CAST(:cause_type AS varchar),
+               CAST(:cause_key AS varchar), CAST(:description AS text),
+               CAST(:metadata AS jsonb), CAST(:reverses_transaction_id AS bigint)
+        WHERE NOT EXISTS (SELECT FROM frozen)
         ON CONFLICT (cause_key) DO NOTHING
         RETURNING id, created_at
     ),
@@ -97,8 +108,9 @@ INSERT_TRANSACTION_LOCK_ACCOUNTS = text(
     )
     SELECT inserted.id AS transaction_id, inserted.created_at,
            a.id, a.owner_user_id, a.kind, a.currency, a.shard_count, a.may_go_negative,
-           locked.balance
-    FROM inserted
+           locked.balance, EXISTS (SELECT FROM frozen) AS frozen
+    FROM (SELECT) AS one
+    LEFT JOIN inserted ON true
     LEFT JOIN accounts a ON true
     LEFT JOIN locked ON locked.account_id = a.id
     """
@@ -350,17 +362,29 @@ class LedgerRepository:
         return await driver_connection(self.session)
 
     async def insert_transaction_locking_accounts(
-        self, values: dict[str, Any], keys: list[tuple[str, str, str]]
+        self,
+        values: dict[str, Any],
+        keys: list[tuple[str, str, str]],
+        *,
+        frozen_user: str | None = None,
     ) -> InsertedTransaction | None:
         """Insert the transaction (INSERT_TRANSACTION), :meth:`find_accounts` of ``keys``
         and, when they all exist, :meth:`lock_balances` of the single-shard ones, in one
-        round trip; None (nothing written or locked) when the cause key exists already."""
+        round trip; None (nothing written or locked) when the cause key exists already.
+        With ``frozen_user``, that user's frozen flag is read first under a share lock
+        (:meth:`user_is_frozen`): ``WalletFrozen`` when it is set (nothing written)."""
         driver = await self._driver()
         rows = await driver.fetch(
             RAW_INSERT_TRANSACTION_LOCK_ACCOUNTS.sql,
-            *RAW_INSERT_TRANSACTION_LOCK_ACCOUNTS.args({**values, **_account_key_arrays(keys)}),
+            *RAW_INSERT_TRANSACTION_LOCK_ACCOUNTS.args(
+                {"frozen_user": frozen_user, **values, **_account_key_arrays(keys)}
+            ),
         )
-        if not rows:
+        if rows[0]["frozen"]:
+            raise WalletFrozen(
+                "The wallet is frozen: money cannot leave it by the owner's own action."
+            )
+        if rows[0]["transaction_id"] is None:
             return None
         found = [AccountRow(*row[2:8]) for row in rows if row["id"] is not None]
         accounts = {a.key: a for a in found}

@@ -38,7 +38,6 @@ from payments_api.ledger.errors import (
     InvalidPosting,
     TransactionNotFound,
     UnbalancedTransaction,
-    WalletFrozen,
 )
 from payments_api.ledger.kinds import PLATFORM_KINDS, USER_KINDS, AccountKind, CauseType
 from payments_api.ledger.repository import (
@@ -172,15 +171,11 @@ class LedgerService:
         takes_from_initiator = new.initiated_by is not None and any(
             p.amount < 0 and p.account.owner_user_id == new.initiated_by for p in postings
         )
-        # FOR SHARE: a concurrent freeze waits for this transaction, and this one waits
-        # for a freeze in flight and then sees it.
-        if takes_from_initiator and await self.repository.user_is_frozen(str(new.initiated_by)):
-            raise WalletFrozen(
-                "The wallet is frozen: money cannot leave it by the owner's own action."
-            )
         keys = sorted({p.account.key for p in postings})
-        # The transaction row, the accounts' lookup and the balances' locks share a
-        # round trip.
+        # The initiator's frozen flag (read FOR SHARE: a concurrent freeze waits for this
+        # transaction, and this one waits for a freeze in flight and then sees it;
+        # ``WalletFrozen`` before anything is written), the transaction row, the
+        # accounts' lookup and the balances' locks share a round trip.
         inserted = await self.repository.insert_transaction_locking_accounts(
             {
                 "type": new.type,
@@ -191,6 +186,7 @@ class LedgerService:
                 "reverses_transaction_id": new.reverses_transaction_id,
             },
             keys,
+            frozen_user=str(new.initiated_by) if takes_from_initiator else None,
         )
         if inserted is None:
             existing = await self.repository.get_transaction(cause_key=new.cause_key)
