@@ -22,13 +22,14 @@ returns the escrow as it is.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.db import Rider
 from payments_api.earnings import service as earnings_service
 from payments_api.earnings.models import EarningSource
 from payments_api.escrow.errors import (
@@ -607,11 +608,24 @@ class EscrowService:
     async def _apply_complete(
         self, escrow: Escrow, now: datetime, actor: User, event: StagedEvent | None = None
     ) -> bool:
-        """Post the settlement (with ``event``, if any) and record the payee's earning;
-        whether ``event`` was written (not when there was nothing to post)."""
+        """Post the settlement (with ``event``, if any) and record the payee's earning
+        (in the posting's statement); whether ``event`` was written (not when there was
+        nothing to post)."""
         # The customer settling their own job moves their money out: a frozen wallet
         # refuses it (in the ledger). An admin settling it is an admin action.
         customer_acts = actor.id == escrow.customer_id
+        earning = earnings_service.NewEarning(
+            payee_id=escrow.payee_id,
+            source=EarningSource.escrow,
+            source_id=public_id(ESCROW_PREFIX, escrow.id),
+            amount=escrow.payee_amount,
+            currency=escrow.currency,
+            reference=escrow.reference,
+            project_id=escrow.project_id,
+            session_id=escrow.session_id,
+            escrow_id=escrow.id,
+            earned_at=now,
+        )
         transaction = await self._post(
             escrow,
             "complete",
@@ -628,22 +642,10 @@ class EscrowService:
             ],
             initiated_by=escrow.customer_id if customer_acts else None,
             event=event,
+            riders=[self.earnings.record_with_posting(earning)],
         )
-        await self.earnings.record(
-            earnings_service.NewEarning(
-                payee_id=escrow.payee_id,
-                source=EarningSource.escrow,
-                source_id=public_id(ESCROW_PREFIX, escrow.id),
-                amount=escrow.payee_amount,
-                currency=escrow.currency,
-                reference=escrow.reference,
-                project_id=escrow.project_id,
-                session_id=escrow.session_id,
-                escrow_id=escrow.id,
-                ledger_transaction_id=transaction.id if transaction else None,
-                earned_at=now,
-            )
-        )
+        if transaction is None:  # pragma: no cover - a settlement always posts
+            await self.earnings.record(earning)
         return event is not None and transaction is not None
 
     async def _apply_cancel(self, escrow: Escrow, current: EscrowStatus) -> None:
@@ -675,6 +677,7 @@ class EscrowService:
         *,
         initiated_by: str | None = None,
         event: StagedEvent | None = None,
+        riders: Sequence[Rider] = (),
     ) -> StoredTransaction | None:
         """Post one step of an escrow under the cause key ``escrow:{id}:{step}``, with
         ``event`` (written by the ledger with the postings).
@@ -696,6 +699,7 @@ class EscrowService:
                 postings=nonzero,
                 initiated_by=initiated_by,
                 event=event,
+                riders=riders,
             )
         )
         return result.transaction

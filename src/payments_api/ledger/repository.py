@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.db import RawStatement, driver_connection
+from payments_api.db import RawStatement, Rider, driver_connection
 from payments_api.events.outbox import EVENT_CTES, StagedEvent
 from payments_api.events.repository import CROSS_BALANCE_ALERTS_CTE, CrossedAlert
 from payments_api.ledger.errors import WalletFrozen
@@ -204,7 +205,11 @@ APPLY_DELTAS_INSERT_POSTINGS = text(
 
 
 def apply_deltas_statement(
-    *, alerts: bool = True, reloads: bool = True, event: bool = False
+    *,
+    alerts: bool = True,
+    reloads: bool = True,
+    event: bool = False,
+    riders: Sequence[str] = (),
 ) -> TextClause:
     """APPLY_DELTAS_INSERT_POSTINGS with what a posting's balances tell other domains, in
     the same round trip: the balance alerts (``alerts``, events'
@@ -216,7 +221,8 @@ def apply_deltas_statement(
     tables: in the posting's statement they see and write what they did as statements
     of their own after it, under the same balance locks. One row per posting
     (``row_kind`` 'posting', ``id``), per alert or auto-reload that moved ('alert',
-    'reload') and for the event written ('event': ``id``, ``amount`` = deliveries)."""
+    'reload') and for the event written ('event': ``id``, ``amount`` = deliveries).
+    ``riders``: more common table expressions (``db.Rider.sql``), run for their writes."""
     ctes = [
         APPLY_DELTAS_INSERT_POSTINGS.text.strip()
         .removeprefix("WITH ")
@@ -239,6 +245,7 @@ def apply_deltas_statement(
     if reloads:
         ctes.append(auto_reload.CROSS_CTE.strip())
         selects.append("SELECT 'reload', NULL, user_id, currency, amount, NULL, below FROM reloads")
+    ctes += [rider.strip() for rider in riders]
     if event:
         ctes.append(EVENT_CTES.strip())
         selects.append(
@@ -250,6 +257,19 @@ def apply_deltas_statement(
 
 APPLY_OBSERVED = apply_deltas_statement()
 APPLY_OBSERVED_EMITTING = apply_deltas_statement(event=True)
+
+
+@lru_cache(maxsize=64)
+def _with_riders(event: bool, riders: tuple[str, ...]) -> RawStatement:
+    return RawStatement.of(apply_deltas_statement(event=event, riders=riders))
+
+
+@lru_cache(maxsize=64)
+def _riders_alone(riders: tuple[str, ...]) -> RawStatement:
+    return RawStatement.of(
+        text("WITH " + ",\n".join(rider.strip() for rider in riders) + "\nSELECT 1")
+    )
+
 
 _SELECT_TRANSACTION = """
     SELECT t.id, t.type, t.cause_type, t.cause_key, t.description, t.metadata,
@@ -440,6 +460,7 @@ class LedgerRepository:
         *,
         observed: Sequence[tuple[str, str, int]] = (),
         event: StagedEvent | None = None,
+        riders: Sequence[Rider] = (),
     ) -> Applied:
         """Pick a free shard (PICK_FREE_SHARD) for each account of ``hot_deltas``, apply
         ``deltas`` and those (APPLY_DELTAS), insert the postings (INSERT_POSTINGS), move
@@ -447,7 +468,10 @@ class LedgerRepository:
         after) and write ``event``, in one round trip (:func:`apply_deltas_statement`)."""
         keys = sorted(deltas)
         hot = sorted(hot_deltas)
-        statement = RAW_APPLY_OBSERVED if event is None else RAW_APPLY_OBSERVED_EMITTING
+        if riders:
+            statement = _with_riders(event is not None, tuple(r.sql for r in riders))
+        else:
+            statement = RAW_APPLY_OBSERVED if event is None else RAW_APPLY_OBSERVED_EMITTING
         values = {
             "account_ids": [k[0] for k in keys],
             "shards": [k[1] for k in keys],
@@ -464,6 +488,8 @@ class LedgerRepository:
         }
         if event is not None:
             values.update(event.params())
+        for rider in riders:
+            values.update(rider.values)
         driver = await self._driver()
         rows = await driver.fetch(statement.sql, *statement.args(values))
         posting_ids: list[int] = []
@@ -496,6 +522,15 @@ class LedgerRepository:
         # ``postings`` whatever order the rows came back in.
         posting_ids.sort()
         return Applied(posting_ids, alerts, reloads, written)
+
+    async def run_riders(self, riders: Sequence[Rider], transaction_id: int) -> None:
+        """``riders`` in a statement of their own (the posting was made before)."""
+        statement = _riders_alone(tuple(r.sql for r in riders))
+        values: dict[str, Any] = {"transaction_id": transaction_id}
+        for rider in riders:
+            values.update(rider.values)
+        driver = await self._driver()
+        await driver.execute(statement.sql, *statement.args(values))
 
     async def user_is_frozen(self, user_id: str) -> bool:
         """The user's frozen flag, read under a share lock held to the end of the

@@ -28,6 +28,7 @@ from prometheus_client import Counter
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.db import Rider
 from payments_api.events import alerts as balance_alerts
 from payments_api.events import outbox
 from payments_api.events.outbox import StagedEvent
@@ -94,6 +95,11 @@ class NewTransaction:
     reverses_transaction_id: int | None = None
     allow_negative_available: bool = False
     """Only the dispute path may drive a user's available below zero."""
+    riders: Sequence[Rider] = ()
+    """Writes of the change this transaction is part of (the payee's earnings entry of a
+    settlement), run in the statement that inserts the postings, which passes them the
+    transaction's id as ``transaction_id``; on a replay of the cause key, in a
+    statement of their own. Either way they ran exactly when ``post`` returns."""
     event: StagedEvent | None = None
     """The outgoing event of the change this transaction is part of (``outbox.stage``):
     written with the postings, in their statement, when the transaction is posted; on
@@ -192,6 +198,8 @@ class LedgerService:
             existing = await self.repository.get_transaction(cause_key=new.cause_key)
             if existing is None:  # pragma: no cover - the conflict guarantees the row
                 raise RuntimeError(f"cause {new.cause_key} conflicted but is missing")
+            if new.riders:
+                await self.repository.run_riders(new.riders, existing.id)
             if new.event is not None:
                 await outbox.emit_staged(self.session, new.event)
             return PostResult(existing, replayed=True)
@@ -243,6 +251,7 @@ class LedgerService:
             [(accounts[p.account.key].id, p.account.currency, p.amount) for p in postings],
             observed=available_after,
             event=new.event,
+            riders=new.riders,
         )
         posting_ids = applied.posting_ids
         if new.allow_negative_available:
