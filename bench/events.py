@@ -332,7 +332,7 @@ async def measure_http(
         servers = start_services(url, args.http_workers, Path(workdir))
         try:
             for server in servers.values():
-                await server.ready()
+                await server.ready(within=600)  # a busy machine starts slowly
             conns = {v: await open_spread(servers[v], args.clients) for v in HTTP_VARIANTS}
             for repeat in range(args.repeats + 1):  # the first round warms both up
                 for variant in HTTP_VARIANTS:
@@ -448,6 +448,7 @@ async def measure_delivery(
 
 
 async def run(args: argparse.Namespace, url: str) -> tuple[str, int]:
+    load_at_start = os.getloadavg()[0]  # other work on the machine shows here
     settings = settings_for(url)
     engine = create_async_engine(url, pool_size=args.clients + 4, max_overflow=4)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -484,7 +485,8 @@ async def run(args: argparse.Namespace, url: str) -> tuple[str, int]:
     lines = [
         f"Outgoing events (`{' '.join(['python -m bench.events', *args.argv])}`, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
-        f"{args.clients} clients, {args.seconds:g} s x {args.repeats}):",
+        f"{args.clients} clients, {args.seconds:g} s x {args.repeats}; load average "
+        f"{load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end):",
         "",
         "| settlement (create, accept, complete) | jobs/s (median) | vs `off` "
         "| runs (jobs/s, in turn) | CPU ms / job: service (Python), PostgreSQL |",

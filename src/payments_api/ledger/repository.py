@@ -266,9 +266,10 @@ def _with_riders(event: bool, riders: tuple[str, ...]) -> RawStatement:
 
 @lru_cache(maxsize=64)
 def _riders_alone(riders: tuple[str, ...]) -> RawStatement:
-    return RawStatement.of(
-        text("WITH " + ",\n".join(rider.strip() for rider in riders) + "\nSELECT 1")
-    )
+    # ``transaction_id`` typed first, as in the posting statement (where it is bigint).
+    ctes = ["posted_transaction AS (SELECT CAST(:transaction_id AS bigint) AS id)"]
+    ctes += [rider.strip() for rider in riders]
+    return RawStatement.of(text("WITH " + ",\n".join(ctes) + "\nSELECT id FROM posted_transaction"))
 
 
 _SELECT_TRANSACTION = """
