@@ -267,7 +267,7 @@ async def open_spread(server: Any, count: int) -> list[Any]:
     share = count // len(workers)
     want = {pid: share + (k < count % len(workers)) for k, pid in enumerate(workers)}
     out: list[Any] = []
-    deadline = time.monotonic() + 60  # a worker may still be starting
+    deadline = time.monotonic() + 600  # a worker may still be starting (a busy machine)
     while len(out) < count:
         if time.monotonic() > deadline:
             raise RuntimeError(f"could not spread {count} connections over {workers}")
