@@ -44,6 +44,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from tests.db_setup import create_named_database, drop_test_database
 
+from payments_api.db import RawStatement
 from payments_api.escrow.schemas import EscrowCreate
 from payments_api.escrow.service import EscrowService
 from payments_api.events.delivery import DeliveryService
@@ -51,6 +52,7 @@ from payments_api.events.outbox import emit
 from payments_api.events.schemas import BalanceAlertRead, WebhookEndpointCreate
 from payments_api.events.service import EventService
 from payments_api.events.types import EventType
+from payments_api.ledger import repository as ledger_repository
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.service import AccountRef, LedgerService, NewTransaction, PostingSpec
 from payments_api.settings import Environment, Settings
@@ -133,21 +135,37 @@ async def no_emit(*_args: Any, **_kwargs: Any) -> None:
     return None
 
 
+def no_stage(*_args: Any, **_kwargs: Any) -> None:
+    return None
+
+
+def off_patches() -> list[Any]:
+    """The ``off`` variant: no event staged or written, and the ledger's posting
+    statement without the balance alerts' and the event's parts (the auto-reloads' part
+    stays: it is not an event): the code before events existed."""
+    return [
+        mock.patch.object(EscrowService, "_staged", staticmethod(no_stage)),
+        mock.patch("payments_api.escrow.service.emit_staged", no_emit),
+        mock.patch.object(
+            ledger_repository,
+            "RAW_APPLY_OBSERVED",
+            RawStatement.of(ledger_repository.apply_deltas_statement(alerts=False)),
+        ),
+        mock.patch("payments_api.ledger.service.balance_alerts.crossed", no_emit),
+    ]
+
+
 async def measure_settlements(
     sessions: async_sessionmaker[AsyncSession],
     settings: Settings,
     variant: str,
     clients: int,
     seconds: float,
-) -> float:
-    patches = (
-        [
-            mock.patch("payments_api.escrow.service.emit", no_emit),
-            mock.patch("payments_api.ledger.service.balance_alerts.observe", no_emit),
-        ]
-        if variant == "off"
-        else []
-    )
+) -> tuple[float, float, float]:
+    """Settlements/s, and the CPU each took in milliseconds: this process's (the
+    service's Python) and the database backends' (from /proc, as bench/http.py reads it;
+    0 when they are not readable)."""
+    patches = off_patches() if variant == "off" else []
     async with sessions.begin() as session:
         await session.execute(
             text("UPDATE webhook_endpoints SET status = :s WHERE description = 'settle'"),
@@ -155,17 +173,211 @@ async def measure_settlements(
         )
     for patch in patches:
         patch.start()
+    events = await count_events(sessions)
     try:
+        backends = await backend_cpu(sessions)
+        own = time.process_time()
         deadline = time.perf_counter() + seconds
         started = time.perf_counter()
         counts = await asyncio.gather(
             *(settle_for(sessions, settings, n, deadline) for n in range(clients))
         )
         elapsed = time.perf_counter() - started
+        own = time.process_time() - own
+        backends = await backend_cpu(sessions, backends)
     finally:
         for patch in patches:
             patch.stop()
-    return sum(counts) / elapsed
+    written = await count_events(sessions) - events
+    if written != (0 if variant == "off" else 3 * sum(counts)):
+        raise RuntimeError(f"{variant}: {written} events for {sum(counts)} settlements")
+    done = max(sum(counts), 1)
+    cpu_ms = 1000 / done
+    return sum(counts) / elapsed, own * cpu_ms, sum(backends.values()) * cpu_ms
+
+
+def process_cpu(pids: Sequence[int]) -> dict[int, float]:
+    """CPU seconds (user + system) of each of ``pids`` that /proc shows."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+async def backend_cpu(
+    sessions: async_sessionmaker[AsyncSession], since: dict[int, float] | None = None
+) -> dict[int, float]:
+    """CPU seconds of every backend of this database (user + system, /proc); with
+    ``since``, the increase since then (backends that came or went count from 0)."""
+    async with sessions() as session:
+        pids = (
+            await session.scalars(
+                text(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        ).all()
+    now = process_cpu(pids)
+    if since is None:
+        return now
+    return {pid: value - since.get(pid, 0.0) for pid, value in now.items()}
+
+
+# --- the same settlements through HTTP ------------------------------------------------
+OFF_ENV = "PAYMENTS_BENCH_EVENTS_OFF"
+"""Set (to 1) in a service's environment, with :data:`OFF_SITE` on its PYTHONPATH: every
+process of it (uvicorn's workers too) starts with :func:`off_patches` applied."""
+OFF_SITE = ROOT / "bench" / "events_off"
+HTTP_VARIANTS = ("off", "on")
+
+
+def start_services(url: str, workers: int, workdir: Path) -> dict[str, Any]:
+    """The service twice on the same database, ``payments-api serve`` as bench/http.py
+    starts it: ``on`` as it is, ``off`` with the outbox patched out (:data:`OFF_ENV`)."""
+    from bench.http import Server, free_port, service_env
+
+    servers: dict[str, Any] = {}
+    for variant in HTTP_VARIANTS:
+        port = free_port()
+        env = service_env(url, free_port(), workers)  # nothing listens where Stripe is
+        env["PAYMENTS_LOG_LEVEL"] = "WARNING"
+        if variant == "off":
+            env[OFF_ENV] = "1"
+            env["PYTHONPATH"] = os.pathsep.join(
+                [str(OFF_SITE), str(ROOT), os.environ.get("PYTHONPATH", "")]
+            )
+        argv = [str(Path(sys.executable).parent / "payments-api"), "serve", "--host"]
+        argv += ["127.0.0.1", "--port", str(port), "--workers", str(workers)]
+        servers[variant] = Server(f"service ({variant})", argv, env, port, workdir / variant)
+    return servers
+
+
+async def open_spread(server: Any, count: int) -> list[Any]:
+    """``count`` keep-alive connections spread evenly over the server's workers (as
+    bench/load.py does: the kernel often hands most of them to one worker)."""
+    from bench.load import Connection, accepted_by
+
+    workers = server.workers()
+    share = count // len(workers)
+    want = {pid: share + (k < count % len(workers)) for k, pid in enumerate(workers)}
+    out: list[Any] = []
+    deadline = time.monotonic() + 600  # a worker may still be starting (a busy machine)
+    while len(out) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"could not spread {count} connections over {workers}")
+        conn = await Connection.open("127.0.0.1", server.port)
+        owner = await accepted_by(conn, server.port, workers)
+        if owner is not None and want.get(owner, 0) > 0:
+            want[owner] -= 1
+            out.append(conn)
+        else:
+            conn.close()
+            await asyncio.sleep(0.01)
+    return out
+
+
+async def http_settle_for(conn: Any, tokens: dict[str, str], client: int, deadline: float) -> int:
+    """POST create, accept, complete (each with an Idempotency-Key) until the deadline."""
+    from bench.load import expect, http_request
+
+    customer, payee = f"bench-customer-{client}", f"bench-payee-{client}"
+    body = EscrowCreate(
+        payee_id=payee, amount=PRICE, currency="usd", reference="bench"
+    ).model_dump_json(exclude_none=True)
+
+    def post(path: str, user: str, content: bytes = b"") -> bytes:
+        headers = [
+            ("Authorization", f"Bearer {tokens[user]}"),
+            ("Idempotency-Key", uuid.uuid4().hex),
+        ]
+        if content:
+            headers.append(("Content-Type", "application/json"))
+        return http_request("POST", path, "bench", headers, content)
+
+    done = 0
+    while time.perf_counter() < deadline:
+        created = expect(await conn.request(post("/api/v1/escrows", customer, body.encode())), 201)
+        escrow = created.json()["id"]
+        expect(await conn.request(post(f"/api/v1/escrows/{escrow}/accept", payee)), 200)
+        expect(await conn.request(post(f"/api/v1/escrows/{escrow}/complete", customer)), 200)
+        done += 1
+    return done
+
+
+async def measure_http(
+    args: argparse.Namespace, sessions: async_sessionmaker[AsyncSession], url: str
+) -> tuple[dict[str, list[float]], dict[str, list[tuple[float, float]]]]:
+    """Settlements/s through HTTP against the ``off`` and the ``on`` service, measured in
+    turn (0.5 s warm-up each), ``args.repeats`` times, and the CPU milliseconds per
+    settlement of the service's processes and of the database backends. Checks that
+    ``off`` wrote no event and ``on`` three per settlement."""
+    import tempfile
+
+    from bench import workload as w
+
+    async with sessions.begin() as session:
+        await session.execute(text("UPDATE webhook_endpoints SET status = 'disabled'"))
+    customers = [f"bench-customer-{n}" for n in range(args.clients)]
+    payees = [f"bench-payee-{n}" for n in range(args.clients)]
+    tokens = w.mint_tokens(customers, ["customer"]) | w.mint_tokens(payees, ["payee"])
+    rates: dict[str, list[float]] = {variant: [] for variant in HTTP_VARIANTS}
+    cpu: dict[str, list[tuple[float, float]]] = {variant: [] for variant in HTTP_VARIANTS}
+    with tempfile.TemporaryDirectory(prefix="bench-events-") as workdir:
+        servers = start_services(url, args.http_workers, Path(workdir))
+        try:
+            for server in servers.values():
+                await server.ready(within=600)  # a busy machine starts slowly
+            conns = {v: await open_spread(servers[v], args.clients) for v in HTTP_VARIANTS}
+            for repeat in range(args.repeats + 1):  # the first round warms both up
+                for variant in HTTP_VARIANTS:
+                    seconds = 0.5 if repeat == 0 else args.seconds
+                    events = await count_events(sessions)
+                    pids = servers[variant].pids()
+                    service_cpu = process_cpu(pids)
+                    backends = await backend_cpu(sessions)
+                    started = time.perf_counter()
+                    counts = await asyncio.gather(
+                        *(
+                            http_settle_for(conn, tokens, n, started + seconds)
+                            for n, conn in enumerate(conns[variant])
+                        )
+                    )
+                    elapsed = time.perf_counter() - started
+                    backends = await backend_cpu(sessions, backends)
+                    service_cpu = {
+                        pid: cpu - service_cpu.get(pid, 0.0)
+                        for pid, cpu in process_cpu(pids).items()
+                    }
+                    done = sum(counts)
+                    written = await count_events(sessions) - events
+                    if written != (3 * done if variant == "on" else 0):
+                        raise RuntimeError(f"{variant}: {written} events for {done} settlements")
+                    if repeat:
+                        rates[variant].append(done / elapsed)
+                        cpu[variant].append(
+                            (
+                                sum(service_cpu.values()) * 1000 / max(done, 1),
+                                sum(backends.values()) * 1000 / max(done, 1),
+                            )
+                        )
+            for pool in conns.values():
+                for conn in pool:
+                    conn.close()
+        finally:
+            for server in servers.values():
+                server.stop()
+    return rates, cpu
+
+
+async def count_events(sessions: async_sessionmaker[AsyncSession]) -> int:
+    async with sessions() as session:
+        return int(await session.scalar(text("SELECT count(*) FROM events")) or 0)
 
 
 def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
@@ -236,6 +448,7 @@ async def measure_delivery(
 
 
 async def run(args: argparse.Namespace, url: str) -> tuple[str, int]:
+    load_at_start = os.getloadavg()[0]  # other work on the machine shows here
     settings = settings_for(url)
     engine = create_async_engine(url, pool_size=args.clients + 4, max_overflow=4)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -248,13 +461,17 @@ async def run(args: argparse.Namespace, url: str) -> tuple[str, int]:
             await service.register(WebhookEndpointCreate(url=receiver_url, description="settle"))
             await service.register(WebhookEndpointCreate(url=receiver_url, description="delivery"))
         rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+        cpu: dict[str, list[tuple[float, float]]] = {variant: [] for variant in VARIANTS}
         for _ in range(args.repeats):
             for variant in VARIANTS:
-                rates[variant].append(
-                    await measure_settlements(
-                        sessions, settings, variant, args.clients, args.seconds
-                    )
+                rate, own, backends = await measure_settlements(
+                    sessions, settings, variant, args.clients, args.seconds
                 )
+                rates[variant].append(rate)
+                cpu[variant].append((own, backends))
+        http_rates, http_cpu = (
+            await measure_http(args, sessions, url) if args.http_workers else ({}, {})
+        )
         delivery: dict[int, tuple[float, int]] = {}
         for workers in (1, 4):
             delivery[workers] = await measure_delivery(sessions, settings, args.events, workers)
@@ -268,14 +485,45 @@ async def run(args: argparse.Namespace, url: str) -> tuple[str, int]:
     lines = [
         f"Outgoing events (`{' '.join(['python -m bench.events', *args.argv])}`, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
-        f"{args.clients} clients, {args.seconds:g} s x {args.repeats}):",
+        f"{args.clients} clients, {args.seconds:g} s x {args.repeats}; load average "
+        f"{load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end):",
         "",
-        "| settlement (create, accept, complete) | jobs/s (median) | vs `off` |",
-        "|---|---:|---:|",
+        "| settlement (create, accept, complete) | jobs/s (median) | vs `off` "
+        "| runs (jobs/s, in turn) | CPU ms / job: service (Python), PostgreSQL |",
+        "|---|---:|---:|---|---:|",
     ]
     for variant in VARIANTS:
         ratio = medians[variant] / medians["off"] if medians["off"] else 0.0
-        lines.append(f"| {variant} | {medians[variant]:.1f} | {ratio:.2f}x |")
+        runs = ", ".join(f"{rate:.0f}" for rate in rates[variant])
+        own = statistics.median(c[0] for c in cpu[variant])
+        backends = statistics.median(c[1] for c in cpu[variant])
+        lines.append(
+            f"| {variant} | {medians[variant]:.1f} | {ratio:.2f}x | {runs} "
+            f"| {own:.2f}, {backends:.2f} |"
+        )
+    if http_rates:
+        http_medians = {v: statistics.median(r) for v, r in http_rates.items()}
+        lines += [
+            "",
+            f"The same settlements through HTTP (`POST /api/v1/escrows`, `.../accept`, "
+            f"`.../complete` with Idempotency-Keys, one keep-alive connection per client), "
+            f"`payments-api serve --workers {args.http_workers}` twice on the same database: "
+            f"as it is (`on`), and with the same patches as `off` applied in every process "
+            f"(`{OFF_ENV}=1`, `bench/events_off/sitecustomize.py`); measured in turn:",
+            "",
+            "| settlement through HTTP | jobs/s (median) | vs `off` | runs (jobs/s, in turn) "
+            "| CPU ms / job: service processes, PostgreSQL |",
+            "|---|---:|---:|---|---:|",
+        ]
+        for variant in HTTP_VARIANTS:
+            ratio = http_medians[variant] / http_medians["off"] if http_medians["off"] else 0.0
+            runs = ", ".join(f"{rate:.0f}" for rate in http_rates[variant])
+            own = statistics.median(c[0] for c in http_cpu[variant])
+            backends = statistics.median(c[1] for c in http_cpu[variant])
+            lines.append(
+                f"| {variant} | {http_medians[variant]:.1f} | {ratio:.2f}x | {runs} "
+                f"| {own:.2f}, {backends:.2f} |"
+            )
     lines += [
         "",
         "| delivery | workers | deliveries/s | attempts for events |",
@@ -305,6 +553,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--events", type=int, default=2000, help="events per delivery run")
+    parser.add_argument(
+        "--http-workers",
+        type=int,
+        default=2,
+        help="uvicorn workers of each service for the HTTP measurement (0: skip it)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
     args = parser.parse_args(raw)
     if args.quick:

@@ -108,8 +108,10 @@ class RawStatement:
 INSERT_TRANSACTION_LOCK_ACCOUNTS = RawStatement.of(
     "INSERT_TRANSACTION_LOCK_ACCOUNTS", repository.INSERT_TRANSACTION_LOCK_ACCOUNTS
 )
+# With the balance alerts' and auto-reloads' thresholds moved in the same statement, as
+# ``post`` sends it (``repository.APPLY_OBSERVED``).
 APPLY_DELTAS_INSERT_POSTINGS = RawStatement.of(
-    "APPLY_DELTAS_INSERT_POSTINGS", repository.APPLY_DELTAS_INSERT_POSTINGS
+    "APPLY_DELTAS_INSERT_POSTINGS", repository.APPLY_OBSERVED
 )
 
 
@@ -183,6 +185,7 @@ async def settle_raw(connection: Any, settlement: Settlement) -> None:
     rows = await connection.fetch(
         INSERT_TRANSACTION_LOCK_ACCOUNTS.sql,
         *INSERT_TRANSACTION_LOCK_ACCOUNTS.args(
+            frozen_user=None,
             type="settlement",
             cause_type=CauseType.escrow.value,
             cause_key=settlement.cause_key,
@@ -194,7 +197,7 @@ async def settle_raw(connection: Any, settlement: Settlement) -> None:
             currencies=[k[2] for k in keys],
         ),
     )
-    if not rows:
+    if rows[0]["transaction_id"] is None:
         raise RuntimeError(f"cause key {settlement.cause_key} was already used")
     transaction_id = int(rows[0]["transaction_id"])
     accounts = {(row["owner_user_id"] or "", row["kind"], row["currency"]): row for row in rows}
@@ -212,6 +215,14 @@ async def settle_raw(connection: Any, settlement: Settlement) -> None:
             raise RuntimeError(f"insufficient funds in account {account_id}")
         single[(account_id, 0)] = delta
     ordered = sorted(k for k, v in single.items() if v != 0)
+    # The users' available balances the postings change (the thresholds ``post`` checks).
+    observed = [
+        row
+        for row in accounts.values()
+        if row["owner_user_id"] is not None
+        and row["kind"] == AccountKind.available.value
+        and single.get((int(row["id"]), 0))
+    ]
     hot_ids = sorted(a for a, d in hot.items() if d != 0)
     await connection.fetch(
         APPLY_DELTAS_INSERT_POSTINGS.sql,
@@ -225,6 +236,9 @@ async def settle_raw(connection: Any, settlement: Settlement) -> None:
             posting_account_ids=[int(accounts[p.account.key]["id"]) for p in postings],
             currencies=[p.account.currency for p in postings],
             amounts=[p.amount for p in postings],
+            observed_users=[str(row["owner_user_id"]) for row in observed],
+            observed_currencies=[row["currency"] for row in observed],
+            observed_available=[row["balance"] + single[(int(row["id"]), 0)] for row in observed],
         ),
     )
 

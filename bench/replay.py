@@ -48,13 +48,21 @@ from payments_api.db import RawStatement
 from payments_api.ledger.repository import (
     RAW_APPLY_DELTAS,
     RAW_APPLY_DELTAS_INSERT_POSTINGS,
+    RAW_APPLY_OBSERVED,
+    RAW_APPLY_OBSERVED_EMITTING,
     RAW_PICK_FREE_SHARD,
 )
 
 # The ledger's statements that apply balance deltas (alone, or with the postings in one
 # round trip); the shard picked by PICK_FREE_SHARD is carried into their parameters.
 _APPLY_STATEMENTS: dict[str, RawStatement] = {
-    statement.sql: statement for statement in (RAW_APPLY_DELTAS, RAW_APPLY_DELTAS_INSERT_POSTINGS)
+    statement.sql: statement
+    for statement in (
+        RAW_APPLY_DELTAS,
+        RAW_APPLY_DELTAS_INSERT_POSTINGS,
+        RAW_APPLY_OBSERVED,
+        RAW_APPLY_OBSERVED_EMITTING,
+    )
 }
 
 ID_FLOOR = 1_000_000_000

@@ -178,6 +178,19 @@ class RawStatement:
         return [values[name] for name in self.params]
 
 
+@dataclass(frozen=True, slots=True)
+class Rider:
+    """A write that rides another statement as a data-modifying common table expression
+    (``name AS (INSERT ...)``), instead of a round trip of its own. ``sql`` names its
+    parameters with a prefix of its own (they share the carrier's namespace) and may
+    use the parameters the carrier documents (the ledger's ``transaction_id``); it
+    returns nothing to the carrier. Same transaction, same outcome as a statement of
+    its own sent right after the carrier."""
+
+    sql: str
+    values: dict[str, Any]
+
+
 async def driver_connection(session: AsyncSession, *, begin: bool = True) -> Any:
     """The asyncpg connection under ``session`` (same transaction, same savepoints).
 

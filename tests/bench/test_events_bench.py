@@ -25,6 +25,11 @@ def test_the_quick_run_delivers_every_event_exactly_once() -> None:
     assert result.stdout.count("| 50 / 50 |") == 2
     for variant in ("| off |", "| on |", "| on+endpoint |"):
         assert variant in result.stdout
+    # Through HTTP too: off and on (the bench itself checks that off wrote no event and
+    # on three per settlement).
+    assert "| settlement through HTTP |" in result.stdout
+    assert result.stdout.count("| off |") == 2
+    assert result.stdout.count("| on |") == 2
 
 
 def test_the_section_is_replaced_not_repeated(tmp_path: Path) -> None:

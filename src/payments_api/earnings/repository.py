@@ -23,7 +23,7 @@ from sqlalchemy import BigInteger, ColumnElement, and_, cast, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.db import RawStatement, driver_connection
+from payments_api.db import RawStatement, Rider, driver_connection
 from payments_api.earnings.models import (
     NO_PROJECT,
     ROLLUP_BUCKET_MINUTES,
@@ -129,9 +129,41 @@ class Snapshot:
     summary: list[SummaryRow]
 
 
+_RIDER_COLUMNS = (
+    "payee_id",
+    "source_type",
+    "source_id",
+    "escrow_id",
+    "amount",
+    "currency",
+    "reference",
+    "project_id",
+    "session_id",
+    "earned_at",
+)
+# One earnings entry, as ``insert`` writes it, for the ledger's posting statement (its
+# ``transaction_id`` parameter is the entry's ledger transaction).
+_INSERT_RIDING_POSTING = f"""
+    earning AS (
+        INSERT INTO earnings ({", ".join(_RIDER_COLUMNS)}, ledger_transaction_id)
+        VALUES ({", ".join(f":earning_{name}" for name in _RIDER_COLUMNS)},
+                CAST(:transaction_id AS bigint))
+        ON CONFLICT (source_type, source_id) DO NOTHING
+    )
+"""
+
+
 class EarningsRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    @staticmethod
+    def insert_riding_posting(values: dict[str, Any]) -> Rider:
+        """:meth:`insert` of ``values`` (without ``ledger_transaction_id``) as a rider of
+        the ledger's posting statement (``NewTransaction.riders``), with the ledger
+        transaction's id: the same row, trigger and no-op on a recorded source, no
+        round trip of its own and nothing returned."""
+        return Rider(_INSERT_RIDING_POSTING, {f"earning_{k}": v for k, v in values.items()})
 
     async def insert(self, values: dict[str, Any]) -> Earning | None:
         """Insert an entry; None when the source was recorded already.

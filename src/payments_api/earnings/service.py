@@ -14,11 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.auth import Principal
+from payments_api.db import Rider
 from payments_api.earnings.errors import InvalidDateRange, InvalidTimezone
 from payments_api.earnings.models import Earning, EarningSource
 from payments_api.earnings.payout_status import attribute
@@ -112,24 +114,32 @@ class EarningsService:
         self.now = now
         self.default_timezone = default_timezone
 
+    def record_with_posting(self, new: NewEarning) -> Rider:
+        """:meth:`record` as a rider of the ledger posting that credits the payee
+        (``NewTransaction.riders``): written in the posting's statement, with its ledger
+        transaction's id (``new.ledger_transaction_id`` is not used)."""
+        return EarningsRepository.insert_riding_posting(self._values(new))
+
     async def record(self, new: NewEarning) -> Earning | None:
         """Write one earnings entry in the caller's transaction (the one that credited
         the payee). Recording the same source again writes nothing and returns None."""
         return await self.repository.insert(
-            {
-                "payee_id": new.payee_id,
-                "source_type": new.source.value,
-                "source_id": new.source_id,
-                "escrow_id": new.escrow_id,
-                "amount": new.amount,
-                "currency": normalize_currency(new.currency),
-                "reference": new.reference,
-                "project_id": new.project_id,
-                "session_id": new.session_id,
-                "earned_at": new.earned_at or self.now(),
-                "ledger_transaction_id": new.ledger_transaction_id,
-            }
+            {**self._values(new), "ledger_transaction_id": new.ledger_transaction_id}
         )
+
+    def _values(self, new: NewEarning) -> dict[str, Any]:
+        return {
+            "payee_id": new.payee_id,
+            "source_type": new.source.value,
+            "source_id": new.source_id,
+            "escrow_id": new.escrow_id,
+            "amount": new.amount,
+            "currency": normalize_currency(new.currency),
+            "reference": new.reference,
+            "project_id": new.project_id,
+            "session_id": new.session_id,
+            "earned_at": new.earned_at or self.now(),
+        }
 
     async def page(
         self,

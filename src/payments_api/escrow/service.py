@@ -22,13 +22,14 @@ returns the escrow as it is.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.db import Rider
 from payments_api.earnings import service as earnings_service
 from payments_api.earnings.models import EarningSource
 from payments_api.escrow.errors import (
@@ -44,7 +45,7 @@ from payments_api.escrow.fees import smallest_price_with_fees, split
 from payments_api.escrow.models import Escrow, EscrowFunding, EscrowStatus
 from payments_api.escrow.repository import EscrowRepository
 from payments_api.escrow.schemas import EscrowCreate, EscrowList, EscrowRead
-from payments_api.events.outbox import emit
+from payments_api.events.outbox import StagedEvent, emit_staged, stage
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountNotInSteps
 from payments_api.kit.clock import utcnow
@@ -123,6 +124,8 @@ class TransitionResult:
     escrow: Escrow
     changed: bool
     """False when the escrow was already in the requested state (a no-op)."""
+    emitted: bool = False
+    """The transition's event was written already (with its ledger posting)."""
 
 
 def is_admin(user: User) -> bool:
@@ -286,7 +289,8 @@ class EscrowService:
                 raise IdempotencyKeyReused("This Idempotency-Key created a different escrow.")
             return existing, True
         if funding is EscrowFunding.wallet:
-            await self._post(
+            # The event goes with the hold's postings (one round trip less).
+            held = await self._post(
                 escrow,
                 "hold",
                 "escrow_hold",
@@ -295,8 +299,10 @@ class EscrowService:
                     (self._customer(escrow, AccountKind.escrow), parts.hold),
                 ],
                 initiated_by=customer.id,
+                event=self._staged(escrow, EventType.escrow_funded),
             )
-            await self._emit(escrow, EventType.escrow_funded)
+            if held is None:  # pragma: no cover - a hold is never zero
+                await self._emit(escrow, EventType.escrow_funded)
         return escrow, False
 
     async def _check_project(self, body: EscrowCreate) -> None:
@@ -471,8 +477,12 @@ class EscrowService:
         )
 
     async def _emit(self, escrow: Escrow, type: EventType) -> None:
-        await emit(
-            self.session,
+        await emit_staged(self.session, self._staged(escrow, type))
+
+    @staticmethod
+    def _staged(escrow: Escrow, type: EventType) -> StagedEvent:
+        """The escrow's event, with the escrow as it is now (the admin's view)."""
+        return stage(
             type,
             escrow_read(escrow, None),
             change_key=f"escrow:{escrow.id}:{type.value.partition('.')[2]}",
@@ -491,7 +501,7 @@ class EscrowService:
         result = await self._transition_once(
             escrow_id, actor, action, reason=reason, expected_status=expected_status
         )
-        if result.changed:
+        if result.changed and not result.emitted:
             await self._emit(result.escrow, _EVENT[action])
         return result
 
@@ -566,18 +576,24 @@ class EscrowService:
             escrow = await self.repository.accept(escrow_id, actor_id=actor.id, now=now)
             if escrow is None:
                 return None
-            await self._apply_accept(escrow)
+            # The row the UPDATE returned is the escrow as it ends: its event can go
+            # with the posting (one round trip less), if a posting is made.
+            emitted = await self._apply_accept(escrow, self._staged(escrow, _EVENT[action]))
         else:
             escrow = await self.repository.complete(
                 escrow_id, actor_id=actor.id, admin=is_admin(actor), now=now
             )
             if escrow is None:
                 return None
-            await self._apply_complete(escrow, now, actor)
-        return TransitionResult(self.repository.attach(escrow), changed=True)
+            emitted = await self._apply_complete(
+                escrow, now, actor, self._staged(escrow, _EVENT[action])
+            )
+        return TransitionResult(self.repository.attach(escrow), changed=True, emitted=emitted)
 
-    async def _apply_accept(self, escrow: Escrow) -> None:
-        await self._post(
+    async def _apply_accept(self, escrow: Escrow, event: StagedEvent | None = None) -> bool:
+        """Post the platform fee (with ``event``, if any); whether ``event`` was written
+        (not when there was nothing to post)."""
+        transaction = await self._post(
             escrow,
             "accept",
             "escrow_platform_fee",
@@ -585,12 +601,31 @@ class EscrowService:
                 (self._customer(escrow, AccountKind.escrow), -escrow.platform_fee_amount),
                 (self._fees(escrow), escrow.platform_fee_amount),
             ],
+            event=event,
         )
+        return event is not None and transaction is not None
 
-    async def _apply_complete(self, escrow: Escrow, now: datetime, actor: User) -> None:
+    async def _apply_complete(
+        self, escrow: Escrow, now: datetime, actor: User, event: StagedEvent | None = None
+    ) -> bool:
+        """Post the settlement (with ``event``, if any) and record the payee's earning
+        (in the posting's statement); whether ``event`` was written (not when there was
+        nothing to post)."""
         # The customer settling their own job moves their money out: a frozen wallet
         # refuses it (in the ledger). An admin settling it is an admin action.
         customer_acts = actor.id == escrow.customer_id
+        earning = earnings_service.NewEarning(
+            payee_id=escrow.payee_id,
+            source=EarningSource.escrow,
+            source_id=public_id(ESCROW_PREFIX, escrow.id),
+            amount=escrow.payee_amount,
+            currency=escrow.currency,
+            reference=escrow.reference,
+            project_id=escrow.project_id,
+            session_id=escrow.session_id,
+            escrow_id=escrow.id,
+            earned_at=now,
+        )
         transaction = await self._post(
             escrow,
             "complete",
@@ -606,22 +641,12 @@ class EscrowService:
                 ),
             ],
             initiated_by=escrow.customer_id if customer_acts else None,
+            event=event,
+            riders=[self.earnings.record_with_posting(earning)],
         )
-        await self.earnings.record(
-            earnings_service.NewEarning(
-                payee_id=escrow.payee_id,
-                source=EarningSource.escrow,
-                source_id=public_id(ESCROW_PREFIX, escrow.id),
-                amount=escrow.payee_amount,
-                currency=escrow.currency,
-                reference=escrow.reference,
-                project_id=escrow.project_id,
-                session_id=escrow.session_id,
-                escrow_id=escrow.id,
-                ledger_transaction_id=transaction.id if transaction else None,
-                earned_at=now,
-            )
-        )
+        if transaction is None:  # pragma: no cover - a settlement always posts
+            await self.earnings.record(earning)
+        return event is not None and transaction is not None
 
     async def _apply_cancel(self, escrow: Escrow, current: EscrowStatus) -> None:
         if current is EscrowStatus.awaiting_payment:
@@ -651,11 +676,15 @@ class EscrowService:
         postings: list[tuple[ledger_service.AccountRef, int]],
         *,
         initiated_by: str | None = None,
+        event: StagedEvent | None = None,
+        riders: Sequence[Rider] = (),
     ) -> StoredTransaction | None:
-        """Post one step of an escrow under the cause key ``escrow:{id}:{step}``.
+        """Post one step of an escrow under the cause key ``escrow:{id}:{step}``, with
+        ``event`` (written by the ledger with the postings).
 
         Zero parts (a fee rate of 0, a fee that rounds to 0) are left out; a step with
-        nothing left to move posts nothing.
+        nothing left to move posts nothing and writes no event: None, and the caller
+        emits the event itself.
         """
         nonzero = [ledger_service.PostingSpec(ref, amount) for ref, amount in postings if amount]
         if len(nonzero) < 2:
@@ -669,6 +698,8 @@ class EscrowService:
                 metadata={"escrow_id": escrow.id, "reference": escrow.reference},
                 postings=nonzero,
                 initiated_by=initiated_by,
+                event=event,
+                riders=riders,
             )
         )
         return result.transaction

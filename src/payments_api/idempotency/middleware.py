@@ -86,6 +86,7 @@ from payments_api.kit.idempotency import (
 )
 from payments_api.problems import PROBLEM_MEDIA_TYPE, ProblemError, problem_response
 from payments_api.state import AppState
+from payments_api.users.repository import UserRepository
 
 log = structlog.get_logger("payments_api.idempotency")
 
@@ -310,6 +311,9 @@ class IdempotencyMiddleware:
                 log.warning(
                     "idempotency lease expired; retry takes the key over", path=request.path
                 )
+            if outcome.user is not None:
+                # Read by the claim: the route's CurrentUser sends no statement for it.
+                UserRepository(session).adopt(outcome.user)
             await driver.execute(f"SAVEPOINT {SAVEPOINT}")
             start, body = await self._run_buffered(scope, receive, session)
             if start is None or body is None:  # no complete response: nothing to keep

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.db import RawStatement, driver_connection
 from payments_api.idempotency.models import IdempotencyKey, IdempotencyStatus
+from payments_api.users.repository import USER_COLUMNS
 
 IN_FLIGHT = IdempotencyStatus.in_flight.value
 COMPLETED = IdempotencyStatus.completed.value
@@ -44,6 +45,11 @@ _KEY_COLUMNS = """k.id, k.fingerprint, k.request_method, k.request_path, k.statu
 # any one-bigint advisory lock (pgqueuer's); a hash collision between two keys in
 # flight at the same instant costs a spurious 409 with ``Retry-After: 1``.
 ADVISORY_LOCK_CLASS = 0x1DE0  # arbitrary, constant: "idempotency keys"
+
+# The caller's user row, read with the claim when it inserted (the request will run): a
+# route running in the claim's transaction then needs no statement of its own for it
+# (``UserRepository.adopt``).
+_USER_COLUMNS = ", ".join(f"u.{name} AS u_{name}" for name in USER_COLUMNS)
 
 # The first request's insert and, when the key exists already, its row, in one round
 # trip. The row is read with the statement's snapshot: a twin that committed while
@@ -71,11 +77,13 @@ CLAIM = RawStatement.of(
             ON CONFLICT (user_id, key) DO NOTHING
             RETURNING id
         )
-        SELECT lock.held, inserted.id AS inserted_id, {_KEY_COLUMNS}, now() AS now
+        SELECT lock.held, inserted.id AS inserted_id, {_KEY_COLUMNS}, now() AS now,
+               {_USER_COLUMNS}
         FROM lock
         LEFT JOIN inserted ON true
         LEFT JOIN idempotency_keys k
           ON inserted.id IS NULL AND k.user_id = :user_id AND k.key = :key
+        LEFT JOIN users u ON inserted.id IS NOT NULL AND u.id = :user_id
         """  # noqa: S608 - constants only
     )
 )
@@ -195,6 +203,8 @@ class ClaimRow:
     inserted_id: int | None
     existing: KeyRow | None
     locked: bool = True
+    user: dict[str, Any] | None = None
+    """With ``inserted_id``: the caller's user row (column -> value), None if it has none."""
 
 
 class IdempotencyRepository:
@@ -241,7 +251,10 @@ class IdempotencyRepository:
             ),
         )
         if row["inserted_id"] is not None:
-            return ClaimRow(int(row["inserted_id"]), None)
+            user = (
+                None if row["u_id"] is None else {name: row[f"u_{name}"] for name in USER_COLUMNS}
+            )
+            return ClaimRow(int(row["inserted_id"]), None, user=user)
         existing = None if row["id"] is None else KeyRow.of(row)
         return ClaimRow(None, existing, locked=bool(row["held"]))
 

@@ -21,6 +21,7 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -81,6 +82,8 @@ class Claimed:
     record_id: int
     lease_token: uuid.UUID
     taken_over: bool = False
+    user: dict[str, Any] | None = None
+    """The caller's user row as the claim read it (column -> value), when it did."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +137,7 @@ class IdempotencyService:
                 retention=self.retention,
             )
             if claimed.inserted_id is not None:
-                return Claimed(claimed.inserted_id, lease_token)
+                return Claimed(claimed.inserted_id, lease_token, user=claimed.user)
             if not claimed.locked:
                 # A twin's transaction holds the key (a route running in one transaction
                 # with it): its row is not committed yet, or it is replaying this one.

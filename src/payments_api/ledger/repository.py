@@ -9,15 +9,21 @@ client-side cost of a settlement, and the client CPU was the limit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.db import RawStatement, driver_connection
+from payments_api.db import RawStatement, Rider, driver_connection
+from payments_api.events.outbox import EVENT_CTES, StagedEvent
+from payments_api.events.repository import CROSS_BALANCE_ALERTS_CTE, CrossedAlert
+from payments_api.ledger.errors import WalletFrozen
 from payments_api.ledger.kinds import PLATFORM_KINDS, PLATFORM_SHARDS, AccountKind
+from payments_api.payment_methods import auto_reload
 
 # --- statements (module constants so the benchmark baseline can run the same SQL) ---
 INSERT_TRANSACTION = text(
@@ -57,20 +63,30 @@ INSERT_ACCOUNT = text(
 )
 
 # INSERT_TRANSACTION, SELECT_ACCOUNTS and LOCK_BALANCES in one round trip, as ``post``
-# runs them (no client decision in between): no row when the cause was applied before
-# (nothing locked); otherwise one row per account found (account columns NULL when none
-# is), with the balance of each single-shard one, locked in (account id, shard) order
-# as LOCK_BALANCES does. Only when every account named exists: otherwise nothing is
+# runs them (no client decision in between), after SELECT_USER_FROZEN of
+# ``frozen_user`` (NULL: nobody's), whose share lock it takes first: a frozen user
+# inserts nothing. Always one row at least: ``frozen``, and ``transaction_id`` NULL when
+# nothing was inserted (the user is frozen, or the cause was applied before: nothing
+# locked); otherwise one row per account found (account columns NULL when none is),
+# with the balance of each single-shard one, locked in (account id, shard) order as
+# LOCK_BALANCES does. Only when every account named exists: otherwise nothing is
 # locked here and ``post`` creates the missing accounts, then locks them all in one
 # ordered statement as before, so the lock order stays global. The accounts are read
 # with the statement's snapshot, as SELECT_ACCOUNTS right after would.
 INSERT_TRANSACTION_LOCK_ACCOUNTS = text(
     """
-    WITH inserted AS (
+    WITH frozen AS MATERIALIZED (
+        SELECT u.frozen FROM users u
+        WHERE u.id = CAST(:frozen_user AS varchar) AND u.frozen
+        FOR SHARE
+    ),
+    inserted AS (
         INSERT INTO ledger_transactions
             (type, cause_type, cause_key, description, metadata, reverses_transaction_id)
-        VALUES (:type, :cause_type, :cause_key, :description, CAST(:metadata AS jsonb),
-                :reverses_transaction_id)
+        SELECT CAST(:type AS varchar), CAST(:cause_type AS varchar),
+               CAST(:cause_key AS varchar), CAST(:description AS text),
+               CAST(:metadata AS jsonb), CAST(:reverses_transaction_id AS bigint)
+        WHERE NOT EXISTS (SELECT FROM frozen)
         ON CONFLICT (cause_key) DO NOTHING
         RETURNING id, created_at
     ),
@@ -93,8 +109,9 @@ INSERT_TRANSACTION_LOCK_ACCOUNTS = text(
     )
     SELECT inserted.id AS transaction_id, inserted.created_at,
            a.id, a.owner_user_id, a.kind, a.currency, a.shard_count, a.may_go_negative,
-           locked.balance
-    FROM inserted
+           locked.balance, EXISTS (SELECT FROM frozen) AS frozen
+    FROM (SELECT) AS one
+    LEFT JOIN inserted ON true
     LEFT JOIN accounts a ON true
     LEFT JOIN locked ON locked.account_id = a.id
     """
@@ -186,6 +203,75 @@ APPLY_DELTAS_INSERT_POSTINGS = text(
     """
 )
 
+
+def apply_deltas_statement(
+    *,
+    alerts: bool = True,
+    reloads: bool = True,
+    event: bool = False,
+    riders: Sequence[str] = (),
+) -> TextClause:
+    """APPLY_DELTAS_INSERT_POSTINGS with what a posting's balances tell other domains, in
+    the same round trip: the balance alerts (``alerts``, events'
+    CROSS_BALANCE_ALERTS_CTE) and the auto-reloads (``reloads``, payment_methods'
+    CROSS_CTE) moved to the side of their thresholds the available balances
+    ``observed_*`` (computed by ``post`` from the locked balances and the deltas) are
+    on, and with ``event`` the change's outgoing event (events' EVENT_CTES, parameters
+    ``event_*``). Those UPDATEs and INSERTs read only the parameters and their own
+    tables: in the posting's statement they see and write what they did as statements
+    of their own after it, under the same balance locks. One row per posting
+    (``row_kind`` 'posting', ``id``), per alert or auto-reload that moved ('alert',
+    'reload') and for the event written ('event': ``id``, ``amount`` = deliveries).
+    ``riders``: more common table expressions (``db.Rider.sql``), run for their writes."""
+    ctes = [
+        APPLY_DELTAS_INSERT_POSTINGS.text.strip()
+        .removeprefix("WITH ")
+        .replace(
+            "INSERT INTO ledger_postings",
+            ",\nposted AS (\n    INSERT INTO ledger_postings",
+        )
+        + "\n)"
+    ]
+    selects = [
+        "SELECT 'posting' AS row_kind, posted.id, NULL::varchar AS user_id, "
+        "NULL::varchar AS currency, NULL::bigint AS amount, NULL::bigint AS available, "
+        "NULL::boolean AS below FROM posted"
+    ]
+    if alerts:
+        ctes.append(CROSS_BALANCE_ALERTS_CTE.strip())
+        selects.append(
+            "SELECT 'alert', NULL, user_id, currency, threshold, available, below FROM alerts"
+        )
+    if reloads:
+        ctes.append(auto_reload.CROSS_CTE.strip())
+        selects.append("SELECT 'reload', NULL, user_id, currency, amount, NULL, below FROM reloads")
+    ctes += [rider.strip() for rider in riders]
+    if event:
+        ctes.append(EVENT_CTES.strip())
+        selects.append(
+            "SELECT 'event', event.id, NULL, NULL, (SELECT count(*) FROM deliveries), NULL, "
+            "NULL FROM event"
+        )
+    return text("WITH " + ",\n".join(ctes) + "\n" + "\nUNION ALL\n".join(selects))
+
+
+APPLY_OBSERVED = apply_deltas_statement()
+APPLY_OBSERVED_EMITTING = apply_deltas_statement(event=True)
+
+
+@lru_cache(maxsize=64)
+def _with_riders(event: bool, riders: tuple[str, ...]) -> RawStatement:
+    return RawStatement.of(apply_deltas_statement(event=event, riders=riders))
+
+
+@lru_cache(maxsize=64)
+def _riders_alone(riders: tuple[str, ...]) -> RawStatement:
+    # ``transaction_id`` typed first, as in the posting statement (where it is bigint).
+    ctes = ["posted_transaction AS (SELECT CAST(:transaction_id AS bigint) AS id)"]
+    ctes += [rider.strip() for rider in riders]
+    return RawStatement.of(text("WITH " + ",\n".join(ctes) + "\nSELECT id FROM posted_transaction"))
+
+
 _SELECT_TRANSACTION = """
     SELECT t.id, t.type, t.cause_type, t.cause_key, t.description, t.metadata,
            t.reverses_transaction_id, t.created_at
@@ -204,6 +290,8 @@ RAW_PICK_FREE_SHARD = RawStatement.of(PICK_FREE_SHARD)
 RAW_LOCK_BALANCES = RawStatement.of(LOCK_BALANCES)
 RAW_APPLY_DELTAS = RawStatement.of(APPLY_DELTAS)
 RAW_APPLY_DELTAS_INSERT_POSTINGS = RawStatement.of(APPLY_DELTAS_INSERT_POSTINGS)
+RAW_APPLY_OBSERVED = RawStatement.of(APPLY_OBSERVED)
+RAW_APPLY_OBSERVED_EMITTING = RawStatement.of(APPLY_OBSERVED_EMITTING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +342,18 @@ class InsertedTransaction:
     account was missing and nothing was locked."""
 
 
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What the posting statement returned besides the postings' ids."""
+
+    posting_ids: list[int]
+    alerts: list[CrossedAlert]
+    reloads: list[auto_reload.CrossedReload]
+    event: tuple[int | None, int] | None
+    """(event id or None when its change key was recorded before, deliveries written);
+    None when no event was staged."""
+
+
 def _account_key_arrays(keys: list[tuple[str, str, str]]) -> dict[str, list[str]]:
     """(owner, kind, currency) keys as the parallel arrays the account lookups unnest."""
     return {
@@ -283,17 +383,29 @@ class LedgerRepository:
         return await driver_connection(self.session)
 
     async def insert_transaction_locking_accounts(
-        self, values: dict[str, Any], keys: list[tuple[str, str, str]]
+        self,
+        values: dict[str, Any],
+        keys: list[tuple[str, str, str]],
+        *,
+        frozen_user: str | None = None,
     ) -> InsertedTransaction | None:
         """Insert the transaction (INSERT_TRANSACTION), :meth:`find_accounts` of ``keys``
         and, when they all exist, :meth:`lock_balances` of the single-shard ones, in one
-        round trip; None (nothing written or locked) when the cause key exists already."""
+        round trip; None (nothing written or locked) when the cause key exists already.
+        With ``frozen_user``, that user's frozen flag is read first under a share lock
+        (:meth:`user_is_frozen`): ``WalletFrozen`` when it is set (nothing written)."""
         driver = await self._driver()
         rows = await driver.fetch(
             RAW_INSERT_TRANSACTION_LOCK_ACCOUNTS.sql,
-            *RAW_INSERT_TRANSACTION_LOCK_ACCOUNTS.args({**values, **_account_key_arrays(keys)}),
+            *RAW_INSERT_TRANSACTION_LOCK_ACCOUNTS.args(
+                {"frozen_user": frozen_user, **values, **_account_key_arrays(keys)}
+            ),
         )
-        if not rows:
+        if rows[0]["frozen"]:
+            raise WalletFrozen(
+                "The wallet is frozen: money cannot leave it by the owner's own action."
+            )
+        if rows[0]["transaction_id"] is None:
             return None
         found = [AccountRow(*row[2:8]) for row in rows if row["id"] is not None]
         accounts = {a.key: a for a in found}
@@ -346,30 +458,80 @@ class LedgerRepository:
         hot_deltas: dict[int, int],
         transaction_id: int,
         postings: list[tuple[int, str, int]],
-    ) -> list[int]:
+        *,
+        observed: Sequence[tuple[str, str, int]] = (),
+        event: StagedEvent | None = None,
+        riders: Sequence[Rider] = (),
+    ) -> Applied:
         """Pick a free shard (PICK_FREE_SHARD) for each account of ``hot_deltas``, apply
-        ``deltas`` and those (APPLY_DELTAS), then insert the postings (INSERT_POSTINGS),
-        in one round trip."""
+        ``deltas`` and those (APPLY_DELTAS), insert the postings (INSERT_POSTINGS), move
+        the thresholds of the ``observed`` available balances (user, currency, balance
+        after) and write ``event``, in one round trip (:func:`apply_deltas_statement`)."""
         keys = sorted(deltas)
         hot = sorted(hot_deltas)
+        if riders:
+            statement = _with_riders(event is not None, tuple(r.sql for r in riders))
+        else:
+            statement = RAW_APPLY_OBSERVED if event is None else RAW_APPLY_OBSERVED_EMITTING
+        values = {
+            "account_ids": [k[0] for k in keys],
+            "shards": [k[1] for k in keys],
+            "deltas": [deltas[k] for k in keys],
+            "hot_account_ids": hot,
+            "hot_deltas": [hot_deltas[a] for a in hot],
+            "transaction_id": transaction_id,
+            "posting_account_ids": [p[0] for p in postings],
+            "currencies": [p[1] for p in postings],
+            "amounts": [p[2] for p in postings],
+            "observed_users": [o[0] for o in observed],
+            "observed_currencies": [o[1] for o in observed],
+            "observed_available": [o[2] for o in observed],
+        }
+        if event is not None:
+            values.update(event.params())
+        for rider in riders:
+            values.update(rider.values)
         driver = await self._driver()
-        rows = await driver.fetch(
-            RAW_APPLY_DELTAS_INSERT_POSTINGS.sql,
-            *RAW_APPLY_DELTAS_INSERT_POSTINGS.args(
-                {
-                    "account_ids": [k[0] for k in keys],
-                    "shards": [k[1] for k in keys],
-                    "deltas": [deltas[k] for k in keys],
-                    "hot_account_ids": hot,
-                    "hot_deltas": [hot_deltas[a] for a in hot],
-                    "transaction_id": transaction_id,
-                    "posting_account_ids": [p[0] for p in postings],
-                    "currencies": [p[1] for p in postings],
-                    "amounts": [p[2] for p in postings],
-                }
-            ),
-        )
-        return [row["id"] for row in rows]
+        rows = await driver.fetch(statement.sql, *statement.args(values))
+        posting_ids: list[int] = []
+        alerts: list[CrossedAlert] = []
+        reloads: list[auto_reload.CrossedReload] = []
+        written: tuple[int | None, int] | None = None if event is None else (None, 0)
+        for row in rows:
+            kind = row["row_kind"]
+            if kind == "posting":
+                posting_ids.append(row["id"])
+            elif kind == "alert":
+                alerts.append(
+                    CrossedAlert(
+                        row["user_id"],
+                        row["currency"],
+                        row["amount"],
+                        row["below"],
+                        row["available"],
+                    )
+                )
+            elif kind == "reload":
+                reloads.append(
+                    auto_reload.CrossedReload(
+                        row["user_id"], row["currency"], row["amount"], row["below"]
+                    )
+                )
+            else:
+                written = (row["id"], row["amount"])
+        # Identity values follow the insert order: sorted, the ids line up with
+        # ``postings`` whatever order the rows came back in.
+        posting_ids.sort()
+        return Applied(posting_ids, alerts, reloads, written)
+
+    async def run_riders(self, riders: Sequence[Rider], transaction_id: int) -> None:
+        """``riders`` in a statement of their own (the posting was made before)."""
+        statement = _riders_alone(tuple(r.sql for r in riders))
+        values: dict[str, Any] = {"transaction_id": transaction_id}
+        for rider in riders:
+            values.update(rider.values)
+        driver = await self._driver()
+        await driver.execute(statement.sql, *statement.args(values))
 
     async def user_is_frozen(self, user_id: str) -> bool:
         """The user's frozen flag, read under a share lock held to the end of the

@@ -28,7 +28,10 @@ from prometheus_client import Counter
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.db import Rider
 from payments_api.events import alerts as balance_alerts
+from payments_api.events import outbox
+from payments_api.events.outbox import StagedEvent
 from payments_api.kit.clock import utcnow
 from payments_api.ledger.errors import (
     AlreadyReversed,
@@ -36,7 +39,6 @@ from payments_api.ledger.errors import (
     InvalidPosting,
     TransactionNotFound,
     UnbalancedTransaction,
-    WalletFrozen,
 )
 from payments_api.ledger.kinds import PLATFORM_KINDS, USER_KINDS, AccountKind, CauseType
 from payments_api.ledger.repository import (
@@ -93,6 +95,16 @@ class NewTransaction:
     reverses_transaction_id: int | None = None
     allow_negative_available: bool = False
     """Only the dispute path may drive a user's available below zero."""
+    riders: Sequence[Rider] = ()
+    """Writes of the change this transaction is part of (the payee's earnings entry of a
+    settlement), run in the statement that inserts the postings, which passes them the
+    transaction's id as ``transaction_id``; on a replay of the cause key, in a
+    statement of their own. Either way they ran exactly when ``post`` returns."""
+    event: StagedEvent | None = None
+    """The outgoing event of the change this transaction is part of (``outbox.stage``):
+    written with the postings, in their statement, when the transaction is posted; on
+    a replay of the cause key, in a statement of its own (a no-op when its change key
+    was recorded). Either way it is written exactly when ``post`` returns."""
     initiated_by: str | None = None
     """The user whose own request this is (a withdrawal, an escrow they fund or
     complete, a spend). If that user's wallet is frozen, a transaction that takes money
@@ -165,15 +177,11 @@ class LedgerService:
         takes_from_initiator = new.initiated_by is not None and any(
             p.amount < 0 and p.account.owner_user_id == new.initiated_by for p in postings
         )
-        # FOR SHARE: a concurrent freeze waits for this transaction, and this one waits
-        # for a freeze in flight and then sees it.
-        if takes_from_initiator and await self.repository.user_is_frozen(str(new.initiated_by)):
-            raise WalletFrozen(
-                "The wallet is frozen: money cannot leave it by the owner's own action."
-            )
         keys = sorted({p.account.key for p in postings})
-        # The transaction row, the accounts' lookup and the balances' locks share a
-        # round trip.
+        # The initiator's frozen flag (read FOR SHARE: a concurrent freeze waits for this
+        # transaction, and this one waits for a freeze in flight and then sees it;
+        # ``WalletFrozen`` before anything is written), the transaction row, the
+        # accounts' lookup and the balances' locks share a round trip.
         inserted = await self.repository.insert_transaction_locking_accounts(
             {
                 "type": new.type,
@@ -184,11 +192,16 @@ class LedgerService:
                 "reverses_transaction_id": new.reverses_transaction_id,
             },
             keys,
+            frozen_user=str(new.initiated_by) if takes_from_initiator else None,
         )
         if inserted is None:
             existing = await self.repository.get_transaction(cause_key=new.cause_key)
             if existing is None:  # pragma: no cover - the conflict guarantees the row
                 raise RuntimeError(f"cause {new.cause_key} conflicted but is missing")
+            if new.riders:
+                await self.repository.run_riders(new.riders, existing.id)
+            if new.event is not None:
+                await outbox.emit_staged(self.session, new.event)
             return PostResult(existing, replayed=True)
         transaction_id, created_at = inserted.id, inserted.created_at
         current = inserted.locked_balances
@@ -221,15 +234,6 @@ class LedgerService:
 
         if new.allow_negative_available:
             await self.repository.allow_negative_available(True)
-        # The shard picks, the balances' update and the postings share a round trip.
-        posting_ids = await self.repository.apply_deltas_inserting_postings(
-            {k: v for k, v in deltas.items() if v != 0},
-            hot,
-            transaction_id,
-            [(accounts[p.account.key].id, p.account.currency, p.amount) for p in postings],
-        )
-        if new.allow_negative_available:
-            await self.repository.allow_negative_available(False)
         available_after = [
             (str(by_id[account_id].owner_user_id), by_id[account_id].currency, current[key] + delta)
             for key, delta in deltas.items()
@@ -238,9 +242,26 @@ class LedgerService:
             and by_id[account_id].kind == AccountKind.available
             and by_id[account_id].owner_user_id is not None
         ]
-        if available_after:
-            await balance_alerts.observe(self.session, available_after, transaction_id)
-            await auto_reload.observe(self.session, available_after, transaction_id)
+        # The shard picks, the balances' update, the postings, the thresholds the new
+        # available balances crossed and the change's event share a round trip.
+        applied = await self.repository.apply_deltas_inserting_postings(
+            {k: v for k, v in deltas.items() if v != 0},
+            hot,
+            transaction_id,
+            [(accounts[p.account.key].id, p.account.currency, p.amount) for p in postings],
+            observed=available_after,
+            event=new.event,
+            riders=new.riders,
+        )
+        posting_ids = applied.posting_ids
+        if new.allow_negative_available:
+            await self.repository.allow_negative_available(False)
+        if applied.alerts:
+            await balance_alerts.crossed(self.session, applied.alerts, transaction_id)
+        if applied.reloads:
+            await auto_reload.crossed(self.session, applied.reloads, transaction_id)
+        if applied.event is not None:
+            await outbox.written(self.session, *applied.event)
         stored = StoredTransaction(
             id=transaction_id,
             type=new.type,

@@ -1,8 +1,8 @@
 """Auto-reload: one off-session top-up per downward crossing of a threshold.
 
-The ledger calls :func:`observe` with the available balances a posting left, in the
-posting's transaction (beside the low-balance alerts). One statement moves each
-affected auto-reload to the side of its threshold the balance is now on; a move
+The ledger moves each affected auto-reload to the side of its threshold the balance is
+now on, in the statement that applies a posting's balances (:data:`CROSS_CTE`, beside
+the low-balance alerts), and calls :func:`crossed` with the ones that moved; a move
 downwards writes a pending off-session top-up order for the default card and queues
 ``auto_reload.charge`` for it, in the same transaction. Postings to one account are
 serialised by the ledger's balance lock, so concurrent debits see the crossing exactly
@@ -13,6 +13,8 @@ The job calls Stripe with no transaction open (``charge``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +38,30 @@ _CROSS = text(
     """
 )
 
+# :data:`_CROSS` as a common table expression named ``reloads``, over the parameters
+# ``observed_users``, ``observed_currencies`` and ``observed_available``: the ledger
+# runs it inside the statement that applies a posting's balances.
+CROSS_CTE = """
+    reloads AS (
+        UPDATE auto_reloads AS r
+        SET below = (v.available < r.threshold), updated_at = now()
+        FROM unnest(CAST(:observed_users AS varchar[]), CAST(:observed_currencies AS varchar[]),
+                    CAST(:observed_available AS bigint[])) AS v(user_id, currency, available)
+        WHERE r.user_id = v.user_id AND r.currency = v.currency AND r.enabled
+          AND r.below IS DISTINCT FROM (v.available < r.threshold)
+        RETURNING r.user_id, r.currency, r.amount, r.below
+    )
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class CrossedReload:
+    user_id: str
+    currency: str
+    amount: int
+    below: bool
+
+
 # The pending top-up (the orders domain's table, written here in SQL so the ledger, which
 # calls this module, never imports a pay-in domain).
 _START = text(
@@ -55,7 +81,8 @@ async def observe(
     session: AsyncSession, available: list[tuple[str, str, int]], transaction_id: int
 ) -> list[int]:
     """``available``: (user id, currency, available after the posting). The ids of the
-    top-up orders this posting started."""
+    top-up orders this posting started. For a caller that has not moved the
+    auto-reloads itself (one statement of its own)."""
     rows = (
         await session.execute(
             _CROSS,
@@ -66,8 +93,20 @@ async def observe(
             },
         )
     ).all()
+    return await crossed(
+        session,
+        [CrossedReload(row.user_id, row.currency, row.amount, row.below) for row in rows],
+        transaction_id,
+    )
+
+
+async def crossed(
+    session: AsyncSession, reloads: Iterable[CrossedReload], transaction_id: int
+) -> list[int]:
+    """Start a top-up for each auto-reload that moved below its threshold; the ids of
+    the orders started."""
     started: list[int] = []
-    for row in rows:
+    for row in reloads:
         if not row.below:
             continue  # back above: re-armed for the next fall
         card = await PaymentMethodRepository(session).default_for(row.user_id)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +19,9 @@ SELECT_USER = RawStatement.of(
 )
 
 
+_ADOPTED = "payments_api.users.adopted"
+
+
 def matches_principal(roles: list[str], email: str | None, principal: Principal) -> bool:
     """The stored roles and email are what the token says (no refresh needed)."""
     return roles == sorted(principal.roles) and email == principal.email
@@ -32,6 +37,15 @@ class UserRepository:
             stmt = stmt.with_for_update()
         result: User | None = await self.session.scalar(stmt)
         return result
+
+    def adopt(self, values: dict[str, Any]) -> User:
+        """Make a user row read by another statement of this session's transaction (the
+        Idempotency-Key claim reads the caller's) the session's persistent ``User``:
+        reading that user later in the transaction needs no statement."""
+        user = attach_instance(self.session, detached_instance(User, values.items()))
+        # The identity map holds unmodified instances weakly: kept alive for the session.
+        self.session.info[_ADOPTED] = user
+        return user
 
     async def _current(self, user_id: str) -> User | None:
         """The user row as the session's persistent ``User`` (raw statement, no ORM load).
