@@ -52,8 +52,15 @@ class TestDocsPagesOffline:
                 await expect(page.locator(".opblock").first).to_be_visible()
 
                 await page.goto(f"{service.base_url}/redoc")
-                await expect(page.locator("h1").first).to_contain_text("payments-api")
-                await expect(page.locator("[data-section-id]").first).to_be_attached()
+                # ReDoc renders the whole document in the page before its first heading
+                # shows: on a loaded two-core machine that takes longer than expect()'s
+                # default 5 s (seen locally), so the page's own timeout applies.
+                await expect(page.locator("h1").first).to_contain_text(
+                    "payments-api", timeout=15_000
+                )
+                await expect(page.locator("[data-section-id]").first).to_be_attached(
+                    timeout=15_000
+                )
             finally:
                 await browser.close()
         assert outside == []
