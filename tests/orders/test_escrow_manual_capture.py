@@ -575,3 +575,59 @@ class TestRecovery:
         )
         assert (await get_escrow(client, escrow_id, customer))["status"] == "accepted"
         assert await ledger_invariants(session) == []
+
+
+class TestAfterTheCommit:
+    async def test_stripe_is_asked_only_once_the_acceptance_committed(
+        self, committed_client: httpx.AsyncClient, stripe_payins: respx.MockRouter
+    ) -> None:
+        """With real commits (not the suite's shared connection): the capture is asked
+        after the acceptance's transaction committed, so it sees the request, and the
+        answer is applied at once."""
+        client = committed_client
+        customer, payee = new_party()
+        await client.get("/api/v1/me/balance", headers=auth(payee, ["payee"]))  # first seen
+        response = await client.post(
+            "/api/v1/checkout/sessions",
+            json={
+                "purpose": "escrow",
+                "capture_method": "manual",
+                "payee_id": payee,
+                "amount": PRICE,
+                "currency": "usd",
+                "reference": "job-committed",
+                **URLS,
+            },
+            headers={**auth(customer, ["customer"]), "Idempotency-Key": f"job-{customer}"},
+        )
+        assert response.status_code == 201, response.text
+        order_id = int(response.json()["order_id"].removeprefix("ord_"))
+        order = Order(
+            id=order_id, user_id=customer, amount=HOLD, currency="usd", purpose="escrow"
+        )
+        pi = f"pi_{uuid.uuid4().hex[:16]}"
+        authorization = make_event(
+            "payment_intent.amount_capturable_updated", intent_of(order, pi, "requires_capture")
+        )
+        assert (await deliver(client, authorization)).status_code == 200
+        [escrow] = (
+            await client.get("/api/v1/escrows", headers=auth(customer, ["customer"]))
+        ).json()["data"]
+        assert escrow["status"] == "authorized"
+        capture, _cancel = stripe_answers(stripe_payins, order, pi)
+
+        accepted = await client.post(
+            f"/api/v1/escrows/{escrow['id']}/accept",
+            headers={**auth(payee, ["payee"]), "Idempotency-Key": uuid.uuid4().hex},
+        )
+
+        assert accepted.status_code == 200, accepted.text
+        assert capture.call_count == 1
+        got = (
+            await client.get(
+                f"/api/v1/escrows/{escrow['id']}", headers=auth(customer, ["customer"])
+            )
+        ).json()
+        assert (got["status"], got["capture_status"]) == ("accepted", "captured")
+        wallet = (await balance(client, customer))["usd"]
+        assert (wallet["available"], wallet["escrow"]) == (0, PRICE)

@@ -18,7 +18,7 @@ from payments_api.escrow.schemas import (
     EscrowRead,
 )
 from payments_api.escrow.service import EscrowService, escrow_read, parse_escrow_id
-from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
+from payments_api.kit.idempotency import IdempotencyKeyDep, after_commit, one_transaction
 from payments_api.kit.pagination import Limit, public_id
 from payments_api.ledger import errors as ledger_errors
 from payments_api.problems import problem_responses
@@ -48,13 +48,21 @@ EscrowCapturesDep = Annotated[EscrowCaptures, Depends(get_escrow_captures)]
 
 
 def _ask_stripe_after_commit(
-    escrow: Escrow, captures: EscrowCaptures, background: BackgroundTasks
+    escrow: Escrow, captures: EscrowCaptures, request: Request, background: BackgroundTasks
 ) -> None:
     """A capture or release recorded by this request is asked of Stripe once the
-    request's transaction has committed (a background task runs after the response);
-    the ``escrow.capture`` job asks again if this never gets an answer."""
-    if escrow.capture_status in ("capture_requested", "release_requested"):
-        background.add_task(captures.submit, escrow.id)
+    request's transaction has committed: after the idempotency middleware's commit for a
+    one-transaction route, else as a background task (the route's own session commits
+    before the response). The ``escrow.capture`` job asks again if this never answers."""
+    if escrow.capture_status not in ("capture_requested", "release_requested"):
+        return
+    escrow_id = escrow.id
+
+    async def submit() -> None:
+        await captures.submit(escrow_id)
+
+    if not after_commit(request.scope, submit):
+        background.add_task(submit)
 CustomerUser = Annotated[User, Depends(require_role("customer"))]
 EscrowIdPath = Annotated[
     str, Path(max_length=64, description="The escrow id.", examples=["esc_12"])
@@ -186,6 +194,7 @@ _TRANSITION_ERRORS = problem_responses(
 @one_transaction
 async def accept_escrow(
     escrow_id: EscrowIdPath,
+    request: Request,
     user: CurrentUser,
     service: EscrowServiceDep,
     captures: EscrowCapturesDep,
@@ -198,7 +207,7 @@ async def accept_escrow(
         user,
         amount_to_capture=body.amount_to_capture if body is not None else None,
     )
-    _ask_stripe_after_commit(result.escrow, captures, background)
+    _ask_stripe_after_commit(result.escrow, captures, request, background)
     return escrow_read(result.escrow, user)
 
 
@@ -282,7 +291,7 @@ async def cancel_escrow(
             expected_status=expected,
             request_id=getattr(request.state, "request_id", None),
         )
-        _ask_stripe_after_commit(escrow, captures, background)
+        _ask_stripe_after_commit(escrow, captures, request, background)
         return EscrowCancelRead(
             **escrow_read(escrow, user).model_dump(),
             refund=None
@@ -297,5 +306,5 @@ async def cancel_escrow(
     result = await service.cancel(
         parse_escrow_id(escrow_id), user, reason=reason, expected_status=expected
     )
-    _ask_stripe_after_commit(result.escrow, captures, background)
+    _ask_stripe_after_commit(result.escrow, captures, request, background)
     return EscrowCancelRead(**escrow_read(result.escrow, user).model_dump())
