@@ -20,9 +20,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 OLD_STATUSES = "'awaiting_payment', 'created', 'accepted', 'completed', 'cancelled'"
-NEW_STATUSES = (
-    "'awaiting_payment', 'authorized', 'created', 'accepted', 'completed', 'cancelled'"
-)
+NEW_STATUSES = "'awaiting_payment', 'authorized', 'created', 'accepted', 'completed', 'cancelled'"
 CAPTURE_STATUSES = (
     "'authorized', 'capture_requested', 'capture_failed', 'captured', "
     "'release_requested', 'released', 'expired'"
@@ -79,9 +77,7 @@ def upgrade() -> None:
         "ix_escrows_capture_status_capture_requested_at",
         "escrows",
         ["capture_status", "capture_requested_at"],
-        postgresql_where=sa.text(
-            "capture_status IN ('capture_requested', 'release_requested')"
-        ),
+        postgresql_where=sa.text("capture_status IN ('capture_requested', 'release_requested')"),
     )
 
 

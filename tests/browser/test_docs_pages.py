@@ -58,9 +58,7 @@ class TestDocsPagesOffline:
                 await expect(page.locator("h1").first).to_contain_text(
                     "payments-api", timeout=15_000
                 )
-                await expect(page.locator("[data-section-id]").first).to_be_attached(
-                    timeout=15_000
-                )
+                await expect(page.locator("[data-section-id]").first).to_be_attached(timeout=15_000)
             finally:
                 await browser.close()
         assert outside == []

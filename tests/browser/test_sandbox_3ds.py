@@ -54,7 +54,9 @@ async def _start_topup(
     client: httpx.AsyncClient, service: Service
 ) -> tuple[dict[str, str], dict[str, Any]]:
     user = f"browser3ds_{uuid.uuid4().hex[:12]}"
-    headers = {"Authorization": f"Bearer {make_token(user, ['customer'], secret=service.jwt_secret)}"}
+    headers = {
+        "Authorization": f"Bearer {make_token(user, ['customer'], secret=service.jwt_secret)}"
+    }
     ready = (await client.get("/readyz")).json()
     assert ready["stripe"] == "sandbox"
     created = await client.post(

@@ -59,16 +59,16 @@ def intent_of(order: Order, pi: str, status: str, **fields: Any) -> dict[str, An
     return intent
 
 
-def stripe_answers(mock: respx.MockRouter, order: Order, pi: str) -> tuple[respx.Route, respx.Route]:
+def stripe_answers(
+    mock: respx.MockRouter, order: Order, pi: str
+) -> tuple[respx.Route, respx.Route]:
     """Stripe's capture and cancel of ``pi``, as Stripe answers them."""
 
     def capture(request: httpx.Request) -> httpx.Response:
         amount = int(form(request).get("amount_to_capture") or order.amount)
         return httpx.Response(
             200,
-            json=intent_of(
-                order, pi, "succeeded", amount_received=amount, latest_charge="ch_mc"
-            ),
+            json=intent_of(order, pi, "succeeded", amount_received=amount, latest_charge="ch_mc"),
         )
 
     def cancel(request: httpx.Request) -> httpx.Response:
@@ -162,7 +162,7 @@ class TestAuthorization:
         self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
     ) -> None:
         customer, payee = new_party()
-        escrow_id, order, pi = await authorized_escrow(client, session, customer, payee)
+        escrow_id, order, _pi = await authorized_escrow(client, session, customer, payee)
 
         sent = form(stripe_payins.routes["sessions"].calls.last.request)
         assert sent["payment_intent_data[capture_method]"] == "manual"
@@ -602,9 +602,7 @@ class TestAfterTheCommit:
         )
         assert response.status_code == 201, response.text
         order_id = int(response.json()["order_id"].removeprefix("ord_"))
-        order = Order(
-            id=order_id, user_id=customer, amount=HOLD, currency="usd", purpose="escrow"
-        )
+        order = Order(id=order_id, user_id=customer, amount=HOLD, currency="usd", purpose="escrow")
         pi = f"pi_{uuid.uuid4().hex[:16]}"
         authorization = make_event(
             "payment_intent.amount_capturable_updated", intent_of(order, pi, "requires_capture")

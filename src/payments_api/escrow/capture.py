@@ -177,9 +177,10 @@ class EscrowCaptures:
             )
             return
         except PaymentProviderError:
-            intent = await self._refused(escrow, intent_id)
-            if intent is None:
+            known = await self._refused(escrow, intent_id)
+            if known is None:
                 return
+            intent = known
         await self._apply(escrow_id, intent)
 
     async def _refused(self, escrow: Escrow, intent_id: str) -> dict[str, Any] | None:

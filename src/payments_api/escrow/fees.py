@@ -81,13 +81,16 @@ def split_for_hold(hold: int, *, platform_fee_bps: int, service_fee_bps: int) ->
         raise ValueError("hold must be a positive integer of minor units")
     # P * (1 + bps / 10_000) <= hold: start at the exact rational bound and step down.
     price = max(1, hold * 10_000 // (10_000 + platform_fee_bps))
-    while price > 1 and split(
-        price, platform_fee_bps=platform_fee_bps, service_fee_bps=service_fee_bps
-    ).hold > hold:
+    while (
+        price > 1
+        and split(price, platform_fee_bps=platform_fee_bps, service_fee_bps=service_fee_bps).hold
+        > hold
+    ):
         price -= 1
-    while split(
-        price + 1, platform_fee_bps=platform_fee_bps, service_fee_bps=service_fee_bps
-    ).hold <= hold:
+    while (
+        split(price + 1, platform_fee_bps=platform_fee_bps, service_fee_bps=service_fee_bps).hold
+        <= hold
+    ):
         price += 1
     parts = split(price, platform_fee_bps=platform_fee_bps, service_fee_bps=service_fee_bps)
     return Split(

@@ -63,6 +63,8 @@ def _ask_stripe_after_commit(
 
     if not after_commit(request.scope, submit):
         background.add_task(submit)
+
+
 CustomerUser = Annotated[User, Depends(require_role("customer"))]
 EscrowIdPath = Annotated[
     str, Path(max_length=64, description="The escrow id.", examples=["esc_12"])

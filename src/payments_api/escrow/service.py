@@ -276,7 +276,11 @@ class EscrowService:
                 **body.model_dump(mode="json"),
                 "funding": funding,
                 # Only named when not the default: fingerprints of earlier rows still match.
-                **({"capture_method": capture_method} if capture_method.value != "automatic" else {}),
+                **(
+                    {"capture_method": capture_method}
+                    if capture_method.value != "automatic"
+                    else {}
+                ),
             }
         )
         now = self.now()

@@ -39,6 +39,7 @@ def after_commit(scope: MutableMapping[str, Any], work: Callable[[], Awaitable[N
     scope.setdefault(AFTER_COMMIT, []).append(work)
     return True
 
+
 EndpointT = TypeVar("EndpointT", bound=Callable[..., Any])
 
 

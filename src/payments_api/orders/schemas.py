@@ -91,7 +91,6 @@ class CheckoutSessionCreate(BaseModel):
     )
     cancel_url: str = Field(max_length=2048, examples=["https://app.example.com/wallet"])
 
-
     @model_validator(mode="after")
     def _manual_capture_is_escrow(self) -> CheckoutSessionCreate:
         if self.capture_method != "automatic" and self.purpose != "escrow":

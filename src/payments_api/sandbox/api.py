@@ -364,9 +364,7 @@ async def cancel_payment_intent(request: Request, intent_id: str) -> Response:
 @router.post("/payment_intents/{intent_id}/capture")
 async def capture_payment_intent(request: Request, intent_id: str) -> Response:
     async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.render(
-            await service.capture_payment_intent(intent_id, p), p.expand()
-        )
+        return await service.render(await service.capture_payment_intent(intent_id, p), p.expand())
 
     return await execute(
         request,

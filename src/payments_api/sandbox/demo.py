@@ -6,10 +6,11 @@ from the sandbox admin page), an admin refunds 20.00 of the top-up, and a disput
 top-up is opened and won. Then cards: the customer saves a card and is topped up
 off-session with it, saves a card whose bank always wants authentication (its
 off-session top-up waits for the customer, who finishes it through the link), and pays a
-job by authorization only, captured in part when the payee accepts. Every step goes over HTTP exactly as a frontend (and a
-browser on the sandbox pages) would; the money moves only when the sandbox's webhooks
-reach the service. After each step the balances are printed as a table; the run fails
-(exit code 1) if any balance differs from what SPEC 6 says it must be.
+job by authorization only, captured in part when the payee accepts. Every step goes over
+HTTP exactly as a frontend (and a browser on the sandbox pages) would; the money moves
+only when the sandbox's webhooks reach the service. After each step the balances are
+printed as a table; the run fails (exit code 1) if any balance differs from what SPEC 6
+says it must be.
 
 The demo also plays the platform's backend: it starts a receiver on loopback, registers
 it as a webhook endpoint, and after each step prints the outgoing events it received,
