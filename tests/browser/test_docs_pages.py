@@ -45,16 +45,16 @@ class TestDocsPagesOffline:
                 await page.route("**/*", offline)
 
                 await page.goto(f"{service.base_url}/docs")
-                # Swagger UI drew the document: its title and an operation of ours.
+                # Swagger UI drew the document: its title and an operation of ours. Both
+                # viewers render the whole document in the page before anything shows:
+                # on a loaded two-core machine that takes longer than expect()'s default
+                # 5 s (seen locally, "loading"), so the page's own 15 s apply.
                 await expect(page.locator(".swagger-ui .info .title")).to_contain_text(
-                    "payments-api"
+                    "payments-api", timeout=15_000
                 )
-                await expect(page.locator(".opblock").first).to_be_visible()
+                await expect(page.locator(".opblock").first).to_be_visible(timeout=15_000)
 
                 await page.goto(f"{service.base_url}/redoc")
-                # ReDoc renders the whole document in the page before its first heading
-                # shows: on a loaded two-core machine that takes longer than expect()'s
-                # default 5 s (seen locally), so the page's own timeout applies.
                 await expect(page.locator("h1").first).to_contain_text(
                     "payments-api", timeout=15_000
                 )
