@@ -45,15 +45,20 @@ class TestDocsPagesOffline:
                 await page.route("**/*", offline)
 
                 await page.goto(f"{service.base_url}/docs")
-                # Swagger UI drew the document: its title and an operation of ours.
+                # Swagger UI drew the document: its title and an operation of ours. Both
+                # viewers render the whole document in the page before anything shows:
+                # on a loaded two-core machine that takes longer than expect()'s default
+                # 5 s (seen locally, "loading"), so the page's own 15 s apply.
                 await expect(page.locator(".swagger-ui .info .title")).to_contain_text(
-                    "payments-api"
+                    "payments-api", timeout=15_000
                 )
-                await expect(page.locator(".opblock").first).to_be_visible()
+                await expect(page.locator(".opblock").first).to_be_visible(timeout=15_000)
 
                 await page.goto(f"{service.base_url}/redoc")
-                await expect(page.locator("h1").first).to_contain_text("payments-api")
-                await expect(page.locator("[data-section-id]").first).to_be_attached()
+                await expect(page.locator("h1").first).to_contain_text(
+                    "payments-api", timeout=15_000
+                )
+                await expect(page.locator("[data-section-id]").first).to_be_attached(timeout=15_000)
             finally:
                 await browser.close()
         assert outside == []

@@ -641,6 +641,14 @@ NOT_REACHABLE: dict[str, str] = {
     "retrieve_subscription": "a subscribe retry after Stripe's id is recorded: row to add",
     "preview_invoice": "proration preview: a read, nothing to make once",
     "invoice_charge": "invoice.paid's fee: a failure retries the event (ledger cause keys)",
+    "capture_payment_intent": "escrow acceptance asks Stripe after its commit and never "
+    "answers with Stripe's failure: a failure is recorded and retried by the escrow.capture "
+    "job with the same key (tests/orders/test_escrow_manual_capture.py: 500 then recovery, "
+    "503 then the webhook, 400 then a new round); no FakeStripe row yet",
+    "cancel_payment_intent": "escrow cancel releases the authorization after its commit, "
+    "retried by the escrow.capture job with the same key; no FakeStripe row yet",
+    "retrieve_payment_intent": "a refused capture is read back to learn why: a read, "
+    "nothing to make once (tests/orders/test_escrow_manual_capture.py)",
 }
 FAULTS = list(FaultKind)
 PHASES = ["first_try", "retry"]

@@ -167,6 +167,68 @@ class TestSavedCardOnSession:
         types = [t for t, _ in await emitted(session, user)]
         assert types.count("topup.requires_action") == 1
 
+    async def test_three_d_secure_completed_then_credited_once(
+        self, client: httpx.AsyncClient, session: AsyncSession, stripe_cards: FakeStripeCards
+    ) -> None:
+        """The customer passes the challenge (Stripe's SDK): Stripe's event credits."""
+        stripe_cards.mock.routes["intents"].mock(side_effect=confirm_response)
+        user = new_user()
+        card = await saved(client, session, stripe_cards, user, "pm_3ds")
+        response = await topup(client, user, "t-1", payment_method=f"pmt_{card.id}")
+        assert response.json()["status"] == "requires_action"
+        order = await order_of(session, user)
+        intent = stripe_object("payment_intent")
+        intent.update(
+            id=order.stripe_payment_intent_id,
+            amount=5_000,
+            amount_received=5_000,
+            currency="eur",
+            status="succeeded",
+            latest_charge=None,
+            metadata={"order_id": str(order.id)},
+        )
+        for _ in range(2):  # redelivered: credited once
+            await deliver(client, make_event("payment_intent.succeeded", intent))
+        api = (await client.get(f"/api/v1/orders/ord_{order.id}", headers=auth(user))).json()
+        assert (api["status"], api["failure_code"]) == ("succeeded", None)
+        balances = (await client.get("/api/v1/me/balance", headers=auth(user))).json()
+        [eur] = [b for b in balances["balances"] if b["currency"] == "eur"]
+        assert eur["available"] == 5_000
+        types = [t for t, _ in await emitted(session, user)]
+        assert types.count("topup.succeeded") == 1
+        assert await ledger_invariants(session) == []
+
+    async def test_three_d_secure_failed_fails_the_top_up(
+        self, client: httpx.AsyncClient, session: AsyncSession, stripe_cards: FakeStripeCards
+    ) -> None:
+        """The customer fails the challenge: the top-up fails with a stable code and
+        nothing is credited."""
+        stripe_cards.mock.routes["intents"].mock(side_effect=confirm_response)
+        user = new_user()
+        card = await saved(client, session, stripe_cards, user, "pm_3ds")
+        response = await topup(client, user, "t-1", payment_method=f"pmt_{card.id}")
+        assert response.json()["status"] == "requires_action"
+        order = await order_of(session, user)
+        intent = stripe_object("payment_intent")
+        intent.update(
+            id=order.stripe_payment_intent_id,
+            status="requires_payment_method",
+            metadata={"order_id": str(order.id)},
+            last_payment_error={
+                "type": "card_error",
+                "code": "payment_intent_authentication_failure",
+                "message": "We are unable to authenticate your payment method.",
+            },
+        )
+        await deliver(client, make_event("payment_intent.payment_failed", intent))
+        api = (await client.get(f"/api/v1/orders/ord_{order.id}", headers=auth(user))).json()
+        assert (api["status"], api["failure_code"]) == ("failed", "authentication_failed")
+        balances = (await client.get("/api/v1/me/balance", headers=auth(user))).json()
+        assert [b for b in balances["balances"] if b["currency"] == "eur"] == []
+        types = [t for t, _ in await emitted(session, user)]
+        assert types.count("topup.failed") == 1
+        assert "topup.succeeded" not in types
+
     async def test_unknown_or_other_users_card(
         self, client: httpx.AsyncClient, session: AsyncSession, stripe_cards: FakeStripeCards
     ) -> None:

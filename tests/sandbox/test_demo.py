@@ -48,8 +48,19 @@ class TestDemo:
             "order.refunded",
             "dispute.created",
             "dispute.closed",
+            "payment_method.saved",
+            "topup.succeeded",
+            "payment_method.saved",
+            "topup.requires_action",
+            "topup.succeeded",
+            "escrow.authorized",
+            "escrow.funded",
+            "escrow.accepted",
+            "order.paid",
         ]
-        assert text.count("  verified") == 11
+        assert text.count("  verified") == 20
+        cards = text.rsplit("== payee accepts, 31.50 captured", 1)[1]
+        assert "customer        125.00       30.00         0.00  ok" in cards
 
     async def test_it_fails_when_stripe_never_confirms(self, sandbox: Sandbox) -> None:
         output: list[str] = []

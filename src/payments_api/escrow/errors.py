@@ -61,3 +61,21 @@ class EscrowActionForbidden(EscrowError):
     status = 403
     code = "escrow_action_forbidden"
     title = "You may not perform this action on this escrow"
+
+
+class CaptureUnavailable(EscrowError):
+    """Manual capture asked of an escrow it does not apply to: ``capture_method=manual``
+    on an escrow not paid by card, ``amount_to_capture`` on an escrow that is not
+    waiting on an authorization, or a cancel while its capture is being asked."""
+
+    status = 409
+    code = "escrow_capture_unavailable"
+    title = "This escrow has no card authorization to capture"
+
+
+class CaptureAmountInvalid(EscrowError):
+    """``amount_to_capture`` is not between 1 and the authorized amount (``maximum``)."""
+
+    status = 422
+    code = "escrow_capture_amount_invalid"
+    title = "The amount to capture is not within the authorization"

@@ -67,3 +67,35 @@ def smallest_price_with_fees(*fee_bps: int) -> int:
     i.e. ``P * bps > 5_000``. Rates of 0 take nothing at any price and are left out.
     """
     return max((5_000 // bps + 1 for bps in fee_bps if bps > 0), default=1)
+
+
+def split_for_hold(hold: int, *, platform_fee_bps: int, service_fee_bps: int) -> Split:
+    """The split of an escrow whose customer paid ``hold`` in all (a partial capture).
+
+    The price P is the largest one whose ``P + platform_fee(P)`` does not exceed
+    ``hold``, split by :func:`split`; when no price lands exactly on ``hold`` (a fee
+    rounding step in between), the one or two minor units left over go to the platform
+    fee, so the identities above still hold exactly on what was captured.
+    """
+    if isinstance(hold, bool) or not isinstance(hold, int) or hold <= 0:
+        raise ValueError("hold must be a positive integer of minor units")
+    # P * (1 + bps / 10_000) <= hold: start at the exact rational bound and step down.
+    price = max(1, hold * 10_000 // (10_000 + platform_fee_bps))
+    while (
+        price > 1
+        and split(price, platform_fee_bps=platform_fee_bps, service_fee_bps=service_fee_bps).hold
+        > hold
+    ):
+        price -= 1
+    while (
+        split(price + 1, platform_fee_bps=platform_fee_bps, service_fee_bps=service_fee_bps).hold
+        <= hold
+    ):
+        price += 1
+    parts = split(price, platform_fee_bps=platform_fee_bps, service_fee_bps=service_fee_bps)
+    return Split(
+        price=parts.price,
+        platform_fee=hold - parts.price,
+        service_fee=parts.service_fee,
+        payee_take=parts.payee_take,
+    )

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -26,6 +27,10 @@ class EscrowStatus(StrEnum):
 
     awaiting_payment = "awaiting_payment"
     """Card-funded only: created by checkout, waiting for Stripe to confirm the payment."""
+    authorized = "authorized"
+    """Card-funded with ``capture_method=manual`` only: the card holds the money (an
+    authorization), nothing is captured and nothing is in the ledger yet. Accepting
+    captures it; cancelling (or the authorization expiring at Stripe) releases it."""
     created = "created"
     """Money is held in the customer's escrow account; the payee has not accepted yet."""
     accepted = "accepted"
@@ -40,8 +45,36 @@ class EscrowFunding(StrEnum):
     """Paid by card through Stripe Checkout; lands in escrow on Stripe's confirmation."""
 
 
+class CaptureMethod(StrEnum):
+    automatic = "automatic"
+    """The card payment is captured at once (the default)."""
+    manual = "manual"
+    """The card is only authorized; captured (fully or partly) when the payee accepts."""
+
+
+class CaptureStatus(StrEnum):
+    """Where a manual-capture escrow's card authorization stands (NULL otherwise)."""
+
+    authorized = "authorized"
+    """Stripe holds the money at the card (``requires_capture``)."""
+    capture_requested = "capture_requested"
+    """The payee accepted: the capture is being asked of Stripe (retried with its key)."""
+    capture_failed = "capture_failed"
+    """Stripe refused the capture; the authorization is untouched, accepting again retries."""
+    captured = "captured"
+    """Stripe captured (all or part of) it; the captured money is in the ledger."""
+    release_requested = "release_requested"
+    """The escrow was cancelled: the authorization is being cancelled at Stripe."""
+    released = "released"
+    """The authorization was cancelled at Stripe; the card was never charged."""
+    expired = "expired"
+    """Stripe cancelled the authorization itself (its capture window passed)."""
+
+
 _STATUSES = ", ".join(f"'{s.value}'" for s in EscrowStatus)
 _FUNDINGS = ", ".join(f"'{f.value}'" for f in EscrowFunding)
+_CAPTURE_METHODS = ", ".join(f"'{c.value}'" for c in CaptureMethod)
+_CAPTURE_STATUSES = ", ".join(f"'{c.value}'" for c in CaptureStatus)
 
 
 class Escrow(TimestampMixin, Base):
@@ -74,10 +107,27 @@ class Escrow(TimestampMixin, Base):
         CheckConstraint(
             "status <> 'awaiting_payment' OR funding = 'card'", name="awaiting_payment_is_card"
         ),
+        CheckConstraint(f"capture_method IN ({_CAPTURE_METHODS})", name="capture_method"),
+        CheckConstraint(
+            f"capture_status IS NULL OR capture_status IN ({_CAPTURE_STATUSES})",
+            name="capture_status",
+        ),
+        CheckConstraint(
+            "capture_method = 'automatic' OR funding = 'card'", name="manual_capture_is_card"
+        ),
+        CheckConstraint(
+            "status <> 'authorized' OR capture_method = 'manual'", name="authorized_is_manual"
+        ),
         UniqueConstraint("customer_id", "creation_key"),
         UniqueConstraint("payment_intent_id"),
         Index("ix_escrows_customer_id_id", "customer_id", "id"),
         Index("ix_escrows_payee_id_id", "payee_id", "id"),
+        Index(
+            "ix_escrows_capture_status_capture_requested_at",
+            "capture_status",
+            "capture_requested_at",
+            postgresql_where=text("capture_status IN ('capture_requested', 'release_requested')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -115,6 +165,20 @@ class Escrow(TimestampMixin, Base):
     """Hash of the create request body, to tell a retry from a different request."""
     payment_intent_id: Mapped[str | None] = mapped_column(String(255))
     """Card funding: the Stripe PaymentIntent whose confirmation funded the escrow."""
+    capture_method: Mapped[str] = mapped_column(String(9), server_default="automatic")
+    """Card funding: ``automatic`` (charged at once) or ``manual`` (authorized only)."""
+    capture_status: Mapped[str | None] = mapped_column(String(24))
+    """Manual capture: the authorization's state (``CaptureStatus``); NULL otherwise."""
+    authorized_amount: Mapped[int | None] = mapped_column(BigInteger)
+    """Manual capture: what the card holds for this escrow (a memo, never in the ledger:
+    authorized money is nobody's balance until Stripe captures it)."""
+    capture_amount: Mapped[int | None] = mapped_column(BigInteger)
+    """Manual capture: the ``amount_to_capture`` asked of Stripe on acceptance."""
+    capture_round: Mapped[int] = mapped_column(Integer, server_default="0")
+    """Manual capture: capture requests made (a new one only after Stripe refused the
+    last); part of the Stripe idempotency key, so retries of one request share a key."""
+    capture_requested_at: Mapped[datetime | None] = mapped_column()
+    """When the last capture or release was asked for (the recovery job's clock)."""
     funded_at: Mapped[datetime | None] = mapped_column()
     accepted_at: Mapped[datetime | None] = mapped_column()
     completed_at: Mapped[datetime | None] = mapped_column()

@@ -47,6 +47,7 @@ INSERT_COLUMNS: tuple[str, ...] = (
     "creation_key",
     "creation_fingerprint",
     "funded_at",
+    "capture_method",
 )
 
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]

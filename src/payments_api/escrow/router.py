@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response
 
-from payments_api.deps import CurrentUser, SessionDep, SettingsDep, require_role
+from payments_api.deps import CurrentUser, SessionDep, SettingsDep, StateDep, require_role
 from payments_api.escrow import errors as escrow_errors
-from payments_api.escrow.models import EscrowStatus
+from payments_api.escrow.capture import EscrowCaptures
+from payments_api.escrow.models import Escrow, EscrowStatus
 from payments_api.escrow.schemas import (
+    EscrowAccept,
     EscrowCancel,
     EscrowCancelRead,
     EscrowCardRefund,
@@ -16,7 +18,7 @@ from payments_api.escrow.schemas import (
     EscrowRead,
 )
 from payments_api.escrow.service import EscrowService, escrow_read, parse_escrow_id
-from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
+from payments_api.kit.idempotency import IdempotencyKeyDep, after_commit, one_transaction
 from payments_api.kit.pagination import Limit, public_id
 from payments_api.ledger import errors as ledger_errors
 from payments_api.problems import problem_responses
@@ -36,6 +38,33 @@ async def get_escrow_service(session: SessionDep, settings: SettingsDep) -> Escr
 
 
 EscrowServiceDep = Annotated[EscrowService, Depends(get_escrow_service)]
+
+
+async def get_escrow_captures(state: StateDep) -> EscrowCaptures:
+    return EscrowCaptures(state.sessionmaker, state.stripe, state.settings)
+
+
+EscrowCapturesDep = Annotated[EscrowCaptures, Depends(get_escrow_captures)]
+
+
+def _ask_stripe_after_commit(
+    escrow: Escrow, captures: EscrowCaptures, request: Request, background: BackgroundTasks
+) -> None:
+    """A capture or release recorded by this request is asked of Stripe once the
+    request's transaction has committed: after the idempotency middleware's commit for a
+    one-transaction route, else as a background task (the route's own session commits
+    before the response). The ``escrow.capture`` job asks again if this never answers."""
+    if escrow.capture_status not in ("capture_requested", "release_requested"):
+        return
+    escrow_id = escrow.id
+
+    async def submit() -> None:
+        await captures.submit(escrow_id)
+
+    if not after_commit(request.scope, submit):
+        background.add_task(submit)
+
+
 CustomerUser = Annotated[User, Depends(require_role("customer"))]
 EscrowIdPath = Annotated[
     str, Path(max_length=64, description="The escrow id.", examples=["esc_12"])
@@ -141,19 +170,46 @@ _TRANSITION_ERRORS = problem_responses(
     summary="The payee accepts the job (the platform fee is taken)",
     description=(
         "Only the escrow's payee. Accepting an accepted escrow returns it unchanged; any "
-        "other status is 409 `escrow_invalid_transition` with `current_status`."
+        "other status is 409 `escrow_invalid_transition` with `current_status`. An escrow "
+        "paid by authorization (`status: authorized`) is captured first: the answer shows "
+        "`capture_status: capture_requested`, and the escrow becomes `accepted` (events "
+        "`escrow.funded`, `escrow.accepted`) when Stripe confirms the capture, usually "
+        "before the next read. `amount_to_capture` captures part of the authorization; the "
+        "price and fees become those of what was captured."
     ),
     operation_id="acceptEscrow",
-    responses=_TRANSITION_ERRORS,
+    responses=problem_responses(
+        400,
+        401,
+        403,
+        404,
+        409,
+        422,
+        escrow_errors.EscrowActionForbidden,
+        escrow_errors.EscrowInvalidTransition,
+        escrow_errors.EscrowNotFound,
+        escrow_errors.CaptureUnavailable,
+        escrow_errors.CaptureAmountInvalid,
+        ledger_errors.WalletFrozen,
+    ),
 )
 @one_transaction
 async def accept_escrow(
     escrow_id: EscrowIdPath,
+    request: Request,
     user: CurrentUser,
     service: EscrowServiceDep,
+    captures: EscrowCapturesDep,
+    background: BackgroundTasks,
     idempotency_key: IdempotencyKeyDep,
+    body: EscrowAccept | None = None,
 ) -> EscrowRead:
-    result = await service.accept(parse_escrow_id(escrow_id), user)
+    result = await service.accept(
+        parse_escrow_id(escrow_id),
+        user,
+        amount_to_capture=body.amount_to_capture if body is not None else None,
+    )
+    _ask_stripe_after_commit(result.escrow, captures, request, background)
     return escrow_read(result.escrow, user)
 
 
@@ -190,7 +246,10 @@ async def complete_escrow(
         "and the platform fee is kept or refunded per the escrow's captured policy. Send "
         "`expected_status` to refuse the cancel if the status changed meanwhile. "
         "`refund_to: card` refunds the card payment of an escrow paid by card and "
-        "cancelled before acceptance (`refund` in the answer)."
+        "cancelled before acceptance (`refund` in the answer). An escrow paid by "
+        "authorization (`authorized`) is cancelled at once and its authorization released "
+        "at the card (`capture_status` `release_requested`, then `released` with "
+        "`escrow.authorization_released`); nothing was captured, so nothing is refunded."
     ),
     operation_id="cancelEscrow",
     responses=problem_responses(
@@ -203,6 +262,7 @@ async def complete_escrow(
         escrow_errors.EscrowActionForbidden,
         escrow_errors.EscrowInvalidTransition,
         escrow_errors.EscrowNotFound,
+        escrow_errors.CaptureUnavailable,
         ledger_errors.WalletFrozen,
         refunds_errors.RefundToCardUnavailable,
         refunds_errors.RefundRejected,
@@ -218,6 +278,8 @@ async def cancel_escrow(
     user: CurrentUser,
     service: EscrowServiceDep,
     refunds: RefundServiceDep,
+    captures: EscrowCapturesDep,
+    background: BackgroundTasks,
     idempotency_key: IdempotencyKeyDep,
     body: EscrowCancel | None = None,
 ) -> EscrowCancelRead:
@@ -231,6 +293,7 @@ async def cancel_escrow(
             expected_status=expected,
             request_id=getattr(request.state, "request_id", None),
         )
+        _ask_stripe_after_commit(escrow, captures, request, background)
         return EscrowCancelRead(
             **escrow_read(escrow, user).model_dump(),
             refund=None
@@ -245,4 +308,5 @@ async def cancel_escrow(
     result = await service.cancel(
         parse_escrow_id(escrow_id), user, reason=reason, expected_status=expected
     )
+    _ask_stripe_after_commit(result.escrow, captures, request, background)
     return EscrowCancelRead(**escrow_read(result.escrow, user).model_dump())

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from payments_api.escrow.models import EscrowFunding, EscrowStatus
+from payments_api.escrow.models import CaptureMethod, CaptureStatus, EscrowFunding, EscrowStatus
 from payments_api.money import Currency, MinorAmount
 
 
@@ -37,6 +37,19 @@ class EscrowCreate(BaseModel):
         None, max_length=255, description="The earning session this job belongs to."
     )
     description: str | None = Field(None, max_length=1000, examples=["Logo design, 3 drafts"])
+
+
+class EscrowAccept(BaseModel):
+    """Optional details of an acceptance."""
+
+    amount_to_capture: MinorAmount | None = Field(
+        None,
+        description="An escrow paid by authorization (`capture_method: manual`) only: how "
+        "much of the authorization to capture, at most `authorized_amount` (default: all "
+        "of it). The rest is released at the card; the escrow's price and fees become "
+        "those of what was captured. On any other escrow: 409 `escrow_capture_unavailable`.",
+        examples=[8_400],
+    )
 
 
 class EscrowCancel(BaseModel):
@@ -73,9 +86,27 @@ class EscrowRead(BaseModel):
     id: str = Field(description="Escrow id.", examples=["esc_12"])
     status: EscrowStatus = Field(
         description="awaiting_payment (card, not yet confirmed) -> created -> accepted -> "
-        "completed; created/accepted -> cancelled."
+        "completed; created/accepted -> cancelled. Paid by authorization: "
+        "awaiting_payment -> authorized (the card holds the money) -> accepted once the "
+        "capture is confirmed; authorized -> cancelled (released, or expired at Stripe)."
     )
     funding: EscrowFunding = Field(description="How the escrow was paid: wallet or card.")
+    capture_method: CaptureMethod = Field(
+        CaptureMethod.automatic,
+        description="Card funding: `automatic` (charged at once) or `manual` (authorized "
+        "only, captured when the payee accepts).",
+    )
+    capture_status: CaptureStatus | None = Field(
+        None,
+        description="`manual` only: the authorization's state (authorized, "
+        "capture_requested, capture_failed, captured, release_requested, released, expired).",
+    )
+    authorized_amount: int | None = Field(
+        None,
+        description="Customer's view, `manual` only: what the card holds. Never available "
+        "money and never in the ledger; only what is captured is.",
+        examples=[10_500],
+    )
     customer_id: str
     payee_id: str
     amount: int = Field(description="The job price P in minor units.", examples=[10_000])

@@ -4,6 +4,10 @@ State machine (docs/escrow.md has the money table)::
 
     awaiting_payment --fund_from_payment--> created      (card funding only)
     awaiting_payment --cancel-------------> cancelled    (nothing was paid)
+    awaiting_payment --authorize----------> authorized   (capture_method=manual)
+    authorized --accept: capture asked, fund_from_payment on Stripe's word--> accepted
+    authorized --fund_from_payment (captured without acceptance)----------> created
+    authorized --cancel, or authorization_canceled (expiry)---------------> cancelled
     created  --accept--> accepted --complete--> completed
     created  --cancel--> cancelled
     accepted --cancel--> cancelled
@@ -24,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +37,8 @@ from payments_api.db import Rider
 from payments_api.earnings import service as earnings_service
 from payments_api.earnings.models import EarningSource
 from payments_api.escrow.errors import (
+    CaptureAmountInvalid,
+    CaptureUnavailable,
     EscrowActionForbidden,
     EscrowAmountTooLarge,
     EscrowAmountTooSmall,
@@ -41,12 +47,19 @@ from payments_api.escrow.errors import (
     PayeeNotFound,
     SelfOffer,
 )
-from payments_api.escrow.fees import smallest_price_with_fees, split
-from payments_api.escrow.models import Escrow, EscrowFunding, EscrowStatus
+from payments_api.escrow.fees import smallest_price_with_fees, split, split_for_hold
+from payments_api.escrow.models import (
+    CaptureMethod,
+    CaptureStatus,
+    Escrow,
+    EscrowFunding,
+    EscrowStatus,
+)
 from payments_api.escrow.repository import EscrowRepository
 from payments_api.escrow.schemas import EscrowCreate, EscrowList, EscrowRead
 from payments_api.events.outbox import StagedEvent, emit_staged, stage
 from payments_api.events.types import EventType
+from payments_api.jobs.queue import enqueue
 from payments_api.kit.amounts import AmountNotInSteps
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
@@ -65,6 +78,9 @@ from payments_api.users.repository import UserRepository
 log = logging.getLogger(__name__)
 
 ESCROW_PREFIX = "esc"
+CAPTURE_JOB = "escrow.capture"
+"""Job: ask Stripe again for an escrow's capture or release that has no answer yet."""
+CAPTURE_RECOVERY_DELAY = timedelta(seconds=60)
 Clock = Callable[[], datetime]
 
 
@@ -96,7 +112,12 @@ _ALLOWED_FROM: dict[EscrowAction, frozenset[EscrowStatus]] = {
     EscrowAction.accept: frozenset({EscrowStatus.created}),
     EscrowAction.complete: frozenset({EscrowStatus.accepted}),
     EscrowAction.cancel: frozenset(
-        {EscrowStatus.awaiting_payment, EscrowStatus.created, EscrowStatus.accepted}
+        {
+            EscrowStatus.awaiting_payment,
+            EscrowStatus.authorized,
+            EscrowStatus.created,
+            EscrowStatus.accepted,
+        }
     ),
 }
 
@@ -143,6 +164,9 @@ def escrow_read(escrow: Escrow, viewer: User | None) -> EscrowRead:
         id=public_id(ESCROW_PREFIX, escrow.id),
         status=EscrowStatus(escrow.status),
         funding=EscrowFunding(escrow.funding),
+        capture_method=CaptureMethod(escrow.capture_method),
+        capture_status=CaptureStatus(escrow.capture_status) if escrow.capture_status else None,
+        authorized_amount=escrow.authorized_amount if customer_side else None,
         customer_id=escrow.customer_id,
         payee_id=escrow.payee_id,
         amount=escrow.price_amount,
@@ -207,6 +231,7 @@ class EscrowService:
         *,
         idempotency_key: str | None,
         funding: EscrowFunding = EscrowFunding.wallet,
+        capture_method: CaptureMethod = CaptureMethod.automatic,
     ) -> tuple[Escrow, bool]:
         """Create an escrow; returns it and whether it was a replay of ``idempotency_key``.
 
@@ -218,8 +243,11 @@ class EscrowService:
         Card funding (for checkout ``purpose=escrow``) moves no money: the escrow waits
         in ``awaiting_payment`` for :meth:`fund_from_payment`. Charge the customer
         ``escrow.hold_amount`` in ``escrow.currency`` and put ``escrow.id`` in the
-        payment's metadata.
+        payment's metadata. With ``capture_method=manual`` the card is only authorized:
+        :meth:`authorize` records it, acceptance captures it.
         """
+        if capture_method is CaptureMethod.manual and funding is not EscrowFunding.card:
+            raise CaptureUnavailable("Only an escrow paid by card can be authorized only.")
         if body.payee_id == customer.id:
             raise SelfOffer("You cannot offer a job to yourself.")
         if body.project_id is not None or body.session_id is not None:
@@ -246,7 +274,18 @@ class EscrowService:
             raise EscrowAmountTooLarge(
                 f"The amount plus the platform fee ({parts.hold}) exceeds {MAX_MINOR_AMOUNT}."
             )
-        request_fingerprint = fingerprint({**body.model_dump(mode="json"), "funding": funding})
+        request_fingerprint = fingerprint(
+            {
+                **body.model_dump(mode="json"),
+                "funding": funding,
+                # Only named when not the default: fingerprints of earlier rows still match.
+                **(
+                    {"capture_method": capture_method}
+                    if capture_method.value != "automatic"
+                    else {}
+                ),
+            }
+        )
         now = self.now()
         escrow = await self.repository.insert(
             {
@@ -274,6 +313,7 @@ class EscrowService:
                 "creation_key": idempotency_key,
                 "creation_fingerprint": request_fingerprint,
                 "funded_at": now if funding is EscrowFunding.wallet else None,
+                "capture_method": capture_method.value,
             }
         )
         if escrow is None:
@@ -357,15 +397,30 @@ class EscrowService:
         if escrow is None:
             raise EscrowNotFound(f"No escrow {public_id(ESCROW_PREFIX, escrow_id)}.")
         currency = normalize_currency(currency)
-        if escrow.payment_intent_id == payment_intent_id:
+        manual = escrow.capture_method == CaptureMethod.manual.value
+        if escrow.payment_intent_id == payment_intent_id and (
+            not manual or escrow.capture_status == CaptureStatus.captured.value
+        ):
             return FundingResult(escrow, FundingOutcome.already_funded, None)
         cause_key = f"escrow_funding:{payment_intent_id}"
         stripe_balance = ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency)
-        fits = (
-            escrow.status == EscrowStatus.awaiting_payment
-            and amount == escrow.hold_amount
-            and currency == escrow.currency
-        )
+        if manual:
+            # An authorization captured in full or in part (never more than was held):
+            # the escrow becomes what was captured, split again by the escrow's rates.
+            fits = (
+                escrow.status in (EscrowStatus.awaiting_payment, EscrowStatus.authorized)
+                and escrow.payment_intent_id in (None, payment_intent_id)
+                and 0 < amount <= (escrow.authorized_amount or escrow.hold_amount)
+                and currency == escrow.currency
+            )
+        else:
+            fits = (
+                escrow.status == EscrowStatus.awaiting_payment
+                and amount == escrow.hold_amount
+                and currency == escrow.currency
+            )
+        if fits and manual and amount != escrow.hold_amount:
+            self._resplit(escrow, amount)
         if fits:
             result = await self.ledger.post(
                 ledger_service.NewTransaction(
@@ -382,12 +437,23 @@ class EscrowService:
                     ],
                 )
             )
+            accepted = escrow.capture_status == CaptureStatus.capture_requested.value
             escrow.status = EscrowStatus.created
             escrow.payment_intent_id = payment_intent_id
             escrow.funded_at = self.now()
             escrow.updated_at = self.now()
+            if manual:
+                escrow.capture_status = CaptureStatus.captured
             await self.session.flush()
             await self._emit(escrow, EventType.escrow_funded)
+            if accepted:
+                # The payee accepted and that asked for this capture: the acceptance
+                # completes now that the money is here.
+                await self._apply_accept(escrow)
+                escrow.status = EscrowStatus.accepted
+                escrow.accepted_at = self.now()
+                await self.session.flush()
+                await self._emit(escrow, EventType.escrow_accepted)
             return FundingResult(escrow, FundingOutcome.funded, result.transaction)
         log.warning(
             "escrow payment credited to the customer's wallet",
@@ -420,6 +486,125 @@ class EscrowService:
         )
         return FundingResult(escrow, FundingOutcome.credited_to_wallet, result.transaction)
 
+    def _resplit(self, escrow: Escrow, hold: int) -> None:
+        """A partial capture: the escrow's amounts become those of what was captured, by
+        the rates captured at creation (``fees.split_for_hold``)."""
+        parts = split_for_hold(
+            hold,
+            platform_fee_bps=escrow.platform_fee_bps,
+            service_fee_bps=escrow.service_fee_bps,
+        )
+        escrow.price_amount = parts.price
+        escrow.platform_fee_amount = parts.platform_fee
+        escrow.service_fee_amount = parts.service_fee
+        escrow.payee_amount = parts.payee_take
+        escrow.hold_amount = parts.hold
+
+    async def authorize(
+        self, *, escrow_id: int, payment_intent_id: str, amount: int, currency: str
+    ) -> Escrow | None:
+        """Stripe holds the card's money for a manual-capture escrow
+        (``payment_intent.amount_capturable_updated``): ``awaiting_payment ->
+        authorized``, once. Nothing moves in the ledger: authorized money is nobody's
+        balance until it is captured. Any other state (already authorized, captured,
+        cancelled: an older or repeated event) is left as it is. Returns the escrow when
+        it changed."""
+        escrow = await self.repository.get(escrow_id, for_update=True)
+        if escrow is None or escrow.capture_method != CaptureMethod.manual.value:
+            return None
+        if escrow.status != EscrowStatus.awaiting_payment or escrow.capture_status is not None:
+            return None
+        if normalize_currency(currency) != escrow.currency:
+            log.warning(
+                "authorization in another currency ignored",
+                extra={"escrow_id": escrow.id, "payment_intent_id": payment_intent_id},
+            )
+            return None
+        escrow.status = EscrowStatus.authorized
+        escrow.capture_status = CaptureStatus.authorized
+        escrow.authorized_amount = amount
+        escrow.payment_intent_id = payment_intent_id
+        escrow.updated_at = self.now()
+        await self.session.flush()
+        await self._emit(escrow, EventType.escrow_authorized)
+        return escrow
+
+    async def authorization_canceled(
+        self, *, escrow_id: int, payment_intent_id: str, expired: bool
+    ) -> Escrow | None:
+        """Stripe cancelled the authorization (``payment_intent.canceled``): released at
+        our request, or expired after Stripe's capture window (``expired``). An escrow
+        still waiting on it is cancelled (nothing was ever in the ledger, so nothing
+        moves); one we cancelled records the release. A captured escrow is untouched.
+        Returns the escrow when it changed."""
+        escrow = await self.repository.get(escrow_id, for_update=True)
+        if escrow is None or escrow.capture_method != CaptureMethod.manual.value:
+            return None
+        if escrow.payment_intent_id not in (None, payment_intent_id):
+            return None
+        if escrow.capture_status in (
+            CaptureStatus.captured.value,
+            CaptureStatus.released.value,
+            CaptureStatus.expired.value,
+        ):
+            return None  # decided before: a repeated or late event
+        now = self.now()
+        cancelled_now = escrow.status in (EscrowStatus.awaiting_payment, EscrowStatus.authorized)
+        if cancelled_now:
+            escrow.status = EscrowStatus.cancelled
+            escrow.cancelled_at = now
+            escrow.cancel_reason = "authorization_expired" if expired else "authorization_released"
+        elif escrow.status != EscrowStatus.cancelled:
+            return None  # funded from another payment: this authorization is not its money
+        requested = escrow.capture_status == CaptureStatus.release_requested.value
+        escrow.capture_status = (
+            CaptureStatus.released if requested or not expired else CaptureStatus.expired
+        )
+        escrow.payment_intent_id = escrow.payment_intent_id or payment_intent_id
+        escrow.updated_at = now
+        await self.session.flush()
+        if cancelled_now:
+            await self._emit(escrow, EventType.escrow_cancelled)
+        await self._emit(escrow, EventType.escrow_authorization_released)
+        return escrow
+
+    async def request_capture(
+        self, escrow: Escrow, amount_to_capture: int | None
+    ) -> TransitionResult:
+        """The payee accepts an authorized escrow: ask Stripe to capture
+        ``amount_to_capture`` (default all that is authorized). Recorded here, asked of
+        Stripe after the commit (``escrow.capture``: the request's background task, and
+        the job queue if that one never answers); the escrow becomes ``accepted`` when
+        Stripe confirms the capture (:meth:`fund_from_payment`). Asking again while a
+        capture is asked for changes nothing."""
+        authorized = escrow.authorized_amount or escrow.hold_amount
+        if escrow.capture_status == CaptureStatus.capture_requested.value:
+            return TransitionResult(escrow, changed=False)
+        amount = authorized if amount_to_capture is None else amount_to_capture
+        if not 0 < amount <= authorized:
+            raise CaptureAmountInvalid(
+                f"amount_to_capture must be between 1 and {authorized} (the authorization).",
+                maximum=authorized,
+            )
+        AmountNotInSteps.check(amount, escrow.currency, charge_step(escrow.currency), "Captures")
+        escrow.capture_status = CaptureStatus.capture_requested
+        escrow.capture_amount = amount
+        escrow.capture_round += 1
+        escrow.capture_requested_at = self.now()
+        escrow.updated_at = self.now()
+        await self.session.flush()
+        await self._enqueue_recovery(escrow)
+        return TransitionResult(escrow, changed=False)
+
+    async def _enqueue_recovery(self, escrow: Escrow) -> None:
+        await enqueue(
+            self.session,
+            CAPTURE_JOB,
+            str(escrow.id).encode(),
+            delay=CAPTURE_RECOVERY_DELAY,
+            dedupe_key=f"{CAPTURE_JOB}:{escrow.id}:{escrow.capture_status}:{escrow.capture_round}",
+        )
+
     # --- reads ----------------------------------------------------------------------
 
     async def get(self, escrow_id: int, viewer: User) -> Escrow:
@@ -451,9 +636,14 @@ class EscrowService:
 
     # --- transitions ----------------------------------------------------------------
 
-    async def accept(self, escrow_id: int, actor: User) -> TransitionResult:
-        """The payee accepts: the platform fee moves escrow -> platform_fees."""
-        return await self._transition(escrow_id, actor, EscrowAction.accept)
+    async def accept(
+        self, escrow_id: int, actor: User, *, amount_to_capture: int | None = None
+    ) -> TransitionResult:
+        """The payee accepts: the platform fee moves escrow -> platform_fees. An escrow
+        paid by authorization is captured first (:meth:`request_capture`)."""
+        return await self._transition(
+            escrow_id, actor, EscrowAction.accept, amount_to_capture=amount_to_capture
+        )
 
     async def complete(self, escrow_id: int, actor: User) -> TransitionResult:
         """The customer (or an admin) completes: the service fee moves escrow ->
@@ -497,9 +687,15 @@ class EscrowService:
         *,
         reason: str | None = None,
         expected_status: EscrowStatus | None = None,
+        amount_to_capture: int | None = None,
     ) -> TransitionResult:
         result = await self._transition_once(
-            escrow_id, actor, action, reason=reason, expected_status=expected_status
+            escrow_id,
+            actor,
+            action,
+            reason=reason,
+            expected_status=expected_status,
+            amount_to_capture=amount_to_capture,
         )
         if result.changed and not result.emitted:
             await self._emit(result.escrow, _EVENT[action])
@@ -513,8 +709,9 @@ class EscrowService:
         *,
         reason: str | None,
         expected_status: EscrowStatus | None,
+        amount_to_capture: int | None = None,
     ) -> TransitionResult:
-        if action is not EscrowAction.cancel:
+        if action is not EscrowAction.cancel and amount_to_capture is None:
             fast = await self._transition_in_one_statement(escrow_id, actor, action)
             if fast is not None:
                 return fast
@@ -527,6 +724,14 @@ class EscrowService:
             raise EscrowActionForbidden(f"You may not {action.value} this escrow.")
         current = EscrowStatus(escrow.status)
         target = _TARGET[action]
+        if action is EscrowAction.accept and current is EscrowStatus.authorized:
+            return await self.request_capture(escrow, amount_to_capture)
+        if amount_to_capture is not None:
+            raise CaptureUnavailable(
+                "amount_to_capture applies only to an escrow paid by authorization that "
+                "is still authorized.",
+                current_status=current.value,
+            )
         if current is target:
             return TransitionResult(escrow, changed=False)
         if current not in _ALLOWED_FROM[action] or (
@@ -536,6 +741,15 @@ class EscrowService:
                 f"Cannot {action.value} an escrow that is {current.value}.",
                 current_status=current.value,
                 action=action.value,
+            )
+        if (
+            action is EscrowAction.cancel
+            and escrow.capture_status == CaptureStatus.capture_requested.value
+        ):
+            raise CaptureUnavailable(
+                "The payee accepted and the card payment is being captured; cancel once "
+                "the escrow is accepted.",
+                current_status=current.value,
             )
         if action is EscrowAction.cancel and not self._may_cancel_now(escrow, actor, current):
             raise EscrowActionForbidden(
@@ -651,6 +865,14 @@ class EscrowService:
     async def _apply_cancel(self, escrow: Escrow, current: EscrowStatus) -> None:
         if current is EscrowStatus.awaiting_payment:
             return  # nothing was paid in
+        if current is EscrowStatus.authorized:
+            # Nothing is in the ledger; the card's authorization is cancelled at Stripe
+            # after the commit (``escrow.capture``), the job queue retrying it.
+            escrow.capture_status = CaptureStatus.release_requested
+            escrow.capture_requested_at = self.now()
+            await self.session.flush()
+            await self._enqueue_recovery(escrow)
+            return
         available = self._customer(escrow, AccountKind.available)
         held = self._customer(escrow, AccountKind.escrow)
         if current is EscrowStatus.created:
@@ -742,4 +964,4 @@ class EscrowService:
             )
         # The payee may decline an offer they have not accepted yet (it only returns
         # the customer's money); once accepted, the job is theirs to complete.
-        return current is EscrowStatus.created
+        return current in (EscrowStatus.created, EscrowStatus.authorized)

@@ -13,6 +13,8 @@ class EventType(StrEnum):
     payment_method_detached = "payment_method.detached"
     order_paid = "order.paid"
     order_refunded = "order.refunded"
+    escrow_authorized = "escrow.authorized"
+    escrow_authorization_released = "escrow.authorization_released"
     escrow_funded = "escrow.funded"
     escrow_accepted = "escrow.accepted"
     escrow_completed = "escrow.completed"

@@ -48,7 +48,14 @@ _DESCRIPTIONS: dict[EventType, str] = {
     EventType.payment_method_detached: "A saved card was removed and detached at Stripe.",
     EventType.order_paid: "A checkout order (catalog, escrow or direct payment) was paid.",
     EventType.order_refunded: "A refund of the order succeeded; `refunded_amount` is the total.",
-    EventType.escrow_funded: "The escrow holds the customer's money (wallet or card).",
+    EventType.escrow_authorized: "The card holds the escrow's money (capture_method "
+    "`manual`): `authorized_amount` is reserved at the card, nothing is captured or "
+    "available yet; accepting captures it.",
+    EventType.escrow_authorization_released: "The card authorization of an escrow ended "
+    "uncaptured: released after a cancel (`capture_status` `released`) or expired at Stripe "
+    "(`expired`, the escrow is then cancelled). The card was never charged.",
+    EventType.escrow_funded: "The escrow holds the customer's money (wallet or card; for an "
+    "authorization, what was captured: `hold_amount` and the fees follow a partial capture).",
     EventType.escrow_accepted: "The payee accepted the job.",
     EventType.escrow_completed: "The job was completed and the payee credited.",
     EventType.escrow_cancelled: "The escrow was cancelled and its money returned.",

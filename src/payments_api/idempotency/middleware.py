@@ -79,6 +79,7 @@ from payments_api.idempotency.service import (
     request_fingerprint,
 )
 from payments_api.kit.idempotency import (
+    AFTER_COMMIT,
     MAX_IDEMPOTENCY_KEY_LENGTH,
     ONE_TRANSACTION_ATTRIBUTE,
     REPLAYED_HEADER,
@@ -299,6 +300,7 @@ class IdempotencyMiddleware:
         service_in: Callable[[AsyncSession], IdempotencyService],
     ) -> None:
         session = resources.sessionmaker()
+        committed = False
         try:
             driver = await driver_connection(session)  # BEGIN
             service = service_in(session)
@@ -335,6 +337,9 @@ class IdempotencyMiddleware:
                     path=request.path,
                     status=status,
                 )
+            else:
+                # The route's writes committed (an error answer rolled them back).
+                committed = status < 400
             await send(start)
             await send({"type": "http.response.body", "body": body})
         finally:
@@ -342,6 +347,7 @@ class IdempotencyMiddleware:
             # returns its connection.
             with anyio.CancelScope(shield=True):
                 await session.close()
+        await _run_after_commit(scope, committed)
 
     async def _run_buffered(
         self, scope: Scope, receive: Receive, session: AsyncSession
@@ -532,3 +538,17 @@ class IdempotencyMiddleware:
             },
         )
         await response(scope, receive, send)
+
+
+async def _run_after_commit(scope: Scope, committed: bool) -> None:
+    """The work a one-transaction route asked to run once its writes committed
+    (``kit.idempotency.after_commit``), e.g. a Stripe call the route recorded; nothing
+    when they did not commit. A failure is logged: the work has its own recovery."""
+    work: list[Callable[[], Awaitable[None]]] = scope.pop(AFTER_COMMIT, None) or []
+    if not committed:
+        return
+    for item in work:
+        try:
+            await item()
+        except Exception:
+            log.exception("idempotency: after-commit work failed")

@@ -8,6 +8,9 @@ Runs pgqueuer's queue manager and scheduler on the service's PostgreSQL:
 - ``webhooks.prune`` daily, ``idempotency.prune`` hourly: retention;
 - ``reconciliation.daily`` (``PAYMENTS_RECONCILIATION_CRON``): yesterday against Stripe;
 - ``refunds.recover`` every 5 minutes: admin refunds stuck before Stripe's answer;
+- ``escrow.capture`` (queued, delayed, with each capture or release of an escrow paid by
+  authorization) and ``escrow.captures.recover`` every 5 minutes: ask Stripe again for
+  captures and releases with no answer (same idempotency key);
 - ``events.deliver`` (queued with each event that has endpoints, and for each retry) and
   ``events.sweep`` every minute: outgoing event deliveries (docs/events.md);
 - ``receipts.sweep`` every minute: email receipts, when ``PAYMENTS_SMTP_URL`` is set;
@@ -93,6 +96,23 @@ async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
         from payments_api.refunds.service import RefundService
 
         await RefundService(sessionmaker, stripe, settings).recover()
+
+    from payments_api.escrow.capture import EscrowCaptures
+    from payments_api.escrow.service import CAPTURE_JOB
+
+    captures = EscrowCaptures(sessionmaker, stripe, settings)
+
+    @pgq.entrypoint(CAPTURE_JOB)
+    async def submit_capture(job: Job) -> None:
+        number = (job.payload or b"").decode()
+        if not (number.isascii() and number.isdigit()):
+            log.error("escrow.capture: malformed payload %r", job.payload)
+            return
+        await captures.submit(int(number))
+
+    @pgq.schedule("escrow.captures.recover", "*/5 * * * *")
+    async def recover_captures(_schedule: Schedule) -> None:
+        await captures.recover()
 
     @pgq.entrypoint(AUTO_RELOAD_JOB)
     async def charge_auto_reload(job: Job) -> None:

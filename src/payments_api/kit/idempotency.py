@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header
@@ -24,6 +24,21 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 255
 ONE_TRANSACTION_ATTRIBUTE = "__payments_one_transaction__"
 ROUTE_SESSION = "payments_api.route_session"
 """Scope entry holding the session a one-transaction route must use (``get_session``)."""
+AFTER_COMMIT = "payments_api.after_commit"
+"""Scope key: work a ``@one_transaction`` route asks to run once its transaction has
+committed (the middleware commits after the route, background tasks included, has run)."""
+
+
+def after_commit(scope: MutableMapping[str, Any], work: Callable[[], Awaitable[None]]) -> bool:
+    """Run ``work`` after the request's transaction commits, when the idempotency
+    middleware holds that transaction (a ``@one_transaction`` route): True. False when
+    the route's own session commits before the response, where a background task runs
+    after the commit anyway."""
+    if ROUTE_SESSION not in scope:
+        return False
+    scope.setdefault(AFTER_COMMIT, []).append(work)
+    return True
+
 
 EndpointT = TypeVar("EndpointT", bound=Callable[..., Any])
 

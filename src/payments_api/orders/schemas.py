@@ -75,6 +75,14 @@ class CheckoutSessionCreate(BaseModel):
         description="direct only: tip (the default) or request (a paid request, counted "
         "in the session's `paid_request_count`).",
     )
+    capture_method: Literal["automatic", "manual"] = Field(
+        "automatic",
+        description="escrow only: `automatic` charges the card at once; `manual` only "
+        "authorizes it (the money is reserved at the card, never available nor in the "
+        "ledger): the escrow becomes `authorized`, is captured (fully, or partly with "
+        "`amount_to_capture`) when the payee accepts, and the authorization is released "
+        "when the offer is cancelled or expires at Stripe (about 7 days for cards).",
+    )
     success_url: str = Field(
         max_length=2048,
         description="Where Stripe sends the browser after paying. Its origin must be an "
@@ -82,6 +90,12 @@ class CheckoutSessionCreate(BaseModel):
         examples=["https://app.example.com/wallet?checkout=success"],
     )
     cancel_url: str = Field(max_length=2048, examples=["https://app.example.com/wallet"])
+
+    @model_validator(mode="after")
+    def _manual_capture_is_escrow(self) -> CheckoutSessionCreate:
+        if self.capture_method != "automatic" and self.purpose != "escrow":
+            raise ValueError("capture_method=manual applies to purpose=escrow only.")
+        return self
 
 
 class CheckoutSessionRead(BaseModel):

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from payments_api.admin.errors import UserNotFound
 from payments_api.auth import Principal
 from payments_api.escrow import service as escrow_service
-from payments_api.escrow.models import EscrowFunding
+from payments_api.escrow.models import CaptureMethod, EscrowFunding
 from payments_api.escrow.schemas import EscrowCreate
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
@@ -381,7 +381,11 @@ class PayInService:
             ),
             idempotency_key=f"checkout:{idempotency_key}",
             funding=EscrowFunding.card,
+            capture_method=CaptureMethod(body.capture_method),
         )
+        reference: dict[str, Any] = {"escrow_id": escrow.id, "reference": body.reference}
+        if escrow.capture_method == CaptureMethod.manual.value:
+            reference["capture_method"] = CaptureMethod.manual.value
         return Order(
             user_id=user.id,
             purpose="escrow",
@@ -389,7 +393,7 @@ class PayInService:
             status="pending",
             amount=escrow.hold_amount,
             currency=escrow.currency,
-            reference={"escrow_id": escrow.id, "reference": body.reference},
+            reference=reference,
         )
 
     async def _priced_order(
@@ -450,6 +454,9 @@ class PayInService:
             # account and takes the application fee back for the platform.
             extra_metadata, intent_data, name = direct_payments.checkout_extras(order)
             metadata.update(extra_metadata)
+        if order.reference.get("capture_method") == CaptureMethod.manual.value:
+            # Authorize only: the escrow captures it when the payee accepts.
+            intent_data["capture_method"] = CaptureMethod.manual.value
         expires_at = order.expires_at or self.now() + timedelta(
             minutes=self.settings.checkout_session_ttl_minutes
         )
@@ -787,6 +794,16 @@ class PayInConfirmation:
             order.stripe_payment_intent_id = payment_intent_id
         if order.status == "needs_review":
             return  # already held for an operator; a redelivery changes nothing
+        partial_capture = (
+            order.purpose == "escrow"
+            and order.reference.get("capture_method") == CaptureMethod.manual.value
+            and currency == order.currency
+            and 0 < amount < order.amount
+        )
+        if partial_capture and order.status in ("pending", "requires_action"):
+            # An authorization captured in part: the order is what was paid; Stripe
+            # released the rest at the card.
+            order.amount = amount
         mismatch = (
             "currency_mismatch"
             if currency != order.currency

@@ -361,6 +361,18 @@ async def cancel_payment_intent(request: Request, intent_id: str) -> Response:
     return await execute(request, run, ("cancellation_reason",))
 
 
+@router.post("/payment_intents/{intent_id}/capture")
+async def capture_payment_intent(request: Request, intent_id: str) -> Response:
+    async def run(service: SandboxStripe, p: Params) -> Result:
+        return await service.render(await service.capture_payment_intent(intent_id, p), p.expand())
+
+    return await execute(
+        request,
+        run,
+        _names("amount_to_capture application_fee_amount metadata statement_descriptor"),
+    )
+
+
 # ------------------------------------------------------------------ saved cards
 
 

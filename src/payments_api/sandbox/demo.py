@@ -3,10 +3,14 @@
 A customer tops up 200.00 on the hosted checkout page, offers a job of 100.00 to a payee,
 the payee onboards and accepts, the job is completed, the payee withdraws 50.00 (paid out
 from the sandbox admin page), an admin refunds 20.00 of the top-up, and a dispute on the
-top-up is opened and won. Every step goes over HTTP exactly as a frontend (and a
-browser on the sandbox pages) would; the money moves only when the sandbox's webhooks
-reach the service. After each step the balances are printed as a table; the run fails
-(exit code 1) if any balance differs from what SPEC 6 says it must be.
+top-up is opened and won. Then cards: the customer saves a card and is topped up
+off-session with it, saves a card whose bank always wants authentication (its
+off-session top-up waits for the customer, who finishes it through the link), and pays a
+job by authorization only, captured in part when the payee accepts. Every step goes over
+HTTP exactly as a frontend (and a browser on the sandbox pages) would; the money moves
+only when the sandbox's webhooks reach the service. After each step the balances are
+printed as a table; the run fails (exit code 1) if any balance differs from what SPEC 6
+says it must be.
 
 The demo also plays the platform's backend: it starts a receiver on loopback, registers
 it as a webhook endpoint, and after each step prints the outgoing events it received,
@@ -412,6 +416,126 @@ class Demo:
             },
         )
         await self.events("dispute won", "dispute.closed")
+        await self._cards(back)
+
+    async def _save_card(self, number: str, *, authenticate: bool) -> dict[str, Any]:
+        """The customer saves a test card on the sandbox's SetupIntent page (what the
+        app does with Stripe's SDK); the card is listed once Stripe's event arrives."""
+        customer = self.customer
+        before = len((await self._get(customer, "/api/v1/me/payment-methods"))["data"])
+        setup = await self._post(customer, "/api/v1/me/payment-methods/setup")
+        base = str(self.client.base_url).rstrip("/")
+        page = f"{base}/sandbox/setup_intents/{setup['setup_intent_id']}"
+        self.out(f"save-a-card page: {page}\n")
+        await self._click(page, action=number)
+        if authenticate:
+            await self._click(f"{page}/authenticate", action="pass")
+
+        async def listed() -> bool:
+            cards = (await self._get(customer, "/api/v1/me/payment-methods"))["data"]
+            return len(cards) > before
+
+        await self._until("the saved card", listed)
+        cards = (await self._get(customer, "/api/v1/me/payment-methods"))["data"]
+        card: dict[str, Any] = next(c for c in cards if c["last4"] == number[-4:])
+        self.out(f"saved card {card['id']}: {card['brand']} ...{card['last4']}\n")
+        return card
+
+    async def _cards(self, back: str) -> None:
+        """Saved cards, off-session top-ups (one the bank wants authenticated, finished
+        on the sandbox's page) and an escrow paid by authorization, then captured."""
+        customer, payee = self.customer, self.payee
+
+        # 9. The customer saves a card; it becomes the default for off-session top-ups.
+        await self._save_card("4242424242424242", authenticate=False)
+        await self.events("card saved", "payment_method.saved")
+
+        # 10. An off-session top-up of 30.00 on the default card (customer away).
+        topup = await self._post(
+            customer,
+            "/api/v1/topups",
+            {"amount": 3_000, "currency": CURRENCY, "off_session": True},
+        )
+        self.out(f"off-session top-up: {topup['status']}\n")
+        await self._until("the off-session top-up", lambda: self._available_is(customer, 10_500))
+        await self.table("off-session top-up of 30.00", {"customer": {"available": 10_500}})
+        await self.events("off-session top-up", "topup.succeeded")
+
+        # 11. A card whose bank always wants the customer: off-session it needs
+        # authentication, and the customer finishes it through the link.
+        strict = await self._save_card("4000002760003184", authenticate=True)
+        await self.events("second card saved", "payment_method.saved")
+        pending = await self._post(
+            customer,
+            "/api/v1/topups",
+            {
+                "amount": 2_000,
+                "currency": CURRENCY,
+                "off_session": True,
+                "payment_method": strict["id"],
+            },
+        )
+        action = pending.get("next_action") or {}
+        if pending["status"] != "requires_action" or not action.get("url"):
+            raise DemoFailed(f"the top-up is {pending['status']}, expected requires_action")
+        self.out(f"needs the customer: finish at {action['url']}\n")
+        await self.table(
+            "off-session top-up needs authentication (nothing credited)",
+            {"customer": {"available": 10_500}},
+        )
+        await self.events("authentication required", "topup.requires_action")
+        await self._click(action["url"], action="3ds")
+        await self._click(f"{action['url']}/authenticate", action="pass")
+        await self._until("the authenticated top-up", lambda: self._available_is(customer, 12_500))
+        await self.table(
+            "customer authenticates: 20.00 credited", {"customer": {"available": 12_500}}
+        )
+        await self.events("authenticated top-up", "topup.succeeded")
+
+        # 12. A job of 40.00 paid by authorization: the card holds 42.00, nothing moves.
+        checkout = await self._post(
+            customer,
+            "/api/v1/checkout/sessions",
+            {
+                "purpose": "escrow",
+                "capture_method": "manual",
+                "payee_id": payee.user_id,
+                "amount": 4_000,
+                "currency": CURRENCY,
+                "reference": "demo-job-authorized",
+                "success_url": back,
+                "cancel_url": back,
+            },
+        )
+        self.out(f"checkout page (authorize only): {checkout['url']}\n")
+        await self._click(checkout["url"], action="pay")
+
+        async def escrow_in(status: str) -> bool:
+            page = await self._get(customer, "/api/v1/escrows?limit=1")
+            return bool(page["data"]) and page["data"][0]["status"] == status
+
+        await self._until("the authorization", lambda: escrow_in("authorized"))
+        escrow = (await self._get(customer, "/api/v1/escrows?limit=1"))["data"][0]
+        self.out(
+            f"escrow {escrow['id']}: authorized {_major(escrow['authorized_amount'])} "
+            "at the card (not in any balance)\n"
+        )
+        await self.table(
+            "job of 40.00 paid by authorization (nothing captured)",
+            {"customer": {"available": 12_500, "escrow": 0}},
+        )
+        await self.events("authorized", "escrow.authorized")
+
+        # 13. The payee accepts for 30.00: 31.50 captured, the rest released at the card.
+        await self._post(
+            payee, f"/api/v1/escrows/{escrow['id']}/accept", {"amount_to_capture": 3_150}
+        )
+        await self._until("the capture", lambda: escrow_in("accepted"))
+        await self.table(
+            "payee accepts, 31.50 captured (30.00 job + 1.50 fee)",
+            {"customer": {"available": 12_500, "escrow": 3_000}},
+        )
+        await self.events("captured", "escrow.funded", "escrow.accepted", "order.paid")
 
 
 def _first_id(html: str, prefix: str) -> str:

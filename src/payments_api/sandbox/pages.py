@@ -543,6 +543,13 @@ def _admin_row_actions(row: SandboxObject) -> str:
         return f'<a href="/sandbox/checkout/{esc(oid)}">open page</a> ' + button(
             f"/sandbox/admin/checkout/{oid}/expire", "Expire", css="small secondary"
         )
+    if row.type == "payment_intent" and body["status"] == "requires_capture":
+        # An authorization: let it run out as Stripe's 7-day capture window would.
+        return button(
+            f"/sandbox/admin/payment_intents/{oid}/expire_authorization",
+            "Expire authorization",
+            css="small danger",
+        )
     if row.type == "payment_intent" and body["status"] not in ("succeeded", "canceled"):
         return f'<a href="/sandbox/payment_intents/{esc(oid)}">open page</a>'
     if row.type == "charge" and body["status"] == "succeeded" and not body.get("disputed"):
@@ -828,3 +835,10 @@ async def admin_resend_event(request: Request, event_id: str) -> Response:
         return _not_found("event")
     kick(request)
     return _see_other("/sandbox/#events")
+
+
+@router.post("/admin/payment_intents/{intent_id}/expire_authorization")
+async def admin_expire_authorization(request: Request, intent_id: str) -> Response:
+    """Stripe's capture window passing, on demand: ``payment_intent.canceled``
+    (``cancellation_reason=automatic``) for an authorization nobody captured."""
+    return await _admin(request, lambda s: s.expire_authorization(intent_id))

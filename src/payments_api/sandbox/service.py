@@ -334,6 +334,7 @@ class SandboxStripe:
                 "application_fee_amount": intent_data.integer("application_fee_amount", minimum=1),
                 "transfer_group": intent_data.text("transfer_group"),
                 "on_behalf_of": intent_data.text("on_behalf_of"),
+                "capture_method": _capture_method(intent_data),
             }
         body = objects.checkout_session(
             url_base=self.base,
@@ -376,7 +377,7 @@ class SandboxStripe:
             raise PageError(f"This Checkout Session is {session['status']}.")
         intent = await self._session_intent(row)
         status = await self._confirm(intent, card)
-        if status == "succeeded":
+        if status in ("succeeded", "requires_capture"):
             session = row.body
             customer_email = session.get("customer_email")
             if session.get("customer"):
@@ -386,7 +387,9 @@ class SandboxStripe:
                 )
             session.update(
                 status="complete",
-                payment_status="paid",
+                # An authorization only (capture_method=manual): complete but not paid,
+                # as Checkout reports it; the capture pays it later.
+                payment_status="paid" if status == "succeeded" else "unpaid",
                 customer_details={
                     "address": None,
                     "business_name": None,
@@ -423,6 +426,7 @@ class SandboxStripe:
         body["application_fee_amount"] = data.get("application_fee_amount")
         body["transfer_group"] = data.get("transfer_group")
         body["on_behalf_of"] = data.get("on_behalf_of")
+        body["capture_method"] = data.get("capture_method") or "automatic"
         intent = await self.objects.add("payment_intent", body)
         session["payment_intent"] = body["id"]
         await self.objects.save(row, session)
@@ -477,12 +481,7 @@ class SandboxStripe:
             )
         body["transfer_group"] = p.text("transfer_group")
         body["on_behalf_of"] = p.text("on_behalf_of")
-        body["capture_method"] = p.text("capture_method") or "automatic"
-        if body["capture_method"] != "automatic" and body["capture_method"] != "automatic_async":
-            raise invalid(
-                "The sandbox captures automatically only (capture_method=automatic).",
-                param="capture_method",
-            )
+        body["capture_method"] = _capture_method(p)
         row = await self.objects.add("payment_intent", body)
         await self.emit("payment_intent.created", body)
         if p.boolean("confirm"):
@@ -621,7 +620,7 @@ class SandboxStripe:
             return "requires_action"
         if card in ("success", "3ds_pass"):
             await self._succeed(row, three_d_secure=card == "3ds_pass")
-            return "succeeded"
+            return str(row.body["status"])
         if card == "3ds_fail":
             await self._fail(
                 row,
@@ -660,8 +659,95 @@ class SandboxStripe:
             )
         return "requires_payment_method"
 
+    async def _authorize(self, row: SandboxObject, *, three_d_secure: bool) -> None:
+        """``capture_method=manual``: the card holds the amount, nothing is charged (no
+        balance transaction) until the capture."""
+        intent = row.body
+        intent["payment_method"] = intent.get("payment_method") or objects.new_id("pm")
+        charge = objects.charge(
+            intent=intent,
+            succeeded=True,
+            balance_transaction_id=None,
+            three_d_secure=three_d_secure,
+        )
+        charge.update(captured=False, amount_captured=0)
+        charge_row = await self.objects.add("charge", charge)
+        intent.update(
+            status="requires_capture",
+            amount_capturable=int(intent["amount"]),
+            latest_charge=charge["id"],
+            last_payment_error=None,
+            next_action=None,
+            payment_method_types=["card"],
+        )
+        await self.objects.save(row, intent)
+        await self.emit("charge.succeeded", charge_row.body)
+        await self.emit("payment_intent.amount_capturable_updated", intent)
+
+    async def capture_payment_intent(self, intent_id: str, p: Params) -> dict[str, Any]:
+        """Capture an authorization, all or ``amount_to_capture`` of it; the rest is
+        released (the charge shows it refunded, as Stripe's does)."""
+        row = await self.load(intent_id, "payment_intent")
+        intent = row.body
+        if intent["status"] != "requires_capture":
+            raise refused(
+                "This PaymentIntent could not be captured because it has a status of "
+                f"{intent['status']}. Only a PaymentIntent with one of the following "
+                "statuses may be captured: requires_capture.",
+                code="payment_intent_unexpected_state",
+            )
+        capturable = int(intent["amount_capturable"])
+        amount = p.integer("amount_to_capture", minimum=1) or capturable
+        currency = str(intent["currency"])
+        if amount > capturable:
+            raise invalid(
+                "The amount_to_capture must be less than or equal to the amount_capturable "
+                f"({_money(capturable, currency)}).",
+                param="amount_to_capture",
+                code="amount_too_large",
+            )
+        charge_row = await self.load(str(intent["latest_charge"]), "charge")
+        txn = await self._txn(
+            amount=amount,
+            currency=currency,
+            type_="charge",
+            category="charge",
+            source=charge_row.body["id"],
+            fee=objects.card_fee(amount, currency),
+            description=intent.get("description"),
+        )
+        charge = charge_row.body
+        charge.update(
+            captured=True,
+            amount_captured=amount,
+            amount_refunded=int(charge["amount"]) - amount,
+            balance_transaction=txn["id"],
+        )
+        await self.objects.save(charge_row, charge)
+        intent.update(status="succeeded", amount_received=amount, amount_capturable=0)
+        await self.objects.save(row, intent)
+        await self.emit("charge.captured", charge)
+        await self.emit("payment_intent.succeeded", intent)
+        return intent
+
+    async def expire_authorization(self, intent_id: str) -> dict[str, Any]:
+        """Stripe's capture window passed (7 days for cards): the authorization is
+        cancelled by Stripe itself, ``cancellation_reason=automatic``."""
+        row = await self.load(intent_id, "payment_intent")
+        if row.body["status"] != "requires_capture":
+            raise refused(
+                f"Only an authorized PaymentIntent (requires_capture) can expire; this one is "
+                f"{row.body['status']}.",
+                code="payment_intent_unexpected_state",
+            )
+        await self._cancel_intent(row, "automatic")
+        return row.body
+
     async def _succeed(self, row: SandboxObject, *, three_d_secure: bool) -> None:
         intent = row.body
+        if intent.get("capture_method") == "manual":
+            await self._authorize(row, three_d_secure=three_d_secure)
+            return
         intent["payment_method"] = intent.get("payment_method") or objects.new_id("pm")
         amount, currency = int(intent["amount"]), str(intent["currency"])
         txn = await self._txn(
@@ -1407,6 +1493,16 @@ class SandboxStripe:
         for session_id in due:
             await self.expire_checkout_session(session_id)
         return len(due)
+
+
+def _capture_method(p: Params) -> str:
+    method = p.text("capture_method") or "automatic"
+    if method not in ("automatic", "automatic_async", "manual"):
+        raise invalid(
+            "Invalid capture_method: must be one of automatic, automatic_async, or manual",
+            param=p._display("capture_method"),
+        )
+    return method
 
 
 def _off_session(p: Params) -> bool:

@@ -42,3 +42,40 @@ class CheckoutCalls(GatewayBase):
             ),
         )
         return charge.to_dict()
+
+    async def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
+        intent = await self._call(
+            "payment_intents.retrieve",
+            lambda: self._client.v1.payment_intents.retrieve_async(payment_intent_id),
+        )
+        return intent.to_dict()
+
+    async def capture_payment_intent(
+        self, payment_intent_id: str, *, amount_to_capture: int, idempotency_key: str
+    ) -> dict[str, Any]:
+        """Capture (all or part of) an authorized PaymentIntent; Stripe releases the
+        uncaptured rest. Keys ``escrow_capture:{escrow_id}:{round}``."""
+        intent = await self._call(
+            "payment_intents.capture",
+            lambda: self._client.v1.payment_intents.capture_async(
+                payment_intent_id,
+                params={"amount_to_capture": amount_to_capture},
+                options=self._options(idempotency_key),
+            ),
+        )
+        return intent.to_dict()
+
+    async def cancel_payment_intent(
+        self, payment_intent_id: str, *, idempotency_key: str
+    ) -> dict[str, Any]:
+        """Cancel a PaymentIntent: an uncaptured authorization is released at the card.
+        Keys ``escrow_release:{escrow_id}``."""
+        intent = await self._call(
+            "payment_intents.cancel",
+            lambda: self._client.v1.payment_intents.cancel_async(
+                payment_intent_id,
+                params={"cancellation_reason": "requested_by_customer"},
+                options=self._options(idempotency_key),
+            ),
+        )
+        return intent.to_dict()
