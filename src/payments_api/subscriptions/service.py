@@ -340,13 +340,20 @@ class SubscriptionEvents:
         amount, currency, invoice_id = row.amount_paid, row.currency, row.stripe_invoice_id
         reference = public_id(SUBSCRIPTION_PREFIX, subscription.id)
         if amount > 0:
+            charge = None
+            if row.stripe_charge_id is None or row.processing_fee_amount is None:
+                charge = await self._payment_of(row)
+            metadata: dict[str, Any] = {"subscription_id": subscription.id, "invoice": invoice_id}
+            if row.stripe_payment_intent_id:
+                # How reconciliation names the payment (Stripe's charge is keyed by it).
+                metadata["payment_intent"] = row.stripe_payment_intent_id
             await self.ledger.post(
                 ledger_service.NewTransaction(
                     type="subscription_payment",
                     cause_type=CauseType.stripe_event,
                     cause_key=f"stripe:invoice:{invoice_id}",
                     description=f"Invoice {invoice_id} of {reference}",
-                    metadata={"subscription_id": subscription.id, "invoice": invoice_id},
+                    metadata=metadata,
                     postings=[
                         ledger_service.PostingSpec(
                             ledger_service.AccountRef.platform(AccountKind.sales, currency),
@@ -361,8 +368,8 @@ class SubscriptionEvents:
                     ],
                 )
             )
-            if row.processing_fee_amount is None:
-                await self._record_fee(row, reference)
+            if row.processing_fee_amount is None and charge is not None:
+                await self._record_fee(row, charge, reference)
             await self._credit(row, subscription, reference)
         await emit(
             self.session,
@@ -372,11 +379,23 @@ class SubscriptionEvents:
             user_ids=[subscription.user_id],
         )
 
-    async def _record_fee(self, row: SubscriptionInvoice, reference: str) -> None:
+    async def _payment_of(self, row: SubscriptionInvoice) -> dict[str, Any] | None:
+        """The charge that paid the invoice (its balance transaction expanded), and its
+        ids kept on the row; None when the invoice was paid without a charge."""
         charge_id = await self.stripe.invoice_charge(row.stripe_invoice_id)
         if charge_id is None:
-            return
+            return None
         charge = await self.stripe.retrieve_charge_with_fee(charge_id)
+        row.stripe_charge_id = charge_id
+        row.stripe_payment_intent_id = _id(charge.get("payment_intent")) or (
+            row.stripe_payment_intent_id
+        )
+        return charge
+
+    async def _record_fee(
+        self, row: SubscriptionInvoice, charge: dict[str, Any], reference: str
+    ) -> None:
+        charge_id = row.stripe_charge_id
         transaction = charge.get("balance_transaction")
         if not isinstance(transaction, dict) or not transaction.get("fee"):
             return  # not settled yet; reconciliation sees it later
