@@ -90,9 +90,11 @@ async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
 
     @pgq.schedule("refunds.recover", "*/5 * * * *")
     async def recover_refunds(_schedule: Schedule) -> None:
+        from payments_api.refunds.invoices import InvoiceRefundService
         from payments_api.refunds.service import RefundService
 
         await RefundService(sessionmaker, stripe, settings).recover()
+        await InvoiceRefundService(sessionmaker, stripe, settings).recover()
 
     @pgq.entrypoint(AUTO_RELOAD_JOB)
     async def charge_auto_reload(job: Job) -> None:

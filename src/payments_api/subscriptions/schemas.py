@@ -145,6 +145,10 @@ class InvoiceRead(BaseModel):
     hosted_invoice_url: str | None
     paid_at: datetime | None
     credited_amount: int | None
+    refunded_amount: int = Field(0, description="Refunded so far (succeeded refunds).")
+    credit_reversed: int = Field(
+        0, description="The part of `credited_amount` taken back by those refunds."
+    )
 
 
 def as_str_dict(value: Any) -> dict[str, str]:

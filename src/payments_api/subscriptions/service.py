@@ -152,6 +152,8 @@ class SubscriptionViews:
             hosted_invoice_url=row.hosted_invoice_url,
             paid_at=row.paid_at,
             credited_amount=row.credited_amount,
+            refunded_amount=row.refunded_amount,
+            credit_reversed=row.credit_reversed,
         )
 
 
