@@ -219,16 +219,23 @@ def billing(stripe_mock: respx.MockRouter) -> FakeBilling:
 
 
 def fee_routes(
-    router: respx.MockRouter, invoice_id: str, *, fee: int, charge: str = "ch_renewal"
+    router: respx.MockRouter,
+    invoice_id: str,
+    *,
+    fee: int,
+    charge: str = "ch_renewal",
+    payment_intent: str | None = None,
 ) -> tuple[respx.Route, respx.Route]:
-    """Stripe's answers for the fee of a paid invoice: its payment, then the charge."""
+    """Stripe's answers for the fee of a paid invoice: its payment, then the charge
+    (whose PaymentIntent is ``pi_{invoice_id}`` unless given)."""
+    payment_intent = payment_intent or f"pi_{invoice_id}"
     payment = stripe_object("invoice_payment")
     payment.update(
         invoice=invoice_id,
         payment={
             "type": "payment_intent",
             "payment_intent": {
-                "id": "pi_renewal",
+                "id": payment_intent,
                 "object": "payment_intent",
                 "latest_charge": charge,
             },
@@ -248,7 +255,7 @@ def fee_routes(
     charge_obj = stripe_object("charge")
     txn = stripe_object("balance_transaction")
     txn.update(id=f"txn_{invoice_id}", fee=fee, currency="usd")
-    charge_obj.update(id=charge, balance_transaction=txn)
+    charge_obj.update(id=charge, balance_transaction=txn, payment_intent=payment_intent)
     charges = router.get(f"/v1/charges/{charge}").mock(
         return_value=httpx.Response(200, json=charge_obj)
     )
