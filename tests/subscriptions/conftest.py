@@ -42,10 +42,12 @@ def price(
     trial_days: int | None = None,
     interval: str = "month",
     active: bool = True,
+    currency: str = "usd",
 ) -> dict[str, Any]:
     obj = stripe_object("price")
     obj.update(
         id=price_id,
+        currency=currency,
         product=product_id,
         unit_amount=amount,
         unit_amount_decimal=str(amount),
@@ -112,10 +114,12 @@ def invoice(
     reason: str = "subscription_cycle",
     our_id: int | None = None,
     attempt_count: int = 1,
+    currency: str = "usd",
 ) -> dict[str, Any]:
     obj = stripe_object("invoice")
     obj.update(
         id=invoice_id,
+        currency=currency,
         amount_due=amount,
         amount_paid=amount if status == "paid" else 0,
         amount_remaining=0 if status == "paid" else amount,
@@ -225,6 +229,7 @@ def fee_routes(
     fee: int,
     charge: str = "ch_renewal",
     payment_intent: str | None = None,
+    currency: str = "usd",
 ) -> tuple[respx.Route, respx.Route]:
     """Stripe's answers for the fee of a paid invoice: its payment, then the charge
     (whose PaymentIntent is ``pi_{invoice_id}`` unless given)."""
@@ -254,7 +259,7 @@ def fee_routes(
     )
     charge_obj = stripe_object("charge")
     txn = stripe_object("balance_transaction")
-    txn.update(id=f"txn_{invoice_id}", fee=fee, currency="usd")
+    txn.update(id=f"txn_{invoice_id}", fee=fee, currency=currency)
     charge_obj.update(id=charge, balance_transaction=txn, payment_intent=payment_intent)
     charges = router.get(f"/v1/charges/{charge}").mock(
         return_value=httpx.Response(200, json=charge_obj)
