@@ -41,7 +41,9 @@ from payments_api.subscriptions.errors import (
     SubscriptionExists,
     SubscriptionNotActive,
     SubscriptionNotFound,
+    SubscriptionNotPaused,
     SubscriptionNotResumable,
+    SubscriptionPauseInvalid,
 )
 from payments_api.subscriptions.models import Subscription, SubscriptionInvoice
 from payments_api.subscriptions.plans import plan_read
@@ -52,6 +54,7 @@ from payments_api.subscriptions.repository import (
 )
 from payments_api.subscriptions.schemas import (
     InvoiceRead,
+    PauseCollection,
     PlanRead,
     PreviewLine,
     ProrationPreview,
@@ -60,7 +63,10 @@ from payments_api.subscriptions.schemas import (
     SubscriptionCreate,
     SubscriptionCreated,
     SubscriptionList,
+    SubscriptionPause,
     SubscriptionRead,
+    UnclaimedSubscriptionList,
+    UnclaimedSubscriptionRead,
 )
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
@@ -84,6 +90,8 @@ def _time(value: Any) -> datetime | None:
 
 
 def is_entitled(subscription: Subscription, *, now: datetime, grace_hours: int) -> bool:
+    if subscription.pause_behavior is not None:
+        return False  # collection paused: the subscriber is not paying, so not entitled
     if subscription.status in ("trialing", "active"):
         return True
     if subscription.status == "past_due":
@@ -127,6 +135,13 @@ class SubscriptionViews:
             current_period_end=row.current_period_end,
             trial_end=row.trial_end,
             past_due_since=row.past_due_since,
+            pause_collection=PauseCollection(
+                behavior=row.pause_behavior,
+                resumes_at=row.pause_resumes_at,
+            )
+            if row.pause_behavior is not None
+            else None,
+            origin="stripe" if row.origin == "stripe" else "api",
             canceled_at=row.canceled_at,
             ended_at=row.ended_at,
             stripe_subscription_id=row.stripe_subscription_id,
@@ -178,7 +193,7 @@ class SubscriptionState:
         if stored_at == state_at and status == "incomplete" and row.status != "incomplete":
             # Same second: the creation's snapshot never undoes what followed it.
             return False
-        before = (row.status, row.cancel_at_period_end, row.stripe_price_id)
+        before = (row.status, row.cancel_at_period_end, row.stripe_price_id, row.pause_behavior)
         first_seen = row.stripe_subscription_id is None
         row.stripe_subscription_id = row.stripe_subscription_id or _id(obj.get("id"))
         items = ((obj.get("items") or {}).get("data")) or []
@@ -197,6 +212,12 @@ class SubscriptionState:
         row.canceled_at = _time(obj.get("canceled_at"))
         row.ended_at = _time(obj.get("ended_at"))
         row.latest_invoice_id = _id(obj.get("latest_invoice")) or row.latest_invoice_id
+        pause = obj.get("pause_collection")
+        if isinstance(pause, dict) and pause.get("behavior"):
+            row.pause_behavior = str(pause["behavior"])[:24]
+            row.pause_resumes_at = _time(pause.get("resumes_at"))
+        elif "pause_collection" in obj:
+            row.pause_behavior = row.pause_resumes_at = None
         if status == "past_due":
             if row.status != "past_due" or row.past_due_since is None:
                 row.past_due_since = datetime.fromtimestamp(state_at, UTC)
@@ -215,14 +236,15 @@ class SubscriptionState:
                 change_key=f"subscription:{row.id}:created",
                 user_ids=[row.user_id],
             )
-        after = (row.status, row.cancel_at_period_end, row.stripe_price_id)
+        after = (row.status, row.cancel_at_period_end, row.stripe_price_id, row.pause_behavior)
         if after != before and not first_seen:
             await emit(
                 self.session,
                 EventType.subscription_updated,
                 read,
                 change_key=f"subscription:{row.id}:updated:{state_at}:"
-                f"{row.status}:{int(row.cancel_at_period_end)}:{row.stripe_price_id}",
+                f"{row.status}:{int(row.cancel_at_period_end)}:{row.stripe_price_id}:"
+                f"{row.pause_behavior or ''}",
                 user_ids=[row.user_id],
             )
         if row.status == "canceled" and before[0] != "canceled":
@@ -269,13 +291,66 @@ class SubscriptionEvents:
             raise RetryLater(f"no subscription {our_id} yet")
         return None  # made elsewhere (the dashboard, another service): not ours
 
-    async def subscription_changed(self, obj: dict[str, Any], state_at: int) -> None:
+    async def _adopt(
+        self, obj: dict[str, Any], state_at: int, event_type: str
+    ) -> Subscription | None:
+        """A subscription made outside this service (the Stripe dashboard). For a Stripe
+        customer of one of our users it is adopted: recorded (origin ``stripe``) and from
+        then on tracked like ours, its invoices booked and its plan credits given. For a
+        customer we do not know it is kept in ``unclaimed_subscriptions`` for an admin to
+        review, and moves no money."""
+        stripe_id, customer = _id(obj.get("id")), _id(obj.get("customer"))
+        if stripe_id is None or _our_id(obj.get("metadata")) is not None:
+            return None
+        items = ((obj.get("items") or {}).get("data")) or []
+        price = (items[0].get("price") if items else None) or {}
+        price_id = _id(price)
+        user = await self.subscriptions.user_by_customer(customer) if customer else None
+        if user is None or price_id is None:
+            await self.subscriptions.record_unclaimed(
+                {
+                    "stripe_subscription_id": stripe_id,
+                    "stripe_customer_id": customer,
+                    "status": str(obj.get("status") or "unknown")[:24],
+                    "stripe_price_id": price_id,
+                    "last_event_type": event_type[:64],
+                    "stripe_state_at": state_at,
+                }
+            )
+            log.warning("subscription of an unknown Stripe customer kept for review")
+            return None
+        plan = await PlanRepository(self.session).plan(price_id)
+        product = _id(price.get("product")) if isinstance(price, dict) else None
+        family = plan[1].family if plan is not None else (product or price_id)
+        row = await self.subscriptions.adopt(
+            {
+                "user_id": user.id,
+                "stripe_price_id": price_id,
+                "family": family,
+                "status": "incomplete",
+                "origin": "stripe",
+                "idempotency_key": f"stripe:{stripe_id}"[:255],
+                "request_fingerprint": "0" * 64,
+                "cancel_at_period_end": False,
+            }
+        )
+        if row is not None and row.stripe_subscription_id is None:
+            log.warning("adopting subscription %s made outside the API", row.id)
+        return row
+
+    async def subscription_changed(
+        self, obj: dict[str, Any], state_at: int, event_type: str = "customer.subscription"
+    ) -> None:
         row = await self._find(obj.get("metadata"), _id(obj.get("id")))
+        if row is None:
+            row = await self._adopt(obj, state_at, event_type)
         if row is not None:
             await self.state.apply(row, obj, state_at)
 
     async def trial_will_end(self, obj: dict[str, Any], state_at: int) -> None:
         row = await self._find(obj.get("metadata"), _id(obj.get("id")))
+        if row is None:
+            row = await self._adopt(obj, state_at, "customer.subscription.trial_will_end")
         if row is None:
             return
         await self.state.apply(row, obj, state_at)
@@ -296,6 +371,19 @@ class SubscriptionEvents:
         if stripe_sub is None and not _our_id(details.get("metadata")):
             return None  # not a subscription invoice
         subscription = await self._find(details.get("metadata"), stripe_sub)
+        customer = _id(invoice.get("customer"))
+        if (
+            subscription is None
+            and stripe_sub is not None
+            and customer is not None
+            and await self.subscriptions.user_by_customer(customer) is not None
+        ):
+            # An invoice of a subscription made elsewhere for one of our customers, before
+            # its own event: adopt it from Stripe's current object.
+            obj = await self.stripe.retrieve_subscription(stripe_sub)
+            subscription = await self._adopt(obj, state_at, "invoice")
+            if subscription is not None:
+                await self.state.apply(subscription, obj, state_at)
         if subscription is None:
             return None
         invoice_id = str(invoice["id"])
@@ -667,6 +755,42 @@ class SubscriptionService:
         )
         return await self._record(row, obj)
 
+    async def pause(
+        self, subscription_id: str, body: SubscriptionPause, idempotency_key: str
+    ) -> SubscriptionRead:
+        """Pause payment collection (Stripe's ``pause_collection``); the status stays
+        what it is at Stripe, ``entitled`` is false until collection resumes."""
+        row = await self._mine(subscription_id)
+        if row.stripe_subscription_id is None or row.status not in (
+            "trialing",
+            "active",
+            "past_due",
+        ):
+            raise SubscriptionNotActive(f"A {row.status} subscription cannot be paused.")
+        pause: dict[str, Any] = {"behavior": body.behavior}
+        if body.resumes_at is not None:
+            if body.resumes_at <= self.now():
+                raise SubscriptionPauseInvalid("resumes_at must be in the future.")
+            pause["resumes_at"] = int(body.resumes_at.timestamp())
+        obj = await self.stripe.update_subscription(
+            row.stripe_subscription_id,
+            {"pause_collection": pause},
+            idempotency_key=await self._key("subscription_update", row, idempotency_key),
+        )
+        return await self._record(row, obj)
+
+    async def unpause(self, subscription_id: str, idempotency_key: str) -> SubscriptionRead:
+        """Resume payment collection (``pause_collection`` unset)."""
+        row = await self._mine(subscription_id)
+        if row.stripe_subscription_id is None or row.pause_behavior is None:
+            raise SubscriptionNotPaused()
+        obj = await self.stripe.update_subscription(
+            row.stripe_subscription_id,
+            {"pause_collection": ""},
+            idempotency_key=await self._key("subscription_update", row, idempotency_key),
+        )
+        return await self._record(row, obj)
+
     async def _changeable(self, row: Subscription, price_id: str) -> None:
         if row.stripe_subscription_id is None or row.stripe_item_id is None:
             raise SubscriptionNotActive("The subscription is not set up at Stripe yet.")
@@ -781,3 +905,24 @@ class SubscriptionQueries:
         if row is None:
             raise SubscriptionNotFound()
         return await self.views.one(row)
+
+
+async def unclaimed_subscriptions(
+    session: AsyncSession, *, limit: int
+) -> UnclaimedSubscriptionList:
+    """Subscriptions of Stripe customers we do not know, newest first (admin review)."""
+    rows = await SubscriptionRepository(session).unclaimed(limit=limit)
+    return UnclaimedSubscriptionList(
+        data=[
+            UnclaimedSubscriptionRead(
+                stripe_subscription_id=row.stripe_subscription_id,
+                stripe_customer_id=row.stripe_customer_id,
+                status=row.status,
+                stripe_price_id=row.stripe_price_id,
+                last_event_type=row.last_event_type,
+                first_seen_at=row.created_at,
+                updated_at=row.updated_at,
+            )
+            for row in rows
+        ]
+    )
