@@ -6,9 +6,9 @@ from the sandbox admin page), an admin refunds 20.00 of the top-up, and a disput
 top-up is opened and won; then the customer subscribes to a monthly plan that credits
 the wallet, the sandbox's test clock renews it once, the card starts failing (past_due)
 and the customer recovers by paying the open invoice. Every step goes over HTTP exactly
-as a frontend (and a browser on the sandbox pages) would; the money moves only when the sandbox's webhooks
-reach the service. After each step the balances are printed as a table; the run fails
-(exit code 1) if any balance differs from what SPEC 6 says it must be.
+as a frontend (and a browser on the sandbox pages) would; the money moves only when the
+sandbox's webhooks reach the service. After each step the balances are printed as a
+table; the run fails (exit code 1) if any balance differs from what SPEC 6 says it must be.
 
 The demo also plays the platform's backend: it starts a receiver on loopback, registers
 it as a webhook endpoint, and after each step prints the outgoing events it received,
