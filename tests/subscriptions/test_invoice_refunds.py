@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 import respx
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from payments_api.kit.clock import utcnow
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.service import AccountRef, LedgerService, NewTransaction, PostingSpec
+from payments_api.refunds.invoices import InvoiceRefundService
+from payments_api.settings import Settings
+from payments_api.stripe.gateway import StripeGateway
 from tests.factories import emitted, ledger_invariants
 from tests.helpers import auth, stripe_key, stripe_object
 from tests.subscriptions.conftest import (
@@ -19,6 +27,8 @@ from tests.subscriptions.conftest import (
     fee_routes,
     form_of,
     invoice,
+    price,
+    product,
     seed_plans,
     send,
     subscribe,
@@ -289,3 +299,148 @@ class TestInvoiceRefunds:
             headers={**ADMIN, "Idempotency-Key": uuid.uuid4().hex},
         )
         assert both.status_code == 422
+
+
+class TestInvoiceRefundRecovery:
+    async def test_stripe_down_leaves_it_pending_and_recovery_finishes_it(
+        self,
+        client: httpx.AsyncClient,
+        billing: FakeBilling,
+        session: AsyncSession,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        gateway: StripeGateway,
+        settings: Settings,
+    ) -> None:
+        user, _ = await paid_pro(client, billing, session, "in_refund_e")
+        down = billing.router.post("/v1/refunds").mock(return_value=httpx.Response(500, json={}))
+        pending = await refund(client, "in_refund_e", 1900)
+        assert pending.status_code == 202, pending.text
+        assert (pending.json()["status"], pending.json()["held_amount"]) == ("pending", 500)
+        assert await available(client, user) == 0
+        number = int(pending.json()["id"].removeprefix("rfi_"))
+
+        stripe = StripeRefunds(billing.router, status="succeeded")
+        listing = billing.router.get("/v1/refunds").mock(
+            return_value=httpx.Response(
+                200, json={"object": "list", "data": [], "has_more": False, "url": "/v1/refunds"}
+            )
+        )
+        recovered = await InvoiceRefundService(
+            sessionmaker, gateway, settings, now=lambda: utcnow() + timedelta(hours=1)
+        ).recover()
+        assert recovered >= 1
+        assert listing.calls.last.request.url.params["payment_intent"] == "pi_in_refund_e"
+        keys = {c.request.headers["Idempotency-Key"] for c in [*down.calls, *stripe.route.calls]}
+        assert keys == {stripe_key("invoice_refund", number)}  # one key, every attempt
+        got = await client.get(f"/api/v1/admin/refunds/rfi_{number}", headers=ADMIN)
+        assert (got.json()["status"], got.json()["credit_taken_back"]) == ("succeeded", 500)
+        assert await available(client, user) == 0
+        assert await ledger_invariants(session) == []
+
+    async def test_a_refund_failing_after_it_succeeded_is_reversed_whole(
+        self, client: httpx.AsyncClient, billing: FakeBilling, session: AsyncSession
+    ) -> None:
+        user, _ = await paid_pro(client, billing, session, "in_refund_f")
+        stripe = StripeRefunds(billing.router, status="succeeded")
+        done = await refund(client, "in_refund_f", 950)
+        assert done.json()["status"] == "succeeded"
+        assert await available(client, user) == 250
+        failed = {
+            **stripe.made[0],
+            "status": "failed",
+            "failure_reason": "expired_or_canceled_card",
+        }
+        for _ in range(2):
+            await send(client, "refund.updated", failed)
+        got = await client.get(f"/api/v1/admin/refunds/{done.json()['id']}", headers=ADMIN)
+        assert (got.json()["status"], got.json()["failure_reason"]) == (
+            "failed",
+            "expired_or_canceled_card",
+        )
+        assert await available(client, user) == 500  # the credit is back
+        assert await kinds_of(session, f"stripe:refund_failed:{stripe.made[0]['id']}") == [
+            ("available", user, 250),
+            ("sales", None, -250),
+            ("sales", None, 950),
+            ("stripe_balance", None, -950),
+        ]
+        invoice_row = await session.scalar(
+            text(
+                "SELECT refunded_amount || '/' || credit_reversed FROM subscription_invoices"
+                " WHERE stripe_invoice_id = 'in_refund_f'"
+            )
+        )
+        assert invoice_row == "0/0"
+        assert await ledger_invariants(session) == []
+
+
+@pytest.fixture
+def committed(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def test_two_full_refunds_at_once_refund_the_invoice_once(
+    committed_client: httpx.AsyncClient,
+    committed: async_sessionmaker[AsyncSession],
+    billing: FakeBilling,
+) -> None:
+    """Both requests commit for real on their own connections: the invoice row lock lets
+    one through and the other finds nothing left to refund."""
+    client = committed_client
+    suffix = uuid.uuid4().hex[:8]
+    plan_product = product(f"prod_race_{suffix}", family=f"r{suffix}")
+    plan_price = price(
+        f"price_race_{suffix}", 1900, product_id=f"prod_race_{suffix}", credit=500, currency="brl"
+    )
+    await send(client, "product.created", plan_product)
+    await send(client, "price.created", plan_price)
+    try:
+        await _race(client, committed, billing, suffix)
+    finally:  # committed for real: archive the plan, so other tests' plan lists hold
+        later = int(time.time()) + 60
+        await send(client, "price.updated", {**plan_price, "active": False}, created=later)
+        await send(client, "product.updated", {**plan_product, "active": False}, created=later)
+
+
+async def _race(
+    client: httpx.AsyncClient,
+    committed: async_sessionmaker[AsyncSession],
+    billing: FakeBilling,
+    suffix: str,
+) -> None:
+    user = unique_user()
+    created = await subscribe(client, user, f"price_race_{suffix}")
+    assert created.status_code == 201, created.text
+    invoice_id = f"in_race_{suffix}"
+    fee_routes(billing.router, invoice_id, fee=85, charge=f"ch_{invoice_id}", currency="brl")
+    await send(
+        client,
+        "invoice.paid",
+        invoice(
+            invoice_id,
+            stripe_sub=created.json()["stripe_subscription_id"],
+            amount=1900,
+            currency="brl",
+        ),
+    )
+    stripe = StripeRefunds(billing.router, status="succeeded")
+
+    answers = await asyncio.gather(*(refund(client, invoice_id, None) for _ in range(2)))
+
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+    refused = next(a for a in answers if a.status_code == 409)
+    assert refused.json()["code"] == "refund_exceeds_refundable"
+    assert stripe.route.call_count == 1
+    async with committed() as session:
+        row = await session.scalar(
+            text(
+                "SELECT refunded_amount || '/' || credit_reversed FROM subscription_invoices"
+                " WHERE stripe_invoice_id = :i"
+            ),
+            {"i": invoice_id},
+        )
+        assert row == "1900/500"
+        balance = await LedgerService(session).balance_of(
+            AccountRef.user(user, AccountKind.available, "brl")
+        )
+        assert balance == 0
