@@ -41,7 +41,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from payments_api.admin.repository import AuditLogRepository
+from payments_api.audit.repository import AuditLogRepository
 from payments_api.auth import Principal
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
