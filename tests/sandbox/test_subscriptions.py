@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from payments_api.ledger.kinds import AccountKind
+from payments_api.ledger.service import AccountRef, LedgerService
+from payments_api.sandbox.objects import card_fee
+from tests.factories import ledger_invariants
 from tests.sandbox.helpers import Sandbox
+
+
+async def platform(sandbox: Sandbox, kind: AccountKind) -> int:
+    async with sandbox.sessionmaker() as session:
+        return await LedgerService(session).balance_of(AccountRef.platform(kind, "usd"))
 
 
 async def make_plan(sandbox: Sandbox, *, credit: int | None = 250) -> str:
@@ -61,6 +70,82 @@ async def test_a_year_of_renewals_on_a_test_clock(sandbox: Sandbox) -> None:
             text("SELECT count(*) FROM ledger_transactions WHERE type = 'subscription_payment'")
         )
     assert payments == 13
+    # 1 first invoice + 12 renewals, each paid by its own charge, 12 + 1 credits: exact
+    invoices = [
+        i for i in await sandbox.objects_of("invoice") if i["customer"] == subscription["customer"]
+    ]
+    assert (
+        sorted(i["billing_reason"] for i in invoices)
+        == ["subscription_create"] + ["subscription_cycle"] * 12
+    )
+    assert all(i["status"] == "paid" for i in invoices)
+    fee = card_fee(1200, "usd")
+    assert await platform(sandbox, AccountKind.sales) == 13 * 1200 - 13 * 250
+    assert await platform(sandbox, AccountKind.processing_fees) == -13 * fee
+    assert await platform(sandbox, AccountKind.stripe_balance) == -13 * (1200 - fee)
+    async with sandbox.sessionmaker() as session:
+        credits = await session.scalar(
+            text("SELECT count(*) FROM ledger_transactions WHERE type = 'subscription_credit'")
+        )
+        assert await ledger_invariants(session) == []
+    assert credits == 13
+
+
+async def test_refund_an_invoice_and_pause_collection(sandbox: Sandbox) -> None:
+    price = await make_plan(sandbox)
+    await sandbox.deliver()
+    created = await sandbox.api(
+        "POST", "/api/v1/me/subscriptions", "pat", ["customer"], json={"price": price}
+    )
+    sid = created.json()["id"]
+    await sandbox.deliver()
+    assert await sandbox.balance("pat") == 250
+    [first] = await sandbox.objects_of("invoice")
+
+    # an admin refunds half of the first invoice: half the credit comes back out
+    refund = await sandbox.api(
+        "POST",
+        "/api/v1/admin/refunds",
+        "admin_a",
+        ["admin"],
+        json={"invoice_id": first["id"], "amount": 600},
+    )
+    assert refund.status_code == 201, refund.text
+    assert (refund.json()["status"], refund.json()["credit_taken_back"]) == ("succeeded", 125)
+    delivered = await sandbox.deliver()
+    assert "charge.refunded" in delivered
+    assert await sandbox.balance("pat") == 125
+    assert await platform(sandbox, AccountKind.sales) == 1200 - 250 - 600 + 125
+
+    # pause collection: a month passes with no invoice, then collection resumes
+    paused = await sandbox.api(
+        "POST", f"/api/v1/me/subscriptions/{sid}/pause", "pat", ["customer"], json={}
+    )
+    assert paused.status_code == 200, paused.text
+    assert (paused.json()["entitled"], paused.json()["pause_collection"]["behavior"]) == (
+        False,
+        "void",
+    )
+    subscription = await sandbox.stripe_object(created.json()["stripe_subscription_id"])
+    clock, start = (
+        subscription["test_clock"],
+        int(subscription["items"]["data"][0]["current_period_start"]),
+    )
+    await sandbox.click(
+        f"/sandbox/test-clocks/{clock}/advance", frozen_time=str(start + 31 * 86400)
+    )
+    assert "invoice.paid" not in await sandbox.deliver()
+    unpaused = await sandbox.api(
+        "POST", f"/api/v1/me/subscriptions/{sid}/unpause", "pat", ["customer"]
+    )
+    assert (unpaused.json()["entitled"], unpaused.json()["pause_collection"]) == (True, None)
+    await sandbox.click(
+        f"/sandbox/test-clocks/{clock}/advance", frozen_time=str(start + 61 * 86400)
+    )
+    assert (await sandbox.deliver()).count("invoice.paid") == 1
+    assert await sandbox.balance("pat") == 125 + 250
+    async with sandbox.sessionmaker() as session:
+        assert await ledger_invariants(session) == []
 
 
 async def test_a_declined_card_needs_the_customer_then_pays(sandbox: Sandbox) -> None:

@@ -42,10 +42,12 @@ def price(
     trial_days: int | None = None,
     interval: str = "month",
     active: bool = True,
+    currency: str = "usd",
 ) -> dict[str, Any]:
     obj = stripe_object("price")
     obj.update(
         id=price_id,
+        currency=currency,
         product=product_id,
         unit_amount=amount,
         unit_amount_decimal=str(amount),
@@ -112,10 +114,12 @@ def invoice(
     reason: str = "subscription_cycle",
     our_id: int | None = None,
     attempt_count: int = 1,
+    currency: str = "usd",
 ) -> dict[str, Any]:
     obj = stripe_object("invoice")
     obj.update(
         id=invoice_id,
+        currency=currency,
         amount_due=amount,
         amount_paid=amount if status == "paid" else 0,
         amount_remaining=0 if status == "paid" else amount,
@@ -219,16 +223,24 @@ def billing(stripe_mock: respx.MockRouter) -> FakeBilling:
 
 
 def fee_routes(
-    router: respx.MockRouter, invoice_id: str, *, fee: int, charge: str = "ch_renewal"
+    router: respx.MockRouter,
+    invoice_id: str,
+    *,
+    fee: int,
+    charge: str = "ch_renewal",
+    payment_intent: str | None = None,
+    currency: str = "usd",
 ) -> tuple[respx.Route, respx.Route]:
-    """Stripe's answers for the fee of a paid invoice: its payment, then the charge."""
+    """Stripe's answers for the fee of a paid invoice: its payment, then the charge
+    (whose PaymentIntent is ``pi_{invoice_id}`` unless given)."""
+    payment_intent = payment_intent or f"pi_{invoice_id}"
     payment = stripe_object("invoice_payment")
     payment.update(
         invoice=invoice_id,
         payment={
             "type": "payment_intent",
             "payment_intent": {
-                "id": "pi_renewal",
+                "id": payment_intent,
                 "object": "payment_intent",
                 "latest_charge": charge,
             },
@@ -247,8 +259,8 @@ def fee_routes(
     )
     charge_obj = stripe_object("charge")
     txn = stripe_object("balance_transaction")
-    txn.update(id=f"txn_{invoice_id}", fee=fee, currency="usd")
-    charge_obj.update(id=charge, balance_transaction=txn)
+    txn.update(id=f"txn_{invoice_id}", fee=fee, currency=currency)
+    charge_obj.update(id=charge, balance_transaction=txn, payment_intent=payment_intent)
     charges = router.get(f"/v1/charges/{charge}").mock(
         return_value=httpx.Response(200, json=charge_obj)
     )

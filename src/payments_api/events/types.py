@@ -35,6 +35,7 @@ class EventType(StrEnum):
     invoice_paid = "invoice.paid"
     invoice_payment_failed = "invoice.payment_failed"
     invoice_payment_action_required = "invoice.payment_action_required"
+    invoice_refunded = "invoice.refunded"
     balance_low = "balance.low"
     webhook_endpoint_tested = "webhook_endpoint.tested"
     """Sent by ``POST /admin/webhook-endpoints/{id}/test`` to that endpoint only."""

@@ -82,6 +82,8 @@ _DESCRIPTIONS: dict[EventType, str] = {
     "per attempt).",
     EventType.invoice_payment_action_required: "The customer must authenticate the "
     "invoice's payment (3-D Secure); `hosted_invoice_url` lets them.",
+    EventType.invoice_refunded: "A refund of a subscription invoice succeeded; "
+    "`refunded_amount` is the total and the plan credit was taken back in proportion.",
     EventType.balance_low: "Available fell below the user's threshold (once per crossing).",
     EventType.webhook_endpoint_tested: "A test event an admin sent to one endpoint.",
 }

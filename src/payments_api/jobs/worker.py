@@ -93,9 +93,11 @@ async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
 
     @pgq.schedule("refunds.recover", "*/5 * * * *")
     async def recover_refunds(_schedule: Schedule) -> None:
+        from payments_api.refunds.invoices import InvoiceRefundService
         from payments_api.refunds.service import RefundService
 
         await RefundService(sessionmaker, stripe, settings).recover()
+        await InvoiceRefundService(sessionmaker, stripe, settings).recover()
 
     from payments_api.escrow.capture import EscrowCaptures
     from payments_api.escrow.service import CAPTURE_JOB

@@ -7,6 +7,7 @@ from fastapi import Depends
 from payments_api.auth import Principal
 from payments_api.deps import PrincipalDep, StateDep
 from payments_api.problems import Forbidden
+from payments_api.refunds.invoices import InvoiceRefundService
 from payments_api.refunds.service import RefundService
 
 
@@ -27,3 +28,10 @@ def get_refund_service(state: StateDep) -> RefundService:
 
 
 RefundServiceDep = Annotated[RefundService, Depends(get_refund_service)]
+
+
+def get_invoice_refund_service(state: StateDep) -> InvoiceRefundService:
+    return InvoiceRefundService(state.sessionmaker, state.stripe, state.settings)
+
+
+InvoiceRefundServiceDep = Annotated[InvoiceRefundService, Depends(get_invoice_refund_service)]

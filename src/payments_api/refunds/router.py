@@ -11,7 +11,12 @@ from payments_api.kit.pagination import Limit
 from payments_api.orders import errors as orders_errors
 from payments_api.problems import problem_responses
 from payments_api.refunds import errors as refunds_errors
-from payments_api.refunds.deps import AdminPrincipalDep, RefundServiceDep
+from payments_api.refunds import invoices
+from payments_api.refunds.deps import (
+    AdminPrincipalDep,
+    InvoiceRefundServiceDep,
+    RefundServiceDep,
+)
 from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
 from payments_api.refunds.service import RefundQueries
 from payments_api.stripe import errors as stripe_errors
@@ -32,7 +37,13 @@ router = APIRouter(tags=["admin"])
     "with the same key, never refunded twice). A direct payment (destination charge) is "
     "refunded with `reverse_transfer` and `refund_application_fee`: the payee's share and "
     "the platform's fee come back in the payment's proportions (largest remainder); what "
-    "the payee's connected account cannot cover is borne by the platform.",
+    "the payee's connected account cannot cover is borne by the platform.\n\n"
+    "With `invoice_id` instead of `order_id`, a paid subscription invoice is refunded "
+    "(its PaymentIntent, key derived from the refund's id, `rfi_…` ids): the revenue "
+    "comes back out of sales and the plan credit the invoice granted is taken back in "
+    "proportion (held from the wallet meanwhile). When the subscriber has spent it the "
+    "request is refused (`refund_credit_spent`) unless `force` is true, in which case the "
+    "platform bears the spent part. Stripe keeps its fee.",
     operation_id="createRefund",
     status_code=201,
     responses={
@@ -50,6 +61,9 @@ router = APIRouter(tags=["admin"])
             refunds_errors.OrderNotRefundable,
             refunds_errors.RefundNotSupported,
             refunds_errors.RefundCurrencyMismatch,
+            invoices.InvoiceNotFound,
+            invoices.InvoiceNotRefundable,
+            invoices.RefundCreditSpent,
             stripe_errors.PaymentProviderError,
             stripe_errors.PaymentProviderUnavailable,
         ),
@@ -60,9 +74,20 @@ async def create_refund(
     request: Request,
     principal: AdminPrincipalDep,
     service: RefundServiceDep,
+    invoice_service: InvoiceRefundServiceDep,
     idempotency_key: IdempotencyKeyDep,
     response: Response,
 ) -> RefundRead:
+    if body.invoice_id is not None:
+        refund, known = await invoice_service.create(
+            principal,
+            body,
+            idempotency_key,
+            request_id=getattr(request.state, "request_id", None),
+        )
+        if not known:
+            response.status_code = 202
+        return refund
     refund, known = await service.create(
         principal,
         body,
@@ -92,7 +117,15 @@ async def list_refunds(
         Literal["pending", "requires_action", "succeeded", "failed", "canceled"] | None,
         Query(description="Only refunds in this state."),
     ] = None,
+    invoice_id: Annotated[
+        str | None,
+        Query(max_length=255, description="Only this subscription invoice's refunds."),
+    ] = None,
 ) -> RefundList:
+    if invoice_id is not None:
+        return await invoices.InvoiceRefundQueries(session).list(
+            limit=limit, starting_after=starting_after, invoice_id=invoice_id
+        )
     return await RefundQueries(session).list(
         limit=limit, starting_after=starting_after, order_id=order_id, status=status
     )
@@ -109,4 +142,6 @@ async def get_refund(
     _admin: AdminUser,
     session: SessionDep,
 ) -> RefundRead:
+    if refund_id.startswith(f"{invoices.INVOICE_REFUND_PREFIX}_"):
+        return await invoices.InvoiceRefundQueries(session).get(refund_id)
     return await RefundQueries(session).get(refund_id)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from payments_api.money import Currency, MinorAmount
 
@@ -11,9 +11,23 @@ RefundReason = Literal["requested_by_customer", "duplicate", "fraudulent"]
 
 
 class RefundCreate(BaseModel):
-    """Refund all or part of a confirmed pay-in."""
+    """Refund all or part of a confirmed pay-in, or of a paid subscription invoice."""
 
-    order_id: str = Field(max_length=32, description="The order to refund.", examples=["ord_12"])
+    order_id: str | None = Field(
+        None, max_length=32, description="The order to refund.", examples=["ord_12"]
+    )
+    invoice_id: str | None = Field(
+        None,
+        max_length=255,
+        description="Instead of `order_id`: a paid subscription invoice (its `id`, Stripe's "
+        "`in_…`). The plan credit it granted is taken back in proportion.",
+        examples=["in_1MtHbELkdIwHu7ix"],
+    )
+    force: bool = Field(
+        False,
+        description="Invoices only: refund even when the subscriber has spent the plan "
+        "credit it granted; the platform bears the part the wallet no longer holds.",
+    )
     amount: MinorAmount | None = Field(
         None,
         description="Minor units to refund; omit to refund everything still refundable.",
@@ -31,12 +45,23 @@ class RefundCreate(BaseModel):
         examples=["Customer cancelled within 14 days, ticket 4711"],
     )
 
+    @model_validator(mode="after")
+    def _one_target(self) -> RefundCreate:
+        if (self.order_id is None) == (self.invoice_id is None):
+            raise ValueError("Give exactly one of order_id and invoice_id.")
+        if self.force and self.order_id is not None:
+            raise ValueError("force applies to invoice refunds only.")
+        return self
+
 
 class RefundRead(BaseModel):
-    id: str = Field(examples=["rfd_3"])
+    id: str = Field(examples=["rfd_3"], description="`rfd_…` (orders) or `rfi_…` (invoices).")
     object: Literal["refund"] = "refund"
-    order_id: str = Field(examples=["ord_12"])
-    user_id: str = Field(description="The customer who paid the order.")
+    order_id: str | None = Field(examples=["ord_12"], description="The refunded order.")
+    invoice_id: str | None = Field(
+        None, description="The refunded subscription invoice (instead of an order)."
+    )
+    user_id: str = Field(description="The customer who paid the order or invoice.")
     amount: int = Field(description="Minor units.", examples=[500])
     currency: str = Field(examples=["usd"])
     status: Literal["pending", "requires_action", "succeeded", "failed", "canceled"] = Field(
@@ -56,6 +81,11 @@ class RefundRead(BaseModel):
     stripe_refund_id: str | None = Field(None, examples=["re_3MtwBw"])
     failure_reason: str | None = Field(
         None, description="Machine reason when failed (Stripe's code or provider_rejected)."
+    )
+    credit_taken_back: int | None = Field(
+        None,
+        description="Invoices: the part of the plan credit this refund takes back from the "
+        "wallet (held while in flight; final once succeeded).",
     )
     created_at: datetime
     succeeded_at: datetime | None = None

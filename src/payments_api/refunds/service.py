@@ -578,7 +578,7 @@ class RefundService:
     ) -> Refund:
         """Step 1: check, write the pending refund and its hold, audit; one transaction."""
         request_fingerprint = fingerprint(body.model_dump(mode="json"))
-        order_number = parse_public_id(ORDER_PREFIX, body.order_id)
+        order_number = parse_public_id(ORDER_PREFIX, body.order_id or "")
         async with self.sessionmaker.begin() as session:
             actor = await UserRepository(session).upsert_from_principal(principal)
             refunds = RefundRepository(session)

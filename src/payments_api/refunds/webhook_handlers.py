@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from payments_api.refunds.invoices import InvoiceRefundSettlement
 from payments_api.refunds.service import RefundSettlement
 from payments_api.webhooks.registry import EventHandler, HandlerContext, StripeEvent
 
@@ -14,8 +15,12 @@ log = logging.getLogger(__name__)
 
 async def refund_changed(event: StripeEvent, context: HandlerContext) -> None:
     """refund.created / refund.updated / refund.failed / charge.refund.updated: the
-    object is the Refund in its current state; applying it is idempotent."""
-    await RefundSettlement(context.session, context.stripe).apply(event.data_object)
+    object is the Refund in its current state; applying it is idempotent. A refund of a
+    subscription invoice's charge is settled by the invoice refunds, any other by the
+    pay-in refunds."""
+    invoice_refunds = InvoiceRefundSettlement(context.session, context.stripe)
+    if await invoice_refunds.apply(event.data_object) is None:
+        await RefundSettlement(context.session, context.stripe).apply(event.data_object)
 
 
 async def charge_refunded(event: StripeEvent, context: HandlerContext) -> None:
@@ -29,10 +34,12 @@ async def charge_refunded(event: StripeEvent, context: HandlerContext) -> None:
     else:
         refunds = await context.stripe.list_refunds(charge=str(charge["id"]))
     settlement = RefundSettlement(context.session, context.stripe)
+    invoice_refunds = InvoiceRefundSettlement(context.session, context.stripe)
     for refund in refunds:
         if refund.get("payment_intent") is None and charge.get("payment_intent"):
             refund = {**refund, "payment_intent": charge["payment_intent"]}
-        await settlement.apply(refund)
+        if await invoice_refunds.apply(refund) is None:
+            await settlement.apply(refund)
 
 
 HANDLERS: dict[str, EventHandler] = {

@@ -806,7 +806,8 @@ async def retrieve_subscription(request: Request, subscription_id: str) -> Respo
 @router.post("/subscriptions/{subscription_id}")
 async def update_subscription(request: Request, subscription_id: str) -> Response:
     allowed = _names(
-        "cancel_at_period_end items proration_behavior proration_date default_payment_method"
+        "cancel_at_period_end items proration_behavior proration_date default_payment_method "
+        "pause_collection"
     )
     return await execute(
         request,

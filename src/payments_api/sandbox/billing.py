@@ -252,9 +252,74 @@ class SandboxBilling:
             await self._unpaid(row, invoice_id, card)
         return (await self.stripe.load(invoice_id, "invoice")).body
 
+    async def _charge(self, invoice: dict[str, Any]) -> tuple[str, str]:
+        """The PaymentIntent and charge that pay ``invoice``: the invoice's own
+        PaymentIntent when the customer paid it on its page, else a new one charged to
+        the subscription's card (with its balance transaction and Stripe's fee)."""
+        secret = (invoice.get("confirmation_secret") or {}).get("client_secret")
+        if isinstance(secret, str) and "_secret_" in secret:
+            found = await self.objects.get(secret.split("_secret_", 1)[0])
+            if (
+                found is not None
+                and found.body.get("status") == "succeeded"
+                and found.body.get("latest_charge")
+            ):
+                return found.id, str(found.body["latest_charge"])
+        amount, currency = int(invoice["amount_due"]), str(invoice["currency"])
+        intent = objects.payment_intent(
+            amount=amount,
+            currency=currency,
+            customer_id=str(invoice["customer"]),
+            metadata={"sandbox_invoice": str(invoice["id"])},
+            description=f"Invoice {invoice['id']}",
+            payment_method=None,
+            receipt_email=None,
+            automatic_payment_methods=False,
+        )
+        txn = await self.stripe._txn(
+            amount=amount,
+            currency=currency,
+            type_="charge",
+            category="charge",
+            source=None,
+            fee=objects.card_fee(amount, currency),
+            description=intent["description"],
+        )
+        intent["payment_method"] = objects.new_id("pm")
+        charge = objects.charge(
+            intent=intent, succeeded=True, balance_transaction_id=txn["id"], three_d_secure=False
+        )
+        await self.stripe._set_source(txn, charge["id"])
+        await self.objects.add("charge", charge)
+        intent.update(status="succeeded", amount_received=amount, latest_charge=charge["id"])
+        await self.objects.add("payment_intent", intent)
+        return str(intent["id"]), str(charge["id"])
+
     async def _pay(self, invoice_id: str) -> None:
         invoice_row = await self.stripe.load(invoice_id, "invoice")
         invoice = invoice_row.body
+        if int(invoice["amount_due"]) > 0:
+            intent_id, _charge_id = await self._charge(invoice)
+            payment = {
+                "id": objects.new_id("inpay", 24),
+                "object": "invoice_payment",
+                "amount_paid": invoice["amount_due"],
+                "amount_requested": invoice["amount_due"],
+                "created": objects.now(),
+                "currency": invoice["currency"],
+                "invoice": invoice_id,
+                "is_default": True,
+                "livemode": False,
+                "payment": {"type": "payment_intent", "payment_intent": intent_id},
+                "status": "paid",
+                "status_transitions": {"canceled_at": None, "paid_at": objects.now()},
+            }
+            invoice["payments"] = {
+                "object": "list",
+                "data": [payment],
+                "has_more": False,
+                "url": f"/v1/invoice_payments?invoice={invoice_id}",
+            }
         invoice.update(
             status="paid",
             amount_paid=invoice["amount_due"],
@@ -340,6 +405,20 @@ class SandboxBilling:
             item["price"] = price.body
         if p.has("default_payment_method"):
             sub["default_payment_method"] = p.text("default_payment_method")
+        if p.has("pause_collection"):
+            previous["pause_collection"] = sub.get("pause_collection")
+            if p.raw("pause_collection") == "":
+                sub["pause_collection"] = None
+            else:
+                behavior = p.text("pause_collection.behavior")
+                if behavior not in ("void", "keep_as_draft", "mark_uncollectible"):
+                    raise invalid(
+                        "Invalid pause_collection[behavior].", param="pause_collection[behavior]"
+                    )
+                sub["pause_collection"] = {
+                    "behavior": behavior,
+                    "resumes_at": p.integer("pause_collection.resumes_at", minimum=0),
+                }
         await self.objects.save(row, sub)
         await self.stripe.emit("customer.subscription.updated", sub, previous=previous)
         return sub
@@ -413,9 +492,11 @@ class SandboxBilling:
         return invoice
 
     async def invoice_payments(self, p: Params) -> dict[str, Any]:
-        """Sandbox invoices are paid without a charge of their own: no payments to list."""
-        await self.stripe.load(p.required_text("invoice"), "invoice", param="invoice")
-        return objects.empty_list("/v1/invoice_payments")
+        """The payment of a paid invoice (its PaymentIntent); none for $0 invoices."""
+        row = await self.stripe.load(p.required_text("invoice"), "invoice", param="invoice")
+        listing = objects.empty_list("/v1/invoice_payments")
+        listing["data"] = list((row.body.get("payments") or {}).get("data") or [])
+        return listing
 
     # ------------------------------------------------------------ test clocks
 
@@ -447,8 +528,17 @@ class SandboxBilling:
                 if sub["status"] == "trialing":
                     previous["status"] = "trialing"
                     sub.update(status="active")
+                pause = sub.get("pause_collection")
+                if pause and pause.get("resumes_at") and int(pause["resumes_at"]) <= end:
+                    previous["pause_collection"] = pause
+                    sub["pause_collection"] = pause = None
                 await self.objects.save(row, sub)
                 await self.stripe.emit("customer.subscription.updated", sub, previous=previous)
+                if pause:
+                    # Collection paused: the period's invoice is not collected (the
+                    # sandbox makes none, as ``void`` would void it).
+                    row = await self.stripe.load(found.id, "subscription")
+                    continue
                 card = TEST_PAYMENT_METHODS.get(
                     sub.get("default_payment_method") or "pm_card_visa", "success"
                 )

@@ -6,11 +6,13 @@ from the sandbox admin page), an admin refunds 20.00 of the top-up, and a disput
 top-up is opened and won. Then cards: the customer saves a card and is topped up
 off-session with it, saves a card whose bank always wants authentication (its
 off-session top-up waits for the customer, who finishes it through the link), and pays a
-job by authorization only, captured in part when the payee accepts. Every step goes over
-HTTP exactly as a frontend (and a browser on the sandbox pages) would; the money moves
-only when the sandbox's webhooks reach the service. After each step the balances are
-printed as a table; the run fails (exit code 1) if any balance differs from what SPEC 6
-says it must be.
+job by authorization only, captured in part when the payee accepts. Then the customer
+subscribes to a monthly plan that credits the wallet, the sandbox's test clock renews it
+once, the card starts failing (past_due) and the customer recovers by paying the open
+invoice. Every step goes over HTTP exactly as a frontend (and a browser on the sandbox
+pages) would; the money moves only when the sandbox's webhooks reach the service. After
+each step the balances are printed as a table; the run fails (exit code 1) if any
+balance differs from what SPEC 6 says it must be.
 
 The demo also plays the platform's backend: it starts a receiver on loopback, registers
 it as a webhook endpoint, and after each step prints the outgoing events it received,
@@ -417,6 +419,7 @@ class Demo:
         )
         await self.events("dispute won", "dispute.closed")
         await self._cards(back)
+        await self._subscription(customer, base)
 
     async def _save_card(self, number: str, *, authenticate: bool) -> dict[str, Any]:
         """The customer saves a test card on the sandbox's SetupIntent page (what the
@@ -536,6 +539,137 @@ class Demo:
             {"customer": {"available": 12_500, "escrow": 3_000}},
         )
         await self.events("captured", "escrow.funded", "escrow.accepted", "order.paid")
+
+    # -------------------------------------------------------------- subscription
+
+    async def _stripe(self, method: str, path: str, **form: str) -> dict[str, Any]:
+        """The sandbox's Stripe API, as the platform's Stripe dashboard would use it."""
+        response = await self.client.request(
+            method,
+            f"/sandbox/stripe/v1{path}",
+            data=form or None,
+            headers={"Authorization": "Bearer sk_test_demo"},
+        )
+        if response.status_code >= 400:
+            raise DemoFailed(f"sandbox Stripe {method} {path} -> {response.status_code}")
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def _subscription_status(self, party: Party, subscription_id: str) -> dict[str, Any]:
+        return await self._get(party, f"/api/v1/me/subscriptions/{subscription_id}")
+
+    async def _report(self, step: str, party: Party, subscription_id: str, want: int) -> None:
+        sub = await self._subscription_status(party, subscription_id)
+        available = int((await self.balances(party))["available"])
+        ok = available == want
+        if not ok:
+            self.failures.append(f"{step}: wallet {_major(available)} != {_major(want)}")
+        self.out(
+            f"\n== {step}\nsubscription {sub['id']}: status {sub['status']}, entitled "
+            f"{str(sub['entitled']).lower()}; wallet available {_major(available)}  "
+            f"{'ok' if ok else 'WRONG'}\n"
+        )
+
+    async def events_including(self, step: str, *required: str) -> None:
+        """Print the events that arrived since the last step; ``required`` must be among
+        them (subscription events race Stripe's own order, so only presence is checked)."""
+
+        async def arrived() -> bool:
+            types = [e["type"] for e in self._ours()[self.printed :]]
+            return all(types.count(t) >= required.count(t) for t in set(required))
+
+        await self._until(f"the events of '{step}'", arrived)
+        new = self._ours()[self.printed :]
+        for event in new:
+            duplicate = event["id"] in self.seen_events
+            self.seen_events.add(event["id"])
+            obj = event["data"]["object"]
+            self.out(
+                f"  event {event['id']:<8} {event['type']:<24} {obj.get('id', '')}"
+                f"{'  DUPLICATE' if duplicate else '  verified'}\n"
+            )
+            if duplicate:
+                self.failures.append(f"{step}: event {event['id']} delivered twice")
+        self.printed += len(new)
+
+    async def _advance_past_period(self, stripe_subscription: str) -> None:
+        sub = await self._stripe("GET", f"/subscriptions/{stripe_subscription}")
+        end = int(sub["items"]["data"][0]["current_period_end"])
+        response = await self.client.post(
+            f"/sandbox/test-clocks/{sub['test_clock']}/advance", data={"frozen_time": str(end + 60)}
+        )
+        if response.status_code not in (200, 303):
+            raise DemoFailed(f"advancing the test clock -> {response.status_code}")
+
+    async def _subscription(self, customer: Party, base: str) -> None:
+        """14-17. A monthly plan with 3.00 of wallet credit: subscribe, renew, a card that
+        starts failing, recovery. Stripe's test clock stands in for the months."""
+        run = customer.user_id.rsplit("-", 1)[-1]
+        product = await self._stripe(
+            "POST", "/products", name="Demo plan", **{"metadata[family]": f"demo-{run}"}
+        )
+        price = await self._stripe(
+            "POST",
+            "/prices",
+            product=product["id"],
+            unit_amount="900",
+            currency=CURRENCY,
+            **{"recurring[interval]": "month", "metadata[monthly_credit]": "300"},
+        )
+
+        async def plan_listed() -> bool:
+            plans = await self._get(customer, "/api/v1/plans")
+            return any(p["price"] == price["id"] for p in plans["data"])
+
+        await self._until("the plan to sync from Stripe's events", plan_listed)
+        wallet = int((await self.balances(customer))["available"])
+
+        # 14. Subscribe with a card that works: the first invoice is paid, 3.00 credited.
+        created = await self._post(
+            customer,
+            "/api/v1/me/subscriptions",
+            {"price": price["id"], "payment_method": "pm_card_visa"},
+        )
+        sid, stripe_sub = created["id"], created["stripe_subscription_id"]
+        wallet += 300
+
+        async def state_is(status: str, available: int) -> bool:
+            sub = await self._subscription_status(customer, sid)
+            return sub["status"] == status and await self._available_is(customer, available)
+
+        await self._until("the first invoice", lambda: state_is("active", wallet))
+        await self._report("customer subscribes (9.00/month, 3.00 credit)", customer, sid, wallet)
+        await self.events_including("subscribed", "subscription.created", "invoice.paid")
+
+        # 15. A month passes: the renewal is paid and credited once more.
+        await self._advance_past_period(stripe_sub)
+        wallet += 300
+        await self._until("the renewal", lambda: state_is("active", wallet))
+        await self._report("a month later: renewal paid", customer, sid, wallet)
+        await self.events_including("renewed", "invoice.paid")
+
+        # 16. The card starts failing (the issuer declines): the next renewal fails.
+        await self._stripe(
+            "POST",
+            f"/subscriptions/{stripe_sub}",
+            default_payment_method="pm_card_chargeCustomerFail",
+        )
+        await self._advance_past_period(stripe_sub)
+        await self._until("the failed renewal", lambda: state_is("past_due", wallet))
+        await self._report("next month: the card is declined (past_due)", customer, sid, wallet)
+        await self.events_including("renewal failed", "invoice.payment_failed")
+
+        # 17. The customer pays the open invoice with a working card: active again.
+        sub = await self._stripe("GET", f"/subscriptions/{stripe_sub}")
+        open_invoice = await self._stripe("GET", f"/invoices/{sub['latest_invoice']}")
+        secret = str(open_invoice["confirmation_secret"]["client_secret"])
+        intent = secret.split("_secret_", 1)[0]
+        self.out(f"invoice payment page: {base}/sandbox/payment_intents/{intent}\n")
+        await self._click(f"{base}/sandbox/payment_intents/{intent}", action="pay")
+        wallet += 300
+        await self._until("the recovery", lambda: state_is("active", wallet))
+        await self._report("customer pays the open invoice: recovered", customer, sid, wallet)
+        await self.events_including("recovered", "invoice.paid")
 
 
 def _first_id(html: str, prefix: str) -> str:

@@ -37,3 +37,15 @@ class PlanChangeInvalid(ProblemError):
     status = 422
     code = "plan_change_invalid"
     title = "The new price must be another active price of the same currency"
+
+
+class SubscriptionNotPaused(ProblemError):
+    status = 409
+    code = "subscription_not_paused"
+    title = "The subscription's payment collection is not paused"
+
+
+class SubscriptionPauseInvalid(ProblemError):
+    status = 422
+    code = "subscription_pause_invalid"
+    title = "The pause cannot end in the past"

@@ -104,6 +104,7 @@ class Subscription(TimestampMixin, Base):
     __table_args__ = (
         CheckConstraint(f"status IN ({_in(SUBSCRIPTION_STATUSES)})", name="status"),
         UniqueConstraint("user_id", "idempotency_key"),
+        CheckConstraint("origin IN ('api', 'stripe')", name="origin"),
         UniqueConstraint("stripe_subscription_id"),
         Index("ix_subscriptions_user_id_id", "user_id", "id"),
     )
@@ -129,6 +130,13 @@ class Subscription(TimestampMixin, Base):
     past_due_since: Mapped[datetime | None]
     """When it last became ``past_due`` (the grace period counts from here)."""
     latest_invoice_id: Mapped[str | None] = mapped_column(String(255))
+    origin: Mapped[str] = mapped_column(String(8), server_default=text("'api'"))
+    """``api`` (subscribed through this service) or ``stripe`` (made elsewhere, e.g. the
+    dashboard, for a customer we know, and adopted from its events)."""
+    pause_behavior: Mapped[str | None] = mapped_column(String(24))
+    """Stripe's ``pause_collection.behavior`` while collection is paused, else NULL."""
+    pause_resumes_at: Mapped[datetime | None]
+    """Stripe's ``pause_collection.resumes_at``, when the pause ends by itself."""
     stripe_state_at: Mapped[int | None] = mapped_column(BigInteger)
     """Unix time of the Stripe state held (event ``created``, or our call's time)."""
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
@@ -140,7 +148,15 @@ class SubscriptionInvoice(TimestampMixin, Base):
     __tablename__ = "subscription_invoices"
     __table_args__ = (
         UniqueConstraint("stripe_invoice_id"),
+        CheckConstraint(
+            "refunded_amount >= 0 AND refunded_amount <= amount_paid", name="refunded_amount"
+        ),
+        CheckConstraint(
+            "credit_reversed >= 0 AND credit_reversed <= coalesce(credited_amount, 0)",
+            name="credit_reversed",
+        ),
         Index("ix_subscription_invoices_subscription_id", "subscription_id"),
+        Index("ix_subscription_invoices_stripe_payment_intent_id", "stripe_payment_intent_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -160,5 +176,27 @@ class SubscriptionInvoice(TimestampMixin, Base):
     processing_fee_amount: Mapped[int | None] = mapped_column(BigInteger)
     credited_amount: Mapped[int | None] = mapped_column(BigInteger)
     """The plan's monthly credit given to the wallet for this invoice, once."""
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    """The PaymentIntent that paid it (how reconciliation and refunds name the payment)."""
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(255))
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """Refunds that succeeded at Stripe (the ledger has reversed them)."""
+    credit_reversed: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """The part of ``credited_amount`` taken back by those refunds."""
+    stripe_state_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class UnclaimedSubscription(TimestampMixin, Base):
+    """A subscription made at Stripe (the dashboard) for a Stripe customer we do not
+    know: kept for an admin to review; it moves no money here."""
+
+    __tablename__ = "unclaimed_subscriptions"
+
+    stripe_subscription_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(24))
+    stripe_price_id: Mapped[str | None] = mapped_column(String(255))
+    last_event_type: Mapped[str | None] = mapped_column(String(64))
     stripe_state_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -13,6 +13,7 @@ from payments_api.subscriptions.models import (
     PlanProduct,
     Subscription,
     SubscriptionInvoice,
+    UnclaimedSubscription,
 )
 from payments_api.users.models import User
 
@@ -136,6 +137,57 @@ class SubscriptionRepository:
             if result is not None:
                 return result
         return None
+
+    async def user_by_customer(self, customer_id: str) -> User | None:
+        result: User | None = await self.session.scalar(
+            select(User).where(User.stripe_customer_id == customer_id).limit(1)
+        )
+        return result
+
+    async def adopt(self, values: dict[str, Any]) -> Subscription | None:
+        """Write the row of a subscription made elsewhere (once, however many events
+        race), and return it locked."""
+        await self.session.execute(
+            insert(Subscription)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
+        )
+        result: Subscription | None = await self.session.scalar(
+            select(Subscription)
+            .where(
+                Subscription.user_id == values["user_id"],
+                Subscription.idempotency_key == values["idempotency_key"],
+            )
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return result
+
+    async def record_unclaimed(self, values: dict[str, Any]) -> None:
+        """Keep (or bring up to date) a subscription of a customer we do not know."""
+        stmt = insert(UnclaimedSubscription).values(**values)
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["stripe_subscription_id"],
+                set_={
+                    "status": stmt.excluded.status,
+                    "stripe_customer_id": stmt.excluded.stripe_customer_id,
+                    "stripe_price_id": stmt.excluded.stripe_price_id,
+                    "last_event_type": stmt.excluded.last_event_type,
+                    "stripe_state_at": stmt.excluded.stripe_state_at,
+                    "updated_at": func.now(),
+                },
+                where=UnclaimedSubscription.stripe_state_at <= stmt.excluded.stripe_state_at,
+            )
+        )
+
+    async def unclaimed(self, *, limit: int) -> list[UnclaimedSubscription]:
+        rows = await self.session.scalars(
+            select(UnclaimedSubscription)
+            .order_by(UnclaimedSubscription.created_at.desc())
+            .limit(limit)
+        )
+        return list(rows)
 
     async def live_in_family(self, user_id: str, family: str, *, now: datetime) -> int:
         """Subscriptions holding the family's place: live at Stripe, or being created

@@ -21,9 +21,11 @@ from payments_api.subscriptions.schemas import (
     SubscriptionCreate,
     SubscriptionCreated,
     SubscriptionList,
+    SubscriptionPause,
     SubscriptionRead,
+    UnclaimedSubscriptionList,
 )
-from payments_api.subscriptions.service import SubscriptionQueries
+from payments_api.subscriptions.service import SubscriptionQueries, unclaimed_subscriptions
 
 router = APIRouter(tags=["subscriptions"])
 
@@ -52,6 +54,22 @@ async def list_plans(_user: CurrentUser, session: SessionDep) -> PlanList:
 )
 async def sync_plans(_admin: AdminUser, state: StateDep) -> PlanSyncResult:
     return await PlanSync(state.sessionmaker, state.stripe).run()
+
+
+@router.get(
+    "/api/v1/admin/subscriptions/unclaimed",
+    summary="Subscriptions made at Stripe for customers this service does not know",
+    description="Subscriptions created outside this service (e.g. the Stripe dashboard) "
+    "are adopted when their Stripe customer is one of our users; the others are listed "
+    "here for review, newest first. They move no money until the customer is linked.",
+    operation_id="listUnclaimedSubscriptions",
+    tags=["admin"],
+    responses=problem_responses(401, 403, 422),
+)
+async def list_unclaimed_subscriptions(
+    _admin: AdminUser, session: SessionDep, limit: Limit = 20
+) -> UnclaimedSubscriptionList:
+    return await unclaimed_subscriptions(session, limit=limit)
 
 
 @router.post(
@@ -141,6 +159,50 @@ async def resume_subscription(
     idempotency_key: IdempotencyKeyDep,
 ) -> SubscriptionRead:
     return await service.resume(subscription_id, idempotency_key)
+
+
+@router.post(
+    "/api/v1/me/subscriptions/{subscription_id}/pause",
+    summary="Pause payment collection",
+    description="Sets Stripe's `pause_collection` (default `behavior=void`: the paused "
+    "periods' invoices are voided, nothing is charged and no plan credit is given). The "
+    "status stays what Stripe says (usually `active`), `pause_collection` is set and "
+    "`entitled` is false while paused. Stripe's `customer.subscription.updated` events "
+    "keep it current (a `resumes_at` reached, a change made in the dashboard).",
+    operation_id="pauseSubscription",
+    responses=problem_responses(
+        400,
+        401,
+        errors.SubscriptionNotFound,
+        errors.SubscriptionNotActive,
+        errors.SubscriptionPauseInvalid,
+        *STRIPE_PROBLEMS,
+    ),
+)
+async def pause_subscription(
+    subscription_id: SubscriptionId,
+    body: SubscriptionPause,
+    service: SubscriptionServiceDep,
+    idempotency_key: IdempotencyKeyDep,
+) -> SubscriptionRead:
+    return await service.pause(subscription_id, body, idempotency_key)
+
+
+@router.post(
+    "/api/v1/me/subscriptions/{subscription_id}/unpause",
+    summary="Resume payment collection",
+    description="Unsets `pause_collection`: the next invoice is collected as usual.",
+    operation_id="unpauseSubscription",
+    responses=problem_responses(
+        400, 401, errors.SubscriptionNotFound, errors.SubscriptionNotPaused, *STRIPE_PROBLEMS
+    ),
+)
+async def unpause_subscription(
+    subscription_id: SubscriptionId,
+    service: SubscriptionServiceDep,
+    idempotency_key: IdempotencyKeyDep,
+) -> SubscriptionRead:
+    return await service.unpause(subscription_id, idempotency_key)
 
 
 @router.get(

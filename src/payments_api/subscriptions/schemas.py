@@ -65,12 +65,47 @@ class SubscriptionCreate(BaseModel):
     trial: bool = Field(True, description="Start with the plan's trial, if it has one.")
 
 
+PauseBehavior = Literal["void", "keep_as_draft", "mark_uncollectible"]
+
+
+class PauseCollection(BaseModel):
+    behavior: PauseBehavior = Field(
+        description="Stripe's `pause_collection.behavior`: what happens to the invoices "
+        "of the paused periods (`void`: voided, never charged)."
+    )
+    resumes_at: datetime | None = Field(
+        None, description="When Stripe resumes collection by itself; null: until unpaused."
+    )
+
+
+class SubscriptionPause(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    behavior: PauseBehavior = Field(
+        "void",
+        description="Default `void`: the paused periods' invoices are voided, so nothing "
+        "is charged and no plan credit is given for them.",
+    )
+    resumes_at: datetime | None = Field(
+        None, description="Resume collection by itself at this time (in the future)."
+    )
+
+
 class SubscriptionRead(BaseModel):
     id: str = Field(examples=["subs_12"])
     status: SubscriptionStatus
     entitled: bool = Field(
         description="Whether the subscriber has the plan's benefits now: trialing, active, "
-        "or past_due within the grace period."
+        "or past_due within the grace period, and payment collection not paused (a paused "
+        "subscription stays `active` at Stripe but is not entitled)."
+    )
+    pause_collection: PauseCollection | None = Field(
+        None, description="Set while payment collection is paused (`POST …/pause`)."
+    )
+    origin: Literal["api", "stripe"] = Field(
+        "api",
+        description="`stripe`: created outside this service (e.g. the Stripe dashboard) for "
+        "a customer we know, and adopted from Stripe's events.",
     )
     plan: PlanRead | None
     cancel_at_period_end: bool
@@ -145,6 +180,27 @@ class InvoiceRead(BaseModel):
     hosted_invoice_url: str | None
     paid_at: datetime | None
     credited_amount: int | None
+    refunded_amount: int = Field(0, description="Refunded so far (succeeded refunds).")
+    credit_reversed: int = Field(
+        0, description="The part of `credited_amount` taken back by those refunds."
+    )
+
+
+class UnclaimedSubscriptionRead(BaseModel):
+    """A subscription made at Stripe for a Stripe customer this service does not know."""
+
+    stripe_subscription_id: str
+    stripe_customer_id: str | None
+    status: str = Field(description="Stripe's status as last reported.")
+    stripe_price_id: str | None
+    last_event_type: str | None
+    first_seen_at: datetime
+    updated_at: datetime
+
+
+class UnclaimedSubscriptionList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[UnclaimedSubscriptionRead]
 
 
 def as_str_dict(value: Any) -> dict[str, str]:

@@ -42,7 +42,9 @@ from payments_api.subscriptions.errors import (
     SubscriptionExists,
     SubscriptionNotActive,
     SubscriptionNotFound,
+    SubscriptionNotPaused,
     SubscriptionNotResumable,
+    SubscriptionPauseInvalid,
 )
 from payments_api.subscriptions.models import Subscription, SubscriptionInvoice
 from payments_api.subscriptions.plans import plan_read
@@ -53,6 +55,7 @@ from payments_api.subscriptions.repository import (
 )
 from payments_api.subscriptions.schemas import (
     InvoiceRead,
+    PauseCollection,
     PlanRead,
     PreviewLine,
     ProrationPreview,
@@ -61,7 +64,10 @@ from payments_api.subscriptions.schemas import (
     SubscriptionCreate,
     SubscriptionCreated,
     SubscriptionList,
+    SubscriptionPause,
     SubscriptionRead,
+    UnclaimedSubscriptionList,
+    UnclaimedSubscriptionRead,
 )
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
@@ -79,6 +85,8 @@ def _time(value: Any) -> datetime | None:
 
 
 def is_entitled(subscription: Subscription, *, now: datetime, grace_hours: int) -> bool:
+    if subscription.pause_behavior is not None:
+        return False  # collection paused: the subscriber is not paying, so not entitled
     if subscription.status in ("trialing", "active"):
         return True
     if subscription.status == "past_due":
@@ -122,6 +130,13 @@ class SubscriptionViews:
             current_period_end=row.current_period_end,
             trial_end=row.trial_end,
             past_due_since=row.past_due_since,
+            pause_collection=PauseCollection(
+                behavior=row.pause_behavior,
+                resumes_at=row.pause_resumes_at,
+            )
+            if row.pause_behavior is not None
+            else None,
+            origin="stripe" if row.origin == "stripe" else "api",
             canceled_at=row.canceled_at,
             ended_at=row.ended_at,
             stripe_subscription_id=row.stripe_subscription_id,
@@ -147,6 +162,8 @@ class SubscriptionViews:
             hosted_invoice_url=row.hosted_invoice_url,
             paid_at=row.paid_at,
             credited_amount=row.credited_amount,
+            refunded_amount=row.refunded_amount,
+            credit_reversed=row.credit_reversed,
         )
 
 
@@ -171,7 +188,7 @@ class SubscriptionState:
         if stored_at == state_at and status == "incomplete" and row.status != "incomplete":
             # Same second: the creation's snapshot never undoes what followed it.
             return False
-        before = (row.status, row.cancel_at_period_end, row.stripe_price_id)
+        before = (row.status, row.cancel_at_period_end, row.stripe_price_id, row.pause_behavior)
         first_seen = row.stripe_subscription_id is None
         row.stripe_subscription_id = row.stripe_subscription_id or stripe_id(obj.get("id"))
         items = ((obj.get("items") or {}).get("data")) or []
@@ -190,6 +207,12 @@ class SubscriptionState:
         row.canceled_at = _time(obj.get("canceled_at"))
         row.ended_at = _time(obj.get("ended_at"))
         row.latest_invoice_id = stripe_id(obj.get("latest_invoice")) or row.latest_invoice_id
+        pause = obj.get("pause_collection")
+        if isinstance(pause, dict) and pause.get("behavior"):
+            row.pause_behavior = str(pause["behavior"])[:24]
+            row.pause_resumes_at = _time(pause.get("resumes_at"))
+        elif "pause_collection" in obj:
+            row.pause_behavior = row.pause_resumes_at = None
         if status == "past_due":
             if row.status != "past_due" or row.past_due_since is None:
                 row.past_due_since = datetime.fromtimestamp(state_at, UTC)
@@ -208,14 +231,15 @@ class SubscriptionState:
                 change_key=f"subscription:{row.id}:created",
                 user_ids=[row.user_id],
             )
-        after = (row.status, row.cancel_at_period_end, row.stripe_price_id)
+        after = (row.status, row.cancel_at_period_end, row.stripe_price_id, row.pause_behavior)
         if after != before and not first_seen:
             await emit(
                 self.session,
                 EventType.subscription_updated,
                 read,
                 change_key=f"subscription:{row.id}:updated:{state_at}:"
-                f"{row.status}:{int(row.cancel_at_period_end)}:{row.stripe_price_id}",
+                f"{row.status}:{int(row.cancel_at_period_end)}:{row.stripe_price_id}:"
+                f"{row.pause_behavior or ''}",
                 user_ids=[row.user_id],
             )
         if row.status == "canceled" and before[0] != "canceled":
@@ -262,13 +286,66 @@ class SubscriptionEvents:
             raise RetryLater(f"no subscription {our_id} yet")
         return None  # made elsewhere (the dashboard, another service): not ours
 
-    async def subscription_changed(self, obj: dict[str, Any], state_at: int) -> None:
+    async def _adopt(
+        self, obj: dict[str, Any], state_at: int, event_type: str
+    ) -> Subscription | None:
+        """A subscription made outside this service (the Stripe dashboard). For a Stripe
+        customer of one of our users it is adopted: recorded (origin ``stripe``) and from
+        then on tracked like ours, its invoices booked and its plan credits given. For a
+        customer we do not know it is kept in ``unclaimed_subscriptions`` for an admin to
+        review, and moves no money."""
+        subscription_id, customer = stripe_id(obj.get("id")), stripe_id(obj.get("customer"))
+        if subscription_id is None or _our_id(obj.get("metadata")) is not None:
+            return None
+        items = ((obj.get("items") or {}).get("data")) or []
+        price = (items[0].get("price") if items else None) or {}
+        price_id = stripe_id(price)
+        user = await self.subscriptions.user_by_customer(customer) if customer else None
+        if user is None or price_id is None:
+            await self.subscriptions.record_unclaimed(
+                {
+                    "stripe_subscription_id": subscription_id,
+                    "stripe_customer_id": customer,
+                    "status": str(obj.get("status") or "unknown")[:24],
+                    "stripe_price_id": price_id,
+                    "last_event_type": event_type[:64],
+                    "stripe_state_at": state_at,
+                }
+            )
+            log.warning("subscription of an unknown Stripe customer kept for review")
+            return None
+        plan = await PlanRepository(self.session).plan(price_id)
+        product = stripe_id(price.get("product")) if isinstance(price, dict) else None
+        family = plan[1].family if plan is not None else (product or price_id)
+        row = await self.subscriptions.adopt(
+            {
+                "user_id": user.id,
+                "stripe_price_id": price_id,
+                "family": family,
+                "status": "incomplete",
+                "origin": "stripe",
+                "idempotency_key": f"stripe:{subscription_id}"[:255],
+                "request_fingerprint": "0" * 64,
+                "cancel_at_period_end": False,
+            }
+        )
+        if row is not None and row.stripe_subscription_id is None:
+            log.warning("adopting subscription %s made outside the API", row.id)
+        return row
+
+    async def subscription_changed(
+        self, obj: dict[str, Any], state_at: int, event_type: str = "customer.subscription"
+    ) -> None:
         row = await self._find(obj.get("metadata"), stripe_id(obj.get("id")))
+        if row is None:
+            row = await self._adopt(obj, state_at, event_type)
         if row is not None:
             await self.state.apply(row, obj, state_at)
 
     async def trial_will_end(self, obj: dict[str, Any], state_at: int) -> None:
         row = await self._find(obj.get("metadata"), stripe_id(obj.get("id")))
+        if row is None:
+            row = await self._adopt(obj, state_at, "customer.subscription.trial_will_end")
         if row is None:
             return
         await self.state.apply(row, obj, state_at)
@@ -291,6 +368,19 @@ class SubscriptionEvents:
         if stripe_sub is None and not _our_id(details.get("metadata")):
             return None  # not a subscription invoice
         subscription = await self._find(details.get("metadata"), stripe_sub)
+        customer = stripe_id(invoice.get("customer"))
+        if (
+            subscription is None
+            and stripe_sub is not None
+            and customer is not None
+            and await self.subscriptions.user_by_customer(customer) is not None
+        ):
+            # An invoice of a subscription made elsewhere for one of our customers, before
+            # its own event: adopt it from Stripe's current object.
+            obj = await self.stripe.retrieve_subscription(stripe_sub)
+            subscription = await self._adopt(obj, state_at, "invoice")
+            if subscription is not None:
+                await self.state.apply(subscription, obj, state_at)
         if subscription is None:
             return None
         invoice_id = str(invoice["id"])
@@ -337,13 +427,20 @@ class SubscriptionEvents:
         amount, currency, invoice_id = row.amount_paid, row.currency, row.stripe_invoice_id
         reference = public_id(SUBSCRIPTION_PREFIX, subscription.id)
         if amount > 0:
+            charge = None
+            if row.stripe_charge_id is None or row.processing_fee_amount is None:
+                charge = await self._payment_of(row)
+            metadata: dict[str, Any] = {"subscription_id": subscription.id, "invoice": invoice_id}
+            if row.stripe_payment_intent_id:
+                # How reconciliation names the payment (Stripe's charge is keyed by it).
+                metadata["payment_intent"] = row.stripe_payment_intent_id
             await self.ledger.post(
                 ledger_service.NewTransaction(
                     type="subscription_payment",
                     cause_type=CauseType.stripe_event,
                     cause_key=f"stripe:invoice:{invoice_id}",
                     description=f"Invoice {invoice_id} of {reference}",
-                    metadata={"subscription_id": subscription.id, "invoice": invoice_id},
+                    metadata=metadata,
                     postings=[
                         ledger_service.PostingSpec(
                             ledger_service.AccountRef.platform(AccountKind.sales, currency),
@@ -358,8 +455,8 @@ class SubscriptionEvents:
                     ],
                 )
             )
-            if row.processing_fee_amount is None:
-                await self._record_fee(row, reference)
+            if row.processing_fee_amount is None and charge is not None:
+                await self._record_fee(row, charge, reference)
             await self._credit(row, subscription, reference)
         await emit(
             self.session,
@@ -369,11 +466,23 @@ class SubscriptionEvents:
             user_ids=[subscription.user_id],
         )
 
-    async def _record_fee(self, row: SubscriptionInvoice, reference: str) -> None:
+    async def _payment_of(self, row: SubscriptionInvoice) -> dict[str, Any] | None:
+        """The charge that paid the invoice (its balance transaction expanded), and its
+        ids kept on the row; None when the invoice was paid without a charge."""
         charge_id = await self.stripe.invoice_charge(row.stripe_invoice_id)
         if charge_id is None:
-            return
+            return None
         charge = await self.stripe.retrieve_charge_with_fee(charge_id)
+        row.stripe_charge_id = charge_id
+        row.stripe_payment_intent_id = stripe_id(charge.get("payment_intent")) or (
+            row.stripe_payment_intent_id
+        )
+        return charge
+
+    async def _record_fee(
+        self, row: SubscriptionInvoice, charge: dict[str, Any], reference: str
+    ) -> None:
+        charge_id = row.stripe_charge_id
         transaction = charge.get("balance_transaction")
         if not isinstance(transaction, dict) or not transaction.get("fee"):
             return  # not settled yet; reconciliation sees it later
@@ -643,6 +752,42 @@ class SubscriptionService:
         )
         return await self._record(row, obj)
 
+    async def pause(
+        self, subscription_id: str, body: SubscriptionPause, idempotency_key: str
+    ) -> SubscriptionRead:
+        """Pause payment collection (Stripe's ``pause_collection``); the status stays
+        what it is at Stripe, ``entitled`` is false until collection resumes."""
+        row = await self._mine(subscription_id)
+        if row.stripe_subscription_id is None or row.status not in (
+            "trialing",
+            "active",
+            "past_due",
+        ):
+            raise SubscriptionNotActive(f"A {row.status} subscription cannot be paused.")
+        pause: dict[str, Any] = {"behavior": body.behavior}
+        if body.resumes_at is not None:
+            if body.resumes_at <= self.now():
+                raise SubscriptionPauseInvalid("resumes_at must be in the future.")
+            pause["resumes_at"] = int(body.resumes_at.timestamp())
+        obj = await self.stripe.update_subscription(
+            row.stripe_subscription_id,
+            {"pause_collection": pause},
+            idempotency_key=await self._key("subscription_update", row, idempotency_key),
+        )
+        return await self._record(row, obj)
+
+    async def unpause(self, subscription_id: str, idempotency_key: str) -> SubscriptionRead:
+        """Resume payment collection (``pause_collection`` unset)."""
+        row = await self._mine(subscription_id)
+        if row.stripe_subscription_id is None or row.pause_behavior is None:
+            raise SubscriptionNotPaused()
+        obj = await self.stripe.update_subscription(
+            row.stripe_subscription_id,
+            {"pause_collection": ""},
+            idempotency_key=await self._key("subscription_update", row, idempotency_key),
+        )
+        return await self._record(row, obj)
+
     async def _changeable(self, row: Subscription, price_id: str) -> None:
         if row.stripe_subscription_id is None or row.stripe_item_id is None:
             raise SubscriptionNotActive("The subscription is not set up at Stripe yet.")
@@ -757,3 +902,24 @@ class SubscriptionQueries:
         if row is None:
             raise SubscriptionNotFound()
         return await self.views.one(row)
+
+
+async def unclaimed_subscriptions(
+    session: AsyncSession, *, limit: int
+) -> UnclaimedSubscriptionList:
+    """Subscriptions of Stripe customers we do not know, newest first (admin review)."""
+    rows = await SubscriptionRepository(session).unclaimed(limit=limit)
+    return UnclaimedSubscriptionList(
+        data=[
+            UnclaimedSubscriptionRead(
+                stripe_subscription_id=row.stripe_subscription_id,
+                stripe_customer_id=row.stripe_customer_id,
+                status=row.status,
+                stripe_price_id=row.stripe_price_id,
+                last_event_type=row.last_event_type,
+                first_seen_at=row.created_at,
+                updated_at=row.updated_at,
+            )
+            for row in rows
+        ]
+    )

@@ -26,7 +26,7 @@ def _events(context: HandlerContext) -> SubscriptionEvents:
 
 
 async def subscription_changed(event: StripeEvent, context: HandlerContext) -> None:
-    await _events(context).subscription_changed(event.data_object, event.created)
+    await _events(context).subscription_changed(event.data_object, event.created, event.type)
 
 
 async def subscription_trial_will_end(event: StripeEvent, context: HandlerContext) -> None:
