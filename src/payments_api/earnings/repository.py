@@ -411,12 +411,18 @@ def _snapshot_statement(page: PageShape, summary: SummaryShape) -> RawStatement:
 
 _ATTRIBUTION_ENTRIES = text(
     """
-    SELECT e.id, e.source_type = 'escrow' AS wallet, e.currency, e.amount,
-           LEAST(COALESCE(d.refunded_amount - d.refunded_fee_amount, 0), e.amount) AS reversed,
+    SELECT e.id, e.source_type = 'escrow' OR w.id IS NOT NULL AS wallet, e.currency, e.amount,
+           LEAST(COALESCE(d.refunded_amount - d.refunded_fee_amount,
+                          w.refunded_amount - w.refunded_fee_amount, 0), e.amount) AS reversed,
            e.earned_at, e.project_id
     FROM earnings e
     LEFT JOIN direct_payments d
       ON e.source_type = 'payment' AND d.stripe_payment_intent_id = e.source_id
+    -- paid from the payer's wallet: the take landed in the payee's available balance
+    LEFT JOIN direct_payments w
+      ON e.source_type = 'payment' AND w.funding = 'wallet'
+     AND w.order_id = CASE WHEN left(e.source_id, 4) = 'ord_'
+                           THEN CAST(substr(e.source_id, 5) AS bigint) END
     WHERE e.payee_id = :payee AND (CAST(:currency AS text) IS NULL OR e.currency = :currency)
     """
 )
@@ -473,7 +479,8 @@ _DIRECT_SUMS = text(
     """
     SELECT currency,
            coalesce(sum(net_amount) FILTER (
-               WHERE CAST(:project AS bigint) IS NULL OR project_id = :project), 0) AS net,
+               WHERE funding = 'card'
+                 AND (CAST(:project AS bigint) IS NULL OR project_id = :project)), 0) AS net,
            coalesce(sum(refunded_amount - refunded_fee_amount), 0) AS reversed
     FROM direct_payments
     WHERE payee_id = :payee AND (CAST(:currency AS text) IS NULL OR currency = :currency)

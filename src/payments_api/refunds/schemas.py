@@ -30,6 +30,12 @@ class RefundCreate(BaseModel):
         description="Why (kept in the audit log, never sent to Stripe).",
         examples=["Customer cancelled within 14 days, ticket 4711"],
     )
+    force: bool = Field(
+        False,
+        description="Orders that granted wallet credit: take the credit back even when the "
+        "buyer's available balance no longer covers it (otherwise 409 "
+        "`credit_already_spent`). The wallet may go negative and is then frozen.",
+    )
 
 
 class RefundRead(BaseModel):
@@ -56,6 +62,19 @@ class RefundRead(BaseModel):
     stripe_refund_id: str | None = Field(None, examples=["re_3MtwBw"])
     failure_reason: str | None = Field(
         None, description="Machine reason when failed (Stripe's code or provider_rejected)."
+    )
+    credit_taken_back: int = Field(
+        0,
+        description="Orders that granted wallet credit: what this refund takes back from "
+        "the buyer's wallet (in proportion, largest remainder).",
+    )
+    forced: bool = Field(
+        False, description="Taken back with `force` although the wallet did not cover it."
+    )
+    payee_share: int = Field(
+        0,
+        description="Direct payments and completed escrows: what the payee gives back "
+        "(the rest of `amount` comes out of the platform's fees).",
     )
     created_at: datetime
     succeeded_at: datetime | None = None
