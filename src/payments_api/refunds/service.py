@@ -1016,7 +1016,7 @@ class RefundService:
         share; an order that granted credit takes it back in proportion
         (``credit_already_spent`` unless forced)."""
         refunds = RefundRepository(session)
-        if order.status not in REFUNDABLE_STATUSES:
+        if order.status not in REFUNDABLE_STATUSES and order.status != "refunded":
             raise OrderNotRefundable(
                 f"Order {public_id(ORDER_PREFIX, order.id)} is {order.status}.",
                 order_status=order.status,
