@@ -944,7 +944,8 @@ class RefundService:
         card by Stripe's word like any refund (released to the customer's available if
         Stripe refuses). One ledger transaction, ``refund:{id}:reversal``."""
         currency, amount = order.currency, refund.amount
-        before = await RefundRepository(session).reversed_amount(order.id) - amount
+        # This refund's shares are not set yet: the sum is of the earlier ones.
+        before = await RefundRepository(session).reversed_amount(order.id)
         payee_share = proportional_part(amount, order.amount, escrow.payee_amount, before)
         fee_share = amount - payee_share
         ledger = ledger_service.LedgerService(session)
