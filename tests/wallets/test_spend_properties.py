@@ -233,10 +233,12 @@ async def apply(client: httpx.AsyncClient, session: AsyncSession, world: World, 
         if not world.orders:
             return
         order_id, purpose, card = world.orders[op.pick % len(world.orders)]
-        body: dict[str, Any] = {"order_id": f"ord_{order_id}", "force": op.flag}
+        asked: dict[str, Any] = {"order_id": f"ord_{order_id}", "force": op.flag}
         if op.amount != 7_000:
-            body["amount"] = op.amount // 10
-        response = await client.post("/api/v1/admin/refunds", json=body, headers={**ADMIN, **key()})
+            asked["amount"] = op.amount // 10
+        response = await client.post(
+            "/api/v1/admin/refunds", json=asked, headers={**ADMIN, **key()}
+        )
         if response.status_code != 201:
             assert response.json()["code"] in REFUND_CODES, response.text
             return
