@@ -5,13 +5,14 @@ credit taken back in proportion, `credit_already_spent`, `force` freezes)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import httpx
 import respx
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.service import AccountRef, LedgerService, NewTransaction, PostingSpec
@@ -539,3 +540,51 @@ class TestCardOrderCredit:
         assert await wallet(session, user) == {"available": -900, "escrow": 0, "withdrawing": 0}
         assert await is_frozen(session, user)
         assert await ledger_invariants(session) == []
+
+
+class TestConcurrentSpends:
+    async def test_twenty_concurrent_wallet_orders_take_exactly_what_there_is(
+        self, committed_client: httpx.AsyncClient, engine: AsyncEngine
+    ) -> None:
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        user = f"spend-race-{uuid.uuid4().hex[:8]}"
+        async with sessions.begin() as session:
+            await create_user(session, id=user, roles=["customer"])
+            await fund(session, user, 1_000)
+        price = await create_price(committed_client, 100)
+        headers = auth(user, ["customer"])
+        responses = await asyncio.gather(
+            *(pay(committed_client, headers, purpose="order", price=price) for _ in range(20))
+        )
+        assert sorted(r.status_code for r in responses) == [201] * 10 + [409] * 10
+        assert {r.json()["code"] for r in responses if r.status_code == 409} == {
+            "insufficient_funds"
+        }
+        async with sessions() as session:
+            assert (await wallet(session, user))["available"] == 0
+            assert await order_count(session, user) == 10
+            assert len(await emitted(session, user)) == 10
+            assert await ledger_invariants(session) == []
+
+    async def test_one_key_sent_five_times_at_once_pays_once(
+        self, committed_client: httpx.AsyncClient, engine: AsyncEngine
+    ) -> None:
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        user = f"spend-key-{uuid.uuid4().hex[:8]}"
+        async with sessions.begin() as session:
+            await create_user(session, id=user, roles=["customer"])
+            await fund(session, user, 1_000)
+        price = await create_price(committed_client, 100)
+        headers = auth(user, ["customer"])
+        responses = await asyncio.gather(
+            *(pay(committed_client, headers, "k1", purpose="order", price=price) for _ in range(5))
+        )
+        # the first pays; twins in flight are told so, later ones get the replay
+        assert {r.status_code for r in responses} <= {201, 409}
+        paid = {r.json()["id"] for r in responses if r.status_code == 201}
+        assert len(paid) == 1
+        codes = {r.json()["code"] for r in responses if r.status_code == 409}
+        assert codes <= {"idempotency_key_in_use"}
+        async with sessions() as session:
+            assert (await wallet(session, user))["available"] == 900
+            assert await order_count(session, user) == 1
