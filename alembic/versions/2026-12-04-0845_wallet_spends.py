@@ -66,8 +66,22 @@ def upgrade() -> None:
         " OR (funding = 'wallet' AND stripe_payment_intent_id IS NULL)",
     )
 
+    op.add_column(
+        "escrows",
+        sa.Column(
+            "payee_reversed_amount", sa.BigInteger(), server_default=sa.text("0"), nullable=False
+        ),
+    )
+    op.create_check_constraint(
+        op.f("escrows_payee_reversed_amount_check"),
+        "escrows",
+        "payee_reversed_amount >= 0 AND payee_reversed_amount <= payee_amount",
+    )
+
 
 def downgrade() -> None:
+    op.drop_constraint(op.f("escrows_payee_reversed_amount_check"), "escrows", type_="check")
+    op.drop_column("escrows", "payee_reversed_amount")
     op.execute("DELETE FROM direct_payments WHERE funding = 'wallet'")
     op.drop_constraint(op.f("direct_payments_funding_check"), "direct_payments", type_="check")
     op.alter_column("direct_payments", "stripe_payment_intent_id", nullable=False)

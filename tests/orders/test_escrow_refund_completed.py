@@ -83,11 +83,17 @@ class TestCompletedEscrowRefund:
             ("withdrawing", -3_333),
         ]
         assert (await wallet(session, "cer_payee"))["available"] == 8_000 - 2_539
+        earnings = await client.get("/api/v1/me/earnings", headers=auth("cer_payee", ["payee"]))
+        [entry] = earnings.json()["data"]
+        assert (entry["amount"], entry["payout_status"]) == (8_000, "available")
+        assert earnings.json()["summary"][0]["by_payout_status"]["reversed"] == 2_539
 
         rest = await refund(client, order_id)
         assert rest.status_code == 201, rest.text
         assert (rest.json()["amount"], rest.json()["payee_share"]) == (7_167, 5_461)
         assert (await wallet(session, "cer_payee"))["available"] == 0
+        earnings = await client.get("/api/v1/me/earnings", headers=auth("cer_payee", ["payee"]))
+        assert [e["payout_status"] for e in earnings.json()["data"]] == ["reversed"]
         assert await platform(session, AccountKind.platform_fees) == fees_before - 2_500
         assert await wallet(session, "cer_cust") == {"available": 0, "escrow": 0, "withdrawing": 0}
 

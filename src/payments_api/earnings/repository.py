@@ -413,7 +413,8 @@ _ATTRIBUTION_ENTRIES = text(
     """
     SELECT e.id, e.source_type = 'escrow' OR w.id IS NOT NULL AS wallet, e.currency, e.amount,
            LEAST(COALESCE(d.refunded_amount - d.refunded_fee_amount,
-                          w.refunded_amount - w.refunded_fee_amount, 0), e.amount) AS reversed,
+                          w.refunded_amount - w.refunded_fee_amount,
+                          s.payee_reversed_amount, 0), e.amount) AS reversed,
            e.earned_at, e.project_id
     FROM earnings e
     LEFT JOIN direct_payments d
@@ -423,6 +424,8 @@ _ATTRIBUTION_ENTRIES = text(
       ON e.source_type = 'payment' AND w.funding = 'wallet'
      AND w.order_id = CASE WHEN left(e.source_id, 4) = 'ord_'
                            THEN CAST(substr(e.source_id, 5) AS bigint) END
+    -- a completed job whose refund took the payee's take back
+    LEFT JOIN escrows s ON e.source_type = 'escrow' AND s.id = e.escrow_id
     WHERE e.payee_id = :payee AND (CAST(:currency AS text) IS NULL OR e.currency = :currency)
     """
 )
@@ -489,6 +492,17 @@ _DIRECT_SUMS = text(
 )
 
 
+_ESCROW_REVERSED = text(
+    """
+    SELECT currency, sum(payee_reversed_amount) AS reversed
+    FROM escrows
+    WHERE payee_id = :payee AND payee_reversed_amount > 0
+      AND (CAST(:currency AS text) IS NULL OR currency = :currency)
+    GROUP BY currency
+    """
+)
+
+
 async def attribution_shortcut(
     session: AsyncSession, payee_id: str, currency: str | None, project: int | None
 ) -> tuple[dict[str, Flows], dict[str, tuple[int, int]]]:
@@ -508,4 +522,8 @@ async def attribution_shortcut(
         str(row.currency): (int(row.net), int(row.reversed))
         for row in (await session.execute(_DIRECT_SUMS, {**params, "project": project})).all()
     }
+    # Escrow takes reversed by refunds count as reversals too (the full walk shows them).
+    for row in (await session.execute(_ESCROW_REVERSED, params)).all():
+        net, reversed_ = direct.get(str(row.currency), (0, 0))
+        direct[str(row.currency)] = (net, reversed_ + int(row.reversed))
     return flows, direct

@@ -954,6 +954,7 @@ class RefundService:
         covered = max(0, payee_share - max(0, payee_available))
         refund.payee_share, refund.fee_share = payee_share, fee_share
         refund.platform_covered, refund.payee_coverable = covered, max(0, payee_available)
+        escrow.payee_reversed_amount += payee_share
         postings = [
             ledger_service.PostingSpec(
                 _user(order.user_id, AccountKind.withdrawing, currency), amount
