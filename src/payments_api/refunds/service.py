@@ -186,6 +186,33 @@ def _refresh_order_status(order: Order) -> None:
         order.status = "succeeded"
 
 
+async def post_taking_from_payee(
+    session: AsyncSession,
+    payee: ledger_service.AccountRef,
+    share: int,
+    make: Callable[[int], ledger_service.NewTransaction],
+) -> tuple[int, int]:
+    """Post ``make(covered)``, a transaction taking ``share - covered`` from the payee's
+    available balance, where ``covered`` is what that balance does not hold (the
+    platform covers it). A payee spending between the read and the post (the ledger
+    refuses it, ``InsufficientFunds``, inside a savepoint) is read again and retried.
+    Returns ``(covered, payee_available)``."""
+    ledger = ledger_service.LedgerService(session)
+    attempts = 5
+    for attempt in range(attempts):
+        available = await ledger.balance_of(payee)
+        covered = max(0, share - max(0, available))
+        try:
+            async with session.begin_nested():
+                await ledger.post(make(covered))
+        except InsufficientFunds:
+            if attempt == attempts - 1:
+                raise
+            continue
+        return covered, available
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 FREEZE_REASON_PREFIX = "refund:"
 
 
@@ -664,6 +691,14 @@ class RefundService:
                 return existing
             order = None
             if order_number is not None:
+                order = await OrderRepository(session).get(order_number)
+            escrow: Escrow | None = None
+            if order is not None and order.purpose == "escrow":
+                # The escrow's lock first, then the order's: the order cancel-to-card
+                # takes them in, so the two cannot deadlock.
+                escrow_id = int(order.reference.get("escrow_id", 0))
+                escrow = await EscrowRepository(session).get(escrow_id, for_update=True)
+            if order_number is not None:
                 order = await OrderRepository(session).get(order_number, for_update=True)
             if order is None:
                 raise OrderNotFound(f"No order {body.order_id!r}.")
@@ -671,10 +706,7 @@ class RefundService:
                 raise RefundCurrencyMismatch(
                     f"Order {body.order_id} is in {order.currency}.", currency=order.currency
                 )
-            escrow: Escrow | None = None
             if order.purpose == "escrow":
-                escrow_id = int(order.reference.get("escrow_id", 0))
-                escrow = await EscrowRepository(session).get(escrow_id, for_update=True)
                 if escrow is None or escrow.status != EscrowStatus.completed.value:
                     raise RefundNotSupported(
                         "A job payment is refunded here once the job is completed; before "
@@ -948,40 +980,29 @@ class RefundService:
         before = await RefundRepository(session).reversed_amount(order.id)
         payee_share = proportional_part(amount, order.amount, escrow.payee_amount, before)
         fee_share = amount - payee_share
-        ledger = ledger_service.LedgerService(session)
         payee_wallet = _user(escrow.payee_id, AccountKind.available, currency)
-        payee_available = await ledger.balance_of(payee_wallet)
-        covered = max(0, payee_share - max(0, payee_available))
-        refund.payee_share, refund.fee_share = payee_share, fee_share
-        refund.platform_covered, refund.payee_coverable = covered, max(0, payee_available)
-        escrow.payee_reversed_amount += payee_share
-        postings = [
-            ledger_service.PostingSpec(
-                _user(order.user_id, AccountKind.withdrawing, currency), amount
-            )
-        ]
-        if payee_share - covered:
-            postings.append(ledger_service.PostingSpec(payee_wallet, covered - payee_share))
-        if covered:
-            log.warning(
-                "refund %s: the payee holds %s of its %s %s share; the platform covers %s",
-                refund.id,
-                payee_available,
-                payee_share,
-                currency,
-                covered,
-            )
-            postings.append(
-                ledger_service.PostingSpec(_platform(AccountKind.adjustments, currency), -covered)
-            )
-        if fee_share:
-            postings.append(
+
+        def reversal(covered: int) -> ledger_service.NewTransaction:
+            postings = [
                 ledger_service.PostingSpec(
-                    _platform(AccountKind.platform_fees, currency), -fee_share
+                    _user(order.user_id, AccountKind.withdrawing, currency), amount
                 )
-            )
-        await ledger.post(
-            ledger_service.NewTransaction(
+            ]
+            if payee_share - covered:
+                postings.append(ledger_service.PostingSpec(payee_wallet, covered - payee_share))
+            if covered:
+                postings.append(
+                    ledger_service.PostingSpec(
+                        _platform(AccountKind.adjustments, currency), -covered
+                    )
+                )
+            if fee_share:
+                postings.append(
+                    ledger_service.PostingSpec(
+                        _platform(AccountKind.platform_fees, currency), -fee_share
+                    )
+                )
+            return ledger_service.NewTransaction(
                 type="escrow_settlement_reversal",
                 cause_type=CauseType.system,
                 cause_key=f"refund:{refund.id}:reversal",
@@ -998,7 +1019,22 @@ class RefundService:
                 },
                 postings=postings,
             )
+
+        covered, payee_available = await post_taking_from_payee(
+            session, payee_wallet, payee_share, reversal
         )
+        if covered:
+            log.warning(
+                "refund %s: the payee holds %s of its %s %s share; the platform covers %s",
+                refund.id,
+                payee_available,
+                payee_share,
+                currency,
+                covered,
+            )
+        refund.payee_share, refund.fee_share = payee_share, fee_share
+        refund.platform_covered, refund.payee_coverable = covered, max(0, payee_available)
+        escrow.payee_reversed_amount += payee_share
 
     async def _refund_to_wallet(
         self,
@@ -1078,8 +1114,21 @@ class RefundService:
             if twin is None or twin.request_fingerprint != request_fingerprint:
                 raise IdempotencyKeyReused() from None
             return twin
-        postings = [ledger_service.PostingSpec(wallet, amount)]
         metadata: dict[str, Any] = {"refund_id": refund.id, "order_id": order.id}
+
+        def to_wallet(
+            extra: list[ledger_service.PostingSpec], **more: Any
+        ) -> ledger_service.NewTransaction:
+            return ledger_service.NewTransaction(
+                type="wallet_refund",
+                cause_type=CauseType.system,
+                cause_key=f"refund:{refund.id}:wallet",
+                description=f"Refund {public_id(REFUND_PREFIX, refund.id)} of "
+                f"{public_id(ORDER_PREFIX, order.id)} to the wallet",
+                metadata={**metadata, **more},
+                postings=[ledger_service.PostingSpec(wallet, amount), *extra],
+            )
+
         if order.purpose == "direct":
             payment = await DirectPaymentRepository(session).by_order(order.id, for_update=True)
             if payment is None:  # pragma: no cover - written with the order
@@ -1089,47 +1138,44 @@ class RefundService:
             )
             payee_share = amount - fee_share
             payee_wallet = _user(payment.payee_id, AccountKind.available, currency)
-            payee_available = await ledger.balance_of(payee_wallet)
-            covered = max(0, payee_share - max(0, payee_available))
+
+            def direct_back(covered: int) -> ledger_service.NewTransaction:
+                extra = []
+                if payee_share - covered:
+                    extra.append(ledger_service.PostingSpec(payee_wallet, covered - payee_share))
+                if covered:
+                    extra.append(
+                        ledger_service.PostingSpec(
+                            _platform(AccountKind.adjustments, currency), -covered
+                        )
+                    )
+                if fee_share:
+                    extra.append(
+                        ledger_service.PostingSpec(
+                            _platform(AccountKind.platform_fees, currency), -fee_share
+                        )
+                    )
+                return to_wallet(
+                    extra,
+                    payee_id=payment.payee_id,
+                    payee_share=payee_share,
+                    fee_share=fee_share,
+                    platform_covered=covered,
+                )
+
+            covered, payee_available = await post_taking_from_payee(
+                session, payee_wallet, payee_share, direct_back
+            )
             refund.payee_share, refund.fee_share = payee_share, fee_share
             refund.platform_covered, refund.payee_coverable = covered, max(0, payee_available)
             payment.refunded_amount += amount
             payment.refunded_fee_amount += fee_share
-            if payee_share - covered:
-                postings.append(ledger_service.PostingSpec(payee_wallet, covered - payee_share))
-            if covered:
-                postings.append(
-                    ledger_service.PostingSpec(
-                        _platform(AccountKind.adjustments, currency), -covered
-                    )
-                )
-            if fee_share:
-                postings.append(
-                    ledger_service.PostingSpec(
-                        _platform(AccountKind.platform_fees, currency), -fee_share
-                    )
-                )
-            metadata.update(
-                payee_id=payment.payee_id,
-                payee_share=payee_share,
-                fee_share=fee_share,
-                platform_covered=covered,
-            )
         else:
-            postings.append(
-                ledger_service.PostingSpec(_platform(AccountKind.sales, currency), -amount)
+            await ledger.post(
+                to_wallet(
+                    [ledger_service.PostingSpec(_platform(AccountKind.sales, currency), -amount)]
+                )
             )
-        await ledger.post(
-            ledger_service.NewTransaction(
-                type="wallet_refund",
-                cause_type=CauseType.system,
-                cause_key=f"refund:{refund.id}:wallet",
-                description=f"Refund {public_id(REFUND_PREFIX, refund.id)} of "
-                f"{public_id(ORDER_PREFIX, order.id)} to the wallet",
-                metadata=metadata,
-                postings=postings,
-            )
-        )
         if credit:
             await ledger.post(
                 ledger_service.NewTransaction(
