@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from payments_api.deps import AdminUser, CurrentUser, PrincipalDep, SessionDep, SettingsDep
+from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
 from payments_api.kit.pagination import InvalidCursor, Limit
 from payments_api.ledger import errors as ledger_errors
@@ -61,8 +62,8 @@ async def list_orders(
         403,
         ledger_errors.InsufficientFunds,
         ledger_errors.WalletFrozen,
-        orders_errors.AmountOutOfRange,
-        orders_errors.CurrencyNotSupported,
+        amounts.AmountOutOfRange,
+        amounts.CurrencyNotSupported,
         orders_errors.DiscountCodeInvalid,
         orders_errors.PriceNotFound,
         projects_errors.CurrencyMismatch,
@@ -139,9 +140,7 @@ async def list_prices(_user: CurrentUser, session: SessionDep) -> PriceList:
     operation_id="createPrice",
     tags=["admin"],
     status_code=201,
-    responses=problem_responses(
-        401, 403, 422, orders_errors.PriceExists, orders_errors.AmountNotInSteps
-    ),
+    responses=problem_responses(401, 403, 422, orders_errors.PriceExists, amounts.AmountNotInSteps),
 )
 @one_transaction
 async def create_price(body: PriceCreate, _admin: AdminUser, session: SessionDep) -> PriceRead:
@@ -174,7 +173,7 @@ async def deactivate_price(
         409,
         orders_errors.DiscountCodeInvalid,
         orders_errors.DiscountCodeExists,
-        orders_errors.AmountNotInSteps,
+        amounts.AmountNotInSteps,
     ),
 )
 @one_transaction

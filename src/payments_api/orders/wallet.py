@@ -31,12 +31,13 @@ from payments_api.earnings import service as earnings_service
 from payments_api.earnings.models import EarningSource
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
+from payments_api.kit.amounts import AmountOutOfRange, CurrencyNotSupported
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
-from payments_api.orders.errors import AmountOutOfRange, CurrencyNotSupported, PriceNotFound
+from payments_api.orders.errors import PriceNotFound
 from payments_api.orders.models import Order
 from payments_api.orders.repository import OrderRepository
 from payments_api.orders.schemas import OrderRead, WalletPaymentCreate

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from payments_api.deps import AdminUser, SessionDep
+from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import Limit
 from payments_api.orders import errors as orders_errors
@@ -54,7 +55,7 @@ router = APIRouter(tags=["admin"])
             orders_errors.OrderNotFound,
             refunds_errors.RefundExceedsAvailable,
             refunds_errors.RefundExceedsRefundable,
-            orders_errors.AmountNotInSteps,
+            amounts.AmountNotInSteps,
             refunds_errors.RefundRejected,
             refunds_errors.OrderNotRefundable,
             refunds_errors.RefundNotSupported,
