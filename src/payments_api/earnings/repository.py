@@ -443,12 +443,21 @@ def _snapshot_statement(page: PageShape, summary: SummaryShape) -> RawStatement:
 
 _ATTRIBUTION_ENTRIES = text(
     """
-    SELECT e.id, e.source_type = 'escrow' AS wallet, e.currency, e.amount,
-           LEAST(COALESCE(d.refunded_amount - d.refunded_fee_amount, 0), e.amount) AS reversed,
+    SELECT e.id, e.source_type = 'escrow' OR w.id IS NOT NULL AS wallet, e.currency, e.amount,
+           LEAST(COALESCE(d.refunded_amount - d.refunded_fee_amount,
+                          w.refunded_amount - w.refunded_fee_amount,
+                          s.payee_reversed_amount, 0), e.amount) AS reversed,
            e.earned_at, e.project_id
     FROM earnings e
     LEFT JOIN direct_payments d
       ON e.source_type = 'payment' AND d.stripe_payment_intent_id = e.source_id
+    -- paid from the payer's wallet: the take landed in the payee's available balance
+    LEFT JOIN direct_payments w
+      ON e.source_type = 'payment' AND w.funding = 'wallet'
+     AND w.order_id = CASE WHEN left(e.source_id, 4) = 'ord_'
+                           THEN CAST(substr(e.source_id, 5) AS bigint) END
+    -- a completed job whose refund took the payee's take back
+    LEFT JOIN escrows s ON e.source_type = 'escrow' AND s.id = e.escrow_id
     WHERE e.payee_id = :payee AND (CAST(:currency AS text) IS NULL OR e.currency = :currency)
     """
 )
@@ -505,10 +514,22 @@ _DIRECT_SUMS = text(
     """
     SELECT currency,
            coalesce(sum(net_amount) FILTER (
-               WHERE CAST(:project AS bigint) IS NULL OR project_id = :project), 0) AS net,
+               WHERE funding = 'card'
+                 AND (CAST(:project AS bigint) IS NULL OR project_id = :project)), 0) AS net,
            coalesce(sum(refunded_amount - refunded_fee_amount), 0) AS reversed
     FROM direct_payments
     WHERE payee_id = :payee AND (CAST(:currency AS text) IS NULL OR currency = :currency)
+    GROUP BY currency
+    """
+)
+
+
+_ESCROW_REVERSED = text(
+    """
+    SELECT currency, sum(payee_reversed_amount) AS reversed
+    FROM escrows
+    WHERE payee_id = :payee AND payee_reversed_amount > 0
+      AND (CAST(:currency AS text) IS NULL OR currency = :currency)
     GROUP BY currency
     """
 )
@@ -533,4 +554,8 @@ async def attribution_shortcut(
         str(row.currency): (int(row.net), int(row.reversed))
         for row in (await session.execute(_DIRECT_SUMS, {**params, "project": project})).all()
     }
+    # Escrow takes reversed by refunds count as reversals too (the full walk shows them).
+    for row in (await session.execute(_ESCROW_REVERSED, params)).all():
+        net, reversed_ = direct.get(str(row.currency), (0, 0))
+        direct[str(row.currency)] = (net, reversed_ + int(row.reversed))
     return flows, direct

@@ -280,7 +280,8 @@ class EarningsService:
         if not moved and not any(reversed_ for _net, reversed_ in direct.values()):
             statuses = {
                 row.id: EarningsPayoutStatus.available
-                if row.source_type == EarningSource.escrow
+                # escrow takes and direct payments from a wallet are in the wallet
+                if row.source_type == EarningSource.escrow or row.source_id.startswith("ord_")
                 else EarningsPayoutStatus.in_transit
                 for row in rows
             }

@@ -105,6 +105,10 @@ class Escrow(TimestampMixin, Base):
         ),
         CheckConstraint("customer_id <> payee_id", name="not_self"),
         CheckConstraint(
+            "payee_reversed_amount >= 0 AND payee_reversed_amount <= payee_amount",
+            name="payee_reversed_amount",
+        ),
+        CheckConstraint(
             "status <> 'awaiting_payment' OR funding = 'card'", name="awaiting_payment_is_card"
         ),
         CheckConstraint(f"capture_method IN ({_CAPTURE_METHODS})", name="capture_method"),
@@ -186,4 +190,7 @@ class Escrow(TimestampMixin, Base):
     cancelled_at: Mapped[datetime | None] = mapped_column()
     cancelled_by: Mapped[str | None] = mapped_column(String(255))
     cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    payee_reversed_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """Of ``payee_amount``, what refunds of the completed job took back from the payee
+    (the payee's earnings entry shows it ``reversed``)."""
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -46,8 +46,11 @@ _DESCRIPTIONS: dict[EventType, str] = {
     EventType.payment_method_saved: "A card was saved for the user (Stripe confirmed the "
     "SetupIntent).",
     EventType.payment_method_detached: "A saved card was removed and detached at Stripe.",
-    EventType.order_paid: "A checkout order (catalog, escrow or direct payment) was paid.",
-    EventType.order_refunded: "A refund of the order succeeded; `refunded_amount` is the total.",
+    EventType.order_paid: "An order (catalog, escrow or direct payment) was paid, by card "
+    "or from the wallet (`source`); `granted_credit` is the wallet credit it gave the buyer.",
+    EventType.order_refunded: "A refund of the order succeeded (to the card, or to the wallet "
+    "for `source: wallet`); `refunded_amount` is the total, `credit_taken_back` the credit "
+    "taken back so far.",
     EventType.escrow_authorized: "The card holds the escrow's money (capture_method "
     "`manual`): `authorized_amount` is reserved at the card, nothing is captured or "
     "available yet; accepting captures it.",

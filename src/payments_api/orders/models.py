@@ -23,7 +23,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from payments_api.db import Base, TimestampMixin
 
 ORDER_PURPOSES = ("topup", "order", "escrow", "direct")
-ORDER_CHANNELS = ("checkout_session", "payment_intent")
+ORDER_CHANNELS = ("checkout_session", "payment_intent", "wallet")
+"""``wallet``: paid from the customer's available balance, no Stripe payment."""
 ORDER_STATUSES = (
     "pending",
     "succeeded",
@@ -46,6 +47,7 @@ class Price(TimestampMixin, Base):
     __tablename__ = "prices"
     __table_args__ = (
         CheckConstraint("unit_amount > 0", name="unit_amount_positive"),
+        CheckConstraint("grants_credit IS NULL OR grants_credit > 0", name="grants_credit"),
         UniqueConstraint("lookup_key"),
     )
 
@@ -56,6 +58,9 @@ class Price(TimestampMixin, Base):
     unit_amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    grants_credit: Mapped[int | None] = mapped_column(BigInteger)
+    """Wallet credit (minor units, the price's currency) each unit bought gives the
+    buyer when the order is paid; NULL: a plain sale."""
 
 
 class DiscountCode(TimestampMixin, Base):
@@ -99,6 +104,11 @@ class Order(TimestampMixin, Base):
         CheckConstraint(f"channel IN ({_in(ORDER_CHANNELS)})", name="channel"),
         CheckConstraint(f"status IN ({_in(ORDER_STATUSES)})", name="status"),
         CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "granted_credit_amount >= 0 AND credit_taken_back_amount >= 0"
+            " AND credit_taken_back_amount <= granted_credit_amount",
+            name="granted_credit",
+        ),
         UniqueConstraint("user_id", "idempotency_key"),
         UniqueConstraint("stripe_checkout_session_id"),
         UniqueConstraint("stripe_payment_intent_id"),
@@ -150,4 +160,9 @@ class Order(TimestampMixin, Base):
     """Charged with the customer absent (``off_session=true`` at Stripe)."""
     action_url: Mapped[str | None] = mapped_column(Text)
     """With ``requires_action``: where the customer finishes the payment on-session."""
+    granted_credit_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """Wallet credit the paid order gave the buyer (price ``grants_credit`` x quantity),
+    fixed when the order is written."""
+    credit_taken_back_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """Of ``granted_credit_amount``, what refunds took back so far (largest remainder)."""
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

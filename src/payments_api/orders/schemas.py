@@ -217,6 +217,53 @@ class OrderRead(BaseModel):
         description="With `requires_action`: where the customer finishes the payment "
         "on-session (an off-session top-up the bank wants authenticated).",
     )
+    source: Literal["card", "wallet"] = Field(
+        "card",
+        description="`card`: paid through Stripe; `wallet`: paid from the customer's "
+        "available balance (`POST /api/v1/orders`), refunds go back to the wallet.",
+    )
+    granted_credit: int = Field(
+        0,
+        description="order: wallet credit the paid order gave the buyer (the price's "
+        "`grants_credit` x quantity), minor units of `currency`; 0 for a plain sale.",
+    )
+    credit_taken_back: int = Field(
+        0, description="Of `granted_credit`, what refunds took back from the wallet so far."
+    )
+
+
+class WalletPaymentCreate(BaseModel):
+    """Pay a catalog order or a direct payment from the wallet (`source: "wallet"`).
+
+    One database transaction: the order is written `succeeded` and the money moves in
+    the ledger, or nothing happens (409 `insufficient_funds`, `wallet_frozen`)."""
+
+    source: Literal["wallet"] = Field(
+        description="Where the money comes from: the caller's available balance."
+    )
+    purpose: Literal["order", "direct"] = Field(
+        description="order: buy catalog item `price`; direct: pay a payee's project "
+        "(`payee_id`, `project_id`, `amount`, `currency`)."
+    )
+    price: str | None = Field(
+        None, max_length=64, description="order only: the price's lookup key."
+    )
+    quantity: int = Field(1, ge=1, le=100, description="order only.")
+    discount_code: str | None = Field(None, max_length=64, description="order only.")
+    amount: MinorAmount | None = Field(
+        None, description="direct only: minor units, within the currency's debit limits."
+    )
+    currency: Currency | None = Field(None, description="direct only: the project's currency.")
+    payee_id: str | None = Field(None, max_length=255, description="direct only.")
+    project_id: str | None = Field(
+        None, max_length=64, description="direct only.", examples=["prj_12"]
+    )
+    session_id: str | None = Field(
+        None, max_length=64, description="direct only, optional.", examples=["ses_40"]
+    )
+    kind: Literal["tip", "request"] | None = Field(
+        None, description="direct only: tip (the default) or request."
+    )
 
 
 class OrderList(BaseModel):
@@ -230,6 +277,12 @@ class PriceCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     unit_amount: MinorAmount
     currency: Currency
+    grants_credit: MinorAmount | None = Field(
+        None,
+        description="Wallet credit (minor units, same currency) each unit bought gives the "
+        "buyer once the order is paid (card or wallet); refunds take it back in proportion. "
+        "Omit for a plain sale (platform revenue).",
+    )
 
 
 class PriceRead(BaseModel):
@@ -238,6 +291,7 @@ class PriceRead(BaseModel):
     unit_amount: int
     currency: str
     active: bool
+    grants_credit: int | None = None
 
 
 class PriceList(BaseModel):

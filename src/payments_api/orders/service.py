@@ -112,6 +112,9 @@ def order_read(order: Order) -> OrderRead:
         paid_amount=order.paid_amount,
         paid_currency=order.paid_currency,
         action_url=order.action_url if order.status == "requires_action" else None,
+        source="wallet" if order.channel == "wallet" else "card",
+        granted_credit=order.granted_credit_amount,
+        credit_taken_back=order.credit_taken_back_amount,
     )
 
 
@@ -152,6 +155,89 @@ async def ensure_customer(
         assert stored is not None  # noqa: S101 - provisioned before
         user.stripe_customer_id = stored.stripe_customer_id
     return user.stripe_customer_id or customer["id"]
+
+
+async def priced_order(
+    session: AsyncSession,
+    user: User,
+    *,
+    price_key: str | None,
+    quantity: int,
+    discount_code: str | None,
+    now: datetime,
+    channel: str = "checkout_session",
+) -> Order:
+    """A pending catalog order priced on the server (the client never sends the price),
+    with its discount redeemed and the wallet credit it will grant fixed now."""
+    catalog = CatalogRepository(session)
+    price = await catalog.active_price(price_key or "")
+    if price is None:
+        raise PriceNotFound(f"No active price {price_key!r}.")
+    gross = price.unit_amount * quantity
+    discount_amount, discount_id = 0, None
+    if discount_code:
+        discount = await catalog.redeem_discount(discount_code, now)
+        if discount is None or (
+            discount.currency is not None and discount.currency != price.currency
+        ):
+            raise DiscountCodeInvalid(f"The code {discount_code!r} cannot be used.")
+        discount_id = discount.id
+        discount_amount = (
+            basis_points_of(gross, discount.percent_off_bps)
+            if discount.percent_off_bps is not None
+            else min(discount.amount_off or 0, gross)
+        )
+        # Stripe's steps (isk whole krónur, three-decimal currencies tens): prices
+        # are on the step, so a discount rounded down to it keeps the total on it.
+        discount_amount -= discount_amount % charge_step(price.currency)
+    if gross - discount_amount <= 0:
+        raise DiscountCodeInvalid("The discount leaves nothing to pay.")
+    return Order(
+        user_id=user.id,
+        purpose="order",
+        channel=channel,
+        status="pending",
+        amount=gross - discount_amount,
+        currency=price.currency,
+        price_id=price.id,
+        quantity=quantity,
+        discount_code_id=discount_id,
+        discount_amount=discount_amount,
+        reference={"price": price.lookup_key},
+        granted_credit_amount=(price.grants_credit or 0) * quantity,
+    )
+
+
+async def grant_credit(
+    ledger: ledger_service.LedgerService, order: Order
+) -> ledger_service.PostResult | None:
+    """A paid catalog order whose price grants wallet credit credits the buyer's
+    available balance by it, out of the sale (``order:{id}:credit``, once). The sale's
+    own transaction booked the whole amount to ``sales``; what the platform keeps as
+    revenue is the amount less the credit it owes the buyer."""
+    if not order.granted_credit_amount:
+        return None
+    return await ledger.post(
+        ledger_service.NewTransaction(
+            type="order_credit",
+            cause_type=CauseType.system,
+            cause_key=f"order:{order.id}:credit",
+            description=f"Wallet credit granted by {public_id(ORDER_PREFIX, order.id)}",
+            metadata={"order_id": order.id, "price": order.reference.get("price")},
+            postings=[
+                ledger_service.PostingSpec(
+                    ledger_service.AccountRef.platform(AccountKind.sales, order.currency),
+                    -order.granted_credit_amount,
+                ),
+                ledger_service.PostingSpec(
+                    ledger_service.AccountRef.user(
+                        order.user_id, AccountKind.available, order.currency
+                    ),
+                    order.granted_credit_amount,
+                ),
+            ],
+        )
+    )
 
 
 class PayInService:
@@ -399,41 +485,13 @@ class PayInService:
     async def _priced_order(
         self, session: AsyncSession, user: User, body: CheckoutSessionCreate
     ) -> Order:
-        catalog = CatalogRepository(session)
-        price = await catalog.active_price(body.price or "")
-        if price is None:
-            raise PriceNotFound(f"No active price {body.price!r}.")
-        gross = price.unit_amount * body.quantity
-        discount_amount, discount_id = 0, None
-        if body.discount_code:
-            discount = await catalog.redeem_discount(body.discount_code, self.now())
-            if discount is None or (
-                discount.currency is not None and discount.currency != price.currency
-            ):
-                raise DiscountCodeInvalid(f"The code {body.discount_code!r} cannot be used.")
-            discount_id = discount.id
-            discount_amount = (
-                basis_points_of(gross, discount.percent_off_bps)
-                if discount.percent_off_bps is not None
-                else min(discount.amount_off or 0, gross)
-            )
-            # Stripe's steps (isk whole krónur, three-decimal currencies tens): prices
-            # are on the step, so a discount rounded down to it keeps the total on it.
-            discount_amount -= discount_amount % charge_step(price.currency)
-        if gross - discount_amount <= 0:
-            raise DiscountCodeInvalid("The discount leaves nothing to pay.")
-        return Order(
-            user_id=user.id,
-            purpose="order",
-            channel="checkout_session",
-            status="pending",
-            amount=gross - discount_amount,
-            currency=price.currency,
-            price_id=price.id,
+        return await priced_order(
+            session,
+            user,
+            price_key=body.price,
             quantity=body.quantity,
-            discount_code_id=discount_id,
-            discount_amount=discount_amount,
-            reference={"price": price.lookup_key},
+            discount_code=body.discount_code,
+            now=self.now(),
         )
 
     def _checkout_params(
@@ -714,6 +772,7 @@ class CatalogService:
             unit_amount=price.unit_amount,
             currency=price.currency,
             active=price.active,
+            grants_credit=price.grants_credit,
         )
 
     async def create_price(self, body: PriceCreate) -> PriceRead:
@@ -848,6 +907,8 @@ class PayInConfirmation:
             )
         else:
             await self._credit(order, payment_intent_id=payment_intent_id, amount=amount)
+            if order.purpose == "order":
+                await grant_credit(self.ledger, order)
         if order.status in ("pending", "requires_action", "failed", "expired"):
             # A late success after an expiry/failure still means the money arrived.
             order.status = "succeeded"

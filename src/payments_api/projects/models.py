@@ -109,6 +109,11 @@ class DirectPayment(TimestampMixin, Base):
             " AND refunded_fee_amount <= refunded_amount",
             name="refunded",
         ),
+        CheckConstraint(
+            "(funding = 'card' AND stripe_payment_intent_id IS NOT NULL)"
+            " OR (funding = 'wallet' AND stripe_payment_intent_id IS NULL)",
+            name="funding",
+        ),
         UniqueConstraint("stripe_payment_intent_id"),
         UniqueConstraint("order_id"),
         # Serves the per-project and per-session sums of the wallet.
@@ -119,8 +124,13 @@ class DirectPayment(TimestampMixin, Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    stripe_payment_intent_id: Mapped[str] = mapped_column(String(255))
-    """Unique: both of Stripe's confirmations of one payment record it once."""
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    """Unique: both of Stripe's confirmations of one payment record it once. NULL for a
+    payment from the wallet (``funding = 'wallet'``)."""
+    funding: Mapped[str] = mapped_column(String(8), server_default=text("'card'"))
+    """``card``: a destination charge (the money is on the payee's connected account);
+    ``wallet``: paid from the payer's available balance, the payee's take credited to
+    the payee's available balance in the ledger (once per order)."""
     order_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("orders.id"))
     payer_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))
     payee_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))

@@ -55,3 +55,9 @@ class RefundToCardUnavailable(RefundError):
     status = 409
     code = "refund_to_card_unavailable"
     title = "Only an escrow paid by card and cancelled before acceptance is refunded to the card"
+
+
+class CreditAlreadySpent(RefundError):
+    status = 409
+    code = "credit_already_spent"
+    title = "The buyer's available balance no longer covers the wallet credit to take back"

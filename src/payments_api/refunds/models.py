@@ -4,6 +4,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Identity,
@@ -37,7 +38,8 @@ class Refund(TimestampMixin, Base):
         CheckConstraint(f"status IN ({_in(REFUND_STATUSES)})", name="status"),
         CheckConstraint(f"origin IN ({_in(REFUND_ORIGINS)})", name="origin"),
         CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint("hold_amount >= 0 AND hold_amount <= amount", name="hold_amount"),
+        # An order granting more credit than it cost may take back more than it refunds.
+        CheckConstraint("hold_amount >= 0", name="hold_amount"),
         CheckConstraint(
             "payee_share >= 0 AND fee_share >= 0 AND platform_covered >= 0"
             " AND platform_covered <= payee_share"
@@ -48,6 +50,7 @@ class Refund(TimestampMixin, Base):
             "(origin = 'admin') = (requested_by IS NOT NULL AND idempotency_key IS NOT NULL)",
             name="admin_request",
         ),
+        CheckConstraint("credit_amount >= 0", name="credit_amount"),
         UniqueConstraint("requested_by", "idempotency_key"),
         UniqueConstraint("stripe_refund_id"),
         Index("ix_refunds_order_id", "order_id"),
@@ -97,5 +100,11 @@ class Refund(TimestampMixin, Base):
     platform_covered: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     """Direct payments: the part of ``payee_share`` the connected account could not
     cover, borne by the platform (booked to ``adjustments``)."""
+    credit_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """Orders that granted wallet credit: the part of the grant this refund takes back
+    from the buyer's wallet (cumulative largest remainder over the order's refunds)."""
+    forced: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    """An admin forced it although the buyer's available balance did not cover the
+    credit to take back: the wallet went negative and was frozen."""
     succeeded_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

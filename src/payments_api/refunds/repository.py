@@ -53,6 +53,17 @@ class RefundRepository:
         )
         return int(total or 0)
 
+    async def reversed_amount(self, order_id: int) -> int:
+        """What refunds of a completed escrow's payment reversed of its settlement so
+        far (whatever became of the card refund: a failed one left the money in the
+        customer's wallet)."""
+        total = await self.session.scalar(
+            select(func.coalesce(func.sum(Refund.amount), 0)).where(
+                Refund.order_id == order_id, Refund.payee_share + Refund.fee_share > 0
+            )
+        )
+        return int(total or 0)
+
     async def insert_from_stripe(self, values: dict[str, Any]) -> None:
         """Record a refund made outside the API; a concurrent twin inserts nothing."""
         await self.session.execute(

@@ -37,7 +37,17 @@ router = APIRouter(tags=["admin"])
     "with the same key, never refunded twice). A direct payment (destination charge) is "
     "refunded with `reverse_transfer` and `refund_application_fee`: the payee's share and "
     "the platform's fee come back in the payment's proportions (largest remainder); what "
-    "the payee's connected account cannot cover is borne by the platform.\n\n"
+    "the payee's connected account cannot cover is borne by the platform. An order paid "
+    "from the wallet (`source: wallet`) is refunded to the wallet at once, no Stripe call "
+    "(201 `succeeded`); a direct one gives back the payee's share from the payee's "
+    "available balance (the platform covers what they withdrew). An order whose price "
+    "granted wallet credit takes the credit back in proportion (largest remainder), "
+    "refused with 409 `credit_already_spent` when the buyer's available balance no longer "
+    "covers it, unless `force: true`, which may take the wallet negative and then freezes "
+    "it. A completed job paid by card (purpose `escrow`) reverses its settlement in "
+    "proportion (payee's take and the platform's fees; the platform covers what the payee "
+    "withdrew) before the card is refunded; an escrow not completed answers "
+    "`refund_not_supported` (cancel it instead).\n\n"
     "With `invoice_id` instead of `order_id`, a paid subscription invoice is refunded "
     "(its PaymentIntent, key derived from the refund's id, `rfi_…` ids): the revenue "
     "comes back out of sales and the plan credit the invoice granted is taken back in "
@@ -64,6 +74,7 @@ router = APIRouter(tags=["admin"])
             invoices.InvoiceNotFound,
             invoices.InvoiceNotRefundable,
             invoices.RefundCreditSpent,
+            refunds_errors.CreditAlreadySpent,
             stripe_errors.PaymentProviderError,
             stripe_errors.PaymentProviderUnavailable,
         ),

@@ -23,11 +23,6 @@ class RefundCreate(BaseModel):
         "`in_…`). The plan credit it granted is taken back in proportion.",
         examples=["in_1MtHbELkdIwHu7ix"],
     )
-    force: bool = Field(
-        False,
-        description="Invoices only: refund even when the subscriber has spent the plan "
-        "credit it granted; the platform bears the part the wallet no longer holds.",
-    )
     amount: MinorAmount | None = Field(
         None,
         description="Minor units to refund; omit to refund everything still refundable.",
@@ -44,13 +39,18 @@ class RefundCreate(BaseModel):
         description="Why (kept in the audit log, never sent to Stripe).",
         examples=["Customer cancelled within 14 days, ticket 4711"],
     )
+    force: bool = Field(
+        False,
+        description="Take the wallet credit back even when the wallet no longer covers it. "
+        "Orders that granted credit (otherwise 409 `credit_already_spent`): the wallet may go "
+        "negative and is then frozen. Subscription invoices (otherwise 409 "
+        "`refund_credit_spent`): the platform bears the part the wallet no longer holds.",
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> RefundCreate:
         if (self.order_id is None) == (self.invoice_id is None):
             raise ValueError("Give exactly one of order_id and invoice_id.")
-        if self.force and self.order_id is not None:
-            raise ValueError("force applies to invoice refunds only.")
         return self
 
 
@@ -82,10 +82,19 @@ class RefundRead(BaseModel):
     failure_reason: str | None = Field(
         None, description="Machine reason when failed (Stripe's code or provider_rejected)."
     )
-    credit_taken_back: int | None = Field(
-        None,
-        description="Invoices: the part of the plan credit this refund takes back from the "
-        "wallet (held while in flight; final once succeeded).",
+    credit_taken_back: int = Field(
+        0,
+        description="The wallet credit this refund takes back: for an order whose price "
+        "granted credit, in proportion (largest remainder); for a subscription invoice, its "
+        "share of the plan credit (held while in flight, final once succeeded).",
+    )
+    forced: bool = Field(
+        False, description="Taken back with `force` although the wallet did not cover it."
+    )
+    payee_share: int = Field(
+        0,
+        description="Direct payments and completed escrows: what the payee gives back "
+        "(the rest of `amount` comes out of the platform's fees).",
     )
     created_at: datetime
     succeeded_at: datetime | None = None

@@ -63,7 +63,7 @@ from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.errors import InsufficientFunds
 from payments_api.ledger.kinds import AccountKind, CauseType
-from payments_api.money import charge_step, proportional_part
+from payments_api.money import charge_step, largest_remainder, proportional_part
 from payments_api.orders.errors import OrderNotFound
 from payments_api.orders.models import Order
 from payments_api.orders.repository import OrderRepository
@@ -72,6 +72,7 @@ from payments_api.projects.models import DirectPayment
 from payments_api.projects.repository import DirectPaymentRepository
 from payments_api.refunds import metrics
 from payments_api.refunds.errors import (
+    CreditAlreadySpent,
     OrderNotRefundable,
     RefundCurrencyMismatch,
     RefundExceedsAvailable,
@@ -118,9 +119,27 @@ def refund_read(refund: Refund) -> RefundRead:
         held_amount=refund.hold_amount if refund.status in IN_FLIGHT else 0,
         stripe_refund_id=refund.stripe_refund_id,
         failure_reason=refund.failure_reason,
+        credit_taken_back=refund.credit_amount,
+        forced=refund.forced,
+        payee_share=refund.payee_share,
         created_at=refund.created_at,
         succeeded_at=refund.succeeded_at,
     )
+
+
+def credit_to_take_back(order: Order, refunded_after: int) -> int:
+    """The part of an order's granted credit to take back so that, once
+    ``refunded_after`` minor units of the order are refunded, the credit taken back in
+    all is the largest-remainder split of the grant between the refunded and the kept
+    part of the payment (``largest_remainder(grant, [refunded, kept])[0]``): exact to the
+    unit whatever the steps, the whole grant once the whole order is refunded. What was
+    taken back already (``credit_taken_back_amount``) is subtracted."""
+    if not order.granted_credit_amount:
+        return 0
+    target = largest_remainder(
+        order.granted_credit_amount, [refunded_after, order.amount - refunded_after]
+    )[0]
+    return max(0, target - order.credit_taken_back_amount)
 
 
 async def emit_failed(session: AsyncSession, refund: Refund) -> None:
@@ -160,6 +179,61 @@ def _refresh_order_status(order: Order) -> None:
         order.status = "partially_refunded"
     else:
         order.status = "succeeded"
+
+
+async def post_taking_from_payee(
+    session: AsyncSession,
+    payee: ledger_service.AccountRef,
+    share: int,
+    make: Callable[[int], ledger_service.NewTransaction],
+) -> tuple[int, int]:
+    """Post ``make(covered)``, a transaction taking ``share - covered`` from the payee's
+    available balance, where ``covered`` is what that balance does not hold (the
+    platform covers it). A payee spending between the read and the post (the ledger
+    refuses it, ``InsufficientFunds``, inside a savepoint) is read again and retried.
+    Returns ``(covered, payee_available)``."""
+    ledger = ledger_service.LedgerService(session)
+    attempts = 5
+    for attempt in range(attempts):
+        available = await ledger.balance_of(payee)
+        covered = max(0, share - max(0, available))
+        try:
+            async with session.begin_nested():
+                await ledger.post(make(covered))
+        except InsufficientFunds:
+            if attempt == attempts - 1:
+                raise
+            continue
+        return covered, available
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+FREEZE_REASON_PREFIX = "refund:"
+
+
+async def freeze_for_refund(
+    session: AsyncSession, refund: Refund, order: Order, *, request_id: str | None
+) -> None:
+    """A forced refund took back credit the buyer had spent: their available may be
+    below zero, so the wallet is frozen as a dispute freezes it (withdrawals and spends
+    refused) until an admin unfreezes it. Audited; an existing freeze keeps its reason."""
+    user = await UserRepository(session).get(order.user_id, for_update=True)
+    if user is None or user.frozen:
+        return
+    before = {"frozen": user.frozen, "frozen_reason": user.frozen_reason}
+    user.frozen = True
+    user.frozen_reason = f"{FREEZE_REASON_PREFIX}{public_id(REFUND_PREFIX, refund.id)}"
+    user.updated_at = utcnow()
+    await AuditLogRepository(session).record(
+        actor_id=refund.requested_by or "system",
+        action="wallet.freeze",
+        target_type="user",
+        target_id=user.id,
+        before=before,
+        after={"frozen": True, "frozen_reason": user.frozen_reason},
+        reason=f"Forced refund {public_id(REFUND_PREFIX, refund.id)} took back spent credit",
+        request_id=request_id,
+    )
 
 
 class RefundSettlement:
@@ -344,9 +418,21 @@ class RefundSettlement:
                 )
             shortfall = amount - taken
         elif order.purpose == "order":
-            debits.append(
-                ledger_service.PostingSpec(_platform(AccountKind.sales, currency), -amount)
-            )
+            # The credit taken back is held in the buyer's withdrawing since the request;
+            # the rest comes out of the sale.
+            if refund.hold_amount:
+                debits.append(
+                    ledger_service.PostingSpec(
+                        _user(refund.user_id, AccountKind.withdrawing, currency),
+                        -refund.hold_amount,
+                    )
+                )
+            if amount != refund.hold_amount:
+                debits.append(
+                    ledger_service.PostingSpec(
+                        _platform(AccountKind.sales, currency), refund.hold_amount - amount
+                    )
+                )
         elif order.purpose == "direct":
             await self._settle_direct(refund, order)
             return
@@ -468,6 +554,7 @@ class RefundSettlement:
 
     async def release_hold(self, refund: Refund) -> None:
         """Stripe did not refund: the held money goes back to available."""
+        await self._credit_not_taken(refund)
         if not refund.hold_amount:
             return
         await self.ledger.post(
@@ -490,6 +577,15 @@ class RefundSettlement:
             )
         )
 
+    async def _credit_not_taken(self, refund: Refund) -> None:
+        """A refund that did not happen took no credit back: the order's count of credit
+        taken back forgets it (the held credit itself returns with the hold)."""
+        if not refund.credit_amount:
+            return
+        order = await self.orders.get(refund.order_id, for_update=True)
+        if order is not None:
+            order.credit_taken_back_amount -= refund.credit_amount
+
     async def _undo(self, refund: Refund) -> None:
         """The exact opposite of the settlement, with the customer's share returned to
         available (the hold it came from is gone)."""
@@ -498,6 +594,7 @@ class RefundSettlement:
         )
         if settled is None:  # pragma: no cover - succeeded always posted it
             raise RuntimeError(f"refund {refund.id} succeeded without a ledger transaction")
+        await self._credit_not_taken(refund)
         if refund.payee_share or refund.fee_share:
             payment = await DirectPaymentRepository(self.session).by_order(
                 refund.order_id, for_update=True
@@ -589,6 +686,14 @@ class RefundService:
                 return existing
             order = None
             if order_number is not None:
+                order = await OrderRepository(session).get(order_number)
+            escrow: Escrow | None = None
+            if order is not None and order.purpose == "escrow":
+                # The escrow's lock first, then the order's: the order cancel-to-card
+                # takes them in, so the two cannot deadlock.
+                escrow_id = int(order.reference.get("escrow_id", 0))
+                escrow = await EscrowRepository(session).get(escrow_id, for_update=True)
+            if order_number is not None:
                 order = await OrderRepository(session).get(order_number, for_update=True)
             if order is None:
                 raise OrderNotFound(f"No order {body.order_id!r}.")
@@ -596,11 +701,30 @@ class RefundService:
                 raise RefundCurrencyMismatch(
                     f"Order {body.order_id} is in {order.currency}.", currency=order.currency
                 )
-            if order.purpose not in REFUNDABLE_PURPOSES:
+            if order.purpose == "escrow":
+                if escrow is None or escrow.status != EscrowStatus.completed.value:
+                    raise RefundNotSupported(
+                        "A job payment is refunded here once the job is completed; before "
+                        "that, cancel the escrow (`refund_to: card` before acceptance).",
+                        purpose=order.purpose,
+                        escrow_status=escrow.status if escrow is not None else None,
+                    )
+            elif order.purpose not in REFUNDABLE_PURPOSES:
                 raise RefundNotSupported(
                     f"Orders with purpose {order.purpose!r} cannot be refunded here yet.",
                     purpose=order.purpose,
                 )
+            if order.channel == "wallet":
+                refund = await self._refund_to_wallet(
+                    session,
+                    order,
+                    actor_id=actor.id,
+                    body=body,
+                    idempotency_key=idempotency_key,
+                    request_fingerprint=request_fingerprint,
+                    request_id=request_id,
+                )
+                return refund
             return await self._reserve_order(
                 session,
                 order,
@@ -611,6 +735,8 @@ class RefundService:
                 idempotency_key=idempotency_key,
                 request_fingerprint=request_fingerprint,
                 request_id=request_id,
+                force=body.force,
+                completed_escrow=escrow,
             )
 
     async def cancel_escrow_to_card(
@@ -680,8 +806,14 @@ class RefundService:
         idempotency_key: str,
         request_fingerprint: str,
         request_id: str | None,
+        force: bool = False,
+        completed_escrow: Escrow | None = None,
     ) -> Refund:
-        """The checks and writes of step 1 on a locked order, in the caller's transaction."""
+        """The checks and writes of step 1 on a locked order, in the caller's transaction.
+
+        ``completed_escrow``: the order paid this escrow, which is completed; its
+        settlement is reversed in proportion now, into the refund's hold
+        (:meth:`_reverse_settlement`)."""
         refunds = RefundRepository(session)
         if order.status not in REFUNDABLE_STATUSES and order.status != "refunded":
             raise OrderNotRefundable(
@@ -694,6 +826,10 @@ class RefundService:
             )
         in_flight = await refunds.in_flight_amount(order.id)
         refundable = order.amount - order.refunded_amount - in_flight
+        if completed_escrow is not None:
+            # A reversed settlement stays reversed even when the card refund then fails
+            # (the money waits in the customer's wallet): never reverse it twice.
+            refundable = order.amount - await refunds.reversed_amount(order.id)
         amount = requested if requested is not None else refundable
         if refundable <= 0 or amount > refundable:
             raise RefundExceedsRefundable(
@@ -706,8 +842,23 @@ class RefundService:
         AmountNotInSteps.check(amount, order.currency, charge_step(order.currency), "Refunds")
         ledger = ledger_service.LedgerService(session)
         wallet = _user(order.user_id, AccountKind.available, order.currency)
-        available = await ledger.balance_of(wallet) if order.purpose in WALLET_PURPOSES else None
-        if available is not None and available < amount:
+        credit = credit_to_take_back(order, order.refunded_amount + in_flight + amount)
+        holds_wallet = order.purpose in WALLET_PURPOSES and completed_escrow is None
+        available = await ledger.balance_of(wallet) if holds_wallet or credit else None
+        forced = False
+        if credit and available is not None and available < credit:
+            if not force:
+                raise CreditAlreadySpent(
+                    f"The order granted {order.granted_credit_amount} {order.currency} minor "
+                    f"units of wallet credit; this refund takes back {credit}, the buyer "
+                    f"holds {max(available, 0)} available. Refund with `force: true` to take "
+                    "it anyway (the wallet goes negative and is frozen).",
+                    available=max(available, 0),
+                    credit_to_take_back=credit,
+                    currency=order.currency,
+                )
+            forced = True
+        if holds_wallet and available is not None and available < amount:
             raise RefundExceedsAvailable(
                 f"The customer holds {max(available, 0)} {order.currency} minor units "
                 f"available; a refund of {amount} would take money they no longer have.",
@@ -727,8 +878,10 @@ class RefundService:
             requested_by=actor_id,
             idempotency_key=idempotency_key,
             request_fingerprint=request_fingerprint,
-            hold_amount=amount if order.purpose in WALLET_PURPOSES else 0,
+            hold_amount=amount if order.purpose in WALLET_PURPOSES else credit,
             stripe_attempts=0,
+            credit_amount=credit,
+            forced=forced,
         )
         try:
             async with session.begin_nested():
@@ -739,7 +892,10 @@ class RefundService:
             if twin is None or twin.request_fingerprint != request_fingerprint:
                 raise IdempotencyKeyReused() from None
             return twin
-        if refund.hold_amount:
+        order.credit_taken_back_amount += credit
+        if completed_escrow is not None:
+            await self._reverse_settlement(session, refund, order, completed_escrow)
+        elif refund.hold_amount:
             try:
                 await ledger.post(
                     ledger_service.NewTransaction(
@@ -749,15 +905,22 @@ class RefundService:
                         description=f"Refund {public_id(REFUND_PREFIX, refund.id)} pending",
                         metadata={"refund_id": refund.id, "order_id": order.id},
                         postings=[
-                            ledger_service.PostingSpec(wallet, -amount),
+                            ledger_service.PostingSpec(wallet, -refund.hold_amount),
                             ledger_service.PostingSpec(
                                 _user(order.user_id, AccountKind.withdrawing, order.currency),
-                                amount,
+                                refund.hold_amount,
                             ),
                         ],
+                        allow_negative_available=forced,
                     )
                 )
             except InsufficientFunds as exc:
+                if credit:
+                    raise CreditAlreadySpent(
+                        "The buyer no longer holds the credit to take back.",
+                        credit_to_take_back=credit,
+                        currency=order.currency,
+                    ) from exc
                 # Spent concurrently since the check: the whole transaction rolls back.
                 raise RefundExceedsAvailable(
                     "The customer no longer holds enough available money.",
@@ -782,12 +945,278 @@ class RefundService:
                     "status": refund.status,
                     "held_amount": refund.hold_amount,
                 },
-                "customer_available": None if available is None else available - amount,
+                "customer_available": None
+                if available is None
+                else available - (refund.hold_amount if completed_escrow is None else 0),
+                "credit_taken_back": credit,
+                "forced": forced,
             },
             reason=note or reason,
             request_id=request_id,
         )
+        if forced:
+            await freeze_for_refund(session, refund, order, request_id=request_id)
         metrics.REFUNDS.labels(origin="admin", outcome="requested").inc()
+        return refund
+
+    async def _reverse_settlement(
+        self, session: AsyncSession, refund: Refund, order: Order, escrow: Escrow
+    ) -> None:
+        """Take back a completed escrow's settlement in proportion to the refund: the
+        payee's take (``proportional_part`` of the payee's amount, cumulative largest
+        remainder over the order's refunds) and the rest from the platform's fees (the
+        platform fee and the service fee it kept). What the payee no longer holds
+        (withdrawn since) is covered by the platform, booked to ``adjustments``. It all
+        goes into the customer's ``withdrawing`` as the refund's hold, settled to the
+        card by Stripe's word like any refund (released to the customer's available if
+        Stripe refuses). One ledger transaction, ``refund:{id}:reversal``."""
+        currency, amount = order.currency, refund.amount
+        # This refund's shares are not set yet: the sum is of the earlier ones.
+        before = await RefundRepository(session).reversed_amount(order.id)
+        payee_share = proportional_part(amount, order.amount, escrow.payee_amount, before)
+        fee_share = amount - payee_share
+        payee_wallet = _user(escrow.payee_id, AccountKind.available, currency)
+
+        def reversal(covered: int) -> ledger_service.NewTransaction:
+            postings = [
+                ledger_service.PostingSpec(
+                    _user(order.user_id, AccountKind.withdrawing, currency), amount
+                )
+            ]
+            if payee_share - covered:
+                postings.append(ledger_service.PostingSpec(payee_wallet, covered - payee_share))
+            if covered:
+                postings.append(
+                    ledger_service.PostingSpec(
+                        _platform(AccountKind.adjustments, currency), -covered
+                    )
+                )
+            if fee_share:
+                postings.append(
+                    ledger_service.PostingSpec(
+                        _platform(AccountKind.platform_fees, currency), -fee_share
+                    )
+                )
+            return ledger_service.NewTransaction(
+                type="escrow_settlement_reversal",
+                cause_type=CauseType.system,
+                cause_key=f"refund:{refund.id}:reversal",
+                description=f"Refund {public_id(REFUND_PREFIX, refund.id)} reverses the "
+                f"settlement of escrow esc_{escrow.id}",
+                metadata={
+                    "refund_id": refund.id,
+                    "order_id": order.id,
+                    "escrow_id": escrow.id,
+                    "payee_id": escrow.payee_id,
+                    "payee_share": payee_share,
+                    "fee_share": fee_share,
+                    "platform_covered": covered,
+                },
+                postings=postings,
+            )
+
+        covered, payee_available = await post_taking_from_payee(
+            session, payee_wallet, payee_share, reversal
+        )
+        if covered:
+            log.warning(
+                "refund %s: the payee holds %s of its %s %s share; the platform covers %s",
+                refund.id,
+                payee_available,
+                payee_share,
+                currency,
+                covered,
+            )
+        refund.payee_share, refund.fee_share = payee_share, fee_share
+        refund.platform_covered, refund.payee_coverable = covered, max(0, payee_available)
+        escrow.payee_reversed_amount += payee_share
+
+    async def _refund_to_wallet(
+        self,
+        session: AsyncSession,
+        order: Order,
+        *,
+        actor_id: str,
+        body: RefundCreate,
+        idempotency_key: str,
+        request_fingerprint: str,
+        request_id: str | None,
+    ) -> Refund:
+        """Refund an order paid from the wallet: back to the wallet, at once, in this
+        transaction (no Stripe call). Same checks and proportions as a card refund: a
+        direct payment gives back the payee's share (from the payee's available; what
+        they withdrew since is covered by the platform, ``adjustments``) and the fee's
+        share; an order that granted credit takes it back in proportion
+        (``credit_already_spent`` unless forced)."""
+        refunds = RefundRepository(session)
+        if order.status not in REFUNDABLE_STATUSES and order.status != "refunded":
+            raise OrderNotRefundable(
+                f"Order {public_id(ORDER_PREFIX, order.id)} is {order.status}.",
+                order_status=order.status,
+            )
+        refundable = order.amount - order.refunded_amount
+        amount = body.amount if body.amount is not None else refundable
+        if refundable <= 0 or amount > refundable:
+            raise RefundExceedsRefundable(
+                f"At most {max(refundable, 0)} {order.currency} minor units can still be "
+                f"refunded on {public_id(ORDER_PREFIX, order.id)}.",
+                refundable=max(refundable, 0),
+                requested=amount,
+                currency=order.currency,
+            )
+        currency = order.currency
+        ledger = ledger_service.LedgerService(session)
+        wallet = _user(order.user_id, AccountKind.available, currency)
+        available = await ledger.balance_of(wallet)
+        credit = credit_to_take_back(order, order.refunded_amount + amount)
+        # The refunded amount reaches the wallet first: the credit must be covered by
+        # what the buyer holds after it.
+        forced = bool(credit) and available + amount < credit
+        if forced and not body.force:
+            raise CreditAlreadySpent(
+                f"The order granted {order.granted_credit_amount} {currency} minor units of "
+                f"wallet credit; this refund takes back {credit}, the buyer would hold "
+                f"{max(available + amount, 0)}. Refund with `force: true` to take it anyway "
+                "(the wallet goes negative and is frozen).",
+                available=max(available, 0),
+                credit_to_take_back=credit,
+                currency=currency,
+            )
+        now = self.now()
+        refund = Refund(
+            order_id=order.id,
+            user_id=order.user_id,
+            amount=amount,
+            currency=currency,
+            status="succeeded",
+            origin="admin",
+            reason=body.reason,
+            note=body.note,
+            requested_by=actor_id,
+            idempotency_key=idempotency_key,
+            request_fingerprint=request_fingerprint,
+            hold_amount=0,
+            stripe_attempts=0,
+            credit_amount=credit,
+            forced=forced,
+            succeeded_at=now,
+        )
+        try:
+            async with session.begin_nested():
+                await refunds.add(refund)
+        except IntegrityError:
+            twin = await refunds.by_idempotency_key(actor_id, idempotency_key)
+            if twin is None or twin.request_fingerprint != request_fingerprint:
+                raise IdempotencyKeyReused() from None
+            return twin
+        metadata: dict[str, Any] = {"refund_id": refund.id, "order_id": order.id}
+
+        def to_wallet(
+            extra: list[ledger_service.PostingSpec], **more: Any
+        ) -> ledger_service.NewTransaction:
+            return ledger_service.NewTransaction(
+                type="wallet_refund",
+                cause_type=CauseType.system,
+                cause_key=f"refund:{refund.id}:wallet",
+                description=f"Refund {public_id(REFUND_PREFIX, refund.id)} of "
+                f"{public_id(ORDER_PREFIX, order.id)} to the wallet",
+                metadata={**metadata, **more},
+                postings=[ledger_service.PostingSpec(wallet, amount), *extra],
+            )
+
+        if order.purpose == "direct":
+            payment = await DirectPaymentRepository(session).by_order(order.id, for_update=True)
+            if payment is None:  # pragma: no cover - written with the order
+                raise RuntimeError(f"direct order {order.id} has no payment row")
+            fee_share = proportional_part(
+                amount, payment.amount, payment.application_fee_amount, payment.refunded_amount
+            )
+            payee_share = amount - fee_share
+            payee_wallet = _user(payment.payee_id, AccountKind.available, currency)
+
+            def direct_back(covered: int) -> ledger_service.NewTransaction:
+                extra = []
+                if payee_share - covered:
+                    extra.append(ledger_service.PostingSpec(payee_wallet, covered - payee_share))
+                if covered:
+                    extra.append(
+                        ledger_service.PostingSpec(
+                            _platform(AccountKind.adjustments, currency), -covered
+                        )
+                    )
+                if fee_share:
+                    extra.append(
+                        ledger_service.PostingSpec(
+                            _platform(AccountKind.platform_fees, currency), -fee_share
+                        )
+                    )
+                return to_wallet(
+                    extra,
+                    payee_id=payment.payee_id,
+                    payee_share=payee_share,
+                    fee_share=fee_share,
+                    platform_covered=covered,
+                )
+
+            covered, payee_available = await post_taking_from_payee(
+                session, payee_wallet, payee_share, direct_back
+            )
+            refund.payee_share, refund.fee_share = payee_share, fee_share
+            refund.platform_covered, refund.payee_coverable = covered, max(0, payee_available)
+            payment.refunded_amount += amount
+            payment.refunded_fee_amount += fee_share
+        else:
+            await ledger.post(
+                to_wallet(
+                    [ledger_service.PostingSpec(_platform(AccountKind.sales, currency), -amount)]
+                )
+            )
+        if credit:
+            await ledger.post(
+                ledger_service.NewTransaction(
+                    type="order_credit_reversal",
+                    cause_type=CauseType.system,
+                    cause_key=f"refund:{refund.id}:credit",
+                    description=f"Wallet credit of {public_id(ORDER_PREFIX, order.id)} taken "
+                    f"back by {public_id(REFUND_PREFIX, refund.id)}",
+                    metadata={"refund_id": refund.id, "order_id": order.id, "forced": forced},
+                    postings=[
+                        ledger_service.PostingSpec(wallet, -credit),
+                        ledger_service.PostingSpec(_platform(AccountKind.sales, currency), credit),
+                    ],
+                    allow_negative_available=forced,
+                )
+            )
+            order.credit_taken_back_amount += credit
+        order.refunded_amount += amount
+        _refresh_order_status(order)
+        order.updated_at = now
+        await AuditLogRepository(session).record(
+            actor_id=actor_id,
+            action="refund.create",
+            target_type="refund",
+            target_id=public_id(REFUND_PREFIX, refund.id),
+            before={"order": _order_snapshot(order, 0), "customer_available": available},
+            after={
+                "order": _order_snapshot(order, 0),
+                "refund": {
+                    "id": public_id(REFUND_PREFIX, refund.id),
+                    "amount": amount,
+                    "currency": currency,
+                    "status": refund.status,
+                    "to": "wallet",
+                },
+                "customer_available": available + amount - credit,
+                "credit_taken_back": credit,
+                "forced": forced,
+            },
+            reason=body.note or body.reason,
+            request_id=request_id,
+        )
+        if forced:
+            await freeze_for_refund(session, refund, order, request_id=request_id)
+        metrics.REFUNDS.labels(origin="admin", outcome="succeeded").inc()
+        await RefundSettlement(session, self.stripe, now=self.now)._emit_succeeded(refund, order)
         return refund
 
     async def submit(self, refund_id: int, *, look_up_first: bool = False) -> Refund:
