@@ -7,6 +7,7 @@ from fastapi import Depends
 from payments_api.auth import Principal
 from payments_api.deps import PrincipalDep, StateDep
 from payments_api.problems import Forbidden
+from payments_api.refunds.cashouts import CashoutService
 from payments_api.refunds.service import RefundService
 
 
@@ -27,3 +28,11 @@ def get_refund_service(state: StateDep) -> RefundService:
 
 
 RefundServiceDep = Annotated[RefundService, Depends(get_refund_service)]
+
+
+def get_cashout_service(state: StateDep) -> CashoutService:
+    # No request-wide transaction: the cash-out is committed before Stripe is called.
+    return CashoutService(state.sessionmaker, state.stripe, state.settings)
+
+
+CashoutServiceDep = Annotated[CashoutService, Depends(get_cashout_service)]

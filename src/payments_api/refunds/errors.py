@@ -55,3 +55,15 @@ class RefundToCardUnavailable(RefundError):
     status = 409
     code = "refund_to_card_unavailable"
     title = "Only an escrow paid by card and cancelled before acceptance is refunded to the card"
+
+
+class NothingRefundable(RefundError):
+    status = 409
+    code = "nothing_refundable"
+    title = "No top-up charge can be refunded to the card any more"
+
+
+class WalletRefundNotFound(RefundError):
+    status = 404
+    code = "wallet_refund_not_found"
+    title = "No such wallet refund"
