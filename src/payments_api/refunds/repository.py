@@ -178,19 +178,11 @@ class WalletRefundRepository:
         )
         if not orders:
             return []
-        in_flight = dict(
-            (
-                await self.session.execute(
-                    select(Refund.order_id, func.sum(Refund.amount))
-                    .where(
-                        Refund.order_id.in_([o.id for o in orders]),
-                        Refund.status.in_(IN_FLIGHT),
-                    )
-                    .group_by(Refund.order_id)
-                )
-            )
-            .tuples()
-            .all()
+        rows = await self.session.execute(
+            select(Refund.order_id, func.sum(Refund.amount))
+            .where(Refund.order_id.in_([o.id for o in orders]), Refund.status.in_(IN_FLIGHT))
+            .group_by(Refund.order_id)
         )
+        in_flight = {int(order_id): int(total) for order_id, total in rows.all()}
         orders.sort(key=lambda o: (o.succeeded_at or o.created_at, o.id), reverse=True)
         return [(o, int(in_flight.get(o.id) or 0)) for o in orders]
