@@ -32,8 +32,10 @@ class TestDemo:
         assert "All balances are as the specification says." in text
         assert "WRONG" not in text
         final = text.rsplit("== dispute won: money back", 1)[1]
-        assert "customer         75.00        0.00         0.00  ok" in final
-        assert "payee            30.00        0.00         0.00  ok" in final
+        assert "customer         45.00        0.00         0.00       0.00  ok" in final
+        assert "payee            30.00        0.00         0.00       0.00  ok" in final
+        assert "withdrawal wd_" in text
+        assert "available after 30.00, expected in the bank on " in text
         assert await sandbox.undelivered() == []
         received = [line.split()[2] for line in text.splitlines() if line.startswith("  event ")]
         assert received == [
@@ -46,10 +48,18 @@ class TestDemo:
             "withdrawal.paid",
             "refund.succeeded",
             "order.refunded",
+            "order.paid",  # the tip
+            "refund.succeeded",  # its refund
+            "order.refunded",
+            "wallet.debited",
+            "wallet_refund.created",
+            "refund.succeeded",  # the cash-out's one refund
+            "order.refunded",
+            "wallet_refund.succeeded",
             "dispute.created",
             "dispute.closed",
         ]
-        assert text.count("  verified") == 11
+        assert text.count("  verified") == 19
 
     async def test_it_fails_when_stripe_never_confirms(self, sandbox: Sandbox) -> None:
         output: list[str] = []
