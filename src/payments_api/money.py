@@ -287,9 +287,12 @@ class CurrencyLimits(BaseModel):
     """Wallet cash-outs to card. Unset: from the debit minimum (leftovers are small) to
     the top-up maximum (no cash-out refunds more than one top-up could bring in)."""
 
-
-def _cashout_default(limits: CurrencyLimits) -> OperationLimits:
-    return OperationLimits(min=limits.debit.min, max=limits.topup.max)
+    def of(self, operation: LimitedOperation) -> OperationLimits:
+        """One operation's limits (the cash-out's default filled in)."""
+        if operation == "cashout" and self.cashout is None:
+            return OperationLimits(min=self.debit.min, max=self.topup.max)
+        pair: OperationLimits = getattr(self, operation)
+        return pair
 
 
 def _limits(
@@ -319,7 +322,7 @@ def check_limits_table(table: dict[str, CurrencyLimits]) -> dict[str, CurrencyLi
         if currency != code:
             raise ValueError(f"limits: currency {code!r} must be a lowercase ISO 4217 code")
         for operation in LIMITED_OPERATIONS:
-            pair: OperationLimits = getattr(limits, operation) or _cashout_default(limits)
+            pair = limits.of(operation)
             if major_to_minor(pair.min, currency) > major_to_minor(pair.max, currency):
                 raise ValueError(f"limits: {currency} {operation} min is above max")
             if major_to_minor(pair.max, currency) > MAX_MINOR_AMOUNT:
@@ -336,7 +339,7 @@ def operation_limits(
     limits = table.get(currency)
     if limits is None:
         return None
-    pair: OperationLimits = getattr(limits, operation) or _cashout_default(limits)
+    pair = limits.of(operation)
     return AmountLimits(
         minimum=major_to_minor(pair.min, currency), maximum=major_to_minor(pair.max, currency)
     )

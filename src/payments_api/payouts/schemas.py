@@ -2,14 +2,21 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from payments_api.money import Currency, MinorAmount
 from payments_api.payout_accounts.schemas import PayoutAccountRead
 
-WithdrawalStatus = Literal["pending", "transferred", "failed", "reversed"]
+
+class WithdrawalStatus(StrEnum):
+    """A withdrawal's state (a class, so the OpenAPI component keeps this name whichever
+    schema uses it first)."""
+
+    pending = "pending"
+    transferred = "transferred"
+    failed = "failed"
+    reversed = "reversed"
 
 
 class StripePayoutStatus(StrEnum):
