@@ -49,6 +49,7 @@ from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.shapes import move
 from payments_api.orders.models import Order
 from payments_api.orders.repository import OrderRepository
 from payments_api.stripe.gateway import StripeGateway
@@ -275,12 +276,11 @@ class DisputeSettlement:
                     "fee": fee,
                     "balance_transactions": [t.get("id") for t in withdrawals],
                 },
-                postings=[
-                    ledger_service.PostingSpec(
-                        _platform(AccountKind.stripe_balance, currency), total
-                    ),
-                    ledger_service.PostingSpec(_platform(AccountKind.disputes, currency), -total),
-                ],
+                postings=move(
+                    total,
+                    out_of=_platform(AccountKind.disputes, currency),
+                    into=_platform(AccountKind.stripe_balance, currency),
+                ),
             )
         )
         now = self.now()
@@ -296,17 +296,13 @@ class DisputeSettlement:
                     description=f"Card dispute on order ord_{order.id}",
                     metadata={"dispute_id": dispute.id, "dispute": dp, "order_id": order.id},
                     allow_negative_available=True,
-                    postings=[
-                        ledger_service.PostingSpec(
-                            ledger_service.AccountRef.user(
-                                order.user_id, AccountKind.available, currency
-                            ),
-                            -total,
+                    postings=move(
+                        total,
+                        out_of=ledger_service.AccountRef.user(
+                            order.user_id, AccountKind.available, currency
                         ),
-                        ledger_service.PostingSpec(
-                            _platform(AccountKind.disputes, currency), total
-                        ),
-                    ],
+                        into=_platform(AccountKind.disputes, currency),
+                    ),
                 )
             )
             dispute.user_debited_amount = total
@@ -333,12 +329,11 @@ class DisputeSettlement:
                     "dispute": dp,
                     "balance_transactions": [t.get("id") for t in reinstatements],
                 },
-                postings=[
-                    ledger_service.PostingSpec(
-                        _platform(AccountKind.stripe_balance, currency), -returned
-                    ),
-                    ledger_service.PostingSpec(_platform(AccountKind.disputes, currency), returned),
-                ],
+                postings=move(
+                    returned,
+                    out_of=_platform(AccountKind.stripe_balance, currency),
+                    into=_platform(AccountKind.disputes, currency),
+                ),
             )
         )
         if dispute.user_debited_amount and dispute.user_id is not None:
@@ -350,17 +345,13 @@ class DisputeSettlement:
                     cause_key=f"dispute:{dp}:credit",
                     description="Card dispute won: money back to the wallet",
                     metadata={"dispute_id": dispute.id, "dispute": dp},
-                    postings=[
-                        ledger_service.PostingSpec(
-                            _platform(AccountKind.disputes, currency), -debited
+                    postings=move(
+                        debited,
+                        out_of=_platform(AccountKind.disputes, currency),
+                        into=ledger_service.AccountRef.user(
+                            dispute.user_id, AccountKind.available, currency
                         ),
-                        ledger_service.PostingSpec(
-                            ledger_service.AccountRef.user(
-                                dispute.user_id, AccountKind.available, currency
-                            ),
-                            debited,
-                        ),
-                    ],
+                    ),
                 )
             )
         dispute.reinstated_amount, dispute.funds_reinstated_at = returned, self.now()
