@@ -35,6 +35,7 @@ from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
+from payments_api.ledger import shapes
 from payments_api.ledger.errors import InsufficientFunds, WalletFrozen
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.money import charge_step
@@ -203,15 +204,13 @@ class CashoutService:
                     cause_key=f"wallet_refund:{row.id}:hold",
                     description=f"Cash-out {public_id(WALLET_REFUND_PREFIX, row.id)} to card",
                     metadata={"wallet_refund_id": row.id, "refund_ids": [p.id for p in parts]},
-                    postings=[
-                        ledger_service.PostingSpec(available_ref, -amount),
-                        ledger_service.PostingSpec(
-                            ledger_service.AccountRef.user(
-                                user.id, AccountKind.refunding, currency
-                            ),
-                            amount,
+                    postings=shapes.move(
+                        amount,
+                        out_of=available_ref,
+                        into=ledger_service.AccountRef.user(
+                            user.id, AccountKind.refunding, currency
                         ),
-                    ],
+                    ),
                     # Money leaving by the owner's own action: refused while frozen, and
                     # InsufficientFunds (nothing written) if spent concurrently.
                     initiated_by=user.id,
