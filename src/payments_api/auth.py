@@ -193,6 +193,18 @@ def authenticate(scope: Any, verifier: TokenVerifier) -> Authentication:
     return outcome
 
 
+def caller_id(scope: Any) -> str | None:
+    """The verified caller's ``sub`` for the rate limiter's per-user limit, or None (no
+    token, a bad one: the route gives that 401; the per-IP limit still counts it)."""
+    app = scope.get("app")
+    resources = getattr(getattr(app, "state", None), "resources", None)
+    verifier: TokenVerifier | None = getattr(resources, "verifier", None)
+    if verifier is None:
+        return None
+    principal = authenticate(scope, verifier)
+    return principal.sub if isinstance(principal, Principal) else None
+
+
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_SUB_LENGTH:

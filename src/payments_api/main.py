@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from payments_api import __doc__ as package_doc
 from payments_api.admin.router import router as admin_router
-from payments_api.auth import TokenVerifier
+from payments_api.auth import TokenVerifier, caller_id
 from payments_api.balance.router import router as balance_router
 from payments_api.checkout.router import router as checkout_router
 from payments_api.db import create_engine, create_sessionmaker, resolve_database_url
@@ -50,6 +50,7 @@ from payments_api.problems import (
     handle_validation,
 )
 from payments_api.projects.router import router as projects_router
+from payments_api.reconciliation.metrics import refresh_gauges
 from payments_api.reconciliation.router import router as reconciliation_router
 from payments_api.refunds.router import router as refunds_router
 from payments_api.sandbox.router import router as sandbox_router
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.resources = None
+    app.state.gauge_refreshers = (refresh_gauges,)
     app.state.rate_limit_storage = (
         build_storage(settings.rate_limit_storage_uri, settings.rate_limit_key_prefix)
         if settings.rate_limit_enabled
@@ -183,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             per_ip=settings.rate_limit_per_ip,
             storage=app.state.rate_limit_storage,
             problem_base_url=settings.problem_base_url,
+            identify_caller=caller_id,
         )
     if settings.cors_origins:
         app.add_middleware(

@@ -1,6 +1,6 @@
 """Every table's model, imported in one place so alembic sees the whole schema."""
 
-from payments_api.admin.models import AuditLogEntry
+from payments_api.audit.models import AuditLogEntry
 from payments_api.checkout import models as checkout_models
 from payments_api.db import Base
 from payments_api.disputes import models as disputes_models

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.admin.models import AuditLogEntry
+from payments_api.audit.models import AuditLogEntry
 from payments_api.ledger.models import LedgerPosting, LedgerTransaction
 from payments_api.users.models import User
 from tests.factories import create_user, fund

@@ -19,11 +19,11 @@ from payments_api.escrow.errors import (
 from payments_api.escrow.models import Escrow, EscrowFunding, EscrowStatus
 from payments_api.escrow.schemas import EscrowCreate
 from payments_api.escrow.service import EscrowService, FundingOutcome
+from payments_api.kit.amounts import AmountNotInSteps
 from payments_api.kit.idempotency import IdempotencyKeyReused
 from payments_api.ledger.kinds import AccountKind
 from payments_api.ledger.models import LedgerTransaction
 from payments_api.money import MAX_MINOR_AMOUNT
-from payments_api.orders.errors import AmountNotInSteps
 from payments_api.settings import Settings
 from tests.escrow.helpers import balance, fees, parties, written
 from tests.factories import fund, ledger_invariants

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from payments_api.admin.models import AuditLogEntry
+from payments_api.audit.models import AuditLogEntry
 from payments_api.idempotency.models import IdempotencyKey, IdempotencyStatus
 from payments_api.idempotency.service import request_fingerprint
 from payments_api.ledger.models import LedgerTransaction

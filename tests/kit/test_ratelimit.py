@@ -5,10 +5,14 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import limits.aio.storage.memory
+import limits.aio.strategies
 import pytest
 
 from payments_api.kit.ratelimit import RateLimitStorageError, close_storage
@@ -27,10 +31,23 @@ async def _post(client: httpx.AsyncClient, user: str, key: str) -> httpx.Respons
     )
 
 
+@pytest.fixture
+def limiter_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-memory limiter's clock, stopped in the middle of a minute: a sliding window
+    counter lets a request through when its window rolls over between two requests (the
+    previous window's hits then weigh a little less than their number), so a test that
+    happened to straddle a minute boundary would see a limit not yet reached."""
+    minute = time.time() // 60 * 60
+    stopped = SimpleNamespace(time=lambda: minute + 30)
+    monkeypatch.setattr(limits.aio.storage.memory, "time", stopped)
+    monkeypatch.setattr(limits.aio.strategies, "time", stopped)
+
+
 def _client(app: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
 
+@pytest.mark.usefixtures("limiter_clock")
 class TestRateLimit:
     async def test_per_user_limit_with_retry_after(self, app_factory: Any) -> None:
         app = app_factory(rate_limit_enabled=True, rate_limit_per_user="3/minute")

@@ -13,7 +13,7 @@ import respx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.admin.models import AuditLogEntry
+from payments_api.audit.models import AuditLogEntry
 from payments_api.payout_accounts.links import REFRESH_PATH, RETURN_PATH, LinkState, sign_state
 from payments_api.payout_accounts.models import PayoutAccount
 from payments_api.payout_accounts.webhook_handlers import account_updated

@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.admin.models import AuditLogEntry
+from payments_api.audit.models import AuditLogEntry
 from payments_api.reconciliation.models import ReconciliationMismatch
 from tests.helpers import auth, make_event, stripe_object
 from tests.reconciliation.conftest import CURRENCY, SeededDay, StripeDay, day_bounds

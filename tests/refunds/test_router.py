@@ -12,7 +12,7 @@ import respx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from payments_api.admin.models import AuditLogEntry
+from payments_api.audit.models import AuditLogEntry
 from payments_api.kit.clock import utcnow
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.service import AccountRef, LedgerService, NewTransaction, PostingSpec

@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.admin.errors import UserNotFound
-from payments_api.admin.repository import AuditLogRepository
 from payments_api.admin.schemas import (
     AccountName,
     AdjustmentCreate,
@@ -15,6 +14,7 @@ from payments_api.admin.schemas import (
     PostingRead,
     WalletStatusRead,
 )
+from payments_api.audit.repository import AuditLogRepository
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, public_id
 from payments_api.ledger import service as ledger_service

@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from payments_api.escrow import errors as escrow_errors
+from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.orders import errors as orders_errors
 from payments_api.orders.deps import PayInServiceDep
@@ -26,9 +27,9 @@ router = APIRouter(tags=["checkout"])
         401,
         403,
         escrow_errors.EscrowAmountTooSmall,
-        orders_errors.AmountOutOfRange,
-        orders_errors.CurrencyNotSupported,
-        orders_errors.AmountNotInSteps,
+        amounts.AmountOutOfRange,
+        amounts.CurrencyNotSupported,
+        amounts.AmountNotInSteps,
         orders_errors.CheckoutWindowPassed,
         orders_errors.DiscountCodeInvalid,
         orders_errors.EscrowCheckoutIncomplete,

@@ -37,7 +37,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.admin.repository import AuditLogRepository
+from payments_api.audit.repository import AuditLogRepository
 from payments_api.disputes import metrics
 from payments_api.disputes.errors import DisputeNotFound
 from payments_api.disputes.models import CLOSED_STATUSES, DISPUTE_STATUSES, Dispute

@@ -46,6 +46,7 @@ from payments_api.escrow.repository import EscrowRepository
 from payments_api.escrow.schemas import EscrowCreate, EscrowList, EscrowRead
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
+from payments_api.kit.amounts import AmountNotInSteps
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
@@ -53,7 +54,6 @@ from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.service import StoredTransaction
 from payments_api.money import MAX_MINOR_AMOUNT, charge_step, major_to_minor, normalize_currency
-from payments_api.orders.errors import AmountNotInSteps
 from payments_api.projects.direct import PROJECT_PREFIX, SESSION_PREFIX
 from payments_api.projects.errors import ProjectNotFound, SessionNotFound
 from payments_api.projects.repository import ProjectRepository

@@ -1,20 +1,24 @@
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.deps import StateDep
 from payments_api.migrations import current_revisions
 from payments_api.problems import ServiceUnavailable, problem_responses
-from payments_api.reconciliation.metrics import refresh_gauges
 from payments_api.settings import Settings
 
 router = APIRouter(tags=["operations"])
+
+GaugeRefresher = Callable[[async_sessionmaker[AsyncSession]], Awaitable[None]]
+"""Reads database state into Prometheus gauges just before a scrape."""
 
 
 class NotReady(ServiceUnavailable):
@@ -98,8 +102,11 @@ async def get_readiness(state: StateDep) -> ReadinessRead:
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     include_in_schema=True,
 )
-async def get_metrics(state: StateDep) -> Response:
+async def get_metrics(request: Request, state: StateDep) -> Response:
     # Gauges that mirror database state (failed events waiting, refunds in flight, open
-    # disputes) are read at scrape time.
-    await refresh_gauges(state.sessionmaker)
+    # disputes) are read at scrape time, by the refreshers the app was assembled with
+    # (main.create_app): health knows no domain.
+    refreshers: Sequence[GaugeRefresher] = request.app.state.gauge_refreshers
+    for refresh in refreshers:
+        await refresh(state.sessionmaker)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

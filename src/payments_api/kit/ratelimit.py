@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from limits import RateLimitItem, parse
@@ -27,7 +28,6 @@ from limits.errors import ConfigurationError
 from limits.storage import storage_from_string
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from payments_api.auth import Principal, TokenVerifier, authenticate
 from payments_api.problems import PROBLEM_MEDIA_TYPE, ProblemError
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -99,8 +99,13 @@ class RateLimitMiddleware:
         per_ip: str,
         storage: Storage,
         problem_base_url: str,
+        identify_caller: Callable[[Scope], str | None],
     ) -> None:
+        """``identify_caller`` names the authenticated caller of a request (None when
+        there is none): kit knows no authentication scheme, ``main`` wires
+        ``auth.caller_id``."""
         self.app = app
+        self.identify_caller = identify_caller
         self.per_user: RateLimitItem = parse(per_user)
         self.per_ip: RateLimitItem = parse(per_ip)
         self.limiter = SlidingWindowCounterRateLimiter(storage)
@@ -124,7 +129,7 @@ class RateLimitMiddleware:
         checks: list[tuple[RateLimitItem, str, str]] = [
             (self.per_ip, "ip", client[0] if client else "unknown")
         ]
-        user = self._user(scope)
+        user = self.identify_caller(scope)
         if user is not None:
             checks.append((self.per_user, "user", user))
         for item, kind, identity in checks:
@@ -133,17 +138,6 @@ class RateLimitMiddleware:
                 await self._reject(scope, send, kind, max(1, math.ceil(reset - time.time())))
                 return
         await self.app(scope, receive, send)
-
-    @staticmethod
-    def _user(scope: Scope) -> str | None:
-        app = scope.get("app")
-        resources = getattr(getattr(app, "state", None), "resources", None)
-        verifier: TokenVerifier | None = getattr(resources, "verifier", None)
-        if verifier is None:
-            return None
-        # A bad token is the route's 401 to give; the IP limit still counted it.
-        principal = authenticate(scope, verifier)
-        return principal.sub if isinstance(principal, Principal) else None
 
     async def _reject(self, scope: Scope, send: Send, kind: str, retry_after: int) -> None:
         request_id = scope.get("state", {}).get("request_id")

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from payments_api.deps import AdminUser, CurrentUser, SessionDep
+from payments_api.kit import amounts
 from payments_api.kit.idempotency import one_transaction
 from payments_api.kit.pagination import InvalidCursor, Limit
 from payments_api.orders import errors as orders_errors
@@ -87,9 +88,7 @@ async def list_prices(_user: CurrentUser, session: SessionDep) -> PriceList:
     operation_id="createPrice",
     tags=["admin"],
     status_code=201,
-    responses=problem_responses(
-        401, 403, 422, orders_errors.PriceExists, orders_errors.AmountNotInSteps
-    ),
+    responses=problem_responses(401, 403, 422, orders_errors.PriceExists, amounts.AmountNotInSteps),
 )
 @one_transaction
 async def create_price(body: PriceCreate, _admin: AdminUser, session: SessionDep) -> PriceRead:
@@ -122,7 +121,7 @@ async def deactivate_price(
         409,
         orders_errors.DiscountCodeInvalid,
         orders_errors.DiscountCodeExists,
-        orders_errors.AmountNotInSteps,
+        amounts.AmountNotInSteps,
     ),
 )
 @one_transaction

@@ -32,6 +32,7 @@ from payments_api.escrow.schemas import EscrowCreate
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.installation import outgoing_keys
+from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
@@ -39,10 +40,7 @@ from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.money import basis_points_of, charge_step
 from payments_api.orders.errors import (
-    AmountNotInSteps,
-    AmountOutOfRange,
     CheckoutWindowPassed,
-    CurrencyNotSupported,
     DiscountCodeExists,
     DiscountCodeInvalid,
     EscrowCheckoutIncomplete,

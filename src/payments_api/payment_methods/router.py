@@ -8,8 +8,8 @@ from fastapi import APIRouter, Path
 from starlette.convertors import Convertor, register_url_convertor
 
 from payments_api.deps import CurrentUser, PrincipalDep, SessionDep, SettingsDep, StateDep
+from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep
-from payments_api.orders import errors as orders_errors
 from payments_api.payment_methods import errors
 from payments_api.payment_methods.schemas import (
     AutoReloadList,
@@ -132,9 +132,9 @@ async def delete_payment_method(
     responses=problem_responses(
         401,
         409,
-        orders_errors.AmountOutOfRange,
-        orders_errors.AmountNotInSteps,
-        orders_errors.CurrencyNotSupported,
+        amounts.AmountOutOfRange,
+        amounts.AmountNotInSteps,
+        amounts.CurrencyNotSupported,
     ),
 )
 async def set_auto_reload(

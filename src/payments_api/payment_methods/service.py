@@ -18,10 +18,10 @@ from payments_api.auth import Principal
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.installation import outgoing_keys
+from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_public_id, public_id
 from payments_api.money import charge_step
-from payments_api.orders.errors import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
 from payments_api.orders.service import PAYMENT_METHOD_PREFIX, ensure_customer
 from payments_api.payment_methods.errors import PaymentMethodDetached, PaymentMethodNotFound
 from payments_api.payment_methods.models import AutoReload, PaymentMethod, PaymentMethodSetup

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.admin import repository as admin_repository
+from payments_api.audit import repository as audit_repository
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.installation import OutgoingKeys, outgoing_keys
@@ -169,7 +169,7 @@ class ConnectService:
         before = to_read(row).model_dump(mode="json")
         row = await self._sync(row)
         after = to_read(row)
-        await admin_repository.AuditLogRepository(self.session).record(
+        await audit_repository.AuditLogRepository(self.session).record(
             actor_id=actor.id,
             action="payout_account.sync",
             target_type="payout_account",

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from payments_api.auth import Principal
 from payments_api.deps import PrincipalDep, StateDep
+from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import Limit
 from payments_api.ledger import errors as ledger_errors
-from payments_api.orders import errors as orders_errors
 from payments_api.payouts import errors as payouts_errors
 from payments_api.payouts.schemas import (
     PayoutList,
@@ -59,9 +59,9 @@ PayoutServiceDep = Annotated[PayoutService, Depends(get_payout_service)]
             401,
             403,
             ledger_errors.InsufficientFunds,
-            orders_errors.AmountOutOfRange,
-            orders_errors.CurrencyNotSupported,
-            orders_errors.AmountNotInSteps,
+            amounts.AmountOutOfRange,
+            amounts.CurrencyNotSupported,
+            amounts.AmountNotInSteps,
             payouts_errors.PayoutAccountNotReady,
             payouts_errors.WalletFrozen,
         ),

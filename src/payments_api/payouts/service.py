@@ -31,13 +31,13 @@ from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.installation import outgoing_keys
 from payments_api.jobs.queue import enqueue
+from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.money import payout_step
-from payments_api.orders.errors import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
 from payments_api.payout_accounts.models import PayoutAccount
 from payments_api.payout_accounts.repository import PayoutAccountRepository
 from payments_api.payout_accounts.service import to_read

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from payments_api.auth import Principal
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
+from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
@@ -39,7 +40,6 @@ from payments_api.ledger import shapes
 from payments_api.ledger.errors import InsufficientFunds, WalletFrozen
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.money import charge_step
-from payments_api.orders.errors import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
 from payments_api.refunds import metrics
 from payments_api.refunds.errors import (
     NothingRefundable,

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from payments_api.deps import AdminUser, PrincipalDep, SessionDep
+from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import Limit
 from payments_api.ledger import errors as ledger_errors
@@ -52,7 +53,7 @@ router = APIRouter(tags=["admin"])
             orders_errors.OrderNotFound,
             refunds_errors.RefundExceedsAvailable,
             refunds_errors.RefundExceedsRefundable,
-            orders_errors.AmountNotInSteps,
+            amounts.AmountNotInSteps,
             refunds_errors.RefundRejected,
             refunds_errors.OrderNotRefundable,
             refunds_errors.RefundNotSupported,
@@ -147,9 +148,9 @@ async def get_refund(
             ledger_errors.WalletFrozen,
             refunds_errors.NothingRefundable,
             refunds_errors.RefundExceedsRefundable,
-            orders_errors.AmountOutOfRange,
-            orders_errors.CurrencyNotSupported,
-            orders_errors.AmountNotInSteps,
+            amounts.AmountOutOfRange,
+            amounts.CurrencyNotSupported,
+            amounts.AmountNotInSteps,
         ),
     },
 )

@@ -48,7 +48,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from payments_api.admin.repository import AuditLogRepository
+from payments_api.audit.repository import AuditLogRepository
 from payments_api.auth import Principal
 from payments_api.escrow.models import Escrow, EscrowFunding, EscrowStatus
 from payments_api.escrow.repository import EscrowRepository
@@ -56,6 +56,7 @@ from payments_api.escrow.service import EscrowService
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.installation import outgoing_keys
+from payments_api.kit.amounts import AmountNotInSteps
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
@@ -63,7 +64,7 @@ from payments_api.ledger import service as ledger_service
 from payments_api.ledger.errors import InsufficientFunds
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.money import charge_step, proportional_part
-from payments_api.orders.errors import AmountNotInSteps, OrderNotFound
+from payments_api.orders.errors import OrderNotFound
 from payments_api.orders.models import Order
 from payments_api.orders.repository import OrderRepository
 from payments_api.orders.service import order_read

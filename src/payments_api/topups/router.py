@@ -3,8 +3,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from payments_api.admin import errors as admin_errors
+from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep
-from payments_api.orders import errors as orders_errors
 from payments_api.orders.deps import PayInServiceDep
 from payments_api.orders.schemas import TopupCreate, TopupRead
 from payments_api.payment_methods import errors as payment_methods_errors
@@ -36,9 +36,9 @@ router = APIRouter(tags=["topups"])
         admin_errors.UserNotFound,
         payment_methods_errors.PaymentMethodNotFound,
         payment_methods_errors.NoDefaultPaymentMethod,
-        orders_errors.AmountOutOfRange,
-        orders_errors.CurrencyNotSupported,
-        orders_errors.AmountNotInSteps,
+        amounts.AmountOutOfRange,
+        amounts.CurrencyNotSupported,
+        amounts.AmountNotInSteps,
         stripe_errors.CardDeclined,
         stripe_errors.PaymentProviderError,
         stripe_errors.PaymentProviderUnavailable,

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Path
 
 from payments_api.admin import errors as admin_errors
 from payments_api.deps import SessionDep, SettingsDep, require_role
+from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
 from payments_api.ledger import errors as ledger_errors
-from payments_api.orders import errors as orders_errors
 from payments_api.problems import problem_responses
 from payments_api.users.models import User
 from payments_api.wallets.schemas import WalletDebitCreate, WalletDebitRead
@@ -39,8 +39,8 @@ ServiceCaller = Annotated[User, Depends(require_role("service"))]
         admin_errors.UserNotFound,
         ledger_errors.InsufficientFunds,
         ledger_errors.WalletFrozen,
-        orders_errors.AmountOutOfRange,
-        orders_errors.CurrencyNotSupported,
+        amounts.AmountOutOfRange,
+        amounts.CurrencyNotSupported,
     ),
 )
 @one_transaction

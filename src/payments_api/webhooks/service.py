@@ -31,7 +31,7 @@ from typing import Any, Literal
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from payments_api.admin.repository import AuditLogRepository
+from payments_api.audit.repository import AuditLogRepository
 from payments_api.jobs.queue import enqueue
 from payments_api.kit.clock import utcnow
 from payments_api.kit.text import holds_unstorable_text

@@ -5,7 +5,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.admin.models import AuditLogEntry
+from payments_api.audit.models import AuditLogEntry
 
 
 class AuditLogRepository:

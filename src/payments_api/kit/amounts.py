@@ -1,0 +1,47 @@
+"""Problems of an amount or currency that every flow taking money shares (top-ups,
+orders, escrows, withdrawals, wallet debits, refunds): the per-currency limits and
+Stripe's minimum steps. One definition, so a code means the same thing everywhere."""
+
+from __future__ import annotations
+
+from payments_api.problems import ProblemError
+
+
+class AmountOutOfRange(ProblemError):
+    status = 422
+    code = "amount_out_of_range"
+    title = "The amount is outside the allowed range for this currency"
+
+
+class CurrencyNotSupported(ProblemError):
+    """No limits are configured for the currency, so the operation is not offered in it
+    (``PAYMENTS_AMOUNT_LIMITS``). ``supported_currencies`` lists those that are."""
+
+    status = 422
+    code = "currency_not_supported"
+    title = "No limits are configured for this currency: it is not accepted here"
+
+    @classmethod
+    def refuse(cls, what: str, currency: str, supported: list[str]) -> CurrencyNotSupported:
+        return cls(
+            f"{what} in {currency} are not accepted: no limits are configured for it.",
+            currency=currency,
+            supported_currencies=supported,
+        )
+
+
+class AmountNotInSteps(ProblemError):
+    """Stripe's special cases: isk charges in whole krónur, three-decimal currencies in
+    tens, huf/twd/isk payouts in whole units. The ``step`` extension says which."""
+
+    status = 422
+    code = "amount_not_in_steps"
+    title = "The amount is not a multiple of the smallest step Stripe accepts in this currency"
+
+    @classmethod
+    def check(cls, amount: int, currency: str, step: int, what: str) -> None:
+        if step > 1 and amount % step:
+            raise cls(
+                f"{what} in {currency} must be a multiple of {step} minor units.",
+                step=step,
+            )
