@@ -261,8 +261,8 @@ def default_limits(
     )
 
 
-LimitedOperation = Literal["topup", "debit", "withdrawal"]
-LIMITED_OPERATIONS: tuple[LimitedOperation, ...] = ("topup", "debit", "withdrawal")
+LimitedOperation = Literal["topup", "debit", "withdrawal", "cashout"]
+LIMITED_OPERATIONS: tuple[LimitedOperation, ...] = ("topup", "debit", "withdrawal", "cashout")
 
 
 class OperationLimits(BaseModel):
@@ -283,6 +283,16 @@ class CurrencyLimits(BaseModel):
     topup: OperationLimits
     debit: OperationLimits
     withdrawal: OperationLimits
+    cashout: OperationLimits | None = None
+    """Wallet cash-outs to card. Unset: from the debit minimum (leftovers are small) to
+    the top-up maximum (no cash-out refunds more than one top-up could bring in)."""
+
+    def of(self, operation: LimitedOperation) -> OperationLimits:
+        """One operation's limits (the cash-out's default filled in)."""
+        if operation == "cashout" and self.cashout is None:
+            return OperationLimits(min=self.debit.min, max=self.topup.max)
+        pair: OperationLimits = getattr(self, operation)
+        return pair
 
 
 def _limits(
@@ -312,7 +322,7 @@ def check_limits_table(table: dict[str, CurrencyLimits]) -> dict[str, CurrencyLi
         if currency != code:
             raise ValueError(f"limits: currency {code!r} must be a lowercase ISO 4217 code")
         for operation in LIMITED_OPERATIONS:
-            pair: OperationLimits = getattr(limits, operation)
+            pair = limits.of(operation)
             if major_to_minor(pair.min, currency) > major_to_minor(pair.max, currency):
                 raise ValueError(f"limits: {currency} {operation} min is above max")
             if major_to_minor(pair.max, currency) > MAX_MINOR_AMOUNT:
@@ -329,7 +339,7 @@ def operation_limits(
     limits = table.get(currency)
     if limits is None:
         return None
-    pair: OperationLimits = getattr(limits, operation)
+    pair = limits.of(operation)
     return AmountLimits(
         minimum=major_to_minor(pair.min, currency), maximum=major_to_minor(pair.max, currency)
     )

@@ -55,13 +55,14 @@ LIMITED_OPERATIONS: dict[str, tuple[LimitedOperation, str]] = {
     "createCheckoutSession": ("topup", "Top-ups and direct payments"),
     "createTopup": ("topup", "Top-ups"),
     "createWithdrawal": ("withdrawal", "Withdrawals"),
+    "createWalletRefund": ("cashout", "Wallet refunds"),
 }
 
 
 def limits_description(limits: Mapping[str, CurrencyLimits], operation: LimitedOperation) -> str:
     """A Markdown table of one operation's per-currency limits (this configuration's)."""
     rows = [
-        f"| `{currency}` | {getattr(table, operation).min} | {getattr(table, operation).max} |"
+        f"| `{currency}` | {table.of(operation).min} | {table.of(operation).max} |"
         for currency, table in sorted(limits.items())
     ]
     return "\n".join(

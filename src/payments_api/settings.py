@@ -348,8 +348,23 @@ class Settings(BaseSettings):
     refund_recovery_after_seconds: int = Field(
         300,
         ge=30,
-        description="An admin refund still waiting for Stripe's answer after this long is "
-        "retried by the worker with the same idempotency key.",
+        description="A refund we asked for (admin refund, wallet cash-out part) still "
+        "waiting for Stripe's answer after this long is retried by the worker with the same "
+        "idempotency key.",
+    )
+    wallet_refund_window_days: int = Field(
+        180,
+        ge=1,
+        le=3650,
+        description="Wallet cash-outs go back only to top-up charges paid within this many "
+        "days (Stripe's refund window for cards; older charges are skipped, newest first).",
+    )
+    payout_default_delay_days: int = Field(
+        2,
+        ge=0,
+        le=365,
+        description="Days from a withdrawal to the payee's bank when the connected account's "
+        "payout schedule (Stripe's settings.payouts.schedule.delay_days) is not known yet.",
     )
     reconciliation_cron: str = Field(
         "30 2 * * *",

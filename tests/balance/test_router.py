@@ -26,12 +26,20 @@ class TestBalanceRouter:
         await fund(session, user.id, -1, "eur")  # back to zero: omitted
         response = await client.get("/api/v1/me/balance", headers=auth("bal-user"))
         assert response.json()["balances"] == [
-            {"currency": "jpy", "available": 500, "escrow": 0, "withdrawing": 0, "pending": 0},
+            {
+                "currency": "jpy",
+                "available": 500,
+                "escrow": 0,
+                "withdrawing": 0,
+                "refunding": 0,
+                "pending": 0,
+            },
             {
                 "currency": "usd",
                 "available": 20_000,
                 "escrow": 10_500,
                 "withdrawing": 0,
+                "refunding": 0,
                 "pending": 0,
             },
         ]
@@ -68,7 +76,14 @@ class TestBalanceRouter:
         assert response.json() == {
             "object": "balance",
             "balances": [
-                {"currency": "eur", "available": 700, "escrow": 0, "withdrawing": 0, "pending": 0}
+                {
+                    "currency": "eur",
+                    "available": 700,
+                    "escrow": 0,
+                    "withdrawing": 0,
+                    "refunding": 0,
+                    "pending": 0,
+                }
             ],
             "frozen": True,
         }

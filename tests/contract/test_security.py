@@ -130,6 +130,25 @@ async def own_subscription(owner: Owner) -> str:
     return str(created["id"])
 
 
+async def own_wallet_refund(owner: Owner) -> str:
+    """A cash-out of the owner's wallet (the row; its refunds do not matter here)."""
+    from payments_api.refunds.models import WalletRefund
+
+    row = WalletRefund(
+        user_id=owner.user,
+        amount=500,
+        currency="usd",
+        status="pending",
+        refunded_amount=0,
+        failed_amount=0,
+        idempotency_key=uuid.uuid4().hex,
+        request_fingerprint="0" * 64,
+    )
+    owner.session.add(row)
+    await owner.session.flush()
+    return f"wrf_{row.id}"
+
+
 # Path parameter name -> how its owner creates one. Order matters: later factories may
 # use earlier ids.
 OWNED: dict[str, Callable[[Owner], Awaitable[str]]] = {
@@ -139,6 +158,7 @@ OWNED: dict[str, Callable[[Owner], Awaitable[str]]] = {
     "sessionId": own_session,
     "payment_method_id": own_payment_method,
     "subscription_id": own_subscription,
+    "wallet_refund_id": own_wallet_refund,
 }
 
 

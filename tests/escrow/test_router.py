@@ -80,6 +80,7 @@ class TestWorkedExample:
                 "available": 9_500,
                 "escrow": 10_500,
                 "withdrawing": 0,
+                "refunding": 0,
                 "pending": 0,
             }
         ]

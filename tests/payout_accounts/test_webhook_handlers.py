@@ -45,6 +45,36 @@ class TestAccountUpdated:
         assert row.stripe_state_at is not None
         assert int(row.stripe_state_at.timestamp()) == event.created
 
+    async def test_keeps_the_payout_schedule_a_withdrawal_arrival_is_estimated_from(
+        self, session: AsyncSession, handler_context: HandlerContext, payee: Payee
+    ) -> None:
+        account = shapes.enabled_account(payee.account_id, payee.id)
+        account["settings"]["payouts"]["schedule"] = {
+            "interval": "weekly",
+            "delay_days": 4,
+            "weekly_anchor": "friday",
+        }
+        await account_updated(
+            shapes.account_updated(account, created=int(time.time())), handler_context
+        )
+        row = await _row(session, payee.id)
+        assert row is not None
+        assert row.payout_schedule == {
+            "interval": "weekly",
+            "delay_days": 4,
+            "weekly_anchor": "friday",
+        }
+        # A later object without settings (a thin payload) keeps the stored schedule.
+        thin = shapes.enabled_account(payee.account_id, payee.id)
+        thin.pop("settings")
+        await account_updated(
+            shapes.account_updated(thin, created=int(time.time()) + 5), handler_context
+        )
+        row = await _row(session, payee.id)
+        assert row is not None
+        assert row.payout_schedule is not None
+        assert row.payout_schedule["delay_days"] == 4
+
     async def test_ignores_accounts_that_are_not_ours(
         self, session: AsyncSession, handler_context: HandlerContext
     ) -> None:

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 import respx
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from payments_api.auth import Principal
@@ -143,7 +144,12 @@ class TestWithdrawals:
             ("withdrawal.created", "pending"),
             ("withdrawal.paid", "transferred"),
         ]
-        assert events[1][1] == body
+        # The event carries the resource; the answer adds the balance after it.
+        assert events[1][1] == {k: v for k, v in body.items() if k != "available_after"}
+        assert body["available_after"] == 40_000
+        # No payout schedule seen yet: the documented default delay (2 days).
+        expected = (datetime.now(UTC).date() + timedelta(days=2)).isoformat()
+        assert body["expected_arrival_date"] == expected
 
     async def test_refused_transfer_returns_the_money(
         self, client: httpx.AsyncClient, session: AsyncSession, transfers: respx.MockRouter
@@ -447,3 +453,89 @@ class TestPayoutList:
         assert stored is not None
         assert stored.status == "paid"
         assert stored.user_id == "wes"
+
+
+class TestWithdrawalAnswers:
+    async def test_arrival_follows_the_connected_accounts_schedule(
+        self, client: httpx.AsyncClient, session: AsyncSession, transfers: respx.MockRouter
+    ) -> None:
+        await enabled_payee(session, "sched")
+        row = await session.scalar(select(PayoutAccount).where(PayoutAccount.user_id == "sched"))
+        assert row is not None
+        row.payout_schedule = {"interval": "daily", "delay_days": 7}
+        await session.flush()
+
+        body = (await withdraw(client, "sched", amount=2_500)).json()
+
+        today = datetime.now(UTC).date()
+        assert body["expected_arrival_date"] == (today + timedelta(days=7)).isoformat()
+        assert body["available_after"] == 47_500
+
+        row.payout_schedule = {"interval": "manual"}
+        await session.flush()
+        manual = (await withdraw(client, "sched", amount=2_500, key="w-2")).json()
+        assert manual["expected_arrival_date"] is None
+        assert manual["available_after"] == 45_000
+
+    async def test_refused_transfer_answers_the_balance_with_the_money_back(
+        self, client: httpx.AsyncClient, session: AsyncSession, stripe_mock: respx.MockRouter
+    ) -> None:
+        stripe_mock.post("/v1/transfers").mock(
+            return_value=httpx.Response(
+                400,
+                json={"error": {"type": "invalid_request_error", "code": "balance_insufficient"}},
+            )
+        )
+        await enabled_payee(session, "refused-bal")
+        body = (await withdraw(client, "refused-bal")).json()
+        assert (body["status"], body["available_after"]) == ("failed", 50_000)
+
+    async def test_withdrawals_list_pages_with_a_cursor_past_twenty(
+        self, client: httpx.AsyncClient, session: AsyncSession, transfers: respx.MockRouter
+    ) -> None:
+        await enabled_payee(session, "many")
+        ids = [
+            (await withdraw(client, "many", amount=1_000, key=f"k-{i}")).json()["id"]
+            for i in range(23)
+        ]
+        seen: list[str] = []
+        cursor = ""
+        while True:
+            page = (
+                await client.get(
+                    f"/api/v1/me/withdrawals?limit=10&starting_after={cursor}",
+                    headers=auth("many", PAYEE),
+                )
+            ).json()
+            seen += [w["id"] for w in page["data"]]
+            if not page["has_more"]:
+                break
+            cursor = page["data"][-1]["id"]
+        assert seen == ids[::-1]
+        others = await client.get("/api/v1/me/withdrawals", headers=auth("nobody-else", PAYEE))
+        assert others.json() == {"object": "list", "data": [], "has_more": False}
+        bad = await client.get(
+            "/api/v1/me/withdrawals?starting_after=po_1", headers=auth("many", PAYEE)
+        )
+        assert (bad.status_code, bad.json()["code"]) == (422, "invalid_cursor")
+
+    async def test_payouts_list_continues_after_a_payout(
+        self, client: httpx.AsyncClient, session: AsyncSession, stripe_mock: respx.MockRouter
+    ) -> None:
+        await enabled_payee(session, "paged", 0)
+        payout = stripe_object("payout")
+        route = stripe_mock.get("/v1/payouts").mock(
+            return_value=httpx.Response(
+                200,
+                json={"object": "list", "data": [payout], "has_more": True, "url": "/v1/payouts"},
+            )
+        )
+        response = await client.get(
+            "/api/v1/me/payouts?limit=1&starting_after=po_123", headers=auth("paged", PAYEE)
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["has_more"] is True
+        request = route.calls.last.request
+        assert request.url.params["starting_after"] == "po_123"
+        assert request.url.params["limit"] == "1"
+        assert request.headers["Stripe-Account"] == ACCOUNT

@@ -14,6 +14,12 @@ class CurrencyBalance(BaseModel):
     available: int = Field(description="Spendable and withdrawable.", examples=[9500])
     escrow: int = Field(description="Held for open jobs.", examples=[10500])
     withdrawing: int = Field(description="On its way to the payout account.", examples=[0])
+    refunding: int = Field(
+        0,
+        description="Cashed out to the customer's cards (POST /api/v1/me/wallet/refunds), "
+        "until Stripe confirms each refund; a failed refund returns to available.",
+        examples=[0],
+    )
     pending: int = Field(
         description="Pay-ins started but not yet confirmed by Stripe.", examples=[0]
     )

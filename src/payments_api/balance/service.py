@@ -53,6 +53,7 @@ class BalanceService:
                 available=kinds.get(AccountKind.available, 0),
                 escrow=kinds.get(AccountKind.escrow, 0),
                 withdrawing=kinds.get(AccountKind.withdrawing, 0),
+                refunding=kinds.get(AccountKind.refunding, 0),
                 pending=kinds.get("pending", 0),  # top-ups awaiting Stripe's confirmation
             )
             for currency, kinds in sorted(amounts.items())

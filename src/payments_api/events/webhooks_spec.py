@@ -18,7 +18,7 @@ from payments_api.orders.schemas import OrderRead
 from payments_api.payment_methods.schemas import PaymentMethodRead
 from payments_api.payout_accounts.schemas import PayoutAccountRead
 from payments_api.payouts.schemas import WithdrawalRead
-from payments_api.refunds.schemas import RefundRead
+from payments_api.refunds.schemas import RefundRead, WalletRefundRead
 from payments_api.subscriptions.schemas import InvoiceRead, SubscriptionRead
 from payments_api.wallets.schemas import WalletDebitRead
 
@@ -36,6 +36,7 @@ RESOURCE_BY_PREFIX: dict[str, type[BaseModel]] = {
     "balance": BalanceAlertRead,
     "webhook_endpoint": WebhookEndpointRead,
     "wallet": WalletDebitRead,
+    "wallet_refund": WalletRefundRead,
 }
 
 _DESCRIPTIONS: dict[EventType, str] = {
@@ -72,6 +73,13 @@ _DESCRIPTIONS: dict[EventType, str] = {
     EventType.dispute_created: "A customer disputed a payment.",
     EventType.dispute_closed: "A dispute was won, lost or closed.",
     EventType.wallet_debited: "A service debited the user's wallet for usage.",
+    EventType.wallet_refund_created: "The customer cashed out wallet money to their cards: "
+    "the amount left `available` for `refunding`, one refund per top-up charge (each also "
+    "sends `refund.succeeded`/`refund.failed` with origin `wallet`).",
+    EventType.wallet_refund_succeeded: "Stripe confirmed every refund of the cash-out.",
+    EventType.wallet_refund_failed: "The cash-out ended with refunds that failed (`status` "
+    "`failed`: none reached the cards; `partially_failed`: some did); what failed is back "
+    "in `available` (`failed_amount`).",
     EventType.subscription_created: "A subscription was created at Stripe (any status, "
     "`incomplete` until its first invoice is paid).",
     EventType.subscription_updated: "Stripe changed the subscription's status, plan or "

@@ -11,6 +11,7 @@ posts +1000 to the user's ``available`` and -1000 to ``stripe_balance``.
 | available | user | only via a dispute | spendable and withdrawable money of the user |
 | escrow | user | no | held for a job (offer price plus platform fee) |
 | withdrawing | user | no | on its way to the user's connected account |
+| refunding | user | no | cashed out to the customer's cards, until Stripe confirms each refund |
 | platform_fees | platform | yes | the platform's revenue (commission, service fees) |
 | stripe_balance | platform | yes | mirror of the platform's balance at Stripe (sign inverted) |
 | processing_fees | platform | yes | Stripe's processing fees borne by the platform |
@@ -36,6 +37,7 @@ class AccountKind(StrEnum):
     available = "available"
     escrow = "escrow"
     withdrawing = "withdrawing"
+    refunding = "refunding"
     platform_fees = "platform_fees"
     stripe_balance = "stripe_balance"
     processing_fees = "processing_fees"
@@ -45,7 +47,12 @@ class AccountKind(StrEnum):
 
 
 USER_KINDS: frozenset[AccountKind] = frozenset(
-    {AccountKind.available, AccountKind.escrow, AccountKind.withdrawing}
+    {
+        AccountKind.available,
+        AccountKind.escrow,
+        AccountKind.withdrawing,
+        AccountKind.refunding,
+    }
 )
 PLATFORM_KINDS: frozenset[AccountKind] = frozenset(set(AccountKind) - USER_KINDS)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     ARRAY,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from payments_api.db import Base, TimestampMixin
@@ -65,6 +67,10 @@ class PayoutAccount(TimestampMixin, Base):
     requirements_pending_verification: Mapped[list[str]] = mapped_column(
         ARRAY(Text), server_default=_EMPTY_TEXT_ARRAY
     )
+    payout_schedule: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """Stripe's ``settings.payouts.schedule`` of the account (interval, delay_days,
+    anchors): when a withdrawal is expected in the bank. NULL: never seen (the
+    documented default ``payout_default_delay_days`` applies)."""
     stripe_state_at: Mapped[datetime | None] = mapped_column()
     """How new the stored Stripe state is: the ``created`` of the event it came from, or
     the moment an API read was sent. An event older than this is ignored."""

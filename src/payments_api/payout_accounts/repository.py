@@ -22,6 +22,8 @@ def _state_values(state: AccountState) -> dict[str, Any]:
         "requirements_currently_due": state.requirements_currently_due,
         "requirements_past_due": state.requirements_past_due,
         "requirements_pending_verification": state.requirements_pending_verification,
+        # An object without the schedule (a thin event) keeps the one stored.
+        **({"payout_schedule": state.payout_schedule} if state.payout_schedule else {}),
     }
 
 

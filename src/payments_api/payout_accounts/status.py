@@ -53,6 +53,9 @@ class AccountState:
     requirements_currently_due: list[str]
     requirements_past_due: list[str]
     requirements_pending_verification: list[str]
+    payout_schedule: dict[str, Any] | None = None
+    """Stripe's ``settings.payouts.schedule`` (interval, delay_days, anchors), verbatim;
+    None when the object did not carry it."""
 
 
 def _strings(value: Any) -> list[str]:
@@ -123,4 +126,15 @@ def account_state(account: dict[str, Any]) -> AccountState:
         requirements_currently_due=currently_due,
         requirements_past_due=past_due,
         requirements_pending_verification=pending_verification,
+        payout_schedule=_payout_schedule(account),
     )
+
+
+def _payout_schedule(account: dict[str, Any]) -> dict[str, Any] | None:
+    settings = account.get("settings")
+    payouts = settings.get("payouts") if isinstance(settings, dict) else None
+    schedule = payouts.get("schedule") if isinstance(payouts, dict) else None
+    if not isinstance(schedule, dict):
+        return None
+    keep = ("interval", "delay_days", "weekly_anchor", "monthly_anchor")
+    return {k: schedule[k] for k in keep if schedule.get(k) is not None}

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -66,6 +66,9 @@ class Withdrawal(TimestampMixin, Base):
     """Transfer attempts made (all with the same Stripe idempotency key)."""
     next_attempt_at: Mapped[datetime | None]
     transferred_at: Mapped[datetime | None]
+    expected_arrival_date: Mapped[date | None]
+    """When the money should reach the payee's bank, estimated at the request from the
+    connected account's payout schedule (NULL: manual payouts, no date to expect)."""
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

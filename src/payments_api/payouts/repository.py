@@ -45,6 +45,17 @@ class WithdrawalRepository:
         )
         return result
 
+    async def page(self, user_id: str, *, limit: int, before_id: int | None) -> list[Withdrawal]:
+        stmt = (
+            select(Withdrawal)
+            .where(Withdrawal.user_id == user_id)
+            .order_by(Withdrawal.id.desc())
+            .limit(limit)
+        )
+        if before_id is not None:
+            stmt = stmt.where(Withdrawal.id < before_id)
+        return list((await self.session.scalars(stmt)).all())
+
     async def recent(self, user_id: str, limit: int) -> list[Withdrawal]:
         stmt = (
             select(Withdrawal)

@@ -11,7 +11,12 @@ from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import Limit
 from payments_api.ledger import errors as ledger_errors
 from payments_api.payouts import errors as payouts_errors
-from payments_api.payouts.schemas import PayoutList, WithdrawalCreate, WithdrawalRead
+from payments_api.payouts.schemas import (
+    PayoutList,
+    WithdrawalCreate,
+    WithdrawalCreated,
+    WithdrawalList,
+)
 from payments_api.payouts.service import PayoutService
 from payments_api.problems import Forbidden, problem_responses
 from payments_api.stripe import errors as stripe_errors
@@ -42,11 +47,13 @@ PayoutServiceDep = Annotated[PayoutService, Depends(get_payout_service)]
     description="Holds the amount (available -> withdrawing) and transfers it to the "
     "connected account. 201 when Stripe confirmed the transfer or refused it (money back); "
     "202 with status `pending` when Stripe's answer is not known yet: it is retried with "
-    "the same idempotency key until known — never transferred twice.",
+    "the same idempotency key until known — never transferred twice. The answer carries "
+    "`available_after` (the balance after the request) and `expected_arrival_date` (from "
+    "the connected account's payout schedule).",
     operation_id="createWithdrawal",
     status_code=201,
     responses={
-        202: {"model": WithdrawalRead, "description": "Accepted; transfer outcome pending"},
+        202: {"model": WithdrawalCreated, "description": "Accepted; transfer outcome pending"},
         **problem_responses(
             400,
             401,
@@ -66,7 +73,7 @@ async def create_withdrawal(
     service: PayoutServiceDep,
     idempotency_key: IdempotencyKeyDep,
     response: Response,
-) -> WithdrawalRead:
+) -> WithdrawalCreated:
     withdrawal = await service.withdraw(principal, body, idempotency_key)
     if withdrawal.status == "pending":
         response.status_code = 202
@@ -76,6 +83,9 @@ async def create_withdrawal(
 @router.get(
     "/api/v1/me/payouts",
     summary="Payouts of the caller's connected account and their withdrawal requests",
+    description="A page of the connected account's bank payouts as Stripe lists them, "
+    "newest first; continue with `starting_after` set to the last payout id (`po_...`) "
+    "while `has_more`.",
     operation_id="listPayouts",
     responses=problem_responses(
         401,
@@ -93,5 +103,28 @@ async def list_payouts(
         Literal["pending", "in_transit", "paid", "failed", "canceled"] | None,
         Query(description="Only payouts in this state."),
     ] = None,
+    starting_after: Annotated[
+        str | None,
+        Query(max_length=255, pattern=r"^po_\w+$", description="Payout id to continue after."),
+    ] = None,
 ) -> PayoutList:
-    return await service.list(principal, limit=limit, status=status)
+    return await service.list(
+        principal, limit=limit, status=status, starting_after=starting_after or None
+    )
+
+
+@router.get(
+    "/api/v1/me/withdrawals",
+    summary="The caller's withdrawal requests, newest first",
+    operation_id="listWithdrawals",
+    responses=problem_responses(401, 403, 422),
+)
+async def list_withdrawals(
+    principal: PayeeDep,
+    service: PayoutServiceDep,
+    limit: Limit = 20,
+    starting_after: Annotated[
+        str | None, Query(description="Withdrawal id to continue after.")
+    ] = None,
+) -> WithdrawalList:
+    return await service.withdrawals(principal.sub, limit=limit, starting_after=starting_after)

@@ -1,15 +1,22 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from payments_api.money import Currency, MinorAmount
 from payments_api.payout_accounts.schemas import PayoutAccountRead
 
-WithdrawalStatus = Literal["pending", "transferred", "failed", "reversed"]
+
+class WithdrawalStatus(StrEnum):
+    """A withdrawal's state (a class, so the OpenAPI component keeps this name whichever
+    schema uses it first)."""
+
+    pending = "pending"
+    transferred = "transferred"
+    failed = "failed"
+    reversed = "reversed"
 
 
 class StripePayoutStatus(StrEnum):
@@ -39,6 +46,28 @@ class WithdrawalRead(BaseModel):
     failure_code: str | None
     created_at: datetime
     transferred_at: datetime | None
+    expected_arrival_date: date | None = Field(
+        None,
+        description="When the money should reach the payee's bank: the request's date plus "
+        "the connected account's payout delay (Stripe's `settings.payouts.schedule`; "
+        "`payout_default_delay_days` until it is known), moved to the schedule's next "
+        "weekly or monthly anchor; null for manual payouts.",
+    )
+
+
+class WithdrawalCreated(WithdrawalRead):
+    """The answer to a withdrawal request."""
+
+    available_after: int = Field(
+        description="The payee's available balance in the currency right after the request "
+        "(the amount is held; a refused transfer has already given it back)."
+    )
+
+
+class WithdrawalList(BaseModel):
+    object: str = Field("list", description="Always `list`.")
+    data: list[WithdrawalRead] = Field(description="Newest first.")
+    has_more: bool
 
 
 class PayoutRead(BaseModel):
@@ -66,6 +95,8 @@ class PayoutList(BaseModel):
     data: list[PayoutRead] = Field(description="The connected account's payouts, newest first.")
     has_more: bool
     withdrawals: list[WithdrawalRead] = Field(
-        description="The caller's withdrawal requests (platform -> payout account), newest first."
+        deprecated=True,
+        description="Deprecated: the caller's 20 newest withdrawal requests; page through "
+        "all of them with GET /api/v1/me/withdrawals.",
     )
     payout_account: PayoutAccountRead

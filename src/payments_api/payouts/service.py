@@ -35,7 +35,7 @@ from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, Currenc
 from payments_api.kit.backoff import doubling_delay
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
-from payments_api.kit.pagination import public_id
+from payments_api.kit.pagination import parse_cursor, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.money import payout_step
@@ -45,10 +45,13 @@ from payments_api.payout_accounts.service import to_read
 from payments_api.payouts.errors import PayoutAccountNotReady
 from payments_api.payouts.models import Withdrawal
 from payments_api.payouts.repository import WithdrawalRepository
+from payments_api.payouts.schedule import expected_arrival
 from payments_api.payouts.schemas import (
     PayoutList,
     PayoutRead,
     WithdrawalCreate,
+    WithdrawalCreated,
+    WithdrawalList,
     WithdrawalRead,
 )
 from payments_api.settings import Settings
@@ -76,6 +79,7 @@ def withdrawal_read(row: Withdrawal) -> WithdrawalRead:
         failure_code=row.failure_code,
         created_at=row.created_at,
         transferred_at=row.transferred_at,
+        expected_arrival_date=row.expected_arrival_date,
     )
 
 
@@ -230,12 +234,18 @@ class PayoutService:
 
     async def withdraw(
         self, principal: Principal, body: WithdrawalCreate, idempotency_key: str
-    ) -> WithdrawalRead:
+    ) -> WithdrawalCreated:
         """Reserve, transfer and settle one withdrawal (see the module docstring)."""
         withdrawal = await self.reserve(principal, body, idempotency_key)
         if withdrawal.status == "pending" and withdrawal.attempts == 0:
             withdrawal = await self.transfer_and_settle(withdrawal.id)
-        return withdrawal_read(withdrawal)
+        async with self.sessionmaker() as session:
+            available = await ledger_service.LedgerService(session).balance_of(
+                _ref(withdrawal.user_id, AccountKind.available, withdrawal.currency)
+            )
+        return WithdrawalCreated(
+            **withdrawal_read(withdrawal).model_dump(), available_after=available
+        )
 
     async def reserve(
         self, principal: Principal, body: WithdrawalCreate, idempotency_key: str
@@ -269,6 +279,11 @@ class PayoutService:
                 request_fingerprint=request_fingerprint,
                 attempts=0,
                 amount_reversed=0,
+                expected_arrival_date=expected_arrival(
+                    account.payout_schedule if account is not None else None,
+                    start=self.now().date(),
+                    default_delay_days=self.settings.payout_default_delay_days,
+                ),
             )
             try:
                 async with session.begin_nested():
@@ -364,7 +379,27 @@ class PayoutService:
             await self.transfer_and_settle(withdrawal_id)
         return len(due)
 
-    async def list(self, principal: Principal, *, limit: int, status: str | None) -> PayoutList:
+    async def withdrawals(
+        self, user_id: str, *, limit: int, starting_after: str | None
+    ) -> WithdrawalList:
+        """The user's withdrawal requests, newest first, a page after ``starting_after``."""
+        before = parse_cursor(WITHDRAWAL_PREFIX, starting_after)
+        async with self.sessionmaker() as session:
+            rows = await WithdrawalRepository(session).page(
+                user_id, limit=limit + 1, before_id=before
+            )
+        return WithdrawalList(
+            data=[withdrawal_read(w) for w in rows[:limit]], has_more=len(rows) > limit
+        )
+
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        limit: int,
+        status: str | None,
+        starting_after: str | None = None,
+    ) -> PayoutList:
         async with self.sessionmaker() as session:
             account = await PayoutAccountRepository(session).get_by_user(principal.sub)
             withdrawals = await WithdrawalRepository(session).recent(principal.sub, 20)
@@ -373,7 +408,10 @@ class PayoutService:
         has_more = False
         if account is not None and account.stripe_account_id:
             page = await self.stripe.list_payouts(
-                stripe_account=account.stripe_account_id, limit=limit, status=status
+                stripe_account=account.stripe_account_id,
+                limit=limit,
+                status=status,
+                starting_after=starting_after,
             )
             has_more = bool(page.get("has_more"))
             data = [_payout_read(p) for p in page.get("data", [])]

@@ -7,6 +7,7 @@ from fastapi import Depends
 from payments_api.auth import Principal
 from payments_api.deps import PrincipalDep, StateDep
 from payments_api.problems import Forbidden
+from payments_api.refunds.cashouts import CashoutService
 from payments_api.refunds.invoices import InvoiceRefundService
 from payments_api.refunds.service import RefundService
 
@@ -35,3 +36,11 @@ def get_invoice_refund_service(state: StateDep) -> InvoiceRefundService:
 
 
 InvoiceRefundServiceDep = Annotated[InvoiceRefundService, Depends(get_invoice_refund_service)]
+
+
+def get_cashout_service(state: StateDep) -> CashoutService:
+    # No request-wide transaction: the cash-out is committed before Stripe is called.
+    return CashoutService(state.sessionmaker, state.stripe, state.settings)
+
+
+CashoutServiceDep = Annotated[CashoutService, Depends(get_cashout_service)]

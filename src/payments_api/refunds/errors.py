@@ -61,3 +61,15 @@ class CreditAlreadySpent(RefundError):
     status = 409
     code = "credit_already_spent"
     title = "The buyer's available balance no longer covers the wallet credit to take back"
+
+
+class NothingRefundable(RefundError):
+    status = 409
+    code = "nothing_refundable"
+    title = "No top-up charge can be refunded to the card any more"
+
+
+class WalletRefundNotFound(RefundError):
+    status = 404
+    code = "wallet_refund_not_found"
+    title = "No such wallet refund"

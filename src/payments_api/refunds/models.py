@@ -21,7 +21,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from payments_api.db import Base, TimestampMixin
 
 REFUND_STATUSES = ("pending", "requires_action", "succeeded", "failed", "canceled")
-REFUND_ORIGINS = ("admin", "stripe")
+REFUND_ORIGINS = ("admin", "stripe", "wallet")
+WALLET_REFUND_STATUSES = ("pending", "succeeded", "partially_failed", "failed")
 
 
 def _in(values: tuple[str, ...]) -> str:
@@ -55,6 +56,14 @@ class Refund(TimestampMixin, Base):
         UniqueConstraint("stripe_refund_id"),
         Index("ix_refunds_order_id", "order_id"),
         Index(
+            "ix_refunds_wallet_refund_id",
+            "wallet_refund_id",
+            postgresql_where=text("wallet_refund_id IS NOT NULL"),
+        ),
+        CheckConstraint(
+            "(origin = 'wallet') = (wallet_refund_id IS NOT NULL)", name="wallet_refund"
+        ),
+        Index(
             "ix_refunds_status_created_at",
             "status",
             "created_at",
@@ -71,7 +80,8 @@ class Refund(TimestampMixin, Base):
     status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
     """Stripe's refund status, as last applied (pending until Stripe says otherwise)."""
     origin: Mapped[str] = mapped_column(String(8))
-    """``admin`` (our API) or ``stripe`` (made without us, e.g. in the dashboard)."""
+    """``admin`` (our API), ``stripe`` (made without us, e.g. in the dashboard) or
+    ``wallet`` (one charge's part of a customer's wallet cash-out)."""
     reason: Mapped[str | None] = mapped_column(String(32))
     """Stripe's reason code (duplicate, fraudulent, requested_by_customer, ...)."""
     note: Mapped[str | None] = mapped_column(Text)
@@ -106,5 +116,48 @@ class Refund(TimestampMixin, Base):
     forced: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     """An admin forced it although the buyer's available balance did not cover the
     credit to take back: the wallet went negative and was frozen."""
+    wallet_refund_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("wallet_refunds.id")
+    )
+    """The cash-out this refund is a part of (origin ``wallet``): its hold sits in the
+    customer's ``refunding`` account instead of ``withdrawing``."""
     succeeded_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class WalletRefund(TimestampMixin, Base):
+    """A customer's cash-out: unspent top-up money returned to the cards it came from.
+
+    Split at creation over the customer's refundable top-ups, newest first, into one
+    :class:`Refund` per charge (``wallet_refund_id``); the whole amount leaves
+    ``available`` for ``refunding`` at once, and each part settles or comes back on
+    Stripe's word. ``status`` follows the parts: ``pending`` while any is in flight, then
+    ``succeeded`` (all refunded), ``failed`` (none) or ``partially_failed``."""
+
+    __tablename__ = "wallet_refunds"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(WALLET_REFUND_STATUSES)})", name="status"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "refunded_amount >= 0 AND failed_amount >= 0"
+            " AND refunded_amount + failed_amount <= amount",
+            name="settled_amounts",
+        ),
+        UniqueConstraint("user_id", "idempotency_key"),
+        Index("ix_wallet_refunds_user_id_id", "user_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """What Stripe confirmed refunded to the cards so far."""
+    failed_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """What came back to ``available`` because its refund failed."""
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    completed_at: Mapped[datetime | None]
+    """When the last part became final (succeeded, failed or canceled)."""
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -7,7 +7,8 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.refunds.models import Refund
+from payments_api.orders.models import Order
+from payments_api.refunds.models import Refund, WalletRefund
 
 IN_FLIGHT = ("pending", "requires_action")
 
@@ -90,12 +91,13 @@ class RefundRepository:
         return list((await self.session.scalars(stmt)).all())
 
     async def stuck(self, older_than: datetime, limit: int) -> list[int]:
-        """Admin refunds never confirmed as created at Stripe (crash or timeout)."""
+        """Refunds we asked for (admin refunds, cash-out parts) never confirmed as created
+        at Stripe (crash or timeout)."""
         rows = await self.session.scalars(
             select(Refund.id)
             .where(
                 Refund.status == "pending",
-                Refund.origin == "admin",
+                Refund.origin.in_(("admin", "wallet")),
                 Refund.stripe_refund_id.is_(None),
                 Refund.updated_at < older_than,
             )
@@ -103,3 +105,95 @@ class RefundRepository:
             .limit(limit)
         )
         return list(rows.all())
+
+
+class WalletRefundRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, row: WalletRefund) -> WalletRefund:
+        self.session.add(row)
+        await self.session.flush()
+        return row
+
+    async def get(
+        self, wallet_refund_id: int, *, user_id: str | None = None, for_update: bool = False
+    ) -> WalletRefund | None:
+        stmt = select(WalletRefund).where(WalletRefund.id == wallet_refund_id)
+        if user_id is not None:
+            stmt = stmt.where(WalletRefund.user_id == user_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        result: WalletRefund | None = await self.session.scalar(
+            stmt.execution_options(populate_existing=True)
+        )
+        return result
+
+    async def by_key(self, user_id: str, key: str) -> WalletRefund | None:
+        result: WalletRefund | None = await self.session.scalar(
+            select(WalletRefund)
+            .where(WalletRefund.user_id == user_id, WalletRefund.idempotency_key == key)
+            .execution_options(populate_existing=True)
+        )
+        return result
+
+    async def parts(self, wallet_refund_ids: list[int]) -> dict[int, list[Refund]]:
+        """The refunds of each cash-out, in allocation order (newest charge first)."""
+        found: dict[int, list[Refund]] = {i: [] for i in wallet_refund_ids}
+        if not wallet_refund_ids:
+            return found
+        rows = await self.session.scalars(
+            select(Refund)
+            .where(Refund.wallet_refund_id.in_(wallet_refund_ids))
+            .order_by(Refund.id)
+            .execution_options(populate_existing=True)
+        )
+        for row in rows.all():
+            found[int(row.wallet_refund_id or 0)].append(row)
+        return found
+
+    async def page(self, user_id: str, *, limit: int, before_id: int | None) -> list[WalletRefund]:
+        stmt = (
+            select(WalletRefund)
+            .where(WalletRefund.user_id == user_id)
+            .order_by(WalletRefund.id.desc())
+            .limit(limit)
+        )
+        if before_id is not None:
+            stmt = stmt.where(WalletRefund.id < before_id)
+        return list((await self.session.scalars(stmt)).all())
+
+    async def refundable_topups(
+        self, user_id: str, currency: str, *, since: datetime
+    ) -> list[tuple[Order, int]]:
+        """The user's confirmed top-ups in ``currency`` paid since ``since`` (Stripe's
+        refund window), locked in id order (no lock cycles between concurrent
+        cash-outs), each with the amount of its refunds still in flight; newest first."""
+        orders = list(
+            (
+                await self.session.scalars(
+                    select(Order)
+                    .where(
+                        Order.user_id == user_id,
+                        Order.purpose == "topup",
+                        Order.currency == currency,
+                        Order.status.in_(("succeeded", "partially_refunded")),
+                        Order.stripe_payment_intent_id.is_not(None),
+                        Order.succeeded_at >= since,
+                    )
+                    .order_by(Order.id)
+                    .with_for_update()
+                    .execution_options(populate_existing=True)
+                )
+            ).all()
+        )
+        if not orders:
+            return []
+        rows = await self.session.execute(
+            select(Refund.order_id, func.sum(Refund.amount))
+            .where(Refund.order_id.in_([o.id for o in orders]), Refund.status.in_(IN_FLIGHT))
+            .group_by(Refund.order_id)
+        )
+        in_flight = {int(order_id): int(total) for order_id, total in rows.all()}
+        orders.sort(key=lambda o: (o.succeeded_at or o.created_at, o.id), reverse=True)
+        return [(o, int(in_flight.get(o.id) or 0)) for o in orders]

@@ -4,20 +4,29 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from payments_api.deps import AdminUser, SessionDep
+from payments_api.deps import AdminUser, PrincipalDep, SessionDep
 from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import Limit
+from payments_api.ledger import errors as ledger_errors
 from payments_api.orders import errors as orders_errors
 from payments_api.problems import problem_responses
 from payments_api.refunds import errors as refunds_errors
 from payments_api.refunds import invoices
 from payments_api.refunds.deps import (
     AdminPrincipalDep,
+    CashoutServiceDep,
     InvoiceRefundServiceDep,
     RefundServiceDep,
 )
-from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
+from payments_api.refunds.schemas import (
+    RefundCreate,
+    RefundList,
+    RefundRead,
+    WalletRefundCreate,
+    WalletRefundList,
+    WalletRefundRead,
+)
 from payments_api.refunds.service import RefundQueries
 from payments_api.stripe import errors as stripe_errors
 
@@ -156,3 +165,83 @@ async def get_refund(
     if refund_id.startswith(f"{invoices.INVOICE_REFUND_PREFIX}_"):
         return await invoices.InvoiceRefundQueries(session).get(refund_id)
     return await RefundQueries(session).get(refund_id)
+
+
+@router.post(
+    "/api/v1/me/wallet/refunds",
+    tags=["wallets"],
+    summary="Cash out unspent top-up money to the cards it came from",
+    description="Splits `amount` over the caller's top-up charges, newest first, each "
+    "only within Stripe's refund window (`wallet_refund_window_days`, 180 by default) and "
+    "only up to what is not refunded or being refunded yet; one Stripe Refund per charge. "
+    "The amount leaves `available` at once for `refunding` (see the balance) and is "
+    "final when Stripe confirms each refund (by its answer or its webhook); a refund that "
+    "fails gives its part back to `available`. Refused with nothing written: "
+    "`insufficient_funds` (more than available), `nothing_refundable` (no top-up charge "
+    "left to refund), `refund_exceeds_refundable` (more than the charges can take back), "
+    "`wallet_frozen`, and the currency's cash-out limits (`amount_out_of_range`). 201 when "
+    "Stripe answered for every charge; 202 when some answer is not known yet (retried "
+    "with the same key, never refunded twice). Sends `wallet_refund.created`, then "
+    "`wallet_refund.succeeded` or `wallet_refund.failed`.",
+    operation_id="createWalletRefund",
+    status_code=201,
+    responses={
+        202: {"model": WalletRefundRead, "description": "Accepted; some Stripe answer pending"},
+        **problem_responses(
+            400,
+            401,
+            422,
+            ledger_errors.InsufficientFunds,
+            ledger_errors.WalletFrozen,
+            refunds_errors.NothingRefundable,
+            refunds_errors.RefundExceedsRefundable,
+            amounts.AmountOutOfRange,
+            amounts.CurrencyNotSupported,
+            amounts.AmountNotInSteps,
+        ),
+    },
+)
+async def create_wallet_refund(
+    body: WalletRefundCreate,
+    principal: PrincipalDep,
+    service: CashoutServiceDep,
+    idempotency_key: IdempotencyKeyDep,
+    response: Response,
+) -> WalletRefundRead:
+    cashout, known = await service.create(principal, body, idempotency_key)
+    if not known:
+        response.status_code = 202
+    return cashout
+
+
+@router.get(
+    "/api/v1/me/wallet/refunds",
+    tags=["wallets"],
+    summary="The caller's wallet cash-outs, newest first",
+    operation_id="listWalletRefunds",
+    responses=problem_responses(401, 422),
+)
+async def list_wallet_refunds(
+    principal: PrincipalDep,
+    service: CashoutServiceDep,
+    limit: Limit = 20,
+    starting_after: Annotated[
+        str | None, Query(description="Wallet refund id to continue after.")
+    ] = None,
+) -> WalletRefundList:
+    return await service.list(principal.sub, limit=limit, starting_after=starting_after)
+
+
+@router.get(
+    "/api/v1/me/wallet/refunds/{wallet_refund_id}",
+    tags=["wallets"],
+    summary="One of the caller's wallet cash-outs",
+    operation_id="getWalletRefund",
+    responses=problem_responses(401, refunds_errors.WalletRefundNotFound),
+)
+async def get_wallet_refund(
+    wallet_refund_id: Annotated[str, Path(max_length=32, examples=["wrf_4"])],
+    principal: PrincipalDep,
+    service: CashoutServiceDep,
+) -> WalletRefundRead:
+    return await service.get(principal.sub, wallet_refund_id)

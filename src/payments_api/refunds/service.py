@@ -85,6 +85,7 @@ from payments_api.refunds.errors import (
 from payments_api.refunds.models import Refund
 from payments_api.refunds.repository import IN_FLIGHT, RefundRepository
 from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
+from payments_api.refunds.wallet_refunds import WALLET_REFUND_PREFIX, refresh_wallet_refund
 from payments_api.settings import Settings
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
 from payments_api.stripe.gateway import StripeGateway
@@ -122,6 +123,11 @@ def refund_read(refund: Refund) -> RefundRead:
         credit_taken_back=refund.credit_amount,
         forced=refund.forced,
         payee_share=refund.payee_share,
+        wallet_refund_id=(
+            public_id(WALLET_REFUND_PREFIX, refund.wallet_refund_id)
+            if refund.wallet_refund_id is not None
+            else None
+        ),
         created_at=refund.created_at,
         succeeded_at=refund.succeeded_at,
     )
@@ -150,6 +156,12 @@ async def emit_failed(session: AsyncSession, refund: Refund) -> None:
         change_key=f"refund:{refund.id}:failed",
         user_ids=[refund.user_id],
     )
+
+
+def hold_kind(refund: Refund) -> AccountKind:
+    """Where a refund's hold sits: a wallet cash-out's in ``refunding`` (the customer
+    sees it there), an admin refund's in ``withdrawing``."""
+    return AccountKind.refunding if refund.wallet_refund_id is not None else AccountKind.withdrawing
 
 
 def _user(user_id: str, kind: AccountKind, currency: str) -> ledger_service.AccountRef:
@@ -350,6 +362,7 @@ class RefundSettlement:
                 order.updated_at = now
                 metrics.REFUNDS.labels(origin=refund.origin, outcome="succeeded").inc()
                 await self._emit_succeeded(refund, order)
+                await self.refresh_cashout(refund)
             elif refund.status != "succeeded":
                 # failed and canceled are final at Stripe: a late "succeeded" is stale.
                 log.warning(
@@ -372,8 +385,13 @@ class RefundSettlement:
             refund.status, refund.failure_reason, refund.updated_at = status, reason, now
             metrics.REFUNDS.labels(origin=refund.origin, outcome=status).inc()
             await emit_failed(self.session, refund)
+            await self.refresh_cashout(refund)
             return
         log.warning("refund %s: unknown Stripe status %r ignored", refund.id, status)
+
+    async def refresh_cashout(self, refund: Refund) -> None:
+        if refund.wallet_refund_id is not None:
+            await refresh_wallet_refund(self.session, refund.wallet_refund_id, self.now())
 
     async def _emit_succeeded(self, refund: Refund, order: Order) -> None:
         await emit(
@@ -401,7 +419,7 @@ class RefundSettlement:
         if order.purpose in WALLET_PURPOSES and refund.hold_amount:
             debits.append(
                 ledger_service.PostingSpec(
-                    _user(refund.user_id, AccountKind.withdrawing, currency), -refund.hold_amount
+                    _user(refund.user_id, hold_kind(refund), currency), -refund.hold_amount
                 )
             )
             shortfall = amount - refund.hold_amount
@@ -566,7 +584,7 @@ class RefundSettlement:
                 metadata={"refund_id": refund.id, "order_id": refund.order_id},
                 postings=[
                     ledger_service.PostingSpec(
-                        _user(refund.user_id, AccountKind.withdrawing, refund.currency),
+                        _user(refund.user_id, hold_kind(refund), refund.currency),
                         -refund.hold_amount,
                     ),
                     ledger_service.PostingSpec(
@@ -605,7 +623,7 @@ class RefundSettlement:
         postings = []
         for posting in settled.postings:
             kind = AccountKind(posting.kind)
-            if kind == AccountKind.withdrawing:
+            if kind in (AccountKind.withdrawing, AccountKind.refunding):
                 kind = AccountKind.available
             postings.append(
                 ledger_service.PostingSpec(
@@ -1316,12 +1334,14 @@ class RefundService:
                 await settlement.release_hold(refund)
                 refund.status, refund.failure_reason = "failed", "provider_rejected"
                 refund.updated_at = self.now()
-                metrics.REFUNDS.labels(origin="admin", outcome="rejected").inc()
+                metrics.REFUNDS.labels(origin=refund.origin, outcome="rejected").inc()
                 await emit_failed(session, refund)
+                await settlement.refresh_cashout(refund)
             return refund
 
     async def recover(self, *, limit: int = 50) -> int:
-        """Finish admin refunds stuck before Stripe's answer (timeouts, crashes)."""
+        """Finish refunds we asked for (admin refunds, cash-out parts) stuck before
+        Stripe's answer (timeouts, crashes)."""
         cutoff = self.now() - timedelta(seconds=self.settings.refund_recovery_after_seconds)
         async with self.sessionmaker.begin() as session:
             stuck = await RefundRepository(session).stuck(cutoff, limit)

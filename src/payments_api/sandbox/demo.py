@@ -2,9 +2,11 @@
 
 A customer tops up 200.00 on the hosted checkout page, offers a job of 100.00 to a payee,
 the payee onboards and accepts, the job is completed, the payee withdraws 50.00 (paid out
-from the sandbox admin page), an admin refunds 20.00 of the top-up, and a dispute on the
-top-up is opened and won. Then cards: the customer saves a card and is topped up
-off-session with it, saves a card whose bank always wants authentication (its
+from the sandbox admin page), an admin refunds 20.00 of the top-up, the customer tips the
+payee 10.00 (a direct payment) and an admin refunds the tip, the platform's backend
+debits 5.00 of usage from the wallet, the customer cashes 25.00 out to the card, and a
+dispute on the top-up is opened and won. Then cards: the customer saves a card and is
+topped up off-session with it, saves a card whose bank always wants authentication (its
 off-session top-up waits for the customer, who finishes it through the link), and pays a
 job by authorization only, captured in part when the payee accepts. Then the customer
 subscribes to a monthly plan that credits the wallet, the sandbox's test clock renews it
@@ -117,6 +119,7 @@ class Demo:
         self.customer = Party("customer", f"demo-customer-{run}", ["customer"])
         self.payee = Party("payee", f"demo-payee-{run}", ["payee"])
         self.admin = Party("admin", f"demo-admin-{run}", ["admin"])
+        self.backend = Party("backend", f"demo-backend-{run}", ["service"])
         self.failures: list[str] = []
         self.receiver: EventReceiver | None = None
         self.verifier: Webhook | None = None
@@ -176,6 +179,7 @@ class Demo:
             "available": 0,
             "escrow": 0,
             "withdrawing": 0,
+            "refunding": 0,
             "pending": 0,
             "frozen": body["frozen"],
         }
@@ -186,7 +190,10 @@ class Demo:
     async def table(self, step: str, expected: dict[str, dict[str, int]]) -> None:
         """Print both wallets; record every difference from the expected amounts."""
         self.out(f"\n== {step}\n")
-        self.out(f"{'wallet':<10}{'available':>12}{'escrow':>12}{'withdrawing':>13}  check\n")
+        self.out(
+            f"{'wallet':<10}{'available':>12}{'escrow':>12}{'withdrawing':>13}"
+            f"{'refunding':>11}  check\n"
+        )
         for party in (self.customer, self.payee):
             balance = await self.balances(party)
             want = expected.get(party.name, {})
@@ -199,7 +206,8 @@ class Demo:
             self.out(
                 f"{party.name:<10}{_major(int(balance['available'])):>12}"
                 f"{_major(int(balance['escrow'])):>12}"
-                f"{_major(int(balance['withdrawing'])):>13}  "
+                f"{_major(int(balance['withdrawing'])):>13}"
+                f"{_major(int(balance.get('refunding', 0))):>11}  "
                 f"{'ok' if not wrong else 'WRONG: ' + '; '.join(wrong)}\n"
             )
 
@@ -313,6 +321,8 @@ class Demo:
         await self._until("the top-up", lambda: self._available_is(customer, 20_000))
         await self.table("customer tops up 200.00", {"customer": {"available": 20_000}})
         await self.events("top-up", "topup.succeeded")
+        # The top-up's card charge (the only one yet): disputed at the end.
+        topup_charge = _first_id((await self.client.get("/sandbox/")).text, "ch_")
 
         # 2. A job of 100.00 for the payee: price plus the 5% platform fee held.
         escrow = await self._post(
@@ -364,6 +374,13 @@ class Demo:
         )
         if withdrawal["status"] != "transferred":
             raise DemoFailed(f"withdrawal is {withdrawal['status']}, expected transferred")
+        after = int(withdrawal["available_after"])
+        if after != 3_000:
+            raise DemoFailed(f"withdrawal answered available_after {after}")
+        self.out(
+            f"withdrawal {withdrawal['id']}: available after {_major(after)}, expected in "
+            f"the bank on {withdrawal['expected_arrival_date']}\n"
+        )
 
         async def payout_listed() -> bool:
             page = await self._get(payee, "/api/v1/me/payouts")
@@ -396,9 +413,85 @@ class Demo:
         await self.table("admin refunds 20.00 of the top-up", {"customer": {"available": 7_500}})
         await self.events("refund", "refund.succeeded", "order.refunded")
 
-        # 8. The card holder disputes the top-up; the platform wins it.
-        page = (await self.client.get("/sandbox/")).text
-        charge = _first_id(page, "ch_")
+        # 8. The customer tips the payee 10.00 (a destination charge to the payee's
+        #    connected account); an admin refunds the tip. No wallet moves: the payee's
+        #    share comes back from the connected account, the platform's fee from its fees.
+        project = await self._post(
+            payee, "/api/v1/me/projects", {"name": "Demo show", "currency": CURRENCY}
+        )
+        tip = await self._post(
+            customer,
+            "/api/v1/checkout/sessions",
+            {
+                "purpose": "direct",
+                "kind": "tip",
+                "payee_id": payee.user_id,
+                "project_id": project["id"],
+                "amount": 1_000,
+                "currency": CURRENCY,
+                "success_url": back,
+                "cancel_url": back,
+            },
+        )
+        await self._click(tip["url"], action="pay")
+
+        async def tip_paid() -> bool:
+            order = await self._get(customer, f"/api/v1/orders/{tip['order_id']}")
+            return bool(order["status"] == "succeeded")
+
+        await self._until("the tip", tip_paid)
+        await self.table("customer tips the payee 10.00 (direct payment)", {})
+        await self.events("tip", "order.paid")
+        tip_refund = await self._post(
+            admin, "/api/v1/admin/refunds", {"order_id": tip["order_id"], "amount": 1_000}
+        )
+
+        async def tip_refunded() -> bool:
+            order = await self._get(customer, f"/api/v1/orders/{tip['order_id']}")
+            return bool(order["status"] == "refunded")
+
+        await self._until("the tip's refund", tip_refunded)
+        self.out(f"tip refund {tip_refund['id']}: {tip_refund['status']}\n")
+        await self.table(
+            "admin refunds the tip (transfer reversed, fee refunded)",
+            {"customer": {"available": 7_500}, "payee": {"available": 3_000}},
+        )
+        await self.events("tip refund", "refund.succeeded", "order.refunded")
+
+        # 9. The platform's backend (role service) debits 5.00 of usage.
+        await self._post(
+            self.backend,
+            f"/api/v1/wallets/{customer.user_id}/debits",
+            {"amount": 500, "currency": CURRENCY, "description": "demo usage"},
+        )
+        await self.table("backend debits 5.00 of usage", {"customer": {"available": 7_000}})
+        await self.events("debit", "wallet.debited")
+
+        # 10. The customer cashes 25.00 out to the card the top-up came from: held in
+        #     refunding until Stripe confirms the refund (at once, in the sandbox).
+        cashout = await self._post(
+            customer, "/api/v1/me/wallet/refunds", {"amount": 2_500, "currency": CURRENCY}
+        )
+
+        async def cashed_out() -> bool:
+            got = await self._get(customer, f"/api/v1/me/wallet/refunds/{cashout['id']}")
+            return bool(got["status"] == "succeeded")
+
+        await self._until("the cash-out", cashed_out)
+        await self.table(
+            "customer cashes 25.00 out to the card",
+            {"customer": {"available": 4_500, "refunding": 0}},
+        )
+        await self.events(
+            "cash-out",
+            "wallet_refund.created",
+            "refund.succeeded",
+            "order.refunded",
+            "wallet_refund.succeeded",
+        )
+
+        # 11. The card holder disputes the top-up; the platform wins it.
+        charge = topup_charge
         await self._click(f"{base}/sandbox/admin/charges/{charge}/dispute", reason="fraudulent")
 
         async def frozen() -> bool:
@@ -409,11 +502,11 @@ class Demo:
         await self.events("dispute opened", "dispute.created")
         dispute = _first_id((await self.client.get("/sandbox/")).text, "dp_")
         await self._click(f"{base}/sandbox/admin/disputes/{dispute}/close", outcome="won")
-        await self._until("the dispute to be won", lambda: self._available_is(customer, 7_500))
+        await self._until("the dispute to be won", lambda: self._available_is(customer, 4_500))
         await self.table(
             "dispute won: money back",
             {
-                "customer": {"available": 7_500, "escrow": 0, "withdrawing": 0},
+                "customer": {"available": 4_500, "escrow": 0, "withdrawing": 0, "refunding": 0},
                 "payee": {"available": 3_000, "escrow": 0, "withdrawing": 0},
             },
         )
@@ -460,8 +553,8 @@ class Demo:
             {"amount": 3_000, "currency": CURRENCY, "off_session": True},
         )
         self.out(f"off-session top-up: {topup['status']}\n")
-        await self._until("the off-session top-up", lambda: self._available_is(customer, 10_500))
-        await self.table("off-session top-up of 30.00", {"customer": {"available": 10_500}})
+        await self._until("the off-session top-up", lambda: self._available_is(customer, 7_500))
+        await self.table("off-session top-up of 30.00", {"customer": {"available": 7_500}})
         await self.events("off-session top-up", "topup.succeeded")
 
         # 11. A card whose bank always wants the customer: off-session it needs
@@ -484,14 +577,14 @@ class Demo:
         self.out(f"needs the customer: finish at {action['url']}\n")
         await self.table(
             "off-session top-up needs authentication (nothing credited)",
-            {"customer": {"available": 10_500}},
+            {"customer": {"available": 7_500}},
         )
         await self.events("authentication required", "topup.requires_action")
         await self._click(action["url"], action="3ds")
         await self._click(f"{action['url']}/authenticate", action="pass")
-        await self._until("the authenticated top-up", lambda: self._available_is(customer, 12_500))
+        await self._until("the authenticated top-up", lambda: self._available_is(customer, 9_500))
         await self.table(
-            "customer authenticates: 20.00 credited", {"customer": {"available": 12_500}}
+            "customer authenticates: 20.00 credited", {"customer": {"available": 9_500}}
         )
         await self.events("authenticated top-up", "topup.succeeded")
 
@@ -525,7 +618,7 @@ class Demo:
         )
         await self.table(
             "job of 40.00 paid by authorization (nothing captured)",
-            {"customer": {"available": 12_500, "escrow": 0}},
+            {"customer": {"available": 9_500, "escrow": 0}},
         )
         await self.events("authorized", "escrow.authorized")
 
@@ -536,7 +629,7 @@ class Demo:
         await self._until("the capture", lambda: escrow_in("accepted"))
         await self.table(
             "payee accepts, 31.50 captured (30.00 job + 1.50 fee)",
-            {"customer": {"available": 12_500, "escrow": 3_000}},
+            {"customer": {"available": 9_500, "escrow": 3_000}},
         )
         await self.events("captured", "escrow.funded", "escrow.accepted", "order.paid")
 

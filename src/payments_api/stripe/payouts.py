@@ -24,12 +24,20 @@ class PayoutCalls(GatewayBase):
         return transfer.to_dict()
 
     async def list_payouts(
-        self, *, stripe_account: str, limit: int, status: str | None
+        self,
+        *,
+        stripe_account: str,
+        limit: int,
+        status: str | None,
+        starting_after: str | None = None,
     ) -> dict[str, Any]:
-        """A page of the connected account's payouts (``Stripe-Account`` header)."""
+        """A page of the connected account's payouts (``Stripe-Account`` header), newest
+        first, after the payout ``starting_after`` (Stripe's own cursor)."""
         params: dict[str, Any] = {"limit": limit}
         if status is not None:
             params["status"] = status
+        if starting_after is not None:
+            params["starting_after"] = starting_after
         page = await self._call(
             "payouts.list",
             lambda: self._client.v1.payouts.list_async(
