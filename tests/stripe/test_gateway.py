@@ -14,6 +14,7 @@ from payments_api.stripe.errors import (
     CardDeclined,
     PaymentProviderError,
     PaymentProviderUnavailable,
+    ProviderObjectMissing,
 )
 from payments_api.stripe.gateway import (
     STRIPE_API_VERSION,
@@ -152,3 +153,35 @@ class TestWebhookSignature:
     def test_missing_header(self) -> None:
         with pytest.raises(InvalidWebhookSignature):
             verify_webhook_signature(self.payload, None, ["whsec_a"], 300)
+
+
+class TestIdsTheClientGave:
+    async def test_an_unknown_list_cursor_is_the_clients_422(
+        self, gateway: StripeGateway, stripe_mock: respx.MockRouter
+    ) -> None:
+        route = stripe_mock.get("/v1/payouts").mock(
+            return_value=_stripe_error(
+                400, "invalid_request_error", code="resource_missing", param="starting_after"
+            )
+        )
+        with pytest.raises(ProviderObjectMissing) as raised:
+            await gateway.list_payouts(
+                stripe_account="acct_1", limit=20, status=None, starting_after="po_0"
+            )
+        assert raised.value.status == 422
+        assert raised.value.extensions == {"param": "starting_after"}
+        assert route.calls.last.request.url.params["starting_after"] == "po_0"
+        assert route.calls.last.request.headers["Stripe-Account"] == "acct_1"
+
+    async def test_an_unknown_id_stripe_was_not_given_by_the_client_stays_a_502(
+        self, gateway: StripeGateway, stripe_mock: respx.MockRouter
+    ) -> None:
+        stripe_mock.get("/v1/payouts").mock(
+            return_value=_stripe_error(
+                400, "invalid_request_error", code="resource_missing", param="destination"
+            )
+        )
+        with pytest.raises(PaymentProviderError) as raised:
+            await gateway.list_payouts(stripe_account="acct_1", limit=20, status=None)
+        assert not isinstance(raised.value, ProviderObjectMissing)
+        assert raised.value.status == 502

@@ -93,6 +93,7 @@ async def create_withdrawal(
         422,
         stripe_errors.PaymentProviderError,
         stripe_errors.PaymentProviderUnavailable,
+        stripe_errors.ProviderObjectMissing,
     ),
 )
 async def list_payouts(

@@ -19,6 +19,7 @@ from payments_api.stripe.errors import (
     CardDeclined,
     PaymentProviderError,
     PaymentProviderUnavailable,
+    ProviderObjectMissing,
 )
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,16 @@ class GatewayBase:
     async def aclose(self) -> None:
         await self._http_client.close_async()  # type: ignore[no-untyped-call]
 
-    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _call(
+        self,
+        operation: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        client_ids: frozenset[str] = frozenset(),
+    ) -> T:
+        """Run one Stripe call and map its errors. ``client_ids`` are the parameters that
+        carry ids the client chose: Stripe not knowing one is the client's 422
+        (``provider_object_missing``), not a 502."""
         try:
             result = await call()
         except stripe.StripeError as exc:
@@ -70,6 +80,15 @@ class GatewayBase:
                 "stripe call failed",
                 extra={"operation": operation, "stripe_request_id": exc.request_id},
             )
+            if (
+                isinstance(exc, stripe.InvalidRequestError)
+                and exc.code == "resource_missing"
+                and exc.param in client_ids
+            ):
+                raise ProviderObjectMissing(
+                    f"The payment provider has no object by the id given in `{exc.param}`.",
+                    param=exc.param,
+                ) from exc
             self._raise_mapped(operation, exc)
         STRIPE_CALLS.labels(operation, "ok").inc()
         response = getattr(result, "last_response", None)

@@ -45,6 +45,7 @@ class BillingCalls(GatewayBase):
                 params={**params, "expand": SUBSCRIPTION_EXPAND},  # type: ignore[arg-type]
                 options=self._options(idempotency_key),
             ),
+            client_ids=frozenset({"default_payment_method", "payment_method"}),
         )
         return subscription.to_dict()
 

@@ -24,3 +24,12 @@ class CardDeclined(ProblemError):
     status = 402
     code = "card_declined"
     title = "The card was declined"
+
+
+class ProviderObjectMissing(ProblemError):
+    """Stripe has no object by an id the client gave (a payment method, a list cursor):
+    the client's mistake, not the provider's failure. ``param`` names the field."""
+
+    status = 422
+    code = "provider_object_missing"
+    title = "An object the request names does not exist at the payment provider"

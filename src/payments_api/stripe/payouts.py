@@ -44,5 +44,6 @@ class PayoutCalls(GatewayBase):
                 params=params,  # type: ignore[arg-type]
                 options=self._options(stripe_account=stripe_account),
             ),
+            client_ids=frozenset({"starting_after"}),
         )
         return page.to_dict()

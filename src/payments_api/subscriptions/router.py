@@ -88,6 +88,7 @@ async def list_unclaimed_subscriptions(
         errors.SubscriptionExists,
         *STRIPE_PROBLEMS,
         stripe_errors.CardDeclined,
+        stripe_errors.ProviderObjectMissing,
     ),
 )
 async def create_subscription(
