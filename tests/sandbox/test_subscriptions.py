@@ -17,6 +17,15 @@ async def platform(sandbox: Sandbox, kind: AccountKind) -> int:
         return await LedgerService(session).balance_of(AccountRef.platform(kind, "usd"))
 
 
+async def transactions_of(sandbox: Sandbox, transaction_type: str) -> int:
+    async with sandbox.sessionmaker() as session:
+        count = await session.scalar(
+            text("SELECT count(*) FROM ledger_transactions WHERE type = :type"),
+            {"type": transaction_type},
+        )
+    return int(count or 0)
+
+
 async def make_plan(sandbox: Sandbox, *, credit: int | None = 250) -> str:
     product = await sandbox.stripe(
         "POST",
@@ -39,6 +48,12 @@ async def make_plan(sandbox: Sandbox, *, credit: int | None = 250) -> str:
 
 
 async def test_a_year_of_renewals_on_a_test_clock(sandbox: Sandbox) -> None:
+    # Platform accounts are shared with whatever other tests committed to this database:
+    # the year is what they moved during this test.
+    kinds = (AccountKind.sales, AccountKind.processing_fees, AccountKind.stripe_balance)
+    before = {kind: await platform(sandbox, kind) for kind in kinds}
+    payments_before = await transactions_of(sandbox, "subscription_payment")
+    credits_before = await transactions_of(sandbox, "subscription_credit")
     price = await make_plan(sandbox)
     assert await sandbox.deliver() == ["product.created", "price.created"]
     plans = await sandbox.api("GET", "/api/v1/plans", "sam", ["customer"])
@@ -65,11 +80,7 @@ async def test_a_year_of_renewals_on_a_test_clock(sandbox: Sandbox) -> None:
     mine = await sandbox.api("GET", "/api/v1/me/subscriptions", "sam", ["customer"])
     assert mine.json()["data"][0]["status"] == "active"
     assert await sandbox.balance("sam") == 13 * 250
-    async with sandbox.sessionmaker() as session:
-        payments = await session.scalar(
-            text("SELECT count(*) FROM ledger_transactions WHERE type = 'subscription_payment'")
-        )
-    assert payments == 13
+    assert await transactions_of(sandbox, "subscription_payment") - payments_before == 13
     # 1 first invoice + 12 renewals, each paid by its own charge, 12 + 1 credits: exact
     invoices = [
         i for i in await sandbox.objects_of("invoice") if i["customer"] == subscription["customer"]
@@ -80,15 +91,15 @@ async def test_a_year_of_renewals_on_a_test_clock(sandbox: Sandbox) -> None:
     )
     assert all(i["status"] == "paid" for i in invoices)
     fee = card_fee(1200, "usd")
-    assert await platform(sandbox, AccountKind.sales) == 13 * 1200 - 13 * 250
-    assert await platform(sandbox, AccountKind.processing_fees) == -13 * fee
-    assert await platform(sandbox, AccountKind.stripe_balance) == -13 * (1200 - fee)
+    moved = {kind: await platform(sandbox, kind) - before[kind] for kind in kinds}
+    assert moved == {
+        AccountKind.sales: 13 * 1200 - 13 * 250,
+        AccountKind.processing_fees: -13 * fee,
+        AccountKind.stripe_balance: -13 * (1200 - fee),
+    }
     async with sandbox.sessionmaker() as session:
-        credits = await session.scalar(
-            text("SELECT count(*) FROM ledger_transactions WHERE type = 'subscription_credit'")
-        )
         assert await ledger_invariants(session) == []
-    assert credits == 13
+    assert await transactions_of(sandbox, "subscription_credit") - credits_before == 13
 
 
 async def test_refund_an_invoice_and_pause_collection(sandbox: Sandbox) -> None:
