@@ -14,4 +14,4 @@ def doubling_delay(attempts: int, *, first: timedelta, cap: timedelta) -> timede
         delay *= 2
         if delay >= cap:
             return cap
-    return min(delay, cap)
+    return min(delay, cap)  # also when the first delay is already past the cap

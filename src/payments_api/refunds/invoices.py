@@ -67,6 +67,7 @@ from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
 from payments_api.settings import Settings
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.refs import stripe_id
 from payments_api.subscriptions.models import SubscriptionInvoice
 from payments_api.subscriptions.service import SubscriptionViews
 from payments_api.users.repository import UserRepository
@@ -92,12 +93,6 @@ class RefundCreditSpent(ProblemError):
     status = 409
     code = "refund_credit_spent"
     title = "The subscriber has spent the plan credit this refund would take back"
-
-
-def _id(value: Any) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) else None
 
 
 def _user(user_id: str, kind: AccountKind, currency: str) -> ledger_service.AccountRef:
@@ -304,8 +299,8 @@ class InvoiceRefundSettlement:
     async def _record_external(self, stripe_refund: dict[str, Any]) -> InvoiceRefund | None:
         """A refund of an invoice's charge made without our API (the dashboard)."""
         invoice = await self.invoices.by_payment(
-            payment_intent=_id(stripe_refund.get("payment_intent")),
-            charge=_id(stripe_refund.get("charge")),
+            payment_intent=stripe_id(stripe_refund.get("payment_intent")),
+            charge=stripe_id(stripe_refund.get("charge")),
         )
         if invoice is None:
             return None
@@ -585,7 +580,7 @@ class InvoiceRefundService:
             row = await InvoiceLookup(session).by_stripe_id(invoice_id, for_update=True)
             if row is not None and row.stripe_payment_intent_id is None:
                 row.stripe_charge_id = charge_id
-                row.stripe_payment_intent_id = _id(charge.get("payment_intent"))
+                row.stripe_payment_intent_id = stripe_id(charge.get("payment_intent"))
 
     async def reserve(
         self,
