@@ -6,7 +6,7 @@ lint:
 types:
 	.venv/bin/mypy src tests
 test:
-	.venv/bin/pytest
+	.venv/bin/pytest -n 2
 migrate:
 	.venv/bin/payments-api migrate
 openapi:
