@@ -49,6 +49,7 @@ from payments_api.problems import (
     handle_problem,
     handle_validation,
 )
+from payments_api.profile.router import router as profile_router
 from payments_api.projects.router import router as projects_router
 from payments_api.reconciliation.metrics import refresh_gauges
 from payments_api.reconciliation.router import router as reconciliation_router
@@ -59,7 +60,6 @@ from payments_api.state import AppState
 from payments_api.stripe.gateway import StripeGateway
 from payments_api.subscriptions.router import router as subscriptions_router
 from payments_api.topups.router import router as topups_router
-from payments_api.users.router import router as users_router
 from payments_api.wallets.router import router as wallets_router
 from payments_api.webhooks.router import router as webhooks_router
 
@@ -153,7 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
 
     app.include_router(health_router)
-    app.include_router(users_router)
+    app.include_router(profile_router)
     app.include_router(balance_router)
     app.include_router(admin_router)
     app.include_router(checkout_router)
