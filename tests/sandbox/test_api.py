@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from payments_api.sandbox import objects
-from payments_api.sandbox.models import SandboxObject
 from payments_api.stripe.errors import CardDeclined, PaymentProviderError
 from payments_api.stripe.gateway import StripeGateway
+from payments_sandbox import objects
+from payments_sandbox.models import SandboxObject
 from tests.helpers import stripe_object
 from tests.sandbox.helpers import Sandbox
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from payments_api.ledger.kinds import AccountKind
-from payments_api.sandbox.models import SandboxObject
+from payments_sandbox.models import SandboxObject
 from tests.sandbox.helpers import CANCEL_URL, SUCCESS_URL, Sandbox, path_of
 
 CUSTOMER = ["customer"]

@@ -132,7 +132,7 @@ class TestLifespan:
                 records.append(record)
 
         handler = Collect()
-        logger = logging.getLogger("payments_api.sandbox.router")
+        logger = logging.getLogger("payments_sandbox.router")
         logger.addHandler(handler)
         try:
             async with app.router.lifespan_context(app):

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from payments_api.sandbox import objects
-from payments_api.sandbox.errors import invalid, missing_param, no_such
-from payments_api.sandbox.models import SandboxObject
-from payments_api.sandbox.params import Params
+from payments_sandbox import objects
+from payments_sandbox.errors import invalid, missing_param, no_such
+from payments_sandbox.models import SandboxObject
+from payments_sandbox.params import Params
 
 if TYPE_CHECKING:
-    from payments_api.sandbox.service import SandboxStripe
+    from payments_sandbox.service import SandboxStripe
 
 INTERVAL_SECONDS = {"day": 86400, "week": 7 * 86400, "month": 30 * 86400, "year": 365 * 86400}
 
@@ -125,7 +125,7 @@ class SandboxBilling:
         return str(clock["id"])
 
     async def create_subscription(self, p: Params) -> dict[str, Any]:
-        from payments_api.sandbox.service import TEST_PAYMENT_METHODS
+        from payments_sandbox.service import TEST_PAYMENT_METHODS
 
         customer = await self.stripe.load(p.required_text("customer"), "customer", param="customer")
         if not p.has("items.0.price"):
@@ -502,7 +502,7 @@ class SandboxBilling:
 
     async def advance_clock(self, clock_id: str, frozen_time: int) -> dict[str, Any]:
         """Move the clock forward and run every renewal due on its subscriptions."""
-        from payments_api.sandbox.service import TEST_PAYMENT_METHODS
+        from payments_sandbox.service import TEST_PAYMENT_METHODS
 
         clock_row = await self.stripe.load(clock_id, "test_helpers.test_clock")
         clock = clock_row.body

@@ -25,15 +25,15 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from payments_api.sandbox import saved_cards
-from payments_api.sandbox.billing import SandboxBilling
-from payments_api.sandbox.errors import StripeApiError, invalid, no_such
-from payments_api.sandbox.objects import random_tail
-from payments_api.sandbox.params import Params, decode
-from payments_api.sandbox.repository import EventRepository, IdempotencyRepository
-from payments_api.sandbox.service import SandboxStripe
-from payments_api.sandbox.wiring import kick, sessionmaker_of, settings_of
 from payments_api.stripe.base import STRIPE_API_VERSION
+from payments_sandbox import saved_cards
+from payments_sandbox.billing import SandboxBilling
+from payments_sandbox.errors import StripeApiError, invalid, no_such
+from payments_sandbox.objects import random_tail
+from payments_sandbox.params import Params, decode
+from payments_sandbox.repository import EventRepository, IdempotencyRepository
+from payments_sandbox.service import SandboxStripe
+from payments_sandbox.wiring import kick, sessionmaker_of, settings_of
 
 router = APIRouter(prefix="/sandbox/stripe/v1")
 

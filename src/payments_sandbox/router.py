@@ -16,10 +16,10 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.exceptions import HTTPException
 
-from payments_api.sandbox.api import router as api_router
-from payments_api.sandbox.events import Deliverer
-from payments_api.sandbox.pages import router as pages_router
-from payments_api.sandbox.wiring import sandbox_enabled
+from payments_sandbox.api import router as api_router
+from payments_sandbox.events import Deliverer
+from payments_sandbox.pages import router as pages_router
+from payments_sandbox.wiring import sandbox_enabled
 
 log = logging.getLogger(__name__)
 

@@ -24,16 +24,16 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from payments_api.sandbox import events as sandbox_events
-from payments_api.sandbox import saved_cards
-from payments_api.sandbox.cards import TEST_CARDS
-from payments_api.sandbox.errors import StripeApiError
-from payments_api.sandbox.html import button, card, esc, money, notice, page, table
-from payments_api.sandbox.models import SandboxObject
-from payments_api.sandbox.params import Params
-from payments_api.sandbox.repository import EventRepository, ObjectRepository
-from payments_api.sandbox.service import Card, PageError, SandboxStripe
-from payments_api.sandbox.wiring import kick, sessionmaker_of, settings_of
+from payments_sandbox import events as sandbox_events
+from payments_sandbox import saved_cards
+from payments_sandbox.cards import TEST_CARDS
+from payments_sandbox.errors import StripeApiError
+from payments_sandbox.html import button, card, esc, money, notice, page, table
+from payments_sandbox.models import SandboxObject
+from payments_sandbox.params import Params
+from payments_sandbox.repository import EventRepository, ObjectRepository
+from payments_sandbox.service import Card, PageError, SandboxStripe
+from payments_sandbox.wiring import kick, sessionmaker_of, settings_of
 
 router = APIRouter(prefix="/sandbox")
 
@@ -789,7 +789,7 @@ async def admin_reverse_transfer(request: Request, transfer_id: str) -> Response
 async def advance_test_clock(request: Request, clock_id: str) -> Response:
     """Move a customer's test clock to ``frozen_time`` (Unix seconds): every renewal,
     trial end and cancel at period end due by then happens, with its events."""
-    from payments_api.sandbox.billing import SandboxBilling
+    from payments_sandbox.billing import SandboxBilling
 
     try:
         frozen_time = _optional_int((await _form(request)).get("frozen_time"))

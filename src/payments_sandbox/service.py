@@ -16,21 +16,21 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.money import exponent, format_minor, proportional_part
-from payments_api.sandbox import objects
-from payments_api.sandbox.billing import SandboxBilling
-from payments_api.sandbox.cards import card_of_fingerprint, outcome
-from payments_api.sandbox.errors import (
+from payments_api.settings import Settings
+from payments_api.stripe.base import STRIPE_API_VERSION
+from payments_sandbox import objects
+from payments_sandbox.billing import SandboxBilling
+from payments_sandbox.cards import card_of_fingerprint, outcome
+from payments_sandbox.errors import (
     StripeApiError,
     invalid,
     missing_param,
     no_such,
     refused,
 )
-from payments_api.sandbox.models import SandboxObject
-from payments_api.sandbox.params import Params
-from payments_api.sandbox.repository import EventRepository, ObjectRepository
-from payments_api.settings import Settings
-from payments_api.stripe.base import STRIPE_API_VERSION
+from payments_sandbox.models import SandboxObject
+from payments_sandbox.params import Params
+from payments_sandbox.repository import EventRepository, ObjectRepository
 
 Card = Literal[
     "success",
