@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.exceptions import HTTPException
 
+from payments_sandbox.admin_pages import router as admin_pages_router
 from payments_sandbox.api import router as api_router
 from payments_sandbox.events import Deliverer
 from payments_sandbox.pages import router as pages_router
@@ -64,3 +65,4 @@ router = APIRouter(
 )
 router.include_router(api_router)
 router.include_router(pages_router)
+router.include_router(admin_pages_router)
