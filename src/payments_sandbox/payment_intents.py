@@ -180,7 +180,11 @@ class PaymentIntents(PaymentIntentOutcomes):
 
     async def capture_payment_intent(self, intent_id: str, p: Params) -> dict[str, Any]:
         """Capture an authorization, all or ``amount_to_capture`` of it; the rest is
-        released (the charge shows it refunded, as Stripe's does)."""
+        released. Since API version 2025-03-31.basil (Stripe's changelog: "Partially
+        capturing or canceling payments no longer creates a Refund") the release is no
+        refund: no Refund object, ``amount_refunded`` untouched, one balance transaction
+        (the captured amount) and no ``charge.refunded``; only ``charge.captured`` and
+        ``payment_intent.succeeded``."""
         row = await self.load(intent_id, "payment_intent")
         intent = row.body
         if intent["status"] != "requires_capture":
@@ -214,7 +218,6 @@ class PaymentIntents(PaymentIntentOutcomes):
         charge.update(
             captured=True,
             amount_captured=amount,
-            amount_refunded=int(charge["amount"]) - amount,
             balance_transaction=txn["id"],
         )
         await self.objects.save(charge_row, charge)
@@ -226,7 +229,9 @@ class PaymentIntents(PaymentIntentOutcomes):
 
     async def expire_authorization(self, intent_id: str) -> dict[str, Any]:
         """Stripe's capture window passed (7 days for cards): the authorization is
-        cancelled by Stripe itself, ``cancellation_reason=automatic``."""
+        cancelled by Stripe itself. Since 2025-03-31.basil: ``cancellation_reason=expired``
+        (it was ``automatic``), ``charge.expired`` and ``payment_intent.canceled``, and no
+        Refund (the charge keeps ``amount_captured=0``, ``refunded=false``)."""
         row = await self.load(intent_id, "payment_intent")
         if row.body["status"] != "requires_capture":
             raise refused(
@@ -234,5 +239,7 @@ class PaymentIntents(PaymentIntentOutcomes):
                 f"{row.body['status']}.",
                 code="payment_intent_unexpected_state",
             )
-        await self._cancel_intent(row, "automatic")
+        charge = await self.load(str(row.body["latest_charge"]), "charge")
+        await self.emit("charge.expired", charge.body)
+        await self._cancel_intent(row, "expired")
         return row.body
