@@ -367,6 +367,44 @@ class TestMinimumPrice:
         payee_view = await client.get(f"{ESCROWS}/{created['id']}", headers=auth(payee.id, PAYEE))
         assert payee_view.json()["service_fee_amount"] == service_fee
 
+    async def test_a_job_paid_by_card_has_the_same_minimum(
+        self, app_factory: Any, session: AsyncSession, stripe_mock: Any
+    ) -> None:
+        """Checkout with ``purpose: escrow`` charges within the top-up limits (50 jpy by
+        default, above the job minimum); with limits that would allow less, the job
+        minimum still holds: refused before any order is written or Stripe is asked."""
+        from decimal import Decimal
+
+        from payments_api.money import CurrencyLimits, OperationLimits
+
+        low = OperationLimits(min=Decimal(1), max=Decimal(1_000_000))
+        app = app_factory(
+            amount_limits={"jpy": CurrencyLimits(topup=low, debit=low, withdrawal=low)}
+        )
+        sessions = stripe_mock.post("/v1/checkout/sessions")
+        customer, payee = await parties(session)
+        before = await written(session)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        ) as client:
+            response = await client.post(
+                "/api/v1/checkout/sessions",
+                json={
+                    "purpose": "escrow",
+                    **offer(payee.id, amount=10, currency="jpy"),
+                    "success_url": "http://localhost:3000/ok",
+                    "cancel_url": "http://localhost:3000/no",
+                },
+                headers=headers(customer.id, CUSTOMER),
+            )
+        assert response.status_code == 422, response.text
+        assert (response.json()["code"], response.json()["minimum"]) == (
+            "escrow_amount_too_small",
+            11,
+        )
+        assert not sessions.called
+        assert await written(session) == before
+
 
 class TestTransitionRejects:
     async def _accepted(
