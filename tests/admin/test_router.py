@@ -113,7 +113,7 @@ class TestAdjustments:
                 "unbalanced_transaction",
             ),
             (_adjustment("no-such-user", 500), 404, "user_not_found"),
-            (_adjustment("adj-bad", -500), 409, "insufficient_funds"),
+            (_adjustment("adj-bad", -500), 402, "insufficient_funds"),
             (
                 _adjustment(
                     "adj-bad",

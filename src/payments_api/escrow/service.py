@@ -242,7 +242,7 @@ class EscrowService:
 
         Wallet funding moves P + platform fee from the customer's available balance in
         ``body.currency`` into their escrow account now (``escrow:{id}:hold``); an
-        available balance that does not cover it raises ``InsufficientFunds`` (409) and,
+        available balance that does not cover it raises ``InsufficientFunds`` (402) and,
         with the caller's transaction rolled back, nothing is written.
 
         Card funding (for checkout ``purpose=escrow``) moves no money: the escrow waits
