@@ -167,13 +167,23 @@ async def card_pay(
     return await load(session, started.json()["order_id"])
 
 
-async def settle_escrow(client: httpx.AsyncClient, escrow_id: str, user: str, payee: str) -> None:
+async def settle_escrow(
+    client: httpx.AsyncClient, world: World, escrow_id: str, user: str, payee: str
+) -> None:
+    """Accept, then complete as the customer. Completing pays the payee out of the
+    customer's control, so a wallet frozen by a dispute or a forced refund refuses it (the
+    held money stays in escrow), exactly as it refuses a spend."""
     for action, actor, role in (("accept", payee, "payee"), ("complete", user, "customer")):
         response = await client.post(
             f"/api/v1/escrows/{escrow_id}/{action}",
             json={},
             headers={**auth(actor, [role]), **key()},
         )
+        if action == "complete" and response.status_code == 409:
+            assert response.json()["code"] == "wallet_frozen", response.text
+            assert world.frozen(user), response.text
+            world.frozen_refusals += 1
+            return
         assert response.status_code == 200, response.text
 
 
@@ -208,7 +218,7 @@ async def apply(client: httpx.AsyncClient, session: AsyncSession, world: World, 
             headers=headers,
         )
         if spent(world, user, response) and op.flag:
-            await settle_escrow(client, response.json()["id"], user, payee.id)
+            await settle_escrow(client, world, response.json()["id"], user, payee.id)
     elif op.name == "escrow_card":
         order = await card_pay(
             client,
@@ -226,7 +236,9 @@ async def apply(client: httpx.AsyncClient, session: AsyncSession, world: World, 
         world.money_in += order.amount
         world.orders.append((order.id, "escrow", True))
         if op.flag:
-            await settle_escrow(client, f"esc_{order.reference['escrow_id']}", user, payee.id)
+            await settle_escrow(
+                client, world, f"esc_{order.reference['escrow_id']}", user, payee.id
+            )
     elif op.name in ("direct_wallet", "direct_card"):
         body = {
             "purpose": "direct",
