@@ -1,8 +1,10 @@
 """Manual capture of escrows paid by card: Stripe's side of an authorization.
 
 An escrow created by checkout with ``capture_method=manual`` is only authorized at the
-card. Its money is never in the ledger while it is authorized (not available, not in
-escrow): the escrow shows it as a memo (``authorized_amount``, ``capture_status``).
+card. Its money is never in the ledger's money accounts while it is authorized (not
+available, not in escrow): the escrow shows it (``authorized_amount``,
+``capture_status``) and the ledger posts it as a memo apart from captured money (the
+customer's ``authorized`` account, ``escrow.authorization_ledger``).
 
 The Stripe calls follow the service's two-phase pattern, with no transaction open
 across them:
