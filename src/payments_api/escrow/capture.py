@@ -207,6 +207,10 @@ class EscrowCaptures:
 
     async def _apply(self, escrow_id: int, intent: dict[str, Any]) -> None:
         async with self.sessionmaker.begin() as session:
+            # The order is locked first, as the webhook handlers of the same intent lock
+            # it (``PayInConfirmation.find``) before the escrow: the other order
+            # deadlocked against a webhook arriving with the answer
+            # (tests/orders/test_escrow_capture_race.py).
             order = await session.scalar(
                 select(Order)
                 .where(
@@ -215,6 +219,8 @@ class EscrowCaptures:
                     Order.stripe_payment_intent_id == str(intent["id"]),
                 )
                 .limit(1)
+                .with_for_update()
+                .execution_options(populate_existing=True)
             )
             if order is None:  # pragma: no cover - the authorization recorded it
                 log.error("escrow %s: no order for %s", escrow_id, intent.get("id"))
