@@ -15,10 +15,13 @@ from typing import Any
 import httpx
 import respx
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from payments_api.escrow.capture import EscrowCaptures
 from payments_api.ledger.kinds import AccountKind
 from payments_api.ledger.repository import LedgerRepository
+from payments_api.settings import Settings
+from payments_api.stripe.gateway import StripeGateway
 from tests.factories import ledger_invariants
 from tests.helpers import auth, make_event
 from tests.orders.test_checkout import balance, deliver
@@ -263,4 +266,64 @@ class TestAuthorizationInTheLedger:
         )
         assert (await deliver(client, late)).status_code == 200
         assert len(await escrow_transactions(session, escrow_id)) == 2
+        assert await ledger_invariants(session) == []
+
+    async def test_captured_elsewhere_after_a_cancel_is_credited_once(
+        self,
+        client: httpx.AsyncClient,
+        stripe_payins: respx.MockRouter,
+        session: AsyncSession,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        gateway: StripeGateway,
+        settings: Settings,
+    ) -> None:
+        """The customer cancels, Stripe is down for the release, and the authorization
+        is captured meanwhile (the dashboard): the memo ends as captured, the money goes
+        to the customer's wallet once; the job's release, refused, reads it back and
+        posts nothing more."""
+        customer, payee = new_party()
+        escrow_id, order, pi = await authorized_escrow(client, session, customer, payee)
+        cancel = stripe_payins.post(f"/v1/payment_intents/{pi}/cancel").mock(
+            return_value=httpx.Response(503, json={"error": {"type": "api_error"}})
+        )
+        cancelled = await post(
+            client, f"/api/v1/escrows/{escrow_id}/cancel", customer, ["customer"], {}
+        )
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["capture_status"] == "release_requested"
+        assert (await balance(client, customer))["usd"]["authorized"] == HOLD
+
+        captured = intent_of(order, pi, "succeeded", amount_received=HOLD)
+        assert (
+            await deliver(client, make_event("payment_intent.succeeded", captured))
+        ).status_code == 200
+        cancel.mock(
+            return_value=httpx.Response(
+                400,
+                json={
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "payment_intent_unexpected_state",
+                    }
+                },
+            )
+        )
+        stripe_payins.get(f"/v1/payment_intents/{pi}").mock(
+            return_value=httpx.Response(200, json=captured)
+        )
+        number = int(escrow_id.removeprefix("esc_"))
+        await EscrowCaptures(sessionmaker, gateway, settings).submit(number)
+
+        transactions = await escrow_transactions(session, escrow_id)
+        assert [(t[0], t[3]) for t in transactions] == [
+            ("escrow_authorization", False),
+            ("escrow_authorization_captured", True),
+            ("escrow_funding_to_wallet", False),
+        ]
+        assert transactions[2][1] == {
+            ("stripe_balance", None): -HOLD,
+            ("available", customer): HOLD,
+        }
+        wallet = (await balance(client, customer))["usd"]
+        assert (wallet["available"], wallet["escrow"], wallet["authorized"]) == (HOLD, 0, 0)
         assert await ledger_invariants(session) == []
