@@ -5,7 +5,9 @@ asks Stripe for the capture after its commit, and Stripe's answer is held until 
 webhook (``payment_intent.succeeded``, a redelivered ``amount_capturable_updated``, or
 both) is in flight, then released, so both apply concurrently against real row locks.
 Whatever the interleaving, the captured money is booked exactly once, the memo of the
-authorization is reversed once and the escrow ends ``accepted``/``captured``.
+authorization is reversed once and the escrow ends ``accepted``/``captured``. The same
+for a cancel's release answer against ``payment_intent.canceled``: the memo is reversed
+once, the escrow ends ``cancelled``/``released``.
 
 These tests commit: fresh users each time, platform accounts measured as deltas.
 """
@@ -181,4 +183,83 @@ class TestCaptureRacesItsWebhook:
         committed = async_sessionmaker(engine, expire_on_commit=False)
         await asyncio.gather(
             *(race(committed_client, stripe_payins, committed, webhooks) for _ in range(3))
+        )
+
+
+async def release_race(
+    client: httpx.AsyncClient,
+    stripe_payins: respx.MockRouter,
+    committed: async_sessionmaker[AsyncSession],
+) -> None:
+    """One escrow: the cancel's release answer against ``payment_intent.canceled``."""
+    customer, _payee, order, pi = await authorized_escrow(client)
+    escrow = (await client.get("/api/v1/escrows", headers=auth(customer))).json()["data"][0]
+    asked, answer = asyncio.Event(), asyncio.Event()
+    canceled = intent_of(order, pi, "canceled", cancellation_reason="requested_by_customer")
+
+    async def cancel(request: httpx.Request) -> httpx.Response:
+        asked.set()
+        await answer.wait()
+        return httpx.Response(200, json=canceled)
+
+    route = stripe_payins.post(f"/v1/payment_intents/{pi}/cancel").mock(side_effect=cancel)
+
+    async def stripe_side() -> httpx.Response:
+        await asked.wait()
+        delivery = asyncio.ensure_future(
+            deliver(client, make_event("payment_intent.canceled", canceled))
+        )
+        answer.set()
+        return await delivery
+
+    cancelled, delivered = await asyncio.wait_for(
+        asyncio.gather(
+            client.post(
+                f"/api/v1/escrows/{escrow['id']}/cancel",
+                json={},
+                headers={**auth(customer, ["customer"]), "Idempotency-Key": uuid.uuid4().hex},
+            ),
+            stripe_side(),
+        ),
+        timeout=60,
+    )
+
+    assert cancelled.status_code == 200, cancelled.text
+    assert delivered.status_code == 200, delivered.text
+    assert route.call_count == 1
+    got = (await client.get(f"/api/v1/escrows/{escrow['id']}", headers=auth(customer))).json()
+    assert (got["status"], got["capture_status"]) == ("cancelled", "released")
+    assert "usd" not in await balance(client, customer)
+    number = int(str(escrow["id"]).removeprefix("esc_"))
+    async with committed() as session:
+        by_type = (
+            await session.execute(
+                text(
+                    "SELECT type, count(*) FROM ledger_transactions"
+                    " WHERE (metadata ->> 'escrow_id')::bigint = :e GROUP BY type"
+                ),
+                {"e": number},
+            )
+        ).all()
+        assert dict(by_type) == {"escrow_authorization": 1, "escrow_authorization_released": 1}
+        released = await count(
+            session,
+            "SELECT count(*) FROM events WHERE :u = ANY(user_ids)"
+            " AND type = 'escrow.authorization_released'",
+            u=customer,
+        )
+        assert released == 1
+        assert await ledger_invariants(session) == []
+
+
+class TestReleaseRacesItsWebhook:
+    async def test_the_memo_is_reversed_once(
+        self,
+        committed_client: httpx.AsyncClient,
+        stripe_payins: respx.MockRouter,
+        engine: AsyncEngine,
+    ) -> None:
+        committed = async_sessionmaker(engine, expire_on_commit=False)
+        await asyncio.gather(
+            *(release_race(committed_client, stripe_payins, committed) for _ in range(3))
         )
