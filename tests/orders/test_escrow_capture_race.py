@@ -9,7 +9,8 @@ authorization is reversed once and the escrow ends ``accepted``/``captured``. Th
 for a cancel's release answer against ``payment_intent.canceled``: the memo is reversed
 once, the escrow ends ``cancelled``/``released``.
 
-These tests commit: fresh users each time, platform accounts measured as deltas.
+These tests commit: fresh users each time; money is measured on each escrow's own
+transactions (other committing tests share the platform accounts).
 """
 
 from __future__ import annotations
