@@ -82,6 +82,7 @@ class TestWorkedExample:
                 "withdrawing": 0,
                 "refunding": 0,
                 "pending": 0,
+                "authorized": 0,
             }
         ]
 

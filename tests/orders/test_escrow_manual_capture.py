@@ -1,10 +1,12 @@
 """Escrows paid by authorization (`capture_method: manual`, SPEC 9.3).
 
 Checkout authorizes the card only; `payment_intent.amount_capturable_updated` makes the
-escrow `authorized` with nothing in the ledger; the payee's acceptance captures (all or
-`amount_to_capture`) with a key derived from the escrow, and the money lands in escrow
-only on Stripe's word; a cancel releases the authorization (PaymentIntent cancel), and
-Stripe cancelling it itself (expiry) cancels the escrow. Stripe is respx; webhooks are
+escrow `authorized` with no money in the ledger (only the authorization's memo, whose
+postings tests/orders/test_escrow_authorization_ledger.py asserts); the payee's
+acceptance captures (all or `amount_to_capture`) with a key derived from the escrow,
+and the money lands in escrow only on Stripe's word; a cancel releases the
+authorization (PaymentIntent cancel), and Stripe cancelling it itself (expiry) cancels
+the escrow. Stripe is respx; webhooks are
 signed as Stripe signs them, delivered twice and out of order.
 """
 
@@ -175,9 +177,11 @@ class TestAuthorization:
         )
         assert escrow["authorized_amount"] == HOLD
         assert escrow["funded_at"] is None
-        # Authorized money is nobody's balance: nothing in the ledger, nothing available.
-        assert "usd" not in await balance(client, customer)
-        assert await escrow_ledger_rows(session, escrow_id) == 0
+        # Authorized money is nobody's balance: only the authorization's memo is in the
+        # ledger, shown apart; nothing available, nothing in escrow.
+        wallet = (await balance(client, customer))["usd"]
+        assert (wallet["available"], wallet["escrow"], wallet["authorized"]) == (0, 0, HOLD)
+        assert await escrow_ledger_rows(session, escrow_id) == 1
         assert order.status == "pending"
         assert types(await emitted(session, customer)) == ["escrow.authorized"]
 
@@ -406,7 +410,8 @@ class TestRelease:
         )
         for _ in range(2):
             assert (await deliver(client, event)).status_code == 200
-        assert await escrow_ledger_rows(session, escrow_id) == 0
+        # The authorization's memo and its reversal; no money moved.
+        assert await escrow_ledger_rows(session, escrow_id) == 2
         assert "usd" not in await balance(client, customer)
         assert types(await emitted(session, customer)) == [
             "escrow.authorized",
@@ -415,7 +420,7 @@ class TestRelease:
         ]
         assert await ledger_invariants(session) == []
 
-    async def test_expiry_cancels_the_escrow_and_moves_nothing(
+    async def test_expiry_cancels_the_escrow_and_moves_no_money(
         self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
     ) -> None:
         customer, payee = new_party()
@@ -436,7 +441,7 @@ class TestRelease:
         )
         order = await the_order(session, customer)
         assert (order.status, order.failure_code) == ("expired", "authorization_expired")
-        assert await escrow_ledger_rows(session, escrow_id) == 0
+        assert await escrow_ledger_rows(session, escrow_id) == 2  # the memo, reversed
         assert "usd" not in await balance(client, customer)
         assert types(await emitted(session, customer)) == [
             "escrow.authorized",
@@ -546,7 +551,8 @@ class TestRecovery:
         assert accepted.status_code == 200, accepted.text
         escrow = await get_escrow(client, escrow_id, customer)
         assert (escrow["status"], escrow["capture_status"]) == ("authorized", "capture_requested")
-        assert "usd" not in await balance(client, customer)
+        wallet = (await balance(client, customer))["usd"]
+        assert (wallet["available"], wallet["escrow"], wallet["authorized"]) == (0, 0, HOLD)
         failed_calls = capture.call_count
         number = int(escrow_id.removeprefix("esc_"))
         # The recovery job was queued in the acceptance's transaction.
