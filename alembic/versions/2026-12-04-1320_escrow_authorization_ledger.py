@@ -1,7 +1,7 @@
 """the ledger shows card authorizations: the authorized and card_authorizations kinds
 
-Revision ID: 0023_capture2
-Revises: 0022_wallet_cashouts
+Revision ID: 0024_escrow_authorization
+Revises: 0023_money
 Create Date: 2026-12-04 13:20:00
 
 An escrow paid by authorization (manual capture) holds money at the customer's card
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0023_capture2"
-down_revision: str | None = "0022_wallet_cashouts"
+revision: str = "0024_escrow_authorization"
+down_revision: str | None = "0023_money"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
