@@ -228,6 +228,26 @@ class InvoiceRepository:
         )
         return result
 
+    async def by_payment(
+        self, *, payment_intent: str | None, charge: str | None
+    ) -> SubscriptionInvoice | None:
+        """The invoice a PaymentIntent or charge paid (ids kept since invoices are paid
+        through them, or backfilled for older ones)."""
+        conditions = []
+        if payment_intent:
+            conditions.append(SubscriptionInvoice.stripe_payment_intent_id == payment_intent)
+        if charge:
+            conditions.append(SubscriptionInvoice.stripe_charge_id == charge)
+        if not conditions:
+            return None
+        result: SubscriptionInvoice | None = await self.session.scalar(
+            select(SubscriptionInvoice)
+            .where(or_(*conditions))
+            .order_by(SubscriptionInvoice.id)
+            .limit(1)
+        )
+        return result
+
     async def add(self, invoice: SubscriptionInvoice) -> SubscriptionInvoice:
         self.session.add(invoice)
         await self.session.flush()
