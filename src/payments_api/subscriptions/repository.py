@@ -248,6 +248,34 @@ class InvoiceRepository:
         )
         return result
 
+    async def missing_payment_ids(self, *, after_id: int, limit: int) -> list[tuple[int, str]]:
+        """Paid invoices (of some money) whose PaymentIntent or charge is not known, after
+        ``after_id`` in id order: (row id, Stripe invoice id)."""
+        rows = await self.session.execute(
+            select(SubscriptionInvoice.id, SubscriptionInvoice.stripe_invoice_id)
+            .where(
+                SubscriptionInvoice.status == "paid",
+                SubscriptionInvoice.amount_paid > 0,
+                or_(
+                    SubscriptionInvoice.stripe_payment_intent_id.is_(None),
+                    SubscriptionInvoice.stripe_charge_id.is_(None),
+                ),
+                SubscriptionInvoice.id > after_id,
+            )
+            .order_by(SubscriptionInvoice.id)
+            .limit(limit)
+        )
+        return [(int(row.id), str(row.stripe_invoice_id)) for row in rows]
+
+    async def get_locked(self, invoice_id: int) -> SubscriptionInvoice | None:
+        result: SubscriptionInvoice | None = await self.session.scalar(
+            select(SubscriptionInvoice)
+            .where(SubscriptionInvoice.id == invoice_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return result
+
     async def add(self, invoice: SubscriptionInvoice) -> SubscriptionInvoice:
         self.session.add(invoice)
         await self.session.flush()
