@@ -41,7 +41,9 @@ class InvoiceDisputes:
         """The plan credit the disputed invoice granted, out of the subscriber's wallet."""
         if dispute.stripe_invoice_id is None or dispute.user_id is None:
             return
-        invoice = await self.invoices.by_stripe_id(dispute.stripe_invoice_id)
+        # Read, not locked: the dispute holds the user's row, and an invoice refund locks
+        # the invoice first; the credit figures are only read here.
+        invoice = await self.invoices.by_stripe_id(dispute.stripe_invoice_id, for_update=False)
         if invoice is None or invoice.currency != currency:
             return
         held = (invoice.credited_amount or 0) - invoice.credit_reversed

@@ -219,12 +219,16 @@ class InvoiceRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def by_stripe_id(self, invoice_id: str) -> SubscriptionInvoice | None:
+    async def by_stripe_id(
+        self, invoice_id: str, *, for_update: bool = True
+    ) -> SubscriptionInvoice | None:
+        stmt = select(SubscriptionInvoice).where(
+            SubscriptionInvoice.stripe_invoice_id == invoice_id
+        )
+        if for_update:
+            stmt = stmt.with_for_update()
         result: SubscriptionInvoice | None = await self.session.scalar(
-            select(SubscriptionInvoice)
-            .where(SubscriptionInvoice.stripe_invoice_id == invoice_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
+            stmt.execution_options(populate_existing=True)
         )
         return result
 
