@@ -312,6 +312,38 @@ class TestCapture:
         assert capture.call_count == 0
         assert (await get_escrow(client, escrow_id, customer))["capture_status"] == "authorized"
 
+    async def test_a_capture_too_small_to_pay_the_fees_is_refused(
+        self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
+    ) -> None:
+        """A partial capture buys the job at the price it pays: a few cents would be a
+        job whose fees round to nothing, so the capture must reach the minimum job price
+        (1.00 usd) plus its platform fee (0.05)."""
+        customer, payee = new_party()
+        escrow_id, order, pi = await authorized_escrow(client, session, customer, payee)
+        capture, _cancel = stripe_answers(stripe_payins, order, pi)
+        for amount in (1, 19, 104):
+            tiny = await post(
+                client,
+                f"/api/v1/escrows/{escrow_id}/accept",
+                payee,
+                ["payee"],
+                {"amount_to_capture": amount},
+            )
+            assert tiny.status_code == 422, tiny.text
+            assert tiny.json()["code"] == "escrow_capture_amount_invalid"
+            assert (tiny.json()["minimum"], tiny.json()["maximum"]) == (105, HOLD)
+        assert capture.call_count == 0
+        assert (await get_escrow(client, escrow_id, customer))["capture_status"] == "authorized"
+        smallest = await post(
+            client,
+            f"/api/v1/escrows/{escrow_id}/accept",
+            payee,
+            ["payee"],
+            {"amount_to_capture": 105},
+        )
+        assert smallest.status_code == 200, smallest.text
+        assert smallest.json()["capture_status"] == "capture_requested"
+
     async def test_amount_to_capture_on_a_wallet_escrow_is_refused(
         self, client: httpx.AsyncClient, session: AsyncSession
     ) -> None:

@@ -47,7 +47,12 @@ from payments_api.escrow.errors import (
     PayeeNotFound,
     SelfOffer,
 )
-from payments_api.escrow.fees import smallest_price_with_fees, split, split_for_hold
+from payments_api.escrow.fees import (
+    smallest_hold,
+    smallest_price_with_fees,
+    split,
+    split_for_hold,
+)
 from payments_api.escrow.models import (
     CaptureMethod,
     CaptureStatus,
@@ -237,7 +242,7 @@ class EscrowService:
 
         Wallet funding moves P + platform fee from the customer's available balance in
         ``body.currency`` into their escrow account now (``escrow:{id}:hold``); an
-        available balance that does not cover it raises ``InsufficientFunds`` (409) and,
+        available balance that does not cover it raises ``InsufficientFunds`` (402) and,
         with the caller's transaction rolled back, nothing is written.
 
         Card funding (for checkout ``purpose=escrow``) moves no money: the escrow waits
@@ -581,9 +586,21 @@ class EscrowService:
         if escrow.capture_status == CaptureStatus.capture_requested.value:
             return TransitionResult(escrow, changed=False)
         amount = authorized if amount_to_capture is None else amount_to_capture
-        if not 0 < amount <= authorized:
+        # A capture buys the job at the price it can pay: at least the minimum price
+        # (with this escrow's rates), so its fees never round away to nothing.
+        minimum = min(
+            authorized,
+            smallest_hold(
+                major_to_minor(self.settings.escrow_min_major, escrow.currency),
+                platform_fee_bps=escrow.platform_fee_bps,
+                service_fee_bps=escrow.service_fee_bps,
+            ),
+        )
+        if not minimum <= amount <= authorized:
             raise CaptureAmountInvalid(
-                f"amount_to_capture must be between 1 and {authorized} (the authorization).",
+                f"amount_to_capture must be between {minimum} (the minimum job price plus "
+                f"its fee) and {authorized} (the authorization).",
+                minimum=minimum,
                 maximum=authorized,
             )
         AmountNotInSteps.check(amount, escrow.currency, charge_step(escrow.currency), "Captures")
