@@ -1,8 +1,8 @@
 """disputes on subscription invoices; invoices found by their charge
 
-Revision ID: 0023_subs3
-Revises: 0022_wallet_cashouts
-Create Date: 2026-12-04 13:00:00
+Revision ID: 0024_subs3
+Revises: 0023_money
+Create Date: 2026-12-04 13:20:00
 
 - ``disputes.stripe_invoice_id``: the subscription invoice whose charge is disputed (a
   dispute names its charge and PaymentIntent, never the invoice);
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0023_subs3"
-down_revision: str | None = "0022_wallet_cashouts"
+revision: str = "0024_subs3"
+down_revision: str | None = "0023_money"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
