@@ -1,7 +1,7 @@
 """disputes on subscription invoices; invoices found by their charge
 
-Revision ID: 0024_subs3
-Revises: 0023_money
+Revision ID: 0025_invoice_disputes
+Revises: 0024_escrow_authorization
 Create Date: 2026-12-04 13:20:00
 
 - ``disputes.stripe_invoice_id``: the subscription invoice whose charge is disputed (a
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0024_subs3"
-down_revision: str | None = "0023_money"
+revision: str = "0025_invoice_disputes"
+down_revision: str | None = "0024_escrow_authorization"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
