@@ -56,13 +56,19 @@ class TokenVerifier:
     every check are remembered, keyed by the whole token string, so nothing unverified
     can be served from the cache; an entry is dropped once ``exp`` (plus the configured
     leeway) has passed, never later than a fresh verification would start refusing it.
+
+    The cache is bounded twice, oldest entry out first: by entries (``CACHE_SIZE``) and
+    by the characters of the token strings it holds (``CACHE_CHARS``), so a flood of
+    large valid tokens (up to ``MAX_TOKEN_LENGTH`` each) cannot grow it past a few MiB.
     """
 
     CACHE_SIZE = 4096
+    CACHE_CHARS = 4 * 1024 * 1024
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._verified: dict[str, tuple[Principal, float]] = {}
+        self._cached_chars = 0
         self._algorithms = list(settings.jwt_algorithms)
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
@@ -86,13 +92,21 @@ class TokenVerifier:
             principal, valid_until = cached
             if self._clock() < valid_until:
                 return principal
-            del self._verified[token]
+            self._forget(token)
         principal, expires_at = self._verify(token)
-        if len(self._verified) >= self.CACHE_SIZE:
+        while self._verified and (
+            len(self._verified) >= self.CACHE_SIZE
+            or self._cached_chars + len(token) > self.CACHE_CHARS
+        ):
             # Forget the oldest entry (dicts keep insertion order).
-            del self._verified[next(iter(self._verified))]
+            self._forget(next(iter(self._verified)))
         self._verified[token] = (principal, expires_at + self._leeway)
+        self._cached_chars += len(token)
         return principal
+
+    def _forget(self, token: str) -> None:
+        del self._verified[token]
+        self._cached_chars -= len(token)
 
     def _verify(self, token: str) -> tuple[Principal, float]:
         """Full verification: the principal and the token's ``exp``."""

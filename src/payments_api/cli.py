@@ -171,6 +171,45 @@ def plans_sync() -> None:
     typer.echo(asyncio.run(run()))
 
 
+invoices_app = typer.Typer(help="Subscription invoices.")
+app.add_typer(invoices_app, name="invoices")
+
+
+@invoices_app.command("backfill-payments")
+def invoices_backfill_payments(
+    page_size: Annotated[int, typer.Option(min=1, max=100, help="Invoices per page.")] = 100,
+    max_pages: Annotated[int, typer.Option(min=1, help="Pages at most in this run.")] = 10,
+) -> None:
+    """Store the PaymentIntent and charge of paid invoices booked without them (read from
+    Stripe), so reconciliation, refunds and disputes find them; prints counts. Safe to run
+    again: run until has_more is false."""
+    import asyncio
+
+    from payments_api.db import create_engine, create_sessionmaker, resolve_database_url
+    from payments_api.stripe.gateway import StripeGateway
+    from payments_api.subscriptions.backfill import InvoicePaymentBackfill
+
+    settings = get_settings()
+
+    async def run() -> str:
+        engine = create_engine(resolve_database_url(settings), settings)
+        gateway = StripeGateway(settings)
+        try:
+            result = await InvoicePaymentBackfill(
+                create_sessionmaker(engine),
+                gateway,
+                settings,
+                page_size=page_size,
+                max_pages=max_pages,
+            ).run()
+        finally:
+            await gateway.aclose()
+            await engine.dispose()
+        return result.model_dump_json()
+
+    typer.echo(asyncio.run(run()))
+
+
 @app.command()
 def migrate() -> None:
     """Apply the database migrations (alembic upgrade head) and the job queue's schema."""

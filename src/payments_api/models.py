@@ -21,6 +21,7 @@ from payments_api.payout_accounts import models as payout_accounts_models
 from payments_api.payouts import models as payouts_models
 from payments_api.projects import models as projects_models
 from payments_api.reconciliation import models as reconciliation_models
+from payments_api.refunds import escrow_refund_models as escrow_refunds_models
 from payments_api.refunds import invoice_models as invoice_refunds_models
 from payments_api.refunds import models as refunds_models
 from payments_api.subscriptions import models as subscriptions_models
@@ -34,6 +35,7 @@ DOMAIN_MODELS = (
     disputes_models,
     earnings_models,
     escrow_models,
+    escrow_refunds_models,
     events_models,
     idempotency_models,
     invoice_refunds_models,

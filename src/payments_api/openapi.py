@@ -482,7 +482,11 @@ def _name_currency_enum(schemas: dict[str, Any]) -> None:
         "enum": codes,
         "title": "Currency",
         "type": "string",
-        "description": "A supported currency: lower-case ISO 4217, as Stripe writes it.",
+        "description": "A supported currency: lower-case ISO 4217, as Stripe writes it "
+        "(upper case is refused, never normalised). Top-ups, direct payments, wallet debits, "
+        "withdrawals, cash-outs and auto-reloads also need limits for the currency "
+        "(`PAYMENTS_AMOUNT_LIMITS`); a supported currency without them is 422 "
+        "`currency_not_supported` (with `supported_currencies`) on those routes.",
     }
 
 

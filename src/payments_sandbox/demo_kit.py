@@ -98,12 +98,14 @@ class DemoClient:
         settle: Callable[[], Awaitable[None]] | None = None,
         out: Callable[[str], object] = sys.stdout.write,
         timeout: float = STEP_TIMEOUT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.settings = settings
         self.settle = settle or (lambda: asyncio.sleep(0.25))
         self.out = out
         self.timeout = timeout
+        self.clock = clock  # the step deadlines' clock (a test moves it by hand)
         run = uuid.uuid4().hex[:6]
         self.customer = Party("customer", f"demo-customer-{run}", ["customer"])
         self.payee = Party("payee", f"demo-payee-{run}", ["payee"])
@@ -151,12 +153,12 @@ class DemoClient:
 
     async def _until(self, what: str, check: Callable[[], Awaitable[bool]]) -> None:
         """Wait for the webhooks to do their work (Stripe's confirmation, not ours)."""
-        deadline = time.monotonic() + self.timeout
+        deadline = self.clock() + self.timeout
         while True:
             await self.settle()
             if await check():
                 return
-            if time.monotonic() > deadline:
+            if self.clock() > deadline:
                 raise DemoFailed(f"timed out waiting for {what}")
 
     async def balances(self, party: Party) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.audit.models import AuditLogEntry
@@ -14,6 +14,18 @@ from tests.factories import create_user, fund
 from tests.helpers import auth
 
 ADMIN = auth("admin-1", ["admin"])
+
+
+async def _postings_of(session: AsyncSession, user_id: str) -> int:
+    """Postings on the user's own accounts (other tests post to shared ones meanwhile)."""
+    count = await session.scalar(
+        text(
+            "SELECT count(*) FROM ledger_postings p"
+            " JOIN ledger_accounts a ON a.id = p.account_id WHERE a.owner_user_id = :user"
+        ),
+        {"user": user_id},
+    )
+    return int(count or 0)
 
 
 def _adjustment(user_id: str, amount: float, **overrides: Any) -> dict[str, Any]:
@@ -101,7 +113,7 @@ class TestAdjustments:
                 "unbalanced_transaction",
             ),
             (_adjustment("no-such-user", 500), 404, "user_not_found"),
-            (_adjustment("adj-bad", -500), 409, "insufficient_funds"),
+            (_adjustment("adj-bad", -500), 402, "insufficient_funds"),
             (
                 _adjustment(
                     "adj-bad",
@@ -195,15 +207,37 @@ class TestFreeze:
     async def test_funds_untouched_by_freeze(
         self, client: httpx.AsyncClient, session: AsyncSession
     ) -> None:
-        user = await create_user(session, id="frozen-funds")
+        user = await create_user(session, id="frozen-funds", roles=["customer"])
+        await create_user(session, id="frozen-funds-payee", roles=["payee"])
         await fund(session, user.id, 1_000)
+        postings = await _postings_of(session, "frozen-funds")
         frozen = await client.post(
             "/api/v1/admin/wallets/frozen-funds/freeze", json={"reason": "review"}, headers=ADMIN
         )
         assert frozen.status_code == 200, frozen.text
+        # The freeze happened: recorded on the user, and in force for money going out.
+        frozen_user = await session.get(User, "frozen-funds", populate_existing=True)
+        assert frozen_user is not None
+        assert (frozen_user.frozen, frozen_user.frozen_reason) == (True, "review")
+        offer = await client.post(
+            "/api/v1/escrows",
+            json={
+                "payee_id": "frozen-funds-payee",
+                "amount": 500,
+                "currency": "usd",
+                "reference": "while frozen",
+            },
+            headers={**auth("frozen-funds", ["customer"]), "Idempotency-Key": "frozen-offer"},
+        )
+        assert offer.status_code == 409, offer.text
+        assert offer.json()["code"] == "wallet_frozen"
+        # ...and the money itself was not touched by freezing: no posting, same balance.
         balance = await client.get("/api/v1/me/balance", headers=auth("frozen-funds"))
         assert balance.json()["frozen"] is True
-        assert balance.json()["balances"][0]["available"] == 1_000
+        assert [
+            (b["currency"], b["available"], b["escrow"]) for b in balance.json()["balances"]
+        ] == [("usd", 1_000, 0)]
+        assert await _postings_of(session, "frozen-funds") == postings
 
 
 class TestAuditLogFilters:

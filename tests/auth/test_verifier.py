@@ -108,3 +108,51 @@ class TestVerifiedTokenCache:
         assert verifier.verify(tokens[0]).sub == "cache-0"
         assert verified == [tokens[0]]
         assert list(verifier._verified) == [tokens[3], tokens[4], tokens[0]]
+
+    def test_the_cache_is_bounded_by_the_size_of_its_tokens(
+        self, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Few but large tokens: the character budget evicts before the entry count."""
+        verifier = TokenVerifier(settings)
+        tokens = [make_token(f"big-{i}", padding="p" * 2_000) for i in range(4)]
+        budget = len(tokens[0]) + len(tokens[1]) + len(tokens[2])
+        assert all(len(t) == len(tokens[0]) for t in tokens)
+        monkeypatch.setattr(TokenVerifier, "CACHE_CHARS", budget)
+        for token in tokens[:3]:
+            verifier.verify(token)
+        assert list(verifier._verified) == tokens[:3]
+        verifier.verify(tokens[3])  # one more would exceed the budget: the oldest goes
+        assert list(verifier._verified) == tokens[1:]
+        assert sum(map(len, verifier._verified)) <= budget
+        assert verifier._cached_chars == sum(map(len, verifier._verified))
+        # An expired entry dropped on its next use gives its characters back.
+        clock = Clock()
+        dated = TokenVerifier(settings, clock=clock)
+        short = make_token("short-lived", ttl=5)
+        dated.verify(short)
+        clock.now += 3_600
+        with pytest.raises(InvalidToken, match="expired"):
+            dated.verify(short)
+        assert (dated._verified, dated._cached_chars) == ({}, 0)
+
+
+class TestTokenSize:
+    def test_the_limit_is_8_kib_of_token(self, settings: Settings) -> None:
+        from payments_api.auth import MAX_TOKEN_LENGTH
+
+        assert MAX_TOKEN_LENGTH == 8 * 1024
+        base = make_token("sized", padding="")
+        # A valid token padded to just under the limit is accepted; a larger one is
+        # refused before any parsing.
+        fits = next(
+            t
+            for n in range(5_000, 7_000)
+            if len(t := make_token("sized", padding="q" * n))
+            in range(MAX_TOKEN_LENGTH - 3, MAX_TOKEN_LENGTH + 1)
+        )
+        assert len(base) < len(fits) <= MAX_TOKEN_LENGTH
+        assert TokenVerifier(settings).verify(fits).sub == "sized"
+        too_big = make_token("sized", padding="q" * 7_000)
+        assert len(too_big) > MAX_TOKEN_LENGTH
+        with pytest.raises(InvalidToken, match="too large"):
+            TokenVerifier(settings).verify(too_big)

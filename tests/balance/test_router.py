@@ -33,6 +33,7 @@ class TestBalanceRouter:
                 "withdrawing": 0,
                 "refunding": 0,
                 "pending": 0,
+                "authorized": 0,
             },
             {
                 "currency": "usd",
@@ -41,6 +42,7 @@ class TestBalanceRouter:
                 "withdrawing": 0,
                 "refunding": 0,
                 "pending": 0,
+                "authorized": 0,
             },
         ]
 
@@ -83,6 +85,7 @@ class TestBalanceRouter:
                     "withdrawing": 0,
                     "refunding": 0,
                     "pending": 0,
+                    "authorized": 0,
                 }
             ],
             "frozen": True,

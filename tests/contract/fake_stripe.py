@@ -259,6 +259,8 @@ class FakeStripe:
             elif method == "POST" and "cancel_at_period_end" in form:
                 subscription["cancel_at_period_end"] = form["cancel_at_period_end"] == "true"
             return self._ok(subscription)
+        if method == "POST" and len(parts) == 3 and parts[0] == "payment_intents":
+            return self._intent_action(parts[1], parts[2], form)
         if method == "POST" and parts == ["checkout", "sessions"]:
             return self._ok(self._create("checkout_sessions", self._session(form), key))
         if method == "POST" and len(parts) == 1:
@@ -266,6 +268,47 @@ class FakeStripe:
         if method == "GET" and len(parts) == 2 and parts[1] in self.objects:
             return self._ok(self.objects[parts[1]])
         return _error(404, "invalid_request_error", "resource_missing", f"No such {path}")
+
+    def _intent_action(self, intent_id: str, action: str, form: dict[str, Any]) -> httpx.Response:
+        """Capture or cancel of an uncaptured PaymentIntent, as Stripe answers them: only
+        from ``requires_capture`` (anything else is Stripe's 400
+        ``payment_intent_unexpected_state``); a capture releases the uncaptured rest."""
+        intent = self.objects.get(intent_id)
+        if intent is None or intent.get("object") != "payment_intent":
+            return _error(404, "invalid_request_error", "resource_missing", f"No such {intent_id}")
+        if action not in ("capture", "cancel") or intent.get("status") != "requires_capture":
+            return _error(
+                400,
+                "invalid_request_error",
+                "payment_intent_unexpected_state",
+                f"This PaymentIntent's status is {intent.get('status')}.",
+            )
+        if action == "capture":
+            amount = int(form.get("amount_to_capture") or intent["amount"])
+            intent.update(status="succeeded", amount_received=amount, amount_capturable=0)
+        else:
+            reason = form.get("cancellation_reason") or "requested_by_customer"
+            intent.update(status="canceled", amount_capturable=0, cancellation_reason=reason)
+        return self._ok(intent)
+
+    def authorized_intent(self, metadata: dict[str, str], amount: int, currency: str) -> str:
+        """A PaymentIntent a customer's card authorized (``capture_method=manual``), as
+        Checkout leaves it: ``requires_capture``. Returns its id."""
+        intent = copy.deepcopy(stripe_object("payment_intent"))
+        intent.update(
+            amount=amount,
+            amount_capturable=amount,
+            amount_received=0,
+            currency=currency,
+            capture_method="manual",
+            status="requires_capture",
+            latest_charge=None,
+            last_payment_error=None,
+            cancellation_reason=None,
+            metadata=metadata,
+        )
+        self._create("payment_intents", intent, None)
+        return str(intent["id"])
 
     # -- objects -------------------------------------------------------------------------
     def _id(self) -> str:

@@ -173,8 +173,8 @@ class TestConcurrentEscrows:
         )
         codes = [r.status_code for r in responses]
         assert codes.count(201) == 10, codes
-        assert codes.count(409) == 40
-        assert {r.json()["code"] for r in responses if r.status_code == 409} == {
+        assert codes.count(402) == 40
+        assert {r.json()["code"] for r in responses if r.status_code == 402} == {
             "insufficient_funds"
         }
 

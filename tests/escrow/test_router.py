@@ -82,6 +82,7 @@ class TestWorkedExample:
                 "withdrawing": 0,
                 "refunding": 0,
                 "pending": 0,
+                "authorized": 0,
             }
         ]
 
@@ -262,8 +263,8 @@ class TestCreateRejects:
             ("upper_case_currency", 422, "validation_error"),
             ("below_the_minimum", 422, "escrow_amount_too_small"),
             ("no_reference", 422, "validation_error"),
-            ("currency_mismatch", 409, "insufficient_funds"),
-            ("short_by_the_fee", 409, "insufficient_funds"),
+            ("currency_mismatch", 402, "insufficient_funds"),
+            ("short_by_the_fee", 402, "insufficient_funds"),
             ("too_large", 422, "escrow_amount_too_large"),
             ("not_a_customer", 403, "forbidden"),
             ("no_idempotency_key", 400, "idempotency_key_required"),
@@ -366,6 +367,44 @@ class TestMinimumPrice:
         assert created["platform_fee_amount"] == platform_fee
         payee_view = await client.get(f"{ESCROWS}/{created['id']}", headers=auth(payee.id, PAYEE))
         assert payee_view.json()["service_fee_amount"] == service_fee
+
+    async def test_a_job_paid_by_card_has_the_same_minimum(
+        self, app_factory: Any, session: AsyncSession, stripe_mock: Any
+    ) -> None:
+        """Checkout with ``purpose: escrow`` charges within the top-up limits (50 jpy by
+        default, above the job minimum); with limits that would allow less, the job
+        minimum still holds: refused before any order is written or Stripe is asked."""
+        from decimal import Decimal
+
+        from payments_api.money import CurrencyLimits, OperationLimits
+
+        low = OperationLimits(min=Decimal(1), max=Decimal(1_000_000))
+        app = app_factory(
+            amount_limits={"jpy": CurrencyLimits(topup=low, debit=low, withdrawal=low)}
+        )
+        sessions = stripe_mock.post("/v1/checkout/sessions")
+        customer, payee = await parties(session)
+        before = await written(session)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        ) as client:
+            response = await client.post(
+                "/api/v1/checkout/sessions",
+                json={
+                    "purpose": "escrow",
+                    **offer(payee.id, amount=10, currency="jpy"),
+                    "success_url": "http://localhost:3000/ok",
+                    "cancel_url": "http://localhost:3000/no",
+                },
+                headers=headers(customer.id, CUSTOMER),
+            )
+        assert response.status_code == 422, response.text
+        assert (response.json()["code"], response.json()["minimum"]) == (
+            "escrow_amount_too_small",
+            11,
+        )
+        assert not sessions.called
+        assert await written(session) == before
 
 
 class TestTransitionRejects:

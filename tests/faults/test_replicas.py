@@ -362,7 +362,7 @@ class TestReplicas:
         refused = [r for r in responses if r.status_code != 201]
         assert len(succeeded) == 5, [r.text for r in responses]
         assert {r.json()["status"] for r in succeeded} == {"transferred"}
-        assert {r.status_code for r in refused} == {409}, [r.text for r in refused]
+        assert {r.status_code for r in refused} == {402}, [r.text for r in refused]
         assert {r.json()["code"] for r in refused} == {"insufficient_funds"}
         after = await balance(replicas[1], user, "usd")
         assert (after["available"], after["withdrawing"]) == (0, 0)

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.payouts.service import PayoutService
@@ -38,66 +37,10 @@ from payments_api.state import AppState
 from payments_api.stripe.gateway import StripeGateway
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.contract.fake_stripe import LEAK_MARKER, FakeStripe, FaultKind
-from tests.factories import create_user, fund, ledger_invariants
+from tests.factories import fund, ledger_invariants
+from tests.faults.escrow_capture import CancelAuthorizedEscrow, CaptureEscrow, ReadBackIntent
+from tests.faults.harness import Harness, Scenario, assert_problem
 from tests.helpers import auth, make_event, signed_webhook, stripe_object
-
-TRANSIENT = {
-    FaultKind.timeout,
-    FaultKind.connection_error,
-    FaultKind.server_error,
-    FaultKind.rate_limited,
-}
-
-
-@dataclass
-class Harness:
-    client: httpx.AsyncClient
-    session: AsyncSession
-    fake: FakeStripe
-    state: AppState
-    user: str = field(default_factory=lambda: f"flt_{uuid.uuid4().hex[:10]}")
-    key: str = field(default_factory=lambda: f"idem-{uuid.uuid4().hex}")
-    memo: dict[str, Any] = field(default_factory=dict)
-
-    def headers(self, *roles: str) -> dict[str, str]:
-        return {**auth(self.user, list(roles)), "Idempotency-Key": self.key}
-
-    async def scalar(self, sql: str, **params: Any) -> Any:
-        return await self.session.scalar(text(sql), params)
-
-
-def assert_problem(response: httpx.Response, fault: FaultKind) -> None:
-    """A failed try is a clear problem and never echoes Stripe."""
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    if fault in TRANSIENT:
-        assert response.status_code == 503, response.text
-        assert body["code"] == "payment_provider_unavailable"
-        assert int(response.headers["Retry-After"]) > 0
-    else:
-        assert response.status_code == 502, response.text
-        assert body["code"] == "payment_provider_error"
-    assert LEAK_MARKER not in response.text
-    assert "Invalid integer" not in response.text
-
-
-class Scenario:
-    """How a client reaches a Stripe call. ``attempt`` makes one try (the same
-    Idempotency-Key every time) and asserts its outcome: failed with ``fault``, or
-    succeeded when ``fault`` is None."""
-
-    async def prepare(self, t: Harness) -> None:
-        await create_user(t.session, id=t.user, roles=["customer", "payee"])
-
-    async def attempt(self, t: Harness, fault: FaultKind | None) -> None:
-        raise NotImplementedError
-
-    async def settled(self, t: Harness) -> None:
-        """The state after the successful try."""
-
-    def definite(self, fault: FaultKind) -> bool:
-        """Whether the route treats ``fault`` as a final answer (no retry succeeds)."""
-        return False
 
 
 class Topup(Scenario):
@@ -624,6 +567,16 @@ ROWS = [
         "payment_intents",
     ),
     Row("detach_payment_method", "POST", "/v1/payment_methods/[^/]+/detach", RemoveCard()),
+    # Escrows paid by authorization: the client's answer never waits on Stripe; the
+    # escrow.capture job retries (tests/faults/escrow_capture.py).
+    Row("capture_payment_intent", "POST", "/v1/payment_intents/[^/]+/capture", CaptureEscrow()),
+    Row(
+        "cancel_payment_intent",
+        "POST",
+        "/v1/payment_intents/[^/]+/cancel",
+        CancelAuthorizedEscrow(),
+    ),
+    Row("retrieve_payment_intent", "GET", "/v1/payment_intents/[^/]+", ReadBackIntent()),
 ]
 # Gateway methods without a row yet, and why. A new gateway method must land in one of
 # the two tables (see test_every_gateway_call_has_a_row).
@@ -641,14 +594,6 @@ NOT_REACHABLE: dict[str, str] = {
     "retrieve_subscription": "a subscribe retry after Stripe's id is recorded: row to add",
     "preview_invoice": "proration preview: a read, nothing to make once",
     "invoice_charge": "invoice.paid's fee: a failure retries the event (ledger cause keys)",
-    "capture_payment_intent": "escrow acceptance asks Stripe after its commit and never "
-    "answers with Stripe's failure: a failure is recorded and retried by the escrow.capture "
-    "job with the same key (tests/orders/test_escrow_manual_capture.py: 500 then recovery, "
-    "503 then the webhook, 400 then a new round); no FakeStripe row yet",
-    "cancel_payment_intent": "escrow cancel releases the authorization after its commit, "
-    "retried by the escrow.capture job with the same key; no FakeStripe row yet",
-    "retrieve_payment_intent": "a refused capture is read back to learn why: a read, "
-    "nothing to make once (tests/orders/test_escrow_manual_capture.py)",
 }
 FAULTS = list(FaultKind)
 PHASES = ["first_try", "retry"]

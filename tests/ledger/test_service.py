@@ -79,7 +79,7 @@ class TestPost:
         with pytest.raises(InsufficientFunds) as caught:
             async with session.begin_nested():
                 await ledger.post(hold(user.id, 1_000, "hold:too-much"))
-        assert caught.value.status == 409
+        assert caught.value.status == 402
         assert caught.value.extensions == {"currency": "usd", "balance": 999, "required": 1_000}
         assert await ledger.balance_of(AccountRef.user(user.id, AVAILABLE, "usd")) == 999
 

@@ -4,6 +4,7 @@ signed as Stripe signs them."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -393,13 +394,35 @@ class TestCatalogOrders:
                 {"code": "ISK50", "amount_off": 50, "currency": "isk"},
                 "amount_not_in_steps",
             ),
+            (  # whole krónur: 1.50 kr of credit could never be refunded to a card
+                "/api/v1/admin/prices",
+                {
+                    "lookup_key": "isk-credit",
+                    "name": "Pack",
+                    "unit_amount": 4_000,
+                    "currency": "isk",
+                    "grants_credit": 4_150,
+                },
+                "amount_not_in_steps",
+            ),
+            (  # three-decimal currencies in tens of fils
+                "/api/v1/admin/prices",
+                {
+                    "lookup_key": "kwd-credit",
+                    "name": "Pack",
+                    "unit_amount": 5_000,
+                    "currency": "kwd",
+                    "grants_credit": 6_005,
+                },
+                "amount_not_in_steps",
+            ),
             (  # found by the fuzzing: an INTEGER column's range, not a 500
                 "/api/v1/admin/discount-codes",
                 {"code": "MANY", "percent_off_bps": 100, "max_redemptions": 2**53},
                 "validation_error",
             ),
         ],
-        ids=["isk-price", "isk-amount-off", "huge-max-redemptions"],
+        ids=["isk-price", "isk-amount-off", "isk-credit", "kwd-credit", "huge-max-redemptions"],
     )
     async def test_catalog_entries_stripe_would_refuse_are_refused(
         self,
@@ -413,7 +436,35 @@ class TestCatalogOrders:
         response = await client.post(path, json=body, headers=ADMIN)
         assert response.status_code == 422, response.text
         assert response.json()["code"] == code
+        if "grants_credit" in body:
+            step = {"isk": 100, "kwd": 10}[body["currency"]]
+            assert (response.json()["field"], response.json()["step"]) == ("grants_credit", step)
         assert await catalog_rows(session) == before
+
+    @pytest.mark.parametrize(
+        ("currency", "unit_amount", "grants_credit"),
+        [("isk", 4_000, 4_500), ("kwd", 5_000, 6_010), ("usd", 999, 1_001)],
+    )
+    async def test_credit_on_stripes_steps_is_accepted(
+        self, client: httpx.AsyncClient, currency: str, unit_amount: int, grants_credit: int
+    ) -> None:
+        lookup = f"credit-{currency}-{uuid.uuid4().hex[:8]}"
+        response = await client.post(
+            "/api/v1/admin/prices",
+            json={
+                "lookup_key": lookup,
+                "name": "Pack",
+                "unit_amount": unit_amount,
+                "currency": currency,
+                "grants_credit": grants_credit,
+            },
+            headers=ADMIN,
+        )
+        assert response.status_code == 201, response.text
+        assert (response.json()["lookup_key"], response.json()["grants_credit"]) == (
+            lookup,
+            grants_credit,
+        )
 
     async def test_a_percent_discount_in_isk_keeps_whole_kronur(
         self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession

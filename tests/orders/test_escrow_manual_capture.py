@@ -1,10 +1,12 @@
 """Escrows paid by authorization (`capture_method: manual`, SPEC 9.3).
 
 Checkout authorizes the card only; `payment_intent.amount_capturable_updated` makes the
-escrow `authorized` with nothing in the ledger; the payee's acceptance captures (all or
-`amount_to_capture`) with a key derived from the escrow, and the money lands in escrow
-only on Stripe's word; a cancel releases the authorization (PaymentIntent cancel), and
-Stripe cancelling it itself (expiry) cancels the escrow. Stripe is respx; webhooks are
+escrow `authorized` with no money in the ledger (only the authorization's memo, whose
+postings tests/orders/test_escrow_authorization_ledger.py asserts); the payee's
+acceptance captures (all or `amount_to_capture`) with a key derived from the escrow,
+and the money lands in escrow only on Stripe's word; a cancel releases the
+authorization (PaymentIntent cancel), and Stripe cancelling it itself (expiry) cancels
+the escrow. Stripe is respx; webhooks are
 signed as Stripe signs them, delivered twice and out of order.
 """
 
@@ -175,9 +177,11 @@ class TestAuthorization:
         )
         assert escrow["authorized_amount"] == HOLD
         assert escrow["funded_at"] is None
-        # Authorized money is nobody's balance: nothing in the ledger, nothing available.
-        assert "usd" not in await balance(client, customer)
-        assert await escrow_ledger_rows(session, escrow_id) == 0
+        # Authorized money is nobody's balance: only the authorization's memo is in the
+        # ledger, shown apart; nothing available, nothing in escrow.
+        wallet = (await balance(client, customer))["usd"]
+        assert (wallet["available"], wallet["escrow"], wallet["authorized"]) == (0, 0, HOLD)
+        assert await escrow_ledger_rows(session, escrow_id) == 1
         assert order.status == "pending"
         assert types(await emitted(session, customer)) == ["escrow.authorized"]
 
@@ -312,6 +316,38 @@ class TestCapture:
         assert capture.call_count == 0
         assert (await get_escrow(client, escrow_id, customer))["capture_status"] == "authorized"
 
+    async def test_a_capture_too_small_to_pay_the_fees_is_refused(
+        self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
+    ) -> None:
+        """A partial capture buys the job at the price it pays: a few cents would be a
+        job whose fees round to nothing, so the capture must reach the minimum job price
+        (1.00 usd) plus its platform fee (0.05)."""
+        customer, payee = new_party()
+        escrow_id, order, pi = await authorized_escrow(client, session, customer, payee)
+        capture, _cancel = stripe_answers(stripe_payins, order, pi)
+        for amount in (1, 19, 104):
+            tiny = await post(
+                client,
+                f"/api/v1/escrows/{escrow_id}/accept",
+                payee,
+                ["payee"],
+                {"amount_to_capture": amount},
+            )
+            assert tiny.status_code == 422, tiny.text
+            assert tiny.json()["code"] == "escrow_capture_amount_invalid"
+            assert (tiny.json()["minimum"], tiny.json()["maximum"]) == (105, HOLD)
+        assert capture.call_count == 0
+        assert (await get_escrow(client, escrow_id, customer))["capture_status"] == "authorized"
+        smallest = await post(
+            client,
+            f"/api/v1/escrows/{escrow_id}/accept",
+            payee,
+            ["payee"],
+            {"amount_to_capture": 105},
+        )
+        assert smallest.status_code == 200, smallest.text
+        assert smallest.json()["capture_status"] == "capture_requested"
+
     async def test_amount_to_capture_on_a_wallet_escrow_is_refused(
         self, client: httpx.AsyncClient, session: AsyncSession
     ) -> None:
@@ -374,7 +410,8 @@ class TestRelease:
         )
         for _ in range(2):
             assert (await deliver(client, event)).status_code == 200
-        assert await escrow_ledger_rows(session, escrow_id) == 0
+        # The authorization's memo and its reversal; no money moved.
+        assert await escrow_ledger_rows(session, escrow_id) == 2
         assert "usd" not in await balance(client, customer)
         assert types(await emitted(session, customer)) == [
             "escrow.authorized",
@@ -383,7 +420,7 @@ class TestRelease:
         ]
         assert await ledger_invariants(session) == []
 
-    async def test_expiry_cancels_the_escrow_and_moves_nothing(
+    async def test_expiry_cancels_the_escrow_and_moves_no_money(
         self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
     ) -> None:
         customer, payee = new_party()
@@ -404,7 +441,7 @@ class TestRelease:
         )
         order = await the_order(session, customer)
         assert (order.status, order.failure_code) == ("expired", "authorization_expired")
-        assert await escrow_ledger_rows(session, escrow_id) == 0
+        assert await escrow_ledger_rows(session, escrow_id) == 2  # the memo, reversed
         assert "usd" not in await balance(client, customer)
         assert types(await emitted(session, customer)) == [
             "escrow.authorized",
@@ -514,7 +551,8 @@ class TestRecovery:
         assert accepted.status_code == 200, accepted.text
         escrow = await get_escrow(client, escrow_id, customer)
         assert (escrow["status"], escrow["capture_status"]) == ("authorized", "capture_requested")
-        assert "usd" not in await balance(client, customer)
+        wallet = (await balance(client, customer))["usd"]
+        assert (wallet["available"], wallet["escrow"], wallet["authorized"]) == (0, 0, HOLD)
         failed_calls = capture.call_count
         number = int(escrow_id.removeprefix("esc_"))
         # The recovery job was queued in the acceptance's transaction.

@@ -289,7 +289,7 @@ class TestWithdrawalRules:
             ("no-account", 10_000, 409, "payout_account_not_ready"),
             ("pending-account", 10_000, 409, "payout_account_not_ready"),
             ("ok", 999, 422, "amount_out_of_range"),
-            ("ok", 60_000, 409, "insufficient_funds"),
+            ("ok", 60_000, 402, "insufficient_funds"),
         ],
     )
     async def test_refused_and_nothing_moves(
@@ -373,9 +373,9 @@ class TestWithdrawalRules:
         )
         statuses = sorted(r.status_code for r in responses)
         assert statuses.count(201) == 5, [r.text for r in responses]
-        assert statuses.count(409) == 15
+        assert statuses.count(402) == 15
         assert all(
-            r.json()["code"] == "insufficient_funds" for r in responses if r.status_code == 409
+            r.json()["code"] == "insufficient_funds" for r in responses if r.status_code == 402
         )
         async with async_sessionmaker(engine)() as session:
             assert await balances(session, user) == (0, 0)

@@ -276,7 +276,7 @@ class TestCashOut:
         user_id, _older, _newer = await two_topups(client, session)
 
         short = await cash_out(client, user_id, 3_501)
-        assert (short.status_code, short.json()["code"]) == (409, "insufficient_funds")
+        assert (short.status_code, short.json()["code"]) == (402, "insufficient_funds")
 
         # Credit that no card paid (an adjustment): spendable, not refundable to a card.
         await fund(session, user_id, 1_000)

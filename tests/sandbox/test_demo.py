@@ -90,13 +90,26 @@ class TestDemo:
 
     async def test_it_fails_when_stripe_never_confirms(self, sandbox: Sandbox) -> None:
         output: list[str] = []
+        now = [0.0]
+        settled = 0
 
         async def no_webhooks() -> None:
+            # Each wait for Stripe "takes" a second of the demo's own clock: the step's
+            # deadline passes after a known number of waits, without waiting for real.
+            nonlocal settled
+            settled += 1
+            now[0] += 1.0
             await asyncio.sleep(0)
 
         demo = Demo(
-            sandbox.client, sandbox.settings, settle=no_webhooks, out=output.append, timeout=0.2
+            sandbox.client,
+            sandbox.settings,
+            settle=no_webhooks,
+            out=output.append,
+            timeout=5.0,
+            clock=lambda: now[0],
         )
 
         assert await demo.run() == 1
         assert "timed out waiting for the top-up" in "".join(output)
+        assert settled == 6  # checked at 1..5 s, still inside; at 6 s past the deadline

@@ -102,7 +102,7 @@ async def test_twenty_debits_and_cash_outs_at_once_take_exactly_what_the_wallet_
     ok_debits = [r for r in debits if r.status_code == 201]
     ok_cash_outs = [r for r in cash_outs if r.status_code == 201]
     refused = [r for r in responses if r.status_code not in (201,)]
-    assert all((r.status_code, r.json()["code"]) == (409, "insufficient_funds") for r in refused), [
+    assert all((r.status_code, r.json()["code"]) == (402, "insufficient_funds") for r in refused), [
         r.text for r in refused
     ]
     taken = sum(r.json()["amount"] for r in ok_debits + ok_cash_outs)

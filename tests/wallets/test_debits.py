@@ -69,7 +69,7 @@ async def test_short_available_is_refused_and_takes_nothing(
     await fund(session, user.id, 100)
     path, body = debit_of(user.id, 101)
     response = await client.post(path, json=body, headers=service_headers())
-    assert response.status_code == 409
+    assert response.status_code == 402
     assert (response.json()["code"], response.json()["balance"]) == ("insufficient_funds", 100)
     assert await available(session, user.id) == 100
     assert await emitted(session, user.id) == []
@@ -120,7 +120,8 @@ async def test_twenty_concurrent_debits_take_exactly_what_there_is(
         *(committed_client.post(path, json=body, headers=service_headers()) for _ in range(20))
     )
     statuses = sorted(r.status_code for r in responses)
-    assert statuses == [201] * 10 + [409] * 10
+    assert statuses == [201] * 10 + [402] * 10
+    assert {r.json()["code"] for r in responses if r.status_code == 402} == {"insufficient_funds"}
     async with sessions() as session:
         assert await available(session, user) == 0
         assert len(await emitted(session, user)) == 10

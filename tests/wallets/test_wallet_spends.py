@@ -215,7 +215,7 @@ class TestDirectFromWallet:
             currency="usd",
         )
 
-        assert response.status_code == 409, response.text
+        assert response.status_code == 402, response.text
         assert (response.json()["code"], response.json()["balance"]) == ("insufficient_funds", 999)
         assert await order_count(session, user) == 0
         assert (await wallet(session, user))["available"] == 999
@@ -417,7 +417,7 @@ class TestOrdersAndCredit:
         assert await platform(session, AccountKind.sales) == before + 700
         assert (await wallet(session, user))["available"] == 0
         short = await pay(client, headers, purpose="order", price=price)
-        assert (short.status_code, short.json()["code"]) == (409, "insufficient_funds")
+        assert (short.status_code, short.json()["code"]) == (402, "insufficient_funds")
         assert await order_count(session, user) == 1
 
 
@@ -558,8 +558,8 @@ class TestConcurrentSpends:
         responses = await asyncio.gather(
             *(pay(committed_client, headers, purpose="order", price=price) for _ in range(20))
         )
-        assert sorted(r.status_code for r in responses) == [201] * 10 + [409] * 10
-        assert {r.json()["code"] for r in responses if r.status_code == 409} == {
+        assert sorted(r.status_code for r in responses) == [201] * 10 + [402] * 10
+        assert {r.json()["code"] for r in responses if r.status_code == 402} == {
             "insufficient_funds"
         }
         async with sessions() as session:

@@ -324,3 +324,14 @@ async def pending_order_for_existing_user(session: AsyncSession, user_id: str) -
     session.add(order)
     await session.flush()
     return order
+
+
+@pytest.mark.parametrize("path", [PLATFORM, CONNECT])
+def test_the_contract_declares_the_signature_header_required(path: str, app_factory: Any) -> None:
+    """Stripe always sends it; the route reads it as optional only so that a missing one
+    is our 400 ``webhook_signature_invalid`` (declared), not a generic 422."""
+    operation = app_factory().openapi()["paths"][path]["post"]
+    [signature] = [p for p in operation["parameters"] if p["name"] == "Stripe-Signature"]
+    assert (signature["in"], signature["required"]) == ("header", True)
+    assert signature["schema"]["minLength"] == 1
+    assert "webhook_signature_invalid" in operation["responses"]["400"]["x-problem-codes"]

@@ -84,6 +84,20 @@ test("checkout top-up paid on the sandbox page credits the wallet, then an escro
   ]);
 });
 
+test("an offer the wallet does not cover is declined with 402 insufficient_funds", async () => {
+  // 95.00 is left; 100.00 plus the 5% fee is not there. 402 is the API's one status for
+  // this code, on every route that spends the wallet.
+  await assert.rejects(offerJob(customer, payeeId, 10_000, "usd", randomUUID()), (error: unknown) => {
+    assert.ok(error instanceof PaymentsError);
+    assert.equal(error.status, 402);
+    assert.equal(error.code, "insufficient_funds");
+    return true;
+  });
+  assert.deepEqual(await walletLines(customer), [
+    "95.00 USD available, 105.00 USD in escrow, 0.00 USD on the way, 0.00 USD pending",
+  ]);
+});
+
 test("a PaymentIntent top-up returns the client secret for the mobile SDK", async () => {
   const intent = await topUp(customer, 5_000, "usd", randomUUID());
   assert.match(intent.clientSecret, /^pi_.+_secret_.+$/);

@@ -23,6 +23,13 @@ class CurrencyBalance(BaseModel):
     pending: int = Field(
         description="Pay-ins started but not yet confirmed by Stripe.", examples=[0]
     )
+    authorized: int = Field(
+        0,
+        description="Held on the customer's card for escrows paid by authorization and "
+        "not captured yet. Never part of `available` or `escrow`: only what is captured "
+        "enters the escrow; the rest is released to the card.",
+        examples=[0],
+    )
 
 
 class BalanceRead(BaseModel):

@@ -55,6 +55,7 @@ class BalanceService:
                 withdrawing=kinds.get(AccountKind.withdrawing, 0),
                 refunding=kinds.get(AccountKind.refunding, 0),
                 pending=kinds.get("pending", 0),  # top-ups awaiting Stripe's confirmation
+                authorized=kinds.get(AccountKind.authorized, 0),
             )
             for currency, kinds in sorted(amounts.items())
             if any(kinds.values())

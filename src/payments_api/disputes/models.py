@@ -45,6 +45,8 @@ class Dispute(TimestampMixin, Base):
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255))
     order_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("orders.id"))
     """The disputed pay-in; NULL when the charge is not one of our orders."""
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(255))
+    """The subscription invoice the disputed charge paid, when it paid one of ours."""
     user_id: Mapped[str | None] = mapped_column(String(255), ForeignKey("users.id"))
     amount: Mapped[int] = mapped_column(BigInteger)
     """The disputed amount, in the charge's currency."""

@@ -11,6 +11,11 @@ class DisputeRead(BaseModel):
     object: Literal["dispute"] = "dispute"
     stripe_dispute_id: str = Field(examples=["dp_1Pgc71B7WZ01zgkWMevJiAUx"])
     order_id: str | None = Field(None, description="The disputed pay-in, when it is ours.")
+    invoice_id: str | None = Field(
+        None,
+        description="The subscription invoice (Stripe id) the disputed charge paid, when ours.",
+        examples=["in_1Abc"],
+    )
     user_id: str | None = Field(None, description="The customer who paid it.")
     amount: int = Field(description="Disputed amount, minor units.")
     currency: str

@@ -19,7 +19,9 @@ else holds it (an admin's freeze, another open or lost dispute, a negative balan
 Lost: final; nothing more moves, the part of W the customer's wallet does not cover is
 recorded as the platform's loss, and the wallet stays frozen until an admin decides.
 Catalog orders credited the platform's sales, not a wallet: their disputes stop at
-Stripe's side (the loss stays in ``disputes``).
+Stripe's side (the loss stays in ``disputes``). A subscription invoice's charge is the
+subscriber's dispute and takes back the plan credit the invoice granted
+(:mod:`payments_api.disputes.invoices`).
 
 Every event carries the dispute as it is now, with all its balance transactions: the
 handler converges the ledger to that (withdrawn once, reinstated once), so duplicated or
@@ -40,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.audit.repository import AuditLogRepository
 from payments_api.disputes import metrics
 from payments_api.disputes.errors import DisputeNotFound
+from payments_api.disputes.invoices import InvoiceDisputes
 from payments_api.disputes.models import CLOSED_STATUSES, DISPUTE_STATUSES, Dispute
 from payments_api.disputes.repository import DisputeRepository
 from payments_api.disputes.schemas import DisputeList, DisputeRead
@@ -81,6 +84,7 @@ def dispute_read(dispute: Dispute) -> DisputeRead:
         id=public_id(DISPUTE_PREFIX, dispute.id),
         stripe_dispute_id=dispute.stripe_dispute_id,
         order_id=public_id("ord", dispute.order_id) if dispute.order_id else None,
+        invoice_id=dispute.stripe_invoice_id,
         user_id=dispute.user_id,
         amount=dispute.amount,
         currency=dispute.currency,
@@ -115,6 +119,7 @@ class DisputeSettlement:
         self.users = UserRepository(session)
         self.ledger = ledger_service.LedgerService(session)
         self.audit = AuditLogRepository(session)
+        self.invoices = InvoiceDisputes(session, self.ledger)
 
     async def apply(self, event: StripeEvent) -> Dispute | None:
         """Converge our dispute and the ledger to the dispute in ``event``."""
@@ -191,20 +196,30 @@ class DisputeSettlement:
         order: Order | None = None
         if payment_intent is not None:
             order = await self.orders.by_stripe_ids(order_id=None, payment_intent_id=payment_intent)
+        invoice = None
         if order is None:
+            invoice = await self.invoices.invoice_of(
+                payment_intent=payment_intent, charge=charge_id
+            )
+        if order is None and invoice is None:
             log.warning(
-                "dispute %s on charge %s is not about one of our orders; only Stripe's side "
-                "is recorded",
+                "dispute %s on charge %s is not about one of our orders or invoices; only "
+                "Stripe's side is recorded",
                 data["id"],
                 charge_id,
             )
+        if invoice is not None:
+            user_id: str | None = invoice.user_id
+        else:
+            user_id = order.user_id if order else None
         await self.disputes.insert_if_new(
             {
                 "stripe_dispute_id": str(data["id"]),
                 "stripe_charge_id": charge_id,
                 "stripe_payment_intent_id": payment_intent,
                 "order_id": order.id if order else None,
-                "user_id": order.user_id if order else None,
+                "stripe_invoice_id": invoice.stripe_invoice_id if invoice else None,
+                "user_id": user_id,
                 "amount": int(data["amount"]),
                 "currency": str(data["currency"]).lower(),
                 "status": str(data["status"]),
@@ -301,6 +316,8 @@ class DisputeSettlement:
                 )
             )
             dispute.user_debited_amount = total
+        elif dispute.stripe_invoice_id is not None:
+            await self.invoices.take_back_credit(dispute, currency)
         if dispute.user_id is not None:
             await self._freeze(dispute)
 
@@ -353,16 +370,17 @@ class DisputeSettlement:
         metrics.DISPUTE_FUNDS.labels(direction="reinstated", currency=currency).inc(returned)
 
     async def _record_loss(self, dispute: Dispute) -> None:
-        """Lost is final: the platform's loss is what the customer's wallet did not cover."""
+        """Lost is final: the platform's loss is what Stripe withdrew less what the
+        customer's wallet covered (all of it for a top-up, the plan credit for an invoice)."""
+        loss = dispute.withdrawn_amount
         if dispute.user_debited_amount and dispute.user_id is not None:
             available = await self.ledger.balance_of(
                 ledger_service.AccountRef.user(
                     dispute.user_id, AccountKind.available, dispute.currency
                 )
             )
-            loss = min(dispute.user_debited_amount, max(0, -available))
-        else:
-            loss = dispute.withdrawn_amount
+            uncovered = min(dispute.user_debited_amount, max(0, -available))
+            loss = dispute.withdrawn_amount - dispute.user_debited_amount + uncovered
         dispute.platform_loss_amount = loss
         log.warning(
             "dispute %s lost: %s %s minor units not covered by the customer",

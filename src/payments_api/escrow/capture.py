@@ -1,8 +1,10 @@
 """Manual capture of escrows paid by card: Stripe's side of an authorization.
 
 An escrow created by checkout with ``capture_method=manual`` is only authorized at the
-card. Its money is never in the ledger while it is authorized (not available, not in
-escrow): the escrow shows it as a memo (``authorized_amount``, ``capture_status``).
+card. Its money is never in the ledger's money accounts while it is authorized (not
+available, not in escrow): the escrow shows it (``authorized_amount``,
+``capture_status``) and the ledger posts it as a memo apart from captured money (the
+customer's ``authorized`` account, ``escrow.authorization_ledger``).
 
 The Stripe calls follow the service's two-phase pattern, with no transaction open
 across them:
@@ -205,6 +207,10 @@ class EscrowCaptures:
 
     async def _apply(self, escrow_id: int, intent: dict[str, Any]) -> None:
         async with self.sessionmaker.begin() as session:
+            # The order is locked first, as the webhook handlers of the same intent lock
+            # it (``PayInConfirmation.find``) before the escrow: the other order
+            # deadlocked against a webhook arriving with the answer
+            # (tests/orders/test_escrow_capture_race.py).
             order = await session.scalar(
                 select(Order)
                 .where(
@@ -213,6 +219,8 @@ class EscrowCaptures:
                     Order.stripe_payment_intent_id == str(intent["id"]),
                 )
                 .limit(1)
+                .with_for_update()
+                .execution_options(populate_existing=True)
             )
             if order is None:  # pragma: no cover - the authorization recorded it
                 log.error("escrow %s: no order for %s", escrow_id, intent.get("id"))

@@ -74,7 +74,8 @@ class CaptureUnavailable(EscrowError):
 
 
 class CaptureAmountInvalid(EscrowError):
-    """``amount_to_capture`` is not between 1 and the authorized amount (``maximum``)."""
+    """``amount_to_capture`` is not between the smallest hold of a job (``minimum``: the
+    minimum job price plus its platform fee) and the authorized amount (``maximum``)."""
 
     status = 422
     code = "escrow_capture_amount_invalid"

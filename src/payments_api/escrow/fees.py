@@ -69,6 +69,14 @@ def smallest_price_with_fees(*fee_bps: int) -> int:
     return max((5_000 // bps + 1 for bps in fee_bps if bps > 0), default=1)
 
 
+def smallest_hold(floor_price: int, *, platform_fee_bps: int, service_fee_bps: int) -> int:
+    """The smallest hold of an escrow whose price is at least ``floor_price`` and at
+    least the smallest price at which every non-zero fee takes a minor unit: below it, a
+    partial capture would buy a job whose fees round away to nothing."""
+    price = max(floor_price, smallest_price_with_fees(platform_fee_bps, service_fee_bps))
+    return split(price, platform_fee_bps=platform_fee_bps, service_fee_bps=service_fee_bps).hold
+
+
 def split_for_hold(hold: int, *, platform_fee_bps: int, service_fee_bps: int) -> Split:
     """The split of an escrow whose customer paid ``hold`` in all (a partial capture).
 

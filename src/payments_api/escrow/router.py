@@ -77,10 +77,12 @@ EscrowIdPath = Annotated[
     description=(
         "Moves `amount` plus the platform fee (rates captured now) from the caller's "
         "available balance in `currency` into escrow. Requires the customer role. "
-        "409 `insufficient_funds` when the available balance in that currency does not "
+        "402 `insufficient_funds` when the available balance in that currency does not "
         "cover it; 404 `payee_not_found` for an unknown user or one without the payee "
         "role; 422 `escrow_self_offer` for yourself; 409 `wallet_frozen` while an admin "
-        "has frozen the customer's wallet."
+        "has frozen the customer's wallet. Prices have a minimum per currency (a minimum "
+        "amount, not a minimum fee: see `amount`), so every escrow pays its fees; below it "
+        "422 `escrow_amount_too_small` with `minimum`."
     ),
     operation_id="createEscrow",
     status_code=201,

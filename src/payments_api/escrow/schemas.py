@@ -22,7 +22,14 @@ class EscrowCreate(BaseModel):
         description="The payee's user id (JWT `sub`); the user must hold the payee role.",
         examples=["user_payee_42"],
     )
-    amount: MinorAmount = Field(description="The job price P in minor units.", examples=[10_000])
+    amount: MinorAmount = Field(
+        description="The job price P in minor units. At least the minimum job price of the "
+        "currency: `PAYMENTS_ESCROW_MIN_MAJOR` of the major unit (1.00 usd, 1 jpy, 1.000 kwd "
+        "by default), raised where needed so that each fee takes at least one minor unit "
+        "(11 jpy with the default 5% and 20%); below it 422 `escrow_amount_too_small` with "
+        "`minimum`.",
+        examples=[10_000],
+    )
     currency: Currency
     reference: str = Field(
         min_length=1,

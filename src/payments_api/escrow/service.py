@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.db import Rider
 from payments_api.earnings import service as earnings_service
 from payments_api.earnings.models import EarningSource
+from payments_api.escrow import authorization_ledger
 from payments_api.escrow.errors import (
     CaptureAmountInvalid,
     CaptureUnavailable,
@@ -47,7 +48,12 @@ from payments_api.escrow.errors import (
     PayeeNotFound,
     SelfOffer,
 )
-from payments_api.escrow.fees import smallest_price_with_fees, split, split_for_hold
+from payments_api.escrow.fees import (
+    smallest_hold,
+    smallest_price_with_fees,
+    split,
+    split_for_hold,
+)
 from payments_api.escrow.models import (
     CaptureMethod,
     CaptureStatus,
@@ -237,7 +243,7 @@ class EscrowService:
 
         Wallet funding moves P + platform fee from the customer's available balance in
         ``body.currency`` into their escrow account now (``escrow:{id}:hold``); an
-        available balance that does not cover it raises ``InsufficientFunds`` (409) and,
+        available balance that does not cover it raises ``InsufficientFunds`` (402) and,
         with the caller's transaction rolled back, nothing is written.
 
         Card funding (for checkout ``purpose=escrow``) moves no money: the escrow waits
@@ -405,6 +411,10 @@ class EscrowService:
         cause_key = f"escrow_funding:{payment_intent_id}"
         stripe_balance = ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency)
         if manual:
+            # The authorization's memo ends here; what was captured is funded below.
+            await authorization_ledger.end_hold(
+                self.ledger, escrow, payment_intent_id, outcome="captured", captured=amount
+            )
             # An authorization captured in full or in part (never more than was held):
             # the escrow becomes what was captured, split again by the escrow's rates.
             fits = (
@@ -505,10 +515,10 @@ class EscrowService:
     ) -> Escrow | None:
         """Stripe holds the card's money for a manual-capture escrow
         (``payment_intent.amount_capturable_updated``): ``awaiting_payment ->
-        authorized``, once. Nothing moves in the ledger: authorized money is nobody's
-        balance until it is captured. Any other state (already authorized, captured,
-        cancelled: an older or repeated event) is left as it is. Returns the escrow when
-        it changed."""
+        authorized``, once. The ledger shows it as a memo (``authorization_ledger``),
+        never as money: authorized money is nobody's balance until it is captured. Any
+        other state (already authorized, captured, cancelled: an older or repeated
+        event) is left as it is. Returns the escrow when it changed."""
         escrow = await self.repository.get(escrow_id, for_update=True)
         if escrow is None or escrow.capture_method != CaptureMethod.manual.value:
             return None
@@ -526,6 +536,7 @@ class EscrowService:
         escrow.payment_intent_id = payment_intent_id
         escrow.updated_at = self.now()
         await self.session.flush()
+        await authorization_ledger.record_hold(self.ledger, escrow, payment_intent_id, amount)
         await self._emit(escrow, EventType.escrow_authorized)
         return escrow
 
@@ -534,14 +545,21 @@ class EscrowService:
     ) -> Escrow | None:
         """Stripe cancelled the authorization (``payment_intent.canceled``): released at
         our request, or expired after Stripe's capture window (``expired``). An escrow
-        still waiting on it is cancelled (nothing was ever in the ledger, so nothing
-        moves); one we cancelled records the release. A captured escrow is untouched.
-        Returns the escrow when it changed."""
+        still waiting on it is cancelled (only the authorization's memo is reversed: no
+        money was ever in the ledger); one we cancelled records the release. A captured
+        escrow is untouched. Returns the escrow when it changed."""
         escrow = await self.repository.get(escrow_id, for_update=True)
         if escrow is None or escrow.capture_method != CaptureMethod.manual.value:
             return None
         if escrow.payment_intent_id not in (None, payment_intent_id):
             return None
+        requested = escrow.capture_status == CaptureStatus.release_requested.value
+        await authorization_ledger.end_hold(
+            self.ledger,
+            escrow,
+            payment_intent_id,
+            outcome="released" if requested or not expired else "expired",
+        )
         if escrow.capture_status in (
             CaptureStatus.captured.value,
             CaptureStatus.released.value,
@@ -556,7 +574,6 @@ class EscrowService:
             escrow.cancel_reason = "authorization_expired" if expired else "authorization_released"
         elif escrow.status != EscrowStatus.cancelled:
             return None  # funded from another payment: this authorization is not its money
-        requested = escrow.capture_status == CaptureStatus.release_requested.value
         escrow.capture_status = (
             CaptureStatus.released if requested or not expired else CaptureStatus.expired
         )
@@ -581,9 +598,21 @@ class EscrowService:
         if escrow.capture_status == CaptureStatus.capture_requested.value:
             return TransitionResult(escrow, changed=False)
         amount = authorized if amount_to_capture is None else amount_to_capture
-        if not 0 < amount <= authorized:
+        # A capture buys the job at the price it can pay: at least the minimum price
+        # (with this escrow's rates), so its fees never round away to nothing.
+        minimum = min(
+            authorized,
+            smallest_hold(
+                major_to_minor(self.settings.escrow_min_major, escrow.currency),
+                platform_fee_bps=escrow.platform_fee_bps,
+                service_fee_bps=escrow.service_fee_bps,
+            ),
+        )
+        if not minimum <= amount <= authorized:
             raise CaptureAmountInvalid(
-                f"amount_to_capture must be between 1 and {authorized} (the authorization).",
+                f"amount_to_capture must be between {minimum} (the minimum job price plus "
+                f"its fee) and {authorized} (the authorization).",
+                minimum=minimum,
                 maximum=authorized,
             )
         AmountNotInSteps.check(amount, escrow.currency, charge_step(escrow.currency), "Captures")
@@ -866,8 +895,9 @@ class EscrowService:
         if current is EscrowStatus.awaiting_payment:
             return  # nothing was paid in
         if current is EscrowStatus.authorized:
-            # Nothing is in the ledger; the card's authorization is cancelled at Stripe
-            # after the commit (``escrow.capture``), the job queue retrying it.
+            # No money is in the ledger, only the authorization's memo, reversed when
+            # Stripe confirms the release; the card's authorization is cancelled at
+            # Stripe after the commit (``escrow.capture``), the job queue retrying it.
             escrow.capture_status = CaptureStatus.release_requested
             escrow.capture_requested_at = self.now()
             await self.session.flush()

@@ -1,7 +1,9 @@
 """Email receipts, sent by the worker through SMTP when ``PAYMENTS_SMTP_URL`` is set.
 
 Which events get one (``RECEIPTS``): a top-up paid, an order paid (catalog, escrow by
-card, direct payment), a refund that reached the customer, a withdrawal paid. The
+card, direct payment), a refund that reached the customer, a withdrawal paid, a
+subscription invoice paid (not one of nothing: a trial's first invoice is ``paid`` at
+zero, and a receipt for no payment is noise). The
 recipient is the user's email from their token (stored on the user row); a user without
 one gets none.
 
@@ -124,6 +126,8 @@ _PENDING = text(
       AND e.created_at >= CAST(:since AS timestamptz)
       AND r.event_id IS NULL
       AND u.email IS NOT NULL
+      AND NOT (e.type = 'invoice.paid'
+               AND coalesce(CAST(e.payload->>'amount_paid' AS bigint), 0) = 0)
     ORDER BY e.id
     LIMIT :limit
     """

@@ -39,9 +39,13 @@ class AmountNotInSteps(ProblemError):
     title = "The amount is not a multiple of the smallest step Stripe accepts in this currency"
 
     @classmethod
-    def check(cls, amount: int, currency: str, step: int, what: str) -> None:
+    def check(
+        cls, amount: int, currency: str, step: int, what: str, *, field: str | None = None
+    ) -> None:
+        """``field`` names the request field at fault when the request has several
+        amounts (a price's ``unit_amount`` and ``grants_credit``)."""
         if step > 1 and amount % step:
-            raise cls(
-                f"{what} in {currency} must be a multiple of {step} minor units.",
-                step=step,
-            )
+            detail = f"{what} in {currency} must be a multiple of {step} minor units."
+            if field is None:
+                raise cls(detail, step=step)
+            raise cls(detail, step=step, field=field)

@@ -10,7 +10,10 @@ class LedgerError(ProblemError):
 
 
 class InsufficientFunds(LedgerError):
-    status = 409
+    """The available balance does not cover the amount: 402, the API's status for a
+    declined payment (STYLE.md), on every route, like a card's ``card_declined``."""
+
+    status = 402
     code = "insufficient_funds"
     title = "Insufficient funds"
 

@@ -12,12 +12,19 @@ posts +1000 to the user's ``available`` and -1000 to ``stripe_balance``.
 | escrow | user | no | held for a job (offer price plus platform fee) |
 | withdrawing | user | no | on its way to the user's connected account |
 | refunding | user | no | cashed out to the customer's cards, until Stripe confirms each refund |
+| authorized | user | no | memo: held on the customer's card for an escrow, not captured |
 | platform_fees | platform | yes | the platform's revenue (commission, service fees) |
 | stripe_balance | platform | yes | mirror of the platform's balance at Stripe (sign inverted) |
 | processing_fees | platform | yes | Stripe's processing fees borne by the platform |
 | disputes | platform | yes | money taken back by card disputes, and dispute fees |
 | adjustments | platform | yes | counterparty of manual corrections by admins |
 | sales | platform | yes | revenue from catalog orders (purpose `order`) |
+| card_authorizations | platform | yes | memo counterparty of ``authorized`` (sign inverted) |
+
+``authorized`` and ``card_authorizations`` are off-balance memo accounts: they only
+ever post against each other (an authorization, then its exact reversal when it is
+captured, released or expires), so they never touch the money in ``stripe_balance``,
+``available`` or ``escrow``; captured money enters through the normal funding flow.
 
 ``processing_fees`` is a cost and reads negative as it grows: a Stripe fee F on a
 pay-in posts +F to ``stripe_balance`` (less money at Stripe) and -F to
@@ -44,6 +51,8 @@ class AccountKind(StrEnum):
     disputes = "disputes"
     adjustments = "adjustments"
     sales = "sales"
+    authorized = "authorized"
+    card_authorizations = "card_authorizations"
 
 
 USER_KINDS: frozenset[AccountKind] = frozenset(
@@ -52,6 +61,7 @@ USER_KINDS: frozenset[AccountKind] = frozenset(
         AccountKind.escrow,
         AccountKind.withdrawing,
         AccountKind.refunding,
+        AccountKind.authorized,
     }
 )
 PLATFORM_KINDS: frozenset[AccountKind] = frozenset(set(AccountKind) - USER_KINDS)

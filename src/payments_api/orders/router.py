@@ -47,7 +47,7 @@ async def list_orders(
     "/api/v1/orders",
     summary="Pay a catalog order or a direct payment from the wallet",
     description='`source: "wallet"`: the order is paid from the caller\'s available '
-    "balance in one transaction and answered `succeeded` (no Stripe call). 409 "
+    "balance in one transaction and answered `succeeded` (no Stripe call). 402 "
     "`insufficient_funds` when the available balance does not cover it and 409 "
     "`wallet_frozen` while the wallet is frozen, nothing written either way. `order`: a "
     "price that grants credit credits the buyer's wallet by it (`granted_credit`). "

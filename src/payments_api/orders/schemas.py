@@ -236,7 +236,7 @@ class WalletPaymentCreate(BaseModel):
     """Pay a catalog order or a direct payment from the wallet (`source: "wallet"`).
 
     One database transaction: the order is written `succeeded` and the money moves in
-    the ledger, or nothing happens (409 `insufficient_funds`, `wallet_frozen`)."""
+    the ledger, or nothing happens (402 `insufficient_funds`, 409 `wallet_frozen`)."""
 
     source: Literal["wallet"] = Field(
         description="Where the money comes from: the caller's available balance."
@@ -281,7 +281,9 @@ class PriceCreate(BaseModel):
         None,
         description="Wallet credit (minor units, same currency) each unit bought gives the "
         "buyer once the order is paid (card or wallet); refunds take it back in proportion. "
-        "Omit for a plain sale (platform revenue).",
+        "Omit for a plain sale (platform revenue). Follows Stripe's steps for the currency "
+        "like `unit_amount` (whole krónur for `isk`, tens for three-decimal currencies): "
+        "otherwise 422 `amount_not_in_steps` with `field: grants_credit`.",
     )
 
 

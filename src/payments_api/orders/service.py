@@ -776,9 +776,19 @@ class CatalogService:
         )
 
     async def create_price(self, body: PriceCreate) -> PriceRead:
-        AmountNotInSteps.check(
-            body.unit_amount, body.currency, charge_step(body.currency), "Prices"
-        )
+        step = charge_step(body.currency)
+        AmountNotInSteps.check(body.unit_amount, body.currency, step, "Prices", field="unit_amount")
+        if body.grants_credit is not None:
+            # The credit becomes wallet money, which leaves only through Stripe (refunds
+            # to the card, transfers): off Stripe's steps it would leave dust no charge
+            # refund can return, so it follows the same step as the price itself.
+            AmountNotInSteps.check(
+                body.grants_credit,
+                body.currency,
+                step,
+                "Wallet credit (`grants_credit`)",
+                field="grants_credit",
+            )
         if await self.repository.price_by_key(body.lookup_key) is not None:
             raise PriceExists()
         price = Price(**body.model_dump(), active=True)

@@ -106,7 +106,13 @@ async def list_payouts(
     ] = None,
     starting_after: Annotated[
         str | None,
-        Query(max_length=255, pattern=r"^po_\w+$", description="Payout id to continue after."),
+        # Empty is the first page, as on every list; ASCII only (``\w`` would take any
+        # Unicode letter or digit, which Stripe would refuse as an unknown id).
+        Query(
+            max_length=255,
+            pattern=r"^(po_[A-Za-z0-9_]+)?$",
+            description="Payout id to continue after; empty: the first page.",
+        ),
     ] = None,
 ) -> PayoutList:
     return await service.list(

@@ -37,18 +37,34 @@ CLAIM_RUN = text(
 )
 
 # Every ledger transaction's net posting on the platform's stripe_balance, per currency.
+# A subscription invoice booked before invoices kept their PaymentIntent names none in
+# its (append-only) metadata: the PaymentIntent (else the charge) stored on the invoice
+# since, by its backfill, names the payment reconciliation matches it to.
 STRIPE_MOVEMENTS = text(
     """
-    SELECT t.id, t.type, t.cause_key, t.metadata, t.created_at, p.currency,
-           sum(p.amount)::bigint AS amount
-    FROM ledger_accounts a
-    JOIN ledger_postings p ON p.account_id = a.id
-    JOIN ledger_transactions t ON t.id = p.transaction_id
-    WHERE a.kind = 'stripe_balance' AND a.owner_user_id IS NULL
-      AND t.created_at >= :start AND t.created_at < :end
-    GROUP BY t.id, p.currency
-    HAVING sum(p.amount) <> 0
-    ORDER BY t.id
+    WITH moved AS (
+        SELECT t.id, t.type, t.cause_key, t.metadata, t.created_at, p.currency,
+               sum(p.amount)::bigint AS amount
+        FROM ledger_accounts a
+        JOIN ledger_postings p ON p.account_id = a.id
+        JOIN ledger_transactions t ON t.id = p.transaction_id
+        WHERE a.kind = 'stripe_balance' AND a.owner_user_id IS NULL
+          AND t.created_at >= :start AND t.created_at < :end
+        GROUP BY t.id, p.currency
+        HAVING sum(p.amount) <> 0
+    )
+    SELECT m.id, m.type, m.cause_key, m.created_at, m.currency, m.amount,
+           CASE WHEN i.id IS NULL THEN m.metadata
+                ELSE m.metadata || jsonb_strip_nulls(jsonb_build_object(
+                    'payment_intent',
+                    coalesce(i.stripe_payment_intent_id, i.stripe_charge_id)))
+           END AS metadata
+    FROM moved m
+    LEFT JOIN subscription_invoices i
+      ON m.type = 'subscription_payment'
+     AND m.metadata->>'payment_intent' IS NULL
+     AND i.stripe_invoice_id = m.metadata->>'invoice'
+    ORDER BY m.id
     """
 )
 

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from payments_api.deps import AdminUser, PrincipalDep, SessionDep
+from payments_api.escrow import errors as escrow_errors
 from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import Limit
@@ -12,7 +13,7 @@ from payments_api.ledger import errors as ledger_errors
 from payments_api.orders import errors as orders_errors
 from payments_api.problems import problem_responses
 from payments_api.refunds import errors as refunds_errors
-from payments_api.refunds import invoices
+from payments_api.refunds import escrow_refunds, invoices
 from payments_api.refunds.deps import (
     AdminPrincipalDep,
     CashoutServiceDep,
@@ -56,7 +57,12 @@ router = APIRouter(tags=["admin"])
     "it. A completed job paid by card (purpose `escrow`) reverses its settlement in "
     "proportion (payee's take and the platform's fees; the platform covers what the payee "
     "withdrew) before the card is refunded; an escrow not completed answers "
-    "`refund_not_supported` (cancel it instead).\n\n"
+    "`refund_not_supported` (cancel it instead). Such a job may also be named by "
+    "`escrow_id` instead of its order. A completed job paid from the wallet (it has no "
+    "order: name it by `escrow_id`) reverses its settlement the same way straight back "
+    "into the customer's wallet, at once and with no Stripe call since no card was "
+    "charged (201 `succeeded`, `rfe_…` id); refundable up to the hold (price plus "
+    "platform fee) less what was refunded.\n\n"
     "With `invoice_id` instead of `order_id`, a paid subscription invoice is refunded "
     "(its PaymentIntent, key derived from the refund's id, `rfi_…` ids): the revenue "
     "comes back out of sales and the plan credit the invoice granted is taken back in "
@@ -73,6 +79,7 @@ router = APIRouter(tags=["admin"])
             403,
             422,
             orders_errors.OrderNotFound,
+            escrow_errors.EscrowNotFound,
             refunds_errors.RefundExceedsAvailable,
             refunds_errors.RefundExceedsRefundable,
             amounts.AmountNotInSteps,
@@ -164,6 +171,8 @@ async def get_refund(
 ) -> RefundRead:
     if refund_id.startswith(f"{invoices.INVOICE_REFUND_PREFIX}_"):
         return await invoices.InvoiceRefundQueries(session).get(refund_id)
+    if refund_id.startswith(f"{escrow_refunds.ESCROW_REFUND_PREFIX}_"):
+        return await escrow_refunds.get_escrow_refund(session, refund_id)
     return await RefundQueries(session).get(refund_id)
 
 

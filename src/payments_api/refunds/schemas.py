@@ -23,6 +23,14 @@ class RefundCreate(BaseModel):
         "`in_…`). The plan credit it granted is taken back in proportion.",
         examples=["in_1MtHbELkdIwHu7ix"],
     )
+    escrow_id: str | None = Field(
+        None,
+        max_length=32,
+        description="Instead of `order_id`: a completed job (`esc_…`). Paid by card, it is "
+        "its funding order's refund; paid from the wallet, the settlement is reversed "
+        "straight back into the customer's wallet (`rfe_…` ids, no Stripe call).",
+        examples=["esc_7"],
+    )
     amount: MinorAmount | None = Field(
         None,
         description="Minor units to refund; omit to refund everything still refundable.",
@@ -49,17 +57,26 @@ class RefundCreate(BaseModel):
 
     @model_validator(mode="after")
     def _one_target(self) -> RefundCreate:
-        if (self.order_id is None) == (self.invoice_id is None):
-            raise ValueError("Give exactly one of order_id and invoice_id.")
+        targets = (self.order_id, self.invoice_id, self.escrow_id)
+        if sum(t is not None for t in targets) != 1:
+            raise ValueError("Give exactly one of order_id, invoice_id and escrow_id.")
         return self
 
 
 class RefundRead(BaseModel):
-    id: str = Field(examples=["rfd_3"], description="`rfd_…` (orders) or `rfi_…` (invoices).")
+    id: str = Field(
+        examples=["rfd_3"],
+        description="`rfd_…` (orders), `rfi_…` (invoices) or `rfe_…` (jobs paid from the wallet).",
+    )
     object: Literal["refund"] = "refund"
     order_id: str | None = Field(examples=["ord_12"], description="The refunded order.")
     invoice_id: str | None = Field(
         None, description="The refunded subscription invoice (instead of an order)."
+    )
+    escrow_id: str | None = Field(
+        None,
+        description="The refunded job when it was paid from the wallet (instead of an "
+        "order; a job paid by card is refunded through its order).",
     )
     user_id: str = Field(description="The customer who paid the order or invoice.")
     amount: int = Field(description="Minor units.", examples=[500])

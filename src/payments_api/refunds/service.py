@@ -51,6 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from payments_api.audit.repository import AuditLogRepository
 from payments_api.auth import Principal
 from payments_api.escrow.capture import is_manual_escrow_order
+from payments_api.escrow.errors import EscrowNotFound
 from payments_api.escrow.models import Escrow, EscrowFunding, EscrowStatus
 from payments_api.escrow.repository import EscrowRepository
 from payments_api.escrow.service import EscrowService
@@ -83,7 +84,13 @@ from payments_api.refunds.errors import (
     RefundRejected,
     RefundToCardUnavailable,
 )
+from payments_api.refunds.escrow_refunds import (
+    ESCROW_PREFIX,
+    escrow_refund_read,
+    refund_wallet_escrow,
+)
 from payments_api.refunds.models import Refund
+from payments_api.refunds.payee_share import post_taking_from_payee
 from payments_api.refunds.released_authorizations import releases_an_authorization
 from payments_api.refunds.repository import IN_FLIGHT, RefundRepository
 from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
@@ -193,33 +200,6 @@ def _refresh_order_status(order: Order) -> None:
         order.status = "partially_refunded"
     else:
         order.status = "succeeded"
-
-
-async def post_taking_from_payee(
-    session: AsyncSession,
-    payee: ledger_service.AccountRef,
-    share: int,
-    make: Callable[[int], ledger_service.NewTransaction],
-) -> tuple[int, int]:
-    """Post ``make(covered)``, a transaction taking ``share - covered`` from the payee's
-    available balance, where ``covered`` is what that balance does not hold (the
-    platform covers it). A payee spending between the read and the post (the ledger
-    refuses it, ``InsufficientFunds``, inside a savepoint) is read again and retried.
-    Returns ``(covered, payee_available)``."""
-    ledger = ledger_service.LedgerService(session)
-    attempts = 5
-    for attempt in range(attempts):
-        available = await ledger.balance_of(payee)
-        covered = max(0, share - max(0, available))
-        try:
-            async with session.begin_nested():
-                await ledger.post(make(covered))
-        except InsufficientFunds:
-            if attempt == attempts - 1:
-                raise
-            continue
-        return covered, available
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 FREEZE_REASON_PREFIX = "refund:"
@@ -679,6 +659,14 @@ class RefundService:
         Raises the refund problems (nothing written), or ``RefundRejected`` when Stripe
         refused it (the refund is recorded failed and the hold released).
         """
+        if body.escrow_id is not None:
+            from_wallet = await self._refund_escrow(
+                principal, body, idempotency_key, request_id=request_id
+            )
+            if from_wallet is not None:
+                return from_wallet, True
+            # A job paid by card: the refund of the order that paid it.
+            body = await self._funding_order_body(body)
         refund = await self.reserve(principal, body, idempotency_key, request_id=request_id)
         if refund.status == "pending" and refund.stripe_refund_id is None:
             refund = await self.submit(refund.id)
@@ -689,6 +677,51 @@ class RefundService:
             )
         known = refund.stripe_refund_id is not None or refund.status not in IN_FLIGHT
         return refund_read(refund), known
+
+    async def _refund_escrow(
+        self,
+        principal: Principal,
+        body: RefundCreate,
+        idempotency_key: str,
+        *,
+        request_id: str | None,
+    ) -> RefundRead | None:
+        """A job paid from the wallet: reversed back to the wallet now (``escrow_refunds``);
+        None for a job paid by card (refunded through its funding order)."""
+        number = parse_public_id(ESCROW_PREFIX, body.escrow_id or "")
+        async with self.sessionmaker.begin() as session:
+            escrow = (
+                await EscrowRepository(session).get(number, for_update=True) if number else None
+            )
+            if escrow is None:
+                raise EscrowNotFound(f"No escrow {body.escrow_id!r}.")
+            if escrow.funding == EscrowFunding.card.value:
+                return None
+            actor = await UserRepository(session).upsert_from_principal(principal)
+            refund = await refund_wallet_escrow(
+                session,
+                escrow,
+                actor_id=actor.id,
+                body=body,
+                idempotency_key=idempotency_key,
+                request_fingerprint=fingerprint(body.model_dump(mode="json")),
+                request_id=request_id,
+                now=self.now(),
+            )
+            return escrow_refund_read(refund)
+
+    async def _funding_order_body(self, body: RefundCreate) -> RefundCreate:
+        number = parse_public_id(ESCROW_PREFIX, body.escrow_id or "") or 0
+        async with self.sessionmaker() as session:
+            order = await OrderRepository(session).escrow_funding(number)
+        if order is None:
+            raise RefundNotSupported(
+                "This job's card payment is not confirmed yet: nothing to refund.",
+                purpose="escrow",
+            )
+        return body.model_copy(
+            update={"escrow_id": None, "order_id": public_id(ORDER_PREFIX, order.id)}
+        )
 
     async def reserve(
         self,

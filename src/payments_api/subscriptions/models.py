@@ -157,6 +157,7 @@ class SubscriptionInvoice(TimestampMixin, Base):
         ),
         Index("ix_subscription_invoices_subscription_id", "subscription_id"),
         Index("ix_subscription_invoices_stripe_payment_intent_id", "stripe_payment_intent_id"),
+        Index("ix_subscription_invoices_stripe_charge_id", "stripe_charge_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

@@ -219,10 +219,62 @@ class InvoiceRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def by_stripe_id(self, invoice_id: str) -> SubscriptionInvoice | None:
+    async def by_stripe_id(
+        self, invoice_id: str, *, for_update: bool = True
+    ) -> SubscriptionInvoice | None:
+        stmt = select(SubscriptionInvoice).where(
+            SubscriptionInvoice.stripe_invoice_id == invoice_id
+        )
+        if for_update:
+            stmt = stmt.with_for_update()
+        result: SubscriptionInvoice | None = await self.session.scalar(
+            stmt.execution_options(populate_existing=True)
+        )
+        return result
+
+    async def by_payment(
+        self, *, payment_intent: str | None, charge: str | None
+    ) -> SubscriptionInvoice | None:
+        """The invoice a PaymentIntent or charge paid (ids kept since invoices are paid
+        through them, or backfilled for older ones)."""
+        conditions = []
+        if payment_intent:
+            conditions.append(SubscriptionInvoice.stripe_payment_intent_id == payment_intent)
+        if charge:
+            conditions.append(SubscriptionInvoice.stripe_charge_id == charge)
+        if not conditions:
+            return None
         result: SubscriptionInvoice | None = await self.session.scalar(
             select(SubscriptionInvoice)
-            .where(SubscriptionInvoice.stripe_invoice_id == invoice_id)
+            .where(or_(*conditions))
+            .order_by(SubscriptionInvoice.id)
+            .limit(1)
+        )
+        return result
+
+    async def missing_payment_ids(self, *, after_id: int, limit: int) -> list[tuple[int, str]]:
+        """Paid invoices (of some money) whose PaymentIntent or charge is not known, after
+        ``after_id`` in id order: (row id, Stripe invoice id)."""
+        rows = await self.session.execute(
+            select(SubscriptionInvoice.id, SubscriptionInvoice.stripe_invoice_id)
+            .where(
+                SubscriptionInvoice.status == "paid",
+                SubscriptionInvoice.amount_paid > 0,
+                or_(
+                    SubscriptionInvoice.stripe_payment_intent_id.is_(None),
+                    SubscriptionInvoice.stripe_charge_id.is_(None),
+                ),
+                SubscriptionInvoice.id > after_id,
+            )
+            .order_by(SubscriptionInvoice.id)
+            .limit(limit)
+        )
+        return [(int(row.id), str(row.stripe_invoice_id)) for row in rows]
+
+    async def get_locked(self, invoice_id: int) -> SubscriptionInvoice | None:
+        result: SubscriptionInvoice | None = await self.session.scalar(
+            select(SubscriptionInvoice)
+            .where(SubscriptionInvoice.id == invoice_id)
             .with_for_update()
             .execution_options(populate_existing=True)
         )

@@ -456,7 +456,7 @@ class SubscriptionEvents:
                 )
             )
             if row.processing_fee_amount is None and charge is not None:
-                await self._record_fee(row, charge, reference)
+                await self.record_fee(row, charge, reference)
             await self._credit(row, subscription, reference)
         await emit(
             self.session,
@@ -479,7 +479,7 @@ class SubscriptionEvents:
         )
         return charge
 
-    async def _record_fee(
+    async def record_fee(
         self, row: SubscriptionInvoice, charge: dict[str, Any], reference: str
     ) -> None:
         charge_id = row.stripe_charge_id

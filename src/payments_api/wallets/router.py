@@ -25,7 +25,7 @@ ServiceCaller = Annotated[User, Depends(require_role("service"))]
     "/api/v1/wallets/{user_id}/debits",
     summary="Debit a user's wallet for usage (role service)",
     description="Moves `amount` from the user's available balance to the platform, once "
-    "per Idempotency-Key; 409 `insufficient_funds` with nothing taken when available is "
+    "per Idempotency-Key; 402 `insufficient_funds` with nothing taken when available is "
     "short (never below zero; the API's one status for that code); 409 `wallet_frozen` "
     "while the wallet is frozen. Sends "
     "`wallet.debited`.",

@@ -71,7 +71,7 @@ class WalletService:
                     ),
                 ],
                 # Spending the wallet is the owner's money leaving: a freeze stops it. A
-                # short balance is the ledger's 409 insufficient_funds, nothing taken.
+                # short balance is the ledger's 402 insufficient_funds, nothing taken.
                 initiated_by=user_id,
             )
         )

@@ -124,7 +124,7 @@ class WebhookEventAdmin:
         self, *, status: str | None, limit: int, starting_after: str | None
     ) -> list[WebhookEvent]:
         before = None
-        if starting_after is not None:
+        if starting_after:  # empty: the first page, as on every list
             before = await self.repository.get(starting_after)
             if before is None:
                 raise WebhookEventNotFound("Unknown `starting_after` event.")

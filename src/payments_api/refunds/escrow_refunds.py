@@ -1,0 +1,234 @@
+"""Refunds of completed jobs (escrows) paid from the wallet.
+
+A card-paid job is refunded through the order that paid it (the settlement is reversed
+into the refund's hold, then the card is refunded; see ``service``). A job paid from the
+wallet has no order and no charge: its refund reverses the settlement in proportion —
+the payee's take (cumulative largest remainder of ``payee_amount`` over the escrow's
+refunds, like a card-paid job) and the rest from the platform's fees — straight back to
+the customer's available balance, in one transaction, with no Stripe call. What the
+payee no longer holds (withdrawn since) is covered by the platform, booked to
+``adjustments``. Refundable: the hold (price plus platform fee) less what was refunded.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.audit.repository import AuditLogRepository
+from payments_api.escrow.models import Escrow, EscrowStatus
+from payments_api.events.outbox import emit
+from payments_api.events.types import EventType
+from payments_api.kit.idempotency import IdempotencyKeyReused
+from payments_api.kit.pagination import parse_public_id, public_id
+from payments_api.ledger import service as ledger_service
+from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.money import proportional_part
+from payments_api.refunds import metrics
+from payments_api.refunds.errors import (
+    RefundCurrencyMismatch,
+    RefundExceedsRefundable,
+    RefundNotFound,
+    RefundNotSupported,
+)
+from payments_api.refunds.escrow_refund_models import EscrowRefund
+from payments_api.refunds.payee_share import post_taking_from_payee
+from payments_api.refunds.schemas import RefundCreate, RefundRead
+
+ESCROW_REFUND_PREFIX = "rfe"
+ESCROW_PREFIX = "esc"
+
+
+def escrow_refund_read(refund: EscrowRefund) -> RefundRead:
+    return RefundRead(
+        id=public_id(ESCROW_REFUND_PREFIX, refund.id),
+        order_id=None,
+        escrow_id=public_id(ESCROW_PREFIX, refund.escrow_id),
+        user_id=refund.user_id,
+        amount=refund.amount,
+        currency=refund.currency,
+        status="succeeded",
+        origin="admin",
+        reason=refund.reason,
+        note=refund.note,
+        requested_by=refund.requested_by,
+        held_amount=0,
+        payee_share=refund.payee_share,
+        created_at=refund.created_at,
+        succeeded_at=refund.created_at,
+    )
+
+
+def _user(user_id: str, kind: AccountKind, currency: str) -> ledger_service.AccountRef:
+    return ledger_service.AccountRef.user(user_id, kind, currency)
+
+
+def _platform(kind: AccountKind, currency: str) -> ledger_service.AccountRef:
+    return ledger_service.AccountRef.platform(kind, currency)
+
+
+async def refunded_amount(session: AsyncSession, escrow_id: int) -> int:
+    total = await session.scalar(
+        select(func.coalesce(func.sum(EscrowRefund.amount), 0)).where(
+            EscrowRefund.escrow_id == escrow_id
+        )
+    )
+    return int(total or 0)
+
+
+async def refund_wallet_escrow(
+    session: AsyncSession,
+    escrow: Escrow,
+    *,
+    actor_id: str,
+    body: RefundCreate,
+    idempotency_key: str,
+    request_fingerprint: str,
+    request_id: str | None,
+    now: datetime,
+) -> EscrowRefund:
+    """Refund a completed wallet-funded ``escrow`` (locked by the caller) to the wallet,
+    in the caller's transaction; a replayed key returns the first refund."""
+    existing = await session.scalar(
+        select(EscrowRefund).where(
+            EscrowRefund.requested_by == actor_id,
+            EscrowRefund.idempotency_key == idempotency_key,
+        )
+    )
+    if existing is not None:
+        if existing.request_fingerprint != request_fingerprint:
+            raise IdempotencyKeyReused("This Idempotency-Key was used for another refund.")
+        return existing
+    escrow_public = public_id(ESCROW_PREFIX, escrow.id)
+    if escrow.status != EscrowStatus.completed.value:
+        raise RefundNotSupported(
+            "A job is refunded here once it is completed; before that, cancel the escrow "
+            "(its money goes back to the wallet).",
+            purpose="escrow",
+            escrow_status=escrow.status,
+        )
+    currency = escrow.currency
+    if body.currency is not None and body.currency != currency:
+        raise RefundCurrencyMismatch(f"Escrow {escrow_public} is in {currency}.", currency=currency)
+    before = await refunded_amount(session, escrow.id)
+    refundable = escrow.hold_amount - before
+    amount = body.amount if body.amount is not None else refundable
+    if refundable <= 0 or amount > refundable:
+        raise RefundExceedsRefundable(
+            f"At most {max(refundable, 0)} {currency} minor units can still be refunded on "
+            f"{escrow_public}.",
+            refundable=max(refundable, 0),
+            requested=amount,
+            currency=currency,
+        )
+    payee_share = proportional_part(amount, escrow.hold_amount, escrow.payee_amount, before)
+    fee_share = amount - payee_share
+    refund = EscrowRefund(
+        escrow_id=escrow.id,
+        user_id=escrow.customer_id,
+        amount=amount,
+        currency=currency,
+        payee_share=payee_share,
+        fee_share=fee_share,
+        platform_covered=0,
+        reason=body.reason,
+        note=body.note,
+        requested_by=actor_id,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
+        created_at=now,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(refund)
+            await session.flush()
+    except IntegrityError:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key is being used by a concurrent refund; retry."
+        ) from None
+    customer = _user(escrow.customer_id, AccountKind.available, currency)
+    payee_wallet = _user(escrow.payee_id, AccountKind.available, currency)
+
+    def reversal(covered: int) -> ledger_service.NewTransaction:
+        postings = [ledger_service.PostingSpec(customer, amount)]
+        if payee_share - covered:
+            postings.append(ledger_service.PostingSpec(payee_wallet, covered - payee_share))
+        if covered:
+            postings.append(
+                ledger_service.PostingSpec(_platform(AccountKind.adjustments, currency), -covered)
+            )
+        if fee_share:
+            postings.append(
+                ledger_service.PostingSpec(
+                    _platform(AccountKind.platform_fees, currency), -fee_share
+                )
+            )
+        return ledger_service.NewTransaction(
+            type="escrow_settlement_reversal",
+            cause_type=CauseType.system,
+            cause_key=f"escrow_refund:{refund.id}:reversal",
+            description=f"Refund {public_id(ESCROW_REFUND_PREFIX, refund.id)} reverses the "
+            f"settlement of escrow {escrow_public} into the customer's wallet",
+            metadata={
+                "escrow_refund_id": refund.id,
+                "escrow_id": escrow.id,
+                "payee_id": escrow.payee_id,
+                "payee_share": payee_share,
+                "fee_share": fee_share,
+                "platform_covered": covered,
+            },
+            postings=postings,
+        )
+
+    covered, payee_available = await post_taking_from_payee(
+        session, payee_wallet, payee_share, reversal
+    )
+    refund.platform_covered = covered
+    escrow.payee_reversed_amount += payee_share
+    read = escrow_refund_read(refund)
+    snapshot: dict[str, Any] = {"escrow": escrow_public, "refunded": before}
+    await AuditLogRepository(session).record(
+        actor_id=actor_id,
+        action="refund.create",
+        target_type="refund",
+        target_id=read.id,
+        before=snapshot,
+        after={
+            **snapshot,
+            "refunded": before + amount,
+            "refund": {
+                "id": read.id,
+                "amount": amount,
+                "currency": currency,
+                "status": "succeeded",
+                "to": "wallet",
+                "payee_share": payee_share,
+                "fee_share": fee_share,
+                "platform_covered": covered,
+                "payee_available": payee_available,
+            },
+        },
+        reason=body.note or body.reason,
+        request_id=request_id,
+    )
+    await emit(
+        session,
+        EventType.refund_succeeded,
+        read,
+        change_key=f"escrow_refund:{refund.id}:succeeded",
+        user_ids=[escrow.customer_id],
+    )
+    metrics.REFUNDS.labels(origin="admin", outcome="succeeded").inc()
+    return refund
+
+
+async def get_escrow_refund(session: AsyncSession, refund_id: str) -> RefundRead:
+    number = parse_public_id(ESCROW_REFUND_PREFIX, refund_id)
+    refund = await session.get(EscrowRefund, number) if number is not None else None
+    if refund is None:
+        raise RefundNotFound()
+    return escrow_refund_read(refund)

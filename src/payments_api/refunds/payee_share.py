@@ -1,0 +1,39 @@
+"""Taking a refund's payee share back from the payee's available balance, the platform
+covering what the payee no longer holds (shared by the refunds of direct payments,
+card-paid and wallet-paid jobs)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.ledger import service as ledger_service
+from payments_api.ledger.errors import InsufficientFunds
+
+
+async def post_taking_from_payee(
+    session: AsyncSession,
+    payee: ledger_service.AccountRef,
+    share: int,
+    make: Callable[[int], ledger_service.NewTransaction],
+) -> tuple[int, int]:
+    """Post ``make(covered)``, a transaction taking ``share - covered`` from the payee's
+    available balance, where ``covered`` is what that balance does not hold (the
+    platform covers it). A payee spending between the read and the post (the ledger
+    refuses it, ``InsufficientFunds``, inside a savepoint) is read again and retried.
+    Returns ``(covered, payee_available)``."""
+    ledger = ledger_service.LedgerService(session)
+    attempts = 5
+    for attempt in range(attempts):
+        available = await ledger.balance_of(payee)
+        covered = max(0, share - max(0, available))
+        try:
+            async with session.begin_nested():
+                await ledger.post(make(covered))
+        except InsufficientFunds:
+            if attempt == attempts - 1:
+                raise
+            continue
+        return covered, available
+    raise AssertionError("unreachable")  # pragma: no cover
