@@ -96,7 +96,7 @@ class Replica:
 
 
 @pytest.fixture(scope="module")
-async def stripe_server(database_url: str) -> AsyncIterator[str]:
+async def stripe_server(database_url: str, engine: AsyncEngine) -> AsyncIterator[str]:
     """The sandbox: the app without a Stripe key, on the test database. It delivers the
     events it emits to its own webhook routes (so an onboarding it is told about reaches
     the database the replicas share). Yields its base URL."""
@@ -120,6 +120,14 @@ async def stripe_server(database_url: str) -> AsyncIterator[str]:
         yield base
     finally:
         sandbox.stop()
+        # The sandbox process committed its Stripe objects, keys and events to the test
+        # database; the sandbox tests that run later in this process expect an empty
+        # sandbox (their own rows roll back), and a pending event left here would be
+        # delivered by their app's sandbox pump.
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("TRUNCATE sandbox_events, sandbox_idempotency_keys, sandbox_objects")
+            )
 
 
 async def sandbox_count(
