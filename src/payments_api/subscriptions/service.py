@@ -69,6 +69,7 @@ from payments_api.subscriptions.schemas import (
     UnclaimedSubscriptionList,
     UnclaimedSubscriptionRead,
 )
+from payments_api.subscriptions.tax import paid_tax, revenue_postings
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
 from payments_api.webhooks.registry import RetryLater
@@ -425,6 +426,8 @@ class SubscriptionEvents:
         row.amount_paid = int(invoice.get("amount_paid") or 0)
         row.paid_at = row.paid_at or _time(transitions.get("paid_at")) or utcnow()
         amount, currency, invoice_id = row.amount_paid, row.currency, row.stripe_invoice_id
+        if row.tax_amount is None:
+            row.tax_amount = paid_tax(invoice, amount)
         reference = public_id(SUBSCRIPTION_PREFIX, subscription.id)
         if amount > 0:
             charge = None
@@ -442,10 +445,7 @@ class SubscriptionEvents:
                     description=f"Invoice {invoice_id} of {reference}",
                     metadata=metadata,
                     postings=[
-                        ledger_service.PostingSpec(
-                            ledger_service.AccountRef.platform(AccountKind.sales, currency),
-                            amount,
-                        ),
+                        *revenue_postings(amount, row.tax_amount or 0, currency),
                         ledger_service.PostingSpec(
                             ledger_service.AccountRef.platform(
                                 AccountKind.stripe_balance, currency
