@@ -46,6 +46,11 @@ from payments_api.subscriptions.errors import (
     SubscriptionNotResumable,
     SubscriptionPauseInvalid,
 )
+from payments_api.subscriptions.first_invoice import (
+    open_first_invoice,
+    pay_first_invoice,
+    saved_card,
+)
 from payments_api.subscriptions.models import Subscription, SubscriptionInvoice
 from payments_api.subscriptions.plans import plan_read
 from payments_api.subscriptions.repository import (
@@ -615,6 +620,7 @@ class SubscriptionService:
                     "subscription", row.id
                 ),
             )
+        obj = await self._pay_first_invoice(row, user, obj)
         async with self.sessionmaker.begin() as session:
             locked = await SubscriptionRepository(session).get(row.id, for_update=True)
             assert locked is not None  # noqa: S101 - written above
@@ -626,6 +632,24 @@ class SubscriptionService:
         secret, kind = _client_secret(obj)
         return SubscriptionCreated(
             **read.model_dump(), client_secret=secret, client_secret_type=kind
+        )
+
+    async def _pay_first_invoice(
+        self, row: Subscription, user: User, obj: dict[str, Any]
+    ) -> dict[str, Any]:
+        if open_first_invoice(obj) is None:
+            return obj
+        payment_method = row.payment_method
+        if payment_method is None:
+            async with self.sessionmaker() as session:
+                payment_method = await saved_card(session, user.id)
+        return await pay_first_invoice(
+            self.stripe,
+            obj,
+            payment_method=payment_method,
+            idempotency_key=(await outgoing_keys(self.sessionmaker)).derive(
+                "subscription_first_invoice", row.id
+            ),
         )
 
     async def _find_or_create(
