@@ -249,3 +249,58 @@ async def test_saved_card_needing_authentication_becomes_active_from_stripes_eve
         "invoice.paid",
     ]
     assert await ledger_invariants(session) == []
+
+
+async def test_failed_payment_call_is_retried_with_the_same_key(
+    client: httpx.AsyncClient, billing: FakeBilling, session: AsyncSession
+) -> None:
+    """Stripe unavailable when paying: 503, the subscription is recorded; the client's
+    retry (same Idempotency-Key) reads it back and pays with the same Stripe key."""
+    await seed_plans(client)
+    billing.status = "incomplete"
+    stripe = FirstInvoicePayments(billing)
+    answers = iter([httpx.Response(500, json={"error": {"type": "api_error"}})])
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        return next(answers, None) or stripe.on_pay(request)
+
+    stripe.pay.mock(side_effect=flaky)
+    user = unique_user()
+    failed = await subscribe(client, user, "price_pro", payment_method="pm_card_visa")
+    assert failed.status_code == 503, failed.text
+    assert failed.json()["code"] == "payment_provider_unavailable"
+    row = await the_row(session, user)
+    assert row.stripe_subscription_id is not None  # recorded before the payment call
+
+    retried = await subscribe(client, user, "price_pro", payment_method="pm_card_visa")
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["status"] == "active"
+    assert billing.router.routes["subscriptions"].call_count == 1
+    keys = {call.request.headers["Idempotency-Key"] for call in stripe.pay.calls}
+    assert (stripe.pay.call_count, keys) == (2, {stripe_key("subscription_first_invoice", row.id)})
+
+
+async def test_payment_that_took_effect_is_read_back_not_repeated(
+    client: httpx.AsyncClient, billing: FakeBilling, session: AsyncSession
+) -> None:
+    """The payment went through but its answer was lost: the retry reads the
+    subscription back (active) and does not pay again."""
+    await seed_plans(client)
+    billing.status = "incomplete"
+    stripe = FirstInvoicePayments(billing)
+    lost = iter([True])
+
+    def timeout_after_effect(request: httpx.Request) -> httpx.Response:
+        stripe.on_pay(request)
+        if next(lost, False):
+            raise httpx.ReadTimeout("answer lost", request=request)
+        raise AssertionError("paid twice")
+
+    stripe.pay.mock(side_effect=timeout_after_effect)
+    user = unique_user()
+    failed = await subscribe(client, user, "price_pro", payment_method="pm_card_visa")
+    assert failed.status_code == 503, failed.text
+    retried = await subscribe(client, user, "price_pro", payment_method="pm_card_visa")
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["status"] == "active"
+    assert (billing.router.routes["subscriptions"].call_count, stripe.pay.call_count) == (1, 1)

@@ -620,19 +620,31 @@ class SubscriptionService:
                     "subscription", row.id
                 ),
             )
-        obj = await self._pay_first_invoice(row, user, obj)
-        async with self.sessionmaker.begin() as session:
-            locked = await SubscriptionRepository(session).get(row.id, for_update=True)
-            assert locked is not None  # noqa: S101 - written above
-            if locked.stripe_state_at is None:
-                # Nothing from webhooks yet: the creation's own snapshot, as of its time.
-                state_at = int(obj.get("created") or self.now().timestamp())
-                await SubscriptionState(session, self.settings).apply(locked, obj, state_at)
-            read = await SubscriptionViews(session, self.settings).one(locked)
+        read = await self._store(row, obj, first=row.stripe_subscription_id is None)
+        # Recorded before paying, so a failed payment call leaves Stripe's id for the
+        # retry to read back instead of creating again.
+        paid = await self._pay_first_invoice(row, user, obj)
+        if paid is not obj:
+            obj = paid
+            read = await self._store(row, obj, first=False)
         secret, kind = _client_secret(obj)
         return SubscriptionCreated(
             **read.model_dump(), client_secret=secret, client_secret_type=kind
         )
+
+    async def _store(
+        self, row: Subscription, obj: dict[str, Any], *, first: bool
+    ) -> SubscriptionRead:
+        async with self.sessionmaker.begin() as session:
+            locked = await SubscriptionRepository(session).get(row.id, for_update=True)
+            assert locked is not None  # noqa: S101 - written above
+            if locked.stripe_state_at is None or not first:
+                # Nothing from webhooks yet: the creation's own snapshot, as of its time;
+                # a read back or the state after paying: applied unless webhooks told
+                # newer (SubscriptionState orders them).
+                state_at = int(obj.get("created") or self.now().timestamp())
+                await SubscriptionState(session, self.settings).apply(locked, obj, state_at)
+            return await SubscriptionViews(session, self.settings).one(locked)
 
     async def _pay_first_invoice(
         self, row: Subscription, user: User, obj: dict[str, Any]
