@@ -125,6 +125,14 @@ async def retrieve_invoice(request: Request, invoice_id: str) -> Response:
     return await execute(request, retrieve("invoice", invoice_id), ())
 
 
+@router.post("/invoices/{invoice_id}/pay")
+async def pay_invoice(request: Request, invoice_id: str) -> Response:
+    async def run(service: SandboxStripe, p: Params) -> Result:
+        return await SandboxBilling(service).pay_invoice(invoice_id, p)
+
+    return await execute(request, run, names("payment_method off_session"))
+
+
 @router.post("/invoices/create_preview")
 async def preview_invoice(request: Request) -> Response:
     allowed = names("customer subscription subscription_details")

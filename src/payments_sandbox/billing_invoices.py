@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from payments_sandbox import objects
+from payments_sandbox.errors import StripeApiError, no_such, refused
 from payments_sandbox.models import SandboxObject
 from payments_sandbox.params import Params
 
@@ -214,6 +215,48 @@ class BillingInvoices:
             sub["status"] = "past_due"
             await self.objects.save(row, sub)
             await self.stripe.emit("customer.subscription.updated", sub, previous=previous)
+
+    async def pay_invoice(self, invoice_id: str, p: Params) -> dict[str, Any] | StripeApiError:
+        """``POST /v1/invoices/{id}/pay``: charge an open invoice now to ``payment_method``
+        (else the subscription's card). As Stripe: a card that needs authentication is
+        ``invoice_payment_intent_requires_action`` when the customer is present
+        (``off_session=false``) and a decline when not (the default); a declined card
+        is a card error and a failed attempt (``invoice.payment_failed``)."""
+        from payments_sandbox.payment_intents import TEST_PAYMENT_METHODS
+
+        row = await self.stripe.load(invoice_id, "invoice")
+        if row.body["status"] != "open":
+            raise refused(
+                f"Invoice is {row.body['status']}; only an open invoice can be paid.", code=None
+            )
+        sub_id = row.body["parent"]["subscription_details"]["subscription"]
+        sub = (await self.stripe.load(sub_id, "subscription")).body
+        card_id = p.text("payment_method") or sub.get("default_payment_method") or "pm_card_visa"
+        card = TEST_PAYMENT_METHODS.get(str(card_id))
+        if card is None:
+            raise no_such("PaymentMethod", str(card_id), param="payment_method")
+        if card == "3ds_required" and not p.boolean("off_session", default=True):
+            return StripeApiError(
+                402,
+                "This payment requires additional user action before it can be completed.",
+                type="card_error",
+                code="invoice_payment_intent_requires_action",
+            )
+        if card in ("success", "3ds_pass"):
+            await self._pay(invoice_id)
+            return (await self.stripe.load(invoice_id, "invoice")).body
+        invoice = row.body
+        invoice.update(attempt_count=int(invoice.get("attempt_count") or 0) + 1, attempted=True)
+        await self.objects.save(row, invoice)
+        await self.stripe.emit("invoice.payment_failed", invoice)
+        decline = {"decline": "generic_decline", "3ds_required": "authentication_required"}
+        return StripeApiError(
+            402,
+            "Your card was declined.",
+            type="card_error",
+            code="card_declined",
+            decline_code=decline.get(card, card),
+        )
 
     async def intent_succeeded(self, intent: dict[str, Any]) -> None:
         """A PaymentIntent of an invoice succeeded (its sandbox page): pay the invoice."""

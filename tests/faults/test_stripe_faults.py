@@ -594,6 +594,10 @@ NOT_REACHABLE: dict[str, str] = {
     "retrieve_subscription": "a subscribe retry after Stripe's id is recorded: row to add",
     "preview_invoice": "proration preview: a read, nothing to make once",
     "invoice_charge": "invoice.paid's fee: a failure retries the event (ledger cause keys)",
+    "pay_invoice": "subscribe with a saved card pays the first invoice after recording "
+    "the subscription; a retry reads Stripe's subscription back first, so after a payment "
+    "that took effect (the matrix's retry phase) it rightly makes no second call: the "
+    "faults are tested in tests/subscriptions/test_subscribe_saved_card.py",
 }
 FAULTS = list(FaultKind)
 PHASES = ["first_try", "retry"]

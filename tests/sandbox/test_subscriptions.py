@@ -198,3 +198,73 @@ async def test_created_bounds_beyond_32_bits_list_nothing(sandbox: Sandbox) -> N
     )
     assert listed.status_code == 200, listed.text
     assert listed.json()["data"] == []
+
+
+async def test_invoice_pay_charges_the_card_given_as_stripe_does(sandbox: Sandbox) -> None:
+    price = await make_plan(sandbox, credit=None)
+    customer = await sandbox.stripe("POST", "/v1/customers", {"email": "pay@example.com"})
+    assert customer.status_code == 200, customer.text
+
+    async def open_invoice() -> tuple[str, str]:
+        created = await sandbox.stripe(
+            "POST",
+            "/v1/subscriptions",
+            {
+                "customer": customer.json()["id"],
+                "items[0][price]": price,
+                "default_payment_method": "pm_card_chargeDeclined",
+                "payment_behavior": "default_incomplete",
+            },
+        )
+        assert created.status_code == 200, created.text
+        assert created.json()["status"] == "incomplete"
+        return created.json()["id"], created.json()["latest_invoice"]
+
+    sub_id, invoice_id = await open_invoice()
+    paid = await sandbox.stripe(
+        "POST",
+        f"/v1/invoices/{invoice_id}/pay",
+        {"payment_method": "pm_card_visa", "off_session": "false"},
+        key="pay-1",
+    )
+    assert paid.status_code == 200, paid.text
+    assert (paid.json()["status"], paid.json()["amount_paid"]) == ("paid", 1200)
+    assert (await sandbox.stripe_object(sub_id))["status"] == "active"
+    again = await sandbox.stripe("POST", f"/v1/invoices/{invoice_id}/pay", {}, key="pay-2")
+    assert again.status_code == 400, again.text
+
+    _, needs_action = await open_invoice()
+    asked = await sandbox.stripe(
+        "POST",
+        f"/v1/invoices/{needs_action}/pay",
+        {"payment_method": "pm_card_authenticationRequired", "off_session": "false"},
+    )
+    assert asked.status_code == 402, asked.text
+    assert asked.json()["error"]["code"] == "invoice_payment_intent_requires_action"
+    declined = await sandbox.stripe(
+        "POST", f"/v1/invoices/{needs_action}/pay", {"payment_method": "pm_card_chargeDeclined"}
+    )
+    assert declined.status_code == 402, declined.text
+    assert declined.json()["error"]["code"] == "card_declined"
+    assert (await sandbox.stripe_object(needs_action))["status"] == "open"
+
+
+async def test_a_card_needing_authentication_leaves_the_first_invoice_to_the_customer(
+    sandbox: Sandbox,
+) -> None:
+    price = await make_plan(sandbox, credit=None)
+    await sandbox.deliver()
+    created = await sandbox.api(
+        "POST",
+        "/api/v1/me/subscriptions",
+        "ada",
+        ["customer"],
+        json={"price": price, "payment_method": "pm_card_authenticationRequired"},
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    # the service tried to pay it (the customer present); the card asks for 3-D Secure
+    assert (body["status"], body["client_secret_type"]) == ("incomplete", "payment_intent")
+    assert "invoice.payment_action_required" in await sandbox.deliver()
+    intent = await sandbox.stripe_object(body["client_secret"].split("_secret_")[0])
+    assert intent["status"] != "succeeded"

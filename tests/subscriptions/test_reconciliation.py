@@ -1,5 +1,5 @@
-"""The daily reconciliation over a day of subscription renewals and one invoice refund:
-every invoice charge, its fee and the refund matched object by object."""
+"""The daily reconciliation over a day of subscription renewals (one with tax) and one
+invoice refund: every invoice charge, its fee and the refund matched object by object."""
 
 from __future__ import annotations
 
@@ -25,11 +25,13 @@ from tests.subscriptions.conftest import (
     unique_user,
 )
 from tests.subscriptions.test_invoice_refunds import StripeRefunds, refund
+from tests.subscriptions.test_invoice_tax import taxed
 from tests.subscriptions.test_subscriptions import the_row
 
 CURRENCY = "myr"
 """A currency no other test books in, so committed entries of other tests never mix in."""
 FEE = 85
+TAX = 190
 
 
 def charge_transaction(
@@ -96,17 +98,13 @@ async def test_a_day_of_renewals_and_a_refund_reconciles_then_shows_exactly_what
         fee_routes(
             billing.router, invoice_id, fee=FEE, charge=f"ch_{invoice_id}", currency=CURRENCY
         )
-        await send(
-            client,
-            "invoice.paid",
-            invoice(
-                invoice_id,
-                stripe_sub=str(row.stripe_subscription_id),
-                amount=1900,
-                currency=CURRENCY,
-            ),
+        paid = invoice(
+            invoice_id, stripe_sub=str(row.stripe_subscription_id), amount=1900, currency=CURRENCY
         )
-        stripe.transactions.append(charge_transaction(invoice_id, 1900, created))
+        if n == 0:
+            taxed(paid, TAX)  # its tax goes to tax_collected; Stripe's charge is the total
+        await send(client, "invoice.paid", paid)
+        stripe.transactions.append(charge_transaction(invoice_id, paid["amount_paid"], created))
     refunds = StripeRefunds(billing.router, status="succeeded")
     refunded = await refund(client, invoices[0], 700)
     assert refunded.status_code == 201, refunded.text
@@ -121,7 +119,7 @@ async def test_a_day_of_renewals_and_a_refund_reconciles_then_shows_exactly_what
     assert clean["status"] == "completed"
     assert ours(clean) == []
     [snapshot] = [s for s in clean["snapshots"] if s["currency"] == CURRENCY]
-    assert snapshot["stripe_day_net"] == 3 * (1900 - FEE) - 700
+    assert snapshot["stripe_day_net"] == 3 * (1900 - FEE) + TAX - 700
     assert snapshot["ledger_day_net"] == snapshot["stripe_day_net"]
 
     # one ledger entry lost, one charge Stripe made for no invoice, one amount changed

@@ -20,6 +20,7 @@ posts +1000 to the user's ``available`` and -1000 to ``stripe_balance``.
 | adjustments | platform | yes | counterparty of manual corrections by admins |
 | sales | platform | yes | revenue from catalog orders (purpose `order`) |
 | card_authorizations | platform | yes | memo counterparty of ``authorized`` (sign inverted) |
+| tax_collected | platform | yes | tax on subscription invoices, owed to tax authorities |
 
 ``authorized`` and ``card_authorizations`` are off-balance memo accounts: they only
 ever post against each other (an authorization, then its exact reversal when it is
@@ -53,6 +54,7 @@ class AccountKind(StrEnum):
     sales = "sales"
     authorized = "authorized"
     card_authorizations = "card_authorizations"
+    tax_collected = "tax_collected"
 
 
 USER_KINDS: frozenset[AccountKind] = frozenset(

@@ -23,7 +23,8 @@ else what is available, the rest, only when forced or for dashboard refunds, fro
 cumulative largest remainder of the invoice's credit over its refunds
 (``money.proportional_part``), so refunding an invoice in parts takes back exactly its
 credit. Stripe keeps its processing fee on a refund, so the fee line stays as booked;
-no tax is booked for invoices, so there is no tax line to reverse.
+the invoice's tax leaves ``tax_collected`` in the same proportion (the refund's
+``sales`` line is the rest), so a full refund gives back exactly the tax booked.
 
 Refunds of an invoice charge made in the Stripe dashboard are recorded from the events
 (origin ``stripe``) and settled the same way, without a hold.
@@ -70,6 +71,7 @@ from payments_api.stripe.gateway import StripeGateway
 from payments_api.stripe.refs import stripe_id
 from payments_api.subscriptions.models import SubscriptionInvoice
 from payments_api.subscriptions.service import SubscriptionViews
+from payments_api.subscriptions.tax import refund_tax_share, revenue_postings
 from payments_api.users.repository import UserRepository
 
 log = logging.getLogger(__name__)
@@ -382,6 +384,11 @@ class InvoiceRefundSettlement:
 
     async def _settle(self, refund: InvoiceRefund, invoice: SubscriptionInvoice) -> None:
         currency, amount = refund.currency, refund.amount
+        # The tax goes back with the refund in proportion: what the authority is owed
+        # shrinks with what the customer paid.
+        tax = refund_tax_share(
+            amount, invoice.amount_paid, invoice.tax_amount or 0, invoice.refunded_amount
+        )
         await self.ledger.post(
             ledger_service.NewTransaction(
                 type="invoice_refund",
@@ -395,7 +402,10 @@ class InvoiceRefundSettlement:
                     "refund": refund.stripe_refund_id,
                 },
                 postings=[
-                    ledger_service.PostingSpec(_platform(AccountKind.sales, currency), -amount),
+                    *(
+                        ledger_service.PostingSpec(posting.account, -posting.amount)
+                        for posting in revenue_postings(amount, tax, currency)
+                    ),
                     ledger_service.PostingSpec(
                         _platform(AccountKind.stripe_balance, currency), amount
                     ),

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import stripe
 from payments_api.stripe.base import GatewayBase
 
 # What the subscribe call expands: the first invoice's confirmation secret (the
 # PaymentIntent's client secret the customer confirms when they must act; the pinned API
 # version has no ``invoice.payment_intent``) and, for a trial, the SetupIntent.
 SUBSCRIPTION_EXPAND = ["latest_invoice.confirmation_secret", "pending_setup_intent"]
+
+# Stripe's card error when paying an invoice needs the customer's authentication: the
+# invoice's PaymentIntent is left ``requires_action`` for the customer to confirm.
+INVOICE_REQUIRES_ACTION = "invoice_payment_intent_requires_action"
 
 
 class BillingCalls(GatewayBase):
@@ -83,6 +88,29 @@ class BillingCalls(GatewayBase):
             ),
         )
         return subscription.to_dict()
+
+    async def pay_invoice(
+        self, invoice_id: str, *, payment_method: str, idempotency_key: str
+    ) -> dict[str, Any] | None:
+        """Pay an open invoice now with the customer's card (``POST
+        /v1/invoices/{id}/pay``), the customer present (``off_session=false``); None when
+        the card needs the customer's authentication (the invoice stays open, its
+        PaymentIntent ``requires_action``). A decline is ``CardDeclined``."""
+
+        async def pay() -> stripe.Invoice | None:
+            try:
+                return await self._client.v1.invoices.pay_async(
+                    invoice_id,
+                    params={"payment_method": payment_method, "off_session": False},
+                    options=self._options(idempotency_key),
+                )
+            except stripe.CardError as exc:
+                if exc.code == INVOICE_REQUIRES_ACTION:
+                    return None
+                raise
+
+        invoice = await self._call("invoices.pay", pay, client_ids=frozenset({"payment_method"}))
+        return None if invoice is None else invoice.to_dict()
 
     async def preview_invoice(self, params: dict[str, Any]) -> dict[str, Any]:
         """The invoice a change would produce (``POST /v1/invoices/create_preview``);

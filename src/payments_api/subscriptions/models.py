@@ -177,6 +177,8 @@ class SubscriptionInvoice(TimestampMixin, Base):
     processing_fee_amount: Mapped[int | None] = mapped_column(BigInteger)
     credited_amount: Mapped[int | None] = mapped_column(BigInteger)
     """The plan's monthly credit given to the wallet for this invoice, once."""
+    tax_amount: Mapped[int | None] = mapped_column(BigInteger)
+    """The tax in ``amount_paid`` (booked to ``tax_collected``); None before it was paid."""
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255))
     """The PaymentIntent that paid it (how reconciliation and refunds name the payment)."""
     stripe_charge_id: Mapped[str | None] = mapped_column(String(255))

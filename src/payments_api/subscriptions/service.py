@@ -46,6 +46,11 @@ from payments_api.subscriptions.errors import (
     SubscriptionNotResumable,
     SubscriptionPauseInvalid,
 )
+from payments_api.subscriptions.first_invoice import (
+    open_first_invoice,
+    pay_first_invoice,
+    saved_card,
+)
 from payments_api.subscriptions.models import Subscription, SubscriptionInvoice
 from payments_api.subscriptions.plans import plan_read
 from payments_api.subscriptions.repository import (
@@ -69,6 +74,7 @@ from payments_api.subscriptions.schemas import (
     UnclaimedSubscriptionList,
     UnclaimedSubscriptionRead,
 )
+from payments_api.subscriptions.tax import paid_tax, revenue_postings
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
 from payments_api.webhooks.registry import RetryLater
@@ -425,6 +431,8 @@ class SubscriptionEvents:
         row.amount_paid = int(invoice.get("amount_paid") or 0)
         row.paid_at = row.paid_at or _time(transitions.get("paid_at")) or utcnow()
         amount, currency, invoice_id = row.amount_paid, row.currency, row.stripe_invoice_id
+        if row.tax_amount is None:
+            row.tax_amount = paid_tax(invoice, amount)
         reference = public_id(SUBSCRIPTION_PREFIX, subscription.id)
         if amount > 0:
             charge = None
@@ -442,10 +450,7 @@ class SubscriptionEvents:
                     description=f"Invoice {invoice_id} of {reference}",
                     metadata=metadata,
                     postings=[
-                        ledger_service.PostingSpec(
-                            ledger_service.AccountRef.platform(AccountKind.sales, currency),
-                            amount,
-                        ),
+                        *revenue_postings(amount, row.tax_amount or 0, currency),
                         ledger_service.PostingSpec(
                             ledger_service.AccountRef.platform(
                                 AccountKind.stripe_balance, currency
@@ -615,17 +620,48 @@ class SubscriptionService:
                     "subscription", row.id
                 ),
             )
-        async with self.sessionmaker.begin() as session:
-            locked = await SubscriptionRepository(session).get(row.id, for_update=True)
-            assert locked is not None  # noqa: S101 - written above
-            if locked.stripe_state_at is None:
-                # Nothing from webhooks yet: the creation's own snapshot, as of its time.
-                state_at = int(obj.get("created") or self.now().timestamp())
-                await SubscriptionState(session, self.settings).apply(locked, obj, state_at)
-            read = await SubscriptionViews(session, self.settings).one(locked)
+        read = await self._store(row, obj, first=row.stripe_subscription_id is None)
+        # Recorded before paying, so a failed payment call leaves Stripe's id for the
+        # retry to read back instead of creating again.
+        paid = await self._pay_first_invoice(row, user, obj)
+        if paid is not obj:
+            obj = paid
+            read = await self._store(row, obj, first=False)
         secret, kind = _client_secret(obj)
         return SubscriptionCreated(
             **read.model_dump(), client_secret=secret, client_secret_type=kind
+        )
+
+    async def _store(
+        self, row: Subscription, obj: dict[str, Any], *, first: bool
+    ) -> SubscriptionRead:
+        async with self.sessionmaker.begin() as session:
+            locked = await SubscriptionRepository(session).get(row.id, for_update=True)
+            assert locked is not None  # noqa: S101 - written above
+            if locked.stripe_state_at is None or not first:
+                # Nothing from webhooks yet: the creation's own snapshot, as of its time;
+                # a read back or the state after paying: applied unless webhooks told
+                # newer (SubscriptionState orders them).
+                state_at = int(obj.get("created") or self.now().timestamp())
+                await SubscriptionState(session, self.settings).apply(locked, obj, state_at)
+            return await SubscriptionViews(session, self.settings).one(locked)
+
+    async def _pay_first_invoice(
+        self, row: Subscription, user: User, obj: dict[str, Any]
+    ) -> dict[str, Any]:
+        if open_first_invoice(obj) is None:
+            return obj
+        payment_method = row.payment_method
+        if payment_method is None:
+            async with self.sessionmaker() as session:
+                payment_method = await saved_card(session, user.id)
+        return await pay_first_invoice(
+            self.stripe,
+            obj,
+            payment_method=payment_method,
+            idempotency_key=(await outgoing_keys(self.sessionmaker)).derive(
+                "subscription_first_invoice", row.id
+            ),
         )
 
     async def _find_or_create(
