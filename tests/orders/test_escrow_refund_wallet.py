@@ -132,6 +132,29 @@ class TestWalletEscrowRefund:
         assert not stripe_mock.calls
         assert await ledger_invariants(session) == []
 
+        # the job's refunds are listed by escrow_id, newest first, with an rfe_ cursor
+        listed = await client.get(REFUNDS, params={"escrow_id": escrow_id}, headers=ADMIN)
+        assert listed.status_code == 200, listed.text
+        assert [r["id"] for r in listed.json()["data"]] == [rest.json()["id"], body["id"]]
+        page = await client.get(REFUNDS, params={"escrow_id": escrow_id, "limit": 1}, headers=ADMIN)
+        assert ([r["id"] for r in page.json()["data"]], page.json()["has_more"]) == (
+            [rest.json()["id"]],
+            True,
+        )
+        after = await client.get(
+            REFUNDS,
+            params={"escrow_id": escrow_id, "starting_after": rest.json()["id"]},
+            headers=ADMIN,
+        )
+        assert ([r["id"] for r in after.json()["data"]], after.json()["has_more"]) == (
+            [body["id"]],
+            False,
+        )
+        failed = await client.get(
+            REFUNDS, params={"escrow_id": escrow_id, "status": "failed"}, headers=ADMIN
+        )
+        assert failed.json()["data"] == []
+
     async def test_a_payee_who_withdrew_is_covered_by_the_platform(
         self, client: httpx.AsyncClient, stripe_mock: respx.MockRouter, session: AsyncSession
     ) -> None:
@@ -199,3 +222,8 @@ class TestWalletEscrowRefund:
         assert body["id"].startswith("rfd_")
         assert form(route.calls.last.request)["payment_intent"] == pi
         assert await ledger_invariants(session) == []
+        # listed by escrow_id: the funding order's refund
+        listed = await client.get(REFUNDS, params={"escrow_id": escrow_id}, headers=ADMIN)
+        assert [r["id"] for r in listed.json()["data"]] == [body["id"]]
+        unknown = await client.get(REFUNDS, params={"escrow_id": "esc_999999"}, headers=ADMIN)
+        assert (unknown.status_code, unknown.json()["data"]) == (200, [])

@@ -24,7 +24,7 @@ from payments_api.escrow.models import Escrow, EscrowStatus
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.idempotency import IdempotencyKeyReused
-from payments_api.kit.pagination import parse_public_id, public_id
+from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.money import proportional_part
@@ -37,7 +37,7 @@ from payments_api.refunds.errors import (
 )
 from payments_api.refunds.escrow_refund_models import EscrowRefund
 from payments_api.refunds.payee_share import post_taking_from_payee
-from payments_api.refunds.schemas import RefundCreate, RefundRead
+from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
 
 ESCROW_REFUND_PREFIX = "rfe"
 ESCROW_PREFIX = "esc"
@@ -232,3 +232,22 @@ async def get_escrow_refund(session: AsyncSession, refund_id: str) -> RefundRead
     if refund is None:
         raise RefundNotFound()
     return escrow_refund_read(refund)
+
+
+async def list_escrow_refunds(
+    session: AsyncSession, *, escrow_number: int, limit: int, starting_after: str | None
+) -> RefundList:
+    """A wallet-paid job's refunds, newest first (``rfe_`` cursor)."""
+    query = (
+        select(EscrowRefund)
+        .where(EscrowRefund.escrow_id == escrow_number)
+        .order_by(EscrowRefund.id.desc())
+        .limit(limit + 1)
+    )
+    before = parse_cursor(ESCROW_REFUND_PREFIX, starting_after)
+    if before is not None:
+        query = query.where(EscrowRefund.id < before)
+    rows = list((await session.scalars(query)).all())
+    return RefundList(
+        data=[escrow_refund_read(r) for r in rows[:limit]], has_more=len(rows) > limit
+    )

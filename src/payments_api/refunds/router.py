@@ -148,7 +148,19 @@ async def list_refunds(
         str | None,
         Query(max_length=255, description="Only this subscription invoice's refunds."),
     ] = None,
+    escrow_id: Annotated[
+        str | None,
+        Query(
+            max_length=32,
+            description="Only this job's refunds: a card-paid job's are its funding order's "
+            "(`rfd_…`), a wallet-paid job's its own (`rfe_…`, which appear only here).",
+        ),
+    ] = None,
 ) -> RefundList:
+    if escrow_id is not None:
+        return await RefundQueries(session).list_for_escrow(
+            escrow_id=escrow_id, limit=limit, starting_after=starting_after, status=status
+        )
     if invoice_id is not None:
         return await invoices.InvoiceRefundQueries(session).list(
             limit=limit, starting_after=starting_after, invoice_id=invoice_id

@@ -87,6 +87,7 @@ from payments_api.refunds.errors import (
 from payments_api.refunds.escrow_refunds import (
     ESCROW_PREFIX,
     escrow_refund_read,
+    list_escrow_refunds,
     refund_wallet_escrow,
 )
 from payments_api.refunds.models import Refund
@@ -1395,7 +1396,33 @@ class RefundService:
 
 class RefundQueries:
     def __init__(self, session: AsyncSession) -> None:
+        self.session = session
         self.repository = RefundRepository(session)
+
+    async def list_for_escrow(
+        self, *, escrow_id: str, limit: int, starting_after: str | None, status: str | None
+    ) -> RefundList:
+        """A job's refunds: a card-paid job's are its funding order's (``rfd_``), a
+        wallet-paid job's its own (``rfe_``, always succeeded)."""
+        number = parse_public_id(ESCROW_PREFIX, escrow_id)
+        escrow = await EscrowRepository(self.session).get(number) if number else None
+        if escrow is None:
+            return RefundList(data=[], has_more=False)
+        if escrow.funding == EscrowFunding.card.value:
+            order = await OrderRepository(self.session).escrow_funding(escrow.id)
+            if order is None:
+                return RefundList(data=[], has_more=False)
+            return await self.list(
+                limit=limit,
+                starting_after=starting_after,
+                order_id=public_id(ORDER_PREFIX, order.id),
+                status=status,
+            )
+        if status not in (None, "succeeded"):
+            return RefundList(data=[], has_more=False)
+        return await list_escrow_refunds(
+            self.session, escrow_number=escrow.id, limit=limit, starting_after=starting_after
+        )
 
     async def get(self, refund_id: str) -> RefundRead:
         number = parse_public_id(REFUND_PREFIX, refund_id)
