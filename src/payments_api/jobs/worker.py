@@ -120,7 +120,7 @@ async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
 
     @pgq.entrypoint(AUTO_RELOAD_JOB)
     async def charge_auto_reload(job: Job) -> None:
-        from payments_api.orders.service import charge_auto_reload as charge
+        from payments_api.topups.auto_reload import charge_auto_reload as charge
 
         number = (job.payload or b"").decode()
         if not (number.isascii() and number.isdigit()):

@@ -17,7 +17,6 @@ The wallet is credited only by Stripe's events (``PayInConfirmation``), never he
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -52,12 +51,9 @@ from payments_api.payment_methods.models import PaymentMethod
 from payments_api.payment_methods.repository import PaymentMethodRepository
 from payments_api.problems import Forbidden
 from payments_api.settings import Settings
-from payments_api.stripe.errors import CardDeclined
 from payments_api.stripe.gateway import StripeGateway
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
-
-log = logging.getLogger(__name__)
 
 PAYMENT_METHOD_PREFIX = "pmt"  # payment_methods.service's prefix (imported from here)
 
@@ -411,49 +407,6 @@ class PayInService:
             order_id=public_id(ORDER_PREFIX, order.id),
             next_action=next_action,
         )
-
-
-async def charge_auto_reload(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    stripe: StripeGateway,
-    settings: Settings,
-    order_id: int,
-) -> None:
-    """The ``auto_reload.charge`` job: charge an auto-reload order's card off-session
-    (no transaction open across the call; the key makes a retried job reach the same
-    PaymentIntent). A decline fails the order; Stripe's event credits a success."""
-    async with sessionmaker() as session:
-        order = await session.get(Order, order_id)
-        user = await UserRepository(session).get(order.user_id) if order else None
-    if order is None or user is None or order.status != "pending":
-        return
-    customer_id = await ensure_customer(sessionmaker, stripe, user)
-    params: dict[str, Any] = {
-        "amount": order.amount,
-        "currency": order.currency,
-        "customer": customer_id,
-        "metadata": {
-            "order_id": str(order.id),
-            "user_id": user.id,
-            "purpose": "topup",
-            "auto_reload": "true",
-        },
-    }
-    service = PayInService(
-        sessionmaker, stripe, settings, Principal(sub=user.id, roles=frozenset(), email=None)
-    )
-    stripe_key = (await outgoing_keys(sessionmaker)).derive("payment_intent", order.id)
-    try:
-        await service.confirm_with_saved_card(order, params, stripe_key)
-    except CardDeclined:
-        log.info("auto-reload declined", extra={"order_id": order.id})
-    except PaymentMethodNotFound:
-        async with sessionmaker.begin() as session:
-            stored = await OrderRepository(session).get(order.id, for_update=True)
-            assert stored is not None  # noqa: S101
-            await PayInConfirmation(session, stripe, settings).fail(
-                stored, "failed", "payment_method_not_found"
-            )
 
 
 async def saved_card(session: AsyncSession, user_id: str, method_id: str | None) -> PaymentMethod:
