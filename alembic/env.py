@@ -14,6 +14,10 @@ from payments_api.db import resolve_database_url, to_asyncpg_url
 from payments_api.models import Base
 from payments_api.settings import get_settings
 
+# The sandbox's tables live in every database (a deployment may start without a Stripe
+# key), but the product's models never import the sandbox: alembic names it here.
+from payments_sandbox import models as sandbox_models  # noqa: F401
+
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)

@@ -248,7 +248,7 @@ def demo(
     ] = None,
 ) -> None:
     """Click through every flow against a running sandbox service and check balances."""
-    from payments_api.sandbox.demo import main
+    from payments_sandbox.demo import main
 
     raise typer.Exit(main(base_url))
 

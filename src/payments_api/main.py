@@ -55,7 +55,6 @@ from payments_api.projects.router import router as projects_router
 from payments_api.reconciliation.metrics import refresh_gauges
 from payments_api.reconciliation.router import router as reconciliation_router
 from payments_api.refunds.router import router as refunds_router
-from payments_api.sandbox.router import router as sandbox_router
 from payments_api.settings import Settings, get_settings
 from payments_api.state import AppState
 from payments_api.stripe.gateway import StripeGateway
@@ -169,7 +168,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payout_accounts_router)
     app.include_router(payouts_router)
     app.include_router(projects_router)
-    app.include_router(sandbox_router)
     app.include_router(refunds_router)
     app.include_router(disputes_router)
     app.include_router(reconciliation_router)
@@ -177,6 +175,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks_router)
     app.include_router(events_router)
     app.include_router(wallets_router)
+    if settings.sandbox and not settings.is_production:
+        # Imported only here: with a Stripe key the sandbox package is never loaded.
+        from payments_sandbox.router import router as sandbox_router
+
+        app.include_router(sandbox_router)
     declare_webhooks(app)
     install_docs_pages(app)
 

@@ -24,7 +24,6 @@ from payments_api.reconciliation import models as reconciliation_models
 from payments_api.refunds import escrow_refund_models as escrow_refunds_models
 from payments_api.refunds import invoice_models as invoice_refunds_models
 from payments_api.refunds import models as refunds_models
-from payments_api.sandbox import models as sandbox_models
 from payments_api.subscriptions import models as subscriptions_models
 from payments_api.topups import models as topups_models
 from payments_api.users.models import User
@@ -47,7 +46,6 @@ DOMAIN_MODELS = (
     projects_models,
     reconciliation_models,
     refunds_models,
-    sandbox_models,
     subscriptions_models,
     topups_models,
     webhooks_models,

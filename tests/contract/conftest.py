@@ -7,6 +7,12 @@ import respx
 
 from tests.contract.fake_stripe import FakeStripe
 
+# The in-process sandbox (tests/sandbox/conftest.py) for tests that need Stripe to keep
+# what the app made: the owner world of test_security.
+from tests.sandbox.conftest import sandbox, sandbox_app, sandbox_gateway, sandbox_settings
+
+__all__ = ["fake_stripe", "sandbox", "sandbox_app", "sandbox_gateway", "sandbox_settings"]
+
 
 @pytest.fixture
 def fake_stripe() -> Iterator[FakeStripe]:

@@ -3,8 +3,8 @@
 Every operation of the app's own OpenAPI document is fuzzed (so routes added later are
 fuzzed too): schemathesis generates requests from the spec — valid ones (positive),
 invalid ones (negative) and the spec's own examples — and each is sent as every role
-(anonymous, customer, payee, admin) to the app over ASGI, with Stripe answered by a
-stateful fake. Each response must:
+(anonymous, customer, payee, admin) to the app over ASGI, in sandbox mode: its Stripe calls are
+answered by the sandbox (the one stateful Stripe stand-in). Each response must:
 
 - not be a 5xx, and carry no stack trace, no Stripe secret, no webhook secret;
 - conform to the declared status codes, content type, headers and schema;
@@ -38,11 +38,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
+from pydantic import SecretStr
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
@@ -58,10 +59,11 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.settings import Settings
 from tests.conftest import TEST_CONNECT_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET
-from tests.contract.fake_stripe import LEAK_MARKER, FakeStripe
 from tests.factories import create_user, fund, ledger_invariants
 from tests.helpers import make_event, make_token, signed_webhook, stripe_signature
+from tests.sandbox.helpers import Sandbox
 
 EXAMPLES = int(os.environ.get("PAYMENTS_FUZZ_EXAMPLES", "3"))
 ROLES: dict[str, list[str] | None] = {
@@ -85,13 +87,23 @@ FORBIDDEN_IN_RESPONSES = (
     "sk_live_",
     "rk_live_",
     "whsec_",
-    LEAK_MARKER,
 )
 WEBHOOK_SECRETS = {
     "/api/v1/webhooks/stripe": TEST_WEBHOOK_SECRET,
     "/api/v1/webhooks/stripe/connect": TEST_CONNECT_WEBHOOK_SECRET,
 }
 UNSAFE_HEADERS = {"connection", "accept-encoding", "content-length", "host"}
+
+
+@pytest.fixture
+def sandbox_settings(sandbox_settings: Settings) -> Settings:
+    """The sandbox app, also accepting the fuzzed webhooks signed with the test secrets."""
+    return sandbox_settings.model_copy(
+        update={
+            "stripe_webhook_secrets": [SecretStr(TEST_WEBHOOK_SECRET)],
+            "stripe_connect_webhook_secrets": [SecretStr(TEST_CONNECT_WEBHOOK_SECRET)],
+        }
+    )
 
 
 @dataclass
@@ -242,9 +254,8 @@ async def ledger_fingerprint(session: AsyncSession) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
-async def build_world(
-    client: httpx.AsyncClient, session: AsyncSession, fake_stripe: FakeStripe
-) -> World:
+async def build_world(sandbox: Sandbox, session: AsyncSession) -> World:
+    client = sandbox.client
     run = uuid.uuid4().hex[:8]
     customer = (await create_user(session, id=f"fz_cust_{run}", roles=["customer"])).id
     payee = (await create_user(session, id=f"fz_payee_{run}", roles=["payee"])).id
@@ -259,11 +270,7 @@ async def build_world(
             "Idempotency-Key": f"seed-{uuid.uuid4().hex}",
         }
 
-    fake_stripe.accounts_enabled = True
-    onboarding = await client.post(
-        "/api/v1/me/payout-account/onboarding-link", headers=as_(payee, ["payee"])
-    )
-    assert onboarding.status_code == 200, onboarding.text
+    await sandbox.onboard(payee)
     escrow = await client.post(
         "/api/v1/escrows",
         json={"payee_id": payee, "amount": 10_000, "currency": "usd", "reference": "fuzz"},
@@ -322,17 +329,17 @@ async def build_world(
 class TestSchemathesis:
     async def test_every_operation_as_every_role(
         self,
-        client: httpx.AsyncClient,
+        sandbox: Sandbox,
         session: AsyncSession,
-        fake_stripe: FakeStripe,
     ) -> None:
+        client = sandbox.client
         spec = (await client.get("/openapi.json")).json()
         schema = schemathesis.openapi.from_dict(spec)
         results = list(schema.get_all_operations())
         assert [r for r in results if not isinstance(r, Ok)] == []  # the spec loads whole
         operations = [r.ok() for r in results if isinstance(r, Ok)]
         assert len(operations) >= 30
-        world = await build_world(client, session, fake_stripe)
+        world = await build_world(sandbox, session)
         failures: list[str] = []
         details: list[str] = []
         statuses: dict[str, list[int]] = {}
@@ -465,14 +472,14 @@ def hostile_request(
 class TestHostileStrings:
     async def test_no_hostile_string_anywhere_reaches_a_server_error(
         self,
-        client: httpx.AsyncClient,
+        sandbox: Sandbox,
         session: AsyncSession,
-        fake_stripe: FakeStripe,
     ) -> None:
+        client = sandbox.client
         spec = (await client.get("/openapi.json")).json()
         schema = schemathesis.openapi.from_dict(spec)
         operations = [r.ok() for r in schema.get_all_operations() if isinstance(r, Ok)]
-        world = await build_world(client, session, fake_stripe)
+        world = await build_world(sandbox, session)
         seed = random.SystemRandom().randrange(2**32)
         rng = random.Random(seed)
         bases = {

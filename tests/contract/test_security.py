@@ -7,6 +7,9 @@
 - no response carries a client secret of another user (nor, see test_fuzz, a Stripe
   secret or a stack trace).
 
+The owner's resources are made through the API against the sandbox (the one stateful
+Stripe stand-in), so their Stripe objects exist as Stripe would hold them.
+
 Path parameters are filled from ``OWNED``: a factory per parameter name that creates
 the resource for its owner. A new route with a new path parameter fails
 ``test_every_path_parameter_has_a_factory`` until one is added.
@@ -26,10 +29,10 @@ import pytest
 from jose import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.contract.fake_stripe import FakeStripe
 from tests.contract.spec import JSON, Operation, app_spec, operations
 from tests.factories import create_user, fund
 from tests.helpers import TEST_JWT_SECRET, auth
+from tests.sandbox.helpers import Sandbox
 
 SPEC = app_spec()
 OPERATIONS = list(operations(SPEC))
@@ -47,11 +50,15 @@ ISSUER, AUDIENCE = "https://auth.example.com/", "payments-api"
 class Owner:
     """A user holding one of each resource, and a stranger with the same roles."""
 
-    client: httpx.AsyncClient
+    sandbox: Sandbox
     session: AsyncSession
     user: str = field(default_factory=lambda: f"own_{uuid.uuid4().hex[:10]}")
     stranger: str = field(default_factory=lambda: f"str_{uuid.uuid4().hex[:10]}")
     ids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self.sandbox.client
 
     def headers(self, user: str | None = None) -> dict[str, str]:
         return {
@@ -111,22 +118,39 @@ async def own_payment_method(owner: Owner) -> str:
 
 
 async def own_subscription(owner: Owner) -> str:
-    """A subscription to the fixture plan; ``price`` is another price of its family (the
-    preview route's required query parameter)."""
+    """A subscription to a monthly plan made in the sandbox; ``price`` is another price of
+    its family (the preview route's required query parameter)."""
     from payments_api.subscriptions.plans import price_values, product_values
     from payments_api.subscriptions.repository import PlanRepository
-    from tests.helpers import stripe_object
 
+    async def made(path: str, data: dict[str, str]) -> dict[str, Any]:
+        response = await owner.sandbox.stripe("POST", path, data)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    product = await made("/v1/products", {"name": "Security plan"})
     plans = PlanRepository(owner.session)
-    monthly = stripe_object("price")
-    await plans.upsert_product(product_values(stripe_object("product"), 1))
-    for price in (monthly, {**monthly, "id": "price_fixture0002", "unit_amount": 2900}):
+    await plans.upsert_product(product_values(product, 1))
+    prices = [
+        await made(
+            "/v1/prices",
+            {
+                "product": product["id"],
+                "currency": "usd",
+                "unit_amount": str(unit_amount),
+                "recurring[interval]": "month",
+            },
+        )
+        for unit_amount in (1_900, 2_900)
+    ]
+    for price in prices:
         values = price_values(price, 1)
         assert values is not None
         await plans.upsert_price(values)
     await owner.session.flush()
-    owner.ids["price"] = "price_fixture0002"
-    created = await owner.post("/api/v1/me/subscriptions", {"price": monthly["id"]})
+    owner.ids["price"] = str(prices[1]["id"])
+    created = await owner.post("/api/v1/me/subscriptions", {"price": prices[0]["id"]})
     return str(created["id"])
 
 
@@ -190,8 +214,8 @@ async def call(
 
 
 @pytest.fixture
-async def owner(client: httpx.AsyncClient, session: AsyncSession, fake_stripe: FakeStripe) -> Owner:
-    owner = Owner(client, session)
+async def owner(sandbox: Sandbox, session: AsyncSession) -> Owner:
+    owner = Owner(sandbox, session)
     await create_user(session, id=owner.user, roles=["customer", "payee"])
     await create_user(session, id=owner.stranger, roles=["customer", "payee"])
     await fund(session, owner.user, 100_000, "usd")
@@ -322,9 +346,7 @@ class TestTokens:
 
 
 class TestSecrets:
-    async def test_no_response_shows_another_users_client_secret(
-        self, owner: Owner, fake_stripe: FakeStripe
-    ) -> None:
+    async def test_no_response_shows_another_users_client_secret(self, owner: Owner) -> None:
         topup = await owner.post("/api/v1/topups", {"amount": 2_000, "currency": "usd"})
         secret = topup["client_secret"]
         assert secret

@@ -2,9 +2,10 @@
 
 Production runs N stateless replicas behind a load balancer (SPEC 2). Here two real OS
 processes (``uvicorn --factory payments_api.main:app_factory``), each with its own
-engine and pool, serve the test database; Stripe is a stateful fake served over HTTP
-from this process (``PAYMENTS_STRIPE_API_BASE``). Requests that must take effect once
-are split across both at the same time:
+engine and pool, serve the test database; Stripe is the sandbox, served by a third
+process of the app in sandbox mode (no key) on the same database, which the replicas
+reach over HTTP (``PAYMENTS_STRIPE_API_BASE``), as they would reach Stripe. Requests
+that must take effect once are split across both at the same time:
 
 - the same Idempotency-Key on a top-up -> one order, one PaymentIntent, one answer;
 - the same Stripe event delivered to both, several times -> credited once;
@@ -22,28 +23,24 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tests.conftest import TEST_CONNECT_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET
-from tests.contract.fake_stripe import FakeStripe
 from tests.factories import create_user, fund, ledger_invariants
 from tests.helpers import (
     TEST_JWT_SECRET,
     auth,
     make_event,
     signed_webhook,
-    stripe_key,
     stripe_object,
 )
 
@@ -58,30 +55,11 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def stripe_server() -> Iterator[tuple[FakeStripe, str]]:
-    """The fake Stripe as a real HTTP server on the loopback, in a thread."""
-    fake = FakeStripe(accounts_enabled=True)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(fake, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "fake Stripe did not start"
-    yield fake, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
 class Replica:
     """One ``uvicorn`` process of the app, logging to a file (shown if it dies)."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], log: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.log_path = log
         self._log = log.open("wb")
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -118,11 +96,53 @@ class Replica:
 
 
 @pytest.fixture(scope="module")
-async def replicas(
-    database_url: str, stripe_server: tuple[FakeStripe, str]
-) -> AsyncIterator[list[httpx.AsyncClient]]:
+async def stripe_server(database_url: str) -> AsyncIterator[str]:
+    """The sandbox: the app without a Stripe key, on the test database. It delivers the
+    events it emits to its own webhook routes (so an onboarding it is told about reaches
+    the database the replicas share). Yields its base URL."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    data = Path(tempfile.mkdtemp(prefix="replicas-sandbox-"))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PAYMENTS_")},
+        "PAYMENTS_ENVIRONMENT": "test",
+        "PAYMENTS_DATABASE_URL": database_url,
+        "PAYMENTS_DB_POOL_SIZE": "3",
+        "PAYMENTS_JWT_SECRET": TEST_JWT_SECRET,
+        "PAYMENTS_PUBLIC_BASE_URL": base,
+        "PAYMENTS_DATA_DIR": str(data),
+        "PAYMENTS_LOG_LEVEL": "WARNING",
+    }
+    sandbox = Replica(env, data / "sandbox.log", port=port)
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            await wait_ready(client, sandbox)
+        yield base
+    finally:
+        sandbox.stop()
+
+
+async def sandbox_count(
+    sessions: async_sessionmaker[AsyncSession], type_: str, field: str, value: str
+) -> int:
+    """How many objects of ``type_`` the sandbox (Stripe) holds with ``field`` = value
+    (a top-level field, or ``metadata.<key>``)."""
+    path = field.split(".")
+    return int(
+        await scalar(
+            sessions,
+            "SELECT count(*) FROM sandbox_objects WHERE type = :t AND body #>> :p = :v",
+            t=type_,
+            p=path,
+            v=value,
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+async def replicas(database_url: str, stripe_server: str) -> AsyncIterator[list[httpx.AsyncClient]]:
     """Two app processes on the test database, started in parallel."""
-    _, stripe_base = stripe_server
+    stripe_base = f"{stripe_server}/sandbox/stripe"
     env = {
         **os.environ,
         "PAYMENTS_ENVIRONMENT": "test",
@@ -203,14 +223,50 @@ async def until_done(client: httpx.AsyncClient, **request: Any) -> httpx.Respons
     raise AssertionError("the idempotency key stayed in use")
 
 
+async def onboard(replica: httpx.AsyncClient, sandbox_base: str, user: str) -> str:
+    """The payee finishes Express onboarding on the sandbox's page; the account.updated
+    the sandbox then delivers (to its own webhook route, same database) enables it."""
+    link = await replica.post(
+        "/api/v1/me/payout-account/onboarding-link", headers=auth(user, ["payee"])
+    )
+    assert link.status_code == 200, link.text
+    url = httpx.URL(link.json()["url"])
+    account = url.path.rsplit("/", 1)[1]
+    async with httpx.AsyncClient(base_url=sandbox_base, timeout=30) as browser:
+        done = await browser.post(url.path, data={"link": url.params["link"], "outcome": "enabled"})
+    assert done.status_code == 303, done.text
+    for _ in range(200):
+        status = await replica.get("/api/v1/me/payout-account", headers=auth(user, ["payee"]))
+        if status.json()["payout_account"]["status"] == "enabled":
+            return account
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the payout account never became enabled: {status.text}")
+
+
+async def fund_stripe_platform(sandbox_base: str, amount: int) -> None:
+    """Money on the platform's Stripe balance for transfers: a card payment straight at
+    the sandbox (Stripe refuses transfers the balance does not cover, as it does)."""
+    async with httpx.AsyncClient(base_url=sandbox_base, timeout=30) as stripe:
+        paid = await stripe.post(
+            "/sandbox/stripe/v1/payment_intents",
+            data={
+                "amount": str(amount),
+                "currency": "usd",
+                "confirm": "true",
+                "payment_method": "pm_card_visa",
+            },
+            headers={"Authorization": "Bearer sk_test_replicas"},
+        )
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["status"] == "succeeded"
+
+
 class TestReplicas:
     async def test_same_idempotency_key_on_both_replicas(
         self,
         replicas: list[httpx.AsyncClient],
-        stripe_server: tuple[FakeStripe, str],
         committed: async_sessionmaker[AsyncSession],
     ) -> None:
-        fake, _ = stripe_server
         user, key = f"rep_{uuid.uuid4().hex[:10]}", f"k-{uuid.uuid4().hex}"
         request = {
             "method": "POST",
@@ -228,17 +284,9 @@ class TestReplicas:
             await scalar(committed, "SELECT count(*) FROM orders WHERE user_id = :u", u=user) == 1
         )
         order = responses[0].json()["order_id"].removeprefix("ord_")
-        key_of_order = stripe_key("payment_intent", order)
-        created = [
-            c for c in fake.created_of("payment_intents") if c.idempotency_key == key_of_order
-        ]
-        assert len(created) == 1  # one PaymentIntent at Stripe
-        customers = [
-            c
-            for c in fake.created_of("customers")
-            if c.idempotency_key == stripe_key("customer", user)
-        ]
-        assert len(customers) == 1
+        # One PaymentIntent and one customer at Stripe.
+        assert await sandbox_count(committed, "payment_intent", "metadata.order_id", order) == 1
+        assert await sandbox_count(committed, "customer", "metadata.user_id", user) == 1
 
     async def test_one_event_delivered_to_both_replicas_applies_once(
         self,
@@ -292,19 +340,15 @@ class TestReplicas:
     async def test_concurrent_withdrawals_split_across_replicas(
         self,
         replicas: list[httpx.AsyncClient],
-        stripe_server: tuple[FakeStripe, str],
+        stripe_server: str,
         committed: async_sessionmaker[AsyncSession],
     ) -> None:
-        fake, _ = stripe_server
         user = f"rep_{uuid.uuid4().hex[:10]}"
         async with committed.begin() as session:
             await create_user(session, id=user, roles=["payee"])
             await fund(session, user, 10_000, "usd")
-        onboarded = await replicas[0].post(
-            "/api/v1/me/payout-account/onboarding-link", headers=auth(user, ["payee"])
-        )
-        assert onboarded.json()["payout_account"]["status"] == "enabled", onboarded.text
-        transfers_before = len(fake.created_of("transfers"))
+        account = await onboard(replicas[0], stripe_server, user)
+        await fund_stripe_platform(stripe_server, 20_000)
 
         async def withdraw(i: int) -> httpx.Response:
             return await replicas[i % REPLICAS].post(
@@ -322,9 +366,8 @@ class TestReplicas:
         assert {r.json()["code"] for r in refused} == {"insufficient_funds"}
         after = await balance(replicas[1], user, "usd")
         assert (after["available"], after["withdrawing"]) == (0, 0)
-        transfers = fake.created_of("transfers")[transfers_before:]
-        assert len(transfers) == 5
-        assert len({t.idempotency_key for t in transfers}) == 5
+        # One Transfer per withdrawal at Stripe (a replayed key would have made none).
+        assert await sandbox_count(committed, "transfer", "destination", account) == 5
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ import pytest
 
 from payments_api.kit.backoff import doubling_delay
 from payments_api.payouts.service import retry_delay as withdrawal_delay
-from payments_api.sandbox.events import retry_delay as sandbox_delay
 from payments_api.webhooks.service import retry_delay as webhook_delay
+from payments_sandbox.events import retry_delay as sandbox_delay
 
 SECOND = timedelta(seconds=1)
 

@@ -126,7 +126,7 @@ class TestAuthorizationInTheLedger:
             ["customer"],
             {"payee_id": payee, "amount": 1_000, "currency": "usd", "reference": "spend"},
         )
-        assert spend.status_code == 409, spend.text
+        assert spend.status_code == 402, spend.text
         assert spend.json()["code"] == "insufficient_funds"
         assert await ledger_invariants(session) == []
 

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.ledger.kinds import AccountKind
 from payments_api.ledger.service import AccountRef, LedgerService
-from payments_api.sandbox.events import deliver_pending
-from payments_api.sandbox.models import SandboxEvent
 from payments_api.settings import Settings
+from payments_sandbox.events import deliver_pending
+from payments_sandbox.models import SandboxEvent
 from tests.helpers import auth
 
 BASE_URL = "http://testserver"
@@ -169,7 +169,7 @@ class Sandbox:
         )
 
     async def stripe_object(self, object_id: str) -> dict[str, Any]:
-        from payments_api.sandbox.models import SandboxObject
+        from payments_sandbox.models import SandboxObject
 
         async with self.sessionmaker() as session:
             row = await session.get(SandboxObject, object_id, populate_existing=True)
@@ -177,7 +177,7 @@ class Sandbox:
             return dict(row.body)
 
     async def objects_of(self, type_: str) -> list[dict[str, Any]]:
-        from payments_api.sandbox.models import SandboxObject
+        from payments_sandbox.models import SandboxObject
 
         async with self.sessionmaker() as session:
             rows = await session.scalars(

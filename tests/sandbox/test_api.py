@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from payments_api.sandbox import objects
-from payments_api.sandbox.models import SandboxObject
 from payments_api.stripe.errors import CardDeclined, PaymentProviderError
 from payments_api.stripe.gateway import StripeGateway
+from payments_sandbox import connect_objects
+from payments_sandbox.models import SandboxObject
 from tests.helpers import stripe_object
 from tests.sandbox.helpers import Sandbox
 
@@ -243,7 +243,7 @@ class TestRefusals:
         async with sandbox.sessionmaker.begin() as session:
             row = await session.get(SandboxObject, account)
             assert row is not None
-            row.body = objects.onboarded(row.body, "enabled")
+            row.body = connect_objects.onboarded(row.body, "enabled")
 
         too_much = await sandbox.stripe(
             "POST", "/v1/transfers", {"amount": "942", "currency": "usd", "destination": account}
@@ -381,7 +381,7 @@ class TestConnectReads:
         async with sandbox.sessionmaker.begin() as session:
             row = await session.get(SandboxObject, account)
             assert row is not None
-            row.body = objects.onboarded(row.body, "enabled")
+            row.body = connect_objects.onboarded(row.body, "enabled")
         transfer = await sandbox_gateway.create_transfer(
             {"amount": 2_000, "currency": "usd", "destination": account},
             idempotency_key="withdrawal:7",
@@ -408,7 +408,7 @@ class TestConnectReads:
         async with sandbox.sessionmaker.begin() as session:
             row = await session.get(SandboxObject, account)
             assert row is not None
-            row.body = objects.onboarded(row.body, "enabled")
+            row.body = connect_objects.onboarded(row.body, "enabled")
         made = await sandbox.stripe(
             "POST",
             "/v1/checkout/sessions",
@@ -440,7 +440,7 @@ class TestConnectReads:
         async with sandbox.sessionmaker.begin() as session:
             row = await session.get(SandboxObject, account)
             assert row is not None
-            row.body = objects.onboarded(row.body, "enabled")
+            row.body = connect_objects.onboarded(row.body, "enabled")
         made = await sandbox.stripe(
             "POST",
             "/v1/checkout/sessions",

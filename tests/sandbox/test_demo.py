@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from payments_api.events.delivery import DeliveryService
-from payments_api.sandbox.demo import Demo
+from payments_sandbox.demo import Demo
 from tests.sandbox.helpers import Sandbox
 
 

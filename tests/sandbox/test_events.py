@@ -16,13 +16,13 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from payments_api.kit.clock import utcnow
-from payments_api.sandbox.events import MAX_ATTEMPTS, Deliverer, deliver_pending, retry_delay, sign
-from payments_api.sandbox.models import SandboxEvent, SandboxObject
-from payments_api.sandbox.params import Params
-from payments_api.sandbox.service import SandboxStripe
 from payments_api.settings import Settings, sandbox_webhook_secret, webhook_secrets
 from payments_api.stripe.gateway import InvalidWebhookSignature, verify_webhook_signature
 from payments_api.webhooks.models import WebhookEvent
+from payments_sandbox.events import MAX_ATTEMPTS, Deliverer, deliver_pending, retry_delay, sign
+from payments_sandbox.models import SandboxEvent, SandboxObject
+from payments_sandbox.params import Params
+from payments_sandbox.service import SandboxStripe
 from tests.helpers import stripe_object, stripe_signature
 from tests.sandbox.helpers import Sandbox
 

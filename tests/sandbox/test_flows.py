@@ -13,11 +13,11 @@ from payments_api.escrow.models import Escrow
 from payments_api.ledger.kinds import AccountKind
 from payments_api.orders.models import Order
 from payments_api.payouts.models import Payout, Withdrawal
-from payments_api.sandbox import events as sandbox_events
-from payments_api.sandbox.events import housekeeping
-from payments_api.sandbox.models import SandboxEvent, SandboxObject
 from payments_api.webhooks.dispatch import handler_for
 from payments_api.webhooks.models import WebhookEvent
+from payments_sandbox import events as sandbox_events
+from payments_sandbox.events import housekeeping
+from payments_sandbox.models import SandboxEvent, SandboxObject
 from tests.sandbox.helpers import SUCCESS_URL, Sandbox, path_of
 
 CUSTOMER = ["customer"]

@@ -8,10 +8,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from payments_api.ledger.kinds import AccountKind
-from payments_api.sandbox.models import SandboxObject
+from payments_api.refunds.models import Refund
+from payments_api.webhooks.models import WebhookEvent
+from payments_sandbox import objects
+from payments_sandbox.models import SandboxObject
+from payments_sandbox.service import SandboxStripe
 from tests.sandbox.helpers import CANCEL_URL, SUCCESS_URL, Sandbox, path_of
 
 CUSTOMER = ["customer"]
@@ -90,9 +94,18 @@ class TestManualCaptureInSandbox:
         assert accepted.status_code == 200, accepted.text
         delivered = await sandbox.deliver()
 
-        assert "payment_intent.succeeded" in delivered
+        # Stripe since 2025-03-31.basil: the released 21.00 is no refund (no Refund, no
+        # charge.refunded, amount_refunded untouched).
+        assert delivered == ["charge.captured", "payment_intent.succeeded"]
         body = await intent(sandbox, pi)
         assert (body["status"], body["amount_received"]) == ("succeeded", 8_400)
+        charge = await sandbox.stripe_object(str(body["latest_charge"]))
+        assert (charge["amount_captured"], charge["amount_refunded"], charge["refunded"]) == (
+            8_400,
+            0,
+            False,
+        )
+        assert [r for r in await sandbox.objects_of("refund") if r["charge"] == charge["id"]] == []
         got = (await sandbox.api("GET", f"/api/v1/escrows/{escrow}", customer, CUSTOMER)).json()
         assert (got["status"], got["capture_status"], got["amount"], got["hold_amount"]) == (
             "accepted",
@@ -127,9 +140,9 @@ class TestManualCaptureInSandbox:
 
         expired = await sandbox.click(f"/sandbox/admin/payment_intents/{pi}/expire_authorization")
         assert expired.status_code == 303, expired.text
-        assert await sandbox.deliver() == ["payment_intent.canceled"]
+        assert await sandbox.deliver() == ["charge.expired", "payment_intent.canceled"]
 
-        assert (await intent(sandbox, pi))["cancellation_reason"] == "automatic"
+        assert (await intent(sandbox, pi))["cancellation_reason"] == "expired"
         got = (await sandbox.api("GET", f"/api/v1/escrows/{escrow}", customer, CUSTOMER)).json()
         assert (got["status"], got["capture_status"], got["cancel_reason"]) == (
             "cancelled",
@@ -138,3 +151,56 @@ class TestManualCaptureInSandbox:
         )
         assert await sandbox.balance(customer) == 0
         assert await sandbox.balance(customer, AccountKind.escrow) == 0
+
+    async def test_a_refund_for_the_released_rest_as_older_api_versions_sent_books_nothing(
+        self, sandbox: Sandbox
+    ) -> None:
+        """Before 2025-03-31.basil Stripe recorded the released rest of a partial capture
+        as a Refund and sent charge.refunded for it. Such an event (an endpoint on an
+        older version, a resent old event) must not pay the rest back a second time."""
+        customer, payee, escrow, pi = await authorized(sandbox)
+        accepted = await sandbox.api(
+            "POST",
+            f"/api/v1/escrows/{escrow}/accept",
+            payee,
+            PAYEE,
+            json={"amount_to_capture": 8_400},
+        )
+        assert accepted.status_code == 200, accepted.text
+        await sandbox.deliver()
+        escrow_before = await sandbox.balance(customer, AccountKind.escrow)
+        charge_id = str((await intent(sandbox, pi))["latest_charge"])
+
+        async with sandbox.sessionmaker.begin() as session:
+            stripe = SandboxStripe(session, sandbox.settings)
+            row = await stripe.load(charge_id, "charge")
+            release = objects.refund(
+                charge_body=row.body,
+                amount=10_500 - 8_400,
+                reason=None,
+                metadata={},
+                balance_transaction_id=objects.new_id("txn"),
+            )
+            await stripe.objects.add("refund", release)
+            legacy_charge = {**row.body, "amount_refunded": 10_500 - 8_400}
+            await stripe.objects.save(row, legacy_charge)
+            await stripe.emit("charge.refunded", legacy_charge)
+        assert await sandbox.deliver() == ["charge.refunded"]
+
+        async with sandbox.sessionmaker() as session:
+            statuses = list(
+                await session.scalars(
+                    select(WebhookEvent.status).where(
+                        WebhookEvent.type == "charge.refunded",
+                        WebhookEvent.payload["data"]["object"]["id"].astext == charge_id,
+                    )
+                )
+            )
+            refunds = await session.scalar(
+                select(func.count()).select_from(Refund).where(Refund.user_id == customer)
+            )
+        assert statuses == ["processed"]
+        assert refunds == 0
+        assert await sandbox.balance(customer, AccountKind.escrow) == escrow_before == 8_000
+        assert await sandbox.balance(customer) == 0
+        assert await sandbox.undelivered() == []

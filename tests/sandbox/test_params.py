@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from payments_api.sandbox.errors import StripeApiError
-from payments_api.sandbox.params import Params, decode
+from payments_sandbox.errors import StripeApiError
+from payments_sandbox.params import Params, decode
 
 
 class TestDecode:

@@ -106,6 +106,19 @@ class TestPagesSayTheyAreASandbox:
         assert "<script>x</script>" not in page.text
         assert "&lt;script&gt;x&lt;/script&gt;" in page.text
 
+    async def test_admin_page_escapes_what_stripe_callers_sent(self, sandbox: Sandbox) -> None:
+        made = await sandbox.stripe(
+            "POST",
+            "/v1/payment_intents",
+            {"amount": "1500", "currency": "usd", "metadata[note]": "<b onclick=x>hi</b>"},
+        )
+        assert made.status_code == 200, made.text
+
+        admin = await sandbox.client.get("/sandbox/")
+
+        assert "<b onclick=x>" not in admin.text
+        assert "&lt;b onclick=x&gt;hi&lt;/b&gt;" in admin.text
+
 
 def _app(settings: Settings, engine: AsyncEngine) -> FastAPI:
     app = create_app(settings)
@@ -132,7 +145,7 @@ class TestLifespan:
                 records.append(record)
 
         handler = Collect()
-        logger = logging.getLogger("payments_api.sandbox.router")
+        logger = logging.getLogger("payments_sandbox.router")
         logger.addHandler(handler)
         try:
             async with app.router.lifespan_context(app):

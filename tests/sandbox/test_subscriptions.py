@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from payments_api.ledger.kinds import AccountKind
 from payments_api.ledger.service import AccountRef, LedgerService
-from payments_api.sandbox.objects import card_fee
+from payments_sandbox.objects import card_fee
 from tests.factories import ledger_invariants
 from tests.sandbox.helpers import Sandbox
 

@@ -50,6 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.audit.repository import AuditLogRepository
 from payments_api.auth import Principal
+from payments_api.escrow.capture import is_manual_escrow_order
 from payments_api.escrow.errors import EscrowNotFound
 from payments_api.escrow.models import Escrow, EscrowFunding, EscrowStatus
 from payments_api.escrow.repository import EscrowRepository
@@ -90,6 +91,7 @@ from payments_api.refunds.escrow_refunds import (
 )
 from payments_api.refunds.models import Refund
 from payments_api.refunds.payee_share import post_taking_from_payee
+from payments_api.refunds.released_authorizations import releases_an_authorization
 from payments_api.refunds.repository import IN_FLIGHT, RefundRepository
 from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
 from payments_api.refunds.wallet_refunds import WALLET_REFUND_PREFIX, refresh_wallet_refund
@@ -298,6 +300,11 @@ class RefundSettlement:
                 stripe_refund.get("id"),
                 payment_intent,
             )
+            return None
+        if is_manual_escrow_order(order) and await releases_an_authorization(
+            stripe_refund, self.stripe
+        ):
+            log.info("refund %s released an authorization; not a refund", stripe_refund["id"])
             return None
         currency = str(stripe_refund.get("currency", order.currency)).lower()
         if currency != order.currency:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
 from payments_api.kit.clock import utcnow
-from payments_api.sandbox.models import SandboxEvent, SandboxIdempotencyKey, SandboxObject
+from payments_sandbox.models import SandboxEvent, SandboxIdempotencyKey, SandboxObject
 
 
 class ObjectRepository:

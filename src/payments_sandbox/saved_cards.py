@@ -13,20 +13,20 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any, Literal
 
-from payments_api.sandbox import objects
-from payments_api.sandbox.cards import (
+from payments_sandbox import objects
+from payments_sandbox.cards import (
     TEST_CARDS,
     TEST_PAYMENT_METHOD_CARDS,
     TestCard,
     card_of_fingerprint,
     fingerprint,
 )
-from payments_api.sandbox.errors import StripeApiError, invalid, refused
-from payments_api.sandbox.models import SandboxObject
-from payments_api.sandbox.params import Params
+from payments_sandbox.errors import StripeApiError, invalid, refused
+from payments_sandbox.models import SandboxObject
+from payments_sandbox.params import Params
 
 if TYPE_CHECKING:
-    from payments_api.sandbox.service import SandboxStripe
+    from payments_sandbox.service import SandboxStripe
 
 SETUP_CONFIRMABLE = ("requires_payment_method", "requires_confirmation")
 EXP_MONTH, EXP_YEAR = 12, 2034

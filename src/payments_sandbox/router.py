@@ -16,10 +16,11 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.exceptions import HTTPException
 
-from payments_api.sandbox.api import router as api_router
-from payments_api.sandbox.events import Deliverer
-from payments_api.sandbox.pages import router as pages_router
-from payments_api.sandbox.wiring import sandbox_enabled
+from payments_sandbox.admin_pages import router as admin_pages_router
+from payments_sandbox.api import router as api_router
+from payments_sandbox.events import Deliverer
+from payments_sandbox.pages import router as pages_router
+from payments_sandbox.wiring import sandbox_enabled
 
 log = logging.getLogger(__name__)
 
@@ -64,3 +65,4 @@ router = APIRouter(
 )
 router.include_router(api_router)
 router.include_router(pages_router)
+router.include_router(admin_pages_router)

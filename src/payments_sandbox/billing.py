@@ -19,23 +19,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from payments_api.sandbox import objects
-from payments_api.sandbox.errors import invalid, missing_param, no_such
-from payments_api.sandbox.models import SandboxObject
-from payments_api.sandbox.params import Params
+from payments_sandbox import objects
+from payments_sandbox.errors import invalid, missing_param, no_such
+from payments_sandbox.models import SandboxObject
+from payments_sandbox.params import Params
 
 if TYPE_CHECKING:
-    from payments_api.sandbox.service import SandboxStripe
+    pass
+from payments_sandbox.billing_invoices import BillingInvoices
 
 INTERVAL_SECONDS = {"day": 86400, "week": 7 * 86400, "month": 30 * 86400, "year": 365 * 86400}
 
 
-class SandboxBilling:
-    def __init__(self, stripe: SandboxStripe) -> None:
-        self.stripe = stripe
-        self.objects = stripe.objects
-
-    # ------------------------------------------------------------ products and prices
+class SandboxBilling(BillingInvoices):
+    """Products, prices, subscriptions and test clocks (invoices: ``BillingInvoices``)."""
 
     async def create_product(self, p: Params) -> dict[str, Any]:
         body = objects.template("product")
@@ -125,7 +122,7 @@ class SandboxBilling:
         return str(clock["id"])
 
     async def create_subscription(self, p: Params) -> dict[str, Any]:
-        from payments_api.sandbox.service import TEST_PAYMENT_METHODS
+        from payments_sandbox.service import TEST_PAYMENT_METHODS
 
         customer = await self.stripe.load(p.required_text("customer"), "customer", param="customer")
         if not p.has("items.0.price"):
@@ -184,207 +181,6 @@ class SandboxBilling:
                 card=card,
             )
         return (await self.stripe.load(sub_id, "subscription")).body
-
-    async def _invoice(
-        self,
-        row: SandboxObject,
-        *,
-        amount: int,
-        reason: str,
-        start: int,
-        end: int,
-        card: str = "success",
-    ) -> dict[str, Any]:
-        """An invoice of ``row``'s period, paid with ``card`` or left open."""
-        sub = row.body
-        price = sub["items"]["data"][0]["price"]
-        invoice = objects.template("invoice")
-        invoice_id = objects.new_id("in", 24)
-        line = invoice["lines"]["data"][0]
-        line.update(
-            id=objects.new_id("il", 24),
-            amount=amount,
-            currency=sub["currency"],
-            description=f"1 x {price['id']}",
-            period={"start": start, "end": end},
-        )
-        line["parent"]["subscription_item_details"].update(
-            subscription=sub["id"], subscription_item=sub["items"]["data"][0]["id"]
-        )
-        invoice["lines"]["url"] = f"/v1/invoices/{invoice_id}/lines"
-        invoice.update(
-            id=invoice_id,
-            amount_due=amount,
-            amount_paid=0,
-            amount_remaining=amount,
-            attempt_count=0,
-            attempted=False,
-            billing_reason=reason,
-            created=start,
-            currency=sub["currency"],
-            customer=sub["customer"],
-            hosted_invoice_url=f"{self.stripe.base}/sandbox/",
-            number=None,
-            period_start=start,
-            period_end=end,
-            status="open",
-            subtotal=amount,
-            total=amount,
-            confirmation_secret=None,
-            status_transitions={
-                "finalized_at": start,
-                "marked_uncollectible_at": None,
-                "paid_at": None,
-                "voided_at": None,
-            },
-        )
-        invoice["parent"]["subscription_details"] = {
-            "metadata": dict(sub.get("metadata") or {}),
-            "subscription": sub["id"],
-        }
-        await self.objects.add("invoice", invoice)
-        await self.stripe.emit("invoice.finalized", invoice)
-        sub["latest_invoice"] = invoice_id
-        await self.objects.save(row, sub)
-        if amount == 0 or card == "success":
-            await self._pay(invoice_id)
-        else:
-            await self._unpaid(row, invoice_id, card)
-        return (await self.stripe.load(invoice_id, "invoice")).body
-
-    async def _charge(self, invoice: dict[str, Any]) -> tuple[str, str]:
-        """The PaymentIntent and charge that pay ``invoice``: the invoice's own
-        PaymentIntent when the customer paid it on its page, else a new one charged to
-        the subscription's card (with its balance transaction and Stripe's fee)."""
-        secret = (invoice.get("confirmation_secret") or {}).get("client_secret")
-        if isinstance(secret, str) and "_secret_" in secret:
-            found = await self.objects.get(secret.split("_secret_", 1)[0])
-            if (
-                found is not None
-                and found.body.get("status") == "succeeded"
-                and found.body.get("latest_charge")
-            ):
-                return found.id, str(found.body["latest_charge"])
-        amount, currency = int(invoice["amount_due"]), str(invoice["currency"])
-        intent = objects.payment_intent(
-            amount=amount,
-            currency=currency,
-            customer_id=str(invoice["customer"]),
-            metadata={"sandbox_invoice": str(invoice["id"])},
-            description=f"Invoice {invoice['id']}",
-            payment_method=None,
-            receipt_email=None,
-            automatic_payment_methods=False,
-        )
-        txn = await self.stripe._txn(
-            amount=amount,
-            currency=currency,
-            type_="charge",
-            category="charge",
-            source=None,
-            fee=objects.card_fee(amount, currency),
-            description=intent["description"],
-        )
-        intent["payment_method"] = objects.new_id("pm")
-        charge = objects.charge(
-            intent=intent, succeeded=True, balance_transaction_id=txn["id"], three_d_secure=False
-        )
-        await self.stripe._set_source(txn, charge["id"])
-        await self.objects.add("charge", charge)
-        intent.update(status="succeeded", amount_received=amount, latest_charge=charge["id"])
-        await self.objects.add("payment_intent", intent)
-        return str(intent["id"]), str(charge["id"])
-
-    async def _pay(self, invoice_id: str) -> None:
-        invoice_row = await self.stripe.load(invoice_id, "invoice")
-        invoice = invoice_row.body
-        if int(invoice["amount_due"]) > 0:
-            intent_id, _charge_id = await self._charge(invoice)
-            payment = {
-                "id": objects.new_id("inpay", 24),
-                "object": "invoice_payment",
-                "amount_paid": invoice["amount_due"],
-                "amount_requested": invoice["amount_due"],
-                "created": objects.now(),
-                "currency": invoice["currency"],
-                "invoice": invoice_id,
-                "is_default": True,
-                "livemode": False,
-                "payment": {"type": "payment_intent", "payment_intent": intent_id},
-                "status": "paid",
-                "status_transitions": {"canceled_at": None, "paid_at": objects.now()},
-            }
-            invoice["payments"] = {
-                "object": "list",
-                "data": [payment],
-                "has_more": False,
-                "url": f"/v1/invoice_payments?invoice={invoice_id}",
-            }
-        invoice.update(
-            status="paid",
-            amount_paid=invoice["amount_due"],
-            amount_remaining=0,
-            attempt_count=int(invoice.get("attempt_count") or 0) + 1,
-            attempted=True,
-        )
-        invoice["status_transitions"]["paid_at"] = objects.now()
-        await self.objects.save(invoice_row, invoice)
-        await self.stripe.emit("invoice.paid", invoice)
-        sub_id = invoice["parent"]["subscription_details"]["subscription"]
-        sub_row = await self.stripe.load(sub_id, "subscription")
-        sub = sub_row.body
-        if sub["status"] in ("incomplete", "past_due", "unpaid"):
-            previous = {"status": sub["status"]}
-            sub["status"] = "active"
-            await self.objects.save(sub_row, sub)
-            await self.stripe.emit("customer.subscription.updated", sub, previous=previous)
-
-    async def _unpaid(self, row: SandboxObject, invoice_id: str, card: str) -> None:
-        invoice_row = await self.stripe.load(invoice_id, "invoice")
-        invoice = invoice_row.body
-        intent = objects.payment_intent(
-            amount=int(invoice["amount_due"]),
-            currency=str(invoice["currency"]),
-            customer_id=str(invoice["customer"]),
-            metadata={"sandbox_invoice": invoice_id},
-            description=f"Invoice {invoice_id}",
-            payment_method=None,
-            receipt_email=None,
-            automatic_payment_methods=False,
-        )
-        await self.objects.add("payment_intent", intent)
-        invoice.update(
-            attempt_count=int(invoice.get("attempt_count") or 0) + 1,
-            attempted=True,
-            confirmation_secret={
-                "client_secret": intent["client_secret"],
-                "type": "payment_intent",
-            },
-            next_payment_attempt=None,
-        )
-        await self.objects.save(invoice_row, invoice)
-        sub = row.body
-        if invoice["billing_reason"] == "subscription_create":
-            if card == "3ds_required":
-                await self.stripe.emit("invoice.payment_action_required", invoice)
-            else:
-                await self.stripe.emit("invoice.payment_failed", invoice)
-            return
-        await self.stripe.emit("invoice.payment_failed", invoice)
-        if sub["status"] != "past_due":
-            previous = {"status": sub["status"]}
-            sub["status"] = "past_due"
-            await self.objects.save(row, sub)
-            await self.stripe.emit("customer.subscription.updated", sub, previous=previous)
-
-    async def intent_succeeded(self, intent: dict[str, Any]) -> None:
-        """A PaymentIntent of an invoice succeeded (its sandbox page): pay the invoice."""
-        invoice_id = (intent.get("metadata") or {}).get("sandbox_invoice")
-        if not isinstance(invoice_id, str):
-            return
-        row = await self.objects.get(invoice_id, for_update=True)
-        if row is not None and row.body.get("status") == "open":
-            await self._pay(invoice_id)
 
     async def update_subscription(self, sub_id: str, p: Params) -> dict[str, Any]:
         row = await self.stripe.load(sub_id, "subscription")
@@ -491,18 +287,9 @@ class SandboxBilling:
         invoice["lines"] = {"object": "list", "data": data, "has_more": False, "url": ""}
         return invoice
 
-    async def invoice_payments(self, p: Params) -> dict[str, Any]:
-        """The payment of a paid invoice (its PaymentIntent); none for $0 invoices."""
-        row = await self.stripe.load(p.required_text("invoice"), "invoice", param="invoice")
-        listing = objects.empty_list("/v1/invoice_payments")
-        listing["data"] = list((row.body.get("payments") or {}).get("data") or [])
-        return listing
-
-    # ------------------------------------------------------------ test clocks
-
     async def advance_clock(self, clock_id: str, frozen_time: int) -> dict[str, Any]:
         """Move the clock forward and run every renewal due on its subscriptions."""
-        from payments_api.sandbox.service import TEST_PAYMENT_METHODS
+        from payments_sandbox.service import TEST_PAYMENT_METHODS
 
         clock_row = await self.stripe.load(clock_id, "test_helpers.test_clock")
         clock = clock_row.body

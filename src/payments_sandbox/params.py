@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from payments_api.money import CURRENCY_EXPONENTS
-from payments_api.sandbox.errors import StripeApiError, invalid, missing_param
+from payments_sandbox.errors import StripeApiError, invalid, missing_param
 
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 _PART = re.compile(r"\[([^\[\]]*)\]")

@@ -1,0 +1,246 @@
+"""The sandbox's admin page (``/sandbox/``, also ``/sandbox/admin``): Stripe's side of
+things. Open a dispute on a charge and win or lose it, pay or fail a payout, reverse a
+transfer, fail a refund, expire a session or an authorization, advance a test clock, and
+see (and resend) every event delivered to the service."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from payments_sandbox import events as sandbox_events
+from payments_sandbox.html import money, page
+from payments_sandbox.page_kit import account_status, act, form_of, not_found, refused, see_other
+from payments_sandbox.params import Params
+from payments_sandbox.repository import EventRepository, ObjectRepository
+from payments_sandbox.service import PageError, SandboxStripe
+from payments_sandbox.wiring import kick, sessionmaker_of, settings_of
+
+router = APIRouter(prefix="/sandbox")
+
+DISPUTE_REASONS = ("fraudulent", "product_not_received", "duplicate", "general")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell: text (the template escapes it), shown as code for Stripe ids."""
+
+    text: Any
+    code: bool = False
+
+
+def _amount(body: dict[str, Any], field: str = "amount") -> Cell:
+    return Cell(money(body.get(field), body.get("currency")))
+
+
+Cells = Callable[[dict[str, Any]], list[Cell]]
+
+# (Stripe object type, section title, column headers after the id, the row's cells)
+ADMIN_SECTIONS: list[tuple[str, str, list[str], Cells]] = [
+    (
+        "checkout.session",
+        "Checkout Sessions",
+        ["Session", "Amount", "Status", "Payment"],
+        lambda b: [_amount(b, "amount_total"), Cell(b["status"]), Cell(b["payment_status"])],
+    ),
+    (
+        "payment_intent",
+        "PaymentIntents",
+        ["PaymentIntent", "Amount", "Status", "Metadata"],
+        lambda b: [_amount(b), Cell(b["status"]), Cell(b.get("metadata"))],
+    ),
+    (
+        "charge",
+        "Charges",
+        ["Charge", "Amount", "Status", "Refunded / disputed"],
+        lambda b: [
+            _amount(b),
+            Cell(b["status"]),
+            Cell(f"{money(b.get('amount_refunded'), b.get('currency'))} / {b.get('disputed')}"),
+        ],
+    ),
+    (
+        "dispute",
+        "Disputes",
+        ["Dispute", "Amount", "Status", "Charge"],
+        lambda b: [_amount(b), Cell(b["status"]), Cell(b["charge"], code=True)],
+    ),
+    (
+        "refund",
+        "Refunds",
+        ["Refund", "Amount", "Status", "Charge"],
+        lambda b: [_amount(b), Cell(b["status"]), Cell(b["charge"], code=True)],
+    ),
+    (
+        "account",
+        "Connected accounts (Express)",
+        ["Account", "Status", "Charges / payouts", "Metadata"],
+        lambda b: [
+            Cell(account_status(b)),
+            Cell(f"{b.get('charges_enabled')} / {b.get('payouts_enabled')}"),
+            Cell(b.get("metadata")),
+        ],
+    ),
+    (
+        "transfer",
+        "Transfers",
+        ["Transfer", "Amount", "Destination", "Reversed"],
+        lambda b: [
+            _amount(b),
+            Cell(b["destination"], code=True),
+            Cell(money(b.get("amount_reversed"), b.get("currency"))),
+        ],
+    ),
+    (
+        "payout",
+        "Payouts (connected accounts)",
+        ["Payout", "Amount", "Status", "Arrival"],
+        lambda b: [_amount(b), Cell(b["status"]), Cell(b.get("arrival_date"))],
+    ),
+]
+
+
+@router.get("/")
+@router.get("/admin")
+async def admin_page(request: Request, error: str | None = None) -> Response:
+    settings = settings_of(request)
+    async with sessionmaker_of(request)() as session:
+        objects = ObjectRepository(session)
+        sections = [
+            {
+                "title": title,
+                "anchor": title.split()[0].lower(),
+                "headers": headers,
+                "rows": [(row, cells(row.body)) for row in await objects.recent([type_], 25)],
+            }
+            for type_, title, headers, cells in ADMIN_SECTIONS
+        ]
+        events = await EventRepository(session).recent(40)
+        platform = await SandboxStripe(session, settings).balance()
+    return page(
+        "admin.html",
+        "Stripe sandbox",
+        error=error,
+        base=settings.public_base_url.rstrip("/"),
+        platform_balances=[money(b["amount"], b["currency"]) for b in platform["available"]],
+        sections=sections,
+        events=events,
+        dispute_reasons=DISPUTE_REASONS,
+    )
+
+
+async def _admin(request: Request, action: Callable[[SandboxStripe], Awaitable[Any]]) -> Response:
+    try:
+        await act(request, action)
+    except PageError as exc:
+        return refused("Stripe sandbox", exc, "/sandbox/")
+    return see_other("/sandbox/")
+
+
+def _optional_int(value: str | None) -> int | None:
+    value = (value or "").strip()
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit()):
+        raise PageError(f"{value!r} is not an amount in minor units.")
+    return int(value)
+
+
+@router.post("/admin/charges/{charge_id}/dispute")
+async def admin_open_dispute(request: Request, charge_id: str) -> Response:
+    form = await form_of(request)
+    try:
+        amount = _optional_int(form.get("amount"))
+    except PageError as exc:
+        return refused("Stripe sandbox", exc, "/sandbox/")
+    reason = form.get("reason") or "fraudulent"
+    return await _admin(request, lambda s: s.open_dispute(charge_id, amount, reason))
+
+
+@router.post("/admin/disputes/{dispute_id}/close")
+async def admin_close_dispute(request: Request, dispute_id: str) -> Response:
+    outcome = (await form_of(request)).get("outcome")
+    if outcome not in ("won", "lost"):
+        return refused("Stripe sandbox", PageError("Choose won or lost."), "/sandbox/")
+    result: Literal["won", "lost"] = "won" if outcome == "won" else "lost"
+    return await _admin(request, lambda s: s.close_dispute(dispute_id, result))
+
+
+@router.post("/admin/payouts/{payout_id}")
+async def admin_settle_payout(request: Request, payout_id: str) -> Response:
+    outcome = (await form_of(request)).get("outcome")
+    if outcome not in ("paid", "failed"):
+        return refused("Stripe sandbox", PageError("Choose paid or failed."), "/sandbox/")
+    result: Literal["paid", "failed"] = "paid" if outcome == "paid" else "failed"
+    return await _admin(request, lambda s: s.settle_payout(payout_id, result))
+
+
+@router.post("/admin/transfers/{transfer_id}/reverse")
+async def admin_reverse_transfer(request: Request, transfer_id: str) -> Response:
+    form = await form_of(request)
+    amount = (form.get("amount") or "").strip()
+    params = Params({"amount": amount} if amount else {})
+    return await _admin(request, lambda s: s.reverse_transfer(transfer_id, params))
+
+
+@router.post("/test-clocks/{clock_id}/advance")
+async def advance_test_clock(request: Request, clock_id: str) -> Response:
+    """Move a customer's test clock to ``frozen_time`` (Unix seconds): every renewal,
+    trial end and cancel at period end due by then happens, with its events."""
+    from payments_sandbox.billing import SandboxBilling
+
+    try:
+        frozen_time = _optional_int((await form_of(request)).get("frozen_time"))
+        if frozen_time is None:
+            raise PageError("Give frozen_time, Unix seconds.")
+    except PageError as exc:
+        return refused("Stripe sandbox", exc, "/sandbox/")
+    return await _admin(request, lambda s: SandboxBilling(s).advance_clock(clock_id, frozen_time))
+
+
+@router.post("/admin/refunds/{refund_id}/fail")
+async def admin_fail_refund(request: Request, refund_id: str) -> Response:
+    return await _admin(request, lambda s: s.fail_refund(refund_id))
+
+
+@router.post("/admin/checkout/{session_id}/expire")
+async def admin_expire_checkout(request: Request, session_id: str) -> Response:
+    return await _admin(request, lambda s: s.expire_checkout_session(session_id))
+
+
+@router.post("/admin/accounts/{account_id}/onboard")
+async def admin_onboarding_link(request: Request, account_id: str) -> Response:
+    """An onboarding link made from the sandbox itself (returns to this page)."""
+    back = f"{settings_of(request).public_base_url.rstrip('/')}/sandbox/"
+    params = Params(
+        {
+            "account": account_id,
+            "type": "account_onboarding",
+            "refresh_url": back,
+            "return_url": back,
+        }
+    )
+    try:
+        link = await act(request, lambda s: s.create_account_link(params))
+    except PageError as exc:
+        return refused("Stripe sandbox", exc, "/sandbox/")
+    return see_other(str(link["url"]))
+
+
+@router.post("/admin/events/{event_id}/resend")
+async def admin_resend_event(request: Request, event_id: str) -> Response:
+    if not await sandbox_events.resend(sessionmaker_of(request), event_id):
+        return not_found("event")
+    kick(request)
+    return see_other("/sandbox/#events")
+
+
+@router.post("/admin/payment_intents/{intent_id}/expire_authorization")
+async def admin_expire_authorization(request: Request, intent_id: str) -> Response:
+    """Stripe's capture window passing, on demand: ``payment_intent.canceled``
+    (``cancellation_reason=automatic``) for an authorization nobody captured."""
+    return await _admin(request, lambda s: s.expire_authorization(intent_id))

@@ -1,0 +1,148 @@
+"""The sandbox's Stripe API for Billing: products, prices, subscriptions, invoices, test
+clocks."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from payments_sandbox.api_kit import (
+    LIST_PARAMS,
+    Operation,
+    Result,
+    execute,
+    expanded,
+    names,
+    retrieve,
+)
+from payments_sandbox.billing import SandboxBilling
+from payments_sandbox.params import Params
+from payments_sandbox.service import SandboxStripe
+
+router = APIRouter()  # included by api.py, under its prefix
+
+
+# ------------------------------------------------------------------ billing
+
+
+def _billing(
+    call: Callable[[SandboxBilling, Params], Awaitable[dict[str, Any]]],
+) -> Operation:
+    async def fetch(service: SandboxStripe, p: Params) -> dict[str, Any]:
+        return await call(SandboxBilling(service), p)
+
+    return expanded(fetch)
+
+
+@router.post("/products")
+async def create_product(request: Request) -> Response:
+    allowed = names("id name description active metadata marketing_features")
+    return await execute(request, _billing(SandboxBilling.create_product), allowed)
+
+
+@router.get("/products/{product_id}")
+async def retrieve_product(request: Request, product_id: str) -> Response:
+    return await execute(request, retrieve("product", product_id), ())
+
+
+@router.get("/products")
+async def list_products(request: Request) -> Response:
+    async def run(service: SandboxStripe, p: Params) -> Result:
+        return await service.listing(p, "product", "/v1/products", filters=("active",))
+
+    return await execute(request, run, (*LIST_PARAMS, "active"))
+
+
+@router.post("/prices")
+async def create_price(request: Request) -> Response:
+    allowed = names("product currency unit_amount recurring active lookup_key nickname metadata")
+    return await execute(request, _billing(SandboxBilling.create_price), allowed)
+
+
+@router.get("/prices/{price_id}")
+async def retrieve_price(request: Request, price_id: str) -> Response:
+    return await execute(request, retrieve("price", price_id), ())
+
+
+@router.post("/prices/{price_id}")
+async def update_price(request: Request, price_id: str) -> Response:
+    return await execute(
+        request,
+        _billing(lambda billing, p: billing.update_price(price_id, p)),
+        names("active metadata"),
+    )
+
+
+@router.get("/prices")
+async def list_prices(request: Request) -> Response:
+    async def run(service: SandboxStripe, p: Params) -> Result:
+        return await service.listing(p, "price", "/v1/prices", filters=("type", "product"))
+
+    return await execute(request, run, (*LIST_PARAMS, "type", "product", "active"))
+
+
+@router.post("/subscriptions")
+async def create_subscription(request: Request) -> Response:
+    allowed = names(
+        "customer items default_payment_method metadata trial_from_plan payment_behavior "
+        "payment_settings"
+    )
+    return await execute(request, _billing(SandboxBilling.create_subscription), allowed)
+
+
+@router.get("/subscriptions/{subscription_id}")
+async def retrieve_subscription(request: Request, subscription_id: str) -> Response:
+    return await execute(request, retrieve("subscription", subscription_id), ())
+
+
+@router.post("/subscriptions/{subscription_id}")
+async def update_subscription(request: Request, subscription_id: str) -> Response:
+    allowed = names(
+        "cancel_at_period_end items proration_behavior proration_date default_payment_method "
+        "pause_collection"
+    )
+    return await execute(
+        request,
+        _billing(lambda billing, p: billing.update_subscription(subscription_id, p)),
+        allowed,
+    )
+
+
+@router.delete("/subscriptions/{subscription_id}")
+async def cancel_subscription(request: Request, subscription_id: str) -> Response:
+    return await execute(
+        request,
+        _billing(lambda billing, p: billing.cancel_subscription(subscription_id)),
+        names("invoice_now prorate"),
+    )
+
+
+@router.get("/invoices/{invoice_id}")
+async def retrieve_invoice(request: Request, invoice_id: str) -> Response:
+    return await execute(request, retrieve("invoice", invoice_id), ())
+
+
+@router.post("/invoices/create_preview")
+async def preview_invoice(request: Request) -> Response:
+    allowed = names("customer subscription subscription_details")
+    return await execute(request, _billing(SandboxBilling.preview), allowed)
+
+
+@router.get("/invoice_payments")
+async def list_invoice_payments(request: Request) -> Response:
+    return await execute(
+        request, _billing(SandboxBilling.invoice_payments), (*LIST_PARAMS, "invoice")
+    )
+
+
+@router.post("/test_helpers/test_clocks/{clock_id}/advance")
+async def advance_test_clock(request: Request, clock_id: str) -> Response:
+    async def run(service: SandboxStripe, p: Params) -> Result:
+        return await SandboxBilling(service).advance_clock(
+            clock_id, p.required_integer("frozen_time", minimum=0)
+        )
+
+    return await execute(request, run, names("frozen_time"))
