@@ -40,6 +40,7 @@ from payments_api.logs import configure_logging
 from payments_api.migrations import head_revisions
 from payments_api.openapi import build_openapi
 from payments_api.orders.router import router as orders_router
+from payments_api.payins import wire_purposes
 from payments_api.payment_methods.router import router as payment_methods_router
 from payments_api.payout_accounts.router import router as payout_accounts_router
 from payments_api.payouts.router import router as payouts_router
@@ -60,6 +61,7 @@ from payments_api.stripe.gateway import StripeGateway
 from payments_api.subscriptions.router import router as subscriptions_router
 from payments_api.topups.router import router as topups_router
 from payments_api.wallets.router import router as wallets_router
+from payments_api.wallets.spends_router import router as wallet_spends_router
 from payments_api.webhooks.router import router as webhooks_router
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,7 @@ def camel_case_operation_id(route: APIRoute) -> str:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    wire_purposes()
     configure_logging(settings.log_level, json_output=settings.log_json)
     app = FastAPI(
         title="payments-api",
@@ -159,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(topups_router)
     app.include_router(payment_methods_router)
     app.include_router(orders_router)
+    app.include_router(wallet_spends_router)
     app.include_router(escrow_router)
     app.include_router(earnings_router)
     app.include_router(payout_accounts_router)

@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.service import AccountRef, LedgerService, NewTransaction, PostingSpec
 from payments_api.orders.models import Order
-from payments_api.orders.service import charge_auto_reload
 from payments_api.payment_methods.models import AutoReload, PaymentMethod
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.topups.auto_reload import charge_auto_reload
 from tests.factories import create_user, fund
 from tests.helpers import auth, stripe_key
 from tests.payment_methods.conftest import FakeStripeCards, form_of

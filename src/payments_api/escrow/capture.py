@@ -36,8 +36,8 @@ from payments_api.escrow.models import CaptureMethod, CaptureStatus, Escrow
 from payments_api.escrow.service import EscrowService
 from payments_api.installation import outgoing_keys
 from payments_api.kit.clock import utcnow
+from payments_api.orders.confirmation import PayInConfirmation
 from payments_api.orders.models import Order
-from payments_api.orders.service import PayInConfirmation
 from payments_api.settings import Settings
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
 from payments_api.stripe.gateway import StripeGateway

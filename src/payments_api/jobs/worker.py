@@ -31,6 +31,7 @@ from payments_api.db import create_engine, create_sessionmaker, resolve_database
 from payments_api.events.delivery import DeliveryService
 from payments_api.events.outbox import DELIVER_JOB
 from payments_api.events.receipts import ReceiptSender
+from payments_api.payins import wire_purposes
 from payments_api.payment_methods.auto_reload import CHARGE_JOB as AUTO_RELOAD_JOB
 from payments_api.payouts.service import RECOVER_JOB, PayoutService
 from payments_api.settings import Settings
@@ -45,6 +46,7 @@ def asyncpg_dsn(sqlalchemy_url: str) -> str:
 
 
 async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
+    wire_purposes()
     url = resolve_database_url(settings)
     engine = create_engine(url, settings)
     sessionmaker = create_sessionmaker(engine)
@@ -118,7 +120,7 @@ async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
 
     @pgq.entrypoint(AUTO_RELOAD_JOB)
     async def charge_auto_reload(job: Job) -> None:
-        from payments_api.orders.service import charge_auto_reload as charge
+        from payments_api.topups.auto_reload import charge_auto_reload as charge
 
         number = (job.payload or b"").decode()
         if not (number.isascii() and number.isdigit()):

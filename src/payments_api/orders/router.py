@@ -2,14 +2,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query
 
-from payments_api.deps import AdminUser, CurrentUser, PrincipalDep, SessionDep, SettingsDep
+from payments_api.deps import AdminUser, CurrentUser, SessionDep
 from payments_api.kit import amounts
-from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
+from payments_api.kit.idempotency import one_transaction
 from payments_api.kit.pagination import InvalidCursor, Limit
-from payments_api.ledger import errors as ledger_errors
 from payments_api.orders import errors as orders_errors
+from payments_api.orders.catalog import CatalogService
+from payments_api.orders.reads import OrderQueries
 from payments_api.orders.schemas import (
     DiscountCodeCreate,
     DiscountCodeRead,
@@ -18,12 +19,8 @@ from payments_api.orders.schemas import (
     PriceCreate,
     PriceList,
     PriceRead,
-    WalletPaymentCreate,
 )
-from payments_api.orders.service import CatalogService, OrderQueries
-from payments_api.orders.wallet import WalletPayments
 from payments_api.problems import problem_responses
-from payments_api.projects import errors as projects_errors
 
 router = APIRouter(tags=["orders"])
 
@@ -41,54 +38,6 @@ async def list_orders(
     starting_after: Annotated[str | None, Query(description="Order id to continue after.")] = None,
 ) -> OrderList:
     return await OrderQueries(session).list(user, limit=limit, starting_after=starting_after)
-
-
-@router.post(
-    "/api/v1/orders",
-    summary="Pay a catalog order or a direct payment from the wallet",
-    description='`source: "wallet"`: the order is paid from the caller\'s available '
-    "balance in one transaction and answered `succeeded` (no Stripe call). 402 "
-    "`insufficient_funds` when the available balance does not cover it and 409 "
-    "`wallet_frozen` while the wallet is frozen, nothing written either way. `order`: a "
-    "price that grants credit credits the buyer's wallet by it (`granted_credit`). "
-    "`direct`: the payee's take (amount less the platform's application fee, the card "
-    "rule) lands in the payee's available balance. Sends `order.paid`. Refunds "
-    "(`POST /api/v1/admin/refunds`) go back to the wallet.",
-    operation_id="payFromWallet",
-    status_code=201,
-    responses=problem_responses(
-        400,
-        401,
-        403,
-        ledger_errors.InsufficientFunds,
-        ledger_errors.WalletFrozen,
-        amounts.AmountOutOfRange,
-        amounts.CurrencyNotSupported,
-        orders_errors.DiscountCodeInvalid,
-        orders_errors.PriceNotFound,
-        projects_errors.CurrencyMismatch,
-        projects_errors.PayeeCannotReceivePayments,
-        projects_errors.PayeeNotFound,
-        projects_errors.ProjectArchived,
-        projects_errors.ProjectNotFound,
-        projects_errors.SelfPayment,
-        projects_errors.SessionClosed,
-        projects_errors.SessionNotFound,
-    ),
-)
-@one_transaction
-async def pay_from_wallet(
-    body: WalletPaymentCreate,
-    principal: PrincipalDep,
-    session: SessionDep,
-    settings: SettingsDep,
-    idempotency_key: IdempotencyKeyDep,
-    response: Response,
-) -> OrderRead:
-    order, replayed = await WalletPayments(session, settings, principal).pay(body, idempotency_key)
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return order
 
 
 @router.get(

@@ -189,7 +189,14 @@ class TopupRead(BaseModel):
 
 class OrderRead(BaseModel):
     id: str = Field(examples=["ord_42"])
-    purpose: Purpose
+    # An open string, not the Checkout enum: purposes are plug-ins (orders/purposes.py),
+    # so a client must tolerate one it does not know yet.
+    purpose: str = Field(
+        max_length=16,
+        description="What the order pays for: topup, order, escrow or direct today; "
+        "new purposes may be added, so treat an unknown value as a generic payment.",
+        examples=["topup"],
+    )
     status: OrderStatus
     amount: int = Field(description="Minor units paid (after discount).")
     currency: str

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from payments_api.escrow import capture as escrow_capture
-from payments_api.orders.service import PayInConfirmation
+from payments_api.orders.confirmation import PayInConfirmation
 from payments_api.payment_methods.declines import stable_decline_code
 from payments_api.stripe.refs import stripe_id
 from payments_api.webhooks.registry import EventHandler, HandlerContext, RetryLater, StripeEvent
@@ -119,35 +118,6 @@ async def payment_intent_requires_action(event: StripeEvent, context: HandlerCon
     await confirmation.require_action(order, payment_intent_id=str(intent["id"]))
 
 
-async def payment_intent_amount_capturable_updated(
-    event: StripeEvent, context: HandlerContext
-) -> None:
-    """An escrow paid by authorization: the card holds the money (nothing captured)."""
-    intent = event.data_object
-    confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
-    order = await confirmation.find(intent.get("metadata"), payment_intent_id=intent.get("id"))
-    if order is None:
-        if not (intent.get("metadata") or {}).get("order_id"):
-            return  # not one of ours
-        raise RetryLater(f"no order yet for payment intent {intent.get('id')}")
-    if escrow_capture.is_manual_escrow_order(order):
-        await escrow_capture.apply_authorized(context.session, context.settings, order, intent)
-
-
-async def payment_intent_canceled(event: StripeEvent, context: HandlerContext) -> None:
-    """An escrow's authorization ended uncaptured: released by us, or expired."""
-    intent = event.data_object
-    confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
-    order = await confirmation.find(intent.get("metadata"), payment_intent_id=intent.get("id"))
-    if order is None or not escrow_capture.is_manual_escrow_order(order):
-        # Other pay-ins end through their own events (checkout.session.expired, a
-        # failure): a cancelled PaymentIntent adds nothing to those.
-        return
-    await escrow_capture.apply_canceled(
-        context.session, context.stripe, context.settings, order, intent
-    )
-
-
 HANDLERS: dict[str, EventHandler] = {
     "checkout.session.completed": checkout_session_completed,
     "checkout.session.async_payment_succeeded": checkout_session_async_payment_succeeded,
@@ -156,6 +126,4 @@ HANDLERS: dict[str, EventHandler] = {
     "payment_intent.succeeded": payment_intent_succeeded,
     "payment_intent.payment_failed": payment_intent_payment_failed,
     "payment_intent.requires_action": payment_intent_requires_action,
-    "payment_intent.amount_capturable_updated": payment_intent_amount_capturable_updated,
-    "payment_intent.canceled": payment_intent_canceled,
 }

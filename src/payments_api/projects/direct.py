@@ -20,14 +20,24 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.auth import Principal
 from payments_api.earnings import service as earnings_service
 from payments_api.earnings.models import EarningSource
+from payments_api.events.types import EventType
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.money import basis_points_of
 from payments_api.orders.models import Order
+from payments_api.orders.purposes import (
+    BasePurpose,
+    CheckoutLine,
+    CheckoutRequest,
+    PaidPayment,
+    require_chosen_amount,
+)
+from payments_api.orders.schemas import CheckoutSessionCreate
 from payments_api.payout_accounts.repository import PayoutAccountRepository
 from payments_api.projects.errors import (
     CurrencyMismatch,
@@ -40,6 +50,7 @@ from payments_api.projects.errors import (
     SessionNotFound,
 )
 from payments_api.projects.repository import DirectPaymentRepository, ProjectRepository
+from payments_api.settings import Settings
 from payments_api.users.repository import UserRepository
 
 PROJECT_PREFIX = "prj"
@@ -241,3 +252,59 @@ async def record_paid(
         )
     )
     return True
+
+
+class DirectPurpose(BasePurpose):
+    """``direct``: a tip or paid request, a destination charge to the payee's account."""
+
+    name = "direct"
+    paid_event = EventType.order_paid
+
+    def check_checkout(
+        self, body: CheckoutSessionCreate, principal: Principal, settings: Settings
+    ) -> None:
+        # A tip or pay-per-request is chosen by the customer like a top-up, within the
+        # same limits.
+        require_chosen_amount(body, settings, "A direct payment")
+
+    async def build_checkout_order(self, request: CheckoutRequest) -> Order:
+        body = request.body
+        assert body.amount is not None  # noqa: S101 - checked by check_checkout
+        assert body.currency is not None  # noqa: S101
+        target = await resolve_target(
+            request.session,
+            payer_id=request.user.id,
+            payee_id=body.payee_id,
+            project_id=body.project_id,
+            session_id=body.session_id,
+            kind=body.kind or "tip",
+            amount=body.amount,
+            currency=body.currency,
+            fee_bps=request.settings.direct_application_fee_bps,
+        )
+        return Order(
+            user_id=request.user.id,
+            purpose=self.name,
+            channel="checkout_session",
+            status="pending",
+            amount=body.amount,
+            currency=body.currency,
+            reference=target.reference(),
+        )
+
+    def checkout_line(self, order: Order) -> CheckoutLine:
+        # A destination charge: Stripe moves the amount to the payee's connected account
+        # and takes the application fee back for the platform.
+        metadata, intent_data, name = checkout_extras(order)
+        return CheckoutLine(name=name, metadata=metadata, intent_data=intent_data)
+
+    async def on_paid(self, order: Order, payment: PaidPayment) -> None:
+        # The money is on the payee's connected account: the ledger gets only the
+        # platform's fee, the payee's take goes to the reporting tables.
+        await record_paid(
+            payment.session,
+            order,
+            payment_intent_id=payment.payment_intent_id,
+            amount=payment.amount,
+            currency=payment.currency,
+        )

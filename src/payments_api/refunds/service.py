@@ -68,8 +68,8 @@ from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.money import charge_step, largest_remainder, proportional_part
 from payments_api.orders.errors import OrderNotFound
 from payments_api.orders.models import Order
+from payments_api.orders.reads import order_read
 from payments_api.orders.repository import OrderRepository
-from payments_api.orders.service import order_read
 from payments_api.projects.models import DirectPayment
 from payments_api.projects.repository import DirectPaymentRepository
 from payments_api.refunds import metrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from payments_api.disputes import webhook_handlers as dispute_handlers
+from payments_api.escrow import webhook_handlers as escrow_handlers
 from payments_api.orders import webhook_handlers as payin_handlers
 from payments_api.payment_methods import webhook_handlers as payment_method_handlers
 from payments_api.payout_accounts import webhook_handlers as payout_account_handlers
@@ -14,6 +15,7 @@ from payments_api.webhooks.registry import EventHandler
 # Platform events: our own charges, refunds, disputes and transfers.
 PLATFORM_HANDLERS: dict[str, EventHandler] = {
     **payin_handlers.HANDLERS,
+    **escrow_handlers.HANDLERS,
     **payment_method_handlers.HANDLERS,
     **refund_handlers.HANDLERS,
     **dispute_handlers.HANDLERS,

@@ -37,11 +37,12 @@ from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.orders.catalog import grant_credit, priced_order
 from payments_api.orders.errors import PriceNotFound
 from payments_api.orders.models import Order
+from payments_api.orders.reads import ORDER_PREFIX, order_read
 from payments_api.orders.repository import OrderRepository
 from payments_api.orders.schemas import OrderRead, WalletPaymentCreate
-from payments_api.orders.service import ORDER_PREFIX, grant_credit, order_read, priced_order
 from payments_api.problems import Forbidden
 from payments_api.projects import direct as direct_payments
 from payments_api.projects.models import DirectPayment

@@ -1,0 +1,43 @@
+"""Stripe events only a job paid by authorization (``capture_method=manual``) cares
+about: the card holds the money, or the authorization ended uncaptured."""
+
+from __future__ import annotations
+
+from payments_api.escrow import capture as escrow_capture
+from payments_api.orders.confirmation import PayInConfirmation
+from payments_api.webhooks.registry import EventHandler, HandlerContext, RetryLater, StripeEvent
+
+
+async def payment_intent_amount_capturable_updated(
+    event: StripeEvent, context: HandlerContext
+) -> None:
+    """An escrow paid by authorization: the card holds the money (nothing captured)."""
+    intent = event.data_object
+    confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
+    order = await confirmation.find(intent.get("metadata"), payment_intent_id=intent.get("id"))
+    if order is None:
+        if not (intent.get("metadata") or {}).get("order_id"):
+            return  # not one of ours
+        raise RetryLater(f"no order yet for payment intent {intent.get('id')}")
+    if escrow_capture.is_manual_escrow_order(order):
+        await escrow_capture.apply_authorized(context.session, context.settings, order, intent)
+
+
+async def payment_intent_canceled(event: StripeEvent, context: HandlerContext) -> None:
+    """An escrow's authorization ended uncaptured: released by us, or expired."""
+    intent = event.data_object
+    confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
+    order = await confirmation.find(intent.get("metadata"), payment_intent_id=intent.get("id"))
+    if order is None or not escrow_capture.is_manual_escrow_order(order):
+        # Other pay-ins end through their own events (checkout.session.expired, a
+        # failure): a cancelled PaymentIntent adds nothing to those.
+        return
+    await escrow_capture.apply_canceled(
+        context.session, context.stripe, context.settings, order, intent
+    )
+
+
+HANDLERS: dict[str, EventHandler] = {
+    "payment_intent.amount_capturable_updated": payment_intent_amount_capturable_updated,
+    "payment_intent.canceled": payment_intent_canceled,
+}

@@ -1,0 +1,202 @@
+"""Pay-in purposes as plug-ins: what an order is *for* lives with its domain.
+
+``orders/`` creates, pays and refunds orders and knows no purpose. Each purpose
+(``topup``, ``order``, ``escrow``, ``direct``) is a small object in its own domain
+(``topups/payin.py``, ``orders/catalog.py``, ``escrow/payin.py``, ``projects/direct.py``)
+that says what to check when a Checkout order is created and what a paid, failed or
+waiting order means. They are registered in one place, ``payments_api/payins.py``.
+
+Adding a purpose: one new module with a class (subclass ``BasePurpose`` for the no-op
+defaults) and one ``PURPOSES.register(...)`` line in ``payins.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.events.types import EventType
+from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
+from payments_api.money import charge_step
+from payments_api.orders.models import Order
+from payments_api.settings import Settings
+
+if TYPE_CHECKING:
+    from payments_api.auth import Principal
+    from payments_api.ledger.service import LedgerService
+    from payments_api.orders.schemas import CheckoutSessionCreate
+    from payments_api.users.models import User
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutRequest:
+    """A Checkout order being written (step 1 of a pay-in, inside its transaction: a
+    refusal raised here rolls back the user row too)."""
+
+    session: AsyncSession
+    user: User
+    body: CheckoutSessionCreate
+    idempotency_key: str
+    settings: Settings
+    now: datetime
+
+
+@dataclass(slots=True)
+class CheckoutLine:
+    """What the purpose adds to the Stripe Checkout Session: the line item's name, extra
+    metadata and ``payment_intent_data`` (e.g. a destination charge, manual capture)."""
+
+    name: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    intent_data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PaidPayment:
+    """Stripe's confirmation of an order's payment, handed to ``Purpose.on_paid`` inside
+    the webhook's transaction (amount and currency already match the order)."""
+
+    session: AsyncSession
+    settings: Settings
+    ledger: LedgerService
+    payment_intent_id: str
+    amount: int
+    currency: str
+
+
+class Purpose(Protocol):
+    """One pay-in purpose. ``name`` is the value stored in ``orders.purpose``."""
+
+    name: str
+    paid_event: EventType
+    """The platform event emitted once when an order of this purpose is paid."""
+
+    def check_checkout(
+        self, body: CheckoutSessionCreate, principal: Principal, settings: Settings
+    ) -> None:
+        """Refuse a Checkout request before anything is written."""
+
+    async def build_checkout_order(self, request: CheckoutRequest) -> Order:
+        """The pending order (amount, currency, reference) for a Checkout request."""
+
+    def checkout_line(self, order: Order) -> CheckoutLine:
+        """The purpose's part of the Checkout Session parameters."""
+
+    def takes_partial_capture(self, order: Order) -> bool:
+        """Whether a payment below the order's amount is a partial capture (the order
+        becomes what was paid) rather than a mismatch held for review."""
+
+    async def on_paid(self, order: Order, payment: PaidPayment) -> None:
+        """Book the money once (keys derived from the PaymentIntent: redeliveries and
+        the second confirmation of one payment change nothing)."""
+
+    async def on_failed(self, session: AsyncSession, order: Order) -> None:
+        """After the order became ``failed`` or ``expired``."""
+
+    async def on_requires_action(self, session: AsyncSession, order: Order) -> None:
+        """After the order started waiting for the customer (3-D Secure)."""
+
+
+class BasePurpose:
+    """Defaults for a purpose: no Checkout, no partial capture, nothing on failure."""
+
+    name: str = ""
+    paid_event: EventType = EventType.order_paid
+
+    def check_checkout(
+        self, body: CheckoutSessionCreate, principal: Principal, settings: Settings
+    ) -> None:
+        return None
+
+    async def build_checkout_order(self, request: CheckoutRequest) -> Order:
+        raise NotImplementedError(f"Purpose {self.name!r} has no Checkout orders.")
+
+    def checkout_line(self, order: Order) -> CheckoutLine:
+        return CheckoutLine(name=self.name)
+
+    def takes_partial_capture(self, order: Order) -> bool:
+        return False
+
+    async def on_paid(self, order: Order, payment: PaidPayment) -> None:
+        raise NotImplementedError(f"Purpose {self.name!r} does not book payments.")
+
+    async def on_failed(self, session: AsyncSession, order: Order) -> None:
+        return None
+
+    async def on_requires_action(self, session: AsyncSession, order: Order) -> None:
+        return None
+
+
+class UnknownPurpose(LookupError):
+    """An order names a purpose nothing registered (a wiring bug, never client input:
+    the API's schemas only accept the documented purposes)."""
+
+
+class PurposeRegistry:
+    def __init__(self) -> None:
+        self._purposes: dict[str, Purpose] = {}
+
+    def register(self, purpose: Purpose) -> None:
+        """Register ``purpose`` under its name; registering the same object again is a
+        no-op (the app and the worker both wire), another object under a taken name is
+        a bug."""
+        existing = self._purposes.get(purpose.name)
+        if existing is not None and existing is not purpose:
+            raise ValueError(f"Purpose {purpose.name!r} is already registered.")
+        self._purposes[purpose.name] = purpose
+
+    def unregister(self, name: str) -> None:
+        self._purposes.pop(name, None)
+
+    @contextmanager
+    def registered(self, purpose: Purpose) -> Iterator[Purpose]:
+        """Register ``purpose`` for the duration of a block (tests)."""
+        self.register(purpose)
+        try:
+            yield purpose
+        finally:
+            self.unregister(purpose.name)
+
+    def get(self, name: str) -> Purpose:
+        try:
+            return self._purposes[name]
+        except KeyError:
+            raise UnknownPurpose(f"No pay-in purpose {name!r} is registered.") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._purposes)
+
+
+PURPOSES = PurposeRegistry()
+"""The process's purposes, filled by ``payments_api.payins.wire_purposes``."""
+
+
+def check_chosen_amount(settings: Settings, amount: int, currency: str) -> None:
+    """An amount the customer chose (a top-up, a tip, a job offer): within the top-up
+    limits of a supported currency and on Stripe's charge step."""
+    limits = settings.limits(currency, "topup")
+    if limits is None:
+        raise CurrencyNotSupported.refuse(
+            "Top-ups and direct payments", currency, sorted(settings.limits_table())
+        )
+    if not limits.minimum <= amount <= limits.maximum:
+        raise AmountOutOfRange(
+            f"Top-ups in {currency} must be between {limits.minimum} and "
+            f"{limits.maximum} minor units.",
+            minimum=limits.minimum,
+            maximum=limits.maximum,
+        )
+    AmountNotInSteps.check(amount, currency, charge_step(currency), "Charges")
+
+
+def require_chosen_amount(body: CheckoutSessionCreate, settings: Settings, what: str) -> None:
+    """A Checkout request whose purpose needs ``amount`` and ``currency`` (``what``
+    names the payment in the refusal, e.g. "A top-up")."""
+    if body.amount is None or body.currency is None:
+        raise AmountOutOfRange(f"{what} needs `amount` and `currency`.")
+    check_chosen_amount(settings, body.amount, body.currency)

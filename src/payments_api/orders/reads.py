@@ -1,0 +1,65 @@
+"""How an order reads to its owner and to operators (``ord_…`` ids)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.orders.errors import OrderNotFound
+from payments_api.orders.models import Order
+from payments_api.orders.repository import OrderRepository
+from payments_api.orders.schemas import OrderList, OrderRead
+from payments_api.users.models import User
+
+ORDER_PREFIX = "ord"
+
+
+def order_read(order: Order) -> OrderRead:
+    return OrderRead(
+        id=public_id(ORDER_PREFIX, order.id),
+        purpose=order.purpose,
+        status=order.status,
+        amount=order.amount,
+        currency=order.currency,
+        discount_amount=order.discount_amount,
+        refunded_amount=order.refunded_amount,
+        failure_code=order.failure_code,
+        checkout_url=order.checkout_url if order.status == "pending" else None,
+        expires_at=order.expires_at,
+        created_at=order.created_at,
+        succeeded_at=order.succeeded_at,
+        review_reason=order.review_reason,
+        paid_amount=order.paid_amount,
+        paid_currency=order.paid_currency,
+        action_url=order.action_url if order.status == "requires_action" else None,
+        source="wallet" if order.channel == "wallet" else "card",
+        granted_credit=order.granted_credit_amount,
+        credit_taken_back=order.credit_taken_back_amount,
+    )
+
+
+class OrderQueries:
+    """Read side of orders for their owner."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.repository = OrderRepository(session)
+
+    async def list(self, user: User, *, limit: int, starting_after: str | None) -> OrderList:
+        rows = await self.repository.page(
+            user.id, limit=limit + 1, before_id=parse_cursor(ORDER_PREFIX, starting_after)
+        )
+        return OrderList(data=[order_read(o) for o in rows[:limit]], has_more=len(rows) > limit)
+
+    async def needing_review(self, *, limit: int, starting_after: str | None) -> OrderList:
+        """Paid pay-ins held back because Stripe's amount or currency differs."""
+        rows = await self.repository.page_needing_review(
+            limit=limit + 1, before_id=parse_cursor(ORDER_PREFIX, starting_after)
+        )
+        return OrderList(data=[order_read(o) for o in rows[:limit]], has_more=len(rows) > limit)
+
+    async def get(self, user: User, order_id: str) -> OrderRead:
+        number = parse_public_id(ORDER_PREFIX, order_id)
+        order = await self.repository.get_for_user(user.id, number) if number else None
+        if order is None:
+            raise OrderNotFound()
+        return order_read(order)

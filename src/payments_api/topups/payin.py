@@ -1,0 +1,79 @@
+"""Top-ups (purpose ``topup``): the paid amount lands in the user's available balance,
+and the user hears of every step (succeeded, failed, waiting for them)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.auth import Principal
+from payments_api.events.outbox import emit
+from payments_api.events.types import EventType
+from payments_api.ledger import service as ledger_service
+from payments_api.ledger.kinds import AccountKind
+from payments_api.orders.confirmation import post_payment
+from payments_api.orders.models import Order
+from payments_api.orders.purposes import (
+    BasePurpose,
+    CheckoutLine,
+    CheckoutRequest,
+    PaidPayment,
+    require_chosen_amount,
+)
+from payments_api.orders.reads import order_read
+from payments_api.orders.schemas import CheckoutSessionCreate
+from payments_api.settings import Settings
+
+
+class TopupPurpose(BasePurpose):
+    name = "topup"
+    paid_event = EventType.topup_succeeded
+
+    def check_checkout(
+        self, body: CheckoutSessionCreate, principal: Principal, settings: Settings
+    ) -> None:
+        require_chosen_amount(body, settings, "A top-up")
+
+    async def build_checkout_order(self, request: CheckoutRequest) -> Order:
+        body = request.body
+        assert body.amount is not None  # noqa: S101 - checked by check_checkout
+        assert body.currency is not None  # noqa: S101
+        return Order(
+            user_id=request.user.id,
+            purpose=self.name,
+            channel="checkout_session",
+            status="pending",
+            amount=body.amount,
+            currency=body.currency,
+            reference={},
+        )
+
+    def checkout_line(self, order: Order) -> CheckoutLine:
+        return CheckoutLine(name="Wallet top-up")
+
+    async def on_paid(self, order: Order, payment: PaidPayment) -> None:
+        await post_payment(
+            payment,
+            order,
+            destination=ledger_service.AccountRef.user(
+                order.user_id, AccountKind.available, order.currency
+            ),
+            transaction_type="topup",
+        )
+
+    async def on_failed(self, session: AsyncSession, order: Order) -> None:
+        await emit(
+            session,
+            EventType.topup_failed,
+            order_read(order),
+            change_key=f"order:{order.id}:failed",
+            user_ids=[order.user_id],
+        )
+
+    async def on_requires_action(self, session: AsyncSession, order: Order) -> None:
+        await emit(
+            session,
+            EventType.topup_requires_action,
+            order_read(order),
+            change_key=f"order:{order.id}:requires_action",
+            user_ids=[order.user_id],
+        )
