@@ -1,7 +1,7 @@
 """orders.purpose no longer a closed list in the database
 
-Revision ID: 0026_purposes
-Revises: 0025_invoice_disputes
+Revision ID: 0027_open_order_purposes
+Revises: 0026_invoice_tax
 Create Date: 2026-12-04 14:00:00
 
 Pay-in purposes are plug-ins registered in ``payments_api/payins.py``: the application
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0026_purposes"
-down_revision: str | None = "0025_invoice_disputes"
+revision: str = "0027_open_order_purposes"
+down_revision: str | None = "0026_invoice_tax"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
