@@ -8,7 +8,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.subscriptions.tax import invoice_tax, paid_tax, refund_tax_share
-from tests.factories import ledger_invariants
+from tests.factories import emitted, ledger_invariants
 from tests.subscriptions.conftest import (
     FakeBilling,
     fee_routes,
@@ -85,15 +85,22 @@ class TestInvoiceTax:
         ]
         assert await available(client, user) == 500
         assert await ledger_invariants(session) == []
+        # the invoice.paid event (the REST shape of the invoice) says what was tax
+        paid = [p for t, p in await emitted(session, user) if t == "invoice.paid"]
+        assert [(p["id"], p["amount_paid"], p["tax_amount"]) for p in paid] == [
+            ("in_tax_a", 2090, 190)
+        ]
 
     async def test_untaxed_invoice_is_all_revenue(
         self, client: httpx.AsyncClient, billing: FakeBilling, session: AsyncSession
     ) -> None:
-        await paid_invoice(client, billing, session, "in_tax_b", tax=0)
+        user = await paid_invoice(client, billing, session, "in_tax_b", tax=0)
         assert await kinds_of(session, "stripe:invoice:in_tax_b") == [
             ("sales", None, 1900),
             ("stripe_balance", None, -1900),
         ]
+        paid = [p for t, p in await emitted(session, user) if t == "invoice.paid"]
+        assert [p["tax_amount"] for p in paid] == [0]
         assert await ledger_invariants(session) == []
 
     async def test_partial_refunds_of_a_taxed_invoice_give_the_tax_back_in_proportion(

@@ -184,6 +184,11 @@ class InvoiceRead(BaseModel):
     credit_reversed: int = Field(
         0, description="The part of `credited_amount` taken back by those refunds."
     )
+    tax_amount: int | None = Field(
+        None,
+        description="The tax in `amount_paid`, booked to the platform's `tax_collected` "
+        "account rather than revenue; null until the invoice is paid.",
+    )
 
 
 class UnclaimedSubscriptionRead(BaseModel):

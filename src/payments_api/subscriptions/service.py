@@ -170,6 +170,7 @@ class SubscriptionViews:
             credited_amount=row.credited_amount,
             refunded_amount=row.refunded_amount,
             credit_reversed=row.credit_reversed,
+            tax_amount=row.tax_amount,
         )
 
 
