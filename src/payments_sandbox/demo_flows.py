@@ -112,7 +112,7 @@ class DemoFlows(DemoClient):
         escrow = (await self._get(customer, "/api/v1/escrows?limit=1"))["data"][0]
         self.out(
             f"escrow {escrow['id']}: authorized {major(escrow['authorized_amount'])} "
-            "at the card (not in any balance)\n"
+            "at the card (shown as the balance's authorized, never available)\n"
         )
         await self.table(
             "job of 40.00 paid by authorization (nothing captured)",
