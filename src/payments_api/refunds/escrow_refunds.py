@@ -36,7 +36,7 @@ from payments_api.refunds.errors import (
     RefundNotSupported,
 )
 from payments_api.refunds.escrow_refund_models import EscrowRefund
-from payments_api.refunds.payee_share import post_taking_from_payee
+from payments_api.refunds.payee_share import post_taking_from_payee, take_back_postings
 from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
 
 ESCROW_REFUND_PREFIX = "rfe"
@@ -65,10 +65,6 @@ def escrow_refund_read(refund: EscrowRefund) -> RefundRead:
 
 def _user(user_id: str, kind: AccountKind, currency: str) -> ledger_service.AccountRef:
     return ledger_service.AccountRef.user(user_id, kind, currency)
-
-
-def _platform(kind: AccountKind, currency: str) -> ledger_service.AccountRef:
-    return ledger_service.AccountRef.platform(kind, currency)
 
 
 async def refunded_amount(session: AsyncSession, escrow_id: int) -> int:
@@ -154,19 +150,10 @@ async def refund_wallet_escrow(
     payee_wallet = _user(escrow.payee_id, AccountKind.available, currency)
 
     def reversal(covered: int) -> ledger_service.NewTransaction:
-        postings = [ledger_service.PostingSpec(customer, amount)]
-        if payee_share - covered:
-            postings.append(ledger_service.PostingSpec(payee_wallet, covered - payee_share))
-        if covered:
-            postings.append(
-                ledger_service.PostingSpec(_platform(AccountKind.adjustments, currency), -covered)
-            )
-        if fee_share:
-            postings.append(
-                ledger_service.PostingSpec(
-                    _platform(AccountKind.platform_fees, currency), -fee_share
-                )
-            )
+        postings = [
+            ledger_service.PostingSpec(customer, amount),
+            *take_back_postings(payee_wallet, payee_share, fee_share, covered),
+        ]
         return ledger_service.NewTransaction(
             type="escrow_settlement_reversal",
             cause_type=CauseType.system,

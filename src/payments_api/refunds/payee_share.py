@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.errors import InsufficientFunds
+from payments_api.ledger.kinds import AccountKind
 
 
 async def post_taking_from_payee(
@@ -37,3 +38,23 @@ async def post_taking_from_payee(
             continue
         return covered, available
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def take_back_postings(
+    payee: ledger_service.AccountRef, payee_share: int, fee_share: int, covered: int
+) -> list[ledger_service.PostingSpec]:
+    """The postings that take a refund's shares back: ``payee_share - covered`` from the
+    payee's available balance, ``covered`` from the platform's ``adjustments`` (what the
+    payee no longer holds), ``fee_share`` from the platform's fees. The caller adds
+    where the refund goes (the customer's wallet or the refund's hold)."""
+    currency = payee.currency
+    postings = []
+    if payee_share - covered:
+        postings.append(ledger_service.PostingSpec(payee, covered - payee_share))
+    if covered:
+        adjustments = ledger_service.AccountRef.platform(AccountKind.adjustments, currency)
+        postings.append(ledger_service.PostingSpec(adjustments, -covered))
+    if fee_share:
+        fees = ledger_service.AccountRef.platform(AccountKind.platform_fees, currency)
+        postings.append(ledger_service.PostingSpec(fees, -fee_share))
+    return postings

@@ -91,7 +91,7 @@ from payments_api.refunds.escrow_refunds import (
     refund_wallet_escrow,
 )
 from payments_api.refunds.models import Refund
-from payments_api.refunds.payee_share import post_taking_from_payee
+from payments_api.refunds.payee_share import post_taking_from_payee, take_back_postings
 from payments_api.refunds.released_authorizations import releases_an_authorization
 from payments_api.refunds.repository import IN_FLIGHT, RefundRepository
 from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
@@ -1040,22 +1040,9 @@ class RefundService:
             postings = [
                 ledger_service.PostingSpec(
                     _user(order.user_id, AccountKind.withdrawing, currency), amount
-                )
+                ),
+                *take_back_postings(payee_wallet, payee_share, fee_share, covered),
             ]
-            if payee_share - covered:
-                postings.append(ledger_service.PostingSpec(payee_wallet, covered - payee_share))
-            if covered:
-                postings.append(
-                    ledger_service.PostingSpec(
-                        _platform(AccountKind.adjustments, currency), -covered
-                    )
-                )
-            if fee_share:
-                postings.append(
-                    ledger_service.PostingSpec(
-                        _platform(AccountKind.platform_fees, currency), -fee_share
-                    )
-                )
             return ledger_service.NewTransaction(
                 type="escrow_settlement_reversal",
                 cause_type=CauseType.system,
@@ -1194,23 +1181,8 @@ class RefundService:
             payee_wallet = _user(payment.payee_id, AccountKind.available, currency)
 
             def direct_back(covered: int) -> ledger_service.NewTransaction:
-                extra = []
-                if payee_share - covered:
-                    extra.append(ledger_service.PostingSpec(payee_wallet, covered - payee_share))
-                if covered:
-                    extra.append(
-                        ledger_service.PostingSpec(
-                            _platform(AccountKind.adjustments, currency), -covered
-                        )
-                    )
-                if fee_share:
-                    extra.append(
-                        ledger_service.PostingSpec(
-                            _platform(AccountKind.platform_fees, currency), -fee_share
-                        )
-                    )
                 return to_wallet(
-                    extra,
+                    take_back_postings(payee_wallet, payee_share, fee_share, covered),
                     payee_id=payment.payee_id,
                     payee_share=payee_share,
                     fee_share=fee_share,
