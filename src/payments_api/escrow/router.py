@@ -17,7 +17,8 @@ from payments_api.escrow.schemas import (
     EscrowList,
     EscrowRead,
 )
-from payments_api.escrow.service import EscrowService, escrow_read, parse_escrow_id
+from payments_api.escrow.service import EscrowService
+from payments_api.escrow.views import escrow_read, parse_escrow_id
 from payments_api.kit.idempotency import IdempotencyKeyDep, after_commit, one_transaction
 from payments_api.kit.pagination import Limit, public_id
 from payments_api.ledger import errors as ledger_errors
