@@ -43,6 +43,10 @@ def _cause(escrow: Escrow, step: str) -> str:
     return f"escrow:{escrow.id}:{step}"
 
 
+def _no_answer(_: Escrow) -> Sequence[Rider]:
+    return ()
+
+
 class EscrowPosting:
     """What every escrow step shares: the session, the repositories, the ledger, and an
     escrow's postings (cause key ``escrow:{id}:{step}``) and events."""
@@ -57,8 +61,10 @@ class EscrowPosting:
         self.earnings = earnings_service.EarningsService(
             session, now=now, default_timezone=settings.earnings_default_timezone
         )
-
-    # --- creation -------------------------------------------------------------------
+        self.answer: Callable[[Escrow], Sequence[Rider]] = _no_answer
+        """Riders storing the request's answer for the escrow as it ends (set by a
+        one-transaction route: ``kit.idempotency.response_riders``), sent with the
+        posting of a creation or of an accept or complete done in one statement."""
 
     async def _emit(self, escrow: Escrow, type: EventType) -> None:
         await emit_staged(self.session, self._staged(escrow, type))
@@ -73,9 +79,11 @@ class EscrowPosting:
             user_ids=[escrow.customer_id, escrow.payee_id],
         )
 
-    async def _apply_accept(self, escrow: Escrow, event: StagedEvent | None = None) -> bool:
-        """Post the platform fee (with ``event``, if any); whether ``event`` was written
-        (not when there was nothing to post)."""
+    async def _apply_accept(
+        self, escrow: Escrow, event: StagedEvent | None = None, riders: Sequence[Rider] = ()
+    ) -> bool:
+        """Post the platform fee (with ``event`` and ``riders``, if any); whether
+        ``event`` was written (not when there was nothing to post)."""
         transaction = await self._post(
             escrow,
             "accept",
@@ -85,6 +93,7 @@ class EscrowPosting:
                 (self._fees(escrow), escrow.platform_fee_amount),
             ],
             event=event,
+            riders=riders,
         )
         return event is not None and transaction is not None
 

@@ -195,6 +195,7 @@ class EscrowService(EscrowTransitions):
                 ],
                 initiated_by=customer.id,
                 event=self._staged(escrow, EventType.escrow_funded),
+                riders=self.answer(escrow),
             )
             if held is None:  # pragma: no cover - a hold is never zero
                 await self._emit(escrow, EventType.escrow_funded)

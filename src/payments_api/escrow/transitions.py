@@ -3,9 +3,11 @@ machine is in ``service.py``'s docstring; docs/escrow.md has the money table).""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
+from payments_api.db import Rider
 from payments_api.earnings import service as earnings_service
 from payments_api.earnings.models import EarningSource
 from payments_api.escrow.card_funding import CardFunding
@@ -208,7 +210,9 @@ class EscrowTransitions(CardFunding):
                 return None
             # The row the UPDATE returned is the escrow as it ends: its event can go
             # with the posting (one round trip less), if a posting is made.
-            emitted = await self._apply_accept(escrow, self._staged(escrow, _EVENT[action]))
+            emitted = await self._apply_accept(
+                escrow, self._staged(escrow, _EVENT[action]), self.answer(escrow)
+            )
         else:
             escrow = await self.repository.complete(
                 escrow_id, actor_id=actor.id, admin=is_admin(actor), now=now
@@ -216,16 +220,21 @@ class EscrowTransitions(CardFunding):
             if escrow is None:
                 return None
             emitted = await self._apply_complete(
-                escrow, now, actor, self._staged(escrow, _EVENT[action])
+                escrow, now, actor, self._staged(escrow, _EVENT[action]), self.answer(escrow)
             )
         return TransitionResult(self.repository.attach(escrow), changed=True, emitted=emitted)
 
     async def _apply_complete(
-        self, escrow: Escrow, now: datetime, actor: User, event: StagedEvent | None = None
+        self,
+        escrow: Escrow,
+        now: datetime,
+        actor: User,
+        event: StagedEvent | None = None,
+        riders: Sequence[Rider] = (),
     ) -> bool:
-        """Post the settlement (with ``event``, if any) and record the payee's earning
-        (in the posting's statement); whether ``event`` was written (not when there was
-        nothing to post)."""
+        """Post the settlement (with ``event`` and ``riders``, if any) and record the
+        payee's earning (in the posting's statement); whether ``event`` was written (not
+        when there was nothing to post)."""
         # The customer settling their own job moves their money out: a frozen wallet
         # refuses it (in the ledger). An admin settling it is an admin action.
         customer_acts = actor.id == escrow.customer_id
@@ -257,7 +266,7 @@ class EscrowTransitions(CardFunding):
             ],
             initiated_by=escrow.customer_id if customer_acts else None,
             event=event,
-            riders=[self.earnings.record_with_posting(earning)],
+            riders=[self.earnings.record_with_posting(earning), *riders],
         )
         if transaction is None:  # pragma: no cover - a settlement always posts
             await self.earnings.record(earning)

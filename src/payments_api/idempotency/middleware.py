@@ -81,6 +81,7 @@ from payments_api.idempotency.service import (
     KeyInUse,
     KeyReused,
     Replay,
+    ResponseRiding,
     StoredResponse,
     request_fingerprint,
 )
@@ -89,6 +90,7 @@ from payments_api.kit.idempotency import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     ONE_TRANSACTION_ATTRIBUTE,
     REPLAYED_HEADER,
+    RESPONSE_RIDING,
     ROUTE_SESSION,
 )
 from payments_api.problems import PROBLEM_MEDIA_TYPE, ProblemError, problem_response
@@ -321,6 +323,8 @@ class IdempotencyMiddleware:
             if outcome.user is not None:
                 # Read by the claim: the route's CurrentUser sends no statement for it.
                 UserRepository(session).adopt(outcome.user)
+            riding = ResponseRiding(outcome)
+            session.info[RESPONSE_RIDING] = riding
             start, body = await self._run_buffered(scope, receive, session)
             if start is None or body is None:  # no complete response: nothing to keep
                 await session.rollback()
@@ -335,7 +339,7 @@ class IdempotencyMiddleware:
             elif status >= 400:
                 await session.rollback()  # the route's writes go, and the claim with them
                 await self._store_refusal(resources, request, service_in, status, headers, body)
-            elif not await self._commit_with(session, service, outcome, status, headers, body):
+            elif not await self._commit_with(session, service, riding, status, headers, body):
                 await session.rollback()
                 log.warning(
                     "idempotency: the route's session cannot commit; response not stored",
@@ -381,17 +385,20 @@ class IdempotencyMiddleware:
     async def _commit_with(
         session: AsyncSession,
         service: IdempotencyService,
-        claim: Claimed,
+        riding: ResponseRiding,
         status: int,
         headers: list[tuple[bytes, bytes]],
         body: bytes,
     ) -> bool:
-        """Store the response in the key row and commit, with the route's writes. False
-        when the session cannot commit (a flush of the route failed)."""
+        """Store the response in the key row and commit, with the route's writes; the
+        store is done when a statement of the route stored this very response already
+        (``riding``). False when the session cannot commit (a flush of the route
+        failed)."""
         transaction = session.sync_session.get_transaction()
         if transaction is None or not transaction.is_active:
             return False
-        if not await service.complete(claim, _stored(headers, status, body)):
+        response = _stored(headers, status, body)
+        if riding.written != response and not await service.complete(riding.claim, response):
             return False  # pragma: no cover - the key is this transaction's own row
         await session.commit()
         return True

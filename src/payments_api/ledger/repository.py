@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.db import Rider, driver_connection
+from payments_api.db import Rider, driver_connection, riders_written
 from payments_api.events.outbox import StagedEvent
 from payments_api.events.repository import CrossedAlert
 from payments_api.ledger.errors import WalletFrozen
@@ -238,6 +238,7 @@ class LedgerRepository:
             values.update(rider.values)
         driver = await self._driver()
         rows = await driver.fetch(statement.sql, *statement.args(values))
+        riders_written(riders)
         posting_ids: list[int] = []
         alerts: list[CrossedAlert] = []
         reloads: list[auto_reload.CrossedReload] = []
@@ -277,6 +278,7 @@ class LedgerRepository:
             values.update(rider.values)
         driver = await self._driver()
         await driver.execute(statement.sql, *statement.args(values))
+        riders_written(riders)
 
     async def user_is_frozen(self, user_id: str) -> bool:
         """The user's frozen flag, read under a share lock held to the end of the
