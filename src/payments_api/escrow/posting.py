@@ -11,9 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.db import Rider
 from payments_api.earnings import service as earnings_service
-from payments_api.escrow.models import (
-    Escrow,
-)
+from payments_api.escrow.models import Escrow
 from payments_api.escrow.repository import EscrowRepository
 from payments_api.escrow.views import ESCROW_PREFIX, escrow_read, visible
 from payments_api.events.outbox import StagedEvent, emit_staged, stage
