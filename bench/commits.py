@@ -65,6 +65,7 @@ SIZES = w.Sizes(
 RESULTS = Path(__file__).with_name("RESULTS.md")
 START, END = "<!-- commits:start -->", "<!-- commits:end -->"
 DB_ONLY_WRITES = ("escrow_create", "escrow_accept", "escrow_complete")
+SETTLEMENT_TARGET = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,8 +346,15 @@ def render(rows: Sequence[PerRequest], n: int, command: str) -> str:
         for row in rows
         if row.kind in DB_ONLY_WRITES and row.protocol == "one transaction"
     )
+    settlement = sum(
+        row.statements
+        for row in rows
+        if row.kind in DB_ONLY_WRITES and row.protocol == "one transaction"
+    )
     lines += [
         "",
+        f"- Statements per settlement (escrow create + accept + complete, one transaction "
+        f"each): {settlement:.0f} (issue #22's target: <= {SETTLEMENT_TARGET})",
         f"- {'ok' if ok else 'FAIL'}: exactly one COMMIT per DB-only write request "
         "(escrow create, accept, complete with an Idempotency-Key; xact_commit delta / "
         "requests = 1.00)",

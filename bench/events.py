@@ -53,6 +53,7 @@ from payments_api.events.schemas import BalanceAlertRead, WebhookEndpointCreate
 from payments_api.events.service import EventService
 from payments_api.events.types import EventType
 from payments_api.ledger import repository as ledger_repository
+from payments_api.ledger import statements as ledger_statements
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.service import AccountRef, LedgerService, NewTransaction, PostingSpec
 from payments_api.settings import Environment, Settings
@@ -145,11 +146,11 @@ def off_patches() -> list[Any]:
     stays: it is not an event): the code before events existed."""
     return [
         mock.patch.object(EscrowService, "_staged", staticmethod(no_stage)),
-        mock.patch("payments_api.escrow.service.emit_staged", no_emit),
+        mock.patch("payments_api.escrow.posting.emit_staged", no_emit),
         mock.patch.object(
             ledger_repository,
             "RAW_APPLY_OBSERVED",
-            RawStatement.of(ledger_repository.apply_deltas_statement(alerts=False)),
+            RawStatement.of(ledger_statements.apply_deltas_statement(alerts=False)),
         ),
         mock.patch("payments_api.ledger.service.balance_alerts.crossed", no_emit),
     ]

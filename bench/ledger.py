@@ -49,7 +49,7 @@ from sqlalchemy.sql.elements import TextClause
 from tests.db_setup import _recreate, admin_url
 
 from payments_api.db import create_engine, create_sessionmaker, to_asyncpg_url
-from payments_api.ledger import repository
+from payments_api.ledger import statements
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.repository import LedgerRepository
 from payments_api.ledger.service import AccountRef, LedgerService, NewTransaction, PostingSpec
@@ -79,9 +79,10 @@ PRIME_SECONDS = 0.5
 
 
 # --- the baseline's SQL --------------------------------------------------------------
-# These are the very statements LedgerRepository runs, compiled from its module constants
-# by SQLAlchemy's asyncpg dialect: the same text (with :name turned into $n) that the
-# service sends to asyncpg, so the baseline cannot drift from the service.
+# These are the very statements LedgerRepository runs, compiled from the module constants
+# of ``payments_api.ledger.statements`` by SQLAlchemy's asyncpg dialect: the same text
+# (with :name turned into $n) that the service sends to asyncpg, so the baseline cannot
+# drift from the service.
 _ASYNCPG_DIALECT = sqlalchemy_asyncpg.dialect()  # type: ignore[no-untyped-call]
 
 
@@ -106,12 +107,12 @@ class RawStatement:
 # What ``LedgerService.post`` sends when every account exists (the benchmark seeds them):
 # two round trips.
 INSERT_TRANSACTION_LOCK_ACCOUNTS = RawStatement.of(
-    "INSERT_TRANSACTION_LOCK_ACCOUNTS", repository.INSERT_TRANSACTION_LOCK_ACCOUNTS
+    "INSERT_TRANSACTION_LOCK_ACCOUNTS", statements.INSERT_TRANSACTION_LOCK_ACCOUNTS
 )
 # With the balance alerts' and auto-reloads' thresholds moved in the same statement, as
-# ``post`` sends it (``repository.APPLY_OBSERVED``).
+# ``post`` sends it (``statements.APPLY_OBSERVED``).
 APPLY_DELTAS_INSERT_POSTINGS = RawStatement.of(
-    "APPLY_DELTAS_INSERT_POSTINGS", repository.APPLY_OBSERVED
+    "APPLY_DELTAS_INSERT_POSTINGS", statements.APPLY_OBSERVED
 )
 
 
@@ -475,9 +476,9 @@ def _normalized(sql: str) -> str:
 _STATEMENT_NAMES = {
     _normalized(statement.sql)[:200]: statement.name
     for statement in (
-        RawStatement.of("INSERT_ACCOUNT", repository.INSERT_ACCOUNT),
-        RawStatement.of("SELECT_ACCOUNTS", repository.SELECT_ACCOUNTS),
-        RawStatement.of("LOCK_BALANCES", repository.LOCK_BALANCES),
+        RawStatement.of("INSERT_ACCOUNT", statements.INSERT_ACCOUNT),
+        RawStatement.of("SELECT_ACCOUNTS", statements.SELECT_ACCOUNTS),
+        RawStatement.of("LOCK_BALANCES", statements.LOCK_BALANCES),
         INSERT_TRANSACTION_LOCK_ACCOUNTS,
         APPLY_DELTAS_INSERT_POSTINGS,
     )
@@ -1088,7 +1089,7 @@ escrow -{PAYER_DEBIT}, payee available +{PAYEE_CREDIT}, fee +{FEE}. Concurrent c
 always settle between distinct users.
 
 - **(a) baseline**: raw asyncpg (no SQLAlchemy), one connection held per client, the
-  service's own statements (compiled from `payments_api.ledger.repository`) in one
+  service's own statements (compiled from `payments_api.ledger.statements`) in one
   transaction, the two round trips `post` makes when every account exists: insert the
   transaction, look its accounts up and lock the single-shard balances; then pick a
   free `platform_fees` shard, apply the deltas and insert the postings.

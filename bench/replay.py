@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from payments_api.db import RawStatement
-from payments_api.ledger.repository import (
+from payments_api.ledger.statements import (
     RAW_APPLY_DELTAS,
     RAW_APPLY_DELTAS_INSERT_POSTINGS,
     RAW_APPLY_OBSERVED,

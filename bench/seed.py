@@ -20,7 +20,7 @@ from tests.db_setup import _recreate
 from bench import workload as w
 from payments_api.db import RawStatement, to_asyncpg_url
 from payments_api.jobs.queue import install_queue_schema
-from payments_api.ledger import repository
+from payments_api.ledger import statements
 from payments_api.ledger.kinds import PLATFORM_SHARDS
 from payments_api.migrations import upgrade_to_head
 
@@ -70,7 +70,7 @@ async def spread_identities(connection: Any) -> None:
         )
 
 
-_INSERT_ACCOUNT = RawStatement.of(repository.INSERT_ACCOUNT)
+_INSERT_ACCOUNT = RawStatement.of(statements.INSERT_ACCOUNT)
 
 
 async def seed(url: str, sizes: w.Sizes) -> dict[str, Any]:

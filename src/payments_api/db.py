@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -189,6 +189,16 @@ class Rider:
 
     sql: str
     values: dict[str, Any]
+    on_written: Callable[[], None] | None = None
+    """Called once the carrier ran (the rider's write is in the transaction); the
+    carrier calls :func:`riders_written` after its statement."""
+
+
+def riders_written(riders: Iterable[Rider]) -> None:
+    """Tell ``riders`` their carrier statement ran."""
+    for rider in riders:
+        if rider.on_written is not None:
+            rider.on_written()
 
 
 async def driver_connection(session: AsyncSession, *, begin: bool = True) -> Any:

@@ -1,6 +1,7 @@
-"""A process killed in the middle of a one-transaction route (admin adjustment, a
-DB-only route with an Idempotency-Key): the retry, served by a fresh process, replays
-when the first one committed and runs when it did not; the adjustment is posted once.
+"""A process killed in the middle of a one-transaction route (a DB-only route with an
+Idempotency-Key: an admin adjustment, an escrow's completion): the retry, served by a
+fresh process, replays when the first one committed and runs when it did not; the money
+moves once.
 
 The service runs as a real ``uvicorn`` child process on the test database
 (``tests/faults/crash_app.py`` kills it with SIGKILL where the request says).
@@ -24,7 +25,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tests.factories import create_user
+from tests.factories import create_user, fund, ledger_invariants
 from tests.helpers import TEST_JWT_SECRET, auth
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,3 +213,113 @@ async def test_killed_process_then_retry_posts_once(database_url: str, engine: A
             u=targets[point],
         )
         assert balance == 500
+
+
+async def test_killed_escrow_completion_then_retry_settles_once(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """POST /escrows/{id}/complete (the settlement: postings, earning, event, stored
+    response in one transaction) killed after its commit, or before it."""
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    customer, payee = f"c-{uuid.uuid4().hex[:8]}", f"p-{uuid.uuid4().hex[:8]}"
+    async with sessions.begin() as session:
+        await create_user(session, id=customer)
+        await create_user(session, id=payee, roles=["payee"])
+        await fund(session, customer, 100_000)
+    logs = Path(tempfile.mkdtemp(prefix="crash-escrow-"))
+    points = ("after-commit", "before-commit")
+    keys = {point: f"key-{uuid.uuid4().hex}" for point in points}
+    escrows: dict[str, str] = {}
+
+    for point in points:
+        service = Service(database_url, logs / f"{point}.log")
+        try:
+            await service.ready()
+            created = await service.client.post(
+                "/api/v1/escrows",
+                json={"payee_id": payee, "amount": 10_000, "currency": "usd", "reference": "job"},
+                headers={**auth(customer, ["customer"]), "Idempotency-Key": uuid.uuid4().hex},
+            )
+            assert created.status_code == 201, created.text
+            escrows[point] = created.json()["id"]
+            accepted = await service.client.post(
+                f"/api/v1/escrows/{escrows[point]}/accept",
+                headers={**auth(payee, ["payee"]), "Idempotency-Key": uuid.uuid4().hex},
+            )
+            assert accepted.status_code == 200, accepted.text
+            with pytest.raises(httpx.TransportError):
+                await service.client.post(
+                    f"/api/v1/escrows/{escrows[point]}/complete",
+                    headers={
+                        **auth(customer, ["customer"]),
+                        "Idempotency-Key": keys[point],
+                        "X-Test-Crash": point,
+                    },
+                )
+            assert await service.killed() == -9
+        finally:
+            await service.stop()
+
+    async def settlements(point: str) -> int:
+        escrow_id = int(escrows[point].removeprefix("esc_"))
+        count: int = await _scalar(
+            sessions,
+            "SELECT count(*) FROM ledger_transactions WHERE cause_key = :cause",
+            cause=f"escrow:{escrow_id}:complete",
+        )
+        return count
+
+    async def stored_response(point: str) -> bytes | None:
+        body: bytes | None = await _scalar(
+            sessions,
+            "SELECT response_body FROM idempotency_keys WHERE user_id = :u AND key = :k",
+            u=customer,
+            k=keys[point],
+        )
+        return body
+
+    stored = await stored_response("after-commit")
+    assert stored is not None
+    assert await settlements("after-commit") == 1
+    assert await stored_response("before-commit") is None
+    assert await settlements("before-commit") == 0
+
+    service = Service(database_url, logs / "retry.log")
+    try:
+        await service.ready()
+        retries = {
+            point: await service.client.post(
+                f"/api/v1/escrows/{escrows[point]}/complete",
+                headers={**auth(customer, ["customer"]), "Idempotency-Key": keys[point]},
+            )
+            for point in points
+        }
+    finally:
+        await service.stop()
+
+    replayed = retries["after-commit"]
+    assert replayed.status_code == 200, replayed.text
+    assert replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.content == stored
+    ran = retries["before-commit"]
+    assert ran.status_code == 200, ran.text
+    assert "idempotent-replayed" not in ran.headers
+    assert ran.json()["status"] == "completed"
+    for point in points:
+        assert await settlements(point) == 1
+    earnings = await _scalar(sessions, "SELECT count(*) FROM earnings WHERE payee_id = :u", u=payee)
+    assert earnings == 2
+    payee_available = await _scalar(
+        sessions,
+        "SELECT COALESCE(sum(p.amount), 0) FROM ledger_postings p "
+        "JOIN ledger_accounts a ON a.id = p.account_id "
+        "WHERE a.owner_user_id = :u AND a.kind = 'available'",
+        u=payee,
+    )
+    payee_takes = await _scalar(
+        sessions, "SELECT sum(payee_amount) FROM escrows WHERE payee_id = :u", u=payee
+    )
+    assert payee_takes > 0
+    assert payee_available == payee_takes
+    async with sessions() as session:
+        assert await ledger_invariants(session) == []

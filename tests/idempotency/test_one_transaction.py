@@ -20,9 +20,11 @@ from asyncpg.connection import Connection
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from payments_api.escrow import router as escrow_router
 from payments_api.idempotency.models import IdempotencyStatus
+from payments_api.kit import idempotency as kit_idempotency
 from payments_api.ledger.models import LedgerTransaction
-from tests.factories import create_user
+from tests.factories import create_user, fund
 from tests.helpers import auth
 from tests.idempotency.conftest import (
     ONE_TRANSACTION_CREDITS,
@@ -156,7 +158,8 @@ class TestOutcomes:
             )
         assert refused.status_code == 409
         assert _problem_code(refused) == "probe_conflict"
-        assert counts == {"BEGIN": 1, "COMMIT": 1, "ROLLBACK": 0, "ROLLBACK TO": 1}
+        # The route's transaction rolled back whole, the answer stored in a second one.
+        assert counts == {"BEGIN": 2, "COMMIT": 1, "ROLLBACK": 1, "ROLLBACK TO": 0}
         assert await available(committed, user) == 0
         async with committed() as session:
             transactions = await session.scalar(
@@ -306,3 +309,130 @@ class TestConcurrency:
         row = await stored_key(committed, user, key)
         assert row is not None
         assert row.response_body == executed[0].content
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every statement sent through asyncpg (each a round trip) while the test runs."""
+    sent: list[str] = []
+    for name in ("execute", "fetch", "fetchrow", "fetchval"):
+        original = getattr(Connection, name)
+
+        def recording(original: Any) -> Any:
+            @functools.wraps(original)
+            async def call(self: Connection, query: str, *args: Any, **kwargs: Any) -> Any:
+                sent.append(query.split()[0].rstrip(";").upper())
+                return await original(self, query, *args, **kwargs)
+
+            return call
+
+        monkeypatch.setattr(Connection, name, recording(original))
+    return sent
+
+
+async def _settlement_parties(committed: async_sessionmaker[AsyncSession]) -> tuple[str, str]:
+    customer, payee = fresh_id("customer"), fresh_id("payee")
+    async with committed.begin() as session:
+        await create_user(session, id=customer)
+        await create_user(session, id=payee, roles=["payee"])
+        await fund(session, customer, 50_000)
+    return customer, payee
+
+
+class TestSettlementRoundTrips:
+    async def test_each_request_of_a_settlement_sends_six_statements_and_stores_its_answer(
+        self,
+        idem_client: httpx.AsyncClient,
+        committed: async_sessionmaker[AsyncSession],
+        round_trips: list[str],
+    ) -> None:
+        """BEGIN, the key's claim, the escrow's row, the ledger's locks, the posting
+        (with its event and the stored answer), COMMIT: the answer rides the posting.
+        Measured on the second settlement of the parties (the first one creates their
+        ledger accounts, and the connection learns the statements' types)."""
+        customer, payee = await _settlement_parties(committed)
+        for _ in range(2):
+            sent, answers, keys = await self._settle(idem_client, round_trips, customer, payee)
+        for step, statements in sent.items():
+            assert len(statements) == 6, (step, statements)
+            assert statements.count("BEGIN") == 1
+            assert statements.count("COMMIT") == 1
+        users = {"create": customer, "accept": payee, "complete": customer}
+        for step, answer in answers.items():
+            row = await stored_key(committed, users[step], keys[step])
+            assert row is not None
+            assert row.status == IdempotencyStatus.completed.value
+            assert row.response_status == answer.status_code
+            assert row.response_body == answer.content
+            assert row.response_headers == [["content-type", "application/json"]]
+
+        again = await idem_client.post(
+            f"/api/v1/escrows/{answers['create'].json()['id']}/complete",
+            headers=_headers(customer, keys["complete"], ["customer"]),
+        )
+        assert again.status_code == 200
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.content == answers["complete"].content
+
+    @staticmethod
+    async def _settle(
+        idem_client: httpx.AsyncClient, round_trips: list[str], customer: str, payee: str
+    ) -> tuple[dict[str, list[str]], dict[str, httpx.Response], dict[str, str]]:
+        """One settlement: the statements of each request, its answers and keys."""
+        keys = {step: fresh_id("key") for step in ("create", "accept", "complete")}
+        sent: dict[str, list[str]] = {}
+        mark = len(round_trips)
+        created = await idem_client.post(
+            "/api/v1/escrows",
+            json={"payee_id": payee, "amount": 10_000, "currency": "usd", "reference": "job"},
+            headers=_headers(customer, keys["create"], ["customer"]),
+        )
+        assert created.status_code == 201, created.text
+        sent["create"], mark = round_trips[mark:], len(round_trips)
+        escrow = created.json()["id"]
+        accepted = await idem_client.post(
+            f"/api/v1/escrows/{escrow}/accept", headers=_headers(payee, keys["accept"], ["payee"])
+        )
+        assert accepted.status_code == 200, accepted.text
+        sent["accept"], mark = round_trips[mark:], len(round_trips)
+        completed = await idem_client.post(
+            f"/api/v1/escrows/{escrow}/complete",
+            headers=_headers(customer, keys["complete"], ["customer"]),
+        )
+        assert completed.status_code == 200, completed.text
+        sent["complete"] = round_trips[mark:]
+        return sent, {"create": created, "accept": accepted, "complete": completed}, keys
+
+    async def test_an_answer_other_than_the_one_stored_by_the_posting_is_stored_instead(
+        self,
+        idem_client: httpx.AsyncClient,
+        committed: async_sessionmaker[AsyncSession],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The posting stores the answer the route announced; the route answers
+        something else after all: the middleware stores what was answered."""
+        customer, payee = await _settlement_parties(committed)
+        original = kit_idempotency.response_riders
+
+        def announcing_another(session: AsyncSession, status: int, model: Any) -> Any:
+            return original(session, 299, model)
+
+        monkeypatch.setattr(escrow_router, "response_riders", announcing_another)
+        key = fresh_id("key")
+        created = await idem_client.post(
+            "/api/v1/escrows",
+            json={"payee_id": payee, "amount": 10_000, "currency": "usd", "reference": "job"},
+            headers=_headers(customer, key, ["customer"]),
+        )
+        assert created.status_code == 201, created.text
+        row = await stored_key(committed, customer, key)
+        assert row is not None
+        assert row.response_status == 201
+        assert row.response_body == created.content
+        again = await idem_client.post(
+            "/api/v1/escrows",
+            json={"payee_id": payee, "amount": 10_000, "currency": "usd", "reference": "job"},
+            headers=_headers(customer, key, ["customer"]),
+        )
+        assert again.status_code == 201
+        assert again.content == created.content

@@ -267,6 +267,7 @@ class TestFailureAndRetry:
         stored = await session.get(WebhookEvent, event["id"], populate_existing=True)
         assert stored is not None
         assert stored.status == "failed"
+        assert stored.processed_at is None  # inserted as processed, the failure undid it
         assert stored.attempts == 1
         assert "RetryLater" in (stored.last_error or "")
         assert stored.next_attempt_at is not None
@@ -295,6 +296,9 @@ class TestFailureAndRetry:
         assert replay.status_code == 200, replay.text
         assert replay.json()["status"] == "processed"
         assert await available(client, "late-user") == 2_000
+        replayed = await session.get(WebhookEvent, event["id"], populate_existing=True)
+        assert replayed is not None
+        assert replayed.processed_at is not None
         audit = (
             await client.get("/api/v1/admin/audit-log?action=webhook_event.replay", headers=admin)
         ).json()["data"]

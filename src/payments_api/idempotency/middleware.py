@@ -15,17 +15,23 @@ Two protocols, chosen by the route the request is for.
 1. Open the route's transaction and claim the key as its first statement (insert the
    row, or find it; the claim also takes the key's transaction-level advisory lock, so
    a twin sees the key busy and answers 409 ``idempotency_key_in_use`` at once instead
-   of waiting), then a savepoint.
+   of waiting).
 2. Run the route on that session (``get_session`` hands it over), buffering its
    response.
-3. A result to keep (status < 500, see ``_executed``): for an error (4xx) roll back to
-   the savepoint first (the route's writes go, the key stays); store the response in
-   the key row; commit; then send. Anything else (5xx, exception, validation failure):
-   roll the whole transaction back, key included, so a retry runs again.
+3. A success (2xx, 3xx): store the response in the key row; commit; then send.
+   An error to keep (4xx, see ``_executed``): roll the whole transaction back (the
+   route's writes and the claim go), then claim the key again and store the answer
+   in a transaction of its own (``_store_refusal``). Anything else (5xx, exception,
+   validation failure): roll the whole transaction back, key included, so a retry runs
+   again.
 
 One COMMIT per request, and no window: the route's effects and its stored response
 commit together, so after a crash either both are there (a retry replays) or neither
-(a retry runs).
+(a retry runs). No savepoint between the claim and the route: a success, the common
+case, sends one statement less; a refusal pays two transactions instead. Between
+them the key is free for an instant: a twin arriving then runs the route itself,
+which is safe (the refused request wrote nothing), and the refusal is then not
+stored (the twin's answer is).
 
 **Lease** (every other write route, e.g. those calling Stripe, which must never hold a
 transaction across the call), each step in its own short transaction (a single
@@ -75,6 +81,7 @@ from payments_api.idempotency.service import (
     KeyInUse,
     KeyReused,
     Replay,
+    ResponseRiding,
     StoredResponse,
     request_fingerprint,
 )
@@ -83,6 +90,7 @@ from payments_api.kit.idempotency import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     ONE_TRANSACTION_ATTRIBUTE,
     REPLAYED_HEADER,
+    RESPONSE_RIDING,
     ROUTE_SESSION,
 )
 from payments_api.problems import PROBLEM_MEDIA_TYPE, ProblemError, problem_response
@@ -114,7 +122,6 @@ REPLAYED_HEADERS = frozenset(
 NOT_EXECUTED_CODES = frozenset({"validation_error", "malformed_json"})
 # The key's declared schema (openapi.IDEMPOTENCY_KEY_SCHEMA): printable ASCII, 1 to 255.
 VALID_KEY = re.compile(r"[!-~]+")
-SAVEPOINT = "idempotency_route"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -302,7 +309,7 @@ class IdempotencyMiddleware:
         session = resources.sessionmaker()
         committed = False
         try:
-            driver = await driver_connection(session)  # BEGIN
+            await driver_connection(session)  # BEGIN
             service = service_in(session)
             outcome = await service.claim(request)
             if not isinstance(outcome, Claimed):
@@ -316,7 +323,8 @@ class IdempotencyMiddleware:
             if outcome.user is not None:
                 # Read by the claim: the route's CurrentUser sends no statement for it.
                 UserRepository(session).adopt(outcome.user)
-            await driver.execute(f"SAVEPOINT {SAVEPOINT}")
+            riding = ResponseRiding(outcome)
+            session.info[RESPONSE_RIDING] = riding
             start, body = await self._run_buffered(scope, receive, session)
             if start is None or body is None:  # no complete response: nothing to keep
                 await session.rollback()
@@ -328,9 +336,10 @@ class IdempotencyMiddleware:
             headers: list[tuple[bytes, bytes]] = list(start.get("headers", []))
             if not _executed(scope, status, headers, body):
                 await session.rollback()
-            elif not await self._commit_with(
-                session, driver, service, outcome, status, headers, body
-            ):
+            elif status >= 400:
+                await session.rollback()  # the route's writes go, and the claim with them
+                await self._store_refusal(resources, request, service_in, status, headers, body)
+            elif not await self._commit_with(session, service, riding, status, headers, body):
                 await session.rollback()
                 log.warning(
                     "idempotency: the route's session cannot commit; response not stored",
@@ -338,8 +347,7 @@ class IdempotencyMiddleware:
                     status=status,
                 )
             else:
-                # The route's writes committed (an error answer rolled them back).
-                committed = status < 400
+                committed = True
             await send(start)
             await send({"type": "http.response.body", "body": body})
         finally:
@@ -376,26 +384,53 @@ class IdempotencyMiddleware:
     @staticmethod
     async def _commit_with(
         session: AsyncSession,
-        driver: Any,
         service: IdempotencyService,
-        claim: Claimed,
+        riding: ResponseRiding,
         status: int,
         headers: list[tuple[bytes, bytes]],
         body: bytes,
     ) -> bool:
-        """Store the response in the key row and commit, with the route's writes when it
-        succeeded, without them (rolled back to the savepoint) when it answered an
-        error. False when the session cannot commit (a flush of the route failed)."""
-        if status >= 400:
-            await driver.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
-            session.expunge_all()  # nothing the route added may be flushed now
+        """Store the response in the key row and commit, with the route's writes; the
+        store is done when a statement of the route stored this very response already
+        (``riding``). False when the session cannot commit (a flush of the route
+        failed)."""
         transaction = session.sync_session.get_transaction()
         if transaction is None or not transaction.is_active:
             return False
-        if not await service.complete(claim, _stored(headers, status, body)):
+        response = _stored(headers, status, body)
+        if riding.written != response and not await service.complete(riding.claim, response):
             return False  # pragma: no cover - the key is this transaction's own row
         await session.commit()
         return True
+
+    @staticmethod
+    async def _store_refusal(
+        resources: AppState,
+        request: IdempotentRequest,
+        service_in: Callable[[AsyncSession], IdempotencyService],
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> None:
+        """Claim the key again and store the route's error answer, in a transaction of
+        its own (the route's was rolled back). Not stored when the key is no longer
+        free: a twin claimed it in between and its answer is the one to keep."""
+        with anyio.CancelScope(shield=True):
+            async with resources.sessionmaker() as session:
+                await driver_connection(session)  # BEGIN: the claim and the answer together
+                service = service_in(session)
+                claim = await service.claim(request)
+                if isinstance(claim, Claimed) and await service.complete(
+                    claim, _stored(headers, status, body)
+                ):
+                    await session.commit()
+                else:
+                    await session.rollback()
+                    log.info(
+                        "idempotency: a twin took the key; the refusal is not stored",
+                        path=request.path,
+                        status=status,
+                    )
 
     @staticmethod
     def _applies(scope: Scope) -> bool:

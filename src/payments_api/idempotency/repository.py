@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -25,7 +26,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.db import RawStatement, driver_connection
+from payments_api.db import RawStatement, Rider, driver_connection
 from payments_api.idempotency.models import IdempotencyKey, IdempotencyStatus
 from payments_api.users.repository import USER_COLUMNS
 
@@ -143,11 +144,26 @@ COMPLETE = RawStatement.of(
         UPDATE idempotency_keys
         SET status = '{COMPLETED}', locked_until = NULL, response_status = :status,
             response_headers = CAST(:headers AS jsonb), response_body = :body
-        WHERE id = :id AND status = '{IN_FLIGHT}' AND lease_token = :lease_token
+        WHERE id = :id AND lease_token = :lease_token
         RETURNING id
         """  # noqa: S608 - constants only
     )
 )
+"""The lease token is the request's own: a retry that took the key over holds another.
+A row completed already under the same token is this request's too (a response stored
+by a statement of the route, ``COMPLETE_RIDING``, replaced by the one it answered)."""
+
+COMPLETE_RIDING = f"""
+    idempotency_response AS (
+        UPDATE idempotency_keys
+        SET status = '{COMPLETED}', locked_until = NULL,
+            response_status = CAST(:idempotency_status AS smallint),
+            response_headers = CAST(:idempotency_headers AS jsonb),
+            response_body = CAST(:idempotency_body AS bytea)
+        WHERE id = CAST(:idempotency_id AS bigint)
+          AND lease_token = CAST(:idempotency_lease_token AS uuid)
+    )
+"""  # noqa: S608 - constants only
 
 RELEASE = RawStatement.of(
     text(
@@ -319,6 +335,26 @@ class IdempotencyRepository:
             "body": body,
         }
         return await self._fetchval(COMPLETE, values) is not None
+
+    @staticmethod
+    def complete_riding(
+        record_id: int,
+        *,
+        lease_token: uuid.UUID,
+        status: int,
+        headers: list[list[str]],
+        body: bytes,
+        on_written: Callable[[], None],
+    ) -> Rider:
+        """:meth:`complete` as a rider of another statement (``db.Rider``)."""
+        values = {
+            "idempotency_id": record_id,
+            "idempotency_lease_token": lease_token,
+            "idempotency_status": status,
+            "idempotency_headers": json.dumps(headers),
+            "idempotency_body": body,
+        }
+        return Rider(COMPLETE_RIDING, values, on_written=on_written)
 
     async def release(self, record_id: int, *, lease_token: uuid.UUID) -> bool:
         values = {"id": record_id, "lease_token": lease_token}

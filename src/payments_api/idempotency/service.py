@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.db import Rider
 from payments_api.idempotency.models import IdempotencyStatus
 from payments_api.idempotency.repository import IdempotencyRepository, KeyRow
 
@@ -109,6 +110,33 @@ class KeyInUse:
 
 
 ClaimOutcome = Claimed | Replay | KeyReused | KeyInUse
+
+
+class ResponseRiding:
+    """How a one-transaction route's response is stored by a statement the route sends
+    anyway (``kit.idempotency.response_riders``): the key row's update rides it, one
+    round trip less than an update of its own before the COMMIT. ``written`` is the
+    response stored so, once that statement ran; the middleware compares it with the
+    response the route answered and stores that one itself when they differ."""
+
+    def __init__(self, claim: Claimed) -> None:
+        self.claim = claim
+        self.written: StoredResponse | None = None
+
+    def rider(self, status: int, headers: list[tuple[str, str]], body: bytes) -> Rider:
+        response = StoredResponse(status, headers, body)
+
+        def written() -> None:
+            self.written = response
+
+        return IdempotencyRepository.complete_riding(
+            self.claim.record_id,
+            lease_token=self.claim.lease_token,
+            status=status,
+            headers=[[name, value] for name, value in headers],
+            body=body,
+            on_written=written,
+        )
 
 
 class IdempotencyService:

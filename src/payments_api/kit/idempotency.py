@@ -11,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends, Header
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.db import Rider
 from payments_api.problems import ProblemError
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
@@ -27,6 +30,27 @@ ROUTE_SESSION = "payments_api.route_session"
 AFTER_COMMIT = "payments_api.after_commit"
 """Scope key: work a ``@one_transaction`` route asks to run once its transaction has
 committed (the middleware commits after the route, background tasks included, has run)."""
+RESPONSE_RIDING = "payments_api.response_riding"
+"""``session.info`` entry of a one-transaction route's session, set by the middleware
+while it holds the request's Idempotency-Key: see :func:`response_riders`."""
+
+
+class ResponseRiding(Protocol):
+    def rider(self, status: int, headers: list[tuple[str, str]], body: bytes) -> Rider: ...
+
+
+def response_riders(session: AsyncSession, status: int, model: BaseModel) -> list[Rider]:
+    """The answer a ``@one_transaction`` route is going to give (``status``, ``model`` as
+    FastAPI serializes a response model), stored in the request's Idempotency-Key row by
+    a statement the route sends anyway (a ``db.Rider`` of it, e.g. of the ledger's
+    posting) instead of an update of its own before the COMMIT. Only for an answer
+    known before that statement; if the route answers otherwise after all, the
+    middleware stores what it answered. Empty without such a key."""
+    riding: ResponseRiding | None = session.info.get(RESPONSE_RIDING)
+    if riding is None:
+        return []
+    body = model.model_dump_json(by_alias=True).encode()
+    return [riding.rider(status, [("content-type", "application/json")], body)]
 
 
 def after_commit(scope: MutableMapping[str, Any], work: Callable[[], Awaitable[None]]) -> bool:

@@ -198,6 +198,11 @@ class WebhookService:
             livemode == self._expected_livemode()
             and handler_for(endpoint, event["type"]) is not None
         )
+        now = self.now()
+        # Stored as processed when it will be applied: as a success leaves it (no UPDATE
+        # after the handler), and nobody sees the row before this transaction commits;
+        # a failure records itself over it.
+        applied = {"status": "processed", "processed_at": now} if applies else {}
         async with self.sessionmaker.begin() as session:
             row = await WebhookEventRepository(session).insert_if_new(
                 {
@@ -210,10 +215,13 @@ class WebhookService:
                     "api_version": event.get("api_version"),
                     "payload": event,
                     "attempts": 1 if applies else 0,
+                    **applied,
                 }
             )
             if row is not None:
-                outcome, event_type = await self._apply_row(session, row, counted=applies)
+                outcome, event_type = await self._apply_row(
+                    session, row, counted=applies, stored_processed_at=now if applies else None
+                )
         if row is None:
             return await self.apply(event["id"])
         WEBHOOK_EVENTS.labels(event_type, outcome).inc()
@@ -241,11 +249,17 @@ class WebhookService:
             return await self._apply_row(session, row)
 
     async def _apply_row(
-        self, session: AsyncSession, row: WebhookEvent, *, counted: bool = False
+        self,
+        session: AsyncSession,
+        row: WebhookEvent,
+        *,
+        counted: bool = False,
+        stored_processed_at: datetime | None = None,
     ) -> tuple[Outcome, str]:
         """Apply the event of ``row`` (locked by this transaction) and record how it went.
-        ``counted``: this attempt is in ``row.attempts`` already."""
-        now = self.now()
+        ``counted``: this attempt is in ``row.attempts`` already; ``stored_processed_at``:
+        the row was inserted as processed at that time (a new event; see :meth:`receive`)."""
+        now = stored_processed_at or self.now()
         if row.livemode != self._expected_livemode():
             log.warning("ignoring event %s: livemode=%s mismatch", row.id, row.livemode)
             row.status, row.processed_at, row.last_error = "ignored", now, "livemode_mismatch"
@@ -264,6 +278,8 @@ class WebhookService:
                 )
         except Exception as exc:
             row.status = "failed"
+            if stored_processed_at is not None:
+                row.processed_at = None  # it was stored as processed, ahead of the handler
             row.last_error = f"{type(exc).__name__}: {exc}"[:1000]
             log.warning(
                 "webhook %s (%s) failed, attempt %s: %s",
