@@ -82,13 +82,17 @@ _CLAIM = text(
 # now is on, as a common table expression named ``alerts`` over the parameters
 # ``observed_users``, ``observed_currencies`` and ``observed_available`` (parallel arrays:
 # the available balances a posting left). The ledger runs it inside the statement that
-# applies the balances (no round trip of its own); rows: the alerts that moved.
+# applies the balances (no round trip of its own); rows: the alerts that moved. The arrays
+# are read through scalar subqueries so that the statement keeps a generic plan (see
+# ledger/statements.py).
 CROSS_BALANCE_ALERTS_CTE = """
     alerts AS (
         UPDATE balance_alerts AS a
         SET below = (v.available < a.threshold)
-        FROM unnest(CAST(:observed_users AS varchar[]), CAST(:observed_currencies AS varchar[]),
-                    CAST(:observed_available AS bigint[])) AS v(user_id, currency, available)
+        FROM unnest((SELECT CAST(:observed_users AS varchar[])),
+                    (SELECT CAST(:observed_currencies AS varchar[])),
+                    (SELECT CAST(:observed_available AS bigint[])))
+             AS v(user_id, currency, available)
         WHERE a.user_id = v.user_id AND a.currency = v.currency
           AND a.below IS DISTINCT FROM (v.available < a.threshold)
         RETURNING a.user_id, a.currency, a.threshold, a.below, v.available

@@ -30,8 +30,8 @@ _CROSS = text(
     """
     UPDATE auto_reloads AS r
     SET below = (v.available < r.threshold), updated_at = now()
-    FROM unnest(CAST(:users AS varchar[]), CAST(:currencies AS varchar[]),
-                CAST(:amounts AS bigint[])) AS v(user_id, currency, available)
+    FROM unnest((SELECT CAST(:users AS varchar[])), (SELECT CAST(:currencies AS varchar[])),
+                (SELECT CAST(:amounts AS bigint[]))) AS v(user_id, currency, available)
     WHERE r.user_id = v.user_id AND r.currency = v.currency AND r.enabled
       AND r.below IS DISTINCT FROM (v.available < r.threshold)
     RETURNING r.user_id, r.currency, r.amount, r.below
@@ -40,13 +40,16 @@ _CROSS = text(
 
 # :data:`_CROSS` as a common table expression named ``reloads``, over the parameters
 # ``observed_users``, ``observed_currencies`` and ``observed_available``: the ledger
-# runs it inside the statement that applies a posting's balances.
+# runs it inside the statement that applies a posting's balances (arrays behind scalar
+# subqueries, for the statement's generic plan: see ledger/statements.py).
 CROSS_CTE = """
     reloads AS (
         UPDATE auto_reloads AS r
         SET below = (v.available < r.threshold), updated_at = now()
-        FROM unnest(CAST(:observed_users AS varchar[]), CAST(:observed_currencies AS varchar[]),
-                    CAST(:observed_available AS bigint[])) AS v(user_id, currency, available)
+        FROM unnest((SELECT CAST(:observed_users AS varchar[])),
+                    (SELECT CAST(:observed_currencies AS varchar[])),
+                    (SELECT CAST(:observed_available AS bigint[])))
+             AS v(user_id, currency, available)
         WHERE r.user_id = v.user_id AND r.currency = v.currency AND r.enabled
           AND r.below IS DISTINCT FROM (v.available < r.threshold)
         RETURNING r.user_id, r.currency, r.amount, r.below
