@@ -15,7 +15,7 @@ import pytest
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
-from payments_api.openapi import MINOR_UNITS_NOTE
+from payments_api.openapi.components import MINOR_UNITS_NOTE
 from tests.contract.spec import (
     COMMITTED_SPEC,
     PROBLEM_JSON,
