@@ -325,27 +325,28 @@ class SubscriptionEvents:
         row.credited_amount = credit
 
     async def invoice_payment_failed(self, invoice: dict[str, Any], state_at: int) -> None:
-        found = await self._invoice(invoice, state_at)
-        if found is None:
-            return
-        row, subscription = found
-        await emit(
-            self.session,
-            EventType.invoice_payment_failed,
-            SubscriptionViews.invoice(row),
-            change_key=f"invoice:{row.stripe_invoice_id}:payment_failed:{row.attempt_count}",
-            user_ids=[subscription.user_id],
+        await self._attempt_event(
+            invoice, state_at, EventType.invoice_payment_failed, "payment_failed"
         )
 
     async def invoice_payment_action_required(self, invoice: dict[str, Any], state_at: int) -> None:
+        await self._attempt_event(
+            invoice, state_at, EventType.invoice_payment_action_required, "action_required"
+        )
+
+    async def _attempt_event(
+        self, invoice: dict[str, Any], state_at: int, event_type: EventType, what: str
+    ) -> None:
+        """The invoice recorded and the apps told about one payment attempt of it (once
+        per attempt: the change key names the attempt)."""
         found = await self._invoice(invoice, state_at)
         if found is None:
             return
         row, subscription = found
         await emit(
             self.session,
-            EventType.invoice_payment_action_required,
+            event_type,
             SubscriptionViews.invoice(row),
-            change_key=f"invoice:{row.stripe_invoice_id}:action_required:{row.attempt_count}",
+            change_key=f"invoice:{row.stripe_invoice_id}:{what}:{row.attempt_count}",
             user_ids=[subscription.user_id],
         )
