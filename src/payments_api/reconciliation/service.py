@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -21,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from payments_api.audit.repository import AuditLogRepository
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.problems import ProblemError
 from payments_api.reconciliation import metrics
 from payments_api.reconciliation.errors import (
@@ -122,20 +122,7 @@ def _in(moment: datetime, start: datetime, end: datetime) -> bool:
     return start <= moment < end
 
 
-class ReconciliationService:
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        stripe: StripeGateway,
-        settings: Settings,
-        *,
-        now: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.sessionmaker = sessionmaker
-        self.stripe = stripe
-        self.settings = settings
-        self.now = now
-
+class ReconciliationService(StripeFlow):
     def yesterday(self) -> date:
         return self.now().date() - timedelta(days=1)
 
