@@ -25,16 +25,17 @@ across them:
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.escrow.models import CaptureMethod, CaptureStatus, Escrow
 from payments_api.escrow.service import EscrowService
 from payments_api.installation import outgoing_keys
-from payments_api.kit.stripe_flow import StripeFlow
+from payments_api.kit.clock import utcnow
 from payments_api.orders.confirmation import PayInConfirmation
 from payments_api.orders.models import Order
 from payments_api.settings import Settings
@@ -127,8 +128,21 @@ async def apply_intent(
         await apply_authorized(session, settings, order, intent)
 
 
-class EscrowCaptures(StripeFlow):
+class EscrowCaptures:
     """Asks Stripe for the capture or release an escrow waits on (see the module doc)."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        stripe: StripeGateway,
+        settings: Settings,
+        *,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.stripe = stripe
+        self.settings = settings
+        self.now = now
 
     async def submit(self, escrow_id: int) -> None:
         """Steps 2 and 3 for one escrow; a no-op unless a capture or release is asked.
