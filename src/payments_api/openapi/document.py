@@ -83,6 +83,41 @@ def _describe_limits(spec: dict[str, Any], limits: Mapping[str, CurrencyLimits])
             ).strip()
 
 
+# The tags in the order the document lists them: (name, description).
+TAGS: tuple[tuple[str, str], ...] = (
+    ("me", "The calling user."),
+    ("balance", "Wallet balances and ledger entries."),
+    ("checkout", "Stripe Checkout pay-ins (top-up, order, escrow)."),
+    ("topups", "PaymentIntent top-ups for mobile apps."),
+    ("payment-methods", "Saved cards: SetupIntents, default card, removal."),
+    ("orders", "Pay-in history and status."),
+    ("escrow", "Jobs paid into escrow and settled to payees."),
+    ("earnings", "What payees earned."),
+    ("payout-account", "Stripe Connect Express onboarding."),
+    ("payouts", "Withdrawals and payouts to payees."),
+    ("projects", "A payee's earning contexts and their wallets."),
+    ("subscriptions", "Plans from Stripe Billing and the caller's subscriptions."),
+    ("refunds", "Refunds of pay-ins."),
+    ("disputes", "Card disputes (chargebacks)."),
+    ("reconciliation", "The ledger matched against Stripe."),
+    ("sandbox", "Local pages of the offline Stripe sandbox."),
+    ("webhooks", "Stripe webhook endpoints (signed)."),
+    ("wallets", "Debits of a user's wallet by a service."),
+    (
+        "events",
+        "Events to the platform's apps: feeds, endpoints, deliveries "
+        "(the `webhooks` section lists every event's body).",
+    ),
+    (
+        "outgoing-events",
+        "What this service POSTs to registered endpoints, signed "
+        "per Standard Webhooks (one entry per event type).",
+    ),
+    ("admin", "Operator actions (role admin), all audited."),
+    ("operations", "Health, readiness and metrics."),
+)
+
+
 def build_openapi(
     app: FastAPI, *, limits: Mapping[str, CurrencyLimits] | None = None
 ) -> dict[str, Any]:
@@ -93,44 +128,7 @@ def build_openapi(
         description=app.description,
         routes=app.routes,
         webhooks=app.webhooks.routes,
-        tags=[
-            {"name": "me", "description": "The calling user."},
-            {"name": "balance", "description": "Wallet balances and ledger entries."},
-            {"name": "checkout", "description": "Stripe Checkout pay-ins (top-up, order, escrow)."},
-            {"name": "topups", "description": "PaymentIntent top-ups for mobile apps."},
-            {
-                "name": "payment-methods",
-                "description": "Saved cards: SetupIntents, default card, removal.",
-            },
-            {"name": "orders", "description": "Pay-in history and status."},
-            {"name": "escrow", "description": "Jobs paid into escrow and settled to payees."},
-            {"name": "earnings", "description": "What payees earned."},
-            {"name": "payout-account", "description": "Stripe Connect Express onboarding."},
-            {"name": "payouts", "description": "Withdrawals and payouts to payees."},
-            {"name": "projects", "description": "A payee's earning contexts and their wallets."},
-            {
-                "name": "subscriptions",
-                "description": "Plans from Stripe Billing and the caller's subscriptions.",
-            },
-            {"name": "refunds", "description": "Refunds of pay-ins."},
-            {"name": "disputes", "description": "Card disputes (chargebacks)."},
-            {"name": "reconciliation", "description": "The ledger matched against Stripe."},
-            {"name": "sandbox", "description": "Local pages of the offline Stripe sandbox."},
-            {"name": "webhooks", "description": "Stripe webhook endpoints (signed)."},
-            {"name": "wallets", "description": "Debits of a user's wallet by a service."},
-            {
-                "name": "events",
-                "description": "Events to the platform's apps: feeds, endpoints, deliveries "
-                "(the `webhooks` section lists every event's body).",
-            },
-            {
-                "name": "outgoing-events",
-                "description": "What this service POSTs to registered endpoints, signed "
-                "per Standard Webhooks (one entry per event type).",
-            },
-            {"name": "admin", "description": "Operator actions (role admin), all audited."},
-            {"name": "operations", "description": "Health, readiness and metrics."},
-        ],
+        tags=[{"name": name, "description": description} for name, description in TAGS],
     )
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     for path_item in spec.get("webhooks", {}).values():
