@@ -91,7 +91,9 @@ class TestDocument:
     def test_every_used_tag_is_declared_with_a_description(self) -> None:
         declared = {tag["name"]: tag.get("description") for tag in SPEC["tags"]}
         used = {tag for op in OPERATIONS for tag in op.spec.get("tags", [])}
-        assert used - set(declared) == set(), "declare new tags in payments_api.openapi.document.TAGS"
+        assert used - set(declared) == set(), (
+            "declare new tags in payments_api.openapi.document.TAGS"
+        )
         assert [name for name, text in declared.items() if not text] == []
 
 
