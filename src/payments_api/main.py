@@ -38,7 +38,7 @@ from payments_api.kit.ratelimit import (
 )
 from payments_api.logs import configure_logging
 from payments_api.migrations import head_revisions
-from payments_api.openapi import build_openapi
+from payments_api.openapi.document import build_openapi
 from payments_api.orders.router import router as orders_router
 from payments_api.payins import wire_purposes
 from payments_api.payment_methods.router import router as payment_methods_router

@@ -6,9 +6,6 @@ generated from the same field descriptions.
 
 from __future__ import annotations
 
-import os
-import secrets as secrets_module
-import time
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +22,7 @@ from payments_api.money import (
     check_limits_table,
     operation_limits,
 )
+from payments_api.sandbox_secret import sandbox_webhook_secret
 
 # A fixed, loudly insecure secret so that `payments-api token` and a local `serve`
 # agree out of the box. Production refuses to start with it.
@@ -55,7 +53,10 @@ CsvList = Annotated[list[str], NoDecode]
 SecretCsvList = Annotated[list[SecretStr], NoDecode]
 
 
-class Settings(BaseSettings):
+class ServiceSettings(BaseSettings):
+    """How the service runs: environment, database, HTTP, identity and Stripe. The rules
+    of the money flows are ``Settings``, which adds its fields after these."""
+
     model_config = SettingsConfigDict(
         env_prefix="PAYMENTS_",
         env_file=".env",
@@ -183,6 +184,61 @@ class Settings(BaseSettings):
     stripe_timeout_seconds: float = Field(
         20.0, gt=0, le=120, description="Timeout of one Stripe HTTP request."
     )
+
+    _split = field_validator(
+        "cors_origins",
+        "trusted_proxies",
+        "jwt_algorithms",
+        "stripe_webhook_secrets",
+        "stripe_connect_webhook_secrets",
+        mode="before",
+    )(_split_csv)
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - SUPPORTED_JWT_ALGORITHMS
+        if unknown or not value:
+            raise ValueError(
+                f"unsupported JWT algorithms {sorted(unknown)}; "
+                f"choose from {sorted(SUPPORTED_JWT_ALGORITHMS)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _address_this_service(self) -> ServiceSettings:
+        # The sandbox gateway, onboarding return links and the demo all address the
+        # service where it really listens: a fixed default (port 8000) made a service on
+        # another port call -- and write into -- whatever answered on 8000.
+        if not self.public_base_url:
+            host = self.host
+            if host in {"0.0.0.0", "::", ""}:  # noqa: S104 - bind-all maps to loopback
+                host = "127.0.0.1"
+            elif ":" in host:
+                host = f"[{host}]"
+            self.public_base_url = f"http://{host}:{self.port}"
+        return self
+
+    @property
+    def sandbox(self) -> bool:
+        """No Stripe key: every Stripe call is answered by the in-process sandbox."""
+        return self.stripe_secret_key is None
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment is Environment.production
+
+    def effective_jwt_secret(self) -> str | None:
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        if not self.is_production and any(a.startswith("HS") for a in self.jwt_algorithms):
+            return DEV_JWT_SECRET
+        return None
+
+
+class Settings(ServiceSettings):
+    """The service's configuration: ``ServiceSettings`` and the rules of the money flows."""
+
     # --- pay-ins (checkout, top-ups, orders) --------------------------------------
     frontend_origins: CsvList = Field(
         default_factory=lambda: ["http://localhost:3000"],
@@ -343,7 +399,9 @@ class Settings(BaseSettings):
         "derived from the Stripe secret key.",
     )
 
-    _split_connect = field_validator("connect_capabilities", mode="before")(_split_csv)
+    _split_lists = field_validator("frontend_origins", "connect_capabilities", mode="before")(
+        _split_csv
+    )
     # --- refunds, disputes and reconciliation ----------------------------------------
     refund_recovery_after_seconds: int = Field(
         300,
@@ -428,41 +486,6 @@ class Settings(BaseSettings):
         "payments-api", description="The business name receipts are issued under."
     )
 
-    _split = field_validator(
-        "cors_origins",
-        "frontend_origins",
-        "trusted_proxies",
-        "jwt_algorithms",
-        "stripe_webhook_secrets",
-        "stripe_connect_webhook_secrets",
-        mode="before",
-    )(_split_csv)
-
-    @field_validator("jwt_algorithms")
-    @classmethod
-    def _known_algorithms(cls, value: list[str]) -> list[str]:
-        unknown = set(value) - SUPPORTED_JWT_ALGORITHMS
-        if unknown or not value:
-            raise ValueError(
-                f"unsupported JWT algorithms {sorted(unknown)}; "
-                f"choose from {sorted(SUPPORTED_JWT_ALGORITHMS)}"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _address_this_service(self) -> Settings:
-        # The sandbox gateway, onboarding return links and the demo all address the
-        # service where it really listens: a fixed default (port 8000) made a service on
-        # another port call -- and write into -- whatever answered on 8000.
-        if not self.public_base_url:
-            host = self.host
-            if host in {"0.0.0.0", "::", ""}:  # noqa: S104 - bind-all maps to loopback
-                host = "127.0.0.1"
-            elif ":" in host:
-                host = f"[{host}]"
-            self.public_base_url = f"http://{host}:{self.port}"
-        return self
-
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment is not Environment.production:
@@ -481,19 +504,10 @@ class Settings(BaseSettings):
             raise ValueError("unsafe production configuration: " + "; ".join(problems))
         return self
 
-    @property
-    def sandbox(self) -> bool:
-        """No Stripe key: every Stripe call is answered by the in-process sandbox."""
-        return self.stripe_secret_key is None
-
     def redirect_origins(self) -> list[str]:
         """Origins a Checkout success/cancel URL may start with: the configured frontends
         and the service's own origin (its sandbox pages, the demo)."""
         return [*self.frontend_origins, self.public_base_url]
-
-    @property
-    def is_production(self) -> bool:
-        return self.environment is Environment.production
 
     @property
     def events_may_target_private_addresses(self) -> bool:
@@ -501,13 +515,6 @@ class Settings(BaseSettings):
         # on loopback.
         allowed = self.events_allow_private_addresses or self.sandbox
         return allowed and not self.is_production
-
-    def effective_jwt_secret(self) -> str | None:
-        if self.jwt_secret is not None:
-            return self.jwt_secret.get_secret_value()
-        if not self.is_production and any(a.startswith("HS") for a in self.jwt_algorithms):
-            return DEV_JWT_SECRET
-        return None
 
 
 def webhook_secrets(settings: Settings, endpoint: str) -> list[str]:
@@ -522,40 +529,6 @@ def webhook_secrets(settings: Settings, endpoint: str) -> list[str]:
     if settings.sandbox and not settings.is_production:
         secrets.append(sandbox_webhook_secret(settings))
     return secrets
-
-
-SANDBOX_SECRET_FILE = "sandbox-webhook-secret"  # noqa: S105 - a file name
-
-
-def sandbox_webhook_secret(settings: Settings) -> str:
-    """The secret the sandbox signs its events with: random, made once per data folder
-    (``PAYMENTS_DATA_DIR``) and kept there (mode 0600).
-
-    It used to be a constant published in the source, so anyone who could reach the
-    port could sign events the service would accept. Every process using the same data
-    folder (workers of one serve, a later restart) shares it.
-    """
-    return _secret_in(settings.data_dir.resolve())
-
-
-@lru_cache(maxsize=16)
-def _secret_in(data_dir: Path) -> str:
-    path = data_dir / SANDBOX_SECRET_FILE
-    data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        # O_EXCL: of two processes starting at once, one writes and both read its value.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as out:
-            out.write("whsec_" + secrets_module.token_urlsafe(32))
-    for _ in range(100):
-        value = path.read_text().strip()
-        if value:
-            return value
-        time.sleep(0.01)  # the other process is between creating and writing the file
-    raise RuntimeError(f"{path} is empty: delete it to make a new sandbox secret")
 
 
 def stripe_api_base(settings: Settings) -> str:

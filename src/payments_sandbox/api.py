@@ -9,10 +9,10 @@ from fastapi.responses import Response
 
 from payments_sandbox import api_billing, api_connect, saved_cards
 from payments_sandbox.api_kit import (
-    LIST_PARAMS,
     Result,
     execute,
     expanded,
+    list_objects,
     names,
     respond,
     retrieve,
@@ -101,15 +101,12 @@ async def retrieve_checkout_session(request: Request, session_id: str) -> Respon
 
 @router.get("/checkout/sessions")
 async def list_checkout_sessions(request: Request) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.listing(
-            p,
-            "checkout.session",
-            "/v1/checkout/sessions",
-            filters=("customer", "payment_intent", "status"),
-        )
-
-    return await execute(request, run, (*LIST_PARAMS, "customer", "payment_intent", "status"))
+    return await list_objects(
+        request,
+        "checkout.session",
+        "/v1/checkout/sessions",
+        ("customer", "payment_intent", "status"),
+    )
 
 
 @router.post("/checkout/sessions/{session_id}/expire")
@@ -170,12 +167,7 @@ async def retrieve_payment_intent(request: Request, intent_id: str) -> Response:
 
 @router.get("/payment_intents")
 async def list_payment_intents(request: Request) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.listing(
-            p, "payment_intent", "/v1/payment_intents", filters=("customer",)
-        )
-
-    return await execute(request, run, (*LIST_PARAMS, "customer"))
+    return await list_objects(request, "payment_intent", "/v1/payment_intents", ("customer",))
 
 
 @router.post("/payment_intents/{intent_id}/confirm")
@@ -265,12 +257,9 @@ async def retrieve_payment_method(request: Request, payment_method_id: str) -> R
 
 @router.get("/payment_methods")
 async def list_payment_methods(request: Request) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.listing(
-            p, "payment_method", "/v1/payment_methods", filters=("customer", "type")
-        )
-
-    return await execute(request, run, (*LIST_PARAMS, "customer", "type"))
+    return await list_objects(
+        request, "payment_method", "/v1/payment_methods", ("customer", "type")
+    )
 
 
 @router.post("/payment_methods/{payment_method_id}/attach")
@@ -306,12 +295,9 @@ async def retrieve_application_fee(request: Request, fee_id: str) -> Response:
 
 @router.get("/charges")
 async def list_charges(request: Request) -> Response:
-    filters = ("customer", "payment_intent", "transfer_group")
-
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.listing(p, "charge", "/v1/charges", filters=filters)
-
-    return await execute(request, run, (*LIST_PARAMS, *filters))
+    return await list_objects(
+        request, "charge", "/v1/charges", ("customer", "payment_intent", "transfer_group")
+    )
 
 
 @router.get("/balance")
@@ -329,14 +315,13 @@ async def retrieve_balance_transaction(request: Request, txn_id: str) -> Respons
 
 @router.get("/balance_transactions")
 async def list_balance_transactions(request: Request) -> Response:
-    filters = ("currency", "source", "type")
-
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.listing(
-            p, "balance_transaction", "/v1/balance_transactions", filters=filters
-        )
-
-    return await execute(request, run, (*LIST_PARAMS, *filters, "payout"))
+    return await list_objects(
+        request,
+        "balance_transaction",
+        "/v1/balance_transactions",
+        ("currency", "source", "type"),
+        also_allowed=("payout",),
+    )
 
 
 # ------------------------------------------------------------------ refunds and disputes
@@ -358,12 +343,7 @@ async def retrieve_refund(request: Request, refund_id: str) -> Response:
 
 @router.get("/refunds")
 async def list_refunds(request: Request) -> Response:
-    filters = ("charge", "payment_intent")
-
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.listing(p, "refund", "/v1/refunds", filters=filters)
-
-    return await execute(request, run, (*LIST_PARAMS, *filters))
+    return await list_objects(request, "refund", "/v1/refunds", ("charge", "payment_intent"))
 
 
 @router.get("/disputes/{dispute_id}")
@@ -373,12 +353,7 @@ async def retrieve_dispute(request: Request, dispute_id: str) -> Response:
 
 @router.get("/disputes")
 async def list_disputes(request: Request) -> Response:
-    filters = ("charge", "payment_intent")
-
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.listing(p, "dispute", "/v1/disputes", filters=filters)
-
-    return await execute(request, run, (*LIST_PARAMS, *filters))
+    return await list_objects(request, "dispute", "/v1/disputes", ("charge", "payment_intent"))
 
 
 @router.post("/disputes/{dispute_id}")

@@ -15,6 +15,7 @@ from payments_sandbox.api_kit import (
     Result,
     execute,
     expanded,
+    list_objects,
     names,
     retrieve,
 )
@@ -50,10 +51,7 @@ async def retrieve_product(request: Request, product_id: str) -> Response:
 
 @router.get("/products")
 async def list_products(request: Request) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.listing(p, "product", "/v1/products", filters=("active",))
-
-    return await execute(request, run, (*LIST_PARAMS, "active"))
+    return await list_objects(request, "product", "/v1/products", ("active",))
 
 
 @router.post("/prices")
@@ -78,10 +76,9 @@ async def update_price(request: Request, price_id: str) -> Response:
 
 @router.get("/prices")
 async def list_prices(request: Request) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.listing(p, "price", "/v1/prices", filters=("type", "product"))
-
-    return await execute(request, run, (*LIST_PARAMS, "type", "product", "active"))
+    return await list_objects(
+        request, "price", "/v1/prices", ("type", "product"), also_allowed=("active",)
+    )
 
 
 @router.post("/subscriptions")

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from payments_sandbox.api_kit import (
-    LIST_PARAMS,
     Result,
     execute,
     expanded,
+    list_objects,
     names,
     retrieve,
 )
@@ -95,12 +95,9 @@ async def retrieve_transfer(request: Request, transfer_id: str) -> Response:
 
 @router.get("/transfers")
 async def list_transfers(request: Request) -> Response:
-    filters = ("destination", "transfer_group")
-
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.listing(p, "transfer", "/v1/transfers", filters=filters)
-
-    return await execute(request, run, (*LIST_PARAMS, *filters))
+    return await list_objects(
+        request, "transfer", "/v1/transfers", ("destination", "transfer_group")
+    )
 
 
 @router.post("/transfers/{transfer_id}/reversals")
@@ -127,12 +124,9 @@ async def retrieve_payout(request: Request, payout_id: str) -> Response:
 
 @router.get("/payouts")
 async def list_payouts(request: Request) -> Response:
-    filters = ("status", "destination")
-
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.listing(p, "payout", "/v1/payouts", filters=filters)
-
-    return await execute(request, run, (*LIST_PARAMS, *filters, "arrival_date"))
+    return await list_objects(
+        request, "payout", "/v1/payouts", ("status", "destination"), also_allowed=("arrival_date",)
+    )
 
 
 # ------------------------------------------------------------------ events

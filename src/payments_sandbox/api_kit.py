@@ -180,3 +180,21 @@ def retrieve(type_: str, object_id: str, *, resource: str | None = None) -> Oper
         return (await service.load(object_id, type_, resource=resource)).body
 
     return expanded(fetch)
+
+
+async def list_objects(
+    request: Request,
+    type_: str,
+    url: str,
+    filters: tuple[str, ...],
+    *,
+    also_allowed: tuple[str, ...] = (),
+) -> Response:
+    """A Stripe list route: the objects of ``type_`` a page at a time, narrowed by the
+    equality ``filters``; ``also_allowed`` are parameters Stripe accepts there that the
+    sandbox takes without filtering on them."""
+
+    async def run(service: SandboxStripe, p: Params) -> Result:
+        return await service.listing(p, type_, url, filters=filters)
+
+    return await execute(request, run, (*LIST_PARAMS, *filters, *also_allowed))

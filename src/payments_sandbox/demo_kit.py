@@ -249,6 +249,15 @@ class DemoClient:
             return len(self._ours()) >= self.printed + len(expected)
 
         await self._until(f"the events of '{step}'", arrived)
+        new = self._print_new_events(step)
+        types = [event["type"] for event in new]
+        if types != list(expected):
+            self.failures.append(f"{step}: events {types} != {list(expected)}")
+        self.printed += len(new)
+
+    def _print_new_events(self, step: str) -> list[dict[str, Any]]:
+        """Print the events that arrived since the last step (a duplicate delivery is a
+        failure) and return them; the caller counts them printed."""
         new = self._ours()[self.printed :]
         for event in new:
             duplicate = event["id"] in self.seen_events
@@ -260,10 +269,7 @@ class DemoClient:
             )
             if duplicate:
                 self.failures.append(f"{step}: event {event['id']} delivered twice")
-        types = [event["type"] for event in new]
-        if types != list(expected):
-            self.failures.append(f"{step}: events {types} != {list(expected)}")
-        self.printed += len(new)
+        return new
 
     # -------------------------------------------------------------- the scenario
 
@@ -289,15 +295,5 @@ class DemoClient:
             return all(types.count(t) >= required.count(t) for t in set(required))
 
         await self._until(f"the events of '{step}'", arrived)
-        new = self._ours()[self.printed :]
-        for event in new:
-            duplicate = event["id"] in self.seen_events
-            self.seen_events.add(event["id"])
-            obj = event["data"]["object"]
-            self.out(
-                f"  event {event['id']:<8} {event['type']:<24} {obj.get('id', '')}"
-                f"{'  DUPLICATE' if duplicate else '  verified'}\n"
-            )
-            if duplicate:
-                self.failures.append(f"{step}: event {event['id']} delivered twice")
+        new = self._print_new_events(step)
         self.printed += len(new)

@@ -29,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.kit.backoff import doubling_delay
 from payments_api.kit.clock import utcnow
-from payments_api.settings import Settings, sandbox_webhook_secret
+from payments_api.sandbox_secret import sandbox_webhook_secret
+from payments_api.settings import Settings
 from payments_sandbox.models import SandboxEvent
 from payments_sandbox.repository import EventRepository, IdempotencyRepository
 from payments_sandbox.service import SandboxStripe

@@ -22,6 +22,29 @@ from payments_sandbox.errors import (
 from payments_sandbox.models import SandboxObject
 from payments_sandbox.params import Params
 
+# How a failing test card fails: Stripe's error code, decline code and message. Any
+# other failing card is a generic decline, as the `decline` card.
+_FAILURES: dict[Card, tuple[str, str | None, str]] = {
+    "3ds_fail": (
+        "payment_intent_authentication_failure",
+        None,
+        "We are unable to authenticate your payment method. Please choose "
+        "a different payment method and try again.",
+    ),
+    "authentication_required": (
+        "authentication_required",
+        "authentication_required",
+        "Your card was declined. This transaction requires authentication.",
+    ),
+    "expired_card": ("expired_card", "expired_card", "Your card has expired."),
+    "insufficient_funds": (
+        "card_declined",
+        "insufficient_funds",
+        "Your card has insufficient funds.",
+    ),
+    "decline": ("card_declined", "generic_decline", "Your card was declined."),
+}
+
 
 class PaymentIntentOutcomes(Disputes):
     """What a card does to a PaymentIntent: succeed (charge, balance transaction,
@@ -103,42 +126,8 @@ class PaymentIntentOutcomes(Disputes):
         if card in ("success", "3ds_pass"):
             await self._succeed(row, three_d_secure=card == "3ds_pass")
             return str(row.body["status"])
-        if card == "3ds_fail":
-            await self._fail(
-                row,
-                code="payment_intent_authentication_failure",
-                decline_code=None,
-                message="We are unable to authenticate your payment method. Please choose "
-                "a different payment method and try again.",
-            )
-        elif card == "authentication_required":
-            await self._fail(
-                row,
-                code="authentication_required",
-                decline_code="authentication_required",
-                message="Your card was declined. This transaction requires authentication.",
-            )
-        elif card == "expired_card":
-            await self._fail(
-                row,
-                code="expired_card",
-                decline_code="expired_card",
-                message="Your card has expired.",
-            )
-        elif card == "insufficient_funds":
-            await self._fail(
-                row,
-                code="card_declined",
-                decline_code="insufficient_funds",
-                message="Your card has insufficient funds.",
-            )
-        else:
-            await self._fail(
-                row,
-                code="card_declined",
-                decline_code="generic_decline",
-                message="Your card was declined.",
-            )
+        code, decline_code, message = _FAILURES.get(card, _FAILURES["decline"])
+        await self._fail(row, code=code, decline_code=decline_code, message=message)
         return "requires_payment_method"
 
     async def _authorize(self, row: SandboxObject, *, three_d_secure: bool) -> None:

@@ -9,10 +9,28 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, and_, cast, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy.orm.attributes import QueryableAttribute, flag_modified
+from sqlalchemy.sql.elements import ColumnElement
 
 from payments_api.kit.clock import utcnow
 from payments_sandbox.models import SandboxEvent, SandboxIdempotencyKey, SandboxObject
+
+
+def created_bounds(
+    document: QueryableAttribute[dict[str, Any]], created: dict[str, int] | None
+) -> list[ColumnElement[bool]]:
+    """Stripe's ``created[gt|gte|lt|lte]`` list filters on a JSON document's ``created``."""
+    # bigint: a `created` bound is any 64-bit integer (-25387020000 is a valid query).
+    created_at = cast(document["created"].astext, BigInteger)
+    return [
+        {
+            "gt": created_at > bound,
+            "gte": created_at >= bound,
+            "lt": created_at < bound,
+            "lte": created_at <= bound,
+        }[op]
+        for op, bound in (created or {}).items()
+    ]
 
 
 class ObjectRepository:
@@ -76,17 +94,7 @@ class ObjectRepository:
             )
         for field, value in (filters or {}).items():
             query = query.where(SandboxObject.body[field].astext == value)
-        # bigint: a `created` bound is any 64-bit integer (-25387020000 is a valid query).
-        created_at = cast(SandboxObject.body["created"].astext, BigInteger)
-        for op, bound in (created or {}).items():
-            query = query.where(
-                {
-                    "gt": created_at > bound,
-                    "gte": created_at >= bound,
-                    "lt": created_at < bound,
-                    "lte": created_at <= bound,
-                }[op]
-            )
+        query = query.where(*created_bounds(SandboxObject.body, created))
         if ending_before is not None:
             # The page just before (newer than) the cursor, still returned newest first.
             query = query.where(SandboxObject.seq > ending_before)
@@ -250,16 +258,7 @@ class EventRepository:
                 if delivered
                 else SandboxEvent.status != "delivered"
             )
-        created_at = cast(SandboxEvent.payload["created"].astext, BigInteger)
-        for op, bound in (created or {}).items():
-            query = query.where(
-                {
-                    "gt": created_at > bound,
-                    "gte": created_at >= bound,
-                    "lt": created_at < bound,
-                    "lte": created_at <= bound,
-                }[op]
-            )
+        query = query.where(*created_bounds(SandboxEvent.payload, created))
         query = query.where(
             SandboxEvent.account.is_(None) if account is None else SandboxEvent.account == account
         )

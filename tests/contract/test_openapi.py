@@ -15,7 +15,7 @@ import pytest
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
-from payments_api.openapi import MINOR_UNITS_NOTE
+from payments_api.openapi.components import MINOR_UNITS_NOTE
 from tests.contract.spec import (
     COMMITTED_SPEC,
     PROBLEM_JSON,
@@ -91,7 +91,9 @@ class TestDocument:
     def test_every_used_tag_is_declared_with_a_description(self) -> None:
         declared = {tag["name"]: tag.get("description") for tag in SPEC["tags"]}
         used = {tag for op in OPERATIONS for tag in op.spec.get("tags", [])}
-        assert used - set(declared) == set(), "declare new tags in payments_api.openapi"
+        assert used - set(declared) == set(), (
+            "declare new tags in payments_api.openapi.document.TAGS"
+        )
         assert [name for name, text in declared.items() if not text] == []
 
 

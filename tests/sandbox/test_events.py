@@ -16,7 +16,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from payments_api.kit.clock import utcnow
-from payments_api.settings import Settings, sandbox_webhook_secret, webhook_secrets
+from payments_api.sandbox_secret import sandbox_webhook_secret
+from payments_api.settings import Settings, webhook_secrets
 from payments_api.stripe.gateway import InvalidWebhookSignature, verify_webhook_signature
 from payments_api.webhooks.models import WebhookEvent
 from payments_sandbox.events import MAX_ATTEMPTS, Deliverer, deliver_pending, retry_delay, sign

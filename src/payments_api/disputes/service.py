@@ -274,24 +274,15 @@ class DisputeSettlement:
         fee = sum(int(t.get("fee") or 0) for t in withdrawals)
         total = disputed + fee
         dp = dispute.stripe_dispute_id
-        await self.ledger.post(
-            ledger_service.NewTransaction(
-                type="dispute_funds_withdrawn",
-                cause_type=CauseType.stripe_event,
-                cause_key=f"stripe:dispute:{dp}:funds_withdrawn",
-                description=f"Stripe withdrew disputed {dispute.stripe_charge_id or dp}",
-                metadata={
-                    "dispute_id": dispute.id,
-                    "dispute": dp,
-                    "fee": fee,
-                    "balance_transactions": [t.get("id") for t in withdrawals],
-                },
-                postings=move(
-                    total,
-                    out_of=_platform(AccountKind.disputes, currency),
-                    into=_platform(AccountKind.stripe_balance, currency),
-                ),
-            )
+        await self._post_stripe_funds(
+            dispute,
+            "funds_withdrawn",
+            "withdrew",
+            withdrawals,
+            total,
+            out_of=_platform(AccountKind.disputes, currency),
+            into=_platform(AccountKind.stripe_balance, currency),
+            fee=fee,
         )
         now = self.now()
         dispute.withdrawn_amount, dispute.fee_amount, dispute.funds_withdrawn_at = total, fee, now
@@ -330,23 +321,14 @@ class DisputeSettlement:
             int(t.get("net", int(t["amount"]) - int(t.get("fee") or 0))) for t in reinstatements
         )
         dp = dispute.stripe_dispute_id
-        await self.ledger.post(
-            ledger_service.NewTransaction(
-                type="dispute_funds_reinstated",
-                cause_type=CauseType.stripe_event,
-                cause_key=f"stripe:dispute:{dp}:funds_reinstated",
-                description=f"Stripe reinstated disputed {dispute.stripe_charge_id or dp}",
-                metadata={
-                    "dispute_id": dispute.id,
-                    "dispute": dp,
-                    "balance_transactions": [t.get("id") for t in reinstatements],
-                },
-                postings=move(
-                    returned,
-                    out_of=_platform(AccountKind.stripe_balance, currency),
-                    into=_platform(AccountKind.disputes, currency),
-                ),
-            )
+        await self._post_stripe_funds(
+            dispute,
+            "funds_reinstated",
+            "reinstated",
+            reinstatements,
+            returned,
+            out_of=_platform(AccountKind.stripe_balance, currency),
+            into=_platform(AccountKind.disputes, currency),
         )
         if dispute.user_debited_amount and dispute.user_id is not None:
             debited = dispute.user_debited_amount
@@ -368,6 +350,36 @@ class DisputeSettlement:
             )
         dispute.reinstated_amount, dispute.funds_reinstated_at = returned, self.now()
         metrics.DISPUTE_FUNDS.labels(direction="reinstated", currency=currency).inc(returned)
+
+    async def _post_stripe_funds(
+        self,
+        dispute: Dispute,
+        step: str,
+        verb: str,
+        transactions: list[dict[str, Any]],
+        amount: int,
+        *,
+        out_of: ledger_service.AccountRef,
+        into: ledger_service.AccountRef,
+        fee: int | None = None,
+    ) -> None:
+        """What Stripe's balance transactions of the dispute moved, between the platform's
+        Stripe balance and its disputes account: once per dispute and ``step``."""
+        dp = dispute.stripe_dispute_id
+        metadata: dict[str, Any] = {"dispute_id": dispute.id, "dispute": dp}
+        if fee is not None:
+            metadata["fee"] = fee
+        metadata["balance_transactions"] = [t.get("id") for t in transactions]
+        await self.ledger.post(
+            ledger_service.NewTransaction(
+                type=f"dispute_{step}",
+                cause_type=CauseType.stripe_event,
+                cause_key=f"stripe:dispute:{dp}:{step}",
+                description=f"Stripe {verb} disputed {dispute.stripe_charge_id or dp}",
+                metadata=metadata,
+                postings=move(amount, out_of=out_of, into=into),
+            )
+        )
 
     async def _record_loss(self, dispute: Dispute) -> None:
         """Lost is final: the platform's loss is what Stripe withdrew less what the

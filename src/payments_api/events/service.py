@@ -97,17 +97,7 @@ def delivery_read(
         attempt_count=delivery.attempt_count,
         next_attempt_at=delivery.next_attempt_at if delivery.status == "pending" else None,
         created_at=delivery.created_at,
-        attempts=[
-            DeliveryAttemptRead(
-                attempt=a.attempt,
-                attempted_at=a.attempted_at,
-                status_code=a.status_code,
-                latency_ms=a.latency_ms,
-                response_excerpt=a.response_excerpt,
-                error=a.error,
-            )
-            for a in attempts
-        ],
+        attempts=[DeliveryAttemptRead.model_validate(a, from_attributes=True) for a in attempts],
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from payments_api.audit.repository import AuditLogRepository
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.problems import ProblemError
 from payments_api.reconciliation import metrics
 from payments_api.reconciliation.errors import (
@@ -118,24 +119,26 @@ async def run_detail(
     )
 
 
+@dataclass(frozen=True)
+class StripeSnapshot:
+    """What Stripe said about a day's window, read before the run's transaction opens."""
+
+    start: datetime
+    end: datetime
+    grace: timedelta
+    """Balance transactions this long before and after the day are read too."""
+    balance: dict[str, Any]
+    transactions: list[dict[str, Any]]
+    undelivered: list[dict[str, Any]]
+    fees: dict[str, str]
+    """Application fees refunded in the window but taken earlier -> their PaymentIntent."""
+
+
 def _in(moment: datetime, start: datetime, end: datetime) -> bool:
     return start <= moment < end
 
 
-class ReconciliationService:
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        stripe: StripeGateway,
-        settings: Settings,
-        *,
-        now: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.sessionmaker = sessionmaker
-        self.stripe = stripe
-        self.settings = settings
-        self.now = now
-
+class ReconciliationService(StripeFlow):
     def yesterday(self) -> date:
         return self.now().date() - timedelta(days=1)
 
@@ -173,21 +176,16 @@ class ReconciliationService:
         except ProblemError as exc:
             await self._fail(run_id, exc.code, trigger)
             raise
+        snapshot = StripeSnapshot(start, end, grace, balance, transactions, undelivered, fees)
         try:
             detail = await self._record(
                 run_id,
                 day,
+                snapshot,
                 trigger=trigger,
                 actor_id=actor_id,
                 request_id=request_id,
                 before=before,
-                start=start,
-                end=end,
-                grace=grace,
-                balance=balance,
-                transactions=transactions,
-                undelivered=undelivered,
-                fees=fees,
             )
         except Exception:
             await self._fail(run_id, "internal_error", trigger)
@@ -199,35 +197,19 @@ class ReconciliationService:
         self,
         run_id: int,
         day: date,
+        snapshot: StripeSnapshot,
         *,
         trigger: str,
         actor_id: str | None,
         request_id: str | None,
         before: dict[str, Any] | None,
-        start: datetime,
-        end: datetime,
-        grace: timedelta,
-        balance: dict[str, Any],
-        transactions: list[dict[str, Any]],
-        undelivered: list[dict[str, Any]],
-        fees: dict[str, str],
     ) -> ReconciliationRunRead:
         async with self.sessionmaker.begin() as session:
             repository = ReconciliationRepository(session)
             run = await repository.get(run_id, for_update=True)
             if run is None:  # pragma: no cover - claimed above
                 raise ReconciliationRunNotFound()
-            await self._compute(
-                repository,
-                run,
-                start=start,
-                end=end,
-                grace=grace,
-                balance=balance,
-                transactions=transactions,
-                undelivered=undelivered,
-                fees=fees,
-            )
+            await self._compute(repository, run, snapshot)
             run.status, run.finished_at = "completed", self.now()
             if actor_id is not None:
                 await AuditLogRepository(session).record(
@@ -294,15 +276,11 @@ class ReconciliationService:
         self,
         repository: ReconciliationRepository,
         run: ReconciliationRun,
-        *,
-        start: datetime,
-        end: datetime,
-        grace: timedelta,
-        balance: dict[str, Any],
-        transactions: list[dict[str, Any]],
-        undelivered: list[dict[str, Any]],
-        fees: dict[str, str],
+        snapshot: StripeSnapshot,
     ) -> None:
+        start, end, grace = snapshot.start, snapshot.end, snapshot.grace
+        balance, transactions, fees = snapshot.balance, snapshot.transactions, snapshot.fees
+        undelivered = snapshot.undelivered
         excluded: dict[str, int] = defaultdict(int)
         stripe_day: list[Item] = []
         stripe_window: list[Item] = []

@@ -35,7 +35,8 @@ from payments_api.stripe.errors import (
 from payments_api.stripe.gateway import StripeGateway
 from payments_api.stripe.refs import stripe_id
 from payments_api.subscriptions.repository import InvoiceRepository
-from payments_api.subscriptions.service import SUBSCRIPTION_PREFIX, SubscriptionEvents
+from payments_api.subscriptions.stripe_events import SubscriptionEvents
+from payments_api.subscriptions.views import SUBSCRIPTION_PREFIX
 
 log = logging.getLogger(__name__)
 

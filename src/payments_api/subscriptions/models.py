@@ -9,7 +9,7 @@ state.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -29,17 +29,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from payments_api.db import Base, TimestampMixin
+from payments_api.subscriptions.schemas import SubscriptionStatus
 
-SUBSCRIPTION_STATUSES = (
-    "incomplete",
-    "incomplete_expired",
-    "trialing",
-    "active",
-    "past_due",
-    "unpaid",
-    "canceled",
-    "paused",
-)
+# Stripe's subscription statuses: the API's Literal is the one list.
+SUBSCRIPTION_STATUSES: tuple[str, ...] = get_args(SubscriptionStatus)
 
 
 def _in(values: tuple[str, ...]) -> str:

@@ -27,25 +27,25 @@ class PlanRepository:
 
     async def upsert_product(self, values: dict[str, Any]) -> bool:
         """Write a product unless a newer state of it is stored; True when written."""
-        stmt = insert(cast(Table, PlanProduct.__table__)).values(**values)  # column names
-        update: dict[str, Any] = {k: stmt.excluded[k] for k in values if k != "stripe_product_id"}
-        update["updated_at"] = func.now()
-        upsert = stmt.on_conflict_do_update(
-            index_elements=["stripe_product_id"],
-            set_=update,
-            where=PlanProduct.stripe_state_at <= stmt.excluded.stripe_state_at,
-        ).returning(stmt.table.c.stripe_product_id)
-        return (await self.session.execute(upsert)).first() is not None
+        return await self._upsert_newer(
+            cast(Table, PlanProduct.__table__), "stripe_product_id", values
+        )
 
     async def upsert_price(self, values: dict[str, Any]) -> bool:
-        stmt = insert(cast(Table, PlanPrice.__table__)).values(**values)  # column names
-        update: dict[str, Any] = {k: stmt.excluded[k] for k in values if k != "stripe_price_id"}
+        """Write a price unless a newer state of it is stored; True when written."""
+        return await self._upsert_newer(cast(Table, PlanPrice.__table__), "stripe_price_id", values)
+
+    async def _upsert_newer(self, table: Table, key: str, values: dict[str, Any]) -> bool:
+        """Insert ``values`` (column names), or update the row with the same ``key`` unless
+        it holds a newer Stripe state (``stripe_state_at``)."""
+        stmt = insert(table).values(**values)
+        update: dict[str, Any] = {k: stmt.excluded[k] for k in values if k != key}
         update["updated_at"] = func.now()
         upsert = stmt.on_conflict_do_update(
-            index_elements=["stripe_price_id"],
+            index_elements=[key],
             set_=update,
-            where=PlanPrice.stripe_state_at <= stmt.excluded.stripe_state_at,
-        ).returning(stmt.table.c.stripe_price_id)
+            where=table.c.stripe_state_at <= stmt.excluded.stripe_state_at,
+        ).returning(table.c[key])
         return (await self.session.execute(upsert)).first() is not None
 
     async def product(self, product_id: str) -> PlanProduct | None:

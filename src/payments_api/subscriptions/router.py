@@ -25,7 +25,7 @@ from payments_api.subscriptions.schemas import (
     SubscriptionRead,
     UnclaimedSubscriptionList,
 )
-from payments_api.subscriptions.service import SubscriptionQueries, unclaimed_subscriptions
+from payments_api.subscriptions.views import SubscriptionQueries, unclaimed_subscriptions
 
 router = APIRouter(tags=["subscriptions"])
 

@@ -1,41 +1,34 @@
-"""Subscriptions: subscribe, manage, and Stripe's word on their state and invoices.
+"""Subscriptions: the subscriber's own calls (subscribe, cancel, resume, pause, change).
 
 Stripe is the source of truth. Our calls (create, cancel, resume, change) follow the
 pay-in pattern: a short transaction writes or locks our row, Stripe is called with a key
 derived from it (``subscription:{id}``, ``subscription_update:{id}-{request}``) and no
 transaction open, and a second short transaction records Stripe's answer. Webhooks then
-keep the row current; each row keeps the Unix time of the Stripe state it holds
-(``stripe_state_at``), so an older event never overwrites a newer state.
+keep the row current.
 
-``entitled`` is derived, never stored: trialing or active, or past_due for at most
-``PAYMENTS_SUBSCRIPTIONS_PAST_DUE_GRACE_HOURS`` since it became past_due.
+Beside it: ``state.py`` applies Stripe's subscription objects to our rows (newest state
+wins), ``stripe_events.py`` handles Stripe's subscription and invoice events, and
+``views.py`` holds the read models and the read-only queries.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.auth import Principal
-from payments_api.events.outbox import emit
-from payments_api.events.types import EventType
 from payments_api.installation import outgoing_keys
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
-from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
-from payments_api.ledger import service as ledger_service
-from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.kit.pagination import parse_public_id
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
-from payments_api.stripe.refs import stripe_id
 from payments_api.subscriptions.errors import (
     PlanChangeInvalid,
     PlanNotFound,
@@ -51,16 +44,13 @@ from payments_api.subscriptions.first_invoice import (
     pay_first_invoice,
     saved_card,
 )
-from payments_api.subscriptions.models import Subscription, SubscriptionInvoice
+from payments_api.subscriptions.models import Subscription
 from payments_api.subscriptions.plans import plan_read
 from payments_api.subscriptions.repository import (
-    InvoiceRepository,
     PlanRepository,
     SubscriptionRepository,
 )
 from payments_api.subscriptions.schemas import (
-    InvoiceRead,
-    PauseCollection,
     PlanRead,
     PreviewLine,
     ProrationPreview,
@@ -68,513 +58,18 @@ from payments_api.subscriptions.schemas import (
     SubscriptionChange,
     SubscriptionCreate,
     SubscriptionCreated,
-    SubscriptionList,
     SubscriptionPause,
     SubscriptionRead,
-    UnclaimedSubscriptionList,
-    UnclaimedSubscriptionRead,
 )
-from payments_api.subscriptions.tax import paid_tax, revenue_postings
+from payments_api.subscriptions.state import TERMINAL, SubscriptionState
+from payments_api.subscriptions.views import SUBSCRIPTION_PREFIX
+from payments_api.subscriptions.views import (
+    SubscriptionViews as SubscriptionViews,  # re-exported: refunds/invoices.py imports it here
+)
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
-from payments_api.webhooks.registry import RetryLater
 
-log = logging.getLogger(__name__)
-
-SUBSCRIPTION_PREFIX = "subs"
-TERMINAL = frozenset({"canceled", "incomplete_expired"})
 CHANGEABLE = frozenset({"trialing", "active"})
-
-
-def _time(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(int(value), UTC) if isinstance(value, int | float) else None
-
-
-def is_entitled(subscription: Subscription, *, now: datetime, grace_hours: int) -> bool:
-    if subscription.pause_behavior is not None:
-        return False  # collection paused: the subscriber is not paying, so not entitled
-    if subscription.status in ("trialing", "active"):
-        return True
-    if subscription.status == "past_due":
-        since = subscription.past_due_since or now
-        return now < since + timedelta(hours=grace_hours)
-    return False
-
-
-def _our_id(metadata: Any) -> int | None:
-    raw = (metadata or {}).get("subscription_id") if isinstance(metadata, dict) else None
-    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 18:
-        return int(raw)
-    return None
-
-
-class SubscriptionViews:
-    """Read models of subscriptions and invoices (plans joined, entitlement derived)."""
-
-    def __init__(self, session: AsyncSession, settings: Settings) -> None:
-        self.session = session
-        self.settings = settings
-        self.plans = PlanRepository(session)
-
-    async def plans_of(self, rows: list[Subscription]) -> dict[str, PlanRead]:
-        ids = sorted({row.stripe_price_id for row in rows})
-        if not ids:
-            return {}
-        found = await self.plans.plans(active_only=False, price_ids=ids)
-        return {price.stripe_price_id: plan_read(price, product) for price, product in found}
-
-    def read(self, row: Subscription, plan: PlanRead | None) -> SubscriptionRead:
-        return SubscriptionRead(
-            id=public_id(SUBSCRIPTION_PREFIX, row.id),
-            status=row.status,
-            entitled=is_entitled(
-                row, now=utcnow(), grace_hours=self.settings.subscriptions_past_due_grace_hours
-            ),
-            plan=plan,
-            cancel_at_period_end=row.cancel_at_period_end,
-            current_period_start=row.current_period_start,
-            current_period_end=row.current_period_end,
-            trial_end=row.trial_end,
-            past_due_since=row.past_due_since,
-            pause_collection=PauseCollection(
-                behavior=row.pause_behavior,
-                resumes_at=row.pause_resumes_at,
-            )
-            if row.pause_behavior is not None
-            else None,
-            origin="stripe" if row.origin == "stripe" else "api",
-            canceled_at=row.canceled_at,
-            ended_at=row.ended_at,
-            stripe_subscription_id=row.stripe_subscription_id,
-            created_at=row.created_at,
-        )
-
-    async def one(self, row: Subscription) -> SubscriptionRead:
-        return self.read(row, (await self.plans_of([row])).get(row.stripe_price_id))
-
-    @staticmethod
-    def invoice(row: SubscriptionInvoice) -> InvoiceRead:
-        return InvoiceRead(
-            id=row.stripe_invoice_id,
-            subscription_id=public_id(SUBSCRIPTION_PREFIX, row.subscription_id),
-            status=row.status,
-            billing_reason=row.billing_reason,
-            amount_due=row.amount_due,
-            amount_paid=row.amount_paid,
-            currency=row.currency,
-            attempt_count=row.attempt_count,
-            period_start=row.period_start,
-            period_end=row.period_end,
-            hosted_invoice_url=row.hosted_invoice_url,
-            paid_at=row.paid_at,
-            credited_amount=row.credited_amount,
-            refunded_amount=row.refunded_amount,
-            credit_reversed=row.credit_reversed,
-            tax_amount=row.tax_amount,
-        )
-
-
-class SubscriptionState:
-    """Applies Stripe's subscription objects to our rows, newest state wins, and emits
-    the outgoing events of what changed. Runs in the caller's transaction."""
-
-    def __init__(self, session: AsyncSession, settings: Settings) -> None:
-        self.session = session
-        self.settings = settings
-        self.views = SubscriptionViews(session, settings)
-
-    async def apply(self, row: Subscription, obj: dict[str, Any], state_at: int) -> bool:
-        """Apply ``obj`` (Stripe's subscription as of ``state_at``); False when it is
-        older than what the row holds."""
-        status = str(obj.get("status") or row.status)
-        stored_at = row.stripe_state_at
-        if stored_at is not None and state_at < stored_at:
-            return False  # an older event: the row holds a newer state
-        if row.status in TERMINAL and status != row.status and stored_at is not None:
-            return False  # canceled and expired subscriptions never come back at Stripe
-        if stored_at == state_at and status == "incomplete" and row.status != "incomplete":
-            # Same second: the creation's snapshot never undoes what followed it.
-            return False
-        before = (row.status, row.cancel_at_period_end, row.stripe_price_id, row.pause_behavior)
-        first_seen = row.stripe_subscription_id is None
-        row.stripe_subscription_id = row.stripe_subscription_id or stripe_id(obj.get("id"))
-        items = ((obj.get("items") or {}).get("data")) or []
-        item = items[0] if items else {}
-        if item:
-            row.stripe_item_id = stripe_id(item.get("id")) or row.stripe_item_id
-            row.stripe_price_id = stripe_id(item.get("price")) or row.stripe_price_id
-        row.current_period_start = _time(
-            item.get("current_period_start", obj.get("current_period_start"))
-        )
-        row.current_period_end = _time(
-            item.get("current_period_end", obj.get("current_period_end"))
-        )
-        row.trial_end = _time(obj.get("trial_end"))
-        row.cancel_at_period_end = bool(obj.get("cancel_at_period_end"))
-        row.canceled_at = _time(obj.get("canceled_at"))
-        row.ended_at = _time(obj.get("ended_at"))
-        row.latest_invoice_id = stripe_id(obj.get("latest_invoice")) or row.latest_invoice_id
-        pause = obj.get("pause_collection")
-        if isinstance(pause, dict) and pause.get("behavior"):
-            row.pause_behavior = str(pause["behavior"])[:24]
-            row.pause_resumes_at = _time(pause.get("resumes_at"))
-        elif "pause_collection" in obj:
-            row.pause_behavior = row.pause_resumes_at = None
-        if status == "past_due":
-            if row.status != "past_due" or row.past_due_since is None:
-                row.past_due_since = datetime.fromtimestamp(state_at, UTC)
-        else:
-            row.past_due_since = None
-        row.status = status
-        row.stripe_state_at = state_at
-        row.updated_at = utcnow()
-        await self.session.flush()
-        read = await self.views.one(row)
-        if first_seen and row.stripe_subscription_id is not None:
-            await emit(
-                self.session,
-                EventType.subscription_created,
-                read,
-                change_key=f"subscription:{row.id}:created",
-                user_ids=[row.user_id],
-            )
-        after = (row.status, row.cancel_at_period_end, row.stripe_price_id, row.pause_behavior)
-        if after != before and not first_seen:
-            await emit(
-                self.session,
-                EventType.subscription_updated,
-                read,
-                change_key=f"subscription:{row.id}:updated:{state_at}:"
-                f"{row.status}:{int(row.cancel_at_period_end)}:{row.stripe_price_id}:"
-                f"{row.pause_behavior or ''}",
-                user_ids=[row.user_id],
-            )
-        if row.status == "canceled" and before[0] != "canceled":
-            await emit(
-                self.session,
-                EventType.subscription_canceled,
-                read,
-                change_key=f"subscription:{row.id}:canceled",
-                user_ids=[row.user_id],
-            )
-        return True
-
-
-class SubscriptionEvents:
-    """Stripe's subscription and invoice events (webhook handlers call these)."""
-
-    def __init__(self, session: AsyncSession, stripe: StripeGateway, settings: Settings) -> None:
-        self.session = session
-        self.stripe = stripe
-        self.settings = settings
-        self.subscriptions = SubscriptionRepository(session)
-        self.invoices = InvoiceRepository(session)
-        self.state = SubscriptionState(session, settings)
-        self.ledger = ledger_service.LedgerService(session)
-
-    async def _find(self, metadata: Any, stripe_id: str | None) -> Subscription | None:
-        """Our subscription, locked; RetryLater when it should exist but is not written
-        yet; None when it is not one of ours."""
-        our_id = _our_id(metadata)
-        row = await self.subscriptions.find_locked(
-            subscription_id=our_id, stripe_subscription_id=stripe_id
-        )
-        if row is not None:
-            owner = (metadata or {}).get("user_id") if isinstance(metadata, dict) else None
-            if owner is not None and owner != row.user_id:
-                log.warning("subscription metadata names another user; ignored")
-                return None
-            if stripe_id and row.stripe_subscription_id not in (None, stripe_id):
-                return None  # our id in another installation's metadata
-            return row
-        if our_id is not None:
-            # Ours (our id is in its metadata) but not committed yet: the subscribe
-            # request is between its two transactions.
-            raise RetryLater(f"no subscription {our_id} yet")
-        return None  # made elsewhere (the dashboard, another service): not ours
-
-    async def _adopt(
-        self, obj: dict[str, Any], state_at: int, event_type: str
-    ) -> Subscription | None:
-        """A subscription made outside this service (the Stripe dashboard). For a Stripe
-        customer of one of our users it is adopted: recorded (origin ``stripe``) and from
-        then on tracked like ours, its invoices booked and its plan credits given. For a
-        customer we do not know it is kept in ``unclaimed_subscriptions`` for an admin to
-        review, and moves no money."""
-        subscription_id, customer = stripe_id(obj.get("id")), stripe_id(obj.get("customer"))
-        if subscription_id is None or _our_id(obj.get("metadata")) is not None:
-            return None
-        items = ((obj.get("items") or {}).get("data")) or []
-        price = (items[0].get("price") if items else None) or {}
-        price_id = stripe_id(price)
-        user = await self.subscriptions.user_by_customer(customer) if customer else None
-        if user is None or price_id is None:
-            await self.subscriptions.record_unclaimed(
-                {
-                    "stripe_subscription_id": subscription_id,
-                    "stripe_customer_id": customer,
-                    "status": str(obj.get("status") or "unknown")[:24],
-                    "stripe_price_id": price_id,
-                    "last_event_type": event_type[:64],
-                    "stripe_state_at": state_at,
-                }
-            )
-            log.warning("subscription of an unknown Stripe customer kept for review")
-            return None
-        plan = await PlanRepository(self.session).plan(price_id)
-        product = stripe_id(price.get("product")) if isinstance(price, dict) else None
-        family = plan[1].family if plan is not None else (product or price_id)
-        row = await self.subscriptions.adopt(
-            {
-                "user_id": user.id,
-                "stripe_price_id": price_id,
-                "family": family,
-                "status": "incomplete",
-                "origin": "stripe",
-                "idempotency_key": f"stripe:{subscription_id}"[:255],
-                "request_fingerprint": "0" * 64,
-                "cancel_at_period_end": False,
-            }
-        )
-        if row is not None and row.stripe_subscription_id is None:
-            log.warning("adopting subscription %s made outside the API", row.id)
-        return row
-
-    async def subscription_changed(
-        self, obj: dict[str, Any], state_at: int, event_type: str = "customer.subscription"
-    ) -> None:
-        row = await self._find(obj.get("metadata"), stripe_id(obj.get("id")))
-        if row is None:
-            row = await self._adopt(obj, state_at, event_type)
-        if row is not None:
-            await self.state.apply(row, obj, state_at)
-
-    async def trial_will_end(self, obj: dict[str, Any], state_at: int) -> None:
-        row = await self._find(obj.get("metadata"), stripe_id(obj.get("id")))
-        if row is None:
-            row = await self._adopt(obj, state_at, "customer.subscription.trial_will_end")
-        if row is None:
-            return
-        await self.state.apply(row, obj, state_at)
-        await emit(
-            self.session,
-            EventType.subscription_trial_will_end,
-            await self.state.views.one(row),
-            change_key=f"subscription:{row.id}:trial_will_end:{obj.get('trial_end')}",
-            user_ids=[row.user_id],
-        )
-
-    # -- invoices ---------------------------------------------------------------------------
-    async def _invoice(
-        self, invoice: dict[str, Any], state_at: int
-    ) -> tuple[SubscriptionInvoice, Subscription] | None:
-        details = ((invoice.get("parent") or {}).get("subscription_details")) or {}
-        stripe_sub = stripe_id(details.get("subscription")) or stripe_id(
-            invoice.get("subscription")
-        )
-        if stripe_sub is None and not _our_id(details.get("metadata")):
-            return None  # not a subscription invoice
-        subscription = await self._find(details.get("metadata"), stripe_sub)
-        customer = stripe_id(invoice.get("customer"))
-        if (
-            subscription is None
-            and stripe_sub is not None
-            and customer is not None
-            and await self.subscriptions.user_by_customer(customer) is not None
-        ):
-            # An invoice of a subscription made elsewhere for one of our customers, before
-            # its own event: adopt it from Stripe's current object.
-            obj = await self.stripe.retrieve_subscription(stripe_sub)
-            subscription = await self._adopt(obj, state_at, "invoice")
-            if subscription is not None:
-                await self.state.apply(subscription, obj, state_at)
-        if subscription is None:
-            return None
-        invoice_id = str(invoice["id"])
-        await self.session.execute(
-            insert(SubscriptionInvoice)
-            .values(
-                stripe_invoice_id=invoice_id,
-                subscription_id=subscription.id,
-                user_id=subscription.user_id,
-                status=str(invoice.get("status") or "open"),
-                billing_reason=invoice.get("billing_reason"),
-                amount_due=int(invoice.get("amount_due") or 0),
-                amount_paid=int(invoice.get("amount_paid") or 0),
-                currency=str(invoice.get("currency") or "")[:3],
-                stripe_state_at=0,
-            )
-            .on_conflict_do_nothing(index_elements=[SubscriptionInvoice.stripe_invoice_id])
-        )
-        row = await self.invoices.by_stripe_id(invoice_id)
-        assert row is not None  # noqa: S101 - inserted above
-        if state_at >= row.stripe_state_at and row.status != "paid":
-            row.status = str(invoice.get("status") or row.status)
-            row.amount_due = int(invoice.get("amount_due") or 0)
-            row.amount_paid = int(invoice.get("amount_paid") or 0)
-            row.attempt_count = int(invoice.get("attempt_count") or 0)
-            row.period_start = _time(invoice.get("period_start"))
-            row.period_end = _time(invoice.get("period_end"))
-            row.hosted_invoice_url = invoice.get("hosted_invoice_url")
-            row.stripe_state_at = state_at
-            row.updated_at = utcnow()
-        return row, subscription
-
-    async def invoice_paid(self, invoice: dict[str, Any], state_at: int) -> None:
-        """Revenue (and Stripe's fee) in the ledger, the plan's wallet credit: each once
-        per invoice, whatever the number of deliveries."""
-        found = await self._invoice(invoice, state_at)
-        if found is None:
-            return
-        row, subscription = found
-        transitions = invoice.get("status_transitions") or {}
-        row.status = "paid"
-        row.amount_paid = int(invoice.get("amount_paid") or 0)
-        row.paid_at = row.paid_at or _time(transitions.get("paid_at")) or utcnow()
-        amount, currency, invoice_id = row.amount_paid, row.currency, row.stripe_invoice_id
-        if row.tax_amount is None:
-            row.tax_amount = paid_tax(invoice, amount)
-        reference = public_id(SUBSCRIPTION_PREFIX, subscription.id)
-        if amount > 0:
-            charge = None
-            if row.stripe_charge_id is None or row.processing_fee_amount is None:
-                charge = await self._payment_of(row)
-            metadata: dict[str, Any] = {"subscription_id": subscription.id, "invoice": invoice_id}
-            if row.stripe_payment_intent_id:
-                # How reconciliation names the payment (Stripe's charge is keyed by it).
-                metadata["payment_intent"] = row.stripe_payment_intent_id
-            await self.ledger.post(
-                ledger_service.NewTransaction(
-                    type="subscription_payment",
-                    cause_type=CauseType.stripe_event,
-                    cause_key=f"stripe:invoice:{invoice_id}",
-                    description=f"Invoice {invoice_id} of {reference}",
-                    metadata=metadata,
-                    postings=[
-                        *revenue_postings(amount, row.tax_amount or 0, currency),
-                        ledger_service.PostingSpec(
-                            ledger_service.AccountRef.platform(
-                                AccountKind.stripe_balance, currency
-                            ),
-                            -amount,
-                        ),
-                    ],
-                )
-            )
-            if row.processing_fee_amount is None and charge is not None:
-                await self.record_fee(row, charge, reference)
-            await self._credit(row, subscription, reference)
-        await emit(
-            self.session,
-            EventType.invoice_paid,
-            SubscriptionViews.invoice(row),
-            change_key=f"invoice:{invoice_id}:paid",
-            user_ids=[subscription.user_id],
-        )
-
-    async def _payment_of(self, row: SubscriptionInvoice) -> dict[str, Any] | None:
-        """The charge that paid the invoice (its balance transaction expanded), and its
-        ids kept on the row; None when the invoice was paid without a charge."""
-        charge_id = await self.stripe.invoice_charge(row.stripe_invoice_id)
-        if charge_id is None:
-            return None
-        charge = await self.stripe.retrieve_charge_with_fee(charge_id)
-        row.stripe_charge_id = charge_id
-        row.stripe_payment_intent_id = stripe_id(charge.get("payment_intent")) or (
-            row.stripe_payment_intent_id
-        )
-        return charge
-
-    async def record_fee(
-        self, row: SubscriptionInvoice, charge: dict[str, Any], reference: str
-    ) -> None:
-        charge_id = row.stripe_charge_id
-        transaction = charge.get("balance_transaction")
-        if not isinstance(transaction, dict) or not transaction.get("fee"):
-            return  # not settled yet; reconciliation sees it later
-        fee = int(transaction["fee"])
-        currency = str(transaction.get("currency") or row.currency)
-        await self.ledger.post(
-            ledger_service.NewTransaction(
-                type="processing_fee",
-                cause_type=CauseType.stripe_event,
-                cause_key=f"stripe:fee:{transaction['id']}",
-                description=f"Stripe fee for invoice {row.stripe_invoice_id} of {reference}",
-                metadata={"invoice": row.stripe_invoice_id, "charge": charge_id},
-                postings=[
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency),
-                        fee,
-                    ),
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.platform(AccountKind.processing_fees, currency),
-                        -fee,
-                    ),
-                ],
-            )
-        )
-        row.processing_fee_amount = fee
-
-    async def _credit(
-        self, row: SubscriptionInvoice, subscription: Subscription, reference: str
-    ) -> None:
-        """The plan's ``monthly_credit`` to the subscriber's wallet: cause
-        ``subscription_credit:{invoice}``, so once per paid invoice."""
-        plan = await PlanRepository(self.session).plan(subscription.stripe_price_id)
-        if plan is None or plan[0].monthly_credit is None:
-            return
-        credit, currency = plan[0].monthly_credit, plan[0].currency
-        if currency != row.currency:
-            log.warning("plan credit currency differs from the invoice's; not credited")
-            return
-        await self.ledger.post(
-            ledger_service.NewTransaction(
-                type="subscription_credit",
-                cause_type=CauseType.stripe_event,
-                cause_key=f"subscription_credit:{row.stripe_invoice_id}",
-                description=f"Plan credit for invoice {row.stripe_invoice_id} of {reference}",
-                metadata={"subscription_id": subscription.id, "invoice": row.stripe_invoice_id},
-                postings=[
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.user(
-                            subscription.user_id, AccountKind.available, currency
-                        ),
-                        credit,
-                    ),
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.platform(AccountKind.sales, currency),
-                        -credit,
-                    ),
-                ],
-            )
-        )
-        row.credited_amount = credit
-
-    async def invoice_payment_failed(self, invoice: dict[str, Any], state_at: int) -> None:
-        found = await self._invoice(invoice, state_at)
-        if found is None:
-            return
-        row, subscription = found
-        await emit(
-            self.session,
-            EventType.invoice_payment_failed,
-            SubscriptionViews.invoice(row),
-            change_key=f"invoice:{row.stripe_invoice_id}:payment_failed:{row.attempt_count}",
-            user_ids=[subscription.user_id],
-        )
-
-    async def invoice_payment_action_required(self, invoice: dict[str, Any], state_at: int) -> None:
-        found = await self._invoice(invoice, state_at)
-        if found is None:
-            return
-        row, subscription = found
-        await emit(
-            self.session,
-            EventType.invoice_payment_action_required,
-            SubscriptionViews.invoice(row),
-            change_key=f"invoice:{row.stripe_invoice_id}:action_required:{row.attempt_count}",
-            user_ids=[subscription.user_id],
-        )
 
 
 class SubscriptionService:
@@ -913,50 +408,3 @@ def _client_secret(obj: dict[str, Any]) -> tuple[str | None, Any]:
     if isinstance(setup, dict) and setup.get("client_secret"):
         return str(setup["client_secret"]), "setup_intent"
     return None, None
-
-
-class SubscriptionQueries:
-    def __init__(self, session: AsyncSession, settings: Settings) -> None:
-        self.repository = SubscriptionRepository(session)
-        self.views = SubscriptionViews(session, settings)
-
-    async def list(self, user: User, *, limit: int, starting_after: str | None) -> SubscriptionList:
-        rows = await self.repository.page(
-            user.id,
-            limit=limit + 1,
-            before_id=parse_cursor(SUBSCRIPTION_PREFIX, starting_after),
-        )
-        page = rows[:limit]
-        plans = await self.views.plans_of(page)
-        return SubscriptionList(
-            data=[self.views.read(row, plans.get(row.stripe_price_id)) for row in page],
-            has_more=len(rows) > limit,
-        )
-
-    async def get(self, user: User, subscription_id: str) -> SubscriptionRead:
-        number = parse_public_id(SUBSCRIPTION_PREFIX, subscription_id)
-        row = await self.repository.get_for_user(user.id, number) if number else None
-        if row is None:
-            raise SubscriptionNotFound()
-        return await self.views.one(row)
-
-
-async def unclaimed_subscriptions(
-    session: AsyncSession, *, limit: int
-) -> UnclaimedSubscriptionList:
-    """Subscriptions of Stripe customers we do not know, newest first (admin review)."""
-    rows = await SubscriptionRepository(session).unclaimed(limit=limit)
-    return UnclaimedSubscriptionList(
-        data=[
-            UnclaimedSubscriptionRead(
-                stripe_subscription_id=row.stripe_subscription_id,
-                stripe_customer_id=row.stripe_customer_id,
-                status=row.status,
-                stripe_price_id=row.stripe_price_id,
-                last_event_type=row.last_event_type,
-                first_seen_at=row.created_at,
-                updated_at=row.updated_at,
-            )
-            for row in rows
-        ]
-    )

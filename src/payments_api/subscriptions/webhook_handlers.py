@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from payments_api.subscriptions.plans import PlanCatalog
-from payments_api.subscriptions.service import SubscriptionEvents
+from payments_api.subscriptions.stripe_events import SubscriptionEvents
 from payments_api.webhooks.registry import EventHandler, HandlerContext, StripeEvent
 
 

@@ -61,19 +61,18 @@ class TopupPurpose(BasePurpose):
         )
 
     async def on_failed(self, session: AsyncSession, order: Order) -> None:
-        await emit(
-            session,
-            EventType.topup_failed,
-            order_read(order),
-            change_key=f"order:{order.id}:failed",
-            user_ids=[order.user_id],
-        )
+        await _tell_user(session, order, EventType.topup_failed, "failed")
 
     async def on_requires_action(self, session: AsyncSession, order: Order) -> None:
-        await emit(
-            session,
-            EventType.topup_requires_action,
-            order_read(order),
-            change_key=f"order:{order.id}:requires_action",
-            user_ids=[order.user_id],
-        )
+        await _tell_user(session, order, EventType.topup_requires_action, "requires_action")
+
+
+async def _tell_user(session: AsyncSession, order: Order, event: EventType, step: str) -> None:
+    """The order's user hears of ``step`` once (the change key names the order and step)."""
+    await emit(
+        session,
+        event,
+        order_read(order),
+        change_key=f"order:{order.id}:{step}",
+        user_ids=[order.user_id],
+    )

@@ -24,22 +24,20 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from prometheus_client import Counter
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.audit.repository import AuditLogRepository
 from payments_api.jobs.queue import enqueue
 from payments_api.kit.backoff import doubling_delay
-from payments_api.kit.clock import utcnow
+from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.kit.text import holds_unstorable_text
-from payments_api.settings import Settings, webhook_secrets
+from payments_api.settings import webhook_secrets
 from payments_api.stripe.gateway import (
     InvalidWebhookSignature,
-    StripeGateway,
     verify_webhook_signature,
 )
 from payments_api.webhooks.dispatch import handler_for
@@ -131,20 +129,7 @@ class WebhookEventAdmin:
         return await self.repository.page(status=status, limit=limit + 1, before=before)
 
 
-class WebhookService:
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        stripe: StripeGateway,
-        settings: Settings,
-        *,
-        now: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.sessionmaker = sessionmaker
-        self.stripe = stripe
-        self.settings = settings
-        self.now = now
-
+class WebhookService(StripeFlow):
     def verify(self, endpoint: Endpoint, payload: bytes, signature: str | None) -> None:
         secrets = webhook_secrets(self.settings, endpoint)
         if not secrets:
