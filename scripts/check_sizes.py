@@ -29,8 +29,6 @@ KNOWN_OFFENDERS = frozenset(
     {
         "src/payments_api/refunds/service.py",
         "src/payments_api/refunds/invoices.py",
-        "src/payments_api/escrow/service.py",
-        "src/payments_api/ledger/repository.py",
     }
 )
 
