@@ -65,6 +65,11 @@ def to_asyncpg_url(url: str) -> str:
     return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    """The DSN asyncpg itself takes (pgqueuer's pool, its schema) for a SQLAlchemy URL."""
+    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
 def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or reuse) the private PostgreSQL in ``data_dir`` and return its URL.
 

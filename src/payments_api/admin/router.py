@@ -4,7 +4,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from payments_api.admin import errors as admin_errors
 from payments_api.admin.schemas import (
     AdjustmentCreate,
     AuditLogList,
@@ -20,6 +19,7 @@ from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
 from payments_api.kit.pagination import Limit
 from payments_api.ledger import errors as ledger_errors
 from payments_api.problems import problem_responses
+from payments_api.users import errors as users_errors
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -43,7 +43,7 @@ UserIdPath = Annotated[str, Path(max_length=255, description="The user's id (JWT
         400,
         401,
         403,
-        admin_errors.UserNotFound,
+        users_errors.UserNotFound,
         ledger_errors.InsufficientFunds,
         ledger_errors.InvalidPosting,
         ledger_errors.UnbalancedTransaction,
@@ -66,7 +66,7 @@ async def create_adjustment(
     "/wallets/{user_id}/freeze",
     summary="Freeze a wallet (blocks withdrawals)",
     operation_id="freezeWallet",
-    responses=problem_responses(401, 403, 422, admin_errors.UserNotFound),
+    responses=problem_responses(401, 403, 422, users_errors.UserNotFound),
 )
 @one_transaction
 async def freeze_wallet(
@@ -79,7 +79,7 @@ async def freeze_wallet(
     "/wallets/{user_id}/unfreeze",
     summary="Unfreeze a wallet",
     operation_id="unfreezeWallet",
-    responses=problem_responses(401, 403, 422, admin_errors.UserNotFound),
+    responses=problem_responses(401, 403, 422, users_errors.UserNotFound),
 )
 @one_transaction
 async def unfreeze_wallet(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.admin.errors import UserNotFound
 from payments_api.admin.schemas import (
     AccountName,
     AdjustmentCreate,
@@ -20,6 +19,7 @@ from payments_api.kit.pagination import parse_cursor, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.service import StoredTransaction
+from payments_api.users.errors import UserNotFound
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
 

@@ -42,7 +42,6 @@ from payments_api.stripe.gateway import (
     StripeGateway,
     verify_webhook_signature,
 )
-from payments_api.webhooks.dispatch import handler_for
 from payments_api.webhooks.errors import (
     WebhookEndpointNotConfigured,
     WebhookEventNotFound,
@@ -50,7 +49,7 @@ from payments_api.webhooks.errors import (
     WebhookSignatureInvalid,
 )
 from payments_api.webhooks.models import WebhookEvent
-from payments_api.webhooks.registry import HandlerContext, StripeEvent
+from payments_api.webhooks.registry import HandlerContext, HandlerTable, StripeEvent
 from payments_api.webhooks.repository import WebhookEventRepository
 
 log = logging.getLogger(__name__)
@@ -137,12 +136,16 @@ class WebhookService:
         sessionmaker: async_sessionmaker[AsyncSession],
         stripe: StripeGateway,
         settings: Settings,
+        handlers: HandlerTable,
         *,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
+        """``handlers``: every domain's handlers, merged in ``payments_api/webhook_handlers.py``
+        (``STRIPE_HANDLERS``); handed in because the inbox sits below the domains."""
         self.sessionmaker = sessionmaker
         self.stripe = stripe
         self.settings = settings
+        self.handlers = handlers
         self.now = now
 
     def verify(self, endpoint: Endpoint, payload: bytes, signature: str | None) -> None:
@@ -196,7 +199,7 @@ class WebhookService:
         # Counted in the insert when it will be applied: one UPDATE less.
         applies = (
             livemode == self._expected_livemode()
-            and handler_for(endpoint, event["type"]) is not None
+            and self.handlers.handler_for(endpoint, event["type"]) is not None
         )
         async with self.sessionmaker.begin() as session:
             row = await WebhookEventRepository(session).insert_if_new(
@@ -250,7 +253,7 @@ class WebhookService:
             log.warning("ignoring event %s: livemode=%s mismatch", row.id, row.livemode)
             row.status, row.processed_at, row.last_error = "ignored", now, "livemode_mismatch"
             return "ignored", row.type
-        handler = handler_for(row.endpoint, row.type)
+        handler = self.handlers.handler_for(row.endpoint, row.type)
         if handler is None:  # unknown types are stored and acknowledged
             row.status, row.processed_at = "ignored", now
             return "ignored", row.type
