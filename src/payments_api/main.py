@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from payments_api import __doc__ as package_doc
 from payments_api.admin.router import router as admin_router
+from payments_api.audit.router import router as audit_router
 from payments_api.auth import TokenVerifier, caller_id
 from payments_api.balance.router import router as balance_router
 from payments_api.checkout.router import router as checkout_router
@@ -161,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(profile_router)
     app.include_router(balance_router)
     app.include_router(admin_router)
+    app.include_router(audit_router)
     app.include_router(checkout_router)
     app.include_router(topups_router)
     app.include_router(payment_methods_router)

@@ -2,11 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 
 from payments_api.admin.schemas import (
     AdjustmentCreate,
-    AuditLogList,
     FreezeRequest,
     LedgerTransactionRead,
     UnfreezeRequest,
@@ -14,9 +13,7 @@ from payments_api.admin.schemas import (
 )
 from payments_api.admin.service import AdminService
 from payments_api.deps import AdminUser, SessionDep
-from payments_api.kit import pagination
 from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
-from payments_api.kit.pagination import Limit
 from payments_api.ledger import errors as ledger_errors
 from payments_api.problems import problem_responses
 from payments_api.users import errors as users_errors
@@ -86,36 +83,3 @@ async def unfreeze_wallet(
     user_id: UserIdPath, service: AdminServiceDep, body: UnfreezeRequest | None = None
 ) -> WalletStatusRead:
     return await service.set_frozen(user_id, frozen=False, reason=body.reason if body else None)
-
-
-@router.get(
-    "/audit-log",
-    summary="Every admin action, newest first",
-    operation_id="listAuditLog",
-    responses=problem_responses(401, 403, pagination.InvalidCursor),
-)
-async def list_audit_log(
-    service: AdminServiceDep,
-    limit: Limit = 20,
-    starting_after: Annotated[str | None, Query(description="Entry id to continue after.")] = None,
-    actor_id: Annotated[str | None, Query(max_length=255, description="Who acted.")] = None,
-    action: Annotated[
-        str | None, Query(max_length=64, description="e.g. wallet.freeze, refund.create.")
-    ] = None,
-    target_type: Annotated[
-        str | None, Query(max_length=64, description="e.g. user, order, webhook_event.")
-    ] = None,
-    target_id: Annotated[
-        str | None, Query(max_length=255, description="The id of what was acted on.")
-    ] = None,
-) -> AuditLogList:
-    return await service.audit_log(
-        limit=limit,
-        starting_after=starting_after,
-        filters={
-            "actor_id": actor_id,
-            "action": action,
-            "target_type": target_type,
-            "target_id": target_id,
-        },
-    )
