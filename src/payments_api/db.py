@@ -65,9 +65,10 @@ def to_asyncpg_url(url: str) -> str:
     return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
-def asyncpg_dsn(sqlalchemy_url: str) -> str:
-    """The DSN asyncpg itself takes (pgqueuer's pool, its schema) for a SQLAlchemy URL."""
-    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+def asyncpg_dsn(url: str) -> str:
+    """The DSN asyncpg itself takes (pgqueuer's pool and schema, admin connections) for a
+    SQLAlchemy URL of any PostgreSQL driver."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def start_embedded_postgres(data_dir: Path) -> str:
