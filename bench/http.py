@@ -70,7 +70,8 @@ from bench.ledger import (
 )
 from bench.record import describe, record_all
 from bench.replay import save
-from bench.seed import SEEDED_TABLES, asyncpg_dsn, create_database, seed
+from bench.seed import SEEDED_TABLES, create_database, seed
+from payments_api.db import asyncpg_dsn
 from payments_api.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

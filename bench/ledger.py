@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import TextClause
 from tests.db_setup import _recreate, admin_url
 
-from payments_api.db import create_engine, create_sessionmaker, to_asyncpg_url
+from payments_api.db import asyncpg_dsn, create_engine, create_sessionmaker, to_asyncpg_url
 from payments_api.ledger import statements
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.repository import LedgerRepository
@@ -525,10 +525,6 @@ async def settle_down(control: Any) -> None:
 
 
 # --- setup ---------------------------------------------------------------------------------
-def asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 def create_database(admin: str, name: str) -> str:
     """Drop and recreate ``name``, migrate it to head; returns its URL."""
     asyncio.run(_recreate(admin, name))

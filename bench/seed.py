@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from tests.db_setup import _recreate
 
 from bench import workload as w
-from payments_api.db import RawStatement, to_asyncpg_url
+from payments_api.db import RawStatement, asyncpg_dsn, to_asyncpg_url
 from payments_api.jobs.queue import install_queue_schema
 from payments_api.ledger import statements
 from payments_api.ledger.kinds import PLATFORM_SHARDS
@@ -40,10 +40,6 @@ SEEDED_TABLES = (
     "idempotency_keys",
     "webhook_events",
 )
-
-
-def asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def create_database(admin: str, name: str) -> str:

@@ -15,11 +15,13 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from payments_api.db import asyncpg_dsn
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import asyncpg  # noqa: E402
-from tests.db_setup import _asyncpg_dsn, _recreate, admin_url  # noqa: E402
+from tests.db_setup import _recreate, admin_url  # noqa: E402
 
 
 def main() -> None:
@@ -45,7 +47,7 @@ def main() -> None:
 
 
 async def _drop(admin: str, name: str) -> None:
-    connection = await asyncpg.connect(_asyncpg_dsn(admin))
+    connection = await asyncpg.connect(asyncpg_dsn(admin))
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

@@ -23,13 +23,15 @@ from sqlalchemy.engine import make_url
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.db_setup import _asyncpg_dsn, _reachable, _recreate, admin_url  # noqa: E402
+from tests.db_setup import _reachable, _recreate, admin_url  # noqa: E402
 
 
 async def _drop(name: str) -> None:
     import asyncpg
 
-    connection = await asyncpg.connect(_asyncpg_dsn(admin_url()))
+    from payments_api.db import asyncpg_dsn
+
+    connection = await asyncpg.connect(asyncpg_dsn(admin_url()))
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

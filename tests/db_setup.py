@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from payments_api.db import to_asyncpg_url
+from payments_api.db import asyncpg_dsn, to_asyncpg_url
 from payments_api.migrations import alembic_config
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -44,12 +44,8 @@ def admin_url() -> str:
     return str(server.get_uri())
 
 
-def _asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 async def _recreate(admin: str, name: str) -> None:
-    connection = await asyncpg.connect(_asyncpg_dsn(admin))
+    connection = await asyncpg.connect(asyncpg_dsn(admin))
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await connection.execute(f'CREATE DATABASE "{name}"')
@@ -78,7 +74,7 @@ def create_named_database(name: str) -> str:
     command.upgrade(config, "head")
     from payments_api.jobs.queue import install_queue_schema
 
-    asyncio.run(install_queue_schema(_asyncpg_dsn(url)))
+    asyncio.run(install_queue_schema(asyncpg_dsn(url)))
     return url
 
 
@@ -87,7 +83,7 @@ def drop_test_database(url: str) -> None:
     name = make_url(url).database
 
     async def drop() -> None:
-        connection = await asyncpg.connect(_asyncpg_dsn(admin_url()))
+        connection = await asyncpg.connect(asyncpg_dsn(admin_url()))
         try:
             await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:

@@ -18,9 +18,8 @@ app = typer.Typer(help="payments-api: marketplace payments on Stripe.", no_args_
 def _prepare_database(settings: Settings) -> str:
     import asyncio
 
-    from payments_api.db import resolve_database_url
+    from payments_api.db import asyncpg_dsn, resolve_database_url
     from payments_api.jobs.queue import install_queue_schema
-    from payments_api.jobs.worker import asyncpg_dsn
     from payments_api.migrations import upgrade_to_head
 
     url = resolve_database_url(settings)
@@ -83,8 +82,8 @@ def worker() -> None:
     """Run the background worker (webhook retries, sweeps, retention)."""
     import asyncio
 
-    from payments_api.jobs.worker import build_worker
     from payments_api.logs import configure_logging
+    from payments_api.worker import build_worker
 
     settings = get_settings()
     configure_logging(settings.log_level, json_output=settings.log_json)

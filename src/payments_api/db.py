@@ -65,6 +65,12 @@ def to_asyncpg_url(url: str) -> str:
     return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
+def asyncpg_dsn(url: str) -> str:
+    """The DSN asyncpg itself takes (pgqueuer's pool and schema, admin connections) for a
+    SQLAlchemy URL of any PostgreSQL driver."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or reuse) the private PostgreSQL in ``data_dir`` and return its URL.
 

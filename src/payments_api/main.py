@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from payments_api import __doc__ as package_doc
 from payments_api.admin.router import router as admin_router
+from payments_api.audit.router import router as audit_router
 from payments_api.auth import TokenVerifier, caller_id
 from payments_api.balance.router import router as balance_router
 from payments_api.checkout.router import router as checkout_router
@@ -26,7 +27,7 @@ from payments_api.earnings.router import router as earnings_router
 from payments_api.escrow.router import router as escrow_router
 from payments_api.events.delivery import DeliveryService, pump
 from payments_api.events.router import router as events_router
-from payments_api.events.webhooks_spec import declare_webhooks
+from payments_api.events_spec import declare_webhooks
 from payments_api.health.router import router as health_router
 from payments_api.idempotency.middleware import IdempotencyMiddleware
 from payments_api.kit.middleware import RequestContextMiddleware
@@ -54,6 +55,7 @@ from payments_api.profile.router import router as profile_router
 from payments_api.projects.router import router as projects_router
 from payments_api.reconciliation.metrics import refresh_gauges
 from payments_api.reconciliation.router import router as reconciliation_router
+from payments_api.refunds.escrow_cancel_router import router as escrow_cancel_router
 from payments_api.refunds.router import router as refunds_router
 from payments_api.settings import Settings, get_settings
 from payments_api.state import AppState
@@ -62,6 +64,7 @@ from payments_api.subscriptions.router import router as subscriptions_router
 from payments_api.topups.router import router as topups_router
 from payments_api.wallets.router import router as wallets_router
 from payments_api.wallets.spends_router import router as wallet_spends_router
+from payments_api.webhook_handlers import STRIPE_HANDLERS
 from payments_api.webhooks.router import router as webhooks_router
 
 log = logging.getLogger(__name__)
@@ -144,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.resources = None
     app.state.gauge_refreshers = (refresh_gauges,)
+    app.state.webhook_handlers = STRIPE_HANDLERS
     app.state.rate_limit_storage = (
         build_storage(settings.rate_limit_storage_uri, settings.rate_limit_key_prefix)
         if settings.rate_limit_enabled
@@ -158,12 +162,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(profile_router)
     app.include_router(balance_router)
     app.include_router(admin_router)
+    app.include_router(audit_router)
     app.include_router(checkout_router)
     app.include_router(topups_router)
     app.include_router(payment_methods_router)
     app.include_router(orders_router)
     app.include_router(wallet_spends_router)
     app.include_router(escrow_router)
+    app.include_router(escrow_cancel_router)  # escrow's cancel route, kept in refunds
     app.include_router(earnings_router)
     app.include_router(payout_accounts_router)
     app.include_router(payouts_router)

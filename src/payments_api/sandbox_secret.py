@@ -8,15 +8,19 @@ import secrets as secrets_module
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from payments_api.settings import ServiceSettings
+from typing import Protocol
 
 SANDBOX_SECRET_FILE = "sandbox-webhook-secret"  # noqa: S105 - a file name
 
 
-def sandbox_webhook_secret(settings: ServiceSettings) -> str:
+class HasDataDir(Protocol):
+    """The settings (settings.py imports this module, so not named here: no loop)."""
+
+    @property
+    def data_dir(self) -> Path: ...
+
+
+def sandbox_webhook_secret(settings: HasDataDir) -> str:
     """The secret the sandbox signs its events with: random, made once per data folder
     (``PAYMENTS_DATA_DIR``) and kept there (mode 0600).
 

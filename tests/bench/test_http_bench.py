@@ -20,7 +20,8 @@ import pytest
 from bench.http import SECTION_END, SECTION_START, write_section
 from bench.replay import Call, Diverged, compile_program
 
-from tests.db_setup import _asyncpg_dsn, admin_url
+from payments_api.db import asyncpg_dsn
+from tests.db_setup import admin_url
 
 ROOT = Path(__file__).resolve().parents[2]
 # A name per run: two runs on one server (two clones, CI beside a developer) never collide.
@@ -41,7 +42,7 @@ EVERY_MEASUREMENT = {
 
 
 async def _drop(name: str) -> None:
-    connection = await asyncpg.connect(_asyncpg_dsn(admin_url()))
+    connection = await asyncpg.connect(asyncpg_dsn(admin_url()))
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

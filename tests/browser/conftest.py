@@ -26,8 +26,8 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from payments_api.db import to_asyncpg_url
-from tests.db_setup import _asyncpg_dsn, _recreate, admin_url
+from payments_api.db import asyncpg_dsn, to_asyncpg_url
+from tests.db_setup import _recreate, admin_url
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless, and quiet: without the background-networking switches Chromium keeps
@@ -167,7 +167,7 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 
 
 async def _drop(admin: str, name: str) -> None:
-    connection = await asyncpg.connect(_asyncpg_dsn(admin))
+    connection = await asyncpg.connect(asyncpg_dsn(admin))
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

@@ -13,9 +13,10 @@ import respx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from payments_api.jobs.worker import asyncpg_dsn, build_worker
+from payments_api.db import asyncpg_dsn
 from payments_api.reconciliation import service as reconciliation_service
 from payments_api.settings import Settings
+from payments_api.worker import build_worker
 from tests.helpers import stripe_object
 
 
@@ -39,7 +40,7 @@ class TestScheduledReconciliation:
             runs.append("run")
             return await original(*args, **kwargs)
 
-        # The job body, counted wherever it runs (the workers import it when it fires).
+        # The job body, counted wherever it runs (the workers look it up when it fires).
         monkeypatch.setattr(reconciliation_service, "run_scheduled", counted)
         balance = stripe_mock.get("/v1/balance").mock(
             return_value=httpx.Response(200, json=stripe_object("balance"))

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.webhook_handlers import STRIPE_HANDLERS
 from payments_api.webhooks.models import WebhookEvent
 from payments_api.webhooks.service import WebhookService, retry_delay
 from tests.factories import create_user
@@ -62,7 +63,7 @@ class TestWebhookService:
         session.add(_row(unknown, status="failed", received_at=long_ago))
         await session.flush()
 
-        service = WebhookService(sessionmaker, gateway, settings)
+        service = WebhookService(sessionmaker, gateway, settings, STRIPE_HANDLERS)
         assert await service.sweep() == 2
         for event_id, status in ((stranded["id"], "processed"), (unknown["id"], "ignored")):
             row = await session.get(WebhookEvent, event_id, populate_existing=True)
@@ -84,6 +85,6 @@ class TestWebhookService:
         session.add(_row(done, status="processed", received_at=old))
         session.add(_row(failing, status="failed", received_at=old))
         await session.flush()
-        assert await WebhookService(sessionmaker, gateway, settings).prune() >= 1
+        assert await WebhookService(sessionmaker, gateway, settings, STRIPE_HANDLERS).prune() >= 1
         assert await session.get(WebhookEvent, done["id"], populate_existing=True) is None
         assert await session.get(WebhookEvent, failing["id"], populate_existing=True) is not None

@@ -2,12 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 
-from payments_api.admin import errors as admin_errors
 from payments_api.admin.schemas import (
     AdjustmentCreate,
-    AuditLogList,
     FreezeRequest,
     LedgerTransactionRead,
     UnfreezeRequest,
@@ -15,11 +13,10 @@ from payments_api.admin.schemas import (
 )
 from payments_api.admin.service import AdminService
 from payments_api.deps import AdminUser, SessionDep
-from payments_api.kit import pagination
 from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
-from payments_api.kit.pagination import Limit
 from payments_api.ledger import errors as ledger_errors
 from payments_api.problems import problem_responses
+from payments_api.users import errors as users_errors
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -43,7 +40,7 @@ UserIdPath = Annotated[str, Path(max_length=255, description="The user's id (JWT
         400,
         401,
         403,
-        admin_errors.UserNotFound,
+        users_errors.UserNotFound,
         ledger_errors.InsufficientFunds,
         ledger_errors.InvalidPosting,
         ledger_errors.UnbalancedTransaction,
@@ -66,7 +63,7 @@ async def create_adjustment(
     "/wallets/{user_id}/freeze",
     summary="Freeze a wallet (blocks withdrawals)",
     operation_id="freezeWallet",
-    responses=problem_responses(401, 403, 422, admin_errors.UserNotFound),
+    responses=problem_responses(401, 403, 422, users_errors.UserNotFound),
 )
 @one_transaction
 async def freeze_wallet(
@@ -79,43 +76,10 @@ async def freeze_wallet(
     "/wallets/{user_id}/unfreeze",
     summary="Unfreeze a wallet",
     operation_id="unfreezeWallet",
-    responses=problem_responses(401, 403, 422, admin_errors.UserNotFound),
+    responses=problem_responses(401, 403, 422, users_errors.UserNotFound),
 )
 @one_transaction
 async def unfreeze_wallet(
     user_id: UserIdPath, service: AdminServiceDep, body: UnfreezeRequest | None = None
 ) -> WalletStatusRead:
     return await service.set_frozen(user_id, frozen=False, reason=body.reason if body else None)
-
-
-@router.get(
-    "/audit-log",
-    summary="Every admin action, newest first",
-    operation_id="listAuditLog",
-    responses=problem_responses(401, 403, pagination.InvalidCursor),
-)
-async def list_audit_log(
-    service: AdminServiceDep,
-    limit: Limit = 20,
-    starting_after: Annotated[str | None, Query(description="Entry id to continue after.")] = None,
-    actor_id: Annotated[str | None, Query(max_length=255, description="Who acted.")] = None,
-    action: Annotated[
-        str | None, Query(max_length=64, description="e.g. wallet.freeze, refund.create.")
-    ] = None,
-    target_type: Annotated[
-        str | None, Query(max_length=64, description="e.g. user, order, webhook_event.")
-    ] = None,
-    target_id: Annotated[
-        str | None, Query(max_length=255, description="The id of what was acted on.")
-    ] = None,
-) -> AuditLogList:
-    return await service.audit_log(
-        limit=limit,
-        starting_after=starting_after,
-        filters={
-            "actor_id": actor_id,
-            "action": action,
-            "target_type": target_type,
-            "target_id": target_id,
-        },
-    )

@@ -4,26 +4,22 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.admin.errors import UserNotFound
 from payments_api.admin.schemas import (
     AccountName,
     AdjustmentCreate,
-    AuditLogEntryRead,
-    AuditLogList,
     LedgerTransactionRead,
     PostingRead,
     WalletStatusRead,
 )
 from payments_api.audit.repository import AuditLogRepository
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
-from payments_api.kit.pagination import parse_cursor, public_id
+from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.service import StoredTransaction
+from payments_api.users.errors import UserNotFound
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
-
-AUDIT_PREFIX = "aud"
 
 
 def transaction_read(transaction: StoredTransaction) -> LedgerTransactionRead:
@@ -142,35 +138,4 @@ class AdminService:
             )
         return WalletStatusRead(
             user_id=user.id, frozen=user.frozen, frozen_reason=user.frozen_reason
-        )
-
-    async def audit_log(
-        self,
-        *,
-        limit: int,
-        starting_after: str | None,
-        filters: dict[str, str | None] | None = None,
-    ) -> AuditLogList:
-        rows = await self.audit.page(
-            limit=limit + 1,
-            before_id=parse_cursor(AUDIT_PREFIX, starting_after),
-            filters=filters,
-        )
-        return AuditLogList(
-            data=[
-                AuditLogEntryRead(
-                    id=public_id(AUDIT_PREFIX, row.id),
-                    actor_id=row.actor_id,
-                    action=row.action,
-                    target_type=row.target_type,
-                    target_id=row.target_id,
-                    before=row.before,
-                    after=row.after,
-                    reason=row.reason,
-                    request_id=row.request_id,
-                    created_at=row.created_at,
-                )
-                for row in rows[:limit]
-            ],
-            has_more=len(rows) > limit,
         )

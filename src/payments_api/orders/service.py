@@ -22,11 +22,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from payments_api.admin.errors import UserNotFound
 from payments_api.auth import Principal
 from payments_api.installation import outgoing_keys
 from payments_api.kit.clock import utcnow
@@ -49,13 +47,14 @@ from payments_api.payment_methods.declines import decline_problem, stable_declin
 from payments_api.payment_methods.errors import NoDefaultPaymentMethod, PaymentMethodNotFound
 from payments_api.payment_methods.models import PaymentMethod
 from payments_api.payment_methods.repository import PaymentMethodRepository
+from payments_api.payment_methods.service import PAYMENT_METHOD_PREFIX
 from payments_api.problems import Forbidden
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.users.customers import ensure_customer
+from payments_api.users.errors import UserNotFound
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
-
-PAYMENT_METHOD_PREFIX = "pmt"  # payment_methods.service's prefix (imported from here)
 
 
 def _origin(url: str) -> str | None:
@@ -71,30 +70,6 @@ def _origin(url: str) -> str | None:
     port = port_value or default_port
     suffix = "" if port == default_port else f":{port}"
     return f"{parts.scheme}://{parts.hostname.lower()}{suffix}"
-
-
-async def ensure_customer(
-    sessionmaker: async_sessionmaker[AsyncSession], stripe: StripeGateway, user: User
-) -> str:
-    """The user's Stripe Customer, created once (the key makes concurrent first calls
-    return the same customer) and stored on the user. Called with no transaction open."""
-    if user.stripe_customer_id:
-        return user.stripe_customer_id
-    customer = await stripe.create_customer(
-        user_id=user.id,
-        email=user.email,
-        idempotency_key=(await outgoing_keys(sessionmaker)).derive("customer", user.id),
-    )
-    async with sessionmaker.begin() as session:
-        await session.execute(
-            update(User)
-            .where(User.id == user.id, User.stripe_customer_id.is_(None))
-            .values(stripe_customer_id=customer["id"])
-        )
-        stored = await UserRepository(session).get(user.id)
-        assert stored is not None  # noqa: S101 - provisioned before
-        user.stripe_customer_id = stored.stripe_customer_id
-    return user.stripe_customer_id or customer["id"]
 
 
 class PayInService:

@@ -22,7 +22,6 @@ from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, Currenc
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_public_id, public_id
 from payments_api.money import charge_step
-from payments_api.orders.service import PAYMENT_METHOD_PREFIX, ensure_customer
 from payments_api.payment_methods.errors import PaymentMethodDetached, PaymentMethodNotFound
 from payments_api.payment_methods.models import AutoReload, PaymentMethod, PaymentMethodSetup
 from payments_api.payment_methods.repository import PaymentMethodRepository
@@ -36,10 +35,13 @@ from payments_api.payment_methods.schemas import (
 )
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.users.customers import ensure_customer
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
 
 log = logging.getLogger(__name__)
+
+PAYMENT_METHOD_PREFIX = "pmt"
 
 
 def payment_method_read(method: PaymentMethod) -> PaymentMethodRead:

@@ -14,11 +14,12 @@ from payments_api.installation import outgoing_keys
 from payments_api.orders.confirmation import PayInConfirmation
 from payments_api.orders.models import Order
 from payments_api.orders.repository import OrderRepository
-from payments_api.orders.service import PayInService, ensure_customer
+from payments_api.orders.service import PayInService
 from payments_api.payment_methods.errors import PaymentMethodNotFound
 from payments_api.settings import Settings
 from payments_api.stripe.errors import CardDeclined
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.users.customers import ensure_customer
 from payments_api.users.repository import UserRepository
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from payments_api.admin import errors as admin_errors
 from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.orders.deps import PayInServiceDep
@@ -10,6 +9,7 @@ from payments_api.orders.schemas import TopupCreate, TopupRead
 from payments_api.payment_methods import errors as payment_methods_errors
 from payments_api.problems import problem_responses
 from payments_api.stripe import errors as stripe_errors
+from payments_api.users import errors as users_errors
 
 router = APIRouter(tags=["topups"])
 
@@ -33,7 +33,7 @@ router = APIRouter(tags=["topups"])
         403,
         409,
         422,
-        admin_errors.UserNotFound,
+        users_errors.UserNotFound,
         payment_methods_errors.PaymentMethodNotFound,
         payment_methods_errors.NoDefaultPaymentMethod,
         amounts.AmountOutOfRange,

@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
-from payments_api.admin import errors as admin_errors
 from payments_api.deps import SessionDep, SettingsDep, require_role
 from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
 from payments_api.ledger import errors as ledger_errors
 from payments_api.problems import problem_responses
+from payments_api.users import errors as users_errors
 from payments_api.users.models import User
 from payments_api.wallets.schemas import WalletDebitCreate, WalletDebitRead
 from payments_api.wallets.service import WalletService
@@ -36,7 +36,7 @@ ServiceCaller = Annotated[User, Depends(require_role("service"))]
         401,
         403,
         422,
-        admin_errors.UserNotFound,
+        users_errors.UserNotFound,
         ledger_errors.InsufficientFunds,
         ledger_errors.WalletFrozen,
         amounts.AmountOutOfRange,

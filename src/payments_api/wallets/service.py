@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.admin.errors import UserNotFound
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountOutOfRange, CurrencyNotSupported
@@ -16,6 +15,7 @@ from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.settings import Settings
+from payments_api.users.errors import UserNotFound
 from payments_api.users.repository import UserRepository
 from payments_api.wallets.schemas import WalletDebitCreate, WalletDebitRead
 

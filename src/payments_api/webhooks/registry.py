@@ -1,8 +1,9 @@
 """How domains plug their Stripe event handlers into the webhook inbox.
 
 Each domain that reacts to Stripe events exposes ``HANDLERS: dict[str, EventHandler]``
-in its own ``webhook_handlers.py``; ``webhooks.dispatch`` merges them explicitly (no
-import-time registration). A handler runs inside the database transaction that marks
+in its own ``webhook_handlers.py``; ``payments_api/webhook_handlers.py`` merges them
+explicitly into one :class:`HandlerTable` (no import-time registration) that the app and
+the worker hand to the inbox. A handler runs inside the database transaction that marks
 the event processed, so its writes and the "processed" mark commit together; it must
 be idempotent (ledger cause keys make money movements so) and must not let an older
 event overwrite newer state (compare ``event.created`` or the object's status order).
@@ -11,7 +12,7 @@ A handler that raises is recorded on the event and retried later.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,3 +51,15 @@ EventHandler = Callable[[StripeEvent, HandlerContext], Awaitable[None]]
 class RetryLater(Exception):
     """Raised by a handler when the event cannot be applied yet (e.g. the object it
     refers to is not known yet): recorded and retried, never dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerTable:
+    """Which handler applies which event type, per webhook endpoint."""
+
+    platform: Mapping[str, EventHandler]
+    connect: Mapping[str, EventHandler]
+
+    def handler_for(self, endpoint: str, event_type: str) -> EventHandler | None:
+        handlers = self.platform if endpoint == "platform" else self.connect
+        return handlers.get(event_type)

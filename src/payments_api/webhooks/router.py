@@ -9,6 +9,7 @@ from payments_api.kit.pagination import Limit
 from payments_api.problems import problem_responses
 from payments_api.webhooks import errors as webhooks_errors
 from payments_api.webhooks.errors import WebhookProcessingFailed
+from payments_api.webhooks.registry import HandlerTable
 from payments_api.webhooks.schemas import WebhookAck, WebhookEventList, WebhookEventRead
 from payments_api.webhooks.service import Endpoint, WebhookEventAdmin, WebhookService
 
@@ -23,8 +24,11 @@ _EVENT_BODY: dict[str, Any] = {
 }
 
 
-async def get_webhook_service(state: StateDep) -> WebhookService:
-    return WebhookService(state.sessionmaker, state.stripe, state.settings)
+async def get_webhook_service(request: Request, state: StateDep) -> WebhookService:
+    # The handler table names every domain: main.create_app builds it (the inbox imports
+    # no domain), like the gauges health refreshes.
+    handlers: HandlerTable = request.app.state.webhook_handlers
+    return WebhookService(state.sessionmaker, state.stripe, state.settings, handlers)
 
 
 WebhookServiceDep = Annotated[WebhookService, Depends(get_webhook_service)]

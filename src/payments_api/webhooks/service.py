@@ -24,23 +24,25 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from prometheus_client import Counter
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.audit.repository import AuditLogRepository
 from payments_api.jobs.queue import enqueue
 from payments_api.kit.backoff import doubling_delay
+from payments_api.kit.clock import utcnow
 from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.kit.text import holds_unstorable_text
-from payments_api.settings import webhook_secrets
+from payments_api.settings import Settings, webhook_secrets
 from payments_api.stripe.gateway import (
     InvalidWebhookSignature,
+    StripeGateway,
     verify_webhook_signature,
 )
-from payments_api.webhooks.dispatch import handler_for
 from payments_api.webhooks.errors import (
     WebhookEndpointNotConfigured,
     WebhookEventNotFound,
@@ -48,7 +50,7 @@ from payments_api.webhooks.errors import (
     WebhookSignatureInvalid,
 )
 from payments_api.webhooks.models import WebhookEvent
-from payments_api.webhooks.registry import HandlerContext, StripeEvent
+from payments_api.webhooks.registry import HandlerContext, HandlerTable, StripeEvent
 from payments_api.webhooks.repository import WebhookEventRepository
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,20 @@ class WebhookEventAdmin:
 
 
 class WebhookService(StripeFlow):
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        stripe: StripeGateway,
+        settings: Settings,
+        handlers: HandlerTable,
+        *,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        """``handlers``: every domain's handlers, merged in ``payments_api/webhook_handlers.py``
+        (``STRIPE_HANDLERS``); handed in because the inbox sits below the domains."""
+        super().__init__(sessionmaker, stripe, settings, now=now)
+        self.handlers = handlers
+
     def verify(self, endpoint: Endpoint, payload: bytes, signature: str | None) -> None:
         secrets = webhook_secrets(self.settings, endpoint)
         if not secrets:
@@ -181,7 +197,7 @@ class WebhookService(StripeFlow):
         # Counted in the insert when it will be applied: one UPDATE less.
         applies = (
             livemode == self._expected_livemode()
-            and handler_for(endpoint, event["type"]) is not None
+            and self.handlers.handler_for(endpoint, event["type"]) is not None
         )
         now = self.now()
         # Stored as processed when it will be applied: as a success leaves it (no UPDATE
@@ -249,7 +265,7 @@ class WebhookService(StripeFlow):
             log.warning("ignoring event %s: livemode=%s mismatch", row.id, row.livemode)
             row.status, row.processed_at, row.last_error = "ignored", now, "livemode_mismatch"
             return "ignored", row.type
-        handler = handler_for(row.endpoint, row.type)
+        handler = self.handlers.handler_for(row.endpoint, row.type)
         if handler is None:  # unknown types are stored and acknowledged
             row.status, row.processed_at = "ignored", now
             return "ignored", row.type

@@ -16,33 +16,49 @@ Runs pgqueuer's queue manager and scheduler on the service's PostgreSQL:
 - ``receipts.sweep`` every minute: email receipts, when ``PAYMENTS_SMTP_URL`` is set;
 - ``events.prune`` daily: outgoing events past ``PAYMENTS_EVENTS_RETENTION_DAYS``.
 Any number of workers may run; pgqueuer hands each job to one of them.
+
+A composition root, like ``main.py``: it names every domain that has a job, so it sits
+at the top of the package, above them all (``jobs/`` keeps only the queue, which
+domains use to enqueue).
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 from pgqueuer import PgQueuer
 from pgqueuer.models import Job, Schedule
 
-from payments_api.db import create_engine, create_sessionmaker, resolve_database_url
+from payments_api.db import (
+    asyncpg_dsn,
+    create_engine,
+    create_sessionmaker,
+    resolve_database_url,
+)
+from payments_api.escrow.capture import EscrowCaptures
+from payments_api.escrow.service import CAPTURE_JOB
 from payments_api.events.delivery import DeliveryService
 from payments_api.events.outbox import DELIVER_JOB
 from payments_api.events.receipts import ReceiptSender
+from payments_api.events.repository import EventRepository
+from payments_api.idempotency.service import prune_expired
+from payments_api.kit.clock import utcnow
 from payments_api.payins import wire_purposes
 from payments_api.payment_methods.auto_reload import CHARGE_JOB as AUTO_RELOAD_JOB
 from payments_api.payouts.service import RECOVER_JOB, PayoutService
+from payments_api.reconciliation import service as reconciliation_service
+from payments_api.refunds.invoices import InvoiceRefundService
+from payments_api.refunds.service import RefundService
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.topups.auto_reload import charge_auto_reload as charge_topup
+from payments_api.webhook_handlers import STRIPE_HANDLERS
 from payments_api.webhooks.service import RETRY_JOB, WebhookService
 
 log = logging.getLogger(__name__)
-
-
-def asyncpg_dsn(sqlalchemy_url: str) -> str:
-    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
@@ -51,7 +67,7 @@ async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
     engine = create_engine(url, settings)
     sessionmaker = create_sessionmaker(engine)
     stripe = StripeGateway(settings)
-    webhooks = WebhookService(sessionmaker, stripe, settings)
+    webhooks = WebhookService(sessionmaker, stripe, settings, STRIPE_HANDLERS)
     pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=4)
     pgq = PgQueuer.from_asyncpg_pool(pool)
 
@@ -82,27 +98,17 @@ async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
 
     @pgq.schedule("idempotency.prune", "7 * * * *")
     async def prune_idempotency_keys(_schedule: Schedule) -> None:
-        from payments_api.idempotency.service import prune_expired
-
         async with sessionmaker.begin() as session:
             log.info("pruned %s idempotency keys", await prune_expired(session))
 
     @pgq.schedule("reconciliation.daily", settings.reconciliation_cron)
     async def reconcile_yesterday(_schedule: Schedule) -> None:
-        from payments_api.reconciliation.service import run_scheduled
-
-        await run_scheduled(sessionmaker, stripe, settings)
+        await reconciliation_service.run_scheduled(sessionmaker, stripe, settings)
 
     @pgq.schedule("refunds.recover", "*/5 * * * *")
     async def recover_refunds(_schedule: Schedule) -> None:
-        from payments_api.refunds.invoices import InvoiceRefundService
-        from payments_api.refunds.service import RefundService
-
         await RefundService(sessionmaker, stripe, settings).recover()
         await InvoiceRefundService(sessionmaker, stripe, settings).recover()
-
-    from payments_api.escrow.capture import EscrowCaptures
-    from payments_api.escrow.service import CAPTURE_JOB
 
     captures = EscrowCaptures(sessionmaker, stripe, settings)
 
@@ -120,13 +126,11 @@ async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
 
     @pgq.entrypoint(AUTO_RELOAD_JOB)
     async def charge_auto_reload(job: Job) -> None:
-        from payments_api.topups.auto_reload import charge_auto_reload as charge
-
         number = (job.payload or b"").decode()
         if not (number.isascii() and number.isdigit()):
             log.error("auto_reload.charge: malformed payload %r", job.payload)
             return
-        await charge(sessionmaker, stripe, settings, int(number))
+        await charge_topup(sessionmaker, stripe, settings, int(number))
 
     deliveries = DeliveryService(sessionmaker, settings)
 
@@ -149,11 +153,6 @@ async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
 
     @pgq.schedule("events.prune", "27 3 * * *")
     async def prune_events(_schedule: Schedule) -> None:
-        from datetime import timedelta
-
-        from payments_api.events.repository import EventRepository
-        from payments_api.kit.clock import utcnow
-
         cutoff = utcnow() - timedelta(days=settings.events_retention_days)
         async with sessionmaker.begin() as session:
             log.info("pruned %s outgoing events", await EventRepository(session).prune(cutoff))
