@@ -13,7 +13,7 @@ from typing import Annotated
 import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.auth import Principal, authenticate
 from payments_api.kit.idempotency import ROUTE_SESSION
@@ -59,6 +59,17 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    """For lean reads: no session or transaction is opened for the request; the read
+    takes a pooled connection per statement (``db.read_connection``) and opens a session
+    only when it must write."""
+    state: AppState = request.app.state.resources
+    return state.sessionmaker
+
+
+SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
 
 
 async def get_stripe(state: StateDep) -> StripeGateway:

@@ -5,8 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from payments_api.balance.schemas import BalanceRead, LedgerEntryList
-from payments_api.balance.service import BalanceService
-from payments_api.deps import CurrentUser, PrincipalDep, SessionDep
+from payments_api.balance.service import BalanceReader, BalanceService
+from payments_api.deps import CurrentUser, PrincipalDep, SessionDep, SessionmakerDep
 from payments_api.kit import pagination
 from payments_api.kit.pagination import Limit
 from payments_api.money import Currency
@@ -21,8 +21,8 @@ router = APIRouter(prefix="/api/v1/me", tags=["balance"])
     operation_id="getBalance",
     responses=problem_responses(401),
 )
-async def get_balance(principal: PrincipalDep, session: SessionDep) -> BalanceRead:
-    return await BalanceService(session).balance(principal)
+async def get_balance(principal: PrincipalDep, sessions: SessionmakerDep) -> BalanceRead:
+    return await BalanceReader(sessions).balance(principal)
 
 
 @router.get(
