@@ -28,6 +28,12 @@ the ratio is stricter than the HTTP benchmark's throughput ratio.
 
 Also reported: the PostgreSQL backends' CPU per request (``/proc``, clock ticks, so
 coarse), which is what the database pays for the same statement.
+
+``--instructions N``: then each app again in a process of its own under valgrind's
+callgrind, counting the user-space instructions of N requests (after 300 uncounted
+ones): deterministic whatever else the machine runs, so fit to compare two versions of
+the code, but blind to the kernel's share (socket writes to PostgreSQL, the log write)
+and to cache misses, which the CPU time includes.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import contextlib
 import logging
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -266,7 +273,9 @@ async def measure(driver: Driver, n: int, dsn: str, warmup: int) -> tuple[float,
     return seconds / n * 1e6, (db_after - db_before) / n * 1e6
 
 
-async def run(url: str, n: int, repeats: int, users: int) -> list[Round]:
+async def run(
+    url: str, n: int, repeats: int, users: int, instructions: int = 0
+) -> tuple[list[Round], dict[str, int]]:
     await seed(url, sizes(users))
     settings = settings_for(url)
     subjects = [w.balance_user(i) for i in range(1, users + 1)]
@@ -304,10 +313,71 @@ async def run(url: str, n: int, repeats: int, users: int) -> list[Round]:
                         f"C {rounds[-1].c_us:.0f} us, ratio {rounds[-1].ratio:.2f}",
                         file=sys.stderr,
                     )
-    return rounds
+        counted = {
+            name: count_instructions(name, url, traces, instructions, users)
+            for name in (("service", "c") if instructions else ())
+        }
+    return rounds, counted
 
 
-def render(rounds: Sequence[Round], n: int, users: int, command: str, label: str) -> str:
+# --- instructions (callgrind) -----------------------------------------------------------
+CHILD = "--instructions-child"
+
+
+def count_instructions(target: str, url: str, traces: Path, n: int, users: int) -> int:
+    """User-space instructions per request of ``target``, counted by callgrind in a
+    process of its own: deterministic (no other process's work counts), but blind to
+    the kernel's share (the socket writes) and to cache misses."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "callgrind.out"
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            "-m",
+            "bench.readpath",
+            CHILD,
+            target,
+            url,
+            str(traces),
+            str(n),
+            str(users),
+        ]
+        subprocess.run(command, check=True, capture_output=True)
+        totals = [line for line in out.read_text().splitlines() if line.startswith("totals:")]
+    return int(totals[-1].split()[1]) // n
+
+
+async def instructions_child(target: str, url: str, traces: Path, n: int, users: int) -> None:
+    """Runs under callgrind: warms up, then counts ``n`` requests only."""
+    subjects = [w.balance_user(i) for i in range(1, users + 1)]
+    tokens_by_user = w.mint_tokens(subjects, ["customer"])
+    tokens = [tokens_by_user[s] for s in subjects]
+    async with contextlib.AsyncExitStack() as stack:
+        service = await stack.enter_async_context(service_app(settings_for(url)))
+        driver = Driver(service, PATH, tokens)
+        if target == "c":
+            baseline = await stack.enter_async_context(baseline_app(asyncpg_dsn(url), traces))
+            driver = Driver(baseline, C_PATH, tokens)
+        for _ in range(300):  # the counted requests' tokens are not in the cache
+            await driver.request()
+        control = ["callgrind_control", "--instr=on", str(os.getpid())]
+        await asyncio.to_thread(subprocess.run, control, check=True, capture_output=True)
+        await driver.run(n)
+        control[1] = "--instr=off"
+        await asyncio.to_thread(subprocess.run, control, check=True, capture_output=True)
+
+
+def render(
+    rounds: Sequence[Round],
+    counted: dict[str, int],
+    n: int,
+    users: int,
+    command: str,
+    label: str,
+) -> str:
     service = statistics.median(r.service_us for r in rounds)
     c = statistics.median(r.c_us for r in rounds)
     ratio = statistics.median(r.ratio for r in rounds)
@@ -328,6 +398,16 @@ def render(rounds: Sequence[Round], n: int, users: int, command: str, label: str
             "",
             f"Service speed vs C (C's CPU / the service's, per round): **{ratio:.2f}x** "
             f"(rounds: {spread}).",
+            *(
+                [
+                    "",
+                    f"Instructions per request (callgrind, user space): service "
+                    f"{counted['service']:,}, C {counted['c']:,}: "
+                    f"**{counted['c'] / counted['service']:.2f}x**.",
+                ]
+                if counted
+                else []
+            ),
         ]
     )
 
@@ -338,14 +418,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7, help="R rounds")
     parser.add_argument("--users", type=int, default=5000, help="balance users read in turn")
     parser.add_argument("--label", default="Balance read, CPU per request")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also count instructions of N requests per app under valgrind's callgrind",
+    )
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == [CHILD]:
+        target, url, traces, n, users = arguments[1:]
+        asyncio.run(instructions_child(target, url, Path(traces), int(n), int(users)))
+        return 0
+    args = parser.parse_args(arguments)
     admin = os.environ.get("BENCH_DATABASE_URL") or admin_url()
     url = create_database(admin, DATABASE)
-    command = ".venv/bin/python -m bench.readpath" + "".join(
-        f" {a}" for a in (sys.argv[1:] if argv is None else argv)
+    command = ".venv/bin/python -m bench.readpath" + "".join(f" {a}" for a in arguments)
+    rounds, counted = asyncio.run(
+        run(url, args.requests, args.repeats, args.users, args.instructions)
     )
-    rounds = asyncio.run(run(url, args.requests, args.repeats, args.users))
-    text = render(rounds, args.requests, args.users, command, args.label)
+    text = render(rounds, counted, args.requests, args.users, command, args.label)
     print(text)
     return 0
 
