@@ -79,6 +79,13 @@ class TokenVerifier:
             self._public_key = json.loads(settings.jwt_jwks_file.read_text())
         elif settings.jwt_public_key_file is not None:
             self._public_key = settings.jwt_public_key_file.read_text()
+        # The key of every accepted algorithm when they all take the same one (all HS,
+        # or all public-key with a key configured), else None.
+        keys = {"hmac" if a.startswith("HS") else "public" for a in self._algorithms}
+        family = next(iter(keys)) if len(keys) == 1 else None
+        self._only_key: str | dict[str, Any] | None = (
+            self._hmac_secret if family == "hmac" else self._public_key if family else None
+        )
 
     def _key_for(self, algorithm: str) -> str | dict[str, Any]:
         key = self._hmac_secret if algorithm.startswith("HS") else self._public_key
@@ -108,10 +115,7 @@ class TokenVerifier:
         del self._verified[token]
         self._cached_chars -= len(token)
 
-    def _verify(self, token: str) -> tuple[Principal, float]:
-        """Full verification: the principal and the token's ``exp``."""
-        if len(token) > MAX_TOKEN_LENGTH:
-            raise InvalidToken("Token is too large.")
+    def _accepted_algorithm(self, token: str) -> str:
         try:
             header = jwt.get_unverified_header(token)
         except JOSEError as exc:
@@ -119,27 +123,57 @@ class TokenVerifier:
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in self._algorithms:
             raise InvalidToken("Token algorithm is not accepted.")
+        return algorithm
+
+    def _refusal(self, token: str) -> InvalidToken:
+        """Why a token was refused, in the words of the header-first check."""
         try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                self._key_for(algorithm),
-                algorithms=[algorithm],
-                audience=self._audience,
-                issuer=self._issuer,
-                options={
-                    # The dates are checked below against this verifier's clock (the
-                    # same one the cache uses), not python-jose's wall clock; its
-                    # require_exp would switch its own exp check back on.
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                    "verify_aud": self._audience is not None,
-                    "require_aud": self._audience is not None,
-                    "require_iss": self._issuer is not None,
-                },
-            )
-        except JOSEError as exc:
-            raise InvalidToken("Token signature or claims are invalid.") from exc
+            self._key_for(self._accepted_algorithm(token))
+        except InvalidToken as refusal:
+            return refusal
+        return InvalidToken("Token signature or claims are invalid.")
+
+    def _decode(
+        self, token: str, key: str | dict[str, Any], algorithms: list[str]
+    ) -> dict[str, Any]:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=algorithms,
+            audience=self._audience,
+            issuer=self._issuer,
+            options={
+                # The dates are checked below against this verifier's clock (the same
+                # one the cache uses), not python-jose's wall clock; its require_exp
+                # would switch its own exp check back on.
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "verify_aud": self._audience is not None,
+                "require_aud": self._audience is not None,
+                "require_iss": self._issuer is not None,
+            },
+        )
+        return claims
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
+        """Full verification: the principal and the token's ``exp``."""
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken("Token is too large.")
+        if self._only_key is not None:
+            # One key for every accepted algorithm: no need to read the header first
+            # (a second parse of the whole token). python-jose still refuses any
+            # algorithm not in the list; a refusal is diagnosed as before.
+            try:
+                claims = self._decode(token, self._only_key, self._algorithms)
+            except JOSEError as exc:
+                raise self._refusal(token) from exc
+        else:
+            algorithm = self._accepted_algorithm(token)
+            try:
+                claims = self._decode(token, self._key_for(algorithm), [algorithm])
+            except JOSEError as exc:
+                raise InvalidToken("Token signature or claims are invalid.") from exc
         # python-jose accepts a numeric string for ``exp``/``iat`` and does not refuse
         # an ``iat`` in the future: RFC 7519 NumericDates are JSON numbers, and a token
         # issued later than now (beyond the skew) is refused.

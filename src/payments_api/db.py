@@ -11,11 +11,13 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 from sqlalchemy import DateTime, MetaData, TextClause, func
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import make_url
@@ -33,6 +35,7 @@ from sqlalchemy.orm import (
     mapped_column,
 )
 from sqlalchemy.orm.attributes import instance_dict, manager_of_class, set_committed_value
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from payments_api.settings import Settings
 
@@ -226,6 +229,39 @@ async def driver_connection(session: AsyncSession, *, begin: bool = True) -> Any
         await connection.exec_driver_sql("SELECT 1")
         driver = raw.driver_connection
     return driver
+
+
+@asynccontextmanager
+async def read_connection(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[Any]:
+    """An asyncpg connection from the pool, for reads of one statement each (every
+    statement its own snapshot: no BEGIN, no COMMIT), with no ORM session around it.
+
+    Opening a session and its transaction for a read cost twice the CPU of checking a
+    connection out of the pool (bench/readpath.py); the balance read is one statement.
+    The connection is the engine pool's own (same limits, recycling and pre-ping), back
+    in the pool when the block ends. A sessionmaker bound to one connection (the test
+    suite's, inside its outer transaction) reads on that connection, so a read sees what
+    the test wrote.
+    """
+    bind = sessionmaker.kw.get("bind")
+    if not isinstance(bind, AsyncEngine):
+        async with sessionmaker() as session:
+            yield await driver_connection(session, begin=False)
+        return
+    pooled = await bind.raw_connection()
+    try:
+        yield pooled.driver_connection
+    except BaseException as exc:
+        # An error the server answered leaves the connection usable; anything else (a
+        # lost connection, a read cancelled mid-protocol) may not: it is replaced.
+        driver = pooled.driver_connection
+        if isinstance(exc, asyncpg.PostgresError) and driver is not None and not driver.is_closed():
+            await greenlet_spawn(pooled.close)
+        else:
+            await greenlet_spawn(pooled.invalidate, exc)
+        raise
+    # Back to the pool; its reset is a no-op, as no transaction was begun.
+    await greenlet_spawn(pooled.close)
 
 
 _POOLED_CONNECTION = "payments_api.pooled_connection"

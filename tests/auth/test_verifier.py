@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwt
 
 from payments_api.auth import InvalidToken, Principal, TokenVerifier
@@ -156,3 +159,45 @@ class TestTokenSize:
         assert len(too_big) > MAX_TOKEN_LENGTH
         with pytest.raises(InvalidToken, match="too large"):
             TokenVerifier(settings).verify(too_big)
+
+
+class TestRefusals:
+    """Each refusal names its reason, whether the accepted algorithms share one key (the
+    token is decoded without reading its header first) or not (the header picks the key)."""
+
+    @pytest.mark.parametrize(
+        ("token", "reason"),
+        [
+            pytest.param("not-a-jwt", "Malformed token.", id="malformed"),
+            pytest.param(
+                make_token("mallory", algorithm="HS512"),
+                "Token algorithm is not accepted.",
+                id="algorithm-not-pinned",
+            ),
+            pytest.param(
+                make_token("mallory", secret="another-secret-that-is-long-enough-000000"),
+                "Token signature or claims are invalid.",
+                id="wrong-key",
+            ),
+        ],
+    )
+    @pytest.mark.parametrize("mixed", [False, True], ids=["one-key", "header-picks-key"])
+    def test_reasons(
+        self, settings: Settings, tmp_path: Path, token: str, reason: str, mixed: bool
+    ) -> None:
+        if mixed:
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            public = tmp_path / "rsa.pub.pem"
+            public.write_bytes(
+                key.public_key().public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            )
+            settings = settings.model_copy(
+                update={"jwt_algorithms": ["HS256", "RS256"], "jwt_public_key_file": public}
+            )
+        verifier = TokenVerifier(settings)
+        assert verifier.verify(make_token("alice")).sub == "alice"
+        with pytest.raises(InvalidToken) as refused:
+            verifier.verify(token)
+        assert refused.value.detail == reason

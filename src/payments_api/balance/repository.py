@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from payments_api.db import RawStatement, driver_connection
+from payments_api.db import RawStatement, read_connection
 
 # The caller's user row and their money in one statement: the user row is needed anyway
 # (first-sight provisioning, the frozen flag), and every extra statement was a round
@@ -47,17 +47,19 @@ class BalanceSnapshot:
 
 
 class BalanceRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    """Reads on a pooled connection of their own, with no ORM session (``read_connection``)."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.sessionmaker = sessionmaker
 
     async def snapshot(self, user_id: str) -> BalanceSnapshot | None:
         """The user's row and balances; None when the user row does not exist."""
-        # A single statement: outside a transaction unless the session already has one.
-        driver = await driver_connection(self.session, begin=False)
-        rows = await driver.fetch(
-            RAW_SELECT_BALANCE_SNAPSHOT.sql,
-            *RAW_SELECT_BALANCE_SNAPSHOT.args({"user_id": user_id}),
-        )
+        # A single statement, so it is its own consistent snapshot: no transaction.
+        async with read_connection(self.sessionmaker) as connection:
+            rows = await connection.fetch(
+                RAW_SELECT_BALANCE_SNAPSHOT.sql,
+                *RAW_SELECT_BALANCE_SNAPSHOT.args({"user_id": user_id}),
+            )
         if not rows:
             return None
         first = rows[0]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.auth import Principal
 from payments_api.balance.repository import BalanceRepository
@@ -23,24 +23,26 @@ ENTRY_PREFIX = "le"
 TRANSACTION_PREFIX = "ltx"
 
 
-class BalanceService:
-    """Read side of the ledger for one user."""
+class BalanceReader:
+    """The caller's balances, read on a pooled connection with no ORM session: the
+    hottest read of the API (bench/readpath.py). A session is opened only to provision a
+    user seen for the first time."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-        self.repository = LedgerRepository(session)
-        self.balances = BalanceRepository(session)
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.sessionmaker = sessionmaker
+        self.balances = BalanceRepository(sessionmaker)
 
     async def balance(self, principal: Principal) -> BalanceRead:
         """The caller's balances per currency, read in one statement with their user row.
 
         The user row stands in for ``CurrentUser``: when it is missing (first sight) or
         the token's roles or email changed, the user is provisioned as on every other
-        route, and the read runs again.
+        route (committed at once), and the read runs again.
         """
         snapshot = await self.balances.snapshot(principal.sub)
         if snapshot is None or not matches_principal(snapshot.roles, snapshot.email, principal):
-            await UserRepository(self.session).upsert_from_principal(principal)
+            async with self.sessionmaker.begin() as session:
+                await UserRepository(session).upsert_from_principal(principal)
             snapshot = await self.balances.snapshot(principal.sub)
             if snapshot is None:  # pragma: no cover - the upsert just wrote the row
                 raise RuntimeError(f"user {principal.sub} vanished after provisioning")
@@ -61,6 +63,14 @@ class BalanceService:
             if any(kinds.values())
         ]
         return BalanceRead(balances=balances, frozen=snapshot.frozen)
+
+
+class BalanceService:
+    """Read side of the ledger for one user."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.repository = LedgerRepository(session)
 
     async def entries(
         self,
