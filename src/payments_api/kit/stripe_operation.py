@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 RowT = TypeVar("RowT")
 RequestT = TypeVar("RequestT")
 AnswerT = TypeVar("AnswerT")
+ResultT = TypeVar("ResultT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,28 @@ class Attempt(Generic[RequestT]):
     """The key's record: the row's id, or the id plus a round when a row asks anew."""
     number: int = 1
     """Attempts so far, this one included (what :data:`RETRY_POLICY` delays by)."""
+
+
+async def call_and_settle(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    operation: str,
+    record_id: int | str,
+    call: Callable[[str], Awaitable[AnswerT]],
+    settle: Callable[[AsyncSession, AnswerT], Awaitable[ResultT]],
+) -> ResultT:
+    """Steps 2 and 3 for a row committed by the caller: ``call`` Stripe with the key
+    derived from the row (``<namespace>:<operation>:<record_id>``), then ``settle`` its
+    answer in a new short transaction.
+
+    :meth:`StripeOperation.run` is built on it. A flow whose recovery is its client's
+    retry (a pay-in, a card setup: the retry's Idempotency-Key finds the same row, so
+    the same key reaches the same Stripe object) calls it directly, right after its
+    reserve transaction, and lets Stripe's errors reach the client.
+    """
+    keys = await outgoing_keys(sessionmaker)
+    answer = await call(keys.derive(operation, record_id))
+    async with sessionmaker.begin() as session:
+        return await settle(session, answer)
 
 
 class StripeOperation(ABC, Generic[RowT, RequestT, AnswerT]):
@@ -175,12 +198,19 @@ class StripeOperation(ABC, Generic[RowT, RequestT, AnswerT]):
             row, attempt = await self.claim(session, row_id)
         if attempt is None:
             return row
-        keys = await outgoing_keys(self.sessionmaker)
-        answer = await self.call(attempt.request, keys.derive(attempt.operation, attempt.record_id))
-        async with self.sessionmaker.begin() as session:
+
+        async def settle_or_wait(session: AsyncSession, answer: AnswerT | Unknown) -> RowT:
             if answer is UNKNOWN:
                 return await self.unknown(session, row_id, attempt)
             return await self.settle(session, row_id, answer)
+
+        return await call_and_settle(
+            self.sessionmaker,
+            attempt.operation,
+            attempt.record_id,
+            lambda key: self.call(attempt.request, key),
+            settle_or_wait,
+        )
 
     async def recover(self, *, limit: int | None = None) -> int:
         """Step 4, the sweep: run every row that is due again (rows left behind by a
