@@ -1,5 +1,5 @@
-"""``kit.backoff.doubling_delay``: the retry schedules of webhook events, withdrawals and
-the sandbox's deliveries."""
+"""``kit.backoff.doubling_delay``: the retry schedules of webhook events, Stripe operations
+(withdrawals) and the sandbox's deliveries."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from payments_api.kit.backoff import doubling_delay
-from payments_api.payouts.service import retry_delay as withdrawal_delay
+from payments_api.kit.stripe_operation import RETRY_POLICY
 from payments_api.webhooks.service import retry_delay as webhook_delay
 from payments_sandbox.events import retry_delay as sandbox_delay
 
@@ -27,5 +27,5 @@ def test_each_schedule_keeps_its_documented_steps() -> None:
     assert [webhook_delay(n) // SECOND for n in (1, 2, 3, 10, 11, 50)] == [
         30, 60, 120, 15360, 21600, 21600,
     ]  # fmt: skip
-    assert [withdrawal_delay(n) // SECOND for n in (1, 2, 8, 9)] == [30, 60, 3600, 3600]
+    assert [RETRY_POLICY.delay(n) // SECOND for n in (1, 2, 8, 9)] == [30, 60, 3600, 3600]
     assert [sandbox_delay(n) // SECOND for n in (1, 2, 3, 10, 11)] == [5, 10, 20, 2560, 3600]

@@ -20,12 +20,16 @@ across them:
    was captured (and completes the acceptance), ``payment_intent.canceled`` cancels it
    or records the release. Webhooks stay the source of truth: whichever of the answer
    and the event comes first applies, the other finds it done.
+
+Steps 2 and 3, and the sweep, run on the Stripe operation skeleton
+(``kit/stripe_operation.py``); this module keeps what a capture's answer means.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,8 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.escrow.models import CaptureMethod, CaptureStatus, Escrow
 from payments_api.escrow.service import EscrowService
-from payments_api.installation import outgoing_keys
 from payments_api.kit.clock import utcnow
+from payments_api.kit.stripe_operation import UNKNOWN, Attempt, StripeOperation, Unknown
 from payments_api.orders.confirmation import PayInConfirmation
 from payments_api.orders.models import Order
 from payments_api.settings import Settings
@@ -128,8 +132,25 @@ async def apply_intent(
         await apply_authorized(session, settings, order, intent)
 
 
-class EscrowCaptures:
-    """Asks Stripe for the capture or release an escrow waits on (see the module doc)."""
+@dataclass(frozen=True, slots=True)
+class CaptureRequest:
+    """What an escrow in flight asks of Stripe, read when the attempt is claimed."""
+
+    escrow_id: int
+    payment_intent_id: str
+    capture: bool
+    """True: capture ``amount``; False: release (cancel) the authorization."""
+    amount: int | None
+
+
+class EscrowCaptures(StripeOperation[None, CaptureRequest, dict[str, Any]]):
+    """Asks Stripe for the capture or release an escrow waits on (see the module doc),
+    on the Stripe operation skeleton. Its recovery is the job queued with the request
+    (``escrow.service``) and the sweep (:meth:`recover`); an unknown outcome leaves the
+    escrow in flight for them."""
+
+    name = "escrow"
+    sweep_limit = 50
 
     def __init__(
         self,
@@ -139,10 +160,9 @@ class EscrowCaptures:
         *,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.sessionmaker = sessionmaker
+        super().__init__(sessionmaker, now=now)
         self.stripe = stripe
         self.settings = settings
-        self.now = now
 
     async def submit(self, escrow_id: int) -> None:
         """Steps 2 and 3 for one escrow; a no-op unless a capture or release is asked.
@@ -151,101 +171,105 @@ class EscrowCaptures:
         a capture: the PaymentIntent is read to learn why (captured or cancelled
         meanwhile: that is applied; else ``capture_failed``, and accepting again asks
         anew under the next round's key)."""
-        async with self.sessionmaker() as session:
-            escrow = await session.get(Escrow, escrow_id)
+        await self.run(escrow_id)
+
+    async def claim(
+        self, session: AsyncSession, row_id: int
+    ) -> tuple[None, Attempt[CaptureRequest] | None]:
+        escrow = await session.get(Escrow, row_id)
         if escrow is None or escrow.payment_intent_id is None:
-            return
+            return None, None
         if escrow.capture_status not in IN_FLIGHT:
-            return
-        keys = await outgoing_keys(self.sessionmaker)
-        intent_id = escrow.payment_intent_id
+            return None, None
+        if escrow.capture_status == CaptureStatus.capture_requested.value:
+            assert escrow.capture_amount is not None  # noqa: S101 - set with the status
+            request = CaptureRequest(
+                escrow.id, escrow.payment_intent_id, True, escrow.capture_amount
+            )
+            return None, Attempt(request, "escrow_capture", f"{escrow.id}-{escrow.capture_round}")
+        request = CaptureRequest(escrow.id, escrow.payment_intent_id, False, None)
+        return None, Attempt(request, "escrow_release", escrow.id)
+
+    async def call(self, request: CaptureRequest, idempotency_key: str) -> dict[str, Any] | Unknown:
         try:
-            if escrow.capture_status == CaptureStatus.capture_requested.value:
-                assert escrow.capture_amount is not None  # noqa: S101 - set with the status
-                intent = await self.stripe.capture_payment_intent(
-                    intent_id,
-                    amount_to_capture=escrow.capture_amount,
-                    idempotency_key=keys.derive(
-                        "escrow_capture", f"{escrow.id}-{escrow.capture_round}"
-                    ),
+            if request.capture:
+                assert request.amount is not None  # noqa: S101 - a capture has its amount
+                return await self.stripe.capture_payment_intent(
+                    request.payment_intent_id,
+                    amount_to_capture=request.amount,
+                    idempotency_key=idempotency_key,
                 )
-            else:
-                intent = await self.stripe.cancel_payment_intent(
-                    intent_id, idempotency_key=keys.derive("escrow_release", escrow.id)
-                )
+            return await self.stripe.cancel_payment_intent(
+                request.payment_intent_id, idempotency_key=idempotency_key
+            )
         except PaymentProviderUnavailable:
             log.warning(
-                "escrow %s: Stripe unavailable for %s, will retry", escrow_id, escrow.capture_status
+                "escrow %s: Stripe unavailable for %s, will retry",
+                request.escrow_id,
+                "capture_requested" if request.capture else "release_requested",
             )
-            return
+            return UNKNOWN
         except PaymentProviderError:
-            known = await self._refused(escrow, intent_id)
-            if known is None:
-                return
-            intent = known
-        await self._apply(escrow_id, intent)
+            known = await self._refused(request)
+            return UNKNOWN if known is None else known
 
-    async def _refused(self, escrow: Escrow, intent_id: str) -> dict[str, Any] | None:
+    async def _refused(self, request: CaptureRequest) -> dict[str, Any] | None:
         """Stripe refused the capture or cancel: what does the PaymentIntent say?"""
         try:
-            intent = await self.stripe.retrieve_payment_intent(intent_id)
+            intent = await self.stripe.retrieve_payment_intent(request.payment_intent_id)
         except (PaymentProviderUnavailable, PaymentProviderError):
             return None  # unknown: the recovery asks again
         if intent.get("status") in ("succeeded", "canceled"):
             return intent
-        if escrow.capture_status == CaptureStatus.capture_requested.value:
+        if request.capture:
             async with self.sessionmaker.begin() as session:
-                stored = await session.get(Escrow, escrow.id, with_for_update=True)
+                stored = await session.get(Escrow, request.escrow_id, with_for_update=True)
                 if (
                     stored is not None
                     and stored.capture_status == CaptureStatus.capture_requested.value
                 ):
-                    log.warning("escrow %s: Stripe refused the capture", escrow.id)
+                    log.warning("escrow %s: Stripe refused the capture", request.escrow_id)
                     stored.capture_status = CaptureStatus.capture_failed
                     stored.updated_at = self.now()
         return None
 
-    async def _apply(self, escrow_id: int, intent: dict[str, Any]) -> None:
-        async with self.sessionmaker.begin() as session:
-            # The order is locked first, as the webhook handlers of the same intent lock
-            # it (``PayInConfirmation.find``) before the escrow: the other order
-            # deadlocked against a webhook arriving with the answer
-            # (tests/orders/test_escrow_capture_race.py).
-            order = await session.scalar(
-                select(Order)
-                .where(
-                    Order.purpose == "escrow",
-                    Order.reference["escrow_id"].as_integer() == escrow_id,
-                    Order.stripe_payment_intent_id == str(intent["id"]),
-                )
-                .limit(1)
-                .with_for_update()
-                .execution_options(populate_existing=True)
+    async def settle(self, session: AsyncSession, row_id: int, answer: dict[str, Any]) -> None:
+        # The order is locked first, as the webhook handlers of the same intent lock
+        # it (``PayInConfirmation.find``) before the escrow: the other order
+        # deadlocked against a webhook arriving with the answer
+        # (tests/orders/test_escrow_capture_race.py).
+        order = await session.scalar(
+            select(Order)
+            .where(
+                Order.purpose == "escrow",
+                Order.reference["escrow_id"].as_integer() == row_id,
+                Order.stripe_payment_intent_id == str(answer["id"]),
             )
-            if order is None:  # pragma: no cover - the authorization recorded it
-                log.error("escrow %s: no order for %s", escrow_id, intent.get("id"))
-                return
-            await apply_intent(session, self.stripe, self.settings, order, intent)
+            .limit(1)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if order is None:  # pragma: no cover - the authorization recorded it
+            log.error("escrow %s: no order for %s", row_id, answer.get("id"))
+            return
+        await apply_intent(session, self.stripe, self.settings, order, answer)
 
-    async def recover(self, *, limit: int = 50) -> int:
+    async def unknown(
+        self, session: AsyncSession, row_id: int, attempt: Attempt[CaptureRequest]
+    ) -> None:
+        """Left in flight: the queued job or the sweep asks again."""
+
+    async def due(self, session: AsyncSession, now: datetime, limit: int) -> list[int]:
         """Captures and releases asked of Stripe with no answer applied (the process
-        stopped between commit and answer, or Stripe was down): ask again."""
-        cutoff = self.now() - RECOVER_AFTER
-        async with self.sessionmaker() as session:
-            stuck = list(
-                await session.scalars(
-                    select(Escrow.id)
-                    .where(
-                        Escrow.capture_status.in_(IN_FLIGHT),
-                        Escrow.capture_requested_at < cutoff,
-                    )
-                    .order_by(Escrow.capture_requested_at)
-                    .limit(limit)
+        stopped between commit and answer, or Stripe was down)."""
+        return list(
+            await session.scalars(
+                select(Escrow.id)
+                .where(
+                    Escrow.capture_status.in_(IN_FLIGHT),
+                    Escrow.capture_requested_at < now - RECOVER_AFTER,
                 )
+                .order_by(Escrow.capture_requested_at)
+                .limit(limit)
             )
-        for escrow_id in stuck:
-            try:
-                await self.submit(escrow_id)
-            except Exception:
-                log.exception("escrow %s: capture recovery failed", escrow_id)
-        return len(stuck)
+        )

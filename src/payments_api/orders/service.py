@@ -11,6 +11,9 @@ A pay-in never holds a database transaction open across a Stripe call:
    ``checkout_session:{order_id}``, ``payment_intent:{order_id}``), so a retry after a
    timeout reaches the same Stripe object;
 3. a second short transaction records Stripe's ids on the order.
+Steps 2 and 3 are the Stripe operation skeleton's ``call_and_settle``
+(``kit/stripe_operation.py``); the client's retry, finding the same order by its
+Idempotency-Key, is the recovery.
 The wallet is credited only by Stripe's events (``PayInConfirmation``), never here.
 """
 
@@ -26,10 +29,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.auth import Principal
-from payments_api.installation import outgoing_keys
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_public_id, public_id
+from payments_api.kit.stripe_operation import call_and_settle
 from payments_api.orders.confirmation import PayInConfirmation
 from payments_api.orders.errors import CheckoutWindowPassed, RedirectUrlNotAllowed
 from payments_api.orders.models import Order
@@ -51,6 +54,7 @@ from payments_api.payment_methods.service import PAYMENT_METHOD_PREFIX
 from payments_api.problems import Forbidden
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.payment_methods import ConfirmedIntent
 from payments_api.users.customers import ensure_customer
 from payments_api.users.errors import UserNotFound
 from payments_api.users.models import User
@@ -143,15 +147,15 @@ class PayInService:
     async def _ensure_customer(self, user: User) -> str:
         return await ensure_customer(self.sessionmaker, self.stripe, user)
 
-    async def _record(self, order_id: int, **values: Any) -> Order:
-        async with self.sessionmaker.begin() as session:
-            order = await OrderRepository(session).get(order_id, for_update=True)
-            assert order is not None  # noqa: S101 - written in step 1
-            for name, value in values.items():
-                if getattr(order, name) is None:  # never overwrite what an event recorded
-                    setattr(order, name, value)
-            order.updated_at = self.now()
-            return order
+    async def _record(self, session: AsyncSession, order_id: int, **values: Any) -> Order:
+        """Step 3: Stripe's ids on the order, in the transaction after the call."""
+        order = await OrderRepository(session).get(order_id, for_update=True)
+        assert order is not None  # noqa: S101 - written in step 1
+        for name, value in values.items():
+            if getattr(order, name) is None:  # never overwrite what an event recorded
+                setattr(order, name, value)
+        order.updated_at = self.now()
+        return order
 
     # -- checkout --------------------------------------------------------------------------
     async def create_checkout(
@@ -195,20 +199,25 @@ class PayInService:
                 "This payment attempt is too old to resume; start over with a new Idempotency-Key."
             )
         if order.stripe_checkout_session_id is None:
-            customer_id = await self._ensure_customer(user)
-            session = await self.stripe.create_checkout_session(
-                self._checkout_params(order, customer_id, body),
-                idempotency_key=(await outgoing_keys(self.sessionmaker)).derive(
-                    "checkout_session", order.id
-                ),
-            )
-            expires = session.get("expires_at")
-            order = await self._record(
+            params = self._checkout_params(order, await self._ensure_customer(user), body)
+
+            async def record(session: AsyncSession, checkout: dict[str, Any]) -> Order:
+                expires = checkout.get("expires_at")
+                return await self._record(
+                    session,
+                    order.id,
+                    stripe_checkout_session_id=checkout["id"],
+                    checkout_url=checkout.get("url"),
+                    expires_at=datetime.fromtimestamp(expires, UTC) if expires else None,
+                    stripe_payment_intent_id=checkout.get("payment_intent"),
+                )
+
+            order = await call_and_settle(
+                self.sessionmaker,
+                "checkout_session",
                 order.id,
-                stripe_checkout_session_id=session["id"],
-                checkout_url=session.get("url"),
-                expires_at=datetime.fromtimestamp(expires, UTC) if expires else None,
-                stripe_payment_intent_id=session.get("payment_intent"),
+                lambda key: self.stripe.create_checkout_session(params, idempotency_key=key),
+                record,
             )
         return CheckoutSessionRead(
             id=order.stripe_checkout_session_id or "",
@@ -295,9 +304,8 @@ class PayInService:
             "customer": customer_id,
             "metadata": metadata,
         }
-        stripe_key = (await outgoing_keys(self.sessionmaker)).derive("payment_intent", order.id)
         if order.payment_method_id is not None:
-            return await self.confirm_with_saved_card(order, params, stripe_key)
+            return await self.confirm_with_saved_card(order, params)
         if body.payment_method_id:
             params["payment_method"] = body.payment_method_id
         if body.automatic_payment_methods:
@@ -306,8 +314,18 @@ class PayInService:
         # secret), so the order never stores the secret. The idempotency layer keeps the
         # whole response (secret included) for its retention period, replayed only to
         # the same user with the same key, as Stripe itself does.
-        intent = await self.stripe.create_payment_intent(params, idempotency_key=stripe_key)
-        await self._record(order.id, stripe_payment_intent_id=intent["id"])
+
+        async def record(session: AsyncSession, intent: dict[str, Any]) -> dict[str, Any]:
+            await self._record(session, order.id, stripe_payment_intent_id=intent["id"])
+            return intent
+
+        intent = await call_and_settle(
+            self.sessionmaker,
+            "payment_intent",
+            order.id,
+            lambda key: self.stripe.create_payment_intent(params, idempotency_key=key),
+            record,
+        )
         return TopupRead(
             payment_intent_id=intent["id"],
             client_secret=intent.get("client_secret"),
@@ -315,10 +333,9 @@ class PayInService:
             order_id=public_id(ORDER_PREFIX, order.id),
         )
 
-    async def confirm_with_saved_card(
-        self, order: Order, params: dict[str, Any], stripe_key: str
-    ) -> TopupRead:
-        """Create and confirm the PaymentIntent with the order's saved card.
+    async def confirm_with_saved_card(self, order: Order, params: dict[str, Any]) -> TopupRead:
+        """Create and confirm the PaymentIntent with the order's saved card (key
+        ``payment_intent:{order_id}``).
 
         Stripe's answer decides the order's state at once where it is not money: a card
         refusal fails it (the mapped code, 402), a bank that wants the customer makes it
@@ -338,21 +355,33 @@ class PayInService:
         )
         if order.off_session:
             params["off_session"] = True
-        result = await self.stripe.create_confirmed_payment_intent(
-            params, idempotency_key=stripe_key
+        result = await call_and_settle(
+            self.sessionmaker,
+            "payment_intent",
+            order.id,
+            lambda key: self.stripe.create_confirmed_payment_intent(params, idempotency_key=key),
+            lambda session, answer: self._settle_confirmation(session, order.id, answer),
         )
+        if isinstance(result, str):
+            raise decline_problem(result)  # after the order's failure is committed
+        return result
+
+    async def _settle_confirmation(
+        self, session: AsyncSession, order_id: int, result: ConfirmedIntent
+    ) -> TopupRead | str:
+        """What a saved card's confirmation means for the order; a decline code when it
+        was refused (raised once this transaction has committed)."""
         intent = result.intent
         intent_id = str(intent["id"])
         status = str(intent.get("status") or "requires_payment_method")
         code = stable_decline_code(result.decline_code) if result.decline_code else None
         next_action: TopupNextAction | None = None
         if code == "authentication_required" or status == "requires_action":
-            async with self.sessionmaker.begin() as session:
-                stored = await OrderRepository(session).get(order.id, for_update=True)
-                assert stored is not None  # noqa: S101
-                confirmation = PayInConfirmation(session, self.stripe, self.settings)
-                await confirmation.require_action(stored, payment_intent_id=intent_id)
-                action_url = stored.action_url
+            stored = await OrderRepository(session).get(order_id, for_update=True)
+            assert stored is not None  # noqa: S101
+            confirmation = PayInConfirmation(session, self.stripe, self.settings)
+            await confirmation.require_action(stored, payment_intent_id=intent_id)
+            action_url = stored.action_url
             stripe_action = intent.get("next_action") or {}
             if code == "authentication_required" or not stripe_action:
                 next_action = TopupNextAction(type="finish_on_session", url=action_url)
@@ -364,22 +393,21 @@ class PayInService:
                 )
             status = "requires_action"
         elif code is not None:
-            async with self.sessionmaker.begin() as session:
-                stored = await OrderRepository(session).get(order.id, for_update=True)
-                assert stored is not None  # noqa: S101
-                if stored.stripe_payment_intent_id is None:
-                    stored.stripe_payment_intent_id = intent_id
-                await PayInConfirmation(session, self.stripe, self.settings).fail(
-                    stored, "failed", code
-                )
-            raise decline_problem(code)
+            stored = await OrderRepository(session).get(order_id, for_update=True)
+            assert stored is not None  # noqa: S101
+            if stored.stripe_payment_intent_id is None:
+                stored.stripe_payment_intent_id = intent_id
+            await PayInConfirmation(session, self.stripe, self.settings).fail(
+                stored, "failed", code
+            )
+            return code
         else:
-            await self._record(order.id, stripe_payment_intent_id=intent_id)
+            await self._record(session, order_id, stripe_payment_intent_id=intent_id)
         return TopupRead(
             payment_intent_id=intent_id,
             client_secret=intent.get("client_secret"),
             status=status,
-            order_id=public_id(ORDER_PREFIX, order.id),
+            order_id=public_id(ORDER_PREFIX, order_id),
             next_action=next_action,
         )
 

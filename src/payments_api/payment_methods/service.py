@@ -1,9 +1,10 @@
 """Saved cards: SetupIntents, the card record Stripe's event confirms, default, detach.
 
-Like pay-ins, no database transaction stays open across a Stripe call: the setup row is
-committed first and the SetupIntent's outgoing key is derived from it
-(``setup_intent:{setup_id}``); a detach marks the card detached first (it can no longer
-be charged) and then detaches it at Stripe (``payment_method_detach:{id}``).
+Like pay-ins (the Stripe operation skeleton's ``call_and_settle``), no database
+transaction stays open across a Stripe call: the setup row is committed first and the
+SetupIntent's outgoing key is derived from it (``setup_intent:{setup_id}``); a detach
+marks the card detached first (it can no longer be charged) and then detaches it at
+Stripe (``payment_method_detach:{id}``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from payments_api.installation import outgoing_keys
 from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_public_id, public_id
+from payments_api.kit.stripe_operation import call_and_settle
 from payments_api.money import charge_step
 from payments_api.payment_methods.errors import PaymentMethodDetached, PaymentMethodNotFound
 from payments_api.payment_methods.models import AutoReload, PaymentMethod, PaymentMethodSetup
@@ -100,22 +102,27 @@ class PaymentMethodService:
                     setup = await methods.setup_by_key(user.id, idempotency_key)
                     assert setup is not None  # noqa: S101 - the conflicting row exists
         customer = await ensure_customer(self.sessionmaker, self.stripe, user)
-        intent = await self.stripe.create_setup_intent(
-            {
-                "customer": customer,
-                "usage": "off_session",
-                "automatic_payment_methods": {"enabled": True},
-                "metadata": {"user_id": user.id, "setup_id": str(setup.id)},
-            },
-            idempotency_key=(await outgoing_keys(self.sessionmaker)).derive(
-                "setup_intent", setup.id
-            ),
-        )
-        async with self.sessionmaker.begin() as session:
+        params = {
+            "customer": customer,
+            "usage": "off_session",
+            "automatic_payment_methods": {"enabled": True},
+            "metadata": {"user_id": user.id, "setup_id": str(setup.id)},
+        }
+
+        async def record(session: AsyncSession, intent: dict[str, Any]) -> dict[str, Any]:
             stored = await session.get(PaymentMethodSetup, setup.id, with_for_update=True)
             assert stored is not None  # noqa: S101 - committed above
             if stored.stripe_setup_intent_id is None:
                 stored.stripe_setup_intent_id = intent["id"]
+            return intent
+
+        intent = await call_and_settle(
+            self.sessionmaker,
+            "setup_intent",
+            setup.id,
+            lambda key: self.stripe.create_setup_intent(params, idempotency_key=key),
+            record,
+        )
         return SetupIntentRead(
             setup_intent_id=intent["id"],
             client_secret=intent.get("client_secret"),

@@ -14,13 +14,16 @@
    settles. A crash between 1 and 2 is the same case. ``transfer.created`` and
    ``transfer.reversed`` events settle it too; every ledger movement has a cause key
    per withdrawal and step, so whichever path comes first wins and the rest are no-ops.
+
+Steps 2 to 4 run on the Stripe operation skeleton (``kit/stripe_operation.py``,
+:class:`WithdrawalTransfer`); this module keeps what a withdrawal's answer means.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy.exc import IntegrityError
@@ -29,13 +32,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from payments_api.auth import Principal
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
-from payments_api.installation import outgoing_keys
-from payments_api.jobs.queue import enqueue
 from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
-from payments_api.kit.backoff import doubling_delay
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, public_id
+from payments_api.kit.stripe_operation import UNKNOWN, Attempt, StripeOperation, Unknown
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.money import payout_step
@@ -67,7 +68,6 @@ log = logging.getLogger(__name__)
 
 WITHDRAWAL_PREFIX = "wd"
 RECOVER_JOB = "payouts.recover"
-Outcome = Literal["transferred", "failed", "unknown"]
 
 
 def withdrawal_read(row: Withdrawal) -> WithdrawalRead:
@@ -89,11 +89,6 @@ def _ref(user_id: str, kind: AccountKind, currency: str) -> ledger_service.Accou
 
 def _stripe_balance(currency: str) -> ledger_service.AccountRef:
     return ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency)
-
-
-def retry_delay(attempts: int) -> timedelta:
-    """30 s, 1 min, 2 min, ... capped at one hour."""
-    return doubling_delay(attempts, first=timedelta(seconds=30), cap=timedelta(hours=1))
 
 
 async def _emit(session: AsyncSession, withdrawal: Withdrawal, type: EventType) -> None:
@@ -201,6 +196,88 @@ async def apply_reversal(
     withdrawal.updated_at = now
 
 
+Settled = tuple[Literal["transferred", "failed"], str]
+"""Stripe's definite answer: the Transfer's id, or why it was refused."""
+
+
+class WithdrawalTransfer(StripeOperation[Withdrawal, dict[str, Any], Settled]):
+    """Steps 2 to 4 of a withdrawal on the Stripe operation skeleton."""
+
+    retry_job = RECOVER_JOB
+    name = "withdrawal"
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        stripe: StripeGateway,
+        *,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        super().__init__(sessionmaker, now=now)
+        self.stripe = stripe
+
+    async def claim(
+        self, session: AsyncSession, row_id: int
+    ) -> tuple[Withdrawal, Attempt[dict[str, Any]] | None]:
+        withdrawal = await WithdrawalRepository(session).get(row_id, for_update=True)
+        if withdrawal is None:
+            raise LookupError(row_id)
+        if withdrawal.status != "pending":
+            return withdrawal, None
+        withdrawal.attempts += 1
+        # Claim the next attempt now so a concurrent recovery does not pile on.
+        withdrawal.next_attempt_at = self.next_attempt_at(withdrawal.attempts)
+        params: dict[str, Any] = {
+            "amount": withdrawal.amount,
+            "currency": withdrawal.currency,
+            "destination": withdrawal.stripe_account_id,
+            "transfer_group": f"withdrawal_{withdrawal.id}",
+            "metadata": {"withdrawal_id": str(withdrawal.id), "user_id": withdrawal.user_id},
+        }
+        return withdrawal, Attempt(params, "withdrawal", withdrawal.id, withdrawal.attempts)
+
+    async def call(self, request: dict[str, Any], idempotency_key: str) -> Settled | Unknown:
+        try:
+            transfer = await self.stripe.create_transfer(request, idempotency_key=idempotency_key)
+        except (PaymentProviderUnavailable, CardDeclined):
+            # Unknown: a timeout, or an answer a transfer should never get (a card
+            # error). The withdrawal stays pending, the client is told so (202), and
+            # recovery retries with the same key: the answer matches what finally
+            # happens instead of a 402 "declined" that the recovery later contradicts.
+            return UNKNOWN
+        except PaymentProviderError:
+            # Stripe answered and refused (e.g. insufficient platform balance, account
+            # cannot receive): definite, so the money goes back.
+            return "failed", "transfer_refused"
+        return "transferred", str(transfer["id"])
+
+    async def _locked(self, session: AsyncSession, withdrawal_id: int) -> Withdrawal:
+        withdrawal = await WithdrawalRepository(session).get(withdrawal_id, for_update=True)
+        assert withdrawal is not None  # noqa: S101 - claimed before the call
+        return withdrawal
+
+    async def settle(self, session: AsyncSession, row_id: int, answer: Settled) -> Withdrawal:
+        withdrawal = await self._locked(session, row_id)
+        outcome, detail = answer
+        if outcome == "transferred":
+            await mark_transferred(session, withdrawal, detail, self.now())
+        else:
+            await mark_failed(session, withdrawal, detail, self.now())
+        return withdrawal
+
+    async def unknown(
+        self, session: AsyncSession, row_id: int, attempt: Attempt[dict[str, Any]]
+    ) -> Withdrawal:
+        withdrawal = await self._locked(session, row_id)
+        if withdrawal.status == "pending":
+            log.warning("withdrawal %s: transfer outcome unknown, will retry", row_id)
+            await self.schedule_retry(session, row_id, withdrawal.attempts)
+        return withdrawal
+
+    async def due(self, session: AsyncSession, now: datetime, limit: int) -> list[int]:
+        return await WithdrawalRepository(session).stuck(now, limit)
+
+
 class PayoutService:
     def __init__(
         self,
@@ -214,6 +291,7 @@ class PayoutService:
         self.stripe = stripe
         self.settings = settings
         self.now = now
+        self.transfers = WithdrawalTransfer(sessionmaker, stripe, now=now)
 
     def _check_limits(self, amount: int, currency: str) -> None:
         limits = self.settings.limits(currency, "withdrawal")
@@ -253,7 +331,7 @@ class PayoutService:
         """Step 1: the pending withdrawal and its ledger hold, in one transaction."""
         self._check_limits(body.amount, body.currency)
         request_fingerprint = fingerprint(body.model_dump(mode="json"))
-        async with self.sessionmaker.begin() as session:
+        async with self.transfers.reserve() as session:
             user = await UserRepository(session).upsert_from_principal(principal)
             withdrawals = WithdrawalRepository(session)
             existing = await withdrawals.by_key(user.id, idempotency_key)
@@ -317,67 +395,11 @@ class PayoutService:
 
     async def transfer_and_settle(self, withdrawal_id: int) -> Withdrawal:
         """Steps 2 and 3: (re)try the Stripe Transfer and record what happened."""
-        async with self.sessionmaker.begin() as session:
-            withdrawal = await WithdrawalRepository(session).get(withdrawal_id, for_update=True)
-            if withdrawal is None:
-                raise LookupError(withdrawal_id)
-            if withdrawal.status != "pending":
-                return withdrawal
-            withdrawal.attempts += 1
-            # Claim the next attempt now so a concurrent recovery does not pile on.
-            withdrawal.next_attempt_at = self.now() + retry_delay(withdrawal.attempts)
-            params: dict[str, Any] = {
-                "amount": withdrawal.amount,
-                "currency": withdrawal.currency,
-                "destination": withdrawal.stripe_account_id,
-                "transfer_group": f"withdrawal_{withdrawal.id}",
-                "metadata": {"withdrawal_id": str(withdrawal.id), "user_id": withdrawal.user_id},
-            }
-        outcome: Outcome
-        code = ""
-        transfer_id = ""
-        try:
-            keys = await outgoing_keys(self.sessionmaker)
-            transfer = await self.stripe.create_transfer(
-                params, idempotency_key=keys.derive("withdrawal", withdrawal_id)
-            )
-            outcome, transfer_id = "transferred", str(transfer["id"])
-        except (PaymentProviderUnavailable, CardDeclined):
-            # Unknown: a timeout, or an answer a transfer should never get (a card
-            # error). The withdrawal stays pending, the client is told so (202), and
-            # recovery retries with the same key: the answer matches what finally
-            # happens instead of a 402 "declined" that the recovery later contradicts.
-            outcome = "unknown"
-        except PaymentProviderError:
-            # Stripe answered and refused (e.g. insufficient platform balance, account
-            # cannot receive): definite, so the money goes back.
-            outcome, code = "failed", "transfer_refused"
-        async with self.sessionmaker.begin() as session:
-            withdrawal = await WithdrawalRepository(session).get(withdrawal_id, for_update=True)
-            assert withdrawal is not None  # noqa: S101
-            now = self.now()
-            if outcome == "transferred":
-                await mark_transferred(session, withdrawal, transfer_id, now)
-            elif outcome == "failed":
-                await mark_failed(session, withdrawal, code, now)
-            elif withdrawal.status == "pending":
-                log.warning("withdrawal %s: transfer outcome unknown, will retry", withdrawal_id)
-                await enqueue(
-                    session,
-                    RECOVER_JOB,
-                    str(withdrawal_id).encode(),
-                    delay=retry_delay(withdrawal.attempts),
-                    dedupe_key=f"withdrawal:{withdrawal_id}",
-                )
-            return withdrawal
+        return await self.transfers.run(withdrawal_id)
 
     async def recover(self, *, limit: int = 100) -> int:
         """Finish pending withdrawals whose transfer is due for another try."""
-        async with self.sessionmaker.begin() as session:
-            due = await WithdrawalRepository(session).stuck(self.now(), limit)
-        for withdrawal_id in due:
-            await self.transfer_and_settle(withdrawal_id)
-        return len(due)
+        return await self.transfers.recover(limit=limit)
 
     async def withdrawals(
         self, user_id: str, *, limit: int, starting_after: str | None

@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.auth import Principal
-from payments_api.installation import outgoing_keys
 from payments_api.orders.confirmation import PayInConfirmation
 from payments_api.orders.models import Order
 from payments_api.orders.repository import OrderRepository
@@ -54,9 +53,8 @@ async def charge_auto_reload(
     service = PayInService(
         sessionmaker, stripe, settings, Principal(sub=user.id, roles=frozenset(), email=None)
     )
-    stripe_key = (await outgoing_keys(sessionmaker)).derive("payment_intent", order.id)
     try:
-        await service.confirm_with_saved_card(order, params, stripe_key)
+        await service.confirm_with_saved_card(order, params)
     except CardDeclined:
         log.info("auto-reload declined", extra={"order_id": order.id})
     except PaymentMethodNotFound:

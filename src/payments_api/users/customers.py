@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from payments_api.installation import outgoing_keys
+from payments_api.kit.stripe_operation import call_and_settle
 from payments_api.stripe.gateway import StripeGateway
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
@@ -18,12 +20,8 @@ async def ensure_customer(
     return the same customer) and stored on the user. Called with no transaction open."""
     if user.stripe_customer_id:
         return user.stripe_customer_id
-    customer = await stripe.create_customer(
-        user_id=user.id,
-        email=user.email,
-        idempotency_key=(await outgoing_keys(sessionmaker)).derive("customer", user.id),
-    )
-    async with sessionmaker.begin() as session:
+
+    async def record(session: AsyncSession, customer: dict[str, Any]) -> str:
         await session.execute(
             update(User)
             .where(User.id == user.id, User.stripe_customer_id.is_(None))
@@ -32,4 +30,12 @@ async def ensure_customer(
         stored = await UserRepository(session).get(user.id)
         assert stored is not None  # noqa: S101 - provisioned before
         user.stripe_customer_id = stored.stripe_customer_id
-    return user.stripe_customer_id or customer["id"]
+        return user.stripe_customer_id or str(customer["id"])
+
+    return await call_and_settle(
+        sessionmaker,
+        "customer",
+        user.id,
+        lambda key: stripe.create_customer(user_id=user.id, email=user.email, idempotency_key=key),
+        record,
+    )
