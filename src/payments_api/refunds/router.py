@@ -20,6 +20,7 @@ from payments_api.refunds.deps import (
     InvoiceRefundServiceDep,
     RefundServiceDep,
 )
+from payments_api.refunds.reads import RefundQueries
 from payments_api.refunds.schemas import (
     RefundCreate,
     RefundList,
@@ -28,7 +29,6 @@ from payments_api.refunds.schemas import (
     WalletRefundList,
     WalletRefundRead,
 )
-from payments_api.refunds.service import RefundQueries
 from payments_api.stripe import errors as stripe_errors
 
 router = APIRouter(tags=["admin"])
