@@ -22,7 +22,7 @@ from payments_api.escrow.schemas import EscrowCreate
 from payments_api.events.types import EventType
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
-from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.kinds import AccountKind
 from payments_api.money import proportional_part
 from payments_api.orders.errors import EscrowCheckoutIncomplete
 from payments_api.orders.models import Order
@@ -39,7 +39,7 @@ from payments_api.orders.schemas import CheckoutSessionCreate
 from payments_api.problems import Forbidden
 from payments_api.refunds.errors import RefundNotSupported
 from payments_api.refunds.models import Refund
-from payments_api.refunds.payee_share import post_taking_from_payee, take_back_postings
+from payments_api.refunds.payee_share import reverse_escrow_settlement
 from payments_api.refunds.repository import RefundRepository
 from payments_api.settings import Settings
 
@@ -165,36 +165,17 @@ async def reverse_settlement(
     before = await RefundRepository(session).reversed_amount(order.id)
     payee_share = proportional_part(amount, order.amount, escrow.payee_amount, before)
     fee_share = amount - payee_share
-    payee_wallet = ledger_service.AccountRef.user(escrow.payee_id, AccountKind.available, currency)
-
-    def reversal(covered: int) -> ledger_service.NewTransaction:
-        postings = [
-            ledger_service.PostingSpec(
-                ledger_service.AccountRef.user(order.user_id, AccountKind.withdrawing, currency),
-                amount,
-            ),
-            *take_back_postings(payee_wallet, payee_share, fee_share, covered),
-        ]
-        return ledger_service.NewTransaction(
-            type="escrow_settlement_reversal",
-            cause_type=CauseType.system,
-            cause_key=f"refund:{refund.id}:reversal",
-            description=f"Refund {public_id(REFUND_PREFIX, refund.id)} reverses the "
-            f"settlement of escrow esc_{escrow.id}",
-            metadata={
-                "refund_id": refund.id,
-                "order_id": order.id,
-                "escrow_id": escrow.id,
-                "payee_id": escrow.payee_id,
-                "payee_share": payee_share,
-                "fee_share": fee_share,
-                "platform_covered": covered,
-            },
-            postings=postings,
-        )
-
-    covered, payee_available = await post_taking_from_payee(
-        session, payee_wallet, payee_share, reversal
+    covered, payee_available = await reverse_escrow_settlement(
+        session,
+        escrow,
+        to=ledger_service.AccountRef.user(order.user_id, AccountKind.withdrawing, currency),
+        amount=amount,
+        payee_share=payee_share,
+        fee_share=fee_share,
+        cause_key=f"refund:{refund.id}:reversal",
+        description=f"Refund {public_id(REFUND_PREFIX, refund.id)} reverses the "
+        f"settlement of escrow esc_{escrow.id}",
+        metadata={"refund_id": refund.id, "order_id": order.id},
     )
     if covered:
         log.warning(
@@ -207,4 +188,3 @@ async def reverse_settlement(
         )
     refund.payee_share, refund.fee_share = payee_share, fee_share
     refund.platform_covered, refund.payee_coverable = covered, max(0, payee_available)
-    escrow.payee_reversed_amount += payee_share

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.audit.repository import AuditLogRepository
@@ -34,14 +33,12 @@ from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.errors import InsufficientFunds
-from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.kinds import AccountKind
 from payments_api.problems import ProblemError
 from payments_api.refunds import metrics
 from payments_api.refunds.errors import (
     RefundCurrencyMismatch,
-    RefundExceedsRefundable,
     RefundNotFound,
-    RefundRejected,
 )
 from payments_api.refunds.invoice_models import InvoiceRefund
 from payments_api.refunds.invoice_repository import InvoiceLookup, InvoiceRefundRepository
@@ -51,9 +48,16 @@ from payments_api.refunds.invoice_settlement import (
     credit_share,
     invoice_refund_read,
 )
-from payments_api.refunds.repository import IN_FLIGHT
 from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
-from payments_api.refunds.two_phase import StripeRefundRequest, TwoPhaseRefunds, user_account
+from payments_api.refunds.two_phase import (
+    StripeRefundRequest,
+    TwoPhaseRefunds,
+    add_once,
+    amount_to_refund,
+    answer_known,
+    hold_transaction,
+    user_account,
+)
 from payments_api.stripe.refs import stripe_id
 from payments_api.subscriptions.models import SubscriptionInvoice
 from payments_api.users.repository import UserRepository
@@ -85,6 +89,7 @@ class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
     """Admin refunds of invoices: reserve, ask Stripe, apply the answer."""
 
     label = "invoice refund"
+    public_prefix = INVOICE_REFUND_PREFIX
 
     async def create(
         self,
@@ -94,20 +99,14 @@ class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
         *,
         request_id: str | None,
     ) -> tuple[RefundRead, bool]:
-        refund = await self.reserve(principal, body, idempotency_key, request_id=request_id)
-        if refund.status == "pending" and refund.stripe_refund_id is None:
-            refund = await self.submit(refund.id)
-        if refund.failure_reason == "provider_rejected":
-            raise RefundRejected(
-                "The payment provider refused the refund; nothing was refunded.",
-                refund_id=public_id(INVOICE_REFUND_PREFIX, refund.id),
-            )
+        refund = await self.submit_reserved(
+            await self.reserve(principal, body, idempotency_key, request_id=request_id)
+        )
         async with self.sessionmaker.begin() as session:
             invoice = await InvoiceLookup(session).get(refund.invoice_id)
             assert invoice is not None  # noqa: S101 - foreign key
             read = invoice_refund_read(refund, invoice)
-        known = refund.stripe_refund_id is not None or refund.status not in IN_FLIGHT
-        return read, known
+        return read, answer_known(refund)
 
     async def _ensure_payment(self, invoice_id: str) -> None:
         """Invoices booked before their PaymentIntent was kept: look it up once."""
@@ -194,15 +193,9 @@ class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
             )
         in_flight, _held = await refunds.in_flight(invoice.id)
         refundable = invoice.amount_paid - invoice.refunded_amount - in_flight
-        amount = body.amount if body.amount is not None else refundable
-        if refundable <= 0 or amount > refundable:
-            raise RefundExceedsRefundable(
-                f"At most {max(refundable, 0)} {invoice.currency} minor units can still be "
-                f"refunded on {invoice.stripe_invoice_id}.",
-                refundable=max(refundable, 0),
-                requested=amount,
-                currency=invoice.currency,
-            )
+        amount = amount_to_refund(
+            body.amount, refundable, invoice.currency, invoice.stripe_invoice_id
+        )
         share = credit_share(invoice, amount, invoice.refunded_amount + in_flight)
         ledger = ledger_service.LedgerService(session)
         wallet = user_account(invoice.user_id, AccountKind.available, invoice.currency)
@@ -234,34 +227,22 @@ class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
             credit_hold=hold,
             stripe_attempts=0,
         )
-        try:
-            async with session.begin_nested():
-                session.add(refund)
-                await session.flush()
-        except IntegrityError:
-            twin = await refunds.by_idempotency_key(actor_id, idempotency_key)
-            if twin is None or twin.request_fingerprint != request_fingerprint:
-                raise IdempotencyKeyReused() from None
-            return twin
+        added = await add_once(
+            session, refund, lambda: refunds.by_idempotency_key(actor_id, idempotency_key)
+        )
+        if added is not refund:
+            return added
         if hold:
             try:
                 await ledger.post(
-                    ledger_service.NewTransaction(
-                        type="refund_hold",
-                        cause_type=CauseType.system,
+                    hold_transaction(
                         cause_key=f"invoice_refund:{refund.id}:hold",
                         description=f"Plan credit held for "
                         f"{public_id(INVOICE_REFUND_PREFIX, refund.id)}",
                         metadata={"invoice_refund_id": refund.id},
-                        postings=[
-                            ledger_service.PostingSpec(wallet, -hold),
-                            ledger_service.PostingSpec(
-                                user_account(
-                                    invoice.user_id, AccountKind.withdrawing, invoice.currency
-                                ),
-                                hold,
-                            ),
-                        ],
+                        user_id=invoice.user_id,
+                        currency=invoice.currency,
+                        amount=hold,
                     )
                 )
             except InsufficientFunds as exc:

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.audit.repository import AuditLogRepository
 from payments_api.kit.amounts import AmountNotInSteps
 from payments_api.kit.clock import utcnow
-from payments_api.kit.idempotency import IdempotencyKeyReused
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.errors import InsufficientFunds
-from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.kinds import AccountKind
 from payments_api.money import charge_step, largest_remainder
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import RefundTerms
@@ -31,13 +29,17 @@ from payments_api.refunds.errors import (
     CreditAlreadySpent,
     OrderNotRefundable,
     RefundExceedsAvailable,
-    RefundExceedsRefundable,
 )
 from payments_api.refunds.models import Refund
 from payments_api.refunds.reads import REFUND_PREFIX
 from payments_api.refunds.repository import RefundRepository
 from payments_api.refunds.settlement import REFUNDABLE_STATUSES
-from payments_api.refunds.two_phase import user_account
+from payments_api.refunds.two_phase import (
+    add_once,
+    amount_to_refund,
+    hold_transaction,
+    user_account,
+)
 from payments_api.users.repository import UserRepository
 
 
@@ -130,15 +132,9 @@ async def reserve_order(
         # A reversed settlement stays reversed even when the card refund then fails
         # (the money waits in the customer's wallet): never reverse it twice.
         refundable = order.amount - await refunds.reversed_amount(order.id)
-    amount = requested if requested is not None else refundable
-    if refundable <= 0 or amount > refundable:
-        raise RefundExceedsRefundable(
-            f"At most {max(refundable, 0)} {order.currency} minor units can still be "
-            f"refunded on {public_id(ORDER_PREFIX, order.id)}.",
-            refundable=max(refundable, 0),
-            requested=amount,
-            currency=order.currency,
-        )
+    amount = amount_to_refund(
+        requested, refundable, order.currency, public_id(ORDER_PREFIX, order.id)
+    )
     AmountNotInSteps.check(amount, order.currency, charge_step(order.currency), "Refunds")
     ledger = ledger_service.LedgerService(session)
     wallet = user_account(order.user_id, AccountKind.available, order.currency)
@@ -183,34 +179,24 @@ async def reserve_order(
         credit_amount=credit,
         forced=forced,
     )
-    try:
-        async with session.begin_nested():
-            await refunds.add(refund)
-    except IntegrityError:
-        # A concurrent twin with the same key won: use its refund.
-        twin = await refunds.by_idempotency_key(actor_id, idempotency_key)
-        if twin is None or twin.request_fingerprint != request_fingerprint:
-            raise IdempotencyKeyReused() from None
-        return twin
+    added = await add_once(
+        session, refund, lambda: refunds.by_idempotency_key(actor_id, idempotency_key)
+    )
+    if added is not refund:
+        return added
     order.credit_taken_back_amount += credit
     if reverse is not None:
         await reverse(session, refund, order)
     elif refund.hold_amount:
         try:
             await ledger.post(
-                ledger_service.NewTransaction(
-                    type="refund_hold",
-                    cause_type=CauseType.system,
+                hold_transaction(
                     cause_key=f"refund:{refund.id}:hold",
                     description=f"Refund {public_id(REFUND_PREFIX, refund.id)} pending",
                     metadata={"refund_id": refund.id, "order_id": order.id},
-                    postings=[
-                        ledger_service.PostingSpec(wallet, -refund.hold_amount),
-                        ledger_service.PostingSpec(
-                            user_account(order.user_id, AccountKind.withdrawing, order.currency),
-                            refund.hold_amount,
-                        ),
-                    ],
+                    user_id=order.user_id,
+                    currency=order.currency,
+                    amount=refund.hold_amount,
                     allow_negative_available=forced,
                 )
             )

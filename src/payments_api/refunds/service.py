@@ -54,7 +54,6 @@ from payments_api.orders.repository import OrderRepository
 from payments_api.refunds.errors import (
     RefundCurrencyMismatch,
     RefundNotSupported,
-    RefundRejected,
     RefundToCardUnavailable,
 )
 from payments_api.refunds.escrow_refunds import (
@@ -64,12 +63,12 @@ from payments_api.refunds.escrow_refunds import (
 )
 from payments_api.refunds.models import Refund
 from payments_api.refunds.reads import REFUND_PREFIX, refund_read
-from payments_api.refunds.repository import IN_FLIGHT, RefundRepository
+from payments_api.refunds.repository import RefundRepository
 from payments_api.refunds.reservation import reserve_order
 from payments_api.refunds.schemas import RefundCreate, RefundRead
 from payments_api.refunds.settlement import RefundSettlement
 from payments_api.refunds.to_wallet import refund_to_wallet
-from payments_api.refunds.two_phase import StripeRefundRequest, TwoPhaseRefunds
+from payments_api.refunds.two_phase import StripeRefundRequest, TwoPhaseRefunds, answer_known
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
@@ -79,6 +78,8 @@ log = logging.getLogger(__name__)
 
 class RefundService(TwoPhaseRefunds[Refund]):
     """Admin refunds: reserve, ask Stripe, apply the answer (see the module docstring)."""
+
+    public_prefix = REFUND_PREFIX
 
     async def create(
         self,
@@ -101,16 +102,10 @@ class RefundService(TwoPhaseRefunds[Refund]):
                 return from_wallet, True
             # A job paid by card: the refund of the order that paid it.
             body = await self._funding_order_body(body)
-        refund = await self.reserve(principal, body, idempotency_key, request_id=request_id)
-        if refund.status == "pending" and refund.stripe_refund_id is None:
-            refund = await self.submit(refund.id)
-        if refund.failure_reason == "provider_rejected":
-            raise RefundRejected(
-                "The payment provider refused the refund; nothing was refunded.",
-                refund_id=public_id(REFUND_PREFIX, refund.id),
-            )
-        known = refund.stripe_refund_id is not None or refund.status not in IN_FLIGHT
-        return refund_read(refund), known
+        refund = await self.submit_reserved(
+            await self.reserve(principal, body, idempotency_key, request_id=request_id)
+        )
+        return refund_read(refund), answer_known(refund)
 
     async def _refund_escrow(
         self,

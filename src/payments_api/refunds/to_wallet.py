@@ -6,11 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.audit.repository import AuditLogRepository
-from payments_api.kit.idempotency import IdempotencyKeyReused
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
@@ -21,7 +19,6 @@ from payments_api.refunds import metrics
 from payments_api.refunds.errors import (
     CreditAlreadySpent,
     OrderNotRefundable,
-    RefundExceedsRefundable,
 )
 from payments_api.refunds.models import Refund
 from payments_api.refunds.reads import REFUND_PREFIX
@@ -33,7 +30,12 @@ from payments_api.refunds.settlement import (
     emit_refund_succeeded,
     refresh_order_status,
 )
-from payments_api.refunds.two_phase import platform_account, user_account
+from payments_api.refunds.two_phase import (
+    add_once,
+    amount_to_refund,
+    platform_account,
+    user_account,
+)
 
 
 @dataclass(slots=True)
@@ -96,15 +98,9 @@ async def refund_to_wallet(
             order_status=order.status,
         )
     refundable = order.amount - order.refunded_amount
-    amount = body.amount if body.amount is not None else refundable
-    if refundable <= 0 or amount > refundable:
-        raise RefundExceedsRefundable(
-            f"At most {max(refundable, 0)} {order.currency} minor units can still be "
-            f"refunded on {public_id(ORDER_PREFIX, order.id)}.",
-            refundable=max(refundable, 0),
-            requested=amount,
-            currency=order.currency,
-        )
+    amount = amount_to_refund(
+        body.amount, refundable, order.currency, public_id(ORDER_PREFIX, order.id)
+    )
     currency = order.currency
     ledger = ledger_service.LedgerService(session)
     wallet = user_account(order.user_id, AccountKind.available, currency)
@@ -141,14 +137,11 @@ async def refund_to_wallet(
         forced=forced,
         succeeded_at=now,
     )
-    try:
-        async with session.begin_nested():
-            await refunds.add(refund)
-    except IntegrityError:
-        twin = await refunds.by_idempotency_key(actor_id, idempotency_key)
-        if twin is None or twin.request_fingerprint != request_fingerprint:
-            raise IdempotencyKeyReused() from None
-        return twin
+    added = await add_once(
+        session, refund, lambda: refunds.by_idempotency_key(actor_id, idempotency_key)
+    )
+    if added is not refund:
+        return added
     await PURPOSES.get(order.purpose).on_refunded_to_wallet(
         WalletRefund(session, ledger, order, refund)
     )

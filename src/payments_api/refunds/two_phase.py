@@ -16,20 +16,23 @@ The Stripe calls are the small functions :func:`find_stripe_refund` and
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.installation import outgoing_keys
 from payments_api.kit.clock import utcnow
+from payments_api.kit.idempotency import IdempotencyKeyReused
+from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
-from payments_api.ledger.kinds import AccountKind
+from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.orders.purposes import StripeRefundOptions
 from payments_api.refunds import metrics
-from payments_api.refunds.errors import RefundNotFound
+from payments_api.refunds.errors import RefundExceedsRefundable, RefundNotFound, RefundRejected
 from payments_api.refunds.invoice_models import InvoiceRefund
 from payments_api.refunds.models import Refund
 from payments_api.refunds.repository import IN_FLIGHT
@@ -71,6 +74,75 @@ def reversed_postings(
             )
         )
     return postings
+
+
+# -- step 1, the steps every reservation shares -----------------------------------------
+
+
+def amount_to_refund(requested: int | None, refundable: int, currency: str, of: str) -> int:
+    """The amount asked (all that is refundable when none was), refused beyond what
+    ``of`` still allows."""
+    amount = requested if requested is not None else refundable
+    if refundable <= 0 or amount > refundable:
+        raise RefundExceedsRefundable(
+            f"At most {max(refundable, 0)} {currency} minor units can still be refunded on {of}.",
+            refundable=max(refundable, 0),
+            requested=amount,
+            currency=currency,
+        )
+    return amount
+
+
+async def add_once(
+    session: AsyncSession, row: RowT, twin: Callable[[], Awaitable[RowT | None]]
+) -> RowT:
+    """Write the new refund ``row``; when a concurrent request with the same key won,
+    its row (``twin()``) is the answer if it was the same request."""
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError:
+        found = await twin()
+        if found is None or found.request_fingerprint != row.request_fingerprint:
+            raise IdempotencyKeyReused() from None
+        return found
+    return row
+
+
+def hold_transaction(
+    *,
+    cause_key: str,
+    description: str,
+    metadata: dict[str, Any],
+    user_id: str,
+    currency: str,
+    amount: int,
+    allow_negative_available: bool = False,
+) -> ledger_service.NewTransaction:
+    """The refund's hold: ``available -> withdrawing`` (the customer can neither spend
+    nor withdraw money that is being refunded), until Stripe answers."""
+    return ledger_service.NewTransaction(
+        type="refund_hold",
+        cause_type=CauseType.system,
+        cause_key=cause_key,
+        description=description,
+        metadata=metadata,
+        postings=[
+            ledger_service.PostingSpec(
+                user_account(user_id, AccountKind.available, currency), -amount
+            ),
+            ledger_service.PostingSpec(
+                user_account(user_id, AccountKind.withdrawing, currency), amount
+            ),
+        ],
+        allow_negative_available=allow_negative_available,
+    )
+
+
+def answer_known(refund: Refund | InvoiceRefund) -> bool:
+    """Whether Stripe's answer on the refund is known (else the API answers 202)."""
+    return refund.stripe_refund_id is not None or refund.status not in IN_FLIGHT
 
 
 class RefundSettlementFlow(Generic[RowT, ParentT]):
@@ -312,6 +384,7 @@ class TwoPhaseRefunds(Generic[RowT]):
     """Steps 2 and 3 of a variant's admin refunds, and their recovery."""
 
     label = "refund"
+    public_prefix = "rfd"
 
     def __init__(
         self,
@@ -339,6 +412,18 @@ class TwoPhaseRefunds(Generic[RowT]):
 
     async def _stuck(self, session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
         raise NotImplementedError
+
+    async def submit_reserved(self, refund: RowT) -> RowT:
+        """Steps 2 and 3 for a refund just reserved (a replayed request finds it as it
+        is); ``RefundRejected`` when Stripe refused it (recorded failed, hold released)."""
+        if refund.status == "pending" and refund.stripe_refund_id is None:
+            refund = await self.submit(refund.id)
+        if refund.failure_reason == "provider_rejected":
+            raise RefundRejected(
+                "The payment provider refused the refund; nothing was refunded.",
+                refund_id=public_id(self.public_prefix, refund.id),
+            )
+        return refund
 
     async def submit(self, refund_id: int, *, look_up_first: bool = False) -> RowT:
         """Steps 2 and 3: ask Stripe (same key on every retry) and apply its answer.
