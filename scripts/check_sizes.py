@@ -5,8 +5,7 @@ Lines are counted as the file has them; a class runs from its first decorator to
 last line, as ``ast`` reports it (nested classes are measured too). Only Python source
 is ours to size: vendored assets (docs_pages/static/) are copies of released files.
 
-Prints each offender and exits 1 when there is one; ``KNOWN_OFFENDERS`` are reported as
-warnings only (see there).
+Prints each offender and exits 1 when there is one.
 """
 
 from __future__ import annotations
@@ -20,17 +19,6 @@ MAX_CLASS_LINES = 400
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "src"
-
-# Files other helpers of issue #17 are splitting at the same time: reported as warnings
-# so CI stays green until their work is merged. The lead empties this list after the
-# merges; a file listed here that is no longer an offender is reported too, as a
-# reminder to drop it.
-KNOWN_OFFENDERS = frozenset(
-    {
-        "src/payments_api/refunds/service.py",
-        "src/payments_api/refunds/invoices.py",
-    }
-)
 
 
 def offences(path: Path) -> list[str]:
@@ -54,25 +42,8 @@ def offences(path: Path) -> list[str]:
 
 def main() -> int:
     errors: list[str] = []
-    warnings: list[str] = []
     for path in sorted(SOURCE.rglob("*.py")):
-        name = path.relative_to(ROOT).as_posix()
-        found = offences(path)
-        if name in KNOWN_OFFENDERS:
-            warnings += [f"warning (known, being split): {offence}" for offence in found]
-            if not found:
-                warnings.append(
-                    f"warning: {name} is within the limits now; drop it from KNOWN_OFFENDERS"
-                )
-        else:
-            errors += found
-    warnings += [
-        f"warning: {name} is gone; drop it from KNOWN_OFFENDERS"
-        for name in sorted(KNOWN_OFFENDERS)
-        if not (ROOT / name).exists()
-    ]
-    for line in warnings:
-        print(line)  # noqa: T201
+        errors += offences(path)
     for line in errors:
         print(line, file=sys.stderr)  # noqa: T201
     if errors:

@@ -23,7 +23,7 @@ from payments_api.projects import models as projects_models
 from payments_api.reconciliation import models as reconciliation_models
 from payments_api.refunds import escrow_refund_models as escrow_refunds_models
 from payments_api.refunds import invoice_models as invoice_refunds_models
-from payments_api.refunds import models as refunds_models
+from payments_api.orders import refund_models as refunds_models
 from payments_api.subscriptions import models as subscriptions_models
 from payments_api.topups import models as topups_models
 from payments_api.users.models import User

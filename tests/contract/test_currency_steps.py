@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.orders.models import Order
-from payments_api.refunds.models import Refund
+from payments_api.orders.refund_models import Refund
 from tests.contract.fake_stripe import FakeStripe
 from tests.factories import create_user, fund
 from tests.helpers import auth

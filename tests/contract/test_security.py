@@ -156,7 +156,7 @@ async def own_subscription(owner: Owner) -> str:
 
 async def own_wallet_refund(owner: Owner) -> str:
     """A cash-out of the owner's wallet (the row; its refunds do not matter here)."""
-    from payments_api.refunds.models import WalletRefund
+    from payments_api.orders.refund_models import WalletRefund
 
     row = WalletRefund(
         user_id=owner.user,

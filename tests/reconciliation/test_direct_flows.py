@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.orders.models import Order
 from payments_api.projects import direct
 from payments_api.projects.models import Project
-from payments_api.refunds.service import RefundSettlement
+from payments_api.refunds.settlement import RefundSettlement
 from payments_api.stripe.gateway import StripeGateway
 from tests.factories import create_user, ledger_invariants
 from tests.reconciliation.conftest import CURRENCY, SeededDay, StripeDay, balance_transaction

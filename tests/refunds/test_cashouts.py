@@ -16,7 +16,7 @@ from payments_api.kit.clock import utcnow
 from payments_api.ledger.kinds import AccountKind
 from payments_api.ledger.service import AccountRef, LedgerService
 from payments_api.orders.models import Order
-from payments_api.refunds.models import Refund, WalletRefund
+from payments_api.orders.refund_models import Refund, WalletRefund
 from payments_api.refunds.service import RefundService
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.service import AccountRef, LedgerService, NewTransaction, PostingSpec
-from payments_api.refunds.payee_share import post_taking_from_payee
+from payments_api.ledger.take_back import post_taking_from_payee
 from tests.factories import create_user, fund, ledger_invariants
 
 

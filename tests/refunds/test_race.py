@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from payments_api.orders.models import Order
-from payments_api.refunds.models import Refund
+from payments_api.orders.refund_models import Refund
 from tests.factories import create_user, ledger_invariants
 from tests.helpers import make_event, stripe_object
 from tests.refunds.helpers import (

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.service import AccountRef, LedgerService, NewTransaction, PostingSpec
 from payments_api.orders.models import Order
-from payments_api.refunds.models import Refund
+from payments_api.orders.refund_models import Refund
 from tests.factories import ledger_invariants
 from tests.helpers import make_event, stripe_object
 from tests.refunds.helpers import (

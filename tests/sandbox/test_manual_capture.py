@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from payments_api.ledger.kinds import AccountKind
-from payments_api.refunds.models import Refund
+from payments_api.orders.refund_models import Refund
 from payments_api.webhooks.models import WebhookEvent
 from payments_sandbox import objects
 from payments_sandbox.models import SandboxObject

@@ -1,5 +1,7 @@
 """Catalog orders (purpose ``order``): prices, discount codes, and what a paid catalog
-order means (revenue in ``sales``, less the wallet credit its price grants)."""
+order means (revenue in ``sales``, less the wallet credit its price grants). A refund
+gives the revenue back out of ``sales``; the credit it takes back is held from the
+buyer's wallet until Stripe answers."""
 
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ from payments_api.orders.purposes import (
     CheckoutLine,
     CheckoutRequest,
     PaidPayment,
+    RefundBooking,
+    RefundTerms,
 )
 from payments_api.orders.reads import ORDER_PREFIX
 from payments_api.orders.repository import CatalogRepository
@@ -229,3 +233,9 @@ class CatalogPurpose(BasePurpose):
             transaction_type="order_payment",
         )
         await grant_credit(payment.ledger, order)
+
+    async def refund_terms(self, session: AsyncSession, order: Order) -> RefundTerms:
+        return RefundTerms()
+
+    async def on_refunded(self, booking: RefundBooking) -> None:
+        await booking.settle_from_sales()

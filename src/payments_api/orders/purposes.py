@@ -3,8 +3,10 @@
 ``orders/`` creates, pays and refunds orders and knows no purpose. Each purpose
 (``topup``, ``order``, ``escrow``, ``direct``) is a small object in its own domain
 (``topups/payin.py``, ``orders/catalog.py``, ``escrow/payin.py``, ``projects/direct.py``)
-that says what to check when a Checkout order is created and what a paid, failed or
-waiting order means. They are registered in one place, ``payments_api/payins.py``.
+that says what to check when a Checkout order is created, what a paid, failed or
+waiting order means, and what refunding a paid order means (whether it may be refunded,
+where the money comes back from: the refund hooks, run by ``refunds/``). They are
+registered in one place, ``payments_api/payins.py``.
 
 Adding a purpose: one new module with a class (subclass ``BasePurpose`` for the no-op
 defaults) and one ``PURPOSES.register(...)`` line in ``payins.py``.
@@ -12,7 +14,7 @@ defaults) and one ``PURPOSES.register(...)`` line in ``payins.py``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,8 +30,10 @@ from payments_api.settings import Settings
 
 if TYPE_CHECKING:
     from payments_api.auth import Principal
-    from payments_api.ledger.service import LedgerService
+    from payments_api.ledger.service import LedgerService, NewTransaction, PostingSpec
     from payments_api.orders.schemas import CheckoutSessionCreate
+    from payments_api.problems import ProblemError
+    from payments_api.orders.refund_models import Refund
     from payments_api.users.models import User
 
 
@@ -69,6 +73,73 @@ class PaidPayment:
     currency: str
 
 
+@dataclass(frozen=True, slots=True)
+class RefundTerms:
+    """What a purpose allows when one of its orders is to be refunded (decided by
+    ``Purpose.refund_terms`` in the refund's transaction, before the order is locked)."""
+
+    refundable: bool = True
+    refusal: ProblemError | None = None
+    """Raised after the common checks when not ``refundable`` (else a generic refusal)."""
+    from_wallet: bool = False
+    """The pay-in credited the customer's wallet: the refund's whole amount is held from
+    it until Stripe answers (otherwise only the order's credit taken back is held)."""
+    reverse_into_hold: Callable[[AsyncSession, Refund, Order], Awaitable[None]] | None = None
+    """Instead of holding from the customer's available, the purpose moves the refund's
+    amount into their ``withdrawing`` itself (a completed job's settlement reversed);
+    the order's refundable amount is then what was not reversed yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class StripeRefundOptions:
+    """What a purpose adds to the Stripe Refund of one of its orders."""
+
+    reverse_transfer: bool = False
+    refund_application_fee: bool = False
+    payee_account: str | None = None
+    """A connected account whose balance is read before Stripe is asked (what it can
+    give back is kept on the refund as ``payee_coverable``)."""
+
+
+class RefundBooking(Protocol):
+    """A card refund of an order that Stripe confirmed (or reverted), handed to the
+    purpose's refund hooks inside the settlement's transaction. The ``settle_*``
+    methods book the standard ``refund`` transaction (cause ``stripe:refund:{re}``)."""
+
+    session: AsyncSession
+    ledger: LedgerService
+    order: Order
+    refund: Refund
+
+    async def settle_from_wallet(self) -> None:
+        """The money comes out of the customer's wallet: the hold, else (dashboard
+        refunds) what is available, the rest from the platform's adjustments."""
+
+    async def settle_from_sales(self) -> None:
+        """The money comes out of the platform's sales (the credit taken back from the
+        hold)."""
+
+    async def settle_unbacked(self) -> None:
+        """Nothing backs the refund: the platform's adjustments bear it."""
+
+
+class WalletRefundBooking(Protocol):
+    """A refund of an order paid from the wallet, back to the wallet at once, handed to
+    ``Purpose.on_refunded_to_wallet`` in the refund's transaction."""
+
+    session: AsyncSession
+    ledger: LedgerService
+    order: Order
+    refund: Refund
+
+    def transaction(self, extra: list[PostingSpec], **metadata: Any) -> NewTransaction:
+        """The ``wallet_refund`` transaction: the refund's amount to the customer's
+        available, plus ``extra`` (where it comes from)."""
+
+    async def from_sales(self) -> None:
+        """Post the refund taken from the platform's sales."""
+
+
 class Purpose(Protocol):
     """One pay-in purpose. ``name`` is the value stored in ``orders.purpose``."""
 
@@ -101,9 +172,32 @@ class Purpose(Protocol):
     async def on_requires_action(self, session: AsyncSession, order: Order) -> None:
         """After the order started waiting for the customer (3-D Secure)."""
 
+    async def refund_terms(self, session: AsyncSession, order: Order) -> RefundTerms:
+        """Whether (and how) an order may be refunded by the API; take the purpose's
+        own locks here (they come before the order's)."""
+
+    async def stripe_refund_options(
+        self, session: AsyncSession, order: Order
+    ) -> StripeRefundOptions:
+        """The purpose's part of the Stripe Refund parameters."""
+
+    async def on_refunded(self, booking: RefundBooking) -> None:
+        """Stripe refunded (part of) the order: book where the money comes back from,
+        once (the booking's cause key makes a second application impossible)."""
+
+    async def on_refund_reverted(self, booking: RefundBooking) -> None:
+        """A refund Stripe had reported succeeded failed afterwards (its postings are
+        reversed by refunds): undo the purpose's own counts."""
+
+    async def on_refunded_to_wallet(self, booking: WalletRefundBooking) -> None:
+        """An order paid from the wallet is refunded to it: post where the money comes
+        back from."""
+
 
 class BasePurpose:
-    """Defaults for a purpose: no Checkout, no partial capture, nothing on failure."""
+    """Defaults for a purpose: no Checkout, no partial capture, nothing on failure, no
+    refunds by the API (a refund made in the Stripe dashboard is borne by the platform's
+    adjustments)."""
 
     name: str = ""
     paid_event: EventType = EventType.order_paid
@@ -130,6 +224,23 @@ class BasePurpose:
 
     async def on_requires_action(self, session: AsyncSession, order: Order) -> None:
         return None
+
+    async def refund_terms(self, session: AsyncSession, order: Order) -> RefundTerms:
+        return RefundTerms(refundable=False)
+
+    async def stripe_refund_options(
+        self, session: AsyncSession, order: Order
+    ) -> StripeRefundOptions:
+        return StripeRefundOptions()
+
+    async def on_refunded(self, booking: RefundBooking) -> None:
+        await booking.settle_unbacked()
+
+    async def on_refund_reverted(self, booking: RefundBooking) -> None:
+        return None
+
+    async def on_refunded_to_wallet(self, booking: WalletRefundBooking) -> None:
+        await booking.from_sales()
 
 
 class UnknownPurpose(LookupError):

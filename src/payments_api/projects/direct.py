@@ -35,10 +35,15 @@ from payments_api.orders.purposes import (
     CheckoutLine,
     CheckoutRequest,
     PaidPayment,
+    RefundBooking,
+    RefundTerms,
+    StripeRefundOptions,
+    WalletRefundBooking,
     require_chosen_amount,
 )
 from payments_api.orders.schemas import CheckoutSessionCreate
 from payments_api.payout_accounts.repository import PayoutAccountRepository
+from payments_api.projects import direct_refunds
 from payments_api.projects.errors import (
     CurrencyMismatch,
     PayeeCannotReceivePayments,
@@ -308,3 +313,22 @@ class DirectPurpose(BasePurpose):
             amount=payment.amount,
             currency=payment.currency,
         )
+
+    # Refunds (``direct_refunds``): the payee's share and the fee's share come back in
+    # the payment's proportions.
+    async def refund_terms(self, session: AsyncSession, order: Order) -> RefundTerms:
+        return RefundTerms()
+
+    async def stripe_refund_options(
+        self, session: AsyncSession, order: Order
+    ) -> StripeRefundOptions:
+        return await direct_refunds.stripe_options(session, order)
+
+    async def on_refunded(self, booking: RefundBooking) -> None:
+        await direct_refunds.settle(booking)
+
+    async def on_refund_reverted(self, booking: RefundBooking) -> None:
+        await direct_refunds.reverted(booking)
+
+    async def on_refunded_to_wallet(self, booking: WalletRefundBooking) -> None:
+        await direct_refunds.refund_to_wallet(booking)

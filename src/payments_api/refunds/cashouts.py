@@ -41,13 +41,17 @@ from payments_api.ledger.errors import InsufficientFunds, WalletFrozen
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.money import charge_step
 from payments_api.refunds import metrics
-from payments_api.refunds.errors import (
+from payments_api.orders.refund_errors import (
     NothingRefundable,
     RefundExceedsRefundable,
     WalletRefundNotFound,
 )
-from payments_api.refunds.models import Refund, WalletRefund
-from payments_api.refunds.repository import IN_FLIGHT, RefundRepository, WalletRefundRepository
+from payments_api.orders.refund_models import Refund, WalletRefund
+from payments_api.orders.refund_repository import (
+    IN_FLIGHT,
+    RefundRepository,
+    WalletRefundRepository,
+)
 from payments_api.refunds.schemas import WalletRefundCreate, WalletRefundList, WalletRefundRead
 from payments_api.refunds.service import RefundService
 from payments_api.refunds.wallet_refunds import WALLET_REFUND_PREFIX, wallet_refund_read

@@ -26,17 +26,17 @@ from payments_api.events.types import EventType
 from payments_api.kit.idempotency import IdempotencyKeyReused
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
-from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.kinds import AccountKind
 from payments_api.money import proportional_part
 from payments_api.refunds import metrics
-from payments_api.refunds.errors import (
+from payments_api.orders.refund_errors import (
     RefundCurrencyMismatch,
     RefundExceedsRefundable,
     RefundNotFound,
     RefundNotSupported,
 )
 from payments_api.refunds.escrow_refund_models import EscrowRefund
-from payments_api.refunds.payee_share import post_taking_from_payee, take_back_postings
+from payments_api.escrow.settlement_reversal import reverse_escrow_settlement
 from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
 
 ESCROW_REFUND_PREFIX = "rfe"
@@ -146,36 +146,19 @@ async def refund_wallet_escrow(
         raise IdempotencyKeyReused(
             "This Idempotency-Key is being used by a concurrent refund; retry."
         ) from None
-    customer = _user(escrow.customer_id, AccountKind.available, currency)
-    payee_wallet = _user(escrow.payee_id, AccountKind.available, currency)
-
-    def reversal(covered: int) -> ledger_service.NewTransaction:
-        postings = [
-            ledger_service.PostingSpec(customer, amount),
-            *take_back_postings(payee_wallet, payee_share, fee_share, covered),
-        ]
-        return ledger_service.NewTransaction(
-            type="escrow_settlement_reversal",
-            cause_type=CauseType.system,
-            cause_key=f"escrow_refund:{refund.id}:reversal",
-            description=f"Refund {public_id(ESCROW_REFUND_PREFIX, refund.id)} reverses the "
-            f"settlement of escrow {escrow_public} into the customer's wallet",
-            metadata={
-                "escrow_refund_id": refund.id,
-                "escrow_id": escrow.id,
-                "payee_id": escrow.payee_id,
-                "payee_share": payee_share,
-                "fee_share": fee_share,
-                "platform_covered": covered,
-            },
-            postings=postings,
-        )
-
-    covered, payee_available = await post_taking_from_payee(
-        session, payee_wallet, payee_share, reversal
+    covered, payee_available = await reverse_escrow_settlement(
+        session,
+        escrow,
+        to=_user(escrow.customer_id, AccountKind.available, currency),
+        amount=amount,
+        payee_share=payee_share,
+        fee_share=fee_share,
+        cause_key=f"escrow_refund:{refund.id}:reversal",
+        description=f"Refund {public_id(ESCROW_REFUND_PREFIX, refund.id)} reverses the "
+        f"settlement of escrow {escrow_public} into the customer's wallet",
+        metadata={"escrow_refund_id": refund.id},
     )
     refund.platform_covered = covered
-    escrow.payee_reversed_amount += payee_share
     read = escrow_refund_read(refund)
     snapshot: dict[str, Any] = {"escrow": escrow_public, "refunded": before}
     await AuditLogRepository(session).record(

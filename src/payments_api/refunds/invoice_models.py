@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from payments_api.db import Base, TimestampMixin
-from payments_api.refunds.models import REFUND_ORIGINS, REFUND_STATUSES
+from payments_api.orders.refund_models import REFUND_ORIGINS, REFUND_STATUSES
 
 
 def _in(values: tuple[str, ...]) -> str:

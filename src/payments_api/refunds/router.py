@@ -12,7 +12,7 @@ from payments_api.kit.pagination import Limit
 from payments_api.ledger import errors as ledger_errors
 from payments_api.orders import errors as orders_errors
 from payments_api.problems import problem_responses
-from payments_api.refunds import errors as refunds_errors
+from payments_api.orders import refund_errors as refunds_errors
 from payments_api.refunds import escrow_refunds, invoices
 from payments_api.refunds.deps import (
     AdminPrincipalDep,
@@ -20,6 +20,7 @@ from payments_api.refunds.deps import (
     InvoiceRefundServiceDep,
     RefundServiceDep,
 )
+from payments_api.refunds.reads import RefundQueries
 from payments_api.refunds.schemas import (
     RefundCreate,
     RefundList,
@@ -28,7 +29,6 @@ from payments_api.refunds.schemas import (
     WalletRefundList,
     WalletRefundRead,
 )
-from payments_api.refunds.service import RefundQueries
 from payments_api.stripe import errors as stripe_errors
 
 router = APIRouter(tags=["admin"])

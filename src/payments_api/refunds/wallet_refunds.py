@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.pagination import public_id
-from payments_api.refunds.models import Refund, WalletRefund
-from payments_api.refunds.repository import IN_FLIGHT, WalletRefundRepository
+from payments_api.orders.refund_models import Refund, WalletRefund
+from payments_api.orders.refund_repository import IN_FLIGHT, WalletRefundRepository
 from payments_api.refunds.schemas import WalletRefundPart, WalletRefundRead
 
 WALLET_REFUND_PREFIX = "wrf"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from payments_api.refunds.invoices import InvoiceRefundSettlement
-from payments_api.refunds.service import RefundSettlement
+from payments_api.refunds.invoice_settlement import InvoiceRefundSettlement
+from payments_api.refunds.settlement import RefundSettlement
 from payments_api.webhooks.registry import EventHandler, HandlerContext, StripeEvent
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,6 @@
 """Top-ups (purpose ``topup``): the paid amount lands in the user's available balance,
-and the user hears of every step (succeeded, failed, waiting for them)."""
+and the user hears of every step (succeeded, failed, waiting for them). A refund takes
+the money back out of that balance: held from it until Stripe answers."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from payments_api.orders.purposes import (
     CheckoutLine,
     CheckoutRequest,
     PaidPayment,
+    RefundBooking,
+    RefundTerms,
     require_chosen_amount,
 )
 from payments_api.orders.reads import order_read
@@ -65,6 +68,13 @@ class TopupPurpose(BasePurpose):
 
     async def on_requires_action(self, session: AsyncSession, order: Order) -> None:
         await _tell_user(session, order, EventType.topup_requires_action, "requires_action")
+
+    async def refund_terms(self, session: AsyncSession, order: Order) -> RefundTerms:
+        # The customer can neither spend nor withdraw money that is being refunded.
+        return RefundTerms(from_wallet=True)
+
+    async def on_refunded(self, booking: RefundBooking) -> None:
+        await booking.settle_from_wallet()
 
 
 async def _tell_user(session: AsyncSession, order: Order, event: EventType, step: str) -> None:

@@ -18,7 +18,7 @@ with another body is ``idempotency_key_reused``. Amounts are within the currency
   counts in the project's and session's figures and the payee's earnings.
 
 No Stripe call is made; refunds of these orders go back to the wallet
-(``refunds.service``).
+(``refunds.to_wallet``).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.orders.models import Order
-from payments_api.refunds.models import Refund, WalletRefund
+from payments_api.orders.refund_models import Refund, WalletRefund
 
 IN_FLIGHT = ("pending", "requires_action")
 

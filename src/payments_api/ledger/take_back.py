@@ -1,6 +1,6 @@
-"""Taking a refund's payee share back from the payee's available balance, the platform
-covering what the payee no longer holds (shared by the refunds of direct payments,
-card-paid and wallet-paid jobs)."""
+"""A ledger shape: taking a refund's payee share back from the payee's available
+balance, the platform covering what the payee no longer holds (shared by the refunds of
+direct payments, card-paid and wallet-paid jobs)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.errors import InsufficientFunds
-from payments_api.ledger.kinds import AccountKind
+from payments_api.ledger.kinds import AccountKind, CauseType
 
 
 async def post_taking_from_payee(

@@ -1,0 +1,130 @@
+"""SQL of invoice refunds: their rows, and the subscription invoices they refund."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.refunds.invoice_models import InvoiceRefund
+from payments_api.orders.refund_repository import IN_FLIGHT
+from payments_api.subscriptions.models import SubscriptionInvoice
+
+
+class InvoiceRefundRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, refund_id: int, *, for_update: bool = False) -> InvoiceRefund | None:
+        stmt = select(InvoiceRefund).where(InvoiceRefund.id == refund_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        result: InvoiceRefund | None = await self.session.scalar(
+            stmt.execution_options(populate_existing=True)
+        )
+        return result
+
+    async def by_stripe_id(self, stripe_refund_id: str) -> InvoiceRefund | None:
+        result: InvoiceRefund | None = await self.session.scalar(
+            select(InvoiceRefund).where(InvoiceRefund.stripe_refund_id == stripe_refund_id)
+        )
+        return result
+
+    async def by_idempotency_key(self, actor_id: str, key: str) -> InvoiceRefund | None:
+        result: InvoiceRefund | None = await self.session.scalar(
+            select(InvoiceRefund).where(
+                InvoiceRefund.requested_by == actor_id, InvoiceRefund.idempotency_key == key
+            )
+        )
+        return result
+
+    async def in_flight(self, invoice_id: int) -> tuple[int, int]:
+        """Amount and credit hold of the invoice's refunds still in flight."""
+        row = (
+            await self.session.execute(
+                select(
+                    func.coalesce(func.sum(InvoiceRefund.amount), 0),
+                    func.coalesce(func.sum(InvoiceRefund.credit_share), 0),
+                ).where(InvoiceRefund.invoice_id == invoice_id, InvoiceRefund.status.in_(IN_FLIGHT))
+            )
+        ).one()
+        return int(row[0]), int(row[1])
+
+    async def insert_from_stripe(self, values: dict[str, Any]) -> None:
+        await self.session.execute(
+            insert(InvoiceRefund)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[InvoiceRefund.stripe_refund_id])
+        )
+
+    async def stuck(self, cutoff: datetime, limit: int) -> list[int]:
+        rows = await self.session.scalars(
+            select(InvoiceRefund.id)
+            .where(
+                InvoiceRefund.status == "pending",
+                InvoiceRefund.stripe_refund_id.is_(None),
+                InvoiceRefund.origin == "admin",
+                InvoiceRefund.created_at < cutoff,
+            )
+            .order_by(InvoiceRefund.id)
+            .limit(limit)
+        )
+        return list(rows)
+
+    async def page(
+        self, *, limit: int, before_id: int | None, invoice_id: int | None
+    ) -> list[tuple[InvoiceRefund, SubscriptionInvoice]]:
+        stmt = select(InvoiceRefund, SubscriptionInvoice).join(
+            SubscriptionInvoice, SubscriptionInvoice.id == InvoiceRefund.invoice_id
+        )
+        if before_id is not None:
+            stmt = stmt.where(InvoiceRefund.id < before_id)
+        if invoice_id is not None:
+            stmt = stmt.where(InvoiceRefund.invoice_id == invoice_id)
+        rows = await self.session.execute(stmt.order_by(InvoiceRefund.id.desc()).limit(limit))
+        return [(r[0], r[1]) for r in rows.all()]
+
+
+class InvoiceLookup:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, invoice_id: int, *, for_update: bool = False) -> SubscriptionInvoice | None:
+        stmt = select(SubscriptionInvoice).where(SubscriptionInvoice.id == invoice_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        result: SubscriptionInvoice | None = await self.session.scalar(
+            stmt.execution_options(populate_existing=True)
+        )
+        return result
+
+    async def by_stripe_id(
+        self, stripe_invoice_id: str, *, for_update: bool = False
+    ) -> SubscriptionInvoice | None:
+        stmt = select(SubscriptionInvoice).where(
+            SubscriptionInvoice.stripe_invoice_id == stripe_invoice_id
+        )
+        if for_update:
+            stmt = stmt.with_for_update()
+        result: SubscriptionInvoice | None = await self.session.scalar(
+            stmt.execution_options(populate_existing=True)
+        )
+        return result
+
+    async def by_payment(
+        self, *, payment_intent: str | None, charge: str | None
+    ) -> SubscriptionInvoice | None:
+        conditions = []
+        if payment_intent:
+            conditions.append(SubscriptionInvoice.stripe_payment_intent_id == payment_intent)
+        if charge:
+            conditions.append(SubscriptionInvoice.stripe_charge_id == charge)
+        if not conditions:
+            return None
+        result: SubscriptionInvoice | None = await self.session.scalar(
+            select(SubscriptionInvoice).where(or_(*conditions)).limit(1)
+        )
+        return result

@@ -1,0 +1,482 @@
+"""The two-phase refund flow shared by refunds of orders (``service``/``settlement``)
+and of subscription invoices (``invoices``/``invoice_settlement``): each variant keeps
+only what differs (its rows, what it books, the events it emits).
+
+1. the variant's service reserves the refund in one transaction (``pending``);
+2. :meth:`TwoPhaseRefunds.submit` asks Stripe with no transaction open (the same key on
+   every retry; recovery looks for the refund at Stripe first);
+3. :meth:`RefundSettlementFlow.apply` applies Stripe's answer (the API's, or the
+   ``refund.*``/``charge.refunded`` events'), once: both lock the parent (order or
+   invoice) and then the refund row.
+
+The Stripe calls are the small functions :func:`find_stripe_refund` and
+:func:`create_stripe_refund`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from payments_api.installation import outgoing_keys
+from payments_api.kit.clock import utcnow
+from payments_api.kit.idempotency import IdempotencyKeyReused
+from payments_api.kit.pagination import public_id
+from payments_api.ledger import service as ledger_service
+from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.orders.purposes import StripeRefundOptions
+from payments_api.refunds import metrics
+from payments_api.orders.refund_errors import (
+    RefundExceedsRefundable,
+    RefundNotFound,
+    RefundRejected,
+)
+from payments_api.refunds.invoice_models import InvoiceRefund
+from payments_api.orders.refund_models import Refund
+from payments_api.orders.refund_repository import IN_FLIGHT
+from payments_api.settings import Settings
+from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
+from payments_api.stripe.gateway import StripeGateway
+
+log = logging.getLogger(__name__)
+
+
+RowT = TypeVar("RowT", Refund, InvoiceRefund)
+"""A refund row: of an order or of a subscription invoice (both tables have the columns
+the shared steps read and write)."""
+ParentT = TypeVar("ParentT")
+
+
+def user_account(user_id: str, kind: AccountKind, currency: str) -> ledger_service.AccountRef:
+    return ledger_service.AccountRef.user(user_id, kind, currency)
+
+
+def platform_account(kind: AccountKind, currency: str) -> ledger_service.AccountRef:
+    return ledger_service.AccountRef.platform(kind, currency)
+
+
+def reversed_postings(
+    settled: Any, *, held: tuple[AccountKind, ...]
+) -> list[ledger_service.PostingSpec]:
+    """The exact opposite of a settled ledger transaction's postings, with what came out
+    of a hold (``held`` kinds, gone since) returned to the owner's available."""
+    postings = []
+    for posting in settled.postings:
+        kind = AccountKind(posting.kind)
+        if kind in held:
+            kind = AccountKind.available
+        postings.append(
+            ledger_service.PostingSpec(
+                ledger_service.AccountRef(kind, posting.currency, posting.owner_user_id),
+                -posting.amount,
+            )
+        )
+    return postings
+
+
+# -- step 1, the steps every reservation shares -----------------------------------------
+
+
+def amount_to_refund(requested: int | None, refundable: int, currency: str, of: str) -> int:
+    """The amount asked (all that is refundable when none was), refused beyond what
+    ``of`` still allows."""
+    amount = requested if requested is not None else refundable
+    if refundable <= 0 or amount > refundable:
+        raise RefundExceedsRefundable(
+            f"At most {max(refundable, 0)} {currency} minor units can still be refunded on {of}.",
+            refundable=max(refundable, 0),
+            requested=amount,
+            currency=currency,
+        )
+    return amount
+
+
+async def add_once(
+    session: AsyncSession, row: RowT, twin: Callable[[], Awaitable[RowT | None]]
+) -> RowT:
+    """Write the new refund ``row``; when a concurrent request with the same key won,
+    its row (``twin()``) is the answer if it was the same request."""
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError:
+        found = await twin()
+        if found is None or found.request_fingerprint != row.request_fingerprint:
+            raise IdempotencyKeyReused() from None
+        return found
+    return row
+
+
+def hold_transaction(
+    *,
+    cause_key: str,
+    description: str,
+    metadata: dict[str, Any],
+    user_id: str,
+    currency: str,
+    amount: int,
+    allow_negative_available: bool = False,
+) -> ledger_service.NewTransaction:
+    """The refund's hold: ``available -> withdrawing`` (the customer can neither spend
+    nor withdraw money that is being refunded), until Stripe answers."""
+    return ledger_service.NewTransaction(
+        type="refund_hold",
+        cause_type=CauseType.system,
+        cause_key=cause_key,
+        description=description,
+        metadata=metadata,
+        postings=[
+            ledger_service.PostingSpec(
+                user_account(user_id, AccountKind.available, currency), -amount
+            ),
+            ledger_service.PostingSpec(
+                user_account(user_id, AccountKind.withdrawing, currency), amount
+            ),
+        ],
+        allow_negative_available=allow_negative_available,
+    )
+
+
+def answer_known(refund: Refund | InvoiceRefund) -> bool:
+    """Whether Stripe's answer on the refund is known (else the API answers 202)."""
+    return refund.stripe_refund_id is not None or refund.status not in IN_FLIGHT
+
+
+class RefundSettlementFlow(Generic[RowT, ParentT]):
+    """Applies Stripe's word on a refund, once. A variant says how to find its rows and
+    parents, what a success books and emits, and what a failure undoes."""
+
+    label = "refund"
+    metadata_key = "refund_id"
+    """The Stripe Refund's metadata naming our row."""
+
+    def __init__(
+        self, session: AsyncSession, stripe: StripeGateway, *, now: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.session = session
+        self.stripe = stripe
+        self.now = now
+        self.ledger = ledger_service.LedgerService(session)
+
+    # -- what a variant says -------------------------------------------------------------
+
+    async def row(self, refund_id: int, *, for_update: bool = False) -> RowT | None:
+        raise NotImplementedError
+
+    async def row_by_stripe_id(self, stripe_refund_id: str) -> RowT | None:
+        raise NotImplementedError
+
+    async def parent_of(self, refund: RowT, *, for_update: bool = False) -> ParentT | None:
+        raise NotImplementedError
+
+    async def _record_external(self, stripe_refund: dict[str, Any]) -> RowT | None:
+        """A refund made without our API (the Stripe dashboard): recorded as ours, or
+        None when it is not about this variant's payments."""
+        raise NotImplementedError
+
+    async def _insert_from_stripe(self, values: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def _settle(self, refund: RowT, parent: ParentT, now: datetime) -> None:
+        """Stripe refunded: book it (the refund is still in flight)."""
+        raise NotImplementedError
+
+    async def release_hold(self, refund: RowT) -> None:
+        """Stripe did not refund: what the refund held goes back."""
+        raise NotImplementedError
+
+    async def _revert(self, refund: RowT, parent: ParentT, now: datetime) -> None:
+        """Stripe could not deliver a refund it had reported succeeded."""
+        raise NotImplementedError
+
+    async def _emit_succeeded(self, refund: RowT, parent: ParentT) -> None:
+        raise NotImplementedError
+
+    async def emit_failed(self, refund: RowT, parent: ParentT) -> None:
+        raise NotImplementedError
+
+    async def after_change(self, refund: RowT) -> None:
+        """After the refund became final (a cash-out made of it is refreshed)."""
+        return None
+
+    # -- the shared steps ----------------------------------------------------------------
+
+    async def apply(self, stripe_refund: dict[str, Any]) -> RowT | None:
+        """Apply a Stripe Refund object (an API answer or an event's object), once.
+
+        Returns our refund, or None when the refund is not about this variant's payments.
+        """
+        stripe_id = str(stripe_refund["id"])
+        found = await self._locate(stripe_refund)
+        if found is None:
+            found = await self._record_external(stripe_refund)
+            if found is None:
+                return None
+        # Lock parent then refund, in that order everywhere (API result, events, recovery).
+        parent = await self.parent_of(found, for_update=True)
+        refund = await self.row(found.id, for_update=True)
+        if parent is None or refund is None:  # pragma: no cover - foreign keys guarantee them
+            raise RuntimeError(f"{self.label} {found.id} lost what it refunds")
+        if refund.stripe_refund_id is None:
+            refund.stripe_refund_id = stripe_id
+        elif refund.stripe_refund_id != stripe_id:
+            log.error(
+                "%s %s is %s at Stripe, not %s; ignoring",
+                self.label,
+                refund.id,
+                refund.stripe_refund_id,
+                stripe_id,
+            )
+            return refund
+        await self._transition(refund, parent, str(stripe_refund.get("status")), stripe_refund)
+        return refund
+
+    async def _locate(self, stripe_refund: dict[str, Any]) -> RowT | None:
+        existing = await self.row_by_stripe_id(str(stripe_refund["id"]))
+        if existing is not None:
+            return existing
+        raw = (stripe_refund.get("metadata") or {}).get(self.metadata_key)
+        if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 18:
+            # Our refund whose API answer has not been recorded yet (the event won the race).
+            ours = await self.row(int(raw))
+            if ours is not None and ours.stripe_refund_id in (None, stripe_refund["id"]):
+                return ours
+        return None
+
+    async def _record(
+        self, stripe_refund: dict[str, Any], currency: str, values: dict[str, Any], of: str
+    ) -> RowT | None:
+        """Record a dashboard refund of ``of`` (whose currency is ``currency``) as ours:
+        ``values`` are the row's, less what comes from the Stripe Refund."""
+        refund_currency = str(stripe_refund.get("currency", currency)).lower()
+        if refund_currency != currency:
+            raise ValueError(
+                f"refund {stripe_refund['id']} is in {refund_currency}, {of} in {currency}"
+            )
+        await self._insert_from_stripe(
+            {
+                **values,
+                "amount": int(stripe_refund["amount"]),
+                "currency": refund_currency,
+                "status": "pending",
+                "origin": "stripe",
+                "reason": stripe_refund.get("reason"),
+                "stripe_refund_id": str(stripe_refund["id"]),
+            }
+        )
+        metrics.REFUNDS.labels(origin="stripe", outcome="recorded").inc()
+        log.warning(
+            "refund %s of %s was made outside the API; recording it", stripe_refund["id"], of
+        )
+        return await self.row_by_stripe_id(str(stripe_refund["id"]))
+
+    async def _transition(
+        self, refund: RowT, parent: ParentT, status: str, stripe_refund: dict[str, Any]
+    ) -> None:
+        now = self.now()
+        if status in IN_FLIGHT:
+            if refund.status in IN_FLIGHT and refund.status != status:
+                refund.status, refund.updated_at = status, now
+            return
+        if status == "succeeded":
+            if refund.status in IN_FLIGHT:
+                await self._settle(refund, parent, now)
+                refund.status, refund.succeeded_at, refund.updated_at = "succeeded", now, now
+                await self._count_succeeded(refund, parent, now)
+                metrics.REFUNDS.labels(origin=refund.origin, outcome="succeeded").inc()
+                await self._emit_succeeded(refund, parent)
+                await self.after_change(refund)
+            elif refund.status != "succeeded":
+                # failed and canceled are final at Stripe: a late "succeeded" is stale.
+                log.warning(
+                    "%s %s is %s; ignoring Stripe's succeeded", self.label, refund.id, refund.status
+                )
+            return
+        if status in ("failed", "canceled"):
+            reason = str(stripe_refund.get("failure_reason") or status)[:64]
+            if refund.status in IN_FLIGHT:
+                await self.release_hold(refund)
+            elif refund.status == "succeeded":
+                # e.g. a closed card: the money is back at Stripe, so back where it came from.
+                await self._revert(refund, parent, now)
+            else:
+                return
+            refund.status, refund.failure_reason, refund.updated_at = status, reason, now
+            metrics.REFUNDS.labels(origin=refund.origin, outcome=status).inc()
+            await self.emit_failed(refund, parent)
+            await self.after_change(refund)
+            return
+        log.warning("%s %s: unknown Stripe status %r ignored", self.label, refund.id, status)
+
+    async def _count_succeeded(self, refund: RowT, parent: ParentT, now: datetime) -> None:
+        """After the refund became succeeded, before its events."""
+        return None
+
+    async def reject_unsent(self, refund_id: int) -> RowT:
+        """Stripe refused to create the refund: nothing was refunded, release the hold."""
+        found = await self.row(refund_id)
+        if found is None:  # pragma: no cover
+            raise RefundNotFound()
+        parent = await self.parent_of(found, for_update=True)
+        refund = await self.row(refund_id, for_update=True)
+        if refund is None or parent is None:  # pragma: no cover
+            raise RefundNotFound()
+        if refund.status == "pending" and refund.stripe_refund_id is None:
+            await self.release_hold(refund)
+            refund.status, refund.failure_reason = "failed", "provider_rejected"
+            refund.updated_at = self.now()
+            metrics.REFUNDS.labels(origin=refund.origin, outcome="rejected").inc()
+            await self.emit_failed(refund, parent)
+            await self.after_change(refund)
+        return refund
+
+
+@dataclass(frozen=True, slots=True)
+class StripeRefundRequest:
+    """One Stripe Refund to make for one of our refund rows."""
+
+    payment_intent: str
+    amount: int
+    reason: str | None
+    metadata: dict[str, str]
+    key_scope: str
+    """The idempotency key is ``<namespace>:{key_scope}:{key_id}``."""
+    key_id: int
+    match: tuple[str, str]
+    """The metadata entry that names our row (recovery finds the refund by it)."""
+    options: StripeRefundOptions = field(default_factory=StripeRefundOptions)
+
+
+async def find_stripe_refund(
+    stripe: StripeGateway, request: StripeRefundRequest
+) -> dict[str, Any] | None:
+    """The refund Stripe already made for this row, if any (Stripe forgets idempotency
+    keys after a day)."""
+    key, value = request.match
+    for candidate in await stripe.list_refunds(payment_intent=request.payment_intent):
+        if (candidate.get("metadata") or {}).get(key) == value:
+            return candidate
+    return None
+
+
+async def create_stripe_refund(
+    stripe: StripeGateway,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    request: StripeRefundRequest,
+) -> dict[str, Any]:
+    return await stripe.create_refund(
+        payment_intent=request.payment_intent,
+        amount=request.amount,
+        reason=request.reason,
+        metadata=request.metadata,
+        idempotency_key=(await outgoing_keys(sessionmaker)).derive(
+            request.key_scope, request.key_id
+        ),
+        reverse_transfer=request.options.reverse_transfer,
+        refund_application_fee=request.options.refund_application_fee,
+    )
+
+
+class TwoPhaseRefunds(Generic[RowT]):
+    """Steps 2 and 3 of a variant's admin refunds, and their recovery."""
+
+    label = "refund"
+    public_prefix = "rfd"
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        stripe: StripeGateway,
+        settings: Settings,
+        *,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.stripe = stripe
+        self.settings = settings
+        self.now = now
+
+    def settlement(self, session: AsyncSession) -> RefundSettlementFlow[RowT, Any]:
+        raise NotImplementedError
+
+    async def _stripe_request(self, session: AsyncSession, refund: RowT) -> StripeRefundRequest:
+        """What to ask Stripe for a pending refund (its row locked)."""
+        raise NotImplementedError
+
+    async def _before_stripe(self, refund: RowT, request: StripeRefundRequest) -> None:
+        """Reads made before Stripe is asked, outside any transaction."""
+        return None
+
+    async def _stuck(self, session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
+        raise NotImplementedError
+
+    async def submit_reserved(self, refund: RowT) -> RowT:
+        """Steps 2 and 3 for a refund just reserved (a replayed request finds it as it
+        is); ``RefundRejected`` when Stripe refused it (recorded failed, hold released)."""
+        if refund.status == "pending" and refund.stripe_refund_id is None:
+            refund = await self.submit(refund.id)
+        if refund.failure_reason == "provider_rejected":
+            raise RefundRejected(
+                "The payment provider refused the refund; nothing was refunded.",
+                refund_id=public_id(self.public_prefix, refund.id),
+            )
+        return refund
+
+    async def submit(self, refund_id: int, *, look_up_first: bool = False) -> RowT:
+        """Steps 2 and 3: ask Stripe (same key on every retry) and apply its answer.
+
+        ``look_up_first`` (recovery) first looks for a refund Stripe already made for
+        this row, so one made more than a day ago, when Stripe has forgotten the key,
+        is found rather than made again.
+        """
+        async with self.sessionmaker.begin() as session:
+            refund = await self.settlement(session).row(refund_id, for_update=True)
+            if refund is None:
+                raise RefundNotFound()
+            if refund.status != "pending" or refund.stripe_refund_id is not None:
+                return refund
+            request = await self._stripe_request(session, refund)
+            refund.stripe_attempts += 1
+            refund.updated_at = self.now()
+        await self._before_stripe(refund, request)
+        try:
+            stripe_refund = None
+            if look_up_first:
+                stripe_refund = await find_stripe_refund(self.stripe, request)
+            if stripe_refund is None:
+                stripe_refund = await create_stripe_refund(self.stripe, self.sessionmaker, request)
+        except PaymentProviderUnavailable:
+            # Unknown outcome: the refund stays pending with its hold; a retry (the admin's,
+            # or the recovery job's) uses the same key and cannot refund twice.
+            log.warning("%s %s: Stripe unavailable, will retry", self.label, refund_id)
+            return refund
+        except PaymentProviderError:
+            return await self._rejected(refund_id)
+        async with self.sessionmaker.begin() as session:
+            applied = await self.settlement(session).apply(stripe_refund)
+            if applied is None:  # pragma: no cover - metadata always names it
+                raise RuntimeError(f"Stripe refund {stripe_refund.get('id')} not applied")
+            return applied
+
+    async def _rejected(self, refund_id: int) -> RowT:
+        async with self.sessionmaker.begin() as session:
+            return await self.settlement(session).reject_unsent(refund_id)
+
+    async def recover(self, *, limit: int = 50) -> int:
+        """Finish refunds we asked for stuck before Stripe's answer (timeouts, crashes)."""
+        cutoff = self.now() - timedelta(seconds=self.settings.refund_recovery_after_seconds)
+        async with self.sessionmaker.begin() as session:
+            stuck = await self._stuck(session, cutoff, limit)
+        for refund_id in stuck:
+            try:
+                await self.submit(refund_id, look_up_first=True)
+            except Exception:
+                log.exception("%s %s: recovery failed", self.label, refund_id)
+        return len(stuck)
