@@ -16,6 +16,7 @@ from payments_api.ledger.models import (
     LedgerTransaction,
 )
 from payments_api.orders import models as orders_models
+from payments_api.orders import refund_models as refunds_models
 from payments_api.payment_methods import models as payment_methods_models
 from payments_api.payout_accounts import models as payout_accounts_models
 from payments_api.payouts import models as payouts_models
@@ -23,7 +24,6 @@ from payments_api.projects import models as projects_models
 from payments_api.reconciliation import models as reconciliation_models
 from payments_api.refunds import escrow_refund_models as escrow_refunds_models
 from payments_api.refunds import invoice_models as invoice_refunds_models
-from payments_api.orders import refund_models as refunds_models
 from payments_api.subscriptions import models as subscriptions_models
 from payments_api.topups import models as topups_models
 from payments_api.users.models import User

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.kit.clock import utcnow
 from payments_api.orders.models import Order
-from payments_api.projects.models import DirectPayment
 from payments_api.orders.refund_models import Refund
+from payments_api.projects.models import DirectPayment
 from payments_api.refunds.service import RefundService
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway

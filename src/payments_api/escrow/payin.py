@@ -19,6 +19,7 @@ from payments_api.escrow import service as escrow_service
 from payments_api.escrow.models import CaptureMethod, Escrow, EscrowFunding, EscrowStatus
 from payments_api.escrow.repository import EscrowRepository
 from payments_api.escrow.schemas import EscrowCreate
+from payments_api.escrow.settlement_reversal import reverse_escrow_settlement
 from payments_api.events.types import EventType
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
@@ -35,12 +36,11 @@ from payments_api.orders.purposes import (
     RefundTerms,
     require_chosen_amount,
 )
-from payments_api.orders.schemas import CheckoutSessionCreate
-from payments_api.problems import Forbidden
 from payments_api.orders.refund_errors import RefundNotSupported
 from payments_api.orders.refund_models import Refund
-from payments_api.escrow.settlement_reversal import reverse_escrow_settlement
 from payments_api.orders.refund_repository import RefundRepository
+from payments_api.orders.schemas import CheckoutSessionCreate
+from payments_api.problems import Forbidden
 from payments_api.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.errors import InsufficientFunds
-from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.kinds import AccountKind
 
 
 async def post_taking_from_payee(

@@ -31,9 +31,9 @@ from payments_api.settings import Settings
 if TYPE_CHECKING:
     from payments_api.auth import Principal
     from payments_api.ledger.service import LedgerService, NewTransaction, PostingSpec
+    from payments_api.orders.refund_models import Refund
     from payments_api.orders.schemas import CheckoutSessionCreate
     from payments_api.problems import ProblemError
-    from payments_api.orders.refund_models import Refund
     from payments_api.users.models import User
 
 

@@ -27,13 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.take_back import post_taking_from_payee, take_back_postings
 from payments_api.money import proportional_part
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import RefundBooking, StripeRefundOptions, WalletRefundBooking
 from payments_api.orders.reads import ORDER_PREFIX
 from payments_api.projects.models import DirectPayment
 from payments_api.projects.repository import DirectPaymentRepository
-from payments_api.ledger.take_back import post_taking_from_payee, take_back_postings
 
 log = logging.getLogger(__name__)
 

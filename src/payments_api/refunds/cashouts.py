@@ -40,7 +40,6 @@ from payments_api.ledger import shapes
 from payments_api.ledger.errors import InsufficientFunds, WalletFrozen
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.money import charge_step
-from payments_api.refunds import metrics
 from payments_api.orders.refund_errors import (
     NothingRefundable,
     RefundExceedsRefundable,
@@ -52,6 +51,7 @@ from payments_api.orders.refund_repository import (
     RefundRepository,
     WalletRefundRepository,
 )
+from payments_api.refunds import metrics
 from payments_api.refunds.schemas import WalletRefundCreate, WalletRefundList, WalletRefundRead
 from payments_api.refunds.service import RefundService
 from payments_api.refunds.wallet_refunds import WALLET_REFUND_PREFIX, wallet_refund_read

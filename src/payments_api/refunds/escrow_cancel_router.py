@@ -24,8 +24,8 @@ from payments_api.escrow.views import escrow_read, parse_escrow_id
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import errors as ledger_errors
-from payments_api.problems import problem_responses
 from payments_api.orders import refund_errors as refunds_errors
+from payments_api.problems import problem_responses
 from payments_api.refunds.deps import RefundServiceDep
 from payments_api.stripe import errors as stripe_errors
 

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.audit.repository import AuditLogRepository
 from payments_api.escrow.models import Escrow, EscrowStatus
+from payments_api.escrow.settlement_reversal import reverse_escrow_settlement
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.idempotency import IdempotencyKeyReused
@@ -28,15 +29,14 @@ from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind
 from payments_api.money import proportional_part
-from payments_api.refunds import metrics
 from payments_api.orders.refund_errors import (
     RefundCurrencyMismatch,
     RefundExceedsRefundable,
     RefundNotFound,
     RefundNotSupported,
 )
+from payments_api.refunds import metrics
 from payments_api.refunds.escrow_refund_models import EscrowRefund
-from payments_api.escrow.settlement_reversal import reverse_escrow_settlement
 from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
 
 ESCROW_REFUND_PREFIX = "rfe"

@@ -9,8 +9,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.refunds.invoice_models import InvoiceRefund
 from payments_api.orders.refund_repository import IN_FLIGHT
+from payments_api.refunds.invoice_models import InvoiceRefund
 from payments_api.subscriptions.models import SubscriptionInvoice
 
 

@@ -25,9 +25,9 @@ from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.money import proportional_part
+from payments_api.orders.refund_repository import IN_FLIGHT
 from payments_api.refunds.invoice_models import InvoiceRefund
 from payments_api.refunds.invoice_repository import InvoiceLookup, InvoiceRefundRepository
-from payments_api.orders.refund_repository import IN_FLIGHT
 from payments_api.refunds.schemas import RefundRead
 from payments_api.refunds.two_phase import (
     RefundSettlementFlow,

@@ -8,11 +8,11 @@ from payments_api.escrow.models import EscrowFunding
 from payments_api.escrow.repository import EscrowRepository
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.orders.reads import ORDER_PREFIX
-from payments_api.orders.repository import OrderRepository
 from payments_api.orders.refund_errors import RefundNotFound
-from payments_api.refunds.escrow_refunds import ESCROW_PREFIX, list_escrow_refunds
 from payments_api.orders.refund_models import Refund
 from payments_api.orders.refund_repository import IN_FLIGHT, RefundRepository
+from payments_api.orders.repository import OrderRepository
+from payments_api.refunds.escrow_refunds import ESCROW_PREFIX, list_escrow_refunds
 from payments_api.refunds.schemas import RefundList, RefundRead
 from payments_api.refunds.wallet_refunds import WALLET_REFUND_PREFIX
 

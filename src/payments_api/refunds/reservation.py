@@ -24,15 +24,15 @@ from payments_api.money import charge_step, largest_remainder
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import RefundTerms
 from payments_api.orders.reads import ORDER_PREFIX
-from payments_api.refunds import metrics
 from payments_api.orders.refund_errors import (
     CreditAlreadySpent,
     OrderNotRefundable,
     RefundExceedsAvailable,
 )
 from payments_api.orders.refund_models import Refund
-from payments_api.refunds.reads import REFUND_PREFIX
 from payments_api.orders.refund_repository import RefundRepository
+from payments_api.refunds import metrics
+from payments_api.refunds.reads import REFUND_PREFIX
 from payments_api.refunds.settlement import REFUNDABLE_STATUSES
 from payments_api.refunds.two_phase import (
     add_once,

@@ -11,8 +11,8 @@ from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import Limit
 from payments_api.ledger import errors as ledger_errors
 from payments_api.orders import errors as orders_errors
-from payments_api.problems import problem_responses
 from payments_api.orders import refund_errors as refunds_errors
+from payments_api.problems import problem_responses
 from payments_api.refunds import escrow_refunds, invoices
 from payments_api.refunds.deps import (
     AdminPrincipalDep,

@@ -50,20 +50,20 @@ from payments_api.kit.pagination import parse_public_id, public_id
 from payments_api.orders.errors import OrderNotFound
 from payments_api.orders.purposes import PURPOSES, RefundTerms
 from payments_api.orders.reads import ORDER_PREFIX
-from payments_api.orders.repository import OrderRepository
 from payments_api.orders.refund_errors import (
     RefundCurrencyMismatch,
     RefundNotSupported,
     RefundToCardUnavailable,
 )
+from payments_api.orders.refund_models import Refund
+from payments_api.orders.refund_repository import RefundRepository
+from payments_api.orders.repository import OrderRepository
 from payments_api.refunds.escrow_refunds import (
     ESCROW_PREFIX,
     escrow_refund_read,
     refund_wallet_escrow,
 )
-from payments_api.orders.refund_models import Refund
 from payments_api.refunds.reads import REFUND_PREFIX, refund_read
-from payments_api.orders.refund_repository import RefundRepository
 from payments_api.refunds.reservation import reserve_order
 from payments_api.refunds.schemas import RefundCreate, RefundRead
 from payments_api.refunds.settlement import RefundSettlement

@@ -26,11 +26,11 @@ from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import PURPOSES
 from payments_api.orders.reads import ORDER_PREFIX, order_read
-from payments_api.orders.repository import OrderRepository
 from payments_api.orders.refund_models import Refund
+from payments_api.orders.refund_repository import RefundRepository
+from payments_api.orders.repository import OrderRepository
 from payments_api.refunds.reads import REFUND_PREFIX, refund_read
 from payments_api.refunds.released_authorizations import releases_an_authorization
-from payments_api.orders.refund_repository import RefundRepository
 from payments_api.refunds.two_phase import (
     RefundSettlementFlow,
     platform_account,

@@ -15,14 +15,14 @@ from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import PURPOSES
 from payments_api.orders.reads import ORDER_PREFIX
-from payments_api.refunds import metrics
 from payments_api.orders.refund_errors import (
     CreditAlreadySpent,
     OrderNotRefundable,
 )
 from payments_api.orders.refund_models import Refund
-from payments_api.refunds.reads import REFUND_PREFIX
 from payments_api.orders.refund_repository import RefundRepository
+from payments_api.refunds import metrics
+from payments_api.refunds.reads import REFUND_PREFIX
 from payments_api.refunds.reservation import credit_to_take_back, freeze_for_refund, order_snapshot
 from payments_api.refunds.schemas import RefundCreate
 from payments_api.refunds.settlement import (

@@ -31,15 +31,15 @@ from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.orders.purposes import StripeRefundOptions
-from payments_api.refunds import metrics
 from payments_api.orders.refund_errors import (
     RefundExceedsRefundable,
     RefundNotFound,
     RefundRejected,
 )
-from payments_api.refunds.invoice_models import InvoiceRefund
 from payments_api.orders.refund_models import Refund
 from payments_api.orders.refund_repository import IN_FLIGHT
+from payments_api.refunds import metrics
+from payments_api.refunds.invoice_models import InvoiceRefund
 from payments_api.settings import Settings
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
 from payments_api.stripe.gateway import StripeGateway
