@@ -19,8 +19,7 @@ def _prepare_database(settings: Settings) -> str:
     import asyncio
 
     from payments_api.db import resolve_database_url
-    from payments_api.jobs.queue import install_queue_schema
-    from payments_api.jobs.worker import asyncpg_dsn
+    from payments_api.jobs.queue import asyncpg_dsn, install_queue_schema
     from payments_api.migrations import upgrade_to_head
 
     url = resolve_database_url(settings)

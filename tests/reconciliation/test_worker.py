@@ -13,7 +13,8 @@ import respx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from payments_api.jobs.worker import asyncpg_dsn, build_worker
+from payments_api.jobs.queue import asyncpg_dsn
+from payments_api.jobs.worker import build_worker
 from payments_api.reconciliation import service as reconciliation_service
 from payments_api.settings import Settings
 from tests.helpers import stripe_object

@@ -21,6 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.db import driver_connection
 
 
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    """The database URL as asyncpg (and so pgqueuer) takes it."""
+    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
 async def install_queue_schema(dsn: str) -> None:
     """Create pgqueuer's tables, or bring them up to the installed library's version."""
     connection = await asyncpg.connect(dsn)

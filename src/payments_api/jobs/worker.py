@@ -31,6 +31,7 @@ from payments_api.db import create_engine, create_sessionmaker, resolve_database
 from payments_api.events.delivery import DeliveryService
 from payments_api.events.outbox import DELIVER_JOB
 from payments_api.events.receipts import ReceiptSender
+from payments_api.jobs.queue import asyncpg_dsn
 from payments_api.payins import wire_purposes
 from payments_api.payment_methods.auto_reload import CHARGE_JOB as AUTO_RELOAD_JOB
 from payments_api.payouts.service import RECOVER_JOB, PayoutService
@@ -39,10 +40,6 @@ from payments_api.stripe.gateway import StripeGateway
 from payments_api.webhooks.service import RETRY_JOB, WebhookService
 
 log = logging.getLogger(__name__)
-
-
-def asyncpg_dsn(sqlalchemy_url: str) -> str:
-    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
