@@ -41,7 +41,10 @@ def register(
 ) -> None:
     """The sandbox's entrypoint and schedule on ``pgq``."""
 
-    @pgq.entrypoint(DELIVER_JOB)
+    # One delivery at a time, in queue order (the order the changes committed), as the
+    # sandbox always delivered: the demo's flows (a renewal that fails: invoice, then
+    # subscription) rely on it, though real Stripe promises no order.
+    @pgq.entrypoint(DELIVER_JOB, concurrency_limit=1)
     async def deliver(job: Job) -> None:
         await deliver_event(sessionmaker, settings, (job.payload or b"").decode(), client=client)
 
