@@ -24,7 +24,6 @@ from payments_api.orders.models import Order
 from payments_api.refunds.models import Refund
 from tests.factories import create_user, fund
 from tests.helpers import auth
-from tests.orders.conftest import stripe_payins  # noqa: F401 - Checkout's Stripe mocks
 from tests.payouts.test_withdrawals import enabled_payee, transfer_response
 from tests.refunds.helpers import form, paid_order, refund_from_request
 
