@@ -18,7 +18,7 @@ from payments_sandbox.page_kit import account_status, act, form_of, not_found, r
 from payments_sandbox.params import Params
 from payments_sandbox.repository import EventRepository, ObjectRepository
 from payments_sandbox.service import PageError, SandboxStripe
-from payments_sandbox.wiring import kick, sessionmaker_of, settings_of
+from payments_sandbox.wiring import sessionmaker_of, settings_of
 
 router = APIRouter(prefix="/sandbox")
 
@@ -235,7 +235,6 @@ async def admin_onboarding_link(request: Request, account_id: str) -> Response:
 async def admin_resend_event(request: Request, event_id: str) -> Response:
     if not await sandbox_events.resend(sessionmaker_of(request), event_id):
         return not_found("event")
-    kick(request)
     return see_other("/sandbox/#events")
 
 

@@ -33,7 +33,7 @@ from payments_sandbox.objects import random_tail
 from payments_sandbox.params import Params, decode
 from payments_sandbox.repository import IdempotencyRepository
 from payments_sandbox.service import SandboxStripe
-from payments_sandbox.wiring import kick, sessionmaker_of, settings_of
+from payments_sandbox.wiring import sessionmaker_of, settings_of
 
 Result = dict[str, Any] | StripeApiError
 Operation = Callable[[SandboxStripe, Params], Awaitable[Result]]
@@ -161,8 +161,6 @@ async def execute(request: Request, operation: Operation, allowed: tuple[str, ..
                 outcome = (status, body, False)
     except StripeApiError as exc:
         return respond(exc.status, exc.body(request_id), request_id, request)
-    if write:
-        kick(request)
     return respond(outcome[0], outcome[1], request_id, request, replayed=outcome[2])
 
 

@@ -1,21 +1,23 @@
 """Delivery of the sandbox's events to the service's own webhook routes.
 
 Stripe's behaviour, reproduced: an event is POSTed only after the change it reports has
-committed (it is read from the ``sandbox_events`` outbox written in that transaction),
-signed with the endpoint secret (``Stripe-Signature: t=<unix>,v1=<HMAC-SHA256 of
-"<t>.<body>">``, here the sandbox's secret, random per data folder:
+committed, signed with the endpoint secret (``Stripe-Signature: t=<unix>,v1=<HMAC-SHA256
+of "<t>.<body>">``, here the sandbox's secret, random per data folder:
 ``sandbox_webhook_secret``), sent to the platform endpoint or, for events of a
 connected account, the Connect endpoint, and retried with exponential backoff until a
-2xx answer. The outbox survives restarts.
+2xx answer.
 
-``deliver_pending`` does one round (tests call it directly); ``Deliverer`` runs rounds
-in the background of the web process, woken at once when a sandbox request commits.
+On the service's job queue (pgqueuer, ``payments_api.jobs.queue``), like every other
+background task: ``EventRepository.add`` enqueues a ``sandbox.events.deliver`` job in
+the transaction that writes the event to the ``sandbox_events`` outbox, so the job exists
+if and only if the change committed; ``deliver_event`` is that job (one attempt; a
+failure queues the next one, delayed). ``housekeeping`` (the ``sandbox.housekeeping``
+schedule) also queues again any pending event whose job was lost (a process killed
+mid-delivery). Who runs the jobs: ``payments_sandbox.worker``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -42,10 +44,11 @@ CONNECT_PATH = "/api/v1/webhooks/stripe/connect"
 MAX_ATTEMPTS = 12
 """After this many failed attempts an event is ``failed`` (the admin page resends it)."""
 LEASE = timedelta(seconds=60)
-"""A claimed event is not claimed again for this long (its delivery is in flight)."""
+"""An attempt in flight holds its event this long (longer than the POST's timeout):
+the housekeeping sweep queues again only events overdue by more than this."""
 DELIVERY_TIMEOUT_SECONDS = 30.0
-IDLE_WAIT_SECONDS = 5.0
-HOUSEKEEPING_EVERY_SECONDS = 30.0
+HOUSEKEEPING_SCHEDULE = "sandbox.housekeeping"
+HOUSEKEEPING_CRON = "* * * * *"
 IDEMPOTENCY_RETENTION = timedelta(hours=24)
 
 
@@ -97,64 +100,63 @@ async def _post(
     return response.status_code, response.text[:1000]
 
 
-async def deliver_pending(
+async def deliver_event(
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
+    job: str,
     *,
-    client: httpx.AsyncClient | None = None,
+    client: httpx.AsyncClient,
     now: datetime | None = None,
-    limit: int = 100,
-) -> int:
-    """POST every due event once, oldest first; returns how many were attempted.
+) -> bool:
+    """One delivery attempt (the ``sandbox.events.deliver`` job, payload ``job``:
+    ``<event id>:<attempts made when it was queued>``); returns whether it was made.
 
-    No transaction is open during a POST: the events are claimed (leased) in one short
-    transaction, and each outcome is recorded in another.
+    Not made when the event was delivered or given up, or was attempted since the job
+    was queued (a twin job from a resend or the housekeeping sweep took it): each
+    attempt is taken once, under the row's lock. No transaction is open during the
+    POST: the attempt is taken (and its event leased) in one short transaction, and the
+    outcome is recorded in another, with the next attempt's job.
     """
     now = now or utcnow()
+    event_id, _, queued_after = job.rpartition(":")
     async with sessionmaker.begin() as session:
-        rows = await EventRepository(session).claim_due(now, LEASE, limit)
-        claimed = [
-            _Claimed(
-                id=row.id,
-                account=row.account,
-                body=json.dumps(row.payload, indent=2).encode(),
-                attempts=row.attempts,
-            )
-            for row in rows
-        ]
-    if not claimed:
-        return 0
-    own_client = client is None
-    http = client or httpx.AsyncClient()
-    try:
-        for event in claimed:
-            status, error = await _post(http, settings, event)
-            async with sessionmaker.begin() as session:
-                row = await session.get(SandboxEvent, event.id, with_for_update=True)
-                if row is None:  # pragma: no cover - events are never deleted
-                    continue
-                row.last_status = status
-                if error is None:
-                    row.status, row.delivered_at = "delivered", utcnow()
-                    row.next_attempt_at, row.last_error = None, None
-                    continue
-                row.last_error = error
-                if event.attempts >= MAX_ATTEMPTS:
-                    row.status, row.next_attempt_at = "failed", None
-                    log.warning("sandbox event %s failed %s times; giving up", row.id, MAX_ATTEMPTS)
-                else:
-                    row.next_attempt_at = now + retry_delay(event.attempts)
-                    log.info(
-                        "sandbox event %s (%s) not accepted (status %s); retry at %s",
-                        row.id,
-                        row.type,
-                        status,
-                        row.next_attempt_at.isoformat(),
-                    )
-    finally:
-        if own_client:
-            await http.aclose()
-    return len(claimed)
+        row = await session.get(SandboxEvent, event_id, with_for_update=True)
+        if row is None or row.status != "pending" or str(row.attempts) != queued_after:
+            return False
+        row.attempts += 1
+        row.next_attempt_at = now + LEASE
+        event = _Claimed(
+            id=row.id,
+            account=row.account,
+            body=json.dumps(row.payload, indent=2).encode(),
+            attempts=row.attempts,
+        )
+    status, error = await _post(client, settings, event)
+    async with sessionmaker.begin() as session:
+        row = await session.get(SandboxEvent, event.id, with_for_update=True)
+        if row is None:  # pragma: no cover - events are never deleted
+            return True
+        row.last_status = status
+        if error is None:
+            row.status, row.delivered_at = "delivered", utcnow()
+            row.next_attempt_at, row.last_error = None, None
+            return True
+        row.last_error = error
+        if event.attempts >= MAX_ATTEMPTS:
+            row.status, row.next_attempt_at = "failed", None
+            log.warning("sandbox event %s failed %s times; giving up", row.id, MAX_ATTEMPTS)
+            return True
+        delay = retry_delay(event.attempts)
+        row.next_attempt_at = now + delay
+        await EventRepository(session).queue_delivery(row.id, row.attempts, delay=delay)
+        log.info(
+            "sandbox event %s (%s) not accepted (status %s); retry at %s",
+            row.id,
+            row.type,
+            status,
+            row.next_attempt_at.isoformat(),
+        )
+    return True
 
 
 async def resend(sessionmaker: async_sessionmaker[AsyncSession], event_id: str) -> bool:
@@ -164,67 +166,24 @@ async def resend(sessionmaker: async_sessionmaker[AsyncSession], event_id: str) 
         if row is None:
             return False
         row.status, row.next_attempt_at, row.attempts = "pending", utcnow(), 0
+        await EventRepository(session).queue_delivery(row.id, 0)
         return True
 
 
-async def housekeeping(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
-    """Expire Checkout Sessions past their time; forget idempotency keys after 24 h."""
+async def housekeeping(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+) -> None:
+    """Expire Checkout Sessions past their time; forget idempotency keys after 24 h;
+    queue again the pending events overdue by more than a lease (their job was lost)."""
+    now = now or utcnow()
     async with sessionmaker.begin() as session:
         expired = await SandboxStripe(session, settings).expire_due_sessions()
-        await IdempotencyRepository(session).prune(utcnow() - IDEMPOTENCY_RETENTION)
+        await IdempotencyRepository(session).prune(now - IDEMPOTENCY_RETENTION)
+        events = EventRepository(session)
+        for event_id, attempts in await events.overdue(now - LEASE):
+            await events.queue_delivery(event_id, attempts)
     if expired:
         log.info("sandbox expired %s checkout sessions", expired)
-
-
-class Deliverer:
-    """The web process's background delivery loop (sandbox mode only).
-
-    ``payments-api serve`` may run without the worker, so the sandbox delivers from the
-    web process itself. Several processes may run one each: events are claimed with
-    ``SKIP LOCKED`` leases, so each is POSTed by one of them at a time.
-    """
-
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
-        self.sessionmaker = sessionmaker
-        self.settings = settings
-        self._wake = asyncio.Event()
-        self._client = httpx.AsyncClient()
-        self._task: asyncio.Task[None] | None = None
-
-    def wake(self) -> None:
-        """A sandbox change committed: deliver now rather than at the next tick."""
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="sandbox-webhook-delivery")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._client.aclose()
-
-    async def _run(self) -> None:
-        last_housekeeping = 0.0
-        while True:
-            self._wake.clear()
-            try:
-                if time.monotonic() - last_housekeeping >= HOUSEKEEPING_EVERY_SECONDS:
-                    last_housekeeping = time.monotonic()
-                    await housekeeping(self.sessionmaker, self.settings)
-                if await deliver_pending(self.sessionmaker, self.settings, client=self._client):
-                    continue  # more may be due (or were emitted meanwhile)
-                wait = await self._seconds_until_next()
-            except Exception:
-                log.exception("sandbox webhook delivery round failed")
-                wait = IDLE_WAIT_SECONDS
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
-
-    async def _seconds_until_next(self) -> float:
-        async with self.sessionmaker() as session:
-            due = await EventRepository(session).next_due()
-        if due is None:
-            return IDLE_WAIT_SECONDS
-        return min(max((due - utcnow()).total_seconds(), 0.05), IDLE_WAIT_SECONDS)

@@ -15,7 +15,7 @@ from payments_sandbox.html import message
 from payments_sandbox.models import SandboxObject
 from payments_sandbox.repository import ObjectRepository
 from payments_sandbox.service import PageError, SandboxStripe
-from payments_sandbox.wiring import kick, sessionmaker_of, settings_of
+from payments_sandbox.wiring import sessionmaker_of, settings_of
 
 T = TypeVar("T")
 
@@ -33,7 +33,6 @@ async def act(request: Request, action: Callable[[SandboxStripe], Awaitable[T]])
             result = await action(SandboxStripe(session, settings_of(request)))
     except StripeApiError as exc:
         raise PageError(exc.message) from exc
-    kick(request)
     return result
 
 

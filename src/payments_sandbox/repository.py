@@ -12,8 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import QueryableAttribute, flag_modified
 from sqlalchemy.sql.elements import ColumnElement
 
+from payments_api.jobs.queue import enqueue
 from payments_api.kit.clock import utcnow
 from payments_sandbox.models import SandboxEvent, SandboxIdempotencyKey, SandboxObject
+
+DELIVER_JOB = "sandbox.events.deliver"
+"""The job that makes one delivery attempt of one sandbox event (payload: ``<event
+id>:<attempts made when it was queued>``), run by ``payments_sandbox.events.deliver_event``."""
 
 
 def created_bounds(
@@ -189,6 +194,8 @@ class EventRepository:
         self.session = session
 
     async def add(self, payload: dict[str, Any]) -> SandboxEvent:
+        """The event in the outbox, and its delivery job on the service's job queue, in
+        the caller's transaction: delivered if and only if the change commits."""
         row = SandboxEvent(
             id=payload["id"],
             type=payload["type"],
@@ -199,33 +206,31 @@ class EventRepository:
         )
         self.session.add(row)
         await self.session.flush()
+        await self.queue_delivery(row.id, 0)
         return row
+
+    async def queue_delivery(
+        self, event_id: str, attempts: int, *, delay: timedelta | None = None
+    ) -> None:
+        """Enqueue the ``sandbox.events.deliver`` job of ``event_id`` (pgqueuer): the
+        attempt after ``attempts`` (a job whose event was attempted meanwhile, by a twin
+        job, does nothing)."""
+        payload = f"{event_id}:{attempts}".encode()
+        await enqueue(self.session, DELIVER_JOB, payload, delay=delay)
 
     async def get(self, event_id: str) -> SandboxEvent | None:
         return await self.session.get(SandboxEvent, event_id)
 
-    async def claim_due(self, now: datetime, lease: timedelta, limit: int) -> list[SandboxEvent]:
-        """Due events, oldest first, leased to the caller (SKIP LOCKED: several
-        processes never take the same event at once)."""
+    async def overdue(self, before: datetime) -> list[tuple[str, int]]:
+        """Pending events (id, attempts) due before ``before``, oldest first: their
+        delivery job is lost (a delivery in flight leases its event, a retry's job is
+        due at its time)."""
         query = (
-            select(SandboxEvent)
-            .where(SandboxEvent.status == "pending", SandboxEvent.next_attempt_at <= now)
+            select(SandboxEvent.id, SandboxEvent.attempts)
+            .where(SandboxEvent.status == "pending", SandboxEvent.next_attempt_at < before)
             .order_by(SandboxEvent.seq)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
         )
-        rows = list(await self.session.scalars(query))
-        for row in rows:
-            row.attempts += 1
-            row.next_attempt_at = now + lease
-        await self.session.flush()
-        return rows
-
-    async def next_due(self) -> datetime | None:
-        result: datetime | None = await self.session.scalar(
-            select(func.min(SandboxEvent.next_attempt_at)).where(SandboxEvent.status == "pending")
-        )
-        return result
+        return [(event_id, attempts) for event_id, attempts in await self.session.execute(query)]
 
     async def recent(self, limit: int = 50) -> list[SandboxEvent]:
         query = select(SandboxEvent).order_by(SandboxEvent.seq.desc()).limit(limit)

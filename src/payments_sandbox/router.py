@@ -4,7 +4,7 @@ this service itself when no Stripe key is configured.
 The service never knows: with no key, ``settings.stripe_api_base`` points the real
 gateway at ``/sandbox/stripe``, and the events the sandbox emits arrive signed at the
 real webhook routes. With a key (or in production) every sandbox route is a 404 and no
-background task runs. See docs/sandbox.md.
+sandbox job runs. See docs/sandbox.md.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from starlette.exceptions import HTTPException
 
 from payments_sandbox.admin_pages import router as admin_pages_router
 from payments_sandbox.api import router as api_router
-from payments_sandbox.events import Deliverer
 from payments_sandbox.pages import router as pages_router
 from payments_sandbox.wiring import sandbox_enabled
+from payments_sandbox.worker import SandboxWorker
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,9 @@ async def require_sandbox(request: Request) -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Deliver the sandbox's webhooks from the web process (``serve`` may run without a
-    worker). Runs after the application's own lifespan has built its state."""
+    """Run the sandbox's jobs (webhook deliveries, housekeeping) from the web process
+    (``serve`` may run without a worker). Runs after the application's own lifespan has
+    built its state."""
     resources = getattr(app.state, "resources", None)
     settings = app.state.settings
     if resources is None or not sandbox_enabled(settings):
@@ -47,14 +48,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         base,
         base,
     )
-    deliverer = Deliverer(resources.sessionmaker, settings)
-    app.state.sandbox_deliverer = deliverer
-    deliverer.start()
+    database_url = resources.engine.url.render_as_string(hide_password=False)
+    worker = SandboxWorker(database_url, resources.sessionmaker, settings)
+    await worker.start()
+    app.state.sandbox_worker = worker
     try:
         yield
     finally:
-        app.state.sandbox_deliverer = None
-        await deliverer.stop()
+        app.state.sandbox_worker = None
+        await worker.stop()
 
 
 router = APIRouter(

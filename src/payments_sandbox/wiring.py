@@ -3,8 +3,6 @@ Stripe API routes stay plain ``Request -> Response`` handlers)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
@@ -23,13 +21,6 @@ def settings_of(request: Request) -> Settings:
 
 def sessionmaker_of(request: Request) -> async_sessionmaker[AsyncSession]:
     return _state(request).sessionmaker
-
-
-def kick(request: Request) -> None:
-    """A sandbox change committed: wake the background delivery (if it runs here)."""
-    deliverer: Any = getattr(request.app.state, "sandbox_deliverer", None)
-    if deliverer is not None:
-        deliverer.wake()
 
 
 def sandbox_enabled(settings: Settings) -> bool:

@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.orders.models import Order
 from payments_api.orders.refund_models import Refund
-from tests.contract.fake_stripe import FakeStripe
 from tests.factories import create_user, fund
 from tests.helpers import auth
 from tests.payouts.test_withdrawals import enabled_payee, transfer_response
@@ -59,11 +58,12 @@ def _refused_for_step(response: httpx.Response, step: int) -> None:
     assert response.json()["step"] == step
 
 
-def _charged(form: dict[str, Any]) -> tuple[str, str]:
-    """The amount and currency a Checkout Session's one line item charges."""
-    items = form["line_items"]
-    price = (items["0"] if isinstance(items, dict) else items[0])["price_data"]
-    return price["unit_amount"], price["currency"]
+def _charged(request: httpx.Request) -> tuple[str, str]:
+    """The amount and currency a Checkout Session's one line item charges, as sent."""
+    sent = form(request)
+    assert not any(key.startswith("line_items[1]") for key in sent), sent
+    price = "line_items[0][price_data]"
+    return sent[f"{price}[unit_amount]"], sent[f"{price}[currency]"]
 
 
 async def _orders_of(session: AsyncSession, user: str) -> int:
@@ -79,7 +79,7 @@ class TestCharges:
         self,
         client: httpx.AsyncClient,
         session: AsyncSession,
-        fake_stripe: FakeStripe,
+        stripe_payins: respx.MockRouter,
         currency: str,
         amount: int,
         chargeable: bool,
@@ -90,14 +90,14 @@ class TestCharges:
             json={"purpose": "topup", "amount": amount, "currency": currency, **URLS},
             headers={**auth(user), "Idempotency-Key": uuid.uuid4().hex},
         )
-        sessions = fake_stripe.calls("POST", "/v1/checkout/sessions")
+        sessions = stripe_payins["sessions"].calls
         if chargeable:
             assert response.status_code == 201, response.text
             assert len(sessions) == 1
-            assert _charged(sessions[0].form) == (str(amount), currency)
+            assert _charged(sessions[0].request) == (str(amount), currency)
         else:
             _refused_for_step(response, {"isk": 100, "kwd": 10}[currency])
-            assert sessions == []
+            assert sessions.call_count == 0
             assert await _orders_of(session, user) == 0
 
     @pytest.mark.parametrize(("currency", "amount", "chargeable"), CHARGES)
@@ -124,7 +124,7 @@ class TestCharges:
         self,
         client: httpx.AsyncClient,
         session: AsyncSession,
-        fake_stripe: FakeStripe,
+        stripe_payins: respx.MockRouter,
         price: int,
         chargeable: bool,
     ) -> None:
@@ -146,13 +146,13 @@ class TestCharges:
             json=body,
             headers={**auth(customer, ["customer"]), "Idempotency-Key": uuid.uuid4().hex},
         )
-        sessions = fake_stripe.calls("POST", "/v1/checkout/sessions")
+        sessions = stripe_payins["sessions"].calls
         if chargeable:
             assert response.status_code == 201, response.text
-            assert [_charged(s.form) for s in sessions] == [(str(price + price // 20), "isk")]
+            assert [_charged(c.request) for c in sessions] == [(str(price + price // 20), "isk")]
         else:
             _refused_for_step(response, 100)
-            assert sessions == []
+            assert sessions.call_count == 0
             assert await _orders_of(session, customer) == 0
 
 

@@ -1,6 +1,19 @@
 from __future__ import annotations
 
-# The stateful fake Stripe (respx) shared with the contract tests.
-from tests.contract.conftest import fake_stripe
+from collections.abc import Iterator
 
-__all__ = ["fake_stripe"]
+import pytest
+import respx
+
+from tests.faults.fake_stripe import FakeStripe
+
+
+@pytest.fixture
+def fake_stripe() -> Iterator[FakeStripe]:
+    """A stateful Stripe behind respx: every outgoing Stripe call of the app reaches it.
+    Only the fault matrix still uses it (issue #17: to run over the sandbox, with faults
+    injected by respx)."""
+    fake = FakeStripe()
+    with respx.mock(assert_all_called=False) as router:
+        fake.mount(router)
+        yield fake

@@ -20,8 +20,8 @@ from sqlalchemy import text
 from payments_api.escrow.capture import EscrowCaptures
 from payments_api.escrow.service import CAPTURE_JOB
 from tests.conftest import TEST_WEBHOOK_SECRET
-from tests.contract.fake_stripe import FaultKind
 from tests.factories import create_user
+from tests.faults.fake_stripe import FaultKind
 from tests.faults.harness import TRANSIENT, Harness, Scenario
 from tests.helpers import auth, make_event, signed_webhook
 

@@ -13,8 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.state import AppState
-from tests.contract.fake_stripe import LEAK_MARKER, FakeStripe, FaultKind
 from tests.factories import create_user
+from tests.faults.fake_stripe import LEAK_MARKER, FakeStripe, FaultKind
 from tests.helpers import auth
 
 TRANSIENT = {

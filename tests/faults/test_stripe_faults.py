@@ -36,9 +36,9 @@ from payments_api.refunds.service import RefundService
 from payments_api.state import AppState
 from payments_api.stripe.gateway import StripeGateway
 from tests.conftest import TEST_WEBHOOK_SECRET
-from tests.contract.fake_stripe import LEAK_MARKER, FakeStripe, FaultKind
 from tests.factories import fund, ledger_invariants
 from tests.faults.escrow_capture import CancelAuthorizedEscrow, CaptureEscrow, ReadBackIntent
+from tests.faults.fake_stripe import LEAK_MARKER, FakeStripe, FaultKind
 from tests.faults.harness import Harness, Scenario, assert_problem
 from tests.helpers import auth, make_event, signed_webhook, stripe_object
 

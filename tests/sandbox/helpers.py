@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import respx
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.ledger.kinds import AccountKind
 from payments_api.ledger.service import AccountRef, LedgerService
 from payments_api.settings import Settings
-from payments_sandbox.events import deliver_pending
+from payments_sandbox.events import deliver_event
 from payments_sandbox.models import SandboxEvent
+from payments_sandbox.repository import DELIVER_JOB
 from tests.helpers import auth
 
 BASE_URL = "http://testserver"
@@ -31,6 +33,40 @@ def path_of(url: str) -> str:
     parts = urlsplit(url)
     assert f"{parts.scheme}://{parts.netloc}" == BASE_URL, url
     return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+async def run_delivery_jobs(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    *,
+    at: datetime | None = None,
+) -> int:
+    """Run the queued ``sandbox.events.deliver`` jobs due at ``at`` (default: the
+    database's now), oldest first, as the sandbox's pgqueuer consumer does (taking each
+    job off the queue); returns how many ran. In a test, the database's ``now()`` is the
+    test transaction's start: a retry queued with a delay is due ``delay`` after it."""
+    async with sessionmaker.begin() as session:
+        if at is None:
+            at = await session.scalar(text("SELECT now()"))
+        rows = await session.execute(
+            text(
+                "DELETE FROM pgqueuer WHERE id IN (SELECT id FROM pgqueuer"
+                " WHERE entrypoint = :entrypoint AND execute_after <= :at)"
+                " RETURNING id, payload"
+            ),
+            {"entrypoint": DELIVER_JOB, "at": at},
+        )
+        jobs = sorted(rows.all())
+    async with httpx.AsyncClient() as client:
+        for _, payload in jobs:
+            await deliver_event(sessionmaker, settings, payload.decode(), client=client, now=at)
+    return len(jobs)
+
+
+async def database_now(sessionmaker: async_sessionmaker[AsyncSession]) -> datetime:
+    async with sessionmaker() as session:
+        now: datetime = await session.scalar(text("SELECT now()"))
+        return now
 
 
 @dataclass
@@ -66,11 +102,12 @@ class Sandbox:
 
     # -- Stripe's side -----------------------------------------------------------------
     async def deliver(self) -> list[str]:
-        """Deliver every due sandbox event to the webhook routes (as the background task
-        does); returns the types delivered in this call, in order."""
+        """Deliver every due sandbox event to the webhook routes (runs the queued delivery
+        jobs, as the sandbox's job consumer does); returns the types delivered in this
+        call, in order."""
         before = len(self.webhook_calls())
         for _ in range(50):
-            if not await deliver_pending(self.sessionmaker, self.settings):
+            if not await run_delivery_jobs(self.sessionmaker, self.settings):
                 break
         calls = self.webhook_calls()[before:]
         return [call["type"] for call in calls]

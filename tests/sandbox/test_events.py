@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import respx
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from payments_api.kit.clock import utcnow
@@ -20,12 +20,20 @@ from payments_api.sandbox_secret import sandbox_webhook_secret
 from payments_api.settings import Settings, webhook_secrets
 from payments_api.stripe.gateway import InvalidWebhookSignature, verify_webhook_signature
 from payments_api.webhooks.models import WebhookEvent
-from payments_sandbox.events import MAX_ATTEMPTS, Deliverer, deliver_pending, retry_delay, sign
+from payments_sandbox.events import (
+    HOUSEKEEPING_SCHEDULE,
+    MAX_ATTEMPTS,
+    housekeeping,
+    retry_delay,
+    sign,
+)
 from payments_sandbox.models import SandboxEvent, SandboxObject
 from payments_sandbox.params import Params
+from payments_sandbox.repository import DELIVER_JOB
 from payments_sandbox.service import SandboxStripe
+from payments_sandbox.worker import SandboxWorker
 from tests.helpers import stripe_object, stripe_signature
-from tests.sandbox.helpers import Sandbox
+from tests.sandbox.helpers import Sandbox, database_now, run_delivery_jobs
 
 
 async def event_row(sandbox: Sandbox, event_type: str) -> SandboxEvent:
@@ -121,7 +129,8 @@ class TestOutbox:
         with pytest.raises(Boom):
             await change_then_fail()
 
-        assert await deliver_pending(sandbox.sessionmaker, sandbox_settings) == 0
+        assert await queued_jobs(sandbox) == []
+        assert await run_delivery_jobs(sandbox.sessionmaker, sandbox_settings) == 0
         assert sandbox.webhook_calls() == []
 
     async def test_a_refused_page_action_emits_nothing(self, sandbox: Sandbox) -> None:
@@ -131,31 +140,107 @@ class TestOutbox:
         assert await sandbox.deliver() == []
 
 
+async def queued_jobs(sandbox: Sandbox) -> list[tuple[str, timedelta]]:
+    """The queued delivery jobs (payload, delay after the test transaction's ``now()``,
+    the moment every job of the test was queued at)."""
+    async with sandbox.sessionmaker() as session:
+        rows = await session.execute(
+            text(
+                "SELECT payload, execute_after - now() FROM pgqueuer"
+                " WHERE entrypoint = :entrypoint ORDER BY id"
+            ),
+            {"entrypoint": DELIVER_JOB},
+        )
+        return [(bytes(payload).decode(), delay) for payload, delay in rows.all()]
+
+
+class TestJobs:
+    async def test_each_event_is_a_job_on_the_service_queue(self, sandbox: Sandbox) -> None:
+        """Queued in the transaction of the change (pgqueuer, as every other job)."""
+        await make_customer(sandbox)
+
+        row = await event_row(sandbox, "customer.created")
+        assert await queued_jobs(sandbox) == [(f"{row.id}:0", timedelta(0))]
+        assert await sandbox.deliver() == ["customer.created"]
+        assert await queued_jobs(sandbox) == []
+
+    async def test_a_twin_job_does_not_deliver_twice(
+        self, sandbox: Sandbox, sandbox_settings: Settings
+    ) -> None:
+        """A resend or the sweep may queue an attempt already taken: it does nothing."""
+        await make_customer(sandbox)
+        row = await event_row(sandbox, "customer.created")
+        async with sandbox.sessionmaker.begin() as session:
+            await session.execute(
+                text(
+                    "INSERT INTO pgqueuer (priority, entrypoint, payload, execute_after, status)"
+                    " VALUES (0, :entrypoint, :payload, now(), 'queued')"
+                ),
+                {"entrypoint": DELIVER_JOB, "payload": f"{row.id}:0".encode()},
+            )
+
+        assert await run_delivery_jobs(sandbox.sessionmaker, sandbox_settings) == 2
+        assert [event["id"] for event in sandbox.webhook_calls()] == [row.id]
+        assert (await event_row(sandbox, "customer.created")).attempts == 1
+
+    async def test_housekeeping_queues_an_event_whose_job_was_lost(
+        self, sandbox: Sandbox, sandbox_settings: Settings
+    ) -> None:
+        """A process killed in the middle of a delivery: the lease runs out, the sweep
+        queues the next attempt."""
+        await make_customer(sandbox)
+        row = await event_row(sandbox, "customer.created")
+        async with sandbox.sessionmaker.begin() as session:
+            await session.execute(
+                text("DELETE FROM pgqueuer WHERE entrypoint = :e"), {"e": DELIVER_JOB}
+            )
+            await session.execute(
+                text("UPDATE sandbox_events SET attempts = 1, next_attempt_at = :t WHERE id = :id"),
+                {"t": utcnow(), "id": row.id},
+            )
+
+        await housekeeping(sandbox.sessionmaker, sandbox_settings)
+        assert await queued_jobs(sandbox) == []  # still leased: maybe in flight
+        await housekeeping(
+            sandbox.sessionmaker, sandbox_settings, now=utcnow() + timedelta(minutes=2)
+        )
+
+        assert await queued_jobs(sandbox) == [(f"{row.id}:1", timedelta(0))]
+        assert await sandbox.deliver() == ["customer.created"]
+        assert (await event_row(sandbox, "customer.created")).attempts == 2
+
+
 class TestRetries:
     async def test_a_failed_delivery_is_retried_with_backoff(
         self, sandbox: Sandbox, sandbox_settings: Settings
     ) -> None:
         await make_customer(sandbox)
         sandbox.webhook_outage = 2
-        start = utcnow()
+        start = await database_now(sandbox.sessionmaker)
 
-        assert await deliver_pending(sandbox.sessionmaker, sandbox_settings, now=start) == 1
+        async def run(at: datetime) -> int:
+            return await run_delivery_jobs(sandbox.sessionmaker, sandbox_settings, at=at)
+
+        assert await run(start) == 1
         first = await event_row(sandbox, "customer.created")
         assert (first.status, first.attempts, first.last_status) == ("pending", 1, 503)
         assert first.next_attempt_at == start + retry_delay(1)
-        # Not due yet: nothing is sent.
-        assert await deliver_pending(sandbox.sessionmaker, sandbox_settings, now=start) == 0
+        # The next attempt is a job delayed by the backoff: not due yet, nothing is sent.
+        assert await queued_jobs(sandbox) == [(f"{first.id}:1", retry_delay(1))]
+        assert await run(start) == 0
 
         later = start + timedelta(seconds=6)
-        assert await deliver_pending(sandbox.sessionmaker, sandbox_settings, now=later) == 1
+        assert await run(later) == 1
         second = await event_row(sandbox, "customer.created")
         assert (second.attempts, second.next_attempt_at) == (2, later + retry_delay(2))
+        assert await queued_jobs(sandbox) == [(f"{first.id}:2", retry_delay(2))]
         assert retry_delay(2) == 2 * retry_delay(1)
 
-        latest = later + timedelta(seconds=11)
-        assert await deliver_pending(sandbox.sessionmaker, sandbox_settings, now=latest) == 1
+        latest = start + timedelta(seconds=11)
+        assert await run(latest) == 1
         done = await event_row(sandbox, "customer.created")
         assert (done.status, done.attempts, done.last_status) == ("delivered", 3, 200)
+        assert await queued_jobs(sandbox) == []
         answers = [
             call.response.status_code
             for call in sandbox.mock.calls
@@ -168,13 +253,13 @@ class TestRetries:
     ) -> None:
         await make_customer(sandbox)
         sandbox.webhook_outage = MAX_ATTEMPTS
-        when = utcnow()
+        when = await database_now(sandbox.sessionmaker)
         for _ in range(MAX_ATTEMPTS):
-            assert await deliver_pending(sandbox.sessionmaker, sandbox_settings, now=when) == 1
+            assert await run_delivery_jobs(sandbox.sessionmaker, sandbox_settings, at=when) == 1
             when += timedelta(hours=2)
         gave_up = await event_row(sandbox, "customer.created")
         assert (gave_up.status, gave_up.next_attempt_at) == ("failed", None)
-        assert await deliver_pending(sandbox.sessionmaker, sandbox_settings, now=when) == 0
+        assert await queued_jobs(sandbox) == []
 
         resend = await sandbox.click(f"/sandbox/admin/events/{gave_up.id}/resend")
 
@@ -183,12 +268,12 @@ class TestRetries:
         assert (await event_row(sandbox, "customer.created")).status == "delivered"
 
 
-class TestDeliverer:
-    async def test_the_background_task_delivers_committed_events(
-        self, engine: AsyncEngine, sandbox_settings: Settings
+class TestSandboxWorker:
+    async def test_the_web_process_consumer_delivers_committed_events(
+        self, engine: AsyncEngine, database_url: str, sandbox_settings: Settings
     ) -> None:
-        """The loop ``serve`` runs: woken by a commit, it POSTs the event (committed for
-        real on its own sessions, then removed)."""
+        """What ``serve`` runs: pgqueuer picks the job the commit queued and POSTs the
+        event (committed for real on its own sessions, then removed)."""
         sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
         received = asyncio.Event()
         bodies: list[bytes] = []
@@ -205,14 +290,16 @@ class TestDeliverer:
         try:
             with respx.mock(base_url="http://testserver", assert_all_called=False) as mock:
                 mock.post("/api/v1/webhooks/stripe").mock(side_effect=webhook)
-                deliverer = Deliverer(sessionmaker, sandbox_settings)
-                deliverer.start()
-                deliverer.wake()
-                await asyncio.wait_for(received.wait(), timeout=10)
-                event = json.loads(bodies[0])
-                await asyncio.wait_for(_delivered(sessionmaker, event["id"]), timeout=10)
-                await deliverer.stop()
+                worker = SandboxWorker(database_url, sessionmaker, sandbox_settings)
+                await worker.start()
+                try:
+                    await asyncio.wait_for(received.wait(), timeout=10)
+                    event = json.loads(bodies[0])
+                    await asyncio.wait_for(_delivered(sessionmaker, event["id"]), timeout=10)
+                finally:
+                    await worker.stop()
             assert event["data"]["object"]["id"] == payload["id"]
+            assert len(bodies) == 1
         finally:
             await _cleanup(sessionmaker, payload["id"])
 
@@ -233,6 +320,10 @@ async def _cleanup(sessionmaker: async_sessionmaker[AsyncSession], object_id: st
             delete(SandboxEvent).where(
                 SandboxEvent.payload["data"]["object"]["id"].astext == object_id
             )
+        )
+        await session.execute(
+            text("DELETE FROM pgqueuer_schedules WHERE entrypoint = :e"),
+            {"e": HOUSEKEEPING_SCHEDULE},
         )
 
 

@@ -134,7 +134,7 @@ def _app(settings: Settings, engine: AsyncEngine) -> FastAPI:
 
 
 class TestLifespan:
-    async def test_sandbox_mode_starts_delivery_and_says_so(
+    async def test_sandbox_mode_starts_its_jobs_and_says_so(
         self, sandbox_settings: Settings, engine: AsyncEngine
     ) -> None:
         app = _app(sandbox_settings, engine)  # configures logging: listen after it
@@ -149,16 +149,16 @@ class TestLifespan:
         logger.addHandler(handler)
         try:
             async with app.router.lifespan_context(app):
-                assert app.state.sandbox_deliverer is not None
+                assert app.state.sandbox_worker.running  # its pgqueuer consumer
         finally:
             logger.removeHandler(handler)
             await app.state.resources.stripe.aclose()
-        assert app.state.sandbox_deliverer is None
+        assert app.state.sandbox_worker is None
         warnings = [r.getMessage() for r in records if r.levelno == logging.WARNING]
         assert any(m.startswith("SANDBOX") and "/sandbox/" in m for m in warnings)
 
     async def test_with_a_key_nothing_starts(self, settings: Settings, engine: AsyncEngine) -> None:
         app = _app(settings, engine)
         async with app.router.lifespan_context(app):
-            assert getattr(app.state, "sandbox_deliverer", None) is None
+            assert getattr(app.state, "sandbox_worker", None) is None
         await app.state.resources.stripe.aclose()
