@@ -123,10 +123,15 @@ async def stripe_server(database_url: str, engine: AsyncEngine) -> AsyncIterator
         # The sandbox process committed its Stripe objects, keys and events to the test
         # database; the sandbox tests that run later in this process expect an empty
         # sandbox (their own rows roll back), and a pending event left here would be
-        # delivered by their app's sandbox pump.
+        # delivered by their app's sandbox consumer; so would the delivery jobs it queued
+        # on pgqueuer (and its housekeeping schedule), which those tests also count.
         async with engine.begin() as connection:
             await connection.execute(
                 text("TRUNCATE sandbox_events, sandbox_idempotency_keys, sandbox_objects")
+            )
+            await connection.execute(text("DELETE FROM pgqueuer WHERE entrypoint LIKE 'sandbox.%'"))
+            await connection.execute(
+                text("DELETE FROM pgqueuer_schedules WHERE entrypoint LIKE 'sandbox.%'")
             )
 
 
