@@ -125,10 +125,10 @@ class StripeOperation(ABC, Generic[RowT, RequestT, AnswerT]):
     """The queue entrypoint that runs :meth:`run` for a row (payload: the row's id) after
     an unknown outcome; ``None`` when the flow's sweep is its only recovery."""
     policy: ClassVar[RetryPolicy] = RETRY_POLICY
-    name: ClassVar[str] = "stripe_operation"
+    name: str = "stripe_operation"
     """What the logs and the retry job's dedupe key call a row (``withdrawal 12``,
     ``withdrawal:12``)."""
-    sweep_limit: ClassVar[int] = 100
+    sweep_limit: int = 100
     """How many due rows one :meth:`recover` runs at most."""
 
     def __init__(

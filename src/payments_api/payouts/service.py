@@ -36,6 +36,7 @@ from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, Currenc
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, public_id
+from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.kit.stripe_operation import UNKNOWN, Attempt, StripeOperation, Unknown
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
@@ -278,7 +279,7 @@ class WithdrawalTransfer(StripeOperation[Withdrawal, dict[str, Any], Settled]):
         return await WithdrawalRepository(session).stuck(now, limit)
 
 
-class PayoutService:
+class PayoutService(StripeFlow):
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -287,10 +288,7 @@ class PayoutService:
         *,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.sessionmaker = sessionmaker
-        self.stripe = stripe
-        self.settings = settings
-        self.now = now
+        super().__init__(sessionmaker, stripe, settings, now=now)
         self.transfers = WithdrawalTransfer(sessionmaker, stripe, now=now)
 
     def _check_limits(self, amount: int, currency: str) -> None:

@@ -35,6 +35,7 @@ from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, Currenc
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger import shapes
 from payments_api.ledger.errors import InsufficientFunds, WalletFrozen
@@ -62,7 +63,7 @@ from payments_api.users.repository import UserRepository
 log = logging.getLogger(__name__)
 
 
-class CashoutService:
+class CashoutService(StripeFlow):
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -71,10 +72,7 @@ class CashoutService:
         *,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.sessionmaker = sessionmaker
-        self.stripe = stripe
-        self.settings = settings
-        self.now = now
+        super().__init__(sessionmaker, stripe, settings, now=now)
         self.refunds = RefundService(sessionmaker, stripe, settings, now=now)
 
     def _check_limits(self, amount: int, currency: str) -> None:

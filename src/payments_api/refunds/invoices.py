@@ -282,7 +282,7 @@ class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
     def settlement(self, session: AsyncSession) -> InvoiceRefundSettlement:
         return InvoiceRefundSettlement(session, self.stripe, now=self.now)
 
-    async def _stripe_request(
+    async def stripe_request(
         self, session: AsyncSession, refund: InvoiceRefund
     ) -> StripeRefundRequest:
         invoice = await InvoiceLookup(session).get(refund.invoice_id)
@@ -298,7 +298,7 @@ class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
             match=("invoice_refund_id", str(refund.id)),
         )
 
-    async def _stuck(self, session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
+    async def stuck(self, session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
         return await InvoiceRefundRepository(session).stuck(cutoff, limit)
 
 

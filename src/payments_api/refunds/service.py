@@ -282,7 +282,7 @@ class RefundService(TwoPhaseRefunds[Refund]):
     def settlement(self, session: AsyncSession) -> RefundSettlement:
         return RefundSettlement(session, self.stripe, now=self.now)
 
-    async def _stripe_request(self, session: AsyncSession, refund: Refund) -> StripeRefundRequest:
+    async def stripe_request(self, session: AsyncSession, refund: Refund) -> StripeRefundRequest:
         order = await OrderRepository(session).get(refund.order_id)
         if order is None or order.stripe_payment_intent_id is None:  # pragma: no cover
             raise RuntimeError(f"refund {refund.id} has no payment to refund")
@@ -297,7 +297,7 @@ class RefundService(TwoPhaseRefunds[Refund]):
             options=await PURPOSES.get(order.purpose).stripe_refund_options(session, order),
         )
 
-    async def _before_stripe(self, refund: Refund, request: StripeRefundRequest) -> None:
+    async def before_stripe(self, refund: Refund, request: StripeRefundRequest) -> None:
         account = request.options.payee_account
         if account is not None and refund.payee_coverable is None:
             await self._read_coverable(refund, account)
@@ -323,6 +323,6 @@ class RefundService(TwoPhaseRefunds[Refund]):
                 row.payee_coverable = coverable
         refund.payee_coverable = coverable
 
-    async def _stuck(self, session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
+    async def stuck(self, session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
         # Admin refunds and cash-out parts.
         return await RefundRepository(session).stuck(cutoff, limit)
