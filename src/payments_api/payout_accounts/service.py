@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.audit import repository as audit_repository
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
-from payments_api.installation import OutgoingKeys, outgoing_keys
 from payments_api.kit.clock import utcnow
+from payments_api.kit.stripe_operation import call_with_key
 from payments_api.payout_accounts.errors import (
     InvalidLinkState,
     PayoutAccountBusy,
@@ -49,12 +49,6 @@ PAYEE_ROLE = "payee"
 _CREATION_LOCK_TIMEOUT = text("SET LOCAL lock_timeout = '10s'")
 _DEFAULT_LOCK_TIMEOUT = text("SET LOCAL lock_timeout TO DEFAULT")
 _LOCK_SQLSTATES = frozenset({"55P03", "57014"})  # lock_not_available, query_canceled
-
-
-def account_idempotency_key(keys: OutgoingKeys, user_id: str) -> str:
-    """Deterministic per user (and database): a retry, even after a crash, gets the
-    same account."""
-    return keys.derive("account", user_id)
 
 
 def to_read(row: PayoutAccount | None) -> PayoutAccountRead:
@@ -273,11 +267,18 @@ class ConnectService:
             raise PayoutAccountNotFound()
         if row.stripe_account_id is not None:
             return row  # a concurrent first call created it while we waited
-        account = await self.stripe.create_express_account(
-            user_id=user_id,
-            capabilities=list(self.settings.connect_capabilities),
-            country=self.settings.connect_account_country,
-            idempotency_key=account_idempotency_key(await outgoing_keys(self.session), user_id),
+        # The key is deterministic per user (and database): a retry, even after a
+        # crash, gets the same account.
+        account = await call_with_key(
+            self.session,
+            "account",
+            user_id,
+            lambda key: self.stripe.create_express_account(
+                user_id=user_id,
+                capabilities=list(self.settings.connect_capabilities),
+                country=self.settings.connect_account_country,
+                idempotency_key=key,
+            ),
         )
         # The create response describes the account as it was when created (also
         # when Stripe replays it for a retried key), so that is its as-of time; a
