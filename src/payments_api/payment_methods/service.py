@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from payments_api.auth import Principal
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
-from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
+from payments_api.kit.amounts import AmountNotInSteps, check_limits
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_public_id, public_id
 from payments_api.kit.stripe_operation import call_and_settle, call_with_key
@@ -168,18 +168,14 @@ class PaymentMethodManager:
     async def set_auto_reload(
         self, user: User, body: AutoReloadSet, settings: Settings
     ) -> AutoReloadRead:
-        limits = settings.limits(body.currency, "topup")
-        if limits is None:
-            raise CurrencyNotSupported.refuse(
-                "Auto-reloads", body.currency, sorted(settings.limits_table())
-            )
-        if not limits.minimum <= body.amount <= limits.maximum:
-            raise AmountOutOfRange(
-                f"Auto-reload amounts in {body.currency} must be between {limits.minimum} "
-                f"and {limits.maximum} minor units.",
-                minimum=limits.minimum,
-                maximum=limits.maximum,
-            )
+        check_limits(
+            settings,
+            "topup",
+            body.amount,
+            body.currency,
+            what="Auto-reloads",
+            amounts_of="Auto-reload amounts",
+        )
         AmountNotInSteps.check(body.amount, body.currency, charge_step(body.currency), "Charges")
         row = await self.methods.set_auto_reload(
             user.id, body.currency, body.threshold, body.amount, body.enabled

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from payments_api.auth import Principal
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
-from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
+from payments_api.kit.amounts import AmountNotInSteps, check_limits
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, public_id
@@ -292,18 +292,7 @@ class PayoutService(StripeFlow):
         self.transfers = WithdrawalTransfer(sessionmaker, stripe, now=now)
 
     def _check_limits(self, amount: int, currency: str) -> None:
-        limits = self.settings.limits(currency, "withdrawal")
-        if limits is None:
-            raise CurrencyNotSupported.refuse(
-                "Withdrawals", currency, sorted(self.settings.limits_table())
-            )
-        if not limits.minimum <= amount <= limits.maximum:
-            raise AmountOutOfRange(
-                f"Withdrawals in {currency} must be between {limits.minimum} and "
-                f"{limits.maximum} minor units.",
-                minimum=limits.minimum,
-                maximum=limits.maximum,
-            )
+        check_limits(self.settings, "withdrawal", amount, currency, what="Withdrawals")
         # A withdrawal ends in a payout to the payee's bank, in whole units for huf,
         # twd and isk.
         AmountNotInSteps.check(amount, currency, payout_step(currency), "Withdrawals")

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from payments_api.auth import Principal
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
-from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
+from payments_api.kit.amounts import AmountNotInSteps, check_limits
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
@@ -76,18 +76,7 @@ class CashoutService(StripeFlow):
         self.refunds = RefundService(sessionmaker, stripe, settings, now=now)
 
     def _check_limits(self, amount: int, currency: str) -> None:
-        limits = self.settings.limits(currency, "cashout")
-        if limits is None:
-            raise CurrencyNotSupported.refuse(
-                "Wallet refunds", currency, sorted(self.settings.limits_table())
-            )
-        if not limits.minimum <= amount <= limits.maximum:
-            raise AmountOutOfRange(
-                f"Wallet refunds in {currency} must be between {limits.minimum} and "
-                f"{limits.maximum} minor units.",
-                minimum=limits.minimum,
-                maximum=limits.maximum,
-            )
+        check_limits(self.settings, "cashout", amount, currency, what="Wallet refunds")
         AmountNotInSteps.check(amount, currency, charge_step(currency), "Refunds")
 
     async def create(

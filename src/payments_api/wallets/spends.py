@@ -31,7 +31,7 @@ from payments_api.earnings import service as earnings_service
 from payments_api.earnings.models import EarningSource
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
-from payments_api.kit.amounts import AmountOutOfRange, CurrencyNotSupported
+from payments_api.kit.amounts import AmountOutOfRange, check_limits
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import public_id
@@ -59,18 +59,7 @@ class WalletPayments:
         self.ledger = ledger_service.LedgerService(session)
 
     def _check_limits(self, amount: int, currency: str) -> None:
-        limits = self.settings.limits(currency, "debit")
-        if limits is None:
-            raise CurrencyNotSupported.refuse(
-                "Wallet payments", currency, sorted(self.settings.limits_table())
-            )
-        if not limits.minimum <= amount <= limits.maximum:
-            raise AmountOutOfRange(
-                f"Wallet payments in {currency} must be between {limits.minimum} and "
-                f"{limits.maximum} minor units.",
-                minimum=limits.minimum,
-                maximum=limits.maximum,
-            )
+        check_limits(self.settings, "debit", amount, currency, what="Wallet payments")
 
     async def pay(self, body: WalletPaymentCreate, idempotency_key: str) -> tuple[OrderRead, bool]:
         """Pay from the wallet; returns the order and whether it was a replay."""
