@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Literal
 
 from sqlalchemy.exc import IntegrityError
@@ -39,6 +40,7 @@ from payments_api.kit.pagination import parse_cursor, public_id
 from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.kit.stripe_operation import UNKNOWN, Attempt, StripeOperation, Unknown
 from payments_api.ledger import service as ledger_service
+from payments_api.ledger import shapes
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.money import payout_step
 from payments_api.payout_accounts.models import PayoutAccount
@@ -56,7 +58,6 @@ from payments_api.payouts.schemas import (
     WithdrawalList,
     WithdrawalRead,
 )
-from payments_api.settings import Settings
 from payments_api.stripe.errors import (
     CardDeclined,
     PaymentProviderError,
@@ -102,33 +103,51 @@ async def _emit(session: AsyncSession, withdrawal: Withdrawal, type: EventType) 
     )
 
 
+async def _end_hold(
+    session: AsyncSession,
+    withdrawal: Withdrawal,
+    outcome: Literal["transferred", "failed"],
+    into: ledger_service.AccountRef,
+    now: datetime,
+    **metadata: str,
+) -> None:
+    """Stripe's definite answer: the withdrawal's held money leaves ``withdrawing`` for
+    ``into`` (once per outcome) and the withdrawal is retried no more."""
+    await ledger_service.LedgerService(session).post(
+        ledger_service.NewTransaction(
+            type=f"withdrawal_{outcome}",
+            cause_type=CauseType.withdrawal,
+            cause_key=f"withdrawal:{withdrawal.id}:{outcome}",
+            description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} {outcome}",
+            metadata={"withdrawal_id": withdrawal.id, **metadata},
+            postings=shapes.move(
+                withdrawal.amount,
+                out_of=_ref(withdrawal.user_id, AccountKind.withdrawing, withdrawal.currency),
+                into=into,
+            ),
+        )
+    )
+    withdrawal.status = outcome
+    withdrawal.next_attempt_at = None
+    withdrawal.updated_at = now
+
+
 async def mark_transferred(
     session: AsyncSession, withdrawal: Withdrawal, transfer_id: str, now: datetime
 ) -> None:
     """The Transfer exists: the held money has left for the connected account."""
     if withdrawal.status != "pending":
         return
-    await ledger_service.LedgerService(session).post(
-        ledger_service.NewTransaction(
-            type="withdrawal_transferred",
-            cause_type=CauseType.withdrawal,
-            cause_key=f"withdrawal:{withdrawal.id}:transferred",
-            description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} transferred",
-            metadata={"withdrawal_id": withdrawal.id, "transfer": transfer_id},
-            postings=[
-                ledger_service.PostingSpec(
-                    _ref(withdrawal.user_id, AccountKind.withdrawing, withdrawal.currency),
-                    -withdrawal.amount,
-                ),
-                ledger_service.PostingSpec(_stripe_balance(withdrawal.currency), withdrawal.amount),
-            ],
-        )
+    await _end_hold(
+        session,
+        withdrawal,
+        "transferred",
+        _stripe_balance(withdrawal.currency),
+        now,
+        transfer=transfer_id,
     )
-    withdrawal.status = "transferred"
     withdrawal.stripe_transfer_id = transfer_id
     withdrawal.transferred_at = now
-    withdrawal.next_attempt_at = None
-    withdrawal.updated_at = now
     await _emit(session, withdrawal, EventType.withdrawal_paid)
 
 
@@ -138,29 +157,15 @@ async def mark_failed(
     """Stripe refused the Transfer: the held money goes back to available."""
     if withdrawal.status != "pending":
         return
-    await ledger_service.LedgerService(session).post(
-        ledger_service.NewTransaction(
-            type="withdrawal_failed",
-            cause_type=CauseType.withdrawal,
-            cause_key=f"withdrawal:{withdrawal.id}:failed",
-            description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} failed",
-            metadata={"withdrawal_id": withdrawal.id, "code": code},
-            postings=[
-                ledger_service.PostingSpec(
-                    _ref(withdrawal.user_id, AccountKind.withdrawing, withdrawal.currency),
-                    -withdrawal.amount,
-                ),
-                ledger_service.PostingSpec(
-                    _ref(withdrawal.user_id, AccountKind.available, withdrawal.currency),
-                    withdrawal.amount,
-                ),
-            ],
-        )
+    await _end_hold(
+        session,
+        withdrawal,
+        "failed",
+        _ref(withdrawal.user_id, AccountKind.available, withdrawal.currency),
+        now,
+        code=code,
     )
-    withdrawal.status = "failed"
     withdrawal.failure_code = code[:64]
-    withdrawal.next_attempt_at = None
-    withdrawal.updated_at = now
     await _emit(session, withdrawal, EventType.withdrawal_failed)
 
 
@@ -280,16 +285,10 @@ class WithdrawalTransfer(StripeOperation[Withdrawal, dict[str, Any], Settled]):
 
 
 class PayoutService(StripeFlow):
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        stripe: StripeGateway,
-        settings: Settings,
-        *,
-        now: Callable[[], datetime] = utcnow,
-    ) -> None:
-        super().__init__(sessionmaker, stripe, settings, now=now)
-        self.transfers = WithdrawalTransfer(sessionmaker, stripe, now=now)
+    @cached_property
+    def transfers(self) -> WithdrawalTransfer:
+        """Steps 2 to 4 of this service's withdrawals."""
+        return WithdrawalTransfer(self.sessionmaker, self.stripe, now=self.now)
 
     def _check_limits(self, amount: int, currency: str) -> None:
         check_limits(self.settings, "withdrawal", amount, currency, what="Withdrawals")

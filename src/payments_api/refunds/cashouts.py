@@ -22,17 +22,16 @@ rather than copied:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
+from functools import cached_property
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.auth import Principal
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountNotInSteps, check_limits
-from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.kit.stripe_flow import StripeFlow
@@ -56,24 +55,16 @@ from payments_api.refunds import metrics
 from payments_api.refunds.schemas import WalletRefundCreate, WalletRefundList, WalletRefundRead
 from payments_api.refunds.service import RefundService
 from payments_api.refunds.wallet_refunds import WALLET_REFUND_PREFIX, wallet_refund_read
-from payments_api.settings import Settings
-from payments_api.stripe.gateway import StripeGateway
 from payments_api.users.repository import UserRepository
 
 log = logging.getLogger(__name__)
 
 
 class CashoutService(StripeFlow):
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        stripe: StripeGateway,
-        settings: Settings,
-        *,
-        now: Callable[[], datetime] = utcnow,
-    ) -> None:
-        super().__init__(sessionmaker, stripe, settings, now=now)
-        self.refunds = RefundService(sessionmaker, stripe, settings, now=now)
+    @cached_property
+    def refunds(self) -> RefundService:
+        """Where each part of a cash-out goes to Stripe, as any refund."""
+        return RefundService(self.sessionmaker, self.stripe, self.settings, now=self.now)
 
     def _check_limits(self, amount: int, currency: str) -> None:
         check_limits(self.settings, "cashout", amount, currency, what="Wallet refunds")
