@@ -242,26 +242,13 @@ class InvoiceRefundSettlement(RefundSettlementFlow[InvoiceRefund, SubscriptionIn
 
     async def release_hold(self, refund: InvoiceRefund) -> None:
         """Stripe did not refund: the held credit goes back to available."""
-        if not refund.credit_hold:
-            return
-        await self.ledger.post(
-            ledger_service.NewTransaction(
-                type="refund_release",
-                cause_type=CauseType.system,
-                cause_key=f"invoice_refund:{refund.id}:release",
-                description=f"Refund {public_id(INVOICE_REFUND_PREFIX, refund.id)} did not happen",
-                metadata={"invoice_refund_id": refund.id},
-                postings=[
-                    ledger_service.PostingSpec(
-                        user_account(refund.user_id, AccountKind.withdrawing, refund.currency),
-                        -refund.credit_hold,
-                    ),
-                    ledger_service.PostingSpec(
-                        user_account(refund.user_id, AccountKind.available, refund.currency),
-                        refund.credit_hold,
-                    ),
-                ],
-            )
+        await self._post_release(
+            refund,
+            refund.credit_hold,
+            AccountKind.withdrawing,
+            cause_key=f"invoice_refund:{refund.id}:release",
+            description=f"Refund {public_id(INVOICE_REFUND_PREFIX, refund.id)} did not happen",
+            metadata={"invoice_refund_id": refund.id},
         )
 
     async def _revert(
@@ -275,16 +262,12 @@ class InvoiceRefundSettlement(RefundSettlementFlow[InvoiceRefund, SubscriptionIn
             settled = await self.ledger.repository.get_transaction(cause_key=cause_key)
             if settled is not None:
                 postings.extend(reversed_postings(settled, held=(AccountKind.withdrawing,)))
-        await self.ledger.post(
-            ledger_service.NewTransaction(
-                type="refund_failed",
-                cause_type=CauseType.stripe_event,
-                cause_key=f"stripe:refund_failed:{refund.stripe_refund_id}",
-                description=f"Refund {public_id(INVOICE_REFUND_PREFIX, refund.id)} failed "
-                "after succeeding",
-                metadata={"invoice_refund_id": refund.id, "refund": refund.stripe_refund_id},
-                postings=postings,
-            )
+        await self._post_reverted(
+            refund,
+            postings,
+            description=f"Refund {public_id(INVOICE_REFUND_PREFIX, refund.id)} failed "
+            "after succeeding",
+            metadata={"invoice_refund_id": refund.id},
         )
         invoice.refunded_amount -= refund.amount
         invoice.credit_reversed -= refund.credit_share

@@ -250,26 +250,13 @@ class RefundSettlement(RefundSettlementFlow[Refund, Order]):
     async def release_hold(self, refund: Refund) -> None:
         """Stripe did not refund: the held money goes back to available."""
         await self._credit_not_taken(refund)
-        if not refund.hold_amount:
-            return
-        await self.ledger.post(
-            ledger_service.NewTransaction(
-                type="refund_release",
-                cause_type=CauseType.system,
-                cause_key=f"refund:{refund.id}:release",
-                description=f"Refund {public_id(REFUND_PREFIX, refund.id)} did not happen",
-                metadata={"refund_id": refund.id, "order_id": refund.order_id},
-                postings=[
-                    ledger_service.PostingSpec(
-                        user_account(refund.user_id, hold_kind(refund), refund.currency),
-                        -refund.hold_amount,
-                    ),
-                    ledger_service.PostingSpec(
-                        user_account(refund.user_id, AccountKind.available, refund.currency),
-                        refund.hold_amount,
-                    ),
-                ],
-            )
+        await self._post_release(
+            refund,
+            refund.hold_amount,
+            hold_kind(refund),
+            cause_key=f"refund:{refund.id}:release",
+            description=f"Refund {public_id(REFUND_PREFIX, refund.id)} did not happen",
+            metadata={"refund_id": refund.id, "order_id": refund.order_id},
         )
 
     async def _credit_not_taken(self, refund: Refund) -> None:
@@ -291,17 +278,11 @@ class RefundSettlement(RefundSettlementFlow[Refund, Order]):
             raise RuntimeError(f"refund {refund.id} succeeded without a ledger transaction")
         await self._credit_not_taken(refund)
         await PURPOSES.get(order.purpose).on_refund_reverted(self.booking(refund, order))
-        await self.ledger.post(
-            ledger_service.NewTransaction(
-                type="refund_failed",
-                cause_type=CauseType.stripe_event,
-                cause_key=f"stripe:refund_failed:{refund.stripe_refund_id}",
-                description=f"Refund {public_id(REFUND_PREFIX, refund.id)} failed after succeeding",
-                metadata={"refund_id": refund.id, "refund": refund.stripe_refund_id},
-                postings=reversed_postings(
-                    settled, held=(AccountKind.withdrawing, AccountKind.refunding)
-                ),
-            )
+        await self._post_reverted(
+            refund,
+            reversed_postings(settled, held=(AccountKind.withdrawing, AccountKind.refunding)),
+            description=f"Refund {public_id(REFUND_PREFIX, refund.id)} failed after succeeding",
+            metadata={"refund_id": refund.id},
         )
         order.refunded_amount -= refund.amount
         refresh_order_status(order)

@@ -32,6 +32,7 @@ from payments_api.kit.pagination import public_id
 from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.kit.stripe_operation import UNKNOWN, Attempt, StripeOperation, Unknown
 from payments_api.ledger import service as ledger_service
+from payments_api.ledger import shapes
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.orders.purposes import StripeRefundOptions
 from payments_api.orders.refund_errors import (
@@ -134,14 +135,11 @@ def hold_transaction(
         cause_key=cause_key,
         description=description,
         metadata=metadata,
-        postings=[
-            ledger_service.PostingSpec(
-                user_account(user_id, AccountKind.available, currency), -amount
-            ),
-            ledger_service.PostingSpec(
-                user_account(user_id, AccountKind.withdrawing, currency), amount
-            ),
-        ],
+        postings=shapes.move(
+            amount,
+            out_of=user_account(user_id, AccountKind.available, currency),
+            into=user_account(user_id, AccountKind.withdrawing, currency),
+        ),
         allow_negative_available=allow_negative_available,
     )
 
@@ -316,6 +314,56 @@ class RefundSettlementFlow(Generic[RowT, ParentT]):
             await self.after_change(refund)
             return
         log.warning("%s %s: unknown Stripe status %r ignored", self.label, refund.id, status)
+
+    async def _post_release(
+        self,
+        refund: RowT,
+        held: int,
+        kind: AccountKind,
+        *,
+        cause_key: str,
+        description: str,
+        metadata: dict[str, Any],
+    ) -> None:
+        """The ``held`` part of a refund that did not happen goes back from ``kind`` to
+        the owner's available."""
+        if not held:
+            return
+        await self.ledger.post(
+            ledger_service.NewTransaction(
+                type="refund_release",
+                cause_type=CauseType.system,
+                cause_key=cause_key,
+                description=description,
+                metadata=metadata,
+                postings=shapes.move(
+                    held,
+                    out_of=user_account(refund.user_id, kind, refund.currency),
+                    into=user_account(refund.user_id, AccountKind.available, refund.currency),
+                ),
+            )
+        )
+
+    async def _post_reverted(
+        self,
+        refund: RowT,
+        postings: list[ledger_service.PostingSpec],
+        *,
+        description: str,
+        metadata: dict[str, Any],
+    ) -> None:
+        """Undo what a refund Stripe reported succeeded booked (``postings``), once per
+        Stripe Refund."""
+        await self.ledger.post(
+            ledger_service.NewTransaction(
+                type="refund_failed",
+                cause_type=CauseType.stripe_event,
+                cause_key=f"stripe:refund_failed:{refund.stripe_refund_id}",
+                description=description,
+                metadata={**metadata, "refund": refund.stripe_refund_id},
+                postings=postings,
+            )
+        )
 
     async def _count_succeeded(self, refund: RowT, parent: ParentT, now: datetime) -> None:
         """After the refund became succeeded, before its events."""
