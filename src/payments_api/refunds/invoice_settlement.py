@@ -28,6 +28,7 @@ from payments_api.money import proportional_part
 from payments_api.orders.refund_repository import IN_FLIGHT
 from payments_api.refunds.invoice_models import InvoiceRefund
 from payments_api.refunds.invoice_repository import InvoiceLookup, InvoiceRefundRepository
+from payments_api.refunds.reads import shared_fields
 from payments_api.refunds.schemas import RefundRead
 from payments_api.refunds.two_phase import (
     RefundSettlementFlow,
@@ -47,23 +48,12 @@ INVOICE_REFUND_PREFIX = "rfi"
 
 def invoice_refund_read(refund: InvoiceRefund, invoice: SubscriptionInvoice) -> RefundRead:
     return RefundRead(
+        **shared_fields(refund),
         id=public_id(INVOICE_REFUND_PREFIX, refund.id),
         order_id=None,
         invoice_id=invoice.stripe_invoice_id,
-        user_id=refund.user_id,
-        amount=refund.amount,
-        currency=refund.currency,
-        status=refund.status,
-        origin=refund.origin,
-        reason=refund.reason,
-        note=refund.note,
-        requested_by=refund.requested_by,
         held_amount=refund.credit_hold if refund.status in IN_FLIGHT else 0,
-        stripe_refund_id=refund.stripe_refund_id,
-        failure_reason=refund.failure_reason,
         credit_taken_back=refund.credit_share,
-        created_at=refund.created_at,
-        succeeded_at=refund.succeeded_at,
     )
 
 

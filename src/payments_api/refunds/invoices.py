@@ -111,7 +111,7 @@ class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
     async def _ensure_payment(self, invoice_id: str) -> None:
         """Invoices booked before their PaymentIntent was kept: look it up once."""
         async with self.sessionmaker.begin() as session:
-            invoice = await InvoiceLookup(session).by_stripe_id(invoice_id)
+            invoice = await InvoiceLookup(session).by_stripe_id(invoice_id, for_update=False)
             if invoice is None or invoice.stripe_payment_intent_id or invoice.status != "paid":
                 return
         charge_id = await self.stripe.invoice_charge(invoice_id)
