@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Literal
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.auth import Principal
@@ -35,7 +34,7 @@ from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountNotInSteps, check_limits
 from payments_api.kit.clock import utcnow
-from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
+from payments_api.kit.idempotency import add_once, fingerprint, same_request
 from payments_api.kit.pagination import parse_cursor, public_id
 from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.kit.stripe_operation import UNKNOWN, Attempt, StripeOperation, Unknown
@@ -320,10 +319,12 @@ class PayoutService(StripeFlow):
         async with self.transfers.reserve() as session:
             user = await UserRepository(session).upsert_from_principal(principal)
             withdrawals = WithdrawalRepository(session)
-            existing = await withdrawals.by_key(user.id, idempotency_key)
+            existing = same_request(
+                await withdrawals.by_key(user.id, idempotency_key),
+                request_fingerprint,
+                "This Idempotency-Key was used for another request.",
+            )
             if existing is not None:
-                if existing.request_fingerprint != request_fingerprint:
-                    raise IdempotencyKeyReused("This Idempotency-Key was used for another request.")
                 return existing
             user = await UserRepository(session).get(user.id, for_update=True) or user
             account = await PayoutAccountRepository(session).get_by_user(user.id)
@@ -349,14 +350,11 @@ class PayoutService(StripeFlow):
                     default_delay_days=self.settings.payout_default_delay_days,
                 ),
             )
-            try:
-                async with session.begin_nested():
-                    await withdrawals.add(withdrawal)
-            except IntegrityError:
-                twin = await withdrawals.by_key(user.id, idempotency_key)
-                if twin is None or twin.request_fingerprint != request_fingerprint:
-                    raise IdempotencyKeyReused() from None
-                return twin
+            added = await add_once(
+                session, withdrawal, lambda: withdrawals.by_key(user.id, idempotency_key)
+            )
+            if added is not withdrawal:
+                return added
             await ledger_service.LedgerService(session).post(
                 ledger_service.NewTransaction(
                     type="withdrawal_hold",

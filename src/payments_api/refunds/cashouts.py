@@ -25,14 +25,13 @@ import logging
 from datetime import timedelta
 from functools import cached_property
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.auth import Principal
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountNotInSteps, check_limits
-from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
+from payments_api.kit.idempotency import add_once, fingerprint, same_request
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.ledger import service as ledger_service
@@ -99,10 +98,12 @@ class CashoutService(StripeFlow):
         async with self.sessionmaker.begin() as session:
             user = await UserRepository(session).upsert_from_principal(principal)
             repository = WalletRefundRepository(session)
-            existing = await repository.by_key(user.id, idempotency_key)
+            existing = same_request(
+                await repository.by_key(user.id, idempotency_key),
+                request_fingerprint,
+                "This Idempotency-Key was used for another refund.",
+            )
             if existing is not None:
-                if existing.request_fingerprint != request_fingerprint:
-                    raise IdempotencyKeyReused("This Idempotency-Key was used for another refund.")
                 return existing.id
             if user.frozen:
                 # The ledger refuses it too (under its lock); this answers before any work.
@@ -150,14 +151,11 @@ class CashoutService(StripeFlow):
                 idempotency_key=idempotency_key,
                 request_fingerprint=request_fingerprint,
             )
-            try:
-                async with session.begin_nested():
-                    await repository.add(row)
-            except IntegrityError:
-                twin = await repository.by_key(user.id, idempotency_key)
-                if twin is None or twin.request_fingerprint != request_fingerprint:
-                    raise IdempotencyKeyReused() from None
-                return twin.id
+            added = await add_once(
+                session, row, lambda: repository.by_key(user.id, idempotency_key)
+            )
+            if added is not row:
+                return added.id
             parts: list[Refund] = []
             left = amount
             for order, room in refundable:  # newest charge first

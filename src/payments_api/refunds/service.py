@@ -45,7 +45,7 @@ from payments_api.escrow.errors import EscrowNotFound
 from payments_api.escrow.models import Escrow, EscrowFunding, EscrowStatus
 from payments_api.escrow.repository import EscrowRepository
 from payments_api.escrow.service import EscrowService
-from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
+from payments_api.kit.idempotency import fingerprint, same_request
 from payments_api.kit.pagination import parse_public_id, public_id
 from payments_api.orders.errors import OrderNotFound
 from payments_api.orders.purposes import PURPOSES, RefundTerms
@@ -166,10 +166,12 @@ class RefundService(TwoPhaseRefunds[Refund]):
         async with self.sessionmaker.begin() as session:
             actor = await UserRepository(session).upsert_from_principal(principal)
             refunds = RefundRepository(session)
-            existing = await refunds.by_idempotency_key(actor.id, idempotency_key)
+            existing = same_request(
+                await refunds.by_idempotency_key(actor.id, idempotency_key),
+                request_fingerprint,
+                "This Idempotency-Key was used for another refund.",
+            )
             if existing is not None:
-                if existing.request_fingerprint != request_fingerprint:
-                    raise IdempotencyKeyReused("This Idempotency-Key was used for another refund.")
                 return existing
             order = None
             if order_number is not None:

@@ -17,17 +17,15 @@ The Stripe calls are the small functions :func:`find_stripe_refund` and
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Final, Generic, Literal, TypeVar
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.kit.clock import utcnow
-from payments_api.kit.idempotency import IdempotencyKeyReused
 from payments_api.kit.pagination import public_id
 from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.kit.stripe_operation import UNKNOWN, Attempt, StripeOperation, Unknown
@@ -98,23 +96,6 @@ def amount_to_refund(requested: int | None, refundable: int, currency: str, of: 
             currency=currency,
         )
     return amount
-
-
-async def add_once(
-    session: AsyncSession, row: RowT, twin: Callable[[], Awaitable[RowT | None]]
-) -> RowT:
-    """Write the new refund ``row``; when a concurrent request with the same key won,
-    its row (``twin()``) is the answer if it was the same request."""
-    try:
-        async with session.begin_nested():
-            session.add(row)
-            await session.flush()
-    except IntegrityError:
-        found = await twin()
-        if found is None or found.request_fingerprint != row.request_fingerprint:
-            raise IdempotencyKeyReused() from None
-        return found
-    return row
 
 
 def hold_transaction(

@@ -23,7 +23,6 @@ No Stripe call is made; refunds of these orders go back to the wallet
 
 from __future__ import annotations
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.auth import Principal
@@ -33,7 +32,7 @@ from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountOutOfRange, check_limits
 from payments_api.kit.clock import utcnow
-from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
+from payments_api.kit.idempotency import add_once, fingerprint, same_request
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
@@ -74,10 +73,12 @@ class WalletPayments:
         request_fingerprint = fingerprint(body.model_dump(mode="json"))
         user = await UserRepository(self.session).upsert_from_principal(self.principal)
         orders = OrderRepository(self.session)
-        existing = await orders.by_idempotency_key(user.id, idempotency_key)
+        existing = same_request(
+            await orders.by_idempotency_key(user.id, idempotency_key),
+            request_fingerprint,
+            "This Idempotency-Key was used for a different payment.",
+        )
         if existing is not None:
-            if existing.request_fingerprint != request_fingerprint:
-                raise IdempotencyKeyReused("This Idempotency-Key was used for a different payment.")
             return order_read(existing), True
         now = utcnow()
         if body.purpose == "order":
@@ -119,14 +120,11 @@ class WalletPayments:
         order.updated_at = now
         order.idempotency_key = idempotency_key
         order.request_fingerprint = request_fingerprint
-        try:
-            async with self.session.begin_nested():
-                await orders.add(order)
-        except IntegrityError:
+        twin = await add_once(
+            self.session, order, lambda: orders.by_idempotency_key(user.id, idempotency_key)
+        )
+        if twin is not order:
             # A concurrent twin with the same key won (and moved the money once).
-            twin = await orders.by_idempotency_key(user.id, idempotency_key)
-            if twin is None or twin.request_fingerprint != request_fingerprint:
-                raise IdempotencyKeyReused() from None
             return order_read(twin), True
         if target is None:
             await self._pay_order(order, user)
