@@ -188,12 +188,11 @@ async def apply_reversal(
                 "amount_reversed": amount_reversed,
                 "transfer": withdrawal.stripe_transfer_id,
             },
-            postings=[
-                ledger_service.PostingSpec(_stripe_balance(withdrawal.currency), -delta),
-                ledger_service.PostingSpec(
-                    _ref(withdrawal.user_id, AccountKind.available, withdrawal.currency), delta
-                ),
-            ],
+            postings=shapes.move(
+                delta,
+                out_of=_stripe_balance(withdrawal.currency),
+                into=_ref(withdrawal.user_id, AccountKind.available, withdrawal.currency),
+            ),
         )
     )
     withdrawal.amount_reversed += delta
@@ -362,14 +361,11 @@ class PayoutService(StripeFlow):
                     cause_key=f"withdrawal:{withdrawal.id}:hold",
                     description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)}",
                     metadata={"withdrawal_id": withdrawal.id},
-                    postings=[
-                        ledger_service.PostingSpec(
-                            _ref(user.id, AccountKind.available, body.currency), -body.amount
-                        ),
-                        ledger_service.PostingSpec(
-                            _ref(user.id, AccountKind.withdrawing, body.currency), body.amount
-                        ),
-                    ],
+                    postings=shapes.move(
+                        body.amount,
+                        out_of=_ref(user.id, AccountKind.available, body.currency),
+                        into=_ref(user.id, AccountKind.withdrawing, body.currency),
+                    ),
                     # A frozen wallet refuses this in the ledger (WalletFrozen, 409).
                     initiated_by=user.id,
                 )
