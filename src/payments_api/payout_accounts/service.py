@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.audit import repository as audit_repository
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
-from payments_api.kit.clock import utcnow
+from payments_api.kit.clock import stripe_time, utcnow
 from payments_api.kit.stripe_operation import call_with_key
 from payments_api.payout_accounts.errors import (
     InvalidLinkState,
@@ -67,10 +67,6 @@ def to_read(row: PayoutAccount | None) -> PayoutAccountRead:
     )
 
 
-def _from_unix(seconds: Any) -> datetime | None:
-    return datetime.fromtimestamp(int(seconds), UTC) if isinstance(seconds, int) else None
-
-
 class ConnectService:
     def __init__(self, session: AsyncSession, stripe: StripeGateway, settings: Settings) -> None:
         self.session = session
@@ -105,7 +101,7 @@ class ConnectService:
         link = await self._new_onboarding_link(row)
         return OnboardingLinkRead(
             url=str(link["url"]),
-            expires_at=_from_unix(link.get("expires_at")),
+            expires_at=stripe_time(link.get("expires_at")),
             payout_account=to_read(row),
         )
 
@@ -283,7 +279,7 @@ class ConnectService:
         # The create response describes the account as it was when created (also
         # when Stripe replays it for a retried key), so that is its as-of time; a
         # replay older than the sync age is re-read on the next GET.
-        created = _from_unix(account.get("created")) or utcnow()
+        created = stripe_time(account.get("created")) or utcnow()
         await self.repository.apply_state(
             row.id,
             account_state(account),

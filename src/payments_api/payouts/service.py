@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
 from typing import Any, Literal
 
@@ -33,7 +33,7 @@ from payments_api.auth import Principal
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountNotInSteps, check_limits
-from payments_api.kit.clock import utcnow
+from payments_api.kit.clock import stripe_time, utcnow
 from payments_api.kit.idempotency import add_once, fingerprint, same_request
 from payments_api.kit.pagination import parse_cursor, public_id
 from payments_api.kit.stripe_flow import StripeFlow
@@ -432,18 +432,14 @@ def _destination(account: PayoutAccount | None) -> str | None:
     return account.stripe_account_id
 
 
-def _ts(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(value, UTC) if isinstance(value, int) else None
-
-
 def _payout_read(payout: dict[str, Any]) -> PayoutRead:
-    created = _ts(payout.get("created")) or utcnow()
+    created = stripe_time(payout.get("created")) or utcnow()
     return PayoutRead(
         id=str(payout["id"]),
         amount=int(payout["amount"]),
         currency=str(payout["currency"]),
         status=payout["status"],
-        arrival_date=_ts(payout.get("arrival_date")),
+        arrival_date=stripe_time(payout.get("arrival_date")),
         created_at=created,
         created=created,
         failure_code=payout.get("failure_code"),
