@@ -33,6 +33,7 @@ from payments_api.refunds.schemas import RefundRead
 from payments_api.refunds.two_phase import (
     RefundSettlementFlow,
     platform_account,
+    refunded_transaction,
     reversed_postings,
     user_account,
 )
@@ -139,10 +140,9 @@ class InvoiceRefundSettlement(RefundSettlementFlow[InvoiceRefund, SubscriptionIn
             amount, invoice.amount_paid, invoice.tax_amount or 0, invoice.refunded_amount
         )
         await self.ledger.post(
-            ledger_service.NewTransaction(
+            refunded_transaction(
+                refund,
                 type="invoice_refund",
-                cause_type=CauseType.stripe_event,
-                cause_key=f"stripe:refund:{refund.stripe_refund_id}",
                 description=f"Refund {public_id(INVOICE_REFUND_PREFIX, refund.id)} of invoice "
                 f"{invoice.stripe_invoice_id}",
                 metadata={
@@ -150,14 +150,9 @@ class InvoiceRefundSettlement(RefundSettlementFlow[InvoiceRefund, SubscriptionIn
                     "invoice": invoice.stripe_invoice_id,
                     "refund": refund.stripe_refund_id,
                 },
-                postings=[
-                    *(
-                        ledger_service.PostingSpec(posting.account, -posting.amount)
-                        for posting in revenue_postings(amount, tax, currency)
-                    ),
-                    ledger_service.PostingSpec(
-                        platform_account(AccountKind.stripe_balance, currency), amount
-                    ),
+                debits=[
+                    ledger_service.PostingSpec(posting.account, -posting.amount)
+                    for posting in revenue_postings(amount, tax, currency)
                 ],
             )
         )

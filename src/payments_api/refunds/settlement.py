@@ -22,7 +22,7 @@ from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
-from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.kinds import AccountKind
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import PURPOSES
 from payments_api.orders.reads import ORDER_PREFIX, order_read
@@ -34,6 +34,7 @@ from payments_api.refunds.released_authorizations import releases_an_authorizati
 from payments_api.refunds.two_phase import (
     RefundSettlementFlow,
     platform_account,
+    refunded_transaction,
     reversed_postings,
     user_account,
 )
@@ -160,10 +161,9 @@ class OrderRefundBooking:
                 )
             )
         await self.ledger.post(
-            ledger_service.NewTransaction(
+            refunded_transaction(
+                refund,
                 type="refund",
-                cause_type=CauseType.stripe_event,
-                cause_key=f"stripe:refund:{refund.stripe_refund_id}",
                 description=f"Refund {public_id(REFUND_PREFIX, refund.id)} of "
                 f"{public_id(ORDER_PREFIX, refund.order_id)}",
                 metadata={
@@ -172,12 +172,7 @@ class OrderRefundBooking:
                     "refund": refund.stripe_refund_id,
                     "shortfall": shortfall,
                 },
-                postings=[
-                    *debits,
-                    ledger_service.PostingSpec(
-                        platform_account(AccountKind.stripe_balance, currency), refund.amount
-                    ),
-                ],
+                debits=debits,
             )
         )
 

@@ -62,6 +62,32 @@ def platform_account(kind: AccountKind, currency: str) -> ledger_service.Account
     return ledger_service.AccountRef.platform(kind, currency)
 
 
+def refunded_transaction(
+    refund: Refund | InvoiceRefund,
+    *,
+    type: str,
+    description: str,
+    metadata: dict[str, Any],
+    debits: list[ledger_service.PostingSpec],
+) -> ledger_service.NewTransaction:
+    """Stripe refunded: the money leaves the platform's Stripe balance, taken from
+    ``debits``; the cause ``stripe:refund:{re}`` is what reconciliation matches to
+    Stripe's refund, and what makes a second application impossible."""
+    return ledger_service.NewTransaction(
+        type=type,
+        cause_type=CauseType.stripe_event,
+        cause_key=f"stripe:refund:{refund.stripe_refund_id}",
+        description=description,
+        metadata=metadata,
+        postings=[
+            *debits,
+            ledger_service.PostingSpec(
+                platform_account(AccountKind.stripe_balance, refund.currency), refund.amount
+            ),
+        ],
+    )
+
+
 def reversed_postings(
     settled: Any, *, held: tuple[AccountKind, ...]
 ) -> list[ledger_service.PostingSpec]:
