@@ -100,42 +100,37 @@ class OrderRefundBooking:
     order: Order
     refund: Refund
 
+    def _from_hold(self, kind: AccountKind) -> list[ledger_service.PostingSpec]:
+        """What the refund held, taken out of the customer's ``kind`` (nothing when the
+        refund held nothing)."""
+        refund = self.refund
+        if not refund.hold_amount:
+            return []
+        account = user_account(refund.user_id, kind, refund.currency)
+        return [ledger_service.PostingSpec(account, -refund.hold_amount)]
+
     async def settle_from_wallet(self) -> None:
         refund = self.refund
-        currency, amount = refund.currency, refund.amount
-        debits: list[ledger_service.PostingSpec] = []
+        amount = refund.amount
         if refund.hold_amount:
-            debits.append(
-                ledger_service.PostingSpec(
-                    user_account(refund.user_id, hold_kind(refund), currency), -refund.hold_amount
-                )
-            )
-            await self._post(debits, amount - refund.hold_amount)
+            await self._post(self._from_hold(hold_kind(refund)), amount - refund.hold_amount)
             return
         # A dashboard refund: no hold, taken from what the customer still holds.
-        wallet = user_account(refund.user_id, AccountKind.available, currency)
+        wallet = user_account(refund.user_id, AccountKind.available, refund.currency)
         taken = max(0, min(await self.ledger.balance_of(wallet), amount))
-        if taken:
-            debits.append(ledger_service.PostingSpec(wallet, -taken))
+        debits = [ledger_service.PostingSpec(wallet, -taken)] if taken else []
         await self._post(debits, amount - taken)
 
     async def settle_from_sales(self) -> None:
         # The credit taken back is held in the buyer's withdrawing since the request; the
         # rest comes out of the sale.
         refund = self.refund
-        currency, amount = refund.currency, refund.amount
-        debits: list[ledger_service.PostingSpec] = []
-        if refund.hold_amount:
+        debits = self._from_hold(AccountKind.withdrawing)
+        if refund.amount != refund.hold_amount:
             debits.append(
                 ledger_service.PostingSpec(
-                    user_account(refund.user_id, AccountKind.withdrawing, currency),
-                    -refund.hold_amount,
-                )
-            )
-        if amount != refund.hold_amount:
-            debits.append(
-                ledger_service.PostingSpec(
-                    platform_account(AccountKind.sales, currency), refund.hold_amount - amount
+                    platform_account(AccountKind.sales, refund.currency),
+                    refund.hold_amount - refund.amount,
                 )
             )
         await self._post(debits, 0)
