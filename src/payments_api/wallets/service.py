@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
-from payments_api.kit.amounts import AmountOutOfRange, CurrencyNotSupported
+from payments_api.kit.amounts import check_limits
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
@@ -27,18 +27,7 @@ class WalletService:
         self.ledger = ledger_service.LedgerService(session)
 
     def _check_limits(self, amount: int, currency: str) -> None:
-        limits = self.settings.limits(currency, "debit")
-        if limits is None:
-            raise CurrencyNotSupported.refuse(
-                "Wallet debits", currency, sorted(self.settings.limits_table())
-            )
-        if not limits.minimum <= amount <= limits.maximum:
-            raise AmountOutOfRange(
-                f"Wallet debits in {currency} must be between {limits.minimum} and "
-                f"{limits.maximum} minor units.",
-                minimum=limits.minimum,
-                maximum=limits.maximum,
-            )
+        check_limits(self.settings, "debit", amount, currency, what="Wallet debits")
 
     async def debit(
         self, user_id: str, body: WalletDebitCreate, *, actor_id: str, idempotency_key: str

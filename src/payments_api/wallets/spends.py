@@ -23,7 +23,6 @@ No Stripe call is made; refunds of these orders go back to the wallet
 
 from __future__ import annotations
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.auth import Principal
@@ -31,9 +30,9 @@ from payments_api.earnings import service as earnings_service
 from payments_api.earnings.models import EarningSource
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
-from payments_api.kit.amounts import AmountOutOfRange, CurrencyNotSupported
+from payments_api.kit.amounts import AmountOutOfRange, check_limits
 from payments_api.kit.clock import utcnow
-from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
+from payments_api.kit.idempotency import add_once, fingerprint, same_request
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
@@ -59,18 +58,7 @@ class WalletPayments:
         self.ledger = ledger_service.LedgerService(session)
 
     def _check_limits(self, amount: int, currency: str) -> None:
-        limits = self.settings.limits(currency, "debit")
-        if limits is None:
-            raise CurrencyNotSupported.refuse(
-                "Wallet payments", currency, sorted(self.settings.limits_table())
-            )
-        if not limits.minimum <= amount <= limits.maximum:
-            raise AmountOutOfRange(
-                f"Wallet payments in {currency} must be between {limits.minimum} and "
-                f"{limits.maximum} minor units.",
-                minimum=limits.minimum,
-                maximum=limits.maximum,
-            )
+        check_limits(self.settings, "debit", amount, currency, what="Wallet payments")
 
     async def pay(self, body: WalletPaymentCreate, idempotency_key: str) -> tuple[OrderRead, bool]:
         """Pay from the wallet; returns the order and whether it was a replay."""
@@ -85,10 +73,12 @@ class WalletPayments:
         request_fingerprint = fingerprint(body.model_dump(mode="json"))
         user = await UserRepository(self.session).upsert_from_principal(self.principal)
         orders = OrderRepository(self.session)
-        existing = await orders.by_idempotency_key(user.id, idempotency_key)
+        existing = same_request(
+            await orders.by_idempotency_key(user.id, idempotency_key),
+            request_fingerprint,
+            "This Idempotency-Key was used for a different payment.",
+        )
         if existing is not None:
-            if existing.request_fingerprint != request_fingerprint:
-                raise IdempotencyKeyReused("This Idempotency-Key was used for a different payment.")
             return order_read(existing), True
         now = utcnow()
         if body.purpose == "order":
@@ -130,14 +120,11 @@ class WalletPayments:
         order.updated_at = now
         order.idempotency_key = idempotency_key
         order.request_fingerprint = request_fingerprint
-        try:
-            async with self.session.begin_nested():
-                await orders.add(order)
-        except IntegrityError:
+        twin = await add_once(
+            self.session, order, lambda: orders.by_idempotency_key(user.id, idempotency_key)
+        )
+        if twin is not order:
             # A concurrent twin with the same key won (and moved the money once).
-            twin = await orders.by_idempotency_key(user.id, idempotency_key)
-            if twin is None or twin.request_fingerprint != request_fingerprint:
-                raise IdempotencyKeyReused() from None
             return order_read(twin), True
         if target is None:
             await self._pay_order(order, user)
