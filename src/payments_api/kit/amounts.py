@@ -4,7 +4,9 @@ Stripe's minimum steps. One definition, so a code means the same thing everywher
 
 from __future__ import annotations
 
+from payments_api.money import LimitedOperation
 from payments_api.problems import ProblemError
+from payments_api.settings import Settings
 
 
 class AmountOutOfRange(ProblemError):
@@ -49,3 +51,31 @@ class AmountNotInSteps(ProblemError):
             if field is None:
                 raise cls(detail, step=step)
             raise cls(detail, step=step, field=field)
+
+
+def check_limits(
+    settings: Settings,
+    operation: LimitedOperation,
+    amount: int,
+    currency: str,
+    what: str,
+    *,
+    refused_as: str | None = None,
+) -> None:
+    """``amount`` within the configured limits of ``operation`` in ``currency``.
+
+    ``what`` names the operation in the refusals ("Wallet debits in eur must be between
+    …"); ``refused_as``, where it differs, in the refusal of an unsupported currency.
+    """
+    limits = settings.limits(currency, operation)
+    if limits is None:
+        raise CurrencyNotSupported.refuse(
+            refused_as or what, currency, sorted(settings.limits_table())
+        )
+    if not limits.minimum <= amount <= limits.maximum:
+        raise AmountOutOfRange(
+            f"{what} in {currency} must be between {limits.minimum} and "
+            f"{limits.maximum} minor units.",
+            minimum=limits.minimum,
+            maximum=limits.maximum,
+        )

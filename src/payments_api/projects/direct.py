@@ -28,6 +28,7 @@ from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.shapes import receive
 from payments_api.money import basis_points_of
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import (
@@ -211,16 +212,11 @@ async def record_paid(
                     "project_id": ref["project_id"],
                     "amount": amount,
                 },
-                postings=[
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.platform(AccountKind.platform_fees, currency),
-                        fee,
-                    ),
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency),
-                        -fee,
-                    ),
-                ],
+                postings=receive(
+                    fee,
+                    into=ledger_service.AccountRef.platform(AccountKind.platform_fees, currency),
+                    out_of=ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency),
+                ),
             )
         )
     session_id = ref.get("session_id")

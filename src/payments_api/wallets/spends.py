@@ -31,12 +31,13 @@ from payments_api.earnings import service as earnings_service
 from payments_api.earnings.models import EarningSource
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
-from payments_api.kit.amounts import AmountOutOfRange, CurrencyNotSupported
+from payments_api.kit.amounts import AmountOutOfRange, check_limits
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.shapes import move, split
 from payments_api.orders.catalog import grant_credit, priced_order
 from payments_api.orders.errors import PriceNotFound
 from payments_api.orders.models import Order
@@ -59,18 +60,7 @@ class WalletPayments:
         self.ledger = ledger_service.LedgerService(session)
 
     def _check_limits(self, amount: int, currency: str) -> None:
-        limits = self.settings.limits(currency, "debit")
-        if limits is None:
-            raise CurrencyNotSupported.refuse(
-                "Wallet payments", currency, sorted(self.settings.limits_table())
-            )
-        if not limits.minimum <= amount <= limits.maximum:
-            raise AmountOutOfRange(
-                f"Wallet payments in {currency} must be between {limits.minimum} and "
-                f"{limits.maximum} minor units.",
-                minimum=limits.minimum,
-                maximum=limits.maximum,
-            )
+        check_limits(self.settings, "debit", amount, currency, "Wallet payments")
 
     async def pay(self, body: WalletPaymentCreate, idempotency_key: str) -> tuple[OrderRead, bool]:
         """Pay from the wallet; returns the order and whether it was a replay."""
@@ -161,16 +151,11 @@ class WalletPayments:
                 cause_key=f"wallet_payment:{order.id}",
                 description=f"Payment {public_id(ORDER_PREFIX, order.id)} from the wallet",
                 metadata={"order_id": order.id, "price": order.reference.get("price")},
-                postings=[
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.user(user.id, AccountKind.available, currency),
-                        -order.amount,
-                    ),
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.platform(AccountKind.sales, currency),
-                        order.amount,
-                    ),
-                ],
+                postings=move(
+                    order.amount,
+                    out_of=ledger_service.AccountRef.user(user.id, AccountKind.available, currency),
+                    into=ledger_service.AccountRef.platform(AccountKind.sales, currency),
+                ),
                 initiated_by=user.id,
             )
         )
@@ -181,21 +166,20 @@ class WalletPayments:
     ) -> None:
         currency, amount = order.currency, order.amount
         fee = target.application_fee_amount
-        postings = [
-            ledger_service.PostingSpec(
-                ledger_service.AccountRef.user(user.id, AccountKind.available, currency), -amount
-            ),
-            ledger_service.PostingSpec(
-                ledger_service.AccountRef.user(target.payee_id, AccountKind.available, currency),
-                amount - fee,
-            ),
-        ]
-        if fee:
-            postings.append(
-                ledger_service.PostingSpec(
-                    ledger_service.AccountRef.platform(AccountKind.platform_fees, currency), fee
-                )
-            )
+        # The payee's share and the platform's fee (none when the fee is nothing).
+        postings = split(
+            amount,
+            out_of=ledger_service.AccountRef.user(user.id, AccountKind.available, currency),
+            into=[
+                (
+                    ledger_service.AccountRef.user(
+                        target.payee_id, AccountKind.available, currency
+                    ),
+                    amount - fee,
+                ),
+                (ledger_service.AccountRef.platform(AccountKind.platform_fees, currency), fee),
+            ],
+        )
         result = await self.ledger.post(
             ledger_service.NewTransaction(
                 type="wallet_direct_payment",
