@@ -4,9 +4,13 @@ Stripe's minimum steps. One definition, so a code means the same thing everywher
 
 from __future__ import annotations
 
-from payments_api.money import LimitedOperation
+from typing import TYPE_CHECKING
+
 from payments_api.problems import ProblemError
-from payments_api.settings import Settings
+
+if TYPE_CHECKING:
+    from payments_api.money import LimitedOperation
+    from payments_api.settings import Settings
 
 
 class AmountOutOfRange(ProblemError):
@@ -58,23 +62,19 @@ def check_limits(
     operation: LimitedOperation,
     amount: int,
     currency: str,
-    what: str,
     *,
-    refused_as: str | None = None,
+    what: str,
+    amounts_of: str | None = None,
 ) -> None:
-    """``amount`` within the configured limits of ``operation`` in ``currency``.
-
-    ``what`` names the operation in the refusals ("Wallet debits in eur must be between
-    …"); ``refused_as``, where it differs, in the refusal of an unsupported currency.
-    """
+    """Refuse an amount outside the operation's limits in its currency, or a currency
+    with none configured. ``what`` names the operation in the refusal ("Withdrawals");
+    ``amounts_of`` names its amounts in the range's, when it reads better otherwise."""
     limits = settings.limits(currency, operation)
     if limits is None:
-        raise CurrencyNotSupported.refuse(
-            refused_as or what, currency, sorted(settings.limits_table())
-        )
+        raise CurrencyNotSupported.refuse(what, currency, sorted(settings.limits_table()))
     if not limits.minimum <= amount <= limits.maximum:
         raise AmountOutOfRange(
-            f"{what} in {currency} must be between {limits.minimum} and "
+            f"{amounts_of or what} in {currency} must be between {limits.minimum} and "
             f"{limits.maximum} minor units.",
             minimum=limits.minimum,
             maximum=limits.maximum,

@@ -28,7 +28,7 @@ class WalletService:
         self.ledger = ledger_service.LedgerService(session)
 
     def _check_limits(self, amount: int, currency: str) -> None:
-        check_limits(self.settings, "debit", amount, currency, "Wallet debits")
+        check_limits(self.settings, "debit", amount, currency, what="Wallet debits")
 
     async def debit(
         self, user_id: str, body: WalletDebitCreate, *, actor_id: str, idempotency_key: str

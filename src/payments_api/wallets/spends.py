@@ -60,7 +60,7 @@ class WalletPayments:
         self.ledger = ledger_service.LedgerService(session)
 
     def _check_limits(self, amount: int, currency: str) -> None:
-        check_limits(self.settings, "debit", amount, currency, "Wallet payments")
+        check_limits(self.settings, "debit", amount, currency, what="Wallet payments")
 
     async def pay(self, body: WalletPaymentCreate, idempotency_key: str) -> tuple[OrderRead, bool]:
         """Pay from the wallet; returns the order and whether it was a replay."""
