@@ -43,6 +43,7 @@ from payments_api.earnings.schemas import (
 )
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import InvalidCursor, parse_cursor, parse_public_id, public_id
+from payments_api.kit.reads import read_of
 from payments_api.money import normalize_currency
 from payments_api.users.repository import UserRepository, matches_principal
 
@@ -220,12 +221,9 @@ class EarningsService:
             ],
             has_more=len(rows) > limit,
             summary=[
-                EarningsSummary(
-                    currency=s.currency,
-                    today=s.today,
-                    last_7_days=s.last_7_days,
-                    last_30_days=s.last_30_days,
-                    all_time=s.all_time,
+                read_of(
+                    EarningsSummary,
+                    s,
                     by_payout_status=PayoutStatusTotals(
                         **{
                             status.value: units
@@ -283,16 +281,13 @@ class EarningsService:
 
 
 def _read(row: EarningRow, zone: ZoneInfo, status: EarningsPayoutStatus) -> EarningRead:
-    return EarningRead(
+    return read_of(
+        EarningRead,
+        row,
         id=public_id(EARNING_PREFIX, row.id),
         source=EarningSource(row.source_type),
         escrow_id=public_id(ESCROW_PREFIX, row.escrow_id) if row.escrow_id else None,
         payment_id=row.source_id if row.source_type == EarningSource.payment else None,
-        reference=row.reference,
-        project_id=row.project_id,
-        session_id=row.session_id,
-        amount=row.amount,
-        currency=row.currency,
         earned_at=row.earned_at.astimezone(zone),
         payout_status=status,
     )
