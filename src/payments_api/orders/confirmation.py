@@ -14,7 +14,6 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.events.outbox import emit
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
@@ -23,7 +22,7 @@ from payments_api.ledger.shapes import receive
 from payments_api.ledger.stripe_fees import processing_fee, settled_fee
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import PURPOSES, PaidPayment
-from payments_api.orders.reads import ORDER_PREFIX, order_read
+from payments_api.orders.reads import ORDER_PREFIX, tell_owner
 from payments_api.orders.repository import OrderRepository
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
@@ -156,13 +155,7 @@ class PayInConfirmation:
             order.succeeded_at = utcnow()
             order.updated_at = utcnow()
             PAYINS.labels(order.purpose, "succeeded").inc()
-            await emit(
-                self.session,
-                purpose.paid_event,
-                order_read(order),
-                change_key=f"order:{order.id}:paid",
-                user_ids=[order.user_id],
-            )
+            await tell_owner(self.session, order, purpose.paid_event, "paid")
         order.updated_at = utcnow()
 
     async def record_fee(self, order: Order, charge_id: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.events.outbox import emit
+from payments_api.events.types import EventType
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.kit.reads import read_of
 from payments_api.orders.errors import OrderNotFound
@@ -54,3 +56,15 @@ class OrderQueries:
         if order is None:
             raise OrderNotFound()
         return order_read(order)
+
+
+async def tell_owner(session: AsyncSession, order: Order, event: EventType, step: str) -> None:
+    """The order's user hears of ``step`` (``paid``, ``failed``, ...) once: the change key
+    names the order and the step."""
+    await emit(
+        session,
+        event,
+        order_read(order),
+        change_key=f"order:{order.id}:{step}",
+        user_ids=[order.user_id],
+    )

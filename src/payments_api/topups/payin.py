@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind
@@ -20,7 +19,7 @@ from payments_api.orders.purposes import (
     RefundBooking,
     RefundTerms,
 )
-from payments_api.orders.reads import order_read
+from payments_api.orders.reads import tell_owner
 
 
 class TopupPurpose(ChosenAmountPurpose):
@@ -45,10 +44,10 @@ class TopupPurpose(ChosenAmountPurpose):
         )
 
     async def on_failed(self, session: AsyncSession, order: Order) -> None:
-        await _tell_user(session, order, EventType.topup_failed, "failed")
+        await tell_owner(session, order, EventType.topup_failed, "failed")
 
     async def on_requires_action(self, session: AsyncSession, order: Order) -> None:
-        await _tell_user(session, order, EventType.topup_requires_action, "requires_action")
+        await tell_owner(session, order, EventType.topup_requires_action, "requires_action")
 
     async def refund_terms(self, session: AsyncSession, order: Order) -> RefundTerms:
         # The customer can neither spend nor withdraw money that is being refunded.
@@ -56,14 +55,3 @@ class TopupPurpose(ChosenAmountPurpose):
 
     async def on_refunded(self, booking: RefundBooking) -> None:
         await booking.settle_from_wallet()
-
-
-async def _tell_user(session: AsyncSession, order: Order, event: EventType, step: str) -> None:
-    """The order's user hears of ``step`` once (the change key names the order and step)."""
-    await emit(
-        session,
-        event,
-        order_read(order),
-        change_key=f"order:{order.id}:{step}",
-        user_ids=[order.user_id],
-    )

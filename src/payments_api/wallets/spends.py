@@ -29,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.auth import Principal
 from payments_api.earnings import service as earnings_service
 from payments_api.earnings.models import EarningSource
-from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountOutOfRange, check_limits
 from payments_api.kit.clock import utcnow
@@ -41,7 +40,7 @@ from payments_api.ledger.shapes import move, split
 from payments_api.orders.catalog import grant_credit, priced_order
 from payments_api.orders.errors import PriceNotFound
 from payments_api.orders.models import Order
-from payments_api.orders.reads import ORDER_PREFIX, order_read
+from payments_api.orders.reads import ORDER_PREFIX, order_read, tell_owner
 from payments_api.orders.repository import OrderRepository
 from payments_api.orders.schemas import OrderRead, WalletPaymentCreate
 from payments_api.problems import Forbidden
@@ -133,13 +132,7 @@ class WalletPayments:
             await self._pay_order(order, user)
         else:
             await self._pay_direct(order, user, target)
-        await emit(
-            self.session,
-            EventType.order_paid,
-            order_read(order),
-            change_key=f"order:{order.id}:paid",
-            user_ids=[order.user_id],
-        )
+        await tell_owner(self.session, order, EventType.order_paid, "paid")
         return order_read(order), False
 
     async def _pay_order(self, order: Order, user: User) -> None:
