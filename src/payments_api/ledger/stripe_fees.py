@@ -1,7 +1,8 @@
 """Stripe's processing fee of a settled charge, booked once per balance transaction:
-the fee leaves the Stripe balance (its sign-inverted mirror gets the positive posting)
-for the platform's ``processing_fees``. Shared by card pay-ins and subscription
-invoices, which differ only in what they say about the charge."""
++F to ``stripe_balance`` (less money at Stripe: the mirror is sign-inverted) and -F to
+``processing_fees`` (a cost reads negative as it grows; see ``ledger.kinds``). Shared
+by card pay-ins and subscription invoices, which differ only in what they say about
+the charge."""
 
 from __future__ import annotations
 
