@@ -14,6 +14,7 @@ from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.shapes import move
 from payments_api.settings import Settings
 from payments_api.users.errors import UserNotFound
 from payments_api.users.repository import UserRepository
@@ -52,13 +53,11 @@ class WalletService:
                 cause_key=cause_key,
                 description=body.description,
                 metadata=metadata,
-                postings=[
-                    ledger_service.PostingSpec(available, -body.amount),
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.platform(AccountKind.sales, body.currency),
-                        body.amount,
-                    ),
-                ],
+                postings=move(
+                    body.amount,
+                    out_of=available,
+                    into=ledger_service.AccountRef.platform(AccountKind.sales, body.currency),
+                ),
                 # Spending the wallet is the owner's money leaving: a freeze stops it. A
                 # short balance is the ledger's 402 insufficient_funds, nothing taken.
                 initiated_by=user_id,

@@ -28,7 +28,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.auth import Principal
 from payments_api.earnings import service as earnings_service
 from payments_api.earnings.models import EarningSource
-from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountOutOfRange, check_limits
 from payments_api.kit.clock import utcnow
@@ -36,10 +35,11 @@ from payments_api.kit.idempotency import add_once, fingerprint, same_request
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.shapes import move, split
 from payments_api.orders.catalog import grant_credit, priced_order
 from payments_api.orders.errors import PriceNotFound
 from payments_api.orders.models import Order
-from payments_api.orders.reads import ORDER_PREFIX, order_read
+from payments_api.orders.reads import ORDER_PREFIX, order_read, tell_owner
 from payments_api.orders.repository import OrderRepository
 from payments_api.orders.schemas import OrderRead, WalletPaymentCreate
 from payments_api.problems import Forbidden
@@ -130,13 +130,7 @@ class WalletPayments:
             await self._pay_order(order, user)
         else:
             await self._pay_direct(order, user, target)
-        await emit(
-            self.session,
-            EventType.order_paid,
-            order_read(order),
-            change_key=f"order:{order.id}:paid",
-            user_ids=[order.user_id],
-        )
+        await tell_owner(self.session, order, EventType.order_paid, "paid")
         return order_read(order), False
 
     async def _pay_order(self, order: Order, user: User) -> None:
@@ -148,16 +142,11 @@ class WalletPayments:
                 cause_key=f"wallet_payment:{order.id}",
                 description=f"Payment {public_id(ORDER_PREFIX, order.id)} from the wallet",
                 metadata={"order_id": order.id, "price": order.reference.get("price")},
-                postings=[
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.user(user.id, AccountKind.available, currency),
-                        -order.amount,
-                    ),
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.platform(AccountKind.sales, currency),
-                        order.amount,
-                    ),
-                ],
+                postings=move(
+                    order.amount,
+                    out_of=ledger_service.AccountRef.user(user.id, AccountKind.available, currency),
+                    into=ledger_service.AccountRef.platform(AccountKind.sales, currency),
+                ),
                 initiated_by=user.id,
             )
         )
@@ -168,21 +157,20 @@ class WalletPayments:
     ) -> None:
         currency, amount = order.currency, order.amount
         fee = target.application_fee_amount
-        postings = [
-            ledger_service.PostingSpec(
-                ledger_service.AccountRef.user(user.id, AccountKind.available, currency), -amount
-            ),
-            ledger_service.PostingSpec(
-                ledger_service.AccountRef.user(target.payee_id, AccountKind.available, currency),
-                amount - fee,
-            ),
-        ]
-        if fee:
-            postings.append(
-                ledger_service.PostingSpec(
-                    ledger_service.AccountRef.platform(AccountKind.platform_fees, currency), fee
-                )
-            )
+        # The payee's share and the platform's fee (none when the fee is nothing).
+        postings = split(
+            amount,
+            out_of=ledger_service.AccountRef.user(user.id, AccountKind.available, currency),
+            into=[
+                (
+                    ledger_service.AccountRef.user(
+                        target.payee_id, AccountKind.available, currency
+                    ),
+                    amount - fee,
+                ),
+                (ledger_service.AccountRef.platform(AccountKind.platform_fees, currency), fee),
+            ],
+        )
         result = await self.ledger.post(
             ledger_service.NewTransaction(
                 type="wallet_direct_payment",
