@@ -7,14 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from payments_sandbox.api_kit import (
-    Result,
-    execute,
-    expanded,
-    list_objects,
-    names,
-    retrieve,
-)
+from payments_sandbox.api_kit import Result, execute, expanded, list_objects, names, retrieve
 from payments_sandbox.errors import StripeApiError, invalid, no_such
 from payments_sandbox.params import Params
 from payments_sandbox.repository import EventRepository

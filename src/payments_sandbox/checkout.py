@@ -5,16 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from payments_sandbox import objects
-from payments_sandbox.core import (
-    Card,
-    PageError,
-)
-from payments_sandbox.errors import (
-    invalid,
-    missing_param,
-    no_such,
-    refused,
-)
+from payments_sandbox.core import Card, PageError
+from payments_sandbox.errors import invalid, missing_param, no_such, refused
 from payments_sandbox.models import SandboxObject
 from payments_sandbox.params import Params
 from payments_sandbox.payment_intents import capture_method_of

@@ -23,11 +23,7 @@ from payments_api.money import format_minor
 from payments_api.settings import Settings
 from payments_api.stripe.base import STRIPE_API_VERSION
 from payments_sandbox import objects
-from payments_sandbox.errors import (
-    StripeApiError,
-    invalid,
-    no_such,
-)
+from payments_sandbox.errors import StripeApiError, invalid, no_such
 from payments_sandbox.models import SandboxObject
 from payments_sandbox.params import Params
 from payments_sandbox.repository import EventRepository, ObjectRepository

@@ -5,13 +5,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from payments_sandbox import objects
-from payments_sandbox.core import (
-    PageError,
-    format_money,
-)
-from payments_sandbox.errors import (
-    refused,
-)
+from payments_sandbox.core import PageError, format_money
+from payments_sandbox.errors import refused
 from payments_sandbox.params import Params
 from payments_sandbox.transfers import TransfersAndPayouts
 

@@ -9,16 +9,9 @@ from typing import Any
 from payments_sandbox import objects
 from payments_sandbox.billing import SandboxBilling
 from payments_sandbox.cards import card_of_fingerprint, outcome
-from payments_sandbox.core import (
-    CONFIRMABLE,
-    Card,
-    PageError,
-)
+from payments_sandbox.core import CONFIRMABLE, Card, PageError
 from payments_sandbox.disputes import Disputes
-from payments_sandbox.errors import (
-    invalid,
-    refused,
-)
+from payments_sandbox.errors import invalid, refused
 from payments_sandbox.models import SandboxObject
 from payments_sandbox.params import Params
 

@@ -8,17 +8,8 @@ from typing import Any
 
 from payments_api.money import exponent
 from payments_sandbox import objects
-from payments_sandbox.core import (
-    CONFIRMABLE,
-    Card,
-    format_money,
-)
-from payments_sandbox.errors import (
-    StripeApiError,
-    invalid,
-    no_such,
-    refused,
-)
+from payments_sandbox.core import CONFIRMABLE, Card, format_money
+from payments_sandbox.errors import StripeApiError, invalid, no_such, refused
 from payments_sandbox.intent_outcomes import PaymentIntentOutcomes
 from payments_sandbox.models import SandboxObject
 from payments_sandbox.params import Params

@@ -7,14 +7,8 @@ from typing import Any
 
 from payments_api.money import proportional_part
 from payments_sandbox import objects
-from payments_sandbox.core import (
-    PageError,
-    format_money,
-)
-from payments_sandbox.errors import (
-    invalid,
-    refused,
-)
+from payments_sandbox.core import PageError, format_money
+from payments_sandbox.errors import invalid, refused
 from payments_sandbox.params import Params
 from payments_sandbox.payment_intents import PaymentIntents
 

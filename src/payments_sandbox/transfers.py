@@ -7,14 +7,8 @@ from typing import Any, Literal
 
 from payments_sandbox import connect_objects, objects
 from payments_sandbox.accounts import ConnectAccounts
-from payments_sandbox.core import (
-    PageError,
-    format_money,
-)
-from payments_sandbox.errors import (
-    invalid,
-    refused,
-)
+from payments_sandbox.core import PageError, format_money
+from payments_sandbox.errors import invalid, refused
 from payments_sandbox.models import SandboxObject
 from payments_sandbox.params import Params
 
