@@ -37,16 +37,44 @@ async def create_customer(request: Request) -> Response:
 
 # ------------------------------------------------------------------ checkout
 
-CHECKOUT_SESSION_PARAMS = names(
-    "adaptive_pricing after_expiration allow_promotion_codes automatic_tax "
-    "billing_address_collection cancel_url client_reference_id consent_collection "
-    "currency custom_fields custom_text customer customer_creation customer_email "
-    "customer_update discounts expires_at invoice_creation line_items locale metadata "
-    "mode payment_intent_data payment_method_collection payment_method_configuration "
-    "payment_method_options payment_method_types phone_number_collection "
-    "redirect_on_completion return_url saved_payment_method_options "
-    "shipping_address_collection shipping_options submit_type success_url "
-    "tax_id_collection ui_mode"
+CHECKOUT_SESSION_PARAMS = (
+    "adaptive_pricing",
+    "after_expiration",
+    "allow_promotion_codes",
+    "automatic_tax",
+    "billing_address_collection",
+    "cancel_url",
+    "client_reference_id",
+    "consent_collection",
+    "currency",
+    "custom_fields",
+    "custom_text",
+    "customer",
+    "customer_creation",
+    "customer_email",
+    "customer_update",
+    "discounts",
+    "expires_at",
+    "invoice_creation",
+    "line_items",
+    "locale",
+    "metadata",
+    "mode",
+    "payment_intent_data",
+    "payment_method_collection",
+    "payment_method_configuration",
+    "payment_method_options",
+    "payment_method_types",
+    "phone_number_collection",
+    "redirect_on_completion",
+    "return_url",
+    "saved_payment_method_options",
+    "shipping_address_collection",
+    "shipping_options",
+    "submit_type",
+    "success_url",
+    "tax_id_collection",
+    "ui_mode",
 )
 
 
@@ -64,13 +92,33 @@ async def expire_checkout_session(request: Request, session_id: str) -> Response
 
 # ------------------------------------------------------------------ payment intents
 
-PAYMENT_INTENT_PARAMS = names(
-    "amount currency application_fee_amount automatic_payment_methods capture_method "
-    "confirm confirmation_method customer description error_on_requires_action "
-    "mandate_data metadata off_session on_behalf_of payment_method payment_method_options "
-    "payment_method_types receipt_email return_url setup_future_usage shipping "
-    "statement_descriptor statement_descriptor_suffix transfer_data transfer_group "
-    "use_stripe_sdk"
+PAYMENT_INTENT_PARAMS = (
+    "amount",
+    "currency",
+    "application_fee_amount",
+    "automatic_payment_methods",
+    "capture_method",
+    "confirm",
+    "confirmation_method",
+    "customer",
+    "description",
+    "error_on_requires_action",
+    "mandate_data",
+    "metadata",
+    "off_session",
+    "on_behalf_of",
+    "payment_method",
+    "payment_method_options",
+    "payment_method_types",
+    "receipt_email",
+    "return_url",
+    "setup_future_usage",
+    "shipping",
+    "statement_descriptor",
+    "statement_descriptor_suffix",
+    "transfer_data",
+    "transfer_group",
+    "use_stripe_sdk",
 )
 
 

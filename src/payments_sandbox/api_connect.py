@@ -25,9 +25,21 @@ router = APIRouter()  # included by api.py, under its prefix
 
 # ------------------------------------------------------------------ connect
 
-ACCOUNT_PARAMS = names(
-    "type country email capabilities business_type business_profile company controller "
-    "default_currency external_account individual metadata settings tos_acceptance"
+ACCOUNT_PARAMS = (
+    "type",
+    "country",
+    "email",
+    "capabilities",
+    "business_type",
+    "business_profile",
+    "company",
+    "controller",
+    "default_currency",
+    "external_account",
+    "individual",
+    "metadata",
+    "settings",
+    "tos_acceptance",
 )
 
 

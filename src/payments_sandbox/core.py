@@ -41,6 +41,20 @@ Card = Literal[
 
 CONFIRMABLE = ("requires_payment_method", "requires_confirmation")
 
+# Stripe's reporting category of each balance transaction type the sandbox writes
+# (an ``adjustment`` says its own: dispute or dispute_reversal).
+REPORTING_CATEGORIES = {
+    "charge": "charge",
+    "payment": "charge",
+    "refund": "refund",
+    "payment_refund": "refund",
+    "refund_failure": "refund_failure",
+    "transfer": "transfer",
+    "transfer_refund": "transfer_reversal",
+    "payout": "payout",
+    "payout_failure": "payout_reversal",
+}
+
 
 class PageError(Exception):
     """A sandbox page action that cannot happen (shown on the page, nothing changes)."""
@@ -211,22 +225,24 @@ class SandboxCore:
 
     async def _txn(
         self,
-        *,
+        type_: str,
         amount: int,
         currency: str,
-        type_: str,
-        category: str,
-        source: str | None,
+        *,
+        category: str | None = None,
+        source: str | None = None,
         account: str | None = None,
         fee: int = 0,
         fee_description: str = "Stripe processing fees",
         description: str | None = None,
     ) -> dict[str, Any]:
+        """A balance transaction of ``type_`` on the platform (or ``account``); its
+        reporting category is the type's unless given."""
         body = objects.balance_transaction(
             amount=amount,
             currency=currency,
             type=type_,
-            reporting_category=category,
+            reporting_category=category or REPORTING_CATEGORIES[type_],
             source=source,
             fee=fee,
             fee_description=fee_description,
@@ -234,6 +250,29 @@ class SandboxCore:
         )
         await self.objects.add("balance_transaction", body, account=account)
         return body
+
+    async def charge_card(self, intent: dict[str, Any], *, three_d_secure: bool) -> SandboxObject:
+        """A succeeded charge of ``intent``'s card with its balance transaction (the
+        amount less Stripe's card fee); the sandbox makes up the PaymentMethod when the
+        intent has none. The caller updates the intent."""
+        intent["payment_method"] = intent.get("payment_method") or objects.new_id("pm")
+        amount, currency = int(intent["amount"]), str(intent["currency"])
+        txn = await self._txn(
+            "charge",
+            amount,
+            currency,
+            fee=objects.card_fee(amount, currency),
+            description=intent.get("description"),
+        )
+        charge = objects.charge(
+            intent=intent,
+            succeeded=True,
+            balance_transaction_id=txn["id"],
+            three_d_secure=three_d_secure,
+        )
+        charge["application_fee_amount"] = intent.get("application_fee_amount")
+        await self._set_source(txn, charge["id"])
+        return await self.objects.add("charge", charge)
 
     async def available(self, account: str | None, currency: str) -> int:
         return sum(

@@ -35,11 +35,10 @@ class Disputes(TransfersAndPayouts):
             )
         currency = str(charge["currency"])
         txn = await self._txn(
-            amount=-amount,
-            currency=currency,
-            type_="adjustment",
+            "adjustment",
+            -amount,
+            currency,
             category="dispute",
-            source=None,
             fee=objects.dispute_fee(currency),
             fee_description="Dispute fee",
             description=f"Chargeback withdrawal for {charge_id}",
@@ -73,9 +72,9 @@ class Disputes(TransfersAndPayouts):
         dispute["is_charge_refundable"] = False
         if outcome == "won":
             txn = await self._txn(
-                amount=int(dispute["amount"]),
-                currency=str(dispute["currency"]),
-                type_="adjustment",
+                "adjustment",
+                int(dispute["amount"]),
+                str(dispute["currency"]),
                 category="dispute_reversal",
                 source=dispute_id,
                 description=f"Chargeback reversal for {dispute['charge']}",

@@ -18,7 +18,7 @@ delivered to the service's webhook routes once the transaction has committed.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -30,6 +30,7 @@ from payments_sandbox.models import SandboxObject
 from payments_sandbox.page_kit import (
     account_status,
     act,
+    chosen,
     form_of,
     not_found,
     read,
@@ -41,7 +42,6 @@ from payments_sandbox.service import Card, PageError, SandboxStripe
 from payments_sandbox.wiring import sessionmaker_of, settings_of
 
 router = APIRouter(prefix="/sandbox")
-T = TypeVar("T")
 
 # The hosted page of each object a customer acts on: what "not found" calls it, where it is.
 _HOSTED: dict[str, tuple[str, str]] = {
@@ -93,7 +93,7 @@ def _success_url(session: dict[str, Any]) -> str:
 async def checkout_action(request: Request, session_id: str) -> Response:
     back = _hosted_url("checkout.session", session_id)
     try:
-        card_kind = await _chosen(request, {**CHECKOUT_BUTTONS, "expire": None})
+        card_kind = await chosen(request, {**CHECKOUT_BUTTONS, "expire": None})
         if card_kind is None:
             await act(request, lambda s: s.expire_checkout_session(session_id))
             return see_other(back)
@@ -155,14 +155,6 @@ async def _authenticate_page(
     )
 
 
-async def _chosen(request: Request, choices: Mapping[str, T], unknown: str = "") -> T:
-    """The button the form was sent with, one of ``choices``; ``PageError`` otherwise."""
-    choice = (await form_of(request)).get("action", "")
-    if choice not in choices:
-        raise PageError(unknown or f"Unknown action {choice!r}.")
-    return choices[choice]
-
-
 @router.get("/checkout/{session_id}/authenticate")
 async def checkout_authenticate_page(request: Request, session_id: str) -> Response:
     return await _authenticate_page(
@@ -173,7 +165,7 @@ async def checkout_authenticate_page(request: Request, session_id: str) -> Respo
 @router.post("/checkout/{session_id}/authenticate")
 async def checkout_authenticate(request: Request, session_id: str) -> Response:
     try:
-        card_kind = await _chosen(request, AUTH_BUTTONS)
+        card_kind = await chosen(request, AUTH_BUTTONS)
         session = await act(request, lambda s: s.attempt_checkout(session_id, card_kind))
     except PageError as exc:
         return refused(_AUTHENTICATION, exc, _hosted_url("checkout.session", session_id))
@@ -204,7 +196,7 @@ async def _intent_attempt(
     have is refused under ``title``)."""
     back = _hosted_url("payment_intent", intent_id)
     try:
-        card_kind = await _chosen(request, buttons)
+        card_kind = await chosen(request, buttons)
     except PageError as exc:
         return refused(title, exc, back)
     try:
@@ -288,8 +280,10 @@ async def _setup_attempt(
 @router.post("/setup_intents/{intent_id}")
 async def setup_intent_action(request: Request, intent_id: str) -> Response:
     try:
-        number = await _chosen(
-            request, {number: number for number in TEST_CARDS}, "Pick one of the test cards."
+        number = await chosen(
+            request,
+            {number: number for number in TEST_CARDS},
+            unknown="Pick one of the test cards.",
         )
     except PageError as exc:
         return refused("Save a card", exc, _hosted_url("setup_intent", intent_id))
@@ -309,7 +303,7 @@ _SETUP_AUTH_BUTTONS: dict[str, Literal["pass", "fail"]] = {"pass": "pass", "fail
 @router.post("/setup_intents/{intent_id}/authenticate")
 async def setup_intent_authenticate(request: Request, intent_id: str) -> Response:
     try:
-        result = await _chosen(request, _SETUP_AUTH_BUTTONS)
+        result = await chosen(request, _SETUP_AUTH_BUTTONS)
     except PageError as exc:
         return refused(_AUTHENTICATION, exc, _hosted_url("setup_intent", intent_id))
     return await _setup_attempt(
@@ -346,13 +340,22 @@ async def onboarding_page(request: Request, account_id: str, link: str | None = 
     )
 
 
+_ONBOARDING_OUTCOMES: dict[str, Literal["enabled", "restricted", "later"]] = {
+    "enabled": "enabled",
+    "restricted": "restricted",
+    "later": "later",
+}
+
+
 @router.post("/onboarding/{account_id}")
 async def onboarding_submit(request: Request, account_id: str) -> Response:
     form = await form_of(request)
-    outcome = form.get("outcome", "")
-    if outcome not in ("enabled", "restricted", "later"):
-        return refused("Onboarding", PageError("Unknown choice."), "/sandbox/")
-    choice: Literal["enabled", "restricted", "later"] = outcome  # type: ignore[assignment]
+    try:
+        choice = await chosen(
+            request, _ONBOARDING_OUTCOMES, field="outcome", unknown="Unknown choice."
+        )
+    except PageError as exc:
+        return refused("Onboarding", exc, "/sandbox/")
     try:
         return_url = await act(
             request, lambda s: s.finish_onboarding(account_id, form.get("link"), choice)

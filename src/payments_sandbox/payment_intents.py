@@ -197,10 +197,9 @@ class PaymentIntents(PaymentIntentOutcomes):
             )
         charge_row = await self.load(str(intent["latest_charge"]), "charge")
         txn = await self._txn(
-            amount=amount,
-            currency=currency,
-            type_="charge",
-            category="charge",
+            "charge",
+            amount,
+            currency,
             source=charge_row.body["id"],
             fee=objects.card_fee(amount, currency),
             description=intent.get("description"),

@@ -68,9 +68,7 @@ class TransfersAndPayouts(ConnectAccounts):
                 "4000000000000077 test card.",
                 code="balance_insufficient",
             )
-        txn = await self._txn(
-            amount=-amount, currency=currency, type_="transfer", category="transfer", source=None
-        )
+        txn = await self._txn("transfer", -amount, currency)
         payment_id = objects.new_id("py")
         body = connect_objects.transfer(
             amount=amount,
@@ -85,14 +83,7 @@ class TransfersAndPayouts(ConnectAccounts):
         )
         await self._set_source(txn, body["id"])
         await self.objects.add("transfer", body)
-        await self._txn(
-            amount=amount,
-            currency=currency,
-            type_="payment",
-            category="charge",
-            source=payment_id,
-            account=destination,
-        )
+        await self._txn("payment", amount, currency, source=payment_id, account=destination)
         await self.emit("transfer.created", body)
         await self._automatic_payout(account, amount, currency)
         return body
@@ -145,13 +136,7 @@ class TransfersAndPayouts(ConnectAccounts):
                 code="amount_too_large",
                 param="amount",
             )
-        txn = await self._txn(
-            amount=amount,
-            currency=currency,
-            type_="transfer_refund",
-            category="transfer_reversal",
-            source=None,
-        )
+        txn = await self._txn("transfer_refund", amount, currency)
         reversal = connect_objects.transfer_reversal(
             transfer_id=transfer_id,
             amount=amount,
@@ -163,10 +148,9 @@ class TransfersAndPayouts(ConnectAccounts):
         await self._set_source(txn, reversal["id"])
         await self.objects.add("transfer_reversal", reversal)
         await self._txn(
-            amount=-amount,
-            currency=currency,
-            type_="payment_refund",
-            category="refund",
+            "payment_refund",
+            -amount,
+            currency,
             source=transfer.get("destination_payment"),
             account=str(transfer["destination"]),
         )
@@ -222,14 +206,7 @@ class TransfersAndPayouts(ConnectAccounts):
         description: str | None,
         metadata: dict[str, str],
     ) -> dict[str, Any]:
-        txn = await self._txn(
-            amount=-amount,
-            currency=currency,
-            type_="payout",
-            category="payout",
-            source=None,
-            account=account_id,
-        )
+        txn = await self._txn("payout", -amount, currency, account=account_id)
         body = connect_objects.payout(
             amount=amount,
             currency=currency,
@@ -261,10 +238,9 @@ class TransfersAndPayouts(ConnectAccounts):
             payout["trace_id"] = {"status": "supported", "value": objects.random_tail(12)}
         else:
             txn = await self._txn(
-                amount=int(payout["amount"]),
-                currency=str(payout["currency"]),
-                type_="payout_failure",
-                category="payout_reversal",
+                "payout_failure",
+                int(payout["amount"]),
+                str(payout["currency"]),
                 source=payout_id,
                 account=row.account,
             )
