@@ -177,11 +177,11 @@ async def admin_open_dispute(request: Request, charge_id: str) -> Response:
 async def _admin_outcome(
     request: Request,
     outcomes: Mapping[str, T],
-    unknown: str,
     action: Callable[[SandboxStripe, T], Awaitable[Any]],
 ) -> Response:
-    """An admin action with the outcome the form chose (one of ``outcomes``)."""
+    """An admin action with the outcome the form chose, one of ``outcomes``."""
     try:
+        unknown = f"Choose {' or '.join(outcomes)}."
         outcome = await chosen(request, outcomes, field="outcome", unknown=unknown)
     except PageError as exc:
         return refused("Stripe sandbox", exc, "/sandbox/")
@@ -195,20 +195,14 @@ _PAYOUT_OUTCOMES: dict[str, Literal["paid", "failed"]] = {"paid": "paid", "faile
 @router.post("/admin/disputes/{dispute_id}/close")
 async def admin_close_dispute(request: Request, dispute_id: str) -> Response:
     return await _admin_outcome(
-        request,
-        _DISPUTE_OUTCOMES,
-        "Choose won or lost.",
-        lambda s, outcome: s.close_dispute(dispute_id, outcome),
+        request, _DISPUTE_OUTCOMES, lambda s, outcome: s.close_dispute(dispute_id, outcome)
     )
 
 
 @router.post("/admin/payouts/{payout_id}")
 async def admin_settle_payout(request: Request, payout_id: str) -> Response:
     return await _admin_outcome(
-        request,
-        _PAYOUT_OUTCOMES,
-        "Choose paid or failed.",
-        lambda s, outcome: s.settle_payout(payout_id, outcome),
+        request, _PAYOUT_OUTCOMES, lambda s, outcome: s.settle_payout(payout_id, outcome)
     )
 
 
