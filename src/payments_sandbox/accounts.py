@@ -141,5 +141,3 @@ class ConnectAccounts(SandboxCore):
             },
         )
         return str(link["return_url"])
-
-    # ---------------------------------------------------------------- transfers

@@ -22,7 +22,7 @@ class BillingInvoices:
         self.stripe = stripe
         self.objects = stripe.objects
 
-    # ------------------------------------------------------------ products and prices
+    # ------------------------------------------------------------ invoices
 
     async def _invoice(
         self,
@@ -259,5 +259,3 @@ class BillingInvoices:
         listing = objects.empty_list("/v1/invoice_payments")
         listing["data"] = list((row.body.get("payments") or {}).get("data") or [])
         return listing
-
-    # ------------------------------------------------------------ test clocks

@@ -163,5 +163,3 @@ class CheckoutSessions(Refunds):
         await self.objects.save(row, session)
         await self.emit("payment_intent.created", body)
         return intent
-
-    # ---------------------------------------------------------------- payment intents

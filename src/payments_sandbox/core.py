@@ -281,7 +281,7 @@ class SandboxCore:
             if cur == currency and status == "available"
         )
 
-    # ---------------------------------------------------------------- customers
+    # ---------------------------------------------------------------- balance transactions
 
     async def _set_source(self, txn: dict[str, Any], source: str) -> None:
         row = await self.objects.get(txn["id"])
@@ -289,7 +289,7 @@ class SandboxCore:
         txn["source"] = source
         await self.objects.save(row, txn)
 
-    # ---------------------------------------------------------------- disputes
+    # ---------------------------------------------------------------- customers
 
     async def create_customer(self, p: Params) -> dict[str, Any]:
         body = objects.customer(
@@ -308,7 +308,7 @@ class SandboxCore:
             await self.load(customer_id, "customer", param=param)
         return customer_id
 
-    # ---------------------------------------------------------------- checkout
+    # ---------------------------------------------------------------- balance
 
     async def balance(self) -> dict[str, Any]:
         """Available and pending per currency of the platform or, with the
@@ -336,5 +336,3 @@ class SandboxCore:
         ]
         body["connect_reserved"] = [{"amount": 0, "currency": c} for c in sorted(sums)]
         return body
-
-    # ---------------------------------------------------------------- housekeeping

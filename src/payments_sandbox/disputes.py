@@ -113,5 +113,3 @@ class Disputes(TransfersAndPayouts):
             await self.objects.save(row, dispute)
             await self.emit("charge.dispute.updated", dispute, previous=previous)
         return dispute
-
-    # ---------------------------------------------------------------- accounts

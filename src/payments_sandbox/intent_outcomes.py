@@ -225,5 +225,3 @@ class PaymentIntentOutcomes(Disputes):
         await self.objects.save(row, intent)
         await self.emit("charge.failed", charge)
         await self.emit("payment_intent.payment_failed", intent)
-
-    # ---------------------------------------------------------------- refunds

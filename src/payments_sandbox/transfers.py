@@ -254,5 +254,3 @@ class TransfersAndPayouts(ConnectAccounts):
         await self.emit("payout.updated", payout, account=row.account, previous=previous)
         await self.emit(f"payout.{outcome}", payout, account=row.account, previous=previous)
         return payout
-
-    # ---------------------------------------------------------------- balance
