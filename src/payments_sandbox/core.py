@@ -271,8 +271,7 @@ class SandboxCore:
             three_d_secure=three_d_secure,
         )
         charge["application_fee_amount"] = intent.get("application_fee_amount")
-        await self._set_source(txn, charge["id"])
-        return await self.objects.add("charge", charge)
+        return await self._add_with_txn("charge", charge, txn)
 
     async def available(self, account: str | None, currency: str) -> int:
         return sum(
@@ -282,6 +281,14 @@ class SandboxCore:
         )
 
     # ---------------------------------------------------------------- balance transactions
+
+    async def _add_with_txn(
+        self, type_: str, body: dict[str, Any], txn: dict[str, Any], *, account: str | None = None
+    ) -> SandboxObject:
+        """Add the object ``body``, the source of its balance transaction ``txn`` (written
+        first, as the object carries its id)."""
+        await self._set_source(txn, body["id"])
+        return await self.objects.add(type_, body, account=account)
 
     async def _set_source(self, txn: dict[str, Any], source: str) -> None:
         row = await self.objects.get(txn["id"])

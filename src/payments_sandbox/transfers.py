@@ -81,8 +81,7 @@ class TransfersAndPayouts(ConnectAccounts):
             transfer_group=transfer_group,
             source_transaction=source_transaction,
         )
-        await self._set_source(txn, body["id"])
-        await self.objects.add("transfer", body)
+        await self._add_with_txn("transfer", body, txn)
         await self._txn("payment", amount, currency, source=payment_id, account=destination)
         await self.emit("transfer.created", body)
         await self._automatic_payout(account, amount, currency)
@@ -145,8 +144,7 @@ class TransfersAndPayouts(ConnectAccounts):
             txn=txn["id"],
         )
         reversal["source_refund"] = source_refund
-        await self._set_source(txn, reversal["id"])
-        await self.objects.add("transfer_reversal", reversal)
+        await self._add_with_txn("transfer_reversal", reversal, txn)
         await self._txn(
             "payment_refund",
             -amount,
@@ -216,8 +214,7 @@ class TransfersAndPayouts(ConnectAccounts):
             description=description,
             metadata=metadata,
         )
-        await self._set_source(txn, body["id"])
-        await self.objects.add("payout", body, account=account_id)
+        await self._add_with_txn("payout", body, txn, account=account_id)
         await self.emit("payout.created", body, account=account_id)
         return body
 
