@@ -3,15 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import (
-    BigInteger,
-    CheckConstraint,
-    ForeignKey,
-    Identity,
-    Index,
-    String,
-    UniqueConstraint,
-)
+import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from payments_api.db import Base, TimestampMixin
@@ -36,30 +28,30 @@ class Earning(TimestampMixin, Base):
 
     __tablename__ = "earnings"
     __table_args__ = (
-        CheckConstraint(f"source_type IN ({_SOURCES})", name="source_type"),
-        CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency"),
-        CheckConstraint("amount >= 0", name="amount_nonnegative"),
-        UniqueConstraint("source_type", "source_id"),
+        sa.CheckConstraint(f"source_type IN ({_SOURCES})", name="source_type"),
+        sa.CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency"),
+        sa.CheckConstraint("amount >= 0", name="amount_nonnegative"),
+        sa.UniqueConstraint("source_type", "source_id"),
         # Serves both the newest-first listing and the per-payee summary.
-        Index("ix_earnings_payee_id_earned_at_id", "payee_id", "earned_at", "id"),
+        sa.Index("ix_earnings_payee_id_earned_at_id", "payee_id", "earned_at", "id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    payee_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))
-    source_type: Mapped[str] = mapped_column(String(16))
-    source_id: Mapped[str] = mapped_column(String(255))
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    payee_id: Mapped[str] = mapped_column(sa.String(255), sa.ForeignKey("users.id"))
+    source_type: Mapped[str] = mapped_column(sa.String(16))
+    source_id: Mapped[str] = mapped_column(sa.String(255))
     """Public id of the source: ``esc_12`` for an escrow, ``pi_...`` for a payment."""
-    escrow_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("escrows.id"))
-    amount: Mapped[int] = mapped_column(BigInteger)
+    escrow_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("escrows.id"))
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
     """The payee's take in minor units."""
-    currency: Mapped[str] = mapped_column(String(3))
-    reference: Mapped[str | None] = mapped_column(String(255))
-    project_id: Mapped[str | None] = mapped_column(String(255))
-    session_id: Mapped[str | None] = mapped_column(String(255))
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    reference: Mapped[str | None] = mapped_column(sa.String(255))
+    project_id: Mapped[str | None] = mapped_column(sa.String(255))
+    session_id: Mapped[str | None] = mapped_column(sa.String(255))
     earned_at: Mapped[datetime] = mapped_column()
     """When the take became the payee's (escrow completion, payment confirmation)."""
     ledger_transaction_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("ledger_transactions.id")
+        sa.BigInteger, sa.ForeignKey("ledger_transactions.id")
     )
     """The ledger transaction that credited the payee, when it went through the ledger."""
 
@@ -89,20 +81,22 @@ class EarningsRollup(Base):
 
     __tablename__ = "earnings_rollups"
     __table_args__ = (
-        CheckConstraint(_BUCKET_ALIGNED, name="bucket_aligned"),
-        CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency"),
-        CheckConstraint("amount >= 0", name="amount_nonnegative"),
-        CheckConstraint("entries > 0", name="entries_positive"),
+        sa.CheckConstraint(_BUCKET_ALIGNED, name="bucket_aligned"),
+        sa.CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency"),
+        sa.CheckConstraint("amount >= 0", name="amount_nonnegative"),
+        sa.CheckConstraint("entries > 0", name="entries_positive"),
     )
 
     # Primary key order: the summary reads one payee's buckets in a time range, across
     # (or filtered to) currencies and projects.
-    payee_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"), primary_key=True)
+    payee_id: Mapped[str] = mapped_column(
+        sa.String(255), sa.ForeignKey("users.id"), primary_key=True
+    )
     bucket_start: Mapped[datetime] = mapped_column(primary_key=True)
-    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    amount: Mapped[int] = mapped_column(BigInteger)
-    entries: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
+    project_id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    entries: Mapped[int] = mapped_column(sa.BigInteger)
 
 
 class EarningsTotal(Base):
@@ -111,13 +105,15 @@ class EarningsTotal(Base):
 
     __tablename__ = "earnings_totals"
     __table_args__ = (
-        CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency"),
-        CheckConstraint("amount >= 0", name="amount_nonnegative"),
-        CheckConstraint("entries > 0", name="entries_positive"),
+        sa.CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency"),
+        sa.CheckConstraint("amount >= 0", name="amount_nonnegative"),
+        sa.CheckConstraint("entries > 0", name="entries_positive"),
     )
 
-    payee_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"), primary_key=True)
-    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    amount: Mapped[int] = mapped_column(BigInteger)
-    entries: Mapped[int] = mapped_column(BigInteger)
+    payee_id: Mapped[str] = mapped_column(
+        sa.String(255), sa.ForeignKey("users.id"), primary_key=True
+    )
+    currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
+    project_id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    entries: Mapped[int] = mapped_column(sa.BigInteger)

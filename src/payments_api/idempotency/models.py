@@ -6,18 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import (
-    BigInteger,
-    CheckConstraint,
-    Identity,
-    Index,
-    LargeBinary,
-    SmallInteger,
-    String,
-    Text,
-    UniqueConstraint,
-    Uuid,
-)
+import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -42,41 +31,41 @@ class IdempotencyKey(TimestampMixin, Base):
 
     __tablename__ = "idempotency_keys"
     __table_args__ = (
-        UniqueConstraint("user_id", "key"),
-        CheckConstraint(f"status IN ({_STATUSES})", name="status"),
-        CheckConstraint(
+        sa.UniqueConstraint("user_id", "key"),
+        sa.CheckConstraint(f"status IN ({_STATUSES})", name="status"),
+        sa.CheckConstraint(
             "(status = 'in_flight') = (locked_until IS NOT NULL)", name="lease_matches_status"
         ),
-        CheckConstraint(
+        sa.CheckConstraint(
             "(status = 'completed') = (response_status IS NOT NULL AND response_body IS NOT NULL)",
             name="response_matches_status",
         ),
-        CheckConstraint("expires_at > created_at", name="expires_after_created"),
-        Index("ix_idempotency_keys_expires_at", "expires_at"),
+        sa.CheckConstraint("expires_at > created_at", name="expires_after_created"),
+        sa.Index("ix_idempotency_keys_expires_at", "expires_at"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(255))
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.String(255))
     """The caller (JWT `sub`); keys are scoped per user. No FK: the row is written before
     the route has created the user on first sight."""
-    key: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(sa.String(255))
     """The Idempotency-Key header as sent."""
-    fingerprint: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
     """SHA-256 of method, path, query and canonical JSON body."""
-    request_method: Mapped[str] = mapped_column(String(16))
-    request_path: Mapped[str] = mapped_column(Text)
+    request_method: Mapped[str] = mapped_column(sa.String(16))
+    request_path: Mapped[str] = mapped_column(sa.Text)
     """The first request's path, to explain a reuse and for operators."""
-    status: Mapped[str] = mapped_column(String(16))
-    lease_token: Mapped[uuid.UUID] = mapped_column(Uuid)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    lease_token: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
     """Changes with every claim, so a request that lost its lease (it outlived it and a
     retry took over) can no longer store, renew or release the key."""
     locked_until: Mapped[datetime | None]
     """End of the lease of the request in flight; renewed while it runs. Past it, the
     holder is presumed crashed and a retry may take the key over."""
-    response_status: Mapped[int | None] = mapped_column(SmallInteger)
+    response_status: Mapped[int | None] = mapped_column(sa.SmallInteger)
     response_headers: Mapped[list[list[str]] | None] = mapped_column(JSONB)
     """``[name, value]`` pairs of the replay-safe headers (content-type, location, ...)."""
-    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    response_body: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     """The response body exactly as first sent."""
     expires_at: Mapped[datetime]
     """Replayed until then (created_at + retention, >= 24 h); pruned after."""

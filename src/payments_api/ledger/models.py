@@ -2,20 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    CheckConstraint,
-    ForeignKey,
-    ForeignKeyConstraint,
-    Identity,
-    Index,
-    SmallInteger,
-    String,
-    Text,
-    UniqueConstraint,
-    text,
-)
+import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -32,32 +19,32 @@ class LedgerAccount(TimestampMixin, Base):
 
     __tablename__ = "ledger_accounts"
     __table_args__ = (
-        CheckConstraint(f"kind IN ({_KINDS})", name="kind"),
-        CheckConstraint(
+        sa.CheckConstraint(f"kind IN ({_KINDS})", name="kind"),
+        sa.CheckConstraint(
             f"(owner_user_id IS NULL) = (kind IN ({_PLATFORM}))", name="owner_matches_kind"
         ),
-        CheckConstraint("shard_count BETWEEN 1 AND 256", name="shard_count"),
-        CheckConstraint("shard_count = 1 OR may_go_negative", name="sharded_may_go_negative"),
-        CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency"),
-        UniqueConstraint("owner_user_id", "kind", "currency"),
-        UniqueConstraint("id", "currency"),
-        Index(
+        sa.CheckConstraint("shard_count BETWEEN 1 AND 256", name="shard_count"),
+        sa.CheckConstraint("shard_count = 1 OR may_go_negative", name="sharded_may_go_negative"),
+        sa.CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency"),
+        sa.UniqueConstraint("owner_user_id", "kind", "currency"),
+        sa.UniqueConstraint("id", "currency"),
+        sa.Index(
             "ix_ledger_accounts_platform_kind_currency",
             "kind",
             "currency",
             unique=True,
-            postgresql_where=text("owner_user_id IS NULL"),
+            postgresql_where=sa.text("owner_user_id IS NULL"),
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    owner_user_id: Mapped[str | None] = mapped_column(String(255), ForeignKey("users.id"))
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    owner_user_id: Mapped[str | None] = mapped_column(sa.String(255), sa.ForeignKey("users.id"))
     """The user owning the account; NULL for platform accounts."""
-    kind: Mapped[str] = mapped_column(String(32))
-    currency: Mapped[str] = mapped_column(String(3))
-    may_go_negative: Mapped[bool] = mapped_column(Boolean)
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    may_go_negative: Mapped[bool] = mapped_column(sa.Boolean)
     """Platform accounts only; a user's available may go negative only via a dispute."""
-    shard_count: Mapped[int] = mapped_column(SmallInteger, server_default=text("1"))
+    shard_count: Mapped[int] = mapped_column(sa.SmallInteger, server_default=sa.text("1"))
     """How many balance rows the cached balance is spread over (hot platform accounts)."""
 
 
@@ -66,19 +53,19 @@ class LedgerBalance(Base):
 
     __tablename__ = "ledger_balances"
     __table_args__ = (
-        ForeignKeyConstraint(
+        sa.ForeignKeyConstraint(
             ["account_id", "currency"], ["ledger_accounts.id", "ledger_accounts.currency"]
         ),
-        CheckConstraint("shard >= 0", name="shard"),
+        sa.CheckConstraint("shard >= 0", name="shard"),
     )
 
-    account_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    currency: Mapped[str] = mapped_column(String(3))
-    kind: Mapped[str] = mapped_column(String(32))
+    account_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    shard: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    kind: Mapped[str] = mapped_column(sa.String(32))
     """Copied from the account so the non-negative trigger needs no join."""
-    may_go_negative: Mapped[bool] = mapped_column(Boolean)
-    balance: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    may_go_negative: Mapped[bool] = mapped_column(sa.Boolean)
+    balance: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))
 
 
 class LedgerTransaction(TimestampMixin, Base):
@@ -86,23 +73,23 @@ class LedgerTransaction(TimestampMixin, Base):
 
     __tablename__ = "ledger_transactions"
     __table_args__ = (
-        CheckConstraint(f"cause_type IN ({_CAUSES})", name="cause_type"),
-        UniqueConstraint("cause_key"),
-        UniqueConstraint("reverses_transaction_id"),
+        sa.CheckConstraint(f"cause_type IN ({_CAUSES})", name="cause_type"),
+        sa.UniqueConstraint("cause_key"),
+        sa.UniqueConstraint("reverses_transaction_id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    type: Mapped[str] = mapped_column(String(48))
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    type: Mapped[str] = mapped_column(sa.String(48))
     """Business meaning: topup, escrow_hold, adjustment, reversal, ..."""
-    cause_type: Mapped[str] = mapped_column(String(32))
-    cause_key: Mapped[str] = mapped_column(String(255))
+    cause_type: Mapped[str] = mapped_column(sa.String(32))
+    cause_key: Mapped[str] = mapped_column(sa.String(255))
     """Unique key of the cause (e.g. ``stripe:evt_123``): a cause applies at most once."""
-    description: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(sa.Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column(
-        "metadata", JSONB, server_default=text("'{}'::jsonb")
+        "metadata", JSONB, server_default=sa.text("'{}'::jsonb")
     )
     reverses_transaction_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("ledger_transactions.id")
+        sa.BigInteger, sa.ForeignKey("ledger_transactions.id")
     )
     """The transaction this one reverses (each can be reversed at most once)."""
 
@@ -112,17 +99,19 @@ class LedgerPosting(TimestampMixin, Base):
 
     __tablename__ = "ledger_postings"
     __table_args__ = (
-        ForeignKeyConstraint(
+        sa.ForeignKeyConstraint(
             ["account_id", "currency"], ["ledger_accounts.id", "ledger_accounts.currency"]
         ),
-        CheckConstraint("amount <> 0", name="amount_nonzero"),
-        Index("ix_ledger_postings_account_id_id", "account_id", "id"),
-        Index("ix_ledger_postings_transaction_id", "transaction_id"),
+        sa.CheckConstraint("amount <> 0", name="amount_nonzero"),
+        sa.Index("ix_ledger_postings_account_id_id", "account_id", "id"),
+        sa.Index("ix_ledger_postings_transaction_id", "transaction_id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    transaction_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("ledger_transactions.id"))
-    account_id: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(String(3))
-    amount: Mapped[int] = mapped_column(BigInteger)
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(
+        sa.BigInteger, sa.ForeignKey("ledger_transactions.id")
+    )
+    account_id: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
     """Signed minor units; the postings of a transaction sum to zero per currency."""

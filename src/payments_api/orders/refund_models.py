@@ -2,20 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    CheckConstraint,
-    ForeignKey,
-    Identity,
-    Index,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-    func,
-    text,
-)
+import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from payments_api.db import Base, TimestampMixin
@@ -36,93 +23,93 @@ class Refund(TimestampMixin, Base):
 
     __tablename__ = "refunds"
     __table_args__ = (
-        CheckConstraint(f"status IN ({_in(REFUND_STATUSES)})", name="status"),
-        CheckConstraint(f"origin IN ({_in(REFUND_ORIGINS)})", name="origin"),
-        CheckConstraint("amount > 0", name="amount_positive"),
+        sa.CheckConstraint(f"status IN ({_in(REFUND_STATUSES)})", name="status"),
+        sa.CheckConstraint(f"origin IN ({_in(REFUND_ORIGINS)})", name="origin"),
+        sa.CheckConstraint("amount > 0", name="amount_positive"),
         # An order granting more credit than it cost may take back more than it refunds.
-        CheckConstraint("hold_amount >= 0", name="hold_amount"),
-        CheckConstraint(
+        sa.CheckConstraint("hold_amount >= 0", name="hold_amount"),
+        sa.CheckConstraint(
             "payee_share >= 0 AND fee_share >= 0 AND platform_covered >= 0"
             " AND platform_covered <= payee_share"
             " AND (payee_share + fee_share = 0 OR payee_share + fee_share = amount)",
             name="direct_split",
         ),
-        CheckConstraint(
+        sa.CheckConstraint(
             "(origin = 'admin') = (requested_by IS NOT NULL AND idempotency_key IS NOT NULL)",
             name="admin_request",
         ),
-        CheckConstraint("credit_amount >= 0", name="credit_amount"),
-        UniqueConstraint("requested_by", "idempotency_key"),
-        UniqueConstraint("stripe_refund_id"),
-        Index("ix_refunds_order_id", "order_id"),
-        Index(
+        sa.CheckConstraint("credit_amount >= 0", name="credit_amount"),
+        sa.UniqueConstraint("requested_by", "idempotency_key"),
+        sa.UniqueConstraint("stripe_refund_id"),
+        sa.Index("ix_refunds_order_id", "order_id"),
+        sa.Index(
             "ix_refunds_wallet_refund_id",
             "wallet_refund_id",
-            postgresql_where=text("wallet_refund_id IS NOT NULL"),
+            postgresql_where=sa.text("wallet_refund_id IS NOT NULL"),
         ),
-        CheckConstraint(
+        sa.CheckConstraint(
             "(origin = 'wallet') = (wallet_refund_id IS NOT NULL)", name="wallet_refund"
         ),
-        Index(
+        sa.Index(
             "ix_refunds_status_created_at",
             "status",
             "created_at",
-            postgresql_where=text("status IN ('pending', 'requires_action')"),
+            postgresql_where=sa.text("status IN ('pending', 'requires_action')"),
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    order_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("orders.id"))
-    user_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    order_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("orders.id"))
+    user_id: Mapped[str] = mapped_column(sa.String(255), sa.ForeignKey("users.id"))
     """The customer who paid the order (and whose wallet a top-up refund debits)."""
-    amount: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    status: Mapped[str] = mapped_column(sa.String(16), server_default=sa.text("'pending'"))
     """Stripe's refund status, as last applied (pending until Stripe says otherwise)."""
-    origin: Mapped[str] = mapped_column(String(8))
+    origin: Mapped[str] = mapped_column(sa.String(8))
     """``admin`` (our API), ``stripe`` (made without us, e.g. in the dashboard) or
     ``wallet`` (one charge's part of a customer's wallet cash-out)."""
-    reason: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(sa.String(32))
     """Stripe's reason code (duplicate, fraudulent, requested_by_customer, ...)."""
-    note: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(sa.Text)
     """The admin's free-text note (also in the audit log)."""
-    requested_by: Mapped[str | None] = mapped_column(String(255))
+    requested_by: Mapped[str | None] = mapped_column(sa.String(255))
     """The admin who asked for it; NULL for refunds made outside the API."""
-    idempotency_key: Mapped[str | None] = mapped_column(String(255))
-    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
-    hold_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(255))
+    request_fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
+    hold_amount: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))
     """Moved available -> withdrawing when the refund was requested, so the customer cannot
     spend or withdraw money that is being refunded; settled or released by Stripe's word."""
-    stripe_refund_id: Mapped[str | None] = mapped_column(String(255))
-    failure_reason: Mapped[str | None] = mapped_column(String(64))
+    stripe_refund_id: Mapped[str | None] = mapped_column(sa.String(255))
+    failure_reason: Mapped[str | None] = mapped_column(sa.String(64))
     """Stripe's machine failure reason, or ``provider_rejected`` when Stripe refused it."""
-    stripe_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    stripe_attempts: Mapped[int] = mapped_column(sa.Integer, server_default=sa.text("0"))
     """Calls made to create the Stripe refund (retries reuse the same idempotency key)."""
-    payee_share: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    payee_share: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))
     """Direct payments: the part of the refund taken back from the payee's connected
     account (transfer reversal), set when the refund settles; 0 for other pay-ins."""
-    fee_share: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    fee_share: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))
     """Direct payments: the part of the refund taken back from the platform's
     application fee; ``payee_share + fee_share = amount`` once settled."""
-    payee_coverable: Mapped[int | None] = mapped_column(BigInteger)
+    payee_coverable: Mapped[int | None] = mapped_column(sa.BigInteger)
     """Direct payments: what the payee's connected account held (available + pending,
     in the refund's currency) just before Stripe was asked; NULL when not read."""
-    platform_covered: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    platform_covered: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))
     """Direct payments: the part of ``payee_share`` the connected account could not
     cover, borne by the platform (booked to ``adjustments``)."""
-    credit_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    credit_amount: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))
     """Orders that granted wallet credit: the part of the grant this refund takes back
     from the buyer's wallet (cumulative largest remainder over the order's refunds)."""
-    forced: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    forced: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.text("false"))
     """An admin forced it although the buyer's available balance did not cover the
     credit to take back: the wallet went negative and was frozen."""
     wallet_refund_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("wallet_refunds.id")
+        sa.BigInteger, sa.ForeignKey("wallet_refunds.id")
     )
     """The cash-out this refund is a part of (origin ``wallet``): its hold sits in the
     customer's ``refunding`` account instead of ``withdrawing``."""
     succeeded_at: Mapped[datetime | None]
-    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=sa.func.now())
 
 
 class WalletRefund(TimestampMixin, Base):
@@ -136,28 +123,28 @@ class WalletRefund(TimestampMixin, Base):
 
     __tablename__ = "wallet_refunds"
     __table_args__ = (
-        CheckConstraint(f"status IN ({_in(WALLET_REFUND_STATUSES)})", name="status"),
-        CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint(
+        sa.CheckConstraint(f"status IN ({_in(WALLET_REFUND_STATUSES)})", name="status"),
+        sa.CheckConstraint("amount > 0", name="amount_positive"),
+        sa.CheckConstraint(
             "refunded_amount >= 0 AND failed_amount >= 0"
             " AND refunded_amount + failed_amount <= amount",
             name="settled_amounts",
         ),
-        UniqueConstraint("user_id", "idempotency_key"),
-        Index("ix_wallet_refunds_user_id_id", "user_id", "id"),
+        sa.UniqueConstraint("user_id", "idempotency_key"),
+        sa.Index("ix_wallet_refunds_user_id_id", "user_id", "id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))
-    amount: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
-    refunded_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.String(255), sa.ForeignKey("users.id"))
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    status: Mapped[str] = mapped_column(sa.String(16), server_default=sa.text("'pending'"))
+    refunded_amount: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))
     """What Stripe confirmed refunded to the cards so far."""
-    failed_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    failed_amount: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))
     """What came back to ``available`` because its refund failed."""
-    idempotency_key: Mapped[str] = mapped_column(String(255))
-    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(sa.String(255))
+    request_fingerprint: Mapped[str] = mapped_column(sa.String(64))
     completed_at: Mapped[datetime | None]
     """When the last part became final (succeeded, failed or canceled)."""
-    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=sa.func.now())

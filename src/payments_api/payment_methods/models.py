@@ -8,19 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    CheckConstraint,
-    ForeignKey,
-    Identity,
-    Index,
-    SmallInteger,
-    String,
-    UniqueConstraint,
-    func,
-    text,
-)
+import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from payments_api.db import Base, TimestampMixin
@@ -32,14 +20,14 @@ class PaymentMethodSetup(TimestampMixin, Base):
 
     __tablename__ = "payment_method_setups"
     __table_args__ = (
-        UniqueConstraint("user_id", "idempotency_key"),
-        UniqueConstraint("stripe_setup_intent_id"),
+        sa.UniqueConstraint("user_id", "idempotency_key"),
+        sa.UniqueConstraint("stripe_setup_intent_id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))
-    idempotency_key: Mapped[str] = mapped_column(String(255))
-    stripe_setup_intent_id: Mapped[str | None] = mapped_column(String(255))
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.String(255), sa.ForeignKey("users.id"))
+    idempotency_key: Mapped[str] = mapped_column(sa.String(255))
+    stripe_setup_intent_id: Mapped[str | None] = mapped_column(sa.String(255))
 
 
 class PaymentMethod(TimestampMixin, Base):
@@ -47,39 +35,39 @@ class PaymentMethod(TimestampMixin, Base):
 
     __tablename__ = "payment_methods"
     __table_args__ = (
-        CheckConstraint("status IN ('active', 'detached')", name="status"),
-        CheckConstraint("exp_month BETWEEN 1 AND 12", name="exp_month"),
-        CheckConstraint("last4 ~ '^[0-9]{4}$'", name="last4_digits"),
-        CheckConstraint("NOT is_default OR status = 'active'", name="default_is_active"),
-        UniqueConstraint("stripe_payment_method_id"),
+        sa.CheckConstraint("status IN ('active', 'detached')", name="status"),
+        sa.CheckConstraint("exp_month BETWEEN 1 AND 12", name="exp_month"),
+        sa.CheckConstraint("last4 ~ '^[0-9]{4}$'", name="last4_digits"),
+        sa.CheckConstraint("NOT is_default OR status = 'active'", name="default_is_active"),
+        sa.UniqueConstraint("stripe_payment_method_id"),
         # The same card (fingerprint) is saved once per user.
-        Index(
+        sa.Index(
             "uq_payment_methods_user_fingerprint",
             "user_id",
             "fingerprint",
             unique=True,
-            postgresql_where=text("status = 'active'"),
+            postgresql_where=sa.text("status = 'active'"),
         ),
         # At most one default per user.
-        Index(
+        sa.Index(
             "uq_payment_methods_user_default",
             "user_id",
             unique=True,
-            postgresql_where=text("is_default"),
+            postgresql_where=sa.text("is_default"),
         ),
-        Index("ix_payment_methods_user_id_id", "user_id", "id"),
+        sa.Index("ix_payment_methods_user_id_id", "user_id", "id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))
-    stripe_payment_method_id: Mapped[str] = mapped_column(String(255))
-    brand: Mapped[str] = mapped_column(String(32))
-    last4: Mapped[str] = mapped_column(String(4))
-    exp_month: Mapped[int] = mapped_column(SmallInteger)
-    exp_year: Mapped[int] = mapped_column(SmallInteger)
-    fingerprint: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), server_default=text("'active'"))
-    is_default: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.String(255), sa.ForeignKey("users.id"))
+    stripe_payment_method_id: Mapped[str] = mapped_column(sa.String(255))
+    brand: Mapped[str] = mapped_column(sa.String(32))
+    last4: Mapped[str] = mapped_column(sa.String(4))
+    exp_month: Mapped[int] = mapped_column(sa.SmallInteger)
+    exp_year: Mapped[int] = mapped_column(sa.SmallInteger)
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(16), server_default=sa.text("'active'"))
+    is_default: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.text("false"))
     detached_at: Mapped[datetime | None]
 
 
@@ -90,14 +78,16 @@ class AutoReload(TimestampMixin, Base):
 
     __tablename__ = "auto_reloads"
     __table_args__ = (
-        CheckConstraint("threshold > 0", name="threshold_positive"),
-        CheckConstraint("amount > 0", name="amount_positive"),
+        sa.CheckConstraint("threshold > 0", name="threshold_positive"),
+        sa.CheckConstraint("amount > 0", name="amount_positive"),
     )
 
-    user_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"), primary_key=True)
-    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
-    threshold: Mapped[int] = mapped_column(BigInteger)
-    amount: Mapped[int] = mapped_column(BigInteger)
-    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
-    below: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
-    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    user_id: Mapped[str] = mapped_column(
+        sa.String(255), sa.ForeignKey("users.id"), primary_key=True
+    )
+    currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
+    threshold: Mapped[int] = mapped_column(sa.BigInteger)
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    enabled: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.text("true"))
+    below: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.text("false"))
+    updated_at: Mapped[datetime] = mapped_column(server_default=sa.func.now())

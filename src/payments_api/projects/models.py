@@ -11,18 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (
-    BigInteger,
-    CheckConstraint,
-    ForeignKey,
-    Identity,
-    Index,
-    String,
-    Text,
-    UniqueConstraint,
-    func,
-    text,
-)
+import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from payments_api.db import Base, TimestampMixin
@@ -42,21 +31,21 @@ class Project(TimestampMixin, Base):
 
     __tablename__ = "projects"
     __table_args__ = (
-        CheckConstraint(f"status IN ({_in(PROJECT_STATUSES)})", name="status"),
-        CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency"),
-        Index("ix_projects_owner_id_id", "owner_id", "id"),
+        sa.CheckConstraint(f"status IN ({_in(PROJECT_STATUSES)})", name="status"),
+        sa.CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency"),
+        sa.Index("ix_projects_owner_id_id", "owner_id", "id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    owner_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(sa.String(255), sa.ForeignKey("users.id"))
     """The payee who earns from it; the only user who may see or change it."""
-    name: Mapped[str] = mapped_column(String(120))
-    description: Mapped[str | None] = mapped_column(Text)
-    currency: Mapped[str] = mapped_column(String(3))
+    name: Mapped[str] = mapped_column(sa.String(120))
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    currency: Mapped[str] = mapped_column(sa.String(3))
     """Every direct payment to the project is in this currency (fixed at creation)."""
-    status: Mapped[str] = mapped_column(String(16), server_default=text("'active'"))
+    status: Mapped[str] = mapped_column(sa.String(16), server_default=sa.text("'active'"))
     """active: takes payments; archived: takes none, history kept."""
-    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=sa.func.now())
 
 
 class ProjectSession(TimestampMixin, Base):
@@ -64,24 +53,24 @@ class ProjectSession(TimestampMixin, Base):
 
     __tablename__ = "project_sessions"
     __table_args__ = (
-        CheckConstraint(f"status IN ({_in(SESSION_STATUSES)})", name="status"),
-        CheckConstraint("(status = 'open') = (closed_at IS NULL)", name="closed_at"),
-        Index("ix_project_sessions_project_id_id", "project_id", "id"),
+        sa.CheckConstraint(f"status IN ({_in(SESSION_STATUSES)})", name="status"),
+        sa.CheckConstraint("(status = 'open') = (closed_at IS NULL)", name="closed_at"),
+        sa.Index("ix_project_sessions_project_id_id", "project_id", "id"),
         # Opening a second window while one is open is refused by the database too, so
         # two concurrent "open" calls cannot both succeed.
-        Index(
+        sa.Index(
             "project_sessions_project_id_open_key",
             "project_id",
             unique=True,
-            postgresql_where=text("status = 'open'"),
+            postgresql_where=sa.text("status = 'open'"),
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    project_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("projects.id"))
-    title: Mapped[str | None] = mapped_column(String(120))
-    status: Mapped[str] = mapped_column(String(16), server_default=text("'open'"))
-    opened_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("projects.id"))
+    title: Mapped[str | None] = mapped_column(sa.String(120))
+    status: Mapped[str] = mapped_column(sa.String(16), server_default=sa.text("'open'"))
+    opened_at: Mapped[datetime] = mapped_column(server_default=sa.func.now())
     closed_at: Mapped[datetime | None] = mapped_column()
     """Set when the payee closes the window; payments are no longer started for it."""
 
@@ -96,61 +85,63 @@ class DirectPayment(TimestampMixin, Base):
 
     __tablename__ = "direct_payments"
     __table_args__ = (
-        CheckConstraint(f"kind IN ({_in(DIRECT_PAYMENT_KINDS)})", name="kind"),
-        CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint(
+        sa.CheckConstraint(f"kind IN ({_in(DIRECT_PAYMENT_KINDS)})", name="kind"),
+        sa.CheckConstraint("amount > 0", name="amount_positive"),
+        sa.CheckConstraint(
             "application_fee_amount >= 0 AND application_fee_amount <= amount",
             name="application_fee_amount",
         ),
-        CheckConstraint("net_amount = amount - application_fee_amount", name="net_amount"),
-        CheckConstraint(
+        sa.CheckConstraint("net_amount = amount - application_fee_amount", name="net_amount"),
+        sa.CheckConstraint(
             "refunded_amount >= 0 AND refunded_amount <= amount"
             " AND refunded_fee_amount >= 0 AND refunded_fee_amount <= application_fee_amount"
             " AND refunded_fee_amount <= refunded_amount",
             name="refunded",
         ),
-        CheckConstraint(
+        sa.CheckConstraint(
             "(funding = 'card' AND stripe_payment_intent_id IS NOT NULL)"
             " OR (funding = 'wallet' AND stripe_payment_intent_id IS NULL)",
             name="funding",
         ),
-        UniqueConstraint("stripe_payment_intent_id"),
-        UniqueConstraint("order_id"),
+        sa.UniqueConstraint("stripe_payment_intent_id"),
+        sa.UniqueConstraint("order_id"),
         # Serves the per-project and per-session sums of the wallet.
-        Index("ix_direct_payments_project_id_session_id", "project_id", "session_id"),
-        Index("ix_direct_payments_session_id", "session_id"),
+        sa.Index("ix_direct_payments_project_id_session_id", "project_id", "session_id"),
+        sa.Index("ix_direct_payments_session_id", "session_id"),
         # Serves the earnings' payout statuses (a payee's direct payments and refunds).
-        Index("ix_direct_payments_payee_id", "payee_id"),
+        sa.Index("ix_direct_payments_payee_id", "payee_id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(sa.String(255))
     """Unique: both of Stripe's confirmations of one payment record it once. NULL for a
     payment from the wallet (``funding = 'wallet'``)."""
-    funding: Mapped[str] = mapped_column(String(8), server_default=text("'card'"))
+    funding: Mapped[str] = mapped_column(sa.String(8), server_default=sa.text("'card'"))
     """``card``: a destination charge (the money is on the payee's connected account);
     ``wallet``: paid from the payer's available balance, the payee's take credited to
     the payee's available balance in the ledger (once per order)."""
-    order_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("orders.id"))
-    payer_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))
-    payee_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))
-    project_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("projects.id"))
-    session_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("project_sessions.id"))
-    kind: Mapped[str] = mapped_column(String(16))
+    order_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("orders.id"))
+    payer_id: Mapped[str] = mapped_column(sa.String(255), sa.ForeignKey("users.id"))
+    payee_id: Mapped[str] = mapped_column(sa.String(255), sa.ForeignKey("users.id"))
+    project_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("projects.id"))
+    session_id: Mapped[int | None] = mapped_column(
+        sa.BigInteger, sa.ForeignKey("project_sessions.id")
+    )
+    kind: Mapped[str] = mapped_column(sa.String(16))
     """tip, or request (a paid request: counted in ``paid_request_count``)."""
-    amount: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
     """What the customer paid, minor units."""
-    application_fee_amount: Mapped[int] = mapped_column(BigInteger)
+    application_fee_amount: Mapped[int] = mapped_column(sa.BigInteger)
     """The platform's fee, as asked of Stripe when the payment was created."""
-    net_amount: Mapped[int] = mapped_column(BigInteger)
+    net_amount: Mapped[int] = mapped_column(sa.BigInteger)
     """The payee's earning: ``amount - application_fee_amount``."""
-    currency: Mapped[str] = mapped_column(String(3))
-    stripe_account_id: Mapped[str] = mapped_column(String(255))
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    stripe_account_id: Mapped[str] = mapped_column(sa.String(255))
     """The connected account the charge was destined to."""
     paid_at: Mapped[datetime] = mapped_column()
     """When Stripe's confirmation was applied."""
-    refunded_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    refunded_amount: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))
     """Refunded to the customer so far (settled refunds only)."""
-    refunded_fee_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    refunded_fee_amount: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))
     """Of ``refunded_amount``, what came out of the application fee; the rest was
     reversed from the payee's connected account."""

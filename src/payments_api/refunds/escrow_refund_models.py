@@ -3,16 +3,7 @@ their table: a wallet-funded escrow has no order, and no Stripe object is involv
 
 from __future__ import annotations
 
-from sqlalchemy import (
-    BigInteger,
-    CheckConstraint,
-    ForeignKey,
-    Identity,
-    Index,
-    String,
-    Text,
-    UniqueConstraint,
-)
+import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from payments_api.db import Base, TimestampMixin
@@ -26,32 +17,32 @@ class EscrowRefund(TimestampMixin, Base):
 
     __tablename__ = "escrow_refunds"
     __table_args__ = (
-        CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint(
+        sa.CheckConstraint("amount > 0", name="amount_positive"),
+        sa.CheckConstraint(
             "payee_share >= 0 AND fee_share >= 0 AND platform_covered >= 0"
             " AND platform_covered <= payee_share AND payee_share + fee_share = amount",
             name="split",
         ),
-        UniqueConstraint("requested_by", "idempotency_key"),
-        Index("ix_escrow_refunds_escrow_id", "escrow_id"),
+        sa.UniqueConstraint("requested_by", "idempotency_key"),
+        sa.Index("ix_escrow_refunds_escrow_id", "escrow_id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    escrow_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("escrows.id"))
-    user_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id"))
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    escrow_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("escrows.id"))
+    user_id: Mapped[str] = mapped_column(sa.String(255), sa.ForeignKey("users.id"))
     """The customer who paid the escrow (whose available balance gets the money)."""
-    amount: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(String(3))
-    payee_share: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    payee_share: Mapped[int] = mapped_column(sa.BigInteger)
     """Taken back from the payee's take (cumulative largest remainder over the escrow's
     refunds, like a card-paid escrow's)."""
-    fee_share: Mapped[int] = mapped_column(BigInteger)
+    fee_share: Mapped[int] = mapped_column(sa.BigInteger)
     """Taken back from the platform's fees (platform fee and service fee)."""
-    platform_covered: Mapped[int] = mapped_column(BigInteger)
+    platform_covered: Mapped[int] = mapped_column(sa.BigInteger)
     """The part of ``payee_share`` the payee no longer held (withdrawn): borne by the
     platform (``adjustments``)."""
-    reason: Mapped[str] = mapped_column(String(32))
-    note: Mapped[str | None] = mapped_column(Text)
-    requested_by: Mapped[str] = mapped_column(String(255))
-    idempotency_key: Mapped[str] = mapped_column(String(255))
-    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(sa.String(32))
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    requested_by: Mapped[str] = mapped_column(sa.String(255))
+    idempotency_key: Mapped[str] = mapped_column(sa.String(255))
+    request_fingerprint: Mapped[str] = mapped_column(sa.String(64))
