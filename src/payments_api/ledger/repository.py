@@ -22,6 +22,7 @@ from payments_api.events.outbox import StagedEvent
 from payments_api.events.repository import CrossedAlert
 from payments_api.ledger.errors import WalletFrozen
 from payments_api.ledger.kinds import PLATFORM_KINDS, PLATFORM_SHARDS, AccountKind
+from payments_api.ledger.post_statement import RAW_POST, RAW_POST_EMITTING, post_with_riders
 from payments_api.ledger.statements import (
     INSERT_ACCOUNT,
     RAW_APPLY_OBSERVED,
@@ -99,6 +100,34 @@ class Applied:
     None when no event was staged."""
 
 
+@dataclass(frozen=True, slots=True)
+class Shortfall:
+    """The balance a posting would have taken below zero (``InsufficientFunds``)."""
+
+    kind: str
+    currency: str
+    balance: int
+    delta: int
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """What the one-statement posting (``post_statement``) did."""
+
+    state: str
+    """frozen, replayed, missing (some account does not exist), short or posted;
+    nothing was written unless posted."""
+    transaction_id: int | None
+    created_at: datetime | None
+    shortfall: Shortfall | None
+    postings: list[tuple[int, int]]
+    """(posting id, account id) in the postings' order."""
+    alerts: list[CrossedAlert]
+    reloads: list[auto_reload.CrossedReload]
+    event: tuple[int | None, int] | None
+    """As ``Applied.event``."""
+
+
 def _account_key_arrays(keys: list[tuple[str, str, str]]) -> dict[str, list[str]]:
     """(owner, kind, currency) keys as the parallel arrays the account lookups unnest."""
     return {
@@ -159,6 +188,94 @@ class LedgerRepository:
             balances = {(row["id"], 0): row["balance"] for row in rows if row["shard_count"] == 1}
         return InsertedTransaction(
             int(rows[0]["transaction_id"]), rows[0]["created_at"], accounts, balances
+        )
+
+    async def post_in_one_statement(
+        self,
+        values: dict[str, Any],
+        keys: list[tuple[str, str, str]],
+        deltas: list[int],
+        postings: list[tuple[str, str, str, int]],
+        *,
+        frozen_user: str | None,
+        allow_negative_available: bool,
+        event: StagedEvent | None = None,
+        riders: Sequence[Rider] = (),
+    ) -> Posted:
+        """The whole posting in one round trip (``post_statement``): ``values`` (the
+        transaction row), the accounts of ``keys`` with their net ``deltas``, the
+        ``postings`` (owner or '', kind, currency, amount), ``event`` and ``riders``;
+        written only when the state is ``posted`` (then the riders are told)."""
+        if riders:
+            statement = post_with_riders(event is not None, tuple(r.sql for r in riders))
+        else:
+            statement = RAW_POST if event is None else RAW_POST_EMITTING
+        parameters = {
+            **values,
+            **_account_key_arrays(keys),
+            "deltas": deltas,
+            "posting_owners": [p[0] for p in postings],
+            "posting_kinds": [p[1] for p in postings],
+            "posting_currencies": [p[2] for p in postings],
+            "amounts": [p[3] for p in postings],
+            "frozen_user": frozen_user,
+            "allow_negative_available": allow_negative_available,
+        }
+        if event is not None:
+            parameters.update(event.params())
+        for rider in riders:
+            parameters.update(rider.values)
+        driver = await self._driver()
+        rows = await driver.fetch(statement.sql, *statement.args(parameters))
+        head = next(row for row in rows if row["row_kind"] == "head")
+        state = head["state"]
+        if state == "posted":
+            riders_written(riders)
+        shortfall = None
+        if state == "short":
+            shortfall = Shortfall(
+                head["user_id"], head["currency"], head["amount"], head["available"]
+            )
+        posted: list[tuple[int, int]] = []
+        alerts: list[CrossedAlert] = []
+        reloads: list[auto_reload.CrossedReload] = []
+        written: tuple[int | None, int] | None = None if event is None else (None, 0)
+        for row in rows:
+            kind = row["row_kind"]
+            if kind == "head":
+                continue
+            if kind == "posting":
+                posted.append((row["id"], row["account_id"]))
+            elif kind == "alert":
+                alerts.append(
+                    CrossedAlert(
+                        row["user_id"],
+                        row["currency"],
+                        row["amount"],
+                        row["below"],
+                        row["available"],
+                    )
+                )
+            elif kind == "reload":
+                reloads.append(
+                    auto_reload.CrossedReload(
+                        row["user_id"], row["currency"], row["amount"], row["below"]
+                    )
+                )
+            else:
+                written = (row["id"], row["amount"])
+        # Identity values follow the insert order (the postings' order): sorted, they
+        # line up with the postings whatever order the rows came back in.
+        posted.sort()
+        return Posted(
+            state,
+            head["id"],
+            head["created_at"],
+            shortfall,
+            posted,
+            alerts,
+            reloads,
+            written,
         )
 
     async def find_accounts(
