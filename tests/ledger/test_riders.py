@@ -107,3 +107,4 @@ async def test_a_refused_post_writes_neither(session: AsyncSession) -> None:
             _hold(user.id, 400, f"hold:{run}", f"{run}:event", f"{run}:rider")
         )
     assert await _events(session, run) == []
+    assert await LedgerService(session).transaction(f"hold:{run}") is None
