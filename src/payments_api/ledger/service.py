@@ -1,16 +1,21 @@
 """LedgerService: the only writer of the ledger.
 
-``post`` runs inside the caller's database transaction. In order it:
-1. validates the postings (>= 2, non-zero, sum zero per currency, kinds fit owners);
-2. inserts the transaction row with ``ON CONFLICT (cause_key) DO NOTHING``: a cause
-   already applied returns the stored transaction and writes nothing (a concurrent
-   twin blocks on the unique index until the first commits, then sees it);
-3. resolves (creating if needed, in sorted order) the accounts;
-4. locks the single-row balances in (account id, shard) order, then takes a free shard
-   of each hot platform account with SKIP LOCKED, so settlements of different users
-   never queue on ``platform_fees`` and lock cycles cannot form;
-5. refuses a user balance going below zero (``InsufficientFunds``) before writing;
-6. applies the deltas and inserts the postings.
+``post`` runs inside the caller's database transaction. It validates the postings
+(>= 2, non-zero, sum zero per currency, kinds fit owners), then sends one statement
+(``post_statement.py``) that in order:
+1. refuses a frozen initiator (``WalletFrozen``);
+2. finds a cause already applied: it returns the stored transaction and writes nothing;
+3. finds the accounts (missing ones: created here in sorted order, and the statement
+   sent again);
+4. locks the single-row balances in (account id, shard) order;
+5. refuses a user balance going below zero (``InsufficientFunds`` with the balance)
+   before writing anything;
+6. inserts the transaction row with ``ON CONFLICT (cause_key) DO NOTHING`` (a concurrent
+   twin blocks on the unique index until the first commits, then writes nothing: the
+   replay; a twin that waited at 4 and then finds the balance gone is a replay too),
+   takes a free shard of each hot platform account with SKIP LOCKED (settlements of
+   different users never queue on ``platform_fees``, lock cycles cannot form), applies
+   the deltas and inserts the postings, with the change's alerts, event and riders.
 
 PostgreSQL triggers re-check balance, append-only and non-negativity at the bottom.
 """

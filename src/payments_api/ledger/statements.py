@@ -1,6 +1,9 @@
-"""The ledger's hand-written SQL, as module constants: the benchmark's raw-asyncpg
-baseline (``bench/``) runs the very same statements. Compiled once at import by
-SQLAlchemy's asyncpg dialect (``RawStatement``), see ``repository.py``.
+"""The ledger's hand-written SQL, as module constants, compiled once at import by
+SQLAlchemy's asyncpg dialect (``RawStatement``), see ``repository.py``. ``post`` sends
+one statement, ``post_statement.py``'s; the two it replaced (issue #22),
+INSERT_TRANSACTION_LOCK_ACCOUNTS then APPLY_OBSERVED with the funds check in Python
+between them, stay here for the benchmark's raw-asyncpg baseline (``bench/ledger.py``)
+and the replays of older recordings (``bench/replay.py``).
 
 Array parameters are read through a scalar subquery, ``(SELECT CAST(:ids AS bigint[]))``,
 here and in the parts other domains add to the posting statement (balance alerts,
