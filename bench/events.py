@@ -52,8 +52,8 @@ from payments_api.events.outbox import emit
 from payments_api.events.schemas import BalanceAlertRead, WebhookEndpointCreate
 from payments_api.events.service import EventService
 from payments_api.events.types import EventType
+from payments_api.ledger import post_statement as ledger_post_statement
 from payments_api.ledger import repository as ledger_repository
-from payments_api.ledger import statements as ledger_statements
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.service import AccountRef, LedgerService, NewTransaction, PostingSpec
 from payments_api.settings import Environment, Settings
@@ -149,8 +149,8 @@ def off_patches() -> list[Any]:
         mock.patch("payments_api.escrow.posting.emit_staged", no_emit),
         mock.patch.object(
             ledger_repository,
-            "RAW_APPLY_OBSERVED",
-            RawStatement.of(ledger_statements.apply_deltas_statement(alerts=False)),
+            "RAW_POST",
+            RawStatement.of(ledger_post_statement.post_statement(alerts=False)),
         ),
         mock.patch("payments_api.ledger.service.balance_alerts.crossed", no_emit),
     ]

@@ -192,9 +192,11 @@ class Rider:
     """A write that rides another statement as a data-modifying common table expression
     (``name AS (INSERT ...)``), instead of a round trip of its own. ``sql`` names its
     parameters with a prefix of its own (they share the carrier's namespace) and may
-    use the parameters the carrier documents (the ledger's ``transaction_id``); it
-    returns nothing to the carrier. Same transaction, same outcome as a statement of
-    its own sent right after the carrier."""
+    read what the carrier documents (the ledger's ``posted_transaction``: one row, the
+    transaction's ``id``, when it posted; none when it wrote nothing, and then a rider
+    must write nothing either: it selects from it); it returns nothing to the carrier.
+    Same transaction, same outcome as a statement of its own sent right after the
+    carrier."""
 
     sql: str
     values: dict[str, Any]

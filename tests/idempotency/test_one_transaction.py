@@ -340,21 +340,22 @@ async def _settlement_parties(committed: async_sessionmaker[AsyncSession]) -> tu
 
 
 class TestSettlementRoundTrips:
-    async def test_each_request_of_a_settlement_sends_six_statements_and_stores_its_answer(
+    async def test_each_request_of_a_settlement_sends_five_statements_and_stores_its_answer(
         self,
         idem_client: httpx.AsyncClient,
         committed: async_sessionmaker[AsyncSession],
         round_trips: list[str],
     ) -> None:
-        """BEGIN, the key's claim, the escrow's row, the ledger's locks, the posting
-        (with its event and the stored answer), COMMIT: the answer rides the posting.
+        """BEGIN, the key's claim, the escrow's row, the ledger's posting (locks, funds
+        check, postings, its event and the stored answer), COMMIT: the answer rides the
+        posting.
         Measured on the second settlement of the parties (the first one creates their
         ledger accounts, and the connection learns the statements' types)."""
         customer, payee = await _settlement_parties(committed)
         for _ in range(2):
             sent, answers, keys = await self._settle(idem_client, round_trips, customer, payee)
         for step, statements in sent.items():
-            assert len(statements) == 6, (step, statements)
+            assert len(statements) == 5, (step, statements)
             assert statements.count("BEGIN") == 1
             assert statements.count("COMMIT") == 1
         users = {"create": customer, "accept": payee, "complete": customer}

@@ -16,7 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from payments_api.ledger.errors import InsufficientFunds
 from payments_api.ledger.kinds import AccountKind, CauseType
-from payments_api.ledger.service import AccountRef, LedgerService, NewTransaction, PostingSpec
+from payments_api.ledger.service import (
+    AccountRef,
+    LedgerService,
+    NewTransaction,
+    PostingSpec,
+    PostResult,
+)
 from tests.factories import create_user, fund, ledger_invariants
 
 T = TypeVar("T")
@@ -184,6 +190,35 @@ class TestConcurrentLedger:
         assert sum(not r.replayed for r in results) == 1
         assert len({r.transaction.id for r in results}) == 1
         assert await _balance(committed, AccountRef.user(user, AVAILABLE, "nok")) == 500
+
+    async def test_twins_debiting_all_the_funds_post_once_and_replay_the_rest(
+        self, committed: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """Twins (one cause key) of a debit the wallet affords once: the funds check
+        runs in the posting's statement, before its insert; a twin that waited there
+        for the balance lock finds the balance gone, and is still answered with the
+        replay (the cause's transaction), not ``InsufficientFunds``."""
+        [user] = await _users(committed, 1, "nok", 500)
+        key = f"hold:{uuid.uuid4().hex}"
+
+        def hold(ledger: LedgerService) -> Awaitable[PostResult]:
+            return ledger.post(
+                NewTransaction(
+                    type="escrow_hold",
+                    cause_type=CauseType.escrow,
+                    cause_key=key,
+                    postings=[
+                        PostingSpec(AccountRef.user(user, AVAILABLE, "nok"), -500),
+                        PostingSpec(AccountRef.user(user, ESCROW, "nok"), 500),
+                    ],
+                )
+            )
+
+        results = await asyncio.gather(*(_in_txn(committed, hold) for _ in range(12)))
+        assert sum(not r.replayed for r in results) == 1
+        assert len({r.transaction.id for r in results}) == 1
+        assert await _balance(committed, AccountRef.user(user, AVAILABLE, "nok")) == 0
+        assert await _balance(committed, AccountRef.user(user, ESCROW, "nok")) == 500
 
 
 @pytest.fixture(autouse=True)

@@ -24,13 +24,15 @@ SUBJECT = BalanceAlertRead(currency="usd", threshold=100, below=True, available=
 
 
 def _marker(tag: str) -> Rider:
-    """A rider that records it ran, with the ledger transaction's id."""
+    """A rider that records it ran, with the ledger transaction's id (which it reads,
+    as every rider does, from the carrier's ``posted_transaction``)."""
     return Rider(
         """
         marker AS (
             INSERT INTO events (type, change_key, user_ids, payload)
-            VALUES ('test.rider', :marker_tag || ':' || CAST(:transaction_id AS text),
-                    CAST('{}' AS varchar[]), CAST('{}' AS jsonb))
+            SELECT 'test.rider', :marker_tag || ':' || CAST(posted_transaction.id AS text),
+                   CAST('{}' AS varchar[]), CAST('{}' AS jsonb)
+            FROM posted_transaction
             ON CONFLICT (change_key) DO NOTHING
         )
         """,
@@ -105,3 +107,4 @@ async def test_a_refused_post_writes_neither(session: AsyncSession) -> None:
             _hold(user.id, 400, f"hold:{run}", f"{run}:event", f"{run}:rider")
         )
     assert await _events(session, run) == []
+    assert await LedgerService(session).transaction(f"hold:{run}") is None

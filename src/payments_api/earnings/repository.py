@@ -142,12 +142,13 @@ _RIDER_COLUMNS = (
     "earned_at",
 )
 # One earnings entry, as ``insert`` writes it, for the ledger's posting statement (its
-# ``transaction_id`` parameter is the entry's ledger transaction).
+# ``posted_transaction`` is the entry's ledger transaction: no row, no entry).
 _INSERT_RIDING_POSTING = f"""
     earning AS (
         INSERT INTO earnings ({", ".join(_RIDER_COLUMNS)}, ledger_transaction_id)
-        VALUES ({", ".join(f":earning_{name}" for name in _RIDER_COLUMNS)},
-                CAST(:transaction_id AS bigint))
+        SELECT {", ".join(f":earning_{name}" for name in _RIDER_COLUMNS)},
+               posted_transaction.id
+        FROM posted_transaction
         ON CONFLICT (source_type, source_id) DO NOTHING
     )
 """

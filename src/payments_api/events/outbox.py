@@ -37,11 +37,15 @@ DELIVER_JOB = "events.deliver"
 # The event row and its deliveries, as common table expressions named ``event`` and
 # ``deliveries``: the whole of ``emit``'s statement, and a part of the ledger's posting
 # statement for staged events. Parameters are prefixed ``event_``.
-EVENT_CTES = """
+_EVENT_COLUMNS = """CAST(:event_type AS varchar), CAST(:event_change_key AS varchar),
+                CAST(:event_user_ids AS varchar[]), CAST(:event_payload AS jsonb)"""
+
+
+def _event_ctes(source: str) -> str:
+    return f"""
     event AS (
         INSERT INTO events (type, change_key, user_ids, payload)
-        VALUES (CAST(:event_type AS varchar), CAST(:event_change_key AS varchar),
-                CAST(:event_user_ids AS varchar[]), CAST(:event_payload AS jsonb))
+        {source}
         ON CONFLICT (change_key) DO NOTHING
         RETURNING id, type
     ), deliveries AS (
@@ -56,7 +60,15 @@ EVENT_CTES = """
               OR endpoint.id = CAST(:event_only_endpoint AS bigint))
         RETURNING id
     )
-"""
+"""  # noqa: S608 - constants only
+
+
+EVENT_CTES = _event_ctes(f"VALUES ({_EVENT_COLUMNS})")
+# EVENT_CTES for the ledger's posting statement: the event is written only when the
+# transaction was (its common table expression ``posted_transaction`` has a row).
+GATED_EVENT_CTES = _event_ctes(
+    f"SELECT {_EVENT_COLUMNS}\n        WHERE EXISTS (SELECT FROM posted_transaction)"  # noqa: S608
+)
 
 # Hand-written and sent on the session's own asyncpg connection (prepared once per
 # connection by asyncpg's statement cache): this runs with every business change, and

@@ -79,20 +79,16 @@ _CLAIM = text(
 
 
 # Moves each (user, currency) alert to the side of its threshold the available balance
-# now is on, as a common table expression named ``alerts`` over the parameters
-# ``observed_users``, ``observed_currencies`` and ``observed_available`` (parallel arrays:
-# the available balances a posting left). The ledger runs it inside the statement that
-# applies the balances (no round trip of its own); rows: the alerts that moved. The arrays
-# are read through scalar subqueries so that the statement keeps a generic plan (see
-# ledger/statements.py).
+# now is on, as a common table expression named ``alerts`` over the common table
+# expression ``observed`` (user_id, currency, available: the available balances a
+# posting left, which the ledger's statement computes). The ledger runs it inside the
+# statement that applies the balances (no round trip of its own); rows: the alerts that
+# moved.
 CROSS_BALANCE_ALERTS_CTE = """
     alerts AS (
         UPDATE balance_alerts AS a
         SET below = (v.available < a.threshold)
-        FROM unnest((SELECT CAST(:observed_users AS varchar[])),
-                    (SELECT CAST(:observed_currencies AS varchar[])),
-                    (SELECT CAST(:observed_available AS bigint[])))
-             AS v(user_id, currency, available)
+        FROM observed AS v
         WHERE a.user_id = v.user_id AND a.currency = v.currency
           AND a.below IS DISTINCT FROM (v.available < a.threshold)
         RETURNING a.user_id, a.currency, a.threshold, a.below, v.available

@@ -160,8 +160,9 @@ COMPLETE_RIDING = f"""
             response_status = CAST(:idempotency_status AS smallint),
             response_headers = CAST(:idempotency_headers AS jsonb),
             response_body = CAST(:idempotency_body AS bytea)
-        WHERE id = CAST(:idempotency_id AS bigint)
-          AND lease_token = CAST(:idempotency_lease_token AS uuid)
+        FROM posted_transaction
+        WHERE idempotency_keys.id = CAST(:idempotency_id AS bigint)
+          AND idempotency_keys.lease_token = CAST(:idempotency_lease_token AS uuid)
     )
 """  # noqa: S608 - constants only
 

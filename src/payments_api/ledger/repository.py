@@ -1,5 +1,5 @@
-"""The ledger's SQL, run: the statements themselves are ``statements.py``'s (the hottest
-path of the service, and what the benchmark's raw-asyncpg baseline runs too).
+"""The ledger's SQL, run: the statements themselves are ``statements.py``'s and, for
+``post``, ``post_statement.py``'s (the hottest path of the service).
 
 The statements of ``post`` run on the session's own asyncpg connection (same
 transaction, same savepoints), compiled once at import by SQLAlchemy's asyncpg
@@ -20,21 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.db import Rider, driver_connection, riders_written
 from payments_api.events.outbox import StagedEvent
 from payments_api.events.repository import CrossedAlert
-from payments_api.ledger.errors import WalletFrozen
 from payments_api.ledger.kinds import PLATFORM_KINDS, PLATFORM_SHARDS, AccountKind
+from payments_api.ledger.post_statement import RAW_POST, RAW_POST_EMITTING, post_with_riders
 from payments_api.ledger.statements import (
     INSERT_ACCOUNT,
-    RAW_APPLY_OBSERVED,
-    RAW_APPLY_OBSERVED_EMITTING,
-    RAW_INSERT_TRANSACTION_LOCK_ACCOUNTS,
-    RAW_LOCK_BALANCES,
     RAW_SELECT_ACCOUNTS,
     SELECT_TRANSACTION_BY_CAUSE,
     SELECT_TRANSACTION_BY_ID,
-    SELECT_USER_FROZEN,
     SET_ALLOW_NEGATIVE,
     riders_statement,
-    with_riders,
 )
 from payments_api.payment_methods import auto_reload
 
@@ -77,21 +71,27 @@ class StoredTransaction:
 
 
 @dataclass(frozen=True, slots=True)
-class InsertedTransaction:
-    id: int
-    created_at: datetime
-    accounts: dict[tuple[str, str, str], AccountRow]
-    """The accounts named that exist."""
-    locked_balances: dict[tuple[int, int], int] | None
-    """(account id, 0) -> balance of every single-shard account, locked; None when some
-    account was missing and nothing was locked."""
+class Shortfall:
+    """The balance a posting would have taken below zero (``InsufficientFunds``)."""
+
+    kind: str
+    currency: str
+    balance: int
+    delta: int
 
 
 @dataclass(frozen=True, slots=True)
-class Applied:
-    """What the posting statement returned besides the postings' ids."""
+class Posted:
+    """What the one-statement posting (``post_statement``) did."""
 
-    posting_ids: list[int]
+    state: str
+    """frozen, replayed, missing (some account does not exist), short or posted;
+    nothing was written unless posted."""
+    transaction_id: int | None
+    created_at: datetime | None
+    shortfall: Shortfall | None
+    postings: list[tuple[int, int]]
+    """(posting id, account id) in the postings' order."""
     alerts: list[CrossedAlert]
     reloads: list[auto_reload.CrossedReload]
     event: tuple[int | None, int] | None
@@ -127,38 +127,92 @@ class LedgerRepository:
         """The asyncpg connection under the session's current transaction."""
         return await driver_connection(self.session)
 
-    async def insert_transaction_locking_accounts(
+    async def post_in_one_statement(
         self,
         values: dict[str, Any],
         keys: list[tuple[str, str, str]],
+        deltas: list[int],
+        postings: list[tuple[str, str, str, int]],
         *,
-        frozen_user: str | None = None,
-    ) -> InsertedTransaction | None:
-        """Insert the transaction (INSERT_TRANSACTION), :meth:`find_accounts` of ``keys``
-        and, when they all exist, :meth:`lock_balances` of the single-shard ones, in one
-        round trip; None (nothing written or locked) when the cause key exists already.
-        With ``frozen_user``, that user's frozen flag is read first under a share lock
-        (:meth:`user_is_frozen`): ``WalletFrozen`` when it is set (nothing written)."""
+        frozen_user: str | None,
+        allow_negative_available: bool,
+        event: StagedEvent | None = None,
+        riders: Sequence[Rider] = (),
+    ) -> Posted:
+        """The whole posting in one round trip (``post_statement``): ``values`` (the
+        transaction row), the accounts of ``keys`` with their net ``deltas``, the
+        ``postings`` (owner or '', kind, currency, amount), ``event`` and ``riders``;
+        written only when the state is ``posted`` (then the riders are told)."""
+        if riders:
+            statement = post_with_riders(event is not None, tuple(r.sql for r in riders))
+        else:
+            statement = RAW_POST if event is None else RAW_POST_EMITTING
+        parameters = {
+            **values,
+            **_account_key_arrays(keys),
+            "deltas": deltas,
+            "posting_owners": [p[0] for p in postings],
+            "posting_kinds": [p[1] for p in postings],
+            "posting_currencies": [p[2] for p in postings],
+            "amounts": [p[3] for p in postings],
+            "frozen_user": frozen_user,
+            "allow_negative_available": allow_negative_available,
+        }
+        if event is not None:
+            parameters.update(event.params())
+        for rider in riders:
+            parameters.update(rider.values)
         driver = await self._driver()
-        rows = await driver.fetch(
-            RAW_INSERT_TRANSACTION_LOCK_ACCOUNTS.sql,
-            *RAW_INSERT_TRANSACTION_LOCK_ACCOUNTS.args(
-                {"frozen_user": frozen_user, **values, **_account_key_arrays(keys)}
-            ),
-        )
-        if rows[0]["frozen"]:
-            raise WalletFrozen(
-                "The wallet is frozen: money cannot leave it by the owner's own action."
+        rows = await driver.fetch(statement.sql, *statement.args(parameters))
+        head = next(row for row in rows if row["row_kind"] == "head")
+        state = head["state"]
+        if state == "posted":
+            riders_written(riders)
+        shortfall = None
+        if state == "short":
+            shortfall = Shortfall(
+                head["user_id"], head["currency"], head["amount"], head["available"]
             )
-        if rows[0]["transaction_id"] is None:
-            return None
-        found = [AccountRow(*row[2:8]) for row in rows if row["id"] is not None]
-        accounts = {a.key: a for a in found}
-        balances = None
-        if len(accounts) == len(keys):
-            balances = {(row["id"], 0): row["balance"] for row in rows if row["shard_count"] == 1}
-        return InsertedTransaction(
-            int(rows[0]["transaction_id"]), rows[0]["created_at"], accounts, balances
+        posted: list[tuple[int, int]] = []
+        alerts: list[CrossedAlert] = []
+        reloads: list[auto_reload.CrossedReload] = []
+        written: tuple[int | None, int] | None = None if event is None else (None, 0)
+        for row in rows:
+            kind = row["row_kind"]
+            if kind == "head":
+                continue
+            if kind == "posting":
+                posted.append((row["id"], row["account_id"]))
+            elif kind == "alert":
+                alerts.append(
+                    CrossedAlert(
+                        row["user_id"],
+                        row["currency"],
+                        row["amount"],
+                        row["below"],
+                        row["available"],
+                    )
+                )
+            elif kind == "reload":
+                reloads.append(
+                    auto_reload.CrossedReload(
+                        row["user_id"], row["currency"], row["amount"], row["below"]
+                    )
+                )
+            else:
+                written = (row["id"], row["amount"])
+        # Identity values follow the insert order (the postings' order): sorted, they
+        # line up with the postings whatever order the rows came back in.
+        posted.sort()
+        return Posted(
+            state,
+            head["id"],
+            head["created_at"],
+            shortfall,
+            posted,
+            alerts,
+            reloads,
+            written,
         )
 
     async def find_accounts(
@@ -187,89 +241,6 @@ class LedgerRepository:
             },
         )
 
-    async def lock_balances(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
-        driver = await self._driver()
-        rows = await driver.fetch(
-            RAW_LOCK_BALANCES.sql,
-            *RAW_LOCK_BALANCES.args(
-                {"account_ids": [k[0] for k in keys], "shards": [k[1] for k in keys]}
-            ),
-        )
-        return {(row["account_id"], row["shard"]): row["balance"] for row in rows}
-
-    async def apply_deltas_inserting_postings(
-        self,
-        deltas: dict[tuple[int, int], int],
-        hot_deltas: dict[int, int],
-        transaction_id: int,
-        postings: list[tuple[int, str, int]],
-        *,
-        observed: Sequence[tuple[str, str, int]] = (),
-        event: StagedEvent | None = None,
-        riders: Sequence[Rider] = (),
-    ) -> Applied:
-        """Pick a free shard (PICK_FREE_SHARD) for each account of ``hot_deltas``, apply
-        ``deltas`` and those (APPLY_DELTAS), insert the postings (INSERT_POSTINGS), move
-        the thresholds of the ``observed`` available balances (user, currency, balance
-        after) and write ``event``, in one round trip (:func:`apply_deltas_statement`)."""
-        keys = sorted(deltas)
-        hot = sorted(hot_deltas)
-        if riders:
-            statement = with_riders(event is not None, tuple(r.sql for r in riders))
-        else:
-            statement = RAW_APPLY_OBSERVED if event is None else RAW_APPLY_OBSERVED_EMITTING
-        values = {
-            "account_ids": [k[0] for k in keys],
-            "shards": [k[1] for k in keys],
-            "deltas": [deltas[k] for k in keys],
-            "hot_account_ids": hot,
-            "hot_deltas": [hot_deltas[a] for a in hot],
-            "transaction_id": transaction_id,
-            "posting_account_ids": [p[0] for p in postings],
-            "currencies": [p[1] for p in postings],
-            "amounts": [p[2] for p in postings],
-            "observed_users": [o[0] for o in observed],
-            "observed_currencies": [o[1] for o in observed],
-            "observed_available": [o[2] for o in observed],
-        }
-        if event is not None:
-            values.update(event.params())
-        for rider in riders:
-            values.update(rider.values)
-        driver = await self._driver()
-        rows = await driver.fetch(statement.sql, *statement.args(values))
-        riders_written(riders)
-        posting_ids: list[int] = []
-        alerts: list[CrossedAlert] = []
-        reloads: list[auto_reload.CrossedReload] = []
-        written: tuple[int | None, int] | None = None if event is None else (None, 0)
-        for row in rows:
-            kind = row["row_kind"]
-            if kind == "posting":
-                posting_ids.append(row["id"])
-            elif kind == "alert":
-                alerts.append(
-                    CrossedAlert(
-                        row["user_id"],
-                        row["currency"],
-                        row["amount"],
-                        row["below"],
-                        row["available"],
-                    )
-                )
-            elif kind == "reload":
-                reloads.append(
-                    auto_reload.CrossedReload(
-                        row["user_id"], row["currency"], row["amount"], row["below"]
-                    )
-                )
-            else:
-                written = (row["id"], row["amount"])
-        # Identity values follow the insert order: sorted, the ids line up with
-        # ``postings`` whatever order the rows came back in.
-        posting_ids.sort()
-        return Applied(posting_ids, alerts, reloads, written)
-
     async def run_riders(self, riders: Sequence[Rider], transaction_id: int) -> None:
         """``riders`` in a statement of their own (the posting was made before)."""
         statement = riders_statement(tuple(r.sql for r in riders))
@@ -279,12 +250,6 @@ class LedgerRepository:
         driver = await self._driver()
         await driver.execute(statement.sql, *statement.args(values))
         riders_written(riders)
-
-    async def user_is_frozen(self, user_id: str) -> bool:
-        """The user's frozen flag, read under a share lock held to the end of the
-        transaction (so a freeze cannot commit between this check and the postings)."""
-        row = (await self.session.execute(SELECT_USER_FROZEN, {"user_id": user_id})).first()
-        return bool(row is not None and row[0])
 
     async def allow_negative_available(self, allowed: bool) -> None:
         await self.session.execute(SET_ALLOW_NEGATIVE, {"value": "on" if allowed else "off"})

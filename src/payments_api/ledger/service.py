@@ -1,16 +1,21 @@
 """LedgerService: the only writer of the ledger.
 
-``post`` runs inside the caller's database transaction. In order it:
-1. validates the postings (>= 2, non-zero, sum zero per currency, kinds fit owners);
-2. inserts the transaction row with ``ON CONFLICT (cause_key) DO NOTHING``: a cause
-   already applied returns the stored transaction and writes nothing (a concurrent
-   twin blocks on the unique index until the first commits, then sees it);
-3. resolves (creating if needed, in sorted order) the accounts;
-4. locks the single-row balances in (account id, shard) order, then takes a free shard
-   of each hot platform account with SKIP LOCKED, so settlements of different users
-   never queue on ``platform_fees`` and lock cycles cannot form;
-5. refuses a user balance going below zero (``InsufficientFunds``) before writing;
-6. applies the deltas and inserts the postings.
+``post`` runs inside the caller's database transaction. It validates the postings
+(>= 2, non-zero, sum zero per currency, kinds fit owners), then sends one statement
+(``post_statement.py``) that in order:
+1. refuses a frozen initiator (``WalletFrozen``);
+2. finds a cause already applied: it returns the stored transaction and writes nothing;
+3. finds the accounts (missing ones: created here in sorted order, and the statement
+   sent again);
+4. locks the single-row balances in (account id, shard) order;
+5. refuses a user balance going below zero (``InsufficientFunds`` with the balance)
+   before writing anything;
+6. inserts the transaction row with ``ON CONFLICT (cause_key) DO NOTHING`` (a concurrent
+   twin blocks on the unique index until the first commits, then writes nothing: the
+   replay; a twin that waited at 4 and then finds the balance gone is a replay too),
+   takes a free shard of each hot platform account with SKIP LOCKED (settlements of
+   different users never queue on ``platform_fees``, lock cycles cannot form), applies
+   the deltas and inserts the postings, with the change's alerts, event and riders.
 
 PostgreSQL triggers re-check balance, append-only and non-negativity at the bottom.
 """
@@ -39,11 +44,13 @@ from payments_api.ledger.errors import (
     InvalidPosting,
     TransactionNotFound,
     UnbalancedTransaction,
+    WalletFrozen,
 )
 from payments_api.ledger.kinds import PLATFORM_KINDS, USER_KINDS, AccountKind, CauseType
 from payments_api.ledger.repository import (
     AccountRow,
     LedgerRepository,
+    Posted,
     StoredPosting,
 )
 from payments_api.ledger.repository import (
@@ -178,90 +185,81 @@ class LedgerService:
             p.amount < 0 and p.account.owner_user_id == new.initiated_by for p in postings
         )
         keys = sorted({p.account.key for p in postings})
-        # The initiator's frozen flag (read FOR SHARE: a concurrent freeze waits for this
-        # transaction, and this one waits for a freeze in flight and then sees it;
-        # ``WalletFrozen`` before anything is written), the transaction row, the
-        # accounts' lookup and the balances' locks share a round trip.
-        inserted = await self.repository.insert_transaction_locking_accounts(
-            {
-                "type": new.type,
-                "cause_type": new.cause_type.value,
-                "cause_key": new.cause_key,
-                "description": new.description,
-                "metadata": json.dumps(dict(new.metadata), sort_keys=True, default=str),
-                "reverses_transaction_id": new.reverses_transaction_id,
-            },
-            keys,
-            frozen_user=str(new.initiated_by) if takes_from_initiator else None,
-        )
-        if inserted is None:
-            existing = await self.repository.get_transaction(cause_key=new.cause_key)
-            if existing is None:  # pragma: no cover - the conflict guarantees the row
-                raise RuntimeError(f"cause {new.cause_key} conflicted but is missing")
-            if new.riders:
-                await self.repository.run_riders(new.riders, existing.id)
-            if new.event is not None:
-                await outbox.emit_staged(self.session, new.event)
-            return PostResult(existing, replayed=True)
-        transaction_id, created_at = inserted.id, inserted.created_at
-        current = inserted.locked_balances
-        accounts = inserted.accounts
-        if current is None:  # first posting to some account: create it, then lock
-            accounts = await self._resolve_accounts(keys, accounts)
-        per_account: dict[int, int] = defaultdict(int)
+        net: dict[tuple[str, str, str], int] = defaultdict(int)
         for posting in postings:
-            per_account[accounts[posting.account.key].id] += posting.amount
-        by_id = {a.id: a for a in accounts.values()}
-
-        single = sorted(a for a in per_account if by_id[a].shard_count == 1)
-        if current is None:
-            current = await self.repository.lock_balances([(a, 0) for a in single])
-        deltas: dict[tuple[int, int], int] = {}
-        for account_id in single:
-            account, delta = by_id[account_id], per_account[account_id]
-            balance = current[(account_id, 0)]
-            if delta < 0 and balance + delta < 0 and not self._may_go_negative(account, new):
-                raise InsufficientFunds(
-                    f"The {account.kind} balance is too low for this operation.",
-                    currency=account.currency,
-                    balance=balance,
-                    required=-delta,
-                )
-            deltas[(account_id, 0)] = delta
-        # Hot (sharded) accounts: a free shard is picked in the same statement as the
-        # update, after the ordered locks above.
-        hot = {a: d for a, d in per_account.items() if by_id[a].shard_count > 1 and d != 0}
-
+            net[posting.account.key] += posting.amount
+        metadata = json.dumps(dict(new.metadata), sort_keys=True, default=str)
         if new.allow_negative_available:
             await self.repository.allow_negative_available(True)
-        available_after = [
-            (str(by_id[account_id].owner_user_id), by_id[account_id].currency, current[key] + delta)
-            for key, delta in deltas.items()
-            for account_id in (key[0],)
-            if delta != 0
-            and by_id[account_id].kind == AccountKind.available
-            and by_id[account_id].owner_user_id is not None
-        ]
-        # The shard picks, the balances' update, the postings, the thresholds the new
-        # available balances crossed and the change's event share a round trip.
-        applied = await self.repository.apply_deltas_inserting_postings(
-            {k: v for k, v in deltas.items() if v != 0},
-            hot,
-            transaction_id,
-            [(accounts[p.account.key].id, p.account.currency, p.amount) for p in postings],
-            observed=available_after,
-            event=new.event,
-            riders=new.riders,
-        )
-        posting_ids = applied.posting_ids
+        # One round trip (ledger/post_statement.py): the initiator's frozen flag (FOR
+        # SHARE: a concurrent freeze waits for this transaction, and this one waits for
+        # a freeze in flight and then sees it), the replay check, the accounts, the
+        # balances' locks in (account id, shard) order, the funds check, then, only when
+        # it passed, the transaction row, the shard picks, the balances' update, the
+        # postings, the thresholds the new available balances crossed, the change's
+        # event and the riders. Refused or replayed, it wrote nothing.
+        for attempt in range(2):
+            done = await self.repository.post_in_one_statement(
+                {
+                    "type": new.type,
+                    "cause_type": new.cause_type.value,
+                    "cause_key": new.cause_key,
+                    "description": new.description,
+                    "metadata": metadata,
+                    "reverses_transaction_id": new.reverses_transaction_id,
+                },
+                keys,
+                [net[key] for key in keys],
+                [(*p.account.key, p.amount) for p in postings],
+                frozen_user=str(new.initiated_by) if takes_from_initiator else None,
+                allow_negative_available=new.allow_negative_available,
+                event=new.event,
+                riders=new.riders,
+            )
+            if done.state != "missing" or attempt:
+                break
+            # First posting to some account: create it (in sorted order), then again.
+            await self._resolve_accounts(keys, await self.repository.find_accounts(keys))
         if new.allow_negative_available:
             await self.repository.allow_negative_available(False)
-        if applied.alerts:
-            await balance_alerts.crossed(self.session, applied.alerts, transaction_id)
-        if applied.reloads:
-            await auto_reload.crossed(self.session, applied.reloads, transaction_id)
-        if applied.event is not None:
-            await outbox.written(self.session, *applied.event)
+        if done.state == "frozen":
+            raise WalletFrozen(
+                "The wallet is frozen: money cannot leave it by the owner's own action."
+            )
+        if done.state == "short" and done.shortfall is not None:
+            # A twin with the same cause key may have committed while this statement
+            # waited for its balance locks (its snapshot did not see it): a replay.
+            if await self.repository.get_transaction(cause_key=new.cause_key) is None:
+                raise InsufficientFunds(
+                    f"The {done.shortfall.kind} balance is too low for this operation.",
+                    currency=done.shortfall.currency,
+                    balance=done.shortfall.balance,
+                    required=-done.shortfall.delta,
+                )
+        elif done.state != "replayed" and done.state != "short":
+            if done.state != "posted" or done.transaction_id is None:  # pragma: no cover
+                raise RuntimeError(f"ledger posting of {new.cause_key} ended {done.state}")
+            return await self._posted(new, postings, done)
+        existing = await self.repository.get_transaction(cause_key=new.cause_key)
+        if existing is None:  # pragma: no cover - the conflict guarantees the row
+            raise RuntimeError(f"cause {new.cause_key} conflicted but is missing")
+        if new.riders:
+            await self.repository.run_riders(new.riders, existing.id)
+        if new.event is not None:
+            await outbox.emit_staged(self.session, new.event)
+        return PostResult(existing, replayed=True)
+
+    async def _posted(
+        self, new: NewTransaction, postings: list[PostingSpec], done: Posted
+    ) -> PostResult:
+        """The result of a posting the statement wrote, and what its crossings start."""
+        transaction_id = int(done.transaction_id or 0)
+        if done.alerts:
+            await balance_alerts.crossed(self.session, done.alerts, transaction_id)
+        if done.reloads:
+            await auto_reload.crossed(self.session, done.reloads, transaction_id)
+        if done.event is not None:
+            await outbox.written(self.session, *done.event)
         stored = StoredTransaction(
             id=transaction_id,
             type=new.type,
@@ -270,17 +268,17 @@ class LedgerService:
             description=new.description,
             metadata=json.loads(json.dumps(dict(new.metadata), default=str)),
             reverses_transaction_id=new.reverses_transaction_id,
-            created_at=created_at or utcnow(),
+            created_at=done.created_at or utcnow(),
             postings=tuple(
                 StoredPosting(
                     id=posting_id,
-                    account_id=accounts[p.account.key].id,
+                    account_id=account_id,
                     owner_user_id=p.account.owner_user_id,
                     kind=p.account.kind.value,
                     currency=p.account.currency,
                     amount=p.amount,
                 )
-                for posting_id, p in zip(posting_ids, postings, strict=True)
+                for (posting_id, account_id), p in zip(done.postings, postings, strict=True)
             ),
         )
         LEDGER_TRANSACTIONS.labels(new.type).inc()

@@ -1,6 +1,9 @@
-"""The ledger's hand-written SQL, as module constants: the benchmark's raw-asyncpg
-baseline (``bench/``) runs the very same statements. Compiled once at import by
-SQLAlchemy's asyncpg dialect (``RawStatement``), see ``repository.py``.
+"""The ledger's hand-written SQL, as module constants, compiled once at import by
+SQLAlchemy's asyncpg dialect (``RawStatement``), see ``repository.py``. ``post`` sends
+one statement, ``post_statement.py``'s; the two it replaced (issue #22),
+INSERT_TRANSACTION_LOCK_ACCOUNTS then APPLY_OBSERVED with the funds check in Python
+between them, stay here for the benchmark's raw-asyncpg baseline (``bench/ledger.py``)
+and the replays of older recordings (``bench/replay.py``).
 
 Array parameters are read through a scalar subquery, ``(SELECT CAST(:ids AS bigint[]))``,
 here and in the parts other domains add to the posting statement (balance alerts,
@@ -204,6 +207,19 @@ APPLY_DELTAS_INSERT_POSTINGS = text(
 )
 
 
+# The available balances a posting left, from the parameters ``observed_users``,
+# ``observed_currencies`` and ``observed_available`` (computed by the caller), as the
+# common table expression the balance alerts' and auto-reloads' parts read.
+OBSERVED_FROM_PARAMETERS = """
+    observed AS (
+        SELECT * FROM unnest((SELECT CAST(:observed_users AS varchar[])),
+                             (SELECT CAST(:observed_currencies AS varchar[])),
+                             (SELECT CAST(:observed_available AS bigint[])))
+             AS v(user_id, currency, available)
+    )
+"""
+
+
 def apply_deltas_statement(
     *,
     alerts: bool = True,
@@ -237,6 +253,8 @@ def apply_deltas_statement(
         "NULL::varchar AS currency, NULL::bigint AS amount, NULL::bigint AS available, "
         "NULL::boolean AS below FROM posted"
     ]
+    if alerts or reloads:
+        ctes.append(OBSERVED_FROM_PARAMETERS.strip())
     if alerts:
         ctes.append(CROSS_BALANCE_ALERTS_CTE.strip())
         selects.append(
@@ -245,6 +263,8 @@ def apply_deltas_statement(
     if reloads:
         ctes.append(auto_reload.CROSS_CTE.strip())
         selects.append("SELECT 'reload', NULL, user_id, currency, amount, NULL, below FROM reloads")
+    if riders:
+        ctes.append("posted_transaction AS (SELECT CAST(:transaction_id AS bigint) AS id)")
     ctes += [rider.strip() for rider in riders]
     if event:
         ctes.append(EVENT_CTES.strip())

@@ -38,18 +38,15 @@ _CROSS = text(
     """
 )
 
-# :data:`_CROSS` as a common table expression named ``reloads``, over the parameters
-# ``observed_users``, ``observed_currencies`` and ``observed_available``: the ledger
-# runs it inside the statement that applies a posting's balances (arrays behind scalar
-# subqueries, for the statement's generic plan: see ledger/statements.py).
+# :data:`_CROSS` as a common table expression named ``reloads``, over the common table
+# expression ``observed`` (user_id, currency, available: the available balances a
+# posting left): the ledger runs it inside the statement that applies a posting's
+# balances, which computes ``observed``.
 CROSS_CTE = """
     reloads AS (
         UPDATE auto_reloads AS r
         SET below = (v.available < r.threshold), updated_at = now()
-        FROM unnest((SELECT CAST(:observed_users AS varchar[])),
-                    (SELECT CAST(:observed_currencies AS varchar[])),
-                    (SELECT CAST(:observed_available AS bigint[])))
-             AS v(user_id, currency, available)
+        FROM observed AS v
         WHERE r.user_id = v.user_id AND r.currency = v.currency AND r.enabled
           AND r.below IS DISTINCT FROM (v.available < r.threshold)
         RETURNING r.user_id, r.currency, r.amount, r.below
