@@ -25,7 +25,7 @@ from payments_api.projects.schemas import (
     SessionRead,
 )
 from payments_api.projects.service import ProjectService, ProjectWalletService
-from payments_api.stripe import errors as stripe_errors
+from payments_api.routes import PROVIDER_PROBLEMS, Page, cursor_page
 from payments_api.users.models import User
 
 router = APIRouter(tags=["projects"])
@@ -49,12 +49,26 @@ SessionIdPath = Annotated[
         examples=["ses_40"],
     ),
 ]
-StartingAfter = Annotated[
-    str | None, Query(max_length=32, description="Id of the last item seen; the page after it.")
-]
+CURSOR_DESCRIPTION = "Id of the last item seen; the page after it."
+StartingAfter = Annotated[str | None, Query(max_length=32, description=CURSOR_DESCRIPTION)]
+ProjectPage = Annotated[Page, Depends(cursor_page(CURSOR_DESCRIPTION, max_length=32))]
 SessionStatusQuery = Annotated[
     Literal["open", "closed"] | None, Query(description="Only sessions in this state.")
 ]
+
+
+class SessionPage(Page):
+    status: Literal["open", "closed"] | None
+
+
+async def session_page(
+    limit: Limit = 20, starting_after: StartingAfter = None, status: SessionStatusQuery = None
+) -> SessionPage:
+    """A page of a project's sessions, in either view of them (with or without sums)."""
+    return SessionPage(limit=limit, starting_after=starting_after, status=status)
+
+
+SessionPageDep = Annotated[SessionPage, Depends(session_page)]
 
 
 async def get_project_service(session: SessionDep) -> ProjectService:
@@ -92,12 +106,9 @@ async def create_project(
     responses=problem_responses(401, 403, pagination.InvalidCursor),
 )
 async def list_projects(
-    user: PayeeUser,
-    service: ProjectServiceDep,
-    limit: Limit = 20,
-    starting_after: StartingAfter = None,
+    user: PayeeUser, service: ProjectServiceDep, page: ProjectPage
 ) -> ProjectList:
-    return await service.list(user, limit=limit, starting_after=starting_after)
+    return await service.list(user, **page)
 
 
 @router.get(
@@ -160,16 +171,9 @@ async def open_project_session(
     responses=problem_responses(401, 403, 422, projects_errors.ProjectNotFound),
 )
 async def list_project_sessions(
-    project_id: ProjectIdPath,
-    user: PayeeUser,
-    service: ProjectServiceDep,
-    limit: Limit = 20,
-    starting_after: StartingAfter = None,
-    status: SessionStatusQuery = None,
+    project_id: ProjectIdPath, user: PayeeUser, service: ProjectServiceDep, page: SessionPageDep
 ) -> SessionList:
-    return await service.list_sessions(
-        user, project_id, limit=limit, starting_after=starting_after, status=status
-    )
+    return await service.list_sessions(user, project_id, **page)
 
 
 @router.get(
@@ -222,8 +226,7 @@ async def close_project_session(
         401,
         projects_errors.ProjectForbidden,
         projects_errors.ProjectNotFound,
-        stripe_errors.PaymentProviderError,
-        stripe_errors.PaymentProviderUnavailable,
+        *PROVIDER_PROBLEMS,
     ),
 )
 async def get_project_wallet(
@@ -250,10 +253,6 @@ async def list_project_wallet_sessions(
     project_id: ProjectIdPath,
     principal: PrincipalDep,
     service: WalletServiceDep,
-    limit: Limit = 20,
-    starting_after: StartingAfter = None,
-    status: SessionStatusQuery = None,
+    page: SessionPageDep,
 ) -> SessionAggregateList:
-    return await service.sessions(
-        principal, project_id, limit=limit, starting_after=starting_after, status=status
-    )
+    return await service.sessions(principal, project_id, **page)
