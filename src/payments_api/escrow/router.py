@@ -26,6 +26,7 @@ from payments_api.kit.pagination import Limit
 from payments_api.ledger import errors as ledger_errors
 from payments_api.problems import problem_responses
 from payments_api.projects import errors as projects_errors
+from payments_api.routes import mark_replayed
 from payments_api.users.models import User
 
 router = APIRouter(tags=["escrow"])
@@ -118,8 +119,7 @@ async def create_escrow(
 ) -> EscrowRead:
     _answer_with(service, 201, customer)
     escrow, replayed = await service.create(customer, body, idempotency_key=idempotency_key)
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
+    mark_replayed(response, replayed)
     return escrow_read(escrow, customer)
 
 
@@ -162,7 +162,7 @@ async def get_escrow(
     return escrow_read(await service.get(parse_escrow_id(escrow_id), user), user)
 
 
-_TRANSITION_ERRORS = problem_responses(
+TRANSITION_PROBLEMS = (
     400,
     401,
     403,
@@ -174,6 +174,7 @@ _TRANSITION_ERRORS = problem_responses(
     escrow_errors.EscrowNotFound,
     ledger_errors.WalletFrozen,
 )
+"""What any move of an escrow from one status to another can answer."""
 
 
 @router.post(
@@ -190,18 +191,7 @@ _TRANSITION_ERRORS = problem_responses(
     ),
     operation_id="acceptEscrow",
     responses=problem_responses(
-        400,
-        401,
-        403,
-        404,
-        409,
-        422,
-        escrow_errors.EscrowActionForbidden,
-        escrow_errors.EscrowInvalidTransition,
-        escrow_errors.EscrowNotFound,
-        escrow_errors.CaptureUnavailable,
-        escrow_errors.CaptureAmountInvalid,
-        ledger_errors.WalletFrozen,
+        *TRANSITION_PROBLEMS, escrow_errors.CaptureUnavailable, escrow_errors.CaptureAmountInvalid
     ),
 )
 @one_transaction
@@ -235,7 +225,7 @@ async def accept_escrow(
         "`escrow_invalid_transition`."
     ),
     operation_id="completeEscrow",
-    responses=_TRANSITION_ERRORS,
+    responses=problem_responses(*TRANSITION_PROBLEMS),
 )
 @one_transaction
 async def complete_escrow(

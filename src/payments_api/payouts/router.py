@@ -6,7 +6,6 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from payments_api.auth import Principal
 from payments_api.deps import PrincipalDep, StateDep
-from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import Limit
 from payments_api.ledger import errors as ledger_errors
@@ -19,6 +18,13 @@ from payments_api.payouts.schemas import (
 )
 from payments_api.payouts.service import PayoutService
 from payments_api.problems import Forbidden, problem_responses
+from payments_api.routes import (
+    AMOUNT_PROBLEMS,
+    PROVIDER_PROBLEMS,
+    Page,
+    accepted_unless_known,
+    cursor_page,
+)
 from payments_api.stripe import errors as stripe_errors
 
 router = APIRouter(tags=["payouts"])
@@ -31,6 +37,7 @@ async def payee(principal: PrincipalDep) -> Principal:
 
 
 PayeeDep = Annotated[Principal, Depends(payee)]
+WithdrawalPage = Annotated[Page, Depends(cursor_page("Withdrawal id to continue after."))]
 
 
 async def get_payout_service(state: StateDep) -> PayoutService:
@@ -59,9 +66,7 @@ PayoutServiceDep = Annotated[PayoutService, Depends(get_payout_service)]
             401,
             403,
             ledger_errors.InsufficientFunds,
-            amounts.AmountOutOfRange,
-            amounts.CurrencyNotSupported,
-            amounts.AmountNotInSteps,
+            *AMOUNT_PROBLEMS,
             payouts_errors.PayoutAccountNotReady,
             payouts_errors.WalletFrozen,
         ),
@@ -75,8 +80,7 @@ async def create_withdrawal(
     response: Response,
 ) -> WithdrawalCreated:
     withdrawal = await service.withdraw(principal, body, idempotency_key)
-    if withdrawal.status == "pending":
-        response.status_code = 202
+    accepted_unless_known(response, known=withdrawal.status != "pending")
     return withdrawal
 
 
@@ -91,8 +95,7 @@ async def create_withdrawal(
         401,
         403,
         422,
-        stripe_errors.PaymentProviderError,
-        stripe_errors.PaymentProviderUnavailable,
+        *PROVIDER_PROBLEMS,
         stripe_errors.ProviderObjectMissing,
     ),
 )
@@ -127,11 +130,6 @@ async def list_payouts(
     responses=problem_responses(401, 403, 422),
 )
 async def list_withdrawals(
-    principal: PayeeDep,
-    service: PayoutServiceDep,
-    limit: Limit = 20,
-    starting_after: Annotated[
-        str | None, Query(description="Withdrawal id to continue after.")
-    ] = None,
+    principal: PayeeDep, service: PayoutServiceDep, page: WithdrawalPage
 ) -> WithdrawalList:
-    return await service.withdrawals(principal.sub, limit=limit, starting_after=starting_after)
+    return await service.withdrawals(principal.sub, **page)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from payments_api.deps import AdminUser, PrincipalDep, SessionDep
 from payments_api.escrow import errors as escrow_errors
@@ -29,9 +29,18 @@ from payments_api.refunds.schemas import (
     WalletRefundList,
     WalletRefundRead,
 )
-from payments_api.stripe import errors as stripe_errors
+from payments_api.routes import (
+    AMOUNT_PROBLEMS,
+    PROVIDER_PROBLEMS,
+    Page,
+    RequestIdDep,
+    accepted_unless_known,
+    cursor_page,
+)
 
 router = APIRouter(tags=["admin"])
+
+WalletRefundPage = Annotated[Page, Depends(cursor_page("Wallet refund id to continue after."))]
 
 
 @router.post(
@@ -91,14 +100,13 @@ router = APIRouter(tags=["admin"])
             invoices.InvoiceNotRefundable,
             invoices.RefundCreditSpent,
             refunds_errors.CreditAlreadySpent,
-            stripe_errors.PaymentProviderError,
-            stripe_errors.PaymentProviderUnavailable,
+            *PROVIDER_PROBLEMS,
         ),
     },
 )
 async def create_refund(
     body: RefundCreate,
-    request: Request,
+    request_id: RequestIdDep,
     principal: AdminPrincipalDep,
     service: RefundServiceDep,
     invoice_service: InvoiceRefundServiceDep,
@@ -107,22 +115,13 @@ async def create_refund(
 ) -> RefundRead:
     if body.invoice_id is not None:
         refund, known = await invoice_service.create(
-            principal,
-            body,
-            idempotency_key,
-            request_id=getattr(request.state, "request_id", None),
+            principal, body, idempotency_key, request_id=request_id
         )
-        if not known:
-            response.status_code = 202
-        return refund
-    refund, known = await service.create(
-        principal,
-        body,
-        idempotency_key,
-        request_id=getattr(request.state, "request_id", None),
-    )
-    if not known:
-        response.status_code = 202
+    else:
+        refund, known = await service.create(
+            principal, body, idempotency_key, request_id=request_id
+        )
+    accepted_unless_known(response, known)
     return refund
 
 
@@ -216,9 +215,7 @@ async def get_refund(
             ledger_errors.WalletFrozen,
             refunds_errors.NothingRefundable,
             refunds_errors.RefundExceedsRefundable,
-            amounts.AmountOutOfRange,
-            amounts.CurrencyNotSupported,
-            amounts.AmountNotInSteps,
+            *AMOUNT_PROBLEMS,
         ),
     },
 )
@@ -230,8 +227,7 @@ async def create_wallet_refund(
     response: Response,
 ) -> WalletRefundRead:
     cashout, known = await service.create(principal, body, idempotency_key)
-    if not known:
-        response.status_code = 202
+    accepted_unless_known(response, known)
     return cashout
 
 
@@ -243,14 +239,9 @@ async def create_wallet_refund(
     responses=problem_responses(401, 422),
 )
 async def list_wallet_refunds(
-    principal: PrincipalDep,
-    service: CashoutServiceDep,
-    limit: Limit = 20,
-    starting_after: Annotated[
-        str | None, Query(description="Wallet refund id to continue after.")
-    ] = None,
+    principal: PrincipalDep, service: CashoutServiceDep, page: WalletRefundPage
 ) -> WalletRefundList:
-    return await service.list(principal.sub, limit=limit, starting_after=starting_after)
+    return await service.list(principal.sub, **page)
 
 
 @router.get(

@@ -15,6 +15,7 @@ from payments_api.orders import errors as orders_errors
 from payments_api.orders.schemas import OrderRead, WalletPaymentCreate
 from payments_api.problems import problem_responses
 from payments_api.projects import errors as projects_errors
+from payments_api.routes import mark_replayed
 from payments_api.wallets.spends import WalletPayments
 
 router = APIRouter(tags=["orders"])
@@ -43,14 +44,7 @@ router = APIRouter(tags=["orders"])
         amounts.CurrencyNotSupported,
         orders_errors.DiscountCodeInvalid,
         orders_errors.PriceNotFound,
-        projects_errors.CurrencyMismatch,
-        projects_errors.PayeeCannotReceivePayments,
-        projects_errors.PayeeNotFound,
-        projects_errors.ProjectArchived,
-        projects_errors.ProjectNotFound,
-        projects_errors.SelfPayment,
-        projects_errors.SessionClosed,
-        projects_errors.SessionNotFound,
+        *projects_errors.DIRECT_PAYMENT_PROBLEMS,
     ),
 )
 @one_transaction
@@ -63,6 +57,5 @@ async def pay_from_wallet(
     response: Response,
 ) -> OrderRead:
     order, replayed = await WalletPayments(session, settings, principal).pay(body, idempotency_key)
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
+    mark_replayed(response, replayed)
     return order
