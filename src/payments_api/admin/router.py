@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Response
 
 from payments_api.admin.schemas import (
     AdjustmentCreate,
@@ -16,15 +16,16 @@ from payments_api.deps import AdminUser, SessionDep
 from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
 from payments_api.ledger import errors as ledger_errors
 from payments_api.problems import problem_responses
+from payments_api.routes import RequestIdDep, mark_replayed
 from payments_api.users import errors as users_errors
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
 
 async def get_admin_service(
-    request: Request, session: SessionDep, admin: AdminUser
+    request_id: RequestIdDep, session: SessionDep, admin: AdminUser
 ) -> AdminService:
-    return AdminService(session, actor=admin, request_id=getattr(request.state, "request_id", None))
+    return AdminService(session, actor=admin, request_id=request_id)
 
 
 AdminServiceDep = Annotated[AdminService, Depends(get_admin_service)]
@@ -54,8 +55,7 @@ async def create_adjustment(
     response: Response,
 ) -> LedgerTransactionRead:
     transaction, replayed = await service.adjust(body, idempotency_key)
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
+    mark_replayed(response, replayed)
     return transaction
 
 

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Path
 from starlette.convertors import Convertor, register_url_convertor
 
 from payments_api.deps import CurrentUser, PrincipalDep, SessionDep, SettingsDep, StateDep
-from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.payment_methods import errors
 from payments_api.payment_methods.schemas import (
@@ -25,7 +24,7 @@ from payments_api.payment_methods.service import (
     remove,
 )
 from payments_api.problems import problem_responses
-from payments_api.stripe import errors as stripe_errors
+from payments_api.routes import AMOUNT_PROBLEMS, PROVIDER_PROBLEMS
 
 router = APIRouter(tags=["payment-methods"])
 
@@ -59,13 +58,7 @@ MethodId = Annotated[
     "on the client's word.",
     operation_id="createPaymentMethodSetup",
     status_code=201,
-    responses=problem_responses(
-        400,
-        401,
-        409,
-        stripe_errors.PaymentProviderError,
-        stripe_errors.PaymentProviderUnavailable,
-    ),
+    responses=problem_responses(400, 401, 409, *PROVIDER_PROBLEMS),
 )
 async def create_setup(
     state: StateDep, principal: PrincipalDep, idempotency_key: IdempotencyKeyDep
@@ -107,13 +100,7 @@ async def set_default(
     "the Stripe Customer. Idempotent: removing a removed card answers the same. If it was "
     "the default, the newest remaining card becomes the default.",
     operation_id="deletePaymentMethod",
-    responses=problem_responses(
-        401,
-        409,
-        errors.PaymentMethodNotFound,
-        stripe_errors.PaymentProviderError,
-        stripe_errors.PaymentProviderUnavailable,
-    ),
+    responses=problem_responses(401, 409, errors.PaymentMethodNotFound, *PROVIDER_PROBLEMS),
 )
 async def delete_payment_method(
     payment_method_id: MethodId, state: StateDep, principal: PrincipalDep
@@ -129,13 +116,7 @@ async def delete_payment_method(
     "confirms it): exactly one top-up per fall below, however many debits cross at once. "
     "Setting it again re-arms it; `enabled: false` turns it off.",
     operation_id="setAutoReload",
-    responses=problem_responses(
-        401,
-        409,
-        amounts.AmountOutOfRange,
-        amounts.AmountNotInSteps,
-        amounts.CurrencyNotSupported,
-    ),
+    responses=problem_responses(401, 409, *AMOUNT_PROBLEMS),
 )
 async def set_auto_reload(
     body: AutoReloadSet, user: CurrentUser, session: SessionDep, settings: SettingsDep

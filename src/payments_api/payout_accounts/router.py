@@ -6,7 +6,7 @@ import html
 from enum import Enum
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from payments_api.deps import AdminUser, SessionDep, SettingsDep, StripeDep, require_role
@@ -20,7 +20,7 @@ from payments_api.payout_accounts.schemas import (
 )
 from payments_api.payout_accounts.service import PAYEE_ROLE, ConnectService
 from payments_api.problems import problem_responses
-from payments_api.stripe import errors as stripe_errors
+from payments_api.routes import PROVIDER_PROBLEMS, RequestIdDep
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
 from payments_api.users.models import User
 
@@ -94,11 +94,7 @@ async def get_payout_account(user: PayeeUser, service: ConnectServiceDep) -> Pay
     tags=TAGS,
     operation_id="createPayoutAccountOnboardingLink",
     responses=problem_responses(
-        401,
-        403,
-        payout_accounts_errors.PayoutAccountBusy,
-        stripe_errors.PaymentProviderError,
-        stripe_errors.PaymentProviderUnavailable,
+        401, 403, payout_accounts_errors.PayoutAccountBusy, *PROVIDER_PROBLEMS
     ),
 )
 async def create_onboarding_link(user: PayeeUser, service: ConnectServiceDep) -> OnboardingLinkRead:
@@ -112,11 +108,7 @@ async def create_onboarding_link(user: PayeeUser, service: ConnectServiceDep) ->
     tags=TAGS,
     operation_id="createPayoutAccountDashboardLink",
     responses=problem_responses(
-        401,
-        403,
-        payout_accounts_errors.PayoutSetupIncomplete,
-        stripe_errors.PaymentProviderError,
-        stripe_errors.PaymentProviderUnavailable,
+        401, 403, payout_accounts_errors.PayoutSetupIncomplete, *PROVIDER_PROBLEMS
     ),
 )
 async def create_dashboard_link(user: PayeeUser, service: ConnectServiceDep) -> DashboardLinkRead:
@@ -187,20 +179,14 @@ async def return_from_onboarding(
     operation_id="syncPayoutAccount",
     tags=["admin"],
     responses=problem_responses(
-        401,
-        403,
-        payout_accounts_errors.PayoutAccountNotFound,
-        stripe_errors.PaymentProviderError,
-        stripe_errors.PaymentProviderUnavailable,
+        401, 403, payout_accounts_errors.PayoutAccountNotFound, *PROVIDER_PROBLEMS
     ),
 )
 async def sync_payout_account(
     user_id: Annotated[str, Path(max_length=255, description="The payee's user id.")],
     admin: AdminUser,
     service: ConnectServiceDep,
-    request: Request,
+    request_id: RequestIdDep,
 ) -> PayoutAccountEnvelope:
-    payout_account = await service.force_sync(
-        user_id, actor=admin, request_id=getattr(request.state, "request_id", None)
-    )
+    payout_account = await service.force_sync(user_id, actor=admin, request_id=request_id)
     return PayoutAccountEnvelope(payout_account=payout_account)

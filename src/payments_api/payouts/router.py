@@ -92,11 +92,7 @@ async def create_withdrawal(
     "while `has_more`.",
     operation_id="listPayouts",
     responses=problem_responses(
-        401,
-        403,
-        422,
-        *PROVIDER_PROBLEMS,
-        stripe_errors.ProviderObjectMissing,
+        401, 403, 422, *PROVIDER_PROBLEMS, stripe_errors.ProviderObjectMissing
     ),
 )
 async def list_payouts(

@@ -82,6 +82,9 @@ async def get_wallet_service(state: StateDep) -> ProjectWalletService:
 
 
 ProjectServiceDep = Annotated[ProjectService, Depends(get_project_service)]
+# The project wallet's routes check ownership themselves (any signed-in caller may ask):
+# another user's project is 403, a missing one 404.
+OWNER_ONLY_PROBLEMS = (projects_errors.ProjectForbidden, projects_errors.ProjectNotFound)
 WalletServiceDep = Annotated[ProjectWalletService, Depends(get_wallet_service)]
 
 
@@ -222,12 +225,7 @@ async def close_project_session(
     "connected account); `earnings` sums this project's confirmed direct payments (the "
     "payee's take, net of the platform's fee).",
     operation_id="getProjectWallet",
-    responses=problem_responses(
-        401,
-        projects_errors.ProjectForbidden,
-        projects_errors.ProjectNotFound,
-        *PROVIDER_PROBLEMS,
-    ),
+    responses=problem_responses(401, *OWNER_ONLY_PROBLEMS, *PROVIDER_PROBLEMS),
 )
 async def get_project_wallet(
     project_id: ProjectIdPath, principal: PrincipalDep, service: WalletServiceDep
@@ -242,12 +240,7 @@ async def get_project_wallet(
     "`total_tip_amount_cents` and the other sums of the payee's take, its timestamps "
     "and status.",
     operation_id="listProjectWalletSessions",
-    responses=problem_responses(
-        401,
-        pagination.InvalidCursor,
-        projects_errors.ProjectForbidden,
-        projects_errors.ProjectNotFound,
-    ),
+    responses=problem_responses(401, pagination.InvalidCursor, *OWNER_ONLY_PROBLEMS),
 )
 async def list_project_wallet_sessions(
     project_id: ProjectIdPath,
