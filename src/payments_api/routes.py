@@ -9,13 +9,17 @@ use it without making a package loop.
 # signature from its arguments, which FastAPI must read as objects, not strings.
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from fastapi import Depends, Query, Request, Response
+from pydantic import BaseModel
 
+from payments_api.auth import Principal
+from payments_api.deps import PrincipalDep
 from payments_api.kit import amounts
 from payments_api.kit.idempotency import REPLAYED_HEADER
 from payments_api.kit.pagination import Limit
+from payments_api.problems import Forbidden, ProblemError, problem_responses
 from payments_api.stripe import errors as stripe_errors
 
 PROVIDER_PROBLEMS = (stripe_errors.PaymentProviderError, stripe_errors.PaymentProviderUnavailable)
@@ -23,6 +27,25 @@ PROVIDER_PROBLEMS = (stripe_errors.PaymentProviderError, stripe_errors.PaymentPr
 
 AMOUNT_PROBLEMS = (amounts.AmountOutOfRange, amounts.CurrencyNotSupported, amounts.AmountNotInSteps)
 """What a route taking an amount to move in a currency refuses it with."""
+
+
+def principal_with_role(role: str, refusal: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency admitting callers whose token carries ``role``, from the token alone:
+    for routes that call Stripe, which must not hold the request's database transaction
+    open (``require_role`` reads the user row in it); ``refusal`` is the 403's detail."""
+
+    async def check(principal: PrincipalDep) -> Principal:
+        if not principal.has_role(role):
+            raise Forbidden(refusal)
+        return principal
+
+    return check
+
+
+AdminPrincipalDep = Annotated[
+    Principal,
+    Depends(principal_with_role("admin", "This action requires one of the roles: admin.")),
+]
 
 
 class Page(TypedDict):
@@ -65,6 +88,14 @@ def mark_replayed(response: Response, replayed: bool) -> None:
     idempotency middleware does for the replays it answers itself."""
     if replayed:
         response.headers[REPLAYED_HEADER] = "true"
+
+
+def pending_responses(
+    model: type[BaseModel], description: str, *problems: int | type[ProblemError]
+) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a write answered 201, or 202 with the same body while Stripe's
+    answer is not known (:func:`accepted_unless_known`), and its ``problems``."""
+    return {202: {"model": model, "description": description}, **problem_responses(*problems)}
 
 
 def accepted_unless_known(response: Response, known: bool) -> None:

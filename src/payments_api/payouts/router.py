@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Response
 
 from payments_api.auth import Principal
-from payments_api.deps import PrincipalDep, StateDep
+from payments_api.deps import StateDep
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import Limit
 from payments_api.ledger import errors as ledger_errors
@@ -17,26 +17,25 @@ from payments_api.payouts.schemas import (
     WithdrawalList,
 )
 from payments_api.payouts.service import PayoutService
-from payments_api.problems import Forbidden, problem_responses
+from payments_api.problems import problem_responses
 from payments_api.routes import (
     AMOUNT_PROBLEMS,
     PROVIDER_PROBLEMS,
     Page,
     accepted_unless_known,
     cursor_page,
+    pending_responses,
+    principal_with_role,
 )
 from payments_api.stripe import errors as stripe_errors
 
 router = APIRouter(tags=["payouts"])
 
 
-async def payee(principal: PrincipalDep) -> Principal:
-    if not principal.has_role("payee"):
-        raise Forbidden("Payouts need the payee role.")
-    return principal
-
-
-PayeeDep = Annotated[Principal, Depends(payee)]
+# From the token alone: a withdrawal calls Stripe with no transaction held.
+PayeeDep = Annotated[
+    Principal, Depends(principal_with_role("payee", "Payouts need the payee role."))
+]
 WithdrawalPage = Annotated[Page, Depends(cursor_page("Withdrawal id to continue after."))]
 
 
@@ -59,18 +58,17 @@ PayoutServiceDep = Annotated[PayoutService, Depends(get_payout_service)]
     "the connected account's payout schedule).",
     operation_id="createWithdrawal",
     status_code=201,
-    responses={
-        202: {"model": WithdrawalCreated, "description": "Accepted; transfer outcome pending"},
-        **problem_responses(
-            400,
-            401,
-            403,
-            ledger_errors.InsufficientFunds,
-            *AMOUNT_PROBLEMS,
-            payouts_errors.PayoutAccountNotReady,
-            payouts_errors.WalletFrozen,
-        ),
-    },
+    responses=pending_responses(
+        WithdrawalCreated,
+        "Accepted; transfer outcome pending",
+        400,
+        401,
+        403,
+        ledger_errors.InsufficientFunds,
+        *AMOUNT_PROBLEMS,
+        payouts_errors.PayoutAccountNotReady,
+        payouts_errors.WalletFrozen,
+    ),
 )
 async def create_withdrawal(
     body: WithdrawalCreate,

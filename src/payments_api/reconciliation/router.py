@@ -7,14 +7,20 @@ from fastapi import APIRouter, Depends, Path
 from payments_api.deps import AdminUser, SessionDep
 from payments_api.problems import problem_responses
 from payments_api.reconciliation import errors as reconciliation_errors
-from payments_api.reconciliation.deps import AdminPrincipalDep, ReconciliationServiceDep
+from payments_api.reconciliation.deps import ReconciliationServiceDep
 from payments_api.reconciliation.schemas import (
     ReconciliationRunCreate,
     ReconciliationRunList,
     ReconciliationRunRead,
 )
 from payments_api.reconciliation.service import ReconciliationQueries
-from payments_api.routes import PROVIDER_PROBLEMS, Page, RequestIdDep, cursor_page
+from payments_api.routes import (
+    PROVIDER_PROBLEMS,
+    AdminPrincipalDep,
+    Page,
+    RequestIdDep,
+    cursor_page,
+)
 
 router = APIRouter(tags=["admin"])
 

@@ -15,7 +15,6 @@ from payments_api.orders import refund_errors as refunds_errors
 from payments_api.problems import problem_responses
 from payments_api.refunds import escrow_refunds, invoices
 from payments_api.refunds.deps import (
-    AdminPrincipalDep,
     CashoutServiceDep,
     InvoiceRefundServiceDep,
     RefundServiceDep,
@@ -32,10 +31,12 @@ from payments_api.refunds.schemas import (
 from payments_api.routes import (
     AMOUNT_PROBLEMS,
     PROVIDER_PROBLEMS,
+    AdminPrincipalDep,
     Page,
     RequestIdDep,
     accepted_unless_known,
     cursor_page,
+    pending_responses,
 )
 
 router = APIRouter(tags=["admin"])
@@ -80,29 +81,28 @@ WalletRefundPage = Annotated[Page, Depends(cursor_page("Wallet refund id to cont
     "platform bears the spent part. Stripe keeps its fee.",
     operation_id="createRefund",
     status_code=201,
-    responses={
-        202: {"model": RefundRead, "description": "Accepted; Stripe's answer pending"},
-        **problem_responses(
-            400,
-            401,
-            403,
-            422,
-            orders_errors.OrderNotFound,
-            escrow_errors.EscrowNotFound,
-            refunds_errors.RefundExceedsAvailable,
-            refunds_errors.RefundExceedsRefundable,
-            amounts.AmountNotInSteps,
-            refunds_errors.RefundRejected,
-            refunds_errors.OrderNotRefundable,
-            refunds_errors.RefundNotSupported,
-            refunds_errors.RefundCurrencyMismatch,
-            invoices.InvoiceNotFound,
-            invoices.InvoiceNotRefundable,
-            invoices.RefundCreditSpent,
-            refunds_errors.CreditAlreadySpent,
-            *PROVIDER_PROBLEMS,
-        ),
-    },
+    responses=pending_responses(
+        RefundRead,
+        "Accepted; Stripe's answer pending",
+        400,
+        401,
+        403,
+        422,
+        orders_errors.OrderNotFound,
+        escrow_errors.EscrowNotFound,
+        refunds_errors.RefundExceedsAvailable,
+        refunds_errors.RefundExceedsRefundable,
+        amounts.AmountNotInSteps,
+        refunds_errors.RefundRejected,
+        refunds_errors.OrderNotRefundable,
+        refunds_errors.RefundNotSupported,
+        refunds_errors.RefundCurrencyMismatch,
+        invoices.InvoiceNotFound,
+        invoices.InvoiceNotRefundable,
+        invoices.RefundCreditSpent,
+        refunds_errors.CreditAlreadySpent,
+        *PROVIDER_PROBLEMS,
+    ),
 )
 async def create_refund(
     body: RefundCreate,
@@ -205,19 +205,18 @@ async def get_refund(
     "`wallet_refund.succeeded` or `wallet_refund.failed`.",
     operation_id="createWalletRefund",
     status_code=201,
-    responses={
-        202: {"model": WalletRefundRead, "description": "Accepted; some Stripe answer pending"},
-        **problem_responses(
-            400,
-            401,
-            422,
-            ledger_errors.InsufficientFunds,
-            ledger_errors.WalletFrozen,
-            refunds_errors.NothingRefundable,
-            refunds_errors.RefundExceedsRefundable,
-            *AMOUNT_PROBLEMS,
-        ),
-    },
+    responses=pending_responses(
+        WalletRefundRead,
+        "Accepted; some Stripe answer pending",
+        400,
+        401,
+        422,
+        ledger_errors.InsufficientFunds,
+        ledger_errors.WalletFrozen,
+        refunds_errors.NothingRefundable,
+        refunds_errors.RefundExceedsRefundable,
+        *AMOUNT_PROBLEMS,
+    ),
 )
 async def create_wallet_refund(
     body: WalletRefundCreate,
