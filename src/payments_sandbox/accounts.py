@@ -6,15 +6,8 @@ import copy
 from typing import Any, Literal
 
 from payments_sandbox import connect_objects, objects
-from payments_sandbox.core import (
-    PageError,
-    SandboxCore,
-)
-from payments_sandbox.errors import (
-    invalid,
-    missing_param,
-    refused,
-)
+from payments_sandbox.core import PageError, SandboxCore
+from payments_sandbox.errors import invalid, missing_param, refused
 from payments_sandbox.models import SandboxObject
 from payments_sandbox.params import Params
 
@@ -148,5 +141,3 @@ class ConnectAccounts(SandboxCore):
             },
         )
         return str(link["return_url"])
-
-    # ---------------------------------------------------------------- transfers

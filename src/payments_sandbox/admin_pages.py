@@ -5,22 +5,31 @@ see (and resend) every event delivered to the service."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from payments_sandbox import events as sandbox_events
 from payments_sandbox.html import money, page
-from payments_sandbox.page_kit import account_status, act, form_of, not_found, refused, see_other
+from payments_sandbox.page_kit import (
+    account_status,
+    act,
+    chosen,
+    form_of,
+    not_found,
+    refused,
+    see_other,
+)
 from payments_sandbox.params import Params
 from payments_sandbox.repository import EventRepository, ObjectRepository
 from payments_sandbox.service import PageError, SandboxStripe
 from payments_sandbox.wiring import sessionmaker_of, settings_of
 
 router = APIRouter(prefix="/sandbox")
+T = TypeVar("T")
 
 DISPUTE_REASONS = ("fraudulent", "product_not_received", "duplicate", "general")
 
@@ -39,42 +48,53 @@ def _amount(body: dict[str, Any], field: str = "amount") -> Cell:
 
 Cells = Callable[[dict[str, Any]], list[Cell]]
 
-# (Stripe object type, section title, column headers after the id, the row's cells)
-ADMIN_SECTIONS: list[tuple[str, str, list[str], Cells]] = [
-    (
+
+def _field(name: str, *, code: bool = False) -> Callable[[dict[str, Any]], Cell]:
+    return lambda body: Cell(body.get(name), code=code)
+
+
+Section = tuple[str, str, list[str], Cells]
+"""(Stripe object type, section title, column headers after the id, the row's cells)"""
+
+
+def _amount_status(
+    type_: str,
+    title: str,
+    headers: tuple[str, str],
+    last: Callable[[dict[str, Any]], Cell],
+    amount: str = "amount",
+) -> Section:
+    """A section showing the amount, the status and one more column (``headers``: the id's
+    and that column's)."""
+    return (
+        type_,
+        title,
+        [headers[0], "Amount", "Status", headers[1]],
+        lambda body: [_amount(body, amount), Cell(body["status"]), last(body)],
+    )
+
+
+def _refunded_disputed(body: dict[str, Any]) -> Cell:
+    refunded = money(body.get("amount_refunded"), body.get("currency"))
+    return Cell(f"{refunded} / {body.get('disputed')}")
+
+
+_CHARGE = _field("charge", code=True)
+
+ADMIN_SECTIONS: list[Section] = [
+    _amount_status(
         "checkout.session",
         "Checkout Sessions",
-        ["Session", "Amount", "Status", "Payment"],
-        lambda b: [_amount(b, "amount_total"), Cell(b["status"]), Cell(b["payment_status"])],
+        ("Session", "Payment"),
+        _field("payment_status"),
+        "amount_total",
     ),
-    (
-        "payment_intent",
-        "PaymentIntents",
-        ["PaymentIntent", "Amount", "Status", "Metadata"],
-        lambda b: [_amount(b), Cell(b["status"]), Cell(b.get("metadata"))],
+    _amount_status(
+        "payment_intent", "PaymentIntents", ("PaymentIntent", "Metadata"), _field("metadata")
     ),
-    (
-        "charge",
-        "Charges",
-        ["Charge", "Amount", "Status", "Refunded / disputed"],
-        lambda b: [
-            _amount(b),
-            Cell(b["status"]),
-            Cell(f"{money(b.get('amount_refunded'), b.get('currency'))} / {b.get('disputed')}"),
-        ],
-    ),
-    (
-        "dispute",
-        "Disputes",
-        ["Dispute", "Amount", "Status", "Charge"],
-        lambda b: [_amount(b), Cell(b["status"]), Cell(b["charge"], code=True)],
-    ),
-    (
-        "refund",
-        "Refunds",
-        ["Refund", "Amount", "Status", "Charge"],
-        lambda b: [_amount(b), Cell(b["status"]), Cell(b["charge"], code=True)],
-    ),
+    _amount_status("charge", "Charges", ("Charge", "Refunded / disputed"), _refunded_disputed),
+    _amount_status("dispute", "Disputes", ("Dispute", "Charge"), _CHARGE),
+    _amount_status("refund", "Refunds", ("Refund", "Charge"), _CHARGE),
     (
         "account",
         "Connected accounts (Express)",
@@ -89,17 +109,10 @@ ADMIN_SECTIONS: list[tuple[str, str, list[str], Cells]] = [
         "transfer",
         "Transfers",
         ["Transfer", "Amount", "Destination", "Reversed"],
-        lambda b: [
-            _amount(b),
-            Cell(b["destination"], code=True),
-            Cell(money(b.get("amount_reversed"), b.get("currency"))),
-        ],
+        lambda b: [_amount(b), Cell(b["destination"], code=True), _amount(b, "amount_reversed")],
     ),
-    (
-        "payout",
-        "Payouts (connected accounts)",
-        ["Payout", "Amount", "Status", "Arrival"],
-        lambda b: [_amount(b), Cell(b["status"]), Cell(b.get("arrival_date"))],
+    _amount_status(
+        "payout", "Payouts (connected accounts)", ("Payout", "Arrival"), _field("arrival_date")
     ),
 ]
 
@@ -161,22 +174,36 @@ async def admin_open_dispute(request: Request, charge_id: str) -> Response:
     return await _admin(request, lambda s: s.open_dispute(charge_id, amount, reason))
 
 
+async def _admin_outcome(
+    request: Request,
+    outcomes: Mapping[str, T],
+    action: Callable[[SandboxStripe, T], Awaitable[Any]],
+) -> Response:
+    """An admin action with the outcome the form chose, one of ``outcomes``."""
+    try:
+        unknown = f"Choose {' or '.join(outcomes)}."
+        outcome = await chosen(request, outcomes, field="outcome", unknown=unknown)
+    except PageError as exc:
+        return refused("Stripe sandbox", exc, "/sandbox/")
+    return await _admin(request, lambda s: action(s, outcome))
+
+
+_DISPUTE_OUTCOMES: dict[str, Literal["won", "lost"]] = {"won": "won", "lost": "lost"}
+_PAYOUT_OUTCOMES: dict[str, Literal["paid", "failed"]] = {"paid": "paid", "failed": "failed"}
+
+
 @router.post("/admin/disputes/{dispute_id}/close")
 async def admin_close_dispute(request: Request, dispute_id: str) -> Response:
-    outcome = (await form_of(request)).get("outcome")
-    if outcome not in ("won", "lost"):
-        return refused("Stripe sandbox", PageError("Choose won or lost."), "/sandbox/")
-    result: Literal["won", "lost"] = "won" if outcome == "won" else "lost"
-    return await _admin(request, lambda s: s.close_dispute(dispute_id, result))
+    return await _admin_outcome(
+        request, _DISPUTE_OUTCOMES, lambda s, outcome: s.close_dispute(dispute_id, outcome)
+    )
 
 
 @router.post("/admin/payouts/{payout_id}")
 async def admin_settle_payout(request: Request, payout_id: str) -> Response:
-    outcome = (await form_of(request)).get("outcome")
-    if outcome not in ("paid", "failed"):
-        return refused("Stripe sandbox", PageError("Choose paid or failed."), "/sandbox/")
-    result: Literal["paid", "failed"] = "paid" if outcome == "paid" else "failed"
-    return await _admin(request, lambda s: s.settle_payout(payout_id, result))
+    return await _admin_outcome(
+        request, _PAYOUT_OUTCOMES, lambda s, outcome: s.settle_payout(payout_id, outcome)
+    )
 
 
 @router.post("/admin/transfers/{transfer_id}/reverse")

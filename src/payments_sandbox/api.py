@@ -9,17 +9,15 @@ from fastapi.responses import Response
 
 from payments_sandbox import api_billing, api_connect, saved_cards
 from payments_sandbox.api_kit import (
-    Result,
+    ObjectRoutes,
+    add_object_routes,
     execute,
     expanded,
-    list_objects,
     names,
     respond,
-    retrieve,
 )
 from payments_sandbox.errors import StripeApiError
 from payments_sandbox.objects import random_tail
-from payments_sandbox.params import Params
 from payments_sandbox.service import SandboxStripe
 
 router = APIRouter(prefix="/sandbox/stripe/v1")
@@ -35,11 +33,6 @@ async def create_customer(request: Request) -> Response:
         "preferred_locales tax_exempt invoice_settings"
     )
     return await execute(request, expanded(SandboxStripe.create_customer), allowed)
-
-
-@router.get("/customers/{customer_id}")
-async def retrieve_customer(request: Request, customer_id: str) -> Response:
-    return await execute(request, retrieve("customer", customer_id), ())
 
 
 # ------------------------------------------------------------------ checkout
@@ -92,29 +85,9 @@ async def create_checkout_session(request: Request) -> Response:
     )
 
 
-@router.get("/checkout/sessions/{session_id}")
-async def retrieve_checkout_session(request: Request, session_id: str) -> Response:
-    return await execute(
-        request, retrieve("checkout.session", session_id, resource="checkout.session"), ()
-    )
-
-
-@router.get("/checkout/sessions")
-async def list_checkout_sessions(request: Request) -> Response:
-    return await list_objects(
-        request,
-        "checkout.session",
-        "/v1/checkout/sessions",
-        ("customer", "payment_intent", "status"),
-    )
-
-
 @router.post("/checkout/sessions/{session_id}/expire")
 async def expire_checkout_session(request: Request, session_id: str) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.expire_checkout_session(session_id)
-
-    return await execute(request, run, ())
+    return await execute(request, lambda s, p: s.expire_checkout_session(session_id), ())
 
 
 # ------------------------------------------------------------------ payment intents
@@ -151,33 +124,14 @@ PAYMENT_INTENT_PARAMS = (
 
 @router.post("/payment_intents")
 async def create_payment_intent(request: Request) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        result = await service.create_payment_intent(p)
-        if isinstance(result, StripeApiError):
-            return result
-        return await service.render(result, p.expand())
-
-    return await execute(request, run, PAYMENT_INTENT_PARAMS)
-
-
-@router.get("/payment_intents/{intent_id}")
-async def retrieve_payment_intent(request: Request, intent_id: str) -> Response:
-    return await execute(request, retrieve("payment_intent", intent_id), ("client_secret",))
-
-
-@router.get("/payment_intents")
-async def list_payment_intents(request: Request) -> Response:
-    return await list_objects(request, "payment_intent", "/v1/payment_intents", ("customer",))
+    return await execute(
+        request, expanded(SandboxStripe.create_payment_intent), PAYMENT_INTENT_PARAMS
+    )
 
 
 @router.post("/payment_intents/{intent_id}/confirm")
 async def confirm_payment_intent(request: Request, intent_id: str) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        result = await service.confirm_payment_intent(intent_id, p)
-        if isinstance(result, StripeApiError):
-            return result
-        return await service.render(result, p.expand())
-
+    run = expanded(lambda s, p: s.confirm_payment_intent(intent_id, p))
     allowed = names(
         "payment_method return_url off_session mandate_data use_stripe_sdk "
         "payment_method_options receipt_email setup_future_usage shipping "
@@ -188,17 +142,14 @@ async def confirm_payment_intent(request: Request, intent_id: str) -> Response:
 
 @router.post("/payment_intents/{intent_id}/cancel")
 async def cancel_payment_intent(request: Request, intent_id: str) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.cancel_payment_intent(intent_id, p)
-
-    return await execute(request, run, ("cancellation_reason",))
+    return await execute(
+        request, lambda s, p: s.cancel_payment_intent(intent_id, p), ("cancellation_reason",)
+    )
 
 
 @router.post("/payment_intents/{intent_id}/capture")
 async def capture_payment_intent(request: Request, intent_id: str) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.render(await service.capture_payment_intent(intent_id, p), p.expand())
-
+    run = expanded(lambda s, p: s.capture_payment_intent(intent_id, p))
     return await execute(
         request,
         run,
@@ -211,12 +162,7 @@ async def capture_payment_intent(request: Request, intent_id: str) -> Response:
 
 @router.post("/setup_intents")
 async def create_setup_intent(request: Request) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        result = await saved_cards.create_setup_intent(service, p)
-        if isinstance(result, StripeApiError):
-            return result
-        return await service.render(result, p.expand())
-
+    run = expanded(lambda s, p: saved_cards.create_setup_intent(s, p))
     allowed = names(
         "automatic_payment_methods confirm customer description metadata payment_method "
         "payment_method_types payment_method_options return_url usage use_stripe_sdk "
@@ -225,103 +171,37 @@ async def create_setup_intent(request: Request) -> Response:
     return await execute(request, run, allowed)
 
 
-@router.get("/setup_intents/{intent_id}")
-async def retrieve_setup_intent(request: Request, intent_id: str) -> Response:
-    return await execute(request, retrieve("setup_intent", intent_id), ("client_secret",))
-
-
 @router.post("/setup_intents/{intent_id}/confirm")
 async def confirm_setup_intent(request: Request, intent_id: str) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        result = await saved_cards.confirm_setup_intent(service, intent_id, p)
-        if isinstance(result, StripeApiError):
-            return result
-        return await service.render(result, p.expand())
-
+    run = expanded(lambda s, p: saved_cards.confirm_setup_intent(s, intent_id, p))
     allowed = names("payment_method return_url mandate_data use_stripe_sdk payment_method_options")
     return await execute(request, run, allowed)
 
 
 @router.post("/payment_methods")
 async def create_payment_method(request: Request) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await saved_cards.create_payment_method(service, p)
-
-    return await execute(request, run, names("type card billing_details metadata"))
-
-
-@router.get("/payment_methods/{payment_method_id}")
-async def retrieve_payment_method(request: Request, payment_method_id: str) -> Response:
-    return await execute(request, retrieve("payment_method", payment_method_id), ())
-
-
-@router.get("/payment_methods")
-async def list_payment_methods(request: Request) -> Response:
-    return await list_objects(
-        request, "payment_method", "/v1/payment_methods", ("customer", "type")
-    )
+    allowed = names("type card billing_details metadata")
+    return await execute(request, saved_cards.create_payment_method, allowed)
 
 
 @router.post("/payment_methods/{payment_method_id}/attach")
 async def attach_payment_method(request: Request, payment_method_id: str) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await saved_cards.attach_api(service, payment_method_id, p)
-
-    return await execute(request, run, ("customer",))
+    return await execute(
+        request, lambda s, p: saved_cards.attach_api(s, payment_method_id, p), ("customer",)
+    )
 
 
 @router.post("/payment_methods/{payment_method_id}/detach")
 async def detach_payment_method(request: Request, payment_method_id: str) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await saved_cards.detach(service, payment_method_id)
-
-    return await execute(request, run, ())
+    return await execute(request, lambda s, p: saved_cards.detach(s, payment_method_id), ())
 
 
-# ------------------------------------------------------------------ charges and balance
-
-
-@router.get("/charges/{charge_id}")
-async def retrieve_charge(request: Request, charge_id: str) -> Response:
-    return await execute(request, retrieve("charge", charge_id), ())
-
-
-@router.get("/application_fees/{fee_id}")
-async def retrieve_application_fee(request: Request, fee_id: str) -> Response:
-    """The sandbox's transfers are net of the fee: it makes no application fee objects, so
-    this answers Stripe's ``resource_missing`` for every id."""
-    return await execute(request, retrieve("application_fee", fee_id), ("expand",))
-
-
-@router.get("/charges")
-async def list_charges(request: Request) -> Response:
-    return await list_objects(
-        request, "charge", "/v1/charges", ("customer", "payment_intent", "transfer_group")
-    )
+# ------------------------------------------------------------------ balance
 
 
 @router.get("/balance")
 async def retrieve_balance(request: Request) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.balance()
-
-    return await execute(request, run, ())
-
-
-@router.get("/balance_transactions/{txn_id}")
-async def retrieve_balance_transaction(request: Request, txn_id: str) -> Response:
-    return await execute(request, retrieve("balance_transaction", txn_id), ())
-
-
-@router.get("/balance_transactions")
-async def list_balance_transactions(request: Request) -> Response:
-    return await list_objects(
-        request,
-        "balance_transaction",
-        "/v1/balance_transactions",
-        ("currency", "source", "type"),
-        also_allowed=("payout",),
-    )
+    return await execute(request, lambda s, p: s.balance(), ())
 
 
 # ------------------------------------------------------------------ refunds and disputes
@@ -336,41 +216,47 @@ async def create_refund(request: Request) -> Response:
     return await execute(request, expanded(SandboxStripe.create_refund), allowed)
 
 
-@router.get("/refunds/{refund_id}")
-async def retrieve_refund(request: Request, refund_id: str) -> Response:
-    return await execute(request, retrieve("refund", refund_id), ())
-
-
-@router.get("/refunds")
-async def list_refunds(request: Request) -> Response:
-    return await list_objects(request, "refund", "/v1/refunds", ("charge", "payment_intent"))
-
-
-@router.get("/disputes/{dispute_id}")
-async def retrieve_dispute(request: Request, dispute_id: str) -> Response:
-    return await execute(request, retrieve("dispute", dispute_id), ())
-
-
-@router.get("/disputes")
-async def list_disputes(request: Request) -> Response:
-    return await list_objects(request, "dispute", "/v1/disputes", ("charge", "payment_intent"))
-
-
 @router.post("/disputes/{dispute_id}")
 async def update_dispute(request: Request, dispute_id: str) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.update_dispute(dispute_id, p)
-
-    return await execute(request, run, ("evidence", "metadata", "submit"))
+    return await execute(
+        request, lambda s, p: s.update_dispute(dispute_id, p), ("evidence", "metadata", "submit")
+    )
 
 
 @router.post("/disputes/{dispute_id}/close")
 async def close_dispute(request: Request, dispute_id: str) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.close_dispute(dispute_id, "lost")
+    return await execute(request, lambda s, p: s.close_dispute(dispute_id, "lost"), ())
 
-    return await execute(request, run, ())
 
+# ------------------------------------------------------------------ retrieve and list
+
+add_object_routes(
+    router,
+    ObjectRoutes("customer", "customers"),
+    ObjectRoutes(
+        "checkout.session",
+        "checkout/sessions",
+        ("customer", "payment_intent", "status"),
+        resource="checkout.session",
+    ),
+    ObjectRoutes(
+        "payment_intent", "payment_intents", ("customer",), retrieve_allowed=("client_secret",)
+    ),
+    ObjectRoutes("setup_intent", "setup_intents", retrieve_allowed=("client_secret",)),
+    ObjectRoutes("payment_method", "payment_methods", ("customer", "type")),
+    ObjectRoutes("charge", "charges", ("customer", "payment_intent", "transfer_group")),
+    # The sandbox's transfers are net of the fee: it makes no application fee objects,
+    # so this answers Stripe's ``resource_missing`` for every id.
+    ObjectRoutes("application_fee", "application_fees"),
+    ObjectRoutes(
+        "balance_transaction",
+        "balance_transactions",
+        ("currency", "source", "type"),
+        also_allowed=("payout",),
+    ),
+    ObjectRoutes("refund", "refunds", ("charge", "payment_intent")),
+    ObjectRoutes("dispute", "disputes", ("charge", "payment_intent")),
+)
 
 # Connect and Billing routes, then Stripe's 404 for every path not served: last, since it
 # matches everything.

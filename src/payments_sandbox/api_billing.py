@@ -11,13 +11,12 @@ from fastapi.responses import Response
 
 from payments_sandbox.api_kit import (
     LIST_PARAMS,
+    ObjectRoutes,
     Operation,
-    Result,
+    add_object_routes,
     execute,
     expanded,
-    list_objects,
     names,
-    retrieve,
 )
 from payments_sandbox.billing import SandboxBilling
 from payments_sandbox.params import Params
@@ -44,25 +43,10 @@ async def create_product(request: Request) -> Response:
     return await execute(request, _billing(SandboxBilling.create_product), allowed)
 
 
-@router.get("/products/{product_id}")
-async def retrieve_product(request: Request, product_id: str) -> Response:
-    return await execute(request, retrieve("product", product_id), ())
-
-
-@router.get("/products")
-async def list_products(request: Request) -> Response:
-    return await list_objects(request, "product", "/v1/products", ("active",))
-
-
 @router.post("/prices")
 async def create_price(request: Request) -> Response:
     allowed = names("product currency unit_amount recurring active lookup_key nickname metadata")
     return await execute(request, _billing(SandboxBilling.create_price), allowed)
-
-
-@router.get("/prices/{price_id}")
-async def retrieve_price(request: Request, price_id: str) -> Response:
-    return await execute(request, retrieve("price", price_id), ())
 
 
 @router.post("/prices/{price_id}")
@@ -74,13 +58,6 @@ async def update_price(request: Request, price_id: str) -> Response:
     )
 
 
-@router.get("/prices")
-async def list_prices(request: Request) -> Response:
-    return await list_objects(
-        request, "price", "/v1/prices", ("type", "product"), also_allowed=("active",)
-    )
-
-
 @router.post("/subscriptions")
 async def create_subscription(request: Request) -> Response:
     allowed = names(
@@ -88,11 +65,6 @@ async def create_subscription(request: Request) -> Response:
         "payment_settings"
     )
     return await execute(request, _billing(SandboxBilling.create_subscription), allowed)
-
-
-@router.get("/subscriptions/{subscription_id}")
-async def retrieve_subscription(request: Request, subscription_id: str) -> Response:
-    return await execute(request, retrieve("subscription", subscription_id), ())
 
 
 @router.post("/subscriptions/{subscription_id}")
@@ -117,17 +89,13 @@ async def cancel_subscription(request: Request, subscription_id: str) -> Respons
     )
 
 
-@router.get("/invoices/{invoice_id}")
-async def retrieve_invoice(request: Request, invoice_id: str) -> Response:
-    return await execute(request, retrieve("invoice", invoice_id), ())
-
-
 @router.post("/invoices/{invoice_id}/pay")
 async def pay_invoice(request: Request, invoice_id: str) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await SandboxBilling(service).pay_invoice(invoice_id, p)
-
-    return await execute(request, run, names("payment_method off_session"))
+    return await execute(
+        request,
+        lambda s, p: SandboxBilling(s).pay_invoice(invoice_id, p),
+        names("payment_method off_session"),
+    )
 
 
 @router.post("/invoices/create_preview")
@@ -145,9 +113,19 @@ async def list_invoice_payments(request: Request) -> Response:
 
 @router.post("/test_helpers/test_clocks/{clock_id}/advance")
 async def advance_test_clock(request: Request, clock_id: str) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await SandboxBilling(service).advance_clock(
+    return await execute(
+        request,
+        lambda s, p: SandboxBilling(s).advance_clock(
             clock_id, p.required_integer("frozen_time", minimum=0)
-        )
+        ),
+        names("frozen_time"),
+    )
 
-    return await execute(request, run, names("frozen_time"))
+
+add_object_routes(
+    router,
+    ObjectRoutes("product", "products", ("active",)),
+    ObjectRoutes("price", "prices", ("type", "product"), also_allowed=("active",)),
+    ObjectRoutes("subscription", "subscriptions"),
+    ObjectRoutes("invoice", "invoices"),
+)

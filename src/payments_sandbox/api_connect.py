@@ -8,12 +8,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from payments_sandbox.api_kit import (
+    ObjectRoutes,
     Result,
+    add_object_routes,
     execute,
     expanded,
-    list_objects,
     names,
-    retrieve,
 )
 from payments_sandbox.errors import StripeApiError, invalid, no_such
 from payments_sandbox.params import Params
@@ -48,11 +48,6 @@ async def create_account(request: Request) -> Response:
     return await execute(request, expanded(SandboxStripe.create_account), ACCOUNT_PARAMS)
 
 
-@router.get("/accounts/{account_id}")
-async def retrieve_account(request: Request, account_id: str) -> Response:
-    return await execute(request, retrieve("account", account_id), ())
-
-
 @router.get("/account")
 async def retrieve_own_account(request: Request) -> Response:
     """``GET /v1/account``: the account of the ``Stripe-Account`` header."""
@@ -73,10 +68,7 @@ async def create_account_link(request: Request) -> Response:
 
 @router.post("/accounts/{account_id}/login_links")
 async def create_login_link(request: Request, account_id: str) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.create_login_link(account_id)
-
-    return await execute(request, run, ())
+    return await execute(request, lambda s, p: s.create_login_link(account_id), ())
 
 
 @router.post("/transfers")
@@ -88,25 +80,10 @@ async def create_transfer(request: Request) -> Response:
     return await execute(request, expanded(SandboxStripe.create_transfer), allowed)
 
 
-@router.get("/transfers/{transfer_id}")
-async def retrieve_transfer(request: Request, transfer_id: str) -> Response:
-    return await execute(request, retrieve("transfer", transfer_id), ())
-
-
-@router.get("/transfers")
-async def list_transfers(request: Request) -> Response:
-    return await list_objects(
-        request, "transfer", "/v1/transfers", ("destination", "transfer_group")
-    )
-
-
 @router.post("/transfers/{transfer_id}/reversals")
 async def create_transfer_reversal(request: Request, transfer_id: str) -> Response:
-    async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.reverse_transfer(transfer_id, p)
-
     allowed = names("amount description metadata refund_application_fee")
-    return await execute(request, run, allowed)
+    return await execute(request, lambda s, p: s.reverse_transfer(transfer_id, p), allowed)
 
 
 @router.post("/payouts")
@@ -117,16 +94,12 @@ async def create_payout(request: Request) -> Response:
     return await execute(request, expanded(SandboxStripe.create_payout), allowed)
 
 
-@router.get("/payouts/{payout_id}")
-async def retrieve_payout(request: Request, payout_id: str) -> Response:
-    return await execute(request, retrieve("payout", payout_id), ())
-
-
-@router.get("/payouts")
-async def list_payouts(request: Request) -> Response:
-    return await list_objects(
-        request, "payout", "/v1/payouts", ("status", "destination"), also_allowed=("arrival_date",)
-    )
+add_object_routes(
+    router,
+    ObjectRoutes("account", "accounts"),
+    ObjectRoutes("transfer", "transfers", ("destination", "transfer_group")),
+    ObjectRoutes("payout", "payouts", ("status", "destination"), also_allowed=("arrival_date",)),
+)
 
 
 # ------------------------------------------------------------------ events

@@ -21,10 +21,11 @@ import base64
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from fastapi import Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from payments_api.stripe.base import STRIPE_API_VERSION
@@ -164,11 +165,15 @@ async def execute(request: Request, operation: Operation, allowed: tuple[str, ..
     return respond(outcome[0], outcome[1], request_id, request, replayed=outcome[2])
 
 
-def expanded(
-    fetch: Callable[[SandboxStripe, Params], Awaitable[dict[str, Any]]],
-) -> Operation:
+def expanded(fetch: Callable[[SandboxStripe, Params], Awaitable[Result]]) -> Operation:
+    """``fetch``, its object rendered with the request's ``expand[]`` (a refusal it
+    returns, rather than raises, is passed on as it is)."""
+
     async def run(service: SandboxStripe, p: Params) -> Result:
-        return await service.render(await fetch(service, p), p.expand())
+        result = await fetch(service, p)
+        if isinstance(result, StripeApiError):
+            return result
+        return await service.render(result, p.expand())
 
     return run
 
@@ -196,3 +201,57 @@ async def list_objects(
         return await service.listing(p, type_, url, filters=filters)
 
     return await execute(request, run, (*LIST_PARAMS, *filters, *also_allowed))
+
+
+@dataclass(frozen=True)
+class ObjectRoutes:
+    """A Stripe resource's read routes: ``GET /v1/{path}/{id}`` and, when ``filters``
+    is given, the list ``GET /v1/{path}`` (see ``list_objects``)."""
+
+    type_: str
+    path: str
+    filters: tuple[str, ...] | None = None
+    also_allowed: tuple[str, ...] = ()
+    retrieve_allowed: tuple[str, ...] = ()
+    resource: str | None = None
+    """What Stripe's ``No such ...`` calls it, when not ``type_`` in words."""
+
+
+def add_object_routes(router: APIRouter, *resources: ObjectRoutes) -> None:
+    for resource in resources:
+        router.add_api_route(
+            f"/{resource.path}/{{object_id}}",
+            _retrieve_route(resource),
+            methods=["GET"],
+            name=f"retrieve_{resource.type_}",
+        )
+        if resource.filters is not None:
+            router.add_api_route(
+                f"/{resource.path}",
+                _list_route(resource, resource.filters),
+                methods=["GET"],
+                name=f"list_{resource.type_}",
+            )
+
+
+def _retrieve_route(resource: ObjectRoutes) -> Callable[[Request, str], Awaitable[Response]]:
+    async def retrieve_object(request: Request, object_id: str) -> Response:
+        operation = retrieve(resource.type_, object_id, resource=resource.resource)
+        return await execute(request, operation, resource.retrieve_allowed)
+
+    return retrieve_object
+
+
+def _list_route(
+    resource: ObjectRoutes, filters: tuple[str, ...]
+) -> Callable[[Request], Awaitable[Response]]:
+    async def list_of_objects(request: Request) -> Response:
+        return await list_objects(
+            request,
+            resource.type_,
+            f"/v1/{resource.path}",
+            filters,
+            also_allowed=resource.also_allowed,
+        )
+
+    return list_of_objects

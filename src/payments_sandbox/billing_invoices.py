@@ -22,7 +22,7 @@ class BillingInvoices:
         self.stripe = stripe
         self.objects = stripe.objects
 
-    # ------------------------------------------------------------ products and prices
+    # ------------------------------------------------------------ invoices
 
     async def _invoice(
         self,
@@ -115,21 +115,7 @@ class BillingInvoices:
             receipt_email=None,
             automatic_payment_methods=False,
         )
-        txn = await self.stripe._txn(
-            amount=amount,
-            currency=currency,
-            type_="charge",
-            category="charge",
-            source=None,
-            fee=objects.card_fee(amount, currency),
-            description=intent["description"],
-        )
-        intent["payment_method"] = objects.new_id("pm")
-        charge = objects.charge(
-            intent=intent, succeeded=True, balance_transaction_id=txn["id"], three_d_secure=False
-        )
-        await self.stripe._set_source(txn, charge["id"])
-        await self.objects.add("charge", charge)
+        charge = (await self.stripe.charge_card(intent, three_d_secure=False)).body
         intent.update(status="succeeded", amount_received=amount, latest_charge=charge["id"])
         await self.objects.add("payment_intent", intent)
         return str(intent["id"]), str(charge["id"])
@@ -273,5 +259,3 @@ class BillingInvoices:
         listing = objects.empty_list("/v1/invoice_payments")
         listing["data"] = list((row.body.get("payments") or {}).get("data") or [])
         return listing
-
-    # ------------------------------------------------------------ test clocks

@@ -5,16 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from payments_sandbox import objects
-from payments_sandbox.core import (
-    Card,
-    PageError,
-)
-from payments_sandbox.errors import (
-    invalid,
-    missing_param,
-    no_such,
-    refused,
-)
+from payments_sandbox.core import Card, PageError
+from payments_sandbox.errors import invalid, missing_param, no_such, refused
 from payments_sandbox.models import SandboxObject
 from payments_sandbox.params import Params
 from payments_sandbox.payment_intents import capture_method_of
@@ -171,5 +163,3 @@ class CheckoutSessions(Refunds):
         await self.objects.save(row, session)
         await self.emit("payment_intent.created", body)
         return intent
-
-    # ---------------------------------------------------------------- payment intents

@@ -6,7 +6,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from payments_sandbox.objects import SANDBOX_BANK_LAST4, empty_list, new_id, now, template
+from payments_sandbox.objects import (
+    SANDBOX_BANK_LAST4,
+    empty_list,
+    money_object,
+    new_id,
+    new_object,
+    now,
+)
 
 ONBOARDING_REQUIREMENTS = [
     "business_profile.mcc",
@@ -47,11 +54,10 @@ def express_account(
 ) -> dict[str, Any]:
     account_id = new_id("acct", 16)
     country = (country or "US").upper()
-    body = template("account")
-    body.update(
-        id=account_id,
+    body = new_object(
+        "account",
+        account_id,
         type="express",
-        created=now(),
         country=country,
         default_currency=_COUNTRY_CURRENCY.get(country, "eur"),
         email=email,
@@ -148,13 +154,12 @@ def transfer(
     source_transaction: str | None,
 ) -> dict[str, Any]:
     transfer_id = new_id("tr")
-    body = template("transfer")
-    body.update(
-        id=transfer_id,
-        created=now(),
+    return money_object(
+        "transfer",
+        transfer_id,
         amount=amount,
-        amount_reversed=0,
         currency=currency,
+        amount_reversed=0,
         destination=destination,
         destination_payment=destination_payment,
         balance_transaction=balance_transaction_id,
@@ -165,23 +170,20 @@ def transfer(
         reversed=False,
         reversals=empty_list(f"/v1/transfers/{transfer_id}/reversals"),
     )
-    return body
 
 
 def transfer_reversal(
     *, transfer_id: str, amount: int, currency: str, metadata: dict[str, str], txn: str
 ) -> dict[str, Any]:
-    body = template("transfer_reversal")
-    body.update(
-        id=new_id("trr"),
-        created=now(),
+    return money_object(
+        "transfer_reversal",
+        new_id("trr"),
         amount=amount,
         currency=currency,
         transfer=transfer_id,
         metadata=metadata,
         balance_transaction=txn,
     )
-    return body
 
 
 def payout(
@@ -194,12 +196,9 @@ def payout(
     description: str | None,
     metadata: dict[str, str],
 ) -> dict[str, Any]:
-    created = now()
-    body = template("payout")
-    body.update(
-        id=new_id("po"),
-        created=created,
-        arrival_date=created + 2 * 86400,
+    body = money_object(
+        "payout",
+        new_id("po"),
         amount=amount,
         currency=currency,
         destination=destination,
@@ -211,4 +210,5 @@ def payout(
         trace_id={"status": "pending", "value": None},
         reconciliation_status="not_applicable" if not automatic else "in_progress",
     )
+    body["arrival_date"] = body["created"] + 2 * 86400
     return body

@@ -23,11 +23,7 @@ from payments_api.money import format_minor
 from payments_api.settings import Settings
 from payments_api.stripe.base import STRIPE_API_VERSION
 from payments_sandbox import objects
-from payments_sandbox.errors import (
-    StripeApiError,
-    invalid,
-    no_such,
-)
+from payments_sandbox.errors import StripeApiError, invalid, no_such
 from payments_sandbox.models import SandboxObject
 from payments_sandbox.params import Params
 from payments_sandbox.repository import EventRepository, ObjectRepository
@@ -44,6 +40,20 @@ Card = Literal[
 ]
 
 CONFIRMABLE = ("requires_payment_method", "requires_confirmation")
+
+# Stripe's reporting category of each balance transaction type the sandbox writes
+# (an ``adjustment`` says its own: dispute or dispute_reversal).
+REPORTING_CATEGORIES = {
+    "charge": "charge",
+    "payment": "charge",
+    "refund": "refund",
+    "payment_refund": "refund",
+    "refund_failure": "refund_failure",
+    "transfer": "transfer",
+    "transfer_refund": "transfer_reversal",
+    "payout": "payout",
+    "payout_failure": "payout_reversal",
+}
 
 
 class PageError(Exception):
@@ -215,22 +225,24 @@ class SandboxCore:
 
     async def _txn(
         self,
-        *,
+        type_: str,
         amount: int,
         currency: str,
-        type_: str,
-        category: str,
-        source: str | None,
+        *,
+        category: str | None = None,
+        source: str | None = None,
         account: str | None = None,
         fee: int = 0,
         fee_description: str = "Stripe processing fees",
         description: str | None = None,
     ) -> dict[str, Any]:
+        """A balance transaction of ``type_`` on the platform (or ``account``); its
+        reporting category is the type's unless given."""
         body = objects.balance_transaction(
             amount=amount,
             currency=currency,
             type=type_,
-            reporting_category=category,
+            reporting_category=category or REPORTING_CATEGORIES[type_],
             source=source,
             fee=fee,
             fee_description=fee_description,
@@ -239,6 +251,28 @@ class SandboxCore:
         await self.objects.add("balance_transaction", body, account=account)
         return body
 
+    async def charge_card(self, intent: dict[str, Any], *, three_d_secure: bool) -> SandboxObject:
+        """A succeeded charge of ``intent``'s card with its balance transaction (the
+        amount less Stripe's card fee); the sandbox makes up the PaymentMethod when the
+        intent has none. The caller updates the intent."""
+        intent["payment_method"] = intent.get("payment_method") or objects.new_id("pm")
+        amount, currency = int(intent["amount"]), str(intent["currency"])
+        txn = await self._txn(
+            "charge",
+            amount,
+            currency,
+            fee=objects.card_fee(amount, currency),
+            description=intent.get("description"),
+        )
+        charge = objects.charge(
+            intent=intent,
+            succeeded=True,
+            balance_transaction_id=txn["id"],
+            three_d_secure=three_d_secure,
+        )
+        charge["application_fee_amount"] = intent.get("application_fee_amount")
+        return await self._add_with_txn("charge", charge, txn)
+
     async def available(self, account: str | None, currency: str) -> int:
         return sum(
             net
@@ -246,7 +280,15 @@ class SandboxCore:
             if cur == currency and status == "available"
         )
 
-    # ---------------------------------------------------------------- customers
+    # ---------------------------------------------------------------- balance transactions
+
+    async def _add_with_txn(
+        self, type_: str, body: dict[str, Any], txn: dict[str, Any], *, account: str | None = None
+    ) -> SandboxObject:
+        """Add the object ``body``, the source of its balance transaction ``txn`` (written
+        first, as the object carries its id)."""
+        await self._set_source(txn, body["id"])
+        return await self.objects.add(type_, body, account=account)
 
     async def _set_source(self, txn: dict[str, Any], source: str) -> None:
         row = await self.objects.get(txn["id"])
@@ -254,7 +296,7 @@ class SandboxCore:
         txn["source"] = source
         await self.objects.save(row, txn)
 
-    # ---------------------------------------------------------------- disputes
+    # ---------------------------------------------------------------- customers
 
     async def create_customer(self, p: Params) -> dict[str, Any]:
         body = objects.customer(
@@ -273,7 +315,7 @@ class SandboxCore:
             await self.load(customer_id, "customer", param=param)
         return customer_id
 
-    # ---------------------------------------------------------------- checkout
+    # ---------------------------------------------------------------- balance
 
     async def balance(self) -> dict[str, Any]:
         """Available and pending per currency of the platform or, with the
@@ -301,5 +343,3 @@ class SandboxCore:
         ]
         body["connect_reserved"] = [{"amount": 0, "currency": c} for c in sorted(sums)]
         return body
-
-    # ---------------------------------------------------------------- housekeeping

@@ -5,13 +5,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from payments_sandbox import objects
-from payments_sandbox.core import (
-    PageError,
-    format_money,
-)
-from payments_sandbox.errors import (
-    refused,
-)
+from payments_sandbox.core import PageError, format_money
+from payments_sandbox.errors import refused
 from payments_sandbox.params import Params
 from payments_sandbox.transfers import TransfersAndPayouts
 
@@ -40,11 +35,10 @@ class Disputes(TransfersAndPayouts):
             )
         currency = str(charge["currency"])
         txn = await self._txn(
-            amount=-amount,
-            currency=currency,
-            type_="adjustment",
+            "adjustment",
+            -amount,
+            currency,
             category="dispute",
-            source=None,
             fee=objects.dispute_fee(currency),
             fee_description="Dispute fee",
             description=f"Chargeback withdrawal for {charge_id}",
@@ -78,9 +72,9 @@ class Disputes(TransfersAndPayouts):
         dispute["is_charge_refundable"] = False
         if outcome == "won":
             txn = await self._txn(
-                amount=int(dispute["amount"]),
-                currency=str(dispute["currency"]),
-                type_="adjustment",
+                "adjustment",
+                int(dispute["amount"]),
+                str(dispute["currency"]),
                 category="dispute_reversal",
                 source=dispute_id,
                 description=f"Chargeback reversal for {dispute['charge']}",
@@ -119,5 +113,3 @@ class Disputes(TransfersAndPayouts):
             await self.objects.save(row, dispute)
             await self.emit("charge.dispute.updated", dispute, previous=previous)
         return dispute
-
-    # ---------------------------------------------------------------- accounts

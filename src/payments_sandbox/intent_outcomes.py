@@ -9,16 +9,9 @@ from typing import Any
 from payments_sandbox import objects
 from payments_sandbox.billing import SandboxBilling
 from payments_sandbox.cards import card_of_fingerprint, outcome
-from payments_sandbox.core import (
-    CONFIRMABLE,
-    Card,
-    PageError,
-)
+from payments_sandbox.core import CONFIRMABLE, Card, PageError
 from payments_sandbox.disputes import Disputes
-from payments_sandbox.errors import (
-    invalid,
-    refused,
-)
+from payments_sandbox.errors import invalid, refused
 from payments_sandbox.models import SandboxObject
 from payments_sandbox.params import Params
 
@@ -44,6 +37,37 @@ _FAILURES: dict[Card, tuple[str, str | None, str]] = {
     ),
     "decline": ("card_declined", "generic_decline", "Your card was declined."),
 }
+
+
+def _unsettled_charge(
+    intent: dict[str, Any],
+    *,
+    succeeded: bool,
+    three_d_secure: bool = False,
+    failure_code: str | None = None,
+    failure_message: str | None = None,
+) -> dict[str, Any]:
+    """A charge of ``intent``'s card that moves no money: an authorization or a decline
+    (the sandbox makes up the PaymentMethod when the intent has none)."""
+    intent["payment_method"] = intent.get("payment_method") or objects.new_id("pm")
+    return objects.charge(
+        intent=intent,
+        succeeded=succeeded,
+        balance_transaction_id=None,
+        three_d_secure=three_d_secure,
+        failure_code=failure_code,
+        failure_message=failure_message,
+    )
+
+
+def _charged(charge: dict[str, Any]) -> dict[str, Any]:
+    """What a card charge that went through sets on its PaymentIntent."""
+    return {
+        "latest_charge": charge["id"],
+        "last_payment_error": None,
+        "next_action": None,
+        "payment_method_types": ["card"],
+    }
 
 
 class PaymentIntentOutcomes(Disputes):
@@ -112,13 +136,9 @@ class PaymentIntentOutcomes(Disputes):
             body.update(
                 status="requires_action",
                 payment_method=body.get("payment_method") or "pm_card_threeDSecure2Required",
-                next_action={
-                    "type": "redirect_to_url",
-                    "redirect_to_url": {
-                        "return_url": None,
-                        "url": f"{self.base}/sandbox/payment_intents/{body['id']}/authenticate",
-                    },
-                },
+                next_action=objects.authenticate_next_action(
+                    f"{self.base}/sandbox/payment_intents/{body['id']}/authenticate"
+                ),
             )
             await self.objects.save(row, body)
             await self.emit("payment_intent.requires_action", body)
@@ -134,22 +154,11 @@ class PaymentIntentOutcomes(Disputes):
         """``capture_method=manual``: the card holds the amount, nothing is charged (no
         balance transaction) until the capture."""
         intent = row.body
-        intent["payment_method"] = intent.get("payment_method") or objects.new_id("pm")
-        charge = objects.charge(
-            intent=intent,
-            succeeded=True,
-            balance_transaction_id=None,
-            three_d_secure=three_d_secure,
-        )
+        charge = _unsettled_charge(intent, succeeded=True, three_d_secure=three_d_secure)
         charge.update(captured=False, amount_captured=0)
         charge_row = await self.objects.add("charge", charge)
         intent.update(
-            status="requires_capture",
-            amount_capturable=int(intent["amount"]),
-            latest_charge=charge["id"],
-            last_payment_error=None,
-            next_action=None,
-            payment_method_types=["card"],
+            status="requires_capture", amount_capturable=int(intent["amount"]), **_charged(charge)
         )
         await self.objects.save(row, intent)
         await self.emit("charge.succeeded", charge_row.body)
@@ -160,34 +169,10 @@ class PaymentIntentOutcomes(Disputes):
         if intent.get("capture_method") == "manual":
             await self._authorize(row, three_d_secure=three_d_secure)
             return
-        intent["payment_method"] = intent.get("payment_method") or objects.new_id("pm")
+        charge_row = await self.charge_card(intent, three_d_secure=three_d_secure)
+        charge = charge_row.body
         amount, currency = int(intent["amount"]), str(intent["currency"])
-        txn = await self._txn(
-            amount=amount,
-            currency=currency,
-            type_="charge",
-            category="charge",
-            source=None,
-            fee=objects.card_fee(amount, currency),
-            description=intent.get("description"),
-        )
-        charge = objects.charge(
-            intent=intent,
-            succeeded=True,
-            balance_transaction_id=txn["id"],
-            three_d_secure=three_d_secure,
-        )
-        charge["application_fee_amount"] = intent.get("application_fee_amount")
-        await self._set_source(txn, charge["id"])
-        charge_row = await self.objects.add("charge", charge)
-        intent.update(
-            status="succeeded",
-            amount_received=amount,
-            latest_charge=charge["id"],
-            last_payment_error=None,
-            next_action=None,
-            payment_method_types=["card"],
-        )
+        intent.update(status="succeeded", amount_received=amount, **_charged(charge))
         await self.objects.save(row, intent)
         transfer_data = intent.get("transfer_data")
         if transfer_data:
@@ -217,14 +202,8 @@ class PaymentIntentOutcomes(Disputes):
         self, row: SandboxObject, *, code: str, decline_code: str | None, message: str
     ) -> None:
         intent = row.body
-        intent["payment_method"] = intent.get("payment_method") or objects.new_id("pm")
-        charge = objects.charge(
-            intent=intent,
-            succeeded=False,
-            balance_transaction_id=None,
-            three_d_secure=False,
-            failure_code=code,
-            failure_message=message,
+        charge = _unsettled_charge(
+            intent, succeeded=False, failure_code=code, failure_message=message
         )
         await self.objects.add("charge", charge)
         error: dict[str, Any] = {
@@ -246,5 +225,3 @@ class PaymentIntentOutcomes(Disputes):
         await self.objects.save(row, intent)
         await self.emit("charge.failed", charge)
         await self.emit("payment_intent.payment_failed", intent)
-
-    # ---------------------------------------------------------------- refunds

@@ -10,18 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    CheckConstraint,
-    Identity,
-    Index,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-    func,
-    text,
-)
+import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -35,23 +24,23 @@ class SandboxObject(TimestampMixin, Base):
 
     __tablename__ = "sandbox_objects"
     __table_args__ = (
-        UniqueConstraint("seq"),
-        Index("ix_sandbox_objects_type_account_seq", "type", "account", "seq"),
+        sa.UniqueConstraint("seq"),
+        sa.Index("ix_sandbox_objects_type_account_seq", "type", "account", "seq"),
     )
 
-    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     """Stripe's id with its prefix (``ch_...``, ``acct_...``)."""
-    seq: Mapped[int] = mapped_column(BigInteger, Identity())
+    seq: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity())
     """Insertion order: lists are newest first, like Stripe's."""
-    type: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(sa.String(64))
     """Stripe's ``object`` value (``charge``, ``checkout.session``, ...)."""
-    account: Mapped[str | None] = mapped_column(String(255))
+    account: Mapped[str | None] = mapped_column(sa.String(255))
     """The connected account the object lives on (``Stripe-Account``); None: platform."""
     body: Mapped[dict[str, Any]] = mapped_column(JSONB)
     """The object exactly as the API returns it (ids, not expanded objects)."""
-    private: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    private: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=sa.text("'{}'::jsonb"))
     """What Stripe keeps but does not return (line items, link redirect URLs, ...)."""
-    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=sa.func.now())
 
 
 class SandboxIdempotencyKey(TimestampMixin, Base):
@@ -59,14 +48,14 @@ class SandboxIdempotencyKey(TimestampMixin, Base):
 
     __tablename__ = "sandbox_idempotency_keys"
 
-    scope: Mapped[str] = mapped_column(String(255), primary_key=True)
+    scope: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     """``Stripe-Account`` of the request, or empty for the platform."""
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    fingerprint: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
     """SHA-256 of method, path and parameters: the same key with other ones is refused."""
-    status_code: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int] = mapped_column(sa.Integer)
     response: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    request_id: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(sa.String(64))
 
 
 class SandboxEvent(TimestampMixin, Base):
@@ -78,28 +67,28 @@ class SandboxEvent(TimestampMixin, Base):
 
     __tablename__ = "sandbox_events"
     __table_args__ = (
-        CheckConstraint(
+        sa.CheckConstraint(
             "status IN (" + ", ".join(f"'{s}'" for s in EVENT_STATUSES) + ")", name="status"
         ),
-        UniqueConstraint("seq"),
-        Index(
+        sa.UniqueConstraint("seq"),
+        sa.Index(
             "ix_sandbox_events_next_attempt_at",
             "next_attempt_at",
-            postgresql_where=text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
         ),
     )
 
-    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     """``evt_...``."""
-    seq: Mapped[int] = mapped_column(BigInteger, Identity())
-    type: Mapped[str] = mapped_column(String(128))
-    account: Mapped[str | None] = mapped_column(String(255))
+    seq: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity())
+    type: Mapped[str] = mapped_column(sa.String(128))
+    account: Mapped[str | None] = mapped_column(sa.String(255))
     """Set for Connect events: they go to the Connect webhook endpoint."""
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
-    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    next_attempt_at: Mapped[datetime | None] = mapped_column(server_default=func.now())
-    last_status: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(sa.String(16), server_default=sa.text("'pending'"))
+    attempts: Mapped[int] = mapped_column(sa.Integer, server_default=sa.text("0"))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(server_default=sa.func.now())
+    last_status: Mapped[int | None] = mapped_column(sa.Integer)
     """HTTP status of the last attempt (None: no answer)."""
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
     delivered_at: Mapped[datetime | None]

@@ -58,8 +58,29 @@ def template(name: str) -> dict[str, Any]:
     return copy.deepcopy(_template(name))
 
 
+def new_object(example: str, object_id: str, /, **fields: Any) -> dict[str, Any]:
+    """A new object ``object_id``, made now: Stripe's example object ``example`` with
+    ``fields`` set (in the example's key order)."""
+    body = template(example)
+    body.update(id=object_id, created=now(), **fields)
+    return body
+
+
+def money_object(
+    example: str, object_id: str, /, *, amount: int, currency: str, **fields: Any
+) -> dict[str, Any]:
+    """A new object of Stripe's type ``example`` (made now) that moves ``amount`` of
+    ``currency``."""
+    return new_object(example, object_id, amount=amount, currency=currency, **fields)
+
+
 def empty_list(url: str) -> dict[str, Any]:
     return {"object": "list", "data": [], "has_more": False, "url": url}
+
+
+def authenticate_next_action(url: str) -> dict[str, Any]:
+    """The ``next_action`` of an intent waiting for 3-D Secure: the bank's page ``url``."""
+    return {"type": "redirect_to_url", "redirect_to_url": {"return_url": None, "url": url}}
 
 
 def card_fee(amount: int, currency: str) -> int:
@@ -77,10 +98,9 @@ def dispute_fee(currency: str) -> int:
 def customer(
     *, email: str | None, name: str | None, metadata: dict[str, str], description: str | None
 ) -> dict[str, Any]:
-    body = template("customer")
-    body.update(
-        id=new_id("cus", 14),
-        created=now(),
+    return new_object(
+        "customer",
+        new_id("cus", 14),
         email=email,
         name=name,
         description=description,
@@ -89,7 +109,6 @@ def customer(
         currency=None,
         invoice_prefix=secrets.token_hex(4).upper(),
     )
-    return body
 
 
 def checkout_session(
@@ -106,11 +125,10 @@ def checkout_session(
     metadata: dict[str, str],
 ) -> dict[str, Any]:
     session_id = "cs_test_a1" + random_tail(56)
-    body = template("checkout.session")
-    body.update(
-        id=session_id,
+    return new_object(
+        "checkout.session",
+        session_id,
         url=f"{url_base}/sandbox/checkout/{session_id}",
-        created=now(),
         expires_at=expires_at,
         amount_subtotal=amount_total,
         amount_total=amount_total,
@@ -144,7 +162,6 @@ def checkout_session(
         shipping_cost=None,
         total_details={"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
     )
-    return body
 
 
 def payment_intent(
@@ -159,15 +176,14 @@ def payment_intent(
     automatic_payment_methods: bool,
 ) -> dict[str, Any]:
     intent_id = new_id("pi")
-    body = template("payment_intent")
-    body.update(
-        id=intent_id,
-        client_secret=f"{intent_id}_secret_{random_tail(25)}",
-        created=now(),
+    return money_object(
+        "payment_intent",
+        intent_id,
         amount=amount,
+        currency=currency,
+        client_secret=f"{intent_id}_secret_{random_tail(25)}",
         amount_capturable=0,
         amount_received=0,
-        currency=currency,
         customer=customer_id,
         metadata=metadata,
         description=description,
@@ -187,7 +203,6 @@ def payment_intent(
         transfer_data=None,
         status="requires_confirmation" if payment_method else "requires_payment_method",
     )
-    return body
 
 
 def balance_transaction(
@@ -201,10 +216,9 @@ def balance_transaction(
     fee: int = 0,
     fee_description: str = "Stripe processing fees",
 ) -> dict[str, Any]:
-    created = now()
-    body = template("balance_transaction")
-    body.update(
-        id=new_id("txn"),
+    body = money_object(
+        "balance_transaction",
+        new_id("txn"),
         amount=amount,
         currency=currency,
         fee=fee,
@@ -225,9 +239,8 @@ def balance_transaction(
         source=source,
         description=description,
         status="available",
-        available_on=created,
-        created=created,
     )
+    body["available_on"] = body["created"]
     return body
 
 
@@ -241,31 +254,13 @@ def charge(
     failure_message: str | None = None,
 ) -> dict[str, Any]:
     charge_id = new_id("ch")
-    body = template("charge")
-    card = body["payment_method_details"]["card"]
-    card.update(TEST_CARD)
-    card["wallet"] = None
-    card["overcapture"] = {"maximum_amount_capturable": intent["amount"], "status": "unavailable"}
-    card["three_d_secure"] = (
-        {
-            "authentication_flow": "challenge",
-            "electronic_commerce_indicator": "05",
-            "exemption_indicator": None,
-            "result": "authenticated",
-            "result_reason": None,
-            "transaction_id": random_tail(32),
-            "version": "2.2.0",
-        }
-        if three_d_secure
-        else None
-    )
-    body.update(
-        id=charge_id,
-        created=now(),
+    body = money_object(
+        "charge",
+        charge_id,
         amount=intent["amount"],
+        currency=intent["currency"],
         amount_captured=intent["amount"] if succeeded else 0,
         amount_refunded=0,
-        currency=intent["currency"],
         customer=intent.get("customer"),
         description=intent.get("description"),
         metadata=dict(intent.get("metadata") or {}),
@@ -299,8 +294,24 @@ def charge(
         transfer_data=None,
         calculated_statement_descriptor="SANDBOX",
     )
-    billing = body["billing_details"]
-    billing["name"] = "Sandbox Customer"
+    card = body["payment_method_details"]["card"]
+    card.update(TEST_CARD)
+    card["wallet"] = None
+    card["overcapture"] = {"maximum_amount_capturable": intent["amount"], "status": "unavailable"}
+    card["three_d_secure"] = (
+        {
+            "authentication_flow": "challenge",
+            "electronic_commerce_indicator": "05",
+            "exemption_indicator": None,
+            "result": "authenticated",
+            "result_reason": None,
+            "transaction_id": random_tail(32),
+            "version": "2.2.0",
+        }
+        if three_d_secure
+        else None
+    )
+    body["billing_details"]["name"] = "Sandbox Customer"
     return body
 
 
@@ -312,14 +323,12 @@ def refund(
     metadata: dict[str, str],
     balance_transaction_id: str,
 ) -> dict[str, Any]:
-    body = template("refund")
-    body.update(
-        id=new_id("re"),
-        created=now(),
+    return money_object(
+        "refund",
+        new_id("re"),
         amount=amount,
         currency=charge_body["currency"],
-        charge=charge_body["id"],
-        payment_intent=charge_body.get("payment_intent"),
+        **_of_charge(charge_body),
         payment_method=charge_body.get("payment_method"),
         customer=charge_body.get("customer"),
         reason=reason,
@@ -327,27 +336,28 @@ def refund(
         balance_transaction=balance_transaction_id,
         status="succeeded",
     )
-    return body
+
+
+def _of_charge(charge_body: dict[str, Any]) -> dict[str, Any]:
+    """The fields by which a refund or a dispute points at its charge."""
+    return {"charge": charge_body["id"], "payment_intent": charge_body.get("payment_intent")}
 
 
 def dispute(
     *, charge_body: dict[str, Any], amount: int, reason: str, transactions: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    created = now()
-    body = template("dispute")
-    body.update(
-        id=new_id("dp"),
-        created=created,
+    body = money_object(
+        "dispute",
+        new_id("dp"),
         amount=amount,
         currency=charge_body["currency"],
-        charge=charge_body["id"],
-        payment_intent=charge_body.get("payment_intent"),
+        **_of_charge(charge_body),
         reason=reason,
         status="needs_response",
         is_charge_refundable=False,
         balance_transactions=transactions,
     )
-    body["evidence_details"]["due_by"] = created + 7 * 86400
+    body["evidence_details"]["due_by"] = body["created"] + 7 * 86400
     body["payment_method_details"]["card"]["case_type"] = "chargeback"
     return body
 
@@ -365,14 +375,13 @@ def event(
     idempotency_key: str | None,
     previous_attributes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    body = template("event")
     data: dict[str, Any] = {"object": copy.deepcopy(data_object)}
     if previous_attributes:
         data["previous_attributes"] = previous_attributes
-    body.update(
-        id=new_id("evt"),
+    body = new_object(
+        "event",
+        new_id("evt"),
         type=type,
-        created=now(),
         api_version=api_version,
         livemode=False,
         pending_webhooks=1,

@@ -3,7 +3,7 @@ transaction (its events go out after the commit), answer with a page or a redire
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -23,6 +23,17 @@ T = TypeVar("T")
 async def form_of(request: Request) -> dict[str, str]:
     body = (await request.body()).decode("utf-8", errors="replace")
     return dict(parse_qsl(body, keep_blank_values=True))
+
+
+async def chosen(
+    request: Request, choices: Mapping[str, T], *, field: str = "action", unknown: str = ""
+) -> T:
+    """What the form's ``field`` (the button pressed) stands for in ``choices``;
+    ``PageError`` (``unknown``, or a plain "Unknown action") for anything else."""
+    choice = (await form_of(request)).get(field, "")
+    if choice not in choices:
+        raise PageError(unknown or f"Unknown action {choice!r}.")
+    return choices[choice]
 
 
 async def act(request: Request, action: Callable[[SandboxStripe], Awaitable[T]]) -> T:

@@ -17,7 +17,7 @@ delivered to the service's webhook routes once the transaction has committed.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -26,9 +26,11 @@ from fastapi.responses import RedirectResponse, Response
 from payments_sandbox import saved_cards
 from payments_sandbox.cards import TEST_CARDS
 from payments_sandbox.html import message, money, page
+from payments_sandbox.models import SandboxObject
 from payments_sandbox.page_kit import (
     account_status,
     act,
+    chosen,
     form_of,
     not_found,
     read,
@@ -40,6 +42,21 @@ from payments_sandbox.service import Card, PageError, SandboxStripe
 from payments_sandbox.wiring import sessionmaker_of, settings_of
 
 router = APIRouter(prefix="/sandbox")
+
+# The hosted page of each object a customer acts on: what "not found" calls it, where it is.
+_HOSTED: dict[str, tuple[str, str]] = {
+    "checkout.session": ("Checkout Session", "/sandbox/checkout"),
+    "payment_intent": ("PaymentIntent", "/sandbox/payment_intents"),
+    "setup_intent": ("SetupIntent", "/sandbox/setup_intents"),
+}
+_PAY_PROMPT = "Your bank asks you to confirm this payment (3-D Secure, simulated)."
+_SAVE_PROMPT = "Your bank asks you to confirm saving this card (3-D Secure, simulated)."
+_AUTHENTICATION = "3-D Secure authentication"
+
+
+def _hosted_url(type_: str, object_id: str) -> str:
+    return f"{_HOSTED[type_][1]}/{object_id}"
+
 
 CHECKOUT_BUTTONS: dict[str, Card] = {
     "pay": "success",
@@ -55,18 +72,16 @@ AUTH_BUTTONS: dict[str, Card] = {"pass": "3ds_pass", "fail": "3ds_fail"}
 
 @router.get("/checkout/{session_id}")
 async def checkout_page(request: Request, session_id: str, declined: str | None = None) -> Response:
-    row = await read(request, session_id, "checkout.session")
-    if row is None:
-        return not_found("Checkout Session")
-    session = row.body
-    return page(
-        "checkout.html",
-        "Checkout",
-        session=session,
-        line_items=row.private.get("line_items") or [],
-        declined=declined,
-        action=f"/sandbox/checkout/{session_id}",
-        success_url=_success_url(session),
+    def context(row: SandboxObject) -> dict[str, Any]:
+        return {
+            "session": row.body,
+            "line_items": row.private.get("line_items") or [],
+            "declined": declined,
+            "success_url": _success_url(row.body),
+        }
+
+    return await _object_page(
+        request, session_id, "checkout.session", "checkout.html", "Checkout", context
     )
 
 
@@ -76,15 +91,12 @@ def _success_url(session: dict[str, Any]) -> str:
 
 @router.post("/checkout/{session_id}")
 async def checkout_action(request: Request, session_id: str) -> Response:
-    choice = (await form_of(request)).get("action", "")
-    back = f"/sandbox/checkout/{session_id}"
+    back = _hosted_url("checkout.session", session_id)
     try:
-        if choice == "expire":
+        card_kind = await chosen(request, {**CHECKOUT_BUTTONS, "expire": None})
+        if card_kind is None:
             await act(request, lambda s: s.expire_checkout_session(session_id))
             return see_other(back)
-        if choice not in CHECKOUT_BUTTONS:
-            raise PageError(f"Unknown action {choice!r}.")
-        card_kind = CHECKOUT_BUTTONS[choice]
         session = await act(request, lambda s: s.attempt_checkout(session_id, card_kind))
     except PageError as exc:
         return refused("Checkout", exc, back)
@@ -92,7 +104,7 @@ async def checkout_action(request: Request, session_id: str) -> Response:
 
 
 async def _after_checkout_attempt(request: Request, session: dict[str, Any]) -> Response:
-    back = f"/sandbox/checkout/{session['id']}"
+    back = _hosted_url("checkout.session", session["id"])
     if session["status"] == "complete":
         return see_other(_success_url(session) or back)
     intent = await read(request, str(session["payment_intent"]), "payment_intent")
@@ -104,37 +116,59 @@ async def _after_checkout_attempt(request: Request, session: dict[str, Any]) -> 
     return see_other(f"{back}?declined={reason}")
 
 
-def _authenticate_page(action: str, amount: str) -> Response:
-    return page(
+async def _object_page(
+    request: Request,
+    object_id: str,
+    type_: str,
+    template: str,
+    title: str,
+    context: Callable[[SandboxObject], dict[str, Any]],
+    *,
+    action_suffix: str = "",
+) -> Response:
+    """The hosted page ``template`` of an object (404 when there is none); its form
+    posts back to the page's own URL."""
+    row = await read(request, object_id, type_)
+    if row is None:
+        return not_found(_HOSTED[type_][0])
+    action = _hosted_url(type_, object_id) + action_suffix
+    return page(template, title, action=action, **context(row))
+
+
+async def _authenticate_page(
+    request: Request, object_id: str, type_: str, amount_field: str | None, prompt: str
+) -> Response:
+    """The bank's 3-D Secure challenge for the object's payment (or saved card)."""
+
+    def context(row: SandboxObject) -> dict[str, Any]:
+        amount = money(row.body[amount_field], row.body["currency"]) if amount_field else ""
+        return {"prompt": prompt, "amount": amount}
+
+    return await _object_page(
+        request,
+        object_id,
+        type_,
         "authenticate.html",
-        "3-D Secure authentication",
-        prompt="Your bank asks you to confirm this payment (3-D Secure, simulated).",
-        amount=amount,
-        action=action,
+        _AUTHENTICATION,
+        context,
+        action_suffix="/authenticate",
     )
 
 
 @router.get("/checkout/{session_id}/authenticate")
 async def checkout_authenticate_page(request: Request, session_id: str) -> Response:
-    row = await read(request, session_id, "checkout.session")
-    if row is None:
-        return not_found("Checkout Session")
-    return _authenticate_page(
-        f"/sandbox/checkout/{session_id}/authenticate",
-        money(row.body["amount_total"], row.body["currency"]),
+    return await _authenticate_page(
+        request, session_id, "checkout.session", "amount_total", _PAY_PROMPT
     )
 
 
 @router.post("/checkout/{session_id}/authenticate")
 async def checkout_authenticate(request: Request, session_id: str) -> Response:
-    choice = (await form_of(request)).get("action", "")
     try:
-        if choice not in AUTH_BUTTONS:
-            raise PageError(f"Unknown action {choice!r}.")
-        card_kind = AUTH_BUTTONS[choice]
+        card_kind = await chosen(request, AUTH_BUTTONS)
         session = await act(request, lambda s: s.attempt_checkout(session_id, card_kind))
     except PageError as exc:
-        return refused("3-D Secure authentication", exc, f"/sandbox/checkout/{session_id}")
+        return refused(_AUTHENTICATION, exc, _hosted_url("checkout.session", session_id))
     return await _after_checkout_attempt(request, session)
 
 
@@ -145,20 +179,26 @@ async def checkout_authenticate(request: Request, session_id: str) -> Response:
 async def payment_intent_page(
     request: Request, intent_id: str, declined: str | None = None
 ) -> Response:
-    row = await read(request, intent_id, "payment_intent")
-    if row is None:
-        return not_found("PaymentIntent")
-    return page(
+    return await _object_page(
+        request,
+        intent_id,
+        "payment_intent",
         "payment_intent.html",
         "Confirm payment",
-        intent=row.body,
-        declined=declined,
-        action=f"/sandbox/payment_intents/{intent_id}",
+        lambda row: {"intent": row.body, "declined": declined},
     )
 
 
-async def _intent_attempt(request: Request, intent_id: str, card_kind: Card) -> Response:
-    back = f"/sandbox/payment_intents/{intent_id}"
+async def _intent_attempt(
+    request: Request, intent_id: str, buttons: Mapping[str, Card], title: str
+) -> Response:
+    """Pay the PaymentIntent with the card of the button pressed (a button it does not
+    have is refused under ``title``)."""
+    back = _hosted_url("payment_intent", intent_id)
+    try:
+        card_kind = await chosen(request, buttons)
+    except PageError as exc:
+        return refused(title, exc, back)
     try:
         intent = await act(request, lambda s: s.attempt_payment_intent(intent_id, card_kind))
     except PageError as exc:
@@ -173,37 +213,17 @@ async def _intent_attempt(request: Request, intent_id: str, card_kind: Card) -> 
 
 @router.post("/payment_intents/{intent_id}")
 async def payment_intent_action(request: Request, intent_id: str) -> Response:
-    choice = (await form_of(request)).get("action", "")
-    if choice not in CHECKOUT_BUTTONS:
-        return refused(
-            "Confirm payment",
-            PageError(f"Unknown action {choice!r}."),
-            f"/sandbox/payment_intents/{intent_id}",
-        )
-    return await _intent_attempt(request, intent_id, CHECKOUT_BUTTONS[choice])
+    return await _intent_attempt(request, intent_id, CHECKOUT_BUTTONS, "Confirm payment")
 
 
 @router.get("/payment_intents/{intent_id}/authenticate")
 async def payment_intent_authenticate_page(request: Request, intent_id: str) -> Response:
-    row = await read(request, intent_id, "payment_intent")
-    if row is None:
-        return not_found("PaymentIntent")
-    return _authenticate_page(
-        f"/sandbox/payment_intents/{intent_id}/authenticate",
-        money(row.body["amount"], row.body["currency"]),
-    )
+    return await _authenticate_page(request, intent_id, "payment_intent", "amount", _PAY_PROMPT)
 
 
 @router.post("/payment_intents/{intent_id}/authenticate")
 async def payment_intent_authenticate(request: Request, intent_id: str) -> Response:
-    choice = (await form_of(request)).get("action", "")
-    if choice not in AUTH_BUTTONS:
-        return refused(
-            "3-D Secure authentication",
-            PageError(f"Unknown action {choice!r}."),
-            f"/sandbox/payment_intents/{intent_id}",
-        )
-    return await _intent_attempt(request, intent_id, AUTH_BUTTONS[choice])
+    return await _intent_attempt(request, intent_id, AUTH_BUTTONS, _AUTHENTICATION)
 
 
 # ------------------------------------------------------------------ setup intents (saving a card)
@@ -213,37 +233,38 @@ def _card_label(number: str) -> str:
     return " ".join(number[i : i + 4] for i in range(0, 16, 4))
 
 
+# The test cards as the page offers them; those that cannot save a card look secondary.
+_TEST_CARD_BUTTONS = [
+    {
+        "number": number,
+        "label": f"{_card_label(number)} · {test.label}",
+        "css": "" if test.setup in ("succeed", "authenticate") else "secondary",
+    }
+    for number, test in TEST_CARDS.items()
+]
+
+
 @router.get("/setup_intents/{intent_id}")
 async def setup_intent_page(
     request: Request, intent_id: str, failed: str | None = None
 ) -> Response:
-    row = await read(request, intent_id, "setup_intent")
-    if row is None:
-        return not_found("SetupIntent")
-    intent = row.body
-    test_cards = [
-        {
-            "number": number,
-            "label": f"{_card_label(number)} · {test.label}",
-            "css": "" if test.setup in ("succeed", "authenticate") else "secondary",
+    def context(row: SandboxObject) -> dict[str, Any]:
+        return {
+            "intent": row.body,
+            "failed": failed,
+            "confirmable": row.body["status"] in saved_cards.SETUP_CONFIRMABLE,
+            "test_cards": _TEST_CARD_BUTTONS,
         }
-        for number, test in TEST_CARDS.items()
-    ]
-    return page(
-        "setup_intent.html",
-        "Save a card",
-        intent=intent,
-        failed=failed,
-        confirmable=intent["status"] in saved_cards.SETUP_CONFIRMABLE,
-        test_cards=test_cards,
-        action=f"/sandbox/setup_intents/{intent_id}",
+
+    return await _object_page(
+        request, intent_id, "setup_intent", "setup_intent.html", "Save a card", context
     )
 
 
 async def _setup_attempt(
     request: Request, intent_id: str, action: Callable[[SandboxStripe], Awaitable[dict[str, Any]]]
 ) -> Response:
-    back = f"/sandbox/setup_intents/{intent_id}"
+    back = _hosted_url("setup_intent", intent_id)
     try:
         intent = await act(request, action)
     except (PageError, saved_cards.SetupPageError) as exc:
@@ -258,13 +279,14 @@ async def _setup_attempt(
 
 @router.post("/setup_intents/{intent_id}")
 async def setup_intent_action(request: Request, intent_id: str) -> Response:
-    number = (await form_of(request)).get("action", "")
-    if number not in TEST_CARDS:
-        return refused(
-            "Save a card",
-            PageError("Pick one of the test cards."),
-            f"/sandbox/setup_intents/{intent_id}",
+    try:
+        number = await chosen(
+            request,
+            {number: number for number in TEST_CARDS},
+            unknown="Pick one of the test cards.",
         )
+    except PageError as exc:
+        return refused("Save a card", exc, _hosted_url("setup_intent", intent_id))
     return await _setup_attempt(
         request, intent_id, lambda s: saved_cards.page_attempt(s, intent_id, number)
     )
@@ -272,28 +294,18 @@ async def setup_intent_action(request: Request, intent_id: str) -> Response:
 
 @router.get("/setup_intents/{intent_id}/authenticate")
 async def setup_intent_authenticate_page(request: Request, intent_id: str) -> Response:
-    row = await read(request, intent_id, "setup_intent")
-    if row is None:
-        return not_found("SetupIntent")
-    return page(
-        "authenticate.html",
-        "3-D Secure authentication",
-        prompt="Your bank asks you to confirm saving this card (3-D Secure, simulated).",
-        amount="",
-        action=f"/sandbox/setup_intents/{intent_id}/authenticate",
-    )
+    return await _authenticate_page(request, intent_id, "setup_intent", None, _SAVE_PROMPT)
+
+
+_SETUP_AUTH_BUTTONS: dict[str, Literal["pass", "fail"]] = {"pass": "pass", "fail": "fail"}
 
 
 @router.post("/setup_intents/{intent_id}/authenticate")
 async def setup_intent_authenticate(request: Request, intent_id: str) -> Response:
-    choice = (await form_of(request)).get("action", "")
-    if choice not in ("pass", "fail"):
-        return refused(
-            "3-D Secure authentication",
-            PageError(f"Unknown action {choice!r}."),
-            f"/sandbox/setup_intents/{intent_id}",
-        )
-    result: Literal["pass", "fail"] = "pass" if choice == "pass" else "fail"
+    try:
+        result = await chosen(request, _SETUP_AUTH_BUTTONS)
+    except PageError as exc:
+        return refused(_AUTHENTICATION, exc, _hosted_url("setup_intent", intent_id))
     return await _setup_attempt(
         request, intent_id, lambda s: saved_cards.page_authenticate(s, intent_id, result)
     )
@@ -328,13 +340,22 @@ async def onboarding_page(request: Request, account_id: str, link: str | None = 
     )
 
 
+_ONBOARDING_OUTCOMES: dict[str, Literal["enabled", "restricted", "later"]] = {
+    "enabled": "enabled",
+    "restricted": "restricted",
+    "later": "later",
+}
+
+
 @router.post("/onboarding/{account_id}")
 async def onboarding_submit(request: Request, account_id: str) -> Response:
     form = await form_of(request)
-    outcome = form.get("outcome", "")
-    if outcome not in ("enabled", "restricted", "later"):
-        return refused("Onboarding", PageError("Unknown choice."), "/sandbox/")
-    choice: Literal["enabled", "restricted", "later"] = outcome  # type: ignore[assignment]
+    try:
+        choice = await chosen(
+            request, _ONBOARDING_OUTCOMES, field="outcome", unknown="Unknown choice."
+        )
+    except PageError as exc:
+        return refused("Onboarding", exc, "/sandbox/")
     try:
         return_url = await act(
             request, lambda s: s.finish_onboarding(account_id, form.get("link"), choice)

@@ -8,17 +8,8 @@ from typing import Any
 
 from payments_api.money import exponent
 from payments_sandbox import objects
-from payments_sandbox.core import (
-    CONFIRMABLE,
-    Card,
-    format_money,
-)
-from payments_sandbox.errors import (
-    StripeApiError,
-    invalid,
-    no_such,
-    refused,
-)
+from payments_sandbox.core import CONFIRMABLE, Card, format_money
+from payments_sandbox.errors import StripeApiError, invalid, no_such, refused
 from payments_sandbox.intent_outcomes import PaymentIntentOutcomes
 from payments_sandbox.models import SandboxObject
 from payments_sandbox.params import Params
@@ -206,10 +197,9 @@ class PaymentIntents(PaymentIntentOutcomes):
             )
         charge_row = await self.load(str(intent["latest_charge"]), "charge")
         txn = await self._txn(
-            amount=amount,
-            currency=currency,
-            type_="charge",
-            category="charge",
+            "charge",
+            amount,
+            currency,
             source=charge_row.body["id"],
             fee=objects.card_fee(amount, currency),
             description=intent.get("description"),

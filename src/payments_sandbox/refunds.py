@@ -7,14 +7,8 @@ from typing import Any
 
 from payments_api.money import proportional_part
 from payments_sandbox import objects
-from payments_sandbox.core import (
-    PageError,
-    format_money,
-)
-from payments_sandbox.errors import (
-    invalid,
-    refused,
-)
+from payments_sandbox.core import PageError, format_money
+from payments_sandbox.errors import invalid, refused
 from payments_sandbox.params import Params
 from payments_sandbox.payment_intents import PaymentIntents
 
@@ -72,9 +66,7 @@ class Refunds(PaymentIntents):
             "requested_by_customer",
         ):
             raise invalid(f"Invalid reason: {reason}", param="reason")
-        txn = await self._txn(
-            amount=-amount, currency=currency, type_="refund", category="refund", source=None
-        )
+        txn = await self._txn("refund", -amount, currency)
         refund = objects.refund(
             charge_body=charge,
             amount=amount,
@@ -115,13 +107,7 @@ class Refunds(PaymentIntents):
         if refund["status"] != "succeeded":
             raise PageError(f"Only a succeeded refund can fail (this one is {refund['status']}).")
         amount, currency = int(refund["amount"]), str(refund["currency"])
-        txn = await self._txn(
-            amount=amount,
-            currency=currency,
-            type_="refund_failure",
-            category="refund_failure",
-            source=refund_id,
-        )
+        txn = await self._txn("refund_failure", amount, currency, source=refund_id)
         previous = {"status": "succeeded", "failure_reason": None}
         refund.update(
             status="failed",

@@ -44,10 +44,7 @@ class ObjectRepository:
 
     async def get(self, object_id: str, *, for_update: bool = False) -> SandboxObject | None:
         query = select(SandboxObject).where(SandboxObject.id == object_id)
-        if for_update:
-            query = query.with_for_update()
-        result: SandboxObject | None = await self.session.scalar(query)
-        return result
+        return await self.session.scalar(query.with_for_update() if for_update else query)
 
     async def add(
         self,

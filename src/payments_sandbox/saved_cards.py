@@ -196,13 +196,9 @@ async def _attempt(
     if setup == "authenticate" and authentication is None:
         intent.update(
             status="requires_action",
-            next_action={
-                "type": "redirect_to_url",
-                "redirect_to_url": {
-                    "return_url": None,
-                    "url": f"{s.base}/sandbox/setup_intents/{intent['id']}/authenticate",
-                },
-            },
+            next_action=objects.authenticate_next_action(
+                f"{s.base}/sandbox/setup_intents/{intent['id']}/authenticate"
+            ),
         )
         await s.objects.save(row, intent)
         await s.emit("setup_intent.requires_action", intent)

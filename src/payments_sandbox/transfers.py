@@ -7,14 +7,8 @@ from typing import Any, Literal
 
 from payments_sandbox import connect_objects, objects
 from payments_sandbox.accounts import ConnectAccounts
-from payments_sandbox.core import (
-    PageError,
-    format_money,
-)
-from payments_sandbox.errors import (
-    invalid,
-    refused,
-)
+from payments_sandbox.core import PageError, format_money
+from payments_sandbox.errors import invalid, refused
 from payments_sandbox.models import SandboxObject
 from payments_sandbox.params import Params
 
@@ -74,9 +68,7 @@ class TransfersAndPayouts(ConnectAccounts):
                 "4000000000000077 test card.",
                 code="balance_insufficient",
             )
-        txn = await self._txn(
-            amount=-amount, currency=currency, type_="transfer", category="transfer", source=None
-        )
+        txn = await self._txn("transfer", -amount, currency)
         payment_id = objects.new_id("py")
         body = connect_objects.transfer(
             amount=amount,
@@ -89,16 +81,8 @@ class TransfersAndPayouts(ConnectAccounts):
             transfer_group=transfer_group,
             source_transaction=source_transaction,
         )
-        await self._set_source(txn, body["id"])
-        await self.objects.add("transfer", body)
-        await self._txn(
-            amount=amount,
-            currency=currency,
-            type_="payment",
-            category="charge",
-            source=payment_id,
-            account=destination,
-        )
+        await self._add_with_txn("transfer", body, txn)
+        await self._txn("payment", amount, currency, source=payment_id, account=destination)
         await self.emit("transfer.created", body)
         await self._automatic_payout(account, amount, currency)
         return body
@@ -151,13 +135,7 @@ class TransfersAndPayouts(ConnectAccounts):
                 code="amount_too_large",
                 param="amount",
             )
-        txn = await self._txn(
-            amount=amount,
-            currency=currency,
-            type_="transfer_refund",
-            category="transfer_reversal",
-            source=None,
-        )
+        txn = await self._txn("transfer_refund", amount, currency)
         reversal = connect_objects.transfer_reversal(
             transfer_id=transfer_id,
             amount=amount,
@@ -166,13 +144,11 @@ class TransfersAndPayouts(ConnectAccounts):
             txn=txn["id"],
         )
         reversal["source_refund"] = source_refund
-        await self._set_source(txn, reversal["id"])
-        await self.objects.add("transfer_reversal", reversal)
+        await self._add_with_txn("transfer_reversal", reversal, txn)
         await self._txn(
-            amount=-amount,
-            currency=currency,
-            type_="payment_refund",
-            category="refund",
+            "payment_refund",
+            -amount,
+            currency,
             source=transfer.get("destination_payment"),
             account=str(transfer["destination"]),
         )
@@ -228,14 +204,7 @@ class TransfersAndPayouts(ConnectAccounts):
         description: str | None,
         metadata: dict[str, str],
     ) -> dict[str, Any]:
-        txn = await self._txn(
-            amount=-amount,
-            currency=currency,
-            type_="payout",
-            category="payout",
-            source=None,
-            account=account_id,
-        )
+        txn = await self._txn("payout", -amount, currency, account=account_id)
         body = connect_objects.payout(
             amount=amount,
             currency=currency,
@@ -245,8 +214,7 @@ class TransfersAndPayouts(ConnectAccounts):
             description=description,
             metadata=metadata,
         )
-        await self._set_source(txn, body["id"])
-        await self.objects.add("payout", body, account=account_id)
+        await self._add_with_txn("payout", body, txn, account=account_id)
         await self.emit("payout.created", body, account=account_id)
         return body
 
@@ -267,10 +235,9 @@ class TransfersAndPayouts(ConnectAccounts):
             payout["trace_id"] = {"status": "supported", "value": objects.random_tail(12)}
         else:
             txn = await self._txn(
-                amount=int(payout["amount"]),
-                currency=str(payout["currency"]),
-                type_="payout_failure",
-                category="payout_reversal",
+                "payout_failure",
+                int(payout["amount"]),
+                str(payout["currency"]),
                 source=payout_id,
                 account=row.account,
             )
@@ -284,5 +251,3 @@ class TransfersAndPayouts(ConnectAccounts):
         await self.emit("payout.updated", payout, account=row.account, previous=previous)
         await self.emit(f"payout.{outcome}", payout, account=row.account, previous=previous)
         return payout
-
-    # ---------------------------------------------------------------- balance

@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.ledger.errors import UnbalancedTransaction
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.service import AccountRef, LedgerService, NewTransaction, PostingSpec
-from payments_api.ledger.shapes import move, split
+from payments_api.ledger.shapes import move, receive, split
+from payments_api.ledger.stripe_fees import processing_fee, settled_fee
 from tests.factories import create_user, ledger_invariants
 
 STRIPE = AccountRef.platform(AccountKind.stripe_balance, "usd")
@@ -22,6 +23,42 @@ def test_move_takes_from_one_and_gives_to_the_other() -> None:
         PostingSpec(STRIPE, -1000),
         PostingSpec(wallet, 1000),
     ]
+
+
+def test_receive_is_a_move_listed_arriving_side_first() -> None:
+    wallet = AccountRef.user("user_1", AccountKind.available, "usd")
+    assert receive(1000, into=wallet, out_of=STRIPE) == [
+        PostingSpec(wallet, 1000),
+        PostingSpec(STRIPE, -1000),
+    ]
+    assert receive(1000, into=wallet, out_of=STRIPE) == move(1000, out_of=STRIPE, into=wallet)[::-1]
+
+
+def test_a_processing_fee_leaves_the_stripe_balance_once_per_balance_transaction() -> None:
+    new = processing_fee(
+        balance_transaction_id="txn_1",
+        fee=59,
+        currency="usd",
+        description="Stripe fee",
+        metadata={"charge": "ch_1"},
+    )
+    assert (new.type, new.cause_type, new.cause_key) == (
+        "processing_fee",
+        CauseType.stripe_event,
+        "stripe:fee:txn_1",
+    )
+    assert list(new.postings) == [
+        PostingSpec(STRIPE, 59),
+        PostingSpec(AccountRef.platform(AccountKind.processing_fees, "usd"), -59),
+    ]
+
+
+def test_only_a_settled_charge_with_a_fee_has_a_fee_to_book() -> None:
+    assert settled_fee({"id": "txn_1", "fee": 59, "currency": "eur"}) == ("txn_1", 59, "eur")
+    assert settled_fee({"id": "txn_1", "fee": 59}) == ("txn_1", 59, None)
+    assert settled_fee({"id": "txn_1", "fee": 0, "currency": "eur"}) is None
+    assert settled_fee("txn_1") is None  # not expanded: not settled yet
+    assert settled_fee(None) is None
 
 
 def test_split_shares_the_total_and_leaves_out_zero_parts() -> None:

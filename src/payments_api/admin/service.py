@@ -12,6 +12,7 @@ from payments_api.admin.schemas import (
     WalletStatusRead,
 )
 from payments_api.audit.repository import AuditLogRepository
+from payments_api.audit.wallet_freezes import set_wallet_frozen
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
@@ -121,18 +122,13 @@ class AdminService:
         user = await self.users.get(user_id, for_update=True)
         if user is None:
             raise UserNotFound(f"No user {user_id!r}.", user_id=user_id)
-        before = {"frozen": user.frozen, "frozen_reason": user.frozen_reason}
         if user.frozen != frozen:
-            user.frozen = frozen
-            user.frozen_reason = reason if frozen else None
-            await self.session.flush()
-            await self.audit.record(
+            await set_wallet_frozen(
+                self.session,
+                user,
+                frozen=frozen,
+                frozen_reason=reason,
                 actor_id=self.actor.id,
-                action="wallet.freeze" if frozen else "wallet.unfreeze",
-                target_type="user",
-                target_id=user.id,
-                before=before,
-                after={"frozen": user.frozen, "frozen_reason": user.frozen_reason},
                 reason=reason,
                 request_id=self.request_id,
             )

@@ -8,23 +8,13 @@ from payments_api.audit.models import AuditLogEntry
 from payments_api.audit.repository import AuditLogRepository
 from payments_api.audit.schemas import AuditLogEntryRead, AuditLogList
 from payments_api.kit.pagination import parse_cursor, public_id
+from payments_api.kit.reads import read_of
 
 AUDIT_PREFIX = "aud"
 
 
 def audit_entry_read(row: AuditLogEntry) -> AuditLogEntryRead:
-    return AuditLogEntryRead(
-        id=public_id(AUDIT_PREFIX, row.id),
-        actor_id=row.actor_id,
-        action=row.action,
-        target_type=row.target_type,
-        target_id=row.target_id,
-        before=row.before,
-        after=row.after,
-        reason=row.reason,
-        request_id=row.request_id,
-        created_at=row.created_at,
-    )
+    return read_of(AuditLogEntryRead, row, id=public_id(AUDIT_PREFIX, row.id))
 
 
 async def audit_log_page(

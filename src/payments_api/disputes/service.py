@@ -39,7 +39,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.audit.repository import AuditLogRepository
+from payments_api.audit.wallet_freezes import set_wallet_frozen
 from payments_api.disputes import metrics
 from payments_api.disputes.errors import DisputeNotFound
 from payments_api.disputes.invoices import InvoiceDisputes
@@ -118,7 +118,6 @@ class DisputeSettlement:
         self.orders = OrderRepository(session)
         self.users = UserRepository(session)
         self.ledger = ledger_service.LedgerService(session)
-        self.audit = AuditLogRepository(session)
         self.invoices = InvoiceDisputes(session, self.ledger)
 
     async def apply(self, event: StripeEvent) -> Dispute | None:
@@ -406,20 +405,16 @@ class DisputeSettlement:
         user = await self.users.get(dispute.user_id, for_update=True)
         if user is None or user.frozen:
             return  # already frozen (an admin or another dispute): leave its reason
-        before = {"frozen": user.frozen, "frozen_reason": user.frozen_reason}
-        user.frozen = True
-        user.frozen_reason = f"{FREEZE_REASON_PREFIX}{dispute.stripe_dispute_id}"
-        user.updated_at = self.now()
         dispute.froze_wallet = True
-        await self.audit.record(
+        await set_wallet_frozen(
+            self.session,
+            user,
+            frozen=True,
+            frozen_reason=f"{FREEZE_REASON_PREFIX}{dispute.stripe_dispute_id}",
             actor_id=SYSTEM_ACTOR,
-            action="wallet.freeze",
-            target_type="user",
-            target_id=user.id,
-            before=before,
-            after={"frozen": True, "frozen_reason": user.frozen_reason},
             reason=f"Card dispute {dispute.stripe_dispute_id} opened",
             request_id=None,
+            now=self.now(),
         )
 
     async def _maybe_unfreeze(self, dispute: Dispute) -> None:
@@ -435,17 +430,14 @@ class DisputeSettlement:
         balances = await self.ledger.repository.user_balances(user.id)
         if any(kind == AccountKind.available and amount < 0 for _c, kind, amount in balances):
             return  # still owes money
-        before = {"frozen": user.frozen, "frozen_reason": user.frozen_reason}
-        user.frozen, user.frozen_reason, user.updated_at = False, None, self.now()
-        await self.audit.record(
+        await set_wallet_frozen(
+            self.session,
+            user,
+            frozen=False,
             actor_id=SYSTEM_ACTOR,
-            action="wallet.unfreeze",
-            target_type="user",
-            target_id=user.id,
-            before=before,
-            after={"frozen": False, "frozen_reason": None},
             reason=f"Card dispute {dispute.stripe_dispute_id} {dispute.status}",
             request_id=None,
+            now=self.now(),
         )
 
 

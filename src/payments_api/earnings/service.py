@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from zoneinfo import ZoneInfo, available_timezones
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,6 +43,7 @@ from payments_api.earnings.schemas import (
 )
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import InvalidCursor, parse_cursor, parse_public_id, public_id
+from payments_api.kit.reads import read_of
 from payments_api.money import normalize_currency
 from payments_api.users.repository import UserRepository, matches_principal
 
@@ -101,6 +102,18 @@ class NewEarning:
     """Defaults to the service clock."""
 
 
+class PageFilters(TypedDict, total=False):
+    """What narrows a page of earnings; ``date_from``/``date_to`` are inclusive calendar
+    days in ``tz`` (the summary windows' zone too)."""
+
+    starting_after: str | None
+    currency: str | None
+    project_id: str | None
+    date_from: date | None
+    date_to: date | None
+    tz: str | None
+
+
 class EarningsService:
     def __init__(
         self,
@@ -142,37 +155,14 @@ class EarningsService:
         }
 
     async def page(
-        self,
-        payee_id: str,
-        *,
-        limit: int,
-        starting_after: str | None = None,
-        currency: str | None = None,
-        project_id: str | None = None,
-        date_from: date | None = None,
-        date_to: date | None = None,
-        tz: str | None = None,
+        self, payee_id: str, *, limit: int, **filters: Unpack[PageFilters]
     ) -> EarningsList:
-        """A page of the payee's entries, newest first, and the summary per currency.
-
-        ``date_from``/``date_to`` are inclusive calendar days in ``tz``.
-        """
-        listing, _ = await self._page(
-            payee_id, limit, starting_after, currency, project_id, date_from, date_to, tz
-        )
+        """A page of the payee's entries, newest first, and the summary per currency."""
+        listing, _ = await self._page(payee_id, limit, filters)
         return listing
 
     async def page_for(
-        self,
-        principal: Principal,
-        *,
-        limit: int,
-        starting_after: str | None = None,
-        currency: str | None = None,
-        project_id: str | None = None,
-        date_from: date | None = None,
-        date_to: date | None = None,
-        tz: str | None = None,
+        self, principal: Principal, *, limit: int, **filters: Unpack[PageFilters]
     ) -> EarningsList:
         """:meth:`page` of the caller, read in the same statement as their user row.
 
@@ -180,26 +170,20 @@ class EarningsService:
         the token's roles or email changed, the user is provisioned as on every other
         route, and the read runs again.
         """
-        args = (limit, starting_after, currency, project_id, date_from, date_to, tz)
-        listing, snapshot = await self._page(principal.sub, *args)
+        listing, snapshot = await self._page(principal.sub, limit, filters)
         if snapshot.roles is None or not matches_principal(
             snapshot.roles, snapshot.email, principal
         ):
             await UserRepository(self.session).upsert_from_principal(principal)
-            listing, _ = await self._page(principal.sub, *args)
+            listing, _ = await self._page(principal.sub, limit, filters)
         return listing
 
     async def _page(
-        self,
-        payee_id: str,
-        limit: int,
-        starting_after: str | None,
-        currency: str | None,
-        project_id: str | None,
-        date_from: date | None,
-        date_to: date | None,
-        tz: str | None,
+        self, payee_id: str, limit: int, filters: PageFilters
     ) -> tuple[EarningsList, Snapshot]:
+        starting_after, project_id = filters.get("starting_after"), filters.get("project_id")
+        date_from, date_to = filters.get("date_from"), filters.get("date_to")
+        currency, tz = filters.get("currency"), filters.get("tz")
         zone_name = tz or self.default_timezone
         zone = resolve_timezone(zone_name)
         if date_from is not None and date_to is not None and date_from > date_to:
@@ -237,12 +221,9 @@ class EarningsService:
             ],
             has_more=len(rows) > limit,
             summary=[
-                EarningsSummary(
-                    currency=s.currency,
-                    today=s.today,
-                    last_7_days=s.last_7_days,
-                    last_30_days=s.last_30_days,
-                    all_time=s.all_time,
+                read_of(
+                    EarningsSummary,
+                    s,
                     by_payout_status=PayoutStatusTotals(
                         **{
                             status.value: units
@@ -300,16 +281,13 @@ class EarningsService:
 
 
 def _read(row: EarningRow, zone: ZoneInfo, status: EarningsPayoutStatus) -> EarningRead:
-    return EarningRead(
+    return read_of(
+        EarningRead,
+        row,
         id=public_id(EARNING_PREFIX, row.id),
         source=EarningSource(row.source_type),
         escrow_id=public_id(ESCROW_PREFIX, row.escrow_id) if row.escrow_id else None,
         payment_id=row.source_id if row.source_type == EarningSource.payment else None,
-        reference=row.reference,
-        project_id=row.project_id,
-        session_id=row.session_id,
-        amount=row.amount,
-        currency=row.currency,
         earned_at=row.earned_at.astimezone(zone),
         payout_status=status,
     )

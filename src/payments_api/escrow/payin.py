@@ -25,16 +25,15 @@ from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind
 from payments_api.money import proportional_part
+from payments_api.orders.chosen_amount import ChosenAmountPurpose
 from payments_api.orders.errors import EscrowCheckoutIncomplete
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import (
-    BasePurpose,
     CheckoutLine,
     CheckoutRequest,
     PaidPayment,
     RefundBooking,
     RefundTerms,
-    require_chosen_amount,
 )
 from payments_api.orders.refund_errors import RefundNotSupported
 from payments_api.orders.refund_models import Refund
@@ -52,33 +51,33 @@ def _manual_capture(order: Order) -> bool:
     return order.reference.get("capture_method") == CaptureMethod.manual.value
 
 
-class EscrowPurpose(BasePurpose):
+class EscrowPurpose(ChosenAmountPurpose):
     name = "escrow"
     paid_event = EventType.order_paid
+    # A job offer is chosen by the customer like a top-up, within the same limits.
+    chosen_as = "A job payment"
 
     def check_checkout(
         self, body: CheckoutSessionCreate, principal: Principal, settings: Settings
     ) -> None:
         if not principal.has_role("customer"):
             raise Forbidden("Paying for a job needs the customer role.")
-        # A job offer is chosen by the customer like a top-up, within the same limits.
-        require_chosen_amount(body, settings, "A job payment")
+        super().check_checkout(body, principal, settings)
 
     async def build_checkout_order(self, request: CheckoutRequest) -> Order:
         """The escrow waits for the payment (``EscrowService.fund_from_payment``)."""
         body = request.body
         if body.payee_id is None or body.reference is None:
             raise EscrowCheckoutIncomplete("A job payment needs `payee_id` and `reference`.")
-        assert body.amount is not None  # noqa: S101 - checked by check_checkout
-        assert body.currency is not None  # noqa: S101
+        amount, currency = self.chosen_amount(request)
         escrow, _replayed = await escrow_service.EscrowService(
             request.session, request.settings
         ).create(
             request.user,
             EscrowCreate(
                 payee_id=body.payee_id,
-                amount=body.amount,
-                currency=body.currency,
+                amount=amount,
+                currency=currency,
                 reference=body.reference,
                 project_id=body.project_id,
                 session_id=body.session_id,
@@ -91,15 +90,7 @@ class EscrowPurpose(BasePurpose):
         reference: dict[str, Any] = {"escrow_id": escrow.id, "reference": body.reference}
         if escrow.capture_method == CaptureMethod.manual.value:
             reference["capture_method"] = CaptureMethod.manual.value
-        return Order(
-            user_id=request.user.id,
-            purpose=self.name,
-            channel="checkout_session",
-            status="pending",
-            amount=escrow.hold_amount,
-            currency=escrow.currency,
-            reference=reference,
-        )
+        return self.pending_order(request, escrow.hold_amount, escrow.currency, reference)
 
     def checkout_line(self, order: Order) -> CheckoutLine:
         line = CheckoutLine(name=f"Job {order.reference.get('reference', '')}".strip())

@@ -4,7 +4,13 @@ Stripe's minimum steps. One definition, so a code means the same thing everywher
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from payments_api.problems import ProblemError
+
+if TYPE_CHECKING:
+    from payments_api.money import LimitedOperation
+    from payments_api.settings import Settings
 
 
 class AmountOutOfRange(ProblemError):
@@ -49,3 +55,27 @@ class AmountNotInSteps(ProblemError):
             if field is None:
                 raise cls(detail, step=step)
             raise cls(detail, step=step, field=field)
+
+
+def check_limits(
+    settings: Settings,
+    operation: LimitedOperation,
+    amount: int,
+    currency: str,
+    *,
+    what: str,
+    amounts_of: str | None = None,
+) -> None:
+    """Refuse an amount outside the operation's limits in its currency, or a currency
+    with none configured. ``what`` names the operation in the refusal ("Withdrawals");
+    ``amounts_of`` names its amounts in the range's, when it reads better otherwise."""
+    limits = settings.limits(currency, operation)
+    if limits is None:
+        raise CurrencyNotSupported.refuse(what, currency, sorted(settings.limits_table()))
+    if not limits.minimum <= amount <= limits.maximum:
+        raise AmountOutOfRange(
+            f"{amounts_of or what} in {currency} must be between {limits.minimum} and "
+            f"{limits.maximum} minor units.",
+            minimum=limits.minimum,
+            maximum=limits.maximum,
+        )

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends, Header
 from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.db import Rider
@@ -125,3 +126,45 @@ def fingerprint(payload: Any) -> str:
     """A stable hash of a request body, to tell a retry from a different request."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Fingerprinted(Protocol):
+    """A row written for one request: the fingerprint tells its retry from another
+    request that reuses the key."""
+
+    @property
+    def request_fingerprint(self) -> str | None: ...
+
+
+FingerprintedT = TypeVar("FingerprintedT", bound=Fingerprinted)
+
+
+def same_request(
+    existing: FingerprintedT | None, request_fingerprint: str, detail: str | None = None
+) -> FingerprintedT | None:
+    """The row an earlier request with this key wrote, when this request is that one
+    again (None when there is none); ``IdempotencyKeyReused`` (``detail``) when the key
+    was used for another request."""
+    if existing is not None and existing.request_fingerprint != request_fingerprint:
+        raise IdempotencyKeyReused(detail)
+    return existing
+
+
+async def add_once(
+    session: AsyncSession,
+    row: FingerprintedT,
+    twin: Callable[[], Awaitable[FingerprintedT | None]],
+) -> FingerprintedT:
+    """Write the new ``row``; when a concurrent request with the same key won (the
+    unique index refused ``row``), its row (``twin()``) is the answer if it was the same
+    request."""
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError:
+        found = await twin()
+        if found is None or found.request_fingerprint != row.request_fingerprint:
+            raise IdempotencyKeyReused() from None
+        return found
+    return row

@@ -92,6 +92,21 @@ class Attempt(Generic[RequestT]):
     """Attempts so far, this one included (what :data:`RETRY_POLICY` delays by)."""
 
 
+async def call_with_key(
+    source: AsyncSession | async_sessionmaker[AsyncSession],
+    operation: str,
+    record_id: int | str,
+    call: Callable[[str], Awaitable[AnswerT]],
+) -> AnswerT:
+    """Step 2 alone: ``call`` Stripe with the key derived from the row
+    (``<namespace>:<operation>:<record_id>``). For a flow whose reserve and settle are
+    not transactions of their own: a detach whose row was committed detached before
+    (nothing to record after), a Connect account created under its row's lock (the
+    lock is what makes concurrent first calls send one request, ``payout_accounts``)."""
+    keys = await outgoing_keys(source)
+    return await call(keys.derive(operation, record_id))
+
+
 async def call_and_settle(
     sessionmaker: async_sessionmaker[AsyncSession],
     operation: str,
@@ -108,8 +123,7 @@ async def call_and_settle(
     the same key reaches the same Stripe object) calls it directly, right after its
     reserve transaction, and lets Stripe's errors reach the client.
     """
-    keys = await outgoing_keys(sessionmaker)
-    answer = await call(keys.derive(operation, record_id))
+    answer = await call_with_key(sessionmaker, operation, record_id, call)
     async with sessionmaker.begin() as session:
         return await settle(session, answer)
 
@@ -125,10 +139,10 @@ class StripeOperation(ABC, Generic[RowT, RequestT, AnswerT]):
     """The queue entrypoint that runs :meth:`run` for a row (payload: the row's id) after
     an unknown outcome; ``None`` when the flow's sweep is its only recovery."""
     policy: ClassVar[RetryPolicy] = RETRY_POLICY
-    name: ClassVar[str] = "stripe_operation"
+    name: str = "stripe_operation"
     """What the logs and the retry job's dedupe key call a row (``withdrawal 12``,
     ``withdrawal:12``)."""
-    sweep_limit: ClassVar[int] = 100
+    sweep_limit: int = 100
     """How many due rows one :meth:`recover` runs at most."""
 
     def __init__(

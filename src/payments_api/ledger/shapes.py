@@ -39,3 +39,10 @@ def split(
             imbalance={out_of.currency: sum(a for _, a in parts) - total},
         )
     return [PostingSpec(out_of, -total), *(PostingSpec(a, amount) for a, amount in parts)]
+
+
+def receive(total: int, *, into: AccountRef, out_of: AccountRef) -> list[PostingSpec]:
+    """:func:`move`, with the postings listed the arriving side first: the order the
+    pay-ins and fees have always been written in, which the admin's read of a ledger
+    transaction shows (its postings in the order they were posted)."""
+    return [PostingSpec(into, total), PostingSpec(out_of, -total)]

@@ -15,6 +15,7 @@ from payments_api.kit.amounts import AmountNotInSteps
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.shapes import move
 from payments_api.money import basis_points_of, charge_step
 from payments_api.orders.confirmation import post_payment
 from payments_api.orders.errors import (
@@ -112,18 +113,13 @@ async def grant_credit(
             cause_key=f"order:{order.id}:credit",
             description=f"Wallet credit granted by {public_id(ORDER_PREFIX, order.id)}",
             metadata={"order_id": order.id, "price": order.reference.get("price")},
-            postings=[
-                ledger_service.PostingSpec(
-                    ledger_service.AccountRef.platform(AccountKind.sales, order.currency),
-                    -order.granted_credit_amount,
+            postings=move(
+                order.granted_credit_amount,
+                out_of=ledger_service.AccountRef.platform(AccountKind.sales, order.currency),
+                into=ledger_service.AccountRef.user(
+                    order.user_id, AccountKind.available, order.currency
                 ),
-                ledger_service.PostingSpec(
-                    ledger_service.AccountRef.user(
-                        order.user_id, AccountKind.available, order.currency
-                    ),
-                    order.granted_credit_amount,
-                ),
-            ],
+            ),
         )
     )
 

@@ -14,14 +14,15 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.events.outbox import emit
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.shapes import receive
+from payments_api.ledger.stripe_fees import processing_fee, settled_fee
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import PURPOSES, PaidPayment
-from payments_api.orders.reads import ORDER_PREFIX, order_read
+from payments_api.orders.reads import ORDER_PREFIX, tell_owner
 from payments_api.orders.repository import OrderRepository
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
@@ -59,13 +60,11 @@ async def post_payment(
             cause_key=f"stripe:payment:{payment.payment_intent_id}",
             description=f"Payment {public_id(ORDER_PREFIX, order.id)}",
             metadata={"order_id": order.id, "payment_intent": payment.payment_intent_id},
-            postings=[
-                ledger_service.PostingSpec(destination, payment.amount),
-                ledger_service.PostingSpec(
-                    ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency),
-                    -payment.amount,
-                ),
-            ],
+            postings=receive(
+                payment.amount,
+                into=destination,
+                out_of=ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency),
+            ),
         )
     )
 
@@ -156,40 +155,23 @@ class PayInConfirmation:
             order.succeeded_at = utcnow()
             order.updated_at = utcnow()
             PAYINS.labels(order.purpose, "succeeded").inc()
-            await emit(
-                self.session,
-                purpose.paid_event,
-                order_read(order),
-                change_key=f"order:{order.id}:paid",
-                user_ids=[order.user_id],
-            )
+            await tell_owner(self.session, order, purpose.paid_event, "paid")
         order.updated_at = utcnow()
 
     async def record_fee(self, order: Order, charge_id: str) -> None:
         """Record Stripe's processing fee from the charge's balance transaction."""
         charge = await self.stripe.retrieve_charge_with_fee(charge_id)
-        transaction = charge.get("balance_transaction")
-        if not isinstance(transaction, dict) or not transaction.get("fee"):
+        settled = settled_fee(charge.get("balance_transaction"))
+        if settled is None:
             return  # not settled yet or no fee; reconciliation catches it later
-        fee = int(transaction["fee"])
-        currency = str(transaction.get("currency", order.currency))
+        transaction_id, fee, currency = settled
         await self.ledger.post(
-            ledger_service.NewTransaction(
-                type="processing_fee",
-                cause_type=CauseType.stripe_event,
-                cause_key=f"stripe:fee:{transaction['id']}",
+            processing_fee(
+                balance_transaction_id=transaction_id,
+                fee=fee,
+                currency=currency or order.currency,
                 description=f"Stripe fee for {public_id(ORDER_PREFIX, order.id)}",
                 metadata={"order_id": order.id, "charge": charge_id},
-                postings=[
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency),
-                        fee,
-                    ),
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.platform(AccountKind.processing_fees, currency),
-                        -fee,
-                    ),
-                ],
             )
         )
         order.processing_fee_amount = fee

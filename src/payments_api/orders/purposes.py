@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.events.types import EventType
-from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
+from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, check_limits
 from payments_api.money import charge_step
 from payments_api.orders.models import Order
 from payments_api.settings import Settings
@@ -290,18 +290,14 @@ PURPOSES = PurposeRegistry()
 def check_chosen_amount(settings: Settings, amount: int, currency: str) -> None:
     """An amount the customer chose (a top-up, a tip, a job offer): within the top-up
     limits of a supported currency and on Stripe's charge step."""
-    limits = settings.limits(currency, "topup")
-    if limits is None:
-        raise CurrencyNotSupported.refuse(
-            "Top-ups and direct payments", currency, sorted(settings.limits_table())
-        )
-    if not limits.minimum <= amount <= limits.maximum:
-        raise AmountOutOfRange(
-            f"Top-ups in {currency} must be between {limits.minimum} and "
-            f"{limits.maximum} minor units.",
-            minimum=limits.minimum,
-            maximum=limits.maximum,
-        )
+    check_limits(
+        settings,
+        "topup",
+        amount,
+        currency,
+        what="Top-ups and direct payments",
+        amounts_of="Top-ups",
+    )
     AmountNotInSteps.check(amount, currency, charge_step(currency), "Charges")
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.events.outbox import emit
+from payments_api.events.types import EventType
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.kit.reads import read_of
 from payments_api.orders.errors import OrderNotFound
 from payments_api.orders.models import Order
 from payments_api.orders.repository import OrderRepository
@@ -15,22 +18,12 @@ ORDER_PREFIX = "ord"
 
 
 def order_read(order: Order) -> OrderRead:
-    return OrderRead(
+    return read_of(
+        OrderRead,
+        order,
         id=public_id(ORDER_PREFIX, order.id),
-        purpose=order.purpose,
-        status=order.status,
-        amount=order.amount,
-        currency=order.currency,
-        discount_amount=order.discount_amount,
-        refunded_amount=order.refunded_amount,
-        failure_code=order.failure_code,
+        # Where the customer goes next, only while the order waits for them there.
         checkout_url=order.checkout_url if order.status == "pending" else None,
-        expires_at=order.expires_at,
-        created_at=order.created_at,
-        succeeded_at=order.succeeded_at,
-        review_reason=order.review_reason,
-        paid_amount=order.paid_amount,
-        paid_currency=order.paid_currency,
         action_url=order.action_url if order.status == "requires_action" else None,
         source="wallet" if order.channel == "wallet" else "card",
         granted_credit=order.granted_credit_amount,
@@ -63,3 +56,15 @@ class OrderQueries:
         if order is None:
             raise OrderNotFound()
         return order_read(order)
+
+
+async def tell_owner(session: AsyncSession, order: Order, event: EventType, step: str) -> None:
+    """The order's user hears of ``step`` (``paid``, ``failed``, ...) once: the change key
+    names the order and the step."""
+    await emit(
+        session,
+        event,
+        order_read(order),
+        change_key=f"order:{order.id}:{step}",
+        user_ids=[order.user_id],
+    )

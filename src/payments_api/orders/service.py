@@ -25,12 +25,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.auth import Principal
 from payments_api.kit.clock import utcnow
-from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
+from payments_api.kit.idempotency import add_once, fingerprint, same_request
 from payments_api.kit.pagination import parse_public_id, public_id
 from payments_api.kit.stripe_operation import call_and_settle
 from payments_api.orders.confirmation import PayInConfirmation
@@ -123,26 +122,21 @@ class PayInService:
                     raise UserNotFound("No such user.")
                 user = target
             orders = OrderRepository(session)
-            existing = await orders.by_idempotency_key(user.id, idempotency_key)
+            existing = same_request(
+                await orders.by_idempotency_key(user.id, idempotency_key),
+                request_fingerprint,
+                "This Idempotency-Key was used for a different payment.",
+            )
             if existing is not None:
-                if existing.request_fingerprint != request_fingerprint:
-                    raise IdempotencyKeyReused(
-                        "This Idempotency-Key was used for a different payment."
-                    )
                 return existing, user
             order: Order = await build(session, user)
             order.idempotency_key = idempotency_key
             order.request_fingerprint = request_fingerprint
-            try:
-                async with session.begin_nested():
-                    await orders.add(order)
-            except IntegrityError:
-                # A concurrent twin with the same key won: use its order.
-                twin = await orders.by_idempotency_key(user.id, idempotency_key)
-                if twin is None or twin.request_fingerprint != request_fingerprint:
-                    raise IdempotencyKeyReused() from None
-                return twin, user
-            return order, user
+            # A concurrent twin with the same key won: use its order.
+            twin = await add_once(
+                session, order, lambda: orders.by_idempotency_key(user.id, idempotency_key)
+            )
+            return twin, user
 
     async def _ensure_customer(self, user: User) -> str:
         return await ensure_customer(self.sessionmaker, self.stripe, user)

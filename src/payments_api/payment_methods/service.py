@@ -18,11 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from payments_api.auth import Principal
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
-from payments_api.installation import outgoing_keys
-from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
+from payments_api.kit.amounts import AmountNotInSteps, check_limits
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_public_id, public_id
-from payments_api.kit.stripe_operation import call_and_settle
+from payments_api.kit.stripe_operation import call_and_settle, call_with_key
 from payments_api.money import charge_step
 from payments_api.payment_methods.errors import PaymentMethodDetached, PaymentMethodNotFound
 from payments_api.payment_methods.models import AutoReload, PaymentMethod, PaymentMethodSetup
@@ -169,18 +168,14 @@ class PaymentMethodManager:
     async def set_auto_reload(
         self, user: User, body: AutoReloadSet, settings: Settings
     ) -> AutoReloadRead:
-        limits = settings.limits(body.currency, "topup")
-        if limits is None:
-            raise CurrencyNotSupported.refuse(
-                "Auto-reloads", body.currency, sorted(settings.limits_table())
-            )
-        if not limits.minimum <= body.amount <= limits.maximum:
-            raise AmountOutOfRange(
-                f"Auto-reload amounts in {body.currency} must be between {limits.minimum} "
-                f"and {limits.maximum} minor units.",
-                minimum=limits.minimum,
-                maximum=limits.maximum,
-            )
+        check_limits(
+            settings,
+            "topup",
+            body.amount,
+            body.currency,
+            what="Auto-reloads",
+            amounts_of="Auto-reload amounts",
+        )
         AmountNotInSteps.check(body.amount, body.currency, charge_step(body.currency), "Charges")
         row = await self.methods.set_auto_reload(
             user.id, body.currency, body.threshold, body.amount, body.enabled
@@ -239,10 +234,12 @@ async def detach_at_stripe(
 ) -> None:
     """Step 2 of a detach, with no transaction open; a card Stripe no longer has
     attached counts as detached."""
-    await stripe.detach_payment_method(
-        method.stripe_payment_method_id,
-        idempotency_key=(await outgoing_keys(sessionmaker)).derive(
-            "payment_method_detach", method.id
+    await call_with_key(
+        sessionmaker,
+        "payment_method_detach",
+        method.id,
+        lambda key: stripe.detach_payment_method(
+            method.stripe_payment_method_id, idempotency_key=key
         ),
     )
 
@@ -286,11 +283,11 @@ async def record_saved_card(
     if twin is not None:
         # Not stored twice: the duplicate PaymentMethod leaves the Customer so it is not
         # offered twice by Stripe's own UIs either.
-        await stripe.detach_payment_method(
-            stripe_id,
-            idempotency_key=(await outgoing_keys(session)).derive(
-                "payment_method_duplicate", f"{twin.id}:{stripe_id}"
-            ),
+        await call_with_key(
+            session,
+            "payment_method_duplicate",
+            f"{twin.id}:{stripe_id}",
+            lambda key: stripe.detach_payment_method(stripe_id, idempotency_key=key),
         )
         log.info("duplicate card not saved", extra={"payment_method_id": twin.id})
         return twin

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.audit import repository as audit_repository
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
-from payments_api.installation import OutgoingKeys, outgoing_keys
-from payments_api.kit.clock import utcnow
+from payments_api.kit.clock import stripe_time, utcnow
+from payments_api.kit.stripe_operation import call_with_key
 from payments_api.payout_accounts.errors import (
     InvalidLinkState,
     PayoutAccountBusy,
@@ -51,12 +51,6 @@ _DEFAULT_LOCK_TIMEOUT = text("SET LOCAL lock_timeout TO DEFAULT")
 _LOCK_SQLSTATES = frozenset({"55P03", "57014"})  # lock_not_available, query_canceled
 
 
-def account_idempotency_key(keys: OutgoingKeys, user_id: str) -> str:
-    """Deterministic per user (and database): a retry, even after a crash, gets the
-    same account."""
-    return keys.derive("account", user_id)
-
-
 def to_read(row: PayoutAccount | None) -> PayoutAccountRead:
     if row is None or row.stripe_account_id is None:
         return PayoutAccountRead.not_started()
@@ -71,10 +65,6 @@ def to_read(row: PayoutAccount | None) -> PayoutAccountRead:
         requirements_currently_due=list(row.requirements_currently_due),
         requirements_past_due=list(row.requirements_past_due),
     )
-
-
-def _from_unix(seconds: Any) -> datetime | None:
-    return datetime.fromtimestamp(int(seconds), UTC) if isinstance(seconds, int) else None
 
 
 class ConnectService:
@@ -111,7 +101,7 @@ class ConnectService:
         link = await self._new_onboarding_link(row)
         return OnboardingLinkRead(
             url=str(link["url"]),
-            expires_at=_from_unix(link.get("expires_at")),
+            expires_at=stripe_time(link.get("expires_at")),
             payout_account=to_read(row),
         )
 
@@ -273,16 +263,23 @@ class ConnectService:
             raise PayoutAccountNotFound()
         if row.stripe_account_id is not None:
             return row  # a concurrent first call created it while we waited
-        account = await self.stripe.create_express_account(
-            user_id=user_id,
-            capabilities=list(self.settings.connect_capabilities),
-            country=self.settings.connect_account_country,
-            idempotency_key=account_idempotency_key(await outgoing_keys(self.session), user_id),
+        # The key is deterministic per user (and database): a retry, even after a
+        # crash, gets the same account.
+        account = await call_with_key(
+            self.session,
+            "account",
+            user_id,
+            lambda key: self.stripe.create_express_account(
+                user_id=user_id,
+                capabilities=list(self.settings.connect_capabilities),
+                country=self.settings.connect_account_country,
+                idempotency_key=key,
+            ),
         )
         # The create response describes the account as it was when created (also
         # when Stripe replays it for a retried key), so that is its as-of time; a
         # replay older than the sync age is re-read on the next GET.
-        created = _from_unix(account.get("created")) or utcnow()
+        created = stripe_time(account.get("created")) or utcnow()
         await self.repository.apply_state(
             row.id,
             account_state(account),

@@ -23,21 +23,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
+from functools import cached_property
 from typing import Any, Literal
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.auth import Principal
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
-from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
-from payments_api.kit.clock import utcnow
-from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
+from payments_api.kit.amounts import AmountNotInSteps, check_limits
+from payments_api.kit.clock import stripe_time, utcnow
+from payments_api.kit.idempotency import add_once, fingerprint, same_request
 from payments_api.kit.pagination import parse_cursor, public_id
+from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.kit.stripe_operation import UNKNOWN, Attempt, StripeOperation, Unknown
 from payments_api.ledger import service as ledger_service
+from payments_api.ledger import shapes
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.money import payout_step
 from payments_api.payout_accounts.models import PayoutAccount
@@ -55,7 +57,6 @@ from payments_api.payouts.schemas import (
     WithdrawalList,
     WithdrawalRead,
 )
-from payments_api.settings import Settings
 from payments_api.stripe.errors import (
     CardDeclined,
     PaymentProviderError,
@@ -101,33 +102,51 @@ async def _emit(session: AsyncSession, withdrawal: Withdrawal, type: EventType) 
     )
 
 
+async def _end_hold(
+    session: AsyncSession,
+    withdrawal: Withdrawal,
+    outcome: Literal["transferred", "failed"],
+    into: ledger_service.AccountRef,
+    now: datetime,
+    **metadata: str,
+) -> None:
+    """Stripe's definite answer: the withdrawal's held money leaves ``withdrawing`` for
+    ``into`` (once per outcome) and the withdrawal is retried no more."""
+    await ledger_service.LedgerService(session).post(
+        ledger_service.NewTransaction(
+            type=f"withdrawal_{outcome}",
+            cause_type=CauseType.withdrawal,
+            cause_key=f"withdrawal:{withdrawal.id}:{outcome}",
+            description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} {outcome}",
+            metadata={"withdrawal_id": withdrawal.id, **metadata},
+            postings=shapes.move(
+                withdrawal.amount,
+                out_of=_ref(withdrawal.user_id, AccountKind.withdrawing, withdrawal.currency),
+                into=into,
+            ),
+        )
+    )
+    withdrawal.status = outcome
+    withdrawal.next_attempt_at = None
+    withdrawal.updated_at = now
+
+
 async def mark_transferred(
     session: AsyncSession, withdrawal: Withdrawal, transfer_id: str, now: datetime
 ) -> None:
     """The Transfer exists: the held money has left for the connected account."""
     if withdrawal.status != "pending":
         return
-    await ledger_service.LedgerService(session).post(
-        ledger_service.NewTransaction(
-            type="withdrawal_transferred",
-            cause_type=CauseType.withdrawal,
-            cause_key=f"withdrawal:{withdrawal.id}:transferred",
-            description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} transferred",
-            metadata={"withdrawal_id": withdrawal.id, "transfer": transfer_id},
-            postings=[
-                ledger_service.PostingSpec(
-                    _ref(withdrawal.user_id, AccountKind.withdrawing, withdrawal.currency),
-                    -withdrawal.amount,
-                ),
-                ledger_service.PostingSpec(_stripe_balance(withdrawal.currency), withdrawal.amount),
-            ],
-        )
+    await _end_hold(
+        session,
+        withdrawal,
+        "transferred",
+        _stripe_balance(withdrawal.currency),
+        now,
+        transfer=transfer_id,
     )
-    withdrawal.status = "transferred"
     withdrawal.stripe_transfer_id = transfer_id
     withdrawal.transferred_at = now
-    withdrawal.next_attempt_at = None
-    withdrawal.updated_at = now
     await _emit(session, withdrawal, EventType.withdrawal_paid)
 
 
@@ -137,29 +156,15 @@ async def mark_failed(
     """Stripe refused the Transfer: the held money goes back to available."""
     if withdrawal.status != "pending":
         return
-    await ledger_service.LedgerService(session).post(
-        ledger_service.NewTransaction(
-            type="withdrawal_failed",
-            cause_type=CauseType.withdrawal,
-            cause_key=f"withdrawal:{withdrawal.id}:failed",
-            description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} failed",
-            metadata={"withdrawal_id": withdrawal.id, "code": code},
-            postings=[
-                ledger_service.PostingSpec(
-                    _ref(withdrawal.user_id, AccountKind.withdrawing, withdrawal.currency),
-                    -withdrawal.amount,
-                ),
-                ledger_service.PostingSpec(
-                    _ref(withdrawal.user_id, AccountKind.available, withdrawal.currency),
-                    withdrawal.amount,
-                ),
-            ],
-        )
+    await _end_hold(
+        session,
+        withdrawal,
+        "failed",
+        _ref(withdrawal.user_id, AccountKind.available, withdrawal.currency),
+        now,
+        code=code,
     )
-    withdrawal.status = "failed"
     withdrawal.failure_code = code[:64]
-    withdrawal.next_attempt_at = None
-    withdrawal.updated_at = now
     await _emit(session, withdrawal, EventType.withdrawal_failed)
 
 
@@ -183,12 +188,11 @@ async def apply_reversal(
                 "amount_reversed": amount_reversed,
                 "transfer": withdrawal.stripe_transfer_id,
             },
-            postings=[
-                ledger_service.PostingSpec(_stripe_balance(withdrawal.currency), -delta),
-                ledger_service.PostingSpec(
-                    _ref(withdrawal.user_id, AccountKind.available, withdrawal.currency), delta
-                ),
-            ],
+            postings=shapes.move(
+                delta,
+                out_of=_stripe_balance(withdrawal.currency),
+                into=_ref(withdrawal.user_id, AccountKind.available, withdrawal.currency),
+            ),
         )
     )
     withdrawal.amount_reversed += delta
@@ -278,34 +282,14 @@ class WithdrawalTransfer(StripeOperation[Withdrawal, dict[str, Any], Settled]):
         return await WithdrawalRepository(session).stuck(now, limit)
 
 
-class PayoutService:
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        stripe: StripeGateway,
-        settings: Settings,
-        *,
-        now: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.sessionmaker = sessionmaker
-        self.stripe = stripe
-        self.settings = settings
-        self.now = now
-        self.transfers = WithdrawalTransfer(sessionmaker, stripe, now=now)
+class PayoutService(StripeFlow):
+    @cached_property
+    def transfers(self) -> WithdrawalTransfer:
+        """Steps 2 to 4 of this service's withdrawals."""
+        return WithdrawalTransfer(self.sessionmaker, self.stripe, now=self.now)
 
     def _check_limits(self, amount: int, currency: str) -> None:
-        limits = self.settings.limits(currency, "withdrawal")
-        if limits is None:
-            raise CurrencyNotSupported.refuse(
-                "Withdrawals", currency, sorted(self.settings.limits_table())
-            )
-        if not limits.minimum <= amount <= limits.maximum:
-            raise AmountOutOfRange(
-                f"Withdrawals in {currency} must be between {limits.minimum} and "
-                f"{limits.maximum} minor units.",
-                minimum=limits.minimum,
-                maximum=limits.maximum,
-            )
+        check_limits(self.settings, "withdrawal", amount, currency, what="Withdrawals")
         # A withdrawal ends in a payout to the payee's bank, in whole units for huf,
         # twd and isk.
         AmountNotInSteps.check(amount, currency, payout_step(currency), "Withdrawals")
@@ -334,10 +318,12 @@ class PayoutService:
         async with self.transfers.reserve() as session:
             user = await UserRepository(session).upsert_from_principal(principal)
             withdrawals = WithdrawalRepository(session)
-            existing = await withdrawals.by_key(user.id, idempotency_key)
+            existing = same_request(
+                await withdrawals.by_key(user.id, idempotency_key),
+                request_fingerprint,
+                "This Idempotency-Key was used for another request.",
+            )
             if existing is not None:
-                if existing.request_fingerprint != request_fingerprint:
-                    raise IdempotencyKeyReused("This Idempotency-Key was used for another request.")
                 return existing
             user = await UserRepository(session).get(user.id, for_update=True) or user
             account = await PayoutAccountRepository(session).get_by_user(user.id)
@@ -363,14 +349,11 @@ class PayoutService:
                     default_delay_days=self.settings.payout_default_delay_days,
                 ),
             )
-            try:
-                async with session.begin_nested():
-                    await withdrawals.add(withdrawal)
-            except IntegrityError:
-                twin = await withdrawals.by_key(user.id, idempotency_key)
-                if twin is None or twin.request_fingerprint != request_fingerprint:
-                    raise IdempotencyKeyReused() from None
-                return twin
+            added = await add_once(
+                session, withdrawal, lambda: withdrawals.by_key(user.id, idempotency_key)
+            )
+            if added is not withdrawal:
+                return added
             await ledger_service.LedgerService(session).post(
                 ledger_service.NewTransaction(
                     type="withdrawal_hold",
@@ -378,14 +361,11 @@ class PayoutService:
                     cause_key=f"withdrawal:{withdrawal.id}:hold",
                     description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)}",
                     metadata={"withdrawal_id": withdrawal.id},
-                    postings=[
-                        ledger_service.PostingSpec(
-                            _ref(user.id, AccountKind.available, body.currency), -body.amount
-                        ),
-                        ledger_service.PostingSpec(
-                            _ref(user.id, AccountKind.withdrawing, body.currency), body.amount
-                        ),
-                    ],
+                    postings=shapes.move(
+                        body.amount,
+                        out_of=_ref(user.id, AccountKind.available, body.currency),
+                        into=_ref(user.id, AccountKind.withdrawing, body.currency),
+                    ),
                     # A frozen wallet refuses this in the ledger (WalletFrozen, 409).
                     initiated_by=user.id,
                 )
@@ -452,18 +432,14 @@ def _destination(account: PayoutAccount | None) -> str | None:
     return account.stripe_account_id
 
 
-def _ts(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(value, UTC) if isinstance(value, int) else None
-
-
 def _payout_read(payout: dict[str, Any]) -> PayoutRead:
-    created = _ts(payout.get("created")) or utcnow()
+    created = stripe_time(payout.get("created")) or utcnow()
     return PayoutRead(
         id=str(payout["id"]),
         amount=int(payout["amount"]),
         currency=str(payout["currency"]),
         status=payout["status"],
-        arrival_date=_ts(payout.get("arrival_date")),
+        arrival_date=stripe_time(payout.get("arrival_date")),
         created_at=created,
         created=created,
         failure_code=payout.get("failure_code"),

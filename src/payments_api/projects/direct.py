@@ -20,7 +20,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.auth import Principal
 from payments_api.earnings import service as earnings_service
 from payments_api.earnings.models import EarningSource
 from payments_api.events.types import EventType
@@ -28,10 +27,11 @@ from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.shapes import receive
 from payments_api.money import basis_points_of
+from payments_api.orders.chosen_amount import ChosenAmountPurpose
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import (
-    BasePurpose,
     CheckoutLine,
     CheckoutRequest,
     PaidPayment,
@@ -39,9 +39,7 @@ from payments_api.orders.purposes import (
     RefundTerms,
     StripeRefundOptions,
     WalletRefundBooking,
-    require_chosen_amount,
 )
-from payments_api.orders.schemas import CheckoutSessionCreate
 from payments_api.payout_accounts.repository import PayoutAccountRepository
 from payments_api.projects import direct_refunds
 from payments_api.projects.errors import (
@@ -55,7 +53,6 @@ from payments_api.projects.errors import (
     SessionNotFound,
 )
 from payments_api.projects.repository import DirectPaymentRepository, ProjectRepository
-from payments_api.settings import Settings
 from payments_api.users.repository import UserRepository
 
 PROJECT_PREFIX = "prj"
@@ -211,16 +208,11 @@ async def record_paid(
                     "project_id": ref["project_id"],
                     "amount": amount,
                 },
-                postings=[
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.platform(AccountKind.platform_fees, currency),
-                        fee,
-                    ),
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency),
-                        -fee,
-                    ),
-                ],
+                postings=receive(
+                    fee,
+                    into=ledger_service.AccountRef.platform(AccountKind.platform_fees, currency),
+                    out_of=ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency),
+                ),
             )
         )
     session_id = ref.get("session_id")
@@ -259,23 +251,18 @@ async def record_paid(
     return True
 
 
-class DirectPurpose(BasePurpose):
-    """``direct``: a tip or paid request, a destination charge to the payee's account."""
+class DirectPurpose(ChosenAmountPurpose):
+    """``direct``: a tip or paid request, a destination charge to the payee's account.
+    A tip or pay-per-request is chosen by the customer like a top-up, within the same
+    limits."""
 
     name = "direct"
     paid_event = EventType.order_paid
-
-    def check_checkout(
-        self, body: CheckoutSessionCreate, principal: Principal, settings: Settings
-    ) -> None:
-        # A tip or pay-per-request is chosen by the customer like a top-up, within the
-        # same limits.
-        require_chosen_amount(body, settings, "A direct payment")
+    chosen_as = "A direct payment"
 
     async def build_checkout_order(self, request: CheckoutRequest) -> Order:
         body = request.body
-        assert body.amount is not None  # noqa: S101 - checked by check_checkout
-        assert body.currency is not None  # noqa: S101
+        amount, currency = self.chosen_amount(request)
         target = await resolve_target(
             request.session,
             payer_id=request.user.id,
@@ -283,19 +270,11 @@ class DirectPurpose(BasePurpose):
             project_id=body.project_id,
             session_id=body.session_id,
             kind=body.kind or "tip",
-            amount=body.amount,
-            currency=body.currency,
+            amount=amount,
+            currency=currency,
             fee_bps=request.settings.direct_application_fee_bps,
         )
-        return Order(
-            user_id=request.user.id,
-            purpose=self.name,
-            channel="checkout_session",
-            status="pending",
-            amount=body.amount,
-            currency=body.currency,
-            reference=target.reference(),
-        )
+        return self.pending_order(request, amount, currency, reference=target.reference())
 
     def checkout_line(self, order: Order) -> CheckoutLine:
         # A destination charge: Stripe moves the amount to the payee's connected account

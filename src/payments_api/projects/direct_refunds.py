@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.shapes import move
 from payments_api.ledger.take_back import post_taking_from_payee, take_back_postings
 from payments_api.money import proportional_part
 from payments_api.orders.models import Order
@@ -134,10 +135,9 @@ async def settle(booking: RefundBooking) -> None:
                 "payee_coverable": coverable,
                 "covered": covered,
             },
-            postings=[
-                ledger_service.PostingSpec(_platform(AccountKind.adjustments, currency), -covered),
-                ledger_service.PostingSpec(stripe_balance, covered),
-            ],
+            postings=move(
+                covered, out_of=_platform(AccountKind.adjustments, currency), into=stripe_balance
+            ),
         )
     )
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from payments_api.auth import Principal
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.kit.reads import read_of
 from payments_api.money import MoneyRead
 from payments_api.payout_accounts.repository import PayoutAccountRepository
 from payments_api.payout_accounts.service import to_read
@@ -57,26 +58,20 @@ OPEN_SESSION_CONSTRAINT = "project_sessions_project_id_open_key"
 
 
 def project_read(project: Project, open_session_id: int | None) -> ProjectRead:
-    return ProjectRead(
+    return read_of(
+        ProjectRead,
+        project,
         id=public_id(PROJECT_PREFIX, project.id),
-        name=project.name,
-        description=project.description,
-        currency=project.currency,
-        status=project.status,
         open_session_id=public_id(SESSION_PREFIX, open_session_id) if open_session_id else None,
-        created_at=project.created_at,
-        updated_at=project.updated_at,
     )
 
 
 def session_read(row: ProjectSession) -> SessionRead:
-    return SessionRead(
+    return read_of(
+        SessionRead,
+        row,
         id=public_id(SESSION_PREFIX, row.id),
         project_id=public_id(PROJECT_PREFIX, row.project_id),
-        title=row.title,
-        status=row.status,
-        opened_at=row.opened_at,
-        closed_at=row.closed_at,
     )
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from payments_api.audit.repository import AuditLogRepository
 from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.kit.reads import read_of
 from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.problems import ProblemError
 from payments_api.reconciliation import metrics
@@ -75,20 +76,8 @@ def day_window(day: date) -> tuple[datetime, datetime]:
 
 
 def summary(run: ReconciliationRun) -> ReconciliationRunSummary:
-    return ReconciliationRunSummary(
-        id=public_id(RUN_PREFIX, run.id),
-        date=run.run_date,
-        status=run.status,
-        trigger=run.trigger,
-        requested_by=run.requested_by,
-        attempts=run.attempts,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        error_code=run.error_code,
-        stripe_transaction_count=run.stripe_transaction_count,
-        ledger_transaction_count=run.ledger_transaction_count,
-        matched_count=run.matched_count,
-        mismatch_count=run.mismatch_count,
+    return read_of(
+        ReconciliationRunSummary, run, id=public_id(RUN_PREFIX, run.id), date=run.run_date
     )
 
 
@@ -103,13 +92,9 @@ async def run_detail(
         window_end=run.window_end,
         snapshots=[SnapshotRead.model_validate(s, from_attributes=True) for s in snapshots],
         mismatches=[
-            MismatchRead(
-                kind=m.kind,
-                object_type=m.object_type,
-                stripe_object_id=m.stripe_object_id,
-                currency=m.currency,
-                stripe_amount=m.stripe_amount,
-                ledger_amount=m.ledger_amount,
+            read_of(
+                MismatchRead,
+                m,
                 balance_transaction_ids=list(m.balance_transaction_ids),
                 ledger_transaction_ids=[public_id("ltx", i) for i in m.ledger_transaction_ids],
             )

@@ -22,19 +22,18 @@ rather than copied:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
+from functools import cached_property
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.auth import Principal
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
-from payments_api.kit.amounts import AmountNotInSteps, AmountOutOfRange, CurrencyNotSupported
-from payments_api.kit.clock import utcnow
-from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
+from payments_api.kit.amounts import AmountNotInSteps, check_limits
+from payments_api.kit.idempotency import add_once, fingerprint, same_request
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger import shapes
 from payments_api.ledger.errors import InsufficientFunds, WalletFrozen
@@ -55,41 +54,19 @@ from payments_api.refunds import metrics
 from payments_api.refunds.schemas import WalletRefundCreate, WalletRefundList, WalletRefundRead
 from payments_api.refunds.service import RefundService
 from payments_api.refunds.wallet_refunds import WALLET_REFUND_PREFIX, wallet_refund_read
-from payments_api.settings import Settings
-from payments_api.stripe.gateway import StripeGateway
 from payments_api.users.repository import UserRepository
 
 log = logging.getLogger(__name__)
 
 
-class CashoutService:
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        stripe: StripeGateway,
-        settings: Settings,
-        *,
-        now: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.sessionmaker = sessionmaker
-        self.stripe = stripe
-        self.settings = settings
-        self.now = now
-        self.refunds = RefundService(sessionmaker, stripe, settings, now=now)
+class CashoutService(StripeFlow):
+    @cached_property
+    def refunds(self) -> RefundService:
+        """Where each part of a cash-out goes to Stripe, as any refund."""
+        return RefundService(self.sessionmaker, self.stripe, self.settings, now=self.now)
 
     def _check_limits(self, amount: int, currency: str) -> None:
-        limits = self.settings.limits(currency, "cashout")
-        if limits is None:
-            raise CurrencyNotSupported.refuse(
-                "Wallet refunds", currency, sorted(self.settings.limits_table())
-            )
-        if not limits.minimum <= amount <= limits.maximum:
-            raise AmountOutOfRange(
-                f"Wallet refunds in {currency} must be between {limits.minimum} and "
-                f"{limits.maximum} minor units.",
-                minimum=limits.minimum,
-                maximum=limits.maximum,
-            )
+        check_limits(self.settings, "cashout", amount, currency, what="Wallet refunds")
         AmountNotInSteps.check(amount, currency, charge_step(currency), "Refunds")
 
     async def create(
@@ -121,10 +98,12 @@ class CashoutService:
         async with self.sessionmaker.begin() as session:
             user = await UserRepository(session).upsert_from_principal(principal)
             repository = WalletRefundRepository(session)
-            existing = await repository.by_key(user.id, idempotency_key)
+            existing = same_request(
+                await repository.by_key(user.id, idempotency_key),
+                request_fingerprint,
+                "This Idempotency-Key was used for another refund.",
+            )
             if existing is not None:
-                if existing.request_fingerprint != request_fingerprint:
-                    raise IdempotencyKeyReused("This Idempotency-Key was used for another refund.")
                 return existing.id
             if user.frozen:
                 # The ledger refuses it too (under its lock); this answers before any work.
@@ -172,14 +151,11 @@ class CashoutService:
                 idempotency_key=idempotency_key,
                 request_fingerprint=request_fingerprint,
             )
-            try:
-                async with session.begin_nested():
-                    await repository.add(row)
-            except IntegrityError:
-                twin = await repository.by_key(user.id, idempotency_key)
-                if twin is None or twin.request_fingerprint != request_fingerprint:
-                    raise IdempotencyKeyReused() from None
-                return twin.id
+            added = await add_once(
+                session, row, lambda: repository.by_key(user.id, idempotency_key)
+            )
+            if added is not row:
+                return added.id
             parts: list[Refund] = []
             left = amount
             for order, room in refundable:  # newest charge first

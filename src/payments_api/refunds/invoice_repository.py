@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.orders.refund_repository import IN_FLIGHT
 from payments_api.refunds.invoice_models import InvoiceRefund
 from payments_api.subscriptions.models import SubscriptionInvoice
+from payments_api.subscriptions.repository import InvoiceRepository
 
 
 class InvoiceRefundRepository:
@@ -88,9 +89,9 @@ class InvoiceRefundRepository:
         return [(r[0], r[1]) for r in rows.all()]
 
 
-class InvoiceLookup:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class InvoiceLookup(InvoiceRepository):
+    """The subscription invoices refunds read: the subscriptions' queries (by Stripe id,
+    by payment) and one by row id."""
 
     async def get(self, invoice_id: int, *, for_update: bool = False) -> SubscriptionInvoice | None:
         stmt = select(SubscriptionInvoice).where(SubscriptionInvoice.id == invoice_id)
@@ -98,33 +99,5 @@ class InvoiceLookup:
             stmt = stmt.with_for_update()
         result: SubscriptionInvoice | None = await self.session.scalar(
             stmt.execution_options(populate_existing=True)
-        )
-        return result
-
-    async def by_stripe_id(
-        self, stripe_invoice_id: str, *, for_update: bool = False
-    ) -> SubscriptionInvoice | None:
-        stmt = select(SubscriptionInvoice).where(
-            SubscriptionInvoice.stripe_invoice_id == stripe_invoice_id
-        )
-        if for_update:
-            stmt = stmt.with_for_update()
-        result: SubscriptionInvoice | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
-        )
-        return result
-
-    async def by_payment(
-        self, *, payment_intent: str | None, charge: str | None
-    ) -> SubscriptionInvoice | None:
-        conditions = []
-        if payment_intent:
-            conditions.append(SubscriptionInvoice.stripe_payment_intent_id == payment_intent)
-        if charge:
-            conditions.append(SubscriptionInvoice.stripe_charge_id == charge)
-        if not conditions:
-            return None
-        result: SubscriptionInvoice | None = await self.session.scalar(
-            select(SubscriptionInvoice).where(or_(*conditions)).limit(1)
         )
         return result

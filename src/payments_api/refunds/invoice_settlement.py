@@ -28,10 +28,12 @@ from payments_api.money import proportional_part
 from payments_api.orders.refund_repository import IN_FLIGHT
 from payments_api.refunds.invoice_models import InvoiceRefund
 from payments_api.refunds.invoice_repository import InvoiceLookup, InvoiceRefundRepository
+from payments_api.refunds.reads import shared_fields
 from payments_api.refunds.schemas import RefundRead
 from payments_api.refunds.two_phase import (
     RefundSettlementFlow,
     platform_account,
+    refunded_transaction,
     reversed_postings,
     user_account,
 )
@@ -47,23 +49,12 @@ INVOICE_REFUND_PREFIX = "rfi"
 
 def invoice_refund_read(refund: InvoiceRefund, invoice: SubscriptionInvoice) -> RefundRead:
     return RefundRead(
+        **shared_fields(refund),
         id=public_id(INVOICE_REFUND_PREFIX, refund.id),
         order_id=None,
         invoice_id=invoice.stripe_invoice_id,
-        user_id=refund.user_id,
-        amount=refund.amount,
-        currency=refund.currency,
-        status=refund.status,
-        origin=refund.origin,
-        reason=refund.reason,
-        note=refund.note,
-        requested_by=refund.requested_by,
         held_amount=refund.credit_hold if refund.status in IN_FLIGHT else 0,
-        stripe_refund_id=refund.stripe_refund_id,
-        failure_reason=refund.failure_reason,
         credit_taken_back=refund.credit_share,
-        created_at=refund.created_at,
-        succeeded_at=refund.succeeded_at,
     )
 
 
@@ -149,10 +140,9 @@ class InvoiceRefundSettlement(RefundSettlementFlow[InvoiceRefund, SubscriptionIn
             amount, invoice.amount_paid, invoice.tax_amount or 0, invoice.refunded_amount
         )
         await self.ledger.post(
-            ledger_service.NewTransaction(
+            refunded_transaction(
+                refund,
                 type="invoice_refund",
-                cause_type=CauseType.stripe_event,
-                cause_key=f"stripe:refund:{refund.stripe_refund_id}",
                 description=f"Refund {public_id(INVOICE_REFUND_PREFIX, refund.id)} of invoice "
                 f"{invoice.stripe_invoice_id}",
                 metadata={
@@ -160,14 +150,9 @@ class InvoiceRefundSettlement(RefundSettlementFlow[InvoiceRefund, SubscriptionIn
                     "invoice": invoice.stripe_invoice_id,
                     "refund": refund.stripe_refund_id,
                 },
-                postings=[
-                    *(
-                        ledger_service.PostingSpec(posting.account, -posting.amount)
-                        for posting in revenue_postings(amount, tax, currency)
-                    ),
-                    ledger_service.PostingSpec(
-                        platform_account(AccountKind.stripe_balance, currency), amount
-                    ),
+                debits=[
+                    ledger_service.PostingSpec(posting.account, -posting.amount)
+                    for posting in revenue_postings(amount, tax, currency)
                 ],
             )
         )
@@ -242,26 +227,13 @@ class InvoiceRefundSettlement(RefundSettlementFlow[InvoiceRefund, SubscriptionIn
 
     async def release_hold(self, refund: InvoiceRefund) -> None:
         """Stripe did not refund: the held credit goes back to available."""
-        if not refund.credit_hold:
-            return
-        await self.ledger.post(
-            ledger_service.NewTransaction(
-                type="refund_release",
-                cause_type=CauseType.system,
-                cause_key=f"invoice_refund:{refund.id}:release",
-                description=f"Refund {public_id(INVOICE_REFUND_PREFIX, refund.id)} did not happen",
-                metadata={"invoice_refund_id": refund.id},
-                postings=[
-                    ledger_service.PostingSpec(
-                        user_account(refund.user_id, AccountKind.withdrawing, refund.currency),
-                        -refund.credit_hold,
-                    ),
-                    ledger_service.PostingSpec(
-                        user_account(refund.user_id, AccountKind.available, refund.currency),
-                        refund.credit_hold,
-                    ),
-                ],
-            )
+        await self._post_release(
+            refund,
+            refund.credit_hold,
+            AccountKind.withdrawing,
+            cause_key=f"invoice_refund:{refund.id}:release",
+            description=f"Refund {public_id(INVOICE_REFUND_PREFIX, refund.id)} did not happen",
+            metadata={"invoice_refund_id": refund.id},
         )
 
     async def _revert(
@@ -275,16 +247,12 @@ class InvoiceRefundSettlement(RefundSettlementFlow[InvoiceRefund, SubscriptionIn
             settled = await self.ledger.repository.get_transaction(cause_key=cause_key)
             if settled is not None:
                 postings.extend(reversed_postings(settled, held=(AccountKind.withdrawing,)))
-        await self.ledger.post(
-            ledger_service.NewTransaction(
-                type="refund_failed",
-                cause_type=CauseType.stripe_event,
-                cause_key=f"stripe:refund_failed:{refund.stripe_refund_id}",
-                description=f"Refund {public_id(INVOICE_REFUND_PREFIX, refund.id)} failed "
-                "after succeeding",
-                metadata={"invoice_refund_id": refund.id, "refund": refund.stripe_refund_id},
-                postings=postings,
-            )
+        await self._post_reverted(
+            refund,
+            postings,
+            description=f"Refund {public_id(INVOICE_REFUND_PREFIX, refund.id)} failed "
+            "after succeeding",
+            metadata={"invoice_refund_id": refund.id},
         )
         invoice.refunded_amount -= refund.amount
         invoice.credit_reversed -= refund.credit_share

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.audit.repository import AuditLogRepository
 from payments_api.auth import Principal
-from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
+from payments_api.kit.idempotency import add_once, fingerprint, same_request
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.errors import InsufficientFunds
@@ -52,7 +52,6 @@ from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
 from payments_api.refunds.two_phase import (
     StripeRefundRequest,
     TwoPhaseRefunds,
-    add_once,
     amount_to_refund,
     answer_known,
     hold_transaction,
@@ -111,7 +110,7 @@ class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
     async def _ensure_payment(self, invoice_id: str) -> None:
         """Invoices booked before their PaymentIntent was kept: look it up once."""
         async with self.sessionmaker.begin() as session:
-            invoice = await InvoiceLookup(session).by_stripe_id(invoice_id)
+            invoice = await InvoiceLookup(session).by_stripe_id(invoice_id, for_update=False)
             if invoice is None or invoice.stripe_payment_intent_id or invoice.status != "paid":
                 return
         charge_id = await self.stripe.invoice_charge(invoice_id)
@@ -136,12 +135,14 @@ class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
         request_fingerprint = fingerprint(body.model_dump(mode="json"))
         async with self.sessionmaker.begin() as session:
             actor = await UserRepository(session).upsert_from_principal(principal)
-            existing = await InvoiceRefundRepository(session).by_idempotency_key(
-                actor.id, idempotency_key
+            existing = same_request(
+                await InvoiceRefundRepository(session).by_idempotency_key(
+                    actor.id, idempotency_key
+                ),
+                request_fingerprint,
+                "This Idempotency-Key was used for another refund.",
             )
             if existing is not None:
-                if existing.request_fingerprint != request_fingerprint:
-                    raise IdempotencyKeyReused("This Idempotency-Key was used for another refund.")
                 return existing
         await self._ensure_payment(body.invoice_id)
         async with self.sessionmaker.begin() as session:
@@ -171,10 +172,10 @@ class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
         request_id: str | None,
     ) -> InvoiceRefund:
         refunds = InvoiceRefundRepository(session)
-        twin = await refunds.by_idempotency_key(actor_id, idempotency_key)
+        twin = same_request(
+            await refunds.by_idempotency_key(actor_id, idempotency_key), request_fingerprint
+        )
         if twin is not None:
-            if twin.request_fingerprint != request_fingerprint:
-                raise IdempotencyKeyReused()
             return twin
         if body.currency is not None and body.currency != invoice.currency:
             raise RefundCurrencyMismatch(
@@ -282,7 +283,7 @@ class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
     def settlement(self, session: AsyncSession) -> InvoiceRefundSettlement:
         return InvoiceRefundSettlement(session, self.stripe, now=self.now)
 
-    async def _stripe_request(
+    async def stripe_request(
         self, session: AsyncSession, refund: InvoiceRefund
     ) -> StripeRefundRequest:
         invoice = await InvoiceLookup(session).get(refund.invoice_id)
@@ -298,7 +299,7 @@ class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
             match=("invoice_refund_id", str(refund.id)),
         )
 
-    async def _stuck(self, session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
+    async def stuck(self, session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
         return await InvoiceRefundRepository(session).stuck(cutoff, limit)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.escrow.models import EscrowFunding
@@ -13,27 +15,38 @@ from payments_api.orders.refund_models import Refund
 from payments_api.orders.refund_repository import IN_FLIGHT, RefundRepository
 from payments_api.orders.repository import OrderRepository
 from payments_api.refunds.escrow_refunds import ESCROW_PREFIX, list_escrow_refunds
+from payments_api.refunds.invoice_models import InvoiceRefund
 from payments_api.refunds.schemas import RefundList, RefundRead
 from payments_api.refunds.wallet_refunds import WALLET_REFUND_PREFIX
 
 REFUND_PREFIX = "rfd"
 
 
+def shared_fields(refund: Refund | InvoiceRefund) -> dict[str, Any]:
+    """What a refund's read shows the same way whatever it refunds (an order, an
+    invoice)."""
+    return {
+        "user_id": refund.user_id,
+        "amount": refund.amount,
+        "currency": refund.currency,
+        "status": refund.status,
+        "origin": refund.origin,
+        "reason": refund.reason,
+        "note": refund.note,
+        "requested_by": refund.requested_by,
+        "stripe_refund_id": refund.stripe_refund_id,
+        "failure_reason": refund.failure_reason,
+        "created_at": refund.created_at,
+        "succeeded_at": refund.succeeded_at,
+    }
+
+
 def refund_read(refund: Refund) -> RefundRead:
     return RefundRead(
+        **shared_fields(refund),
         id=public_id(REFUND_PREFIX, refund.id),
         order_id=public_id(ORDER_PREFIX, refund.order_id),
-        user_id=refund.user_id,
-        amount=refund.amount,
-        currency=refund.currency,
-        status=refund.status,
-        origin=refund.origin,
-        reason=refund.reason,
-        note=refund.note,
-        requested_by=refund.requested_by,
         held_amount=refund.hold_amount if refund.status in IN_FLIGHT else 0,
-        stripe_refund_id=refund.stripe_refund_id,
-        failure_reason=refund.failure_reason,
         credit_taken_back=refund.credit_amount,
         forced=refund.forced,
         payee_share=refund.payee_share,
@@ -42,8 +55,6 @@ def refund_read(refund: Refund) -> RefundRead:
             if refund.wallet_refund_id is not None
             else None
         ),
-        created_at=refund.created_at,
-        succeeded_at=refund.succeeded_at,
     )
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.audit.repository import AuditLogRepository
 from payments_api.kit.amounts import AmountNotInSteps
 from payments_api.kit.clock import utcnow
+from payments_api.kit.idempotency import add_once
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.errors import InsufficientFunds
@@ -35,7 +36,6 @@ from payments_api.refunds import metrics
 from payments_api.refunds.reads import REFUND_PREFIX
 from payments_api.refunds.settlement import REFUNDABLE_STATUSES
 from payments_api.refunds.two_phase import (
-    add_once,
     amount_to_refund,
     hold_transaction,
     user_account,

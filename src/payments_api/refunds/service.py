@@ -45,7 +45,7 @@ from payments_api.escrow.errors import EscrowNotFound
 from payments_api.escrow.models import Escrow, EscrowFunding, EscrowStatus
 from payments_api.escrow.repository import EscrowRepository
 from payments_api.escrow.service import EscrowService
-from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
+from payments_api.kit.idempotency import fingerprint, same_request
 from payments_api.kit.pagination import parse_public_id, public_id
 from payments_api.orders.errors import OrderNotFound
 from payments_api.orders.purposes import PURPOSES, RefundTerms
@@ -166,10 +166,12 @@ class RefundService(TwoPhaseRefunds[Refund]):
         async with self.sessionmaker.begin() as session:
             actor = await UserRepository(session).upsert_from_principal(principal)
             refunds = RefundRepository(session)
-            existing = await refunds.by_idempotency_key(actor.id, idempotency_key)
+            existing = same_request(
+                await refunds.by_idempotency_key(actor.id, idempotency_key),
+                request_fingerprint,
+                "This Idempotency-Key was used for another refund.",
+            )
             if existing is not None:
-                if existing.request_fingerprint != request_fingerprint:
-                    raise IdempotencyKeyReused("This Idempotency-Key was used for another refund.")
                 return existing
             order = None
             if order_number is not None:
@@ -282,7 +284,7 @@ class RefundService(TwoPhaseRefunds[Refund]):
     def settlement(self, session: AsyncSession) -> RefundSettlement:
         return RefundSettlement(session, self.stripe, now=self.now)
 
-    async def _stripe_request(self, session: AsyncSession, refund: Refund) -> StripeRefundRequest:
+    async def stripe_request(self, session: AsyncSession, refund: Refund) -> StripeRefundRequest:
         order = await OrderRepository(session).get(refund.order_id)
         if order is None or order.stripe_payment_intent_id is None:  # pragma: no cover
             raise RuntimeError(f"refund {refund.id} has no payment to refund")
@@ -297,7 +299,7 @@ class RefundService(TwoPhaseRefunds[Refund]):
             options=await PURPOSES.get(order.purpose).stripe_refund_options(session, order),
         )
 
-    async def _before_stripe(self, refund: Refund, request: StripeRefundRequest) -> None:
+    async def before_stripe(self, refund: Refund, request: StripeRefundRequest) -> None:
         account = request.options.payee_account
         if account is not None and refund.payee_coverable is None:
             await self._read_coverable(refund, account)
@@ -323,6 +325,6 @@ class RefundService(TwoPhaseRefunds[Refund]):
                 row.payee_coverable = coverable
         refund.payee_coverable = coverable
 
-    async def _stuck(self, session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
+    async def stuck(self, session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
         # Admin refunds and cash-out parts.
         return await RefundRepository(session).stuck(cutoff, limit)

@@ -22,7 +22,7 @@ from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
-from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.kinds import AccountKind
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import PURPOSES
 from payments_api.orders.reads import ORDER_PREFIX, order_read
@@ -34,6 +34,7 @@ from payments_api.refunds.released_authorizations import releases_an_authorizati
 from payments_api.refunds.two_phase import (
     RefundSettlementFlow,
     platform_account,
+    refunded_transaction,
     reversed_postings,
     user_account,
 )
@@ -99,42 +100,37 @@ class OrderRefundBooking:
     order: Order
     refund: Refund
 
+    def _from_hold(self, kind: AccountKind) -> list[ledger_service.PostingSpec]:
+        """What the refund held, taken out of the customer's ``kind`` (nothing when the
+        refund held nothing)."""
+        refund = self.refund
+        if not refund.hold_amount:
+            return []
+        account = user_account(refund.user_id, kind, refund.currency)
+        return [ledger_service.PostingSpec(account, -refund.hold_amount)]
+
     async def settle_from_wallet(self) -> None:
         refund = self.refund
-        currency, amount = refund.currency, refund.amount
-        debits: list[ledger_service.PostingSpec] = []
+        amount = refund.amount
         if refund.hold_amount:
-            debits.append(
-                ledger_service.PostingSpec(
-                    user_account(refund.user_id, hold_kind(refund), currency), -refund.hold_amount
-                )
-            )
-            await self._post(debits, amount - refund.hold_amount)
+            await self._post(self._from_hold(hold_kind(refund)), amount - refund.hold_amount)
             return
         # A dashboard refund: no hold, taken from what the customer still holds.
-        wallet = user_account(refund.user_id, AccountKind.available, currency)
+        wallet = user_account(refund.user_id, AccountKind.available, refund.currency)
         taken = max(0, min(await self.ledger.balance_of(wallet), amount))
-        if taken:
-            debits.append(ledger_service.PostingSpec(wallet, -taken))
+        debits = [ledger_service.PostingSpec(wallet, -taken)] if taken else []
         await self._post(debits, amount - taken)
 
     async def settle_from_sales(self) -> None:
         # The credit taken back is held in the buyer's withdrawing since the request; the
         # rest comes out of the sale.
         refund = self.refund
-        currency, amount = refund.currency, refund.amount
-        debits: list[ledger_service.PostingSpec] = []
-        if refund.hold_amount:
+        debits = self._from_hold(AccountKind.withdrawing)
+        if refund.amount != refund.hold_amount:
             debits.append(
                 ledger_service.PostingSpec(
-                    user_account(refund.user_id, AccountKind.withdrawing, currency),
-                    -refund.hold_amount,
-                )
-            )
-        if amount != refund.hold_amount:
-            debits.append(
-                ledger_service.PostingSpec(
-                    platform_account(AccountKind.sales, currency), refund.hold_amount - amount
+                    platform_account(AccountKind.sales, refund.currency),
+                    refund.hold_amount - refund.amount,
                 )
             )
         await self._post(debits, 0)
@@ -160,10 +156,9 @@ class OrderRefundBooking:
                 )
             )
         await self.ledger.post(
-            ledger_service.NewTransaction(
+            refunded_transaction(
+                refund,
                 type="refund",
-                cause_type=CauseType.stripe_event,
-                cause_key=f"stripe:refund:{refund.stripe_refund_id}",
                 description=f"Refund {public_id(REFUND_PREFIX, refund.id)} of "
                 f"{public_id(ORDER_PREFIX, refund.order_id)}",
                 metadata={
@@ -172,12 +167,7 @@ class OrderRefundBooking:
                     "refund": refund.stripe_refund_id,
                     "shortfall": shortfall,
                 },
-                postings=[
-                    *debits,
-                    ledger_service.PostingSpec(
-                        platform_account(AccountKind.stripe_balance, currency), refund.amount
-                    ),
-                ],
+                debits=debits,
             )
         )
 
@@ -250,26 +240,13 @@ class RefundSettlement(RefundSettlementFlow[Refund, Order]):
     async def release_hold(self, refund: Refund) -> None:
         """Stripe did not refund: the held money goes back to available."""
         await self._credit_not_taken(refund)
-        if not refund.hold_amount:
-            return
-        await self.ledger.post(
-            ledger_service.NewTransaction(
-                type="refund_release",
-                cause_type=CauseType.system,
-                cause_key=f"refund:{refund.id}:release",
-                description=f"Refund {public_id(REFUND_PREFIX, refund.id)} did not happen",
-                metadata={"refund_id": refund.id, "order_id": refund.order_id},
-                postings=[
-                    ledger_service.PostingSpec(
-                        user_account(refund.user_id, hold_kind(refund), refund.currency),
-                        -refund.hold_amount,
-                    ),
-                    ledger_service.PostingSpec(
-                        user_account(refund.user_id, AccountKind.available, refund.currency),
-                        refund.hold_amount,
-                    ),
-                ],
-            )
+        await self._post_release(
+            refund,
+            refund.hold_amount,
+            hold_kind(refund),
+            cause_key=f"refund:{refund.id}:release",
+            description=f"Refund {public_id(REFUND_PREFIX, refund.id)} did not happen",
+            metadata={"refund_id": refund.id, "order_id": refund.order_id},
         )
 
     async def _credit_not_taken(self, refund: Refund) -> None:
@@ -291,17 +268,11 @@ class RefundSettlement(RefundSettlementFlow[Refund, Order]):
             raise RuntimeError(f"refund {refund.id} succeeded without a ledger transaction")
         await self._credit_not_taken(refund)
         await PURPOSES.get(order.purpose).on_refund_reverted(self.booking(refund, order))
-        await self.ledger.post(
-            ledger_service.NewTransaction(
-                type="refund_failed",
-                cause_type=CauseType.stripe_event,
-                cause_key=f"stripe:refund_failed:{refund.stripe_refund_id}",
-                description=f"Refund {public_id(REFUND_PREFIX, refund.id)} failed after succeeding",
-                metadata={"refund_id": refund.id, "refund": refund.stripe_refund_id},
-                postings=reversed_postings(
-                    settled, held=(AccountKind.withdrawing, AccountKind.refunding)
-                ),
-            )
+        await self._post_reverted(
+            refund,
+            reversed_postings(settled, held=(AccountKind.withdrawing, AccountKind.refunding)),
+            description=f"Refund {public_id(REFUND_PREFIX, refund.id)} failed after succeeding",
+            metadata={"refund_id": refund.id},
         )
         order.refunded_amount -= refund.amount
         refresh_order_status(order)

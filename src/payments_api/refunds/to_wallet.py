@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.audit.repository import AuditLogRepository
+from payments_api.kit.idempotency import add_once
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
@@ -31,7 +32,6 @@ from payments_api.refunds.settlement import (
     refresh_order_status,
 )
 from payments_api.refunds.two_phase import (
-    add_once,
     amount_to_refund,
     platform_account,
     user_account,

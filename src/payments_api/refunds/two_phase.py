@@ -4,7 +4,8 @@ only what differs (its rows, what it books, the events it emits).
 
 1. the variant's service reserves the refund in one transaction (``pending``);
 2. :meth:`TwoPhaseRefunds.submit` asks Stripe with no transaction open (the same key on
-   every retry; recovery looks for the refund at Stripe first);
+   every retry; recovery looks for the refund at Stripe first), on the Stripe operation
+   skeleton (:class:`RefundSubmission`, ``kit/stripe_operation.py``);
 3. :meth:`RefundSettlementFlow.apply` applies Stripe's answer (the API's, or the
    ``refund.*``/``charge.refunded`` events'), once: both lock the parent (order or
    invoice) and then the refund row.
@@ -16,19 +17,20 @@ The Stripe calls are the small functions :func:`find_stripe_refund` and
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from enum import Enum
+from typing import Any, Final, Generic, Literal, TypeVar
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.installation import outgoing_keys
 from payments_api.kit.clock import utcnow
-from payments_api.kit.idempotency import IdempotencyKeyReused
 from payments_api.kit.pagination import public_id
+from payments_api.kit.stripe_flow import StripeFlow
+from payments_api.kit.stripe_operation import UNKNOWN, Attempt, StripeOperation, Unknown
 from payments_api.ledger import service as ledger_service
+from payments_api.ledger import shapes
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.orders.purposes import StripeRefundOptions
 from payments_api.orders.refund_errors import (
@@ -40,7 +42,6 @@ from payments_api.orders.refund_models import Refund
 from payments_api.orders.refund_repository import IN_FLIGHT
 from payments_api.refunds import metrics
 from payments_api.refunds.invoice_models import InvoiceRefund
-from payments_api.settings import Settings
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
 from payments_api.stripe.gateway import StripeGateway
 
@@ -59,6 +60,32 @@ def user_account(user_id: str, kind: AccountKind, currency: str) -> ledger_servi
 
 def platform_account(kind: AccountKind, currency: str) -> ledger_service.AccountRef:
     return ledger_service.AccountRef.platform(kind, currency)
+
+
+def refunded_transaction(
+    refund: Refund | InvoiceRefund,
+    *,
+    type: str,
+    description: str,
+    metadata: dict[str, Any],
+    debits: list[ledger_service.PostingSpec],
+) -> ledger_service.NewTransaction:
+    """Stripe refunded: the money leaves the platform's Stripe balance, taken from
+    ``debits``; the cause ``stripe:refund:{re}`` is what reconciliation matches to
+    Stripe's refund, and what makes a second application impossible."""
+    return ledger_service.NewTransaction(
+        type=type,
+        cause_type=CauseType.stripe_event,
+        cause_key=f"stripe:refund:{refund.stripe_refund_id}",
+        description=description,
+        metadata=metadata,
+        postings=[
+            *debits,
+            ledger_service.PostingSpec(
+                platform_account(AccountKind.stripe_balance, refund.currency), refund.amount
+            ),
+        ],
+    )
 
 
 def reversed_postings(
@@ -97,23 +124,6 @@ def amount_to_refund(requested: int | None, refundable: int, currency: str, of: 
     return amount
 
 
-async def add_once(
-    session: AsyncSession, row: RowT, twin: Callable[[], Awaitable[RowT | None]]
-) -> RowT:
-    """Write the new refund ``row``; when a concurrent request with the same key won,
-    its row (``twin()``) is the answer if it was the same request."""
-    try:
-        async with session.begin_nested():
-            session.add(row)
-            await session.flush()
-    except IntegrityError:
-        found = await twin()
-        if found is None or found.request_fingerprint != row.request_fingerprint:
-            raise IdempotencyKeyReused() from None
-        return found
-    return row
-
-
 def hold_transaction(
     *,
     cause_key: str,
@@ -132,14 +142,11 @@ def hold_transaction(
         cause_key=cause_key,
         description=description,
         metadata=metadata,
-        postings=[
-            ledger_service.PostingSpec(
-                user_account(user_id, AccountKind.available, currency), -amount
-            ),
-            ledger_service.PostingSpec(
-                user_account(user_id, AccountKind.withdrawing, currency), amount
-            ),
-        ],
+        postings=shapes.move(
+            amount,
+            out_of=user_account(user_id, AccountKind.available, currency),
+            into=user_account(user_id, AccountKind.withdrawing, currency),
+        ),
         allow_negative_available=allow_negative_available,
     )
 
@@ -315,6 +322,56 @@ class RefundSettlementFlow(Generic[RowT, ParentT]):
             return
         log.warning("%s %s: unknown Stripe status %r ignored", self.label, refund.id, status)
 
+    async def _post_release(
+        self,
+        refund: RowT,
+        held: int,
+        kind: AccountKind,
+        *,
+        cause_key: str,
+        description: str,
+        metadata: dict[str, Any],
+    ) -> None:
+        """The ``held`` part of a refund that did not happen goes back from ``kind`` to
+        the owner's available."""
+        if not held:
+            return
+        await self.ledger.post(
+            ledger_service.NewTransaction(
+                type="refund_release",
+                cause_type=CauseType.system,
+                cause_key=cause_key,
+                description=description,
+                metadata=metadata,
+                postings=shapes.move(
+                    held,
+                    out_of=user_account(refund.user_id, kind, refund.currency),
+                    into=user_account(refund.user_id, AccountKind.available, refund.currency),
+                ),
+            )
+        )
+
+    async def _post_reverted(
+        self,
+        refund: RowT,
+        postings: list[ledger_service.PostingSpec],
+        *,
+        description: str,
+        metadata: dict[str, Any],
+    ) -> None:
+        """Undo what a refund Stripe reported succeeded booked (``postings``), once per
+        Stripe Refund."""
+        await self.ledger.post(
+            ledger_service.NewTransaction(
+                type="refund_failed",
+                cause_type=CauseType.stripe_event,
+                cause_key=f"stripe:refund_failed:{refund.stripe_refund_id}",
+                description=description,
+                metadata={**metadata, "refund": refund.stripe_refund_id},
+                postings=postings,
+            )
+        )
+
     async def _count_succeeded(self, refund: RowT, parent: ParentT, now: datetime) -> None:
         """After the refund became succeeded, before its events."""
         return None
@@ -367,54 +424,127 @@ async def find_stripe_refund(
 
 
 async def create_stripe_refund(
-    stripe: StripeGateway,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    request: StripeRefundRequest,
+    stripe: StripeGateway, request: StripeRefundRequest, idempotency_key: str
 ) -> dict[str, Any]:
     return await stripe.create_refund(
         payment_intent=request.payment_intent,
         amount=request.amount,
         reason=request.reason,
         metadata=request.metadata,
-        idempotency_key=(await outgoing_keys(sessionmaker)).derive(
-            request.key_scope, request.key_id
-        ),
+        idempotency_key=idempotency_key,
         reverse_transfer=request.options.reverse_transfer,
         refund_application_fee=request.options.refund_application_fee,
     )
 
 
-class TwoPhaseRefunds(Generic[RowT]):
-    """Steps 2 and 3 of a variant's admin refunds, and their recovery."""
+@dataclass(frozen=True, slots=True)
+class RefundCall(Generic[RowT]):
+    """What one attempt sends: the refund row as claimed and its Stripe Refund."""
+
+    refund: RowT
+    stripe: StripeRefundRequest
+
+
+class _Rejected(Enum):
+    REJECTED = "rejected"
+
+
+REJECTED: Final = _Rejected.REJECTED
+"""Stripe refused to make the refund (a definite answer: nothing was refunded)."""
+
+RefundAnswer = dict[str, Any] | Literal[_Rejected.REJECTED]
+"""Stripe's definite answer: its Refund object, or :data:`REJECTED`."""
+
+
+class RefundSubmission(StripeOperation[RowT, RefundCall[RowT], RefundAnswer]):
+    """Steps 2 to 4 of a variant's refunds on the Stripe operation skeleton; the variant
+    (:class:`TwoPhaseRefunds`) says what to send and how to find rows left behind.
+
+    ``look_up_first`` (the recovery's) first looks for a refund Stripe already made for
+    the row, so one made more than a day ago, when Stripe has forgotten the key, is
+    found rather than made again.
+    """
+
+    def __init__(self, refunds: TwoPhaseRefunds[RowT], *, look_up_first: bool) -> None:
+        super().__init__(refunds.sessionmaker, now=refunds.now)
+        self.refunds: TwoPhaseRefunds[RowT] = refunds
+        self.look_up_first = look_up_first
+        self.name = refunds.label
+        self.sweep_limit = refunds.sweep_limit
+
+    async def claim(
+        self, session: AsyncSession, row_id: int
+    ) -> tuple[RowT, Attempt[RefundCall[RowT]] | None]:
+        refund = await self.refunds.settlement(session).row(row_id, for_update=True)
+        if refund is None:
+            raise RefundNotFound()
+        if refund.status != "pending" or refund.stripe_refund_id is not None:
+            return refund, None
+        request = await self.refunds.stripe_request(session, refund)
+        refund.stripe_attempts += 1
+        refund.updated_at = self.now()
+        return refund, Attempt(
+            RefundCall(refund, request), request.key_scope, request.key_id, refund.stripe_attempts
+        )
+
+    async def call(self, request: RefundCall[RowT], idempotency_key: str) -> RefundAnswer | Unknown:
+        await self.refunds.before_stripe(request.refund, request.stripe)
+        stripe = self.refunds.stripe
+        try:
+            stripe_refund = None
+            if self.look_up_first:
+                stripe_refund = await find_stripe_refund(stripe, request.stripe)
+            if stripe_refund is None:
+                stripe_refund = await create_stripe_refund(stripe, request.stripe, idempotency_key)
+        except PaymentProviderUnavailable:
+            return UNKNOWN
+        except PaymentProviderError:
+            return REJECTED
+        return stripe_refund
+
+    async def settle(self, session: AsyncSession, row_id: int, answer: RefundAnswer) -> RowT:
+        settlement = self.refunds.settlement(session)
+        if answer is REJECTED:
+            return await settlement.reject_unsent(row_id)
+        applied = await settlement.apply(answer)
+        if applied is None:  # pragma: no cover - metadata always names it
+            raise RuntimeError(f"Stripe refund {answer.get('id')} not applied")
+        return applied
+
+    async def unknown(
+        self, session: AsyncSession, row_id: int, attempt: Attempt[RefundCall[RowT]]
+    ) -> RowT:
+        # The refund stays pending with its hold; a retry (the admin's, or the recovery
+        # job's) uses the same key and cannot refund twice.
+        log.warning("%s %s: Stripe unavailable, will retry", self.name, row_id)
+        return attempt.request.refund
+
+    async def due(self, session: AsyncSession, now: datetime, limit: int) -> list[int]:
+        cutoff = now - timedelta(seconds=self.refunds.settings.refund_recovery_after_seconds)
+        return await self.refunds.stuck(session, cutoff, limit)
+
+
+class TwoPhaseRefunds(StripeFlow, Generic[RowT]):
+    """A variant's admin refunds: what steps 2 to 4 (:class:`RefundSubmission`) send for
+    its rows, and how its recovery finds them."""
 
     label = "refund"
     public_prefix = "rfd"
-
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        stripe: StripeGateway,
-        settings: Settings,
-        *,
-        now: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.sessionmaker = sessionmaker
-        self.stripe = stripe
-        self.settings = settings
-        self.now = now
+    sweep_limit = 50
 
     def settlement(self, session: AsyncSession) -> RefundSettlementFlow[RowT, Any]:
         raise NotImplementedError
 
-    async def _stripe_request(self, session: AsyncSession, refund: RowT) -> StripeRefundRequest:
+    async def stripe_request(self, session: AsyncSession, refund: RowT) -> StripeRefundRequest:
         """What to ask Stripe for a pending refund (its row locked)."""
         raise NotImplementedError
 
-    async def _before_stripe(self, refund: RowT, request: StripeRefundRequest) -> None:
+    async def before_stripe(self, refund: RowT, request: StripeRefundRequest) -> None:
         """Reads made before Stripe is asked, outside any transaction."""
         return None
 
-    async def _stuck(self, session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
+    async def stuck(self, session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
+        """Pending refunds asked for before ``cutoff`` and never answered."""
         raise NotImplementedError
 
     async def submit_reserved(self, refund: RowT) -> RowT:
@@ -429,54 +559,10 @@ class TwoPhaseRefunds(Generic[RowT]):
             )
         return refund
 
-    async def submit(self, refund_id: int, *, look_up_first: bool = False) -> RowT:
-        """Steps 2 and 3: ask Stripe (same key on every retry) and apply its answer.
+    async def submit(self, refund_id: int) -> RowT:
+        """Steps 2 and 3: ask Stripe (same key on every retry) and apply its answer."""
+        return await RefundSubmission(self, look_up_first=False).run(refund_id)
 
-        ``look_up_first`` (recovery) first looks for a refund Stripe already made for
-        this row, so one made more than a day ago, when Stripe has forgotten the key,
-        is found rather than made again.
-        """
-        async with self.sessionmaker.begin() as session:
-            refund = await self.settlement(session).row(refund_id, for_update=True)
-            if refund is None:
-                raise RefundNotFound()
-            if refund.status != "pending" or refund.stripe_refund_id is not None:
-                return refund
-            request = await self._stripe_request(session, refund)
-            refund.stripe_attempts += 1
-            refund.updated_at = self.now()
-        await self._before_stripe(refund, request)
-        try:
-            stripe_refund = None
-            if look_up_first:
-                stripe_refund = await find_stripe_refund(self.stripe, request)
-            if stripe_refund is None:
-                stripe_refund = await create_stripe_refund(self.stripe, self.sessionmaker, request)
-        except PaymentProviderUnavailable:
-            # Unknown outcome: the refund stays pending with its hold; a retry (the admin's,
-            # or the recovery job's) uses the same key and cannot refund twice.
-            log.warning("%s %s: Stripe unavailable, will retry", self.label, refund_id)
-            return refund
-        except PaymentProviderError:
-            return await self._rejected(refund_id)
-        async with self.sessionmaker.begin() as session:
-            applied = await self.settlement(session).apply(stripe_refund)
-            if applied is None:  # pragma: no cover - metadata always names it
-                raise RuntimeError(f"Stripe refund {stripe_refund.get('id')} not applied")
-            return applied
-
-    async def _rejected(self, refund_id: int) -> RowT:
-        async with self.sessionmaker.begin() as session:
-            return await self.settlement(session).reject_unsent(refund_id)
-
-    async def recover(self, *, limit: int = 50) -> int:
+    async def recover(self, *, limit: int | None = None) -> int:
         """Finish refunds we asked for stuck before Stripe's answer (timeouts, crashes)."""
-        cutoff = self.now() - timedelta(seconds=self.settings.refund_recovery_after_seconds)
-        async with self.sessionmaker.begin() as session:
-            stuck = await self._stuck(session, cutoff, limit)
-        for refund_id in stuck:
-            try:
-                await self.submit(refund_id, look_up_first=True)
-            except Exception:
-                log.exception("%s %s: recovery failed", self.label, refund_id)
-        return len(stuck)
+        return await RefundSubmission(self, look_up_first=True).recover(limit=limit)

@@ -14,19 +14,18 @@ wins), ``stripe_events.py`` handles Stripe's subscription and invoice events, an
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.auth import Principal
-from payments_api.installation import outgoing_keys
 from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_public_id
+from payments_api.kit.stripe_operation import call_and_settle
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
 from payments_api.subscriptions.errors import (
@@ -66,10 +65,14 @@ from payments_api.subscriptions.views import SUBSCRIPTION_PREFIX
 from payments_api.subscriptions.views import (
     SubscriptionViews as SubscriptionViews,  # re-exported: refunds/invoices.py imports it here
 )
+from payments_api.users.customers import ensure_customer
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
 
 CHANGEABLE = frozenset({"trialing", "active"})
+
+Stored = tuple[dict[str, Any], SubscriptionRead]
+"""Stripe's subscription as recorded, and our read of the row after it."""
 
 
 class SubscriptionService:
@@ -97,8 +100,9 @@ class SubscriptionService:
         if row.stripe_subscription_id is not None:
             # A retry: Stripe's current object (its client secret) without a second one.
             obj = await self.stripe.retrieve_subscription(row.stripe_subscription_id)
+            read = await self._store(row, obj, first=False)
         else:
-            customer = await self._ensure_customer(user)
+            customer = await ensure_customer(self.sessionmaker, self.stripe, user)
             params: dict[str, Any] = {
                 "customer": customer,
                 "items": [{"price": row.stripe_price_id}],
@@ -110,28 +114,29 @@ class SubscriptionService:
                 params["default_payment_method"] = body.payment_method
             if body.trial and plan.trial_period_days:
                 params["trial_from_plan"] = True
-            obj = await self.stripe.create_subscription(
-                params,
-                idempotency_key=(await outgoing_keys(self.sessionmaker)).derive(
-                    "subscription", row.id
-                ),
+            # Recorded before paying, so a failed payment call leaves Stripe's id for the
+            # retry to read back instead of creating again.
+            obj, read = await call_and_settle(
+                self.sessionmaker,
+                "subscription",
+                row.id,
+                lambda key: self.stripe.create_subscription(params, idempotency_key=key),
+                self._recorder(row, first=True),
             )
-        read = await self._store(row, obj, first=row.stripe_subscription_id is None)
-        # Recorded before paying, so a failed payment call leaves Stripe's id for the
-        # retry to read back instead of creating again.
         paid = await self._pay_first_invoice(row, user, obj)
-        if paid is not obj:
-            obj = paid
-            read = await self._store(row, obj, first=False)
+        if paid is not None:
+            obj, read = paid
         secret, kind = _client_secret(obj)
         return SubscriptionCreated(
             **read.model_dump(), client_secret=secret, client_secret_type=kind
         )
 
-    async def _store(
-        self, row: Subscription, obj: dict[str, Any], *, first: bool
-    ) -> SubscriptionRead:
-        async with self.sessionmaker.begin() as session:
+    def _recorder(
+        self, row: Subscription, *, first: bool
+    ) -> Callable[[AsyncSession, dict[str, Any]], Awaitable[Stored]]:
+        """Records Stripe's subscription ``obj`` on our row, in the settle transaction."""
+
+        async def record(session: AsyncSession, obj: dict[str, Any]) -> Stored:
             locked = await SubscriptionRepository(session).get(row.id, for_update=True)
             assert locked is not None  # noqa: S101 - written above
             if locked.stripe_state_at is None or not first:
@@ -140,24 +145,43 @@ class SubscriptionService:
                 # newer (SubscriptionState orders them).
                 state_at = int(obj.get("created") or self.now().timestamp())
                 await SubscriptionState(session, self.settings).apply(locked, obj, state_at)
-            return await SubscriptionViews(session, self.settings).one(locked)
+            return obj, await SubscriptionViews(session, self.settings).one(locked)
+
+        return record
+
+    async def _store(
+        self, row: Subscription, obj: dict[str, Any], *, first: bool
+    ) -> SubscriptionRead:
+        async with self.sessionmaker.begin() as session:
+            _, read = await self._recorder(row, first=first)(session, obj)
+            return read
 
     async def _pay_first_invoice(
         self, row: Subscription, user: User, obj: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> Stored | None:
+        """Pays the first invoice when it waits for a payment; Stripe's subscription
+        after it, recorded, or None when nothing changed."""
         if open_first_invoice(obj) is None:
-            return obj
+            return None
         payment_method = row.payment_method
         if payment_method is None:
             async with self.sessionmaker() as session:
                 payment_method = await saved_card(session, user.id)
-        return await pay_first_invoice(
-            self.stripe,
-            obj,
-            payment_method=payment_method,
-            idempotency_key=(await outgoing_keys(self.sessionmaker)).derive(
-                "subscription_first_invoice", row.id
+        if payment_method is None:
+            return None
+        record = self._recorder(row, first=False)
+
+        async def record_if_paid(session: AsyncSession, paid: dict[str, Any]) -> Stored | None:
+            return None if paid is obj else await record(session, paid)
+
+        return await call_and_settle(
+            self.sessionmaker,
+            "subscription_first_invoice",
+            row.id,
+            lambda key: pay_first_invoice(
+                self.stripe, obj, payment_method=payment_method, idempotency_key=key
             ),
+            record_if_paid,
         )
 
     async def _find_or_create(
@@ -204,25 +228,6 @@ class SubscriptionService:
                 raise IdempotencyKeyReused() from None
             return row, user, plan_read(price, product)
 
-    async def _ensure_customer(self, user: User) -> str:
-        """The user's Stripe Customer (the same ``customer:{user}`` key as pay-ins)."""
-        if user.stripe_customer_id:
-            return user.stripe_customer_id
-        customer = await self.stripe.create_customer(
-            user_id=user.id,
-            email=user.email,
-            idempotency_key=(await outgoing_keys(self.sessionmaker)).derive("customer", user.id),
-        )
-        async with self.sessionmaker.begin() as session:
-            await session.execute(
-                update(User)
-                .where(User.id == user.id, User.stripe_customer_id.is_(None))
-                .values(stripe_customer_id=customer["id"])
-            )
-            stored = await UserRepository(session).get(user.id)
-            assert stored is not None  # noqa: S101 - provisioned before
-            return stored.stripe_customer_id or str(customer["id"])
-
     # -- manage ---------------------------------------------------------------------------------
     async def _mine(self, subscription_id: str) -> Subscription:
         number = parse_public_id(SUBSCRIPTION_PREFIX, subscription_id)
@@ -236,18 +241,43 @@ class SubscriptionService:
             raise SubscriptionNotFound()
         return row
 
-    async def _key(self, operation: str, row: Subscription, idempotency_key: str) -> str:
-        request = hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
-        return (await outgoing_keys(self.sessionmaker)).derive(operation, f"{row.id}-{request}")
+    async def _update(
+        self,
+        operation: str,
+        row: Subscription,
+        idempotency_key: str,
+        call: Callable[[str], Awaitable[dict[str, Any]]],
+    ) -> SubscriptionRead:
+        """One change the subscriber asked for: ``call`` Stripe with the key of this row
+        and request (``<operation>:{id}-{request}``), then record its answer."""
 
-    async def _record(self, row: Subscription, obj: dict[str, Any]) -> SubscriptionRead:
-        async with self.sessionmaker.begin() as session:
+        async def record(session: AsyncSession, obj: dict[str, Any]) -> SubscriptionRead:
             locked = await SubscriptionRepository(session).get(row.id, for_update=True)
             assert locked is not None  # noqa: S101
             await SubscriptionState(session, self.settings).apply(
                 locked, obj, int(self.now().timestamp())
             )
             return await SubscriptionViews(session, self.settings).one(locked)
+
+        request = hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+        return await call_and_settle(
+            self.sessionmaker, operation, f"{row.id}-{request}", call, record
+        )
+
+    async def _change(
+        self, row: Subscription, params: dict[str, Any], idempotency_key: str
+    ) -> SubscriptionRead:
+        """Update the subscription at Stripe with ``params`` and record the answer."""
+        stripe_subscription_id = row.stripe_subscription_id
+        assert stripe_subscription_id is not None  # noqa: S101 - the callers check
+        return await self._update(
+            "subscription_update",
+            row,
+            idempotency_key,
+            lambda key: self.stripe.update_subscription(
+                stripe_subscription_id, params, idempotency_key=key
+            ),
+        )
 
     async def cancel(
         self, subscription_id: str, body: SubscriptionCancel, idempotency_key: str
@@ -256,17 +286,16 @@ class SubscriptionService:
         if row.stripe_subscription_id is None or row.status in TERMINAL:
             raise SubscriptionNotActive(f"A {row.status} subscription cannot be canceled.")
         if body.at_period_end:
-            obj = await self.stripe.update_subscription(
-                row.stripe_subscription_id,
-                {"cancel_at_period_end": True},
-                idempotency_key=await self._key("subscription_update", row, idempotency_key),
-            )
-        else:
-            obj = await self.stripe.cancel_subscription(
-                row.stripe_subscription_id,
-                idempotency_key=await self._key("subscription_cancel", row, idempotency_key),
-            )
-        return await self._record(row, obj)
+            return await self._change(row, {"cancel_at_period_end": True}, idempotency_key)
+        stripe_subscription_id = row.stripe_subscription_id
+        return await self._update(
+            "subscription_cancel",
+            row,
+            idempotency_key,
+            lambda key: self.stripe.cancel_subscription(
+                stripe_subscription_id, idempotency_key=key
+            ),
+        )
 
     async def resume(self, subscription_id: str, idempotency_key: str) -> SubscriptionRead:
         row = await self._mine(subscription_id)
@@ -277,12 +306,7 @@ class SubscriptionService:
             or (row.current_period_end is not None and row.current_period_end <= self.now())
         ):
             raise SubscriptionNotResumable()
-        obj = await self.stripe.update_subscription(
-            row.stripe_subscription_id,
-            {"cancel_at_period_end": False},
-            idempotency_key=await self._key("subscription_update", row, idempotency_key),
-        )
-        return await self._record(row, obj)
+        return await self._change(row, {"cancel_at_period_end": False}, idempotency_key)
 
     async def pause(
         self, subscription_id: str, body: SubscriptionPause, idempotency_key: str
@@ -301,24 +325,14 @@ class SubscriptionService:
             if body.resumes_at <= self.now():
                 raise SubscriptionPauseInvalid("resumes_at must be in the future.")
             pause["resumes_at"] = int(body.resumes_at.timestamp())
-        obj = await self.stripe.update_subscription(
-            row.stripe_subscription_id,
-            {"pause_collection": pause},
-            idempotency_key=await self._key("subscription_update", row, idempotency_key),
-        )
-        return await self._record(row, obj)
+        return await self._change(row, {"pause_collection": pause}, idempotency_key)
 
     async def unpause(self, subscription_id: str, idempotency_key: str) -> SubscriptionRead:
         """Resume payment collection (``pause_collection`` unset)."""
         row = await self._mine(subscription_id)
         if row.stripe_subscription_id is None or row.pause_behavior is None:
             raise SubscriptionNotPaused()
-        obj = await self.stripe.update_subscription(
-            row.stripe_subscription_id,
-            {"pause_collection": ""},
-            idempotency_key=await self._key("subscription_update", row, idempotency_key),
-        )
-        return await self._record(row, obj)
+        return await self._change(row, {"pause_collection": ""}, idempotency_key)
 
     async def _changeable(self, row: Subscription, price_id: str) -> None:
         if row.stripe_subscription_id is None or row.stripe_item_id is None:
@@ -385,13 +399,7 @@ class SubscriptionService:
         }
         if body.proration_date is not None:
             params["proration_date"] = body.proration_date
-        assert row.stripe_subscription_id is not None  # noqa: S101 - checked
-        obj = await self.stripe.update_subscription(
-            row.stripe_subscription_id,
-            params,
-            idempotency_key=await self._key("subscription_update", row, idempotency_key),
-        )
-        return await self._record(row, obj)
+        return await self._change(row, params, idempotency_key)
 
 
 def _client_secret(obj: dict[str, Any]) -> tuple[str | None, Any]:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
+from payments_api.kit.clock import stripe_time as stripe_time  # stripe_events reads it here
 from payments_api.kit.clock import utcnow
 from payments_api.settings import Settings
 from payments_api.stripe.refs import stripe_id
@@ -18,10 +19,6 @@ from payments_api.subscriptions.models import Subscription
 from payments_api.subscriptions.views import SubscriptionViews
 
 TERMINAL = frozenset({"canceled", "incomplete_expired"})
-
-
-def stripe_time(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(int(value), UTC) if isinstance(value, int | float) else None
 
 
 def our_subscription_id(metadata: Any) -> int | None:

@@ -6,49 +6,29 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.auth import Principal
-from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind
+from payments_api.orders.chosen_amount import ChosenAmountPurpose
 from payments_api.orders.confirmation import post_payment
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import (
-    BasePurpose,
     CheckoutLine,
     CheckoutRequest,
     PaidPayment,
     RefundBooking,
     RefundTerms,
-    require_chosen_amount,
 )
-from payments_api.orders.reads import order_read
-from payments_api.orders.schemas import CheckoutSessionCreate
-from payments_api.settings import Settings
+from payments_api.orders.reads import tell_owner
 
 
-class TopupPurpose(BasePurpose):
+class TopupPurpose(ChosenAmountPurpose):
     name = "topup"
     paid_event = EventType.topup_succeeded
-
-    def check_checkout(
-        self, body: CheckoutSessionCreate, principal: Principal, settings: Settings
-    ) -> None:
-        require_chosen_amount(body, settings, "A top-up")
+    chosen_as = "A top-up"
 
     async def build_checkout_order(self, request: CheckoutRequest) -> Order:
-        body = request.body
-        assert body.amount is not None  # noqa: S101 - checked by check_checkout
-        assert body.currency is not None  # noqa: S101
-        return Order(
-            user_id=request.user.id,
-            purpose=self.name,
-            channel="checkout_session",
-            status="pending",
-            amount=body.amount,
-            currency=body.currency,
-            reference={},
-        )
+        return self.pending_order(request, *self.chosen_amount(request), reference={})
 
     def checkout_line(self, order: Order) -> CheckoutLine:
         return CheckoutLine(name="Wallet top-up")
@@ -64,10 +44,10 @@ class TopupPurpose(BasePurpose):
         )
 
     async def on_failed(self, session: AsyncSession, order: Order) -> None:
-        await _tell_user(session, order, EventType.topup_failed, "failed")
+        await tell_owner(session, order, EventType.topup_failed, "failed")
 
     async def on_requires_action(self, session: AsyncSession, order: Order) -> None:
-        await _tell_user(session, order, EventType.topup_requires_action, "requires_action")
+        await tell_owner(session, order, EventType.topup_requires_action, "requires_action")
 
     async def refund_terms(self, session: AsyncSession, order: Order) -> RefundTerms:
         # The customer can neither spend nor withdraw money that is being refunded.
@@ -75,14 +55,3 @@ class TopupPurpose(BasePurpose):
 
     async def on_refunded(self, booking: RefundBooking) -> None:
         await booking.settle_from_wallet()
-
-
-async def _tell_user(session: AsyncSession, order: Order, event: EventType, step: str) -> None:
-    """The order's user hears of ``step`` once (the change key names the order and step)."""
-    await emit(
-        session,
-        event,
-        order_read(order),
-        change_key=f"order:{order.id}:{step}",
-        user_ids=[order.user_id],
-    )

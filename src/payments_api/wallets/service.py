@@ -9,11 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
-from payments_api.kit.amounts import AmountOutOfRange, CurrencyNotSupported
+from payments_api.kit.amounts import check_limits
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.shapes import move
 from payments_api.settings import Settings
 from payments_api.users.errors import UserNotFound
 from payments_api.users.repository import UserRepository
@@ -27,18 +28,7 @@ class WalletService:
         self.ledger = ledger_service.LedgerService(session)
 
     def _check_limits(self, amount: int, currency: str) -> None:
-        limits = self.settings.limits(currency, "debit")
-        if limits is None:
-            raise CurrencyNotSupported.refuse(
-                "Wallet debits", currency, sorted(self.settings.limits_table())
-            )
-        if not limits.minimum <= amount <= limits.maximum:
-            raise AmountOutOfRange(
-                f"Wallet debits in {currency} must be between {limits.minimum} and "
-                f"{limits.maximum} minor units.",
-                minimum=limits.minimum,
-                maximum=limits.maximum,
-            )
+        check_limits(self.settings, "debit", amount, currency, what="Wallet debits")
 
     async def debit(
         self, user_id: str, body: WalletDebitCreate, *, actor_id: str, idempotency_key: str
@@ -63,13 +53,11 @@ class WalletService:
                 cause_key=cause_key,
                 description=body.description,
                 metadata=metadata,
-                postings=[
-                    ledger_service.PostingSpec(available, -body.amount),
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.platform(AccountKind.sales, body.currency),
-                        body.amount,
-                    ),
-                ],
+                postings=move(
+                    body.amount,
+                    out_of=available,
+                    into=ledger_service.AccountRef.platform(AccountKind.sales, body.currency),
+                ),
                 # Spending the wallet is the owner's money leaving: a freeze stops it. A
                 # short balance is the ledger's 402 insufficient_funds, nothing taken.
                 initiated_by=user_id,

@@ -23,24 +23,23 @@ No Stripe call is made; refunds of these orders go back to the wallet
 
 from __future__ import annotations
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.auth import Principal
 from payments_api.earnings import service as earnings_service
 from payments_api.earnings.models import EarningSource
-from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
-from payments_api.kit.amounts import AmountOutOfRange, CurrencyNotSupported
+from payments_api.kit.amounts import AmountOutOfRange, check_limits
 from payments_api.kit.clock import utcnow
-from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
+from payments_api.kit.idempotency import add_once, fingerprint, same_request
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.shapes import move, split
 from payments_api.orders.catalog import grant_credit, priced_order
 from payments_api.orders.errors import PriceNotFound
 from payments_api.orders.models import Order
-from payments_api.orders.reads import ORDER_PREFIX, order_read
+from payments_api.orders.reads import ORDER_PREFIX, order_read, tell_owner
 from payments_api.orders.repository import OrderRepository
 from payments_api.orders.schemas import OrderRead, WalletPaymentCreate
 from payments_api.problems import Forbidden
@@ -59,18 +58,7 @@ class WalletPayments:
         self.ledger = ledger_service.LedgerService(session)
 
     def _check_limits(self, amount: int, currency: str) -> None:
-        limits = self.settings.limits(currency, "debit")
-        if limits is None:
-            raise CurrencyNotSupported.refuse(
-                "Wallet payments", currency, sorted(self.settings.limits_table())
-            )
-        if not limits.minimum <= amount <= limits.maximum:
-            raise AmountOutOfRange(
-                f"Wallet payments in {currency} must be between {limits.minimum} and "
-                f"{limits.maximum} minor units.",
-                minimum=limits.minimum,
-                maximum=limits.maximum,
-            )
+        check_limits(self.settings, "debit", amount, currency, what="Wallet payments")
 
     async def pay(self, body: WalletPaymentCreate, idempotency_key: str) -> tuple[OrderRead, bool]:
         """Pay from the wallet; returns the order and whether it was a replay."""
@@ -85,10 +73,12 @@ class WalletPayments:
         request_fingerprint = fingerprint(body.model_dump(mode="json"))
         user = await UserRepository(self.session).upsert_from_principal(self.principal)
         orders = OrderRepository(self.session)
-        existing = await orders.by_idempotency_key(user.id, idempotency_key)
+        existing = same_request(
+            await orders.by_idempotency_key(user.id, idempotency_key),
+            request_fingerprint,
+            "This Idempotency-Key was used for a different payment.",
+        )
         if existing is not None:
-            if existing.request_fingerprint != request_fingerprint:
-                raise IdempotencyKeyReused("This Idempotency-Key was used for a different payment.")
             return order_read(existing), True
         now = utcnow()
         if body.purpose == "order":
@@ -130,26 +120,17 @@ class WalletPayments:
         order.updated_at = now
         order.idempotency_key = idempotency_key
         order.request_fingerprint = request_fingerprint
-        try:
-            async with self.session.begin_nested():
-                await orders.add(order)
-        except IntegrityError:
+        twin = await add_once(
+            self.session, order, lambda: orders.by_idempotency_key(user.id, idempotency_key)
+        )
+        if twin is not order:
             # A concurrent twin with the same key won (and moved the money once).
-            twin = await orders.by_idempotency_key(user.id, idempotency_key)
-            if twin is None or twin.request_fingerprint != request_fingerprint:
-                raise IdempotencyKeyReused() from None
             return order_read(twin), True
         if target is None:
             await self._pay_order(order, user)
         else:
             await self._pay_direct(order, user, target)
-        await emit(
-            self.session,
-            EventType.order_paid,
-            order_read(order),
-            change_key=f"order:{order.id}:paid",
-            user_ids=[order.user_id],
-        )
+        await tell_owner(self.session, order, EventType.order_paid, "paid")
         return order_read(order), False
 
     async def _pay_order(self, order: Order, user: User) -> None:
@@ -161,16 +142,11 @@ class WalletPayments:
                 cause_key=f"wallet_payment:{order.id}",
                 description=f"Payment {public_id(ORDER_PREFIX, order.id)} from the wallet",
                 metadata={"order_id": order.id, "price": order.reference.get("price")},
-                postings=[
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.user(user.id, AccountKind.available, currency),
-                        -order.amount,
-                    ),
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.platform(AccountKind.sales, currency),
-                        order.amount,
-                    ),
-                ],
+                postings=move(
+                    order.amount,
+                    out_of=ledger_service.AccountRef.user(user.id, AccountKind.available, currency),
+                    into=ledger_service.AccountRef.platform(AccountKind.sales, currency),
+                ),
                 initiated_by=user.id,
             )
         )
@@ -181,21 +157,20 @@ class WalletPayments:
     ) -> None:
         currency, amount = order.currency, order.amount
         fee = target.application_fee_amount
-        postings = [
-            ledger_service.PostingSpec(
-                ledger_service.AccountRef.user(user.id, AccountKind.available, currency), -amount
-            ),
-            ledger_service.PostingSpec(
-                ledger_service.AccountRef.user(target.payee_id, AccountKind.available, currency),
-                amount - fee,
-            ),
-        ]
-        if fee:
-            postings.append(
-                ledger_service.PostingSpec(
-                    ledger_service.AccountRef.platform(AccountKind.platform_fees, currency), fee
-                )
-            )
+        # The payee's share and the platform's fee (none when the fee is nothing).
+        postings = split(
+            amount,
+            out_of=ledger_service.AccountRef.user(user.id, AccountKind.available, currency),
+            into=[
+                (
+                    ledger_service.AccountRef.user(
+                        target.payee_id, AccountKind.available, currency
+                    ),
+                    amount - fee,
+                ),
+                (ledger_service.AccountRef.platform(AccountKind.platform_fees, currency), fee),
+            ],
+        )
         result = await self.ledger.post(
             ledger_service.NewTransaction(
                 type="wallet_direct_payment",
