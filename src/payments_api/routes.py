@@ -55,13 +55,12 @@ class Page(TypedDict):
     starting_after: str | None
 
 
-def cursor_page(
-    description: str, *, max_length: int | None = None
-) -> Callable[[int, str | None], Awaitable[Page]]:
-    """The ``limit`` and ``starting_after`` query parameters of a list route, as one
-    dependency; ``description`` says what ``starting_after`` names. They come after the
-    route's own query parameters in its OpenAPI document, so routes whose filters follow
-    the cursor declare the two themselves."""
+def cursor_page(description: str, *, max_length: int | None = None) -> Any:
+    """``Depends`` on the ``limit`` and ``starting_after`` query parameters of a list
+    route, for ``Annotated[Page, cursor_page(...)]``; ``description`` says what
+    ``starting_after`` names. They come after the route's own query parameters in its
+    OpenAPI document, so routes whose filters follow the cursor declare the two
+    themselves."""
 
     async def page(
         limit: Limit = 20,
@@ -71,7 +70,7 @@ def cursor_page(
     ) -> Page:
         return Page(limit=limit, starting_after=starting_after)
 
-    return page
+    return Depends(page)
 
 
 async def get_request_id(request: Request) -> str | None:

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
+from payments_api import routes
 from payments_api.admin.schemas import (
     AdjustmentCreate,
     FreezeRequest,
@@ -16,14 +17,13 @@ from payments_api.deps import AdminUser, SessionDep
 from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
 from payments_api.ledger import errors as ledger_errors
 from payments_api.problems import problem_responses
-from payments_api.routes import RequestIdDep, mark_replayed
 from payments_api.users import errors as users_errors
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
 
 async def get_admin_service(
-    request_id: RequestIdDep, session: SessionDep, admin: AdminUser
+    request_id: routes.RequestIdDep, session: SessionDep, admin: AdminUser
 ) -> AdminService:
     return AdminService(session, actor=admin, request_id=request_id)
 
@@ -55,7 +55,7 @@ async def create_adjustment(
     response: Response,
 ) -> LedgerTransactionRead:
     transaction, replayed = await service.adjust(body, idempotency_key)
-    mark_replayed(response, replayed)
+    routes.mark_replayed(response, replayed)
     return transaction
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from payments_api import routes
 from payments_api.escrow import errors as escrow_errors
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.orders import errors as orders_errors
@@ -9,7 +10,6 @@ from payments_api.orders.deps import PayInServiceDep
 from payments_api.orders.schemas import CheckoutSessionCreate, CheckoutSessionRead
 from payments_api.problems import problem_responses
 from payments_api.projects import errors as projects_errors
-from payments_api.routes import AMOUNT_PROBLEMS, PROVIDER_PROBLEMS
 
 router = APIRouter(tags=["checkout"])
 
@@ -26,14 +26,14 @@ router = APIRouter(tags=["checkout"])
         401,
         403,
         escrow_errors.EscrowAmountTooSmall,
-        *AMOUNT_PROBLEMS,
+        *routes.AMOUNT_PROBLEMS,
         orders_errors.CheckoutWindowPassed,
         orders_errors.DiscountCodeInvalid,
         orders_errors.EscrowCheckoutIncomplete,
         orders_errors.PriceNotFound,
         orders_errors.RedirectUrlNotAllowed,
         *projects_errors.DIRECT_PAYMENT_PROBLEMS,
-        *PROVIDER_PROBLEMS,
+        *routes.PROVIDER_PROBLEMS,
     ),
 )
 async def create_checkout_session(

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response
 
+from payments_api import routes
 from payments_api.deps import CurrentUser, SessionDep, SettingsDep, StateDep, require_role
 from payments_api.escrow import errors as escrow_errors
 from payments_api.escrow.capture import EscrowCaptures
@@ -26,7 +27,6 @@ from payments_api.kit.pagination import Limit
 from payments_api.ledger import errors as ledger_errors
 from payments_api.problems import problem_responses
 from payments_api.projects import errors as projects_errors
-from payments_api.routes import mark_replayed
 from payments_api.users.models import User
 
 router = APIRouter(tags=["escrow"])
@@ -119,7 +119,7 @@ async def create_escrow(
 ) -> EscrowRead:
     _answer_with(service, 201, customer)
     escrow, replayed = await service.create(customer, body, idempotency_key=idempotency_key)
-    mark_replayed(response, replayed)
+    routes.mark_replayed(response, replayed)
     return escrow_read(escrow, customer)
 
 

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from payments_api import routes
 from payments_api.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
 from payments_api.events import errors, schemas
 from payments_api.events.service import EventService
@@ -18,7 +19,6 @@ from payments_api.events.types import EventType
 from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
 from payments_api.kit.pagination import InvalidCursor
 from payments_api.problems import problem_responses
-from payments_api.routes import Page, cursor_page
 
 router = APIRouter(tags=["events"])
 
@@ -38,12 +38,12 @@ EndpointIdPath = Annotated[
     str, Path(max_length=64, description="The endpoint id.", examples=["we_3"])
 ]
 TypeFilter = Annotated[EventType | None, Query(description="Only events of this type.")]
-EventPage = Annotated[Page, Depends(cursor_page("Event id to continue after.", max_length=64))]
+EventPage = Annotated[routes.Page, routes.cursor_page("Event id to continue after.", max_length=64)]
 EndpointPage = Annotated[
-    Page, Depends(cursor_page("Endpoint id to continue after.", max_length=64))
+    routes.Page, routes.cursor_page("Endpoint id to continue after.", max_length=64)
 ]
 DeliveryPage = Annotated[
-    Page, Depends(cursor_page("Delivery id to continue after.", max_length=64))
+    routes.Page, routes.cursor_page("Delivery id to continue after.", max_length=64)
 ]
 
 

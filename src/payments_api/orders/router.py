@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Path
 
+from payments_api import routes
 from payments_api.deps import AdminUser, CurrentUser, SessionDep
 from payments_api.kit import amounts
 from payments_api.kit.idempotency import one_transaction
@@ -21,11 +22,10 @@ from payments_api.orders.schemas import (
     PriceRead,
 )
 from payments_api.problems import problem_responses
-from payments_api.routes import Page, cursor_page
 
 router = APIRouter(tags=["orders"])
 
-OrderPage = Annotated[Page, Depends(cursor_page("Order id to continue after."))]
+OrderPage = Annotated[routes.Page, routes.cursor_page("Order id to continue after.")]
 
 
 @router.get(

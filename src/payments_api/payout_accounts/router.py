@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from payments_api import routes
 from payments_api.deps import AdminUser, SessionDep, SettingsDep, StripeDep, require_role
 from payments_api.payout_accounts import errors as payout_accounts_errors
 from payments_api.payout_accounts.errors import InvalidLinkState
@@ -20,7 +21,6 @@ from payments_api.payout_accounts.schemas import (
 )
 from payments_api.payout_accounts.service import PAYEE_ROLE, ConnectService
 from payments_api.problems import problem_responses
-from payments_api.routes import PROVIDER_PROBLEMS, RequestIdDep
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
 from payments_api.users.models import User
 
@@ -94,7 +94,7 @@ async def get_payout_account(user: PayeeUser, service: ConnectServiceDep) -> Pay
     tags=TAGS,
     operation_id="createPayoutAccountOnboardingLink",
     responses=problem_responses(
-        401, 403, payout_accounts_errors.PayoutAccountBusy, *PROVIDER_PROBLEMS
+        401, 403, payout_accounts_errors.PayoutAccountBusy, *routes.PROVIDER_PROBLEMS
     ),
 )
 async def create_onboarding_link(user: PayeeUser, service: ConnectServiceDep) -> OnboardingLinkRead:
@@ -108,7 +108,7 @@ async def create_onboarding_link(user: PayeeUser, service: ConnectServiceDep) ->
     tags=TAGS,
     operation_id="createPayoutAccountDashboardLink",
     responses=problem_responses(
-        401, 403, payout_accounts_errors.PayoutSetupIncomplete, *PROVIDER_PROBLEMS
+        401, 403, payout_accounts_errors.PayoutSetupIncomplete, *routes.PROVIDER_PROBLEMS
     ),
 )
 async def create_dashboard_link(user: PayeeUser, service: ConnectServiceDep) -> DashboardLinkRead:
@@ -179,14 +179,14 @@ async def return_from_onboarding(
     operation_id="syncPayoutAccount",
     tags=["admin"],
     responses=problem_responses(
-        401, 403, payout_accounts_errors.PayoutAccountNotFound, *PROVIDER_PROBLEMS
+        401, 403, payout_accounts_errors.PayoutAccountNotFound, *routes.PROVIDER_PROBLEMS
     ),
 )
 async def sync_payout_account(
     user_id: Annotated[str, Path(max_length=255, description="The payee's user id.")],
     admin: AdminUser,
     service: ConnectServiceDep,
-    request_id: RequestIdDep,
+    request_id: routes.RequestIdDep,
 ) -> PayoutAccountEnvelope:
     payout_account = await service.force_sync(user_id, actor=admin, request_id=request_id)
     return PayoutAccountEnvelope(payout_account=payout_account)

@@ -4,6 +4,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from payments_api import routes
 from payments_api.auth import Principal
 from payments_api.deps import StateDep
 from payments_api.kit.idempotency import IdempotencyKeyDep
@@ -18,15 +19,6 @@ from payments_api.payouts.schemas import (
 )
 from payments_api.payouts.service import PayoutService
 from payments_api.problems import problem_responses
-from payments_api.routes import (
-    AMOUNT_PROBLEMS,
-    PROVIDER_PROBLEMS,
-    Page,
-    accepted_unless_known,
-    cursor_page,
-    pending_responses,
-    principal_with_role,
-)
 from payments_api.stripe import errors as stripe_errors
 
 router = APIRouter(tags=["payouts"])
@@ -34,9 +26,9 @@ router = APIRouter(tags=["payouts"])
 
 # From the token alone: a withdrawal calls Stripe with no transaction held.
 PayeeDep = Annotated[
-    Principal, Depends(principal_with_role("payee", "Payouts need the payee role."))
+    Principal, Depends(routes.principal_with_role("payee", "Payouts need the payee role."))
 ]
-WithdrawalPage = Annotated[Page, Depends(cursor_page("Withdrawal id to continue after."))]
+WithdrawalPage = Annotated[routes.Page, routes.cursor_page("Withdrawal id to continue after.")]
 
 
 async def get_payout_service(state: StateDep) -> PayoutService:
@@ -58,14 +50,14 @@ PayoutServiceDep = Annotated[PayoutService, Depends(get_payout_service)]
     "the connected account's payout schedule).",
     operation_id="createWithdrawal",
     status_code=201,
-    responses=pending_responses(
+    responses=routes.pending_responses(
         WithdrawalCreated,
         "Accepted; transfer outcome pending",
         400,
         401,
         403,
         ledger_errors.InsufficientFunds,
-        *AMOUNT_PROBLEMS,
+        *routes.AMOUNT_PROBLEMS,
         payouts_errors.PayoutAccountNotReady,
         payouts_errors.WalletFrozen,
     ),
@@ -78,7 +70,7 @@ async def create_withdrawal(
     response: Response,
 ) -> WithdrawalCreated:
     withdrawal = await service.withdraw(principal, body, idempotency_key)
-    accepted_unless_known(response, known=withdrawal.status != "pending")
+    routes.accepted_unless_known(response, known=withdrawal.status != "pending")
     return withdrawal
 
 
@@ -90,7 +82,7 @@ async def create_withdrawal(
     "while `has_more`.",
     operation_id="listPayouts",
     responses=problem_responses(
-        401, 403, 422, *PROVIDER_PROBLEMS, stripe_errors.ProviderObjectMissing
+        401, 403, 422, *routes.PROVIDER_PROBLEMS, stripe_errors.ProviderObjectMissing
     ),
 )
 async def list_payouts(

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from payments_api import routes
 from payments_api.deps import PrincipalDep, SessionDep, StateDep, require_role
 from payments_api.kit import pagination
 from payments_api.kit.idempotency import one_transaction
@@ -25,7 +26,6 @@ from payments_api.projects.schemas import (
     SessionRead,
 )
 from payments_api.projects.service import ProjectService, ProjectWalletService
-from payments_api.routes import PROVIDER_PROBLEMS, Page, cursor_page
 from payments_api.users.models import User
 
 router = APIRouter(tags=["projects"])
@@ -51,13 +51,13 @@ SessionIdPath = Annotated[
 ]
 CURSOR_DESCRIPTION = "Id of the last item seen; the page after it."
 StartingAfter = Annotated[str | None, Query(max_length=32, description=CURSOR_DESCRIPTION)]
-ProjectPage = Annotated[Page, Depends(cursor_page(CURSOR_DESCRIPTION, max_length=32))]
+ProjectPage = Annotated[routes.Page, routes.cursor_page(CURSOR_DESCRIPTION, max_length=32)]
 SessionStatusQuery = Annotated[
     Literal["open", "closed"] | None, Query(description="Only sessions in this state.")
 ]
 
 
-class SessionPage(Page):
+class SessionPage(routes.Page):
     status: Literal["open", "closed"] | None
 
 
@@ -225,7 +225,7 @@ async def close_project_session(
     "connected account); `earnings` sums this project's confirmed direct payments (the "
     "payee's take, net of the platform's fee).",
     operation_id="getProjectWallet",
-    responses=problem_responses(401, *OWNER_ONLY_PROBLEMS, *PROVIDER_PROBLEMS),
+    responses=problem_responses(401, *OWNER_ONLY_PROBLEMS, *routes.PROVIDER_PROBLEMS),
 )
 async def get_project_wallet(
     project_id: ProjectIdPath, principal: PrincipalDep, service: WalletServiceDep

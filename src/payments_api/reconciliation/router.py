@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Path
 
+from payments_api import routes
 from payments_api.deps import AdminUser, SessionDep
 from payments_api.problems import problem_responses
 from payments_api.reconciliation import errors as reconciliation_errors
@@ -14,17 +15,10 @@ from payments_api.reconciliation.schemas import (
     ReconciliationRunRead,
 )
 from payments_api.reconciliation.service import ReconciliationQueries
-from payments_api.routes import (
-    PROVIDER_PROBLEMS,
-    AdminPrincipalDep,
-    Page,
-    RequestIdDep,
-    cursor_page,
-)
 
 router = APIRouter(tags=["admin"])
 
-RunPage = Annotated[Page, Depends(cursor_page("Run id to continue after."))]
+RunPage = Annotated[routes.Page, routes.cursor_page("Run id to continue after.")]
 
 
 @router.post(
@@ -44,12 +38,12 @@ RunPage = Annotated[Page, Depends(cursor_page("Run id to continue after."))]
         reconciliation_errors.ReconciliationDateInFuture,
         reconciliation_errors.ReconciliationInProgress,
         reconciliation_errors.ReconciliationWindowTooLarge,
-        *PROVIDER_PROBLEMS,
+        *routes.PROVIDER_PROBLEMS,
     ),
 )
 async def create_reconciliation_run(
-    request_id: RequestIdDep,
-    principal: AdminPrincipalDep,
+    request_id: routes.RequestIdDep,
+    principal: routes.AdminPrincipalDep,
     service: ReconciliationServiceDep,
     body: ReconciliationRunCreate | None = None,
 ) -> ReconciliationRunRead:

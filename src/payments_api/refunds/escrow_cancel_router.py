@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks, Request
 
+from payments_api import routes
 from payments_api.deps import CurrentUser
 from payments_api.escrow import errors as escrow_errors
 from payments_api.escrow.models import EscrowStatus
@@ -27,7 +28,6 @@ from payments_api.kit.pagination import public_id
 from payments_api.orders import refund_errors as refunds_errors
 from payments_api.problems import problem_responses
 from payments_api.refunds.deps import RefundServiceDep
-from payments_api.routes import PROVIDER_PROBLEMS, RequestIdDep
 
 router = APIRouter(tags=["escrow"])
 
@@ -53,7 +53,7 @@ router = APIRouter(tags=["escrow"])
         escrow_errors.CaptureUnavailable,
         refunds_errors.RefundToCardUnavailable,
         refunds_errors.RefundRejected,
-        *PROVIDER_PROBLEMS,
+        *routes.PROVIDER_PROBLEMS,
     ),
 )
 # Not @one_transaction: with `refund_to: card` the cancel calls Stripe, and no
@@ -67,7 +67,7 @@ async def cancel_escrow(
     captures: EscrowCapturesDep,
     background: BackgroundTasks,
     idempotency_key: IdempotencyKeyDep,
-    request_id: RequestIdDep,
+    request_id: routes.RequestIdDep,
     body: EscrowCancel | None = None,
 ) -> EscrowCancelRead:
     expected = EscrowStatus(body.expected_status) if body and body.expected_status else None

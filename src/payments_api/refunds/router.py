@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
+from payments_api import routes
 from payments_api.deps import AdminUser, PrincipalDep, SessionDep
 from payments_api.escrow import errors as escrow_errors
 from payments_api.kit import amounts
@@ -28,20 +29,10 @@ from payments_api.refunds.schemas import (
     WalletRefundList,
     WalletRefundRead,
 )
-from payments_api.routes import (
-    AMOUNT_PROBLEMS,
-    PROVIDER_PROBLEMS,
-    AdminPrincipalDep,
-    Page,
-    RequestIdDep,
-    accepted_unless_known,
-    cursor_page,
-    pending_responses,
-)
 
 router = APIRouter(tags=["admin"])
 
-WalletRefundPage = Annotated[Page, Depends(cursor_page("Wallet refund id to continue after."))]
+WalletRefundPage = Annotated[routes.Page, routes.cursor_page("Wallet refund id to continue after.")]
 
 
 @router.post(
@@ -81,7 +72,7 @@ WalletRefundPage = Annotated[Page, Depends(cursor_page("Wallet refund id to cont
     "platform bears the spent part. Stripe keeps its fee.",
     operation_id="createRefund",
     status_code=201,
-    responses=pending_responses(
+    responses=routes.pending_responses(
         RefundRead,
         "Accepted; Stripe's answer pending",
         400,
@@ -101,13 +92,13 @@ WalletRefundPage = Annotated[Page, Depends(cursor_page("Wallet refund id to cont
         invoices.InvoiceNotRefundable,
         invoices.RefundCreditSpent,
         refunds_errors.CreditAlreadySpent,
-        *PROVIDER_PROBLEMS,
+        *routes.PROVIDER_PROBLEMS,
     ),
 )
 async def create_refund(
     body: RefundCreate,
-    request_id: RequestIdDep,
-    principal: AdminPrincipalDep,
+    request_id: routes.RequestIdDep,
+    principal: routes.AdminPrincipalDep,
     service: RefundServiceDep,
     invoice_service: InvoiceRefundServiceDep,
     idempotency_key: IdempotencyKeyDep,
@@ -121,7 +112,7 @@ async def create_refund(
         refund, known = await service.create(
             principal, body, idempotency_key, request_id=request_id
         )
-    accepted_unless_known(response, known)
+    routes.accepted_unless_known(response, known)
     return refund
 
 
@@ -205,7 +196,7 @@ async def get_refund(
     "`wallet_refund.succeeded` or `wallet_refund.failed`.",
     operation_id="createWalletRefund",
     status_code=201,
-    responses=pending_responses(
+    responses=routes.pending_responses(
         WalletRefundRead,
         "Accepted; some Stripe answer pending",
         400,
@@ -215,7 +206,7 @@ async def get_refund(
         ledger_errors.WalletFrozen,
         refunds_errors.NothingRefundable,
         refunds_errors.RefundExceedsRefundable,
-        *AMOUNT_PROBLEMS,
+        *routes.AMOUNT_PROBLEMS,
     ),
 )
 async def create_wallet_refund(
@@ -226,7 +217,7 @@ async def create_wallet_refund(
     response: Response,
 ) -> WalletRefundRead:
     cashout, known = await service.create(principal, body, idempotency_key)
-    accepted_unless_known(response, known)
+    routes.accepted_unless_known(response, known)
     return cashout
 
 

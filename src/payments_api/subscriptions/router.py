@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 
+from payments_api import routes
 from payments_api.deps import AdminUser, CurrentUser, SessionDep, SettingsDep, StateDep
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import InvalidCursor, Limit
 from payments_api.problems import problem_responses
-from payments_api.routes import PROVIDER_PROBLEMS, Page, cursor_page
 from payments_api.stripe import errors as stripe_errors
 from payments_api.subscriptions import errors
 from payments_api.subscriptions.deps import SubscriptionServiceDep
@@ -31,9 +31,9 @@ from payments_api.subscriptions.views import SubscriptionQueries, unclaimed_subs
 router = APIRouter(tags=["subscriptions"])
 
 SubscriptionId = Annotated[str, Path(max_length=32, examples=["subs_12"])]
-SubscriptionPage = Annotated[Page, Depends(cursor_page("Subscription id to continue after."))]
+SubscriptionPage = Annotated[routes.Page, routes.cursor_page("Subscription id to continue after.")]
 # What every change to a subscription can answer: it goes to Stripe with the caller's key.
-CHANGE_PROBLEMS = (400, 401, errors.SubscriptionNotFound, *PROVIDER_PROBLEMS)
+CHANGE_PROBLEMS = (400, 401, errors.SubscriptionNotFound, *routes.PROVIDER_PROBLEMS)
 # What a change of plan, or its preview, refuses.
 PLAN_CHANGE_PROBLEMS = (errors.SubscriptionNotActive, errors.PlanNotFound, errors.PlanChangeInvalid)
 
@@ -55,7 +55,7 @@ async def list_plans(_user: CurrentUser, session: SessionDep) -> PlanList:
     summary="Pull every product and recurring price from Stripe",
     operation_id="syncPlans",
     tags=["admin"],
-    responses=problem_responses(401, 403, *PROVIDER_PROBLEMS),
+    responses=problem_responses(401, 403, *routes.PROVIDER_PROBLEMS),
 )
 async def sync_plans(_admin: AdminUser, state: StateDep) -> PlanSyncResult:
     return await PlanSync(state.sessionmaker, state.stripe).run()
@@ -91,7 +91,7 @@ async def list_unclaimed_subscriptions(
         401,
         errors.PlanNotFound,
         errors.SubscriptionExists,
-        *PROVIDER_PROBLEMS,
+        *routes.PROVIDER_PROBLEMS,
         stripe_errors.CardDeclined,
         stripe_errors.ProviderObjectMissing,
     ),
@@ -197,7 +197,7 @@ async def unpause_subscription(
     summary="What changing to another price would charge (proration)",
     operation_id="previewSubscriptionChange",
     responses=problem_responses(
-        401, 422, errors.SubscriptionNotFound, *PLAN_CHANGE_PROBLEMS, *PROVIDER_PROBLEMS
+        401, 422, errors.SubscriptionNotFound, *PLAN_CHANGE_PROBLEMS, *routes.PROVIDER_PROBLEMS
     ),
 )
 async def preview_subscription_change(

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from payments_api import routes
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.orders.deps import PayInServiceDep
 from payments_api.orders.schemas import TopupCreate, TopupRead
 from payments_api.payment_methods import errors as payment_methods_errors
 from payments_api.problems import problem_responses
-from payments_api.routes import AMOUNT_PROBLEMS, PROVIDER_PROBLEMS
 from payments_api.stripe import errors as stripe_errors
 from payments_api.users import errors as users_errors
 
@@ -36,9 +36,9 @@ router = APIRouter(tags=["topups"])
         users_errors.UserNotFound,
         payment_methods_errors.PaymentMethodNotFound,
         payment_methods_errors.NoDefaultPaymentMethod,
-        *AMOUNT_PROBLEMS,
+        *routes.AMOUNT_PROBLEMS,
         stripe_errors.CardDeclined,
-        *PROVIDER_PROBLEMS,
+        *routes.PROVIDER_PROBLEMS,
     ),
 )
 async def create_topup(

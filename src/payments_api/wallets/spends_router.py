@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from payments_api import routes
 from payments_api.deps import PrincipalDep, SessionDep, SettingsDep
 from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
@@ -15,7 +16,6 @@ from payments_api.orders import errors as orders_errors
 from payments_api.orders.schemas import OrderRead, WalletPaymentCreate
 from payments_api.problems import problem_responses
 from payments_api.projects import errors as projects_errors
-from payments_api.routes import mark_replayed
 from payments_api.wallets.spends import WalletPayments
 
 router = APIRouter(tags=["orders"])
@@ -57,5 +57,5 @@ async def pay_from_wallet(
     response: Response,
 ) -> OrderRead:
     order, replayed = await WalletPayments(session, settings, principal).pay(body, idempotency_key)
-    mark_replayed(response, replayed)
+    routes.mark_replayed(response, replayed)
     return order

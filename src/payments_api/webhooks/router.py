@@ -4,10 +4,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
+from payments_api import routes
 from payments_api.deps import AdminUser, SessionDep, StateDep
 from payments_api.kit.pagination import Limit
 from payments_api.problems import problem_responses
-from payments_api.routes import RequestIdDep
 from payments_api.webhooks import errors as webhooks_errors
 from payments_api.webhooks.errors import WebhookProcessingFailed
 from payments_api.webhooks.registry import HandlerTable
@@ -119,7 +119,7 @@ async def replay_webhook_event(
     event_id: Annotated[str, Path(max_length=255)],
     admin: AdminUser,
     service: WebhookServiceDep,
-    request_id: RequestIdDep,
+    request_id: routes.RequestIdDep,
 ) -> WebhookEventRead:
     row = await service.replay(event_id, actor_id=admin.id, request_id=request_id)
     return _read(row)
