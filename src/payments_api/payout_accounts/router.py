@@ -29,6 +29,8 @@ router = APIRouter()
 TAGS: list[str | Enum] = ["payout-account"]
 
 PayeeUser = Annotated[User, Depends(require_role(PAYEE_ROLE))]
+# What asking Stripe for one of the payee's account links can answer.
+LINK_PROBLEMS = (401, 403, *routes.PROVIDER_PROBLEMS)
 
 
 async def get_connect_service(
@@ -93,9 +95,7 @@ async def get_payout_account(user: PayeeUser, service: ConnectServiceDep) -> Pay
     "complete anything; the status changes when Stripe says so.",
     tags=TAGS,
     operation_id="createPayoutAccountOnboardingLink",
-    responses=problem_responses(
-        401, 403, payout_accounts_errors.PayoutAccountBusy, *routes.PROVIDER_PROBLEMS
-    ),
+    responses=problem_responses(*LINK_PROBLEMS, payout_accounts_errors.PayoutAccountBusy),
 )
 async def create_onboarding_link(user: PayeeUser, service: ConnectServiceDep) -> OnboardingLinkRead:
     return await service.onboarding_link(user)
@@ -107,9 +107,7 @@ async def create_onboarding_link(user: PayeeUser, service: ConnectServiceDep) ->
     description="422 `payout_setup_incomplete` until the payee has completed onboarding.",
     tags=TAGS,
     operation_id="createPayoutAccountDashboardLink",
-    responses=problem_responses(
-        401, 403, payout_accounts_errors.PayoutSetupIncomplete, *routes.PROVIDER_PROBLEMS
-    ),
+    responses=problem_responses(*LINK_PROBLEMS, payout_accounts_errors.PayoutSetupIncomplete),
 )
 async def create_dashboard_link(user: PayeeUser, service: ConnectServiceDep) -> DashboardLinkRead:
     return await service.dashboard_link(user)
