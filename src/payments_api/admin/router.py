@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Response
 
+from payments_api import routes
 from payments_api.admin.schemas import (
     AdjustmentCreate,
     FreezeRequest,
@@ -22,9 +23,9 @@ router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
 
 async def get_admin_service(
-    request: Request, session: SessionDep, admin: AdminUser
+    request_id: routes.RequestIdDep, session: SessionDep, admin: AdminUser
 ) -> AdminService:
-    return AdminService(session, actor=admin, request_id=getattr(request.state, "request_id", None))
+    return AdminService(session, actor=admin, request_id=request_id)
 
 
 AdminServiceDep = Annotated[AdminService, Depends(get_admin_service)]
@@ -54,8 +55,7 @@ async def create_adjustment(
     response: Response,
 ) -> LedgerTransactionRead:
     transaction, replayed = await service.adjust(body, idempotency_key)
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
+    routes.mark_replayed(response, replayed)
     return transaction
 
 

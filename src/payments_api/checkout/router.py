@@ -2,15 +2,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from payments_api import routes
 from payments_api.escrow import errors as escrow_errors
-from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.orders import errors as orders_errors
 from payments_api.orders.deps import PayInServiceDep
 from payments_api.orders.schemas import CheckoutSessionCreate, CheckoutSessionRead
 from payments_api.problems import problem_responses
 from payments_api.projects import errors as projects_errors
-from payments_api.stripe import errors as stripe_errors
 
 router = APIRouter(tags=["checkout"])
 
@@ -27,24 +26,14 @@ router = APIRouter(tags=["checkout"])
         401,
         403,
         escrow_errors.EscrowAmountTooSmall,
-        amounts.AmountOutOfRange,
-        amounts.CurrencyNotSupported,
-        amounts.AmountNotInSteps,
+        *routes.AMOUNT_PROBLEMS,
         orders_errors.CheckoutWindowPassed,
         orders_errors.DiscountCodeInvalid,
         orders_errors.EscrowCheckoutIncomplete,
         orders_errors.PriceNotFound,
         orders_errors.RedirectUrlNotAllowed,
-        projects_errors.CurrencyMismatch,
-        projects_errors.PayeeCannotReceivePayments,
-        projects_errors.PayeeNotFound,
-        projects_errors.ProjectArchived,
-        projects_errors.ProjectNotFound,
-        projects_errors.SelfPayment,
-        projects_errors.SessionClosed,
-        projects_errors.SessionNotFound,
-        stripe_errors.PaymentProviderError,
-        stripe_errors.PaymentProviderUnavailable,
+        *projects_errors.DIRECT_PAYMENT_PROBLEMS,
+        *routes.PROVIDER_PROBLEMS,
     ),
 )
 async def create_checkout_session(

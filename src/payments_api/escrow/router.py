@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response
 
+from payments_api import routes
 from payments_api.deps import CurrentUser, SessionDep, SettingsDep, StateDep, require_role
 from payments_api.escrow import errors as escrow_errors
 from payments_api.escrow.capture import EscrowCaptures
@@ -118,8 +119,7 @@ async def create_escrow(
 ) -> EscrowRead:
     _answer_with(service, 201, customer)
     escrow, replayed = await service.create(customer, body, idempotency_key=idempotency_key)
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
+    routes.mark_replayed(response, replayed)
     return escrow_read(escrow, customer)
 
 
@@ -162,7 +162,7 @@ async def get_escrow(
     return escrow_read(await service.get(parse_escrow_id(escrow_id), user), user)
 
 
-_TRANSITION_ERRORS = problem_responses(
+TRANSITION_PROBLEMS = (
     400,
     401,
     403,
@@ -174,6 +174,7 @@ _TRANSITION_ERRORS = problem_responses(
     escrow_errors.EscrowNotFound,
     ledger_errors.WalletFrozen,
 )
+"""What any move of an escrow from one status to another can answer."""
 
 
 @router.post(
@@ -190,18 +191,7 @@ _TRANSITION_ERRORS = problem_responses(
     ),
     operation_id="acceptEscrow",
     responses=problem_responses(
-        400,
-        401,
-        403,
-        404,
-        409,
-        422,
-        escrow_errors.EscrowActionForbidden,
-        escrow_errors.EscrowInvalidTransition,
-        escrow_errors.EscrowNotFound,
-        escrow_errors.CaptureUnavailable,
-        escrow_errors.CaptureAmountInvalid,
-        ledger_errors.WalletFrozen,
+        *TRANSITION_PROBLEMS, escrow_errors.CaptureUnavailable, escrow_errors.CaptureAmountInvalid
     ),
 )
 @one_transaction
@@ -235,7 +225,7 @@ async def accept_escrow(
         "`escrow_invalid_transition`."
     ),
     operation_id="completeEscrow",
-    responses=_TRANSITION_ERRORS,
+    responses=problem_responses(*TRANSITION_PROBLEMS),
 )
 @one_transaction
 async def complete_escrow(

@@ -11,25 +11,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from payments_api import routes
 from payments_api.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
-from payments_api.events import errors
-from payments_api.events.schemas import (
-    BalanceAlertRead,
-    BalanceAlertSet,
-    DeliveryList,
-    DeliveryRead,
-    EventList,
-    EventRead,
-    SecretRotation,
-    WebhookEndpointCreate,
-    WebhookEndpointList,
-    WebhookEndpointRead,
-    WebhookEndpointWithSecret,
-)
+from payments_api.events import errors, schemas
 from payments_api.events.service import EventService
 from payments_api.events.types import EventType
 from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
-from payments_api.kit.pagination import InvalidCursor, Limit
+from payments_api.kit.pagination import InvalidCursor
 from payments_api.problems import problem_responses
 
 router = APIRouter(tags=["events"])
@@ -39,12 +27,24 @@ async def get_event_service(session: SessionDep, settings: SettingsDep) -> Event
     return EventService(session, settings)
 
 
+async def get_admin_event_service(_admin: AdminUser, service: EventServiceDep) -> EventService:
+    """The event service for the routes that manage every user's events: admins only."""
+    return service
+
+
 EventServiceDep = Annotated[EventService, Depends(get_event_service)]
+AdminEventServiceDep = Annotated[EventService, Depends(get_admin_event_service)]
 EndpointIdPath = Annotated[
     str, Path(max_length=64, description="The endpoint id.", examples=["we_3"])
 ]
 TypeFilter = Annotated[EventType | None, Query(description="Only events of this type.")]
-Cursor = Annotated[str | None, Query(max_length=64, description="Event id to continue after.")]
+EventPage = Annotated[routes.Page, routes.cursor_page("Event id to continue after.", max_length=64)]
+EndpointPage = Annotated[
+    routes.Page, routes.cursor_page("Endpoint id to continue after.", max_length=64)
+]
+DeliveryPage = Annotated[
+    routes.Page, routes.cursor_page("Delivery id to continue after.", max_length=64)
+]
 
 
 @router.get(
@@ -56,15 +56,9 @@ Cursor = Annotated[str | None, Query(max_length=64, description="Event id to con
     responses=problem_responses(401, 422, InvalidCursor),
 )
 async def list_my_events(
-    user: CurrentUser,
-    service: EventServiceDep,
-    type: TypeFilter = None,
-    limit: Limit = 20,
-    starting_after: Cursor = None,
-) -> EventList:
-    return await service.feed(
-        viewer_id=user.id, type=type, limit=limit, starting_after=starting_after
-    )
+    user: CurrentUser, service: EventServiceDep, page: EventPage, type: TypeFilter = None
+) -> schemas.EventList:
+    return await service.feed(viewer_id=user.id, type=type, **page)
 
 
 @router.get(
@@ -74,13 +68,9 @@ async def list_my_events(
     responses=problem_responses(401, 403, 422, InvalidCursor),
 )
 async def list_events(
-    _admin: AdminUser,
-    service: EventServiceDep,
-    type: TypeFilter = None,
-    limit: Limit = 20,
-    starting_after: Cursor = None,
-) -> EventList:
-    return await service.feed(viewer_id=None, type=type, limit=limit, starting_after=starting_after)
+    service: AdminEventServiceDep, page: EventPage, type: TypeFilter = None
+) -> schemas.EventList:
+    return await service.feed(viewer_id=None, type=type, **page)
 
 
 @router.post(
@@ -93,11 +83,10 @@ async def list_events(
     responses=problem_responses(400, 401, 403, 422, errors.WebhookUrlRefused),
 )
 async def create_webhook_endpoint(
-    body: WebhookEndpointCreate,
-    _admin: AdminUser,
-    service: EventServiceDep,
+    body: schemas.WebhookEndpointCreate,
+    service: AdminEventServiceDep,
     _idempotency_key: IdempotencyKeyDep,
-) -> WebhookEndpointWithSecret:
+) -> schemas.WebhookEndpointWithSecret:
     return await service.register(body)
 
 
@@ -108,14 +97,9 @@ async def create_webhook_endpoint(
     responses=problem_responses(401, 403, 422, InvalidCursor),
 )
 async def list_webhook_endpoints(
-    _admin: AdminUser,
-    service: EventServiceDep,
-    limit: Limit = 20,
-    starting_after: Annotated[
-        str | None, Query(max_length=64, description="Endpoint id to continue after.")
-    ] = None,
-) -> WebhookEndpointList:
-    return await service.list_endpoints(limit=limit, starting_after=starting_after)
+    service: AdminEventServiceDep, page: EndpointPage
+) -> schemas.WebhookEndpointList:
+    return await service.list_endpoints(**page)
 
 
 @router.get(
@@ -125,8 +109,8 @@ async def list_webhook_endpoints(
     responses=problem_responses(401, 403, 422, errors.WebhookEndpointNotFound),
 )
 async def get_webhook_endpoint(
-    endpoint_id: EndpointIdPath, _admin: AdminUser, service: EventServiceDep
-) -> WebhookEndpointRead:
+    endpoint_id: EndpointIdPath, service: AdminEventServiceDep
+) -> schemas.WebhookEndpointRead:
     return await service.get_endpoint(endpoint_id)
 
 
@@ -141,11 +125,10 @@ async def get_webhook_endpoint(
 @one_transaction
 async def rotate_webhook_endpoint_secret(
     endpoint_id: EndpointIdPath,
-    body: SecretRotation,
-    _admin: AdminUser,
-    service: EventServiceDep,
+    body: schemas.SecretRotation,
+    service: AdminEventServiceDep,
     _idempotency_key: IdempotencyKeyDep,
-) -> WebhookEndpointWithSecret:
+) -> schemas.WebhookEndpointWithSecret:
     return await service.rotate_secret(endpoint_id, body)
 
 
@@ -157,8 +140,8 @@ async def rotate_webhook_endpoint_secret(
 )
 @one_transaction
 async def disable_webhook_endpoint(
-    endpoint_id: EndpointIdPath, _admin: AdminUser, service: EventServiceDep
-) -> WebhookEndpointRead:
+    endpoint_id: EndpointIdPath, service: AdminEventServiceDep
+) -> schemas.WebhookEndpointRead:
     return await service.set_enabled(endpoint_id, enabled=False)
 
 
@@ -171,8 +154,8 @@ async def disable_webhook_endpoint(
     ),
 )
 async def enable_webhook_endpoint(
-    endpoint_id: EndpointIdPath, _admin: AdminUser, service: EventServiceDep
-) -> WebhookEndpointRead:
+    endpoint_id: EndpointIdPath, service: AdminEventServiceDep
+) -> schemas.WebhookEndpointRead:
     return await service.set_enabled(endpoint_id, enabled=True)
 
 
@@ -186,10 +169,9 @@ async def enable_webhook_endpoint(
 @one_transaction
 async def send_test_event(
     endpoint_id: EndpointIdPath,
-    _admin: AdminUser,
-    service: EventServiceDep,
+    service: AdminEventServiceDep,
     idempotency_key: IdempotencyKeyDep,
-) -> EventRead:
+) -> schemas.EventRead:
     return await service.send_test(endpoint_id, idempotency_key)
 
 
@@ -200,15 +182,9 @@ async def send_test_event(
     responses=problem_responses(401, 403, 422, errors.WebhookEndpointNotFound, InvalidCursor),
 )
 async def list_webhook_deliveries(
-    endpoint_id: EndpointIdPath,
-    _admin: AdminUser,
-    service: EventServiceDep,
-    limit: Limit = 20,
-    starting_after: Annotated[
-        str | None, Query(max_length=64, description="Delivery id to continue after.")
-    ] = None,
-) -> DeliveryList:
-    return await service.deliveries(endpoint_id, limit=limit, starting_after=starting_after)
+    endpoint_id: EndpointIdPath, service: AdminEventServiceDep, page: DeliveryPage
+) -> schemas.DeliveryList:
+    return await service.deliveries(endpoint_id, **page)
 
 
 @router.post(
@@ -222,9 +198,8 @@ async def list_webhook_deliveries(
 @one_transaction
 async def redeliver_event(
     delivery_id: Annotated[str, Path(max_length=64, examples=["del_9"])],
-    _admin: AdminUser,
-    service: EventServiceDep,
-) -> DeliveryRead:
+    service: AdminEventServiceDep,
+) -> schemas.DeliveryRead:
     return await service.redeliver(delivery_id)
 
 
@@ -238,8 +213,8 @@ async def redeliver_event(
 )
 @one_transaction
 async def set_balance_alert(
-    body: BalanceAlertSet, user: CurrentUser, service: EventServiceDep
-) -> BalanceAlertRead:
+    body: schemas.BalanceAlertSet, user: CurrentUser, service: EventServiceDep
+) -> schemas.BalanceAlertRead:
     return await service.set_balance_alert(user.id, body)
 
 
@@ -251,5 +226,5 @@ async def set_balance_alert(
 )
 async def list_balance_alerts(
     user: CurrentUser, service: EventServiceDep
-) -> list[BalanceAlertRead]:
+) -> list[schemas.BalanceAlertRead]:
     return await service.balance_alerts(user.id)

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path
 
+from payments_api import routes
 from payments_api.deps import AdminUser, CurrentUser, SessionDep
 from payments_api.kit import amounts
 from payments_api.kit.idempotency import one_transaction
-from payments_api.kit.pagination import InvalidCursor, Limit
+from payments_api.kit.pagination import InvalidCursor
 from payments_api.orders import errors as orders_errors
 from payments_api.orders.catalog import CatalogService
 from payments_api.orders.reads import OrderQueries
@@ -24,6 +25,8 @@ from payments_api.problems import problem_responses
 
 router = APIRouter(tags=["orders"])
 
+OrderPage = Annotated[routes.Page, routes.cursor_page("Order id to continue after.")]
+
 
 @router.get(
     "/api/v1/orders",
@@ -31,13 +34,8 @@ router = APIRouter(tags=["orders"])
     operation_id="listOrders",
     responses=problem_responses(401, 422),
 )
-async def list_orders(
-    user: CurrentUser,
-    session: SessionDep,
-    limit: Limit = 20,
-    starting_after: Annotated[str | None, Query(description="Order id to continue after.")] = None,
-) -> OrderList:
-    return await OrderQueries(session).list(user, limit=limit, starting_after=starting_after)
+async def list_orders(user: CurrentUser, session: SessionDep, page: OrderPage) -> OrderList:
+    return await OrderQueries(session).list(user, **page)
 
 
 @router.get(
@@ -51,12 +49,9 @@ async def list_orders(
     responses=problem_responses(401, 403, 422, InvalidCursor),
 )
 async def list_orders_needing_review(
-    _admin: AdminUser,
-    session: SessionDep,
-    limit: Limit = 20,
-    starting_after: Annotated[str | None, Query(description="Order id to continue after.")] = None,
+    _admin: AdminUser, session: SessionDep, page: OrderPage
 ) -> OrderList:
-    return await OrderQueries(session).needing_review(limit=limit, starting_after=starting_after)
+    return await OrderQueries(session).needing_review(**page)
 
 
 @router.get(

@@ -7,25 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from starlette.convertors import Convertor, register_url_convertor
 
+from payments_api import routes
 from payments_api.deps import CurrentUser, PrincipalDep, SessionDep, SettingsDep, StateDep
-from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep
-from payments_api.payment_methods import errors
-from payments_api.payment_methods.schemas import (
-    AutoReloadList,
-    AutoReloadRead,
-    AutoReloadSet,
-    PaymentMethodList,
-    PaymentMethodRead,
-    SetupIntentRead,
-)
+from payments_api.payment_methods import errors, schemas
 from payments_api.payment_methods.service import (
     PaymentMethodManager,
     PaymentMethodService,
     remove,
 )
 from payments_api.problems import problem_responses
-from payments_api.stripe import errors as stripe_errors
 
 router = APIRouter(tags=["payment-methods"])
 
@@ -59,17 +50,11 @@ MethodId = Annotated[
     "on the client's word.",
     operation_id="createPaymentMethodSetup",
     status_code=201,
-    responses=problem_responses(
-        400,
-        401,
-        409,
-        stripe_errors.PaymentProviderError,
-        stripe_errors.PaymentProviderUnavailable,
-    ),
+    responses=problem_responses(400, 401, 409, *routes.PROVIDER_PROBLEMS),
 )
 async def create_setup(
     state: StateDep, principal: PrincipalDep, idempotency_key: IdempotencyKeyDep
-) -> SetupIntentRead:
+) -> schemas.SetupIntentRead:
     service = PaymentMethodService(state.sessionmaker, state.stripe, principal)
     return await service.setup(idempotency_key)
 
@@ -82,7 +67,7 @@ async def create_setup(
     operation_id="listPaymentMethods",
     responses=problem_responses(401),
 )
-async def list_payment_methods(user: CurrentUser, session: SessionDep) -> PaymentMethodList:
+async def list_payment_methods(user: CurrentUser, session: SessionDep) -> schemas.PaymentMethodList:
     return await PaymentMethodManager(session).list(user)
 
 
@@ -96,7 +81,7 @@ async def list_payment_methods(user: CurrentUser, session: SessionDep) -> Paymen
 )
 async def set_default(
     payment_method_id: MethodId, user: CurrentUser, session: SessionDep
-) -> PaymentMethodRead:
+) -> schemas.PaymentMethodRead:
     return await PaymentMethodManager(session).make_default(user, payment_method_id)
 
 
@@ -107,17 +92,11 @@ async def set_default(
     "the Stripe Customer. Idempotent: removing a removed card answers the same. If it was "
     "the default, the newest remaining card becomes the default.",
     operation_id="deletePaymentMethod",
-    responses=problem_responses(
-        401,
-        409,
-        errors.PaymentMethodNotFound,
-        stripe_errors.PaymentProviderError,
-        stripe_errors.PaymentProviderUnavailable,
-    ),
+    responses=problem_responses(401, 409, errors.PaymentMethodNotFound, *routes.PROVIDER_PROBLEMS),
 )
 async def delete_payment_method(
     payment_method_id: MethodId, state: StateDep, principal: PrincipalDep
-) -> PaymentMethodRead:
+) -> schemas.PaymentMethodRead:
     return await remove(state.sessionmaker, state.stripe, principal, payment_method_id)
 
 
@@ -129,17 +108,11 @@ async def delete_payment_method(
     "confirms it): exactly one top-up per fall below, however many debits cross at once. "
     "Setting it again re-arms it; `enabled: false` turns it off.",
     operation_id="setAutoReload",
-    responses=problem_responses(
-        401,
-        409,
-        amounts.AmountOutOfRange,
-        amounts.AmountNotInSteps,
-        amounts.CurrencyNotSupported,
-    ),
+    responses=problem_responses(401, 409, *routes.AMOUNT_PROBLEMS),
 )
 async def set_auto_reload(
-    body: AutoReloadSet, user: CurrentUser, session: SessionDep, settings: SettingsDep
-) -> AutoReloadRead:
+    body: schemas.AutoReloadSet, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> schemas.AutoReloadRead:
     return await PaymentMethodManager(session).set_auto_reload(user, body, settings)
 
 
@@ -149,5 +122,5 @@ async def set_auto_reload(
     operation_id="listAutoReloads",
     responses=problem_responses(401),
 )
-async def list_auto_reloads(user: CurrentUser, session: SessionDep) -> AutoReloadList:
+async def list_auto_reloads(user: CurrentUser, session: SessionDep) -> schemas.AutoReloadList:
     return await PaymentMethodManager(session).auto_reloads(user)

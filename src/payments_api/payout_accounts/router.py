@@ -6,9 +6,10 @@ import html
 from enum import Enum
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from payments_api import routes
 from payments_api.deps import AdminUser, SessionDep, SettingsDep, StripeDep, require_role
 from payments_api.payout_accounts import errors as payout_accounts_errors
 from payments_api.payout_accounts.errors import InvalidLinkState
@@ -20,7 +21,6 @@ from payments_api.payout_accounts.schemas import (
 )
 from payments_api.payout_accounts.service import PAYEE_ROLE, ConnectService
 from payments_api.problems import problem_responses
-from payments_api.stripe import errors as stripe_errors
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
 from payments_api.users.models import User
 
@@ -29,6 +29,8 @@ router = APIRouter()
 TAGS: list[str | Enum] = ["payout-account"]
 
 PayeeUser = Annotated[User, Depends(require_role(PAYEE_ROLE))]
+# What asking Stripe for one of the payee's account links can answer.
+LINK_PROBLEMS = (401, 403, *routes.PROVIDER_PROBLEMS)
 
 
 async def get_connect_service(
@@ -93,13 +95,7 @@ async def get_payout_account(user: PayeeUser, service: ConnectServiceDep) -> Pay
     "complete anything; the status changes when Stripe says so.",
     tags=TAGS,
     operation_id="createPayoutAccountOnboardingLink",
-    responses=problem_responses(
-        401,
-        403,
-        payout_accounts_errors.PayoutAccountBusy,
-        stripe_errors.PaymentProviderError,
-        stripe_errors.PaymentProviderUnavailable,
-    ),
+    responses=problem_responses(*LINK_PROBLEMS, payout_accounts_errors.PayoutAccountBusy),
 )
 async def create_onboarding_link(user: PayeeUser, service: ConnectServiceDep) -> OnboardingLinkRead:
     return await service.onboarding_link(user)
@@ -111,13 +107,7 @@ async def create_onboarding_link(user: PayeeUser, service: ConnectServiceDep) ->
     description="422 `payout_setup_incomplete` until the payee has completed onboarding.",
     tags=TAGS,
     operation_id="createPayoutAccountDashboardLink",
-    responses=problem_responses(
-        401,
-        403,
-        payout_accounts_errors.PayoutSetupIncomplete,
-        stripe_errors.PaymentProviderError,
-        stripe_errors.PaymentProviderUnavailable,
-    ),
+    responses=problem_responses(*LINK_PROBLEMS, payout_accounts_errors.PayoutSetupIncomplete),
 )
 async def create_dashboard_link(user: PayeeUser, service: ConnectServiceDep) -> DashboardLinkRead:
     return await service.dashboard_link(user)
@@ -187,20 +177,14 @@ async def return_from_onboarding(
     operation_id="syncPayoutAccount",
     tags=["admin"],
     responses=problem_responses(
-        401,
-        403,
-        payout_accounts_errors.PayoutAccountNotFound,
-        stripe_errors.PaymentProviderError,
-        stripe_errors.PaymentProviderUnavailable,
+        401, 403, payout_accounts_errors.PayoutAccountNotFound, *routes.PROVIDER_PROBLEMS
     ),
 )
 async def sync_payout_account(
     user_id: Annotated[str, Path(max_length=255, description="The payee's user id.")],
     admin: AdminUser,
     service: ConnectServiceDep,
-    request: Request,
+    request_id: routes.RequestIdDep,
 ) -> PayoutAccountEnvelope:
-    payout_account = await service.force_sync(
-        user_id, actor=admin, request_id=getattr(request.state, "request_id", None)
-    )
+    payout_account = await service.force_sync(user_id, actor=admin, request_id=request_id)
     return PayoutAccountEnvelope(payout_account=payout_account)

@@ -4,9 +4,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from payments_api import routes
 from payments_api.auth import Principal
-from payments_api.deps import PrincipalDep, StateDep
-from payments_api.kit import amounts
+from payments_api.deps import StateDep
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import Limit
 from payments_api.ledger import errors as ledger_errors
@@ -18,19 +18,17 @@ from payments_api.payouts.schemas import (
     WithdrawalList,
 )
 from payments_api.payouts.service import PayoutService
-from payments_api.problems import Forbidden, problem_responses
+from payments_api.problems import problem_responses
 from payments_api.stripe import errors as stripe_errors
 
 router = APIRouter(tags=["payouts"])
 
 
-async def payee(principal: PrincipalDep) -> Principal:
-    if not principal.has_role("payee"):
-        raise Forbidden("Payouts need the payee role.")
-    return principal
-
-
-PayeeDep = Annotated[Principal, Depends(payee)]
+# From the token alone: a withdrawal calls Stripe with no transaction held.
+PayeeDep = Annotated[
+    Principal, Depends(routes.principal_with_role("payee", "Payouts need the payee role."))
+]
+WithdrawalPage = Annotated[routes.Page, routes.cursor_page("Withdrawal id to continue after.")]
 
 
 async def get_payout_service(state: StateDep) -> PayoutService:
@@ -52,20 +50,17 @@ PayoutServiceDep = Annotated[PayoutService, Depends(get_payout_service)]
     "the connected account's payout schedule).",
     operation_id="createWithdrawal",
     status_code=201,
-    responses={
-        202: {"model": WithdrawalCreated, "description": "Accepted; transfer outcome pending"},
-        **problem_responses(
-            400,
-            401,
-            403,
-            ledger_errors.InsufficientFunds,
-            amounts.AmountOutOfRange,
-            amounts.CurrencyNotSupported,
-            amounts.AmountNotInSteps,
-            payouts_errors.PayoutAccountNotReady,
-            payouts_errors.WalletFrozen,
-        ),
-    },
+    responses=routes.pending_responses(
+        WithdrawalCreated,
+        "Accepted; transfer outcome pending",
+        400,
+        401,
+        403,
+        ledger_errors.InsufficientFunds,
+        *routes.AMOUNT_PROBLEMS,
+        payouts_errors.PayoutAccountNotReady,
+        payouts_errors.WalletFrozen,
+    ),
 )
 async def create_withdrawal(
     body: WithdrawalCreate,
@@ -75,8 +70,7 @@ async def create_withdrawal(
     response: Response,
 ) -> WithdrawalCreated:
     withdrawal = await service.withdraw(principal, body, idempotency_key)
-    if withdrawal.status == "pending":
-        response.status_code = 202
+    routes.accepted_unless_known(response, known=withdrawal.status != "pending")
     return withdrawal
 
 
@@ -88,12 +82,7 @@ async def create_withdrawal(
     "while `has_more`.",
     operation_id="listPayouts",
     responses=problem_responses(
-        401,
-        403,
-        422,
-        stripe_errors.PaymentProviderError,
-        stripe_errors.PaymentProviderUnavailable,
-        stripe_errors.ProviderObjectMissing,
+        401, 403, 422, *routes.PROVIDER_PROBLEMS, stripe_errors.ProviderObjectMissing
     ),
 )
 async def list_payouts(
@@ -127,11 +116,6 @@ async def list_payouts(
     responses=problem_responses(401, 403, 422),
 )
 async def list_withdrawals(
-    principal: PayeeDep,
-    service: PayoutServiceDep,
-    limit: Limit = 20,
-    starting_after: Annotated[
-        str | None, Query(description="Withdrawal id to continue after.")
-    ] = None,
+    principal: PayeeDep, service: PayoutServiceDep, page: WithdrawalPage
 ) -> WithdrawalList:
-    return await service.withdrawals(principal.sub, limit=limit, starting_after=starting_after)
+    return await service.withdrawals(principal.sub, **page)

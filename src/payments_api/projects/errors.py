@@ -78,3 +78,17 @@ class CurrencyMismatch(ProjectError):
     status = 422
     code = "currency_mismatch"
     title = "The payment's currency is not the project's currency"
+
+
+DIRECT_PAYMENT_PROBLEMS = (
+    CurrencyMismatch,
+    PayeeCannotReceivePayments,
+    PayeeNotFound,
+    ProjectArchived,
+    ProjectNotFound,
+    SelfPayment,
+    SessionClosed,
+    SessionNotFound,
+)
+"""What a direct payment to a payee's project refuses, however it is paid (card
+checkout or wallet): the routes that take one declare them all."""

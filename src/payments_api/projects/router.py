@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from payments_api import routes
 from payments_api.deps import PrincipalDep, SessionDep, StateDep, require_role
 from payments_api.kit import pagination
 from payments_api.kit.idempotency import one_transaction
@@ -25,7 +26,6 @@ from payments_api.projects.schemas import (
     SessionRead,
 )
 from payments_api.projects.service import ProjectService, ProjectWalletService
-from payments_api.stripe import errors as stripe_errors
 from payments_api.users.models import User
 
 router = APIRouter(tags=["projects"])
@@ -49,12 +49,26 @@ SessionIdPath = Annotated[
         examples=["ses_40"],
     ),
 ]
-StartingAfter = Annotated[
-    str | None, Query(max_length=32, description="Id of the last item seen; the page after it.")
-]
+CURSOR_DESCRIPTION = "Id of the last item seen; the page after it."
+StartingAfter = Annotated[str | None, Query(max_length=32, description=CURSOR_DESCRIPTION)]
+ProjectPage = Annotated[routes.Page, routes.cursor_page(CURSOR_DESCRIPTION, max_length=32)]
 SessionStatusQuery = Annotated[
     Literal["open", "closed"] | None, Query(description="Only sessions in this state.")
 ]
+
+
+class SessionPage(routes.Page):
+    status: Literal["open", "closed"] | None
+
+
+async def session_page(
+    limit: Limit = 20, starting_after: StartingAfter = None, status: SessionStatusQuery = None
+) -> SessionPage:
+    """A page of a project's sessions, in either view of them (with or without sums)."""
+    return SessionPage(limit=limit, starting_after=starting_after, status=status)
+
+
+SessionPageDep = Annotated[SessionPage, Depends(session_page)]
 
 
 async def get_project_service(session: SessionDep) -> ProjectService:
@@ -68,6 +82,9 @@ async def get_wallet_service(state: StateDep) -> ProjectWalletService:
 
 
 ProjectServiceDep = Annotated[ProjectService, Depends(get_project_service)]
+# The project wallet's routes check ownership themselves (any signed-in caller may ask):
+# another user's project is 403, a missing one 404.
+OWNER_ONLY_PROBLEMS = (projects_errors.ProjectForbidden, projects_errors.ProjectNotFound)
 WalletServiceDep = Annotated[ProjectWalletService, Depends(get_wallet_service)]
 
 
@@ -92,12 +109,9 @@ async def create_project(
     responses=problem_responses(401, 403, pagination.InvalidCursor),
 )
 async def list_projects(
-    user: PayeeUser,
-    service: ProjectServiceDep,
-    limit: Limit = 20,
-    starting_after: StartingAfter = None,
+    user: PayeeUser, service: ProjectServiceDep, page: ProjectPage
 ) -> ProjectList:
-    return await service.list(user, limit=limit, starting_after=starting_after)
+    return await service.list(user, **page)
 
 
 @router.get(
@@ -160,16 +174,9 @@ async def open_project_session(
     responses=problem_responses(401, 403, 422, projects_errors.ProjectNotFound),
 )
 async def list_project_sessions(
-    project_id: ProjectIdPath,
-    user: PayeeUser,
-    service: ProjectServiceDep,
-    limit: Limit = 20,
-    starting_after: StartingAfter = None,
-    status: SessionStatusQuery = None,
+    project_id: ProjectIdPath, user: PayeeUser, service: ProjectServiceDep, page: SessionPageDep
 ) -> SessionList:
-    return await service.list_sessions(
-        user, project_id, limit=limit, starting_after=starting_after, status=status
-    )
+    return await service.list_sessions(user, project_id, **page)
 
 
 @router.get(
@@ -218,13 +225,7 @@ async def close_project_session(
     "connected account); `earnings` sums this project's confirmed direct payments (the "
     "payee's take, net of the platform's fee).",
     operation_id="getProjectWallet",
-    responses=problem_responses(
-        401,
-        projects_errors.ProjectForbidden,
-        projects_errors.ProjectNotFound,
-        stripe_errors.PaymentProviderError,
-        stripe_errors.PaymentProviderUnavailable,
-    ),
+    responses=problem_responses(401, *OWNER_ONLY_PROBLEMS, *routes.PROVIDER_PROBLEMS),
 )
 async def get_project_wallet(
     project_id: ProjectIdPath, principal: PrincipalDep, service: WalletServiceDep
@@ -239,21 +240,12 @@ async def get_project_wallet(
     "`total_tip_amount_cents` and the other sums of the payee's take, its timestamps "
     "and status.",
     operation_id="listProjectWalletSessions",
-    responses=problem_responses(
-        401,
-        pagination.InvalidCursor,
-        projects_errors.ProjectForbidden,
-        projects_errors.ProjectNotFound,
-    ),
+    responses=problem_responses(401, pagination.InvalidCursor, *OWNER_ONLY_PROBLEMS),
 )
 async def list_project_wallet_sessions(
     project_id: ProjectIdPath,
     principal: PrincipalDep,
     service: WalletServiceDep,
-    limit: Limit = 20,
-    starting_after: StartingAfter = None,
-    status: SessionStatusQuery = None,
+    page: SessionPageDep,
 ) -> SessionAggregateList:
-    return await service.sessions(
-        principal, project_id, limit=limit, starting_after=starting_after, status=status
-    )
+    return await service.sessions(principal, project_id, **page)

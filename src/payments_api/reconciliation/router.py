@@ -2,22 +2,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path
 
+from payments_api import routes
 from payments_api.deps import AdminUser, SessionDep
-from payments_api.kit.pagination import Limit
 from payments_api.problems import problem_responses
 from payments_api.reconciliation import errors as reconciliation_errors
-from payments_api.reconciliation.deps import AdminPrincipalDep, ReconciliationServiceDep
+from payments_api.reconciliation.deps import ReconciliationServiceDep
 from payments_api.reconciliation.schemas import (
     ReconciliationRunCreate,
     ReconciliationRunList,
     ReconciliationRunRead,
 )
 from payments_api.reconciliation.service import ReconciliationQueries
-from payments_api.stripe import errors as stripe_errors
 
 router = APIRouter(tags=["admin"])
+
+RunPage = Annotated[routes.Page, routes.cursor_page("Run id to continue after.")]
 
 
 @router.post(
@@ -37,23 +38,17 @@ router = APIRouter(tags=["admin"])
         reconciliation_errors.ReconciliationDateInFuture,
         reconciliation_errors.ReconciliationInProgress,
         reconciliation_errors.ReconciliationWindowTooLarge,
-        stripe_errors.PaymentProviderError,
-        stripe_errors.PaymentProviderUnavailable,
+        *routes.PROVIDER_PROBLEMS,
     ),
 )
 async def create_reconciliation_run(
-    request: Request,
-    principal: AdminPrincipalDep,
+    request_id: routes.RequestIdDep,
+    principal: routes.AdminPrincipalDep,
     service: ReconciliationServiceDep,
     body: ReconciliationRunCreate | None = None,
 ) -> ReconciliationRunRead:
     day = body.date if body is not None and body.date is not None else service.yesterday()
-    return await service.run(
-        day,
-        trigger="api",
-        actor_id=principal.sub,
-        request_id=getattr(request.state, "request_id", None),
-    )
+    return await service.run(day, trigger="api", actor_id=principal.sub, request_id=request_id)
 
 
 @router.get(
@@ -63,23 +58,16 @@ async def create_reconciliation_run(
     responses=problem_responses(401, 403, 404, 422),
 )
 async def list_reconciliation_runs(
-    _admin: AdminUser,
-    session: SessionDep,
-    limit: Limit = 20,
-    starting_after: Annotated[str | None, Query(description="Run id to continue after.")] = None,
+    _admin: AdminUser, session: SessionDep, page: RunPage
 ) -> ReconciliationRunList:
-    return await ReconciliationQueries(session).list(limit=limit, starting_after=starting_after)
+    return await ReconciliationQueries(session).list(**page)
 
 
 @router.get(
     "/api/v1/admin/reconciliation/runs/{run_id}",
     summary="One reconciliation run with its snapshots and mismatches",
     operation_id="getReconciliationRun",
-    responses=problem_responses(
-        401,
-        403,
-        reconciliation_errors.ReconciliationRunNotFound,
-    ),
+    responses=problem_responses(401, 403, reconciliation_errors.ReconciliationRunNotFound),
 )
 async def get_reconciliation_run(
     run_id: Annotated[str, Path(max_length=32, examples=["rec_3"])],

@@ -4,24 +4,10 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from payments_api.auth import Principal
-from payments_api.deps import PrincipalDep, StateDep
-from payments_api.problems import Forbidden
+from payments_api.deps import StateDep
 from payments_api.refunds.cashouts import CashoutService
 from payments_api.refunds.invoices import InvoiceRefundService
 from payments_api.refunds.service import RefundService
-
-
-def admin_principal(principal: PrincipalDep) -> Principal:
-    """The admin role, checked from the token alone: routes that call Stripe must not
-    hold the request's database transaction open (the user row is written in the
-    service's own short transaction)."""
-    if not principal.has_role("admin"):
-        raise Forbidden("This action requires one of the roles: admin.")
-    return principal
-
-
-AdminPrincipalDep = Annotated[Principal, Depends(admin_principal)]
 
 
 def get_refund_service(state: StateDep) -> RefundService:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks, Request
 
+from payments_api import routes
 from payments_api.deps import CurrentUser
 from payments_api.escrow import errors as escrow_errors
 from payments_api.escrow.models import EscrowStatus
 from payments_api.escrow.router import (
+    TRANSITION_PROBLEMS,
     EscrowCapturesDep,
     EscrowIdPath,
     EscrowServiceDep,
@@ -23,11 +25,9 @@ from payments_api.escrow.schemas import EscrowCancel, EscrowCancelRead, EscrowCa
 from payments_api.escrow.views import escrow_read, parse_escrow_id
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import public_id
-from payments_api.ledger import errors as ledger_errors
 from payments_api.orders import refund_errors as refunds_errors
 from payments_api.problems import problem_responses
 from payments_api.refunds.deps import RefundServiceDep
-from payments_api.stripe import errors as stripe_errors
 
 router = APIRouter(tags=["escrow"])
 
@@ -49,21 +49,11 @@ router = APIRouter(tags=["escrow"])
     ),
     operation_id="cancelEscrow",
     responses=problem_responses(
-        400,
-        401,
-        403,
-        404,
-        409,
-        422,
-        escrow_errors.EscrowActionForbidden,
-        escrow_errors.EscrowInvalidTransition,
-        escrow_errors.EscrowNotFound,
+        *TRANSITION_PROBLEMS,
         escrow_errors.CaptureUnavailable,
-        ledger_errors.WalletFrozen,
         refunds_errors.RefundToCardUnavailable,
         refunds_errors.RefundRejected,
-        stripe_errors.PaymentProviderError,
-        stripe_errors.PaymentProviderUnavailable,
+        *routes.PROVIDER_PROBLEMS,
     ),
 )
 # Not @one_transaction: with `refund_to: card` the cancel calls Stripe, and no
@@ -77,6 +67,7 @@ async def cancel_escrow(
     captures: EscrowCapturesDep,
     background: BackgroundTasks,
     idempotency_key: IdempotencyKeyDep,
+    request_id: routes.RequestIdDep,
     body: EscrowCancel | None = None,
 ) -> EscrowCancelRead:
     expected = EscrowStatus(body.expected_status) if body and body.expected_status else None
@@ -87,7 +78,7 @@ async def cancel_escrow(
             user,
             reason=reason,
             expected_status=expected,
-            request_id=getattr(request.state, "request_id", None),
+            request_id=request_id,
         )
         ask_stripe_after_commit(escrow, captures, request, background)
         return EscrowCancelRead(

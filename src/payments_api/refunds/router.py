@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
 
+from payments_api import routes
 from payments_api.deps import AdminUser, PrincipalDep, SessionDep
 from payments_api.escrow import errors as escrow_errors
 from payments_api.kit import amounts
@@ -15,7 +16,6 @@ from payments_api.orders import refund_errors as refunds_errors
 from payments_api.problems import problem_responses
 from payments_api.refunds import escrow_refunds, invoices
 from payments_api.refunds.deps import (
-    AdminPrincipalDep,
     CashoutServiceDep,
     InvoiceRefundServiceDep,
     RefundServiceDep,
@@ -29,9 +29,10 @@ from payments_api.refunds.schemas import (
     WalletRefundList,
     WalletRefundRead,
 )
-from payments_api.stripe import errors as stripe_errors
 
 router = APIRouter(tags=["admin"])
+
+WalletRefundPage = Annotated[routes.Page, routes.cursor_page("Wallet refund id to continue after.")]
 
 
 @router.post(
@@ -71,35 +72,33 @@ router = APIRouter(tags=["admin"])
     "platform bears the spent part. Stripe keeps its fee.",
     operation_id="createRefund",
     status_code=201,
-    responses={
-        202: {"model": RefundRead, "description": "Accepted; Stripe's answer pending"},
-        **problem_responses(
-            400,
-            401,
-            403,
-            422,
-            orders_errors.OrderNotFound,
-            escrow_errors.EscrowNotFound,
-            refunds_errors.RefundExceedsAvailable,
-            refunds_errors.RefundExceedsRefundable,
-            amounts.AmountNotInSteps,
-            refunds_errors.RefundRejected,
-            refunds_errors.OrderNotRefundable,
-            refunds_errors.RefundNotSupported,
-            refunds_errors.RefundCurrencyMismatch,
-            invoices.InvoiceNotFound,
-            invoices.InvoiceNotRefundable,
-            invoices.RefundCreditSpent,
-            refunds_errors.CreditAlreadySpent,
-            stripe_errors.PaymentProviderError,
-            stripe_errors.PaymentProviderUnavailable,
-        ),
-    },
+    responses=routes.pending_responses(
+        RefundRead,
+        "Accepted; Stripe's answer pending",
+        400,
+        401,
+        403,
+        422,
+        orders_errors.OrderNotFound,
+        escrow_errors.EscrowNotFound,
+        refunds_errors.RefundExceedsAvailable,
+        refunds_errors.RefundExceedsRefundable,
+        amounts.AmountNotInSteps,
+        refunds_errors.RefundRejected,
+        refunds_errors.OrderNotRefundable,
+        refunds_errors.RefundNotSupported,
+        refunds_errors.RefundCurrencyMismatch,
+        invoices.InvoiceNotFound,
+        invoices.InvoiceNotRefundable,
+        invoices.RefundCreditSpent,
+        refunds_errors.CreditAlreadySpent,
+        *routes.PROVIDER_PROBLEMS,
+    ),
 )
 async def create_refund(
     body: RefundCreate,
-    request: Request,
-    principal: AdminPrincipalDep,
+    request_id: routes.RequestIdDep,
+    principal: routes.AdminPrincipalDep,
     service: RefundServiceDep,
     invoice_service: InvoiceRefundServiceDep,
     idempotency_key: IdempotencyKeyDep,
@@ -107,22 +106,13 @@ async def create_refund(
 ) -> RefundRead:
     if body.invoice_id is not None:
         refund, known = await invoice_service.create(
-            principal,
-            body,
-            idempotency_key,
-            request_id=getattr(request.state, "request_id", None),
+            principal, body, idempotency_key, request_id=request_id
         )
-        if not known:
-            response.status_code = 202
-        return refund
-    refund, known = await service.create(
-        principal,
-        body,
-        idempotency_key,
-        request_id=getattr(request.state, "request_id", None),
-    )
-    if not known:
-        response.status_code = 202
+    else:
+        refund, known = await service.create(
+            principal, body, idempotency_key, request_id=request_id
+        )
+    routes.accepted_unless_known(response, known)
     return refund
 
 
@@ -206,21 +196,18 @@ async def get_refund(
     "`wallet_refund.succeeded` or `wallet_refund.failed`.",
     operation_id="createWalletRefund",
     status_code=201,
-    responses={
-        202: {"model": WalletRefundRead, "description": "Accepted; some Stripe answer pending"},
-        **problem_responses(
-            400,
-            401,
-            422,
-            ledger_errors.InsufficientFunds,
-            ledger_errors.WalletFrozen,
-            refunds_errors.NothingRefundable,
-            refunds_errors.RefundExceedsRefundable,
-            amounts.AmountOutOfRange,
-            amounts.CurrencyNotSupported,
-            amounts.AmountNotInSteps,
-        ),
-    },
+    responses=routes.pending_responses(
+        WalletRefundRead,
+        "Accepted; some Stripe answer pending",
+        400,
+        401,
+        422,
+        ledger_errors.InsufficientFunds,
+        ledger_errors.WalletFrozen,
+        refunds_errors.NothingRefundable,
+        refunds_errors.RefundExceedsRefundable,
+        *routes.AMOUNT_PROBLEMS,
+    ),
 )
 async def create_wallet_refund(
     body: WalletRefundCreate,
@@ -230,8 +217,7 @@ async def create_wallet_refund(
     response: Response,
 ) -> WalletRefundRead:
     cashout, known = await service.create(principal, body, idempotency_key)
-    if not known:
-        response.status_code = 202
+    routes.accepted_unless_known(response, known)
     return cashout
 
 
@@ -243,14 +229,9 @@ async def create_wallet_refund(
     responses=problem_responses(401, 422),
 )
 async def list_wallet_refunds(
-    principal: PrincipalDep,
-    service: CashoutServiceDep,
-    limit: Limit = 20,
-    starting_after: Annotated[
-        str | None, Query(description="Wallet refund id to continue after.")
-    ] = None,
+    principal: PrincipalDep, service: CashoutServiceDep, page: WalletRefundPage
 ) -> WalletRefundList:
-    return await service.list(principal.sub, limit=limit, starting_after=starting_after)
+    return await service.list(principal.sub, **page)
 
 
 @router.get(

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from payments_api import routes
 from payments_api.deps import AdminUser, CurrentUser, SessionDep, SettingsDep, StateDep
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import InvalidCursor, Limit
@@ -30,7 +31,11 @@ from payments_api.subscriptions.views import SubscriptionQueries, unclaimed_subs
 router = APIRouter(tags=["subscriptions"])
 
 SubscriptionId = Annotated[str, Path(max_length=32, examples=["subs_12"])]
-STRIPE_PROBLEMS = (stripe_errors.PaymentProviderError, stripe_errors.PaymentProviderUnavailable)
+SubscriptionPage = Annotated[routes.Page, routes.cursor_page("Subscription id to continue after.")]
+# What every change to a subscription can answer: it goes to Stripe with the caller's key.
+CHANGE_PROBLEMS = (400, 401, errors.SubscriptionNotFound, *routes.PROVIDER_PROBLEMS)
+# What a change of plan, or its preview, refuses.
+PLAN_CHANGE_PROBLEMS = (errors.SubscriptionNotActive, errors.PlanNotFound, errors.PlanChangeInvalid)
 
 
 @router.get(
@@ -50,7 +55,7 @@ async def list_plans(_user: CurrentUser, session: SessionDep) -> PlanList:
     summary="Pull every product and recurring price from Stripe",
     operation_id="syncPlans",
     tags=["admin"],
-    responses=problem_responses(401, 403, *STRIPE_PROBLEMS),
+    responses=problem_responses(401, 403, *routes.PROVIDER_PROBLEMS),
 )
 async def sync_plans(_admin: AdminUser, state: StateDep) -> PlanSyncResult:
     return await PlanSync(state.sessionmaker, state.stripe).run()
@@ -86,7 +91,7 @@ async def list_unclaimed_subscriptions(
         401,
         errors.PlanNotFound,
         errors.SubscriptionExists,
-        *STRIPE_PROBLEMS,
+        *routes.PROVIDER_PROBLEMS,
         stripe_errors.CardDeclined,
         stripe_errors.ProviderObjectMissing,
     ),
@@ -104,17 +109,9 @@ async def create_subscription(
     responses=problem_responses(401, 422, InvalidCursor),
 )
 async def list_subscriptions(
-    user: CurrentUser,
-    session: SessionDep,
-    settings: SettingsDep,
-    limit: Limit = 20,
-    starting_after: Annotated[
-        str | None, Query(description="Subscription id to continue after.")
-    ] = None,
+    user: CurrentUser, session: SessionDep, settings: SettingsDep, page: SubscriptionPage
 ) -> SubscriptionList:
-    return await SubscriptionQueries(session, settings).list(
-        user, limit=limit, starting_after=starting_after
-    )
+    return await SubscriptionQueries(session, settings).list(user, **page)
 
 
 @router.get(
@@ -133,9 +130,7 @@ async def get_subscription(
     "/api/v1/me/subscriptions/{subscription_id}/cancel",
     summary="Cancel at the end of the period, or now",
     operation_id="cancelSubscription",
-    responses=problem_responses(
-        400, 401, errors.SubscriptionNotFound, errors.SubscriptionNotActive, *STRIPE_PROBLEMS
-    ),
+    responses=problem_responses(*CHANGE_PROBLEMS, errors.SubscriptionNotActive),
 )
 async def cancel_subscription(
     subscription_id: SubscriptionId,
@@ -150,9 +145,7 @@ async def cancel_subscription(
     "/api/v1/me/subscriptions/{subscription_id}/resume",
     summary="Keep a subscription that was set to cancel at period end",
     operation_id="resumeSubscription",
-    responses=problem_responses(
-        400, 401, errors.SubscriptionNotFound, errors.SubscriptionNotResumable, *STRIPE_PROBLEMS
-    ),
+    responses=problem_responses(*CHANGE_PROBLEMS, errors.SubscriptionNotResumable),
 )
 async def resume_subscription(
     subscription_id: SubscriptionId,
@@ -172,12 +165,7 @@ async def resume_subscription(
     "keep it current (a `resumes_at` reached, a change made in the dashboard).",
     operation_id="pauseSubscription",
     responses=problem_responses(
-        400,
-        401,
-        errors.SubscriptionNotFound,
-        errors.SubscriptionNotActive,
-        errors.SubscriptionPauseInvalid,
-        *STRIPE_PROBLEMS,
+        *CHANGE_PROBLEMS, errors.SubscriptionNotActive, errors.SubscriptionPauseInvalid
     ),
 )
 async def pause_subscription(
@@ -194,9 +182,7 @@ async def pause_subscription(
     summary="Resume payment collection",
     description="Unsets `pause_collection`: the next invoice is collected as usual.",
     operation_id="unpauseSubscription",
-    responses=problem_responses(
-        400, 401, errors.SubscriptionNotFound, errors.SubscriptionNotPaused, *STRIPE_PROBLEMS
-    ),
+    responses=problem_responses(*CHANGE_PROBLEMS, errors.SubscriptionNotPaused),
 )
 async def unpause_subscription(
     subscription_id: SubscriptionId,
@@ -211,13 +197,7 @@ async def unpause_subscription(
     summary="What changing to another price would charge (proration)",
     operation_id="previewSubscriptionChange",
     responses=problem_responses(
-        401,
-        422,
-        errors.SubscriptionNotFound,
-        errors.SubscriptionNotActive,
-        errors.PlanNotFound,
-        errors.PlanChangeInvalid,
-        *STRIPE_PROBLEMS,
+        401, 422, errors.SubscriptionNotFound, *PLAN_CHANGE_PROBLEMS, *routes.PROVIDER_PROBLEMS
     ),
 )
 async def preview_subscription_change(
@@ -233,15 +213,7 @@ async def preview_subscription_change(
     summary="Change plan, prorated",
     description="Pass the preview's `proration_date` to be charged what it showed.",
     operation_id="changeSubscription",
-    responses=problem_responses(
-        400,
-        401,
-        errors.SubscriptionNotFound,
-        errors.SubscriptionNotActive,
-        errors.PlanNotFound,
-        errors.PlanChangeInvalid,
-        *STRIPE_PROBLEMS,
-    ),
+    responses=problem_responses(*CHANGE_PROBLEMS, *PLAN_CHANGE_PROBLEMS),
 )
 async def change_subscription(
     subscription_id: SubscriptionId,

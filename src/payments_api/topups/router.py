@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from payments_api.kit import amounts
+from payments_api import routes
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.orders.deps import PayInServiceDep
 from payments_api.orders.schemas import TopupCreate, TopupRead
@@ -36,12 +36,9 @@ router = APIRouter(tags=["topups"])
         users_errors.UserNotFound,
         payment_methods_errors.PaymentMethodNotFound,
         payment_methods_errors.NoDefaultPaymentMethod,
-        amounts.AmountOutOfRange,
-        amounts.CurrencyNotSupported,
-        amounts.AmountNotInSteps,
+        *routes.AMOUNT_PROBLEMS,
         stripe_errors.CardDeclined,
-        stripe_errors.PaymentProviderError,
-        stripe_errors.PaymentProviderUnavailable,
+        *routes.PROVIDER_PROBLEMS,
     ),
 )
 async def create_topup(

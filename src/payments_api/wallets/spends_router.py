@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from payments_api import routes
 from payments_api.deps import PrincipalDep, SessionDep, SettingsDep
 from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep, one_transaction
@@ -43,14 +44,7 @@ router = APIRouter(tags=["orders"])
         amounts.CurrencyNotSupported,
         orders_errors.DiscountCodeInvalid,
         orders_errors.PriceNotFound,
-        projects_errors.CurrencyMismatch,
-        projects_errors.PayeeCannotReceivePayments,
-        projects_errors.PayeeNotFound,
-        projects_errors.ProjectArchived,
-        projects_errors.ProjectNotFound,
-        projects_errors.SelfPayment,
-        projects_errors.SessionClosed,
-        projects_errors.SessionNotFound,
+        *projects_errors.DIRECT_PAYMENT_PROBLEMS,
     ),
 )
 @one_transaction
@@ -63,6 +57,5 @@ async def pay_from_wallet(
     response: Response,
 ) -> OrderRead:
     order, replayed = await WalletPayments(session, settings, principal).pay(body, idempotency_key)
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
+    routes.mark_replayed(response, replayed)
     return order

@@ -4,6 +4,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
+from payments_api import routes
 from payments_api.deps import AdminUser, SessionDep, StateDep
 from payments_api.kit.pagination import Limit
 from payments_api.problems import problem_responses
@@ -89,12 +90,7 @@ def _read(row: Any) -> WebhookEventRead:
     summary="Stored Stripe events, newest first",
     operation_id="listWebhookEvents",
     tags=["admin"],
-    responses=problem_responses(
-        401,
-        403,
-        422,
-        webhooks_errors.WebhookEventNotFound,
-    ),
+    responses=problem_responses(401, 403, 422, webhooks_errors.WebhookEventNotFound),
 )
 async def list_webhook_events(
     _admin: AdminUser,
@@ -123,9 +119,7 @@ async def replay_webhook_event(
     event_id: Annotated[str, Path(max_length=255)],
     admin: AdminUser,
     service: WebhookServiceDep,
-    request: Request,
+    request_id: routes.RequestIdDep,
 ) -> WebhookEventRead:
-    row = await service.replay(
-        event_id, actor_id=admin.id, request_id=getattr(request.state, "request_id", None)
-    )
+    row = await service.replay(event_id, actor_id=admin.id, request_id=request_id)
     return _read(row)
