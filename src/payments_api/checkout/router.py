@@ -29,7 +29,7 @@ router = APIRouter(tags=["checkout"])
         *routes.AMOUNT_PROBLEMS,
         orders_errors.CheckoutWindowPassed,
         orders_errors.DiscountCodeInvalid,
-        orders_errors.EscrowCheckoutIncomplete,
+        escrow_errors.EscrowCheckoutIncomplete,
         orders_errors.PriceNotFound,
         orders_errors.RedirectUrlNotAllowed,
         *projects_errors.DIRECT_PAYMENT_PROBLEMS,

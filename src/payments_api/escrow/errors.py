@@ -80,3 +80,11 @@ class CaptureAmountInvalid(EscrowError):
     status = 422
     code = "escrow_capture_amount_invalid"
     title = "The amount to capture is not within the authorization"
+
+
+class EscrowCheckoutIncomplete(ProblemError):
+    """A Checkout payment for a job (the `escrow` purpose) without what the escrow needs."""
+
+    status = 422
+    code = "escrow_checkout_incomplete"
+    title = "A job payment needs a payee, an amount, a currency and a reference"

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.auth import Principal
 from payments_api.escrow import service as escrow_service
+from payments_api.escrow.errors import EscrowCheckoutIncomplete
 from payments_api.escrow.models import CaptureMethod, Escrow, EscrowFunding, EscrowStatus
 from payments_api.escrow.repository import EscrowRepository
 from payments_api.escrow.schemas import EscrowCreate
@@ -26,7 +27,6 @@ from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind
 from payments_api.money import proportional_part
 from payments_api.orders.chosen_amount import ChosenAmountPurpose
-from payments_api.orders.errors import EscrowCheckoutIncomplete
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import (
     CheckoutLine,

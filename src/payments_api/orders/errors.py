@@ -27,12 +27,6 @@ class DiscountCodeInvalid(ProblemError):
     title = "The discount code does not exist, is not valid now, or is used up"
 
 
-class EscrowCheckoutIncomplete(ProblemError):
-    status = 422
-    code = "escrow_checkout_incomplete"
-    title = "A job payment needs a payee, an amount, a currency and a reference"
-
-
 class CheckoutWindowPassed(ProblemError):
     status = 409
     code = "checkout_window_passed"
