@@ -19,6 +19,8 @@ from payments_api.projects import direct
 from payments_api.projects.models import Project
 from payments_api.refunds.settlement import RefundSettlement
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.objects import Refund as StripeRefund
+from payments_api.stripe.objects import parse_object
 from tests.factories import create_user, ledger_invariants
 from tests.reconciliation.conftest import CURRENCY, SeededDay, StripeDay, balance_transaction
 from tests.reconciliation.test_router import ours, reconcile, remove_ledger_entry
@@ -85,7 +87,7 @@ async def _paid_and_refunded(
         "reason": "requested_by_customer",
         "transfer_reversal": seeded.sid(f"trr_{tag}"),
     }
-    settled = await RefundSettlement(session, gateway).apply(refund)
+    settled = await RefundSettlement(session, gateway).apply(parse_object(StripeRefund, refund))
     assert settled is not None
     assert (settled.payee_share, settled.fee_share) == (PAYEE_BACK, FEE_BACK)
     return pi

@@ -12,6 +12,7 @@ import respx
 
 from payments_api.refunds.released_authorizations import releases_an_authorization
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.objects import Refund, parse_object
 from tests.helpers import stripe_object
 
 CHARGE = "ch_partly_captured"
@@ -88,4 +89,5 @@ async def test_only_the_release_of_the_uncaptured_rest_is_recognized(
 ) -> None:
     answer(stripe_mock, charge(**charge_fields), *refunds)
 
-    assert await releases_an_authorization(asked, gateway) is released
+    asked_refund = parse_object(Refund, asked)
+    assert await releases_an_authorization(asked_refund, gateway) is released

@@ -289,7 +289,7 @@ class TestRefusals:
         rest = await sandbox.stripe("POST", "/v1/refunds", {"charge": charge["id"]})
         again = await sandbox.stripe("POST", "/v1/refunds", {"charge": charge["id"]})
 
-        assert (part["amount"], part["status"]) == (600, "succeeded")
+        assert (part.amount, part.status) == (600, "succeeded")
         assert too_much.status_code == 400
         assert (error_of(too_much)["code"], error_of(too_much)["param"]) == (
             "amount_too_large",
@@ -298,7 +298,7 @@ class TestRefusals:
         assert rest.json()["amount"] == 400
         assert error_of(again)["code"] == "charge_already_refunded"
         listed = await sandbox_gateway.list_refunds(charge=charge["id"])
-        assert sorted(r["amount"] for r in listed) == [400, 600]
+        assert sorted(r.amount for r in listed) == [400, 600]
 
     async def test_refund_of_a_disputed_charge(self, sandbox: Sandbox) -> None:
         charge = await paid_charge(sandbox, 1_000)
@@ -468,10 +468,11 @@ class TestConnectReads:
                 reverse_transfer=True,
                 refund_application_fee=True,
             )
-            reversal = await sandbox.stripe_object(refund["transfer_reversal"])
+            stored = await sandbox.stripe_object(refund.id)
+            reversal = await sandbox.stripe_object(stored["transfer_reversal"])
             assert (reversal["transfer"], reversal["source_refund"]) == (
                 charge["transfer"],
-                refund["id"],
+                refund.id,
             )
             shares.append(reversal["amount"])
 

@@ -190,8 +190,7 @@ class DisputeSettlement:
         payment_intent = stripe_id(data.get("payment_intent"))
         charge_id = stripe_id(data.get("charge"))
         if payment_intent is None and charge_id is not None:
-            charge = await self.stripe.retrieve_charge(charge_id)
-            payment_intent = stripe_id(charge.get("payment_intent"))
+            payment_intent = (await self.stripe.retrieve_charge(charge_id)).payment_intent
         order: Order | None = None
         if payment_intent is not None:
             order = await self.orders.by_stripe_ids(order_id=None, payment_intent_id=payment_intent)

@@ -37,7 +37,7 @@ from payments_api.refunds.two_phase import (
     reversed_postings,
     user_account,
 )
-from payments_api.stripe.refs import stripe_id
+from payments_api.stripe.objects import Refund as StripeRefund
 from payments_api.subscriptions.models import SubscriptionInvoice
 from payments_api.subscriptions.service import SubscriptionViews
 from payments_api.subscriptions.tax import refund_tax_share, revenue_postings
@@ -94,10 +94,10 @@ class InvoiceRefundSettlement(RefundSettlementFlow[InvoiceRefund, SubscriptionIn
     async def _insert_from_stripe(self, values: dict[str, Any]) -> None:
         await self.refunds.insert_from_stripe(values)
 
-    async def _record_external(self, stripe_refund: dict[str, Any]) -> InvoiceRefund | None:
+    async def _record_external(self, stripe_refund: StripeRefund) -> InvoiceRefund | None:
         invoice = await self.invoices.by_payment(
-            payment_intent=stripe_id(stripe_refund.get("payment_intent")),
-            charge=stripe_id(stripe_refund.get("charge")),
+            payment_intent=stripe_refund.payment_intent,
+            charge=stripe_refund.charge,
         )
         if invoice is None:
             return None

@@ -57,7 +57,6 @@ from payments_api.refunds.two_phase import (
     hold_transaction,
     user_account,
 )
-from payments_api.stripe.refs import stripe_id
 from payments_api.subscriptions.models import SubscriptionInvoice
 from payments_api.users.repository import UserRepository
 
@@ -121,7 +120,7 @@ class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
             row = await InvoiceLookup(session).by_stripe_id(invoice_id, for_update=True)
             if row is not None and row.stripe_payment_intent_id is None:
                 row.stripe_charge_id = charge_id
-                row.stripe_payment_intent_id = stripe_id(charge.get("payment_intent"))
+                row.stripe_payment_intent_id = charge.payment_intent
 
     async def reserve(
         self,

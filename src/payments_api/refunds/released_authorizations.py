@@ -12,29 +12,25 @@ captured. So a Refund Stripe made for an uncaptured authorization is not recorde
 
 from __future__ import annotations
 
-from typing import Any
-
 from payments_api.stripe.gateway import StripeGateway
-from payments_api.stripe.refs import stripe_id
+from payments_api.stripe.objects import Refund
 
 
-async def releases_an_authorization(stripe_refund: dict[str, Any], stripe: StripeGateway) -> bool:
+async def releases_an_authorization(stripe_refund: Refund, stripe: StripeGateway) -> bool:
     """Whether ``stripe_refund`` (one this service did not make, of an order paid by
     authorization: only those are asked, so other refunds cost no extra call) only
     released an authorization: any Refund of a charge never captured, or, on a partially captured
     charge, its first Refund when that is exactly the uncaptured rest (the release is
     made at capture time, before any refund of captured money can exist)."""
-    charge_id = stripe_id(stripe_refund.get("charge"))
-    if charge_id is None:
+    if stripe_refund.charge is None:
         return False
-    charge = await stripe.retrieve_charge(charge_id)
-    amount, captured = charge.get("amount"), charge.get("amount_captured")
-    if charge.get("captured") is False:
+    charge = await stripe.retrieve_charge(stripe_refund.charge)
+    if not charge.captured:
         return True
-    if not isinstance(amount, int) or not isinstance(captured, int) or captured >= amount:
+    if charge.amount_captured >= charge.amount:
         return False
-    if stripe_refund.get("amount") != amount - captured:
+    if stripe_refund.amount != charge.amount - charge.amount_captured:
         return False
-    refunds = await stripe.list_refunds(charge=charge_id)
-    first = min(refunds, key=lambda r: (int(r.get("created") or 0), str(r["id"])), default=None)
-    return first is not None and first["id"] == stripe_refund["id"]
+    refunds = await stripe.list_refunds(charge=stripe_refund.charge)
+    first = min(refunds, key=lambda r: (r.created, r.id), default=None)
+    return first is not None and first.id == stripe_refund.id

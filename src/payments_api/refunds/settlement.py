@@ -39,7 +39,7 @@ from payments_api.refunds.two_phase import (
     user_account,
 )
 from payments_api.refunds.wallet_refunds import refresh_wallet_refund
-from payments_api.stripe.refs import stripe_id
+from payments_api.stripe.objects import Refund as StripeRefund
 
 log = logging.getLogger(__name__)
 
@@ -192,26 +192,26 @@ class RefundSettlement(RefundSettlementFlow[Refund, Order]):
     async def _insert_from_stripe(self, values: dict[str, Any]) -> None:
         await self.refunds.insert_from_stripe(values)
 
-    async def _record_external(self, stripe_refund: dict[str, Any]) -> Refund | None:
-        payment_intent = stripe_id(stripe_refund.get("payment_intent"))
-        charge_id = stripe_id(stripe_refund.get("charge"))
-        if payment_intent is None and charge_id is not None:
-            charge = await self.stripe.retrieve_charge(charge_id)
-            payment_intent = stripe_id(charge.get("payment_intent"))
+    async def _record_external(self, stripe_refund: StripeRefund) -> Refund | None:
+        payment_intent = stripe_refund.payment_intent
+        if payment_intent is None and stripe_refund.charge is not None:
+            payment_intent = (
+                await self.stripe.retrieve_charge(stripe_refund.charge)
+            ).payment_intent
         order = None
         if payment_intent is not None:
             order = await self.orders.by_stripe_ids(order_id=None, payment_intent_id=payment_intent)
         if order is None:
             log.info(
                 "refund %s (payment %s) is not about one of our orders; ignored",
-                stripe_refund.get("id"),
+                stripe_refund.id,
                 payment_intent,
             )
             return None
         if is_manual_escrow_order(order) and await releases_an_authorization(
             stripe_refund, self.stripe
         ):
-            log.info("refund %s released an authorization; not a refund", stripe_refund["id"])
+            log.info("refund %s released an authorization; not a refund", stripe_refund.id)
             return None
         values = {"order_id": order.id, "user_id": order.user_id, "hold_amount": 0}
         return await self._record(stripe_refund, order.currency, values, f"order {order.id}")

@@ -44,6 +44,7 @@ from payments_api.refunds import metrics
 from payments_api.refunds.invoice_models import InvoiceRefund
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.objects import Refund as StripeRefund
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ class RefundSettlementFlow(Generic[RowT, ParentT]):
     async def parent_of(self, refund: RowT, *, for_update: bool = False) -> ParentT | None:
         raise NotImplementedError
 
-    async def _record_external(self, stripe_refund: dict[str, Any]) -> RowT | None:
+    async def _record_external(self, stripe_refund: StripeRefund) -> RowT | None:
         """A refund made without our API (the Stripe dashboard): recorded as ours, or
         None when it is not about this variant's payments."""
         raise NotImplementedError
@@ -215,12 +216,12 @@ class RefundSettlementFlow(Generic[RowT, ParentT]):
 
     # -- the shared steps ----------------------------------------------------------------
 
-    async def apply(self, stripe_refund: dict[str, Any]) -> RowT | None:
+    async def apply(self, stripe_refund: StripeRefund) -> RowT | None:
         """Apply a Stripe Refund object (an API answer or an event's object), once.
 
         Returns our refund, or None when the refund is not about this variant's payments.
         """
-        stripe_id = str(stripe_refund["id"])
+        stripe_id = stripe_refund.id
         found = await self._locate(stripe_refund)
         if found is None:
             found = await self._record_external(stripe_refund)
@@ -242,50 +243,48 @@ class RefundSettlementFlow(Generic[RowT, ParentT]):
                 stripe_id,
             )
             return refund
-        await self._transition(refund, parent, str(stripe_refund.get("status")), stripe_refund)
+        await self._transition(refund, parent, stripe_refund.status, stripe_refund)
         return refund
 
-    async def _locate(self, stripe_refund: dict[str, Any]) -> RowT | None:
-        existing = await self.row_by_stripe_id(str(stripe_refund["id"]))
+    async def _locate(self, stripe_refund: StripeRefund) -> RowT | None:
+        existing = await self.row_by_stripe_id(stripe_refund.id)
         if existing is not None:
             return existing
-        raw = (stripe_refund.get("metadata") or {}).get(self.metadata_key)
+        raw = stripe_refund.metadata.get(self.metadata_key)
         if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 18:
             # Our refund whose API answer has not been recorded yet (the event won the race).
             ours = await self.row(int(raw))
-            if ours is not None and ours.stripe_refund_id in (None, stripe_refund["id"]):
+            if ours is not None and ours.stripe_refund_id in (None, stripe_refund.id):
                 return ours
         return None
 
     async def _record(
-        self, stripe_refund: dict[str, Any], currency: str, values: dict[str, Any], of: str
+        self, stripe_refund: StripeRefund, currency: str, values: dict[str, Any], of: str
     ) -> RowT | None:
         """Record a dashboard refund of ``of`` (whose currency is ``currency``) as ours:
         ``values`` are the row's, less what comes from the Stripe Refund."""
-        refund_currency = str(stripe_refund.get("currency", currency)).lower()
+        refund_currency = stripe_refund.currency.lower()
         if refund_currency != currency:
             raise ValueError(
-                f"refund {stripe_refund['id']} is in {refund_currency}, {of} in {currency}"
+                f"refund {stripe_refund.id} is in {refund_currency}, {of} in {currency}"
             )
         await self._insert_from_stripe(
             {
                 **values,
-                "amount": int(stripe_refund["amount"]),
+                "amount": stripe_refund.amount,
                 "currency": refund_currency,
                 "status": "pending",
                 "origin": "stripe",
-                "reason": stripe_refund.get("reason"),
-                "stripe_refund_id": str(stripe_refund["id"]),
+                "reason": stripe_refund.reason,
+                "stripe_refund_id": stripe_refund.id,
             }
         )
         metrics.REFUNDS.labels(origin="stripe", outcome="recorded").inc()
-        log.warning(
-            "refund %s of %s was made outside the API; recording it", stripe_refund["id"], of
-        )
-        return await self.row_by_stripe_id(str(stripe_refund["id"]))
+        log.warning("refund %s of %s was made outside the API; recording it", stripe_refund.id, of)
+        return await self.row_by_stripe_id(stripe_refund.id)
 
     async def _transition(
-        self, refund: RowT, parent: ParentT, status: str, stripe_refund: dict[str, Any]
+        self, refund: RowT, parent: ParentT, status: str, stripe_refund: StripeRefund
     ) -> None:
         now = self.now()
         if status in IN_FLIGHT:
@@ -307,7 +306,7 @@ class RefundSettlementFlow(Generic[RowT, ParentT]):
                 )
             return
         if status in ("failed", "canceled"):
-            reason = str(stripe_refund.get("failure_reason") or status)[:64]
+            reason = (stripe_refund.failure_reason or status)[:64]
             if refund.status in IN_FLIGHT:
                 await self.release_hold(refund)
             elif refund.status == "succeeded":
@@ -413,19 +412,19 @@ class StripeRefundRequest:
 
 async def find_stripe_refund(
     stripe: StripeGateway, request: StripeRefundRequest
-) -> dict[str, Any] | None:
+) -> StripeRefund | None:
     """The refund Stripe already made for this row, if any (Stripe forgets idempotency
     keys after a day)."""
     key, value = request.match
     for candidate in await stripe.list_refunds(payment_intent=request.payment_intent):
-        if (candidate.get("metadata") or {}).get(key) == value:
+        if candidate.metadata.get(key) == value:
             return candidate
     return None
 
 
 async def create_stripe_refund(
     stripe: StripeGateway, request: StripeRefundRequest, idempotency_key: str
-) -> dict[str, Any]:
+) -> StripeRefund:
     return await stripe.create_refund(
         payment_intent=request.payment_intent,
         amount=request.amount,
@@ -452,7 +451,7 @@ class _Rejected(Enum):
 REJECTED: Final = _Rejected.REJECTED
 """Stripe refused to make the refund (a definite answer: nothing was refunded)."""
 
-RefundAnswer = dict[str, Any] | Literal[_Rejected.REJECTED]
+RefundAnswer = StripeRefund | Literal[_Rejected.REJECTED]
 """Stripe's definite answer: its Refund object, or :data:`REJECTED`."""
 
 
@@ -508,7 +507,7 @@ class RefundSubmission(StripeOperation[RowT, RefundCall[RowT], RefundAnswer]):
             return await settlement.reject_unsent(row_id)
         applied = await settlement.apply(answer)
         if applied is None:  # pragma: no cover - metadata always names it
-            raise RuntimeError(f"Stripe refund {answer.get('id')} not applied")
+            raise RuntimeError(f"Stripe refund {answer.id} not applied")
         return applied
 
     async def unknown(

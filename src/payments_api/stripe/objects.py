@@ -100,6 +100,38 @@ class Payout(StripeObject):
     """Unix seconds."""
 
 
+class Refund(StripeObject):
+    amount: int
+    currency: str
+    status: str
+    """pending, requires_action, succeeded, failed or canceled."""
+    reason: str | None = None
+    failure_reason: str | None = None
+    metadata: Metadata = {}
+    payment_intent: ExpandableId = None
+    charge: ExpandableId = None
+    created: int = 0
+    """Unix seconds."""
+
+
+class RefundList(BaseModel):
+    """A charge's embedded ``refunds`` list (older API versions embed it)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    data: list[Refund] = []
+    has_more: bool = False
+
+
+class Charge(StripeObject):
+    amount: int
+    amount_captured: int = 0
+    captured: bool = True
+    currency: str
+    payment_intent: ExpandableId = None
+    refunds: RefundList | None = None
+
+
 class MalformedStripeObject(ValueError):
     """A Stripe object without a field the service needs, or with a field of the wrong
     type: nothing to apply, and trying again will not change it."""

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from payments_api.stripe.base import GatewayBase
+from payments_api.stripe.objects import Charge, Refund
 
 # A reconciliation window holds at most this many balance transactions; beyond it the run
 # fails loudly instead of paging for ever (raise it through the caller's `limit`).
@@ -31,7 +32,7 @@ class RefundCalls(GatewayBase):
         idempotency_key: str,
         reverse_transfer: bool = False,
         refund_application_fee: bool = False,
-    ) -> dict[str, Any]:
+    ) -> Refund:
         """Refund (part of) a PaymentIntent. Keys are ``<namespace>:refund:{refund_id}``: a retry
         after a timeout reaches the refund Stripe already made, never a second one.
 
@@ -51,11 +52,11 @@ class RefundCalls(GatewayBase):
                 params=params, options=self._options(idempotency_key)
             ),
         )
-        return refund.to_dict()
+        return self._typed("refunds.create", Refund, refund)
 
     async def list_refunds(
         self, *, charge: str | None = None, payment_intent: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[Refund]:
         """Every refund of a charge or PaymentIntent (auto-paginated; a charge has few)."""
         params: Any = {"limit": 100}
         if charge is not None:
@@ -63,17 +64,20 @@ class RefundCalls(GatewayBase):
         if payment_intent is not None:
             params["payment_intent"] = payment_intent
 
-        async def collect() -> list[dict[str, Any]]:
+        async def collect() -> list[Refund]:
             page = await self._client.v1.refunds.list_async(params=params)
-            return [refund.to_dict() async for refund in page.auto_paging_iter()]
+            return [
+                self._typed("refunds.list", Refund, refund)
+                async for refund in page.auto_paging_iter()
+            ]
 
         return await self._call("refunds.list", collect)
 
-    async def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
+    async def retrieve_charge(self, charge_id: str) -> Charge:
         charge = await self._call(
             "charges.retrieve", lambda: self._client.v1.charges.retrieve_async(charge_id)
         )
-        return charge.to_dict()
+        return self._typed("charges.retrieve", Charge, charge)
 
     async def retrieve_application_fee(self, fee_id: str) -> dict[str, Any]:
         """An application fee with ``originating_transaction`` (the platform's destination
