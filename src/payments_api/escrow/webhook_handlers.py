@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from payments_api.escrow import capture as escrow_capture
 from payments_api.orders.confirmation import PayInConfirmation
-from payments_api.webhooks.registry import EventHandler, HandlerContext, RetryLater, StripeEvent
+from payments_api.orders.webhook_handlers import order_of_intent
+from payments_api.webhooks.registry import EventHandler, HandlerContext, StripeEvent
 
 
 async def payment_intent_amount_capturable_updated(
@@ -14,12 +15,8 @@ async def payment_intent_amount_capturable_updated(
     """An escrow paid by authorization: the card holds the money (nothing captured)."""
     intent = event.data_object
     confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
-    order = await confirmation.find(intent.get("metadata"), payment_intent_id=intent.get("id"))
-    if order is None:
-        if not (intent.get("metadata") or {}).get("order_id"):
-            return  # not one of ours
-        raise RetryLater(f"no order yet for payment intent {intent.get('id')}")
-    if escrow_capture.is_manual_escrow_order(order):
+    order = await order_of_intent(confirmation, intent)
+    if order is not None and escrow_capture.is_manual_escrow_order(order):
         await escrow_capture.apply_authorized(context.session, context.settings, order, intent)
 
 

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from payments_api.orders.confirmation import PayInConfirmation
+from payments_api.orders.models import Order
 from payments_api.payment_methods.declines import stable_decline_code
 from payments_api.stripe.refs import stripe_id
 from payments_api.webhooks.registry import EventHandler, HandlerContext, RetryLater, StripeEvent
 
 log = logging.getLogger(__name__)
+
+
+async def order_of_intent(confirmation: PayInConfirmation, intent: dict[str, Any]) -> Order | None:
+    """The order a PaymentIntent's event is about; None when it is not one of ours (no
+    order id in its metadata: e.g. a payment made elsewhere on the account). One that
+    names our order before the order has been found (its row not yet committed) is
+    retried later."""
+    order = await confirmation.find(intent.get("metadata"), payment_intent_id=intent.get("id"))
+    if order is None and (intent.get("metadata") or {}).get("order_id"):
+        raise RetryLater(f"no order yet for payment intent {intent.get('id')}")
+    return order
 
 
 async def _credit_checkout(event: StripeEvent, context: HandlerContext) -> None:
@@ -70,11 +83,9 @@ async def checkout_session_expired(event: StripeEvent, context: HandlerContext) 
 async def payment_intent_succeeded(event: StripeEvent, context: HandlerContext) -> None:
     intent = event.data_object
     confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
-    order = await confirmation.find(intent.get("metadata"), payment_intent_id=intent.get("id"))
+    order = await order_of_intent(confirmation, intent)
     if order is None:
-        if not (intent.get("metadata") or {}).get("order_id"):
-            return  # not one of ours (e.g. a payment made elsewhere on the account)
-        raise RetryLater(f"no order yet for payment intent {intent.get('id')}")
+        return
     await confirmation.succeed(
         order,
         payment_intent_id=str(intent["id"]),
