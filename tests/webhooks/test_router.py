@@ -308,6 +308,40 @@ class TestFailureAndRetry:
         # the later retry by Stripe (or the worker) finds it done
         assert (await deliver(client, event)).json()["status"] == "duplicate"
 
+    async def test_a_malformed_object_is_recorded_acknowledged_and_never_applied(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        order = await pending_order(session, "malformed-user")
+        intent = intent_for(order.id, "malformed-user", 2_000, "pi_malformed")
+        intent["amount_received"] = "2000 cents"  # not what Stripe sends: an integer
+        event = make_event("payment_intent.succeeded", intent)
+
+        response = await deliver(client, event)
+
+        # Acknowledged (a redelivery would carry the same payload), not applied.
+        assert response.status_code == 200, response.text
+        assert response.json() == {"received": True, "status": "malformed"}
+        stored = await session.get(WebhookEvent, event["id"], populate_existing=True)
+        assert stored is not None
+        assert stored.status == "failed"
+        assert stored.processed_at is None
+        assert stored.last_error == (
+            "MalformedStripeObject: PaymentIntent without the expected amount_received"
+        )
+        assert stored.next_attempt_at is None  # no retry: it would read the same object
+        jobs = await session.scalar(
+            text("SELECT count(*) FROM pgqueuer WHERE entrypoint = 'webhooks.apply'")
+        )
+        assert jobs == 0
+        assert await available(client, "malformed-user") == 0
+        status = await session.scalar(
+            text("SELECT status FROM orders WHERE id = :id"), {"id": order.id}
+        )
+        assert status == "pending"
+        # Stripe's redelivery of the same payload gets the same answer, nothing more.
+        assert (await deliver(client, event)).json()["status"] == "malformed"
+        assert await available(client, "malformed-user") == 0
+
     async def test_admin_routes_need_admin(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/api/v1/admin/webhook-events", headers=auth("nobody"))
         assert response.status_code == 403

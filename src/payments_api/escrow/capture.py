@@ -31,7 +31,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -45,6 +44,7 @@ from payments_api.orders.models import Order
 from payments_api.settings import Settings
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.objects import PaymentIntent
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +64,20 @@ def is_manual_escrow_order(order: Order) -> bool:
 
 
 async def apply_authorized(
-    session: AsyncSession, settings: Settings, order: Order, intent: dict[str, Any]
+    session: AsyncSession, settings: Settings, order: Order, intent: PaymentIntent
 ) -> None:
     """``payment_intent.amount_capturable_updated``: the card holds the money."""
     escrow_id = _escrow_id(order)
-    capturable = int(intent.get("amount_capturable") or 0)
-    if escrow_id is None or capturable <= 0 or intent.get("status") != "requires_capture":
+    capturable = intent.amount_capturable
+    if escrow_id is None or capturable <= 0 or intent.status != "requires_capture":
         return  # an older state of the intent (already captured or cancelled)
     if order.stripe_payment_intent_id is None:
-        order.stripe_payment_intent_id = str(intent["id"])
+        order.stripe_payment_intent_id = intent.id
     await EscrowService(session, settings).authorize(
         escrow_id=escrow_id,
-        payment_intent_id=str(intent["id"]),
+        payment_intent_id=intent.id,
         amount=capturable,
-        currency=str(intent["currency"]),
+        currency=intent.currency,
     )
 
 
@@ -86,7 +86,7 @@ async def apply_canceled(
     stripe: StripeGateway,
     settings: Settings,
     order: Order,
-    intent: dict[str, Any],
+    intent: PaymentIntent,
 ) -> None:
     """``payment_intent.canceled``: the authorization is gone (released by us, or
     expired after Stripe's capture window); the card was never charged."""
@@ -99,9 +99,9 @@ async def apply_canceled(
         CaptureStatus.release_requested.value
     )
     # Stripe says ``automatic`` (or ``abandoned``) when it cancelled on its own.
-    expired = not requested and intent.get("cancellation_reason") != "requested_by_customer"
+    expired = not requested and intent.cancellation_reason != "requested_by_customer"
     await escrows.authorization_canceled(
-        escrow_id=escrow_id, payment_intent_id=str(intent["id"]), expired=expired
+        escrow_id=escrow_id, payment_intent_id=intent.id, expired=expired
     )
     await PayInConfirmation(session, stripe, settings).fail(
         order,
@@ -115,16 +115,16 @@ async def apply_intent(
     stripe: StripeGateway,
     settings: Settings,
     order: Order,
-    intent: dict[str, Any],
+    intent: PaymentIntent,
 ) -> None:
     """Apply a PaymentIntent of a manual-capture escrow as Stripe last showed it."""
-    status = intent.get("status")
+    status = intent.status
     if status == "succeeded":
         await PayInConfirmation(session, stripe, settings).succeed(
             order,
-            payment_intent_id=str(intent["id"]),
-            amount=int(intent.get("amount_received") or 0),
-            currency=str(intent["currency"]),
+            payment_intent_id=intent.id,
+            amount=intent.amount_received,
+            currency=intent.currency,
         )
     elif status == "canceled":
         await apply_canceled(session, stripe, settings, order, intent)
@@ -143,7 +143,7 @@ class CaptureRequest:
     amount: int | None
 
 
-class EscrowCaptures(StripeOperation[None, CaptureRequest, dict[str, Any]]):
+class EscrowCaptures(StripeOperation[None, CaptureRequest, PaymentIntent]):
     """Asks Stripe for the capture or release an escrow waits on (see the module doc),
     on the Stripe operation skeleton. Its recovery is the job queued with the request
     (``escrow.service``) and the sweep (:meth:`recover`); an unknown outcome leaves the
@@ -190,7 +190,7 @@ class EscrowCaptures(StripeOperation[None, CaptureRequest, dict[str, Any]]):
         request = CaptureRequest(escrow.id, escrow.payment_intent_id, False, None)
         return None, Attempt(request, "escrow_release", escrow.id)
 
-    async def call(self, request: CaptureRequest, idempotency_key: str) -> dict[str, Any] | Unknown:
+    async def call(self, request: CaptureRequest, idempotency_key: str) -> PaymentIntent | Unknown:
         try:
             if request.capture:
                 assert request.amount is not None  # noqa: S101 - a capture has its amount
@@ -213,13 +213,13 @@ class EscrowCaptures(StripeOperation[None, CaptureRequest, dict[str, Any]]):
             known = await self._refused(request)
             return UNKNOWN if known is None else known
 
-    async def _refused(self, request: CaptureRequest) -> dict[str, Any] | None:
+    async def _refused(self, request: CaptureRequest) -> PaymentIntent | None:
         """Stripe refused the capture or cancel: what does the PaymentIntent say?"""
         try:
             intent = await self.stripe.retrieve_payment_intent(request.payment_intent_id)
         except (PaymentProviderUnavailable, PaymentProviderError):
             return None  # unknown: the recovery asks again
-        if intent.get("status") in ("succeeded", "canceled"):
+        if intent.status in ("succeeded", "canceled"):
             return intent
         if request.capture:
             async with self.sessionmaker.begin() as session:
@@ -233,7 +233,7 @@ class EscrowCaptures(StripeOperation[None, CaptureRequest, dict[str, Any]]):
                     stored.updated_at = self.now()
         return None
 
-    async def settle(self, session: AsyncSession, row_id: int, answer: dict[str, Any]) -> None:
+    async def settle(self, session: AsyncSession, row_id: int, answer: PaymentIntent) -> None:
         # The order is locked first, as the webhook handlers of the same intent lock
         # it (``PayInConfirmation.find``) before the escrow: the other order
         # deadlocked against a webhook arriving with the answer
@@ -243,14 +243,14 @@ class EscrowCaptures(StripeOperation[None, CaptureRequest, dict[str, Any]]):
             .where(
                 Order.purpose == "escrow",
                 Order.reference["escrow_id"].as_integer() == row_id,
-                Order.stripe_payment_intent_id == str(answer["id"]),
+                Order.stripe_payment_intent_id == answer.id,
             )
             .limit(1)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
         if order is None:  # pragma: no cover - the authorization recorded it
-            log.error("escrow %s: no order for %s", row_id, answer.get("id"))
+            log.error("escrow %s: no order for %s", row_id, answer.id)
             return
         await apply_intent(session, self.stripe, self.settings, order, answer)
 

@@ -6,25 +6,31 @@ from __future__ import annotations
 from payments_api.escrow import capture as escrow_capture
 from payments_api.orders.confirmation import PayInConfirmation
 from payments_api.orders.webhook_handlers import order_of_intent
-from payments_api.webhooks.registry import EventHandler, HandlerContext, StripeEvent
+from payments_api.stripe.objects import PaymentIntent
+from payments_api.webhooks.registry import (
+    EventHandler,
+    HandlerContext,
+    StripeEvent,
+    reads,
+)
 
 
 async def payment_intent_amount_capturable_updated(
-    event: StripeEvent, context: HandlerContext
+    event: StripeEvent, intent: PaymentIntent, context: HandlerContext
 ) -> None:
     """An escrow paid by authorization: the card holds the money (nothing captured)."""
-    intent = event.data_object
     confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
     order = await order_of_intent(confirmation, intent)
     if order is not None and escrow_capture.is_manual_escrow_order(order):
         await escrow_capture.apply_authorized(context.session, context.settings, order, intent)
 
 
-async def payment_intent_canceled(event: StripeEvent, context: HandlerContext) -> None:
+async def payment_intent_canceled(
+    event: StripeEvent, intent: PaymentIntent, context: HandlerContext
+) -> None:
     """An escrow's authorization ended uncaptured: released by us, or expired."""
-    intent = event.data_object
     confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
-    order = await confirmation.find(intent.get("metadata"), payment_intent_id=intent.get("id"))
+    order = await confirmation.find(intent.metadata, payment_intent_id=intent.id)
     if order is None or not escrow_capture.is_manual_escrow_order(order):
         # Other pay-ins end through their own events (checkout.session.expired, a
         # failure): a cancelled PaymentIntent adds nothing to those.
@@ -35,6 +41,8 @@ async def payment_intent_canceled(event: StripeEvent, context: HandlerContext) -
 
 
 HANDLERS: dict[str, EventHandler] = {
-    "payment_intent.amount_capturable_updated": payment_intent_amount_capturable_updated,
-    "payment_intent.canceled": payment_intent_canceled,
+    "payment_intent.amount_capturable_updated": reads(
+        PaymentIntent, payment_intent_amount_capturable_updated
+    ),
+    "payment_intent.canceled": reads(PaymentIntent, payment_intent_canceled),
 }

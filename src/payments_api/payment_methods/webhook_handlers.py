@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 from payments_api.payment_methods.service import record_saved_card
+from payments_api.stripe.objects import SetupIntent
 from payments_api.stripe.refs import stripe_id
 from payments_api.users.repository import UserRepository
-from payments_api.webhooks.registry import EventHandler, HandlerContext, RetryLater, StripeEvent
+from payments_api.webhooks.registry import (
+    EventHandler,
+    HandlerContext,
+    RetryLater,
+    StripeEvent,
+    reads,
+)
 
 
-async def setup_intent_succeeded(event: StripeEvent, context: HandlerContext) -> None:
-    intent = event.data_object
-    metadata = intent.get("metadata") or {}
-    customer = stripe_id(intent.get("customer"))
-    payment_method = stripe_id(intent.get("payment_method"))
-    user_id = metadata.get("user_id")
-    if not isinstance(user_id, str) or customer is None or payment_method is None:
+async def setup_intent_succeeded(
+    event: StripeEvent, intent: SetupIntent, context: HandlerContext
+) -> None:
+    customer, payment_method = intent.customer, intent.payment_method
+    user_id = intent.metadata.get("user_id")
+    if user_id is None or customer is None or payment_method is None:
         return  # not one of ours (made elsewhere on the account)
     user = await UserRepository(context.session).get(user_id)
     if user is None:
-        raise RetryLater(f"no user for setup intent {intent.get('id')}")
+        raise RetryLater(f"no user for setup intent {intent.id}")
     if user.stripe_customer_id != customer:
         # The metadata names a user whose customer is another: never attach a card to
         # the wrong person.
@@ -30,5 +36,5 @@ async def setup_intent_succeeded(event: StripeEvent, context: HandlerContext) ->
 
 
 HANDLERS: dict[str, EventHandler] = {
-    "setup_intent.succeeded": setup_intent_succeeded,
+    "setup_intent.succeeded": reads(SetupIntent, setup_intent_succeeded),
 }

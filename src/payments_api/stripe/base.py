@@ -21,6 +21,7 @@ from payments_api.stripe.errors import (
     PaymentProviderUnavailable,
     ProviderObjectMissing,
 )
+from payments_api.stripe.objects import MalformedStripeObject, ObjectT, parse_object
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,16 @@ class GatewayBase:
             exc.user_message or str(exc),
         )
         raise PaymentProviderError("The payment provider rejected the request.") from exc
+
+    @staticmethod
+    def _typed(operation: str, model: type[ObjectT], result: Any) -> ObjectT:
+        """Stripe's answer as ``model``. An answer without what the service reads is
+        the provider's fault: a 502, never a half-read object."""
+        try:
+            return parse_object(model, result.to_dict())
+        except MalformedStripeObject as exc:
+            log.error("stripe %s answered a malformed object: %s", operation, exc)
+            raise PaymentProviderError("The payment provider answered unexpectedly.") from exc
 
     @staticmethod
     def _options(idempotency_key: str | None = None, stripe_account: str | None = None) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from payments_api.stripe.base import GatewayBase
+from payments_api.stripe.objects import PaymentIntent
 
 
 class CheckoutCalls(GatewayBase):
@@ -43,16 +44,16 @@ class CheckoutCalls(GatewayBase):
         )
         return charge.to_dict()
 
-    async def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
+    async def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentIntent:
         intent = await self._call(
             "payment_intents.retrieve",
             lambda: self._client.v1.payment_intents.retrieve_async(payment_intent_id),
         )
-        return intent.to_dict()
+        return self._typed("payment_intents.retrieve", PaymentIntent, intent)
 
     async def capture_payment_intent(
         self, payment_intent_id: str, *, amount_to_capture: int, idempotency_key: str
-    ) -> dict[str, Any]:
+    ) -> PaymentIntent:
         """Capture (all or part of) an authorized PaymentIntent; Stripe releases the
         uncaptured rest. Keys ``escrow_capture:{escrow_id}:{round}``."""
         intent = await self._call(
@@ -63,11 +64,11 @@ class CheckoutCalls(GatewayBase):
                 options=self._options(idempotency_key),
             ),
         )
-        return intent.to_dict()
+        return self._typed("payment_intents.capture", PaymentIntent, intent)
 
     async def cancel_payment_intent(
         self, payment_intent_id: str, *, idempotency_key: str
-    ) -> dict[str, Any]:
+    ) -> PaymentIntent:
         """Cancel a PaymentIntent: an uncaptured authorization is released at the card.
         Keys ``escrow_release:{escrow_id}``."""
         intent = await self._call(
@@ -78,4 +79,4 @@ class CheckoutCalls(GatewayBase):
                 options=self._options(idempotency_key),
             ),
         )
-        return intent.to_dict()
+        return self._typed("payment_intents.cancel", PaymentIntent, intent)

@@ -8,18 +8,24 @@ the event processed, so its writes and the "processed" mark commit together; it 
 be idempotent (ledger cause keys make money movements so) and must not let an older
 event overwrite newer state (compare ``event.created`` or the object's status order).
 A handler that raises is recorded on the event and retried later.
+
+Most handlers read the event's object as a typed model (``payments_api.stripe.objects``):
+``reads(PaymentIntent, handler)`` parses ``data.object`` before the handler runs, and an
+object that does not fit the model is recorded as malformed, not retried (it would not
+change) and not applied.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.objects import ObjectT, parse_object
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +52,25 @@ class HandlerContext:
 
 
 EventHandler = Callable[[StripeEvent, HandlerContext], Awaitable[None]]
+
+
+TypedHandler = Callable[[StripeEvent, ObjectT, HandlerContext], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadsObject(Generic[ObjectT]):
+    model: type[ObjectT]
+    handler: TypedHandler[ObjectT]
+
+    async def __call__(self, event: StripeEvent, context: HandlerContext) -> None:
+        # MalformedStripeObject (before any write) tells the inbox not to retry.
+        await self.handler(event, parse_object(self.model, event.data_object), context)
+
+
+def reads(model: type[ObjectT], handler: TypedHandler[ObjectT]) -> EventHandler:
+    """``handler`` as an :data:`EventHandler` that gets ``event.data.object`` parsed as
+    ``model``."""
+    return _ReadsObject(model, handler)
 
 
 class RetryLater(Exception):

@@ -8,8 +8,12 @@ from pydantic import BaseModel, Field
 
 class WebhookAck(BaseModel):
     received: bool = True
-    status: Literal["processed", "duplicate", "in_progress", "ignored", "failed", "missing"] = (
-        Field(description="What happened to the event in this delivery.")
+    status: Literal[
+        "processed", "duplicate", "in_progress", "ignored", "failed", "malformed", "missing"
+    ] = Field(
+        description="What happened to the event in this delivery. `malformed`: the "
+        "event's object lacks what the service reads; it is stored as failed for an "
+        "operator to look at and replay, and not retried."
     )
 
 

@@ -43,6 +43,7 @@ from payments_api.stripe.gateway import (
     StripeGateway,
     verify_webhook_signature,
 )
+from payments_api.stripe.objects import MalformedStripeObject
 from payments_api.webhooks.errors import (
     WebhookEndpointNotConfigured,
     WebhookEventNotFound,
@@ -56,7 +57,9 @@ from payments_api.webhooks.repository import WebhookEventRepository
 log = logging.getLogger(__name__)
 
 Endpoint = Literal["platform", "connect"]
-Outcome = Literal["processed", "duplicate", "in_progress", "ignored", "failed", "missing"]
+Outcome = Literal[
+    "processed", "duplicate", "in_progress", "ignored", "failed", "malformed", "missing"
+]
 RETRY_JOB = "webhooks.apply"
 
 WEBHOOK_EVENTS = Counter(
@@ -289,6 +292,12 @@ class WebhookService(StripeFlow):
                 row.attempts,
                 row.last_error,
             )
+            if isinstance(exc, MalformedStripeObject):
+                # Stripe's object lacks what the handler reads: a retry would read the
+                # same payload. Kept as failed for an operator (replay after a fix),
+                # acknowledged so Stripe stops redelivering it.
+                row.next_attempt_at = None
+                return "malformed", row.type
             if row.attempts < self.settings.webhook_max_attempts:
                 delay = retry_delay(row.attempts)
                 row.next_attempt_at = now + delay

@@ -1,0 +1,120 @@
+"""Typed Stripe objects: the fields of Stripe's objects that the service reads.
+
+Stripe's JSON is parsed into these once, at the boundary: by the gateway for its
+answers and by the webhook inbox for ``event.data.object``. Code past the boundary reads
+attributes with their types (``intent.amount_received`` is an ``int``; ``metadata`` is
+always a dict) instead of repeating ``int(obj.get(...) or 0)`` at every stop.
+
+Each model lists only what the service uses and ignores the rest (Stripe adds fields in
+every API version). A reference Stripe may send either as an id or as the expanded
+object (``latest_charge``, ``customer``, ...) is an :data:`ExpandableId`: always the id.
+These are plain pydantic models, so domain code may import them (only this package
+imports ``stripe``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from payments_api.stripe.refs import stripe_id
+
+
+def _id_of(value: Any) -> Any:
+    # An expanded reference is the object itself: keep its id. Anything else is left to
+    # the type check (a str, None, or an error).
+    return stripe_id(value) if isinstance(value, dict) else value
+
+
+ExpandableId = Annotated[str | None, BeforeValidator(_id_of)]
+"""A reference Stripe sends as ``"pi_..."`` or, when expanded, as the object."""
+
+
+def _metadata(value: Any) -> Any:
+    # Stripe sends ``{}`` for no metadata; some older payloads and test fixtures ``null``.
+    return {} if value is None else value
+
+
+Metadata = Annotated[dict[str, str], BeforeValidator(_metadata)]
+
+
+class StripeObject(BaseModel):
+    """What every Stripe object the service reads has: its id. Frozen: an object is
+    Stripe's word at one moment, not something to edit."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+
+
+class PaymentError(BaseModel):
+    """``last_payment_error``: only Stripe's machine codes (its human text is never
+    stored or shown)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    code: str | None = None
+    decline_code: str | None = None
+
+
+class PaymentIntent(StripeObject):
+    amount: int
+    amount_received: int = 0
+    amount_capturable: int = 0
+    currency: str
+    status: str
+    metadata: Metadata = {}
+    latest_charge: ExpandableId = None
+    cancellation_reason: str | None = None
+    last_payment_error: PaymentError | None = None
+
+
+class CheckoutSession(StripeObject):
+    metadata: Metadata = {}
+    payment_intent: ExpandableId = None
+    payment_status: str | None = None
+    amount_total: int | None = None
+    currency: str | None = None
+
+
+class SetupIntent(StripeObject):
+    metadata: Metadata = {}
+    customer: ExpandableId = None
+    payment_method: ExpandableId = None
+
+
+class Transfer(StripeObject):
+    metadata: Metadata = {}
+    amount_reversed: int = 0
+
+
+class Payout(StripeObject):
+    amount: int
+    currency: str
+    status: str
+    failure_code: str | None = None
+    arrival_date: int | None = None
+    """Unix seconds."""
+    created: int | None = None
+    """Unix seconds."""
+
+
+class MalformedStripeObject(ValueError):
+    """A Stripe object without a field the service needs, or with a field of the wrong
+    type: nothing to apply, and trying again will not change it."""
+
+
+ObjectT = TypeVar("ObjectT", bound=StripeObject)
+
+
+def parse_object(model: type[ObjectT], data: Any) -> ObjectT:
+    """``data`` (Stripe's JSON object) as ``model``, or :class:`MalformedStripeObject`
+    naming the fields that did not fit (never their values: they may be personal)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        fields = sorted({".".join(str(p) for p in error["loc"]) for error in exc.errors()})
+        raise MalformedStripeObject(
+            f"{model.__name__} without the expected {', '.join(f for f in fields if f) or 'shape'}"
+        ) from None
