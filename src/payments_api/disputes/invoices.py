@@ -20,9 +20,8 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.disputes.models import Dispute
+from payments_api.disputes.wallet_entries import wallet_debit
 from payments_api.ledger import service as ledger_service
-from payments_api.ledger.kinds import AccountKind, CauseType
-from payments_api.ledger.shapes import move
 from payments_api.subscriptions.models import SubscriptionInvoice
 from payments_api.subscriptions.repository import InvoiceRepository
 
@@ -49,26 +48,14 @@ class InvoiceDisputes:
         held = (invoice.credited_amount or 0) - invoice.credit_reversed
         if held <= 0:
             return
-        dp = dispute.stripe_dispute_id
         await self.ledger.post(
-            ledger_service.NewTransaction(
-                type="dispute_debit",
-                cause_type=CauseType.stripe_event,
-                cause_key=f"dispute:{dp}:debit",
+            wallet_debit(
+                dispute,
+                user_id=dispute.user_id,
+                amount=held,
+                currency=currency,
                 description=f"Card dispute on invoice {invoice.stripe_invoice_id}: plan credit",
-                metadata={
-                    "dispute_id": dispute.id,
-                    "dispute": dp,
-                    "invoice": invoice.stripe_invoice_id,
-                },
-                allow_negative_available=True,
-                postings=move(
-                    held,
-                    out_of=ledger_service.AccountRef.user(
-                        dispute.user_id, AccountKind.available, currency
-                    ),
-                    into=ledger_service.AccountRef.platform(AccountKind.disputes, currency),
-                ),
+                metadata={"invoice": invoice.stripe_invoice_id},
             )
         )
         dispute.user_debited_amount = held

@@ -46,6 +46,7 @@ from payments_api.disputes.invoices import InvoiceDisputes
 from payments_api.disputes.models import CLOSED_STATUSES, DISPUTE_STATUSES, Dispute
 from payments_api.disputes.repository import DisputeRepository
 from payments_api.disputes.schemas import DisputeList, DisputeRead
+from payments_api.disputes.wallet_entries import wallet_credit, wallet_debit
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.clock import utcnow
@@ -271,7 +272,6 @@ class DisputeSettlement:
         disputed = -sum(int(t["amount"]) for t in withdrawals)
         fee = sum(int(t.get("fee") or 0) for t in withdrawals)
         total = disputed + fee
-        dp = dispute.stripe_dispute_id
         await self._post_stripe_funds(
             dispute,
             "funds_withdrawn",
@@ -288,20 +288,13 @@ class DisputeSettlement:
         order = await self.orders.get(dispute.order_id) if dispute.order_id else None
         if order is not None and order.purpose == "topup" and order.currency == currency:
             await self.ledger.post(
-                ledger_service.NewTransaction(
-                    type="dispute_debit",
-                    cause_type=CauseType.stripe_event,
-                    cause_key=f"dispute:{dp}:debit",
+                wallet_debit(
+                    dispute,
+                    user_id=order.user_id,
+                    amount=total,
+                    currency=currency,
                     description=f"Card dispute on order ord_{order.id}",
-                    metadata={"dispute_id": dispute.id, "dispute": dp, "order_id": order.id},
-                    allow_negative_available=True,
-                    postings=move(
-                        total,
-                        out_of=ledger_service.AccountRef.user(
-                            order.user_id, AccountKind.available, currency
-                        ),
-                        into=_platform(AccountKind.disputes, currency),
-                    ),
+                    metadata={"order_id": order.id},
                 )
             )
             dispute.user_debited_amount = total
@@ -318,7 +311,6 @@ class DisputeSettlement:
         returned = sum(
             int(t.get("net", int(t["amount"]) - int(t.get("fee") or 0))) for t in reinstatements
         )
-        dp = dispute.stripe_dispute_id
         await self._post_stripe_funds(
             dispute,
             "funds_reinstated",
@@ -331,20 +323,7 @@ class DisputeSettlement:
         if dispute.user_debited_amount and dispute.user_id is not None:
             debited = dispute.user_debited_amount
             await self.ledger.post(
-                ledger_service.NewTransaction(
-                    type="dispute_credit",
-                    cause_type=CauseType.stripe_event,
-                    cause_key=f"dispute:{dp}:credit",
-                    description="Card dispute won: money back to the wallet",
-                    metadata={"dispute_id": dispute.id, "dispute": dp},
-                    postings=move(
-                        debited,
-                        out_of=_platform(AccountKind.disputes, currency),
-                        into=ledger_service.AccountRef.user(
-                            dispute.user_id, AccountKind.available, currency
-                        ),
-                    ),
-                )
+                wallet_credit(dispute, user_id=dispute.user_id, amount=debited, currency=currency)
             )
         dispute.reinstated_amount, dispute.funds_reinstated_at = returned, self.now()
         metrics.DISPUTE_FUNDS.labels(direction="reinstated", currency=currency).inc(returned)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from payments_api.escrow import capture as escrow_capture
 from payments_api.orders.confirmation import PayInConfirmation
+from payments_api.orders.webhook_handlers import order_of_intent
 from payments_api.stripe.objects import PaymentIntent
 from payments_api.webhooks.registry import (
     EventHandler,
     HandlerContext,
-    RetryLater,
     StripeEvent,
     reads,
 )
@@ -20,12 +20,8 @@ async def payment_intent_amount_capturable_updated(
 ) -> None:
     """An escrow paid by authorization: the card holds the money (nothing captured)."""
     confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
-    order = await confirmation.find(intent.metadata, payment_intent_id=intent.id)
-    if order is None:
-        if not intent.metadata.get("order_id"):
-            return  # not one of ours
-        raise RetryLater(f"no order yet for payment intent {intent.id}")
-    if escrow_capture.is_manual_escrow_order(order):
+    order = await order_of_intent(confirmation, intent)
+    if order is not None and escrow_capture.is_manual_escrow_order(order):
         await escrow_capture.apply_authorized(context.session, context.settings, order, intent)
 
 

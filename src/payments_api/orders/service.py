@@ -20,15 +20,12 @@ The wallet is credited only by Stripe's events (``PayInConfirmation``), never he
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.auth import Principal
-from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import add_once, fingerprint, same_request
 from payments_api.kit.pagination import parse_public_id, public_id
 from payments_api.kit.stripe_operation import call_and_settle
@@ -51,9 +48,8 @@ from payments_api.payment_methods.models import PaymentMethod
 from payments_api.payment_methods.repository import PaymentMethodRepository
 from payments_api.payment_methods.service import PAYMENT_METHOD_PREFIX
 from payments_api.problems import Forbidden
-from payments_api.settings import Settings
-from payments_api.stripe.gateway import StripeGateway
 from payments_api.stripe.payment_methods import ConfirmedIntent
+from payments_api.users.caller_flow import CallerStripeFlow
 from payments_api.users.customers import ensure_customer
 from payments_api.users.errors import UserNotFound
 from payments_api.users.models import User
@@ -75,22 +71,7 @@ def _origin(url: str) -> str | None:
     return f"{parts.scheme}://{parts.hostname.lower()}{suffix}"
 
 
-class PayInService:
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        stripe: StripeGateway,
-        settings: Settings,
-        principal: Principal,
-        *,
-        now: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.sessionmaker = sessionmaker
-        self.stripe = stripe
-        self.settings = settings
-        self.principal = principal
-        self.now = now
-
+class PayInService(CallerStripeFlow):
     # -- validation --------------------------------------------------------------------
     def _check_redirects(self, *urls: str) -> None:
         allowed = {_origin(o) for o in self.settings.redirect_origins()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from payments_api.orders.confirmation import PayInConfirmation
+from payments_api.orders.models import Order
 from payments_api.payment_methods.declines import stable_decline_code
 from payments_api.stripe.objects import CheckoutSession, MalformedStripeObject, PaymentIntent
 from payments_api.webhooks.registry import (
@@ -16,6 +17,17 @@ from payments_api.webhooks.registry import (
 )
 
 log = logging.getLogger(__name__)
+
+
+async def order_of_intent(confirmation: PayInConfirmation, intent: PaymentIntent) -> Order | None:
+    """The order a PaymentIntent's event is about; None when it is not one of ours (no
+    order id in its metadata: e.g. a payment made elsewhere on the account). One that
+    names our order before the order has been found (its row not yet committed) is
+    retried later."""
+    order = await confirmation.find(intent.metadata, payment_intent_id=intent.id)
+    if order is None and intent.metadata.get("order_id"):
+        raise RetryLater(f"no order yet for payment intent {intent.id}")
+    return order
 
 
 async def _credit_checkout(
@@ -69,11 +81,9 @@ async def payment_intent_succeeded(
     event: StripeEvent, intent: PaymentIntent, context: HandlerContext
 ) -> None:
     confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
-    order = await confirmation.find(intent.metadata, payment_intent_id=intent.id)
+    order = await order_of_intent(confirmation, intent)
     if order is None:
-        if not intent.metadata.get("order_id"):
-            return  # not one of ours (e.g. a payment made elsewhere on the account)
-        raise RetryLater(f"no order yet for payment intent {intent.id}")
+        return
     await confirmation.succeed(
         order,
         payment_intent_id=intent.id,

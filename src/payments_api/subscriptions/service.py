@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.auth import Principal
-from payments_api.kit.clock import utcnow
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_public_id
 from payments_api.kit.stripe_operation import call_and_settle
-from payments_api.settings import Settings
-from payments_api.stripe.gateway import StripeGateway
 from payments_api.subscriptions.errors import (
     PlanChangeInvalid,
     PlanNotFound,
@@ -65,6 +60,7 @@ from payments_api.subscriptions.views import SUBSCRIPTION_PREFIX
 from payments_api.subscriptions.views import (
     SubscriptionViews as SubscriptionViews,  # re-exported: refunds/invoices.py imports it here
 )
+from payments_api.users.caller_flow import CallerStripeFlow
 from payments_api.users.customers import ensure_customer
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
@@ -75,23 +71,8 @@ Stored = tuple[dict[str, Any], SubscriptionRead]
 """Stripe's subscription as recorded, and our read of the row after it."""
 
 
-class SubscriptionService:
+class SubscriptionService(CallerStripeFlow):
     """The subscriber's own calls; never a transaction open across a Stripe call."""
-
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        stripe: StripeGateway,
-        settings: Settings,
-        principal: Principal,
-        *,
-        now: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.sessionmaker = sessionmaker
-        self.stripe = stripe
-        self.settings = settings
-        self.principal = principal
-        self.now = now
 
     # -- subscribe -----------------------------------------------------------------------------
     async def create(self, body: SubscriptionCreate, idempotency_key: str) -> SubscriptionCreated:

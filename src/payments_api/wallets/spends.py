@@ -23,6 +23,9 @@ No Stripe call is made; refunds of these orders go back to the wallet
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.auth import Principal
@@ -48,6 +51,29 @@ from payments_api.projects.models import DirectPayment
 from payments_api.settings import Settings
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
+
+
+def _wallet_payment(
+    order: Order,
+    user: User,
+    *,
+    type: str,
+    description: str,
+    metadata: dict[str, Any],
+    postings: Sequence[ledger_service.PostingSpec],
+) -> ledger_service.NewTransaction:
+    """The ledger transaction that pays ``order`` from ``user``'s wallet: once per order
+    (``wallet_payment:{order_id}``), with the user as the initiator, so the ledger
+    refuses a frozen wallet."""
+    return ledger_service.NewTransaction(
+        type=type,
+        cause_type=CauseType.system,
+        cause_key=f"wallet_payment:{order.id}",
+        description=description,
+        metadata=metadata,
+        postings=postings,
+        initiated_by=user.id,
+    )
 
 
 class WalletPayments:
@@ -136,10 +162,10 @@ class WalletPayments:
     async def _pay_order(self, order: Order, user: User) -> None:
         currency = order.currency
         await self.ledger.post(
-            ledger_service.NewTransaction(
+            _wallet_payment(
+                order,
+                user,
                 type="wallet_order_payment",
-                cause_type=CauseType.system,
-                cause_key=f"wallet_payment:{order.id}",
                 description=f"Payment {public_id(ORDER_PREFIX, order.id)} from the wallet",
                 metadata={"order_id": order.id, "price": order.reference.get("price")},
                 postings=move(
@@ -147,7 +173,6 @@ class WalletPayments:
                     out_of=ledger_service.AccountRef.user(user.id, AccountKind.available, currency),
                     into=ledger_service.AccountRef.platform(AccountKind.sales, currency),
                 ),
-                initiated_by=user.id,
             )
         )
         await grant_credit(self.ledger, order)
@@ -172,10 +197,10 @@ class WalletPayments:
             ],
         )
         result = await self.ledger.post(
-            ledger_service.NewTransaction(
+            _wallet_payment(
+                order,
+                user,
                 type="wallet_direct_payment",
-                cause_type=CauseType.system,
-                cause_key=f"wallet_payment:{order.id}",
                 description=f"Direct payment {public_id(ORDER_PREFIX, order.id)} from the wallet",
                 metadata={
                     "order_id": order.id,
@@ -185,7 +210,6 @@ class WalletPayments:
                     "application_fee_amount": fee,
                 },
                 postings=postings,
-                initiated_by=user.id,
             )
         )
         now = order.succeeded_at or utcnow()
