@@ -6,10 +6,13 @@ from __future__ import annotations
 import pytest
 
 from payments_api.stripe.objects import (
+    Charge,
     CheckoutSession,
+    Dispute,
     MalformedStripeObject,
     PaymentIntent,
     Payout,
+    Refund,
     SetupIntent,
     Transfer,
     parse_object,
@@ -94,3 +97,41 @@ def test_a_missing_field_and_a_non_object_are_malformed() -> None:
         parse_object(PaymentIntent, data)
     with pytest.raises(MalformedStripeObject, match="expected shape"):
         parse_object(PaymentIntent, ["not", "an", "object"])
+
+
+def test_a_charge_reads_its_embedded_refunds() -> None:
+    refund = stripe_object("refund")
+    data = {
+        **stripe_object("charge"),
+        "refunds": {"object": "list", "data": [refund], "has_more": False},
+    }
+    charge = parse_object(Charge, data)
+    assert charge.refunds is not None
+    assert [r.id for r in charge.refunds.data] == [refund["id"]]
+    assert charge.refunds.data[0].amount == refund["amount"]
+
+
+def test_a_charge_without_embedded_refunds() -> None:
+    data = stripe_object("charge")
+    del data["refunds"]  # API versions since 2022-11-15 leave them out
+    assert parse_object(Charge, data).refunds is None
+
+
+def test_a_refund_reads_stripes_example() -> None:
+    data = stripe_object("refund")
+    refund = parse_object(Refund, data)
+    assert (refund.id, refund.amount, refund.status) == (data["id"], data["amount"], data["status"])
+
+
+def test_a_dispute_keeps_only_its_balance_transaction_objects() -> None:
+    data = {
+        **stripe_object("dispute"),
+        "balance_transactions": [
+            {"id": "txn_1", "amount": -1_000, "fee": 1_500, "currency": "usd"},
+            "txn_unexpanded",
+        ],
+    }
+    dispute = parse_object(Dispute, data)
+    assert [(t.id, t.amount, t.fee, t.net) for t in dispute.balance_transactions] == [
+        ("txn_1", -1_000, 1_500, None)
+    ]

@@ -57,7 +57,8 @@ from payments_api.ledger.shapes import move
 from payments_api.orders.models import Order
 from payments_api.orders.repository import OrderRepository
 from payments_api.stripe.gateway import StripeGateway
-from payments_api.stripe.refs import stripe_id
+from payments_api.stripe.objects import Dispute as StripeDispute
+from payments_api.stripe.objects import DisputeFunds
 from payments_api.users.repository import UserRepository
 from payments_api.webhooks.registry import StripeEvent
 
@@ -121,22 +122,21 @@ class DisputeSettlement:
         self.ledger = ledger_service.LedgerService(session)
         self.invoices = InvoiceDisputes(session, self.ledger)
 
-    async def apply(self, event: StripeEvent) -> Dispute | None:
-        """Converge our dispute and the ledger to the dispute in ``event``."""
-        data = event.data_object
-        status = str(data.get("status"))
+    async def apply(self, event: StripeEvent, data: StripeDispute) -> Dispute | None:
+        """Converge our dispute and the ledger to ``data``, the dispute in ``event``."""
+        status = data.status
         if status not in DISPUTE_STATUSES:
-            log.warning("dispute %s: unknown status %r ignored", data.get("id"), status)
+            log.warning("dispute %s: unknown status %r ignored", data.id, status)
             metrics.DISPUTE_EVENTS_SKIPPED.labels(reason="unknown_status").inc()
             return None
-        dispute = await self.disputes.by_stripe_id(str(data["id"]), for_update=True)
+        dispute = await self.disputes.by_stripe_id(data.id, for_update=True)
         previous: str | None = None
         if dispute is None:
             dispute = await self._create(data)
         else:
             previous = dispute.status
         if dispute.last_event_created is not None and event.created < dispute.last_event_created:
-            log.info("dispute %s: event %s is older than its state; skipped", data["id"], event.id)
+            log.info("dispute %s: event %s is older than its state; skipped", data.id, event.id)
             metrics.DISPUTE_EVENTS_SKIPPED.labels(reason="stale").inc()
             return dispute
         if not transition_allowed(dispute.status, status):
@@ -159,7 +159,7 @@ class DisputeSettlement:
 
         now = self.now()
         dispute.status = status
-        dispute.reason = data.get("reason") or dispute.reason
+        dispute.reason = data.reason or dispute.reason
         dispute.last_event_created = event.created
         dispute.updated_at = now
         if status in CLOSED_STATUSES and dispute.closed_at is None:
@@ -187,9 +187,8 @@ class DisputeSettlement:
             user_ids=[dispute.user_id],
         )
 
-    async def _create(self, data: dict[str, Any]) -> Dispute:
-        payment_intent = stripe_id(data.get("payment_intent"))
-        charge_id = stripe_id(data.get("charge"))
+    async def _create(self, data: StripeDispute) -> Dispute:
+        payment_intent, charge_id = data.payment_intent, data.charge
         if payment_intent is None and charge_id is not None:
             payment_intent = (await self.stripe.retrieve_charge(charge_id)).payment_intent
         order: Order | None = None
@@ -204,7 +203,7 @@ class DisputeSettlement:
             log.warning(
                 "dispute %s on charge %s is not about one of our orders or invoices; only "
                 "Stripe's side is recorded",
-                data["id"],
+                data.id,
                 charge_id,
             )
         if invoice is not None:
@@ -213,38 +212,33 @@ class DisputeSettlement:
             user_id = order.user_id if order else None
         await self.disputes.insert_if_new(
             {
-                "stripe_dispute_id": str(data["id"]),
+                "stripe_dispute_id": data.id,
                 "stripe_charge_id": charge_id,
                 "stripe_payment_intent_id": payment_intent,
                 "order_id": order.id if order else None,
                 "stripe_invoice_id": invoice.stripe_invoice_id if invoice else None,
                 "user_id": user_id,
-                "amount": int(data["amount"]),
-                "currency": str(data["currency"]).lower(),
-                "status": str(data["status"]),
-                "reason": data.get("reason"),
+                "amount": data.amount,
+                "currency": data.currency.lower(),
+                "status": data.status,
+                "reason": data.reason,
             }
         )
-        dispute = await self.disputes.by_stripe_id(str(data["id"]), for_update=True)
+        dispute = await self.disputes.by_stripe_id(data.id, for_update=True)
         if dispute is None:  # pragma: no cover - inserted or found just above
-            raise RuntimeError(f"dispute {data['id']} vanished")
+            raise RuntimeError(f"dispute {data.id} vanished")
         return dispute
 
     async def _balance_transactions(
-        self, data: dict[str, Any], event: StripeEvent, status: str
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        self, data: StripeDispute, event: StripeEvent, status: str
+    ) -> tuple[list[DisputeFunds], list[DisputeFunds]]:
         """The dispute's withdrawals and reinstatements, from the event or from Stripe."""
 
-        def split(
-            transactions: Any,
-        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-            found = [t for t in transactions or [] if isinstance(t, dict)]
-            return (
-                [t for t in found if int(t.get("amount", 0)) < 0],
-                [t for t in found if int(t.get("amount", 0)) > 0],
-            )
+        def split(dispute: StripeDispute) -> tuple[list[DisputeFunds], list[DisputeFunds]]:
+            found = dispute.balance_transactions
+            return [t for t in found if t.amount < 0], [t for t in found if t.amount > 0]
 
-        withdrawals, reinstatements = split(data.get("balance_transactions"))
+        withdrawals, reinstatements = split(data)
         chargeback = not status.startswith("warning_")
         expects_withdrawal = event.type == "charge.dispute.funds_withdrawn" or (
             chargeback and event.type == "charge.dispute.created"
@@ -253,24 +247,23 @@ class DisputeSettlement:
         if (expects_withdrawal and not withdrawals) or (
             expects_reinstatement and not reinstatements
         ):
-            fresh = await self.stripe.retrieve_dispute(str(data["id"]))
-            withdrawals, reinstatements = split(fresh.get("balance_transactions"))
-        amount, currency = int(data["amount"]), str(data["currency"]).lower()
+            withdrawals, reinstatements = split(await self.stripe.retrieve_dispute(data.id))
+        amount, currency = data.amount, data.currency.lower()
         if expects_withdrawal and not withdrawals:
-            log.warning("dispute %s: no balance transaction; withdrawing the amount", data["id"])
-            withdrawals = [{"id": None, "amount": -amount, "fee": 0, "currency": currency}]
+            log.warning("dispute %s: no balance transaction; withdrawing the amount", data.id)
+            withdrawals = [DisputeFunds(amount=-amount, currency=currency)]
         if expects_reinstatement and not reinstatements:
-            log.warning("dispute %s: no balance transaction; reinstating the amount", data["id"])
-            reinstatements = [{"id": None, "amount": amount, "fee": 0, "currency": currency}]
+            log.warning("dispute %s: no balance transaction; reinstating the amount", data.id)
+            reinstatements = [DisputeFunds(amount=amount, currency=currency)]
         return withdrawals, reinstatements
 
-    async def _withdraw(self, dispute: Dispute, withdrawals: list[dict[str, Any]]) -> None:
+    async def _withdraw(self, dispute: Dispute, withdrawals: list[DisputeFunds]) -> None:
         if dispute.user_id is not None:
             # The user row before the balances, as withdrawals lock them: no lock cycle.
             await self.users.get(dispute.user_id, for_update=True)
-        currency = str(withdrawals[0].get("currency") or dispute.currency).lower()
-        disputed = -sum(int(t["amount"]) for t in withdrawals)
-        fee = sum(int(t.get("fee") or 0) for t in withdrawals)
+        currency = (withdrawals[0].currency or dispute.currency).lower()
+        disputed = -sum(t.amount for t in withdrawals)
+        fee = sum(t.fee for t in withdrawals)
         total = disputed + fee
         await self._post_stripe_funds(
             dispute,
@@ -303,14 +296,12 @@ class DisputeSettlement:
         if dispute.user_id is not None:
             await self._freeze(dispute)
 
-    async def _reinstate(self, dispute: Dispute, reinstatements: list[dict[str, Any]]) -> None:
+    async def _reinstate(self, dispute: Dispute, reinstatements: list[DisputeFunds]) -> None:
         if dispute.user_id is not None:
             await self.users.get(dispute.user_id, for_update=True)  # same order as withdrawals
-        currency = str(reinstatements[0].get("currency") or dispute.currency).lower()
+        currency = (reinstatements[0].currency or dispute.currency).lower()
         # net: the amount given back, plus any dispute fee returned (a negative fee).
-        returned = sum(
-            int(t.get("net", int(t["amount"]) - int(t.get("fee") or 0))) for t in reinstatements
-        )
+        returned = sum(t.amount - t.fee if t.net is None else t.net for t in reinstatements)
         await self._post_stripe_funds(
             dispute,
             "funds_reinstated",
@@ -333,7 +324,7 @@ class DisputeSettlement:
         dispute: Dispute,
         step: str,
         verb: str,
-        transactions: list[dict[str, Any]],
+        transactions: list[DisputeFunds],
         amount: int,
         *,
         out_of: ledger_service.AccountRef,
@@ -346,7 +337,7 @@ class DisputeSettlement:
         metadata: dict[str, Any] = {"dispute_id": dispute.id, "dispute": dp}
         if fee is not None:
             metadata["fee"] = fee
-        metadata["balance_transactions"] = [t.get("id") for t in transactions]
+        metadata["balance_transactions"] = [t.id for t in transactions]
         await self.ledger.post(
             ledger_service.NewTransaction(
                 type=f"dispute_{step}",

@@ -132,6 +132,36 @@ class Charge(StripeObject):
     refunds: RefundList | None = None
 
 
+def _objects_only(value: Any) -> Any:
+    # Stripe embeds a dispute's balance transactions as objects; an id alone carries
+    # nothing to book, so it is left out (as before the types) rather than refused.
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else value
+
+
+class DisputeFunds(BaseModel):
+    """One of a dispute's balance transactions: money Stripe withdrew (negative) or
+    reinstated (positive), with its fee."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str | None = None
+    """None for what the service books when Stripe has not shown the transaction."""
+    amount: int
+    fee: int = 0
+    net: int | None = None
+    currency: str | None = None
+
+
+class Dispute(StripeObject):
+    amount: int
+    currency: str
+    status: str
+    reason: str | None = None
+    payment_intent: ExpandableId = None
+    charge: ExpandableId = None
+    balance_transactions: Annotated[list[DisputeFunds], BeforeValidator(_objects_only)] = []
+
+
 class MalformedStripeObject(ValueError):
     """A Stripe object without a field the service needs, or with a field of the wrong
     type: nothing to apply, and trying again will not change it."""

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from payments_api.stripe.base import GatewayBase
-from payments_api.stripe.objects import Charge, Refund
+from payments_api.stripe.objects import Charge, Dispute, Refund
 
 # A reconciliation window holds at most this many balance transactions; beyond it the run
 # fails loudly instead of paging for ever (raise it through the caller's `limit`).
@@ -90,12 +90,12 @@ class RefundCalls(GatewayBase):
         )
         return fee.to_dict()
 
-    async def retrieve_dispute(self, dispute_id: str) -> dict[str, Any]:
+    async def retrieve_dispute(self, dispute_id: str) -> Dispute:
         """A dispute with its balance transactions (Stripe always includes them)."""
         dispute = await self._call(
             "disputes.retrieve", lambda: self._client.v1.disputes.retrieve_async(dispute_id)
         )
-        return dispute.to_dict()
+        return self._typed("disputes.retrieve", Dispute, dispute)
 
     async def list_balance_transactions(
         self,
