@@ -11,7 +11,7 @@ Stripe object made, one order, ledger invariants hold.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -32,24 +32,89 @@ TRANSIENT = {
 }
 
 
+Request = Callable[[Sandbox, dict[str, str]], Awaitable[httpx.Response]]
+
+
 @dataclass
 class SandboxRow:
     gateway_method: str
     stripe_path: str
+    request: Request
+    """The client's request that reaches the Stripe call (same Idempotency-Key each try)."""
+    ok_status: int
     stripe_object: str
     """The sandbox object type the call makes (exactly one must exist at the end)."""
-    form: dict[str, object]
+    form: dict[str, str]
     """Form parameters every try must carry (a subset of what was sent)."""
+    keyed: bool = True
+    """Whether every try must carry the same Idempotency-Key (links are fresh each call)."""
+    made: int = 1
+
+
+async def topup(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
+    return await sandbox.client.post(
+        "/api/v1/topups",
+        json={"amount": 5_000, "currency": "eur"},
+        headers={**auth(t["user"], ["customer"]), "Idempotency-Key": t["key"]},
+    )
+
+
+async def checkout(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
+    return await sandbox.client.post(
+        "/api/v1/checkout/sessions",
+        json={
+            "purpose": "topup",
+            "amount": 2_500,
+            "currency": "usd",
+            "success_url": "http://localhost:3000/wallet?paid=1",
+            "cancel_url": "http://localhost:3000/wallet",
+        },
+        headers={**auth(t["user"], ["customer"]), "Idempotency-Key": t["key"]},
+    )
+
+
+async def onboarding(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
+    return await sandbox.client.post(
+        "/api/v1/me/payout-account/onboarding-link", headers=auth(t["user"], ["payee"])
+    )
+
+
+async def save_card(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
+    return await sandbox.client.post(
+        "/api/v1/me/payment-methods/setup",
+        headers={**auth(t["user"], ["customer"]), "Idempotency-Key": t["key"]},
+    )
 
 
 ROWS = [
-    SandboxRow("create_customer", "/v1/customers", "customer", {"metadata": {}}),
+    SandboxRow("create_customer", "/v1/customers", topup, 201, "customer", {}),
     SandboxRow(
         "create_payment_intent",
         "/v1/payment_intents",
+        topup,
+        201,
         "payment_intent",
         {"amount": "5000", "currency": "eur"},
     ),
+    SandboxRow(
+        "create_checkout_session",
+        "/v1/checkout/sessions",
+        checkout,
+        201,
+        "checkout.session",
+        {"mode": "payment"},
+    ),
+    SandboxRow("create_express_account", "/v1/accounts", onboarding, 200, "account", {}),
+    SandboxRow(
+        "create_account_onboarding_link",
+        "/v1/account_links",
+        onboarding,
+        200,
+        "account",
+        {"type": "account_onboarding"},
+        keyed=False,
+    ),
+    SandboxRow("create_setup_intent", "/v1/setup_intents", save_card, 201, "setup_intent", {}),
 ]
 FAULTS = list(FaultKind)
 PHASES = ["first_try", "retry"]
@@ -65,14 +130,6 @@ async def faulty(sandbox: Sandbox) -> AsyncIterator[FaultInjector]:
     route.side_effect = injector
     yield injector
     route.side_effect = forward
-
-
-async def topup(sandbox: Sandbox, user: str, key: str) -> httpx.Response:
-    return await sandbox.client.post(
-        "/api/v1/topups",
-        json={"amount": 5_000, "currency": "eur"},
-        headers={**auth(user, ["customer"]), "Idempotency-Key": key},
-    )
 
 
 def assert_problem(response: httpx.Response, fault: FaultKind) -> None:
@@ -91,45 +148,47 @@ def assert_problem(response: httpx.Response, fault: FaultKind) -> None:
 @pytest.mark.parametrize("phase", PHASES)
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
 @pytest.mark.parametrize("row", ROWS, ids=[r.gateway_method for r in ROWS])
-async def test_topup_fault(
+async def test_fault(
     sandbox: Sandbox, faulty: FaultInjector, row: SandboxRow, fault: FaultKind, phase: str
 ) -> None:
-    user, key = f"flt_{uuid.uuid4().hex[:10]}", f"idem-{uuid.uuid4().hex}"
+    t = {"user": f"flt_{uuid.uuid4().hex[:10]}", "key": f"idem-{uuid.uuid4().hex}"}
     async with sandbox.sessionmaker.begin() as session:
-        await create_user(session, id=user, roles=["customer"])
+        await create_user(session, id=t["user"], roles=["customer", "payee"])
     if phase == "retry":  # the first try took effect at Stripe, its answer was lost
         lost = FaultKind.connection_error
         if fault is not FaultKind.invalid_request:
             lost = FaultKind.timeout
         faulty.fail("POST", row.stripe_path, lost, after_effect=lost is FaultKind.timeout)
-        assert_problem(await topup(sandbox, user, key), lost)
+        assert_problem(await row.request(sandbox, t), lost)
     faulty.fail("POST", row.stripe_path, fault)
-    assert_problem(await topup(sandbox, user, key), fault)
+    assert_problem(await row.request(sandbox, t), fault)
     assert faulty.faults == [], "the fault was not reached"
-    response = await topup(sandbox, user, key)
-    assert response.status_code == 201, response.text
-    assert response.json()["client_secret"].startswith(response.json()["payment_intent_id"])
+    response = await row.request(sandbox, t)
+    assert response.status_code == row.ok_status, response.text
 
     calls = faulty.calls("POST", row.stripe_path)
     assert len(calls) == (3 if phase == "retry" else 2), [c.outcome for c in calls]
-    keys = {c.idempotency_key for c in calls}
-    assert len(keys) == 1, keys  # every try carried the same Stripe key
-    assert None not in keys
+    if row.keyed:
+        keys = {c.idempotency_key for c in calls}
+        assert len(keys) == 1, keys  # every try carried the same Stripe key
+        assert None not in keys
     for call in calls:
         assert call.stripe_account is None  # a platform call
-        assert {k: call.form.get(k) for k in row.form if k != "metadata"} == {
-            k: v for k, v in row.form.items() if k != "metadata"
-        }
-        assert call.form["metadata"]["user_id"] == user
-    made = [
-        o
-        for o in await sandbox.objects_of(row.stripe_object)
-        if o.get("metadata", {}).get("user_id") == user
-    ]
-    assert len(made) == 1, made  # one Stripe object, whatever the retries
+        assert {k: call.form.get(k) for k in row.form} == row.form
+    made = await sandbox.objects_of(row.stripe_object)
+    assert len(made) == row.made, made  # one Stripe object, whatever the retries
     async with sandbox.sessionmaker() as session:
-        orders = await session.scalar(
-            text("SELECT count(*) FROM orders WHERE user_id = :u"), {"u": user}
-        )
-        assert orders == 1
         assert await ledger_invariants(session) == []
+        orders = await session.scalar(
+            text("SELECT count(*) FROM orders WHERE user_id = :u"), {"u": t["user"]}
+        )
+        accounts = await session.scalar(
+            text("SELECT count(*) FROM payout_accounts WHERE user_id = :u"), {"u": t["user"]}
+        )
+    assert (orders, accounts) == {
+        "customer": (1, 0),
+        "payment_intent": (1, 0),
+        "checkout.session": (1, 0),
+        "account": (0, 1),
+        "setup_intent": (0, 0),
+    }[row.stripe_object]
