@@ -42,13 +42,18 @@ class SandboxRow:
     request: Request
     """The client's request that reaches the Stripe call (same Idempotency-Key each try)."""
     ok_status: int
-    stripe_object: str
+    stripe_object: str | None
     """The sandbox object type the call makes (exactly one must exist at the end)."""
     form: dict[str, str]
     """Form parameters every try must carry (a subset of what was sent)."""
     keyed: bool = True
     """Whether every try must carry the same Idempotency-Key (links are fresh each call)."""
-    made: int = 1
+    local: tuple[int, int] = (1, 0)
+    """The user's orders and payout accounts at the end (one each at most, never two)."""
+    verb: str = "POST"
+    prepare: Callable[[Sandbox, dict[str, str]], Awaitable[None]] | None = None
+    connected: bool = False
+    """Whether the call is made on the payee's connected account (Stripe-Account)."""
 
 
 async def topup(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
@@ -86,6 +91,54 @@ async def save_card(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
     )
 
 
+async def onboarded(sandbox: Sandbox, t: dict[str, str]) -> None:
+    """An onboarded payee (the sandbox's onboarding page submitted, account.updated
+    delivered)."""
+    t["account"] = await sandbox.onboard(t["user"])
+
+
+async def onboarded_project(sandbox: Sandbox, t: dict[str, str]) -> None:
+    await onboarded(sandbox, t)
+    response = await sandbox.client.post(
+        "/api/v1/me/projects",
+        json={"name": "Stall", "currency": "usd"},
+        headers={**auth(t["user"], ["payee"]), "Idempotency-Key": f"project-{t['key']}"},
+    )
+    assert response.status_code == 201, response.text
+    t["project"] = response.json()["id"]
+
+
+async def dashboard_link(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
+    return await sandbox.client.post(
+        "/api/v1/me/payout-account/dashboard-link", headers=auth(t["user"], ["payee"])
+    )
+
+
+async def admin_sync(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
+    return await sandbox.client.post(
+        f"/api/v1/admin/payout-accounts/{t['user']}/sync",
+        headers=auth(f"admin_{t['user']}", ["admin"]),
+    )
+
+
+async def list_payouts(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
+    return await sandbox.client.get("/api/v1/me/payouts", headers=auth(t["user"], ["payee"]))
+
+
+async def project_wallet(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
+    return await sandbox.client.get(
+        f"/api/v1/me/projects/{t['project']}/wallet", headers=auth(t["user"], ["payee"])
+    )
+
+
+async def reconciliation(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
+    return await sandbox.client.post(
+        "/api/v1/admin/reconciliation/runs",
+        json={},
+        headers={**auth("flt_admin", ["admin"]), "Idempotency-Key": uuid.uuid4().hex},
+    )
+
+
 ROWS = [
     SandboxRow("create_customer", "/v1/customers", topup, 201, "customer", {}),
     SandboxRow(
@@ -104,7 +157,9 @@ ROWS = [
         "checkout.session",
         {"mode": "payment"},
     ),
-    SandboxRow("create_express_account", "/v1/accounts", onboarding, 200, "account", {}),
+    SandboxRow(
+        "create_express_account", "/v1/accounts", onboarding, 200, "account", {}, local=(0, 1)
+    ),
     SandboxRow(
         "create_account_onboarding_link",
         "/v1/account_links",
@@ -113,8 +168,83 @@ ROWS = [
         "account",
         {"type": "account_onboarding"},
         keyed=False,
+        local=(0, 1),
     ),
-    SandboxRow("create_setup_intent", "/v1/setup_intents", save_card, 201, "setup_intent", {}),
+    SandboxRow(
+        "create_setup_intent",
+        "/v1/setup_intents",
+        save_card,
+        201,
+        "setup_intent",
+        {},
+        local=(0, 0),
+    ),
+    SandboxRow(
+        "create_login_link",
+        "/v1/accounts/[^/]+/login_links",
+        dashboard_link,
+        200,
+        None,
+        {},
+        keyed=False,
+        local=(0, 1),
+        prepare=onboarded,
+    ),
+    SandboxRow(
+        "retrieve_account",
+        "/v1/accounts/[^/]+",
+        admin_sync,
+        200,
+        None,
+        {},
+        local=(0, 1),
+        verb="GET",
+        prepare=onboarded,
+    ),
+    SandboxRow(
+        "list_payouts",
+        "/v1/payouts",
+        list_payouts,
+        200,
+        None,
+        {},
+        local=(0, 1),
+        verb="GET",
+        prepare=onboarded,
+        connected=True,
+    ),
+    SandboxRow(
+        "retrieve_balance",
+        "/v1/balance",
+        project_wallet,
+        200,
+        None,
+        {},
+        local=(0, 1),
+        verb="GET",
+        prepare=onboarded_project,
+        connected=True,
+    ),
+    SandboxRow(
+        "list_balance_transactions",
+        "/v1/balance_transactions",
+        reconciliation,
+        201,
+        None,
+        {},
+        local=(0, 0),
+        verb="GET",
+    ),
+    SandboxRow(
+        "list_undelivered_events",
+        "/v1/events",
+        reconciliation,
+        201,
+        None,
+        {"delivery_success": "false"},
+        local=(0, 0),
+        verb="GET",
+    ),
 ]
 FAULTS = list(FaultKind)
 PHASES = ["first_try", "retry"]
@@ -154,29 +284,33 @@ async def test_fault(
     t = {"user": f"flt_{uuid.uuid4().hex[:10]}", "key": f"idem-{uuid.uuid4().hex}"}
     async with sandbox.sessionmaker.begin() as session:
         await create_user(session, id=t["user"], roles=["customer", "payee"])
+    if row.prepare is not None:
+        await row.prepare(sandbox, t)
+        faulty.requests.clear()
     if phase == "retry":  # the first try took effect at Stripe, its answer was lost
         lost = FaultKind.connection_error
         if fault is not FaultKind.invalid_request:
             lost = FaultKind.timeout
-        faulty.fail("POST", row.stripe_path, lost, after_effect=lost is FaultKind.timeout)
+        faulty.fail(row.verb, row.stripe_path, lost, after_effect=lost is FaultKind.timeout)
         assert_problem(await row.request(sandbox, t), lost)
-    faulty.fail("POST", row.stripe_path, fault)
+    faulty.fail(row.verb, row.stripe_path, fault)
     assert_problem(await row.request(sandbox, t), fault)
     assert faulty.faults == [], "the fault was not reached"
     response = await row.request(sandbox, t)
     assert response.status_code == row.ok_status, response.text
 
-    calls = faulty.calls("POST", row.stripe_path)
+    calls = faulty.calls(row.verb, row.stripe_path)
     assert len(calls) == (3 if phase == "retry" else 2), [c.outcome for c in calls]
-    if row.keyed:
+    if row.keyed and row.verb == "POST":  # reads carry no key
         keys = {c.idempotency_key for c in calls}
         assert len(keys) == 1, keys  # every try carried the same Stripe key
         assert None not in keys
     for call in calls:
-        assert call.stripe_account is None  # a platform call
+        assert call.stripe_account == (t["account"] if row.connected else None)
         assert {k: call.form.get(k) for k in row.form} == row.form
-    made = await sandbox.objects_of(row.stripe_object)
-    assert len(made) == row.made, made  # one Stripe object, whatever the retries
+    if row.stripe_object is not None:
+        made = await sandbox.objects_of(row.stripe_object)
+        assert len(made) == 1, made  # one Stripe object, whatever the retries
     async with sandbox.sessionmaker() as session:
         assert await ledger_invariants(session) == []
         orders = await session.scalar(
@@ -185,10 +319,4 @@ async def test_fault(
         accounts = await session.scalar(
             text("SELECT count(*) FROM payout_accounts WHERE user_id = :u"), {"u": t["user"]}
         )
-    assert (orders, accounts) == {
-        "customer": (1, 0),
-        "payment_intent": (1, 0),
-        "checkout.session": (1, 0),
-        "account": (0, 1),
-        "setup_intent": (0, 0),
-    }[row.stripe_object]
+    assert (orders, accounts) == row.local
