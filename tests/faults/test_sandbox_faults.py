@@ -17,8 +17,12 @@ from typing import cast
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 
+from payments_api.ledger.kinds import AccountKind
+from payments_api.payouts.service import PayoutService
+from payments_api.state import AppState
 from tests.factories import create_user, ledger_invariants
 from tests.faults.fault_injector import LEAK_MARKER, FaultInjector, FaultKind, Forward
 from tests.helpers import auth
@@ -320,3 +324,77 @@ async def test_fault(
             text("SELECT count(*) FROM payout_accounts WHERE user_id = :u"), {"u": t["user"]}
         )
     assert (orders, accounts) == row.local
+
+
+async def withdrawal_status(sandbox: Sandbox, user: str) -> str:
+    listed = await sandbox.client.get("/api/v1/me/payouts", headers=auth(user, ["payee"]))
+    assert listed.status_code == 200, listed.text
+    assert LEAK_MARKER not in listed.text
+    [withdrawal] = listed.json()["withdrawals"]
+    status: str = withdrawal["status"]
+    return status
+
+
+@pytest.mark.parametrize("phase", PHASES)
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+async def test_withdrawal_fault(
+    sandbox: Sandbox,
+    sandbox_app: FastAPI,
+    faulty: FaultInjector,
+    fault: FaultKind,
+    phase: str,
+) -> None:
+    """create_transfer: a withdrawal holds the money, then transfers it. An unknown
+    outcome answers ``pending`` and the recovery job retries the Transfer with the same
+    key; a refusal (400) is final and gives the money back. Money is moved once."""
+    state: AppState = sandbox_app.state.resources
+    user, key = f"flt_{uuid.uuid4().hex[:10]}", f"idem-{uuid.uuid4().hex}"
+    account = await sandbox.onboard(user)
+    await sandbox.top_up(user, 20_000, ["customer", "payee"])
+    faulty.requests.clear()
+    withdrawal: list[int] = []
+
+    async def attempt(expected: FaultKind | None) -> None:
+        if not withdrawal:
+            response = await sandbox.client.post(
+                "/api/v1/me/payouts",
+                json={"amount": 5_000, "currency": "usd"},
+                headers={**auth(user, ["payee"]), "Idempotency-Key": key},
+            )
+            assert response.status_code in (201, 202), response.text
+            withdrawal.append(int(response.json()["id"].removeprefix("wd_")))
+        else:  # what the recovery job does for a pending withdrawal
+            service = PayoutService(state.sessionmaker, state.stripe, state.settings)
+            await service.transfer_and_settle(withdrawal[0])
+        status = {None: "transferred", FaultKind.invalid_request: "failed"}.get(expected, "pending")
+        assert await withdrawal_status(sandbox, user) == status
+
+    definite = fault is FaultKind.invalid_request
+    if phase == "retry":
+        lost = FaultKind.connection_error if definite else FaultKind.timeout
+        faulty.fail("POST", "/v1/transfers", lost, after_effect=lost is FaultKind.timeout)
+        await attempt(lost)
+    faulty.fail("POST", "/v1/transfers", fault)
+    await attempt(fault)
+    assert faulty.faults == [], "the fault was not reached"
+    if not definite:
+        await attempt(None)
+
+    calls = faulty.calls("POST", "/v1/transfers")
+    tries = (2 if phase == "retry" else 1) + (0 if definite else 1)
+    assert len(calls) == tries, [c.outcome for c in calls]
+    assert len({c.idempotency_key for c in calls}) == 1
+    assert None not in {c.idempotency_key for c in calls}
+    for call in calls:
+        assert call.stripe_account is None  # the platform transfers to the payee
+        assert (call.form["amount"], call.form["currency"], call.form["destination"]) == (
+            "5000",
+            "usd",
+            account,
+        )
+    transfers = [t for t in await sandbox.objects_of("transfer") if t["destination"] == account]
+    assert [t["amount"] for t in transfers] == ([] if definite else [5_000])
+    assert await sandbox.balance(user) == (20_000 if definite else 15_000)
+    assert await sandbox.balance(user, AccountKind.withdrawing) == 0
+    async with sandbox.sessionmaker() as session:
+        assert await ledger_invariants(session) == []
