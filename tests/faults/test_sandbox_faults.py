@@ -22,6 +22,7 @@ from sqlalchemy import text
 
 from payments_api.ledger.kinds import AccountKind
 from payments_api.payouts.service import PayoutService
+from payments_api.refunds.service import RefundService
 from payments_api.state import AppState
 from tests.factories import create_user, ledger_invariants
 from tests.faults.fault_injector import LEAK_MARKER, FaultInjector, FaultKind, Forward
@@ -396,5 +397,79 @@ async def test_withdrawal_fault(
     assert [t["amount"] for t in transfers] == ([] if definite else [5_000])
     assert await sandbox.balance(user) == (20_000 if definite else 15_000)
     assert await sandbox.balance(user, AccountKind.withdrawing) == 0
+    async with sandbox.sessionmaker() as session:
+        assert await ledger_invariants(session) == []
+
+
+async def refund_status(sandbox: Sandbox, refund: int) -> str:
+    response = await sandbox.client.get(
+        f"/api/v1/admin/refunds/rfd_{refund}", headers=auth("flt_admin", ["admin"])
+    )
+    assert response.status_code == 200, response.text
+    assert LEAK_MARKER not in response.text
+    status: str = response.json()["status"]
+    return status
+
+
+@pytest.mark.parametrize("phase", PHASES)
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+async def test_refund_fault(
+    sandbox: Sandbox,
+    sandbox_app: FastAPI,
+    faulty: FaultInjector,
+    fault: FaultKind,
+    phase: str,
+) -> None:
+    """create_refund: an admin refund of a paid top-up holds the amount, then creates the
+    Stripe Refund. An unknown outcome answers ``pending`` and is retried (recovery) with
+    the same key; a refusal (400) is final, a clear 409, and releases the hold."""
+    state: AppState = sandbox_app.state.resources
+    user, key = f"flt_{uuid.uuid4().hex[:10]}", f"idem-{uuid.uuid4().hex}"
+    paid = await sandbox.top_up(user, 20_000)
+    faulty.requests.clear()
+    refund: list[int] = []
+
+    async def attempt(expected: FaultKind | None) -> None:
+        if not refund:
+            response = await sandbox.client.post(
+                "/api/v1/admin/refunds",
+                json={"order_id": paid["order_id"], "amount": 2_000},
+                headers={**auth("flt_admin", ["admin"]), "Idempotency-Key": key},
+            )
+            if expected is FaultKind.invalid_request:  # refused: nothing refunded
+                assert response.status_code == 409, response.text
+                assert response.json()["code"] == "refund_rejected"
+                refund.append(int(response.json()["refund_id"].removeprefix("rfd_")))
+            else:
+                assert response.status_code in (201, 202), response.text
+                refund.append(int(response.json()["id"].removeprefix("rfd_")))
+        else:  # what the recovery job does for a pending refund
+            service = RefundService(state.sessionmaker, state.stripe, state.settings)
+            await service.submit(refund[0])
+        status = {None: "succeeded", FaultKind.invalid_request: "failed"}.get(expected, "pending")
+        assert await refund_status(sandbox, refund[0]) == status
+
+    definite = fault is FaultKind.invalid_request
+    if phase == "retry":
+        lost = FaultKind.connection_error if definite else FaultKind.timeout
+        faulty.fail("POST", "/v1/refunds", lost, after_effect=lost is FaultKind.timeout)
+        await attempt(lost)
+    faulty.fail("POST", "/v1/refunds", fault)
+    await attempt(fault)
+    assert faulty.faults == [], "the fault was not reached"
+    if not definite:
+        await attempt(None)
+
+    calls = faulty.calls("POST", "/v1/refunds")
+    tries = (2 if phase == "retry" else 1) + (0 if definite else 1)
+    assert len(calls) == tries, [c.outcome for c in calls]
+    assert len({c.idempotency_key for c in calls}) == 1
+    assert None not in {c.idempotency_key for c in calls}
+    for call in calls:
+        assert call.stripe_account is None
+        assert call.form["amount"] == "2000"
+    refunds = [r["amount"] for r in await sandbox.objects_of("refund")]
+    assert refunds == ([] if definite else [2_000])
+    assert await sandbox.balance(user) == (20_000 if definite else 18_000)
     async with sandbox.sessionmaker() as session:
         assert await ledger_invariants(session) == []
