@@ -7,6 +7,15 @@ import respx
 
 from tests.faults.fake_stripe import FakeStripe
 
+# The in-process sandbox (the app in sandbox mode, its Stripe calls looped back into it),
+# as tests/sandbox mounts it: the fault matrix's stateful Stripe (issue #17).
+from tests.sandbox.conftest import (  # noqa: F401 - fixtures
+    sandbox,
+    sandbox_app,
+    sandbox_gateway,
+    sandbox_settings,
+)
+
 
 @pytest.fixture
 def fake_stripe() -> Iterator[FakeStripe]:
