@@ -28,6 +28,7 @@ from tests.factories import create_user, ledger_invariants
 from tests.faults.fault_injector import LEAK_MARKER, FaultInjector, FaultKind, Forward
 from tests.helpers import auth
 from tests.sandbox.helpers import Sandbox
+from tests.sandbox.test_saved_cards import save
 
 TRANSIENT = {
     FaultKind.timeout,
@@ -144,6 +145,27 @@ async def reconciliation(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
     )
 
 
+async def saved_card(sandbox: Sandbox, t: dict[str, str]) -> None:
+    """A card saved on the sandbox's hosted page (setup_intent.succeeded delivered)."""
+    [card] = await save(sandbox, t["user"], "4242424242424242")
+    t["card"] = card["id"]
+
+
+async def saved_card_topup(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
+    return await sandbox.client.post(
+        "/api/v1/topups",
+        json={"amount": 5_000, "currency": "eur", "payment_method": t["card"]},
+        headers={**auth(t["user"], ["customer"]), "Idempotency-Key": t["key"]},
+    )
+
+
+async def remove_card(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
+    return await sandbox.client.delete(
+        f"/api/v1/me/payment-methods/{t['card']}",
+        headers={**auth(t["user"], ["customer"]), "Idempotency-Key": t["key"]},
+    )
+
+
 ROWS = [
     SandboxRow("create_customer", "/v1/customers", topup, 201, "customer", {}),
     SandboxRow(
@@ -249,6 +271,25 @@ ROWS = [
         {"delivery_success": "false"},
         local=(0, 0),
         verb="GET",
+    ),
+    SandboxRow(
+        "create_confirmed_payment_intent",
+        "/v1/payment_intents",
+        saved_card_topup,
+        201,
+        "payment_intent",
+        {"amount": "5000", "currency": "eur", "confirm": "true"},
+        prepare=saved_card,
+    ),
+    SandboxRow(
+        "detach_payment_method",
+        "/v1/payment_methods/[^/]+/detach",
+        remove_card,
+        200,
+        None,
+        {},
+        local=(0, 0),
+        prepare=saved_card,
     ),
 ]
 FAULTS = list(FaultKind)
