@@ -28,6 +28,8 @@ from tests.factories import create_user, ledger_invariants
 from tests.faults.fault_injector import LEAK_MARKER, FaultInjector, FaultKind, Forward
 from tests.helpers import auth
 from tests.sandbox.helpers import Sandbox
+from tests.sandbox.test_saved_cards import save
+from tests.sandbox.test_subscriptions import make_plan
 
 TRANSIENT = {
     FaultKind.timeout,
@@ -144,6 +146,56 @@ async def reconciliation(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
     )
 
 
+async def saved_card(sandbox: Sandbox, t: dict[str, str]) -> None:
+    """A card saved on the sandbox's hosted page (setup_intent.succeeded delivered)."""
+    [card] = await save(sandbox, t["user"], "4242424242424242")
+    t["card"] = card["id"]
+
+
+async def saved_card_topup(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
+    return await sandbox.client.post(
+        "/api/v1/topups",
+        json={"amount": 5_000, "currency": "eur", "payment_method": t["card"]},
+        headers={**auth(t["user"], ["customer"]), "Idempotency-Key": t["key"]},
+    )
+
+
+async def remove_card(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
+    return await sandbox.client.delete(
+        f"/api/v1/me/payment-methods/{t['card']}",
+        headers={**auth(t["user"], ["customer"]), "Idempotency-Key": t["key"]},
+    )
+
+
+async def plan(sandbox: Sandbox, t: dict[str, str]) -> None:
+    """A monthly plan made at the sandbox, its product and price events delivered."""
+    t["price"] = await make_plan(sandbox)
+    assert await sandbox.deliver() == ["product.created", "price.created"]
+
+
+async def subscribe(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
+    return await sandbox.client.post(
+        "/api/v1/me/subscriptions",
+        json={"price": t["price"]},
+        headers={**auth(t["user"], ["customer"]), "Idempotency-Key": t["key"]},
+    )
+
+
+async def subscribed(sandbox: Sandbox, t: dict[str, str]) -> None:
+    await plan(sandbox, t)
+    response = await subscribe(sandbox, {**t, "key": f"subscribe-{t['key']}"})
+    assert response.status_code == 201, response.text
+    t["subscription"] = response.json()["id"]
+
+
+async def cancel_at_period_end(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
+    return await sandbox.client.post(
+        f"/api/v1/me/subscriptions/{t['subscription']}/cancel",
+        json={"at_period_end": True},
+        headers={**auth(t["user"], ["customer"]), "Idempotency-Key": t["key"]},
+    )
+
+
 ROWS = [
     SandboxRow("create_customer", "/v1/customers", topup, 201, "customer", {}),
     SandboxRow(
@@ -249,6 +301,45 @@ ROWS = [
         {"delivery_success": "false"},
         local=(0, 0),
         verb="GET",
+    ),
+    SandboxRow(
+        "create_confirmed_payment_intent",
+        "/v1/payment_intents",
+        saved_card_topup,
+        201,
+        "payment_intent",
+        {"amount": "5000", "currency": "eur", "confirm": "true"},
+        prepare=saved_card,
+    ),
+    SandboxRow(
+        "detach_payment_method",
+        "/v1/payment_methods/[^/]+/detach",
+        remove_card,
+        200,
+        None,
+        {},
+        local=(0, 0),
+        prepare=saved_card,
+    ),
+    SandboxRow(
+        "create_subscription",
+        "/v1/subscriptions",
+        subscribe,
+        201,
+        "subscription",
+        {},
+        local=(0, 0),
+        prepare=plan,
+    ),
+    SandboxRow(
+        "update_subscription",
+        "/v1/subscriptions/[^/]+",
+        cancel_at_period_end,
+        200,
+        "subscription",
+        {"cancel_at_period_end": "true"},
+        local=(0, 0),
+        prepare=subscribed,
     ),
 ]
 FAULTS = list(FaultKind)
