@@ -196,6 +196,14 @@ async def cancel_at_period_end(sandbox: Sandbox, t: dict[str, str]) -> httpx.Res
     )
 
 
+async def cancel_now(sandbox: Sandbox, t: dict[str, str]) -> httpx.Response:
+    return await sandbox.client.post(
+        f"/api/v1/me/subscriptions/{t['subscription']}/cancel",
+        json={"at_period_end": False},
+        headers={**auth(t["user"], ["customer"]), "Idempotency-Key": t["key"]},
+    )
+
+
 ROWS = [
     SandboxRow("create_customer", "/v1/customers", topup, 201, "customer", {}),
     SandboxRow(
@@ -339,6 +347,19 @@ ROWS = [
         "subscription",
         {"cancel_at_period_end": "true"},
         local=(0, 0),
+        prepare=subscribed,
+    ),
+    # A DELETE: Stripe does not replay it by key, so a retry after a lost answer finds
+    # the subscription canceled already (the gateway reads it back).
+    SandboxRow(
+        "cancel_subscription",
+        "/v1/subscriptions/[^/]+",
+        cancel_now,
+        200,
+        "subscription",
+        {},
+        local=(0, 0),
+        verb="DELETE",
         prepare=subscribed,
     ),
 ]

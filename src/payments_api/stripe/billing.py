@@ -80,13 +80,28 @@ class BillingCalls(GatewayBase):
     async def cancel_subscription(
         self, subscription_id: str, *, idempotency_key: str
     ) -> dict[str, Any]:
-        """Cancel now (``DELETE /v1/subscriptions/{id}``)."""
-        subscription = await self._call(
-            "subscriptions.cancel",
-            lambda: self._client.v1.subscriptions.cancel_async(
-                subscription_id, options=self._options(idempotency_key)
-            ),
-        )
+        """Cancel now (``DELETE /v1/subscriptions/{id}``).
+
+        Stripe replays only POSTs by their idempotency key: the retry of a cancel whose
+        answer was lost finds the subscription canceled and is refused. A refusal is
+        therefore checked against the subscription itself; canceled means the cancel
+        (ours, or one made in the dashboard meanwhile) took effect, and that is the
+        answer."""
+
+        async def cancel() -> stripe.Subscription:
+            try:
+                return await self._client.v1.subscriptions.cancel_async(
+                    subscription_id, options=self._options(idempotency_key)
+                )
+            except stripe.InvalidRequestError:
+                current = await self._client.v1.subscriptions.retrieve_async(
+                    subscription_id, params={"expand": SUBSCRIPTION_EXPAND}
+                )
+                if current.status == "canceled":
+                    return current
+                raise
+
+        subscription = await self._call("subscriptions.cancel", cancel)
         return subscription.to_dict()
 
     async def pay_invoice(
