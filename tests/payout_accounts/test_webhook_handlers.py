@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.payout_accounts.models import PayoutAccount
 from payments_api.payout_accounts.service import ConnectService
 from payments_api.payout_accounts.webhook_handlers import HANDLERS
-from payments_api.stripe.objects import Account
+from payments_api.stripe.objects import Account, MalformedStripeObject
 from payments_api.webhooks.registry import HandlerContext
 from tests.factories import create_user, emitted
 from tests.payout_accounts import shapes
@@ -160,4 +161,16 @@ class TestAccountUpdated:
             payload=event.payload,
         )
         await HANDLERS["account.updated"](forged, handler_context)
+        assert await _row(session, user.id) is None
+
+    async def test_a_malformed_account_is_refused_before_any_write(
+        self, session: AsyncSession, handler_context: HandlerContext
+    ) -> None:
+        # The inbox records MalformedStripeObject as a failure it does not retry.
+        user = await create_user(session, roles=["payee"])
+        account = shapes.enabled_account("acct_malformed", user.id)
+        account["charges_enabled"] = {"not": "a bool"}
+        event = shapes.account_updated(account, created=int(time.time()))
+        with pytest.raises(MalformedStripeObject, match="charges_enabled"):
+            await HANDLERS["account.updated"](event, handler_context)
         assert await _row(session, user.id) is None
