@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.audit.models import AuditLogEntry
 from payments_api.payout_accounts.links import REFRESH_PATH, RETURN_PATH, LinkState, sign_state
 from payments_api.payout_accounts.models import PayoutAccount
-from payments_api.payout_accounts.webhook_handlers import account_updated
+from payments_api.payout_accounts.webhook_handlers import HANDLERS
 from payments_api.settings import Settings
 from payments_api.webhooks.registry import HandlerContext
 from tests.factories import create_user
@@ -57,7 +57,7 @@ async def _onboard(
 
 
 async def _deliver(context: HandlerContext, account: dict[str, Any], created: int) -> None:
-    await account_updated(shapes.account_updated(account, created=created), context)
+    await HANDLERS["account.updated"](shapes.account_updated(account, created=created), context)
 
 
 class TestOnboardingFlow:

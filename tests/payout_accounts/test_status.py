@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from payments_api.payout_accounts.status import account_state
+from payments_api.stripe.objects import Account
 from tests.payout_accounts import shapes
 
 ACCT, USER = "acct_status", "user_status"
@@ -75,7 +76,7 @@ class TestAccountState:
         ],
     )
     def test_status_table(self, account: dict[str, Any], status: str, reason: str | None) -> None:
-        state = account_state(account)
+        state = account_state(Account.model_validate(account))
         assert state.status.value == status
         assert state.status_reason == reason
         assert state.stripe_account_id == ACCT
@@ -83,14 +84,14 @@ class TestAccountState:
     def test_stripe_example_object_as_published(self) -> None:
         from tests.helpers import stripe_object
 
-        state = account_state(stripe_object("account"))
+        state = account_state(Account.model_validate(stripe_object("account")))
         assert state.status.value == "pending"
         assert state.status_reason == "requirements_due"
         assert state.disabled_reason == "requirements.past_due"
         assert "external_account" in state.requirements_currently_due
 
     def test_missing_requirements_are_empty_lists(self) -> None:
-        state = account_state({"id": ACCT, "object": "account"})
+        state = account_state(Account.model_validate({"id": ACCT, "object": "account"}))
         assert state.requirements_currently_due == []
         assert state.requirements_past_due == []
         assert state.status.value == "pending"

@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.payout_accounts.models import PayoutAccount
 from payments_api.payout_accounts.service import ConnectService
-from payments_api.payout_accounts.webhook_handlers import HANDLERS, account_updated
+from payments_api.payout_accounts.webhook_handlers import HANDLERS
+from payments_api.stripe.objects import Account, MalformedStripeObject
 from payments_api.webhooks.registry import HandlerContext
 from tests.factories import create_user, emitted
 from tests.payout_accounts import shapes
@@ -28,7 +30,7 @@ async def _row(session: AsyncSession, user_id: str) -> PayoutAccount | None:
 
 class TestAccountUpdated:
     def test_is_registered_for_account_updated(self) -> None:
-        assert {"account.updated": account_updated} == HANDLERS
+        assert list(HANDLERS) == ["account.updated"]
 
     async def test_adopts_our_account_that_was_never_stored(
         self, session: AsyncSession, handler_context: HandlerContext, payee: Payee
@@ -37,7 +39,7 @@ class TestAccountUpdated:
         event = shapes.account_updated(
             shapes.enabled_account(payee.account_id, payee.id), created=int(time.time())
         )
-        await account_updated(event, handler_context)
+        await HANDLERS["account.updated"](event, handler_context)
         row = await _row(session, payee.id)
         assert row is not None
         assert row.stripe_account_id == payee.account_id
@@ -54,7 +56,7 @@ class TestAccountUpdated:
             "delay_days": 4,
             "weekly_anchor": "friday",
         }
-        await account_updated(
+        await HANDLERS["account.updated"](
             shapes.account_updated(account, created=int(time.time())), handler_context
         )
         row = await _row(session, payee.id)
@@ -67,7 +69,7 @@ class TestAccountUpdated:
         # A later object without settings (a thin payload) keeps the stored schedule.
         thin = shapes.enabled_account(payee.account_id, payee.id)
         thin.pop("settings")
-        await account_updated(
+        await HANDLERS["account.updated"](
             shapes.account_updated(thin, created=int(time.time()) + 5), handler_context
         )
         row = await _row(session, payee.id)
@@ -80,9 +82,13 @@ class TestAccountUpdated:
     ) -> None:
         account = shapes.enabled_account(f"acct_{uuid.uuid4().hex[:10]}", "nobody")
         account["metadata"] = {}
-        await account_updated(shapes.account_updated(account, created=1), handler_context)
+        await HANDLERS["account.updated"](
+            shapes.account_updated(account, created=1), handler_context
+        )
         unknown_user = shapes.enabled_account(f"acct_{uuid.uuid4().hex[:10]}", "no-such-user")
-        await account_updated(shapes.account_updated(unknown_user, created=1), handler_context)
+        await HANDLERS["account.updated"](
+            shapes.account_updated(unknown_user, created=1), handler_context
+        )
         for account_id in (account["id"], unknown_user["id"]):
             found = await session.scalar(
                 select(PayoutAccount).where(PayoutAccount.stripe_account_id == account_id)
@@ -95,11 +101,11 @@ class TestAccountUpdated:
         service = ConnectService(session, handler_context.stripe, handler_context.settings)
         first = shapes.fresh_account(payee.account_id, payee.id)
         assert await service.apply_account_event(
-            event_id="evt_1", created=int(time.time()), account=first
+            event_id="evt_1", created=int(time.time()), account=Account.model_validate(first)
         )
         stray = shapes.enabled_account("acct_stray", payee.id)
         assert not await service.apply_account_event(
-            event_id="evt_2", created=int(time.time()) + 1, account=stray
+            event_id="evt_2", created=int(time.time()) + 1, account=Account.model_validate(stray)
         )
         row = await _row(session, payee.id)
         assert row is not None
@@ -112,10 +118,12 @@ class TestAccountUpdated:
         service = ConnectService(session, handler_context.stripe, handler_context.settings)
         t = int(time.time())
         enabled = shapes.enabled_account(payee.account_id, payee.id)
-        assert await service.apply_account_event(event_id="evt_new", created=t, account=enabled)
+        assert await service.apply_account_event(
+            event_id="evt_new", created=t, account=Account.model_validate(enabled)
+        )
         fresh = shapes.fresh_account(payee.account_id, payee.id)
         assert not await service.apply_account_event(
-            event_id="evt_old", created=t - 1, account=fresh
+            event_id="evt_old", created=t - 1, account=Account.model_validate(fresh)
         )
         row = await _row(session, payee.id)
         assert row is not None
@@ -128,8 +136,8 @@ class TestAccountUpdated:
         event = shapes.account_updated(
             shapes.restricted_account(payee.account_id, payee.id), created=int(time.time())
         )
-        await account_updated(event, handler_context)
-        await account_updated(event, handler_context)
+        await HANDLERS["account.updated"](event, handler_context)
+        await HANDLERS["account.updated"](event, handler_context)
         row = await _row(session, payee.id)
         assert row is not None
         assert row.status == "restricted"
@@ -152,5 +160,17 @@ class TestAccountUpdated:
             data_object=event.data_object,
             payload=event.payload,
         )
-        await account_updated(forged, handler_context)
+        await HANDLERS["account.updated"](forged, handler_context)
+        assert await _row(session, user.id) is None
+
+    async def test_a_malformed_account_is_refused_before_any_write(
+        self, session: AsyncSession, handler_context: HandlerContext
+    ) -> None:
+        # The inbox records MalformedStripeObject as a failure it does not retry.
+        user = await create_user(session, roles=["payee"])
+        account = shapes.enabled_account("acct_malformed", user.id)
+        account["charges_enabled"] = {"not": "a bool"}
+        event = shapes.account_updated(account, created=int(time.time()))
+        with pytest.raises(MalformedStripeObject, match="charges_enabled"):
+            await HANDLERS["account.updated"](event, handler_context)
         assert await _row(session, user.id) is None

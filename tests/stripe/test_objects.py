@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from payments_api.stripe.objects import (
+    Account,
     Charge,
     CheckoutSession,
     Dispute,
@@ -135,3 +136,29 @@ def test_a_dispute_keeps_only_its_balance_transaction_objects() -> None:
     assert [(t.id, t.amount, t.fee, t.net) for t in dispute.balance_transactions] == [
         ("txn_1", -1_000, 1_500, None)
     ]
+
+
+def test_an_account_reads_stripes_example() -> None:
+    data = stripe_object("account")
+    account = parse_object(Account, data)
+    assert account.id == data["id"]
+    assert account.charges_enabled is data["charges_enabled"]
+    assert account.requirements is not None
+    assert account.requirements.currently_due == data["requirements"]["currently_due"]
+    assert account.requirements.disabled_reason == data["requirements"]["disabled_reason"]
+    assert account.settings is not None
+    assert account.settings.payouts is not None
+    assert account.settings.payouts.schedule == data["settings"]["payouts"]["schedule"]
+
+
+def test_an_account_without_its_optional_parts() -> None:
+    account = parse_object(Account, {"id": "acct_1", "object": "account", "metadata": None})
+    assert account.metadata == {}
+    assert account.requirements is None
+    assert account.settings is None
+    assert (account.charges_enabled, account.payouts_enabled) == (False, False)
+
+
+def test_an_account_with_a_non_string_requirement_is_malformed() -> None:
+    with pytest.raises(MalformedStripeObject, match=r"requirements\.currently_due"):
+        parse_object(Account, {"id": "acct_1", "requirements": {"currently_due": [{"x": 1}]}})

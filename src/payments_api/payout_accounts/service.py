@@ -38,6 +38,7 @@ from payments_api.payout_accounts.status import PayoutAccountStatus, account_sta
 from payments_api.settings import Settings
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.objects import Account, parse_object
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
 
@@ -171,9 +172,7 @@ class ConnectService:
         )
         return after
 
-    async def apply_account_event(
-        self, *, event_id: str, created: int, account: dict[str, Any]
-    ) -> bool:
+    async def apply_account_event(self, *, event_id: str, created: int, account: Account) -> bool:
         """Store the state carried by an ``account.updated`` event unless newer state is
         stored. Returns whether it was applied (an older event is acknowledged, unused)."""
         state = account_state(account)
@@ -265,7 +264,7 @@ class ConnectService:
             return row  # a concurrent first call created it while we waited
         # The key is deterministic per user (and database): a retry, even after a
         # crash, gets the same account.
-        account = await call_with_key(
+        account_answer = await call_with_key(
             self.session,
             "account",
             user_id,
@@ -279,7 +278,9 @@ class ConnectService:
         # The create response describes the account as it was when created (also
         # when Stripe replays it for a retried key), so that is its as-of time; a
         # replay older than the sync age is re-read on the next GET.
-        created = stripe_time(account.get("created")) or utcnow()
+        # The answer is stored (for a retried key) as Stripe's JSON: typed here.
+        account = parse_object(Account, account_answer)
+        created = stripe_time(account.created) or utcnow()
         await self.repository.apply_state(
             row.id,
             account_state(account),
@@ -300,14 +301,13 @@ class ConnectService:
             account_id=row.stripe_account_id, refresh_url=refresh_url, return_url=return_url
         )
 
-    async def _adopt(self, event_id: str, account: dict[str, Any], as_of: datetime) -> bool:
+    async def _adopt(self, event_id: str, account: Account, as_of: datetime) -> bool:
         """An event for an account we have no row for. If Stripe says it is one of our
         users' (metadata we set at creation), it is the account we created and crashed
         before storing: store it now. Anything else is not ours and is ignored."""
-        metadata = account.get("metadata") or {}
-        user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
-        if not isinstance(user_id, str) or await UserRepository(self.session).get(user_id) is None:
-            log.info("account.updated %s: account %s is not ours", event_id, account.get("id"))
+        user_id = account.metadata.get("user_id")
+        if user_id is None or await UserRepository(self.session).get(user_id) is None:
+            log.info("account.updated %s: account %s is not ours", event_id, account.id)
             return False
         state = account_state(account)
         # Waits if a first call for this user is mid-creation, then conflicts on its row.

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from payments_api.stripe.objects import Account, AccountRequirements
+
 
 class PayoutAccountStatus(StrEnum):
     not_started = "not_started"
@@ -58,10 +60,6 @@ class AccountState:
     None when the object did not carry it."""
 
 
-def _strings(value: Any) -> list[str]:
-    return [str(item) for item in value] if isinstance(value, list) else []
-
-
 def derive_status(
     *,
     charges_enabled: bool,
@@ -96,32 +94,29 @@ def derive_status(
     return PayoutAccountStatus.pending, StatusReason.capabilities_pending.value
 
 
-def account_state(account: dict[str, Any]) -> AccountState:
+def account_state(account: Account) -> AccountState:
     """Read a Stripe ``account`` object (API response or ``event.data.object``)."""
-    requirements = account.get("requirements") or {}
-    disabled_reason = requirements.get("disabled_reason") or None
-    currently_due = _strings(requirements.get("currently_due"))
-    past_due = _strings(requirements.get("past_due"))
-    pending_verification = _strings(requirements.get("pending_verification"))
-    charges_enabled = bool(account.get("charges_enabled"))
-    payouts_enabled = bool(account.get("payouts_enabled"))
-    details_submitted = bool(account.get("details_submitted"))
+    requirements = account.requirements or AccountRequirements()
+    disabled_reason = requirements.disabled_reason or None
+    currently_due = list(requirements.currently_due)
+    past_due = list(requirements.past_due)
+    pending_verification = list(requirements.pending_verification)
     status, reason = derive_status(
-        charges_enabled=charges_enabled,
-        payouts_enabled=payouts_enabled,
-        details_submitted=details_submitted,
+        charges_enabled=account.charges_enabled,
+        payouts_enabled=account.payouts_enabled,
+        details_submitted=account.details_submitted,
         disabled_reason=disabled_reason,
         currently_due=currently_due,
         past_due=past_due,
         pending_verification=pending_verification,
     )
     return AccountState(
-        stripe_account_id=str(account["id"]),
+        stripe_account_id=account.id,
         status=status,
         status_reason=reason,
-        charges_enabled=charges_enabled,
-        payouts_enabled=payouts_enabled,
-        details_submitted=details_submitted,
+        charges_enabled=account.charges_enabled,
+        payouts_enabled=account.payouts_enabled,
+        details_submitted=account.details_submitted,
         disabled_reason=disabled_reason,
         requirements_currently_due=currently_due,
         requirements_past_due=past_due,
@@ -130,11 +125,10 @@ def account_state(account: dict[str, Any]) -> AccountState:
     )
 
 
-def _payout_schedule(account: dict[str, Any]) -> dict[str, Any] | None:
-    settings = account.get("settings")
-    payouts = settings.get("payouts") if isinstance(settings, dict) else None
-    schedule = payouts.get("schedule") if isinstance(payouts, dict) else None
-    if not isinstance(schedule, dict):
+def _payout_schedule(account: Account) -> dict[str, Any] | None:
+    payouts = account.settings.payouts if account.settings else None
+    schedule = payouts.schedule if payouts else None
+    if schedule is None:
         return None
     keep = ("interval", "delay_days", "weekly_anchor", "monthly_anchor")
     return {k: schedule[k] for k in keep if schedule.get(k) is not None}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from payments_api.stripe.base import GatewayBase
+from payments_api.stripe.objects import Account
 
 
 class ConnectCalls(GatewayBase):
@@ -37,12 +38,12 @@ class ConnectCalls(GatewayBase):
         )
         return account.to_dict()
 
-    async def retrieve_account(self, account_id: str) -> dict[str, Any]:
+    async def retrieve_account(self, account_id: str) -> Account:
         account = await self._call(
             "accounts.retrieve",
             lambda: self._client.v1.accounts.retrieve_async(account_id),
         )
-        return account.to_dict()
+        return self._typed("accounts.retrieve", Account, account)
 
     async def create_account_onboarding_link(
         self, *, account_id: str, refresh_url: str, return_url: str

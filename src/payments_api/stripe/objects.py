@@ -162,6 +162,43 @@ class Dispute(StripeObject):
     balance_transactions: Annotated[list[DisputeFunds], BeforeValidator(_objects_only)] = []
 
 
+class AccountRequirements(BaseModel):
+    """What Stripe still needs from a connected account's payee."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    disabled_reason: str | None = None
+    currently_due: list[str] = []
+    past_due: list[str] = []
+    pending_verification: list[str] = []
+
+
+class PayoutSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    schedule: dict[str, Any] | None = None
+
+
+class AccountSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    payouts: PayoutSettings | None = None
+
+
+class Account(StripeObject):
+    """A Connect account (Express), as ``account.updated`` carries it or the API answers."""
+
+    object: str = "account"
+    metadata: Metadata = {}
+    charges_enabled: bool = False
+    payouts_enabled: bool = False
+    details_submitted: bool = False
+    requirements: AccountRequirements | None = None
+    settings: AccountSettings | None = None
+    created: int | None = None
+    """Unix seconds."""
+
+
 class MalformedStripeObject(ValueError):
     """A Stripe object without a field the service needs, or with a field of the wrong
     type: nothing to apply, and trying again will not change it."""
