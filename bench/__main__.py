@@ -15,7 +15,8 @@
 webhook, webhook-dup, replay``). The exit status is the worst of the benchmarks':
 non-zero when a request failed, money was broken or a DB-only write committed other
 than once. Full runs rewrite ``bench/RESULTS.md``: the ledger benchmark the whole file,
-the others their delimited sections (kept across a run without them).
+the others their delimited sections, each kept until a completed run of its own
+benchmark replaces it (``bench/readpath.py``'s section is written by hand and kept).
 """
 
 from __future__ import annotations
@@ -64,17 +65,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     common = ["--wait-quiet", args.wait_quiet] if args.wait_quiet else []
     status = 0
     if run_ledger:
-        kept = None if run_http or args.quick else _http_section()
+        # The ledger benchmark rewrites the whole file: every other section is kept and
+        # put back, and replaced only by a run of its own benchmark that completes (a
+        # benchmark that stops half-way leaves its last figures, not a hole).
+        kept = None if args.quick else _http_section()
+        kept_readpath = None if args.quick else _section(RESULTS, READPATH_START, READPATH_END)
         kept_events = (
             None
-            if run_events or args.quick
+            if args.quick
             else _section(events.DEFAULT_RESULTS, events.SECTION_START, events.SECTION_END)
         )
-        kept_commits = None if run_commits or args.quick else commits.current_section()
+        kept_commits = None if args.quick else commits.current_section()
         ledger_args = ["--quick"] if args.quick else ["--seconds", LEDGER_SECONDS]
         status = max(status, ledger.main([*ledger_args, *common], "bench.ledger"))
         if kept:
             http.write_section(http.DEFAULT_RESULTS, kept)
+        if kept_readpath:
+            with RESULTS.open("a") as results:
+                results.write(f"\n{READPATH_START}\n{kept_readpath}{READPATH_END}\n")
         if kept_events:
             events.write_section(events.DEFAULT_RESULTS, kept_events)
         if kept_commits:
@@ -92,6 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         commits_args = ["--requests", "5"] if args.quick else ["--write"]
         status = max(status, commits.main(commits_args))
     return status
+
+
+RESULTS = http.DEFAULT_RESULTS
+READPATH_START, READPATH_END = "<!-- readpath:start -->", "<!-- readpath:end -->"
+"""``bench/readpath.py``'s section: written by hand from its output, never by this run."""
 
 
 def _section(path: Path, start: str, end: str) -> str | None:
