@@ -337,6 +337,12 @@ async def measure_http(
             conns = {v: await open_spread(servers[v], args.clients) for v in HTTP_VARIANTS}
             for repeat in range(args.repeats + 1):  # the first round warms both up
                 for variant in HTTP_VARIANTS:
+                    if any(conn.closed for conn in conns[variant]):
+                        # uvicorn closes a keep-alive connection idle for 5 s, and these
+                        # idled through the other variant's round: open them again.
+                        for conn in conns[variant]:
+                            conn.close()
+                        conns[variant] = await open_spread(servers[variant], args.clients)
                     seconds = 0.5 if repeat == 0 else args.seconds
                     events = await count_events(sessions)
                     pids = servers[variant].pids()

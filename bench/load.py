@@ -67,6 +67,10 @@ class Connection(asyncio.Protocol):
         _, protocol = await loop.create_connection(cls, host, port)
         return protocol
 
+    @property
+    def closed(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
