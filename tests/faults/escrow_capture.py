@@ -21,7 +21,7 @@ from payments_api.escrow.capture import EscrowCaptures
 from payments_api.escrow.service import CAPTURE_JOB
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import create_user
-from tests.faults.fake_stripe import FaultKind
+from tests.faults.fault_injector import FaultKind
 from tests.faults.harness import TRANSIENT, Harness, Scenario
 from tests.helpers import auth, make_event, signed_webhook
 

@@ -22,44 +22,22 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 import respx
 
+from tests.faults.fault_injector import (
+    FAULT_RESPONSES,
+    Fault,
+    FaultKind,
+    Recorded,
+    parse_form,
+    stripe_error,
+)
 from tests.helpers import stripe_object
 
 STRIPE_HOST = "api.stripe.com"
-
-
-class FaultKind(StrEnum):
-    timeout = "timeout"
-    connection_error = "connection_error"
-    server_error = "500"
-    rate_limited = "429"
-    invalid_request = "400"
-
-
-@dataclass
-class Fault:
-    method: str
-    path: re.Pattern[str]
-    kind: FaultKind
-    after_effect: bool = False
-    """Apply the request first, then fail: Stripe did it, the answer was lost."""
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    form: dict[str, Any]
-    idempotency_key: str | None
-    stripe_account: str | None
-    outcome: str = "ok"
-    """ok, a FaultKind value, or "replayed" (answered from Stripe's idempotency cache)."""
 
 
 @dataclass
@@ -67,62 +45,6 @@ class Created:
     resource: str
     id: str
     idempotency_key: str | None
-
-
-def parse_form(body: bytes) -> dict[str, Any]:
-    """Stripe's form encoding (``a[b][0][c]=v``) back into nested dicts and lists."""
-    result: dict[str, Any] = {}
-    for raw_key, value in parse_qsl(body.decode(), keep_blank_values=True):
-        parts = re.findall(r"[^\[\]]+", raw_key)
-        node: Any = result
-        for part, following in zip(parts, [*parts[1:], None], strict=True):
-            if following is None:
-                node[part] = value
-            else:
-                node = node.setdefault(part, {})
-    parsed: dict[str, Any] = _listify(result)
-    return parsed
-
-
-def _listify(node: Any) -> Any:
-    if isinstance(node, dict):
-        if node and all(key.isdigit() for key in node):
-            return [_listify(node[key]) for key in sorted(node, key=int)]
-        return {key: _listify(value) for key, value in node.items()}
-    return node
-
-
-def _error(status: int, error_type: str, code: str, message: str) -> httpx.Response:
-    return httpx.Response(
-        status,
-        json={
-            "error": {
-                "type": error_type,
-                "code": code,
-                "message": message,
-                "request_log_url": "https://dashboard.stripe.com/test/logs/req_fake",
-            }
-        },
-        headers={"Request-Id": f"req_{uuid.uuid4().hex[:14]}"},
-    )
-
-
-FAULT_RESPONSES = {
-    FaultKind.server_error: lambda: _error(
-        500, "api_error", "api_error", "An unknown error occurred (sk_test_secret_leak)."
-    ),
-    FaultKind.rate_limited: lambda: _error(
-        429, "invalid_request_error", "rate_limit", "Too many requests made to the API."
-    ),
-    FaultKind.invalid_request: lambda: _error(
-        400,
-        "invalid_request_error",
-        "parameter_invalid_integer",
-        "Invalid integer: abc. Key sk_test_secret_leak.",
-    ),
-}
-# A secret-looking string inside Stripe's error messages: it must never reach a client.
-LEAK_MARKER = "sk_test_secret_leak"
 
 
 @dataclass
@@ -196,7 +118,7 @@ class FakeStripe:
             cached = self._idempotent.get(key)
             if cached is not None:
                 if cached[0] != fingerprint:
-                    return _error(
+                    return stripe_error(
                         400,
                         "idempotency_error",
                         "idempotency_key_in_use",
@@ -267,7 +189,7 @@ class FakeStripe:
             return self._ok(self._create(parts[0], self._generic(parts[0], form), key))
         if method == "GET" and len(parts) == 2 and parts[1] in self.objects:
             return self._ok(self.objects[parts[1]])
-        return _error(404, "invalid_request_error", "resource_missing", f"No such {path}")
+        return stripe_error(404, "invalid_request_error", "resource_missing", f"No such {path}")
 
     def _intent_action(self, intent_id: str, action: str, form: dict[str, Any]) -> httpx.Response:
         """Capture or cancel of an uncaptured PaymentIntent, as Stripe answers them: only
@@ -275,9 +197,11 @@ class FakeStripe:
         ``payment_intent_unexpected_state``); a capture releases the uncaptured rest."""
         intent = self.objects.get(intent_id)
         if intent is None or intent.get("object") != "payment_intent":
-            return _error(404, "invalid_request_error", "resource_missing", f"No such {intent_id}")
+            return stripe_error(
+                404, "invalid_request_error", "resource_missing", f"No such {intent_id}"
+            )
         if action not in ("capture", "cancel") or intent.get("status") != "requires_capture":
-            return _error(
+            return stripe_error(
                 400,
                 "invalid_request_error",
                 "payment_intent_unexpected_state",
@@ -433,7 +357,7 @@ class FakeStripe:
         try:
             response = self.handle(request)
         except httpx.TransportError:
-            response = _error(500, "api_error", "api_error", "fake transport error")
+            response = stripe_error(500, "api_error", "api_error", "fake transport error")
         await send(
             {
                 "type": "http.response.start",

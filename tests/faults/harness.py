@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.state import AppState
 from tests.factories import create_user
-from tests.faults.fake_stripe import LEAK_MARKER, FakeStripe, FaultKind
+from tests.faults.fake_stripe import FakeStripe
+from tests.faults.fault_injector import LEAK_MARKER, FaultKind
 from tests.helpers import auth
 
 TRANSIENT = {

@@ -38,7 +38,8 @@ from payments_api.stripe.gateway import StripeGateway
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import fund, ledger_invariants
 from tests.faults.escrow_capture import CancelAuthorizedEscrow, CaptureEscrow, ReadBackIntent
-from tests.faults.fake_stripe import LEAK_MARKER, FakeStripe, FaultKind
+from tests.faults.fake_stripe import FakeStripe
+from tests.faults.fault_injector import LEAK_MARKER, FaultKind
 from tests.faults.harness import Harness, Scenario, assert_problem
 from tests.helpers import auth, make_event, signed_webhook, stripe_object
 
