@@ -17,6 +17,7 @@ The Stripe calls are the small functions :func:`find_stripe_refund` and
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -157,7 +158,7 @@ def answer_known(refund: Refund | InvoiceRefund) -> bool:
     return refund.stripe_refund_id is not None or refund.status not in IN_FLIGHT
 
 
-class RefundSettlementFlow(Generic[RowT, ParentT]):
+class RefundSettlementFlow(ABC, Generic[RowT, ParentT]):
     """Applies Stripe's word on a refund, once. A variant says how to find its rows and
     parents, what a success books and emits, and what a failure undoes."""
 
@@ -175,40 +176,44 @@ class RefundSettlementFlow(Generic[RowT, ParentT]):
 
     # -- what a variant says -------------------------------------------------------------
 
-    async def row(self, refund_id: int, *, for_update: bool = False) -> RowT | None:
-        raise NotImplementedError
+    @abstractmethod
+    async def row(self, refund_id: int, *, for_update: bool = False) -> RowT | None: ...
 
-    async def row_by_stripe_id(self, stripe_refund_id: str) -> RowT | None:
-        raise NotImplementedError
+    @abstractmethod
+    async def row_by_stripe_id(self, stripe_refund_id: str) -> RowT | None: ...
 
-    async def parent_of(self, refund: RowT, *, for_update: bool = False) -> ParentT | None:
-        raise NotImplementedError
+    @abstractmethod
+    async def parent_of(self, refund: RowT, *, for_update: bool = False) -> ParentT | None: ...
 
+    @abstractmethod
     async def _record_external(self, stripe_refund: StripeRefund) -> RowT | None:
         """A refund made without our API (the Stripe dashboard): recorded as ours, or
         None when it is not about this variant's payments."""
-        raise NotImplementedError
+        ...
 
-    async def _insert_from_stripe(self, values: dict[str, Any]) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def _insert_from_stripe(self, values: dict[str, Any]) -> None: ...
 
+    @abstractmethod
     async def _settle(self, refund: RowT, parent: ParentT, now: datetime) -> None:
         """Stripe refunded: book it (the refund is still in flight)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def release_hold(self, refund: RowT) -> None:
         """Stripe did not refund: what the refund held goes back."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def _revert(self, refund: RowT, parent: ParentT, now: datetime) -> None:
         """Stripe could not deliver a refund it had reported succeeded."""
-        raise NotImplementedError
+        ...
 
-    async def _emit_succeeded(self, refund: RowT, parent: ParentT) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def _emit_succeeded(self, refund: RowT, parent: ParentT) -> None: ...
 
-    async def emit_failed(self, refund: RowT, parent: ParentT) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def emit_failed(self, refund: RowT, parent: ParentT) -> None: ...
 
     async def after_change(self, refund: RowT) -> None:
         """After the refund became final (a cash-out made of it is refreshed)."""
@@ -523,7 +528,7 @@ class RefundSubmission(StripeOperation[RowT, RefundCall[RowT], RefundAnswer]):
         return await self.refunds.stuck(session, cutoff, limit)
 
 
-class TwoPhaseRefunds(StripeFlow, Generic[RowT]):
+class TwoPhaseRefunds(StripeFlow, ABC, Generic[RowT]):
     """A variant's admin refunds: what steps 2 to 4 (:class:`RefundSubmission`) send for
     its rows, and how its recovery finds them."""
 
@@ -531,20 +536,22 @@ class TwoPhaseRefunds(StripeFlow, Generic[RowT]):
     public_prefix = "rfd"
     sweep_limit = 50
 
-    def settlement(self, session: AsyncSession) -> RefundSettlementFlow[RowT, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def settlement(self, session: AsyncSession) -> RefundSettlementFlow[RowT, Any]: ...
 
+    @abstractmethod
     async def stripe_request(self, session: AsyncSession, refund: RowT) -> StripeRefundRequest:
         """What to ask Stripe for a pending refund (its row locked)."""
-        raise NotImplementedError
+        ...
 
     async def before_stripe(self, refund: RowT, request: StripeRefundRequest) -> None:
         """Reads made before Stripe is asked, outside any transaction."""
         return None
 
+    @abstractmethod
     async def stuck(self, session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
         """Pending refunds asked for before ``cutoff`` and never answered."""
-        raise NotImplementedError
+        ...
 
     async def submit_reserved(self, refund: RowT) -> RowT:
         """Steps 2 and 3 for a refund just reserved (a replayed request finds it as it
