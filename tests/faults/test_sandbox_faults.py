@@ -25,7 +25,7 @@ from payments_api.payouts.service import PayoutService
 from payments_api.refunds.service import RefundService
 from payments_api.state import AppState
 from tests.factories import create_user, ledger_invariants
-from tests.faults.fault_injector import LEAK_MARKER, FaultInjector, FaultKind, Forward
+from tests.faults.fault_injector import LEAK_MARKER, FaultInjector, FaultKind, Forward, Recorded
 from tests.helpers import auth
 from tests.sandbox.helpers import Sandbox
 from tests.sandbox.test_saved_cards import save
@@ -392,6 +392,35 @@ def assert_problem(response: httpx.Response, fault: FaultKind) -> None:
     assert "Invalid integer" not in response.text
 
 
+async def fault_then_recovery(
+    faulty: FaultInjector,
+    path: str,
+    fault: FaultKind,
+    phase: str,
+    attempt: Callable[[FaultKind | None], Awaitable[None]],
+) -> list[Recorded]:
+    """A flow recovered by its own retries: in the ``retry`` phase a first try whose
+    answer is lost, then ``fault``, then (unless Stripe's answer was definite) the
+    success. The tries that reached ``path``, every one with the same key."""
+    definite = fault is FaultKind.invalid_request
+    if phase == "retry":
+        lost = FaultKind.connection_error if definite else FaultKind.timeout
+        faulty.fail("POST", path, lost, after_effect=lost is FaultKind.timeout)
+        await attempt(lost)
+    faulty.fail("POST", path, fault)
+    await attempt(fault)
+    assert faulty.faults == [], "the fault was not reached"
+    if not definite:
+        await attempt(None)
+
+    calls = faulty.calls("POST", path)
+    tries = (2 if phase == "retry" else 1) + (0 if definite else 1)
+    assert len(calls) == tries, [c.outcome for c in calls]
+    assert len({c.idempotency_key for c in calls}) == 1
+    assert None not in {c.idempotency_key for c in calls}
+    return calls
+
+
 @pytest.mark.parametrize("phase", PHASES)
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
 @pytest.mark.parametrize("row", ROWS, ids=[r.gateway_method for r in ROWS])
@@ -483,21 +512,7 @@ async def test_withdrawal_fault(
         assert await withdrawal_status(sandbox, user) == status
 
     definite = fault is FaultKind.invalid_request
-    if phase == "retry":
-        lost = FaultKind.connection_error if definite else FaultKind.timeout
-        faulty.fail("POST", "/v1/transfers", lost, after_effect=lost is FaultKind.timeout)
-        await attempt(lost)
-    faulty.fail("POST", "/v1/transfers", fault)
-    await attempt(fault)
-    assert faulty.faults == [], "the fault was not reached"
-    if not definite:
-        await attempt(None)
-
-    calls = faulty.calls("POST", "/v1/transfers")
-    tries = (2 if phase == "retry" else 1) + (0 if definite else 1)
-    assert len(calls) == tries, [c.outcome for c in calls]
-    assert len({c.idempotency_key for c in calls}) == 1
-    assert None not in {c.idempotency_key for c in calls}
+    calls = await fault_then_recovery(faulty, "/v1/transfers", fault, phase, attempt)
     for call in calls:
         assert call.stripe_account is None  # the platform transfers to the payee
         assert (call.form["amount"], call.form["currency"], call.form["destination"]) == (
@@ -562,21 +577,7 @@ async def test_refund_fault(
         assert await refund_status(sandbox, refund[0]) == status
 
     definite = fault is FaultKind.invalid_request
-    if phase == "retry":
-        lost = FaultKind.connection_error if definite else FaultKind.timeout
-        faulty.fail("POST", "/v1/refunds", lost, after_effect=lost is FaultKind.timeout)
-        await attempt(lost)
-    faulty.fail("POST", "/v1/refunds", fault)
-    await attempt(fault)
-    assert faulty.faults == [], "the fault was not reached"
-    if not definite:
-        await attempt(None)
-
-    calls = faulty.calls("POST", "/v1/refunds")
-    tries = (2 if phase == "retry" else 1) + (0 if definite else 1)
-    assert len(calls) == tries, [c.outcome for c in calls]
-    assert len({c.idempotency_key for c in calls}) == 1
-    assert None not in {c.idempotency_key for c in calls}
+    calls = await fault_then_recovery(faulty, "/v1/refunds", fault, phase, attempt)
     for call in calls:
         assert call.stripe_account is None
         assert call.form["amount"] == "2000"
