@@ -19,7 +19,6 @@ router = APIRouter(tags=["admin"])
     "/api/v1/admin/disputes",
     summary="Card disputes, newest first",
     description=f"Statuses: {', '.join(DISPUTE_STATUSES)}.",
-    operation_id="listDisputes",
     responses=problem_responses(401, 403, 422, InvalidCursor),
 )
 async def list_disputes(
@@ -44,7 +43,6 @@ async def list_disputes(
 @router.get(
     "/api/v1/admin/disputes/{dispute_id}",
     summary="One card dispute",
-    operation_id="getDispute",
     responses=problem_responses(401, 403, disputes_errors.DisputeNotFound),
 )
 async def get_dispute(

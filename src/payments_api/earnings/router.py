@@ -43,7 +43,6 @@ EarningsServiceDep = Annotated[EarningsService, Depends(get_earnings_service)]
         "fee), newest first, and per currency the sums of today, the last 7 days, the "
         "last 30 days and all time, over calendar days of `tz`."
     ),
-    operation_id="listEarnings",
     responses=problem_responses(
         401,
         earnings_errors.InvalidDateRange,

@@ -93,7 +93,6 @@ def _answer_with(service: EscrowService, status: int, viewer: User) -> None:
         "amount, not a minimum fee: see `amount`), so every escrow pays its fees; below it "
         "422 `escrow_amount_too_small` with `minimum`."
     ),
-    operation_id="createEscrow",
     status_code=201,
     responses=problem_responses(
         400,
@@ -126,7 +125,6 @@ async def create_escrow(
 @router.get(
     "/api/v1/escrows",
     summary="Escrows the caller is a party of, newest first",
-    operation_id="listEscrows",
     responses=problem_responses(401, 422),
 )
 async def list_escrows(
@@ -153,7 +151,6 @@ async def list_escrows(
 @router.get(
     "/api/v1/escrows/{escrow_id}",
     summary="One escrow (its customer, its payee, or an admin)",
-    operation_id="getEscrow",
     responses=problem_responses(401, escrow_errors.EscrowNotFound),
 )
 async def get_escrow(
@@ -189,7 +186,6 @@ TRANSITION_PROBLEMS = (
         "before the next read. `amount_to_capture` captures part of the authorization; the "
         "price and fees become those of what was captured."
     ),
-    operation_id="acceptEscrow",
     responses=problem_responses(
         *TRANSITION_PROBLEMS, escrow_errors.CaptureUnavailable, escrow_errors.CaptureAmountInvalid
     ),
@@ -224,7 +220,6 @@ async def accept_escrow(
         "unchanged (no money moves); from any status but accepted it is 409 "
         "`escrow_invalid_transition`."
     ),
-    operation_id="completeEscrow",
     responses=problem_responses(*TRANSITION_PROBLEMS),
 )
 @one_transaction

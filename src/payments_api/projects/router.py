@@ -91,7 +91,6 @@ WalletServiceDep = Annotated[ProjectWalletService, Depends(get_wallet_service)]
 @router.post(
     "/api/v1/me/projects",
     summary="Create a project (an earning context: a shop, a show)",
-    operation_id="createProject",
     status_code=201,
     responses=problem_responses(401, 403, 422),
 )
@@ -105,7 +104,6 @@ async def create_project(
 @router.get(
     "/api/v1/me/projects",
     summary="The caller's projects, newest first",
-    operation_id="listProjects",
     responses=problem_responses(401, 403, pagination.InvalidCursor),
 )
 async def list_projects(
@@ -118,7 +116,6 @@ async def list_projects(
     "/api/v1/me/projects/{projectId}",
     summary="One of the caller's projects",
     description="Another user's project is answered like a missing one (404).",
-    operation_id="getProject",
     responses=problem_responses(401, 403, projects_errors.ProjectNotFound),
 )
 async def get_project(
@@ -130,7 +127,6 @@ async def get_project(
 @router.patch(
     "/api/v1/me/projects/{projectId}",
     summary="Rename, describe, archive or re-activate a project",
-    operation_id="updateProject",
     responses=problem_responses(401, 403, 422, projects_errors.ProjectNotFound),
 )
 @one_transaction
@@ -145,7 +141,6 @@ async def update_project(
     summary="Open a session (an earning window) of the project",
     description="At most one session is open per project: 409 `session_already_open` "
     "otherwise; 409 `project_archived` for an archived project.",
-    operation_id="openProjectSession",
     status_code=201,
     responses=problem_responses(
         401,
@@ -170,7 +165,6 @@ async def open_project_session(
     "/api/v1/me/projects/{projectId}/sessions",
     summary="The project's sessions, newest first",
     description="Without sums; `GET .../wallet/sessions` adds what each session earned.",
-    operation_id="listProjectSessions",
     responses=problem_responses(401, 403, 422, projects_errors.ProjectNotFound),
 )
 async def list_project_sessions(
@@ -182,7 +176,6 @@ async def list_project_sessions(
 @router.get(
     "/api/v1/me/projects/{projectId}/sessions/{sessionId}",
     summary="One session of the project",
-    operation_id="getProjectSession",
     responses=problem_responses(
         401, 403, projects_errors.ProjectNotFound, projects_errors.SessionNotFound
     ),
@@ -201,7 +194,6 @@ async def get_project_session(
     summary="Close a session",
     description="Payments can no longer be started for it (those already started still "
     "count for it). Closing a closed session returns it unchanged.",
-    operation_id="closeProjectSession",
     responses=problem_responses(
         401, 403, projects_errors.ProjectNotFound, projects_errors.SessionNotFound
     ),
@@ -224,7 +216,6 @@ async def close_project_session(
     "balance (`scope: account_level`, shared by all the payee's projects; empty without a "
     "connected account); `earnings` sums this project's confirmed direct payments (the "
     "payee's take, net of the platform's fee).",
-    operation_id="getProjectWallet",
     responses=problem_responses(401, *OWNER_ONLY_PROBLEMS, *routes.PROVIDER_PROBLEMS),
 )
 async def get_project_wallet(
@@ -239,7 +230,6 @@ async def get_project_wallet(
     description="Owner only (403 otherwise). Per session: `paid_request_count`, "
     "`total_tip_amount_cents` and the other sums of the payee's take, its timestamps "
     "and status.",
-    operation_id="listProjectWalletSessions",
     responses=problem_responses(401, pagination.InvalidCursor, *OWNER_ONLY_PROBLEMS),
 )
 async def list_project_wallet_sessions(
