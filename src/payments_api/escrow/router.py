@@ -23,7 +23,6 @@ from payments_api.kit.idempotency import (
     one_transaction,
     response_riders,
 )
-from payments_api.kit.pagination import Limit
 from payments_api.ledger import errors as ledger_errors
 from payments_api.problems import problem_responses
 from payments_api.projects import errors as projects_errors
@@ -69,6 +68,27 @@ def ask_stripe_after_commit(
 CustomerUser = Annotated[User, Depends(require_role("customer"))]
 EscrowIdPath = Annotated[
     str, Path(max_length=64, description="The escrow id.", examples=["esc_12"])
+]
+
+
+class EscrowFilters(routes.Page):
+    role: str | None
+    status: EscrowStatus | None
+
+
+EscrowPage = Annotated[
+    EscrowFilters,
+    routes.cursor_page(
+        "Escrow id to continue after (exclusive).",
+        role=Annotated[
+            str | None,
+            Query(
+                pattern="^(customer|payee)$",
+                description="Only escrows where the caller is the customer, or the payee.",
+            ),
+        ],
+        status=Annotated[EscrowStatus | None, Query(description="Only this status.")],
+    ),
 ]
 
 
@@ -128,24 +148,9 @@ async def create_escrow(
     responses=problem_responses(401, 422),
 )
 async def list_escrows(
-    user: CurrentUser,
-    service: EscrowServiceDep,
-    limit: Limit = 20,
-    starting_after: Annotated[
-        str | None, Query(description="Escrow id to continue after (exclusive).")
-    ] = None,
-    role: Annotated[
-        str | None,
-        Query(
-            pattern="^(customer|payee)$",
-            description="Only escrows where the caller is the customer, or the payee.",
-        ),
-    ] = None,
-    status: Annotated[EscrowStatus | None, Query(description="Only this status.")] = None,
+    user: CurrentUser, service: EscrowServiceDep, page: EscrowPage
 ) -> EscrowList:
-    return await service.page(
-        user, limit=limit, starting_after=starting_after, role=role, status=status
-    )
+    return await service.page(user, **page)
 
 
 @router.get(

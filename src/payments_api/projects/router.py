@@ -10,7 +10,6 @@ from payments_api import routes
 from payments_api.deps import PrincipalDep, SessionDep, StateDep, require_role
 from payments_api.kit import pagination
 from payments_api.kit.idempotency import one_transaction
-from payments_api.kit.pagination import Limit
 from payments_api.problems import problem_responses
 from payments_api.projects import errors as projects_errors
 from payments_api.projects.direct import PAYEE_ROLE
@@ -50,25 +49,24 @@ SessionIdPath = Annotated[
     ),
 ]
 CURSOR_DESCRIPTION = "Id of the last item seen; the page after it."
-StartingAfter = Annotated[str | None, Query(max_length=32, description=CURSOR_DESCRIPTION)]
 ProjectPage = Annotated[routes.Page, routes.cursor_page(CURSOR_DESCRIPTION, max_length=32)]
-SessionStatusQuery = Annotated[
-    Literal["open", "closed"] | None, Query(description="Only sessions in this state.")
-]
 
 
-class SessionPage(routes.Page):
+class SessionFilters(routes.Page):
     status: Literal["open", "closed"] | None
 
 
-async def session_page(
-    limit: Limit = 20, starting_after: StartingAfter = None, status: SessionStatusQuery = None
-) -> SessionPage:
-    """A page of a project's sessions, in either view of them (with or without sums)."""
-    return SessionPage(limit=limit, starting_after=starting_after, status=status)
-
-
-SessionPageDep = Annotated[SessionPage, Depends(session_page)]
+# A page of a project's sessions, in either view of them (with or without sums).
+SessionPage = Annotated[
+    SessionFilters,
+    routes.cursor_page(
+        CURSOR_DESCRIPTION,
+        max_length=32,
+        status=Annotated[
+            Literal["open", "closed"] | None, Query(description="Only sessions in this state.")
+        ],
+    ),
+]
 
 
 async def get_project_service(session: SessionDep) -> ProjectService:
@@ -168,7 +166,7 @@ async def open_project_session(
     responses=problem_responses(401, 403, 422, projects_errors.ProjectNotFound),
 )
 async def list_project_sessions(
-    project_id: ProjectIdPath, user: PayeeUser, service: ProjectServiceDep, page: SessionPageDep
+    project_id: ProjectIdPath, user: PayeeUser, service: ProjectServiceDep, page: SessionPage
 ) -> SessionList:
     return await service.list_sessions(user, project_id, **page)
 
@@ -236,6 +234,6 @@ async def list_project_wallet_sessions(
     project_id: ProjectIdPath,
     principal: PrincipalDep,
     service: WalletServiceDep,
-    page: SessionPageDep,
+    page: SessionPage,
 ) -> SessionAggregateList:
     return await service.sessions(principal, project_id, **page)
