@@ -4,31 +4,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from payments_api import routes
 from payments_api.balance.schemas import BalanceRead, LedgerEntryList
 from payments_api.balance.service import BalanceReader, BalanceService
 from payments_api.deps import CurrentUser, PrincipalDep, SessionDep
 from payments_api.kit import pagination
+from payments_api.kit.pagination import Limit
 from payments_api.money import Currency
 from payments_api.problems import problem_responses
 from payments_api.state import AppState
 
 router = APIRouter(prefix="/api/v1/me", tags=["balance"])
-
-
-class LedgerFilters(routes.Page):
-    currency: Currency | None
-    type: str | None
-
-
-LedgerPage = Annotated[
-    LedgerFilters,
-    routes.cursor_page(
-        "Entry id to continue after (exclusive).",
-        currency=Annotated[Currency | None, Query(description="Only this currency.")],
-        type=Annotated[str | None, Query(max_length=48, description="Only this transaction type.")],
-    ),
-]
 
 
 @router.get(
@@ -52,12 +37,21 @@ async def get_balance(request: Request, principal: PrincipalDep) -> Response:
     responses=problem_responses(401, pagination.InvalidCursor),
 )
 async def list_ledger_entries(
-    user: CurrentUser, session: SessionDep, page: LedgerPage
+    user: CurrentUser,
+    session: SessionDep,
+    limit: Limit = 20,
+    starting_after: Annotated[
+        str | None, Query(description="Entry id to continue after (exclusive).")
+    ] = None,
+    currency: Annotated[Currency | None, Query(description="Only this currency.")] = None,
+    type: Annotated[
+        str | None, Query(max_length=48, description="Only this transaction type.")
+    ] = None,
 ) -> LedgerEntryList:
     return await BalanceService(session).entries(
         user,
-        limit=page["limit"],
-        starting_after=page["starting_after"],
-        currency=page["currency"],
-        transaction_type=page["type"],
+        limit=limit,
+        starting_after=starting_after,
+        currency=currency,
+        transaction_type=type,
     )
