@@ -115,3 +115,12 @@ def require_role(*roles: str) -> Callable[[PrincipalDep, CurrentUser], Awaitable
 
 
 AdminUser = Annotated[User, Depends(require_role("admin"))]
+
+
+async def get_admin_session(_admin: AdminUser, session: SessionDep) -> AsyncSession:
+    """The request's session, for an admin caller: what the admin reads and writes of
+    the database's own rows go through."""
+    return session
+
+
+AdminSessionDep = Annotated[AsyncSession, Depends(get_admin_session)]
