@@ -42,7 +42,7 @@ class TestStripeGateway:
         customer = await gateway.create_customer(
             user_id="u1", email="u1@example.com", idempotency_key="customer:u1"
         )
-        assert customer["id"].startswith("cus_")
+        assert customer.id.startswith("cus_")
         request = route.calls.last.request
         assert request.headers["Idempotency-Key"] == "customer:u1"
         assert request.headers["Stripe-Version"] == STRIPE_API_VERSION
@@ -57,7 +57,7 @@ class TestStripeGateway:
             return_value=httpx.Response(200, json=stripe_object("balance"))
         )
         balance = await gateway.retrieve_balance(stripe_account="acct_123")
-        assert balance["object"] == "balance"
+        assert [(a.amount, a.currency) for a in balance.available] == [(0, "usd")]
         assert route.calls.last.request.headers["Stripe-Account"] == "acct_123"
 
     async def test_card_declined_is_402_without_stripe_text(

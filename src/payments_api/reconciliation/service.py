@@ -59,6 +59,7 @@ from payments_api.reconciliation.schemas import (
 from payments_api.settings import Settings
 from payments_api.stripe.errors import PaymentProviderError
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.objects import Balance, BalanceAmount, UndeliveredEvent
 from payments_api.stripe.refunds import ListTooLong
 
 log = logging.getLogger(__name__)
@@ -112,9 +113,9 @@ class StripeSnapshot:
     end: datetime
     grace: timedelta
     """Balance transactions this long before and after the day are read too."""
-    balance: dict[str, Any]
+    balance: Balance
     transactions: list[dict[str, Any]]
-    undelivered: list[dict[str, Any]]
+    undelivered: list[UndeliveredEvent]
     fees: dict[str, str]
     """Application fees refunded in the window but taken earlier -> their PaymentIntent."""
 
@@ -309,8 +310,8 @@ class ReconciliationService(StripeFlow):
             ledger_window=aggregate(ledger_window),
         )
         ledger_balances = await repository.stripe_balances()
-        stripe_available = _by_currency(balance.get("available"))
-        stripe_pending = _by_currency(balance.get("pending"))
+        stripe_available = _by_currency(balance.available)
+        stripe_pending = _by_currency(balance.pending)
         currencies = sorted(
             {
                 *stripe_available,
@@ -354,14 +355,14 @@ class ReconciliationService(StripeFlow):
             for m in outcome.mismatches
         ]
         await repository.replace_results(run, snapshots, mismatches)
-        inbox = await repository.inbox_statuses([str(e["id"]) for e in undelivered])
+        inbox = await repository.inbox_statuses([e.id for e in undelivered])
         run.undelivered_events = [
             {
-                "id": str(e["id"]),
-                "type": str(e.get("type")),
-                "created": datetime.fromtimestamp(int(e["created"]), UTC).isoformat(),
-                "in_inbox": str(e["id"]) in inbox,
-                "inbox_status": inbox.get(str(e["id"])),
+                "id": e.id,
+                "type": e.type,
+                "created": datetime.fromtimestamp(e.created, UTC).isoformat(),
+                "in_inbox": e.id in inbox,
+                "inbox_status": inbox.get(e.id),
             }
             for e in undelivered
         ]
@@ -387,10 +388,10 @@ def _stripe_effect(movement: LedgerMovement) -> int:
     return -movement.stripe_balance_amount
 
 
-def _by_currency(entries: Any) -> dict[str, int]:
+def _by_currency(entries: list[BalanceAmount]) -> dict[str, int]:
     totals: dict[str, int] = defaultdict(int)
-    for entry in entries or []:
-        totals[str(entry["currency"]).lower()] += int(entry["amount"])
+    for entry in entries:
+        totals[entry.currency.lower()] += entry.amount
     return dict(totals)
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from payments_api.stripe.base import GatewayBase
-from payments_api.stripe.objects import Charge, Dispute, Refund
+from payments_api.stripe.objects import Charge, Dispute, Refund, UndeliveredEvent
 
 # A reconciliation window holds at most this many balance transactions; beyond it the run
 # fails loudly instead of paging for ever (raise it through the caller's `limit`).
@@ -126,7 +126,7 @@ class RefundCalls(GatewayBase):
 
     async def list_undelivered_events(
         self, *, created_gte: datetime, created_lt: datetime, limit: int = 1_000
-    ) -> list[dict[str, Any]]:
+    ) -> list[UndeliveredEvent]:
         """Events Stripe could not deliver to at least one endpoint (``delivery_success=
         false``) in the window, newest first, at most ``limit`` of them."""
         params: Any = {
@@ -135,11 +135,11 @@ class RefundCalls(GatewayBase):
             "limit": 100,
         }
 
-        async def collect() -> list[dict[str, Any]]:
+        async def collect() -> list[UndeliveredEvent]:
             page = await self._client.v1.events.list_async(params=params)
-            found: list[dict[str, Any]] = []
+            found: list[UndeliveredEvent] = []
             async for event in page.auto_paging_iter():
-                found.append(event.to_dict())
+                found.append(self._typed("events.list", UndeliveredEvent, event))
                 if len(found) >= limit:
                     break
             return found
