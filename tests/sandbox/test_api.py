@@ -551,13 +551,17 @@ class TestReconciliationReads:
             created_gte=now - timedelta(days=2), created_lt=now - timedelta(days=1)
         )
 
-        assert [(t["type"], t["amount"]) for t in transactions] == [
+        assert [(t.type, t.amount) for t in transactions] == [
             ("refund", -1_000),
             ("charge", 10_000),
         ]
-        assert transactions[1]["source"]["id"] == charge["id"]  # expanded
-        assert transactions[1]["source"]["object"] == "charge"
-        assert transactions[0]["source"]["object"] == "refund"
+        charge_source, refund_source = transactions[1].source, transactions[0].source
+        assert charge_source is not None
+        assert refund_source is not None
+        assert charge_source.id == charge["id"]
+        # expanded: the charge's and the refund's own references came along
+        assert charge_source.payment_intent == charge["payment_intent"]
+        assert refund_source.charge == charge["id"]
         assert {e.type for e in undelivered} >= {"charge.succeeded", "refund.created"}
         assert after == []
         assert earlier == []

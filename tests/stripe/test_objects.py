@@ -8,7 +8,9 @@ import pytest
 from payments_api.stripe.objects import (
     Account,
     AccountLink,
+    ApplicationFee,
     Balance,
+    BalanceTransaction,
     Charge,
     ChargeWithFee,
     CheckoutSession,
@@ -283,3 +285,40 @@ def test_an_undelivered_event_needs_its_type_and_time() -> None:
     )
     with pytest.raises(MalformedStripeObject, match="expected created"):
         parse_object(UndeliveredEvent, {**event, "created": None})
+
+
+def test_a_balance_transaction_with_its_source_expanded_or_not() -> None:
+    data = stripe_object("balance_transaction")
+    unexpanded = parse_object(BalanceTransaction, data)
+    assert (unexpanded.type, unexpanded.amount, unexpanded.net) == (
+        data["type"],
+        data["amount"],
+        data["net"],
+    )
+    assert unexpanded.source is not None
+    assert unexpanded.source.id == data["source"]
+    assert unexpanded.source.payment_intent is None
+    charge = {**stripe_object("charge"), "payment_intent": "pi_1", "transfer": {"id": "tr_1"}}
+    expanded = parse_object(BalanceTransaction, {**data, "source": charge})
+    assert expanded.source is not None
+    assert (expanded.source.id, expanded.source.payment_intent) == (charge["id"], "pi_1")
+    assert expanded.source.transfer == "tr_1"
+
+
+def test_a_source_field_that_is_no_reference_is_none() -> None:
+    # A payout's or a top-up's fields of the same names are not references to a payment.
+    source = {"id": "po_1", "object": "payout", "application_fee": 12, "fee": None}
+    transaction = {**stripe_object("balance_transaction"), "type": "payout", "source": source}
+    parsed = parse_object(BalanceTransaction, transaction)
+    assert parsed.source is not None
+    assert (parsed.source.application_fee, parsed.source.fee) == (None, None)
+
+
+def test_an_application_fee_reads_its_originating_payment() -> None:
+    data = stripe_object("application_fee")
+    charge = {**stripe_object("charge"), "payment_intent": "pi_1"}
+    fee = parse_object(ApplicationFee, {**data, "originating_transaction": charge})
+    assert fee.originating_transaction is not None
+    assert fee.originating_transaction.payment_intent == "pi_1"
+    unexpanded = parse_object(ApplicationFee, {**data, "originating_transaction": charge["id"]})
+    assert unexpanded.originating_transaction is None

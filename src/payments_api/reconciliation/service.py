@@ -59,7 +59,12 @@ from payments_api.reconciliation.schemas import (
 from payments_api.settings import Settings
 from payments_api.stripe.errors import PaymentProviderError
 from payments_api.stripe.gateway import StripeGateway
-from payments_api.stripe.objects import Balance, BalanceAmount, UndeliveredEvent
+from payments_api.stripe.objects import (
+    Balance,
+    BalanceAmount,
+    BalanceTransaction,
+    UndeliveredEvent,
+)
 from payments_api.stripe.refunds import ListTooLong
 
 log = logging.getLogger(__name__)
@@ -114,7 +119,7 @@ class StripeSnapshot:
     grace: timedelta
     """Balance transactions this long before and after the day are read too."""
     balance: Balance
-    transactions: list[dict[str, Any]]
+    transactions: list[BalanceTransaction]
     undelivered: list[UndeliveredEvent]
     fees: dict[str, str]
     """Application fees refunded in the window but taken earlier -> their PaymentIntent."""
@@ -210,7 +215,7 @@ class ReconciliationService(StripeFlow):
                 )
             return await run_detail(repository, run)
 
-    async def _fee_payments(self, transactions: list[dict[str, Any]]) -> dict[str, str]:
+    async def _fee_payments(self, transactions: list[BalanceTransaction]) -> dict[str, str]:
         """Application fees refunded in the window but taken earlier, looked up at Stripe
         so their refunds match their direct payment (fee id -> PaymentIntent)."""
         found: dict[str, str] = {}
@@ -273,13 +278,15 @@ class ReconciliationService(StripeFlow):
         day_transactions = 0
         context = links(transactions, fees)
         for transaction in transactions:
-            in_day = _in(datetime.fromtimestamp(int(transaction["created"]), UTC), start, end)
+            in_day = _in(datetime.fromtimestamp(transaction.created, UTC), start, end)
             day_transactions += in_day
             items = stripe_items(transaction, context)
             if items is None:
                 if in_day:
-                    currency = str(transaction["currency"]).lower()
-                    excluded[currency] += int(transaction.get("net", transaction["amount"]))
+                    net = transaction.net
+                    excluded[transaction.currency.lower()] += (
+                        transaction.amount if net is None else net
+                    )
                 continue
             stripe_window.extend(items)
             if in_day:

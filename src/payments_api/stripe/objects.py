@@ -280,6 +280,59 @@ class PaymentMethod(StripeObject):
     card: Card | None = None
 
 
+LooseId = Annotated[str | None, BeforeValidator(stripe_id)]
+"""A reference of an object of whatever kind Stripe made: its id when it has one, else
+None (a field of the same name on another kind of object is no reference)."""
+
+
+def _source_object(value: Any) -> Any:
+    # Unexpanded, a source is only its id.
+    return {"id": value} if isinstance(value, str) else value
+
+
+class BalanceSource(StripeObject):
+    """What a balance transaction moved money for (its expanded ``source``: a charge, a
+    refund, a transfer, an application fee, ...), with the references that tie it to a
+    payment. Each kind has some of them; the others stay None."""
+
+    payment_intent: LooseId = None
+    transfer: LooseId = None
+    application_fee: LooseId = None
+    source_transaction: LooseId = None
+    originating_transaction: LooseId = None
+    charge: LooseId = None
+    transfer_reversal: LooseId = None
+    source_refund: LooseId = None
+    fee: LooseId = None
+
+
+class BalanceTransaction(StripeObject):
+    """One movement of the platform's money at Stripe (reconciliation's unit)."""
+
+    type: str
+    amount: int
+    currency: str
+    fee: int = 0
+    net: int | None = None
+    created: int
+    """Unix seconds."""
+    reporting_category: str | None = None
+    source: Annotated[BalanceSource | None, BeforeValidator(_source_object)] = None
+
+
+class OriginatingCharge(StripeObject):
+    payment_intent: ExpandableId = None
+
+
+class ApplicationFee(StripeObject):
+    """An application fee retrieved with ``originating_transaction`` expanded (the
+    platform's destination charge)."""
+
+    originating_transaction: Annotated[
+        OriginatingCharge | None, BeforeValidator(_expanded_only)
+    ] = None
+
+
 class UndeliveredEvent(StripeObject):
     """An event as reconciliation lists it: which, of what type, when."""
 
