@@ -48,6 +48,7 @@ from payments_api.payment_methods.models import PaymentMethod
 from payments_api.payment_methods.repository import PaymentMethodRepository
 from payments_api.payment_methods.service import PAYMENT_METHOD_PREFIX
 from payments_api.problems import Forbidden
+from payments_api.stripe.objects import CheckoutSession, PaymentIntent
 from payments_api.stripe.payment_methods import ConfirmedIntent
 from payments_api.users.caller_flow import CallerStripeFlow
 from payments_api.users.customers import ensure_customer
@@ -176,15 +177,15 @@ class PayInService(CallerStripeFlow):
         if order.stripe_checkout_session_id is None:
             params = self._checkout_params(order, await self._ensure_customer(user), body)
 
-            async def record(session: AsyncSession, checkout: dict[str, Any]) -> Order:
-                expires = checkout.get("expires_at")
+            async def record(session: AsyncSession, checkout: CheckoutSession) -> Order:
+                expires = checkout.expires_at
                 return await self._record(
                     session,
                     order.id,
-                    stripe_checkout_session_id=checkout["id"],
-                    checkout_url=checkout.get("url"),
+                    stripe_checkout_session_id=checkout.id,
+                    checkout_url=checkout.url,
                     expires_at=datetime.fromtimestamp(expires, UTC) if expires else None,
-                    stripe_payment_intent_id=checkout.get("payment_intent"),
+                    stripe_payment_intent_id=checkout.payment_intent,
                 )
 
             order = await call_and_settle(
@@ -290,8 +291,8 @@ class PayInService(CallerStripeFlow):
         # whole response (secret included) for its retention period, replayed only to
         # the same user with the same key, as Stripe itself does.
 
-        async def record(session: AsyncSession, intent: dict[str, Any]) -> dict[str, Any]:
-            await self._record(session, order.id, stripe_payment_intent_id=intent["id"])
+        async def record(session: AsyncSession, intent: PaymentIntent) -> PaymentIntent:
+            await self._record(session, order.id, stripe_payment_intent_id=intent.id)
             return intent
 
         intent = await call_and_settle(
@@ -302,9 +303,9 @@ class PayInService(CallerStripeFlow):
             record,
         )
         return TopupRead(
-            payment_intent_id=intent["id"],
-            client_secret=intent.get("client_secret"),
-            status=intent.get("status", "requires_payment_method"),
+            payment_intent_id=intent.id,
+            client_secret=intent.client_secret,
+            status=intent.status,
             order_id=public_id(ORDER_PREFIX, order.id),
         )
 
@@ -347,8 +348,8 @@ class PayInService(CallerStripeFlow):
         """What a saved card's confirmation means for the order; a decline code when it
         was refused (raised once this transaction has committed)."""
         intent = result.intent
-        intent_id = str(intent["id"])
-        status = str(intent.get("status") or "requires_payment_method")
+        intent_id = intent.id
+        status = intent.status or "requires_payment_method"
         code = stable_decline_code(result.decline_code) if result.decline_code else None
         next_action: TopupNextAction | None = None
         if code == "authentication_required" or status == "requires_action":
@@ -357,14 +358,14 @@ class PayInService(CallerStripeFlow):
             confirmation = PayInConfirmation(session, self.stripe, self.settings)
             await confirmation.require_action(stored, payment_intent_id=intent_id)
             action_url = stored.action_url
-            stripe_action = intent.get("next_action") or {}
-            if code == "authentication_required" or not stripe_action:
+            stripe_action = intent.next_action
+            if code == "authentication_required" or stripe_action is None:
                 next_action = TopupNextAction(type="finish_on_session", url=action_url)
             else:
-                redirect = stripe_action.get("redirect_to_url") or {}
+                redirect = stripe_action.redirect_to_url
                 next_action = TopupNextAction(
-                    type=str(stripe_action.get("type") or "use_stripe_sdk"),
-                    url=redirect.get("url") or action_url,
+                    type=stripe_action.type or "use_stripe_sdk",
+                    url=(redirect.url if redirect else None) or action_url,
                 )
             status = "requires_action"
         elif code is not None:
@@ -380,7 +381,7 @@ class PayInService(CallerStripeFlow):
             await self._record(session, order_id, stripe_payment_intent_id=intent_id)
         return TopupRead(
             payment_intent_id=intent_id,
-            client_secret=intent.get("client_secret"),
+            client_secret=intent.client_secret,
             status=status,
             order_id=public_id(ORDER_PREFIX, order_id),
             next_action=next_action,

@@ -36,6 +36,8 @@ from payments_api.payment_methods.schemas import (
 )
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.objects import PaymentMethod as StripePaymentMethod
+from payments_api.stripe.objects import SetupIntent
 from payments_api.users.customers import ensure_customer
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
@@ -108,11 +110,11 @@ class PaymentMethodService:
             "metadata": {"user_id": user.id, "setup_id": str(setup.id)},
         }
 
-        async def record(session: AsyncSession, intent: dict[str, Any]) -> dict[str, Any]:
+        async def record(session: AsyncSession, intent: SetupIntent) -> SetupIntent:
             stored = await session.get(PaymentMethodSetup, setup.id, with_for_update=True)
             assert stored is not None  # noqa: S101 - committed above
             if stored.stripe_setup_intent_id is None:
-                stored.stripe_setup_intent_id = intent["id"]
+                stored.stripe_setup_intent_id = intent.id
             return intent
 
         intent = await call_and_settle(
@@ -123,9 +125,9 @@ class PaymentMethodService:
             record,
         )
         return SetupIntentRead(
-            setup_intent_id=intent["id"],
-            client_secret=intent.get("client_secret"),
-            status=str(intent.get("status", "requires_payment_method")),
+            setup_intent_id=intent.id,
+            client_secret=intent.client_secret,
+            status=intent.status or "requires_payment_method",
             customer=customer,
         )
 
@@ -245,33 +247,33 @@ async def detach_at_stripe(
 
 
 # -- setup_intent.succeeded -------------------------------------------------------------
-def card_details(payment_method: dict[str, Any]) -> dict[str, Any] | None:
+def card_details(payment_method: StripePaymentMethod) -> dict[str, Any] | None:
     """brand, last4, expiry and fingerprint of a card PaymentMethod; nothing else."""
-    card = payment_method.get("card")
-    if payment_method.get("type") != "card" or not isinstance(card, dict):
+    card = payment_method.card
+    if payment_method.type != "card" or card is None:
         return None
-    last4 = str(card.get("last4") or "")
-    fingerprint = card.get("fingerprint")
-    if not (len(last4) == 4 and last4.isdigit()) or not isinstance(fingerprint, str):
+    last4 = card.last4 or ""
+    fingerprint = card.fingerprint
+    if not (len(last4) == 4 and last4.isdigit()) or fingerprint is None:
         return None
     return {
-        "brand": str(card.get("display_brand") or card.get("brand") or "unknown")[:32],
+        "brand": (card.display_brand or card.brand or "unknown")[:32],
         "last4": last4,
-        "exp_month": int(card.get("exp_month") or 1),
-        "exp_year": int(card.get("exp_year") or 0),
+        "exp_month": card.exp_month or 1,
+        "exp_year": card.exp_year or 0,
         "fingerprint": fingerprint[:64],
     }
 
 
 async def record_saved_card(
-    session: AsyncSession, stripe: StripeGateway, user: User, payment_method: dict[str, Any]
+    session: AsyncSession, stripe: StripeGateway, user: User, payment_method: StripePaymentMethod
 ) -> PaymentMethod | None:
     """Store the card a SetupIntent saved, once: a redelivered event finds its row; the
     same card (fingerprint) saved again keeps the first row and the new Stripe
     PaymentMethod is detached. The first card of a user becomes the default."""
     methods = PaymentMethodRepository(session)
     await methods.lock_user(user.id)
-    stripe_id = str(payment_method["id"])
+    stripe_id = payment_method.id
     existing = await methods.by_stripe_id(stripe_id)
     if existing is not None:
         return existing

@@ -63,6 +63,7 @@ from payments_api.stripe.errors import (
     PaymentProviderUnavailable,
 )
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.objects import Payout
 from payments_api.users.repository import UserRepository
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ class WithdrawalTransfer(StripeOperation[Withdrawal, dict[str, Any], Settled]):
             # Stripe answered and refused (e.g. insufficient platform balance, account
             # cannot receive): definite, so the money goes back.
             return "failed", "transfer_refused"
-        return "transferred", str(transfer["id"])
+        return "transferred", transfer.id
 
     async def _locked(self, session: AsyncSession, withdrawal_id: int) -> Withdrawal:
         withdrawal = await WithdrawalRepository(session).get(withdrawal_id, for_update=True)
@@ -415,8 +416,8 @@ class PayoutService(StripeFlow):
                 status=status,
                 starting_after=starting_after,
             )
-            has_more = bool(page.get("has_more"))
-            data = [_payout_read(p) for p in page.get("data", [])]
+            has_more = page.has_more
+            data = [_payout_read(p) for p in page.data]
         return PayoutList(
             data=data,
             has_more=has_more,
@@ -432,15 +433,15 @@ def _destination(account: PayoutAccount | None) -> str | None:
     return account.stripe_account_id
 
 
-def _payout_read(payout: dict[str, Any]) -> PayoutRead:
-    created = stripe_time(payout.get("created")) or utcnow()
+def _payout_read(payout: Payout) -> PayoutRead:
+    created = stripe_time(payout.created) or utcnow()
     return PayoutRead(
-        id=str(payout["id"]),
-        amount=int(payout["amount"]),
-        currency=str(payout["currency"]),
-        status=payout["status"],
-        arrival_date=stripe_time(payout.get("arrival_date")),
+        id=payout.id,
+        amount=payout.amount,
+        currency=payout.currency,
+        status=payout.status,
+        arrival_date=stripe_time(payout.arrival_date),
         created_at=created,
         created=created,
-        failure_code=payout.get("failure_code"),
+        failure_code=payout.failure_code,
     )

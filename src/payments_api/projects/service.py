@@ -52,6 +52,7 @@ from payments_api.projects.schemas import (
     SessionRead,
 )
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.objects import BalanceAmount
 from payments_api.users.models import User
 
 OPEN_SESSION_CONSTRAINT = "project_sessions_project_id_open_key"
@@ -88,15 +89,9 @@ def _aggregate_fields(aggregate: Aggregate, currency: str) -> dict[str, Any]:
     }
 
 
-def _amounts(entries: Any) -> list[MoneyRead]:
+def _amounts(entries: list[BalanceAmount]) -> list[MoneyRead]:
     """Stripe's ``[{amount, currency, source_types}]`` as our money, per currency."""
-    if not isinstance(entries, list):
-        return []
-    amounts = [
-        MoneyRead(amount=int(e["amount"]), currency=str(e["currency"]))
-        for e in entries
-        if isinstance(e, dict) and "amount" in e and "currency" in e
-    ]
+    amounts = [MoneyRead(amount=e.amount, currency=e.currency) for e in entries]
     return sorted(amounts, key=lambda m: m.currency)
 
 
@@ -268,7 +263,7 @@ class ProjectWalletService:
         if account is not None and account.stripe_account_id is not None:
             raw = await self.stripe.retrieve_balance(stripe_account=account.stripe_account_id)
             balance = ConnectedBalance(
-                available=_amounts(raw.get("available")), pending=_amounts(raw.get("pending"))
+                available=_amounts(raw.available), pending=_amounts(raw.pending)
             )
         return ProjectWalletRead(
             project_id=public_id(PROJECT_PREFIX, project.id),

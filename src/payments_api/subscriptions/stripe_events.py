@@ -19,6 +19,7 @@ from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.objects import ChargeWithFee
 from payments_api.stripe.refs import stripe_id
 from payments_api.subscriptions.models import Subscription, SubscriptionInvoice
 from payments_api.subscriptions.repository import (
@@ -246,7 +247,7 @@ class SubscriptionEvents:
             user_ids=[subscription.user_id],
         )
 
-    async def _payment_of(self, row: SubscriptionInvoice) -> dict[str, Any] | None:
+    async def _payment_of(self, row: SubscriptionInvoice) -> ChargeWithFee | None:
         """The charge that paid the invoice (its balance transaction expanded), and its
         ids kept on the row; None when the invoice was paid without a charge."""
         charge_id = await self.stripe.invoice_charge(row.stripe_invoice_id)
@@ -254,25 +255,23 @@ class SubscriptionEvents:
             return None
         charge = await self.stripe.retrieve_charge_with_fee(charge_id)
         row.stripe_charge_id = charge_id
-        row.stripe_payment_intent_id = stripe_id(charge.get("payment_intent")) or (
-            row.stripe_payment_intent_id
-        )
+        row.stripe_payment_intent_id = charge.payment_intent or (row.stripe_payment_intent_id)
         return charge
 
     async def record_fee(
-        self, row: SubscriptionInvoice, charge: dict[str, Any], reference: str
+        self, row: SubscriptionInvoice, charge: ChargeWithFee, reference: str
     ) -> None:
         charge_id = row.stripe_charge_id
-        transaction = charge.get("balance_transaction")
-        if not isinstance(transaction, dict) or not transaction.get("fee"):
+        transaction = charge.balance_transaction
+        if transaction is None or not transaction.fee:
             return  # not settled yet; reconciliation sees it later
-        fee = int(transaction["fee"])
-        currency = str(transaction.get("currency") or row.currency)
+        fee = transaction.fee
+        currency = transaction.currency or row.currency
         await self.ledger.post(
             ledger_service.NewTransaction(
                 type="processing_fee",
                 cause_type=CauseType.stripe_event,
-                cause_key=f"stripe:fee:{transaction['id']}",
+                cause_key=f"stripe:fee:{transaction.id}",
                 description=f"Stripe fee for invoice {row.stripe_invoice_id} of {reference}",
                 metadata={"invoice": row.stripe_invoice_id, "charge": charge_id},
                 postings=[
