@@ -5,26 +5,12 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.kit.row_repository import RowRepository
 from payments_api.orders.models import DiscountCode, Order, Price
 
 
-class OrderRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def add(self, order: Order) -> Order:
-        self.session.add(order)
-        await self.session.flush()
-        return order
-
-    async def get(self, order_id: int, *, for_update: bool = False) -> Order | None:
-        stmt = select(Order).where(Order.id == order_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        result: Order | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
-        )
-        return result
+class OrderRepository(RowRepository[Order]):
+    model = Order
 
     async def escrow_funding(self, escrow_id: int, *, for_update: bool = False) -> Order | None:
         """The confirmed card payment of an escrow (purpose ``escrow``), if any."""
@@ -39,24 +25,18 @@ class OrderRepository:
             .order_by(Order.id)
             .limit(1)
         )
-        if for_update:
-            stmt = stmt.with_for_update()
-        result: Order | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
-        )
-        return result
+        return await self.one(stmt, for_update=for_update)
 
     async def get_for_user(self, user_id: str, order_id: int) -> Order | None:
-        result: Order | None = await self.session.scalar(
-            select(Order).where(Order.id == order_id, Order.user_id == user_id)
+        return await self.one(
+            select(Order).where(Order.id == order_id, Order.user_id == user_id), fresh=False
         )
-        return result
 
     async def by_idempotency_key(self, user_id: str, key: str) -> Order | None:
-        result: Order | None = await self.session.scalar(
-            select(Order).where(Order.user_id == user_id, Order.idempotency_key == key)
+        return await self.one(
+            select(Order).where(Order.user_id == user_id, Order.idempotency_key == key),
+            fresh=False,
         )
-        return result
 
     async def by_stripe_ids(
         self,
@@ -74,28 +54,15 @@ class OrderRepository:
             conditions.append(Order.stripe_checkout_session_id == checkout_session_id)
         if payment_intent_id:
             conditions.append(Order.stripe_payment_intent_id == payment_intent_id)
-        for condition in conditions:
-            result: Order | None = await self.session.scalar(
-                select(Order)
-                .where(condition)
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            )
-            if result is not None:
-                return result
-        return None
+        return await self.first_locked(conditions)
 
     async def page(self, user_id: str, *, limit: int, before_id: int | None) -> list[Order]:
-        stmt = select(Order).where(Order.user_id == user_id).order_by(Order.id.desc())
-        if before_id is not None:
-            stmt = stmt.where(Order.id < before_id)
-        return list((await self.session.scalars(stmt.limit(limit))).all())
+        return await self.newest_first(Order.user_id == user_id, limit=limit, before_id=before_id)
 
     async def page_needing_review(self, *, limit: int, before_id: int | None) -> list[Order]:
-        stmt = select(Order).where(Order.status == "needs_review").order_by(Order.id.desc())
-        if before_id is not None:
-            stmt = stmt.where(Order.id < before_id)
-        return list((await self.session.scalars(stmt.limit(limit))).all())
+        return await self.newest_first(
+            Order.status == "needs_review", limit=limit, before_id=before_id
+        )
 
 
 class CatalogRepository:
