@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.kit.idempotency import add_once, fingerprint, same_request
+from payments_api.kit.idempotency import add_once, fingerprint
 from payments_api.kit.pagination import parse_public_id, public_id
 from payments_api.kit.stripe_operation import call_and_settle
 from payments_api.orders.confirmation import PayInConfirmation
@@ -107,11 +107,7 @@ class PayInService(CallerStripeFlow):
                     raise UserNotFound("No such user.")
                 user = target
             orders = OrderRepository(session)
-            existing = same_request(
-                await orders.by_idempotency_key(user.id, idempotency_key),
-                request_fingerprint,
-                "This Idempotency-Key was used for a different payment.",
-            )
+            existing = await orders.earlier_payment(user.id, idempotency_key, request_fingerprint)
             if existing is not None:
                 return existing, user
             order: Order = await build(session, user)
