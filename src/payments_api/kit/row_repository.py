@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Select, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 RowT = TypeVar("RowT")
+FoundT = TypeVar("FoundT")
 
 
 class RowRepository(Generic[RowT]):
@@ -35,11 +36,14 @@ class RowRepository(Generic[RowT]):
         return row
 
     async def get(self, row_id: int, *, for_update: bool = False) -> RowT | None:
-        return await self.one(select(self.model).where(self._id == row_id), for_update=for_update)
+        found: RowT | None = await self.one(
+            select(self.model).where(self._id == row_id), for_update=for_update
+        )
+        return found
 
     async def one(
-        self, stmt: Select[Any], *, for_update: bool = False, fresh: bool = True
-    ) -> RowT | None:
+        self, stmt: Select[FoundT], *, for_update: bool = False, fresh: bool = True
+    ) -> FoundT | None:
         """The row ``stmt`` selects, or None. ``for_update`` locks it; ``fresh``
         (populate_existing) overwrites a copy the session already holds with what the
         database has, so a row read after a lock is never a stale one."""
@@ -47,13 +51,15 @@ class RowRepository(Generic[RowT]):
             stmt = stmt.with_for_update()
         if fresh:
             stmt = stmt.execution_options(populate_existing=True)
-        result: RowT | None = await self.session.scalar(stmt)
+        result: FoundT | None = await self.session.scalar(stmt)
         return result
 
     async def first_locked(self, conditions: Iterable[ColumnElement[bool]]) -> RowT | None:
         """The first row found, locked, trying each condition in turn."""
         for condition in conditions:
-            found = await self.one(select(self.model).where(condition), for_update=True)
+            found: RowT | None = await self.one(
+                select(self.model).where(condition), for_update=True
+            )
             if found is not None:
                 return found
         return None

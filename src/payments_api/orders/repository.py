@@ -3,7 +3,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.kit.idempotency import same_request
 from payments_api.kit.row_repository import RowRepository
@@ -78,30 +77,23 @@ class OrderRepository(RowRepository[Order]):
         )
 
 
-class CatalogRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class CatalogRepository(RowRepository[Price]):
+    model = Price
 
     async def active_price(self, lookup_key: str) -> Price | None:
-        result: Price | None = await self.session.scalar(
-            select(Price).where(Price.lookup_key == lookup_key, Price.active.is_(True))
+        return await self.one(
+            select(Price).where(Price.lookup_key == lookup_key, Price.active.is_(True)),
+            fresh=False,
         )
-        return result
 
     async def prices(self) -> list[Price]:
         return list((await self.session.scalars(select(Price).order_by(Price.id))).all())
 
     async def price_by_key(self, lookup_key: str) -> Price | None:
-        result: Price | None = await self.session.scalar(
-            select(Price).where(Price.lookup_key == lookup_key)
-        )
-        return result
+        return await self.one(select(Price).where(Price.lookup_key == lookup_key), fresh=False)
 
     async def discount_by_code(self, code: str) -> DiscountCode | None:
-        result: DiscountCode | None = await self.session.scalar(
-            select(DiscountCode).where(DiscountCode.code == code)
-        )
-        return result
+        return await self.one(select(DiscountCode).where(DiscountCode.code == code), fresh=False)
 
     async def redeem_discount(self, code: str, now: datetime) -> DiscountCode | None:
         """Take one use of a code atomically; None when unknown, outside its window,
