@@ -20,13 +20,14 @@ The wallet is credited only by Stripe's events (``PayInConfirmation``), never he
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.kit.idempotency import add_once, fingerprint, same_request
+from payments_api.kit.idempotency import add_once, fingerprint
 from payments_api.kit.pagination import parse_public_id, public_id
 from payments_api.kit.stripe_operation import call_and_settle
 from payments_api.orders.confirmation import PayInConfirmation
@@ -55,6 +56,9 @@ from payments_api.users.customers import ensure_customer
 from payments_api.users.errors import UserNotFound
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
+
+AnswerT = TypeVar("AnswerT")
+ResultT = TypeVar("ResultT")
 
 
 def _origin(url: str) -> str | None:
@@ -104,11 +108,7 @@ class PayInService(CallerStripeFlow):
                     raise UserNotFound("No such user.")
                 user = target
             orders = OrderRepository(session)
-            existing = same_request(
-                await orders.by_idempotency_key(user.id, idempotency_key),
-                request_fingerprint,
-                "This Idempotency-Key was used for a different payment.",
-            )
+            existing = await orders.earlier_payment(user.id, idempotency_key, request_fingerprint)
             if existing is not None:
                 return existing, user
             order: Order = await build(session, user)
@@ -132,6 +132,25 @@ class PayInService(CallerStripeFlow):
                 setattr(order, name, value)
         order.updated_at = self.now()
         return order
+
+    async def _create_at_stripe(
+        self,
+        operation: str,
+        order_id: int,
+        create: Callable[..., Awaitable[AnswerT]],
+        params: dict[str, Any],
+        settle: Callable[[AsyncSession, AnswerT], Awaitable[ResultT]],
+    ) -> ResultT:
+        """Steps 2 and 3: ``create`` the order's Stripe object from ``params`` under the
+        order's key for ``operation`` (a retry reaches the same object), then ``settle``
+        Stripe's answer in a new short transaction."""
+        return await call_and_settle(
+            self.sessionmaker,
+            operation,
+            order_id,
+            lambda key: create(params, idempotency_key=key),
+            settle,
+        )
 
     # -- checkout --------------------------------------------------------------------------
     async def create_checkout(
@@ -188,12 +207,8 @@ class PayInService(CallerStripeFlow):
                     stripe_payment_intent_id=checkout.payment_intent,
                 )
 
-            order = await call_and_settle(
-                self.sessionmaker,
-                "checkout_session",
-                order.id,
-                lambda key: self.stripe.create_checkout_session(params, idempotency_key=key),
-                record,
+            order = await self._create_at_stripe(
+                "checkout_session", order.id, self.stripe.create_checkout_session, params, record
             )
         return CheckoutSessionRead(
             id=order.stripe_checkout_session_id or "",
@@ -295,12 +310,8 @@ class PayInService(CallerStripeFlow):
             await self._record(session, order.id, stripe_payment_intent_id=intent.id)
             return intent
 
-        intent = await call_and_settle(
-            self.sessionmaker,
-            "payment_intent",
-            order.id,
-            lambda key: self.stripe.create_payment_intent(params, idempotency_key=key),
-            record,
+        intent = await self._create_at_stripe(
+            "payment_intent", order.id, self.stripe.create_payment_intent, params, record
         )
         return TopupRead(
             payment_intent_id=intent.id,
@@ -331,11 +342,11 @@ class PayInService(CallerStripeFlow):
         )
         if order.off_session:
             params["off_session"] = True
-        result = await call_and_settle(
-            self.sessionmaker,
+        result = await self._create_at_stripe(
             "payment_intent",
             order.id,
-            lambda key: self.stripe.create_confirmed_payment_intent(params, idempotency_key=key),
+            self.stripe.create_confirmed_payment_intent,
+            params,
             lambda session, answer: self._settle_confirmation(session, order.id, answer),
         )
         if isinstance(result, str):

@@ -34,7 +34,7 @@ from payments_api.earnings.models import EarningSource
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountOutOfRange, check_limits
 from payments_api.kit.clock import utcnow
-from payments_api.kit.idempotency import add_once, fingerprint, same_request
+from payments_api.kit.idempotency import add_once, fingerprint
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
@@ -99,11 +99,7 @@ class WalletPayments:
         request_fingerprint = fingerprint(body.model_dump(mode="json"))
         user = await UserRepository(self.session).upsert_from_principal(self.principal)
         orders = OrderRepository(self.session)
-        existing = same_request(
-            await orders.by_idempotency_key(user.id, idempotency_key),
-            request_fingerprint,
-            "This Idempotency-Key was used for a different payment.",
-        )
+        existing = await orders.earlier_payment(user.id, idempotency_key, request_fingerprint)
         if existing is not None:
             return order_read(existing), True
         now = utcnow()
