@@ -33,8 +33,6 @@ one, or a chargeback back to an inquiry) is logged and acknowledged, never retri
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,14 +47,13 @@ from payments_api.disputes.schemas import DisputeList, DisputeRead
 from payments_api.disputes.wallet_entries import wallet_credit, wallet_debit
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
-from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.kit.stripe_settlement import StripeSettlement
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.shapes import move
 from payments_api.orders.models import Order
 from payments_api.orders.repository import OrderRepository
-from payments_api.stripe.gateway import StripeGateway
 from payments_api.stripe.objects import Dispute as StripeDispute
 from payments_api.stripe.objects import DisputeFunds
 from payments_api.users.repository import UserRepository
@@ -107,20 +104,16 @@ def _platform(kind: AccountKind, currency: str) -> ledger_service.AccountRef:
     return ledger_service.AccountRef.platform(kind, currency)
 
 
-class DisputeSettlement:
+class DisputeSettlement(StripeSettlement):
     """Applies Stripe's dispute events: the only code that moves disputed money."""
 
-    def __init__(
-        self, session: AsyncSession, stripe: StripeGateway, *, now: Callable[[], datetime] = utcnow
-    ) -> None:
-        self.session = session
-        self.stripe = stripe
-        self.now = now
-        self.disputes = DisputeRepository(session)
-        self.orders = OrderRepository(session)
-        self.users = UserRepository(session)
-        self.ledger = ledger_service.LedgerService(session)
-        self.invoices = InvoiceDisputes(session, self.ledger)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.disputes = DisputeRepository(self.session)
+        self.orders = OrderRepository(self.session)
+        self.users = UserRepository(self.session)
+        self.ledger = ledger_service.LedgerService(self.session)
+        self.invoices = InvoiceDisputes(self.session, self.ledger)
 
     async def apply(self, event: StripeEvent, data: StripeDispute) -> Dispute | None:
         """Converge our dispute and the ledger to ``data``, the dispute in ``event``."""
