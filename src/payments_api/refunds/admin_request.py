@@ -11,7 +11,7 @@ two-phase variants (orders, invoices): reserve, ask Stripe, apply its answer.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.audit.repository import AuditLogRepository
 from payments_api.auth import Principal
 from payments_api.kit.idempotency import Fingerprinted, add_once, fingerprint, same_request
+from payments_api.orders.purposes import StripeRefundOptions
 from payments_api.refunds.schemas import RefundCreate, RefundRead
 from payments_api.refunds.two_phase import RowT as TwoPhaseRowT
-from payments_api.refunds.two_phase import TwoPhaseRefunds, answer_known
+from payments_api.refunds.two_phase import StripeRefundRequest, TwoPhaseRefunds, answer_known
 from payments_api.users.repository import UserRepository
 
 RowT = TypeVar("RowT", bound=Fingerprinted)
@@ -108,9 +109,22 @@ class AdminRefundRequest:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class RefundedPayment:
+    """The Stripe payment a refund goes back to, what the Stripe Refund's metadata says
+    of it (besides our refund's id) and what Stripe is asked besides."""
+
+    payment_intent: str
+    metadata: dict[str, str]
+    options: StripeRefundOptions = field(default_factory=StripeRefundOptions)
+
+
 class AdminRefunds(TwoPhaseRefunds[TwoPhaseRowT], ABC):
     """A two-phase variant's admin refunds: step 1 is the variant's (:meth:`reserve`),
     then Stripe is asked and its answer applied (:meth:`TwoPhaseRefunds.submit_reserved`)."""
+
+    table = "refund"
+    """Our refunds' table: the Stripe Refund's key scope and metadata (``<table>_id``)."""
 
     async def create(
         self,
@@ -145,3 +159,26 @@ class AdminRefunds(TwoPhaseRefunds[TwoPhaseRowT], ABC):
 
     @abstractmethod
     async def read(self, refund: TwoPhaseRowT) -> RefundRead: ...
+
+    @abstractmethod
+    async def refunded_payment(
+        self, session: AsyncSession, refund: TwoPhaseRowT
+    ) -> RefundedPayment: ...
+
+    async def stripe_request(
+        self, session: AsyncSession, refund: TwoPhaseRowT
+    ) -> StripeRefundRequest:
+        """The Stripe Refund of ``refund``'s payment: its metadata names our row
+        (``<table>_id``, how recovery finds it), its key is ``<table>:<id>``."""
+        paid = await self.refunded_payment(session, refund)
+        key, ours = f"{self.table}_id", str(refund.id)
+        return StripeRefundRequest(
+            payment_intent=paid.payment_intent,
+            amount=refund.amount,
+            reason=refund.reason,
+            metadata={key: ours, **paid.metadata},
+            key_scope=self.table,
+            key_id=refund.id,
+            match=(key, ours),
+            options=paid.options,
+        )

@@ -42,6 +42,7 @@ from payments_api.refunds.admin_request import (
     AdminRefundRequest,
     AdminRefunds,
     RefundAsk,
+    RefundedPayment,
 )
 from payments_api.refunds.invoice_models import InvoiceRefund
 from payments_api.refunds.invoice_repository import InvoiceLookup, InvoiceRefundRepository
@@ -53,7 +54,6 @@ from payments_api.refunds.invoice_settlement import (
 )
 from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
 from payments_api.refunds.two_phase import (
-    StripeRefundRequest,
     amount_to_refund,
     hold_transaction,
     user_account,
@@ -87,6 +87,7 @@ class InvoiceRefundService(AdminRefunds[InvoiceRefund]):
     """Admin refunds of invoices: reserve, ask Stripe, apply the answer."""
 
     label = "invoice refund"
+    table = "invoice_refund"
     public_prefix = INVOICE_REFUND_PREFIX
 
     async def read(self, refund: InvoiceRefund) -> RefundRead:
@@ -235,21 +236,14 @@ class InvoiceRefundService(AdminRefunds[InvoiceRefund]):
     def settlement(self, session: AsyncSession) -> InvoiceRefundSettlement:
         return InvoiceRefundSettlement(session, self.stripe, now=self.now)
 
-    async def stripe_request(
+    async def refunded_payment(
         self, session: AsyncSession, refund: InvoiceRefund
-    ) -> StripeRefundRequest:
+    ) -> RefundedPayment:
         invoice = await InvoiceLookup(session).get(refund.invoice_id)
         if invoice is None or invoice.stripe_payment_intent_id is None:  # pragma: no cover
             raise RuntimeError(f"invoice refund {refund.id} has no payment to refund")
-        return StripeRefundRequest(
-            payment_intent=invoice.stripe_payment_intent_id,
-            amount=refund.amount,
-            reason=refund.reason,
-            metadata={"invoice_refund_id": str(refund.id), "invoice": invoice.stripe_invoice_id},
-            key_scope="invoice_refund",
-            key_id=refund.id,
-            match=("invoice_refund_id", str(refund.id)),
-        )
+        metadata = {"invoice": invoice.stripe_invoice_id}
+        return RefundedPayment(invoice.stripe_payment_intent_id, metadata)
 
     async def stuck(self, session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
         return await InvoiceRefundRepository(session).stuck(cutoff, limit)

@@ -58,6 +58,20 @@ def credit_to_take_back(order: Order, refunded_after: int) -> int:
     return max(0, target - order.credit_taken_back_amount)
 
 
+def order_refund(order: Order, amount: int, *, status: str, origin: str, **columns: Any) -> Refund:
+    """A new refund of ``amount`` of ``order``, to the customer who paid it, in its
+    currency; ``columns`` are the rest of the row."""
+    return Refund(
+        order_id=order.id,
+        user_id=order.user_id,
+        amount=amount,
+        currency=order.currency,
+        status=status,
+        origin=origin,
+        **columns,
+    )
+
+
 def order_snapshot(order: Order, in_flight: int) -> dict[str, Any]:
     return {
         "id": public_id(ORDER_PREFIX, order.id),
@@ -157,11 +171,9 @@ async def reserve_order(
             requested=amount,
             currency=order.currency,
         )
-    refund = Refund(
-        order_id=order.id,
-        user_id=order.user_id,
-        amount=amount,
-        currency=order.currency,
+    refund = order_refund(
+        order,
+        amount,
         status="pending",
         origin="admin",
         hold_amount=amount if terms.from_wallet else credit,

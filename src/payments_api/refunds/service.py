@@ -63,6 +63,7 @@ from payments_api.refunds.admin_request import (
     AdminRefundRequest,
     AdminRefunds,
     RefundAsk,
+    RefundedPayment,
 )
 from payments_api.refunds.escrow_refunds import (
     ESCROW_PREFIX,
@@ -227,20 +228,13 @@ class RefundService(AdminRefunds[Refund]):
     def settlement(self, session: AsyncSession) -> RefundSettlement:
         return RefundSettlement(session, self.stripe, now=self.now)
 
-    async def stripe_request(self, session: AsyncSession, refund: Refund) -> StripeRefundRequest:
+    async def refunded_payment(self, session: AsyncSession, refund: Refund) -> RefundedPayment:
         order = await OrderRepository(session).get(refund.order_id)
         if order is None or order.stripe_payment_intent_id is None:  # pragma: no cover
             raise RuntimeError(f"refund {refund.id} has no payment to refund")
-        return StripeRefundRequest(
-            payment_intent=order.stripe_payment_intent_id,
-            amount=refund.amount,
-            reason=refund.reason,
-            metadata={"refund_id": str(refund.id), "order_id": str(refund.order_id)},
-            key_scope="refund",
-            key_id=refund.id,
-            match=("refund_id", str(refund.id)),
-            options=await PURPOSES.get(order.purpose).stripe_refund_options(session, order),
-        )
+        options = await PURPOSES.get(order.purpose).stripe_refund_options(session, order)
+        metadata = {"order_id": str(refund.order_id)}
+        return RefundedPayment(order.stripe_payment_intent_id, metadata, options)
 
     async def before_stripe(self, refund: Refund, request: StripeRefundRequest) -> None:
         account = request.options.payee_account

@@ -23,7 +23,12 @@ from payments_api.orders.refund_repository import RefundRepository
 from payments_api.refunds import metrics
 from payments_api.refunds.admin_request import AdminRefundRequest
 from payments_api.refunds.reads import REFUND_PREFIX
-from payments_api.refunds.reservation import credit_to_take_back, freeze_for_refund, order_snapshot
+from payments_api.refunds.reservation import (
+    credit_to_take_back,
+    freeze_for_refund,
+    order_refund,
+    order_snapshot,
+)
 from payments_api.refunds.schemas import RefundCreate
 from payments_api.refunds.settlement import (
     REFUNDABLE_STATUSES,
@@ -110,11 +115,9 @@ async def refund_to_wallet(
             credit_to_take_back=credit,
             currency=currency,
         )
-    refund = Refund(
-        order_id=order.id,
-        user_id=order.user_id,
-        amount=amount,
-        currency=currency,
+    refund = order_refund(
+        order,
+        amount,
         status="succeeded",
         origin="admin",
         hold_amount=0,
