@@ -51,6 +51,7 @@ from payments_api.orders.refund_repository import (
     WalletRefundRepository,
 )
 from payments_api.refunds import metrics
+from payments_api.refunds.reservation import order_refund
 from payments_api.refunds.schemas import WalletRefundCreate, WalletRefundList, WalletRefundRead
 from payments_api.refunds.service import RefundService
 from payments_api.refunds.wallet_refunds import WALLET_REFUND_PREFIX, wallet_refund_read
@@ -163,11 +164,9 @@ class CashoutService(StripeFlow):
                     break
                 share = min(left, room)
                 left -= share
-                part = Refund(
-                    order_id=order.id,
-                    user_id=user.id,
-                    amount=share,
-                    currency=currency,
+                part = order_refund(
+                    order,
+                    share,
                     status="pending",
                     origin="wallet",
                     reason="requested_by_customer",
