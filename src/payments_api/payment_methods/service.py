@@ -20,7 +20,9 @@ from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountNotInSteps, check_limits
 from payments_api.kit.clock import utcnow
-from payments_api.kit.pagination import parse_public_id, public_id
+from payments_api.kit.lookups import by_public_id
+from payments_api.kit.pagination import public_id
+from payments_api.kit.reads import read_of
 from payments_api.kit.stripe_operation import call_and_settle, call_with_key
 from payments_api.money import charge_step
 from payments_api.payment_methods.errors import PaymentMethodDetached, PaymentMethodNotFound
@@ -48,31 +50,28 @@ PAYMENT_METHOD_PREFIX = "pmt"
 
 
 def payment_method_read(method: PaymentMethod) -> PaymentMethodRead:
-    return PaymentMethodRead(
+    return read_of(
+        PaymentMethodRead,
+        method,
         id=public_id(PAYMENT_METHOD_PREFIX, method.id),
-        brand=method.brand,
-        last4=method.last4,
-        exp_month=method.exp_month,
-        exp_year=method.exp_year,
-        is_default=method.is_default,
         status="active" if method.status == "active" else "detached",
-        created_at=method.created_at,
-        detached_at=method.detached_at,
     )
 
 
 def auto_reload_read(row: AutoReload) -> AutoReloadRead:
-    return AutoReloadRead(
-        currency=row.currency,
-        threshold=row.threshold,
-        amount=row.amount,
-        enabled=row.enabled,
-        below=row.below,
+    return read_of(AutoReloadRead, row)
+
+
+async def emit_card_event(session: AsyncSession, event: EventType, method: PaymentMethod) -> None:
+    """Tell the card's owner what happened to it (``payment_method.saved``/``.detached``),
+    once per card and event type."""
+    await emit(
+        session,
+        event,
+        payment_method_read(method),
+        change_key=f"payment_method:{method.id}:{event.value.removeprefix('payment_method.')}",
+        user_ids=[method.user_id],
     )
-
-
-def parse_payment_method_id(value: str) -> int | None:
-    return parse_public_id(PAYMENT_METHOD_PREFIX, value)
 
 
 class PaymentMethodService:
@@ -145,15 +144,12 @@ class PaymentMethodManager:
         )
 
     async def _owned(self, user: User, method_id: str, *, for_update: bool) -> PaymentMethod:
-        number = parse_payment_method_id(method_id)
-        method = (
-            await self.methods.get_for_user(user.id, number, for_update=for_update)
-            if number
-            else None
+        return await by_public_id(
+            PAYMENT_METHOD_PREFIX,
+            method_id,
+            lambda number: self.methods.get_for_user(user.id, number, for_update=for_update),
+            PaymentMethodNotFound,
         )
-        if method is None:
-            raise PaymentMethodNotFound()
-        return method
 
     async def make_default(self, user: User, method_id: str) -> PaymentMethodRead:
         await self.methods.lock_user(user.id)
@@ -205,13 +201,7 @@ class PaymentMethodManager:
                 if remaining:
                     remaining[0].is_default = True
                     await self.session.flush()
-            await emit(
-                self.session,
-                EventType.payment_method_detached,
-                payment_method_read(method),
-                change_key=f"payment_method:{method.id}:detached",
-                user_ids=[user.id],
-            )
+            await emit_card_event(self.session, EventType.payment_method_detached, method)
         return method
 
 
@@ -303,11 +293,5 @@ async def record_saved_card(
     session.add(method)
     await session.flush()
     await session.refresh(method)
-    await emit(
-        session,
-        EventType.payment_method_saved,
-        payment_method_read(method),
-        change_key=f"payment_method:{method.id}:saved",
-        user_ids=[user.id],
-    )
+    await emit_card_event(session, EventType.payment_method_saved, method)
     return method

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.auth import Principal
 from payments_api.kit.clock import utcnow
-from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.kit.lookups import by_public_id
+from payments_api.kit.pagination import parse_cursor, public_id
 from payments_api.kit.reads import read_of
 from payments_api.money import MoneyRead
 from payments_api.payout_accounts.repository import PayoutAccountRepository
@@ -67,13 +68,15 @@ def project_read(project: Project, open_session_id: int | None) -> ProjectRead:
     )
 
 
+def _session_ids(row: ProjectSession) -> dict[str, str]:
+    return {
+        "id": public_id(SESSION_PREFIX, row.id),
+        "project_id": public_id(PROJECT_PREFIX, row.project_id),
+    }
+
+
 def session_read(row: ProjectSession) -> SessionRead:
-    return read_of(
-        SessionRead,
-        row,
-        id=public_id(SESSION_PREFIX, row.id),
-        project_id=public_id(PROJECT_PREFIX, row.project_id),
-    )
+    return read_of(SessionRead, row, **_session_ids(row))
 
 
 def _aggregate_fields(aggregate: Aggregate, currency: str) -> dict[str, Any]:
@@ -104,11 +107,13 @@ class ProjectService:
         self.now = now
 
     async def _owned(self, user: User, project_id: str, *, for_update: bool = False) -> Project:
-        number = parse_public_id(PROJECT_PREFIX, project_id)
-        project = (
-            await self.repository.get(number, for_update=for_update) if number is not None else None
+        project = await by_public_id(
+            PROJECT_PREFIX,
+            project_id,
+            lambda number: self.repository.get(number, for_update=for_update),
+            ProjectNotFound,
         )
-        if project is None or project.owner_id != user.id:
+        if project.owner_id != user.id:
             raise ProjectNotFound()
         return project
 
@@ -158,6 +163,17 @@ class ProjectService:
 
     # --- sessions ------------------------------------------------------------------------
 
+    async def _session(
+        self, user: User, project_id: str, session_id: str, *, for_update: bool = False
+    ) -> ProjectSession:
+        project = await self._owned(user, project_id)
+        return await by_public_id(
+            SESSION_PREFIX,
+            session_id,
+            lambda number: self.repository.get_session(project.id, number, for_update=for_update),
+            SessionNotFound,
+        )
+
     async def open_session(self, user: User, project_id: str, body: SessionCreate) -> SessionRead:
         """Open an earning window now; one at a time per project (the database's partial
         unique index settles concurrent calls)."""
@@ -188,15 +204,7 @@ class ProjectService:
 
     async def close_session(self, user: User, project_id: str, session_id: str) -> SessionRead:
         """Close an earning window. Closing a closed one changes nothing (safe to retry)."""
-        project = await self._owned(user, project_id)
-        number = parse_public_id(SESSION_PREFIX, session_id)
-        row = (
-            await self.repository.get_session(project.id, number, for_update=True)
-            if number is not None
-            else None
-        )
-        if row is None:
-            raise SessionNotFound()
+        row = await self._session(user, project_id, session_id, for_update=True)
         if row.status == "open":
             row.status = "closed"
             row.closed_at = self.now()
@@ -204,12 +212,7 @@ class ProjectService:
         return session_read(row)
 
     async def get_session(self, user: User, project_id: str, session_id: str) -> SessionRead:
-        project = await self._owned(user, project_id)
-        number = parse_public_id(SESSION_PREFIX, session_id)
-        row = await self.repository.get_session(project.id, number) if number else None
-        if row is None:
-            raise SessionNotFound()
-        return session_read(row)
+        return session_read(await self._session(user, project_id, session_id))
 
     async def list_sessions(
         self,
@@ -243,10 +246,9 @@ class ProjectWalletService:
     async def _authorize(session: AsyncSession, principal: Principal, project_id: str) -> Project:
         if not principal.has_role(PAYEE_ROLE):
             raise Forbidden("Project wallets need the payee role.")
-        number = parse_public_id(PROJECT_PREFIX, project_id)
-        project = await ProjectRepository(session).get(number) if number is not None else None
-        if project is None:
-            raise ProjectNotFound()
+        project = await by_public_id(
+            PROJECT_PREFIX, project_id, ProjectRepository(session).get, ProjectNotFound
+        )
         if project.owner_id != principal.sub:
             raise ProjectForbidden("This project is not yours.")
         return project
@@ -296,13 +298,10 @@ class ProjectWalletService:
             sums = await DirectPaymentRepository(session).session_aggregates([r.id for r in page])
         return SessionAggregateList(
             data=[
-                SessionAggregateRead(
-                    id=public_id(SESSION_PREFIX, row.id),
-                    project_id=public_id(PROJECT_PREFIX, row.project_id),
-                    title=row.title,
-                    status=row.status,
-                    opened_at=row.opened_at,
-                    closed_at=row.closed_at,
+                read_of(
+                    SessionAggregateRead,
+                    row,
+                    **_session_ids(row),
                     **_aggregate_fields(sums.get(row.id, Aggregate()), project.currency),
                 )
                 for row in page

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.kit.clock import utcnow
+from payments_api.kit.reads import read_of
 from payments_api.money import CurrencyError, normalize_currency
 from payments_api.stripe.gateway import StripeGateway
 from payments_api.stripe.refs import stripe_id
@@ -92,22 +93,19 @@ def price_values(price: dict[str, Any], state_at: int) -> dict[str, Any] | None:
 
 
 def plan_read(price: PlanPrice, product: PlanProduct) -> PlanRead:
-    return PlanRead(
+    """The price's own columns (currency, interval, …) and its product's name, family and
+    features."""
+    return read_of(
+        PlanRead,
+        price,
         price=price.stripe_price_id,
         product=product.stripe_product_id,
         name=product.name,
         description=product.description,
         family=product.family,
         amount=price.unit_amount,
-        currency=price.currency,
-        interval=price.interval,
-        interval_count=price.interval_count,
-        trial_period_days=price.trial_period_days,
-        lookup_key=price.lookup_key,
-        nickname=price.nickname,
         features=list(product.features or []),
         metadata={**(product.metadata_ or {}), **(price.metadata_ or {})},
-        monthly_credit=price.monthly_credit,
         active=price.active and product.active,
     )
 

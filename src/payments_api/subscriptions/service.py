@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
-from payments_api.kit.pagination import parse_public_id
+from payments_api.kit.lookups import by_public_id
 from payments_api.kit.stripe_operation import call_and_settle
 from payments_api.subscriptions.errors import (
     PlanChangeInvalid,
@@ -211,16 +211,14 @@ class SubscriptionService(CallerStripeFlow):
 
     # -- manage ---------------------------------------------------------------------------------
     async def _mine(self, subscription_id: str) -> Subscription:
-        number = parse_public_id(SUBSCRIPTION_PREFIX, subscription_id)
         async with self.sessionmaker.begin() as session:
-            row = (
-                await SubscriptionRepository(session).get_for_user(self.principal.sub, number)
-                if number is not None
-                else None
+            repository = SubscriptionRepository(session)
+            return await by_public_id(
+                SUBSCRIPTION_PREFIX,
+                subscription_id,
+                lambda number: repository.get_for_user(self.principal.sub, number),
+                SubscriptionNotFound,
             )
-        if row is None:
-            raise SubscriptionNotFound()
-        return row
 
     async def _update(
         self,
