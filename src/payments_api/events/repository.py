@@ -66,8 +66,8 @@ _CLAIM = text(
         WHERE d.id = due.id
         RETURNING d.id, d.event_id, d.endpoint_id, d.attempt_count
     )
-    SELECT claimed.id, claimed.event_id, claimed.endpoint_id, claimed.attempt_count,
-           e.type, e.created_at, e.user_ids, e.payload,
+    SELECT claimed.id, claimed.event_id, claimed.endpoint_id, claimed.attempt_count AS attempt,
+           e.type AS event_type, e.created_at AS event_created_at, e.user_ids, e.payload,
            w.url, w.secret,
            CASE WHEN w.previous_secret_expires_at > CAST(:now AS timestamptz)
                 THEN w.previous_secret END AS previous_secret
@@ -228,19 +228,11 @@ class EventRepository:
         ).one_or_none()
         if row is None:
             return None
-        secrets = [row.secret] + ([row.previous_secret] if row.previous_secret else [])
-        return ClaimedDelivery(
-            id=row.id,
-            event_id=row.event_id,
-            endpoint_id=row.endpoint_id,
-            attempt=row.attempt_count,
-            event_type=row.type,
-            event_created_at=row.created_at,
-            user_ids=list(row.user_ids),
-            payload=row.payload,
-            url=row.url,
-            secrets=secrets,
-        )
+        # The columns are named as ClaimedDelivery's fields, but for the two secrets.
+        delivery = dict(row._mapping)
+        secret, previous_secret = delivery.pop("secret"), delivery.pop("previous_secret")
+        secrets = [secret] + ([previous_secret] if previous_secret else [])
+        return ClaimedDelivery(**delivery, secrets=secrets)
 
     async def record_attempt(
         self,

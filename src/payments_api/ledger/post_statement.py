@@ -189,37 +189,25 @@ _HEAD = _row(
 )
 
 
+def _part_rows(cte: str, row_kind: str, *same_named: str, **renamed: str) -> str:
+    """The result rows of a part, one per row of its ``cte``: the columns
+    ``same_named`` there and in the result, and the ``renamed`` ones."""
+    return _row(
+        f"FROM {cte}", row_kind=f"'{row_kind}'", **{name: name for name in same_named}, **renamed
+    )
+
+
 _ALERTS = (
     CROSS_BALANCE_ALERTS_CTE.strip(),
-    _row(
-        "FROM alerts",
-        row_kind="'alert'",
-        user_id="user_id",
-        currency="currency",
-        amount="threshold",
-        available="available",
-        below="below",
-    ),
+    _part_rows("alerts", "alert", "user_id", "currency", "available", "below", amount="threshold"),
 )
 _RELOADS = (
     auto_reload.CROSS_CTE.strip(),
-    _row(
-        "FROM reloads",
-        row_kind="'reload'",
-        user_id="user_id",
-        currency="currency",
-        amount="amount",
-        below="below",
-    ),
+    _part_rows("reloads", "reload", "user_id", "currency", "amount", "below"),
 )
 _EVENT = (
     GATED_EVENT_CTES.strip(),
-    _row(
-        "FROM event",
-        row_kind="'event'",
-        id="event.id",
-        amount="(SELECT count(*) FROM deliveries)",
-    ),
+    _part_rows("event", "event", id="event.id", amount="(SELECT count(*) FROM deliveries)"),
 )
 
 
@@ -240,7 +228,7 @@ def post_statement(
     ctes = [_CHECKED.strip(), *(cte for cte, _ in parts)]
     selects = [
         _HEAD,
-        _row("FROM posted", row_kind="'posting'", id="id", account_id="account_id"),
+        _part_rows("posted", "posting", "id", "account_id"),
         *(select for _, select in parts if select is not None),
     ]
     return text("WITH " + ",\n".join(ctes) + "\n" + "\nUNION ALL\n".join(selects))
