@@ -34,8 +34,9 @@ from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountNotInSteps, check_limits
 from payments_api.kit.clock import stripe_time, utcnow
-from payments_api.kit.idempotency import add_once, fingerprint, same_request
+from payments_api.kit.idempotency import add_once
 from payments_api.kit.pagination import parse_cursor, public_id
+from payments_api.kit.reads import read_of
 from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.kit.stripe_operation import UNKNOWN, Attempt, StripeOperation, Unknown
 from payments_api.ledger import service as ledger_service
@@ -63,6 +64,7 @@ from payments_api.stripe.errors import (
     PaymentProviderUnavailable,
 )
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.users.keyed_requests import KeyedRequest
 from payments_api.users.repository import UserRepository
 
 log = logging.getLogger(__name__)
@@ -72,16 +74,7 @@ RECOVER_JOB = "payouts.recover"
 
 
 def withdrawal_read(row: Withdrawal) -> WithdrawalRead:
-    return WithdrawalRead(
-        id=public_id(WITHDRAWAL_PREFIX, row.id),
-        amount=row.amount,
-        currency=row.currency,
-        status=row.status,
-        failure_code=row.failure_code,
-        created_at=row.created_at,
-        transferred_at=row.transferred_at,
-        expected_arrival_date=row.expected_arrival_date,
-    )
+    return read_of(WithdrawalRead, row, id=public_id(WITHDRAWAL_PREFIX, row.id))
 
 
 def _ref(user_id: str, kind: AccountKind, currency: str) -> ledger_service.AccountRef:
@@ -102,23 +95,35 @@ async def _emit(session: AsyncSession, withdrawal: Withdrawal, type: EventType) 
     )
 
 
-async def _end_hold(
-    session: AsyncSession,
-    withdrawal: Withdrawal,
-    outcome: Literal["transferred", "failed"],
-    into: ledger_service.AccountRef,
-    now: datetime,
-    **metadata: str,
+Settled = tuple[Literal["transferred", "failed"], str]
+"""Stripe's definite answer: the Transfer's id, or why it was refused."""
+
+
+async def settle_withdrawal(
+    session: AsyncSession, withdrawal: Withdrawal, answer: Settled, now: datetime
 ) -> None:
-    """Stripe's definite answer: the withdrawal's held money leaves ``withdrawing`` for
-    ``into`` (once per outcome) and the withdrawal is retried no more."""
+    """Stripe's definite answer, once per withdrawal: the Transfer exists, so the held
+    money has left ``withdrawing`` for the connected account; or Stripe refused it, so
+    the held money goes back to available. Either way it is retried no more."""
+    if withdrawal.status != "pending":
+        return
+    outcome, detail = answer
+    transferred = outcome == "transferred"
+    into = (
+        _stripe_balance(withdrawal.currency)
+        if transferred
+        else _ref(withdrawal.user_id, AccountKind.available, withdrawal.currency)
+    )
     await ledger_service.LedgerService(session).post(
         ledger_service.NewTransaction(
             type=f"withdrawal_{outcome}",
             cause_type=CauseType.withdrawal,
             cause_key=f"withdrawal:{withdrawal.id}:{outcome}",
             description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} {outcome}",
-            metadata={"withdrawal_id": withdrawal.id, **metadata},
+            metadata={
+                "withdrawal_id": withdrawal.id,
+                "transfer" if transferred else "code": detail,
+            },
             postings=shapes.move(
                 withdrawal.amount,
                 out_of=_ref(withdrawal.user_id, AccountKind.withdrawing, withdrawal.currency),
@@ -129,43 +134,16 @@ async def _end_hold(
     withdrawal.status = outcome
     withdrawal.next_attempt_at = None
     withdrawal.updated_at = now
-
-
-async def mark_transferred(
-    session: AsyncSession, withdrawal: Withdrawal, transfer_id: str, now: datetime
-) -> None:
-    """The Transfer exists: the held money has left for the connected account."""
-    if withdrawal.status != "pending":
-        return
-    await _end_hold(
+    if transferred:
+        withdrawal.stripe_transfer_id = detail
+        withdrawal.transferred_at = now
+    else:
+        withdrawal.failure_code = detail[:64]
+    await _emit(
         session,
         withdrawal,
-        "transferred",
-        _stripe_balance(withdrawal.currency),
-        now,
-        transfer=transfer_id,
+        EventType.withdrawal_paid if transferred else EventType.withdrawal_failed,
     )
-    withdrawal.stripe_transfer_id = transfer_id
-    withdrawal.transferred_at = now
-    await _emit(session, withdrawal, EventType.withdrawal_paid)
-
-
-async def mark_failed(
-    session: AsyncSession, withdrawal: Withdrawal, code: str, now: datetime
-) -> None:
-    """Stripe refused the Transfer: the held money goes back to available."""
-    if withdrawal.status != "pending":
-        return
-    await _end_hold(
-        session,
-        withdrawal,
-        "failed",
-        _ref(withdrawal.user_id, AccountKind.available, withdrawal.currency),
-        now,
-        code=code,
-    )
-    withdrawal.failure_code = code[:64]
-    await _emit(session, withdrawal, EventType.withdrawal_failed)
 
 
 async def apply_reversal(
@@ -198,10 +176,6 @@ async def apply_reversal(
     withdrawal.amount_reversed += delta
     withdrawal.status = "reversed"
     withdrawal.updated_at = now
-
-
-Settled = tuple[Literal["transferred", "failed"], str]
-"""Stripe's definite answer: the Transfer's id, or why it was refused."""
 
 
 class WithdrawalTransfer(StripeOperation[Withdrawal, dict[str, Any], Settled]):
@@ -262,11 +236,7 @@ class WithdrawalTransfer(StripeOperation[Withdrawal, dict[str, Any], Settled]):
 
     async def settle(self, session: AsyncSession, row_id: int, answer: Settled) -> Withdrawal:
         withdrawal = await self._locked(session, row_id)
-        outcome, detail = answer
-        if outcome == "transferred":
-            await mark_transferred(session, withdrawal, detail, self.now())
-        else:
-            await mark_failed(session, withdrawal, detail, self.now())
+        await settle_withdrawal(session, withdrawal, answer, self.now())
         return withdrawal
 
     async def unknown(
@@ -314,15 +284,12 @@ class PayoutService(StripeFlow):
     ) -> Withdrawal:
         """Step 1: the pending withdrawal and its ledger hold, in one transaction."""
         self._check_limits(body.amount, body.currency)
-        request_fingerprint = fingerprint(body.model_dump(mode="json"))
+        keyed = KeyedRequest.of(
+            body, idempotency_key, "This Idempotency-Key was used for another request."
+        )
         async with self.transfers.reserve() as session:
-            user = await UserRepository(session).upsert_from_principal(principal)
             withdrawals = WithdrawalRepository(session)
-            existing = same_request(
-                await withdrawals.by_key(user.id, idempotency_key),
-                request_fingerprint,
-                "This Idempotency-Key was used for another request.",
-            )
+            user, existing = await keyed.caller_and_earlier(session, principal, withdrawals.by_key)
             if existing is not None:
                 return existing
             user = await UserRepository(session).get(user.id, for_update=True) or user
@@ -340,7 +307,7 @@ class PayoutService(StripeFlow):
                 status="pending",
                 stripe_account_id=destination,
                 idempotency_key=idempotency_key,
-                request_fingerprint=request_fingerprint,
+                request_fingerprint=keyed.fingerprint,
                 attempts=0,
                 amount_reversed=0,
                 expected_arrival_date=expected_arrival(

@@ -45,7 +45,7 @@ from payments_api.escrow.errors import EscrowNotFound
 from payments_api.escrow.models import Escrow, EscrowFunding, EscrowStatus
 from payments_api.escrow.repository import EscrowRepository
 from payments_api.escrow.service import EscrowService
-from payments_api.kit.idempotency import fingerprint, same_request
+from payments_api.kit.idempotency import fingerprint
 from payments_api.kit.pagination import parse_public_id, public_id
 from payments_api.orders.errors import OrderNotFound
 from payments_api.orders.purposes import PURPOSES, RefundTerms
@@ -70,6 +70,7 @@ from payments_api.refunds.settlement import RefundSettlement
 from payments_api.refunds.to_wallet import refund_to_wallet
 from payments_api.refunds.two_phase import StripeRefundRequest, TwoPhaseRefunds, answer_known
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
+from payments_api.users.keyed_requests import KeyedRequest
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
 
@@ -161,15 +162,15 @@ class RefundService(TwoPhaseRefunds[Refund]):
         request_id: str | None,
     ) -> Refund:
         """Step 1: check, write the pending refund and its hold, audit; one transaction."""
-        request_fingerprint = fingerprint(body.model_dump(mode="json"))
+        keyed = KeyedRequest.of(
+            body, idempotency_key, "This Idempotency-Key was used for another refund."
+        )
+        request_fingerprint = keyed.fingerprint
         order_number = parse_public_id(ORDER_PREFIX, body.order_id or "")
         async with self.sessionmaker.begin() as session:
-            actor = await UserRepository(session).upsert_from_principal(principal)
             refunds = RefundRepository(session)
-            existing = same_request(
-                await refunds.by_idempotency_key(actor.id, idempotency_key),
-                request_fingerprint,
-                "This Idempotency-Key was used for another refund.",
+            actor, existing = await keyed.caller_and_earlier(
+                session, principal, refunds.by_idempotency_key
             )
             if existing is not None:
                 return existing
