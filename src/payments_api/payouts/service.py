@@ -77,12 +77,41 @@ def withdrawal_read(row: Withdrawal) -> WithdrawalRead:
     return read_of(WithdrawalRead, row, id=public_id(WITHDRAWAL_PREFIX, row.id))
 
 
-def _ref(user_id: str, kind: AccountKind, currency: str) -> ledger_service.AccountRef:
-    return ledger_service.AccountRef.user(user_id, kind, currency)
+def _account(withdrawal: Withdrawal, kind: AccountKind) -> ledger_service.AccountRef:
+    """The withdrawal user's account of ``kind``, or the platform's Stripe balance."""
+    if kind is AccountKind.stripe_balance:
+        return ledger_service.AccountRef.platform(kind, withdrawal.currency)
+    return ledger_service.AccountRef.user(withdrawal.user_id, kind, withdrawal.currency)
 
 
-def _stripe_balance(currency: str) -> ledger_service.AccountRef:
-    return ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency)
+async def _move(
+    session: AsyncSession,
+    withdrawal: Withdrawal,
+    step: str,
+    amount: int,
+    route: tuple[AccountKind, AccountKind],
+    *,
+    description: str,
+    cause_type: CauseType = CauseType.withdrawal,
+    cause_key: str | None = None,
+    initiated_by: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Post the ledger transaction ``withdrawal_{step}``: ``amount`` of the withdrawal's
+    money moves along ``route`` (out of, into), once per ``cause_key`` (by default
+    ``withdrawal:{id}:{step}``)."""
+    out_of, into = (_account(withdrawal, kind) for kind in route)
+    await ledger_service.LedgerService(session).post(
+        ledger_service.NewTransaction(
+            type=f"withdrawal_{step}",
+            cause_type=cause_type,
+            cause_key=cause_key or f"withdrawal:{withdrawal.id}:{step}",
+            description=description,
+            metadata={"withdrawal_id": withdrawal.id, **(metadata or {})},
+            postings=shapes.move(amount, out_of=out_of, into=into),
+            initiated_by=initiated_by,
+        )
+    )
 
 
 async def _emit(session: AsyncSession, withdrawal: Withdrawal, type: EventType) -> None:
@@ -109,27 +138,15 @@ async def settle_withdrawal(
         return
     outcome, detail = answer
     transferred = outcome == "transferred"
-    into = (
-        _stripe_balance(withdrawal.currency)
-        if transferred
-        else _ref(withdrawal.user_id, AccountKind.available, withdrawal.currency)
-    )
-    await ledger_service.LedgerService(session).post(
-        ledger_service.NewTransaction(
-            type=f"withdrawal_{outcome}",
-            cause_type=CauseType.withdrawal,
-            cause_key=f"withdrawal:{withdrawal.id}:{outcome}",
-            description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} {outcome}",
-            metadata={
-                "withdrawal_id": withdrawal.id,
-                "transfer" if transferred else "code": detail,
-            },
-            postings=shapes.move(
-                withdrawal.amount,
-                out_of=_ref(withdrawal.user_id, AccountKind.withdrawing, withdrawal.currency),
-                into=into,
-            ),
-        )
+    into = AccountKind.stripe_balance if transferred else AccountKind.available
+    await _move(
+        session,
+        withdrawal,
+        outcome,
+        withdrawal.amount,
+        (AccountKind.withdrawing, into),
+        description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} {outcome}",
+        metadata={"transfer" if transferred else "code": detail},
     )
     withdrawal.status = outcome
     withdrawal.next_attempt_at = None
@@ -155,23 +172,16 @@ async def apply_reversal(
         raise RuntimeError(f"withdrawal {withdrawal.id} reversed before it was transferred")
     if delta <= 0:
         return
-    await ledger_service.LedgerService(session).post(
-        ledger_service.NewTransaction(
-            type="withdrawal_reversed",
-            cause_type=CauseType.stripe_event,
-            cause_key=f"withdrawal:{withdrawal.id}:reversed:{amount_reversed}",
-            description=f"Transfer of {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} reversed",
-            metadata={
-                "withdrawal_id": withdrawal.id,
-                "amount_reversed": amount_reversed,
-                "transfer": withdrawal.stripe_transfer_id,
-            },
-            postings=shapes.move(
-                delta,
-                out_of=_stripe_balance(withdrawal.currency),
-                into=_ref(withdrawal.user_id, AccountKind.available, withdrawal.currency),
-            ),
-        )
+    await _move(
+        session,
+        withdrawal,
+        "reversed",
+        delta,
+        (AccountKind.stripe_balance, AccountKind.available),
+        description=f"Transfer of {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} reversed",
+        cause_type=CauseType.stripe_event,
+        cause_key=f"withdrawal:{withdrawal.id}:reversed:{amount_reversed}",
+        metadata={"amount_reversed": amount_reversed, "transfer": withdrawal.stripe_transfer_id},
     )
     withdrawal.amount_reversed += delta
     withdrawal.status = "reversed"
@@ -273,7 +283,7 @@ class PayoutService(StripeFlow):
             withdrawal = await self.transfer_and_settle(withdrawal.id)
         async with self.sessionmaker() as session:
             available = await ledger_service.LedgerService(session).balance_of(
-                _ref(withdrawal.user_id, AccountKind.available, withdrawal.currency)
+                _account(withdrawal, AccountKind.available)
             )
         return WithdrawalCreated(
             **withdrawal_read(withdrawal).model_dump(), available_after=available
@@ -321,21 +331,15 @@ class PayoutService(StripeFlow):
             )
             if added is not withdrawal:
                 return added
-            await ledger_service.LedgerService(session).post(
-                ledger_service.NewTransaction(
-                    type="withdrawal_hold",
-                    cause_type=CauseType.withdrawal,
-                    cause_key=f"withdrawal:{withdrawal.id}:hold",
-                    description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)}",
-                    metadata={"withdrawal_id": withdrawal.id},
-                    postings=shapes.move(
-                        body.amount,
-                        out_of=_ref(user.id, AccountKind.available, body.currency),
-                        into=_ref(user.id, AccountKind.withdrawing, body.currency),
-                    ),
-                    # A frozen wallet refuses this in the ledger (WalletFrozen, 409).
-                    initiated_by=user.id,
-                )
+            await _move(
+                session,
+                withdrawal,
+                "hold",
+                withdrawal.amount,
+                (AccountKind.available, AccountKind.withdrawing),
+                description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)}",
+                # A frozen wallet refuses this in the ledger (WalletFrozen, 409).
+                initiated_by=user.id,
             )
             await _emit(session, withdrawal, EventType.withdrawal_created)
             return withdrawal
