@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,6 +41,16 @@ class ClaimedDelivery:
     url: str
     secrets: list[str]
     """The current secret, and the previous one while its overlap lasts."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """What one delivery attempt got, named as the attempt row's columns."""
+
+    status_code: int | None
+    latency_ms: int
+    response_excerpt: str | None
+    error: str | None
 
 
 _CLAIM = text(
@@ -237,11 +247,8 @@ class EventRepository:
     async def record_attempt(
         self,
         claimed: ClaimedDelivery,
+        outcome: AttemptOutcome,
         *,
-        status_code: int | None,
-        latency_ms: int,
-        response_excerpt: str | None,
-        error: str | None,
         next_attempt_in_seconds: float | None,
         disable_after_hours: int,
         now: datetime,
@@ -250,16 +257,10 @@ class EventRepository:
         admin redelivered it meanwhile), in which case only the attempt row is kept."""
         self.session.add(
             DeliveryAttempt(
-                delivery_id=claimed.id,
-                attempt=claimed.attempt,
-                attempted_at=now,
-                status_code=status_code,
-                latency_ms=latency_ms,
-                response_excerpt=response_excerpt,
-                error=error,
+                delivery_id=claimed.id, attempt=claimed.attempt, attempted_at=now, **asdict(outcome)
             )
         )
-        succeeded = error is None
+        succeeded = outcome.error is None
         next_at: datetime | None
         if succeeded:
             status, next_at = "succeeded", None
