@@ -90,8 +90,7 @@ def summary(run: ReconciliationRun) -> ReconciliationRunSummary:
 async def run_detail(
     repository: ReconciliationRepository, run: ReconciliationRun
 ) -> ReconciliationRunRead:
-    snapshots = await repository.snapshots(run.id)
-    mismatches = await repository.mismatches(run.id)
+    snapshots, mismatches = await repository.results(run.id)
     return ReconciliationRunRead(
         **summary(run).model_dump(),
         window_start=run.window_start,
