@@ -461,11 +461,13 @@ class RemoveCard(Scenario):
 
 async def seed_plan(t: Harness) -> None:
     """The plan of tests/fixtures/stripe/price.json (what the fake's subscriptions hold)."""
+    from payments_api.stripe.billing_objects import Price, Product
+    from payments_api.stripe.objects import parse_object
     from payments_api.subscriptions.plans import PlanCatalog
 
     catalog = PlanCatalog(t.session)
-    await catalog.apply_product(stripe_object("product"), 1)
-    await catalog.apply_price(stripe_object("price"), 1, t.state.stripe)
+    await catalog.apply_product(parse_object(Product, stripe_object("product")), 1)
+    await catalog.apply_price(parse_object(Price, stripe_object("price")), 1, t.state.stripe)
     await t.session.flush()
 
 
