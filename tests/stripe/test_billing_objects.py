@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from payments_api.stripe.billing_objects import (
-    IntentSecret,
+    ClientSecret,
     Invoice,
     InvoicePreview,
     Price,
@@ -57,9 +57,7 @@ def test_a_subscription_with_its_first_invoice_and_setup_intent_expanded() -> No
     assert subscription.latest_invoice.status == "open"
     assert subscription.latest_invoice.confirmation_secret is not None
     assert subscription.latest_invoice.confirmation_secret.client_secret == "pi_1_secret_x"
-    assert subscription.pending_setup_intent == IntentSecret(
-        id="seti_1", client_secret="seti_1_secret_y"
-    )
+    assert subscription.pending_setup_intent == ClientSecret(client_secret="seti_1_secret_y")
 
 
 def test_a_subscription_without_items_and_with_a_paused_collection() -> None:

@@ -60,14 +60,9 @@ class Price(StripeObject):
 
 
 # -- invoices ---------------------------------------------------------------------------------
-class ConfirmationSecret(_Part):
-    """What the customer confirms the invoice's payment with."""
-
-    client_secret: str | None = None
-
-
-class IntentSecret(StripeObject):
-    """An expanded PaymentIntent or SetupIntent, read for its client secret only."""
+class ClientSecret(_Part):
+    """What the customer confirms a payment with: an invoice's ``confirmation_secret``,
+    or an expanded PaymentIntent or SetupIntent read for its client secret only."""
 
     client_secret: str | None = None
 
@@ -113,8 +108,8 @@ class Invoice(StripeObject):
     total_taxes: list[TaxAmount] | None = None
     total_tax_amounts: list[TaxAmount] | None = None
     tax: int | None = None
-    confirmation_secret: ConfirmationSecret | None = None
-    payment_intent: IntentSecret | str | None = None
+    confirmation_secret: ClientSecret | None = None
+    payment_intent: ClientSecret | str | None = None
     """Older API versions: the invoice's PaymentIntent (expanded: its client secret)."""
 
     @property
@@ -200,7 +195,7 @@ class Subscription(StripeObject):
     pause_collection: PauseCollection | None = None
     latest_invoice: Invoice | str | None = None
     """Expanded (an :class:`Invoice`) when the gateway asked for it, else its id."""
-    pending_setup_intent: IntentSecret | str | None = None
+    pending_setup_intent: ClientSecret | str | None = None
 
     @property
     def first_item(self) -> SubscriptionItem | None:

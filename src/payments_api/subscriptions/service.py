@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
 from payments_api.kit.pagination import parse_public_id
 from payments_api.kit.stripe_operation import call_and_settle
-from payments_api.stripe.billing_objects import IntentSecret, Invoice
+from payments_api.stripe.billing_objects import ClientSecret, Invoice
 from payments_api.stripe.billing_objects import Subscription as StripeSubscription
 from payments_api.subscriptions.errors import (
     PlanChangeInvalid,
@@ -385,9 +385,9 @@ def _client_secret(obj: StripeSubscription) -> tuple[str | None, Any]:
         if secret is not None and secret.client_secret:
             return secret.client_secret, "payment_intent"
         intent = invoice.payment_intent  # older API versions
-        if isinstance(intent, IntentSecret) and intent.client_secret:
+        if isinstance(intent, ClientSecret) and intent.client_secret:
             return intent.client_secret, "payment_intent"
     setup = obj.pending_setup_intent
-    if isinstance(setup, IntentSecret) and setup.client_secret:
+    if isinstance(setup, ClientSecret) and setup.client_secret:
         return setup.client_secret, "setup_intent"
     return None, None
