@@ -8,6 +8,7 @@ import pytest
 from payments_api.stripe.billing_objects import (
     ClientSecret,
     Invoice,
+    InvoicePayment,
     InvoicePreview,
     Price,
     Product,
@@ -130,6 +131,19 @@ def test_a_preview_reads_its_lines_without_an_id() -> None:
     assert (preview.amount_due, preview.currency) == (data["amount_due"], "usd")
     assert [(x.amount, x.proration) for x in preview.lines.data] == [(-950, True), (1900, False)]
     assert preview.lines.data[1].description == line["description"]
+
+
+def test_an_invoice_payment_names_the_charge_that_paid() -> None:
+    data = stripe_object("invoice_payment")
+    unexpanded = parse_object(InvoicePayment, data)
+    assert (unexpanded.id, unexpanded.status) == (data["id"], "paid")
+    assert unexpanded.charge is None  # only the PaymentIntent's id: no charge to name
+    intent = {"id": "pi_1", "object": "payment_intent", "latest_charge": {"id": "ch_1"}}
+    expanded = {**data, "payment": {"type": "payment_intent", "payment_intent": intent}}
+    assert parse_object(InvoicePayment, expanded).charge == "ch_1"
+    by_charge = {**data, "payment": {"type": "charge", "charge": "ch_2"}}
+    assert parse_object(InvoicePayment, by_charge).charge == "ch_2"
+    assert parse_object(InvoicePayment, {**data, "payment": None}).charge is None
 
 
 def test_a_product_reads_stripes_example() -> None:

@@ -11,6 +11,7 @@ import stripe
 from payments_api.stripe.base import GatewayBase
 from payments_api.stripe.billing_objects import (
     Invoice,
+    InvoicePayment,
     InvoicePreview,
     Price,
     Product,
@@ -170,20 +171,8 @@ class BillingCalls(GatewayBase):
                 }
             ),
         )
-        for payment in page.to_dict().get("data", []):
-            if payment.get("status") != "paid":
-                continue
-            detail = payment.get("payment") or {}
-            charge = detail.get("charge")
-            if isinstance(charge, dict):
-                charge = charge.get("id")
-            if isinstance(charge, str):
-                return charge
-            intent = detail.get("payment_intent")
-            if isinstance(intent, dict):
-                latest = intent.get("latest_charge")
-                if isinstance(latest, dict):
-                    latest = latest.get("id")
-                if isinstance(latest, str):
-                    return latest
+        for item in page.data:
+            payment = self._typed("invoice_payments.list", InvoicePayment, item)
+            if payment.status == "paid" and payment.charge is not None:
+                return payment.charge
         return None

@@ -123,6 +123,34 @@ class Invoice(StripeObject):
         return self.subscription_details.subscription or self.subscription
 
 
+class PayingIntent(StripeObject):
+    """An invoice payment's expanded PaymentIntent, read for the charge that paid."""
+
+    latest_charge: ExpandableId = None
+
+
+class InvoicePaymentDetail(_Part):
+    charge: ExpandableId = None
+    payment_intent: PayingIntent | str | None = None
+
+
+class InvoicePayment(StripeObject):
+    """One payment of an invoice (``/v1/invoice_payments``)."""
+
+    status: str | None = None
+    """open, paid or canceled."""
+    payment: InvoicePaymentDetail | None = None
+
+    @property
+    def charge(self) -> str | None:
+        """The charge that paid: named by the payment, or its PaymentIntent's latest."""
+        detail = self.payment or InvoicePaymentDetail()
+        if detail.charge is not None:
+            return detail.charge
+        intent = detail.payment_intent
+        return intent.latest_charge if isinstance(intent, PayingIntent) else None
+
+
 class InvoiceLineDetails(_Part):
     proration: bool = False
 
