@@ -20,42 +20,36 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.disputes.models import Dispute
-from payments_api.disputes.wallet_entries import wallet_debit
-from payments_api.ledger import service as ledger_service
+from payments_api.disputes.wallet_entries import WalletDebit
 from payments_api.subscriptions.models import SubscriptionInvoice
 from payments_api.subscriptions.repository import InvoiceRepository
 
 
 class InvoiceDisputes:
-    def __init__(self, session: AsyncSession, ledger: ledger_service.LedgerService) -> None:
+    def __init__(self, session: AsyncSession) -> None:
         self.invoices = InvoiceRepository(session)
-        self.ledger = ledger
 
     async def invoice_of(
         self, *, payment_intent: str | None, charge: str | None
     ) -> SubscriptionInvoice | None:
         return await self.invoices.by_payment(payment_intent=payment_intent, charge=charge)
 
-    async def take_back_credit(self, dispute: Dispute, currency: str) -> None:
-        """The plan credit the disputed invoice granted, out of the subscriber's wallet."""
+    async def credit_to_take_back(self, dispute: Dispute, currency: str) -> WalletDebit | None:
+        """The plan credit the disputed invoice granted, to take out of the subscriber's
+        wallet (None when there is none left)."""
         if dispute.stripe_invoice_id is None or dispute.user_id is None:
-            return
+            return None
         # Read, not locked: the dispute holds the user's row, and an invoice refund locks
         # the invoice first; the credit figures are only read here.
         invoice = await self.invoices.by_stripe_id(dispute.stripe_invoice_id, for_update=False)
         if invoice is None or invoice.currency != currency:
-            return
+            return None
         held = (invoice.credited_amount or 0) - invoice.credit_reversed
         if held <= 0:
-            return
-        await self.ledger.post(
-            wallet_debit(
-                dispute,
-                user_id=dispute.user_id,
-                amount=held,
-                currency=currency,
-                description=f"Card dispute on invoice {invoice.stripe_invoice_id}: plan credit",
-                metadata={"invoice": invoice.stripe_invoice_id},
-            )
+            return None
+        return WalletDebit(
+            user_id=dispute.user_id,
+            amount=held,
+            description=f"Card dispute on invoice {invoice.stripe_invoice_id}: plan credit",
+            metadata={"invoice": invoice.stripe_invoice_id},
         )
-        dispute.user_debited_amount = held

@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from payments_api.kit.list_pages import ListPage
+
 
 class DisputeRead(BaseModel):
     id: str = Field(examples=["dsp_4"])
@@ -38,7 +40,5 @@ class DisputeRead(BaseModel):
     closed_at: datetime | None = None
 
 
-class DisputeList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[DisputeRead]
-    has_more: bool
+class DisputeList(ListPage[DisputeRead]):
+    pass

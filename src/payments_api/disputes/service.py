@@ -33,9 +33,7 @@ one, or a chargeback back to an inquiry) is logged and acknowledged, never retri
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,17 +44,16 @@ from payments_api.disputes.invoices import InvoiceDisputes
 from payments_api.disputes.models import CLOSED_STATUSES, DISPUTE_STATUSES, Dispute
 from payments_api.disputes.repository import DisputeRepository
 from payments_api.disputes.schemas import DisputeList, DisputeRead
-from payments_api.disputes.wallet_entries import wallet_credit, wallet_debit
+from payments_api.disputes.wallet_entries import WalletDebit, wallet_credit, wallet_debit
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
-from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.kit.stripe_settlement import StripeSettlement
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.shapes import move
 from payments_api.orders.models import Order
 from payments_api.orders.repository import OrderRepository
-from payments_api.stripe.gateway import StripeGateway
 from payments_api.stripe.objects import Dispute as StripeDispute
 from payments_api.stripe.objects import DisputeFunds
 from payments_api.users.repository import UserRepository
@@ -107,20 +104,28 @@ def _platform(kind: AccountKind, currency: str) -> ledger_service.AccountRef:
     return ledger_service.AccountRef.platform(kind, currency)
 
 
-class DisputeSettlement:
+def funds_currency(dispute: Dispute, transactions: list[DisputeFunds]) -> str:
+    """The currency Stripe moved the dispute's funds in (the dispute's when unsaid)."""
+    return (transactions[0].currency or dispute.currency).lower()
+
+
+STRIPE_FUNDS_STEPS: dict[str, tuple[str, AccountKind, AccountKind]] = {
+    "funds_withdrawn": ("withdrew", AccountKind.disputes, AccountKind.stripe_balance),
+    "funds_reinstated": ("reinstated", AccountKind.stripe_balance, AccountKind.disputes),
+}
+"""What each of Stripe's dispute steps did, and which way the money went (out of, into)."""
+
+
+class DisputeSettlement(StripeSettlement):
     """Applies Stripe's dispute events: the only code that moves disputed money."""
 
-    def __init__(
-        self, session: AsyncSession, stripe: StripeGateway, *, now: Callable[[], datetime] = utcnow
-    ) -> None:
-        self.session = session
-        self.stripe = stripe
-        self.now = now
-        self.disputes = DisputeRepository(session)
-        self.orders = OrderRepository(session)
-        self.users = UserRepository(session)
-        self.ledger = ledger_service.LedgerService(session)
-        self.invoices = InvoiceDisputes(session, self.ledger)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.disputes = DisputeRepository(self.session)
+        self.orders = OrderRepository(self.session)
+        self.users = UserRepository(self.session)
+        self.ledger = ledger_service.LedgerService(self.session)
+        self.invoices = InvoiceDisputes(self.session)
 
     async def apply(self, event: StripeEvent, data: StripeDispute) -> Dispute | None:
         """Converge our dispute and the ledger to ``data``, the dispute in ``event``."""
@@ -261,56 +266,34 @@ class DisputeSettlement:
         if dispute.user_id is not None:
             # The user row before the balances, as withdrawals lock them: no lock cycle.
             await self.users.get(dispute.user_id, for_update=True)
-        currency = (withdrawals[0].currency or dispute.currency).lower()
+        currency = funds_currency(dispute, withdrawals)
         disputed = -sum(t.amount for t in withdrawals)
         fee = sum(t.fee for t in withdrawals)
         total = disputed + fee
-        await self._post_stripe_funds(
-            dispute,
-            "funds_withdrawn",
-            "withdrew",
-            withdrawals,
-            total,
-            out_of=_platform(AccountKind.disputes, currency),
-            into=_platform(AccountKind.stripe_balance, currency),
-            fee=fee,
-        )
+        await self._post_stripe_funds(dispute, "funds_withdrawn", withdrawals, total, fee=fee)
         now = self.now()
         dispute.withdrawn_amount, dispute.fee_amount, dispute.funds_withdrawn_at = total, fee, now
         metrics.DISPUTE_FUNDS.labels(direction="withdrawn", currency=currency).inc(total)
         order = await self.orders.get(dispute.order_id) if dispute.order_id else None
+        debit: WalletDebit | None = None
         if order is not None and order.purpose == "topup" and order.currency == currency:
-            await self.ledger.post(
-                wallet_debit(
-                    dispute,
-                    user_id=order.user_id,
-                    amount=total,
-                    currency=currency,
-                    description=f"Card dispute on order ord_{order.id}",
-                    metadata={"order_id": order.id},
-                )
-            )
-            dispute.user_debited_amount = total
+            description = f"Card dispute on order ord_{order.id}"
+            debit = WalletDebit(order.user_id, total, description, {"order_id": order.id})
         elif dispute.stripe_invoice_id is not None:
-            await self.invoices.take_back_credit(dispute, currency)
+            debit = await self.invoices.credit_to_take_back(dispute, currency)
+        if debit is not None:
+            await self.ledger.post(wallet_debit(dispute, debit, currency))
+            dispute.user_debited_amount = debit.amount
         if dispute.user_id is not None:
             await self._freeze(dispute)
 
     async def _reinstate(self, dispute: Dispute, reinstatements: list[DisputeFunds]) -> None:
         if dispute.user_id is not None:
             await self.users.get(dispute.user_id, for_update=True)  # same order as withdrawals
-        currency = (reinstatements[0].currency or dispute.currency).lower()
+        currency = funds_currency(dispute, reinstatements)
         # net: the amount given back, plus any dispute fee returned (a negative fee).
         returned = sum(t.amount - t.fee if t.net is None else t.net for t in reinstatements)
-        await self._post_stripe_funds(
-            dispute,
-            "funds_reinstated",
-            "reinstated",
-            reinstatements,
-            returned,
-            out_of=_platform(AccountKind.stripe_balance, currency),
-            into=_platform(AccountKind.disputes, currency),
-        )
+        await self._post_stripe_funds(dispute, "funds_reinstated", reinstatements, returned)
         if dispute.user_debited_amount and dispute.user_id is not None:
             debited = dispute.user_debited_amount
             await self.ledger.post(
@@ -322,17 +305,17 @@ class DisputeSettlement:
     async def _post_stripe_funds(
         self,
         dispute: Dispute,
-        step: str,
-        verb: str,
+        step: Literal["funds_withdrawn", "funds_reinstated"],
         transactions: list[DisputeFunds],
         amount: int,
         *,
-        out_of: ledger_service.AccountRef,
-        into: ledger_service.AccountRef,
         fee: int | None = None,
     ) -> None:
         """What Stripe's balance transactions of the dispute moved, between the platform's
-        Stripe balance and its disputes account: once per dispute and ``step``."""
+        Stripe balance and its disputes account (which way, the ``step`` says): once per
+        dispute and ``step``."""
+        verb, out_of, into = STRIPE_FUNDS_STEPS[step]
+        currency = funds_currency(dispute, transactions)
         dp = dispute.stripe_dispute_id
         metadata: dict[str, Any] = {"dispute_id": dispute.id, "dispute": dp}
         if fee is not None:
@@ -345,7 +328,9 @@ class DisputeSettlement:
                 cause_key=f"stripe:dispute:{dp}:{step}",
                 description=f"Stripe {verb} disputed {dispute.stripe_charge_id or dp}",
                 metadata=metadata,
-                postings=move(amount, out_of=out_of, into=into),
+                postings=move(
+                    amount, out_of=_platform(out_of, currency), into=_platform(into, currency)
+                ),
             )
         )
 

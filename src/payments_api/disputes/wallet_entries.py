@@ -10,6 +10,7 @@ dispute is won. Both are caused by the dispute's Stripe events, keyed on the dis
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from payments_api.disputes.models import Dispute
@@ -26,27 +27,32 @@ def _disputes(currency: str) -> ledger_service.AccountRef:
     return ledger_service.AccountRef.platform(AccountKind.disputes, currency)
 
 
+@dataclass(frozen=True, slots=True)
+class WalletDebit:
+    """What a dispute takes out of a customer's wallet (a disputed top-up, the plan
+    credit of a disputed invoice): ``metadata`` says what was disputed."""
+
+    user_id: str
+    amount: int
+    description: str
+    metadata: Mapping[str, Any]
+
+
 def wallet_debit(
-    dispute: Dispute,
-    *,
-    user_id: str,
-    amount: int,
-    currency: str,
-    description: str,
-    metadata: Mapping[str, Any],
+    dispute: Dispute, debit: WalletDebit, currency: str
 ) -> ledger_service.NewTransaction:
-    """``amount`` out of ``user_id``'s wallet into ``disputes``. It may drive the wallet
-    below zero (``allow_negative_available``): the disputed money may be spent already.
-    ``metadata`` says what was disputed, besides the dispute itself."""
+    """``debit`` out of the wallet into ``disputes``. It may drive the wallet below zero
+    (``allow_negative_available``): the disputed money may be spent already."""
     dp = dispute.stripe_dispute_id
+    wallet = _wallet(debit.user_id, currency)
     return ledger_service.NewTransaction(
         type="dispute_debit",
         cause_type=CauseType.stripe_event,
         cause_key=f"dispute:{dp}:debit",
-        description=description,
-        metadata={"dispute_id": dispute.id, "dispute": dp, **metadata},
+        description=debit.description,
+        metadata={"dispute_id": dispute.id, "dispute": dp, **debit.metadata},
         allow_negative_available=True,
-        postings=move(amount, out_of=_wallet(user_id, currency), into=_disputes(currency)),
+        postings=move(debit.amount, out_of=wallet, into=_disputes(currency)),
     )
 
 

@@ -19,11 +19,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.audit.repository import AuditLogRepository
 from payments_api.escrow.models import Escrow, EscrowStatus
 from payments_api.escrow.settlement_reversal import reverse_escrow_settlement
-from payments_api.events.outbox import emit
-from payments_api.events.types import EventType
 from payments_api.kit.idempotency import IdempotencyKeyReused
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
@@ -36,7 +33,9 @@ from payments_api.orders.refund_errors import (
     RefundNotSupported,
 )
 from payments_api.refunds import metrics
+from payments_api.refunds.admin_request import AdminRefundRequest
 from payments_api.refunds.escrow_refund_models import EscrowRefund
+from payments_api.refunds.refund_events import emit_refund_outcome
 from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
 
 ESCROW_REFUND_PREFIX = "rfe"
@@ -79,24 +78,21 @@ async def refunded_amount(session: AsyncSession, escrow_id: int) -> int:
 async def refund_wallet_escrow(
     session: AsyncSession,
     escrow: Escrow,
-    *,
-    actor_id: str,
+    request: AdminRefundRequest,
     body: RefundCreate,
-    idempotency_key: str,
-    request_fingerprint: str,
-    request_id: str | None,
+    *,
     now: datetime,
 ) -> EscrowRefund:
     """Refund a completed wallet-funded ``escrow`` (locked by the caller) to the wallet,
     in the caller's transaction; a replayed key returns the first refund."""
     existing = await session.scalar(
         select(EscrowRefund).where(
-            EscrowRefund.requested_by == actor_id,
-            EscrowRefund.idempotency_key == idempotency_key,
+            EscrowRefund.requested_by == request.actor_id,
+            EscrowRefund.idempotency_key == request.idempotency_key,
         )
     )
     if existing is not None:
-        if existing.request_fingerprint != request_fingerprint:
+        if existing.request_fingerprint != request.request_fingerprint:
             raise IdempotencyKeyReused("This Idempotency-Key was used for another refund.")
         return existing
     escrow_public = public_id(ESCROW_PREFIX, escrow.id)
@@ -131,12 +127,8 @@ async def refund_wallet_escrow(
         payee_share=payee_share,
         fee_share=fee_share,
         platform_covered=0,
-        reason=body.reason,
-        note=body.note,
-        requested_by=actor_id,
-        idempotency_key=idempotency_key,
-        request_fingerprint=request_fingerprint,
         created_at=now,
+        **request.row_fields(),
     )
     try:
         async with session.begin_nested():
@@ -161,11 +153,9 @@ async def refund_wallet_escrow(
     refund.platform_covered = covered
     read = escrow_refund_read(refund)
     snapshot: dict[str, Any] = {"escrow": escrow_public, "refunded": before}
-    await AuditLogRepository(session).record(
-        actor_id=actor_id,
-        action="refund.create",
-        target_type="refund",
-        target_id=read.id,
+    await request.audit(
+        session,
+        read.id,
         before=snapshot,
         after={
             **snapshot,
@@ -182,16 +172,8 @@ async def refund_wallet_escrow(
                 "payee_available": payee_available,
             },
         },
-        reason=body.note or body.reason,
-        request_id=request_id,
     )
-    await emit(
-        session,
-        EventType.refund_succeeded,
-        read,
-        change_key=f"escrow_refund:{refund.id}:succeeded",
-        user_ids=[escrow.customer_id],
-    )
+    await emit_refund_outcome(session, read, "escrow_refund", refund.id, "succeeded")
     metrics.REFUNDS.labels(origin="admin", outcome="succeeded").inc()
     return refund
 

@@ -29,6 +29,7 @@ from payments_api.orders.refund_repository import IN_FLIGHT
 from payments_api.refunds.invoice_models import InvoiceRefund
 from payments_api.refunds.invoice_repository import InvoiceLookup, InvoiceRefundRepository
 from payments_api.refunds.reads import shared_fields
+from payments_api.refunds.refund_events import Outcome, emit_refund_outcome
 from payments_api.refunds.schemas import RefundRead
 from payments_api.refunds.two_phase import (
     RefundSettlementFlow,
@@ -77,22 +78,15 @@ class InvoiceRefundSettlement(RefundSettlementFlow[InvoiceRefund, SubscriptionIn
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.refunds = InvoiceRefundRepository(self.session)
         self.invoices = InvoiceLookup(self.session)
 
-    async def row(self, refund_id: int, *, for_update: bool = False) -> InvoiceRefund | None:
-        return await self.refunds.get(refund_id, for_update=for_update)
-
-    async def row_by_stripe_id(self, stripe_refund_id: str) -> InvoiceRefund | None:
-        return await self.refunds.by_stripe_id(stripe_refund_id)
+    def _rows(self) -> InvoiceRefundRepository:
+        return InvoiceRefundRepository(self.session)
 
     async def parent_of(
         self, refund: InvoiceRefund, *, for_update: bool = False
     ) -> SubscriptionInvoice | None:
         return await self.invoices.get(refund.invoice_id, for_update=for_update)
-
-    async def _insert_from_stripe(self, values: dict[str, Any]) -> None:
-        await self.refunds.insert_from_stripe(values)
 
     async def _record_external(self, stripe_refund: StripeRefund) -> InvoiceRefund | None:
         invoice = await self.invoices.by_payment(
@@ -107,7 +101,7 @@ class InvoiceRefundSettlement(RefundSettlementFlow[InvoiceRefund, SubscriptionIn
         )
 
     async def _emit_succeeded(self, refund: InvoiceRefund, invoice: SubscriptionInvoice) -> None:
-        await self._emit(refund, invoice, EventType.refund_succeeded, "succeeded")
+        await self._emit(refund, invoice, "succeeded")
         await emit(
             self.session,
             EventType.invoice_refunded,
@@ -117,18 +111,13 @@ class InvoiceRefundSettlement(RefundSettlementFlow[InvoiceRefund, SubscriptionIn
         )
 
     async def emit_failed(self, refund: InvoiceRefund, invoice: SubscriptionInvoice) -> None:
-        await self._emit(refund, invoice, EventType.refund_failed, "failed")
+        await self._emit(refund, invoice, "failed")
 
     async def _emit(
-        self, refund: InvoiceRefund, invoice: SubscriptionInvoice, kind: EventType, what: str
+        self, refund: InvoiceRefund, invoice: SubscriptionInvoice, outcome: Outcome
     ) -> None:
-        await emit(
-            self.session,
-            kind,
-            invoice_refund_read(refund, invoice),
-            change_key=f"invoice_refund:{refund.id}:{what}",
-            user_ids=[refund.user_id],
-        )
+        read = invoice_refund_read(refund, invoice)
+        await emit_refund_outcome(self.session, read, "invoice_refund", refund.id, outcome)
 
     async def _settle(
         self, refund: InvoiceRefund, invoice: SubscriptionInvoice, now: datetime

@@ -27,9 +27,6 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.audit.repository import AuditLogRepository
-from payments_api.auth import Principal
-from payments_api.kit.idempotency import add_once, fingerprint, same_request
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.errors import InsufficientFunds
@@ -40,6 +37,13 @@ from payments_api.orders.refund_errors import (
 )
 from payments_api.problems import ProblemError
 from payments_api.refunds import metrics
+from payments_api.refunds.admin_request import (
+    KEY_USED_FOR_ANOTHER,
+    AdminRefundRequest,
+    AdminRefunds,
+    RefundAsk,
+    RefundedPayment,
+)
 from payments_api.refunds.invoice_models import InvoiceRefund
 from payments_api.refunds.invoice_repository import InvoiceLookup, InvoiceRefundRepository
 from payments_api.refunds.invoice_settlement import (
@@ -50,15 +54,11 @@ from payments_api.refunds.invoice_settlement import (
 )
 from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
 from payments_api.refunds.two_phase import (
-    StripeRefundRequest,
-    TwoPhaseRefunds,
     amount_to_refund,
-    answer_known,
     hold_transaction,
     user_account,
 )
 from payments_api.subscriptions.models import SubscriptionInvoice
-from payments_api.users.repository import UserRepository
 
 log = logging.getLogger(__name__)
 
@@ -83,28 +83,18 @@ class RefundCreditSpent(ProblemError):
     title = "The subscriber has spent the plan credit this refund would take back"
 
 
-class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
+class InvoiceRefundService(AdminRefunds[InvoiceRefund]):
     """Admin refunds of invoices: reserve, ask Stripe, apply the answer."""
 
     label = "invoice refund"
+    table = "invoice_refund"
     public_prefix = INVOICE_REFUND_PREFIX
 
-    async def create(
-        self,
-        principal: Principal,
-        body: RefundCreate,
-        idempotency_key: str,
-        *,
-        request_id: str | None,
-    ) -> tuple[RefundRead, bool]:
-        refund = await self.submit_reserved(
-            await self.reserve(principal, body, idempotency_key, request_id=request_id)
-        )
+    async def read(self, refund: InvoiceRefund) -> RefundRead:
         async with self.sessionmaker.begin() as session:
             invoice = await InvoiceLookup(session).get(refund.invoice_id)
             assert invoice is not None  # noqa: S101 - foreign key
-            read = invoice_refund_read(refund, invoice)
-        return read, answer_known(refund)
+            return invoice_refund_read(refund, invoice)
 
     async def _ensure_payment(self, invoice_id: str) -> None:
         """Invoices booked before their PaymentIntent was kept: look it up once."""
@@ -122,58 +112,32 @@ class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
                 row.stripe_charge_id = charge_id
                 row.stripe_payment_intent_id = charge.payment_intent
 
-    async def reserve(
-        self,
-        principal: Principal,
-        body: RefundCreate,
-        idempotency_key: str,
-        *,
-        request_id: str | None,
-    ) -> InvoiceRefund:
+    async def reserve(self, ask: RefundAsk) -> InvoiceRefund:
+        body = ask.body
         assert body.invoice_id is not None  # noqa: S101 - the router checks
-        request_fingerprint = fingerprint(body.model_dump(mode="json"))
         async with self.sessionmaker.begin() as session:
-            actor = await UserRepository(session).upsert_from_principal(principal)
-            existing = same_request(
-                await InvoiceRefundRepository(session).by_idempotency_key(
-                    actor.id, idempotency_key
-                ),
-                request_fingerprint,
-                "This Idempotency-Key was used for another refund.",
+            request = await AdminRefundRequest.of(session, ask)
+            existing = await request.replayed(
+                InvoiceRefundRepository(session), KEY_USED_FOR_ANOTHER
             )
             if existing is not None:
                 return existing
         await self._ensure_payment(body.invoice_id)
         async with self.sessionmaker.begin() as session:
-            actor = await UserRepository(session).upsert_from_principal(principal)
             invoice = await InvoiceLookup(session).by_stripe_id(body.invoice_id, for_update=True)
             if invoice is None:
                 raise InvoiceNotFound(f"No subscription invoice {body.invoice_id!r}.")
-            return await self._reserve(
-                session,
-                invoice,
-                body,
-                actor_id=actor.id,
-                idempotency_key=idempotency_key,
-                request_fingerprint=request_fingerprint,
-                request_id=request_id,
-            )
+            return await self._reserve(session, invoice, body, request)
 
     async def _reserve(
         self,
         session: AsyncSession,
         invoice: SubscriptionInvoice,
         body: RefundCreate,
-        *,
-        actor_id: str,
-        idempotency_key: str,
-        request_fingerprint: str,
-        request_id: str | None,
+        request: AdminRefundRequest,
     ) -> InvoiceRefund:
         refunds = InvoiceRefundRepository(session)
-        twin = same_request(
-            await refunds.by_idempotency_key(actor_id, idempotency_key), request_fingerprint
-        )
+        twin = await request.replayed(refunds)
         if twin is not None:
             return twin
         if body.currency is not None and body.currency != invoice.currency:
@@ -217,19 +181,13 @@ class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
             currency=invoice.currency,
             status="pending",
             origin="admin",
-            reason=body.reason,
-            note=body.note,
-            requested_by=actor_id,
-            idempotency_key=idempotency_key,
-            request_fingerprint=request_fingerprint,
             forced=body.force,
             credit_share=share,
             credit_hold=hold,
             stripe_attempts=0,
+            **request.row_fields(),
         )
-        added = await add_once(
-            session, refund, lambda: refunds.by_idempotency_key(actor_id, idempotency_key)
-        )
+        added = await request.add_once(session, refund, refunds)
         if added is not refund:
             return added
         if hold:
@@ -251,11 +209,9 @@ class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
                     credit_share=share,
                     currency=invoice.currency,
                 ) from exc
-        await AuditLogRepository(session).record(
-            actor_id=actor_id,
-            action="refund.create",
-            target_type="refund",
-            target_id=public_id(INVOICE_REFUND_PREFIX, refund.id),
+        await request.audit(
+            session,
+            public_id(INVOICE_REFUND_PREFIX, refund.id),
             before={
                 "invoice": invoice.stripe_invoice_id,
                 "amount_paid": invoice.amount_paid,
@@ -273,8 +229,6 @@ class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
                     "forced": body.force,
                 },
             },
-            reason=body.note or body.reason,
-            request_id=request_id,
         )
         metrics.REFUNDS.labels(origin="admin", outcome="requested").inc()
         return refund
@@ -282,21 +236,14 @@ class InvoiceRefundService(TwoPhaseRefunds[InvoiceRefund]):
     def settlement(self, session: AsyncSession) -> InvoiceRefundSettlement:
         return InvoiceRefundSettlement(session, self.stripe, now=self.now)
 
-    async def stripe_request(
+    async def refunded_payment(
         self, session: AsyncSession, refund: InvoiceRefund
-    ) -> StripeRefundRequest:
+    ) -> RefundedPayment:
         invoice = await InvoiceLookup(session).get(refund.invoice_id)
         if invoice is None or invoice.stripe_payment_intent_id is None:  # pragma: no cover
             raise RuntimeError(f"invoice refund {refund.id} has no payment to refund")
-        return StripeRefundRequest(
-            payment_intent=invoice.stripe_payment_intent_id,
-            amount=refund.amount,
-            reason=refund.reason,
-            metadata={"invoice_refund_id": str(refund.id), "invoice": invoice.stripe_invoice_id},
-            key_scope="invoice_refund",
-            key_id=refund.id,
-            match=("invoice_refund_id", str(refund.id)),
-        )
+        metadata = {"invoice": invoice.stripe_invoice_id}
+        return RefundedPayment(invoice.stripe_payment_intent_id, metadata)
 
     async def stuck(self, session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
         return await InvoiceRefundRepository(session).stuck(cutoff, limit)

@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments_api.audit.repository import AuditLogRepository
 from payments_api.kit.amounts import AmountNotInSteps
 from payments_api.kit.clock import utcnow
-from payments_api.kit.idempotency import add_once
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.errors import InsufficientFunds
@@ -33,6 +32,7 @@ from payments_api.orders.refund_errors import (
 from payments_api.orders.refund_models import Refund
 from payments_api.orders.refund_repository import RefundRepository
 from payments_api.refunds import metrics
+from payments_api.refunds.admin_request import AdminRefundRequest
 from payments_api.refunds.reads import REFUND_PREFIX
 from payments_api.refunds.settlement import REFUNDABLE_STATUSES
 from payments_api.refunds.two_phase import (
@@ -56,6 +56,20 @@ def credit_to_take_back(order: Order, refunded_after: int) -> int:
         order.granted_credit_amount, [refunded_after, order.amount - refunded_after]
     )[0]
     return max(0, target - order.credit_taken_back_amount)
+
+
+def order_refund(order: Order, amount: int, *, status: str, origin: str, **columns: Any) -> Refund:
+    """A new refund of ``amount`` of ``order``, to the customer who paid it, in its
+    currency; ``columns`` are the rest of the row."""
+    return Refund(
+        order_id=order.id,
+        user_id=order.user_id,
+        amount=amount,
+        currency=order.currency,
+        status=status,
+        origin=origin,
+        **columns,
+    )
 
 
 def order_snapshot(order: Order, in_flight: int) -> dict[str, Any]:
@@ -99,14 +113,9 @@ async def freeze_for_refund(
 async def reserve_order(
     session: AsyncSession,
     order: Order,
+    request: AdminRefundRequest,
     *,
-    actor_id: str,
     requested: int | None,
-    reason: str,
-    note: str | None,
-    idempotency_key: str,
-    request_fingerprint: str,
-    request_id: str | None,
     terms: RefundTerms,
     force: bool = False,
 ) -> Refund:
@@ -162,26 +171,18 @@ async def reserve_order(
             requested=amount,
             currency=order.currency,
         )
-    refund = Refund(
-        order_id=order.id,
-        user_id=order.user_id,
-        amount=amount,
-        currency=order.currency,
+    refund = order_refund(
+        order,
+        amount,
         status="pending",
         origin="admin",
-        reason=reason,
-        note=note,
-        requested_by=actor_id,
-        idempotency_key=idempotency_key,
-        request_fingerprint=request_fingerprint,
         hold_amount=amount if terms.from_wallet else credit,
         stripe_attempts=0,
         credit_amount=credit,
         forced=forced,
+        **request.row_fields(),
     )
-    added = await add_once(
-        session, refund, lambda: refunds.by_idempotency_key(actor_id, idempotency_key)
-    )
+    added = await request.add_once(session, refund, refunds)
     if added is not refund:
         return added
     order.credit_taken_back_amount += credit
@@ -213,11 +214,9 @@ async def reserve_order(
                 requested=amount,
                 currency=order.currency,
             ) from exc
-    await AuditLogRepository(session).record(
-        actor_id=actor_id,
-        action="refund.create",
-        target_type="refund",
-        target_id=public_id(REFUND_PREFIX, refund.id),
+    await request.audit(
+        session,
+        public_id(REFUND_PREFIX, refund.id),
         before={
             "order": order_snapshot(order, in_flight),
             "customer_available": available,
@@ -237,10 +236,8 @@ async def reserve_order(
             "credit_taken_back": credit,
             "forced": forced,
         },
-        reason=note or reason,
-        request_id=request_id,
     )
     if forced:
-        await freeze_for_refund(session, refund, order, request_id=request_id)
+        await freeze_for_refund(session, refund, order, request_id=request.request_id)
     metrics.REFUNDS.labels(origin="admin", outcome="requested").inc()
     return refund

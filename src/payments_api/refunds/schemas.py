@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from payments_api.kit.list_pages import ListPage
 from payments_api.money import Currency, MinorAmount
 
 RefundReason = Literal["requested_by_customer", "duplicate", "fraudulent"]
@@ -123,10 +124,8 @@ class RefundRead(BaseModel):
     succeeded_at: datetime | None = None
 
 
-class RefundList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[RefundRead]
-    has_more: bool
+class RefundList(ListPage[RefundRead]):
+    pass
 
 
 WalletRefundStatus = Literal["pending", "succeeded", "partially_failed", "failed"]
@@ -172,7 +171,5 @@ class WalletRefundRead(BaseModel):
     completed_at: datetime | None = None
 
 
-class WalletRefundList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[WalletRefundRead]
-    has_more: bool
+class WalletRefundList(ListPage[WalletRefundRead]):
+    pass

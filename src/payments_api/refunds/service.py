@@ -36,16 +36,16 @@ Orders paid from the wallet are refunded to it at once (:mod:`payments_api.refun
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.auth import Principal
 from payments_api.escrow.errors import EscrowNotFound
 from payments_api.escrow.models import Escrow, EscrowFunding, EscrowStatus
 from payments_api.escrow.repository import EscrowRepository
 from payments_api.escrow.service import EscrowService
-from payments_api.kit.idempotency import fingerprint, same_request
+from payments_api.kit.idempotency import fingerprint
 from payments_api.kit.pagination import parse_public_id, public_id
 from payments_api.orders.errors import OrderNotFound
 from payments_api.orders.purposes import PURPOSES, RefundTerms
@@ -58,6 +58,13 @@ from payments_api.orders.refund_errors import (
 from payments_api.orders.refund_models import Refund
 from payments_api.orders.refund_repository import RefundRepository
 from payments_api.orders.repository import OrderRepository
+from payments_api.refunds.admin_request import (
+    KEY_USED_FOR_ANOTHER,
+    AdminRefundRequest,
+    AdminRefunds,
+    RefundAsk,
+    RefundedPayment,
+)
 from payments_api.refunds.escrow_refunds import (
     ESCROW_PREFIX,
     escrow_refund_read,
@@ -68,56 +75,29 @@ from payments_api.refunds.reservation import reserve_order
 from payments_api.refunds.schemas import RefundCreate, RefundRead
 from payments_api.refunds.settlement import RefundSettlement
 from payments_api.refunds.to_wallet import refund_to_wallet
-from payments_api.refunds.two_phase import StripeRefundRequest, TwoPhaseRefunds, answer_known
+from payments_api.refunds.two_phase import StripeRefundRequest
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
 from payments_api.users.models import User
-from payments_api.users.repository import UserRepository
 
 log = logging.getLogger(__name__)
 
 
-class RefundService(TwoPhaseRefunds[Refund]):
+class RefundService(AdminRefunds[Refund]):
     """Admin refunds: reserve, ask Stripe, apply the answer (see the module docstring)."""
 
     public_prefix = REFUND_PREFIX
 
-    async def create(
-        self,
-        principal: Principal,
-        body: RefundCreate,
-        idempotency_key: str,
-        *,
-        request_id: str | None,
-    ) -> tuple[RefundRead, bool]:
-        """Refund an order; returns the refund and whether Stripe's answer is known.
+    async def read(self, refund: Refund) -> RefundRead:
+        return refund_read(refund)
 
-        Raises the refund problems (nothing written), or ``RefundRejected`` when Stripe
-        refused it (the refund is recorded failed and the hold released).
-        """
-        if body.escrow_id is not None:
-            from_wallet = await self._refund_escrow(
-                principal, body, idempotency_key, request_id=request_id
-            )
-            if from_wallet is not None:
-                return from_wallet, True
-            # A job paid by card: the refund of the order that paid it.
-            body = await self._funding_order_body(body)
-        refund = await self.submit_reserved(
-            await self.reserve(principal, body, idempotency_key, request_id=request_id)
-        )
-        return refund_read(refund), answer_known(refund)
-
-    async def _refund_escrow(
-        self,
-        principal: Principal,
-        body: RefundCreate,
-        idempotency_key: str,
-        *,
-        request_id: str | None,
-    ) -> RefundRead | None:
+    async def refunded_at_once(self, ask: RefundAsk) -> RefundRead | None:
         """A job paid from the wallet: reversed back to the wallet now (``escrow_refunds``);
-        None for a job paid by card (refunded through its funding order)."""
-        number = parse_public_id(ESCROW_PREFIX, body.escrow_id or "")
+        None for anything else (a job paid by card is refunded through its funding
+        order)."""
+        body = ask.body
+        if body.escrow_id is None:
+            return None
+        number = parse_public_id(ESCROW_PREFIX, body.escrow_id)
         async with self.sessionmaker.begin() as session:
             escrow = (
                 await EscrowRepository(session).get(number, for_update=True) if number else None
@@ -126,17 +106,8 @@ class RefundService(TwoPhaseRefunds[Refund]):
                 raise EscrowNotFound(f"No escrow {body.escrow_id!r}.")
             if escrow.funding == EscrowFunding.card.value:
                 return None
-            actor = await UserRepository(session).upsert_from_principal(principal)
-            refund = await refund_wallet_escrow(
-                session,
-                escrow,
-                actor_id=actor.id,
-                body=body,
-                idempotency_key=idempotency_key,
-                request_fingerprint=fingerprint(body.model_dump(mode="json")),
-                request_id=request_id,
-                now=self.now(),
-            )
+            request = await AdminRefundRequest.of(session, ask)
+            refund = await refund_wallet_escrow(session, escrow, request, body, now=self.now())
             return escrow_refund_read(refund)
 
     async def _funding_order_body(self, body: RefundCreate) -> RefundCreate:
@@ -152,25 +123,15 @@ class RefundService(TwoPhaseRefunds[Refund]):
             update={"escrow_id": None, "order_id": public_id(ORDER_PREFIX, order.id)}
         )
 
-    async def reserve(
-        self,
-        principal: Principal,
-        body: RefundCreate,
-        idempotency_key: str,
-        *,
-        request_id: str | None,
-    ) -> Refund:
-        """Step 1: check, write the pending refund and its hold, audit; one transaction."""
-        request_fingerprint = fingerprint(body.model_dump(mode="json"))
+    async def reserve(self, ask: RefundAsk) -> Refund:
+        if ask.body.escrow_id is not None:
+            # A job paid by card: the refund of the order that paid it.
+            ask = replace(ask, body=await self._funding_order_body(ask.body))
+        body = ask.body
         order_number = parse_public_id(ORDER_PREFIX, body.order_id or "")
         async with self.sessionmaker.begin() as session:
-            actor = await UserRepository(session).upsert_from_principal(principal)
-            refunds = RefundRepository(session)
-            existing = same_request(
-                await refunds.by_idempotency_key(actor.id, idempotency_key),
-                request_fingerprint,
-                "This Idempotency-Key was used for another refund.",
-            )
+            request = await AdminRefundRequest.of(session, ask)
+            existing = await request.replayed(RefundRepository(session), KEY_USED_FOR_ANOTHER)
             if existing is not None:
                 return existing
             order = None
@@ -198,29 +159,9 @@ class RefundService(TwoPhaseRefunds[Refund]):
                     purpose=order.purpose,
                 )
             if order.channel == "wallet":
-                refund = await refund_to_wallet(
-                    session,
-                    order,
-                    actor_id=actor.id,
-                    body=body,
-                    idempotency_key=idempotency_key,
-                    request_fingerprint=request_fingerprint,
-                    request_id=request_id,
-                    now=self.now(),
-                )
-                return refund
+                return await refund_to_wallet(session, order, request, body, now=self.now())
             return await reserve_order(
-                session,
-                order,
-                actor_id=actor.id,
-                requested=body.amount,
-                reason=body.reason,
-                note=body.note,
-                idempotency_key=idempotency_key,
-                request_fingerprint=request_fingerprint,
-                request_id=request_id,
-                force=body.force,
-                terms=terms,
+                session, order, request, requested=body.amount, force=body.force, terms=terms
             )
 
     async def cancel_escrow_to_card(
@@ -262,16 +203,19 @@ class RefundService(TwoPhaseRefunds[Refund]):
             )
             order = await OrderRepository(session).escrow_funding(escrow_id, for_update=True)
             if refund is None and result.changed and was is EscrowStatus.created and order:
-                refund = await reserve_order(
-                    session,
-                    order,
+                request = AdminRefundRequest(
                     actor_id=actor.id,
-                    requested=min(result.escrow.hold_amount, order.amount - order.refunded_amount),
-                    reason="requested_by_customer",
-                    note=reason or "escrow cancelled before acceptance",
                     idempotency_key=key,
                     request_fingerprint=fingerprint({"escrow_id": escrow_id}),
                     request_id=request_id,
+                    reason="requested_by_customer",
+                    note=reason or "escrow cancelled before acceptance",
+                )
+                refund = await reserve_order(
+                    session,
+                    order,
+                    request,
+                    requested=min(result.escrow.hold_amount, order.amount - order.refunded_amount),
                     # The cancel put the money back in the customer's available balance:
                     # the refund is held from there.
                     terms=RefundTerms(from_wallet=True),
@@ -284,20 +228,13 @@ class RefundService(TwoPhaseRefunds[Refund]):
     def settlement(self, session: AsyncSession) -> RefundSettlement:
         return RefundSettlement(session, self.stripe, now=self.now)
 
-    async def stripe_request(self, session: AsyncSession, refund: Refund) -> StripeRefundRequest:
+    async def refunded_payment(self, session: AsyncSession, refund: Refund) -> RefundedPayment:
         order = await OrderRepository(session).get(refund.order_id)
         if order is None or order.stripe_payment_intent_id is None:  # pragma: no cover
             raise RuntimeError(f"refund {refund.id} has no payment to refund")
-        return StripeRefundRequest(
-            payment_intent=order.stripe_payment_intent_id,
-            amount=refund.amount,
-            reason=refund.reason,
-            metadata={"refund_id": str(refund.id), "order_id": str(refund.order_id)},
-            key_scope="refund",
-            key_id=refund.id,
-            match=("refund_id", str(refund.id)),
-            options=await PURPOSES.get(order.purpose).stripe_refund_options(session, order),
-        )
+        options = await PURPOSES.get(order.purpose).stripe_refund_options(session, order)
+        metadata = {"order_id": str(refund.order_id)}
+        return RefundedPayment(order.stripe_payment_intent_id, metadata, options)
 
     async def before_stripe(self, refund: Refund, request: StripeRefundRequest) -> None:
         account = request.options.payee_account
@@ -314,10 +251,9 @@ class RefundService(TwoPhaseRefunds[Refund]):
             log.warning("refund %s: the payee's balance could not be read", refund.id)
             return
         coverable = sum(
-            int(entry.get("amount") or 0)
-            for part in ("available", "pending")
-            for entry in balance.get(part) or []
-            if str(entry.get("currency", "")).lower() == refund.currency
+            entry.amount
+            for entry in (*balance.available, *balance.pending)
+            if entry.currency.lower() == refund.currency
         )
         async with self.sessionmaker.begin() as session:
             row = await RefundRepository(session).get(refund.id, for_update=True)

@@ -30,6 +30,7 @@ from payments_api.orders.refund_models import Refund
 from payments_api.orders.refund_repository import RefundRepository
 from payments_api.orders.repository import OrderRepository
 from payments_api.refunds.reads import REFUND_PREFIX, refund_read
+from payments_api.refunds.refund_events import emit_refund_outcome
 from payments_api.refunds.released_authorizations import releases_an_authorization
 from payments_api.refunds.two_phase import (
     RefundSettlementFlow,
@@ -64,13 +65,7 @@ def refresh_order_status(order: Order) -> None:
 
 
 async def emit_refund_succeeded(session: AsyncSession, refund: Refund, order: Order) -> None:
-    await emit(
-        session,
-        EventType.refund_succeeded,
-        refund_read(refund),
-        change_key=f"refund:{refund.id}:succeeded",
-        user_ids=[refund.user_id],
-    )
+    await emit_refund_outcome(session, refund_read(refund), "refund", refund.id, "succeeded")
     await emit(
         session,
         EventType.order_refunded,
@@ -81,24 +76,23 @@ async def emit_refund_succeeded(session: AsyncSession, refund: Refund, order: Or
 
 
 async def emit_refund_failed(session: AsyncSession, refund: Refund) -> None:
-    await emit(
-        session,
-        EventType.refund_failed,
-        refund_read(refund),
-        change_key=f"refund:{refund.id}:failed",
-        user_ids=[refund.user_id],
-    )
+    await emit_refund_outcome(session, refund_read(refund), "refund", refund.id, "failed")
 
 
 @dataclass(slots=True)
-class OrderRefundBooking:
-    """A card refund of an order handed to its purpose's refund hooks
-    (``orders.purposes.RefundBooking``)."""
+class OrderRefundHandover:
+    """A refund of an order handed to its purpose's refund hooks, in the refund's
+    transaction: what a hook books with and about."""
 
     session: AsyncSession
     ledger: ledger_service.LedgerService
     order: Order
     refund: Refund
+
+
+@dataclass(slots=True)
+class OrderRefundBooking(OrderRefundHandover):
+    """A card refund of an order (``orders.purposes.RefundBooking``)."""
 
     def _from_hold(self, kind: AccountKind) -> list[ledger_service.PostingSpec]:
         """What the refund held, taken out of the customer's ``kind`` (nothing when the
@@ -177,20 +171,13 @@ class RefundSettlement(RefundSettlementFlow[Refund, Order]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.refunds = RefundRepository(self.session)
         self.orders = OrderRepository(self.session)
 
-    async def row(self, refund_id: int, *, for_update: bool = False) -> Refund | None:
-        return await self.refunds.get(refund_id, for_update=for_update)
-
-    async def row_by_stripe_id(self, stripe_refund_id: str) -> Refund | None:
-        return await self.refunds.by_stripe_id(stripe_refund_id)
+    def _rows(self) -> RefundRepository:
+        return RefundRepository(self.session)
 
     async def parent_of(self, refund: Refund, *, for_update: bool = False) -> Order | None:
         return await self.orders.get(refund.order_id, for_update=for_update)
-
-    async def _insert_from_stripe(self, values: dict[str, Any]) -> None:
-        await self.refunds.insert_from_stripe(values)
 
     async def _record_external(self, stripe_refund: StripeRefund) -> Refund | None:
         payment_intent = stripe_refund.payment_intent

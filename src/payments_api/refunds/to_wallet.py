@@ -8,8 +8,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.audit.repository import AuditLogRepository
-from payments_api.kit.idempotency import add_once
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
@@ -23,11 +21,18 @@ from payments_api.orders.refund_errors import (
 from payments_api.orders.refund_models import Refund
 from payments_api.orders.refund_repository import RefundRepository
 from payments_api.refunds import metrics
+from payments_api.refunds.admin_request import AdminRefundRequest
 from payments_api.refunds.reads import REFUND_PREFIX
-from payments_api.refunds.reservation import credit_to_take_back, freeze_for_refund, order_snapshot
+from payments_api.refunds.reservation import (
+    credit_to_take_back,
+    freeze_for_refund,
+    order_refund,
+    order_snapshot,
+)
 from payments_api.refunds.schemas import RefundCreate
 from payments_api.refunds.settlement import (
     REFUNDABLE_STATUSES,
+    OrderRefundHandover,
     emit_refund_succeeded,
     refresh_order_status,
 )
@@ -39,14 +44,9 @@ from payments_api.refunds.two_phase import (
 
 
 @dataclass(slots=True)
-class WalletRefund:
+class WalletRefund(OrderRefundHandover):
     """A wallet refund handed to ``Purpose.on_refunded_to_wallet``
     (``orders.purposes.WalletRefundBooking``)."""
-
-    session: AsyncSession
-    ledger: ledger_service.LedgerService
-    order: Order
-    refund: Refund
 
     def transaction(
         self, extra: list[ledger_service.PostingSpec], **metadata: Any
@@ -78,12 +78,9 @@ class WalletRefund:
 async def refund_to_wallet(
     session: AsyncSession,
     order: Order,
-    *,
-    actor_id: str,
+    request: AdminRefundRequest,
     body: RefundCreate,
-    idempotency_key: str,
-    request_fingerprint: str,
-    request_id: str | None,
+    *,
     now: datetime,
 ) -> Refund:
     """Refund an order paid from the wallet: back to the wallet, at once, in this
@@ -91,7 +88,6 @@ async def refund_to_wallet(
     the money comes back from is the purpose's to say (``on_refunded_to_wallet``: a
     catalog order's sales, a direct payment's payee and fee); an order that granted
     credit takes it back in proportion (``credit_already_spent`` unless forced)."""
-    refunds = RefundRepository(session)
     if order.status not in REFUNDABLE_STATUSES and order.status != "refunded":
         raise OrderNotRefundable(
             f"Order {public_id(ORDER_PREFIX, order.id)} is {order.status}.",
@@ -119,27 +115,19 @@ async def refund_to_wallet(
             credit_to_take_back=credit,
             currency=currency,
         )
-    refund = Refund(
-        order_id=order.id,
-        user_id=order.user_id,
-        amount=amount,
-        currency=currency,
+    refund = order_refund(
+        order,
+        amount,
         status="succeeded",
         origin="admin",
-        reason=body.reason,
-        note=body.note,
-        requested_by=actor_id,
-        idempotency_key=idempotency_key,
-        request_fingerprint=request_fingerprint,
         hold_amount=0,
         stripe_attempts=0,
         credit_amount=credit,
         forced=forced,
         succeeded_at=now,
+        **request.row_fields(),
     )
-    added = await add_once(
-        session, refund, lambda: refunds.by_idempotency_key(actor_id, idempotency_key)
-    )
+    added = await request.add_once(session, refund, RefundRepository(session))
     if added is not refund:
         return added
     await PURPOSES.get(order.purpose).on_refunded_to_wallet(
@@ -167,11 +155,9 @@ async def refund_to_wallet(
     order.refunded_amount += amount
     refresh_order_status(order)
     order.updated_at = now
-    await AuditLogRepository(session).record(
-        actor_id=actor_id,
-        action="refund.create",
-        target_type="refund",
-        target_id=public_id(REFUND_PREFIX, refund.id),
+    await request.audit(
+        session,
+        public_id(REFUND_PREFIX, refund.id),
         before={"order": order_snapshot(order, 0), "customer_available": available},
         after={
             "order": order_snapshot(order, 0),
@@ -186,11 +172,9 @@ async def refund_to_wallet(
             "credit_taken_back": credit,
             "forced": forced,
         },
-        reason=body.note or body.reason,
-        request_id=request_id,
     )
     if forced:
-        await freeze_for_refund(session, refund, order, request_id=request_id)
+        await freeze_for_refund(session, refund, order, request_id=request.request_id)
     metrics.REFUNDS.labels(origin="admin", outcome="succeeded").inc()
     await emit_refund_succeeded(session, refund, order)
     return refund

@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, Final, Generic, Literal, TypeVar
+from typing import Any, Final, Generic, Literal, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import public_id
 from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.kit.stripe_operation import UNKNOWN, Attempt, StripeOperation, Unknown
+from payments_api.kit.stripe_settlement import StripeSettlement
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger import shapes
 from payments_api.ledger.kinds import AccountKind, CauseType
@@ -54,6 +53,17 @@ RowT = TypeVar("RowT", Refund, InvoiceRefund)
 """A refund row: of an order or of a subscription invoice (both tables have the columns
 the shared steps read and write)."""
 ParentT = TypeVar("ParentT")
+RowT_co = TypeVar("RowT_co", covariant=True)
+
+
+class RefundRows(Protocol[RowT_co]):
+    """A variant's refund table (its repository)."""
+
+    async def get(self, refund_id: int, *, for_update: bool = False) -> RowT_co | None: ...
+
+    async def by_stripe_id(self, stripe_refund_id: str) -> RowT_co | None: ...
+
+    async def insert_from_stripe(self, values: dict[str, Any]) -> None: ...
 
 
 def user_account(user_id: str, kind: AccountKind, currency: str) -> ledger_service.AccountRef:
@@ -158,7 +168,7 @@ def answer_known(refund: Refund | InvoiceRefund) -> bool:
     return refund.stripe_refund_id is not None or refund.status not in IN_FLIGHT
 
 
-class RefundSettlementFlow(ABC, Generic[RowT, ParentT]):
+class RefundSettlementFlow(StripeSettlement, ABC, Generic[RowT, ParentT]):
     """Applies Stripe's word on a refund, once. A variant says how to find its rows and
     parents, what a success books and emits, and what a failure undoes."""
 
@@ -166,21 +176,23 @@ class RefundSettlementFlow(ABC, Generic[RowT, ParentT]):
     metadata_key = "refund_id"
     """The Stripe Refund's metadata naming our row."""
 
-    def __init__(
-        self, session: AsyncSession, stripe: StripeGateway, *, now: Callable[[], datetime] = utcnow
-    ) -> None:
-        self.session = session
-        self.stripe = stripe
-        self.now = now
-        self.ledger = ledger_service.LedgerService(session)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ledger = ledger_service.LedgerService(self.session)
+        self.refunds: RefundRows[RowT] = self._rows()
+
+    async def row(self, refund_id: int, *, for_update: bool = False) -> RowT | None:
+        return await self.refunds.get(refund_id, for_update=for_update)
+
+    async def row_by_stripe_id(self, stripe_refund_id: str) -> RowT | None:
+        return await self.refunds.by_stripe_id(stripe_refund_id)
 
     # -- what a variant says -------------------------------------------------------------
 
     @abstractmethod
-    async def row(self, refund_id: int, *, for_update: bool = False) -> RowT | None: ...
-
-    @abstractmethod
-    async def row_by_stripe_id(self, stripe_refund_id: str) -> RowT | None: ...
+    def _rows(self) -> RefundRows[RowT]:
+        """The variant's refund table, in this session."""
+        ...
 
     @abstractmethod
     async def parent_of(self, refund: RowT, *, for_update: bool = False) -> ParentT | None: ...
@@ -190,9 +202,6 @@ class RefundSettlementFlow(ABC, Generic[RowT, ParentT]):
         """A refund made without our API (the Stripe dashboard): recorded as ours, or
         None when it is not about this variant's payments."""
         ...
-
-    @abstractmethod
-    async def _insert_from_stripe(self, values: dict[str, Any]) -> None: ...
 
     @abstractmethod
     async def _settle(self, refund: RowT, parent: ParentT, now: datetime) -> None:
@@ -273,7 +282,7 @@ class RefundSettlementFlow(ABC, Generic[RowT, ParentT]):
             raise ValueError(
                 f"refund {stripe_refund.id} is in {refund_currency}, {of} in {currency}"
             )
-        await self._insert_from_stripe(
+        await self.refunds.insert_from_stripe(
             {
                 **values,
                 "amount": stripe_refund.amount,
