@@ -118,8 +118,8 @@ AdminUser = Annotated[User, Depends(require_role("admin"))]
 
 
 async def get_admin_session(_admin: AdminUser, session: SessionDep) -> AsyncSession:
-    """The request's session, for an admin caller: what the admin reads and writes of
-    the database's own rows go through."""
+    """The request's session (``SessionDep``), once the caller is known to be an admin:
+    the one dependency of the admin routes that read and write through it."""
     return session
 
 
