@@ -115,3 +115,12 @@ def require_role(*roles: str) -> Callable[[PrincipalDep, CurrentUser], Awaitable
 
 
 AdminUser = Annotated[User, Depends(require_role("admin"))]
+
+
+async def get_admin_session(_admin: AdminUser, session: SessionDep) -> AsyncSession:
+    """The request's session (``SessionDep``), once the caller is known to be an admin:
+    the one dependency of the admin routes that read and write through it."""
+    return session
+
+
+AdminSessionDep = Annotated[AsyncSession, Depends(get_admin_session)]

@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypedDict, cast
 
-from fastapi import Depends, Query, Request, Response
+from fastapi import Depends, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from payments_api.auth import Principal
@@ -85,6 +85,12 @@ def cursor_page(description: str, *, max_length: int | None = None, **filters: A
         [*cursor, *optional], return_annotation=Page
     )
     return Depends(page)
+
+
+def public_id_path(example: str) -> Any:
+    """A public id (``<prefix>_<number>``, kit.pagination) as a path parameter, for
+    ``Annotated[str, public_id_path("ord_42")]``: 32 characters at most."""
+    return Path(max_length=32, examples=[example])
 
 
 async def get_request_id(request: Request) -> str | None:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from payments_api.audit.schemas import AuditLogList
 from payments_api.audit.service import audit_log_page
-from payments_api.deps import AdminUser, SessionDep
+from payments_api.deps import AdminSessionDep
 from payments_api.kit import pagination
 from payments_api.kit.pagination import Limit
 from payments_api.problems import problem_responses
@@ -21,8 +21,7 @@ router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
     responses=problem_responses(401, 403, pagination.InvalidCursor),
 )
 async def list_audit_log(
-    session: SessionDep,
-    _admin: AdminUser,
+    session: AdminSessionDep,
     limit: Limit = 20,
     starting_after: Annotated[str | None, Query(description="Entry id to continue after.")] = None,
     actor_id: Annotated[str | None, Query(max_length=255, description="Who acted.")] = None,

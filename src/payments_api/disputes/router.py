@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
 from payments_api import routes
-from payments_api.deps import AdminUser, SessionDep
+from payments_api.deps import AdminSessionDep
 from payments_api.disputes import errors as disputes_errors
 from payments_api.disputes.models import DISPUTE_STATUSES
 from payments_api.disputes.schemas import DisputeList, DisputeRead
@@ -41,7 +41,7 @@ DisputePage = Annotated[
     description=f"Statuses: {', '.join(DISPUTE_STATUSES)}.",
     responses=problem_responses(401, 403, 422, InvalidCursor),
 )
-async def list_disputes(_admin: AdminUser, session: SessionDep, page: DisputePage) -> DisputeList:
+async def list_disputes(session: AdminSessionDep, page: DisputePage) -> DisputeList:
     return await DisputeQueries(session).list(**page)
 
 
@@ -51,8 +51,7 @@ async def list_disputes(_admin: AdminUser, session: SessionDep, page: DisputePag
     responses=problem_responses(401, 403, disputes_errors.DisputeNotFound),
 )
 async def get_dispute(
-    dispute_id: Annotated[str, Path(max_length=32, examples=["dsp_4"])],
-    _admin: AdminUser,
-    session: SessionDep,
+    dispute_id: Annotated[str, routes.public_id_path("dsp_4")],
+    session: AdminSessionDep,
 ) -> DisputeRead:
     return await DisputeQueries(session).get(dispute_id)

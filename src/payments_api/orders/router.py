@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from payments_api import routes
-from payments_api.deps import AdminUser, CurrentUser, SessionDep
+from payments_api.deps import AdminSessionDep, CurrentUser, SessionDep
 from payments_api.kit import amounts
 from payments_api.kit.idempotency import one_transaction
 from payments_api.kit.pagination import InvalidCursor
@@ -46,9 +46,7 @@ async def list_orders(user: CurrentUser, session: SessionDep, page: OrderPage) -
     tags=["admin"],
     responses=problem_responses(401, 403, 422, InvalidCursor),
 )
-async def list_orders_needing_review(
-    _admin: AdminUser, session: SessionDep, page: OrderPage
-) -> OrderList:
+async def list_orders_needing_review(session: AdminSessionDep, page: OrderPage) -> OrderList:
     return await OrderQueries(session).needing_review(**page)
 
 
@@ -58,7 +56,7 @@ async def list_orders_needing_review(
     responses=problem_responses(401, orders_errors.OrderNotFound),
 )
 async def get_order(
-    order_id: Annotated[str, Path(max_length=32, examples=["ord_42"])],
+    order_id: Annotated[str, routes.public_id_path("ord_42")],
     user: CurrentUser,
     session: SessionDep,
 ) -> OrderRead:
@@ -82,7 +80,7 @@ async def list_prices(_user: CurrentUser, session: SessionDep) -> PriceList:
     responses=problem_responses(401, 403, 422, orders_errors.PriceExists, amounts.AmountNotInSteps),
 )
 @one_transaction
-async def create_price(body: PriceCreate, _admin: AdminUser, session: SessionDep) -> PriceRead:
+async def create_price(body: PriceCreate, session: AdminSessionDep) -> PriceRead:
     return await CatalogService(session).create_price(body)
 
 
@@ -94,7 +92,7 @@ async def create_price(body: PriceCreate, _admin: AdminUser, session: SessionDep
 )
 @one_transaction
 async def deactivate_price(
-    lookup_key: Annotated[str, Path(max_length=64)], _admin: AdminUser, session: SessionDep
+    lookup_key: Annotated[str, Path(max_length=64)], session: AdminSessionDep
 ) -> PriceRead:
     return await CatalogService(session).set_price_active(lookup_key, False)
 
@@ -115,6 +113,6 @@ async def deactivate_price(
 )
 @one_transaction
 async def create_discount_code(
-    body: DiscountCodeCreate, _admin: AdminUser, session: SessionDep
+    body: DiscountCodeCreate, session: AdminSessionDep
 ) -> DiscountCodeRead:
     return await CatalogService(session).create_discount(body)

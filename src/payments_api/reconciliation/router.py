@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from payments_api import routes
-from payments_api.deps import AdminUser, SessionDep
+from payments_api.deps import AdminSessionDep
 from payments_api.problems import problem_responses
 from payments_api.reconciliation import errors as reconciliation_errors
 from payments_api.reconciliation.deps import ReconciliationServiceDep
@@ -56,7 +56,7 @@ async def create_reconciliation_run(
     responses=problem_responses(401, 403, 404, 422),
 )
 async def list_reconciliation_runs(
-    _admin: AdminUser, session: SessionDep, page: RunPage
+    session: AdminSessionDep, page: RunPage
 ) -> ReconciliationRunList:
     return await ReconciliationQueries(session).list(**page)
 
@@ -67,8 +67,7 @@ async def list_reconciliation_runs(
     responses=problem_responses(401, 403, reconciliation_errors.ReconciliationRunNotFound),
 )
 async def get_reconciliation_run(
-    run_id: Annotated[str, Path(max_length=32, examples=["rec_3"])],
-    _admin: AdminUser,
-    session: SessionDep,
+    run_id: Annotated[str, routes.public_id_path("rec_3")],
+    session: AdminSessionDep,
 ) -> ReconciliationRunRead:
     return await ReconciliationQueries(session).get(run_id)

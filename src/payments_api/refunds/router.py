@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from payments_api import routes
-from payments_api.deps import AdminUser, PrincipalDep, SessionDep
+from payments_api.deps import AdminSessionDep, PrincipalDep
 from payments_api.escrow import errors as escrow_errors
 from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep
@@ -121,8 +121,7 @@ async def create_refund(
     responses=problem_responses(401, 403, 422),
 )
 async def list_refunds(
-    _admin: AdminUser,
-    session: SessionDep,
+    session: AdminSessionDep,
     limit: Limit = 20,
     starting_after: Annotated[str | None, Query(description="Refund id to continue after.")] = None,
     order_id: Annotated[
@@ -164,9 +163,8 @@ async def list_refunds(
     responses=problem_responses(401, 403, refunds_errors.RefundNotFound),
 )
 async def get_refund(
-    refund_id: Annotated[str, Path(max_length=32, examples=["rfd_3"])],
-    _admin: AdminUser,
-    session: SessionDep,
+    refund_id: Annotated[str, routes.public_id_path("rfd_3")],
+    session: AdminSessionDep,
 ) -> RefundRead:
     if refund_id.startswith(f"{invoices.INVOICE_REFUND_PREFIX}_"):
         return await invoices.InvoiceRefundQueries(session).get(refund_id)
@@ -236,7 +234,7 @@ async def list_wallet_refunds(
     responses=problem_responses(401, refunds_errors.WalletRefundNotFound),
 )
 async def get_wallet_refund(
-    wallet_refund_id: Annotated[str, Path(max_length=32, examples=["wrf_4"])],
+    wallet_refund_id: Annotated[str, routes.public_id_path("wrf_4")],
     principal: PrincipalDep,
     service: CashoutServiceDep,
 ) -> WalletRefundRead:

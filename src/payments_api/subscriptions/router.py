@@ -2,10 +2,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
 from payments_api import routes
-from payments_api.deps import AdminUser, CurrentUser, SessionDep, SettingsDep, StateDep
+from payments_api.deps import (
+    AdminSessionDep,
+    AdminUser,
+    CurrentUser,
+    SessionDep,
+    SettingsDep,
+    StateDep,
+)
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.kit.pagination import InvalidCursor, Limit
 from payments_api.problems import problem_responses
@@ -30,7 +37,7 @@ from payments_api.subscriptions.views import SubscriptionQueries, unclaimed_subs
 
 router = APIRouter(tags=["subscriptions"])
 
-SubscriptionId = Annotated[str, Path(max_length=32, examples=["subs_12"])]
+SubscriptionId = Annotated[str, routes.public_id_path("subs_12")]
 SubscriptionPage = Annotated[routes.Page, routes.cursor_page("Subscription id to continue after.")]
 # What every change to a subscription can answer: it goes to Stripe with the caller's key.
 CHANGE_PROBLEMS = (400, 401, errors.SubscriptionNotFound, *routes.PROVIDER_PROBLEMS)
@@ -69,7 +76,7 @@ async def sync_plans(_admin: AdminUser, state: StateDep) -> PlanSyncResult:
     responses=problem_responses(401, 403, 422),
 )
 async def list_unclaimed_subscriptions(
-    _admin: AdminUser, session: SessionDep, limit: Limit = 20
+    session: AdminSessionDep, limit: Limit = 20
 ) -> UnclaimedSubscriptionList:
     return await unclaimed_subscriptions(session, limit=limit)
 

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
 from payments_api import routes
-from payments_api.deps import AdminUser, SessionDep, StateDep
+from payments_api.deps import AdminSessionDep, AdminUser, StateDep
 from payments_api.kit.pagination import Limit
 from payments_api.problems import problem_responses
 from payments_api.webhooks import errors as webhooks_errors
@@ -90,8 +90,7 @@ def _read(row: Any) -> WebhookEventRead:
     responses=problem_responses(401, 403, 422, webhooks_errors.WebhookEventNotFound),
 )
 async def list_webhook_events(
-    _admin: AdminUser,
-    session: SessionDep,
+    session: AdminSessionDep,
     limit: Limit = 20,
     status: Annotated[
         Literal["received", "processed", "failed", "ignored"] | None,
