@@ -22,7 +22,7 @@ from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
-from payments_api.ledger.kinds import AccountKind
+from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import PURPOSES
 from payments_api.orders.reads import ORDER_PREFIX, order_read
@@ -131,6 +131,30 @@ class OrderRefundBooking(OrderRefundHandover):
 
     async def settle_unbacked(self) -> None:
         await self._post([], self.refund.amount)
+
+    def transaction(
+        self,
+        type: str,
+        postings: list[ledger_service.PostingSpec],
+        *,
+        description: str,
+        step: str | None = None,
+        **metadata: Any,
+    ) -> ledger_service.NewTransaction:
+        refund, stripe_id = self.refund, self.refund.stripe_refund_id
+        if step is None:
+            cause_type, cause_key = CauseType.stripe_event, f"stripe:refund:{stripe_id}"
+            metadata = {"refund": stripe_id, **metadata}
+        else:
+            cause_type, cause_key = CauseType.system, f"refund:{refund.id}:{step}"
+        return ledger_service.NewTransaction(
+            type=type,
+            cause_type=cause_type,
+            cause_key=cause_key,
+            description=description,
+            metadata={"refund_id": refund.id, "order_id": refund.order_id, **metadata},
+            postings=postings,
+        )
 
     async def _post(self, debits: list[ledger_service.PostingSpec], shortfall: int) -> None:
         """The money leaves the platform's Stripe balance, taken from ``debits``; the
