@@ -122,7 +122,7 @@ class RefundBooking(Protocol):
     async def settle_unbacked(self) -> None:
         """Nothing backs the refund: the platform's adjustments bear it."""
 
-    def transaction(
+    def refund_transaction(
         self,
         type: str,
         postings: list[PostingSpec],

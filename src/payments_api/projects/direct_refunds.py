@@ -92,7 +92,7 @@ async def settle(booking: RefundBooking) -> None:
         )
     refund_public = public_id(REFUND_PREFIX, refund.id)
     await ledger.post(
-        booking.transaction(
+        booking.refund_transaction(
             "direct_refund",
             postings,
             description=f"Refund {refund_public} of direct payment "
@@ -115,7 +115,7 @@ async def settle(booking: RefundBooking) -> None:
         covered,
     )
     await ledger.post(
-        booking.transaction(
+        booking.refund_transaction(
             "direct_refund_cover",
             move(covered, out_of=_platform(AccountKind.adjustments, currency), into=stripe_balance),
             step="platform_cover",

@@ -89,6 +89,35 @@ class OrderRefundHandover:
     order: Order
     refund: Refund
 
+    def refund_transaction(
+        self,
+        type: str,
+        postings: list[ledger_service.PostingSpec],
+        *,
+        description: str,
+        step: str | None = None,
+        allow_negative_available: bool = False,
+        **metadata: Any,
+    ) -> ledger_service.NewTransaction:
+        """A transaction of the refund: Stripe's refund (cause ``stripe:refund:{re}``),
+        or with a ``step`` one of the refund's own (``refund:{id}:{step}``); its
+        metadata names the refund and the order."""
+        refund, stripe_id = self.refund, self.refund.stripe_refund_id
+        if step is None:
+            cause_type, cause_key = CauseType.stripe_event, f"stripe:refund:{stripe_id}"
+            metadata = {"refund": stripe_id, **metadata}
+        else:
+            cause_type, cause_key = CauseType.system, f"refund:{refund.id}:{step}"
+        return ledger_service.NewTransaction(
+            type=type,
+            cause_type=cause_type,
+            cause_key=cause_key,
+            description=description,
+            metadata={"refund_id": refund.id, "order_id": refund.order_id, **metadata},
+            postings=postings,
+            allow_negative_available=allow_negative_available,
+        )
+
 
 @dataclass(slots=True)
 class OrderRefundBooking(OrderRefundHandover):
@@ -131,30 +160,6 @@ class OrderRefundBooking(OrderRefundHandover):
 
     async def settle_unbacked(self) -> None:
         await self._post([], self.refund.amount)
-
-    def transaction(
-        self,
-        type: str,
-        postings: list[ledger_service.PostingSpec],
-        *,
-        description: str,
-        step: str | None = None,
-        **metadata: Any,
-    ) -> ledger_service.NewTransaction:
-        refund, stripe_id = self.refund, self.refund.stripe_refund_id
-        if step is None:
-            cause_type, cause_key = CauseType.stripe_event, f"stripe:refund:{stripe_id}"
-            metadata = {"refund": stripe_id, **metadata}
-        else:
-            cause_type, cause_key = CauseType.system, f"refund:{refund.id}:{step}"
-        return ledger_service.NewTransaction(
-            type=type,
-            cause_type=cause_type,
-            cause_key=cause_key,
-            description=description,
-            metadata={"refund_id": refund.id, "order_id": refund.order_id, **metadata},
-            postings=postings,
-        )
 
     async def _post(self, debits: list[ledger_service.PostingSpec], shortfall: int) -> None:
         """The money leaves the platform's Stripe balance, taken from ``debits``; the
