@@ -7,7 +7,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.disputes.models import OPEN_STATUSES, Dispute
-from payments_api.kit.newest_first import newest_first
 
 
 class DisputeRepository:
@@ -54,7 +53,11 @@ class DisputeRepository:
     async def page(
         self, *, limit: int, before_id: int | None, status: str | None, user_id: str | None
     ) -> list[Dispute]:
-        stmt = newest_first(
-            Dispute, limit=limit, before_id=before_id, status=status, user_id=user_id
-        )
+        stmt = select(Dispute).order_by(Dispute.id.desc()).limit(limit)
+        if before_id is not None:
+            stmt = stmt.where(Dispute.id < before_id)
+        if status is not None:
+            stmt = stmt.where(Dispute.status == status)
+        if user_id is not None:
+            stmt = stmt.where(Dispute.user_id == user_id)
         return list((await self.session.scalars(stmt)).all())

@@ -7,7 +7,6 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.kit.newest_first import newest_first
 from payments_api.orders.models import Order
 from payments_api.orders.refund_models import Refund, WalletRefund
 
@@ -82,9 +81,13 @@ class RefundRepository:
         order_id: int | None,
         status: str | None,
     ) -> list[Refund]:
-        stmt = newest_first(
-            Refund, limit=limit, before_id=before_id, order_id=order_id, status=status
-        )
+        stmt = select(Refund).order_by(Refund.id.desc()).limit(limit)
+        if before_id is not None:
+            stmt = stmt.where(Refund.id < before_id)
+        if order_id is not None:
+            stmt = stmt.where(Refund.order_id == order_id)
+        if status is not None:
+            stmt = stmt.where(Refund.status == status)
         return list((await self.session.scalars(stmt)).all())
 
     async def stuck(self, older_than: datetime, limit: int) -> list[int]:
