@@ -124,6 +124,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def camel_case_operation_id(route: APIRoute) -> str:
+    """Every route's operationId: its function's name in camelCase (``list_projects`` is
+    ``listProjects``); a route names one itself only where it differs. Renaming a route's
+    function renames its operation, which the committed openapi.json check catches."""
     head, *rest = route.name.split("_")
     return head + "".join(part.capitalize() for part in rest)
 

@@ -8,8 +8,9 @@ use it without making a package loop.
 # No ``from __future__ import annotations``: :func:`cursor_page` builds its dependency's
 # signature from its arguments, which FastAPI must read as objects, not strings.
 
+import inspect
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, TypedDict, cast
 
 from fastapi import Depends, Query, Request, Response
 from pydantic import BaseModel
@@ -55,21 +56,34 @@ class Page(TypedDict):
     starting_after: str | None
 
 
-def cursor_page(description: str, *, max_length: int | None = None) -> Any:
+def cursor_page(description: str, *, max_length: int | None = None, **filters: Any) -> Any:
     """``Depends`` on the ``limit`` and ``starting_after`` query parameters of a list
     route, for ``Annotated[Page, cursor_page(...)]``; ``description`` says what
-    ``starting_after`` names. They come after the route's own query parameters in its
-    OpenAPI document, so routes whose filters follow the cursor declare the two
-    themselves."""
+    ``starting_after`` names. ``filters`` are the list's optional query parameters that
+    follow the cursor, ``name=Annotated[type, Query(...)]``: their values join the page
+    under their names (annotate it with a :class:`Page` subclass naming them). Query
+    parameters the route declares itself come before the cursor in its OpenAPI
+    document."""
 
     async def page(
         limit: Limit = 20,
         starting_after: Annotated[
             str | None, Query(max_length=max_length, description=description)
         ] = None,
+        **values: Any,
     ) -> Page:
-        return Page(limit=limit, starting_after=starting_after)
+        # The filters a Page subclass names: Page itself cannot type them.
+        return cast(Page, {"limit": limit, "starting_after": starting_after, **values})
 
+    # FastAPI reads the parameters off the signature: the cursor's two, then the filters.
+    cursor = list(inspect.signature(page).parameters.values())[:2]
+    optional = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
+        for name, kind in filters.items()
+    ]
+    page.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [*cursor, *optional], return_annotation=Page
+    )
     return Depends(page)
 
 

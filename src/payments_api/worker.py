@@ -61,6 +61,15 @@ from payments_api.webhooks.service import RETRY_JOB, WebhookService
 log = logging.getLogger(__name__)
 
 
+def _row_id(job: Job, number: str, entrypoint: str) -> int | None:
+    """The row id ``number`` (read off ``job``'s payload) names; None, logged, when the
+    payload is malformed (a retry would not mend it)."""
+    if number.isascii() and number.isdigit():
+        return int(number)
+    log.error("%s: malformed payload %r", entrypoint, job.payload)
+    return None
+
+
 async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
     wire_purposes()
     url = resolve_database_url(settings)
@@ -114,11 +123,9 @@ async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
 
     @pgq.entrypoint(CAPTURE_JOB)
     async def submit_capture(job: Job) -> None:
-        number = (job.payload or b"").decode()
-        if not (number.isascii() and number.isdigit()):
-            log.error("escrow.capture: malformed payload %r", job.payload)
-            return
-        await captures.submit(int(number))
+        escrow_id = _row_id(job, (job.payload or b"").decode(), CAPTURE_JOB)
+        if escrow_id is not None:
+            await captures.submit(escrow_id)
 
     @pgq.schedule("escrow.captures.recover", "*/5 * * * *")
     async def recover_captures(_schedule: Schedule) -> None:
@@ -126,24 +133,22 @@ async def build_worker(settings: Settings) -> tuple[PgQueuer, Any]:
 
     @pgq.entrypoint(AUTO_RELOAD_JOB)
     async def charge_auto_reload(job: Job) -> None:
-        number = (job.payload or b"").decode()
-        if not (number.isascii() and number.isdigit()):
-            log.error("auto_reload.charge: malformed payload %r", job.payload)
-            return
-        await charge_topup(sessionmaker, stripe, settings, int(number))
+        reload_id = _row_id(job, (job.payload or b"").decode(), AUTO_RELOAD_JOB)
+        if reload_id is not None:
+            await charge_topup(sessionmaker, stripe, settings, reload_id)
 
     deliveries = DeliveryService(sessionmaker, settings)
 
     @pgq.entrypoint(DELIVER_JOB)
     async def deliver_events(job: Job) -> None:
         kind, _, number = (job.payload or b"").decode().partition(":")
-        if not (number.isascii() and number.isdigit()):
-            log.error("events.deliver: malformed payload %r", job.payload)
+        row_id = _row_id(job, number, DELIVER_JOB)
+        if row_id is None:
             return
         if kind == "event":
-            await deliveries.deliver_event(int(number))
+            await deliveries.deliver_event(row_id)
         else:
-            await deliveries.deliver(int(number))
+            await deliveries.deliver(row_id)
 
     @pgq.schedule("events.sweep", "* * * * *")
     async def sweep_deliveries(_schedule: Schedule) -> None:

@@ -120,6 +120,8 @@ async def own_payment_method(owner: Owner) -> str:
 async def own_subscription(owner: Owner) -> str:
     """A subscription to a monthly plan made in the sandbox; ``price`` is another price of
     its family (the preview route's required query parameter)."""
+    from payments_api.stripe.billing_objects import Price, Product
+    from payments_api.stripe.objects import parse_object
     from payments_api.subscriptions.plans import price_values, product_values
     from payments_api.subscriptions.repository import PlanRepository
 
@@ -131,7 +133,7 @@ async def own_subscription(owner: Owner) -> str:
 
     product = await made("/v1/products", {"name": "Security plan"})
     plans = PlanRepository(owner.session)
-    await plans.upsert_product(product_values(product, 1))
+    await plans.upsert_product(product_values(parse_object(Product, product), 1))
     prices = [
         await made(
             "/v1/prices",
@@ -145,7 +147,7 @@ async def own_subscription(owner: Owner) -> str:
         for unit_amount in (1_900, 2_900)
     ]
     for price in prices:
-        values = price_values(price, 1)
+        values = price_values(parse_object(Price, price), 1)
         assert values is not None
         await plans.upsert_price(values)
     await owner.session.flush()

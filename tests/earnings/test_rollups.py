@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from payments_api.earnings.models import EarningSource, EarningsRollup, EarningsTotal
 from payments_api.earnings.repository import (
     EarningsRepository,
+    SummaryQuery,
     SummaryRow,
     bucket_ceil,
     bucket_floor,
@@ -102,9 +103,9 @@ async def _both(
     currency: str | None,
     project_id: str | None,
 ) -> tuple[list[SummaryRow], list[SummaryRow]]:
-    w = summary_windows(now, zone)
-    from_rollups = await repository.summary(payee, w, currency=currency, project_id=project_id)
-    exact = await repository.exact_summary(payee, w, currency=currency, project_id=project_id)
+    query = SummaryQuery(payee, summary_windows(now, zone), currency, project_id)
+    from_rollups = await repository.summary(query)
+    exact = await repository.exact_summary(query)
     return from_rollups, exact
 
 

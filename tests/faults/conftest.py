@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
-import respx
 
-from tests.faults.fake_stripe import FakeStripe
+from tests.faults.fault_injector import FaultInjector, Forward
 
 # The in-process sandbox (the app in sandbox mode, its Stripe calls looped back into it),
 # as tests/sandbox mounts it: the fault matrix's stateful Stripe (issue #17).
@@ -15,14 +15,16 @@ from tests.sandbox.conftest import (  # noqa: F401 - fixtures
     sandbox_gateway,
     sandbox_settings,
 )
+from tests.sandbox.helpers import Sandbox
 
 
 @pytest.fixture
-def fake_stripe() -> Iterator[FakeStripe]:
-    """A stateful Stripe behind respx: every outgoing Stripe call of the app reaches it.
-    Only the fault matrix still uses it (issue #17: to run over the sandbox, with faults
-    injected by respx)."""
-    fake = FakeStripe()
-    with respx.mock(assert_all_called=False) as router:
-        fake.mount(router)
-        yield fake
+async def faulty(sandbox: Sandbox) -> AsyncIterator[FaultInjector]:  # noqa: F811 - the fixture
+    """Every request the app sends to the sandbox's Stripe API passes the injector."""
+    route = sandbox.mock.routes["loopback"]
+    forward = route.side_effect
+    assert callable(forward)  # the sandbox fixture's loopback handler
+    injector = FaultInjector(cast("Forward", forward))
+    route.side_effect = injector
+    yield injector
+    route.side_effect = forward

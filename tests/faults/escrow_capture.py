@@ -1,4 +1,5 @@
-"""Fault-matrix scenarios for a manual-capture escrow's Stripe calls (SPEC 9.3).
+"""Fault-matrix rows for a manual-capture escrow's Stripe calls (SPEC 9.3), over the
+sandbox: the card is authorized on its hosted checkout page.
 
 The payee's accept (capture) and a cancel (release) are answered before Stripe is
 asked: the request records ``capture_requested`` / ``release_requested``, queues the
@@ -6,142 +7,140 @@ asked: the request records ``capture_requested`` / ``release_requested``, queues
 client's problem: the escrow stays in flight and the job (``EscrowCaptures.submit``,
 what ``escrow.capture`` runs) asks again with the same key. A capture Stripe refuses is
 read back (``retrieve_payment_intent``) to learn why. In every cell the money is booked
-once: one ``escrow_funding`` (or none for a release), the authorization's memo reversed
-once, ledger invariants hold.
+once, also after Stripe's events for the intent arrive: one ``escrow_funding`` (or none
+for a release), the authorization's memo reversed once, ledger invariants hold.
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Any
+import uuid
+from typing import Any, ClassVar
 
 from sqlalchemy import text
 
 from payments_api.escrow.capture import EscrowCaptures
 from payments_api.escrow.service import CAPTURE_JOB
-from tests.conftest import TEST_WEBHOOK_SECRET
-from tests.factories import create_user
 from tests.faults.fault_injector import FaultKind
-from tests.faults.harness import TRANSIENT, Harness, Scenario
-from tests.helpers import auth, make_event, signed_webhook
+from tests.faults.matrix import TRANSIENT, RecoveredFlow
+from tests.helpers import auth
+from tests.sandbox.test_manual_capture import authorized
 
 PRICE, HOLD = 10_000, 10_500  # a 100.00 job and its 5% platform fee
-URLS = {
-    "success_url": "http://localhost:3000/jobs?paid=1",
-    "cancel_url": "http://localhost:3000/jobs",
+CAPTURED = {
+    "escrow_authorization": 1,
+    "escrow_authorization_captured": 1,
+    "escrow_funding": 1,
+    "escrow_platform_fee": 1,
 }
 
 
-async def deliver(t: Harness, event: dict[str, Any]) -> None:
-    body, headers = signed_webhook(event, TEST_WEBHOOK_SECRET)
-    response = await t.client.post("/api/v1/webhooks/stripe", content=body, headers=headers)
-    assert response.status_code == 200, response.text
+class EscrowFlow(RecoveredFlow):
+    """An escrow the customer's card authorized (``requires_capture`` at the sandbox)."""
 
+    verb = "POST"
+    customer: str
+    payee: str
+    escrow: str
+    intent: str
+    asked = 0
+    """How many times the client asked (each time a new request, a new key)."""
 
-async def authorized_escrow(t: Harness) -> None:
-    """A job paid by authorization: checkout, the card authorized at the fake Stripe,
-    and its ``payment_intent.amount_capturable_updated``."""
-    payee = f"{t.user}_payee"
-    await create_user(t.session, id=payee, roles=["payee"])
-    response = await t.client.post(
-        "/api/v1/checkout/sessions",
-        json={
-            "purpose": "escrow",
-            "capture_method": "manual",
-            "payee_id": payee,
-            "amount": PRICE,
-            "currency": "usd",
-            "reference": "faults",
-            **URLS,
-        },
-        headers={**auth(t.user, ["customer"]), "Idempotency-Key": f"checkout-{t.user}"},
-    )
-    assert response.status_code == 201, response.text
-    order_id = str(response.json()["order_id"]).removeprefix("ord_")
-    pi = t.fake.authorized_intent(
-        {"order_id": order_id, "user_id": t.user, "purpose": "escrow"}, HOLD, "usd"
-    )
-    await deliver(
-        t, make_event("payment_intent.amount_capturable_updated", copy.deepcopy(t.fake.objects[pi]))
-    )
-    escrows = await t.client.get("/api/v1/escrows", headers=auth(t.user, ["customer"]))
-    [escrow] = escrows.json()["data"]
-    assert escrow["status"] == "authorized", escrow
-    t.memo.update(payee=payee, pi=pi, escrow=escrow["id"])
-    t.memo["number"] = int(str(escrow["id"]).removeprefix("esc_"))
-    t.fake.requests.clear()
+    async def prepare(self) -> None:
+        self.customer, self.payee, self.escrow, self.intent = await authorized(self.sandbox)
+        self.number = int(self.escrow.removeprefix("esc_"))
+        self.key = f"idem-{uuid.uuid4().hex}"
 
+    async def escrow_state(self) -> tuple[str, str]:
+        async with self.sandbox.sessionmaker() as session:
+            row = (
+                await session.execute(
+                    text("SELECT status, capture_status FROM escrows WHERE id = :e"),
+                    {"e": self.number},
+                )
+            ).one()
+        return str(row.status), str(row.capture_status)
 
-async def escrow_state(t: Harness) -> tuple[str, str]:
-    row = (
-        await t.session.execute(
-            text("SELECT status, capture_status FROM escrows WHERE id = :e"),
-            {"e": t.memo["number"]},
+    async def transactions(self) -> dict[str, int]:
+        async with self.sandbox.sessionmaker() as session:
+            rows = await session.execute(
+                text(
+                    "SELECT type, count(*) FROM ledger_transactions"
+                    " WHERE (metadata ->> 'escrow_id')::bigint = :e GROUP BY type"
+                ),
+                {"e": self.number},
+            )
+            return {str(type_): int(n) for type_, n in rows.all()}
+
+    async def wallet(self) -> dict[str, int]:
+        response = await self.sandbox.client.get("/api/v1/me/balance", headers=auth(self.customer))
+        assert response.status_code == 200, response.text
+        for entry in response.json()["balances"]:
+            if entry["currency"] == "usd":
+                found: dict[str, int] = entry
+                return found
+        return {"available": 0, "escrow": 0, "authorized": 0}
+
+    async def the_job(self) -> None:
+        """What the queued ``escrow.capture`` job runs (it is queued: asserted)."""
+        async with self.sandbox.sessionmaker() as session:
+            queued = await session.scalar(
+                text("SELECT count(*) FROM pgqueuer WHERE entrypoint = :e AND payload = :p"),
+                {"e": CAPTURE_JOB, "p": str(self.number).encode()},
+            )
+        assert queued >= 1
+        captures = EscrowCaptures(self.state.sessionmaker, self.state.stripe, self.state.settings)
+        await captures.submit(self.number)
+
+    async def accept(self, key: str) -> None:
+        """The payee accepts; Stripe's failure never reaches them: the capture is
+        recorded."""
+        response = await self.sandbox.client.post(
+            f"/api/v1/escrows/{self.escrow}/accept",
+            headers={**auth(self.payee, ["payee"]), "Idempotency-Key": key},
         )
-    ).one()
-    return str(row.status), str(row.capture_status)
+        assert response.status_code == 200, response.text
+        assert response.json()["capture_status"] == "capture_requested"
+
+    async def the_intent(self) -> dict[str, Any]:
+        """The one PaymentIntent at the sandbox (never a second one)."""
+        [intent] = await self.sandbox.objects_of("payment_intent")
+        assert intent["id"] == self.intent
+        return intent
+
+    async def events_arrive(self) -> None:
+        """Stripe's events for what happened arrive (after the answer was applied)."""
+        await self.sandbox.deliver()
+        assert await self.sandbox.undelivered() == []
+
+    async def assert_captured(self) -> None:
+        assert await self.escrow_state() == ("accepted", "captured")
+        assert await self.transactions() == CAPTURED
+        wallet = await self.wallet()
+        assert (wallet["available"], wallet["escrow"], wallet["authorized"]) == (0, PRICE, 0)
+        intent = await self.the_intent()
+        assert (intent["status"], intent["amount_received"]) == ("succeeded", HOLD)
+        [charge] = await self.sandbox.objects_of("charge")
+        assert (charge["amount_captured"], charge["payment_intent"]) == (HOLD, self.intent)
 
 
-async def transactions_of(t: Harness) -> dict[str, int]:
-    rows = await t.session.execute(
-        text(
-            "SELECT type, count(*) FROM ledger_transactions"
-            " WHERE (metadata ->> 'escrow_id')::bigint = :e GROUP BY type"
-        ),
-        {"e": t.memo["number"]},
-    )
-    return {str(type_): int(n) for type_, n in rows.all()}
-
-
-async def customer_wallet(t: Harness) -> dict[str, int]:
-    response = await t.client.get("/api/v1/me/balance", headers=auth(t.user))
-    for entry in response.json()["balances"]:
-        if entry["currency"] == "usd":
-            found: dict[str, int] = entry
-            return found
-    return {"available": 0, "escrow": 0, "authorized": 0}
-
-
-async def the_job(t: Harness) -> None:
-    """What the queued ``escrow.capture`` job runs (it is queued: asserted)."""
-    queued = await t.scalar(
-        "SELECT count(*) FROM pgqueuer WHERE entrypoint = :e AND payload = :p",
-        e=CAPTURE_JOB,
-        p=str(t.memo["number"]).encode(),
-    )
-    assert queued >= 1
-    captures = EscrowCaptures(t.state.sessionmaker, t.state.stripe, t.state.settings)
-    await captures.submit(t.memo["number"])
-
-
-class CaptureEscrow(Scenario):
+class CaptureEscrow(EscrowFlow):
     """The payee accepts an authorized escrow: Stripe's capture. Unknown outcome
     (timeout, 5xx, 429): still ``capture_requested``, the job asks again with the same
     key. Refused (400, the intent still ``requires_capture`` when read back):
     ``capture_failed``, and the payee accepting again asks anew (a new round's key)."""
 
-    async def prepare(self, t: Harness) -> None:
-        await super().prepare(t)
-        await authorized_escrow(t)
+    gateway_method = "capture_payment_intent"
+    stripe_path = "/v1/payment_intents/[^/]+/capture"
+    form: ClassVar[dict[str, str]] = {"amount_to_capture": str(HOLD)}
 
-    async def attempt(self, t: Harness, fault: FaultKind | None) -> None:
-        state = await escrow_state(t) if "asked" in t.memo else None
+    async def attempt(self, fault: FaultKind | None) -> None:
+        state = await self.escrow_state() if self.asked else None
         if state is None or state[1] == "capture_failed":
-            # The payee's accept (again after a refusal: a new request, a new key).
-            t.memo["asked"] = t.memo.get("asked", 0) + 1
-            response = await t.client.post(
-                f"/api/v1/escrows/{t.memo['escrow']}/accept",
-                headers={
-                    **auth(t.memo["payee"], ["payee"]),
-                    "Idempotency-Key": f"{t.key}-{t.memo['asked']}",
-                },
-            )
-            # Stripe's failure never reaches the payee: the capture is recorded.
-            assert response.status_code == 200, response.text
-            assert response.json()["capture_status"] == "capture_requested"
+            self.asked += 1
+            await self.accept(f"{self.key}-{self.asked}")
         else:
-            await the_job(t)
-        status, capture_status = await escrow_state(t)
+            await self.the_job()
+        status, capture_status = await self.escrow_state()
         if fault is None:
             assert (status, capture_status) == ("accepted", "captured")
         elif fault in TRANSIENT:
@@ -149,97 +148,97 @@ class CaptureEscrow(Scenario):
         else:
             assert (status, capture_status) == ("authorized", "capture_failed")
         if fault is not None:
-            wallet = await customer_wallet(t)
+            wallet = await self.wallet()
             assert (wallet["escrow"], wallet["authorized"]) == (0, HOLD)
 
-    async def settled(self, t: Harness) -> None:
-        assert await transactions_of(t) == {
-            "escrow_authorization": 1,
-            "escrow_authorization_captured": 1,
-            "escrow_funding": 1,
-            "escrow_platform_fee": 1,
-        }
-        wallet = await customer_wallet(t)
-        assert (wallet["available"], wallet["escrow"], wallet["authorized"]) == (0, PRICE, 0)
-        intent = t.fake.objects[t.memo["pi"]]
-        assert (intent["status"], intent["amount_received"]) == ("succeeded", HOLD)
+    def keys(self, fault: FaultKind) -> int:
         # One key per acceptance round: the job's retries reuse it; only a refusal
         # followed by a new accept asks under a new one.
-        keys = {c.idempotency_key for c in t.fake.calls("POST", "/v1/payment_intents/.+/capture")}
-        assert len(keys) == t.memo["asked"]
-        assert None not in keys
+        return 2 if fault is FaultKind.invalid_request else 1
+
+    async def settled(self) -> None:
+        await self.assert_captured()
+        await self.events_arrive()
+        await self.assert_captured()
 
 
-class CancelAuthorizedEscrow(Scenario):
+class CancelAuthorizedEscrow(EscrowFlow):
     """The customer cancels an authorized escrow: Stripe's cancel releases the card.
     The escrow is cancelled at once (``release_requested``); a failed cancel, even a
     refusal, leaves it so and the job asks again with the same key."""
 
-    async def prepare(self, t: Harness) -> None:
-        await super().prepare(t)
-        await authorized_escrow(t)
+    gateway_method = "cancel_payment_intent"
+    stripe_path = "/v1/payment_intents/[^/]+/cancel"
+    form: ClassVar[dict[str, str]] = {"cancellation_reason": "requested_by_customer"}
 
-    async def attempt(self, t: Harness, fault: FaultKind | None) -> None:
-        if "asked" not in t.memo:
-            t.memo["asked"] = True
-            response = await t.client.post(
-                f"/api/v1/escrows/{t.memo['escrow']}/cancel",
+    async def attempt(self, fault: FaultKind | None) -> None:
+        if not self.asked:
+            self.asked = 1
+            response = await self.sandbox.client.post(
+                f"/api/v1/escrows/{self.escrow}/cancel",
                 json={},
-                headers=t.headers("customer"),
+                headers={**auth(self.customer, ["customer"]), "Idempotency-Key": self.key},
             )
             assert response.status_code == 200, response.text
             assert response.json()["status"] == "cancelled"
         else:
-            await the_job(t)
+            await self.the_job()
         expected = "released" if fault is None else "release_requested"
-        assert await escrow_state(t) == ("cancelled", expected)
-        wallet = await customer_wallet(t)
+        assert await self.escrow_state() == ("cancelled", expected)
+        wallet = await self.wallet()
         assert (wallet["escrow"], wallet["authorized"]) == (0, 0 if fault is None else HOLD)
 
-    async def settled(self, t: Harness) -> None:
-        assert await transactions_of(t) == {
+    async def assert_released(self) -> None:
+        assert await self.escrow_state() == ("cancelled", "released")
+        assert await self.transactions() == {
             "escrow_authorization": 1,
             "escrow_authorization_released": 1,
         }
-        intent = t.fake.objects[t.memo["pi"]]
+        wallet = await self.wallet()
+        assert (wallet["available"], wallet["escrow"], wallet["authorized"]) == (0, 0, 0)
+        intent = await self.the_intent()
         assert (intent["status"], intent["amount_received"]) == ("canceled", 0)
-        keys = {c.idempotency_key for c in t.fake.calls("POST", "/v1/payment_intents/.+/cancel")}
-        assert len(keys) == 1
-        assert None not in keys
+
+    async def settled(self) -> None:
+        await self.assert_released()
+        await self.events_arrive()
+        await self.assert_released()
 
 
-class ReadBackIntent(Scenario):
+class ReadBackIntent(EscrowFlow):
     """Stripe refuses the capture because the intent was captured meanwhile (from the
     dashboard, its webhook not here yet): the intent is read back and what it says is
-    applied. A failed read changes nothing (``capture_requested``); the job asks again."""
+    applied. A failed read changes nothing (``capture_requested``); the job asks again
+    (Stripe replays its refusal for the same key) and reads again."""
 
-    async def prepare(self, t: Harness) -> None:
-        await super().prepare(t)
-        await authorized_escrow(t)
-        intent = t.fake.objects[t.memo["pi"]]
-        intent.update(status="succeeded", amount_received=HOLD, amount_capturable=0)
+    gateway_method = "retrieve_payment_intent"
+    verb = "GET"
+    stripe_path = "/v1/payment_intents/[^/]+"
 
-    async def attempt(self, t: Harness, fault: FaultKind | None) -> None:
-        if "asked" not in t.memo:
-            t.memo["asked"] = True
-            response = await t.client.post(
-                f"/api/v1/escrows/{t.memo['escrow']}/accept",
-                headers={**auth(t.memo["payee"], ["payee"]), "Idempotency-Key": t.key},
-            )
-            assert response.status_code == 200, response.text
+    async def prepare(self) -> None:
+        await super().prepare()
+        captured = await self.sandbox.stripe("POST", f"/v1/payment_intents/{self.intent}/capture")
+        assert captured.status_code == 200, captured.text
+        assert captured.json()["status"] == "succeeded"
+
+    async def attempt(self, fault: FaultKind | None) -> None:
+        if not self.asked:
+            self.asked = 1
+            await self.accept(self.key)
         else:
-            await the_job(t)
+            await self.the_job()
         expected = (
             ("accepted", "captured") if fault is None else ("authorized", "capture_requested")
         )
-        assert await escrow_state(t) == expected
+        assert await self.escrow_state() == expected
 
-    async def settled(self, t: Harness) -> None:
-        assert await transactions_of(t) == {
-            "escrow_authorization": 1,
-            "escrow_authorization_captured": 1,
-            "escrow_funding": 1,
-            "escrow_platform_fee": 1,
-        }
-        wallet = await customer_wallet(t)
-        assert (wallet["available"], wallet["escrow"], wallet["authorized"]) == (0, PRICE, 0)
+    async def settled(self) -> None:
+        await self.assert_captured()
+        # Every capture the service asked (each refused) carried the one key.
+        captures = self.faulty.calls("POST", CaptureEscrow.stripe_path)
+        assert len(captures) == len(self.faulty.calls(self.verb, self.stripe_path))
+        keys = {c.idempotency_key for c in captures}
+        assert len(keys) == 1, keys
+        assert None not in keys
+        await self.events_arrive()
+        await self.assert_captured()

@@ -1,19 +1,28 @@
-"""The fault matrix over the sandbox (issue #17): the sandbox is the stateful Stripe,
-``FaultInjector`` (a respx layer in front of it) records what was sent and fails the
-planned try. Same cells as tests/faults/test_stripe_faults.py, for the rows moved here
-so far (the top-up's Stripe calls); see that module for what a phase means.
+"""The fault matrix over the sandbox (issue #17): every outgoing Stripe call x every
+failure x when it strikes. The sandbox is the stateful Stripe, ``FaultInjector`` (a respx
+layer in front of it) records what was sent and fails the planned try. Rows are Stripe
+calls (a public method of ``StripeGateway``, the Stripe path it hits, the client's
+request that reaches it); columns are faults (timeout, connection error, 500, 429, 400
+with Stripe's error shape) and phases (tests/faults/matrix.py). The calls the service
+retries on its own (webhook reads, escrow captures) are rows of
+tests/faults/test_sandbox_recovered_faults.py.
 
 Each cell asserts what reached Stripe (path, form parameters, one Idempotency-Key on
-every try, no Stripe-Account on platform calls) and the money outcome: exactly one
-Stripe object made, one order, ledger invariants hold.
+every try, Stripe-Account only on the payee's account) and the money outcome: exactly
+one Stripe object made, one order, ledger invariants hold; every failed try is a clear
+problem (503 + ``Retry-After``, 502 ``payment_provider_error``, or the route's
+documented outcome), never Stripe's own words.
+
+Adding a gateway method: add a row, or name it in ``NOT_REACHABLE`` with the reason;
+``test_every_gateway_call_has_a_row`` enforces it.
 """
 
 from __future__ import annotations
 
+import inspect
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import cast
 
 import httpx
 import pytest
@@ -24,20 +33,15 @@ from payments_api.ledger.kinds import AccountKind
 from payments_api.payouts.service import PayoutService
 from payments_api.refunds.service import RefundService
 from payments_api.state import AppState
+from payments_api.stripe.gateway import StripeGateway
 from tests.factories import create_user, ledger_invariants
-from tests.faults.fault_injector import LEAK_MARKER, FaultInjector, FaultKind, Forward, Recorded
+from tests.faults.fault_injector import LEAK_MARKER, FaultInjector, FaultKind
+from tests.faults.matrix import FAULT_IDS, FAULTS, PHASES, assert_problem, fault_then_recovery
+from tests.faults.test_sandbox_recovered_faults import FLOWS
 from tests.helpers import auth
 from tests.sandbox.helpers import Sandbox
 from tests.sandbox.test_saved_cards import save
 from tests.sandbox.test_subscriptions import make_plan
-
-TRANSIENT = {
-    FaultKind.timeout,
-    FaultKind.connection_error,
-    FaultKind.server_error,
-    FaultKind.rate_limited,
-}
-
 
 Request = Callable[[Sandbox, dict[str, str]], Awaitable[httpx.Response]]
 
@@ -363,66 +367,10 @@ ROWS = [
         prepare=subscribed,
     ),
 ]
-FAULTS = list(FaultKind)
-PHASES = ["first_try", "retry"]
-
-
-@pytest.fixture
-async def faulty(sandbox: Sandbox) -> AsyncIterator[FaultInjector]:
-    """Every request the app sends to the sandbox's Stripe API passes the injector."""
-    route = sandbox.mock.routes["loopback"]
-    forward = route.side_effect
-    assert callable(forward)  # the sandbox fixture's loopback handler
-    injector = FaultInjector(cast("Forward", forward))
-    route.side_effect = injector
-    yield injector
-    route.side_effect = forward
-
-
-def assert_problem(response: httpx.Response, fault: FaultKind) -> None:
-    assert response.headers["content-type"].startswith("application/problem+json")
-    if fault in TRANSIENT:
-        assert response.status_code == 503, response.text
-        assert response.json()["code"] == "payment_provider_unavailable"
-        assert int(response.headers["Retry-After"]) > 0
-    else:
-        assert response.status_code == 502, response.text
-        assert response.json()["code"] == "payment_provider_error"
-    assert LEAK_MARKER not in response.text
-    assert "Invalid integer" not in response.text
-
-
-async def fault_then_recovery(
-    faulty: FaultInjector,
-    path: str,
-    fault: FaultKind,
-    phase: str,
-    attempt: Callable[[FaultKind | None], Awaitable[None]],
-) -> list[Recorded]:
-    """A flow recovered by its own retries: in the ``retry`` phase a first try whose
-    answer is lost, then ``fault``, then (unless Stripe's answer was definite) the
-    success. The tries that reached ``path``, every one with the same key."""
-    definite = fault is FaultKind.invalid_request
-    if phase == "retry":
-        lost = FaultKind.connection_error if definite else FaultKind.timeout
-        faulty.fail("POST", path, lost, after_effect=lost is FaultKind.timeout)
-        await attempt(lost)
-    faulty.fail("POST", path, fault)
-    await attempt(fault)
-    assert faulty.faults == [], "the fault was not reached"
-    if not definite:
-        await attempt(None)
-
-    calls = faulty.calls("POST", path)
-    tries = (2 if phase == "retry" else 1) + (0 if definite else 1)
-    assert len(calls) == tries, [c.outcome for c in calls]
-    assert len({c.idempotency_key for c in calls}) == 1
-    assert None not in {c.idempotency_key for c in calls}
-    return calls
 
 
 @pytest.mark.parametrize("phase", PHASES)
-@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+@pytest.mark.parametrize("fault", FAULTS, ids=FAULT_IDS)
 @pytest.mark.parametrize("row", ROWS, ids=[r.gateway_method for r in ROWS])
 async def test_fault(
     sandbox: Sandbox, faulty: FaultInjector, row: SandboxRow, fault: FaultKind, phase: str
@@ -478,7 +426,7 @@ async def withdrawal_status(sandbox: Sandbox, user: str) -> str:
 
 
 @pytest.mark.parametrize("phase", PHASES)
-@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+@pytest.mark.parametrize("fault", FAULTS, ids=FAULT_IDS)
 async def test_withdrawal_fault(
     sandbox: Sandbox,
     sandbox_app: FastAPI,
@@ -539,7 +487,7 @@ async def refund_status(sandbox: Sandbox, refund: int) -> str:
 
 
 @pytest.mark.parametrize("phase", PHASES)
-@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+@pytest.mark.parametrize("fault", FAULTS, ids=FAULT_IDS)
 async def test_refund_fault(
     sandbox: Sandbox,
     sandbox_app: FastAPI,
@@ -586,3 +534,50 @@ async def test_refund_fault(
     assert await sandbox.balance(user) == (20_000 if definite else 18_000)
     async with sandbox.sessionmaker() as session:
         assert await ledger_invariants(session) == []
+
+
+# Gateway calls with a test of their own above: the service's recovery, not the client,
+# retries them.
+OWN_TESTS = {"create_transfer": test_withdrawal_fault, "create_refund": test_refund_fault}
+# Gateway methods without a row yet, and why. A new gateway method must have a row or
+# land here (see test_every_gateway_call_has_a_row).
+NOT_REACHABLE: dict[str, str] = {
+    "list_refunds": "refund webhooks and admin refunds: row to add with create_refund",
+    "retrieve_charge": "refunds and disputes: row to add with their scenarios",
+    "retrieve_dispute": "dispute webhooks: row to add with their scenario",
+    "retrieve_application_fee": "reconciliation of fee refunds of fees taken on an earlier "
+    "day: row to add with its scenario (tests/reconciliation/test_direct_flows.py)",
+    "retrieve_payment_method": "setup_intent.succeeded webhook (a failure is recorded and "
+    "retried by the inbox): row to add with a webhook scenario",
+    "list_products": "plans sync (admin, CLI): reads only, a failure writes nothing",
+    "list_recurring_prices": "plans sync (admin, CLI): reads only, a failure writes nothing",
+    "retrieve_product": "price webhooks before their product: a failure retries the event",
+    "retrieve_subscription": "a subscribe retry after Stripe's id is recorded: row to add",
+    "preview_invoice": "proration preview: a read, nothing to make once",
+    "invoice_charge": "invoice.paid's fee: a failure retries the event (ledger cause keys)",
+    "pay_invoice": "subscribe with a saved card pays the first invoice after recording "
+    "the subscription; a retry reads Stripe's subscription back first, so after a payment "
+    "that took effect (the matrix's retry phase) it rightly makes no second call: the "
+    "faults are tested in tests/subscriptions/test_subscribe_saved_card.py",
+}
+
+
+def gateway_calls() -> set[str]:
+    return {
+        name
+        for name, member in inspect.getmembers(StripeGateway, inspect.iscoroutinefunction)
+        if not name.startswith("_") and name != "aclose"
+    }
+
+
+def test_every_gateway_call_has_a_row() -> None:
+    """The sandbox matrix (this module's rows, the tests of their own, the recovered
+    flows) covers every gateway call."""
+    covered = (
+        {row.gateway_method for row in ROWS}
+        | set(OWN_TESTS)
+        | {flow.gateway_method for flow in FLOWS}
+    )
+    assert gateway_calls() - covered - set(NOT_REACHABLE) == set(), "add a row"
+    assert covered & set(NOT_REACHABLE) == set(), "covered now: drop it from NOT_REACHABLE"
+    assert covered | set(NOT_REACHABLE) <= gateway_calls(), "a row names no gateway call"

@@ -11,7 +11,9 @@ from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.service import AccountRef, LedgerService, NewTransaction, PostingSpec
 from payments_api.ledger.shapes import move, receive, split
 from payments_api.ledger.stripe_fees import processing_fee, settled_fee
+from payments_api.stripe.objects import ChargeWithFee, parse_object
 from tests.factories import create_user, ledger_invariants
+from tests.helpers import stripe_object
 
 STRIPE = AccountRef.platform(AccountKind.stripe_balance, "usd")
 FEES = AccountRef.platform(AccountKind.platform_fees, "usd")
@@ -54,11 +56,15 @@ def test_a_processing_fee_leaves_the_stripe_balance_once_per_balance_transaction
 
 
 def test_only_a_settled_charge_with_a_fee_has_a_fee_to_book() -> None:
-    assert settled_fee({"id": "txn_1", "fee": 59, "currency": "eur"}) == ("txn_1", 59, "eur")
-    assert settled_fee({"id": "txn_1", "fee": 59}) == ("txn_1", 59, None)
-    assert settled_fee({"id": "txn_1", "fee": 0, "currency": "eur"}) is None
-    assert settled_fee("txn_1") is None  # not expanded: not settled yet
-    assert settled_fee(None) is None
+    def fee_of(balance_transaction: object) -> tuple[str, int, str | None] | None:
+        charge = {**stripe_object("charge"), "balance_transaction": balance_transaction}
+        return settled_fee(parse_object(ChargeWithFee, charge).balance_transaction)
+
+    assert fee_of({"id": "txn_1", "fee": 59, "currency": "eur"}) == ("txn_1", 59, "eur")
+    assert fee_of({"id": "txn_1", "fee": 59}) == ("txn_1", 59, None)
+    assert fee_of({"id": "txn_1", "fee": 0, "currency": "eur"}) is None
+    assert fee_of("txn_1") is None  # not expanded: not settled yet
+    assert fee_of(None) is None
 
 
 def test_split_shares_the_total_and_leaves_out_zero_parts() -> None:

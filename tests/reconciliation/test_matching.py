@@ -14,10 +14,11 @@ from payments_api.reconciliation.matching import (
     match,
     stripe_items,
 )
+from payments_api.stripe.objects import BalanceTransaction, parse_object
 from tests.helpers import stripe_object
 
 
-def bt(kind: str, amount: int, source: Any, fee: int = 0, **extra: Any) -> dict[str, Any]:
+def bt(kind: str, amount: int, source: Any, fee: int = 0, **extra: Any) -> BalanceTransaction:
     transaction = stripe_object("balance_transaction")
     transaction.update(
         id=f"txn_{kind}_{abs(amount)}",
@@ -28,7 +29,7 @@ def bt(kind: str, amount: int, source: Any, fee: int = 0, **extra: Any) -> dict[
         source=source,
         **extra,
     )
-    return transaction
+    return parse_object(BalanceTransaction, transaction)
 
 
 def movement(cause_key: str, amount: int, **metadata: Any) -> LedgerMovement:

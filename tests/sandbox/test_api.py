@@ -81,8 +81,8 @@ class TestShapes:
         customer = await sandbox_gateway.create_customer(
             user_id="u1", email="u1@example.com", idempotency_key="customer:u1"
         )
-        assert customer["id"].startswith("cus_")
-        assert customer["metadata"] == {"user_id": "u1"}
+        assert customer.id.startswith("cus_")
+        assert (await sandbox.stripe_object(customer.id))["metadata"] == {"user_id": "u1"}
         await paid_charge(sandbox)
         account = await new_account(sandbox)
         link = await sandbox.stripe(
@@ -113,9 +113,15 @@ class TestShapes:
         charge = await paid_charge(sandbox, 10_000)
 
         read = await sandbox_gateway.retrieve_charge_with_fee(charge["id"])
+        raw = await sandbox.stripe(
+            "GET", f"/v1/charges/{charge['id']}", {"expand[]": "balance_transaction"}
+        )
 
-        assert read["id"].startswith("ch_")
-        transaction = read["balance_transaction"]
+        assert read.id == charge["id"]
+        assert read.balance_transaction is not None
+        assert (read.balance_transaction.fee, read.balance_transaction.currency) == (320, "usd")
+        transaction = raw.json()["balance_transaction"]
+        assert transaction["id"] == read.balance_transaction.id
         assert transaction["id"].startswith("txn_")
         assert (transaction["amount"], transaction["fee"], transaction["net"]) == (
             10_000,
@@ -161,7 +167,7 @@ class TestIdempotency:
         )
         raw = await sandbox.stripe("POST", "/v1/customers", {"metadata[user_id]": "u1"}, key=key)
 
-        assert first["id"] == second["id"] == raw.json()["id"]
+        assert first.id == second.id == raw.json()["id"]
         assert raw.headers["Idempotent-Replayed"] == "true"
         assert await count(sandbox, "customer") == 1
 
@@ -392,15 +398,16 @@ class TestConnectReads:
         platform = await sandbox_gateway.retrieve_balance()
         connected = await sandbox_gateway.retrieve_balance(stripe_account=account)
 
-        assert transfer["id"].startswith("tr_")
-        assert [(p["amount"], p["status"]) for p in payouts["data"]] == [(2_000, "pending")]
-        assert payouts["data"][0]["id"].startswith("po_")
-        assert paid["data"] == []
+        assert transfer.id.startswith("tr_")
+        assert [(p.amount, p.status) for p in payouts.data] == [(2_000, "pending")]
+        assert payouts.data[0].id.startswith("po_")
+        assert paid.data == []
         net = 50_000 - (50_000 * 290 // 10_000 + 30)
-        assert platform["available"] == [
+        assert [(a.amount, a.currency) for a in platform.available] == [(net - 2_000, "usd")]
+        assert (await sandbox.stripe("GET", "/v1/balance")).json()["available"] == [
             {"amount": net - 2_000, "currency": "usd", "source_types": {"card": net - 2_000}}
         ]
-        assert connected["available"][0]["amount"] == 0  # paid out automatically
+        assert connected.available[0].amount == 0  # paid out automatically
         assert (await sandbox.stripe("GET", "/v1/payouts")).json()["data"] == []  # platform
 
     async def test_a_destination_charge_pays_the_connected_account(self, sandbox: Sandbox) -> None:
@@ -544,14 +551,18 @@ class TestReconciliationReads:
             created_gte=now - timedelta(days=2), created_lt=now - timedelta(days=1)
         )
 
-        assert [(t["type"], t["amount"]) for t in transactions] == [
+        assert [(t.type, t.amount) for t in transactions] == [
             ("refund", -1_000),
             ("charge", 10_000),
         ]
-        assert transactions[1]["source"]["id"] == charge["id"]  # expanded
-        assert transactions[1]["source"]["object"] == "charge"
-        assert transactions[0]["source"]["object"] == "refund"
-        assert {e["type"] for e in undelivered} >= {"charge.succeeded", "refund.created"}
+        charge_source, refund_source = transactions[1].source, transactions[0].source
+        assert charge_source is not None
+        assert refund_source is not None
+        assert charge_source.id == charge["id"]
+        # expanded: the charge's and the refund's own references came along
+        assert charge_source.payment_intent == charge["payment_intent"]
+        assert refund_source.charge == charge["id"]
+        assert {e.type for e in undelivered} >= {"charge.succeeded", "refund.created"}
         assert after == []
         assert earlier == []
 

@@ -42,7 +42,7 @@ class TestStripeGateway:
         customer = await gateway.create_customer(
             user_id="u1", email="u1@example.com", idempotency_key="customer:u1"
         )
-        assert customer["id"].startswith("cus_")
+        assert customer.id.startswith("cus_")
         request = route.calls.last.request
         assert request.headers["Idempotency-Key"] == "customer:u1"
         assert request.headers["Stripe-Version"] == STRIPE_API_VERSION
@@ -57,7 +57,7 @@ class TestStripeGateway:
             return_value=httpx.Response(200, json=stripe_object("balance"))
         )
         balance = await gateway.retrieve_balance(stripe_account="acct_123")
-        assert balance["object"] == "balance"
+        assert [(a.amount, a.currency) for a in balance.available] == [(0, "usd")]
         assert route.calls.last.request.headers["Stripe-Account"] == "acct_123"
 
     async def test_card_declined_is_402_without_stripe_text(
@@ -153,6 +153,60 @@ class TestWebhookSignature:
     def test_missing_header(self) -> None:
         with pytest.raises(InvalidWebhookSignature):
             verify_webhook_signature(self.payload, None, ["whsec_a"], 300)
+
+
+class TestMisfitAnswers:
+    async def test_a_transfer_answer_without_its_id_is_a_502(
+        self, gateway: StripeGateway, stripe_mock: respx.MockRouter
+    ) -> None:
+        transfer = stripe_object("transfer")
+        del transfer["id"]
+        stripe_mock.post("/v1/transfers").mock(return_value=httpx.Response(200, json=transfer))
+        with pytest.raises(PaymentProviderError) as raised:
+            await gateway.create_transfer(
+                {"amount": 100, "currency": "usd", "destination": "acct_1"},
+                idempotency_key="withdrawal:1",
+            )
+        assert raised.value.status == 502
+        assert raised.value.detail == "The payment provider answered unexpectedly."
+
+    async def test_a_payout_page_with_a_payout_of_no_status_is_a_502(
+        self, gateway: StripeGateway, stripe_mock: respx.MockRouter
+    ) -> None:
+        payout = {**stripe_object("payout"), "status": None}
+        stripe_mock.get("/v1/payouts").mock(
+            return_value=httpx.Response(
+                200, json={"object": "list", "data": [payout], "has_more": False}
+            )
+        )
+        with pytest.raises(PaymentProviderError) as raised:
+            await gateway.list_payouts(stripe_account="acct_1", limit=20, status=None)
+        assert raised.value.status == 502
+
+    async def test_a_card_refusal_carries_the_typed_payment_intent(
+        self, gateway: StripeGateway, stripe_mock: respx.MockRouter
+    ) -> None:
+        intent = {**stripe_object("payment_intent"), "status": "requires_payment_method"}
+        stripe_mock.post("/v1/payment_intents").mock(
+            return_value=_stripe_error(
+                402,
+                "card_error",
+                code="card_declined",
+                decline_code="insufficient_funds",
+                payment_intent=intent,  # type: ignore[arg-type]
+            )
+        )
+        confirmed = await gateway.create_confirmed_payment_intent(
+            {"amount": 1_000, "currency": "usd", "confirm": True}, idempotency_key="pi:1"
+        )
+        assert (confirmed.intent.id, confirmed.intent.status) == (
+            intent["id"],
+            "requires_payment_method",
+        )
+        assert (confirmed.decline_code, confirmed.error_code) == (
+            "insufficient_funds",
+            "card_declined",
+        )
 
 
 class TestIdsTheClientGave:

@@ -7,6 +7,8 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.stripe.billing_objects import Invoice
+from payments_api.stripe.objects import parse_object
 from payments_api.subscriptions.tax import invoice_tax, paid_tax, refund_tax_share
 from tests.factories import emitted, ledger_invariants
 from tests.subscriptions.conftest import (
@@ -132,18 +134,23 @@ class TestInvoiceTax:
         assert await ledger_invariants(session) == []
 
 
+def taxes_of(**fields: Any) -> Invoice:
+    """An invoice with only the tax fields given (and what every invoice has)."""
+    return parse_object(Invoice, {"id": "in_tax", "currency": "usd", **fields})
+
+
 class TestTaxArithmetic:
     def test_older_api_versions_fields(self) -> None:
-        assert invoice_tax({"total_tax_amounts": [{"amount": 70}, {"amount": 30}]}) == 100
-        assert invoice_tax({"tax": 55, "total_taxes": None}) == 55
-        assert invoice_tax({"total_taxes": []}) == 0
-        assert invoice_tax({}) == 0
+        assert invoice_tax(taxes_of(total_tax_amounts=[{"amount": 70}, {"amount": 30}])) == 100
+        assert invoice_tax(taxes_of(tax=55, total_taxes=None)) == 55
+        assert invoice_tax(taxes_of(total_taxes=[])) == 0
+        assert invoice_tax(taxes_of()) == 0
 
     def test_partly_paid_invoice_carries_its_tax_in_proportion(self) -> None:
         # 1100 total with 100 tax, 550 paid by the card (the rest by customer balance)
-        assert paid_tax({"total": 1100, "total_taxes": [{"amount": 100}]}, 550) == 50
-        assert paid_tax({"total": 1100, "total_taxes": [{"amount": 100}]}, 1100) == 100
-        assert paid_tax({"total": 1100, "total_taxes": [{"amount": 100}]}, 0) == 0
+        assert paid_tax(taxes_of(total=1100, total_taxes=[{"amount": 100}]), 550) == 50
+        assert paid_tax(taxes_of(total=1100, total_taxes=[{"amount": 100}]), 1100) == 100
+        assert paid_tax(taxes_of(total=1100, total_taxes=[{"amount": 100}]), 0) == 0
 
     def test_refund_shares_add_up_to_the_tax(self) -> None:
         parts, before = [], 0

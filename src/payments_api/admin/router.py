@@ -35,7 +35,6 @@ UserIdPath = Annotated[str, Path(max_length=255, description="The user's id (JWT
 @router.post(
     "/adjustments",
     summary="Post a manual balanced adjustment",
-    operation_id="createAdjustment",
     status_code=201,
     responses=problem_responses(
         400,
@@ -62,7 +61,6 @@ async def create_adjustment(
 @router.post(
     "/wallets/{user_id}/freeze",
     summary="Freeze a wallet (blocks withdrawals)",
-    operation_id="freezeWallet",
     responses=problem_responses(401, 403, 422, users_errors.UserNotFound),
 )
 @one_transaction
@@ -75,7 +73,6 @@ async def freeze_wallet(
 @router.post(
     "/wallets/{user_id}/unfreeze",
     summary="Unfreeze a wallet",
-    operation_id="unfreezeWallet",
     responses=problem_responses(401, 403, 422, users_errors.UserNotFound),
 )
 @one_transaction

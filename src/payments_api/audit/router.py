@@ -18,7 +18,6 @@ router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 @router.get(
     "/audit-log",
     summary="Every admin action, newest first",
-    operation_id="listAuditLog",
     responses=problem_responses(401, 403, pagination.InvalidCursor),
 )
 async def list_audit_log(

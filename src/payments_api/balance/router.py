@@ -19,7 +19,6 @@ router = APIRouter(prefix="/api/v1/me", tags=["balance"])
 @router.get(
     "/balance",
     summary="The caller's balances per currency",
-    operation_id="getBalance",
     response_model=BalanceRead,
     responses=problem_responses(401),
 )
@@ -35,7 +34,6 @@ async def get_balance(request: Request, principal: PrincipalDep) -> Response:
 @router.get(
     "/ledger",
     summary="The caller's ledger entries, newest first",
-    operation_id="listLedgerEntries",
     responses=problem_responses(401, pagination.InvalidCursor),
 )
 async def list_ledger_entries(

@@ -19,7 +19,6 @@ router = APIRouter(tags=["checkout"])
     summary="Start a Stripe Checkout payment",
     description="Creates a pending order and a Stripe Checkout Session. The wallet is "
     "credited only when Stripe confirms the payment by webhook, never by the success URL.",
-    operation_id="createCheckoutSession",
     status_code=201,
     responses=problem_responses(
         400,

@@ -119,6 +119,17 @@ class Windows:
 
 
 @dataclass(frozen=True, slots=True)
+class SummaryQuery:
+    """Whose per-currency sums over which windows, filtered by ``currency`` and
+    ``project_id`` (None: no filter)."""
+
+    payee_id: str
+    windows: Windows
+    currency: str | None = None
+    project_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     roles: list[str] | None
     """The user row's roles; None when the user row does not exist."""
@@ -182,24 +193,16 @@ class EarningsRepository:
         earning: Earning | None = await self.session.scalar(stmt)
         return earning
 
-    async def snapshot(
-        self,
-        payee_id: str,
-        page: PageQuery,
-        windows: Windows,
-        *,
-        currency: str | None,
-        project_id: str | None,
-    ) -> Snapshot:
-        """The payee's user row, a page of their entries and the summary (filtered by
-        ``currency`` and ``project_id``), in one statement."""
+    async def snapshot(self, query: SummaryQuery, page: PageQuery) -> Snapshot:
+        """The payee's user row, a page of their entries and the summary (``query``), in
+        one statement."""
         page_shape, page_params = _page_params(page)
-        summary_shape, summary_params = _summary_params(windows, currency, project_id)
+        summary_shape, summary_params = _summary_params(query)
         statement = _snapshot_statement(page_shape, summary_shape)
         driver = await driver_connection(self.session, begin=False)
         row = await driver.fetchrow(
             statement.sql,
-            *statement.args({"payee_id": payee_id, **page_params, **summary_params}),
+            *statement.args({"payee_id": query.payee_id, **page_params, **summary_params}),
         )
         return Snapshot(
             roles=list(row["roles"]) if row["roles"] is not None else None,
@@ -209,14 +212,7 @@ class EarningsRepository:
             summary=[SummaryRow(*sums) for sums in row["summary"]],
         )
 
-    async def summary(
-        self,
-        payee_id: str,
-        windows: Windows,
-        *,
-        currency: str | None,
-        project_id: str | None,
-    ) -> list[SummaryRow]:
+    async def summary(self, query: SummaryQuery) -> list[SummaryRow]:
         """Per-currency sums over the windows from the rollups (the summary part of
         :meth:`snapshot` alone): ``all_time`` from ``earnings_totals``, the windows from
         the 15-minute buckets they cover, and the entries themselves only for window
@@ -226,20 +222,15 @@ class EarningsRepository:
         The filter ``project_id=''`` cannot be told apart from "no project" in the
         rollups and is summed from the entries.
         """
-        shape, params = _summary_params(windows, currency, project_id)
+        shape, params = _summary_params(query)
         statement = _summary_statement(shape)
         driver = await driver_connection(self.session, begin=False)
-        rows = await driver.fetch(statement.sql, *statement.args({"payee_id": payee_id, **params}))
+        rows = await driver.fetch(
+            statement.sql, *statement.args({"payee_id": query.payee_id, **params})
+        )
         return [SummaryRow(*row) for row in rows]
 
-    async def exact_summary(
-        self,
-        payee_id: str,
-        windows: Windows,
-        *,
-        currency: str | None,
-        project_id: str | None,
-    ) -> list[SummaryRow]:
+    async def exact_summary(self, query: SummaryQuery) -> list[SummaryRow]:
         """Per-currency sums over the windows, computed by PostgreSQL in one pass over
         the payee's entries (``sum(...) FILTER (WHERE ...)``), through the ORM: the
         definition the rollups must reproduce (the tests compare both)."""
@@ -248,11 +239,12 @@ class EarningsRepository:
             in_window = and_(Earning.earned_at >= start, Earning.earned_at < windows.until)
             return cast(func.coalesce(func.sum(Earning.amount).filter(in_window), 0), BigInteger)
 
-        conditions = [Earning.payee_id == payee_id]
-        if currency is not None:
-            conditions.append(Earning.currency == currency)
-        if project_id is not None:
-            conditions.append(Earning.project_id == project_id)
+        windows = query.windows
+        conditions = [Earning.payee_id == query.payee_id]
+        if query.currency is not None:
+            conditions.append(Earning.currency == query.currency)
+        if query.project_id is not None:
+            conditions.append(Earning.project_id == query.project_id)
         stmt = (
             select(
                 Earning.currency,
@@ -336,9 +328,8 @@ def _page_sql(shape: PageShape) -> str:
     )
 
 
-def _summary_params(
-    windows: Windows, currency: str | None, project_id: str | None
-) -> tuple[SummaryShape, dict[str, Any]]:
+def _summary_params(query: SummaryQuery) -> tuple[SummaryShape, dict[str, Any]]:
+    windows, currency, project_id = query.windows, query.currency, query.project_id
     params: dict[str, Any] = {"currency": currency, "project_id": project_id}
     filters = (currency is not None, project_id is not None)
     if project_id == NO_PROJECT:
@@ -482,6 +473,18 @@ _ATTRIBUTION_FLOWS = text(
 )
 
 
+async def _flows(session: AsyncSession, params: dict[str, Any]) -> dict[str, Flows]:
+    """The payee's money flows per currency (``_ATTRIBUTION_FLOWS``)."""
+    return {
+        str(row.currency): Flows(
+            transferred=int(row.transferred or 0),
+            withdrawing=int(row.withdrawing or 0),
+            paid=int(row.paid or 0),
+        )
+        for row in (await session.execute(_ATTRIBUTION_FLOWS, params)).all()
+    }
+
+
 async def attribution_inputs(
     session: AsyncSession, payee_id: str, currency: str | None
 ) -> tuple[list[Entry], dict[str, Flows]]:
@@ -500,14 +503,7 @@ async def attribution_inputs(
         )
         for row in (await session.execute(_ATTRIBUTION_ENTRIES, params)).all()
     ]
-    flows = {
-        str(row.currency): Flows(
-            transferred=int(row.transferred or 0),
-            withdrawing=int(row.withdrawing or 0),
-            paid=int(row.paid or 0),
-        )
-        for row in (await session.execute(_ATTRIBUTION_FLOWS, params)).all()
-    }
+    flows = await _flows(session, params)
     return entries, flows
 
 
@@ -543,14 +539,7 @@ async def attribution_shortcut(
     when given) and what refunds reversed of it: bounded reads (indexed by payee), so a
     payee whose money never moved needs no walk through their history."""
     params = {"payee": payee_id, "currency": currency}
-    flows = {
-        str(row.currency): Flows(
-            transferred=int(row.transferred or 0),
-            withdrawing=int(row.withdrawing or 0),
-            paid=int(row.paid or 0),
-        )
-        for row in (await session.execute(_ATTRIBUTION_FLOWS, params)).all()
-    }
+    flows = await _flows(session, params)
     direct = {
         str(row.currency): (int(row.net), int(row.reversed))
         for row in (await session.execute(_DIRECT_SUMS, {**params, "project": project})).all()

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from payments_api import routes
 from payments_api.deps import PrincipalDep, SessionDep, SettingsDep
 from payments_api.earnings import errors as earnings_errors
 from payments_api.earnings.schemas import EarningsList
@@ -11,7 +13,6 @@ from payments_api.earnings.service import Clock, EarningsService
 from payments_api.kit import pagination
 from payments_api.kit.clock import utcnow
 from payments_api.kit.dates import IsoDate
-from payments_api.kit.pagination import Limit
 from payments_api.money import Currency
 from payments_api.problems import problem_responses
 
@@ -35,6 +36,39 @@ async def get_earnings_service(
 EarningsServiceDep = Annotated[EarningsService, Depends(get_earnings_service)]
 
 
+class EarningsFilters(routes.Page):
+    currency: Currency | None
+    project_id: str | None
+    date_from: date | None
+    date_to: date | None
+    tz: str | None
+
+
+EarningsPage = Annotated[
+    EarningsFilters,
+    routes.cursor_page(
+        "Entry id to continue after (exclusive).",
+        currency=Annotated[Currency | None, Query(description="Only this currency.")],
+        project_id=Annotated[str | None, Query(max_length=255, description="Only this project.")],
+        date_from=Annotated[
+            IsoDate | None, Query(description="First calendar day (inclusive, in `tz`).")
+        ],
+        date_to=Annotated[
+            IsoDate | None, Query(description="Last calendar day (inclusive, in `tz`).")
+        ],
+        tz=Annotated[
+            str | None,
+            Query(
+                max_length=64,
+                description="IANA time zone of the summary windows and the date filters; "
+                "defaults to PAYMENTS_EARNINGS_DEFAULT_TIMEZONE (UTC).",
+                examples=["Europe/Berlin"],
+            ),
+        ],
+    ),
+]
+
+
 @router.get(
     "/api/v1/me/earnings",
     summary="What the caller earned as a payee, with a summary",
@@ -43,7 +77,6 @@ EarningsServiceDep = Annotated[EarningsService, Depends(get_earnings_service)]
         "fee), newest first, and per currency the sums of today, the last 7 days, the "
         "last 30 days and all time, over calendar days of `tz`."
     ),
-    operation_id="listEarnings",
     responses=problem_responses(
         401,
         earnings_errors.InvalidDateRange,
@@ -52,41 +85,8 @@ EarningsServiceDep = Annotated[EarningsService, Depends(get_earnings_service)]
     ),
 )
 async def list_earnings(
-    principal: PrincipalDep,
-    service: EarningsServiceDep,
-    limit: Limit = 20,
-    starting_after: Annotated[
-        str | None, Query(description="Entry id to continue after (exclusive).")
-    ] = None,
-    currency: Annotated[Currency | None, Query(description="Only this currency.")] = None,
-    project_id: Annotated[
-        str | None, Query(max_length=255, description="Only this project.")
-    ] = None,
-    date_from: Annotated[
-        IsoDate | None, Query(description="First calendar day (inclusive, in `tz`).")
-    ] = None,
-    date_to: Annotated[
-        IsoDate | None, Query(description="Last calendar day (inclusive, in `tz`).")
-    ] = None,
-    tz: Annotated[
-        str | None,
-        Query(
-            max_length=64,
-            description="IANA time zone of the summary windows and the date filters; "
-            "defaults to PAYMENTS_EARNINGS_DEFAULT_TIMEZONE (UTC).",
-            examples=["Europe/Berlin"],
-        ),
-    ] = None,
+    principal: PrincipalDep, service: EarningsServiceDep, page: EarningsPage
 ) -> EarningsList:
     # The caller's user row is read (and provisioned on first sight) by the same
     # statement as the entries and the summary: see EarningsService.page_for.
-    return await service.page_for(
-        principal,
-        limit=limit,
-        starting_after=starting_after,
-        currency=currency,
-        project_id=project_id,
-        date_from=date_from,
-        date_to=date_to,
-        tz=tz,
-    )
+    return await service.page_for(principal, **page)

@@ -29,6 +29,7 @@ from payments_api.earnings.repository import (
     EarningsRepository,
     PageQuery,
     Snapshot,
+    SummaryQuery,
     SummaryRow,
     Windows,
     attribution_inputs,
@@ -190,9 +191,8 @@ class EarningsService:
             raise InvalidDateRange("`date_from` must not be after `date_to`.")
         currency = normalize_currency(currency) if currency else None
         now = self.now()
-        windows = summary_windows(now, zone)
         snapshot = await self.repository.snapshot(
-            payee_id,
+            SummaryQuery(payee_id, summary_windows(now, zone), currency, project_id),
             PageQuery(
                 limit=limit + 1,
                 after_id=parse_cursor(EARNING_PREFIX, starting_after),
@@ -203,9 +203,6 @@ class EarningsService:
                     local_midnight(date_to + timedelta(days=1), zone) if date_to else None
                 ),
             ),
-            windows,
-            currency=currency,
-            project_id=project_id,
         )
         if not snapshot.cursor_found:
             # Another payee's entry or none: answered like a malformed cursor.

@@ -28,22 +28,20 @@ Steps 2 and 3, and the sweep, run on the Stripe operation skeleton
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.escrow.models import CaptureMethod, CaptureStatus, Escrow
 from payments_api.escrow.service import EscrowService
-from payments_api.kit.clock import utcnow
+from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.kit.stripe_operation import UNKNOWN, Attempt, StripeOperation, Unknown
 from payments_api.orders.confirmation import PayInConfirmation
 from payments_api.orders.models import Order
 from payments_api.settings import Settings
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
-from payments_api.stripe.gateway import StripeGateway
 from payments_api.stripe.objects import PaymentIntent
 
 log = logging.getLogger(__name__)
@@ -82,18 +80,14 @@ async def apply_authorized(
 
 
 async def apply_canceled(
-    session: AsyncSession,
-    stripe: StripeGateway,
-    settings: Settings,
-    order: Order,
-    intent: PaymentIntent,
+    confirmation: PayInConfirmation, order: Order, intent: PaymentIntent
 ) -> None:
     """``payment_intent.canceled``: the authorization is gone (released by us, or
     expired after Stripe's capture window); the card was never charged."""
     escrow_id = _escrow_id(order)
     if escrow_id is None:
         return
-    escrows = EscrowService(session, settings)
+    escrows = EscrowService(confirmation.session, confirmation.settings)
     stored = await escrows.repository.get(escrow_id)
     requested = stored is not None and stored.capture_status == (
         CaptureStatus.release_requested.value
@@ -103,7 +97,7 @@ async def apply_canceled(
     await escrows.authorization_canceled(
         escrow_id=escrow_id, payment_intent_id=intent.id, expired=expired
     )
-    await PayInConfirmation(session, stripe, settings).fail(
+    await confirmation.fail(
         order,
         "expired" if expired else "failed",
         "authorization_expired" if expired else "authorization_released",
@@ -111,25 +105,21 @@ async def apply_canceled(
 
 
 async def apply_intent(
-    session: AsyncSession,
-    stripe: StripeGateway,
-    settings: Settings,
-    order: Order,
-    intent: PaymentIntent,
+    confirmation: PayInConfirmation, order: Order, intent: PaymentIntent
 ) -> None:
     """Apply a PaymentIntent of a manual-capture escrow as Stripe last showed it."""
     status = intent.status
     if status == "succeeded":
-        await PayInConfirmation(session, stripe, settings).succeed(
+        await confirmation.succeed(
             order,
             payment_intent_id=intent.id,
             amount=intent.amount_received,
             currency=intent.currency,
         )
     elif status == "canceled":
-        await apply_canceled(session, stripe, settings, order, intent)
+        await apply_canceled(confirmation, order, intent)
     elif status == "requires_capture":
-        await apply_authorized(session, settings, order, intent)
+        await apply_authorized(confirmation.session, confirmation.settings, order, intent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +133,7 @@ class CaptureRequest:
     amount: int | None
 
 
-class EscrowCaptures(StripeOperation[None, CaptureRequest, PaymentIntent]):
+class EscrowCaptures(StripeFlow, StripeOperation[None, CaptureRequest, PaymentIntent]):
     """Asks Stripe for the capture or release an escrow waits on (see the module doc),
     on the Stripe operation skeleton. Its recovery is the job queued with the request
     (``escrow.service``) and the sweep (:meth:`recover`); an unknown outcome leaves the
@@ -151,18 +141,6 @@ class EscrowCaptures(StripeOperation[None, CaptureRequest, PaymentIntent]):
 
     name = "escrow"
     sweep_limit = 50
-
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        stripe: StripeGateway,
-        settings: Settings,
-        *,
-        now: Callable[[], datetime] = utcnow,
-    ) -> None:
-        super().__init__(sessionmaker, now=now)
-        self.stripe = stripe
-        self.settings = settings
 
     async def submit(self, escrow_id: int) -> None:
         """Steps 2 and 3 for one escrow; a no-op unless a capture or release is asked.
@@ -252,7 +230,7 @@ class EscrowCaptures(StripeOperation[None, CaptureRequest, PaymentIntent]):
         if order is None:  # pragma: no cover - the authorization recorded it
             log.error("escrow %s: no order for %s", row_id, answer.id)
             return
-        await apply_intent(session, self.stripe, self.settings, order, answer)
+        await apply_intent(PayInConfirmation(session, self.stripe, self.settings), order, answer)
 
     async def unknown(
         self, session: AsyncSession, row_id: int, attempt: Attempt[CaptureRequest]

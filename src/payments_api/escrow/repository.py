@@ -17,10 +17,10 @@ from typing import Any
 
 from sqlalchemy import or_, select, text
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.db import RawStatement, attach_instance, detached_instance, driver_connection
 from payments_api.escrow.models import Escrow, EscrowStatus
+from payments_api.kit.row_repository import RowRepository
 
 COLUMNS: tuple[str, ...] = tuple(column.key for column in Escrow.__table__.columns)
 _RETURNING = ", ".join(COLUMNS)
@@ -111,9 +111,12 @@ COMPLETE = RawStatement.of(
 )
 
 
-class EscrowRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class EscrowRepository(RowRepository[Escrow]):
+    """Every transition first loads its escrow with ``get(..., for_update=True)``: that
+    lock makes concurrent transitions of one escrow run one after the other, each seeing
+    the previous one's status."""
+
+    model = Escrow
 
     async def insert(self, values: dict[str, Any]) -> Escrow | None:
         """Insert an escrow; None when the payee is not a user with the payee role, or
@@ -152,24 +155,13 @@ class EscrowRepository:
         """Make a detached escrow the session's persistent one (see ``attach_instance``)."""
         return attach_instance(self.session, escrow)
 
-    async def get(self, escrow_id: int, *, for_update: bool = False) -> Escrow | None:
-        stmt = select(Escrow).where(Escrow.id == escrow_id)
-        if for_update:
-            # Every transition takes this lock first, so concurrent transitions of one
-            # escrow run one after the other and each sees the previous one's status.
-            stmt = stmt.with_for_update()
-        escrow: Escrow | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
-        )
-        return escrow
-
     async def get_by_creation_key(self, customer_id: str, creation_key: str) -> Escrow | None:
-        escrow: Escrow | None = await self.session.scalar(
+        return await self.one(
             select(Escrow).where(
                 Escrow.customer_id == customer_id, Escrow.creation_key == creation_key
-            )
+            ),
+            fresh=False,
         )
-        return escrow
 
     async def page(
         self,
@@ -187,9 +179,7 @@ class EscrowRepository:
             party = Escrow.payee_id == user_id
         else:
             party = or_(Escrow.customer_id == user_id, Escrow.payee_id == user_id)
-        stmt = select(Escrow).where(party).order_by(Escrow.id.desc()).limit(limit)
+        conditions = [party]
         if status is not None:
-            stmt = stmt.where(Escrow.status == status)
-        if before_id is not None:
-            stmt = stmt.where(Escrow.id < before_id)
-        return list((await self.session.scalars(stmt)).all())
+            conditions.append(Escrow.status == status)
+        return await self.newest_first(*conditions, limit=limit, before_id=before_id)

@@ -23,7 +23,6 @@ from payments_api.kit.idempotency import (
     one_transaction,
     response_riders,
 )
-from payments_api.kit.pagination import Limit
 from payments_api.ledger import errors as ledger_errors
 from payments_api.problems import problem_responses
 from payments_api.projects import errors as projects_errors
@@ -72,6 +71,27 @@ EscrowIdPath = Annotated[
 ]
 
 
+class EscrowFilters(routes.Page):
+    role: str | None
+    status: EscrowStatus | None
+
+
+EscrowPage = Annotated[
+    EscrowFilters,
+    routes.cursor_page(
+        "Escrow id to continue after (exclusive).",
+        role=Annotated[
+            str | None,
+            Query(
+                pattern="^(customer|payee)$",
+                description="Only escrows where the caller is the customer, or the payee.",
+            ),
+        ],
+        status=Annotated[EscrowStatus | None, Query(description="Only this status.")],
+    ),
+]
+
+
 def _answer_with(service: EscrowService, status: int, viewer: User) -> None:
     """This route's answer, the escrow as ``viewer`` sees it, stored with the request's
     Idempotency-Key by the escrow's posting statement (one round trip less)."""
@@ -93,7 +113,6 @@ def _answer_with(service: EscrowService, status: int, viewer: User) -> None:
         "amount, not a minimum fee: see `amount`), so every escrow pays its fees; below it "
         "422 `escrow_amount_too_small` with `minimum`."
     ),
-    operation_id="createEscrow",
     status_code=201,
     responses=problem_responses(
         400,
@@ -126,34 +145,17 @@ async def create_escrow(
 @router.get(
     "/api/v1/escrows",
     summary="Escrows the caller is a party of, newest first",
-    operation_id="listEscrows",
     responses=problem_responses(401, 422),
 )
 async def list_escrows(
-    user: CurrentUser,
-    service: EscrowServiceDep,
-    limit: Limit = 20,
-    starting_after: Annotated[
-        str | None, Query(description="Escrow id to continue after (exclusive).")
-    ] = None,
-    role: Annotated[
-        str | None,
-        Query(
-            pattern="^(customer|payee)$",
-            description="Only escrows where the caller is the customer, or the payee.",
-        ),
-    ] = None,
-    status: Annotated[EscrowStatus | None, Query(description="Only this status.")] = None,
+    user: CurrentUser, service: EscrowServiceDep, page: EscrowPage
 ) -> EscrowList:
-    return await service.page(
-        user, limit=limit, starting_after=starting_after, role=role, status=status
-    )
+    return await service.page(user, **page)
 
 
 @router.get(
     "/api/v1/escrows/{escrow_id}",
     summary="One escrow (its customer, its payee, or an admin)",
-    operation_id="getEscrow",
     responses=problem_responses(401, escrow_errors.EscrowNotFound),
 )
 async def get_escrow(
@@ -189,7 +191,6 @@ TRANSITION_PROBLEMS = (
         "before the next read. `amount_to_capture` captures part of the authorization; the "
         "price and fees become those of what was captured."
     ),
-    operation_id="acceptEscrow",
     responses=problem_responses(
         *TRANSITION_PROBLEMS, escrow_errors.CaptureUnavailable, escrow_errors.CaptureAmountInvalid
     ),
@@ -224,7 +225,6 @@ async def accept_escrow(
         "unchanged (no money moves); from any status but accepted it is 409 "
         "`escrow_invalid_transition`."
     ),
-    operation_id="completeEscrow",
     responses=problem_responses(*TRANSITION_PROBLEMS),
 )
 @one_transaction

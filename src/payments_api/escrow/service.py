@@ -51,11 +51,10 @@ from payments_api.escrow.views import ESCROW_PREFIX, escrow_read, visible
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountNotInSteps
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
-from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.kit.pagination import parse_cursor, public_id
 from payments_api.ledger.kinds import AccountKind
 from payments_api.money import MAX_MINOR_AMOUNT, charge_step, major_to_minor
-from payments_api.projects.direct import PROJECT_PREFIX, SESSION_PREFIX
-from payments_api.projects.errors import ProjectNotFound, SessionNotFound
+from payments_api.projects.payee_projects import payee_project, project_session
 from payments_api.projects.repository import ProjectRepository
 from payments_api.settings import Settings
 from payments_api.users.models import User
@@ -206,19 +205,9 @@ class EscrowService(EscrowTransitions):
         earnings of another payee's project are not the customer's to add to. Someone
         else's project is answered like a missing one."""
         repository = ProjectRepository(self.session)
-        number = parse_public_id(PROJECT_PREFIX, body.project_id or "")
-        project = await repository.get(number) if number is not None else None
-        if project is None or project.owner_id != body.payee_id:
-            raise ProjectNotFound(f"The payee has no project {body.project_id!r}.")
+        project = await payee_project(repository, body.payee_id, body.project_id)
         if body.session_id is not None:
-            session_number = parse_public_id(SESSION_PREFIX, body.session_id)
-            window = (
-                await repository.get_session(project.id, session_number)
-                if session_number is not None
-                else None
-            )
-            if window is None:
-                raise SessionNotFound(f"The project has no session {body.session_id!r}.")
+            await project_session(repository, project, body.session_id)
 
     async def _check_payee(self, payee_id: str) -> None:
         payee = await self.users.get(payee_id)

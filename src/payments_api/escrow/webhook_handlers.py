@@ -35,9 +35,7 @@ async def payment_intent_canceled(
         # Other pay-ins end through their own events (checkout.session.expired, a
         # failure): a cancelled PaymentIntent adds nothing to those.
         return
-    await escrow_capture.apply_canceled(
-        context.session, context.stripe, context.settings, order, intent
-    )
+    await escrow_capture.apply_canceled(confirmation, order, intent)
 
 
 HANDLERS: dict[str, EventHandler] = {

@@ -18,7 +18,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -28,7 +27,7 @@ from standardwebhooks.webhooks import Webhook
 
 from payments_api.events import targets
 from payments_api.events.outbox import DELIVER_JOB
-from payments_api.events.repository import ClaimedDelivery, EventRepository
+from payments_api.events.repository import AttemptOutcome, ClaimedDelivery, EventRepository
 from payments_api.events.types import EVENT_PREFIX
 from payments_api.jobs.queue import enqueue
 from payments_api.kit.clock import utcnow
@@ -60,14 +59,6 @@ DELIVERIES = Counter(
 DELIVERY_SECONDS = Histogram(
     "payments_event_delivery_seconds", "Time from request to response of a delivery attempt"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    status_code: int | None
-    latency_ms: int
-    excerpt: str | None
-    error: str | None
 
 
 def envelope(
@@ -151,14 +142,14 @@ class DeliveryService:
             attempts += 1
         return attempts
 
-    async def attempt(self, claimed: ClaimedDelivery) -> Outcome:
+    async def attempt(self, claimed: ClaimedDelivery) -> AttemptOutcome:
         started = time.perf_counter()
 
-        def done(status: int | None, excerpt: str | None, error: str | None) -> Outcome:
+        def done(status: int | None, excerpt: str | None, error: str | None) -> AttemptOutcome:
             latency = time.perf_counter() - started
             DELIVERY_SECONDS.observe(latency)
             DELIVERIES.labels(error or "succeeded").inc()
-            return Outcome(status, int(latency * 1000), excerpt, error)
+            return AttemptOutcome(status, int(latency * 1000), excerpt, error)
 
         try:
             target = await targets.resolve(
@@ -204,7 +195,7 @@ class DeliveryService:
             return done(response.status_code, excerpt, "redirect")
         return done(response.status_code, excerpt, "http_status")
 
-    async def _record(self, claimed: ClaimedDelivery, outcome: Outcome) -> None:
+    async def _record(self, claimed: ClaimedDelivery, outcome: AttemptOutcome) -> None:
         retry_in = (
             RETRY_SCHEDULE[claimed.attempt - 1]
             if outcome.error is not None and claimed.attempt <= len(RETRY_SCHEDULE)
@@ -213,10 +204,7 @@ class DeliveryService:
         async with self.sessionmaker.begin() as session:
             ours = await EventRepository(session).record_attempt(
                 claimed,
-                status_code=outcome.status_code,
-                latency_ms=outcome.latency_ms,
-                response_excerpt=outcome.excerpt,
-                error=outcome.error,
+                outcome,
                 next_attempt_in_seconds=None if retry_in is None else retry_in.total_seconds(),
                 disable_after_hours=self.settings.events_disable_after_hours,
                 now=self.now(),

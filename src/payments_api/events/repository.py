@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,6 +43,16 @@ class ClaimedDelivery:
     """The current secret, and the previous one while its overlap lasts."""
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """What one delivery attempt got, named as the attempt row's columns."""
+
+    status_code: int | None
+    latency_ms: int
+    response_excerpt: str | None
+    error: str | None
+
+
 _CLAIM = text(
     """
     WITH due AS (
@@ -66,8 +76,8 @@ _CLAIM = text(
         WHERE d.id = due.id
         RETURNING d.id, d.event_id, d.endpoint_id, d.attempt_count
     )
-    SELECT claimed.id, claimed.event_id, claimed.endpoint_id, claimed.attempt_count,
-           e.type, e.created_at, e.user_ids, e.payload,
+    SELECT claimed.id, claimed.event_id, claimed.endpoint_id, claimed.attempt_count AS attempt,
+           e.type AS event_type, e.created_at AS event_created_at, e.user_ids, e.payload,
            w.url, w.secret,
            CASE WHEN w.previous_secret_expires_at > CAST(:now AS timestamptz)
                 THEN w.previous_secret END AS previous_secret
@@ -228,28 +238,17 @@ class EventRepository:
         ).one_or_none()
         if row is None:
             return None
-        secrets = [row.secret] + ([row.previous_secret] if row.previous_secret else [])
-        return ClaimedDelivery(
-            id=row.id,
-            event_id=row.event_id,
-            endpoint_id=row.endpoint_id,
-            attempt=row.attempt_count,
-            event_type=row.type,
-            event_created_at=row.created_at,
-            user_ids=list(row.user_ids),
-            payload=row.payload,
-            url=row.url,
-            secrets=secrets,
-        )
+        # The columns are named as ClaimedDelivery's fields, but for the two secrets.
+        delivery = dict(row._mapping)
+        secret, previous_secret = delivery.pop("secret"), delivery.pop("previous_secret")
+        secrets = [secret] + ([previous_secret] if previous_secret else [])
+        return ClaimedDelivery(**delivery, secrets=secrets)
 
     async def record_attempt(
         self,
         claimed: ClaimedDelivery,
+        outcome: AttemptOutcome,
         *,
-        status_code: int | None,
-        latency_ms: int,
-        response_excerpt: str | None,
-        error: str | None,
         next_attempt_in_seconds: float | None,
         disable_after_hours: int,
         now: datetime,
@@ -258,16 +257,10 @@ class EventRepository:
         admin redelivered it meanwhile), in which case only the attempt row is kept."""
         self.session.add(
             DeliveryAttempt(
-                delivery_id=claimed.id,
-                attempt=claimed.attempt,
-                attempted_at=now,
-                status_code=status_code,
-                latency_ms=latency_ms,
-                response_excerpt=response_excerpt,
-                error=error,
+                delivery_id=claimed.id, attempt=claimed.attempt, attempted_at=now, **asdict(outcome)
             )
         )
-        succeeded = error is None
+        succeeded = outcome.error is None
         next_at: datetime | None
         if succeeded:
             status, next_at = "succeeded", None

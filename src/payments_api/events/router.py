@@ -52,7 +52,6 @@ DeliveryPage = Annotated[
     summary="The caller's events, newest first",
     description="Every change that concerns the caller, as signed deliveries carry it, for "
     "apps that poll. An escrow's payload shows only the caller's side of the money.",
-    operation_id="listMyEvents",
     responses=problem_responses(401, 422, InvalidCursor),
 )
 async def list_my_events(
@@ -64,7 +63,6 @@ async def list_my_events(
 @router.get(
     "/api/v1/admin/events",
     summary="Every event, newest first",
-    operation_id="listEvents",
     responses=problem_responses(401, 403, 422, InvalidCursor),
 )
 async def list_events(
@@ -78,7 +76,6 @@ async def list_events(
     summary="Register a URL to receive signed events",
     description="The response is the only place the signing secret (`whsec_…`) is shown. "
     "Deliveries follow the Standard Webhooks specification (docs/events.md).",
-    operation_id="createWebhookEndpoint",
     status_code=201,
     responses=problem_responses(400, 401, 403, 422, errors.WebhookUrlRefused),
 )
@@ -93,7 +90,6 @@ async def create_webhook_endpoint(
 @router.get(
     "/api/v1/admin/webhook-endpoints",
     summary="Registered webhook endpoints, newest first",
-    operation_id="listWebhookEndpoints",
     responses=problem_responses(401, 403, 422, InvalidCursor),
 )
 async def list_webhook_endpoints(
@@ -105,7 +101,6 @@ async def list_webhook_endpoints(
 @router.get(
     "/api/v1/admin/webhook-endpoints/{endpoint_id}",
     summary="One webhook endpoint",
-    operation_id="getWebhookEndpoint",
     responses=problem_responses(401, 403, 422, errors.WebhookEndpointNotFound),
 )
 async def get_webhook_endpoint(
@@ -119,7 +114,6 @@ async def get_webhook_endpoint(
     summary="Replace the signing secret",
     description="The new secret is shown once. The old one keeps signing beside it for "
     "`overlap_seconds`, so receivers can switch without missing an event.",
-    operation_id="rotateWebhookEndpointSecret",
     responses=problem_responses(400, 401, 403, 422, errors.WebhookEndpointNotFound),
 )
 @one_transaction
@@ -135,7 +129,6 @@ async def rotate_webhook_endpoint_secret(
 @router.post(
     "/api/v1/admin/webhook-endpoints/{endpoint_id}/disable",
     summary="Stop deliveries to an endpoint (they wait until it is enabled)",
-    operation_id="disableWebhookEndpoint",
     responses=problem_responses(401, 403, 422, errors.WebhookEndpointNotFound),
 )
 @one_transaction
@@ -148,7 +141,6 @@ async def disable_webhook_endpoint(
 @router.post(
     "/api/v1/admin/webhook-endpoints/{endpoint_id}/enable",
     summary="Resume deliveries to an endpoint",
-    operation_id="enableWebhookEndpoint",
     responses=problem_responses(
         401, 403, 422, errors.WebhookEndpointNotFound, errors.WebhookUrlRefused
     ),
@@ -178,7 +170,6 @@ async def send_test_event(
 @router.get(
     "/api/v1/admin/webhook-endpoints/{endpoint_id}/deliveries",
     summary="Deliveries to an endpoint with their attempts, newest first",
-    operation_id="listWebhookDeliveries",
     responses=problem_responses(401, 403, 422, errors.WebhookEndpointNotFound, InvalidCursor),
 )
 async def list_webhook_deliveries(
@@ -192,7 +183,6 @@ async def list_webhook_deliveries(
     summary="Send a delivery again now",
     description="A failed delivery gets one more attempt; a pending one is due at once. "
     "The event keeps its id, so a receiver that already has it can drop the copy.",
-    operation_id="redeliverEvent",
     responses=problem_responses(401, 403, 422, errors.DeliveryNotFound),
 )
 @one_transaction
@@ -208,7 +198,6 @@ async def redeliver_event(
     summary="Set a low-balance threshold for one currency",
     description="`balance.low` is sent once when available falls below the threshold, and "
     "again only after it was back at or above it.",
-    operation_id="setBalanceAlert",
     responses=problem_responses(401, 422),
 )
 @one_transaction
@@ -221,7 +210,6 @@ async def set_balance_alert(
 @router.get(
     "/api/v1/me/balance-alerts",
     summary="The caller's low-balance thresholds",
-    operation_id="listBalanceAlerts",
     responses=problem_responses(401),
 )
 async def list_balance_alerts(

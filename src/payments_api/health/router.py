@@ -52,7 +52,7 @@ def _stripe_mode(settings: Settings) -> Literal["live", "test", "sandbox"]:
     return "live" if key.startswith(("sk_live_", "rk_live_")) else "test"
 
 
-@router.get("/healthz", summary="Liveness: the process is up", operation_id="getHealth")
+@router.get("/healthz", summary="Liveness: the process is up")
 async def get_health() -> HealthRead:
     return HealthRead()
 
@@ -60,7 +60,6 @@ async def get_health() -> HealthRead:
 @router.get(
     "/readyz",
     summary="Readiness: database reachable and migrations at head",
-    operation_id="getReadiness",
     responses=problem_responses(NotReady),
 )
 async def get_readiness(state: StateDep) -> ReadinessRead:
@@ -97,7 +96,6 @@ async def get_readiness(state: StateDep) -> ReadinessRead:
 @router.get(
     "/metrics",
     summary="Prometheus metrics",
-    operation_id="getMetrics",
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     include_in_schema=True,

@@ -73,6 +73,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payments_api.auth import Principal, authenticate
 from payments_api.db import driver_connection
+from payments_api.idempotency.buffered_response import BufferedResponse
 from payments_api.idempotency.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 from payments_api.idempotency.service import (
     Claimed,
@@ -362,24 +363,13 @@ class IdempotencyMiddleware:
     ) -> tuple[Message | None, bytes | None]:
         """Run the route on ``session``; its response start and whole body (None when
         the body did not finish). An exception propagates (the caller rolls back)."""
-        start: Message | None = None
-        chunks: list[bytes] = []
-        finished = False
-
-        async def capture(message: Message) -> None:
-            nonlocal start, finished
-            if message["type"] == "http.response.start":
-                start = message
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-                finished = not message.get("more_body", False)
-
+        response = BufferedResponse()
         scope[ROUTE_SESSION] = session
         try:
-            await self.app(scope, receive, capture)
+            await self.app(scope, receive, response)
         finally:
             del scope[ROUTE_SESSION]
-        return start, (b"".join(chunks) if finished else None)
+        return response.start, (response.body if response.finished else None)
 
     @staticmethod
     async def _commit_with(
@@ -448,17 +438,7 @@ class IdempotencyMiddleware:
         claim: Claimed,
         service_in: Callable[[AsyncSession], IdempotencyService],
     ) -> None:
-        start: Message | None = None
-        chunks: list[bytes] = []
-        finished = False
-
-        async def capture(message: Message) -> None:
-            nonlocal start, finished
-            if message["type"] == "http.response.start":
-                start = message
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-                finished = not message.get("more_body", False)
+        response = BufferedResponse()
 
         async def in_transaction(step: Callable[[IdempotencyService], Awaitable[bool]]) -> None:
             # Shielded: a cancelled request (client gone, shutdown) still stores or
@@ -472,7 +452,7 @@ class IdempotencyMiddleware:
 
         heartbeat = asyncio.create_task(self._heartbeat(resources, claim, service_in))
         try:
-            await self.app(scope, receive, capture)
+            await self.app(scope, receive, response)
         except BaseException:
             heartbeat.cancel()
             await in_transaction(lambda service: service.release(claim))
@@ -481,15 +461,16 @@ class IdempotencyMiddleware:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
 
-        if start is None or not finished:
+        start = response.start
+        body = response.body
+        if start is None or not response.finished:
             await in_transaction(lambda service: service.release(claim))
             if start is not None:
                 await send(start)
-                await send({"type": "http.response.body", "body": b"".join(chunks)})
+                await send({"type": "http.response.body", "body": body})
             return
         status = int(start["status"])
         headers: list[tuple[bytes, bytes]] = list(start.get("headers", []))
-        body = b"".join(chunks)
         # Stored before it is sent, so a client that saw this response always gets it
         # again on retry.
         if _executed(scope, status, headers, body):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -224,6 +224,19 @@ class ClaimRow:
     """With ``inserted_id``: the caller's user row (column -> value), None if it has none."""
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseTerms:
+    """What a claim writes into the key row it takes, a new one or an expired one
+    recycled: the request it is for and the lease it holds."""
+
+    fingerprint: str
+    method: str
+    path: str
+    lease_token: uuid.UUID
+    lease: timedelta
+    retention: timedelta
+
+
 class IdempotencyRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -237,35 +250,12 @@ class IdempotencyRepository:
         driver = await self._driver()
         return await driver.fetchval(statement.sql, *statement.args(values))
 
-    async def claim(
-        self,
-        *,
-        user_id: str,
-        key: str,
-        fingerprint: str,
-        method: str,
-        path: str,
-        lease_token: uuid.UUID,
-        lease: timedelta,
-        retention: timedelta,
-    ) -> ClaimRow:
+    async def claim(self, *, user_id: str, key: str, terms: LeaseTerms) -> ClaimRow:
         """Insert the key as in flight or, when (user_id, key) exists, read its row.
         Inserts nothing while another transaction holds the key's advisory lock."""
         driver = await self._driver()
         row = await driver.fetchrow(
-            CLAIM.sql,
-            *CLAIM.args(
-                {
-                    "user_id": user_id,
-                    "key": key,
-                    "fingerprint": fingerprint,
-                    "method": method,
-                    "path": path,
-                    "lease_token": lease_token,
-                    "lease": lease,
-                    "retention": retention,
-                }
-            ),
+            CLAIM.sql, *CLAIM.args({"user_id": user_id, "key": key, **asdict(terms)})
         )
         if row["inserted_id"] is not None:
             user = (
@@ -289,29 +279,10 @@ class IdempotencyRepository:
         values = {"id": record_id, "lease_token": lease_token, "lease": lease}
         return await self._fetchval(TAKE_OVER, values) is not None
 
-    async def recycle_expired(
-        self,
-        record_id: int,
-        *,
-        fingerprint: str,
-        method: str,
-        path: str,
-        lease_token: uuid.UUID,
-        lease: timedelta,
-        retention: timedelta,
-    ) -> bool:
+    async def recycle_expired(self, record_id: int, terms: LeaseTerms) -> bool:
         """Start over on a key past its retention that was not pruned yet: it is free
         again, as if it had never been used."""
-        values = {
-            "id": record_id,
-            "fingerprint": fingerprint,
-            "method": method,
-            "path": path,
-            "lease_token": lease_token,
-            "lease": lease,
-            "retention": retention,
-        }
-        return await self._fetchval(RECYCLE_EXPIRED, values) is not None
+        return await self._fetchval(RECYCLE_EXPIRED, {"id": record_id, **asdict(terms)}) is not None
 
     async def extend_lease(
         self, record_id: int, *, lease_token: uuid.UUID, lease: timedelta

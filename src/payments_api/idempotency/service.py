@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.db import Rider
 from payments_api.idempotency.models import IdempotencyStatus
-from payments_api.idempotency.repository import IdempotencyRepository, KeyRow
+from payments_api.idempotency.repository import IdempotencyRepository, KeyRow, LeaseTerms
 
 # How often a claim re-reads the row after losing a race (a concurrent release, prune
 # or takeover between its statements) before telling the client to retry.
@@ -153,16 +153,17 @@ class IdempotencyService:
         (on a session that has not begun a transaction, each statement commits itself).
         """
         lease_token = uuid.uuid4()
+        terms = LeaseTerms(
+            request.fingerprint,
+            request.method,
+            request.path,
+            lease_token,
+            self.lease,
+            self.retention,
+        )
         for _ in range(_CLAIM_ATTEMPTS):
             claimed = await self.repository.claim(
-                user_id=request.user_id,
-                key=request.key,
-                fingerprint=request.fingerprint,
-                method=request.method,
-                path=request.path,
-                lease_token=lease_token,
-                lease=self.lease,
-                retention=self.retention,
+                user_id=request.user_id, key=request.key, terms=terms
             )
             if claimed.inserted_id is not None:
                 return Claimed(claimed.inserted_id, lease_token, user=claimed.user)
@@ -177,15 +178,7 @@ class IdempotencyService:
                 continue
             now = row.now
             if row.expires_at <= now:
-                if await self.repository.recycle_expired(
-                    row.id,
-                    fingerprint=request.fingerprint,
-                    method=request.method,
-                    path=request.path,
-                    lease_token=lease_token,
-                    lease=self.lease,
-                    retention=self.retention,
-                ):
+                if await self.repository.recycle_expired(row.id, terms):
                     return Claimed(row.id, lease_token)
                 continue
             if row.fingerprint != request.fingerprint:

@@ -50,9 +50,10 @@ from sqlalchemy import TextClause, text
 from payments_api.db import RawStatement
 from payments_api.events.outbox import GATED_EVENT_CTES
 from payments_api.events.repository import CROSS_BALANCE_ALERTS_CTE
+from payments_api.ledger.statements import TRANSACTION_FROM_PARAMETERS
 from payments_api.payment_methods import auto_reload
 
-_CHECKED = """
+_CHECKED = f"""
     frozen AS MATERIALIZED (
         SELECT u.frozen FROM users u
         WHERE u.id = CAST(:frozen_user AS varchar) AND u.frozen
@@ -97,11 +98,7 @@ _CHECKED = """
         LIMIT 1
     ),
     inserted AS (
-        INSERT INTO ledger_transactions
-            (type, cause_type, cause_key, description, metadata, reverses_transaction_id)
-        SELECT CAST(:type AS varchar), CAST(:cause_type AS varchar),
-               CAST(:cause_key AS varchar), CAST(:description AS text),
-               CAST(:metadata AS jsonb), CAST(:reverses_transaction_id AS bigint)
+        {TRANSACTION_FROM_PARAMETERS}
         WHERE (SELECT ok FROM ready) AND NOT EXISTS (SELECT FROM short)
         ON CONFLICT (cause_key) DO NOTHING
         RETURNING id, created_at
@@ -150,7 +147,7 @@ _CHECKED = """
         FROM posted_transaction, accounts a JOIN locked l ON l.account_id = a.id
         WHERE a.kind = 'available' AND a.owner_user_id IS NOT NULL AND a.delta <> 0
     )
-"""
+"""  # noqa: S608 - constants only
 
 _COLUMNS = (
     ("row_kind", "varchar"),
@@ -192,50 +189,48 @@ _HEAD = _row(
 )
 
 
+def _part_rows(cte: str, row_kind: str, *same_named: str, **renamed: str) -> str:
+    """The result rows of a part, one per row of its ``cte``: the columns
+    ``same_named`` there and in the result, and the ``renamed`` ones."""
+    return _row(
+        f"FROM {cte}", row_kind=f"'{row_kind}'", **{name: name for name in same_named}, **renamed
+    )
+
+
+_ALERTS = (
+    CROSS_BALANCE_ALERTS_CTE.strip(),
+    _part_rows("alerts", "alert", "user_id", "currency", "available", "below", amount="threshold"),
+)
+_RELOADS = (
+    auto_reload.CROSS_CTE.strip(),
+    _part_rows("reloads", "reload", "user_id", "currency", "amount", "below"),
+)
+_EVENT = (
+    GATED_EVENT_CTES.strip(),
+    _part_rows("event", "event", id="event.id", amount="(SELECT count(*) FROM deliveries)"),
+)
+
+
 def post_statement(
     *, alerts: bool = True, reloads: bool = True, event: bool = False, riders: Sequence[str] = ()
 ) -> TextClause:
     """The posting statement (module docstring), with the balance alerts (``alerts``),
     the auto-reloads (``reloads``), the change's event (``event``, parameters
     ``event_*``) and ``riders`` (``db.Rider.sql``)."""
-    ctes = [_CHECKED.strip()]
-    selects = [_HEAD, _row("FROM posted", row_kind="'posting'", id="id", account_id="account_id")]
-    if alerts:
-        ctes.append(CROSS_BALANCE_ALERTS_CTE.strip())
-        selects.append(
-            _row(
-                "FROM alerts",
-                row_kind="'alert'",
-                user_id="user_id",
-                currency="currency",
-                amount="threshold",
-                available="available",
-                below="below",
-            )
-        )
-    if reloads:
-        ctes.append(auto_reload.CROSS_CTE.strip())
-        selects.append(
-            _row(
-                "FROM reloads",
-                row_kind="'reload'",
-                user_id="user_id",
-                currency="currency",
-                amount="amount",
-                below="below",
-            )
-        )
-    ctes += [rider.strip() for rider in riders]
+    # Each optional part: its common table expressions and the SELECT of its result rows
+    # (None for a rider: it returns nothing), in the order the statement needs them.
+    parts: list[tuple[str, str | None]] = [
+        part for wanted, part in ((alerts, _ALERTS), (reloads, _RELOADS)) if wanted
+    ]
+    parts += [(rider.strip(), None) for rider in riders]
     if event:
-        ctes.append(GATED_EVENT_CTES.strip())
-        selects.append(
-            _row(
-                "FROM event",
-                row_kind="'event'",
-                id="event.id",
-                amount="(SELECT count(*) FROM deliveries)",
-            )
-        )
+        parts.append(_EVENT)
+    ctes = [_CHECKED.strip(), *(cte for cte, _ in parts)]
+    selects = [
+        _HEAD,
+        _part_rows("posted", "posting", "id", "account_id"),
+        *(select for _, select in parts if select is not None),
+    ]
     return text("WITH " + ",\n".join(ctes) + "\n" + "\nUNION ALL\n".join(selects))
 
 

@@ -275,17 +275,10 @@ class LedgerRepository:
             ),
             {"id": head.id},
         )
-        return StoredTransaction(
-            id=head.id,
-            type=head.type,
-            cause_type=head.cause_type,
-            cause_key=head.cause_key,
-            description=head.description,
-            metadata=head.metadata,
-            reverses_transaction_id=head.reverses_transaction_id,
-            created_at=head.created_at,
-            postings=tuple(StoredPosting(*row) for row in rows),
-        )
+        # The transaction's columns are named as StoredTransaction's fields, the postings'
+        # listed in the order of StoredPosting's.
+        postings = tuple(StoredPosting(*row) for row in rows)
+        return StoredTransaction(**head._mapping, postings=postings)
 
     async def user_balances(self, user_id: str) -> list[tuple[str, str, int]]:
         """(currency, kind, balance) of every account of the user."""

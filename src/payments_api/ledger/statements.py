@@ -63,6 +63,15 @@ INSERT_ACCOUNT = text(
     """
 )
 
+# The transaction row of a posting, from the statement's parameters (a SELECT, so each
+# posting statement adds the WHERE that gates it), in both INSERT_TRANSACTION_LOCK_ACCOUNTS
+# and post_statement.py's statement.
+TRANSACTION_FROM_PARAMETERS = """INSERT INTO ledger_transactions
+            (type, cause_type, cause_key, description, metadata, reverses_transaction_id)
+        SELECT CAST(:type AS varchar), CAST(:cause_type AS varchar),
+               CAST(:cause_key AS varchar), CAST(:description AS text),
+               CAST(:metadata AS jsonb), CAST(:reverses_transaction_id AS bigint)"""
+
 # INSERT_TRANSACTION, SELECT_ACCOUNTS and LOCK_BALANCES in one round trip, as ``post``
 # runs them (no client decision in between), after SELECT_USER_FROZEN of
 # ``frozen_user`` (NULL: nobody's), whose share lock it takes first: a frozen user
@@ -75,18 +84,14 @@ INSERT_ACCOUNT = text(
 # ordered statement as before, so the lock order stays global. The accounts are read
 # with the statement's snapshot, as SELECT_ACCOUNTS right after would.
 INSERT_TRANSACTION_LOCK_ACCOUNTS = text(
-    """
+    f"""
     WITH frozen AS MATERIALIZED (
         SELECT u.frozen FROM users u
         WHERE u.id = CAST(:frozen_user AS varchar) AND u.frozen
         FOR SHARE
     ),
     inserted AS (
-        INSERT INTO ledger_transactions
-            (type, cause_type, cause_key, description, metadata, reverses_transaction_id)
-        SELECT CAST(:type AS varchar), CAST(:cause_type AS varchar),
-               CAST(:cause_key AS varchar), CAST(:description AS text),
-               CAST(:metadata AS jsonb), CAST(:reverses_transaction_id AS bigint)
+        {TRANSACTION_FROM_PARAMETERS}
         WHERE NOT EXISTS (SELECT FROM frozen)
         ON CONFLICT (cause_key) DO NOTHING
         RETURNING id, created_at
@@ -115,7 +120,7 @@ INSERT_TRANSACTION_LOCK_ACCOUNTS = text(
     LEFT JOIN inserted ON true
     LEFT JOIN accounts a ON true
     LEFT JOIN locked ON locked.account_id = a.id
-    """
+    """  # noqa: S608 - constants only
 )
 
 # Take one shard row of a hot account without waiting: rows another transaction holds

@@ -12,19 +12,19 @@ from typing import Any
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.service import AccountRef, NewTransaction
 from payments_api.ledger.shapes import receive
+from payments_api.stripe.objects import FeeTransaction
 
 
-def settled_fee(balance_transaction: object) -> tuple[str, int, str | None] | None:
+def settled_fee(balance_transaction: FeeTransaction | None) -> tuple[str, int, str | None] | None:
     """``(id, fee, currency)`` of a charge's expanded ``balance_transaction``; None while
     the charge is not settled (not expanded) or took no fee: reconciliation sees those
     later."""
-    if not isinstance(balance_transaction, dict) or not balance_transaction.get("fee"):
+    if balance_transaction is None or not balance_transaction.fee:
         return None
-    currency = balance_transaction.get("currency")
     return (
-        str(balance_transaction["id"]),
-        int(balance_transaction["fee"]),
-        str(currency) if currency else None,
+        balance_transaction.id,
+        balance_transaction.fee,
+        balance_transaction.currency or None,
     )
 
 

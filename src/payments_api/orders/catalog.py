@@ -131,14 +131,7 @@ class CatalogService:
 
     @staticmethod
     def price_read(price: Price) -> PriceRead:
-        return PriceRead(
-            lookup_key=price.lookup_key,
-            name=price.name,
-            unit_amount=price.unit_amount,
-            currency=price.currency,
-            active=price.active,
-            grants_credit=price.grants_credit,
-        )
+        return PriceRead.model_validate(price, from_attributes=True)
 
     async def create_price(self, body: PriceCreate) -> PriceRead:
         step = charge_step(body.currency)

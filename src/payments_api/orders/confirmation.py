@@ -161,7 +161,7 @@ class PayInConfirmation:
     async def record_fee(self, order: Order, charge_id: str) -> None:
         """Record Stripe's processing fee from the charge's balance transaction."""
         charge = await self.stripe.retrieve_charge_with_fee(charge_id)
-        settled = settled_fee(charge.get("balance_transaction"))
+        settled = settled_fee(charge.balance_transaction)
         if settled is None:
             return  # not settled yet or no fee; reconciliation catches it later
         transaction_id, fee, currency = settled

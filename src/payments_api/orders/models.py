@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -13,16 +13,17 @@ from payments_api.db import Base, TimestampMixin
 # payins.py), and the application refuses one nothing registered.
 ORDER_CHANNELS = ("checkout_session", "payment_intent", "wallet")
 """``wallet``: paid from the customer's available balance, no Stripe payment."""
-ORDER_STATUSES = (
+OrderStatus = Literal[
     "pending",
+    "requires_action",
     "succeeded",
     "failed",
     "expired",
     "refunded",
     "partially_refunded",
     "needs_review",
-    "requires_action",
-)
+]
+ORDER_STATUSES: tuple[str, ...] = get_args(OrderStatus)
 
 
 def _in(values: tuple[str, ...]) -> str:

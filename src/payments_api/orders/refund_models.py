@@ -16,52 +16,34 @@ def _in(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
-class Refund(TimestampMixin, Base):
-    """A refund of (part of) a pay-in. Admin refunds are written ``pending`` before Stripe
-    is called; refunds made elsewhere (the Stripe dashboard) are recorded from Stripe's
-    events. The ledger moves only when Stripe reports the refund succeeded or failed."""
-
-    __tablename__ = "refunds"
-    __table_args__ = (
+def stripe_refund_table_args(table: str) -> tuple[sa.Constraint | sa.Index, ...]:
+    """The constraints and index of a table of :class:`StripeRefundColumns`."""
+    return (
         sa.CheckConstraint(f"status IN ({_in(REFUND_STATUSES)})", name="status"),
         sa.CheckConstraint(f"origin IN ({_in(REFUND_ORIGINS)})", name="origin"),
         sa.CheckConstraint("amount > 0", name="amount_positive"),
-        # An order granting more credit than it cost may take back more than it refunds.
-        sa.CheckConstraint("hold_amount >= 0", name="hold_amount"),
-        sa.CheckConstraint(
-            "payee_share >= 0 AND fee_share >= 0 AND platform_covered >= 0"
-            " AND platform_covered <= payee_share"
-            " AND (payee_share + fee_share = 0 OR payee_share + fee_share = amount)",
-            name="direct_split",
-        ),
         sa.CheckConstraint(
             "(origin = 'admin') = (requested_by IS NOT NULL AND idempotency_key IS NOT NULL)",
             name="admin_request",
         ),
-        sa.CheckConstraint("credit_amount >= 0", name="credit_amount"),
         sa.UniqueConstraint("requested_by", "idempotency_key"),
         sa.UniqueConstraint("stripe_refund_id"),
-        sa.Index("ix_refunds_order_id", "order_id"),
         sa.Index(
-            "ix_refunds_wallet_refund_id",
-            "wallet_refund_id",
-            postgresql_where=sa.text("wallet_refund_id IS NOT NULL"),
-        ),
-        sa.CheckConstraint(
-            "(origin = 'wallet') = (wallet_refund_id IS NOT NULL)", name="wallet_refund"
-        ),
-        sa.Index(
-            "ix_refunds_status_created_at",
+            f"ix_{table}_status_created_at",
             "status",
             "created_at",
             postgresql_where=sa.text("status IN ('pending', 'requires_action')"),
         ),
     )
 
-    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
-    order_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("orders.id"))
+
+class StripeRefundColumns:
+    """What every refund of a card charge records, whatever it refunds (a pay-in, a
+    subscription invoice): an admin's refund is written ``pending`` before Stripe is
+    called, one made elsewhere (the Stripe dashboard) is recorded from Stripe's events.
+    ``user_id`` is the customer who paid."""
+
     user_id: Mapped[str] = mapped_column(sa.String(255), sa.ForeignKey("users.id"))
-    """The customer who paid the order (and whose wallet a top-up refund debits)."""
     amount: Mapped[int] = mapped_column(sa.BigInteger)
     currency: Mapped[str] = mapped_column(sa.String(3))
     status: Mapped[str] = mapped_column(sa.String(16), server_default=sa.text("'pending'"))
@@ -77,14 +59,50 @@ class Refund(TimestampMixin, Base):
     """The admin who asked for it; NULL for refunds made outside the API."""
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(255))
     request_fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
-    hold_amount: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))
-    """Moved available -> withdrawing when the refund was requested, so the customer cannot
-    spend or withdraw money that is being refunded; settled or released by Stripe's word."""
     stripe_refund_id: Mapped[str | None] = mapped_column(sa.String(255))
     failure_reason: Mapped[str | None] = mapped_column(sa.String(64))
     """Stripe's machine failure reason, or ``provider_rejected`` when Stripe refused it."""
     stripe_attempts: Mapped[int] = mapped_column(sa.Integer, server_default=sa.text("0"))
     """Calls made to create the Stripe refund (retries reuse the same idempotency key)."""
+    succeeded_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(server_default=sa.func.now())
+
+
+class Refund(StripeRefundColumns, TimestampMixin, Base):
+    """A refund of (part of) a pay-in. Admin refunds are written ``pending`` before Stripe
+    is called; refunds made elsewhere (the Stripe dashboard) are recorded from Stripe's
+    events. The ledger moves only when Stripe reports the refund succeeded or failed.
+    ``user_id`` is the customer who paid the order (and whose wallet a top-up refund
+    debits)."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        *stripe_refund_table_args("refunds"),
+        # An order granting more credit than it cost may take back more than it refunds.
+        sa.CheckConstraint("hold_amount >= 0", name="hold_amount"),
+        sa.CheckConstraint(
+            "payee_share >= 0 AND fee_share >= 0 AND platform_covered >= 0"
+            " AND platform_covered <= payee_share"
+            " AND (payee_share + fee_share = 0 OR payee_share + fee_share = amount)",
+            name="direct_split",
+        ),
+        sa.CheckConstraint("credit_amount >= 0", name="credit_amount"),
+        sa.Index("ix_refunds_order_id", "order_id"),
+        sa.Index(
+            "ix_refunds_wallet_refund_id",
+            "wallet_refund_id",
+            postgresql_where=sa.text("wallet_refund_id IS NOT NULL"),
+        ),
+        sa.CheckConstraint(
+            "(origin = 'wallet') = (wallet_refund_id IS NOT NULL)", name="wallet_refund"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    order_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("orders.id"))
+    hold_amount: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))
+    """Moved available -> withdrawing when the refund was requested, so the customer cannot
+    spend or withdraw money that is being refunded; settled or released by Stripe's word."""
     payee_share: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))
     """Direct payments: the part of the refund taken back from the payee's connected
     account (transfer reversal), set when the refund settles; 0 for other pay-ins."""
@@ -108,8 +126,6 @@ class Refund(TimestampMixin, Base):
     )
     """The cash-out this refund is a part of (origin ``wallet``): its hold sits in the
     customer's ``refunding`` account instead of ``withdrawing``."""
-    succeeded_at: Mapped[datetime | None]
-    updated_at: Mapped[datetime] = mapped_column(server_default=sa.func.now())
 
 
 class WalletRefund(TimestampMixin, Base):

@@ -5,45 +5,26 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.kit.row_repository import RowRepository
 from payments_api.orders.models import Order
 from payments_api.orders.refund_models import Refund, WalletRefund
 
 IN_FLIGHT = ("pending", "requires_action")
 
 
-class RefundRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def add(self, refund: Refund) -> Refund:
-        self.session.add(refund)
-        await self.session.flush()
-        return refund
-
-    async def get(self, refund_id: int, *, for_update: bool = False) -> Refund | None:
-        stmt = select(Refund).where(Refund.id == refund_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        result: Refund | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
-        )
-        return result
+class RefundRepository(RowRepository[Refund]):
+    model = Refund
 
     async def by_stripe_id(self, stripe_refund_id: str) -> Refund | None:
-        result: Refund | None = await self.session.scalar(
-            select(Refund).where(Refund.stripe_refund_id == stripe_refund_id)
+        return await self.one(
+            select(Refund).where(Refund.stripe_refund_id == stripe_refund_id), fresh=False
         )
-        return result
 
     async def by_idempotency_key(self, actor_id: str, key: str) -> Refund | None:
-        result: Refund | None = await self.session.scalar(
-            select(Refund)
-            .where(Refund.requested_by == actor_id, Refund.idempotency_key == key)
-            .execution_options(populate_existing=True)
+        return await self.one(
+            select(Refund).where(Refund.requested_by == actor_id, Refund.idempotency_key == key)
         )
-        return result
 
     async def in_flight_amount(self, order_id: int) -> int:
         """Minor units of the order's refunds Stripe has not settled yet."""
@@ -81,14 +62,12 @@ class RefundRepository:
         order_id: int | None,
         status: str | None,
     ) -> list[Refund]:
-        stmt = select(Refund).order_by(Refund.id.desc()).limit(limit)
-        if before_id is not None:
-            stmt = stmt.where(Refund.id < before_id)
+        conditions = []
         if order_id is not None:
-            stmt = stmt.where(Refund.order_id == order_id)
+            conditions.append(Refund.order_id == order_id)
         if status is not None:
-            stmt = stmt.where(Refund.status == status)
-        return list((await self.session.scalars(stmt)).all())
+            conditions.append(Refund.status == status)
+        return await self.newest_first(*conditions, limit=limit, before_id=before_id)
 
     async def stuck(self, older_than: datetime, limit: int) -> list[int]:
         """Refunds we asked for (admin refunds, cash-out parts) never confirmed as created
@@ -107,35 +86,24 @@ class RefundRepository:
         return list(rows.all())
 
 
-class WalletRefundRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def add(self, row: WalletRefund) -> WalletRefund:
-        self.session.add(row)
-        await self.session.flush()
-        return row
+class WalletRefundRepository(RowRepository[WalletRefund]):
+    model = WalletRefund
 
     async def get(
-        self, wallet_refund_id: int, *, user_id: str | None = None, for_update: bool = False
+        self, row_id: int, *, user_id: str | None = None, for_update: bool = False
     ) -> WalletRefund | None:
-        stmt = select(WalletRefund).where(WalletRefund.id == wallet_refund_id)
+        """The cash-out ``row_id``; with ``user_id``, only when it is that user's."""
+        stmt = select(WalletRefund).where(WalletRefund.id == row_id)
         if user_id is not None:
             stmt = stmt.where(WalletRefund.user_id == user_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        result: WalletRefund | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
-        )
-        return result
+        return await self.one(stmt, for_update=for_update)
 
     async def by_key(self, user_id: str, key: str) -> WalletRefund | None:
-        result: WalletRefund | None = await self.session.scalar(
-            select(WalletRefund)
-            .where(WalletRefund.user_id == user_id, WalletRefund.idempotency_key == key)
-            .execution_options(populate_existing=True)
+        return await self.one(
+            select(WalletRefund).where(
+                WalletRefund.user_id == user_id, WalletRefund.idempotency_key == key
+            )
         )
-        return result
 
     async def parts(self, wallet_refund_ids: list[int]) -> dict[int, list[Refund]]:
         """The refunds of each cash-out, in allocation order (newest charge first)."""
@@ -153,15 +121,9 @@ class WalletRefundRepository:
         return found
 
     async def page(self, user_id: str, *, limit: int, before_id: int | None) -> list[WalletRefund]:
-        stmt = (
-            select(WalletRefund)
-            .where(WalletRefund.user_id == user_id)
-            .order_by(WalletRefund.id.desc())
-            .limit(limit)
+        return await self.newest_first(
+            WalletRefund.user_id == user_id, limit=limit, before_id=before_id
         )
-        if before_id is not None:
-            stmt = stmt.where(WalletRefund.id < before_id)
-        return list((await self.session.scalars(stmt)).all())
 
     async def refundable_topups(
         self, user_id: str, currency: str, *, since: datetime

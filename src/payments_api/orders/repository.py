@@ -3,28 +3,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.kit.idempotency import same_request
+from payments_api.kit.row_repository import RowRepository
 from payments_api.orders.models import DiscountCode, Order, Price
 
 
-class OrderRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def add(self, order: Order) -> Order:
-        self.session.add(order)
-        await self.session.flush()
-        return order
-
-    async def get(self, order_id: int, *, for_update: bool = False) -> Order | None:
-        stmt = select(Order).where(Order.id == order_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        result: Order | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
-        )
-        return result
+class OrderRepository(RowRepository[Order]):
+    model = Order
 
     async def escrow_funding(self, escrow_id: int, *, for_update: bool = False) -> Order | None:
         """The confirmed card payment of an escrow (purpose ``escrow``), if any."""
@@ -39,24 +25,30 @@ class OrderRepository:
             .order_by(Order.id)
             .limit(1)
         )
-        if for_update:
-            stmt = stmt.with_for_update()
-        result: Order | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
-        )
-        return result
+        return await self.one(stmt, for_update=for_update)
 
     async def get_for_user(self, user_id: str, order_id: int) -> Order | None:
-        result: Order | None = await self.session.scalar(
-            select(Order).where(Order.id == order_id, Order.user_id == user_id)
+        return await self.one(
+            select(Order).where(Order.id == order_id, Order.user_id == user_id), fresh=False
         )
-        return result
 
     async def by_idempotency_key(self, user_id: str, key: str) -> Order | None:
-        result: Order | None = await self.session.scalar(
-            select(Order).where(Order.user_id == user_id, Order.idempotency_key == key)
+        return await self.one(
+            select(Order).where(Order.user_id == user_id, Order.idempotency_key == key),
+            fresh=False,
         )
-        return result
+
+    async def earlier_payment(
+        self, user_id: str, key: str, request_fingerprint: str
+    ) -> Order | None:
+        """The order an earlier request with this Idempotency-Key wrote, when this
+        request is that one again (None when there is none); ``IdempotencyKeyReused``
+        when the key paid for something else."""
+        return same_request(
+            await self.by_idempotency_key(user_id, key),
+            request_fingerprint,
+            "This Idempotency-Key was used for a different payment.",
+        )
 
     async def by_stripe_ids(
         self,
@@ -74,54 +66,34 @@ class OrderRepository:
             conditions.append(Order.stripe_checkout_session_id == checkout_session_id)
         if payment_intent_id:
             conditions.append(Order.stripe_payment_intent_id == payment_intent_id)
-        for condition in conditions:
-            result: Order | None = await self.session.scalar(
-                select(Order)
-                .where(condition)
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            )
-            if result is not None:
-                return result
-        return None
+        return await self.first_locked(conditions)
 
     async def page(self, user_id: str, *, limit: int, before_id: int | None) -> list[Order]:
-        stmt = select(Order).where(Order.user_id == user_id).order_by(Order.id.desc())
-        if before_id is not None:
-            stmt = stmt.where(Order.id < before_id)
-        return list((await self.session.scalars(stmt.limit(limit))).all())
+        return await self.newest_first(Order.user_id == user_id, limit=limit, before_id=before_id)
 
     async def page_needing_review(self, *, limit: int, before_id: int | None) -> list[Order]:
-        stmt = select(Order).where(Order.status == "needs_review").order_by(Order.id.desc())
-        if before_id is not None:
-            stmt = stmt.where(Order.id < before_id)
-        return list((await self.session.scalars(stmt.limit(limit))).all())
+        return await self.newest_first(
+            Order.status == "needs_review", limit=limit, before_id=before_id
+        )
 
 
-class CatalogRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class CatalogRepository(RowRepository[Price]):
+    model = Price
 
     async def active_price(self, lookup_key: str) -> Price | None:
-        result: Price | None = await self.session.scalar(
-            select(Price).where(Price.lookup_key == lookup_key, Price.active.is_(True))
+        return await self.one(
+            select(Price).where(Price.lookup_key == lookup_key, Price.active.is_(True)),
+            fresh=False,
         )
-        return result
 
     async def prices(self) -> list[Price]:
         return list((await self.session.scalars(select(Price).order_by(Price.id))).all())
 
     async def price_by_key(self, lookup_key: str) -> Price | None:
-        result: Price | None = await self.session.scalar(
-            select(Price).where(Price.lookup_key == lookup_key)
-        )
-        return result
+        return await self.one(select(Price).where(Price.lookup_key == lookup_key), fresh=False)
 
     async def discount_by_code(self, code: str) -> DiscountCode | None:
-        result: DiscountCode | None = await self.session.scalar(
-            select(DiscountCode).where(DiscountCode.code == code)
-        )
-        return result
+        return await self.one(select(DiscountCode).where(DiscountCode.code == code), fresh=False)
 
     async def redeem_discount(self, code: str, now: datetime) -> DiscountCode | None:
         """Take one use of a code atomically; None when unknown, outside its window,

@@ -31,7 +31,6 @@ OrderPage = Annotated[routes.Page, routes.cursor_page("Order id to continue afte
 @router.get(
     "/api/v1/orders",
     summary="The caller's pay-ins, newest first",
-    operation_id="listOrders",
     responses=problem_responses(401, 422),
 )
 async def list_orders(user: CurrentUser, session: SessionDep, page: OrderPage) -> OrderList:
@@ -44,7 +43,6 @@ async def list_orders(user: CurrentUser, session: SessionDep, page: OrderPage) -
     description="Orders Stripe reported paid with an amount or currency that differs from "
     "the order: nothing was credited (`review_reason`, `paid_amount`, `paid_currency`). "
     "Newest first; metric `payments_payins_needing_review_total`.",
-    operation_id="listOrdersNeedingReview",
     tags=["admin"],
     responses=problem_responses(401, 403, 422, InvalidCursor),
 )
@@ -57,7 +55,6 @@ async def list_orders_needing_review(
 @router.get(
     "/api/v1/orders/{order_id}",
     summary="One of the caller's pay-ins",
-    operation_id="getOrder",
     responses=problem_responses(401, orders_errors.OrderNotFound),
 )
 async def get_order(
@@ -71,7 +68,6 @@ async def get_order(
 @router.get(
     "/api/v1/prices",
     summary="The active price catalog",
-    operation_id="listPrices",
     responses=problem_responses(401),
 )
 async def list_prices(_user: CurrentUser, session: SessionDep) -> PriceList:
@@ -81,7 +77,6 @@ async def list_prices(_user: CurrentUser, session: SessionDep) -> PriceList:
 @router.post(
     "/api/v1/admin/prices",
     summary="Add a catalog price",
-    operation_id="createPrice",
     tags=["admin"],
     status_code=201,
     responses=problem_responses(401, 403, 422, orders_errors.PriceExists, amounts.AmountNotInSteps),
@@ -94,7 +89,6 @@ async def create_price(body: PriceCreate, _admin: AdminUser, session: SessionDep
 @router.post(
     "/api/v1/admin/prices/{lookup_key}/deactivate",
     summary="Withdraw a price from sale",
-    operation_id="deactivatePrice",
     tags=["admin"],
     responses=problem_responses(401, 403, 404, orders_errors.PriceNotFound),
 )
@@ -108,7 +102,6 @@ async def deactivate_price(
 @router.post(
     "/api/v1/admin/discount-codes",
     summary="Create a discount code",
-    operation_id="createDiscountCode",
     tags=["admin"],
     status_code=201,
     responses=problem_responses(

@@ -5,19 +5,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from payments_api.kit.list_page import ListPage
 from payments_api.money import Currency, MinorAmount
+from payments_api.orders.models import OrderStatus
 
 Purpose = Literal["topup", "order", "escrow", "direct"]
-OrderStatus = Literal[
-    "pending",
-    "requires_action",
-    "succeeded",
-    "failed",
-    "expired",
-    "refunded",
-    "partially_refunded",
-    "needs_review",
-]
 
 
 class CheckoutSessionCreate(BaseModel):
@@ -273,10 +265,8 @@ class WalletPaymentCreate(BaseModel):
     )
 
 
-class OrderList(BaseModel):
-    object: str = Field("list", description="Always `list`.")
-    data: list[OrderRead]
-    has_more: bool
+class OrderList(ListPage[OrderRead]):
+    pass
 
 
 class PriceCreate(BaseModel):
@@ -303,9 +293,7 @@ class PriceRead(BaseModel):
     grants_credit: int | None = None
 
 
-class PriceList(BaseModel):
-    object: str = Field("list", description="Always `list`.")
-    data: list[PriceRead]
+class PriceList(ListPage[PriceRead]):
     has_more: bool = False
 
 

@@ -20,13 +20,14 @@ The wallet is credited only by Stripe's events (``PayInConfirmation``), never he
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.kit.idempotency import add_once, fingerprint, same_request
+from payments_api.kit.idempotency import add_once, fingerprint
 from payments_api.kit.pagination import parse_public_id, public_id
 from payments_api.kit.stripe_operation import call_and_settle
 from payments_api.orders.confirmation import PayInConfirmation
@@ -48,12 +49,16 @@ from payments_api.payment_methods.models import PaymentMethod
 from payments_api.payment_methods.repository import PaymentMethodRepository
 from payments_api.payment_methods.service import PAYMENT_METHOD_PREFIX
 from payments_api.problems import Forbidden
+from payments_api.stripe.objects import CheckoutSession, PaymentIntent
 from payments_api.stripe.payment_methods import ConfirmedIntent
 from payments_api.users.caller_flow import CallerStripeFlow
 from payments_api.users.customers import ensure_customer
 from payments_api.users.errors import UserNotFound
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
+
+AnswerT = TypeVar("AnswerT")
+ResultT = TypeVar("ResultT")
 
 
 def _origin(url: str) -> str | None:
@@ -103,11 +108,7 @@ class PayInService(CallerStripeFlow):
                     raise UserNotFound("No such user.")
                 user = target
             orders = OrderRepository(session)
-            existing = same_request(
-                await orders.by_idempotency_key(user.id, idempotency_key),
-                request_fingerprint,
-                "This Idempotency-Key was used for a different payment.",
-            )
+            existing = await orders.earlier_payment(user.id, idempotency_key, request_fingerprint)
             if existing is not None:
                 return existing, user
             order: Order = await build(session, user)
@@ -131,6 +132,25 @@ class PayInService(CallerStripeFlow):
                 setattr(order, name, value)
         order.updated_at = self.now()
         return order
+
+    async def _create_at_stripe(
+        self,
+        operation: str,
+        order_id: int,
+        create: Callable[..., Awaitable[AnswerT]],
+        params: dict[str, Any],
+        settle: Callable[[AsyncSession, AnswerT], Awaitable[ResultT]],
+    ) -> ResultT:
+        """Steps 2 and 3: ``create`` the order's Stripe object from ``params`` under the
+        order's key for ``operation`` (a retry reaches the same object), then ``settle``
+        Stripe's answer in a new short transaction."""
+        return await call_and_settle(
+            self.sessionmaker,
+            operation,
+            order_id,
+            lambda key: create(params, idempotency_key=key),
+            settle,
+        )
 
     # -- checkout --------------------------------------------------------------------------
     async def create_checkout(
@@ -176,23 +196,19 @@ class PayInService(CallerStripeFlow):
         if order.stripe_checkout_session_id is None:
             params = self._checkout_params(order, await self._ensure_customer(user), body)
 
-            async def record(session: AsyncSession, checkout: dict[str, Any]) -> Order:
-                expires = checkout.get("expires_at")
+            async def record(session: AsyncSession, checkout: CheckoutSession) -> Order:
+                expires = checkout.expires_at
                 return await self._record(
                     session,
                     order.id,
-                    stripe_checkout_session_id=checkout["id"],
-                    checkout_url=checkout.get("url"),
+                    stripe_checkout_session_id=checkout.id,
+                    checkout_url=checkout.url,
                     expires_at=datetime.fromtimestamp(expires, UTC) if expires else None,
-                    stripe_payment_intent_id=checkout.get("payment_intent"),
+                    stripe_payment_intent_id=checkout.payment_intent,
                 )
 
-            order = await call_and_settle(
-                self.sessionmaker,
-                "checkout_session",
-                order.id,
-                lambda key: self.stripe.create_checkout_session(params, idempotency_key=key),
-                record,
+            order = await self._create_at_stripe(
+                "checkout_session", order.id, self.stripe.create_checkout_session, params, record
             )
         return CheckoutSessionRead(
             id=order.stripe_checkout_session_id or "",
@@ -290,21 +306,17 @@ class PayInService(CallerStripeFlow):
         # whole response (secret included) for its retention period, replayed only to
         # the same user with the same key, as Stripe itself does.
 
-        async def record(session: AsyncSession, intent: dict[str, Any]) -> dict[str, Any]:
-            await self._record(session, order.id, stripe_payment_intent_id=intent["id"])
+        async def record(session: AsyncSession, intent: PaymentIntent) -> PaymentIntent:
+            await self._record(session, order.id, stripe_payment_intent_id=intent.id)
             return intent
 
-        intent = await call_and_settle(
-            self.sessionmaker,
-            "payment_intent",
-            order.id,
-            lambda key: self.stripe.create_payment_intent(params, idempotency_key=key),
-            record,
+        intent = await self._create_at_stripe(
+            "payment_intent", order.id, self.stripe.create_payment_intent, params, record
         )
         return TopupRead(
-            payment_intent_id=intent["id"],
-            client_secret=intent.get("client_secret"),
-            status=intent.get("status", "requires_payment_method"),
+            payment_intent_id=intent.id,
+            client_secret=intent.client_secret,
+            status=intent.status,
             order_id=public_id(ORDER_PREFIX, order.id),
         )
 
@@ -330,11 +342,11 @@ class PayInService(CallerStripeFlow):
         )
         if order.off_session:
             params["off_session"] = True
-        result = await call_and_settle(
-            self.sessionmaker,
+        result = await self._create_at_stripe(
             "payment_intent",
             order.id,
-            lambda key: self.stripe.create_confirmed_payment_intent(params, idempotency_key=key),
+            self.stripe.create_confirmed_payment_intent,
+            params,
             lambda session, answer: self._settle_confirmation(session, order.id, answer),
         )
         if isinstance(result, str):
@@ -347,8 +359,8 @@ class PayInService(CallerStripeFlow):
         """What a saved card's confirmation means for the order; a decline code when it
         was refused (raised once this transaction has committed)."""
         intent = result.intent
-        intent_id = str(intent["id"])
-        status = str(intent.get("status") or "requires_payment_method")
+        intent_id = intent.id
+        status = intent.status or "requires_payment_method"
         code = stable_decline_code(result.decline_code) if result.decline_code else None
         next_action: TopupNextAction | None = None
         if code == "authentication_required" or status == "requires_action":
@@ -357,14 +369,14 @@ class PayInService(CallerStripeFlow):
             confirmation = PayInConfirmation(session, self.stripe, self.settings)
             await confirmation.require_action(stored, payment_intent_id=intent_id)
             action_url = stored.action_url
-            stripe_action = intent.get("next_action") or {}
-            if code == "authentication_required" or not stripe_action:
+            stripe_action = intent.next_action
+            if code == "authentication_required" or stripe_action is None:
                 next_action = TopupNextAction(type="finish_on_session", url=action_url)
             else:
-                redirect = stripe_action.get("redirect_to_url") or {}
+                redirect = stripe_action.redirect_to_url
                 next_action = TopupNextAction(
-                    type=str(stripe_action.get("type") or "use_stripe_sdk"),
-                    url=redirect.get("url") or action_url,
+                    type=stripe_action.type or "use_stripe_sdk",
+                    url=(redirect.url if redirect else None) or action_url,
                 )
             status = "requires_action"
         elif code is not None:
@@ -380,7 +392,7 @@ class PayInService(CallerStripeFlow):
             await self._record(session, order_id, stripe_payment_intent_id=intent_id)
         return TopupRead(
             payment_intent_id=intent_id,
-            client_secret=intent.get("client_secret"),
+            client_secret=intent.client_secret,
             status=status,
             order_id=public_id(ORDER_PREFIX, order_id),
             next_action=next_action,

@@ -64,7 +64,6 @@ async def create_setup(
     summary="The caller's saved cards",
     description="Active saved cards, newest first: brand, last four digits, expiry and "
     "which one is the default (charged by off-session top-ups).",
-    operation_id="listPaymentMethods",
     responses=problem_responses(401),
 )
 async def list_payment_methods(user: CurrentUser, session: SessionDep) -> schemas.PaymentMethodList:
@@ -91,7 +90,6 @@ async def set_default(
     description="The card can no longer be charged from this call on, and is detached from "
     "the Stripe Customer. Idempotent: removing a removed card answers the same. If it was "
     "the default, the newest remaining card becomes the default.",
-    operation_id="deletePaymentMethod",
     responses=problem_responses(401, 409, errors.PaymentMethodNotFound, *routes.PROVIDER_PROBLEMS),
 )
 async def delete_payment_method(
@@ -107,7 +105,6 @@ async def delete_payment_method(
     "charged to the default saved card off-session (a top-up, credited when Stripe "
     "confirms it): exactly one top-up per fall below, however many debits cross at once. "
     "Setting it again re-arms it; `enabled: false` turns it off.",
-    operation_id="setAutoReload",
     responses=problem_responses(401, 409, *routes.AMOUNT_PROBLEMS),
 )
 async def set_auto_reload(
@@ -119,7 +116,6 @@ async def set_auto_reload(
 @router.get(
     "/api/v1/me/auto-reloads",
     summary="The caller's auto-reload settings",
-    operation_id="listAutoReloads",
     responses=problem_responses(401),
 )
 async def list_auto_reloads(user: CurrentUser, session: SessionDep) -> schemas.AutoReloadList:

@@ -20,7 +20,9 @@ from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountNotInSteps, check_limits
 from payments_api.kit.clock import utcnow
-from payments_api.kit.pagination import parse_public_id, public_id
+from payments_api.kit.lookups import by_public_id
+from payments_api.kit.pagination import public_id
+from payments_api.kit.reads import read_of
 from payments_api.kit.stripe_operation import call_and_settle, call_with_key
 from payments_api.money import charge_step
 from payments_api.payment_methods.errors import PaymentMethodDetached, PaymentMethodNotFound
@@ -36,6 +38,8 @@ from payments_api.payment_methods.schemas import (
 )
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.objects import PaymentMethod as StripePaymentMethod
+from payments_api.stripe.objects import SetupIntent
 from payments_api.users.customers import ensure_customer
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
@@ -46,31 +50,28 @@ PAYMENT_METHOD_PREFIX = "pmt"
 
 
 def payment_method_read(method: PaymentMethod) -> PaymentMethodRead:
-    return PaymentMethodRead(
+    return read_of(
+        PaymentMethodRead,
+        method,
         id=public_id(PAYMENT_METHOD_PREFIX, method.id),
-        brand=method.brand,
-        last4=method.last4,
-        exp_month=method.exp_month,
-        exp_year=method.exp_year,
-        is_default=method.is_default,
         status="active" if method.status == "active" else "detached",
-        created_at=method.created_at,
-        detached_at=method.detached_at,
     )
 
 
 def auto_reload_read(row: AutoReload) -> AutoReloadRead:
-    return AutoReloadRead(
-        currency=row.currency,
-        threshold=row.threshold,
-        amount=row.amount,
-        enabled=row.enabled,
-        below=row.below,
+    return read_of(AutoReloadRead, row)
+
+
+async def emit_card_event(session: AsyncSession, event: EventType, method: PaymentMethod) -> None:
+    """Tell the card's owner what happened to it (``payment_method.saved``/``.detached``),
+    once per card and event type."""
+    await emit(
+        session,
+        event,
+        payment_method_read(method),
+        change_key=f"payment_method:{method.id}:{event.value.removeprefix('payment_method.')}",
+        user_ids=[method.user_id],
     )
-
-
-def parse_payment_method_id(value: str) -> int | None:
-    return parse_public_id(PAYMENT_METHOD_PREFIX, value)
 
 
 class PaymentMethodService:
@@ -108,11 +109,11 @@ class PaymentMethodService:
             "metadata": {"user_id": user.id, "setup_id": str(setup.id)},
         }
 
-        async def record(session: AsyncSession, intent: dict[str, Any]) -> dict[str, Any]:
+        async def record(session: AsyncSession, intent: SetupIntent) -> SetupIntent:
             stored = await session.get(PaymentMethodSetup, setup.id, with_for_update=True)
             assert stored is not None  # noqa: S101 - committed above
             if stored.stripe_setup_intent_id is None:
-                stored.stripe_setup_intent_id = intent["id"]
+                stored.stripe_setup_intent_id = intent.id
             return intent
 
         intent = await call_and_settle(
@@ -123,9 +124,9 @@ class PaymentMethodService:
             record,
         )
         return SetupIntentRead(
-            setup_intent_id=intent["id"],
-            client_secret=intent.get("client_secret"),
-            status=str(intent.get("status", "requires_payment_method")),
+            setup_intent_id=intent.id,
+            client_secret=intent.client_secret,
+            status=intent.status or "requires_payment_method",
             customer=customer,
         )
 
@@ -143,15 +144,12 @@ class PaymentMethodManager:
         )
 
     async def _owned(self, user: User, method_id: str, *, for_update: bool) -> PaymentMethod:
-        number = parse_payment_method_id(method_id)
-        method = (
-            await self.methods.get_for_user(user.id, number, for_update=for_update)
-            if number
-            else None
+        return await by_public_id(
+            PAYMENT_METHOD_PREFIX,
+            method_id,
+            lambda number: self.methods.get_for_user(user.id, number, for_update=for_update),
+            PaymentMethodNotFound,
         )
-        if method is None:
-            raise PaymentMethodNotFound()
-        return method
 
     async def make_default(self, user: User, method_id: str) -> PaymentMethodRead:
         await self.methods.lock_user(user.id)
@@ -203,13 +201,7 @@ class PaymentMethodManager:
                 if remaining:
                     remaining[0].is_default = True
                     await self.session.flush()
-            await emit(
-                self.session,
-                EventType.payment_method_detached,
-                payment_method_read(method),
-                change_key=f"payment_method:{method.id}:detached",
-                user_ids=[user.id],
-            )
+            await emit_card_event(self.session, EventType.payment_method_detached, method)
         return method
 
 
@@ -245,33 +237,33 @@ async def detach_at_stripe(
 
 
 # -- setup_intent.succeeded -------------------------------------------------------------
-def card_details(payment_method: dict[str, Any]) -> dict[str, Any] | None:
+def card_details(payment_method: StripePaymentMethod) -> dict[str, Any] | None:
     """brand, last4, expiry and fingerprint of a card PaymentMethod; nothing else."""
-    card = payment_method.get("card")
-    if payment_method.get("type") != "card" or not isinstance(card, dict):
+    card = payment_method.card
+    if payment_method.type != "card" or card is None:
         return None
-    last4 = str(card.get("last4") or "")
-    fingerprint = card.get("fingerprint")
-    if not (len(last4) == 4 and last4.isdigit()) or not isinstance(fingerprint, str):
+    last4 = card.last4 or ""
+    fingerprint = card.fingerprint
+    if not (len(last4) == 4 and last4.isdigit()) or fingerprint is None:
         return None
     return {
-        "brand": str(card.get("display_brand") or card.get("brand") or "unknown")[:32],
+        "brand": (card.display_brand or card.brand or "unknown")[:32],
         "last4": last4,
-        "exp_month": int(card.get("exp_month") or 1),
-        "exp_year": int(card.get("exp_year") or 0),
+        "exp_month": card.exp_month or 1,
+        "exp_year": card.exp_year or 0,
         "fingerprint": fingerprint[:64],
     }
 
 
 async def record_saved_card(
-    session: AsyncSession, stripe: StripeGateway, user: User, payment_method: dict[str, Any]
+    session: AsyncSession, stripe: StripeGateway, user: User, payment_method: StripePaymentMethod
 ) -> PaymentMethod | None:
     """Store the card a SetupIntent saved, once: a redelivered event finds its row; the
     same card (fingerprint) saved again keeps the first row and the new Stripe
     PaymentMethod is detached. The first card of a user becomes the default."""
     methods = PaymentMethodRepository(session)
     await methods.lock_user(user.id)
-    stripe_id = str(payment_method["id"])
+    stripe_id = payment_method.id
     existing = await methods.by_stripe_id(stripe_id)
     if existing is not None:
         return existing
@@ -301,11 +293,5 @@ async def record_saved_card(
     session.add(method)
     await session.flush()
     await session.refresh(method)
-    await emit(
-        session,
-        EventType.payment_method_saved,
-        payment_method_read(method),
-        change_key=f"payment_method:{method.id}:saved",
-        user_ids=[user.id],
-    )
+    await emit_card_event(session, EventType.payment_method_saved, method)
     return method

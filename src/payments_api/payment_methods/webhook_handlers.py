@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from payments_api.payment_methods.service import record_saved_card
 from payments_api.stripe.objects import SetupIntent
-from payments_api.stripe.refs import stripe_id
 from payments_api.users.repository import UserRepository
 from payments_api.webhooks.registry import (
     EventHandler,
@@ -30,7 +29,7 @@ async def setup_intent_succeeded(
         # the wrong person.
         return
     method = await context.stripe.retrieve_payment_method(payment_method)
-    if stripe_id(method.get("customer")) not in (None, customer):
+    if method.customer not in (None, customer):
         return  # moved to another customer since: not this user's card
     await record_saved_card(context.session, context.stripe, user, method)
 

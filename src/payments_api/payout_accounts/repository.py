@@ -3,10 +3,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.kit.fresh_rows import fresh_row
 from payments_api.payout_accounts.models import PayoutAccount
 from payments_api.payout_accounts.status import AccountState
 
@@ -32,21 +33,12 @@ class PayoutAccountRepository:
         self.session = session
 
     async def get_by_user(self, user_id: str, *, for_update: bool = False) -> PayoutAccount | None:
-        stmt = select(PayoutAccount).where(PayoutAccount.user_id == user_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        result: PayoutAccount | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
-        )
-        return result
+        where = PayoutAccount.user_id == user_id
+        return await fresh_row(self.session, PayoutAccount, where, for_update=for_update)
 
     async def get_by_stripe_account(self, stripe_account_id: str) -> PayoutAccount | None:
-        result: PayoutAccount | None = await self.session.scalar(
-            select(PayoutAccount)
-            .where(PayoutAccount.stripe_account_id == stripe_account_id)
-            .execution_options(populate_existing=True)
-        )
-        return result
+        where = PayoutAccount.stripe_account_id == stripe_account_id
+        return await fresh_row(self.session, PayoutAccount, where)
 
     async def insert_placeholder(self, user_id: str) -> None:
         """Insert the user's row (no Stripe account yet) unless it exists.

@@ -79,7 +79,6 @@ def _page(title: str, message: str, status_code: int = 200) -> HTMLResponse:
     "/api/v1/me/payout-account",
     summary="The caller's payout account (Stripe Connect Express) and its status",
     tags=TAGS,
-    operation_id="getPayoutAccount",
     responses=problem_responses(401, 403),
 )
 async def get_payout_account(user: PayeeUser, service: ConnectServiceDep) -> PayoutAccountEnvelope:
@@ -174,7 +173,6 @@ async def return_from_onboarding(
     summary="Re-read a user's payout account from Stripe now",
     description="Stripe can change capabilities without sending an event; this forces a "
     "read. Audited.",
-    operation_id="syncPayoutAccount",
     tags=["admin"],
     responses=problem_responses(
         401, 403, payout_accounts_errors.PayoutAccountNotFound, *routes.PROVIDER_PROBLEMS

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -38,7 +37,7 @@ from payments_api.payout_accounts.status import PayoutAccountStatus, account_sta
 from payments_api.settings import Settings
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
 from payments_api.stripe.gateway import StripeGateway
-from payments_api.stripe.objects import Account, parse_object
+from payments_api.stripe.objects import Account, AccountLink
 from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
 
@@ -101,8 +100,8 @@ class ConnectService:
         row = await self._ensure_account(user.id)
         link = await self._new_onboarding_link(row)
         return OnboardingLinkRead(
-            url=str(link["url"]),
-            expires_at=stripe_time(link.get("expires_at")),
+            url=link.url,
+            expires_at=stripe_time(link.expires_at),
             payout_account=to_read(row),
         )
 
@@ -122,7 +121,7 @@ class ConnectService:
                 "Payout setup is not finished: complete the onboarding link first."
             )
         link = await self.stripe.create_login_link(row.stripe_account_id)
-        return DashboardLinkRead(url=str(link["url"]), payout_account=to_read(row))
+        return DashboardLinkRead(url=link.url, payout_account=to_read(row))
 
     async def refresh_onboarding_url(self, state_token: str | None) -> str:
         """The landing of an expired/used onboarding link: a new link for the same
@@ -135,7 +134,7 @@ class ConnectService:
         if user is None or PAYEE_ROLE not in user.roles:
             raise InvalidLinkState("The link's user may no longer set up payouts.")
         link = await self._new_onboarding_link(row)
-        return str(link["url"])
+        return link.url
 
     async def record_return(self, state_token: str | None) -> bool:
         """The payee's browser came back from onboarding. This is not a completion
@@ -264,7 +263,7 @@ class ConnectService:
             return row  # a concurrent first call created it while we waited
         # The key is deterministic per user (and database): a retry, even after a
         # crash, gets the same account.
-        account_answer = await call_with_key(
+        account = await call_with_key(
             self.session,
             "account",
             user_id,
@@ -278,8 +277,6 @@ class ConnectService:
         # The create response describes the account as it was when created (also
         # when Stripe replays it for a retried key), so that is its as-of time; a
         # replay older than the sync age is re-read on the next GET.
-        # The answer is stored (for a retried key) as Stripe's JSON: typed here.
-        account = parse_object(Account, account_answer)
         created = stripe_time(account.created) or utcnow()
         await self.repository.apply_state(
             row.id,
@@ -291,7 +288,7 @@ class ConnectService:
         )
         return await self._reload(user_id)
 
-    async def _new_onboarding_link(self, row: PayoutAccount) -> dict[str, Any]:
+    async def _new_onboarding_link(self, row: PayoutAccount) -> AccountLink:
         if row.stripe_account_id is None:  # pragma: no cover - callers ensure it
             raise PayoutSetupIncomplete()
         refresh_url, return_url = landing_urls(

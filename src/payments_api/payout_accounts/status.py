@@ -43,11 +43,10 @@ ONBOARDING_DISABLED_REASONS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class AccountState:
-    """What we keep of a Stripe account, with the status derived from it."""
+    """What we keep of a Stripe account; its status is derived from it (the table of
+    ``status_and_reason``)."""
 
     stripe_account_id: str
-    status: PayoutAccountStatus
-    status_reason: str | None
     charges_enabled: bool
     payouts_enabled: bool
     details_submitted: bool
@@ -59,68 +58,55 @@ class AccountState:
     """Stripe's ``settings.payouts.schedule`` (interval, delay_days, anchors), verbatim;
     None when the object did not carry it."""
 
+    @property
+    def status(self) -> PayoutAccountStatus:
+        return self.status_and_reason()[0]
 
-def derive_status(
-    *,
-    charges_enabled: bool,
-    payouts_enabled: bool,
-    details_submitted: bool,
-    disabled_reason: str | None,
-    currently_due: list[str],
-    past_due: list[str],
-    pending_verification: list[str],
-) -> tuple[PayoutAccountStatus, str | None]:
-    """The status table; the first matching row wins."""
-    onboarding = not details_submitted and (
-        disabled_reason is None or disabled_reason in ONBOARDING_DISABLED_REASONS
-    )
-    if onboarding:
-        if currently_due or past_due:
+    @property
+    def status_reason(self) -> str | None:
+        return self.status_and_reason()[1]
+
+    def status_and_reason(self) -> tuple[PayoutAccountStatus, str | None]:
+        """The status table; the first matching row wins."""
+        disabled_reason = self.disabled_reason
+        currently_due = self.requirements_currently_due
+        past_due = self.requirements_past_due
+        pending_verification = self.requirements_pending_verification
+        onboarding = not self.details_submitted and (
+            disabled_reason is None or disabled_reason in ONBOARDING_DISABLED_REASONS
+        )
+        if onboarding:
+            if currently_due or past_due:
+                return PayoutAccountStatus.pending, StatusReason.requirements_due.value
+            if pending_verification:
+                return PayoutAccountStatus.pending, StatusReason.under_review.value
+            return PayoutAccountStatus.pending, StatusReason.details_submitted_false.value
+        if disabled_reason or past_due:
+            return (
+                PayoutAccountStatus.restricted,
+                disabled_reason or StatusReason.requirements_past_due.value,
+            )
+        if self.charges_enabled and self.payouts_enabled and not currently_due:
+            return PayoutAccountStatus.enabled, None
+        if currently_due:
             return PayoutAccountStatus.pending, StatusReason.requirements_due.value
         if pending_verification:
             return PayoutAccountStatus.pending, StatusReason.under_review.value
-        return PayoutAccountStatus.pending, StatusReason.details_submitted_false.value
-    if disabled_reason or past_due:
-        return (
-            PayoutAccountStatus.restricted,
-            disabled_reason or StatusReason.requirements_past_due.value,
-        )
-    if charges_enabled and payouts_enabled and not currently_due:
-        return PayoutAccountStatus.enabled, None
-    if currently_due:
-        return PayoutAccountStatus.pending, StatusReason.requirements_due.value
-    if pending_verification:
-        return PayoutAccountStatus.pending, StatusReason.under_review.value
-    return PayoutAccountStatus.pending, StatusReason.capabilities_pending.value
+        return PayoutAccountStatus.pending, StatusReason.capabilities_pending.value
 
 
 def account_state(account: Account) -> AccountState:
     """Read a Stripe ``account`` object (API response or ``event.data.object``)."""
     requirements = account.requirements or AccountRequirements()
-    disabled_reason = requirements.disabled_reason or None
-    currently_due = list(requirements.currently_due)
-    past_due = list(requirements.past_due)
-    pending_verification = list(requirements.pending_verification)
-    status, reason = derive_status(
-        charges_enabled=account.charges_enabled,
-        payouts_enabled=account.payouts_enabled,
-        details_submitted=account.details_submitted,
-        disabled_reason=disabled_reason,
-        currently_due=currently_due,
-        past_due=past_due,
-        pending_verification=pending_verification,
-    )
     return AccountState(
         stripe_account_id=account.id,
-        status=status,
-        status_reason=reason,
         charges_enabled=account.charges_enabled,
         payouts_enabled=account.payouts_enabled,
         details_submitted=account.details_submitted,
-        disabled_reason=disabled_reason,
-        requirements_currently_due=currently_due,
-        requirements_past_due=past_due,
-        requirements_pending_verification=pending_verification,
+        disabled_reason=requirements.disabled_reason or None,
+        requirements_currently_due=list(requirements.currently_due),
+        requirements_past_due=list(requirements.past_due),
+        requirements_pending_verification=list(requirements.pending_verification),
         payout_schedule=_payout_schedule(account),
     )
 

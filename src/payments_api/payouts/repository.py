@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.kit.fresh_rows import fresh_row, newest_first
 from payments_api.payouts.models import Payout, Withdrawal
 
 
@@ -14,19 +15,10 @@ class WithdrawalRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(self, withdrawal: Withdrawal) -> Withdrawal:
-        self.session.add(withdrawal)
-        await self.session.flush()
-        return withdrawal
-
     async def get(self, withdrawal_id: int, *, for_update: bool = False) -> Withdrawal | None:
-        stmt = select(Withdrawal).where(Withdrawal.id == withdrawal_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        result: Withdrawal | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
+        return await fresh_row(
+            self.session, Withdrawal, Withdrawal.id == withdrawal_id, for_update=for_update
         )
-        return result
 
     async def by_key(self, user_id: str, key: str) -> Withdrawal | None:
         result: Withdrawal | None = await self.session.scalar(
@@ -37,33 +29,19 @@ class WithdrawalRepository:
         return result
 
     async def by_transfer(self, transfer_id: str) -> Withdrawal | None:
-        result: Withdrawal | None = await self.session.scalar(
-            select(Withdrawal)
-            .where(Withdrawal.stripe_transfer_id == transfer_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        return result
+        where = Withdrawal.stripe_transfer_id == transfer_id
+        return await fresh_row(self.session, Withdrawal, where, for_update=True)
 
-    async def page(self, user_id: str, *, limit: int, before_id: int | None) -> list[Withdrawal]:
-        stmt = (
-            select(Withdrawal)
-            .where(Withdrawal.user_id == user_id)
-            .order_by(Withdrawal.id.desc())
-            .limit(limit)
+    async def page(
+        self, user_id: str, *, limit: int, before_id: int | None = None
+    ) -> list[Withdrawal]:
+        where = Withdrawal.user_id == user_id
+        return await newest_first(
+            self.session, Withdrawal, Withdrawal.id, where, limit=limit, before=before_id
         )
-        if before_id is not None:
-            stmt = stmt.where(Withdrawal.id < before_id)
-        return list((await self.session.scalars(stmt)).all())
 
     async def recent(self, user_id: str, limit: int) -> list[Withdrawal]:
-        stmt = (
-            select(Withdrawal)
-            .where(Withdrawal.user_id == user_id)
-            .order_by(Withdrawal.id.desc())
-            .limit(limit)
-        )
-        return list((await self.session.scalars(stmt)).all())
+        return await self.page(user_id, limit=limit)
 
     async def stuck(self, now: datetime, limit: int) -> list[int]:
         """Pending withdrawals whose transfer outcome is unknown and due for a retry."""
@@ -97,9 +75,4 @@ class PayoutRepository:
         await self.session.execute(stmt)
 
     async def get(self, stripe_payout_id: str) -> Payout | None:
-        result: Payout | None = await self.session.scalar(
-            select(Payout)
-            .where(Payout.stripe_payout_id == stripe_payout_id)
-            .execution_options(populate_existing=True)
-        )
-        return result
+        return await fresh_row(self.session, Payout, Payout.stripe_payout_id == stripe_payout_id)

@@ -48,7 +48,6 @@ PayoutServiceDep = Annotated[PayoutService, Depends(get_payout_service)]
     "the same idempotency key until known — never transferred twice. The answer carries "
     "`available_after` (the balance after the request) and `expected_arrival_date` (from "
     "the connected account's payout schedule).",
-    operation_id="createWithdrawal",
     status_code=201,
     responses=routes.pending_responses(
         WithdrawalCreated,
@@ -80,7 +79,6 @@ async def create_withdrawal(
     description="A page of the connected account's bank payouts as Stripe lists them, "
     "newest first; continue with `starting_after` set to the last payout id (`po_...`) "
     "while `has_more`.",
-    operation_id="listPayouts",
     responses=problem_responses(
         401, 403, 422, *routes.PROVIDER_PROBLEMS, stripe_errors.ProviderObjectMissing
     ),
@@ -112,7 +110,6 @@ async def list_payouts(
 @router.get(
     "/api/v1/me/withdrawals",
     summary="The caller's withdrawal requests, newest first",
-    operation_id="listWithdrawals",
     responses=problem_responses(401, 403, 422),
 )
 async def list_withdrawals(

@@ -34,8 +34,9 @@ from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountNotInSteps, check_limits
 from payments_api.kit.clock import stripe_time, utcnow
-from payments_api.kit.idempotency import add_once, fingerprint, same_request
+from payments_api.kit.idempotency import add_once
 from payments_api.kit.pagination import parse_cursor, public_id
+from payments_api.kit.reads import read_of
 from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.kit.stripe_operation import UNKNOWN, Attempt, StripeOperation, Unknown
 from payments_api.ledger import service as ledger_service
@@ -63,6 +64,8 @@ from payments_api.stripe.errors import (
     PaymentProviderUnavailable,
 )
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.objects import Payout
+from payments_api.users.keyed_requests import KeyedRequest
 from payments_api.users.repository import UserRepository
 
 log = logging.getLogger(__name__)
@@ -72,24 +75,44 @@ RECOVER_JOB = "payouts.recover"
 
 
 def withdrawal_read(row: Withdrawal) -> WithdrawalRead:
-    return WithdrawalRead(
-        id=public_id(WITHDRAWAL_PREFIX, row.id),
-        amount=row.amount,
-        currency=row.currency,
-        status=row.status,
-        failure_code=row.failure_code,
-        created_at=row.created_at,
-        transferred_at=row.transferred_at,
-        expected_arrival_date=row.expected_arrival_date,
+    return read_of(WithdrawalRead, row, id=public_id(WITHDRAWAL_PREFIX, row.id))
+
+
+def _account(withdrawal: Withdrawal, kind: AccountKind) -> ledger_service.AccountRef:
+    """The withdrawal user's account of ``kind``, or the platform's Stripe balance."""
+    if kind is AccountKind.stripe_balance:
+        return ledger_service.AccountRef.platform(kind, withdrawal.currency)
+    return ledger_service.AccountRef.user(withdrawal.user_id, kind, withdrawal.currency)
+
+
+async def _move(
+    session: AsyncSession,
+    withdrawal: Withdrawal,
+    step: str,
+    amount: int,
+    route: tuple[AccountKind, AccountKind],
+    *,
+    description: str,
+    cause_type: CauseType = CauseType.withdrawal,
+    cause_key: str | None = None,
+    initiated_by: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Post the ledger transaction ``withdrawal_{step}``: ``amount`` of the withdrawal's
+    money moves along ``route`` (out of, into), once per ``cause_key`` (by default
+    ``withdrawal:{id}:{step}``)."""
+    out_of, into = (_account(withdrawal, kind) for kind in route)
+    await ledger_service.LedgerService(session).post(
+        ledger_service.NewTransaction(
+            type=f"withdrawal_{step}",
+            cause_type=cause_type,
+            cause_key=cause_key or f"withdrawal:{withdrawal.id}:{step}",
+            description=description,
+            metadata={"withdrawal_id": withdrawal.id, **(metadata or {})},
+            postings=shapes.move(amount, out_of=out_of, into=into),
+            initiated_by=initiated_by,
+        )
     )
-
-
-def _ref(user_id: str, kind: AccountKind, currency: str) -> ledger_service.AccountRef:
-    return ledger_service.AccountRef.user(user_id, kind, currency)
-
-
-def _stripe_balance(currency: str) -> ledger_service.AccountRef:
-    return ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency)
 
 
 async def _emit(session: AsyncSession, withdrawal: Withdrawal, type: EventType) -> None:
@@ -102,70 +125,43 @@ async def _emit(session: AsyncSession, withdrawal: Withdrawal, type: EventType) 
     )
 
 
-async def _end_hold(
-    session: AsyncSession,
-    withdrawal: Withdrawal,
-    outcome: Literal["transferred", "failed"],
-    into: ledger_service.AccountRef,
-    now: datetime,
-    **metadata: str,
+Settled = tuple[Literal["transferred", "failed"], str]
+"""Stripe's definite answer: the Transfer's id, or why it was refused."""
+
+
+async def settle_withdrawal(
+    session: AsyncSession, withdrawal: Withdrawal, answer: Settled, now: datetime
 ) -> None:
-    """Stripe's definite answer: the withdrawal's held money leaves ``withdrawing`` for
-    ``into`` (once per outcome) and the withdrawal is retried no more."""
-    await ledger_service.LedgerService(session).post(
-        ledger_service.NewTransaction(
-            type=f"withdrawal_{outcome}",
-            cause_type=CauseType.withdrawal,
-            cause_key=f"withdrawal:{withdrawal.id}:{outcome}",
-            description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} {outcome}",
-            metadata={"withdrawal_id": withdrawal.id, **metadata},
-            postings=shapes.move(
-                withdrawal.amount,
-                out_of=_ref(withdrawal.user_id, AccountKind.withdrawing, withdrawal.currency),
-                into=into,
-            ),
-        )
+    """Stripe's definite answer, once per withdrawal: the Transfer exists, so the held
+    money has left ``withdrawing`` for the connected account; or Stripe refused it, so
+    the held money goes back to available. Either way it is retried no more."""
+    if withdrawal.status != "pending":
+        return
+    outcome, detail = answer
+    transferred = outcome == "transferred"
+    into = AccountKind.stripe_balance if transferred else AccountKind.available
+    await _move(
+        session,
+        withdrawal,
+        outcome,
+        withdrawal.amount,
+        (AccountKind.withdrawing, into),
+        description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} {outcome}",
+        metadata={"transfer" if transferred else "code": detail},
     )
     withdrawal.status = outcome
     withdrawal.next_attempt_at = None
     withdrawal.updated_at = now
-
-
-async def mark_transferred(
-    session: AsyncSession, withdrawal: Withdrawal, transfer_id: str, now: datetime
-) -> None:
-    """The Transfer exists: the held money has left for the connected account."""
-    if withdrawal.status != "pending":
-        return
-    await _end_hold(
+    if transferred:
+        withdrawal.stripe_transfer_id = detail
+        withdrawal.transferred_at = now
+    else:
+        withdrawal.failure_code = detail[:64]
+    await _emit(
         session,
         withdrawal,
-        "transferred",
-        _stripe_balance(withdrawal.currency),
-        now,
-        transfer=transfer_id,
+        EventType.withdrawal_paid if transferred else EventType.withdrawal_failed,
     )
-    withdrawal.stripe_transfer_id = transfer_id
-    withdrawal.transferred_at = now
-    await _emit(session, withdrawal, EventType.withdrawal_paid)
-
-
-async def mark_failed(
-    session: AsyncSession, withdrawal: Withdrawal, code: str, now: datetime
-) -> None:
-    """Stripe refused the Transfer: the held money goes back to available."""
-    if withdrawal.status != "pending":
-        return
-    await _end_hold(
-        session,
-        withdrawal,
-        "failed",
-        _ref(withdrawal.user_id, AccountKind.available, withdrawal.currency),
-        now,
-        code=code,
-    )
-    withdrawal.failure_code = code[:64]
-    await _emit(session, withdrawal, EventType.withdrawal_failed)
 
 
 async def apply_reversal(
@@ -177,31 +173,20 @@ async def apply_reversal(
         raise RuntimeError(f"withdrawal {withdrawal.id} reversed before it was transferred")
     if delta <= 0:
         return
-    await ledger_service.LedgerService(session).post(
-        ledger_service.NewTransaction(
-            type="withdrawal_reversed",
-            cause_type=CauseType.stripe_event,
-            cause_key=f"withdrawal:{withdrawal.id}:reversed:{amount_reversed}",
-            description=f"Transfer of {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} reversed",
-            metadata={
-                "withdrawal_id": withdrawal.id,
-                "amount_reversed": amount_reversed,
-                "transfer": withdrawal.stripe_transfer_id,
-            },
-            postings=shapes.move(
-                delta,
-                out_of=_stripe_balance(withdrawal.currency),
-                into=_ref(withdrawal.user_id, AccountKind.available, withdrawal.currency),
-            ),
-        )
+    await _move(
+        session,
+        withdrawal,
+        "reversed",
+        delta,
+        (AccountKind.stripe_balance, AccountKind.available),
+        description=f"Transfer of {public_id(WITHDRAWAL_PREFIX, withdrawal.id)} reversed",
+        cause_type=CauseType.stripe_event,
+        cause_key=f"withdrawal:{withdrawal.id}:reversed:{amount_reversed}",
+        metadata={"amount_reversed": amount_reversed, "transfer": withdrawal.stripe_transfer_id},
     )
     withdrawal.amount_reversed += delta
     withdrawal.status = "reversed"
     withdrawal.updated_at = now
-
-
-Settled = tuple[Literal["transferred", "failed"], str]
-"""Stripe's definite answer: the Transfer's id, or why it was refused."""
 
 
 class WithdrawalTransfer(StripeOperation[Withdrawal, dict[str, Any], Settled]):
@@ -253,7 +238,7 @@ class WithdrawalTransfer(StripeOperation[Withdrawal, dict[str, Any], Settled]):
             # Stripe answered and refused (e.g. insufficient platform balance, account
             # cannot receive): definite, so the money goes back.
             return "failed", "transfer_refused"
-        return "transferred", str(transfer["id"])
+        return "transferred", transfer.id
 
     async def _locked(self, session: AsyncSession, withdrawal_id: int) -> Withdrawal:
         withdrawal = await WithdrawalRepository(session).get(withdrawal_id, for_update=True)
@@ -262,11 +247,7 @@ class WithdrawalTransfer(StripeOperation[Withdrawal, dict[str, Any], Settled]):
 
     async def settle(self, session: AsyncSession, row_id: int, answer: Settled) -> Withdrawal:
         withdrawal = await self._locked(session, row_id)
-        outcome, detail = answer
-        if outcome == "transferred":
-            await mark_transferred(session, withdrawal, detail, self.now())
-        else:
-            await mark_failed(session, withdrawal, detail, self.now())
+        await settle_withdrawal(session, withdrawal, answer, self.now())
         return withdrawal
 
     async def unknown(
@@ -303,7 +284,7 @@ class PayoutService(StripeFlow):
             withdrawal = await self.transfer_and_settle(withdrawal.id)
         async with self.sessionmaker() as session:
             available = await ledger_service.LedgerService(session).balance_of(
-                _ref(withdrawal.user_id, AccountKind.available, withdrawal.currency)
+                _account(withdrawal, AccountKind.available)
             )
         return WithdrawalCreated(
             **withdrawal_read(withdrawal).model_dump(), available_after=available
@@ -314,15 +295,12 @@ class PayoutService(StripeFlow):
     ) -> Withdrawal:
         """Step 1: the pending withdrawal and its ledger hold, in one transaction."""
         self._check_limits(body.amount, body.currency)
-        request_fingerprint = fingerprint(body.model_dump(mode="json"))
+        keyed = KeyedRequest.of(
+            body, idempotency_key, "This Idempotency-Key was used for another request."
+        )
         async with self.transfers.reserve() as session:
-            user = await UserRepository(session).upsert_from_principal(principal)
             withdrawals = WithdrawalRepository(session)
-            existing = same_request(
-                await withdrawals.by_key(user.id, idempotency_key),
-                request_fingerprint,
-                "This Idempotency-Key was used for another request.",
-            )
+            user, existing = await keyed.caller_and_earlier(session, principal, withdrawals.by_key)
             if existing is not None:
                 return existing
             user = await UserRepository(session).get(user.id, for_update=True) or user
@@ -340,7 +318,7 @@ class PayoutService(StripeFlow):
                 status="pending",
                 stripe_account_id=destination,
                 idempotency_key=idempotency_key,
-                request_fingerprint=request_fingerprint,
+                request_fingerprint=keyed.fingerprint,
                 attempts=0,
                 amount_reversed=0,
                 expected_arrival_date=expected_arrival(
@@ -354,21 +332,15 @@ class PayoutService(StripeFlow):
             )
             if added is not withdrawal:
                 return added
-            await ledger_service.LedgerService(session).post(
-                ledger_service.NewTransaction(
-                    type="withdrawal_hold",
-                    cause_type=CauseType.withdrawal,
-                    cause_key=f"withdrawal:{withdrawal.id}:hold",
-                    description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)}",
-                    metadata={"withdrawal_id": withdrawal.id},
-                    postings=shapes.move(
-                        body.amount,
-                        out_of=_ref(user.id, AccountKind.available, body.currency),
-                        into=_ref(user.id, AccountKind.withdrawing, body.currency),
-                    ),
-                    # A frozen wallet refuses this in the ledger (WalletFrozen, 409).
-                    initiated_by=user.id,
-                )
+            await _move(
+                session,
+                withdrawal,
+                "hold",
+                withdrawal.amount,
+                (AccountKind.available, AccountKind.withdrawing),
+                description=f"Withdrawal {public_id(WITHDRAWAL_PREFIX, withdrawal.id)}",
+                # A frozen wallet refuses this in the ledger (WalletFrozen, 409).
+                initiated_by=user.id,
             )
             await _emit(session, withdrawal, EventType.withdrawal_created)
             return withdrawal
@@ -415,8 +387,8 @@ class PayoutService(StripeFlow):
                 status=status,
                 starting_after=starting_after,
             )
-            has_more = bool(page.get("has_more"))
-            data = [_payout_read(p) for p in page.get("data", [])]
+            has_more = page.has_more
+            data = [_payout_read(p) for p in page.data]
         return PayoutList(
             data=data,
             has_more=has_more,
@@ -432,15 +404,15 @@ def _destination(account: PayoutAccount | None) -> str | None:
     return account.stripe_account_id
 
 
-def _payout_read(payout: dict[str, Any]) -> PayoutRead:
-    created = stripe_time(payout.get("created")) or utcnow()
+def _payout_read(payout: Payout) -> PayoutRead:
+    created = stripe_time(payout.created) or utcnow()
     return PayoutRead(
-        id=str(payout["id"]),
-        amount=int(payout["amount"]),
-        currency=str(payout["currency"]),
-        status=payout["status"],
-        arrival_date=stripe_time(payout.get("arrival_date")),
+        id=payout.id,
+        amount=payout.amount,
+        currency=payout.currency,
+        status=payout.status,
+        arrival_date=stripe_time(payout.arrival_date),
         created_at=created,
         created=created,
-        failure_code=payout.get("failure_code"),
+        failure_code=payout.failure_code,
     )

@@ -8,7 +8,7 @@ from payments_api.kit.clock import stripe_time, utcnow
 from payments_api.payout_accounts.repository import PayoutAccountRepository
 from payments_api.payouts.models import Withdrawal
 from payments_api.payouts.repository import PayoutRepository, WithdrawalRepository
-from payments_api.payouts.service import apply_reversal, mark_transferred
+from payments_api.payouts.service import apply_reversal, settle_withdrawal
 from payments_api.stripe.objects import Payout, Transfer
 from payments_api.webhooks.registry import (
     EventHandler,
@@ -34,7 +34,7 @@ async def transfer_created(event: StripeEvent, transfer: Transfer, context: Hand
     """Settles a withdrawal whose API response was lost (timeout after Stripe acted)."""
     withdrawal = await _withdrawal_for(transfer, context)
     if withdrawal is not None:
-        await mark_transferred(context.session, withdrawal, transfer.id, utcnow())
+        await settle_withdrawal(context.session, withdrawal, ("transferred", transfer.id), utcnow())
 
 
 async def transfer_reversed(
@@ -45,7 +45,7 @@ async def transfer_reversed(
         return  # not a withdrawal of ours (e.g. a transfer made in the dashboard)
     if withdrawal.status == "pending":
         # The reversal overtook the creation: settle the transfer first, then reverse.
-        await mark_transferred(context.session, withdrawal, transfer.id, utcnow())
+        await settle_withdrawal(context.session, withdrawal, ("transferred", transfer.id), utcnow())
     if withdrawal.status not in ("transferred", "reversed"):
         raise RetryLater(f"withdrawal {withdrawal.id} is {withdrawal.status}")
     await apply_reversal(context.session, withdrawal, transfer.amount_reversed, utcnow())

@@ -12,7 +12,6 @@ router = APIRouter(prefix="/api/v1/me", tags=["me"])
 @router.get(
     "",
     summary="The calling user",
-    operation_id="getMe",
     responses=problem_responses(401),
 )
 async def get_me(user: CurrentUser) -> UserRead:

@@ -24,7 +24,7 @@ from payments_api.earnings import service as earnings_service
 from payments_api.earnings.models import EarningSource
 from payments_api.events.types import EventType
 from payments_api.kit.clock import utcnow
-from payments_api.kit.pagination import parse_public_id, public_id
+from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.shapes import receive
@@ -47,16 +47,15 @@ from payments_api.projects.errors import (
     PayeeCannotReceivePayments,
     PayeeNotFound,
     ProjectArchived,
-    ProjectNotFound,
     SelfPayment,
     SessionClosed,
-    SessionNotFound,
 )
+from payments_api.projects.payee_projects import PROJECT_PREFIX as PROJECT_PREFIX
+from payments_api.projects.payee_projects import SESSION_PREFIX as SESSION_PREFIX
+from payments_api.projects.payee_projects import payee_project, project_session
 from payments_api.projects.repository import DirectPaymentRepository, ProjectRepository
 from payments_api.users.repository import UserRepository
 
-PROJECT_PREFIX = "prj"
-SESSION_PREFIX = "ses"
 PAYEE_ROLE = "payee"
 
 
@@ -109,12 +108,8 @@ async def resolve_target(
     payee = await UserRepository(session).get(payee_id)
     if payee is None or PAYEE_ROLE not in payee.roles:
         raise PayeeNotFound(f"No payee {payee_id!r}.")
-    number = parse_public_id(PROJECT_PREFIX, project_id or "")
     projects = ProjectRepository(session)
-    project = await projects.get(number) if number is not None else None
-    if project is None or project.owner_id != payee_id:
-        # Another payee's project is answered the same as a missing one.
-        raise ProjectNotFound(f"The payee has no project {project_id!r}.")
+    project = await payee_project(projects, payee_id, project_id)
     if project.status != "active":
         raise ProjectArchived("The project is archived and takes no payments.")
     if currency != project.currency:
@@ -124,14 +119,8 @@ async def resolve_target(
         )
     session_number: int | None = None
     if session_id is not None:
-        session_number = parse_public_id(SESSION_PREFIX, session_id)
-        window = (
-            await projects.get_session(project.id, session_number)
-            if session_number is not None
-            else None
-        )
-        if window is None:
-            raise SessionNotFound(f"The project has no session {session_id!r}.")
+        window = await project_session(projects, project, session_id)
+        session_number = window.id
         if window.status != "open":
             raise SessionClosed("The session is closed and takes no more payments.")
     account = await PayoutAccountRepository(session).get_by_user(payee_id)

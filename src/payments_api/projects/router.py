@@ -10,7 +10,6 @@ from payments_api import routes
 from payments_api.deps import PrincipalDep, SessionDep, StateDep, require_role
 from payments_api.kit import pagination
 from payments_api.kit.idempotency import one_transaction
-from payments_api.kit.pagination import Limit
 from payments_api.problems import problem_responses
 from payments_api.projects import errors as projects_errors
 from payments_api.projects.direct import PAYEE_ROLE
@@ -50,25 +49,24 @@ SessionIdPath = Annotated[
     ),
 ]
 CURSOR_DESCRIPTION = "Id of the last item seen; the page after it."
-StartingAfter = Annotated[str | None, Query(max_length=32, description=CURSOR_DESCRIPTION)]
 ProjectPage = Annotated[routes.Page, routes.cursor_page(CURSOR_DESCRIPTION, max_length=32)]
-SessionStatusQuery = Annotated[
-    Literal["open", "closed"] | None, Query(description="Only sessions in this state.")
-]
 
 
-class SessionPage(routes.Page):
+class SessionFilters(routes.Page):
     status: Literal["open", "closed"] | None
 
 
-async def session_page(
-    limit: Limit = 20, starting_after: StartingAfter = None, status: SessionStatusQuery = None
-) -> SessionPage:
-    """A page of a project's sessions, in either view of them (with or without sums)."""
-    return SessionPage(limit=limit, starting_after=starting_after, status=status)
-
-
-SessionPageDep = Annotated[SessionPage, Depends(session_page)]
+# A page of a project's sessions, in either view of them (with or without sums).
+SessionPage = Annotated[
+    SessionFilters,
+    routes.cursor_page(
+        CURSOR_DESCRIPTION,
+        max_length=32,
+        status=Annotated[
+            Literal["open", "closed"] | None, Query(description="Only sessions in this state.")
+        ],
+    ),
+]
 
 
 async def get_project_service(session: SessionDep) -> ProjectService:
@@ -91,7 +89,6 @@ WalletServiceDep = Annotated[ProjectWalletService, Depends(get_wallet_service)]
 @router.post(
     "/api/v1/me/projects",
     summary="Create a project (an earning context: a shop, a show)",
-    operation_id="createProject",
     status_code=201,
     responses=problem_responses(401, 403, 422),
 )
@@ -105,7 +102,6 @@ async def create_project(
 @router.get(
     "/api/v1/me/projects",
     summary="The caller's projects, newest first",
-    operation_id="listProjects",
     responses=problem_responses(401, 403, pagination.InvalidCursor),
 )
 async def list_projects(
@@ -118,7 +114,6 @@ async def list_projects(
     "/api/v1/me/projects/{projectId}",
     summary="One of the caller's projects",
     description="Another user's project is answered like a missing one (404).",
-    operation_id="getProject",
     responses=problem_responses(401, 403, projects_errors.ProjectNotFound),
 )
 async def get_project(
@@ -130,7 +125,6 @@ async def get_project(
 @router.patch(
     "/api/v1/me/projects/{projectId}",
     summary="Rename, describe, archive or re-activate a project",
-    operation_id="updateProject",
     responses=problem_responses(401, 403, 422, projects_errors.ProjectNotFound),
 )
 @one_transaction
@@ -145,7 +139,6 @@ async def update_project(
     summary="Open a session (an earning window) of the project",
     description="At most one session is open per project: 409 `session_already_open` "
     "otherwise; 409 `project_archived` for an archived project.",
-    operation_id="openProjectSession",
     status_code=201,
     responses=problem_responses(
         401,
@@ -170,11 +163,10 @@ async def open_project_session(
     "/api/v1/me/projects/{projectId}/sessions",
     summary="The project's sessions, newest first",
     description="Without sums; `GET .../wallet/sessions` adds what each session earned.",
-    operation_id="listProjectSessions",
     responses=problem_responses(401, 403, 422, projects_errors.ProjectNotFound),
 )
 async def list_project_sessions(
-    project_id: ProjectIdPath, user: PayeeUser, service: ProjectServiceDep, page: SessionPageDep
+    project_id: ProjectIdPath, user: PayeeUser, service: ProjectServiceDep, page: SessionPage
 ) -> SessionList:
     return await service.list_sessions(user, project_id, **page)
 
@@ -182,7 +174,6 @@ async def list_project_sessions(
 @router.get(
     "/api/v1/me/projects/{projectId}/sessions/{sessionId}",
     summary="One session of the project",
-    operation_id="getProjectSession",
     responses=problem_responses(
         401, 403, projects_errors.ProjectNotFound, projects_errors.SessionNotFound
     ),
@@ -201,7 +192,6 @@ async def get_project_session(
     summary="Close a session",
     description="Payments can no longer be started for it (those already started still "
     "count for it). Closing a closed session returns it unchanged.",
-    operation_id="closeProjectSession",
     responses=problem_responses(
         401, 403, projects_errors.ProjectNotFound, projects_errors.SessionNotFound
     ),
@@ -224,7 +214,6 @@ async def close_project_session(
     "balance (`scope: account_level`, shared by all the payee's projects; empty without a "
     "connected account); `earnings` sums this project's confirmed direct payments (the "
     "payee's take, net of the platform's fee).",
-    operation_id="getProjectWallet",
     responses=problem_responses(401, *OWNER_ONLY_PROBLEMS, *routes.PROVIDER_PROBLEMS),
 )
 async def get_project_wallet(
@@ -239,13 +228,12 @@ async def get_project_wallet(
     description="Owner only (403 otherwise). Per session: `paid_request_count`, "
     "`total_tip_amount_cents` and the other sums of the payee's take, its timestamps "
     "and status.",
-    operation_id="listProjectWalletSessions",
     responses=problem_responses(401, pagination.InvalidCursor, *OWNER_ONLY_PROBLEMS),
 )
 async def list_project_wallet_sessions(
     project_id: ProjectIdPath,
     principal: PrincipalDep,
     service: WalletServiceDep,
-    page: SessionPageDep,
+    page: SessionPage,
 ) -> SessionAggregateList:
     return await service.sessions(principal, project_id, **page)

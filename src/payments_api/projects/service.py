@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.auth import Principal
 from payments_api.kit.clock import utcnow
-from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.kit.lookups import by_public_id
+from payments_api.kit.pagination import parse_cursor, public_id
 from payments_api.kit.reads import read_of
 from payments_api.money import MoneyRead
 from payments_api.payout_accounts.repository import PayoutAccountRepository
@@ -52,6 +53,7 @@ from payments_api.projects.schemas import (
     SessionRead,
 )
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.objects import BalanceAmount
 from payments_api.users.models import User
 
 OPEN_SESSION_CONSTRAINT = "project_sessions_project_id_open_key"
@@ -66,13 +68,15 @@ def project_read(project: Project, open_session_id: int | None) -> ProjectRead:
     )
 
 
+def _session_ids(row: ProjectSession) -> dict[str, str]:
+    return {
+        "id": public_id(SESSION_PREFIX, row.id),
+        "project_id": public_id(PROJECT_PREFIX, row.project_id),
+    }
+
+
 def session_read(row: ProjectSession) -> SessionRead:
-    return read_of(
-        SessionRead,
-        row,
-        id=public_id(SESSION_PREFIX, row.id),
-        project_id=public_id(PROJECT_PREFIX, row.project_id),
-    )
+    return read_of(SessionRead, row, **_session_ids(row))
 
 
 def _aggregate_fields(aggregate: Aggregate, currency: str) -> dict[str, Any]:
@@ -88,15 +92,9 @@ def _aggregate_fields(aggregate: Aggregate, currency: str) -> dict[str, Any]:
     }
 
 
-def _amounts(entries: Any) -> list[MoneyRead]:
+def _amounts(entries: list[BalanceAmount]) -> list[MoneyRead]:
     """Stripe's ``[{amount, currency, source_types}]`` as our money, per currency."""
-    if not isinstance(entries, list):
-        return []
-    amounts = [
-        MoneyRead(amount=int(e["amount"]), currency=str(e["currency"]))
-        for e in entries
-        if isinstance(e, dict) and "amount" in e and "currency" in e
-    ]
+    amounts = [MoneyRead(amount=e.amount, currency=e.currency) for e in entries]
     return sorted(amounts, key=lambda m: m.currency)
 
 
@@ -109,11 +107,13 @@ class ProjectService:
         self.now = now
 
     async def _owned(self, user: User, project_id: str, *, for_update: bool = False) -> Project:
-        number = parse_public_id(PROJECT_PREFIX, project_id)
-        project = (
-            await self.repository.get(number, for_update=for_update) if number is not None else None
+        project = await by_public_id(
+            PROJECT_PREFIX,
+            project_id,
+            lambda number: self.repository.get(number, for_update=for_update),
+            ProjectNotFound,
         )
-        if project is None or project.owner_id != user.id:
+        if project.owner_id != user.id:
             raise ProjectNotFound()
         return project
 
@@ -163,6 +163,17 @@ class ProjectService:
 
     # --- sessions ------------------------------------------------------------------------
 
+    async def _session(
+        self, user: User, project_id: str, session_id: str, *, for_update: bool = False
+    ) -> ProjectSession:
+        project = await self._owned(user, project_id)
+        return await by_public_id(
+            SESSION_PREFIX,
+            session_id,
+            lambda number: self.repository.get_session(project.id, number, for_update=for_update),
+            SessionNotFound,
+        )
+
     async def open_session(self, user: User, project_id: str, body: SessionCreate) -> SessionRead:
         """Open an earning window now; one at a time per project (the database's partial
         unique index settles concurrent calls)."""
@@ -193,15 +204,7 @@ class ProjectService:
 
     async def close_session(self, user: User, project_id: str, session_id: str) -> SessionRead:
         """Close an earning window. Closing a closed one changes nothing (safe to retry)."""
-        project = await self._owned(user, project_id)
-        number = parse_public_id(SESSION_PREFIX, session_id)
-        row = (
-            await self.repository.get_session(project.id, number, for_update=True)
-            if number is not None
-            else None
-        )
-        if row is None:
-            raise SessionNotFound()
+        row = await self._session(user, project_id, session_id, for_update=True)
         if row.status == "open":
             row.status = "closed"
             row.closed_at = self.now()
@@ -209,12 +212,7 @@ class ProjectService:
         return session_read(row)
 
     async def get_session(self, user: User, project_id: str, session_id: str) -> SessionRead:
-        project = await self._owned(user, project_id)
-        number = parse_public_id(SESSION_PREFIX, session_id)
-        row = await self.repository.get_session(project.id, number) if number else None
-        if row is None:
-            raise SessionNotFound()
-        return session_read(row)
+        return session_read(await self._session(user, project_id, session_id))
 
     async def list_sessions(
         self,
@@ -248,10 +246,9 @@ class ProjectWalletService:
     async def _authorize(session: AsyncSession, principal: Principal, project_id: str) -> Project:
         if not principal.has_role(PAYEE_ROLE):
             raise Forbidden("Project wallets need the payee role.")
-        number = parse_public_id(PROJECT_PREFIX, project_id)
-        project = await ProjectRepository(session).get(number) if number is not None else None
-        if project is None:
-            raise ProjectNotFound()
+        project = await by_public_id(
+            PROJECT_PREFIX, project_id, ProjectRepository(session).get, ProjectNotFound
+        )
         if project.owner_id != principal.sub:
             raise ProjectForbidden("This project is not yours.")
         return project
@@ -268,7 +265,7 @@ class ProjectWalletService:
         if account is not None and account.stripe_account_id is not None:
             raw = await self.stripe.retrieve_balance(stripe_account=account.stripe_account_id)
             balance = ConnectedBalance(
-                available=_amounts(raw.get("available")), pending=_amounts(raw.get("pending"))
+                available=_amounts(raw.available), pending=_amounts(raw.pending)
             )
         return ProjectWalletRead(
             project_id=public_id(PROJECT_PREFIX, project.id),
@@ -301,13 +298,10 @@ class ProjectWalletService:
             sums = await DirectPaymentRepository(session).session_aggregates([r.id for r in page])
         return SessionAggregateList(
             data=[
-                SessionAggregateRead(
-                    id=public_id(SESSION_PREFIX, row.id),
-                    project_id=public_id(PROJECT_PREFIX, row.project_id),
-                    title=row.title,
-                    status=row.status,
-                    opened_at=row.opened_at,
-                    closed_at=row.closed_at,
+                read_of(
+                    SessionAggregateRead,
+                    row,
+                    **_session_ids(row),
                     **_aggregate_fields(sums.get(row.id, Aggregate()), project.currency),
                 )
                 for row in page

@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from payments_api.stripe.objects import ApplicationFee, BalanceSource, BalanceTransaction
+
 EXCLUDED_TYPES = frozenset(
     {
         "payout",
@@ -133,103 +135,92 @@ class Links:
     """Stripe id (ch, tr, fee, re, trr) -> PaymentIntent of a destination charge."""
 
 
-def _source(transaction: Mapping[str, Any]) -> Mapping[str, Any]:
-    source = transaction.get("source")
-    return source if isinstance(source, dict) else {}
-
-
-def _is_destination_charge(charge: Mapping[str, Any]) -> bool:
+def _is_destination_charge(charge: BalanceSource) -> bool:
     """A destination charge names the transfer Stripe made to the connected account."""
-    return bool(_source_id(charge.get("transfer")))
+    return bool(charge.transfer)
 
 
-def unresolved_fees(transactions: Iterable[Mapping[str, Any]], context: Links) -> list[str]:
+def unresolved_fees(transactions: Iterable[BalanceTransaction], context: Links) -> list[str]:
     """Application fees named by the window's fee refunds that the window does not tie to
     a payment (the fee was taken on an earlier day): to be looked up at Stripe."""
     fees = {
-        str(_source_id(_source(t).get("fee")))
+        t.source.fee
         for t in transactions
-        if t.get("type") == "application_fee_refund"
-        and _source_id(_source(t).get("fee"))
-        and str(_source_id(t.get("source"))) not in context.payment_of
+        if t.type == "application_fee_refund"
+        and t.source is not None
+        and t.source.fee
+        and t.source.id not in context.payment_of
     }
     return sorted(fees)
 
 
-def payment_of_fee(fee: Mapping[str, Any]) -> str | None:
+def payment_of_fee(fee: ApplicationFee) -> str | None:
     """The PaymentIntent of an application fee retrieved with ``originating_transaction``
     expanded (the platform's destination charge)."""
-    origin = fee.get("originating_transaction")
-    if isinstance(origin, dict):
-        return _source_id(origin.get("payment_intent"))
-    return None
+    origin = fee.originating_transaction
+    return origin.payment_intent if origin is not None else None
 
 
 def links(
-    transactions: Iterable[Mapping[str, Any]], fees: Mapping[str, str] | None = None
+    transactions: Iterable[BalanceTransaction], fees: Mapping[str, str] | None = None
 ) -> Links:
     """Tie the window's transfers, fees, refunds and reversals to destination charges;
     ``fees`` adds application fees looked up at Stripe (fee id -> PaymentIntent)."""
     found = Links()
     found.payment_of.update(fees or {})
-    by_type: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    by_type: dict[str, list[BalanceSource]] = defaultdict(list)
     for transaction in transactions:
-        by_type[str(transaction.get("type"))].append(_source(transaction))
+        if transaction.source is not None:
+            by_type[transaction.type].append(transaction.source)
     of = found.payment_of
     for charge in by_type["charge"] + by_type["payment"]:
-        intent = _source_id(charge.get("payment_intent"))
+        intent = charge.payment_intent
         if intent and _is_destination_charge(charge):
-            of[str(charge.get("id"))] = intent
-            for linked in (charge.get("transfer"), charge.get("application_fee")):
-                if _source_id(linked):
-                    of[str(_source_id(linked))] = intent
+            of[charge.id] = intent
+            for linked in (charge.transfer, charge.application_fee):
+                if linked:
+                    of[linked] = intent
     for transfer in by_type["transfer"]:
-        intent = of.get(str(_source_id(transfer.get("source_transaction"))))
+        intent = of.get(str(transfer.source_transaction))
         if intent:
-            of[str(transfer.get("id"))] = intent
+            of[transfer.id] = intent
     for fee in by_type["application_fee"]:
-        origin = _source_id(fee.get("originating_transaction")) or _source_id(fee.get("charge"))
+        origin = fee.originating_transaction or fee.charge
         intent = of.get(str(origin))
         if intent:
-            of[str(fee.get("id"))] = intent
+            of[fee.id] = intent
     for refund in by_type["refund"] + by_type["payment_refund"]:
-        intent = _source_id(refund.get("payment_intent"))
-        reversal = _source_id(refund.get("transfer_reversal"))
+        intent = refund.payment_intent
+        reversal = refund.transfer_reversal
         if intent and reversal:
-            of[str(refund.get("id"))] = intent
+            of[refund.id] = intent
             of[reversal] = intent
     for back in by_type["transfer_refund"]:
-        intent = of.get(str(_source_id(back.get("source_refund")))) or of.get(
-            str(_source_id(back.get("transfer")))
-        )
+        intent = of.get(str(back.source_refund)) or of.get(str(back.transfer))
         if intent:
-            of[str(back.get("id"))] = intent
+            of[back.id] = intent
     for refund in by_type["application_fee_refund"]:
-        intent = of.get(str(_source_id(refund.get("fee"))))
+        intent = of.get(str(refund.fee))
         if intent:
-            of[str(refund.get("id"))] = intent
+            of[refund.id] = intent
     return found
 
 
-def _source_id(source: Any) -> str | None:
-    if isinstance(source, dict):
-        source = source.get("id")
-    return source if isinstance(source, str) else None
-
-
-def stripe_items(transaction: Mapping[str, Any], context: Links | None = None) -> list[Item] | None:
+def stripe_items(
+    transaction: BalanceTransaction, context: Links | None = None
+) -> list[Item] | None:
     """A balance transaction as items; None when the ledger does not mirror its type."""
-    kind = str(transaction.get("type"))
+    kind = transaction.type
     if kind in EXCLUDED_TYPES:
         return None
-    txn = str(transaction["id"])
-    currency = str(transaction["currency"]).lower()
-    amount = int(transaction["amount"])
-    fee = int(transaction.get("fee") or 0)
-    net = int(transaction.get("net", amount - fee))
-    source = transaction.get("source")
-    source_id = _source_id(source) or txn
-    category = transaction.get("reporting_category")
+    txn = transaction.id
+    currency = transaction.currency.lower()
+    amount = transaction.amount
+    fee = transaction.fee
+    net = amount - fee if transaction.net is None else transaction.net
+    source = transaction.source
+    source_id = source.id if source is not None else txn
+    category = transaction.reporting_category
     direct = context.payment_of.get(source_id) if context is not None else None
     if direct is not None:
         if kind in ("charge", "payment"):
@@ -239,8 +230,7 @@ def stripe_items(transaction: Mapping[str, Any], context: Links | None = None) -
             return items
         return [Item("direct_payment", direct, currency, net, txn)]
     if kind in ("charge", "payment"):
-        payment_intent = source.get("payment_intent") if isinstance(source, dict) else None
-        key = _source_id(payment_intent) or source_id
+        key = (source.payment_intent if source is not None else None) or source_id
         items = [Item("charge", key, currency, amount, txn)]
         if fee:
             items.append(Item("stripe_fee", txn, currency, -fee, txn))
@@ -257,8 +247,8 @@ def stripe_items(transaction: Mapping[str, Any], context: Links | None = None) -
     if kind == "transfer":
         return [Item("transfer", source_id, currency, net, txn)]
     if kind in ("transfer_cancel", "transfer_failure", "transfer_refund"):
-        transfer = source.get("transfer") if isinstance(source, dict) else None
-        return [Item("transfer_reversal", _source_id(transfer) or source_id, currency, net, txn)]
+        transfer = source.transfer if source is not None else None
+        return [Item("transfer_reversal", transfer or source_id, currency, net, txn)]
     if kind in ("application_fee", "application_fee_refund"):
         return [Item(kind, source_id, currency, net, txn)]
     if kind in ("stripe_fee", "stripe_fx_fee", "tax_fee"):

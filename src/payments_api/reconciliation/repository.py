@@ -6,6 +6,7 @@ from typing import Any
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.kit.fresh_rows import fresh_row, newest_first
 from payments_api.reconciliation.matching import LedgerMovement
 from payments_api.reconciliation.models import (
     ReconciliationMismatch,
@@ -83,21 +84,12 @@ class ReconciliationRepository:
         self.session = session
 
     async def by_date(self, run_date: date) -> ReconciliationRun | None:
-        result: ReconciliationRun | None = await self.session.scalar(
-            select(ReconciliationRun)
-            .where(ReconciliationRun.run_date == run_date)
-            .execution_options(populate_existing=True)
-        )
-        return result
+        where = ReconciliationRun.run_date == run_date
+        return await fresh_row(self.session, ReconciliationRun, where)
 
     async def get(self, run_id: int, *, for_update: bool = False) -> ReconciliationRun | None:
-        stmt = select(ReconciliationRun).where(ReconciliationRun.id == run_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        result: ReconciliationRun | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
-        )
-        return result
+        where = ReconciliationRun.id == run_id
+        return await fresh_row(self.session, ReconciliationRun, where, for_update=for_update)
 
     async def claim(self, values: dict[str, Any]) -> int | None:
         """Start (or restart) the day's run; None while another run of it is going on."""
@@ -151,24 +143,29 @@ class ReconciliationRepository:
         self.session.add_all([*snapshots, *mismatches])
         await self.session.flush()
 
-    async def snapshots(self, run_id: int) -> list[ReconciliationSnapshot]:
-        rows = await self.session.scalars(
+    async def results(
+        self, run_id: int
+    ) -> tuple[list[ReconciliationSnapshot], list[ReconciliationMismatch]]:
+        """The run's result as ``replace_results`` stored it: its snapshots by currency,
+        and its mismatches."""
+        snapshots = await self.session.scalars(
             select(ReconciliationSnapshot)
             .where(ReconciliationSnapshot.run_id == run_id)
             .order_by(ReconciliationSnapshot.currency)
         )
-        return list(rows.all())
-
-    async def mismatches(self, run_id: int) -> list[ReconciliationMismatch]:
-        rows = await self.session.scalars(
+        snapshot_rows = list(snapshots.all())
+        mismatches = await self.session.scalars(
             select(ReconciliationMismatch)
             .where(ReconciliationMismatch.run_id == run_id)
             .order_by(ReconciliationMismatch.id)
         )
-        return list(rows.all())
+        return snapshot_rows, list(mismatches.all())
 
     async def page(self, *, limit: int, before_date: date | None) -> list[ReconciliationRun]:
-        stmt = select(ReconciliationRun).order_by(ReconciliationRun.run_date.desc()).limit(limit)
-        if before_date is not None:
-            stmt = stmt.where(ReconciliationRun.run_date < before_date)
-        return list((await self.session.scalars(stmt)).all())
+        return await newest_first(
+            self.session,
+            ReconciliationRun,
+            ReconciliationRun.run_date,
+            limit=limit,
+            before=before_date,
+        )

@@ -29,7 +29,6 @@ RunPage = Annotated[routes.Page, routes.cursor_page("Run id to continue after.")
     "object with the ledger and stores the result. Idempotent per day: a rerun replaces "
     "the day's result (`attempts` counts the runs); 409 `reconciliation_in_progress` "
     "while the same day is being reconciled.",
-    operation_id="createReconciliationRun",
     status_code=201,
     responses=problem_responses(
         401,
@@ -54,7 +53,6 @@ async def create_reconciliation_run(
 @router.get(
     "/api/v1/admin/reconciliation/runs",
     summary="Reconciliation runs, newest day first",
-    operation_id="listReconciliationRuns",
     responses=problem_responses(401, 403, 404, 422),
 )
 async def list_reconciliation_runs(
@@ -66,7 +64,6 @@ async def list_reconciliation_runs(
 @router.get(
     "/api/v1/admin/reconciliation/runs/{run_id}",
     summary="One reconciliation run with its snapshots and mismatches",
-    operation_id="getReconciliationRun",
     responses=problem_responses(401, 403, reconciliation_errors.ReconciliationRunNotFound),
 )
 async def get_reconciliation_run(

@@ -59,6 +59,12 @@ from payments_api.reconciliation.schemas import (
 from payments_api.settings import Settings
 from payments_api.stripe.errors import PaymentProviderError
 from payments_api.stripe.gateway import StripeGateway
+from payments_api.stripe.objects import (
+    Balance,
+    BalanceAmount,
+    BalanceTransaction,
+    UndeliveredEvent,
+)
 from payments_api.stripe.refunds import ListTooLong
 
 log = logging.getLogger(__name__)
@@ -84,8 +90,7 @@ def summary(run: ReconciliationRun) -> ReconciliationRunSummary:
 async def run_detail(
     repository: ReconciliationRepository, run: ReconciliationRun
 ) -> ReconciliationRunRead:
-    snapshots = await repository.snapshots(run.id)
-    mismatches = await repository.mismatches(run.id)
+    snapshots, mismatches = await repository.results(run.id)
     return ReconciliationRunRead(
         **summary(run).model_dump(),
         window_start=run.window_start,
@@ -112,9 +117,9 @@ class StripeSnapshot:
     end: datetime
     grace: timedelta
     """Balance transactions this long before and after the day are read too."""
-    balance: dict[str, Any]
-    transactions: list[dict[str, Any]]
-    undelivered: list[dict[str, Any]]
+    balance: Balance
+    transactions: list[BalanceTransaction]
+    undelivered: list[UndeliveredEvent]
     fees: dict[str, str]
     """Application fees refunded in the window but taken earlier -> their PaymentIntent."""
 
@@ -209,7 +214,7 @@ class ReconciliationService(StripeFlow):
                 )
             return await run_detail(repository, run)
 
-    async def _fee_payments(self, transactions: list[dict[str, Any]]) -> dict[str, str]:
+    async def _fee_payments(self, transactions: list[BalanceTransaction]) -> dict[str, str]:
         """Application fees refunded in the window but taken earlier, looked up at Stripe
         so their refunds match their direct payment (fee id -> PaymentIntent)."""
         found: dict[str, str] = {}
@@ -272,13 +277,15 @@ class ReconciliationService(StripeFlow):
         day_transactions = 0
         context = links(transactions, fees)
         for transaction in transactions:
-            in_day = _in(datetime.fromtimestamp(int(transaction["created"]), UTC), start, end)
+            in_day = _in(datetime.fromtimestamp(transaction.created, UTC), start, end)
             day_transactions += in_day
             items = stripe_items(transaction, context)
             if items is None:
                 if in_day:
-                    currency = str(transaction["currency"]).lower()
-                    excluded[currency] += int(transaction.get("net", transaction["amount"]))
+                    net = transaction.net
+                    excluded[transaction.currency.lower()] += (
+                        transaction.amount if net is None else net
+                    )
                 continue
             stripe_window.extend(items)
             if in_day:
@@ -309,8 +316,8 @@ class ReconciliationService(StripeFlow):
             ledger_window=aggregate(ledger_window),
         )
         ledger_balances = await repository.stripe_balances()
-        stripe_available = _by_currency(balance.get("available"))
-        stripe_pending = _by_currency(balance.get("pending"))
+        stripe_available = _by_currency(balance.available)
+        stripe_pending = _by_currency(balance.pending)
         currencies = sorted(
             {
                 *stripe_available,
@@ -354,14 +361,14 @@ class ReconciliationService(StripeFlow):
             for m in outcome.mismatches
         ]
         await repository.replace_results(run, snapshots, mismatches)
-        inbox = await repository.inbox_statuses([str(e["id"]) for e in undelivered])
+        inbox = await repository.inbox_statuses([e.id for e in undelivered])
         run.undelivered_events = [
             {
-                "id": str(e["id"]),
-                "type": str(e.get("type")),
-                "created": datetime.fromtimestamp(int(e["created"]), UTC).isoformat(),
-                "in_inbox": str(e["id"]) in inbox,
-                "inbox_status": inbox.get(str(e["id"])),
+                "id": e.id,
+                "type": e.type,
+                "created": datetime.fromtimestamp(e.created, UTC).isoformat(),
+                "in_inbox": e.id in inbox,
+                "inbox_status": inbox.get(e.id),
             }
             for e in undelivered
         ]
@@ -387,10 +394,10 @@ def _stripe_effect(movement: LedgerMovement) -> int:
     return -movement.stripe_balance_amount
 
 
-def _by_currency(entries: Any) -> dict[str, int]:
+def _by_currency(entries: list[BalanceAmount]) -> dict[str, int]:
     totals: dict[str, int] = defaultdict(int)
-    for entry in entries or []:
-        totals[str(entry["currency"]).lower()] += int(entry["amount"])
+    for entry in entries:
+        totals[entry.currency.lower()] += entry.amount
     return dict(totals)
 
 

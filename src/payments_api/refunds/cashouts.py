@@ -31,7 +31,7 @@ from payments_api.auth import Principal
 from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountNotInSteps, check_limits
-from payments_api.kit.idempotency import add_once, fingerprint, same_request
+from payments_api.kit.idempotency import add_once
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.ledger import service as ledger_service
@@ -55,7 +55,7 @@ from payments_api.refunds.reservation import order_refund
 from payments_api.refunds.schemas import WalletRefundCreate, WalletRefundList, WalletRefundRead
 from payments_api.refunds.service import RefundService
 from payments_api.refunds.wallet_refunds import WALLET_REFUND_PREFIX, wallet_refund_read
-from payments_api.users.repository import UserRepository
+from payments_api.users.keyed_requests import KeyedRequest
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +94,13 @@ class CashoutService(StripeFlow):
     ) -> int:
         """Step 1 (see the module docstring); returns the cash-out's id."""
         self._check_limits(body.amount, body.currency)
-        request_fingerprint = fingerprint(body.model_dump(mode="json"))
+        keyed = KeyedRequest.of(
+            body, idempotency_key, "This Idempotency-Key was used for another refund."
+        )
         currency, amount = body.currency, body.amount
         async with self.sessionmaker.begin() as session:
-            user = await UserRepository(session).upsert_from_principal(principal)
             repository = WalletRefundRepository(session)
-            existing = same_request(
-                await repository.by_key(user.id, idempotency_key),
-                request_fingerprint,
-                "This Idempotency-Key was used for another refund.",
-            )
+            user, existing = await keyed.caller_and_earlier(session, principal, repository.by_key)
             if existing is not None:
                 return existing.id
             if user.frozen:
@@ -150,7 +147,7 @@ class CashoutService(StripeFlow):
                 refunded_amount=0,
                 failed_amount=0,
                 idempotency_key=idempotency_key,
-                request_fingerprint=request_fingerprint,
+                request_fingerprint=keyed.fingerprint,
             )
             added = await add_once(
                 session, row, lambda: repository.by_key(user.id, idempotency_key)

@@ -47,7 +47,6 @@ router = APIRouter(tags=["escrow"])
         "at the card (`capture_status` `release_requested`, then `released` with "
         "`escrow.authorization_released`); nothing was captured, so nothing is refunded."
     ),
-    operation_id="cancelEscrow",
     responses=problem_responses(
         *TRANSITION_PROBLEMS,
         escrow_errors.CaptureUnavailable,

@@ -70,7 +70,6 @@ WalletRefundPage = Annotated[routes.Page, routes.cursor_page("Wallet refund id t
     "proportion (held from the wallet meanwhile). When the subscriber has spent it the "
     "request is refused (`refund_credit_spent`) unless `force` is true, in which case the "
     "platform bears the spent part. Stripe keeps its fee.",
-    operation_id="createRefund",
     status_code=201,
     responses=routes.pending_responses(
         RefundRead,
@@ -119,7 +118,6 @@ async def create_refund(
 @router.get(
     "/api/v1/admin/refunds",
     summary="Refunds, newest first",
-    operation_id="listRefunds",
     responses=problem_responses(401, 403, 422),
 )
 async def list_refunds(
@@ -163,7 +161,6 @@ async def list_refunds(
 @router.get(
     "/api/v1/admin/refunds/{refund_id}",
     summary="One refund",
-    operation_id="getRefund",
     responses=problem_responses(401, 403, refunds_errors.RefundNotFound),
 )
 async def get_refund(
@@ -194,7 +191,6 @@ async def get_refund(
     "Stripe answered for every charge; 202 when some answer is not known yet (retried "
     "with the same key, never refunded twice). Sends `wallet_refund.created`, then "
     "`wallet_refund.succeeded` or `wallet_refund.failed`.",
-    operation_id="createWalletRefund",
     status_code=201,
     responses=routes.pending_responses(
         WalletRefundRead,
@@ -225,7 +221,6 @@ async def create_wallet_refund(
     "/api/v1/me/wallet/refunds",
     tags=["wallets"],
     summary="The caller's wallet cash-outs, newest first",
-    operation_id="listWalletRefunds",
     responses=problem_responses(401, 422),
 )
 async def list_wallet_refunds(
@@ -238,7 +233,6 @@ async def list_wallet_refunds(
     "/api/v1/me/wallet/refunds/{wallet_refund_id}",
     tags=["wallets"],
     summary="One of the caller's wallet cash-outs",
-    operation_id="getWalletRefund",
     responses=problem_responses(401, refunds_errors.WalletRefundNotFound),
 )
 async def get_wallet_refund(

@@ -251,10 +251,9 @@ class RefundService(AdminRefunds[Refund]):
             log.warning("refund %s: the payee's balance could not be read", refund.id)
             return
         coverable = sum(
-            int(entry.get("amount") or 0)
-            for part in ("available", "pending")
-            for entry in balance.get(part) or []
-            if str(entry.get("currency", "")).lower() == refund.currency
+            entry.amount
+            for entry in (*balance.available, *balance.pending)
+            if entry.currency.lower() == refund.currency
         )
         async with self.sessionmaker.begin() as session:
             row = await RefundRepository(session).get(refund.id, for_update=True)

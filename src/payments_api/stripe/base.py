@@ -132,8 +132,10 @@ class GatewayBase:
     def _typed(operation: str, model: type[ObjectT], result: Any) -> ObjectT:
         """Stripe's answer as ``model``. An answer without what the service reads is
         the provider's fault: a 502, never a half-read object."""
+        # stripe-python's objects, or a plain dict where it left one (an error's body).
+        data = result.to_dict() if hasattr(result, "to_dict") else result
         try:
-            return parse_object(model, result.to_dict())
+            return parse_object(model, data)
         except MalformedStripeObject as exc:
             log.error("stripe %s answered a malformed object: %s", operation, exc)
             raise PaymentProviderError("The payment provider answered unexpectedly.") from exc

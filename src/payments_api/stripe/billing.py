@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from pydantic import ValidationError
 
 import stripe
 from payments_api.stripe.base import GatewayBase
+from payments_api.stripe.billing_objects import (
+    Invoice,
+    InvoicePayment,
+    InvoicePreview,
+    Price,
+    Product,
+    Subscription,
+)
+from payments_api.stripe.errors import PaymentProviderError
+
+log = logging.getLogger(__name__)
 
 # What the subscribe call expands: the first invoice's confirmation secret (the
 # PaymentIntent's client secret the customer confirms when they must act; the pinned API
@@ -18,31 +32,34 @@ INVOICE_REQUIRES_ACTION = "invoice_payment_intent_requires_action"
 
 
 class BillingCalls(GatewayBase):
-    async def list_products(self) -> list[dict[str, Any]]:
+    async def list_products(self) -> list[Product]:
         """Every product, active or archived (all pages)."""
         page = await self._call(
             "products.list",
             lambda: self._client.v1.products.list_async(params={"limit": 100}),
         )
-        return [product.to_dict() async for product in page.auto_paging_iter()]
+        return [
+            self._typed("products.list", Product, product)
+            async for product in page.auto_paging_iter()
+        ]
 
-    async def list_recurring_prices(self) -> list[dict[str, Any]]:
+    async def list_recurring_prices(self) -> list[Price]:
         """Every recurring price, active or archived (all pages)."""
         page = await self._call(
             "prices.list",
             lambda: self._client.v1.prices.list_async(params={"limit": 100, "type": "recurring"}),
         )
-        return [price.to_dict() async for price in page.auto_paging_iter()]
+        return [self._typed("prices.list", Price, price) async for price in page.auto_paging_iter()]
 
-    async def retrieve_product(self, product_id: str) -> dict[str, Any]:
+    async def retrieve_product(self, product_id: str) -> Product:
         product = await self._call(
             "products.retrieve", lambda: self._client.v1.products.retrieve_async(product_id)
         )
-        return product.to_dict()
+        return self._typed("products.retrieve", Product, product)
 
     async def create_subscription(
         self, params: dict[str, Any], *, idempotency_key: str
-    ) -> dict[str, Any]:
+    ) -> Subscription:
         """Create a subscription (``subscription:{row id}`` keys make it once)."""
         subscription = await self._call(
             "subscriptions.create",
@@ -52,9 +69,9 @@ class BillingCalls(GatewayBase):
             ),
             client_ids=frozenset({"default_payment_method", "payment_method"}),
         )
-        return subscription.to_dict()
+        return self._typed("subscriptions.create", Subscription, subscription)
 
-    async def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
+    async def retrieve_subscription(self, subscription_id: str) -> Subscription:
         subscription = await self._call(
             "subscriptions.retrieve",
             lambda: self._client.v1.subscriptions.retrieve_async(
@@ -62,11 +79,11 @@ class BillingCalls(GatewayBase):
                 params={"expand": SUBSCRIPTION_EXPAND},
             ),
         )
-        return subscription.to_dict()
+        return self._typed("subscriptions.retrieve", Subscription, subscription)
 
     async def update_subscription(
         self, subscription_id: str, params: dict[str, Any], *, idempotency_key: str
-    ) -> dict[str, Any]:
+    ) -> Subscription:
         subscription = await self._call(
             "subscriptions.update",
             lambda: self._client.v1.subscriptions.update_async(
@@ -75,11 +92,11 @@ class BillingCalls(GatewayBase):
                 options=self._options(idempotency_key),
             ),
         )
-        return subscription.to_dict()
+        return self._typed("subscriptions.update", Subscription, subscription)
 
     async def cancel_subscription(
         self, subscription_id: str, *, idempotency_key: str
-    ) -> dict[str, Any]:
+    ) -> Subscription:
         """Cancel now (``DELETE /v1/subscriptions/{id}``).
 
         Stripe replays only POSTs by their idempotency key: the retry of a cancel whose
@@ -102,11 +119,11 @@ class BillingCalls(GatewayBase):
                 raise
 
         subscription = await self._call("subscriptions.cancel", cancel)
-        return subscription.to_dict()
+        return self._typed("subscriptions.cancel", Subscription, subscription)
 
     async def pay_invoice(
         self, invoice_id: str, *, payment_method: str, idempotency_key: str
-    ) -> dict[str, Any] | None:
+    ) -> Invoice | None:
         """Pay an open invoice now with the customer's card (``POST
         /v1/invoices/{id}/pay``), the customer present (``off_session=false``); None when
         the card needs the customer's authentication (the invoice stays open, its
@@ -125,9 +142,9 @@ class BillingCalls(GatewayBase):
                 raise
 
         invoice = await self._call("invoices.pay", pay, client_ids=frozenset({"payment_method"}))
-        return None if invoice is None else invoice.to_dict()
+        return None if invoice is None else self._typed("invoices.pay", Invoice, invoice)
 
-    async def preview_invoice(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def preview_invoice(self, params: dict[str, Any]) -> InvoicePreview:
         """The invoice a change would produce (``POST /v1/invoices/create_preview``);
         creates nothing, so it carries no idempotency key."""
         invoice = await self._call(
@@ -136,7 +153,12 @@ class BillingCalls(GatewayBase):
                 params=params,  # type: ignore[arg-type]
             ),
         )
-        return invoice.to_dict()
+        # Read like _typed reads an object, but a preview is not one (it may have no id).
+        try:
+            return InvoicePreview.model_validate(invoice.to_dict())
+        except ValidationError as exc:
+            log.error("stripe invoices.create_preview answered a malformed preview")
+            raise PaymentProviderError("The payment provider answered unexpectedly.") from exc
 
     async def invoice_charge(self, invoice_id: str) -> str | None:
         """The charge that paid an invoice, through its invoice payments."""
@@ -149,20 +171,8 @@ class BillingCalls(GatewayBase):
                 }
             ),
         )
-        for payment in page.to_dict().get("data", []):
-            if payment.get("status") != "paid":
-                continue
-            detail = payment.get("payment") or {}
-            charge = detail.get("charge")
-            if isinstance(charge, dict):
-                charge = charge.get("id")
-            if isinstance(charge, str):
-                return charge
-            intent = detail.get("payment_intent")
-            if isinstance(intent, dict):
-                latest = intent.get("latest_charge")
-                if isinstance(latest, dict):
-                    latest = latest.get("id")
-                if isinstance(latest, str):
-                    return latest
+        for item in page.data:
+            payment = self._typed("invoice_payments.list", InvoicePayment, item)
+            if payment.status == "paid" and payment.charge is not None:
+                return payment.charge
         return None

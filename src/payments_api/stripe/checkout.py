@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from payments_api.stripe.base import GatewayBase
-from payments_api.stripe.objects import PaymentIntent
+from payments_api.stripe.objects import ChargeWithFee, CheckoutSession, PaymentIntent
 
 
 class CheckoutCalls(GatewayBase):
     async def create_checkout_session(
         self, params: dict[str, Any], *, idempotency_key: str
-    ) -> dict[str, Any]:
+    ) -> CheckoutSession:
         """Create a Checkout Session (``checkout_session:{order_id}`` keys make it once)."""
         session = await self._call(
             "checkout.sessions.create",
@@ -20,11 +20,11 @@ class CheckoutCalls(GatewayBase):
                 options=self._options(idempotency_key),
             ),
         )
-        return session.to_dict()
+        return self._typed("checkout.sessions.create", CheckoutSession, session)
 
     async def create_payment_intent(
         self, params: dict[str, Any], *, idempotency_key: str
-    ) -> dict[str, Any]:
+    ) -> PaymentIntent:
         intent = await self._call(
             "payment_intents.create",
             lambda: self._client.v1.payment_intents.create_async(
@@ -32,9 +32,9 @@ class CheckoutCalls(GatewayBase):
                 options=self._options(idempotency_key),
             ),
         )
-        return intent.to_dict()
+        return self._typed("payment_intents.create", PaymentIntent, intent)
 
-    async def retrieve_charge_with_fee(self, charge_id: str) -> dict[str, Any]:
+    async def retrieve_charge_with_fee(self, charge_id: str) -> ChargeWithFee:
         """A charge with its balance transaction expanded (Stripe's fee lives there)."""
         charge = await self._call(
             "charges.retrieve",
@@ -42,7 +42,7 @@ class CheckoutCalls(GatewayBase):
                 charge_id, params={"expand": ["balance_transaction"]}
             ),
         )
-        return charge.to_dict()
+        return self._typed("charges.retrieve", ChargeWithFee, charge)
 
     async def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentIntent:
         intent = await self._call(

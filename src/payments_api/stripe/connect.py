@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from payments_api.stripe.base import GatewayBase
-from payments_api.stripe.objects import Account
+from payments_api.stripe.objects import Account, AccountLink, LoginLink
 
 
 class ConnectCalls(GatewayBase):
@@ -16,7 +16,7 @@ class ConnectCalls(GatewayBase):
         capabilities: list[str],
         country: str | None,
         idempotency_key: str,
-    ) -> dict[str, Any]:
+    ) -> Account:
         """Create a user's Express connected account.
 
         Every parameter is derived from the user id and configuration (no email or other
@@ -36,7 +36,7 @@ class ConnectCalls(GatewayBase):
                 params=params, options=self._options(idempotency_key)
             ),
         )
-        return account.to_dict()
+        return self._typed("accounts.create", Account, account)
 
     async def retrieve_account(self, account_id: str) -> Account:
         account = await self._call(
@@ -47,7 +47,7 @@ class ConnectCalls(GatewayBase):
 
     async def create_account_onboarding_link(
         self, *, account_id: str, refresh_url: str, return_url: str
-    ) -> dict[str, Any]:
+    ) -> AccountLink:
         """A fresh single-use onboarding link. Never cached: each call is a new link."""
         link = await self._call(
             "account_links.create",
@@ -60,12 +60,12 @@ class ConnectCalls(GatewayBase):
                 }
             ),
         )
-        return link.to_dict()
+        return self._typed("account_links.create", AccountLink, link)
 
-    async def create_login_link(self, account_id: str) -> dict[str, Any]:
+    async def create_login_link(self, account_id: str) -> LoginLink:
         """A one-time Express dashboard login link."""
         link = await self._call(
             "accounts.login_links.create",
             lambda: self._client.v1.accounts.login_links.create_async(account_id),
         )
-        return link.to_dict()
+        return self._typed("accounts.login_links.create", LoginLink, link)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from payments_api.stripe.base import GatewayBase
+from payments_api.stripe.objects import Balance, Customer
 
 
 class CustomerCalls(GatewayBase):
     async def create_customer(
         self, *, user_id: str, email: str | None, idempotency_key: str
-    ) -> dict[str, Any]:
+    ) -> Customer:
         """Create the Stripe Customer of a user (one per user: see the callers' keys)."""
         params: Any = {"metadata": {"user_id": user_id}}
         if email:
@@ -21,13 +22,13 @@ class CustomerCalls(GatewayBase):
                 params=params, options=self._options(idempotency_key)
             ),
         )
-        return customer.to_dict()
+        return self._typed("customers.create", Customer, customer)
 
-    async def retrieve_balance(self, *, stripe_account: str | None = None) -> dict[str, Any]:
+    async def retrieve_balance(self, *, stripe_account: str | None = None) -> Balance:
         balance = await self._call(
             "balance.retrieve",
             lambda: self._client.v1.balance.retrieve_async(
                 options=self._options(stripe_account=stripe_account)
             ),
         )
-        return balance.to_dict()
+        return self._typed("balance.retrieve", Balance, balance)

@@ -39,23 +39,36 @@ def _metadata(value: Any) -> Any:
 Metadata = Annotated[dict[str, str], BeforeValidator(_metadata)]
 
 
-class StripeObject(BaseModel):
-    """What every Stripe object the service reads has: its id. Frozen: an object is
-    Stripe's word at one moment, not something to edit."""
+class StripeModel(BaseModel):
+    """A part of Stripe's answer that the service reads. Frozen: an object is Stripe's
+    word at one moment, not something to edit."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class StripeObject(StripeModel):
+    """What every Stripe object the service reads has: its id."""
 
     id: str
 
 
-class PaymentError(BaseModel):
+class PaymentError(StripeModel):
     """``last_payment_error``: only Stripe's machine codes (its human text is never
     stored or shown)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
     code: str | None = None
     decline_code: str | None = None
+
+
+class RedirectToUrl(StripeModel):
+    url: str | None = None
+
+
+class NextAction(StripeModel):
+    """What the customer must still do (3-D Secure, a redirect)."""
+
+    type: str | None = None
+    redirect_to_url: RedirectToUrl | None = None
 
 
 class PaymentIntent(StripeObject):
@@ -68,6 +81,8 @@ class PaymentIntent(StripeObject):
     latest_charge: ExpandableId = None
     cancellation_reason: str | None = None
     last_payment_error: PaymentError | None = None
+    client_secret: str | None = None
+    next_action: NextAction | None = None
 
 
 class CheckoutSession(StripeObject):
@@ -76,12 +91,17 @@ class CheckoutSession(StripeObject):
     payment_status: str | None = None
     amount_total: int | None = None
     currency: str | None = None
+    url: str | None = None
+    expires_at: int | None = None
+    """Unix seconds."""
 
 
 class SetupIntent(StripeObject):
     metadata: Metadata = {}
     customer: ExpandableId = None
     payment_method: ExpandableId = None
+    status: str | None = None
+    client_secret: str | None = None
 
 
 class Transfer(StripeObject):
@@ -100,6 +120,13 @@ class Payout(StripeObject):
     """Unix seconds."""
 
 
+class PayoutList(StripeModel):
+    """A page of a connected account's payouts."""
+
+    data: list[Payout] = []
+    has_more: bool = False
+
+
 class Refund(StripeObject):
     amount: int
     currency: str
@@ -114,10 +141,8 @@ class Refund(StripeObject):
     """Unix seconds."""
 
 
-class RefundList(BaseModel):
+class RefundList(StripeModel):
     """A charge's embedded ``refunds`` list (older API versions embed it)."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
 
     data: list[Refund] = []
     has_more: bool = False
@@ -132,17 +157,34 @@ class Charge(StripeObject):
     refunds: RefundList | None = None
 
 
+class FeeTransaction(StripeObject):
+    """A charge's balance transaction: what Stripe took as its fee once it settled."""
+
+    fee: int = 0
+    currency: str | None = None
+
+
+def _expanded_only(value: Any) -> Any:
+    # Before the charge settles, or when not expanded, Stripe names the transaction by
+    # its id: no fee to read yet.
+    return None if isinstance(value, str) else value
+
+
+class ChargeWithFee(Charge):
+    """A charge retrieved with ``balance_transaction`` expanded."""
+
+    balance_transaction: Annotated[FeeTransaction | None, BeforeValidator(_expanded_only)] = None
+
+
 def _objects_only(value: Any) -> Any:
     # Stripe embeds a dispute's balance transactions as objects; an id alone carries
     # nothing to book, so it is left out (as before the types) rather than refused.
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else value
 
 
-class DisputeFunds(BaseModel):
+class DisputeFunds(StripeModel):
     """One of a dispute's balance transactions: money Stripe withdrew (negative) or
     reinstated (positive), with its fee."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
 
     id: str | None = None
     """None for what the service books when Stripe has not shown the transaction."""
@@ -162,10 +204,8 @@ class Dispute(StripeObject):
     balance_transactions: Annotated[list[DisputeFunds], BeforeValidator(_objects_only)] = []
 
 
-class AccountRequirements(BaseModel):
+class AccountRequirements(StripeModel):
     """What Stripe still needs from a connected account's payee."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
 
     disabled_reason: str | None = None
     currently_due: list[str] = []
@@ -173,15 +213,11 @@ class AccountRequirements(BaseModel):
     pending_verification: list[str] = []
 
 
-class PayoutSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
+class PayoutSettings(StripeModel):
     schedule: dict[str, Any] | None = None
 
 
-class AccountSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
+class AccountSettings(StripeModel):
     payouts: PayoutSettings | None = None
 
 
@@ -199,12 +235,118 @@ class Account(StripeObject):
     """Unix seconds."""
 
 
+class AccountLink(StripeModel):
+    """A single-use onboarding link (Stripe gives it no id)."""
+
+    url: str
+    expires_at: int | None = None
+    """Unix seconds."""
+
+
+class LoginLink(StripeModel):
+    """A one-time Express dashboard link."""
+
+    url: str
+
+
+class Customer(StripeObject):
+    """A user's Stripe Customer: the service keeps only its id."""
+
+
+class BalanceAmount(StripeModel):
+    amount: int
+    currency: str
+
+
+class Balance(StripeModel):
+    """The money Stripe holds for the platform or a connected account, per currency."""
+
+    available: list[BalanceAmount] = []
+    pending: list[BalanceAmount] = []
+
+
+class Card(StripeModel):
+    brand: str | None = None
+    display_brand: str | None = None
+    last4: str | None = None
+    exp_month: int | None = None
+    exp_year: int | None = None
+    fingerprint: str | None = None
+
+
+class PaymentMethod(StripeObject):
+    type: str
+    customer: ExpandableId = None
+    card: Card | None = None
+
+
+LooseId = Annotated[str | None, BeforeValidator(stripe_id)]
+"""A reference of an object of whatever kind Stripe made: its id when it has one, else
+None (a field of the same name on another kind of object is no reference)."""
+
+
+def _source_object(value: Any) -> Any:
+    # Unexpanded, a source is only its id.
+    return {"id": value} if isinstance(value, str) else value
+
+
+class BalanceSource(StripeObject):
+    """What a balance transaction moved money for (its expanded ``source``: a charge, a
+    refund, a transfer, an application fee, ...), with the references that tie it to a
+    payment. Each kind has some of them; the others stay None."""
+
+    payment_intent: LooseId = None
+    transfer: LooseId = None
+    application_fee: LooseId = None
+    source_transaction: LooseId = None
+    originating_transaction: LooseId = None
+    charge: LooseId = None
+    transfer_reversal: LooseId = None
+    source_refund: LooseId = None
+    fee: LooseId = None
+
+
+class BalanceTransaction(StripeObject):
+    """One movement of the platform's money at Stripe (reconciliation's unit)."""
+
+    type: str
+    amount: int
+    currency: str
+    fee: int = 0
+    net: int | None = None
+    created: int
+    """Unix seconds."""
+    reporting_category: str | None = None
+    source: Annotated[BalanceSource | None, BeforeValidator(_source_object)] = None
+
+
+class OriginatingCharge(StripeObject):
+    payment_intent: ExpandableId = None
+
+
+class ApplicationFee(StripeObject):
+    """An application fee retrieved with ``originating_transaction`` expanded (the
+    platform's destination charge)."""
+
+    originating_transaction: Annotated[
+        OriginatingCharge | None, BeforeValidator(_expanded_only)
+    ] = None
+
+
+class UndeliveredEvent(StripeObject):
+    """An event as reconciliation lists it: which, of what type, when."""
+
+    type: str
+    created: int
+    """Unix seconds."""
+
+
 class MalformedStripeObject(ValueError):
     """A Stripe object without a field the service needs, or with a field of the wrong
     type: nothing to apply, and trying again will not change it."""
 
 
-ObjectT = TypeVar("ObjectT", bound=StripeObject)
+ObjectT = TypeVar("ObjectT", bound=StripeModel)
 
 
 def parse_object(model: type[ObjectT], data: Any) -> ObjectT:

@@ -7,6 +7,7 @@ from typing import Any
 
 import stripe
 from payments_api.stripe.base import STRIPE_CALLS, GatewayBase
+from payments_api.stripe.objects import PaymentIntent, PaymentMethod, SetupIntent
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,7 +15,7 @@ class ConfirmedIntent:
     """A PaymentIntent confirmed by the server: Stripe's object, and when the card was
     refused, the machine codes of the refusal (never Stripe's text)."""
 
-    intent: dict[str, Any]
+    intent: PaymentIntent
     decline_code: str | None = None
     error_code: str | None = None
 
@@ -22,7 +23,7 @@ class ConfirmedIntent:
 class PaymentMethodCalls(GatewayBase):
     async def create_setup_intent(
         self, params: dict[str, Any], *, idempotency_key: str
-    ) -> dict[str, Any]:
+    ) -> SetupIntent:
         """A SetupIntent saving a card for later (``setup_intent:{setup_id}`` keys)."""
         intent = await self._call(
             "setup_intents.create",
@@ -31,18 +32,18 @@ class PaymentMethodCalls(GatewayBase):
                 options=self._options(idempotency_key),
             ),
         )
-        return intent.to_dict()
+        return self._typed("setup_intents.create", SetupIntent, intent)
 
-    async def retrieve_payment_method(self, payment_method_id: str) -> dict[str, Any]:
+    async def retrieve_payment_method(self, payment_method_id: str) -> PaymentMethod:
         method = await self._call(
             "payment_methods.retrieve",
             lambda: self._client.v1.payment_methods.retrieve_async(payment_method_id),
         )
-        return method.to_dict()
+        return self._typed("payment_methods.retrieve", PaymentMethod, method)
 
     async def detach_payment_method(
         self, payment_method_id: str, *, idempotency_key: str
-    ) -> dict[str, Any] | None:
+    ) -> PaymentMethod | None:
         """Detach a card from its customer; None when Stripe no longer has it attached
         (already detached or deleted): detaching is idempotent for the caller."""
         try:
@@ -61,7 +62,7 @@ class PaymentMethodCalls(GatewayBase):
             STRIPE_CALLS.labels("payment_methods.detach", type(exc).__name__).inc()
             self._raise_mapped("payment_methods.detach", exc)
         STRIPE_CALLS.labels("payment_methods.detach", "ok").inc()
-        return method.to_dict()
+        return self._typed("payment_methods.detach", PaymentMethod, method)
 
     async def create_confirmed_payment_intent(
         self, params: dict[str, Any], *, idempotency_key: str
@@ -83,9 +84,8 @@ class PaymentMethodCalls(GatewayBase):
             raw_intent = getattr(error, "payment_intent", None) if error else None
             if raw_intent is None:
                 self._raise_mapped("payment_intents.create_confirm", exc)
-            data = raw_intent.to_dict() if hasattr(raw_intent, "to_dict") else dict(raw_intent)
             return ConfirmedIntent(
-                intent=data,
+                intent=self._typed("payment_intents.create_confirm", PaymentIntent, raw_intent),
                 decline_code=(error.decline_code if error else None) or exc.code,
                 error_code=exc.code,
             )
@@ -93,4 +93,6 @@ class PaymentMethodCalls(GatewayBase):
             STRIPE_CALLS.labels("payment_intents.create_confirm", type(exc).__name__).inc()
             self._raise_mapped("payment_intents.create_confirm", exc)
         STRIPE_CALLS.labels("payment_intents.create_confirm", "ok").inc()
-        return ConfirmedIntent(intent=intent.to_dict())
+        return ConfirmedIntent(
+            intent=self._typed("payment_intents.create_confirm", PaymentIntent, intent)
+        )

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from payments_api.stripe.base import GatewayBase
+from payments_api.stripe.objects import PayoutList, Transfer
 
 
 class PayoutCalls(GatewayBase):
-    async def create_transfer(
-        self, params: dict[str, Any], *, idempotency_key: str
-    ) -> dict[str, Any]:
+    async def create_transfer(self, params: dict[str, Any], *, idempotency_key: str) -> Transfer:
         """Move platform balance to a connected account (key
         ``<namespace>:withdrawal:{id}``: a retry after a timeout returns the same
         Transfer, never a second one)."""
@@ -21,7 +20,7 @@ class PayoutCalls(GatewayBase):
                 options=self._options(idempotency_key),
             ),
         )
-        return transfer.to_dict()
+        return self._typed("transfers.create", Transfer, transfer)
 
     async def list_payouts(
         self,
@@ -30,7 +29,7 @@ class PayoutCalls(GatewayBase):
         limit: int,
         status: str | None,
         starting_after: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> PayoutList:
         """A page of the connected account's payouts (``Stripe-Account`` header), newest
         first, after the payout ``starting_after`` (Stripe's own cursor)."""
         params: dict[str, Any] = {"limit": limit}
@@ -46,4 +45,4 @@ class PayoutCalls(GatewayBase):
             ),
             client_ids=frozenset({"starting_after"}),
         )
-        return page.to_dict()
+        return self._typed("payouts.list", PayoutList, page)

@@ -6,7 +6,14 @@ from datetime import datetime
 from typing import Any
 
 from payments_api.stripe.base import GatewayBase
-from payments_api.stripe.objects import Charge, Dispute, Refund
+from payments_api.stripe.objects import (
+    ApplicationFee,
+    BalanceTransaction,
+    Charge,
+    Dispute,
+    Refund,
+    UndeliveredEvent,
+)
 
 # A reconciliation window holds at most this many balance transactions; beyond it the run
 # fails loudly instead of paging for ever (raise it through the caller's `limit`).
@@ -79,7 +86,7 @@ class RefundCalls(GatewayBase):
         )
         return self._typed("charges.retrieve", Charge, charge)
 
-    async def retrieve_application_fee(self, fee_id: str) -> dict[str, Any]:
+    async def retrieve_application_fee(self, fee_id: str) -> ApplicationFee:
         """An application fee with ``originating_transaction`` (the platform's destination
         charge) expanded: reconciliation ties a later fee refund to its payment by it."""
         fee = await self._call(
@@ -88,7 +95,7 @@ class RefundCalls(GatewayBase):
                 fee_id, params={"expand": ["originating_transaction"]}
             ),
         )
-        return fee.to_dict()
+        return self._typed("application_fees.retrieve", ApplicationFee, fee)
 
     async def retrieve_dispute(self, dispute_id: str) -> Dispute:
         """A dispute with its balance transactions (Stripe always includes them)."""
@@ -103,7 +110,7 @@ class RefundCalls(GatewayBase):
         created_gte: datetime,
         created_lt: datetime,
         limit: int = DEFAULT_LIST_LIMIT,
-    ) -> list[dict[str, Any]]:
+    ) -> list[BalanceTransaction]:
         """The platform's balance transactions created in ``[created_gte, created_lt)``,
         every page of them, with ``source`` expanded (a charge's PaymentIntent, a transfer
         reversal's transfer). Raises :class:`ListTooLong` past ``limit`` objects."""
@@ -113,11 +120,13 @@ class RefundCalls(GatewayBase):
             "expand": ["data.source"],
         }
 
-        async def collect() -> list[dict[str, Any]]:
+        async def collect() -> list[BalanceTransaction]:
             page = await self._client.v1.balance_transactions.list_async(params=params)
-            found: list[dict[str, Any]] = []
+            found: list[BalanceTransaction] = []
             async for transaction in page.auto_paging_iter():
-                found.append(transaction.to_dict())
+                found.append(
+                    self._typed("balance_transactions.list", BalanceTransaction, transaction)
+                )
                 if len(found) > limit:
                     raise ListTooLong(f"more than {limit} balance transactions in the window")
             return found
@@ -126,7 +135,7 @@ class RefundCalls(GatewayBase):
 
     async def list_undelivered_events(
         self, *, created_gte: datetime, created_lt: datetime, limit: int = 1_000
-    ) -> list[dict[str, Any]]:
+    ) -> list[UndeliveredEvent]:
         """Events Stripe could not deliver to at least one endpoint (``delivery_success=
         false``) in the window, newest first, at most ``limit`` of them."""
         params: Any = {
@@ -135,11 +144,11 @@ class RefundCalls(GatewayBase):
             "limit": 100,
         }
 
-        async def collect() -> list[dict[str, Any]]:
+        async def collect() -> list[UndeliveredEvent]:
             page = await self._client.v1.events.list_async(params=params)
-            found: list[dict[str, Any]] = []
+            found: list[UndeliveredEvent] = []
             async for event in page.auto_paging_iter():
-                found.append(event.to_dict())
+                found.append(self._typed("events.list", UndeliveredEvent, event))
                 if len(found) >= limit:
                     break
             return found

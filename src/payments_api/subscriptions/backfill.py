@@ -20,7 +20,6 @@ backfill-payments``.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,7 +32,7 @@ from payments_api.stripe.errors import (
     ProviderObjectMissing,
 )
 from payments_api.stripe.gateway import StripeGateway
-from payments_api.stripe.refs import stripe_id
+from payments_api.stripe.objects import ChargeWithFee
 from payments_api.subscriptions.repository import InvoiceRepository
 from payments_api.subscriptions.stripe_events import SubscriptionEvents
 from payments_api.subscriptions.views import SUBSCRIPTION_PREFIX
@@ -115,7 +114,7 @@ class InvoicePaymentBackfill:
         session: AsyncSession,
         row_id: int,
         charge_id: str,
-        charge: dict[str, Any],
+        charge: ChargeWithFee,
         result: BackfillResult,
     ) -> None:
         row = await InvoiceRepository(session).get_locked(row_id)
@@ -124,7 +123,7 @@ class InvoicePaymentBackfill:
         changed = False
         if row.stripe_charge_id is None:
             row.stripe_charge_id, changed = charge_id, True
-        intent = stripe_id(charge.get("payment_intent"))
+        intent = charge.payment_intent
         if row.stripe_payment_intent_id is None and intent is not None:
             row.stripe_payment_intent_id, changed = intent, True
         result.filled += int(changed)

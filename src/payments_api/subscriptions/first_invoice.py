@@ -13,25 +13,25 @@ the answer carries its client secret as before, for the customer to confirm.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.payment_methods.repository import PaymentMethodRepository
+from payments_api.stripe.billing_objects import Invoice, Subscription
 from payments_api.stripe.errors import CardDeclined
 from payments_api.stripe.gateway import StripeGateway
 
 log = logging.getLogger(__name__)
 
 
-def open_first_invoice(obj: dict[str, Any]) -> str | None:
+def open_first_invoice(obj: Subscription) -> str | None:
     """The id of the subscription's first invoice while it waits for a payment."""
-    invoice = obj.get("latest_invoice")
-    if obj.get("status") != "incomplete" or not isinstance(invoice, dict):
+    invoice = obj.latest_invoice
+    if obj.status != "incomplete" or not isinstance(invoice, Invoice):
         return None
-    if invoice.get("status") != "open" or int(invoice.get("amount_due") or 0) <= 0:
+    if invoice.status != "open" or invoice.amount_due <= 0:
         return None
-    return str(invoice["id"])
+    return invoice.id
 
 
 async def saved_card(session: AsyncSession, user_id: str) -> str | None:
@@ -44,11 +44,11 @@ async def saved_card(session: AsyncSession, user_id: str) -> str | None:
 
 async def pay_first_invoice(
     stripe: StripeGateway,
-    obj: dict[str, Any],
+    obj: Subscription,
     *,
     payment_method: str | None,
     idempotency_key: str,
-) -> dict[str, Any]:
+) -> Subscription:
     """Stripe's subscription after trying to pay its first invoice (``obj`` unchanged
     when there was nothing to pay, nothing to pay with, or the customer must act)."""
     invoice_id = open_first_invoice(obj)
@@ -62,6 +62,6 @@ async def pay_first_invoice(
         # The customer may still confirm the PaymentIntent with another card.
         log.info("first invoice declined", extra={"invoice": invoice_id})
         return obj
-    if paid is None or paid.get("status") != "paid":
+    if paid is None or paid.status != "paid":
         return obj
-    return await stripe.retrieve_subscription(str(obj["id"]))
+    return await stripe.retrieve_subscription(obj.id)

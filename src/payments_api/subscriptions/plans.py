@@ -14,12 +14,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.kit.clock import utcnow
+from payments_api.kit.reads import read_of
 from payments_api.money import CurrencyError, normalize_currency
+from payments_api.stripe.billing_objects import Price, Product
 from payments_api.stripe.gateway import StripeGateway
-from payments_api.stripe.refs import stripe_id
 from payments_api.subscriptions.models import PlanPrice, PlanProduct
 from payments_api.subscriptions.repository import PlanRepository
-from payments_api.subscriptions.schemas import PlanList, PlanRead, PlanSyncResult, as_str_dict
+from payments_api.subscriptions.schemas import PlanList, PlanRead, PlanSyncResult
 
 log = logging.getLogger(__name__)
 
@@ -38,53 +39,47 @@ def monthly_credit_of(metadata: dict[str, Any] | None) -> int | None:
     return int(text)
 
 
-def product_values(product: dict[str, Any], state_at: int) -> dict[str, Any]:
-    metadata = as_str_dict(product.get("metadata"))
-    features = [
-        str(feature["name"])
-        for feature in product.get("marketing_features") or []
-        if isinstance(feature, dict) and feature.get("name")
-    ]
+def product_values(product: Product, state_at: int) -> dict[str, Any]:
+    metadata = dict(product.metadata)
     return {
-        "stripe_product_id": str(product["id"]),
-        "name": str(product.get("name") or product["id"])[:500],
-        "description": product.get("description"),
-        "active": bool(product.get("active")) and not product.get("deleted", False),
-        "features": features,
+        "stripe_product_id": product.id,
+        "name": (product.name or product.id)[:500],
+        "description": product.description,
+        "active": product.active and not product.deleted,
+        "features": [feature.name for feature in product.marketing_features if feature.name],
         "metadata": metadata,
-        "family": (metadata.get("family") or str(product["id"]))[:255],
+        "family": (metadata.get("family") or product.id)[:255],
         "stripe_state_at": state_at,
     }
 
 
-def price_values(price: dict[str, Any], state_at: int) -> dict[str, Any] | None:
+def price_values(price: Price, state_at: int) -> dict[str, Any] | None:
     """A recurring, per-unit, fixed-amount price; anything else is not a plan."""
-    recurring = price.get("recurring")
-    product = stripe_id(price.get("product"))
+    recurring = price.recurring
     if (
-        not isinstance(recurring, dict)
-        or recurring.get("interval") not in INTERVALS
-        or price.get("unit_amount") is None
-        or product is None
+        recurring is None
+        or recurring.interval not in INTERVALS
+        or price.unit_amount is None
+        or price.product is None
     ):
         return None
     try:
-        currency = normalize_currency(price.get("currency"))
+        currency = normalize_currency(price.currency)
     except CurrencyError:
-        log.warning("ignoring price %s in an unsupported currency", price.get("id"))
+        log.warning("ignoring price %s in an unsupported currency", price.id)
         return None
-    metadata = as_str_dict(price.get("metadata"))
+    metadata = dict(price.metadata)
     return {
-        "stripe_price_id": str(price["id"]),
-        "stripe_product_id": product,
-        "active": bool(price.get("active")) and not price.get("deleted", False),
-        "unit_amount": int(price["unit_amount"]),
+        "stripe_price_id": price.id,
+        "stripe_product_id": price.product,
+        "active": price.active and not price.deleted,
+        "unit_amount": price.unit_amount,
         "currency": currency,
-        "interval": recurring["interval"],
-        "interval_count": int(recurring.get("interval_count") or 1),
-        "trial_period_days": recurring.get("trial_period_days"),
-        "lookup_key": price.get("lookup_key"),
-        "nickname": price.get("nickname"),
+        "interval": recurring.interval,
+        "interval_count": recurring.interval_count or 1,
+        "trial_period_days": recurring.trial_period_days,
+        "lookup_key": price.lookup_key,
+        "nickname": price.nickname,
         "metadata": metadata,
         "monthly_credit": monthly_credit_of(metadata),
         "stripe_state_at": state_at,
@@ -92,22 +87,19 @@ def price_values(price: dict[str, Any], state_at: int) -> dict[str, Any] | None:
 
 
 def plan_read(price: PlanPrice, product: PlanProduct) -> PlanRead:
-    return PlanRead(
+    """The price's own columns (currency, interval, …) and its product's name, family and
+    features."""
+    return read_of(
+        PlanRead,
+        price,
         price=price.stripe_price_id,
         product=product.stripe_product_id,
         name=product.name,
         description=product.description,
         family=product.family,
         amount=price.unit_amount,
-        currency=price.currency,
-        interval=price.interval,
-        interval_count=price.interval_count,
-        trial_period_days=price.trial_period_days,
-        lookup_key=price.lookup_key,
-        nickname=price.nickname,
         features=list(product.features or []),
         metadata={**(product.metadata_ or {}), **(price.metadata_ or {})},
-        monthly_credit=price.monthly_credit,
         active=price.active and product.active,
     )
 
@@ -124,22 +116,18 @@ class PlanCatalog:
             data=[plan_read(p, q) for p, q in await self.repository.plans(active_only=True)]
         )
 
-    async def apply_product(self, product: dict[str, Any], state_at: int) -> None:
+    async def apply_product(self, product: Product, state_at: int) -> None:
         await self.repository.upsert_product(product_values(product, state_at))
 
-    async def apply_price(
-        self, price: dict[str, Any], state_at: int, stripe: StripeGateway
-    ) -> None:
+    async def apply_price(self, price: Price, state_at: int, stripe: StripeGateway) -> None:
         values = price_values(price, state_at)
         if values is None:
             return  # a one-time or metered price: not a plan
         product_id = values["stripe_product_id"]
         if await self.repository.product(product_id) is None:
             # A price event before its product's: read the product (its state now).
-            product = price.get("product")
-            if not isinstance(product, dict):
-                product = await stripe.retrieve_product(product_id)
-            await self.apply_product(product, int(product.get("updated") or state_at))
+            product = await stripe.retrieve_product(product_id)
+            await self.apply_product(product, product.updated or state_at)
         await self.repository.upsert_price(values)
 
 

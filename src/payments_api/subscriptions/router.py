@@ -43,7 +43,6 @@ PLAN_CHANGE_PROBLEMS = (errors.SubscriptionNotActive, errors.PlanNotFound, error
     summary="The active subscription plans",
     description="Recurring prices of active Stripe products, mirrored by `plans sync` and "
     "kept current by `product.*` / `price.*` events.",
-    operation_id="listPlans",
     responses=problem_responses(401),
 )
 async def list_plans(_user: CurrentUser, session: SessionDep) -> PlanList:
@@ -53,7 +52,6 @@ async def list_plans(_user: CurrentUser, session: SessionDep) -> PlanList:
 @router.post(
     "/api/v1/admin/plans/sync",
     summary="Pull every product and recurring price from Stripe",
-    operation_id="syncPlans",
     tags=["admin"],
     responses=problem_responses(401, 403, *routes.PROVIDER_PROBLEMS),
 )
@@ -67,7 +65,6 @@ async def sync_plans(_admin: AdminUser, state: StateDep) -> PlanSyncResult:
     description="Subscriptions created outside this service (e.g. the Stripe dashboard) "
     "are adopted when their Stripe customer is one of our users; the others are listed "
     "here for review, newest first. They move no money until the customer is linked.",
-    operation_id="listUnclaimedSubscriptions",
     tags=["admin"],
     responses=problem_responses(401, 403, 422),
 )
@@ -84,7 +81,6 @@ async def list_unclaimed_subscriptions(
     "When the customer must act (pay or authenticate the first invoice, or set up a card "
     "for a trial) the response carries `client_secret` to confirm with Stripe.js or the "
     "mobile SDKs; the status follows from Stripe's webhooks.",
-    operation_id="createSubscription",
     status_code=201,
     responses=problem_responses(
         400,
@@ -105,7 +101,6 @@ async def create_subscription(
 @router.get(
     "/api/v1/me/subscriptions",
     summary="The caller's subscriptions, newest first",
-    operation_id="listSubscriptions",
     responses=problem_responses(401, 422, InvalidCursor),
 )
 async def list_subscriptions(
@@ -117,7 +112,6 @@ async def list_subscriptions(
 @router.get(
     "/api/v1/me/subscriptions/{subscription_id}",
     summary="One of the caller's subscriptions",
-    operation_id="getSubscription",
     responses=problem_responses(401, errors.SubscriptionNotFound),
 )
 async def get_subscription(
@@ -129,7 +123,6 @@ async def get_subscription(
 @router.post(
     "/api/v1/me/subscriptions/{subscription_id}/cancel",
     summary="Cancel at the end of the period, or now",
-    operation_id="cancelSubscription",
     responses=problem_responses(*CHANGE_PROBLEMS, errors.SubscriptionNotActive),
 )
 async def cancel_subscription(
@@ -144,7 +137,6 @@ async def cancel_subscription(
 @router.post(
     "/api/v1/me/subscriptions/{subscription_id}/resume",
     summary="Keep a subscription that was set to cancel at period end",
-    operation_id="resumeSubscription",
     responses=problem_responses(*CHANGE_PROBLEMS, errors.SubscriptionNotResumable),
 )
 async def resume_subscription(
@@ -163,7 +155,6 @@ async def resume_subscription(
     "status stays what Stripe says (usually `active`), `pause_collection` is set and "
     "`entitled` is false while paused. Stripe's `customer.subscription.updated` events "
     "keep it current (a `resumes_at` reached, a change made in the dashboard).",
-    operation_id="pauseSubscription",
     responses=problem_responses(
         *CHANGE_PROBLEMS, errors.SubscriptionNotActive, errors.SubscriptionPauseInvalid
     ),
@@ -181,7 +172,6 @@ async def pause_subscription(
     "/api/v1/me/subscriptions/{subscription_id}/unpause",
     summary="Resume payment collection",
     description="Unsets `pause_collection`: the next invoice is collected as usual.",
-    operation_id="unpauseSubscription",
     responses=problem_responses(*CHANGE_PROBLEMS, errors.SubscriptionNotPaused),
 )
 async def unpause_subscription(
@@ -195,7 +185,6 @@ async def unpause_subscription(
 @router.get(
     "/api/v1/me/subscriptions/{subscription_id}/preview",
     summary="What changing to another price would charge (proration)",
-    operation_id="previewSubscriptionChange",
     responses=problem_responses(
         401, 422, errors.SubscriptionNotFound, *PLAN_CHANGE_PROBLEMS, *routes.PROVIDER_PROBLEMS
     ),
@@ -212,7 +201,6 @@ async def preview_subscription_change(
     "/api/v1/me/subscriptions/{subscription_id}/change",
     summary="Change plan, prorated",
     description="Pass the preview's `proration_date` to be charged what it showed.",
-    operation_id="changeSubscription",
     responses=problem_responses(*CHANGE_PROBLEMS, *PLAN_CHANGE_PROBLEMS),
 )
 async def change_subscription(

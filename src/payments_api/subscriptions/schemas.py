@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -206,7 +206,3 @@ class UnclaimedSubscriptionRead(BaseModel):
 class UnclaimedSubscriptionList(BaseModel):
     object: Literal["list"] = "list"
     data: list[UnclaimedSubscriptionRead]
-
-
-def as_str_dict(value: Any) -> dict[str, str]:
-    return {str(k): str(v) for k, v in (value or {}).items()}

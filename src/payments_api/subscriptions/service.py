@@ -21,8 +21,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.kit.idempotency import IdempotencyKeyReused, fingerprint
-from payments_api.kit.pagination import parse_public_id
+from payments_api.kit.lookups import by_public_id
 from payments_api.kit.stripe_operation import call_and_settle
+from payments_api.stripe.billing_objects import ClientSecret, Invoice
+from payments_api.stripe.billing_objects import Subscription as StripeSubscription
 from payments_api.subscriptions.errors import (
     PlanChangeInvalid,
     PlanNotFound,
@@ -67,7 +69,7 @@ from payments_api.users.repository import UserRepository
 
 CHANGEABLE = frozenset({"trialing", "active"})
 
-Stored = tuple[dict[str, Any], SubscriptionRead]
+Stored = tuple[StripeSubscription, SubscriptionRead]
 """Stripe's subscription as recorded, and our read of the row after it."""
 
 
@@ -114,31 +116,31 @@ class SubscriptionService(CallerStripeFlow):
 
     def _recorder(
         self, row: Subscription, *, first: bool
-    ) -> Callable[[AsyncSession, dict[str, Any]], Awaitable[Stored]]:
+    ) -> Callable[[AsyncSession, StripeSubscription], Awaitable[Stored]]:
         """Records Stripe's subscription ``obj`` on our row, in the settle transaction."""
 
-        async def record(session: AsyncSession, obj: dict[str, Any]) -> Stored:
+        async def record(session: AsyncSession, obj: StripeSubscription) -> Stored:
             locked = await SubscriptionRepository(session).get(row.id, for_update=True)
             assert locked is not None  # noqa: S101 - written above
             if locked.stripe_state_at is None or not first:
                 # Nothing from webhooks yet: the creation's own snapshot, as of its time;
                 # a read back or the state after paying: applied unless webhooks told
                 # newer (SubscriptionState orders them).
-                state_at = int(obj.get("created") or self.now().timestamp())
+                state_at = obj.created or int(self.now().timestamp())
                 await SubscriptionState(session, self.settings).apply(locked, obj, state_at)
             return obj, await SubscriptionViews(session, self.settings).one(locked)
 
         return record
 
     async def _store(
-        self, row: Subscription, obj: dict[str, Any], *, first: bool
+        self, row: Subscription, obj: StripeSubscription, *, first: bool
     ) -> SubscriptionRead:
         async with self.sessionmaker.begin() as session:
             _, read = await self._recorder(row, first=first)(session, obj)
             return read
 
     async def _pay_first_invoice(
-        self, row: Subscription, user: User, obj: dict[str, Any]
+        self, row: Subscription, user: User, obj: StripeSubscription
     ) -> Stored | None:
         """Pays the first invoice when it waits for a payment; Stripe's subscription
         after it, recorded, or None when nothing changed."""
@@ -152,7 +154,7 @@ class SubscriptionService(CallerStripeFlow):
             return None
         record = self._recorder(row, first=False)
 
-        async def record_if_paid(session: AsyncSession, paid: dict[str, Any]) -> Stored | None:
+        async def record_if_paid(session: AsyncSession, paid: StripeSubscription) -> Stored | None:
             return None if paid is obj else await record(session, paid)
 
         return await call_and_settle(
@@ -211,28 +213,26 @@ class SubscriptionService(CallerStripeFlow):
 
     # -- manage ---------------------------------------------------------------------------------
     async def _mine(self, subscription_id: str) -> Subscription:
-        number = parse_public_id(SUBSCRIPTION_PREFIX, subscription_id)
         async with self.sessionmaker.begin() as session:
-            row = (
-                await SubscriptionRepository(session).get_for_user(self.principal.sub, number)
-                if number is not None
-                else None
+            repository = SubscriptionRepository(session)
+            return await by_public_id(
+                SUBSCRIPTION_PREFIX,
+                subscription_id,
+                lambda number: repository.get_for_user(self.principal.sub, number),
+                SubscriptionNotFound,
             )
-        if row is None:
-            raise SubscriptionNotFound()
-        return row
 
     async def _update(
         self,
         operation: str,
         row: Subscription,
         idempotency_key: str,
-        call: Callable[[str], Awaitable[dict[str, Any]]],
+        call: Callable[[str], Awaitable[StripeSubscription]],
     ) -> SubscriptionRead:
         """One change the subscriber asked for: ``call`` Stripe with the key of this row
         and request (``<operation>:{id}-{request}``), then record its answer."""
 
-        async def record(session: AsyncSession, obj: dict[str, Any]) -> SubscriptionRead:
+        async def record(session: AsyncSession, obj: StripeSubscription) -> SubscriptionRead:
             locked = await SubscriptionRepository(session).get(row.id, for_update=True)
             assert locked is not None  # noqa: S101
             await SubscriptionState(session, self.settings).apply(
@@ -348,25 +348,17 @@ class SubscriptionService(CallerStripeFlow):
                 },
             }
         )
-        lines = []
-        for line in (invoice.get("lines") or {}).get("data") or []:
-            parent = line.get("parent") or {}
-            details = (
-                parent.get("subscription_item_details") or parent.get("invoice_item_details") or {}
-            )
-            lines.append(
-                PreviewLine(
-                    description=line.get("description"),
-                    amount=int(line.get("amount") or 0),
-                    proration=bool(details.get("proration")),
-                )
-            )
         return ProrationPreview(
             price=price_id,
-            amount_due=int(invoice.get("amount_due") or 0),
-            currency=str(invoice.get("currency") or ""),
+            amount_due=invoice.amount_due,
+            currency=invoice.currency or "",
             proration_date=proration_date,
-            lines=lines,
+            lines=[
+                PreviewLine(
+                    description=line.description, amount=line.amount, proration=line.proration
+                )
+                for line in invoice.lines.data
+            ],
         )
 
     async def change(
@@ -383,17 +375,17 @@ class SubscriptionService(CallerStripeFlow):
         return await self._change(row, params, idempotency_key)
 
 
-def _client_secret(obj: dict[str, Any]) -> tuple[str | None, Any]:
+def _client_secret(obj: StripeSubscription) -> tuple[str | None, Any]:
     """The secret the customer confirms when they must act, and what it belongs to."""
-    invoice = obj.get("latest_invoice")
-    if obj.get("status") == "incomplete" and isinstance(invoice, dict):
-        secret = invoice.get("confirmation_secret")
-        if isinstance(secret, dict) and secret.get("client_secret"):
-            return str(secret["client_secret"]), "payment_intent"
-        intent = invoice.get("payment_intent")  # older API versions
-        if isinstance(intent, dict) and intent.get("client_secret"):
-            return str(intent["client_secret"]), "payment_intent"
-    setup = obj.get("pending_setup_intent")
-    if isinstance(setup, dict) and setup.get("client_secret"):
-        return str(setup["client_secret"]), "setup_intent"
+    invoice = obj.latest_invoice
+    if obj.status == "incomplete" and isinstance(invoice, Invoice):
+        secret = invoice.confirmation_secret
+        if secret is not None and secret.client_secret:
+            return secret.client_secret, "payment_intent"
+        intent = invoice.payment_intent  # older API versions
+        if isinstance(intent, ClientSecret) and intent.client_secret:
+            return intent.client_secret, "payment_intent"
+    setup = obj.pending_setup_intent
+    if isinstance(setup, ClientSecret) and setup.client_secret:
+        return setup.client_secret, "setup_intent"
     return None, None

@@ -5,7 +5,6 @@ newer state; what changed is told to the apps as outgoing events."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,16 +13,16 @@ from payments_api.events.types import EventType
 from payments_api.kit.clock import stripe_time as stripe_time  # stripe_events reads it here
 from payments_api.kit.clock import utcnow
 from payments_api.settings import Settings
-from payments_api.stripe.refs import stripe_id
+from payments_api.stripe.billing_objects import Subscription as StripeSubscription
 from payments_api.subscriptions.models import Subscription
 from payments_api.subscriptions.views import SubscriptionViews
 
 TERMINAL = frozenset({"canceled", "incomplete_expired"})
 
 
-def our_subscription_id(metadata: Any) -> int | None:
-    raw = (metadata or {}).get("subscription_id") if isinstance(metadata, dict) else None
-    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 18:
+def our_subscription_id(metadata: dict[str, str]) -> int | None:
+    raw = metadata.get("subscription_id")
+    if raw is not None and raw.isascii() and raw.isdigit() and len(raw) <= 18:
         return int(raw)
     return None
 
@@ -37,10 +36,10 @@ class SubscriptionState:
         self.settings = settings
         self.views = SubscriptionViews(session, settings)
 
-    async def apply(self, row: Subscription, obj: dict[str, Any], state_at: int) -> bool:
+    async def apply(self, row: Subscription, obj: StripeSubscription, state_at: int) -> bool:
         """Apply ``obj`` (Stripe's subscription as of ``state_at``); False when it is
         older than what the row holds."""
-        status = str(obj.get("status") or row.status)
+        status = obj.status
         stored_at = row.stripe_state_at
         if stored_at is not None and state_at < stored_at:
             return False  # an older event: the row holds a newer state
@@ -51,28 +50,32 @@ class SubscriptionState:
             return False
         before = (row.status, row.cancel_at_period_end, row.stripe_price_id, row.pause_behavior)
         first_seen = row.stripe_subscription_id is None
-        row.stripe_subscription_id = row.stripe_subscription_id or stripe_id(obj.get("id"))
-        items = ((obj.get("items") or {}).get("data")) or []
-        item = items[0] if items else {}
-        if item:
-            row.stripe_item_id = stripe_id(item.get("id")) or row.stripe_item_id
-            row.stripe_price_id = stripe_id(item.get("price")) or row.stripe_price_id
-        row.current_period_start = stripe_time(
-            item.get("current_period_start", obj.get("current_period_start"))
-        )
-        row.current_period_end = stripe_time(
-            item.get("current_period_end", obj.get("current_period_end"))
-        )
-        row.trial_end = stripe_time(obj.get("trial_end"))
-        row.cancel_at_period_end = bool(obj.get("cancel_at_period_end"))
-        row.canceled_at = stripe_time(obj.get("canceled_at"))
-        row.ended_at = stripe_time(obj.get("ended_at"))
-        row.latest_invoice_id = stripe_id(obj.get("latest_invoice")) or row.latest_invoice_id
-        pause = obj.get("pause_collection")
-        if isinstance(pause, dict) and pause.get("behavior"):
-            row.pause_behavior = str(pause["behavior"])[:24]
-            row.pause_resumes_at = stripe_time(pause.get("resumes_at"))
-        elif "pause_collection" in obj:
+        row.stripe_subscription_id = row.stripe_subscription_id or obj.id
+        item = obj.first_item
+        period_start, period_end = obj.current_period_start, obj.current_period_end
+        if item is not None:
+            row.stripe_item_id = item.id
+            row.stripe_price_id = item.price.id if item.price is not None else row.stripe_price_id
+            # The pinned API version keeps the period on the item; older ones on the
+            # subscription.
+            if item.current_period_start is not None:
+                period_start = item.current_period_start
+            if item.current_period_end is not None:
+                period_end = item.current_period_end
+        row.current_period_start = stripe_time(period_start)
+        row.current_period_end = stripe_time(period_end)
+        row.trial_end = stripe_time(obj.trial_end)
+        row.cancel_at_period_end = obj.cancel_at_period_end
+        row.canceled_at = stripe_time(obj.canceled_at)
+        row.ended_at = stripe_time(obj.ended_at)
+        row.latest_invoice_id = obj.latest_invoice_id or row.latest_invoice_id
+        pause = obj.pause_collection
+        if pause is not None and pause.behavior:
+            row.pause_behavior = pause.behavior[:24]
+            row.pause_resumes_at = stripe_time(pause.resumes_at)
+        elif "pause_collection" in obj.model_fields_set:
+            # Stripe sends ``null`` once collection resumes; an object without the field
+            # says nothing about it.
             row.pause_behavior = row.pause_resumes_at = None
         if status == "past_due":
             if row.status != "past_due" or row.past_due_since is None:

@@ -18,8 +18,10 @@ from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.settings import Settings
+from payments_api.stripe.billing_objects import Invoice
+from payments_api.stripe.billing_objects import Subscription as StripeSubscription
 from payments_api.stripe.gateway import StripeGateway
-from payments_api.stripe.refs import stripe_id
+from payments_api.stripe.objects import ChargeWithFee
 from payments_api.subscriptions.models import Subscription, SubscriptionInvoice
 from payments_api.subscriptions.repository import (
     InvoiceRepository,
@@ -46,7 +48,7 @@ class SubscriptionEvents:
         self.state = SubscriptionState(session, settings)
         self.ledger = ledger_service.LedgerService(session)
 
-    async def _find(self, metadata: Any, stripe_id: str | None) -> Subscription | None:
+    async def _find(self, metadata: dict[str, str], stripe_id: str | None) -> Subscription | None:
         """Our subscription, locked; RetryLater when it should exist but is not written
         yet; None when it is not one of ours."""
         our_id = our_subscription_id(metadata)
@@ -54,7 +56,7 @@ class SubscriptionEvents:
             subscription_id=our_id, stripe_subscription_id=stripe_id
         )
         if row is not None:
-            owner = (metadata or {}).get("user_id") if isinstance(metadata, dict) else None
+            owner = metadata.get("user_id")
             if owner is not None and owner != row.user_id:
                 log.warning("subscription metadata names another user; ignored")
                 return None
@@ -68,26 +70,26 @@ class SubscriptionEvents:
         return None  # made elsewhere (the dashboard, another service): not ours
 
     async def _adopt(
-        self, obj: dict[str, Any], state_at: int, event_type: str
+        self, obj: StripeSubscription, state_at: int, event_type: str
     ) -> Subscription | None:
         """A subscription made outside this service (the Stripe dashboard). For a Stripe
         customer of one of our users it is adopted: recorded (origin ``stripe``) and from
         then on tracked like ours, its invoices booked and its plan credits given. For a
         customer we do not know it is kept in ``unclaimed_subscriptions`` for an admin to
         review, and moves no money."""
-        subscription_id, customer = stripe_id(obj.get("id")), stripe_id(obj.get("customer"))
-        if subscription_id is None or our_subscription_id(obj.get("metadata")) is not None:
+        subscription_id, customer = obj.id, obj.customer
+        if our_subscription_id(obj.metadata) is not None:
             return None
-        items = ((obj.get("items") or {}).get("data")) or []
-        price = (items[0].get("price") if items else None) or {}
-        price_id = stripe_id(price)
+        item = obj.first_item
+        price = item.price if item is not None else None
+        price_id = price.id if price is not None else None
         user = await self.subscriptions.user_by_customer(customer) if customer else None
         if user is None or price_id is None:
             await self.subscriptions.record_unclaimed(
                 {
                     "stripe_subscription_id": subscription_id,
                     "stripe_customer_id": customer,
-                    "status": str(obj.get("status") or "unknown")[:24],
+                    "status": (obj.status or "unknown")[:24],
                     "stripe_price_id": price_id,
                     "last_event_type": event_type[:64],
                     "stripe_state_at": state_at,
@@ -96,7 +98,7 @@ class SubscriptionEvents:
             log.warning("subscription of an unknown Stripe customer kept for review")
             return None
         plan = await PlanRepository(self.session).plan(price_id)
-        product = stripe_id(price.get("product")) if isinstance(price, dict) else None
+        product = price.product if price is not None else None
         family = plan[1].family if plan is not None else (product or price_id)
         row = await self.subscriptions.adopt(
             {
@@ -115,16 +117,16 @@ class SubscriptionEvents:
         return row
 
     async def subscription_changed(
-        self, obj: dict[str, Any], state_at: int, event_type: str = "customer.subscription"
+        self, obj: StripeSubscription, state_at: int, event_type: str = "customer.subscription"
     ) -> None:
-        row = await self._find(obj.get("metadata"), stripe_id(obj.get("id")))
+        row = await self._find(obj.metadata, obj.id)
         if row is None:
             row = await self._adopt(obj, state_at, event_type)
         if row is not None:
             await self.state.apply(row, obj, state_at)
 
-    async def trial_will_end(self, obj: dict[str, Any], state_at: int) -> None:
-        row = await self._find(obj.get("metadata"), stripe_id(obj.get("id")))
+    async def trial_will_end(self, obj: StripeSubscription, state_at: int) -> None:
+        row = await self._find(obj.metadata, obj.id)
         if row is None:
             row = await self._adopt(obj, state_at, "customer.subscription.trial_will_end")
         if row is None:
@@ -134,22 +136,20 @@ class SubscriptionEvents:
             self.session,
             EventType.subscription_trial_will_end,
             await self.state.views.one(row),
-            change_key=f"subscription:{row.id}:trial_will_end:{obj.get('trial_end')}",
+            change_key=f"subscription:{row.id}:trial_will_end:{obj.trial_end}",
             user_ids=[row.user_id],
         )
 
     # -- invoices ---------------------------------------------------------------------------
     async def _invoice(
-        self, invoice: dict[str, Any], state_at: int
+        self, invoice: Invoice, state_at: int
     ) -> tuple[SubscriptionInvoice, Subscription] | None:
-        details = ((invoice.get("parent") or {}).get("subscription_details")) or {}
-        stripe_sub = stripe_id(details.get("subscription")) or stripe_id(
-            invoice.get("subscription")
-        )
-        if stripe_sub is None and not our_subscription_id(details.get("metadata")):
+        details = invoice.subscription_details
+        stripe_sub = invoice.stripe_subscription_id
+        if stripe_sub is None and not our_subscription_id(details.metadata):
             return None  # not a subscription invoice
-        subscription = await self._find(details.get("metadata"), stripe_sub)
-        customer = stripe_id(invoice.get("customer"))
+        subscription = await self._find(details.metadata, stripe_sub)
+        customer = invoice.customer
         if (
             subscription is None
             and stripe_sub is not None
@@ -164,18 +164,18 @@ class SubscriptionEvents:
                 await self.state.apply(subscription, obj, state_at)
         if subscription is None:
             return None
-        invoice_id = str(invoice["id"])
+        invoice_id = invoice.id
         await self.session.execute(
             insert(SubscriptionInvoice)
             .values(
                 stripe_invoice_id=invoice_id,
                 subscription_id=subscription.id,
                 user_id=subscription.user_id,
-                status=str(invoice.get("status") or "open"),
-                billing_reason=invoice.get("billing_reason"),
-                amount_due=int(invoice.get("amount_due") or 0),
-                amount_paid=int(invoice.get("amount_paid") or 0),
-                currency=str(invoice.get("currency") or "")[:3],
+                status=invoice.status or "open",
+                billing_reason=invoice.billing_reason,
+                amount_due=invoice.amount_due,
+                amount_paid=invoice.amount_paid,
+                currency=invoice.currency[:3],
                 stripe_state_at=0,
             )
             .on_conflict_do_nothing(index_elements=[SubscriptionInvoice.stripe_invoice_id])
@@ -183,28 +183,28 @@ class SubscriptionEvents:
         row = await self.invoices.by_stripe_id(invoice_id)
         assert row is not None  # noqa: S101 - inserted above
         if state_at >= row.stripe_state_at and row.status != "paid":
-            row.status = str(invoice.get("status") or row.status)
-            row.amount_due = int(invoice.get("amount_due") or 0)
-            row.amount_paid = int(invoice.get("amount_paid") or 0)
-            row.attempt_count = int(invoice.get("attempt_count") or 0)
-            row.period_start = stripe_time(invoice.get("period_start"))
-            row.period_end = stripe_time(invoice.get("period_end"))
-            row.hosted_invoice_url = invoice.get("hosted_invoice_url")
+            row.status = invoice.status or row.status
+            row.amount_due = invoice.amount_due
+            row.amount_paid = invoice.amount_paid
+            row.attempt_count = invoice.attempt_count
+            row.period_start = stripe_time(invoice.period_start)
+            row.period_end = stripe_time(invoice.period_end)
+            row.hosted_invoice_url = invoice.hosted_invoice_url
             row.stripe_state_at = state_at
             row.updated_at = utcnow()
         return row, subscription
 
-    async def invoice_paid(self, invoice: dict[str, Any], state_at: int) -> None:
+    async def invoice_paid(self, invoice: Invoice, state_at: int) -> None:
         """Revenue (and Stripe's fee) in the ledger, the plan's wallet credit: each once
         per invoice, whatever the number of deliveries."""
         found = await self._invoice(invoice, state_at)
         if found is None:
             return
         row, subscription = found
-        transitions = invoice.get("status_transitions") or {}
+        paid_at = invoice.status_transitions.paid_at if invoice.status_transitions else None
         row.status = "paid"
-        row.amount_paid = int(invoice.get("amount_paid") or 0)
-        row.paid_at = row.paid_at or stripe_time(transitions.get("paid_at")) or utcnow()
+        row.amount_paid = invoice.amount_paid
+        row.paid_at = row.paid_at or stripe_time(paid_at) or utcnow()
         amount, currency, invoice_id = row.amount_paid, row.currency, row.stripe_invoice_id
         if row.tax_amount is None:
             row.tax_amount = paid_tax(invoice, amount)
@@ -246,7 +246,7 @@ class SubscriptionEvents:
             user_ids=[subscription.user_id],
         )
 
-    async def _payment_of(self, row: SubscriptionInvoice) -> dict[str, Any] | None:
+    async def _payment_of(self, row: SubscriptionInvoice) -> ChargeWithFee | None:
         """The charge that paid the invoice (its balance transaction expanded), and its
         ids kept on the row; None when the invoice was paid without a charge."""
         charge_id = await self.stripe.invoice_charge(row.stripe_invoice_id)
@@ -254,25 +254,23 @@ class SubscriptionEvents:
             return None
         charge = await self.stripe.retrieve_charge_with_fee(charge_id)
         row.stripe_charge_id = charge_id
-        row.stripe_payment_intent_id = stripe_id(charge.get("payment_intent")) or (
-            row.stripe_payment_intent_id
-        )
+        row.stripe_payment_intent_id = charge.payment_intent or (row.stripe_payment_intent_id)
         return charge
 
     async def record_fee(
-        self, row: SubscriptionInvoice, charge: dict[str, Any], reference: str
+        self, row: SubscriptionInvoice, charge: ChargeWithFee, reference: str
     ) -> None:
         charge_id = row.stripe_charge_id
-        transaction = charge.get("balance_transaction")
-        if not isinstance(transaction, dict) or not transaction.get("fee"):
+        transaction = charge.balance_transaction
+        if transaction is None or not transaction.fee:
             return  # not settled yet; reconciliation sees it later
-        fee = int(transaction["fee"])
-        currency = str(transaction.get("currency") or row.currency)
+        fee = transaction.fee
+        currency = transaction.currency or row.currency
         await self.ledger.post(
             ledger_service.NewTransaction(
                 type="processing_fee",
                 cause_type=CauseType.stripe_event,
-                cause_key=f"stripe:fee:{transaction['id']}",
+                cause_key=f"stripe:fee:{transaction.id}",
                 description=f"Stripe fee for invoice {row.stripe_invoice_id} of {reference}",
                 metadata={"invoice": row.stripe_invoice_id, "charge": charge_id},
                 postings=[
@@ -324,18 +322,18 @@ class SubscriptionEvents:
         )
         row.credited_amount = credit
 
-    async def invoice_payment_failed(self, invoice: dict[str, Any], state_at: int) -> None:
+    async def invoice_payment_failed(self, invoice: Invoice, state_at: int) -> None:
         await self._attempt_event(
             invoice, state_at, EventType.invoice_payment_failed, "payment_failed"
         )
 
-    async def invoice_payment_action_required(self, invoice: dict[str, Any], state_at: int) -> None:
+    async def invoice_payment_action_required(self, invoice: Invoice, state_at: int) -> None:
         await self._attempt_event(
             invoice, state_at, EventType.invoice_payment_action_required, "action_required"
         )
 
     async def _attempt_event(
-        self, invoice: dict[str, Any], state_at: int, event_type: EventType, what: str
+        self, invoice: Invoice, state_at: int, event_type: EventType, what: str
     ) -> None:
         """The invoice recorded and the apps told about one payment attempt of it (once
         per attempt: the change key names the attempt)."""

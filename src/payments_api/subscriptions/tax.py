@@ -10,32 +10,29 @@ authority, not revenue: they go to the platform's ``tax_collected`` account and 
 
 from __future__ import annotations
 
-from typing import Any
-
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind
 from payments_api.money import proportional_part
+from payments_api.stripe.billing_objects import Invoice, TaxAmount
 
 
-def _amounts(entries: Any) -> int | None:
-    if not isinstance(entries, list):
-        return None
-    return sum(int(entry.get("amount") or 0) for entry in entries if isinstance(entry, dict))
+def _amounts(entries: list[TaxAmount] | None) -> int | None:
+    return None if entries is None else sum(entry.amount for entry in entries)
 
 
-def invoice_tax(invoice: dict[str, Any]) -> int:
+def invoice_tax(invoice: Invoice) -> int:
     """The invoice's whole tax in minor units (0 when it carries none)."""
-    for found in (_amounts(invoice.get("total_taxes")), _amounts(invoice.get("total_tax_amounts"))):
+    for found in (_amounts(invoice.total_taxes), _amounts(invoice.total_tax_amounts)):
         if found is not None:
             return found
-    return int(invoice.get("tax") or 0)
+    return invoice.tax or 0
 
 
-def paid_tax(invoice: dict[str, Any], amount_paid: int) -> int:
+def paid_tax(invoice: Invoice, amount_paid: int) -> int:
     """The tax in what was paid. When the customer's balance or a credit note covered part
     of the total, the charge carries the tax in proportion (largest remainder, exact)."""
     tax = invoice_tax(invoice)
-    total = int(invoice.get("total") or 0)
+    total = invoice.total
     if tax <= 0 or amount_paid <= 0:
         return 0
     if total <= amount_paid:

@@ -12,7 +12,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.kit.clock import utcnow
-from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
+from payments_api.kit.lookups import by_public_id
+from payments_api.kit.pagination import parse_cursor, public_id
+from payments_api.kit.reads import read_of
 from payments_api.settings import Settings
 from payments_api.subscriptions.errors import (
     SubscriptionNotFound,
@@ -64,18 +66,14 @@ class SubscriptionViews:
         return {price.stripe_price_id: plan_read(price, product) for price, product in found}
 
     def read(self, row: Subscription, plan: PlanRead | None) -> SubscriptionRead:
-        return SubscriptionRead(
+        return read_of(
+            SubscriptionRead,
+            row,
             id=public_id(SUBSCRIPTION_PREFIX, row.id),
-            status=row.status,
             entitled=is_entitled(
                 row, now=utcnow(), grace_hours=self.settings.subscriptions_past_due_grace_hours
             ),
             plan=plan,
-            cancel_at_period_end=row.cancel_at_period_end,
-            current_period_start=row.current_period_start,
-            current_period_end=row.current_period_end,
-            trial_end=row.trial_end,
-            past_due_since=row.past_due_since,
             pause_collection=PauseCollection(
                 behavior=row.pause_behavior,
                 resumes_at=row.pause_resumes_at,
@@ -83,10 +81,6 @@ class SubscriptionViews:
             if row.pause_behavior is not None
             else None,
             origin="stripe" if row.origin == "stripe" else "api",
-            canceled_at=row.canceled_at,
-            ended_at=row.ended_at,
-            stripe_subscription_id=row.stripe_subscription_id,
-            created_at=row.created_at,
         )
 
     async def one(self, row: Subscription) -> SubscriptionRead:
@@ -94,23 +88,11 @@ class SubscriptionViews:
 
     @staticmethod
     def invoice(row: SubscriptionInvoice) -> InvoiceRead:
-        return InvoiceRead(
+        return read_of(
+            InvoiceRead,
+            row,
             id=row.stripe_invoice_id,
             subscription_id=public_id(SUBSCRIPTION_PREFIX, row.subscription_id),
-            status=row.status,
-            billing_reason=row.billing_reason,
-            amount_due=row.amount_due,
-            amount_paid=row.amount_paid,
-            currency=row.currency,
-            attempt_count=row.attempt_count,
-            period_start=row.period_start,
-            period_end=row.period_end,
-            hosted_invoice_url=row.hosted_invoice_url,
-            paid_at=row.paid_at,
-            credited_amount=row.credited_amount,
-            refunded_amount=row.refunded_amount,
-            credit_reversed=row.credit_reversed,
-            tax_amount=row.tax_amount,
         )
 
 
@@ -133,10 +115,12 @@ class SubscriptionQueries:
         )
 
     async def get(self, user: User, subscription_id: str) -> SubscriptionRead:
-        number = parse_public_id(SUBSCRIPTION_PREFIX, subscription_id)
-        row = await self.repository.get_for_user(user.id, number) if number else None
-        if row is None:
-            raise SubscriptionNotFound()
+        row = await by_public_id(
+            SUBSCRIPTION_PREFIX,
+            subscription_id,
+            lambda number: self.repository.get_for_user(user.id, number),
+            SubscriptionNotFound,
+        )
         return await self.views.one(row)
 
 
@@ -146,16 +130,5 @@ async def unclaimed_subscriptions(
     """Subscriptions of Stripe customers we do not know, newest first (admin review)."""
     rows = await SubscriptionRepository(session).unclaimed(limit=limit)
     return UnclaimedSubscriptionList(
-        data=[
-            UnclaimedSubscriptionRead(
-                stripe_subscription_id=row.stripe_subscription_id,
-                stripe_customer_id=row.stripe_customer_id,
-                status=row.status,
-                stripe_price_id=row.stripe_price_id,
-                last_event_type=row.last_event_type,
-                first_seen_at=row.created_at,
-                updated_at=row.updated_at,
-            )
-            for row in rows
-        ]
+        data=[read_of(UnclaimedSubscriptionRead, row, first_seen_at=row.created_at) for row in rows]
     )

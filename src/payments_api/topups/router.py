@@ -25,7 +25,6 @@ router = APIRouter(tags=["topups"])
     "`expired_card`, `authentication_failed`, ...). The `service` role may top up a user "
     "off-session (`user_id`). "
     "The wallet is credited when Stripe sends payment_intent.succeeded.",
-    operation_id="createTopup",
     status_code=201,
     responses=problem_responses(
         400,

@@ -29,7 +29,6 @@ ServiceCaller = Annotated[User, Depends(require_role("service"))]
     "short (never below zero; the API's one status for that code); 409 `wallet_frozen` "
     "while the wallet is frozen. Sends "
     "`wallet.debited`.",
-    operation_id="debitWallet",
     status_code=201,
     responses=problem_responses(
         400,

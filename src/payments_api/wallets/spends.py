@@ -34,7 +34,7 @@ from payments_api.earnings.models import EarningSource
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountOutOfRange, check_limits
 from payments_api.kit.clock import utcnow
-from payments_api.kit.idempotency import add_once, fingerprint, same_request
+from payments_api.kit.idempotency import add_once
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
@@ -49,8 +49,8 @@ from payments_api.problems import Forbidden
 from payments_api.projects import direct as direct_payments
 from payments_api.projects.models import DirectPayment
 from payments_api.settings import Settings
+from payments_api.users.keyed_requests import KeyedRequest
 from payments_api.users.models import User
-from payments_api.users.repository import UserRepository
 
 
 def _wallet_payment(
@@ -96,13 +96,12 @@ class WalletPayments:
             self._check_limits(body.amount, body.currency)
         elif body.price is None:
             raise PriceNotFound("An order needs `price` (a lookup key).")
-        request_fingerprint = fingerprint(body.model_dump(mode="json"))
-        user = await UserRepository(self.session).upsert_from_principal(self.principal)
+        keyed = KeyedRequest.of(
+            body, idempotency_key, "This Idempotency-Key was used for a different payment."
+        )
         orders = OrderRepository(self.session)
-        existing = same_request(
-            await orders.by_idempotency_key(user.id, idempotency_key),
-            request_fingerprint,
-            "This Idempotency-Key was used for a different payment.",
+        user, existing = await keyed.caller_and_earlier(
+            self.session, self.principal, orders.by_idempotency_key
         )
         if existing is not None:
             return order_read(existing), True
@@ -145,7 +144,7 @@ class WalletPayments:
         order.succeeded_at = now
         order.updated_at = now
         order.idempotency_key = idempotency_key
-        order.request_fingerprint = request_fingerprint
+        order.request_fingerprint = keyed.fingerprint
         twin = await add_once(
             self.session, order, lambda: orders.by_idempotency_key(user.id, idempotency_key)
         )

@@ -32,7 +32,6 @@ router = APIRouter(tags=["orders"])
     "`direct`: the payee's take (amount less the platform's application fee, the card "
     "rule) lands in the payee's available balance. Sends `order.paid`. Refunds "
     "(`POST /api/v1/admin/refunds`) go back to the wallet.",
-    operation_id="payFromWallet",
     status_code=201,
     responses=problem_responses(
         400,

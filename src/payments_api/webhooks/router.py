@@ -51,7 +51,6 @@ async def _receive(
 @router.post(
     "/api/v1/webhooks/stripe",
     summary="Stripe webhook endpoint for platform events",
-    operation_id="receiveStripeWebhook",
     openapi_extra=_EVENT_BODY,
     responses=problem_responses(
         404,
@@ -69,7 +68,6 @@ async def receive_stripe_webhook(
 @router.post(
     "/api/v1/webhooks/stripe/connect",
     summary="Stripe webhook endpoint for connected-account events",
-    operation_id="receiveStripeConnectWebhook",
     openapi_extra=_EVENT_BODY,
     responses=problem_responses(
         404, webhooks_errors.WebhookPayloadInvalid, webhooks_errors.WebhookSignatureInvalid
@@ -88,7 +86,6 @@ def _read(row: Any) -> WebhookEventRead:
 @router.get(
     "/api/v1/admin/webhook-events",
     summary="Stored Stripe events, newest first",
-    operation_id="listWebhookEvents",
     tags=["admin"],
     responses=problem_responses(401, 403, 422, webhooks_errors.WebhookEventNotFound),
 )
@@ -111,7 +108,6 @@ async def list_webhook_events(
 @router.post(
     "/api/v1/admin/webhook-events/{event_id}/replay",
     summary="Apply a stored event again (handlers are idempotent)",
-    operation_id="replayWebhookEvent",
     tags=["admin"],
     responses=problem_responses(401, 403, webhooks_errors.WebhookEventNotFound),
 )
