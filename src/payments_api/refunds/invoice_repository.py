@@ -79,15 +79,8 @@ class InvoiceRefundRepository(RowRepository[InvoiceRefund]):
         return [(r[0], r[1]) for r in rows.all()]
 
 
-class InvoiceLookup(InvoiceRepository):
+class InvoiceLookup(InvoiceRepository, RowRepository[SubscriptionInvoice]):
     """The subscription invoices refunds read: the subscriptions' queries (by Stripe id,
-    by payment) and one by row id."""
+    by payment) and one by row id (``RowRepository.get``)."""
 
-    async def get(self, invoice_id: int, *, for_update: bool = False) -> SubscriptionInvoice | None:
-        stmt = select(SubscriptionInvoice).where(SubscriptionInvoice.id == invoice_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        result: SubscriptionInvoice | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
-        )
-        return result
+    model = SubscriptionInvoice
