@@ -22,7 +22,7 @@ from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
-from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.kinds import AccountKind
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import PURPOSES
 from payments_api.orders.reads import ORDER_PREFIX, order_read
@@ -31,14 +31,14 @@ from payments_api.orders.refund_repository import RefundRepository
 from payments_api.orders.repository import OrderRepository
 from payments_api.refunds.reads import REFUND_PREFIX, refund_read
 from payments_api.refunds.refund_events import emit_refund_outcome
-from payments_api.refunds.released_authorizations import releases_an_authorization
-from payments_api.refunds.two_phase import (
-    RefundSettlementFlow,
+from payments_api.refunds.refund_ledger import (
     platform_account,
-    refunded_transaction,
-    reversed_postings,
+    refund_transaction,
+    to_the_card,
     user_account,
 )
+from payments_api.refunds.released_authorizations import releases_an_authorization
+from payments_api.refunds.two_phase import RefundSettlementFlow
 from payments_api.refunds.wallet_refunds import refresh_wallet_refund
 from payments_api.stripe.objects import Refund as StripeRefund
 
@@ -90,33 +90,10 @@ class OrderRefundHandover:
     refund: Refund
 
     def refund_transaction(
-        self,
-        type: str,
-        postings: list[ledger_service.PostingSpec],
-        *,
-        description: str,
-        step: str | None = None,
-        allow_negative_available: bool = False,
-        **metadata: Any,
+        self, type: str, postings: list[ledger_service.PostingSpec], **details: Any
     ) -> ledger_service.NewTransaction:
-        """A transaction of the refund: Stripe's refund (cause ``stripe:refund:{re}``),
-        or with a ``step`` one of the refund's own (``refund:{id}:{step}``); its
-        metadata names the refund and the order."""
-        refund, stripe_id = self.refund, self.refund.stripe_refund_id
-        if step is None:
-            cause_type, cause_key = CauseType.stripe_event, f"stripe:refund:{stripe_id}"
-            metadata = {"refund": stripe_id, **metadata}
-        else:
-            cause_type, cause_key = CauseType.system, f"refund:{refund.id}:{step}"
-        return ledger_service.NewTransaction(
-            type=type,
-            cause_type=cause_type,
-            cause_key=cause_key,
-            description=description,
-            metadata={"refund_id": refund.id, "order_id": refund.order_id, **metadata},
-            postings=postings,
-            allow_negative_available=allow_negative_available,
-        )
+        """A transaction of the refund (``refund_ledger.refund_transaction``)."""
+        return refund_transaction(self.refund, type, postings, **details)
 
 
 @dataclass(slots=True)
@@ -179,18 +156,12 @@ class OrderRefundBooking(OrderRefundHandover):
                 )
             )
         await self.ledger.post(
-            refunded_transaction(
-                refund,
-                type="refund",
+            self.refund_transaction(
+                "refund",
+                to_the_card(refund, debits),
                 description=f"Refund {public_id(REFUND_PREFIX, refund.id)} of "
                 f"{public_id(ORDER_PREFIX, refund.order_id)}",
-                metadata={
-                    "refund_id": refund.id,
-                    "order_id": refund.order_id,
-                    "refund": refund.stripe_refund_id,
-                    "shortfall": shortfall,
-                },
-                debits=debits,
+                shortfall=shortfall,
             )
         )
 
@@ -256,14 +227,7 @@ class RefundSettlement(RefundSettlementFlow[Refund, Order]):
     async def release_hold(self, refund: Refund) -> None:
         """Stripe did not refund: the held money goes back to available."""
         await self._credit_not_taken(refund)
-        await self._post_release(
-            refund,
-            refund.hold_amount,
-            hold_kind(refund),
-            cause_key=f"refund:{refund.id}:release",
-            description=f"Refund {public_id(REFUND_PREFIX, refund.id)} did not happen",
-            metadata={"refund_id": refund.id, "order_id": refund.order_id},
-        )
+        await self._post_release(refund, refund.hold_amount, hold_kind(refund))
 
     async def _credit_not_taken(self, refund: Refund) -> None:
         """A refund that did not happen took no credit back: the order's count of credit
@@ -277,18 +241,14 @@ class RefundSettlement(RefundSettlementFlow[Refund, Order]):
     async def _revert(self, refund: Refund, order: Order, now: datetime) -> None:
         """The exact opposite of the settlement, with the customer's share returned to
         available (the hold it came from is gone)."""
-        settled = await self.ledger.repository.get_transaction(
-            cause_key=f"stripe:refund:{refund.stripe_refund_id}"
-        )
+        settled_key = f"stripe:refund:{refund.stripe_refund_id}"
+        settled = await self.ledger.repository.get_transaction(cause_key=settled_key)
         if settled is None:  # pragma: no cover - succeeded always posted it
             raise RuntimeError(f"refund {refund.id} succeeded without a ledger transaction")
         await self._credit_not_taken(refund)
         await PURPOSES.get(order.purpose).on_refund_reverted(self.booking(refund, order))
         await self._post_reverted(
-            refund,
-            reversed_postings(settled, held=(AccountKind.withdrawing, AccountKind.refunding)),
-            description=f"Refund {public_id(REFUND_PREFIX, refund.id)} failed after succeeding",
-            metadata={"refund_id": refund.id},
+            refund, [settled_key], held=(AccountKind.withdrawing, AccountKind.refunding)
         )
         order.refunded_amount -= refund.amount
         refresh_order_status(order)

@@ -24,6 +24,7 @@ from payments_api.orders.refund_repository import RefundRepository
 from payments_api.refunds import metrics
 from payments_api.refunds.admin_request import AdminRefundRequest
 from payments_api.refunds.reads import REFUND_PREFIX
+from payments_api.refunds.refund_ledger import platform_account, user_account
 from payments_api.refunds.reservation import (
     credit_to_take_back,
     freeze_for_refund,
@@ -37,11 +38,7 @@ from payments_api.refunds.settlement import (
     emit_refund_succeeded,
     refresh_order_status,
 )
-from payments_api.refunds.two_phase import (
-    amount_to_refund,
-    platform_account,
-    user_account,
-)
+from payments_api.refunds.two_phase import amount_to_refund
 
 
 @dataclass(slots=True)
