@@ -4,31 +4,21 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.disputes.models import OPEN_STATUSES, Dispute
+from payments_api.kit.row_repository import RowRepository
 
 
-class DisputeRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def get(self, dispute_id: int) -> Dispute | None:
-        result: Dispute | None = await self.session.scalar(
-            select(Dispute).where(Dispute.id == dispute_id)
-        )
-        return result
+class DisputeRepository(RowRepository[Dispute]):
+    model = Dispute
 
     async def by_stripe_id(
         self, stripe_dispute_id: str, *, for_update: bool = False
     ) -> Dispute | None:
-        stmt = select(Dispute).where(Dispute.stripe_dispute_id == stripe_dispute_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        result: Dispute | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
+        return await self.one(
+            select(Dispute).where(Dispute.stripe_dispute_id == stripe_dispute_id),
+            for_update=for_update,
         )
-        return result
 
     async def insert_if_new(self, values: dict[str, Any]) -> None:
         await self.session.execute(
@@ -53,11 +43,9 @@ class DisputeRepository:
     async def page(
         self, *, limit: int, before_id: int | None, status: str | None, user_id: str | None
     ) -> list[Dispute]:
-        stmt = select(Dispute).order_by(Dispute.id.desc()).limit(limit)
-        if before_id is not None:
-            stmt = stmt.where(Dispute.id < before_id)
+        conditions = []
         if status is not None:
-            stmt = stmt.where(Dispute.status == status)
+            conditions.append(Dispute.status == status)
         if user_id is not None:
-            stmt = stmt.where(Dispute.user_id == user_id)
-        return list((await self.session.scalars(stmt)).all())
+            conditions.append(Dispute.user_id == user_id)
+        return await self.newest_first(*conditions, limit=limit, before_id=before_id)

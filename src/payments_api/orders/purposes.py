@@ -122,6 +122,19 @@ class RefundBooking(Protocol):
     async def settle_unbacked(self) -> None:
         """Nothing backs the refund: the platform's adjustments bear it."""
 
+    def refund_transaction(
+        self,
+        type: str,
+        postings: list[PostingSpec],
+        *,
+        description: str,
+        step: str | None = None,
+        **metadata: Any,
+    ) -> NewTransaction:
+        """A transaction of the refund that the purpose books itself: Stripe's refund
+        (cause ``stripe:refund:{re}``), or with a ``step`` one of the refund's own
+        (``refund:{id}:{step}``); its metadata names the refund and the order."""
+
 
 class WalletRefundBooking(Protocol):
     """A refund of an order paid from the wallet, back to the wallet at once, handed to

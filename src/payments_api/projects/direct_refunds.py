@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
-from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.kinds import AccountKind
 from payments_api.ledger.shapes import move
 from payments_api.ledger.take_back import post_taking_from_payee, take_back_postings
 from payments_api.money import proportional_part
@@ -92,22 +92,15 @@ async def settle(booking: RefundBooking) -> None:
         )
     refund_public = public_id(REFUND_PREFIX, refund.id)
     await ledger.post(
-        ledger_service.NewTransaction(
-            type="direct_refund",
-            cause_type=CauseType.stripe_event,
-            cause_key=f"stripe:refund:{refund.stripe_refund_id}",
+        booking.refund_transaction(
+            "direct_refund",
+            postings,
             description=f"Refund {refund_public} of direct payment "
             f"{public_id(ORDER_PREFIX, refund.order_id)}",
-            metadata={
-                "refund_id": refund.id,
-                "order_id": refund.order_id,
-                "refund": refund.stripe_refund_id,
-                "payment_intent": payment.stripe_payment_intent_id,
-                "payee_id": payment.payee_id,
-                "payee_share": payee_share,
-                "fee_share": fee_share,
-            },
-            postings=postings,
+            payment_intent=payment.stripe_payment_intent_id,
+            payee_id=payment.payee_id,
+            payee_share=payee_share,
+            fee_share=fee_share,
         )
     )
     if not covered:
@@ -122,22 +115,15 @@ async def settle(booking: RefundBooking) -> None:
         covered,
     )
     await ledger.post(
-        ledger_service.NewTransaction(
-            type="direct_refund_cover",
-            cause_type=CauseType.system,
-            cause_key=f"refund:{refund.id}:platform_cover",
+        booking.refund_transaction(
+            "direct_refund_cover",
+            move(covered, out_of=_platform(AccountKind.adjustments, currency), into=stripe_balance),
+            step="platform_cover",
             description=f"Platform covers what the payee's account could not give "
             f"back for {refund_public}",
-            metadata={
-                "refund_id": refund.id,
-                "order_id": refund.order_id,
-                "payee_id": payment.payee_id,
-                "payee_coverable": coverable,
-                "covered": covered,
-            },
-            postings=move(
-                covered, out_of=_platform(AccountKind.adjustments, currency), into=stripe_balance
-            ),
+            payee_id=payment.payee_id,
+            payee_coverable=coverable,
+            covered=covered,
         )
     )
 

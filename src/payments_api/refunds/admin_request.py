@@ -5,7 +5,8 @@ from the wallet all keep the same facts of the request on their row (reason, not
 admin, the idempotency key and the request's fingerprint), replay a request by its key
 and write the same ``refund.create`` audit entry: one :class:`AdminRefundRequest` says
 them once for every variant. :class:`AdminRefunds` is the admin's ``create`` of the
-two-phase variants (orders, invoices): reserve, ask Stripe, apply its answer.
+two-phase variants (orders, invoices): reserve, ask Stripe (the Stripe Refund each
+variant's payment gets, :meth:`AdminRefunds.stripe_request`), apply its answer.
 """
 
 from __future__ import annotations

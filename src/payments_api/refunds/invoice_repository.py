@@ -7,40 +7,30 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.kit.row_repository import RowRepository
 from payments_api.orders.refund_repository import IN_FLIGHT
 from payments_api.refunds.invoice_models import InvoiceRefund
 from payments_api.subscriptions.models import SubscriptionInvoice
 from payments_api.subscriptions.repository import InvoiceRepository
 
 
-class InvoiceRefundRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def get(self, refund_id: int, *, for_update: bool = False) -> InvoiceRefund | None:
-        stmt = select(InvoiceRefund).where(InvoiceRefund.id == refund_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        result: InvoiceRefund | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
-        )
-        return result
+class InvoiceRefundRepository(RowRepository[InvoiceRefund]):
+    model = InvoiceRefund
 
     async def by_stripe_id(self, stripe_refund_id: str) -> InvoiceRefund | None:
-        result: InvoiceRefund | None = await self.session.scalar(
-            select(InvoiceRefund).where(InvoiceRefund.stripe_refund_id == stripe_refund_id)
+        return await self.one(
+            select(InvoiceRefund).where(InvoiceRefund.stripe_refund_id == stripe_refund_id),
+            fresh=False,
         )
-        return result
 
     async def by_idempotency_key(self, actor_id: str, key: str) -> InvoiceRefund | None:
-        result: InvoiceRefund | None = await self.session.scalar(
+        return await self.one(
             select(InvoiceRefund).where(
                 InvoiceRefund.requested_by == actor_id, InvoiceRefund.idempotency_key == key
-            )
+            ),
+            fresh=False,
         )
-        return result
 
     async def in_flight(self, invoice_id: int) -> tuple[int, int]:
         """Amount and credit hold of the invoice's refunds still in flight."""
@@ -89,15 +79,8 @@ class InvoiceRefundRepository:
         return [(r[0], r[1]) for r in rows.all()]
 
 
-class InvoiceLookup(InvoiceRepository):
+class InvoiceLookup(InvoiceRepository, RowRepository[SubscriptionInvoice]):
     """The subscription invoices refunds read: the subscriptions' queries (by Stripe id,
-    by payment) and one by row id."""
+    by payment) and one by row id (``RowRepository.get``)."""
 
-    async def get(self, invoice_id: int, *, for_update: bool = False) -> SubscriptionInvoice | None:
-        stmt = select(SubscriptionInvoice).where(SubscriptionInvoice.id == invoice_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        result: SubscriptionInvoice | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
-        )
-        return result
+    model = SubscriptionInvoice

@@ -23,21 +23,21 @@ from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
-from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.kinds import AccountKind
 from payments_api.money import proportional_part
 from payments_api.orders.refund_repository import IN_FLIGHT
 from payments_api.refunds.invoice_models import InvoiceRefund
 from payments_api.refunds.invoice_repository import InvoiceLookup, InvoiceRefundRepository
 from payments_api.refunds.reads import shared_fields
 from payments_api.refunds.refund_events import Outcome, emit_refund_outcome
-from payments_api.refunds.schemas import RefundRead
-from payments_api.refunds.two_phase import (
-    RefundSettlementFlow,
+from payments_api.refunds.refund_ledger import (
     platform_account,
-    refunded_transaction,
-    reversed_postings,
+    refund_transaction,
+    to_the_card,
     user_account,
 )
+from payments_api.refunds.schemas import RefundRead
+from payments_api.refunds.two_phase import RefundSettlementFlow
 from payments_api.stripe.objects import Refund as StripeRefund
 from payments_api.subscriptions.models import SubscriptionInvoice
 from payments_api.subscriptions.service import SubscriptionViews
@@ -74,6 +74,7 @@ class InvoiceRefundSettlement(RefundSettlementFlow[InvoiceRefund, SubscriptionIn
     have their turn)."""
 
     label = "invoice refund"
+    public_prefix = INVOICE_REFUND_PREFIX
     metadata_key = "invoice_refund_id"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -128,21 +129,18 @@ class InvoiceRefundSettlement(RefundSettlementFlow[InvoiceRefund, SubscriptionIn
         tax = refund_tax_share(
             amount, invoice.amount_paid, invoice.tax_amount or 0, invoice.refunded_amount
         )
+        revenue = [
+            ledger_service.PostingSpec(posting.account, -posting.amount)
+            for posting in revenue_postings(amount, tax, currency)
+        ]
         await self.ledger.post(
-            refunded_transaction(
+            refund_transaction(
                 refund,
-                type="invoice_refund",
+                "invoice_refund",
+                to_the_card(refund, revenue),
                 description=f"Refund {public_id(INVOICE_REFUND_PREFIX, refund.id)} of invoice "
                 f"{invoice.stripe_invoice_id}",
-                metadata={
-                    "invoice_refund_id": refund.id,
-                    "invoice": invoice.stripe_invoice_id,
-                    "refund": refund.stripe_refund_id,
-                },
-                debits=[
-                    ledger_service.PostingSpec(posting.account, -posting.amount)
-                    for posting in revenue_postings(amount, tax, currency)
-                ],
+                invoice=invoice.stripe_invoice_id,
             )
         )
         share = credit_share(invoice, amount, invoice.refunded_amount)
@@ -198,32 +196,22 @@ class InvoiceRefundSettlement(RefundSettlementFlow[InvoiceRefund, SubscriptionIn
                 ledger_service.PostingSpec(platform_account(AccountKind.sales, currency), share)
             )
         await self.ledger.post(
-            ledger_service.NewTransaction(
-                type="invoice_refund_credit",
-                cause_type=CauseType.system,
-                cause_key=f"invoice_refund:{refund.id}:credit",
+            refund_transaction(
+                refund,
+                "invoice_refund_credit",
+                postings,
+                step="credit",
                 description=f"Plan credit taken back by "
                 f"{public_id(INVOICE_REFUND_PREFIX, refund.id)}",
-                metadata={
-                    "invoice_refund_id": refund.id,
-                    "invoice": invoice.stripe_invoice_id,
-                    "credit_share": share,
-                    "shortfall": shortfall,
-                },
-                postings=postings,
+                invoice=invoice.stripe_invoice_id,
+                credit_share=share,
+                shortfall=shortfall,
             )
         )
 
     async def release_hold(self, refund: InvoiceRefund) -> None:
         """Stripe did not refund: the held credit goes back to available."""
-        await self._post_release(
-            refund,
-            refund.credit_hold,
-            AccountKind.withdrawing,
-            cause_key=f"invoice_refund:{refund.id}:release",
-            description=f"Refund {public_id(INVOICE_REFUND_PREFIX, refund.id)} did not happen",
-            metadata={"invoice_refund_id": refund.id},
-        )
+        await self._post_release(refund, refund.credit_hold, AccountKind.withdrawing)
 
     async def _revert(
         self, refund: InvoiceRefund, invoice: SubscriptionInvoice, now: datetime
@@ -231,17 +219,6 @@ class InvoiceRefundSettlement(RefundSettlementFlow[InvoiceRefund, SubscriptionIn
         """The exact opposite of the settlement, with the subscriber's credit returned to
         available."""
         keys = [f"stripe:refund:{refund.stripe_refund_id}", f"invoice_refund:{refund.id}:credit"]
-        postings: list[ledger_service.PostingSpec] = []
-        for cause_key in keys:
-            settled = await self.ledger.repository.get_transaction(cause_key=cause_key)
-            if settled is not None:
-                postings.extend(reversed_postings(settled, held=(AccountKind.withdrawing,)))
-        await self._post_reverted(
-            refund,
-            postings,
-            description=f"Refund {public_id(INVOICE_REFUND_PREFIX, refund.id)} failed "
-            "after succeeding",
-            metadata={"invoice_refund_id": refund.id},
-        )
+        await self._post_reverted(refund, keys, held=(AccountKind.withdrawing,))
         invoice.refunded_amount -= refund.amount
         invoice.credit_reversed -= refund.credit_share

@@ -52,12 +52,9 @@ from payments_api.refunds.invoice_settlement import (
     credit_share,
     invoice_refund_read,
 )
+from payments_api.refunds.refund_ledger import hold_transaction, user_account
 from payments_api.refunds.schemas import RefundCreate, RefundList, RefundRead
-from payments_api.refunds.two_phase import (
-    amount_to_refund,
-    hold_transaction,
-    user_account,
-)
+from payments_api.refunds.two_phase import amount_to_refund
 from payments_api.subscriptions.models import SubscriptionInvoice
 
 log = logging.getLogger(__name__)
@@ -194,13 +191,10 @@ class InvoiceRefundService(AdminRefunds[InvoiceRefund]):
             try:
                 await ledger.post(
                     hold_transaction(
-                        cause_key=f"invoice_refund:{refund.id}:hold",
+                        refund,
+                        hold,
                         description=f"Plan credit held for "
                         f"{public_id(INVOICE_REFUND_PREFIX, refund.id)}",
-                        metadata={"invoice_refund_id": refund.id},
-                        user_id=invoice.user_id,
-                        currency=invoice.currency,
-                        amount=hold,
                     )
                 )
             except InsufficientFunds as exc:

@@ -34,12 +34,9 @@ from payments_api.orders.refund_repository import RefundRepository
 from payments_api.refunds import metrics
 from payments_api.refunds.admin_request import AdminRefundRequest
 from payments_api.refunds.reads import REFUND_PREFIX
+from payments_api.refunds.refund_ledger import hold_transaction, user_account
 from payments_api.refunds.settlement import REFUNDABLE_STATUSES
-from payments_api.refunds.two_phase import (
-    amount_to_refund,
-    hold_transaction,
-    user_account,
-)
+from payments_api.refunds.two_phase import amount_to_refund
 from payments_api.users.repository import UserRepository
 
 
@@ -192,12 +189,9 @@ async def reserve_order(
         try:
             await ledger.post(
                 hold_transaction(
-                    cause_key=f"refund:{refund.id}:hold",
+                    refund,
+                    refund.hold_amount,
                     description=f"Refund {public_id(REFUND_PREFIX, refund.id)} pending",
-                    metadata={"refund_id": refund.id, "order_id": order.id},
-                    user_id=order.user_id,
-                    currency=order.currency,
-                    amount=refund.hold_amount,
                     allow_negative_available=forced,
                 )
             )

@@ -31,14 +31,14 @@ from payments_api.orders.refund_repository import RefundRepository
 from payments_api.orders.repository import OrderRepository
 from payments_api.refunds.reads import REFUND_PREFIX, refund_read
 from payments_api.refunds.refund_events import emit_refund_outcome
-from payments_api.refunds.released_authorizations import releases_an_authorization
-from payments_api.refunds.two_phase import (
-    RefundSettlementFlow,
+from payments_api.refunds.refund_ledger import (
     platform_account,
-    refunded_transaction,
-    reversed_postings,
+    refund_transaction,
+    to_the_card,
     user_account,
 )
+from payments_api.refunds.released_authorizations import releases_an_authorization
+from payments_api.refunds.two_phase import RefundSettlementFlow
 from payments_api.refunds.wallet_refunds import refresh_wallet_refund
 from payments_api.stripe.objects import Refund as StripeRefund
 
@@ -88,6 +88,12 @@ class OrderRefundHandover:
     ledger: ledger_service.LedgerService
     order: Order
     refund: Refund
+
+    def refund_transaction(
+        self, type: str, postings: list[ledger_service.PostingSpec], **details: Any
+    ) -> ledger_service.NewTransaction:
+        """A transaction of the refund (``refund_ledger.refund_transaction``)."""
+        return refund_transaction(self.refund, type, postings, **details)
 
 
 @dataclass(slots=True)
@@ -150,18 +156,12 @@ class OrderRefundBooking(OrderRefundHandover):
                 )
             )
         await self.ledger.post(
-            refunded_transaction(
-                refund,
-                type="refund",
+            self.refund_transaction(
+                "refund",
+                to_the_card(refund, debits),
                 description=f"Refund {public_id(REFUND_PREFIX, refund.id)} of "
                 f"{public_id(ORDER_PREFIX, refund.order_id)}",
-                metadata={
-                    "refund_id": refund.id,
-                    "order_id": refund.order_id,
-                    "refund": refund.stripe_refund_id,
-                    "shortfall": shortfall,
-                },
-                debits=debits,
+                shortfall=shortfall,
             )
         )
 
@@ -227,14 +227,7 @@ class RefundSettlement(RefundSettlementFlow[Refund, Order]):
     async def release_hold(self, refund: Refund) -> None:
         """Stripe did not refund: the held money goes back to available."""
         await self._credit_not_taken(refund)
-        await self._post_release(
-            refund,
-            refund.hold_amount,
-            hold_kind(refund),
-            cause_key=f"refund:{refund.id}:release",
-            description=f"Refund {public_id(REFUND_PREFIX, refund.id)} did not happen",
-            metadata={"refund_id": refund.id, "order_id": refund.order_id},
-        )
+        await self._post_release(refund, refund.hold_amount, hold_kind(refund))
 
     async def _credit_not_taken(self, refund: Refund) -> None:
         """A refund that did not happen took no credit back: the order's count of credit
@@ -248,18 +241,14 @@ class RefundSettlement(RefundSettlementFlow[Refund, Order]):
     async def _revert(self, refund: Refund, order: Order, now: datetime) -> None:
         """The exact opposite of the settlement, with the customer's share returned to
         available (the hold it came from is gone)."""
-        settled = await self.ledger.repository.get_transaction(
-            cause_key=f"stripe:refund:{refund.stripe_refund_id}"
-        )
+        settled_key = f"stripe:refund:{refund.stripe_refund_id}"
+        settled = await self.ledger.repository.get_transaction(cause_key=settled_key)
         if settled is None:  # pragma: no cover - succeeded always posted it
             raise RuntimeError(f"refund {refund.id} succeeded without a ledger transaction")
         await self._credit_not_taken(refund)
         await PURPOSES.get(order.purpose).on_refund_reverted(self.booking(refund, order))
         await self._post_reverted(
-            refund,
-            reversed_postings(settled, held=(AccountKind.withdrawing, AccountKind.refunding)),
-            description=f"Refund {public_id(REFUND_PREFIX, refund.id)} failed after succeeding",
-            metadata={"refund_id": refund.id},
+            refund, [settled_key], held=(AccountKind.withdrawing, AccountKind.refunding)
         )
         order.refunded_amount -= refund.amount
         refresh_order_status(order)

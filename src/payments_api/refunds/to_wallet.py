@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
-from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger import shapes
+from payments_api.ledger.kinds import AccountKind
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import PURPOSES
 from payments_api.orders.reads import ORDER_PREFIX
@@ -23,6 +24,7 @@ from payments_api.orders.refund_repository import RefundRepository
 from payments_api.refunds import metrics
 from payments_api.refunds.admin_request import AdminRefundRequest
 from payments_api.refunds.reads import REFUND_PREFIX
+from payments_api.refunds.refund_ledger import platform_account, user_account
 from payments_api.refunds.reservation import (
     credit_to_take_back,
     freeze_for_refund,
@@ -36,11 +38,7 @@ from payments_api.refunds.settlement import (
     emit_refund_succeeded,
     refresh_order_status,
 )
-from payments_api.refunds.two_phase import (
-    amount_to_refund,
-    platform_account,
-    user_account,
-)
+from payments_api.refunds.two_phase import amount_to_refund
 
 
 @dataclass(slots=True)
@@ -52,20 +50,14 @@ class WalletRefund(OrderRefundHandover):
         self, extra: list[ledger_service.PostingSpec], **metadata: Any
     ) -> ledger_service.NewTransaction:
         refund, order = self.refund, self.order
-        return ledger_service.NewTransaction(
-            type="wallet_refund",
-            cause_type=CauseType.system,
-            cause_key=f"refund:{refund.id}:wallet",
+        wallet = user_account(order.user_id, AccountKind.available, refund.currency)
+        return self.refund_transaction(
+            "wallet_refund",
+            [ledger_service.PostingSpec(wallet, refund.amount), *extra],
+            step="wallet",
             description=f"Refund {public_id(REFUND_PREFIX, refund.id)} of "
             f"{public_id(ORDER_PREFIX, order.id)} to the wallet",
-            metadata={"refund_id": refund.id, "order_id": order.id, **metadata},
-            postings=[
-                ledger_service.PostingSpec(
-                    user_account(order.user_id, AccountKind.available, refund.currency),
-                    refund.amount,
-                ),
-                *extra,
-            ],
+            **metadata,
         )
 
     async def from_sales(self) -> None:
@@ -130,25 +122,20 @@ async def refund_to_wallet(
     added = await request.add_once(session, refund, RefundRepository(session))
     if added is not refund:
         return added
-    await PURPOSES.get(order.purpose).on_refunded_to_wallet(
-        WalletRefund(session, ledger, order, refund)
-    )
+    booking = WalletRefund(session, ledger, order, refund)
+    await PURPOSES.get(order.purpose).on_refunded_to_wallet(booking)
     if credit:
         await ledger.post(
-            ledger_service.NewTransaction(
-                type="order_credit_reversal",
-                cause_type=CauseType.system,
-                cause_key=f"refund:{refund.id}:credit",
+            booking.refund_transaction(
+                "order_credit_reversal",
+                shapes.move(
+                    credit, out_of=wallet, into=platform_account(AccountKind.sales, currency)
+                ),
+                step="credit",
                 description=f"Wallet credit of {public_id(ORDER_PREFIX, order.id)} taken "
                 f"back by {public_id(REFUND_PREFIX, refund.id)}",
-                metadata={"refund_id": refund.id, "order_id": order.id, "forced": forced},
-                postings=[
-                    ledger_service.PostingSpec(wallet, -credit),
-                    ledger_service.PostingSpec(
-                        platform_account(AccountKind.sales, currency), credit
-                    ),
-                ],
                 allow_negative_available=forced,
+                forced=forced,
             )
         )
         order.credit_taken_back_amount += credit

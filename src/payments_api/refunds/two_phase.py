@@ -30,7 +30,6 @@ from payments_api.kit.stripe_flow import StripeFlow
 from payments_api.kit.stripe_operation import UNKNOWN, Attempt, StripeOperation, Unknown
 from payments_api.kit.stripe_settlement import StripeSettlement
 from payments_api.ledger import service as ledger_service
-from payments_api.ledger import shapes
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.orders.purposes import StripeRefundOptions
 from payments_api.orders.refund_errors import (
@@ -42,6 +41,7 @@ from payments_api.orders.refund_models import Refund
 from payments_api.orders.refund_repository import IN_FLIGHT
 from payments_api.refunds import metrics
 from payments_api.refunds.invoice_models import InvoiceRefund
+from payments_api.refunds.refund_ledger import refund_transaction, wallet_move
 from payments_api.stripe.errors import PaymentProviderError, PaymentProviderUnavailable
 from payments_api.stripe.gateway import StripeGateway
 from payments_api.stripe.objects import Refund as StripeRefund
@@ -64,40 +64,6 @@ class RefundRows(Protocol[RowT_co]):
     async def by_stripe_id(self, stripe_refund_id: str) -> RowT_co | None: ...
 
     async def insert_from_stripe(self, values: dict[str, Any]) -> None: ...
-
-
-def user_account(user_id: str, kind: AccountKind, currency: str) -> ledger_service.AccountRef:
-    return ledger_service.AccountRef.user(user_id, kind, currency)
-
-
-def platform_account(kind: AccountKind, currency: str) -> ledger_service.AccountRef:
-    return ledger_service.AccountRef.platform(kind, currency)
-
-
-def refunded_transaction(
-    refund: Refund | InvoiceRefund,
-    *,
-    type: str,
-    description: str,
-    metadata: dict[str, Any],
-    debits: list[ledger_service.PostingSpec],
-) -> ledger_service.NewTransaction:
-    """Stripe refunded: the money leaves the platform's Stripe balance, taken from
-    ``debits``; the cause ``stripe:refund:{re}`` is what reconciliation matches to
-    Stripe's refund, and what makes a second application impossible."""
-    return ledger_service.NewTransaction(
-        type=type,
-        cause_type=CauseType.stripe_event,
-        cause_key=f"stripe:refund:{refund.stripe_refund_id}",
-        description=description,
-        metadata=metadata,
-        postings=[
-            *debits,
-            ledger_service.PostingSpec(
-                platform_account(AccountKind.stripe_balance, refund.currency), refund.amount
-            ),
-        ],
-    )
 
 
 def reversed_postings(
@@ -136,33 +102,6 @@ def amount_to_refund(requested: int | None, refundable: int, currency: str, of: 
     return amount
 
 
-def hold_transaction(
-    *,
-    cause_key: str,
-    description: str,
-    metadata: dict[str, Any],
-    user_id: str,
-    currency: str,
-    amount: int,
-    allow_negative_available: bool = False,
-) -> ledger_service.NewTransaction:
-    """The refund's hold: ``available -> withdrawing`` (the customer can neither spend
-    nor withdraw money that is being refunded), until Stripe answers."""
-    return ledger_service.NewTransaction(
-        type="refund_hold",
-        cause_type=CauseType.system,
-        cause_key=cause_key,
-        description=description,
-        metadata=metadata,
-        postings=shapes.move(
-            amount,
-            out_of=user_account(user_id, AccountKind.available, currency),
-            into=user_account(user_id, AccountKind.withdrawing, currency),
-        ),
-        allow_negative_available=allow_negative_available,
-    )
-
-
 def answer_known(refund: Refund | InvoiceRefund) -> bool:
     """Whether Stripe's answer on the refund is known (else the API answers 202)."""
     return refund.stripe_refund_id is not None or refund.status not in IN_FLIGHT
@@ -173,8 +112,9 @@ class RefundSettlementFlow(StripeSettlement, ABC, Generic[RowT, ParentT]):
     parents, what a success books and emits, and what a failure undoes."""
 
     label = "refund"
+    public_prefix = "rfd"
     metadata_key = "refund_id"
-    """The Stripe Refund's metadata naming our row."""
+    """The Stripe Refund's (and the ledger's) metadata naming our row."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -335,52 +275,40 @@ class RefundSettlementFlow(StripeSettlement, ABC, Generic[RowT, ParentT]):
             return
         log.warning("%s %s: unknown Stripe status %r ignored", self.label, refund.id, status)
 
-    async def _post_release(
-        self,
-        refund: RowT,
-        held: int,
-        kind: AccountKind,
-        *,
-        cause_key: str,
-        description: str,
-        metadata: dict[str, Any],
-    ) -> None:
+    async def _post_release(self, refund: RowT, held: int, kind: AccountKind) -> None:
         """The ``held`` part of a refund that did not happen goes back from ``kind`` to
         the owner's available."""
         if not held:
             return
         await self.ledger.post(
-            ledger_service.NewTransaction(
-                type="refund_release",
-                cause_type=CauseType.system,
-                cause_key=cause_key,
-                description=description,
-                metadata=metadata,
-                postings=shapes.move(
-                    held,
-                    out_of=user_account(refund.user_id, kind, refund.currency),
-                    into=user_account(refund.user_id, AccountKind.available, refund.currency),
-                ),
+            refund_transaction(
+                refund,
+                "refund_release",
+                wallet_move(refund, held, out_of=kind, into=AccountKind.available),
+                step="release",
+                description=f"Refund {public_id(self.public_prefix, refund.id)} did not happen",
             )
         )
 
     async def _post_reverted(
-        self,
-        refund: RowT,
-        postings: list[ledger_service.PostingSpec],
-        *,
-        description: str,
-        metadata: dict[str, Any],
+        self, refund: RowT, settled_keys: list[str], held: tuple[AccountKind, ...]
     ) -> None:
-        """Undo what a refund Stripe reported succeeded booked (``postings``), once per
-        Stripe Refund."""
+        """Undo what a refund Stripe reported succeeded booked (the transactions of
+        ``settled_keys`` that exist, :func:`reversed_postings`), once per Stripe Refund."""
+        postings: list[ledger_service.PostingSpec] = []
+        for cause_key in settled_keys:
+            settled = await self.ledger.repository.get_transaction(cause_key=cause_key)
+            if settled is not None:
+                postings.extend(reversed_postings(settled, held=held))
+        stripe_id = refund.stripe_refund_id
         await self.ledger.post(
             ledger_service.NewTransaction(
                 type="refund_failed",
                 cause_type=CauseType.stripe_event,
-                cause_key=f"stripe:refund_failed:{refund.stripe_refund_id}",
-                description=description,
-                metadata={**metadata, "refund": refund.stripe_refund_id},
+                cause_key=f"stripe:refund_failed:{stripe_id}",
+                description=f"Refund {public_id(self.public_prefix, refund.id)} failed "
+                "after succeeding",
+                metadata={self.metadata_key: refund.id, "refund": stripe_id},
                 postings=postings,
             )
         )
