@@ -9,25 +9,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, inspect, select
+from sqlalchemy import ColumnElement, Select
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments_api.kit.fresh_rows import fresh_row, newest_first
 
 RowT = TypeVar("RowT")
 FoundT = TypeVar("FoundT")
 
 
 class RowRepository(Generic[RowT]):
-    """Rows of ``model``, whose primary key is one integer column."""
+    """Rows of ``model``, whose primary key is its integer column ``id``; the reads are
+    ``kit.fresh_rows``'s, bound to the repository's session and model."""
 
     model: ClassVar[type[Any]]
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-
-    @property
-    def _id(self) -> ColumnElement[int]:
-        column: ColumnElement[int] = inspect(self.model).primary_key[0]
-        return column
 
     async def add(self, row: RowT) -> RowT:
         """Insert ``row`` now (flushed, so its id is set)."""
@@ -36,8 +34,8 @@ class RowRepository(Generic[RowT]):
         return row
 
     async def get(self, row_id: int, *, for_update: bool = False) -> RowT | None:
-        found: RowT | None = await self.one(
-            select(self.model).where(self._id == row_id), for_update=for_update
+        found: RowT | None = await fresh_row(
+            self.session, self.model, self.model.id == row_id, for_update=for_update
         )
         return found
 
@@ -57,8 +55,8 @@ class RowRepository(Generic[RowT]):
     async def first_locked(self, conditions: Iterable[ColumnElement[bool]]) -> RowT | None:
         """The first row found, locked, trying each condition in turn."""
         for condition in conditions:
-            found: RowT | None = await self.one(
-                select(self.model).where(condition), for_update=True
+            found: RowT | None = await fresh_row(
+                self.session, self.model, condition, for_update=True
             )
             if found is not None:
                 return found
@@ -69,7 +67,7 @@ class RowRepository(Generic[RowT]):
     ) -> list[RowT]:
         """Up to ``limit`` rows meeting ``conditions``, newest (highest id) first, below
         the cursor ``before_id`` when given."""
-        stmt = select(self.model).where(*conditions).order_by(self._id.desc()).limit(limit)
-        if before_id is not None:
-            stmt = stmt.where(self._id < before_id)
-        return list((await self.session.scalars(stmt)).all())
+        rows: list[RowT] = await newest_first(
+            self.session, self.model, self.model.id, *conditions, limit=limit, before=before_id
+        )
+        return rows
