@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,40 +28,37 @@ class PaymentMethodRepository:
     async def get_for_user(
         self, user_id: str, number: int, *, for_update: bool = False
     ) -> PaymentMethod | None:
-        stmt = select(PaymentMethod).where(
-            PaymentMethod.user_id == user_id, PaymentMethod.id == number
+        return await self._card(
+            PaymentMethod.user_id == user_id, PaymentMethod.id == number, for_update=for_update
         )
-        if for_update:
-            stmt = stmt.with_for_update()
-        result: PaymentMethod | None = await self.session.scalar(stmt)
-        return result
 
     async def get(self, number: int) -> PaymentMethod | None:
         return await self.session.get(PaymentMethod, number)
 
     async def by_stripe_id(self, stripe_id: str) -> PaymentMethod | None:
-        result: PaymentMethod | None = await self.session.scalar(
-            select(PaymentMethod).where(PaymentMethod.stripe_payment_method_id == stripe_id)
-        )
-        return result
+        return await self._card(PaymentMethod.stripe_payment_method_id == stripe_id)
 
     async def active_by_fingerprint(self, user_id: str, fingerprint: str) -> PaymentMethod | None:
-        result: PaymentMethod | None = await self.session.scalar(
-            select(PaymentMethod).where(
-                PaymentMethod.user_id == user_id,
-                PaymentMethod.fingerprint == fingerprint,
-                PaymentMethod.status == "active",
-            )
+        return await self._card(
+            PaymentMethod.user_id == user_id,
+            PaymentMethod.fingerprint == fingerprint,
+            PaymentMethod.status == "active",
         )
-        return result
 
     async def default_for(self, user_id: str) -> PaymentMethod | None:
-        result: PaymentMethod | None = await self.session.scalar(
-            select(PaymentMethod).where(
-                PaymentMethod.user_id == user_id, PaymentMethod.is_default.is_(True)
-            )
+        return await self._card(
+            PaymentMethod.user_id == user_id, PaymentMethod.is_default.is_(True)
         )
-        return result
+
+    async def _card(
+        self, *conditions: ColumnElement[bool], for_update: bool = False
+    ) -> PaymentMethod | None:
+        """The card meeting ``conditions`` (they name at most one)."""
+        stmt = select(PaymentMethod).where(*conditions)
+        if for_update:
+            stmt = stmt.with_for_update()
+        card: PaymentMethod | None = await self.session.scalar(stmt)
+        return card
 
     async def active(self, user_id: str) -> list[PaymentMethod]:
         rows = await self.session.scalars(

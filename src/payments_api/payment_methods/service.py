@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.auth import Principal
-from payments_api.events.outbox import emit
+from payments_api.events.owner_events import tell_owner
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountNotInSteps, check_limits
 from payments_api.kit.clock import utcnow
@@ -63,15 +63,8 @@ def auto_reload_read(row: AutoReload) -> AutoReloadRead:
 
 
 async def emit_card_event(session: AsyncSession, event: EventType, method: PaymentMethod) -> None:
-    """Tell the card's owner what happened to it (``payment_method.saved``/``.detached``),
-    once per card and event type."""
-    await emit(
-        session,
-        event,
-        payment_method_read(method),
-        change_key=f"payment_method:{method.id}:{event.value.removeprefix('payment_method.')}",
-        user_ids=[method.user_id],
-    )
+    """Tell the card's owner it was saved or detached (once per card and event type)."""
+    await tell_owner(session, event, payment_method_read(method), method, kind="payment_method")
 
 
 class PaymentMethodService:

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.auth import Principal
-from payments_api.events.outbox import emit
+from payments_api.events.owner_events import tell_owner
 from payments_api.events.types import EventType
 from payments_api.kit.amounts import AmountNotInSteps, check_limits
 from payments_api.kit.clock import stripe_time, utcnow
@@ -116,13 +116,7 @@ async def _move(
 
 
 async def _emit(session: AsyncSession, withdrawal: Withdrawal, type: EventType) -> None:
-    await emit(
-        session,
-        type,
-        withdrawal_read(withdrawal),
-        change_key=f"withdrawal:{withdrawal.id}:{type.value.partition('.')[2]}",
-        user_ids=[withdrawal.user_id],
-    )
+    await tell_owner(session, type, withdrawal_read(withdrawal), withdrawal, kind="withdrawal")
 
 
 Settled = tuple[Literal["transferred", "failed"], str]

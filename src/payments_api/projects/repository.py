@@ -3,12 +3,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, ColumnElement, cast, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.kit.fresh_rows import fresh_row, newest_first
 from payments_api.projects.models import DirectPayment, Project, ProjectSession
 
 
@@ -46,35 +47,37 @@ def _aggregate_columns() -> list[ColumnElement[Any]]:
     ]
 
 
+RowT = TypeVar("RowT", Project, ProjectSession)
+
+
 class ProjectRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(self, project: Project) -> Project:
-        self.session.add(project)
+    async def _added(self, row: RowT) -> RowT:
+        """``row`` inserted and read back with what the database filled in (id, times)."""
+        self.session.add(row)
         await self.session.flush()
-        await self.session.refresh(project)
-        return project
+        await self.session.refresh(row)
+        return row
+
+    async def add(self, project: Project) -> Project:
+        return await self._added(project)
 
     async def get(self, project_id: int, *, for_update: bool = False) -> Project | None:
-        stmt = select(Project).where(Project.id == project_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        project: Project | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
+        return await fresh_row(
+            self.session, Project, Project.id == project_id, for_update=for_update
         )
-        return project
 
     async def page(self, owner_id: str, *, limit: int, before_id: int | None) -> list[Project]:
-        stmt = (
-            select(Project)
-            .where(Project.owner_id == owner_id)
-            .order_by(Project.id.desc())
-            .limit(limit)
+        return await newest_first(
+            self.session,
+            Project,
+            Project.id,
+            Project.owner_id == owner_id,
+            limit=limit,
+            before=before_id,
         )
-        if before_id is not None:
-            stmt = stmt.where(Project.id < before_id)
-        return list((await self.session.scalars(stmt)).all())
 
     async def open_sessions(self, project_ids: Sequence[int]) -> dict[int, int]:
         """The open session id of each project that has one."""
@@ -98,23 +101,18 @@ class ProjectRepository:
     # --- sessions ----------------------------------------------------------------------
 
     async def add_session(self, row: ProjectSession) -> ProjectSession:
-        self.session.add(row)
-        await self.session.flush()
-        await self.session.refresh(row)
-        return row
+        return await self._added(row)
 
     async def get_session(
         self, project_id: int, session_id: int, *, for_update: bool = False
     ) -> ProjectSession | None:
-        stmt = select(ProjectSession).where(
-            ProjectSession.id == session_id, ProjectSession.project_id == project_id
+        return await fresh_row(
+            self.session,
+            ProjectSession,
+            ProjectSession.id == session_id,
+            ProjectSession.project_id == project_id,
+            for_update=for_update,
         )
-        if for_update:
-            stmt = stmt.with_for_update()
-        row: ProjectSession | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
-        )
-        return row
 
     async def session_page(
         self,
@@ -124,17 +122,17 @@ class ProjectRepository:
         before_id: int | None,
         status: str | None = None,
     ) -> list[ProjectSession]:
-        stmt = (
-            select(ProjectSession)
-            .where(ProjectSession.project_id == project_id)
-            .order_by(ProjectSession.id.desc())
-            .limit(limit)
-        )
-        if before_id is not None:
-            stmt = stmt.where(ProjectSession.id < before_id)
+        conditions = [ProjectSession.project_id == project_id]
         if status is not None:
-            stmt = stmt.where(ProjectSession.status == status)
-        return list((await self.session.scalars(stmt)).all())
+            conditions.append(ProjectSession.status == status)
+        return await newest_first(
+            self.session,
+            ProjectSession,
+            ProjectSession.id,
+            *conditions,
+            limit=limit,
+            before=before_id,
+        )
 
 
 class DirectPaymentRepository:
@@ -154,13 +152,9 @@ class DirectPaymentRepository:
         return inserted
 
     async def by_order(self, order_id: int, *, for_update: bool = False) -> DirectPayment | None:
-        stmt = select(DirectPayment).where(DirectPayment.order_id == order_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        result: DirectPayment | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
+        return await fresh_row(
+            self.session, DirectPayment, DirectPayment.order_id == order_id, for_update=for_update
         )
-        return result
 
     async def project_aggregate(self, project_id: int) -> Aggregate:
         """Sums over the project's payments, computed by PostgreSQL."""

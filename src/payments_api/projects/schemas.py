@@ -63,16 +63,22 @@ class SessionCreate(BaseModel):
     title: str | None = Field(None, max_length=120, examples=["Show #41"])
 
 
-class SessionRead(BaseModel):
+class SessionFields(BaseModel):
+    """What every read of a session shows (``SessionRead``, ``SessionAggregateRead``)."""
+
     object: Literal["project_session"] = Field(
         "project_session", description="Always `project_session`."
     )
     id: str = Field(examples=["ses_40"])
     project_id: str = Field(examples=["prj_12"])
     title: str | None
-    status: SessionStatus = Field(description="open: payments may name it; closed: no more.")
+    status: SessionStatus
     opened_at: datetime
     closed_at: datetime | None
+
+
+class SessionRead(SessionFields):
+    status: SessionStatus = Field(description="open: payments may name it; closed: no more.")
 
 
 class SessionList(BaseModel):
@@ -134,18 +140,8 @@ class ProjectWalletRead(BaseModel):
     payout_account: PayoutAccountRead
 
 
-class SessionAggregateRead(EarningsAggregate):
+class SessionAggregateRead(SessionFields, EarningsAggregate):
     """A session with what it earned."""
-
-    object: Literal["project_session"] = Field(
-        "project_session", description="Always `project_session`."
-    )
-    id: str = Field(examples=["ses_40"])
-    project_id: str = Field(examples=["prj_12"])
-    title: str | None
-    status: SessionStatus
-    opened_at: datetime
-    closed_at: datetime | None
 
 
 class SessionAggregateList(BaseModel):

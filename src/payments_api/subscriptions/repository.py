@@ -8,6 +8,8 @@ from sqlalchemy import Table, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.kit.fresh_rows import fresh_row
+from payments_api.kit.row_repository import RowRepository
 from payments_api.subscriptions.models import (
     PlanPrice,
     PlanProduct,
@@ -79,35 +81,19 @@ class PlanRepository:
         return [(row[0], row[1]) for row in (await self.session.execute(stmt)).all()]
 
 
-class SubscriptionRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def add(self, subscription: Subscription) -> Subscription:
-        self.session.add(subscription)
-        await self.session.flush()
-        return subscription
+class SubscriptionRepository(RowRepository[Subscription]):
+    model = Subscription
 
     async def lock_user(self, user_id: str) -> None:
         """Serialize a user's subscribe requests (the one-per-family check)."""
         await self.session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
-    async def get(self, subscription_id: int, *, for_update: bool = False) -> Subscription | None:
-        stmt = select(Subscription).where(Subscription.id == subscription_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        result: Subscription | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
-        )
-        return result
-
     async def get_for_user(self, user_id: str, subscription_id: int) -> Subscription | None:
-        result: Subscription | None = await self.session.scalar(
-            select(Subscription)
-            .where(Subscription.id == subscription_id, Subscription.user_id == user_id)
-            .execution_options(populate_existing=True)
+        return await self.one(
+            select(Subscription).where(
+                Subscription.id == subscription_id, Subscription.user_id == user_id
+            )
         )
-        return result
 
     async def by_idempotency_key(self, user_id: str, key: str) -> Subscription | None:
         result: Subscription | None = await self.session.scalar(
@@ -127,16 +113,7 @@ class SubscriptionRepository:
             conditions.append(Subscription.stripe_subscription_id == stripe_subscription_id)
         if subscription_id is not None:
             conditions.append(Subscription.id == subscription_id)
-        for condition in conditions:
-            result: Subscription | None = await self.session.scalar(
-                select(Subscription)
-                .where(condition)
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            )
-            if result is not None:
-                return result
-        return None
+        return await self.first_locked(conditions)
 
     async def user_by_customer(self, customer_id: str) -> User | None:
         result: User | None = await self.session.scalar(
@@ -152,16 +129,13 @@ class SubscriptionRepository:
             .values(**values)
             .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
         )
-        result: Subscription | None = await self.session.scalar(
-            select(Subscription)
-            .where(
+        return await self.one(
+            select(Subscription).where(
                 Subscription.user_id == values["user_id"],
                 Subscription.idempotency_key == values["idempotency_key"],
-            )
-            .with_for_update()
-            .execution_options(populate_existing=True)
+            ),
+            for_update=True,
         )
-        return result
 
     async def record_unclaimed(self, values: dict[str, Any]) -> None:
         """Keep (or bring up to date) a subscription of a customer we do not know."""
@@ -208,11 +182,9 @@ class SubscriptionRepository:
         return int(count or 0)
 
     async def page(self, user_id: str, *, limit: int, before_id: int | None) -> list[Subscription]:
-        stmt = select(Subscription).where(Subscription.user_id == user_id)
-        if before_id is not None:
-            stmt = stmt.where(Subscription.id < before_id)
-        rows = await self.session.scalars(stmt.order_by(Subscription.id.desc()).limit(limit))
-        return list(rows)
+        return await self.newest_first(
+            Subscription.user_id == user_id, limit=limit, before_id=before_id
+        )
 
 
 class InvoiceRepository:
@@ -222,15 +194,12 @@ class InvoiceRepository:
     async def by_stripe_id(
         self, invoice_id: str, *, for_update: bool = True
     ) -> SubscriptionInvoice | None:
-        stmt = select(SubscriptionInvoice).where(
-            SubscriptionInvoice.stripe_invoice_id == invoice_id
+        return await fresh_row(
+            self.session,
+            SubscriptionInvoice,
+            SubscriptionInvoice.stripe_invoice_id == invoice_id,
+            for_update=for_update,
         )
-        if for_update:
-            stmt = stmt.with_for_update()
-        result: SubscriptionInvoice | None = await self.session.scalar(
-            stmt.execution_options(populate_existing=True)
-        )
-        return result
 
     async def by_payment(
         self, *, payment_intent: str | None, charge: str | None
@@ -272,13 +241,9 @@ class InvoiceRepository:
         return [(int(row.id), str(row.stripe_invoice_id)) for row in rows]
 
     async def get_locked(self, invoice_id: int) -> SubscriptionInvoice | None:
-        result: SubscriptionInvoice | None = await self.session.scalar(
-            select(SubscriptionInvoice)
-            .where(SubscriptionInvoice.id == invoice_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
+        return await fresh_row(
+            self.session, SubscriptionInvoice, SubscriptionInvoice.id == invoice_id, for_update=True
         )
-        return result
 
     async def add(self, invoice: SubscriptionInvoice) -> SubscriptionInvoice:
         self.session.add(invoice)

@@ -5,10 +5,11 @@ newer state; what changed is told to the apps as outgoing events."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.events.outbox import emit
+from payments_api.events.owner_events import tell_owner
 from payments_api.events.types import EventType
 from payments_api.kit.clock import stripe_time as stripe_time  # stripe_events reads it here
 from payments_api.kit.clock import utcnow
@@ -87,31 +88,27 @@ class SubscriptionState:
         row.updated_at = utcnow()
         await self.session.flush()
         read = await self.views.one(row)
-        if first_seen and row.stripe_subscription_id is not None:
-            await emit(
-                self.session,
-                EventType.subscription_created,
-                read,
-                change_key=f"subscription:{row.id}:created",
-                user_ids=[row.user_id],
-            )
-        after = (row.status, row.cancel_at_period_end, row.stripe_price_id, row.pause_behavior)
-        if after != before and not first_seen:
-            await emit(
-                self.session,
-                EventType.subscription_updated,
-                read,
-                change_key=f"subscription:{row.id}:updated:{state_at}:"
-                f"{row.status}:{int(row.cancel_at_period_end)}:{row.stripe_price_id}:"
-                f"{row.pause_behavior or ''}",
-                user_ids=[row.user_id],
-            )
-        if row.status == "canceled" and before[0] != "canceled":
-            await emit(
-                self.session,
-                EventType.subscription_canceled,
-                read,
-                change_key=f"subscription:{row.id}:canceled",
-                user_ids=[row.user_id],
-            )
+        for event, change in changes_told(row, before, first_seen=first_seen, state_at=state_at):
+            await tell_owner(self.session, event, read, row, kind="subscription", step=change)
         return True
+
+
+def changes_told(
+    row: Subscription, before: tuple[Any, ...], *, first_seen: bool, state_at: int
+) -> list[tuple[EventType, str]]:
+    """The outgoing events of one applied state, in order, each with what its change key
+    says after the subscription's id: created once, updated when status, period end
+    cancellation, price or pause changed, canceled once."""
+    changes: list[tuple[EventType, str]] = []
+    if first_seen and row.stripe_subscription_id is not None:
+        changes.append((EventType.subscription_created, "created"))
+    after = (row.status, row.cancel_at_period_end, row.stripe_price_id, row.pause_behavior)
+    if after != before and not first_seen:
+        updated = (
+            f"updated:{state_at}:{row.status}:{int(row.cancel_at_period_end)}:"
+            f"{row.stripe_price_id}:{row.pause_behavior or ''}"
+        )
+        changes.append((EventType.subscription_updated, updated))
+    if row.status == "canceled" and before[0] != "canceled":
+        changes.append((EventType.subscription_canceled, "canceled"))
+    return changes
