@@ -128,6 +128,49 @@ class GatewayBase:
         )
         raise PaymentProviderError("The payment provider rejected the request.") from exc
 
+    async def _request(
+        self,
+        model: type[ObjectT],
+        operation: str,
+        *ids: str,
+        params: Any = None,
+        idempotency_key: str | None = None,
+        stripe_account: str | None = None,
+        client_ids: frozenset[str] = frozenset(),
+    ) -> ObjectT:
+        """One call of the client's ``v1.<operation>`` (``payment_intents.capture`` is
+        ``v1.payment_intents.capture_async``) on the object ``ids`` name, its errors
+        mapped and its answer read as ``model``. The operation's name is the client's
+        path, so the metric and log label can never name another call than the one
+        made."""
+        method = self._method(operation)
+        arguments: dict[str, Any] = {"options": self._options(idempotency_key, stripe_account)}
+        if params is not None:
+            arguments["params"] = params
+        result = await self._call(
+            operation, lambda: method(*ids, **arguments), client_ids=client_ids
+        )
+        return self._typed(operation, model, result)
+
+    async def _list_every(self, model: type[ObjectT], operation: str, params: Any) -> list[ObjectT]:
+        """Every object of every page of the list ``operation`` (auto-paginated), each
+        read as ``model``; the later pages' errors are mapped like the first's."""
+        method = self._method(operation)
+
+        async def collect() -> list[ObjectT]:
+            page = await method(params=params)
+            return [self._typed(operation, model, item) async for item in page.auto_paging_iter()]
+
+        return await self._call(operation, collect)
+
+    def _method(self, operation: str) -> Callable[..., Awaitable[Any]]:
+        *path, verb = operation.split(".")
+        service: Any = self._client.v1
+        for name in path:
+            service = getattr(service, name)
+        method: Callable[..., Awaitable[Any]] = getattr(service, f"{verb}_async")
+        return method
+
     @staticmethod
     def _typed(operation: str, model: type[ObjectT], result: Any) -> ObjectT:
         """Stripe's answer as ``model``. An answer without what the service reads is

@@ -34,65 +34,45 @@ INVOICE_REQUIRES_ACTION = "invoice_payment_intent_requires_action"
 class BillingCalls(GatewayBase):
     async def list_products(self) -> list[Product]:
         """Every product, active or archived (all pages)."""
-        page = await self._call(
-            "products.list",
-            lambda: self._client.v1.products.list_async(params={"limit": 100}),
-        )
-        return [
-            self._typed("products.list", Product, product)
-            async for product in page.auto_paging_iter()
-        ]
+        return await self._list_every(Product, "products.list", {"limit": 100})
 
     async def list_recurring_prices(self) -> list[Price]:
         """Every recurring price, active or archived (all pages)."""
-        page = await self._call(
-            "prices.list",
-            lambda: self._client.v1.prices.list_async(params={"limit": 100, "type": "recurring"}),
-        )
-        return [self._typed("prices.list", Price, price) async for price in page.auto_paging_iter()]
+        return await self._list_every(Price, "prices.list", {"limit": 100, "type": "recurring"})
 
     async def retrieve_product(self, product_id: str) -> Product:
-        product = await self._call(
-            "products.retrieve", lambda: self._client.v1.products.retrieve_async(product_id)
-        )
-        return self._typed("products.retrieve", Product, product)
+        return await self._request(Product, "products.retrieve", product_id)
 
     async def create_subscription(
         self, params: dict[str, Any], *, idempotency_key: str
     ) -> Subscription:
         """Create a subscription (``subscription:{row id}`` keys make it once)."""
-        subscription = await self._call(
+        return await self._request(
+            Subscription,
             "subscriptions.create",
-            lambda: self._client.v1.subscriptions.create_async(
-                params={**params, "expand": SUBSCRIPTION_EXPAND},  # type: ignore[arg-type]
-                options=self._options(idempotency_key),
-            ),
+            params={**params, "expand": SUBSCRIPTION_EXPAND},
+            idempotency_key=idempotency_key,
             client_ids=frozenset({"default_payment_method", "payment_method"}),
         )
-        return self._typed("subscriptions.create", Subscription, subscription)
 
     async def retrieve_subscription(self, subscription_id: str) -> Subscription:
-        subscription = await self._call(
+        return await self._request(
+            Subscription,
             "subscriptions.retrieve",
-            lambda: self._client.v1.subscriptions.retrieve_async(
-                subscription_id,
-                params={"expand": SUBSCRIPTION_EXPAND},
-            ),
+            subscription_id,
+            params={"expand": SUBSCRIPTION_EXPAND},
         )
-        return self._typed("subscriptions.retrieve", Subscription, subscription)
 
     async def update_subscription(
         self, subscription_id: str, params: dict[str, Any], *, idempotency_key: str
     ) -> Subscription:
-        subscription = await self._call(
+        return await self._request(
+            Subscription,
             "subscriptions.update",
-            lambda: self._client.v1.subscriptions.update_async(
-                subscription_id,
-                params=params,  # type: ignore[arg-type]
-                options=self._options(idempotency_key),
-            ),
+            subscription_id,
+            params=params,
+            idempotency_key=idempotency_key,
         )
-        return self._typed("subscriptions.update", Subscription, subscription)
 
     async def cancel_subscription(
         self, subscription_id: str, *, idempotency_key: str

@@ -30,42 +30,28 @@ class ConnectCalls(GatewayBase):
         }
         if country:
             params["country"] = country
-        account = await self._call(
-            "accounts.create",
-            lambda: self._client.v1.accounts.create_async(
-                params=params, options=self._options(idempotency_key)
-            ),
+        return await self._request(
+            Account, "accounts.create", params=params, idempotency_key=idempotency_key
         )
-        return self._typed("accounts.create", Account, account)
 
     async def retrieve_account(self, account_id: str) -> Account:
-        account = await self._call(
-            "accounts.retrieve",
-            lambda: self._client.v1.accounts.retrieve_async(account_id),
-        )
-        return self._typed("accounts.retrieve", Account, account)
+        return await self._request(Account, "accounts.retrieve", account_id)
 
     async def create_account_onboarding_link(
         self, *, account_id: str, refresh_url: str, return_url: str
     ) -> AccountLink:
         """A fresh single-use onboarding link. Never cached: each call is a new link."""
-        link = await self._call(
+        return await self._request(
+            AccountLink,
             "account_links.create",
-            lambda: self._client.v1.account_links.create_async(
-                params={
-                    "account": account_id,
-                    "type": "account_onboarding",
-                    "refresh_url": refresh_url,
-                    "return_url": return_url,
-                }
-            ),
+            params={
+                "account": account_id,
+                "type": "account_onboarding",
+                "refresh_url": refresh_url,
+                "return_url": return_url,
+            },
         )
-        return self._typed("account_links.create", AccountLink, link)
 
     async def create_login_link(self, account_id: str) -> LoginLink:
         """A one-time Express dashboard login link."""
-        link = await self._call(
-            "accounts.login_links.create",
-            lambda: self._client.v1.accounts.login_links.create_async(account_id),
-        )
-        return self._typed("accounts.login_links.create", LoginLink, link)
+        return await self._request(LoginLink, "accounts.login_links.create", account_id)

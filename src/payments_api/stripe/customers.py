@@ -16,19 +16,9 @@ class CustomerCalls(GatewayBase):
         params: Any = {"metadata": {"user_id": user_id}}
         if email:
             params["email"] = email
-        customer = await self._call(
-            "customers.create",
-            lambda: self._client.v1.customers.create_async(
-                params=params, options=self._options(idempotency_key)
-            ),
+        return await self._request(
+            Customer, "customers.create", params=params, idempotency_key=idempotency_key
         )
-        return self._typed("customers.create", Customer, customer)
 
     async def retrieve_balance(self, *, stripe_account: str | None = None) -> Balance:
-        balance = await self._call(
-            "balance.retrieve",
-            lambda: self._client.v1.balance.retrieve_async(
-                options=self._options(stripe_account=stripe_account)
-            ),
-        )
-        return self._typed("balance.retrieve", Balance, balance)
+        return await self._request(Balance, "balance.retrieve", stripe_account=stripe_account)

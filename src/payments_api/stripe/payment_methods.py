@@ -25,21 +25,12 @@ class PaymentMethodCalls(GatewayBase):
         self, params: dict[str, Any], *, idempotency_key: str
     ) -> SetupIntent:
         """A SetupIntent saving a card for later (``setup_intent:{setup_id}`` keys)."""
-        intent = await self._call(
-            "setup_intents.create",
-            lambda: self._client.v1.setup_intents.create_async(
-                params=params,  # type: ignore[arg-type]
-                options=self._options(idempotency_key),
-            ),
+        return await self._request(
+            SetupIntent, "setup_intents.create", params=params, idempotency_key=idempotency_key
         )
-        return self._typed("setup_intents.create", SetupIntent, intent)
 
     async def retrieve_payment_method(self, payment_method_id: str) -> PaymentMethod:
-        method = await self._call(
-            "payment_methods.retrieve",
-            lambda: self._client.v1.payment_methods.retrieve_async(payment_method_id),
-        )
-        return self._typed("payment_methods.retrieve", PaymentMethod, method)
+        return await self._request(PaymentMethod, "payment_methods.retrieve", payment_method_id)
 
     async def detach_payment_method(
         self, payment_method_id: str, *, idempotency_key: str

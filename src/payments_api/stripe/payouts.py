@@ -13,14 +13,9 @@ class PayoutCalls(GatewayBase):
         """Move platform balance to a connected account (key
         ``<namespace>:withdrawal:{id}``: a retry after a timeout returns the same
         Transfer, never a second one)."""
-        transfer = await self._call(
-            "transfers.create",
-            lambda: self._client.v1.transfers.create_async(
-                params=params,  # type: ignore[arg-type]
-                options=self._options(idempotency_key),
-            ),
+        return await self._request(
+            Transfer, "transfers.create", params=params, idempotency_key=idempotency_key
         )
-        return self._typed("transfers.create", Transfer, transfer)
 
     async def list_payouts(
         self,
@@ -37,12 +32,10 @@ class PayoutCalls(GatewayBase):
             params["status"] = status
         if starting_after is not None:
             params["starting_after"] = starting_after
-        page = await self._call(
+        return await self._request(
+            PayoutList,
             "payouts.list",
-            lambda: self._client.v1.payouts.list_async(
-                params=params,  # type: ignore[arg-type]
-                options=self._options(stripe_account=stripe_account),
-            ),
+            params=params,
+            stripe_account=stripe_account,
             client_ids=frozenset({"starting_after"}),
         )
-        return self._typed("payouts.list", PayoutList, page)

@@ -53,13 +53,9 @@ class RefundCalls(GatewayBase):
             params["reverse_transfer"] = True
         if refund_application_fee:
             params["refund_application_fee"] = True
-        refund = await self._call(
-            "refunds.create",
-            lambda: self._client.v1.refunds.create_async(
-                params=params, options=self._options(idempotency_key)
-            ),
+        return await self._request(
+            Refund, "refunds.create", params=params, idempotency_key=idempotency_key
         )
-        return self._typed("refunds.create", Refund, refund)
 
     async def list_refunds(
         self, *, charge: str | None = None, payment_intent: str | None = None
@@ -70,39 +66,24 @@ class RefundCalls(GatewayBase):
             params["charge"] = charge
         if payment_intent is not None:
             params["payment_intent"] = payment_intent
-
-        async def collect() -> list[Refund]:
-            page = await self._client.v1.refunds.list_async(params=params)
-            return [
-                self._typed("refunds.list", Refund, refund)
-                async for refund in page.auto_paging_iter()
-            ]
-
-        return await self._call("refunds.list", collect)
+        return await self._list_every(Refund, "refunds.list", params)
 
     async def retrieve_charge(self, charge_id: str) -> Charge:
-        charge = await self._call(
-            "charges.retrieve", lambda: self._client.v1.charges.retrieve_async(charge_id)
-        )
-        return self._typed("charges.retrieve", Charge, charge)
+        return await self._request(Charge, "charges.retrieve", charge_id)
 
     async def retrieve_application_fee(self, fee_id: str) -> ApplicationFee:
         """An application fee with ``originating_transaction`` (the platform's destination
         charge) expanded: reconciliation ties a later fee refund to its payment by it."""
-        fee = await self._call(
+        return await self._request(
+            ApplicationFee,
             "application_fees.retrieve",
-            lambda: self._client.v1.application_fees.retrieve_async(
-                fee_id, params={"expand": ["originating_transaction"]}
-            ),
+            fee_id,
+            params={"expand": ["originating_transaction"]},
         )
-        return self._typed("application_fees.retrieve", ApplicationFee, fee)
 
     async def retrieve_dispute(self, dispute_id: str) -> Dispute:
         """A dispute with its balance transactions (Stripe always includes them)."""
-        dispute = await self._call(
-            "disputes.retrieve", lambda: self._client.v1.disputes.retrieve_async(dispute_id)
-        )
-        return self._typed("disputes.retrieve", Dispute, dispute)
+        return await self._request(Dispute, "disputes.retrieve", dispute_id)
 
     async def list_balance_transactions(
         self,
