@@ -17,6 +17,7 @@ from payments_api.kit.clock import utcnow
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
+from payments_api.ledger.stripe_fees import processing_fee, settled_fee
 from payments_api.settings import Settings
 from payments_api.stripe.billing_objects import Invoice
 from payments_api.stripe.billing_objects import Subscription as StripeSubscription
@@ -260,29 +261,17 @@ class SubscriptionEvents:
     async def record_fee(
         self, row: SubscriptionInvoice, charge: ChargeWithFee, reference: str
     ) -> None:
-        charge_id = row.stripe_charge_id
-        transaction = charge.balance_transaction
-        if transaction is None or not transaction.fee:
+        settled = settled_fee(charge.balance_transaction)
+        if settled is None:
             return  # not settled yet; reconciliation sees it later
-        fee = transaction.fee
-        currency = transaction.currency or row.currency
+        transaction_id, fee, fee_currency = settled
         await self.ledger.post(
-            ledger_service.NewTransaction(
-                type="processing_fee",
-                cause_type=CauseType.stripe_event,
-                cause_key=f"stripe:fee:{transaction.id}",
+            processing_fee(
+                balance_transaction_id=transaction_id,
+                fee=fee,
+                currency=fee_currency or row.currency,
                 description=f"Stripe fee for invoice {row.stripe_invoice_id} of {reference}",
-                metadata={"invoice": row.stripe_invoice_id, "charge": charge_id},
-                postings=[
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.platform(AccountKind.stripe_balance, currency),
-                        fee,
-                    ),
-                    ledger_service.PostingSpec(
-                        ledger_service.AccountRef.platform(AccountKind.processing_fees, currency),
-                        -fee,
-                    ),
-                ],
+                metadata={"invoice": row.stripe_invoice_id, "charge": row.stripe_charge_id},
             )
         )
         row.processing_fee_amount = fee
