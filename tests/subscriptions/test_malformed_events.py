@@ -7,7 +7,6 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.webhooks.models import WebhookEvent
 from tests.factories import emitted
 from tests.helpers import make_event
 from tests.subscriptions.conftest import (
@@ -19,6 +18,7 @@ from tests.subscriptions.conftest import (
     unique_user,
 )
 from tests.subscriptions.test_subscriptions import available, ledger_rows, stripe_state, the_row
+from tests.webhooks.malformed import apply_jobs_queued, assert_recorded_malformed
 
 
 async def test_a_malformed_subscription_or_invoice_is_recorded_and_never_applied(
@@ -49,17 +49,9 @@ async def test_a_malformed_subscription_or_invoice_is_recorded_and_never_applied
             response = await deliver(client, event)
             assert response.status_code == 200, response.text
             assert response.json() == {"received": True, "status": "malformed"}
-        stored = await session.get(WebhookEvent, event["id"], populate_existing=True)
-        assert stored is not None
-        assert stored.status == "failed"
-        assert stored.processed_at is None
-        assert stored.last_error == error
-        assert stored.next_attempt_at is None  # no retry: it would read the same object
+        await assert_recorded_malformed(session, event["id"], error)
 
-    jobs = await session.scalar(
-        text("SELECT count(*) FROM pgqueuer WHERE entrypoint = 'webhooks.apply'")
-    )
-    assert jobs == 0
+    assert await apply_jobs_queued(session) == 0
     row = await the_row(session, user)
     assert (row.status, row.cancel_at_period_end, row.canceled_at, row.stripe_state_at) == before
     assert row.status == "active"

@@ -19,6 +19,7 @@ from payments_api.webhooks.models import WebhookEvent
 from tests.conftest import TEST_CONNECT_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET
 from tests.factories import create_user
 from tests.helpers import auth, make_event, signed_webhook, stripe_object, stripe_signature
+from tests.webhooks.malformed import apply_jobs_queued, assert_recorded_malformed
 
 PLATFORM = "/api/v1/webhooks/stripe"
 CONNECT = "/api/v1/webhooks/stripe/connect"
@@ -321,18 +322,12 @@ class TestFailureAndRetry:
         # Acknowledged (a redelivery would carry the same payload), not applied.
         assert response.status_code == 200, response.text
         assert response.json() == {"received": True, "status": "malformed"}
-        stored = await session.get(WebhookEvent, event["id"], populate_existing=True)
-        assert stored is not None
-        assert stored.status == "failed"
-        assert stored.processed_at is None
-        assert stored.last_error == (
-            "MalformedStripeObject: PaymentIntent without the expected amount_received"
+        await assert_recorded_malformed(
+            session,
+            event["id"],
+            "MalformedStripeObject: PaymentIntent without the expected amount_received",
         )
-        assert stored.next_attempt_at is None  # no retry: it would read the same object
-        jobs = await session.scalar(
-            text("SELECT count(*) FROM pgqueuer WHERE entrypoint = 'webhooks.apply'")
-        )
-        assert jobs == 0
+        assert await apply_jobs_queued(session) == 0
         assert await available(client, "malformed-user") == 0
         status = await session.scalar(
             text("SELECT status FROM orders WHERE id = :id"), {"id": order.id}
