@@ -8,7 +8,7 @@ from payments_api.deps import StateDep
 from payments_api.reconciliation.service import ReconciliationService
 
 
-def get_reconciliation_service(state: StateDep) -> ReconciliationService:
+async def get_reconciliation_service(state: StateDep) -> ReconciliationService:
     return ReconciliationService(state.sessionmaker, state.stripe, state.settings)
 
 

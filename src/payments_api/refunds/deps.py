@@ -10,21 +10,21 @@ from payments_api.refunds.invoices import InvoiceRefundService
 from payments_api.refunds.service import RefundService
 
 
-def get_refund_service(state: StateDep) -> RefundService:
+async def get_refund_service(state: StateDep) -> RefundService:
     return RefundService(state.sessionmaker, state.stripe, state.settings)
 
 
 RefundServiceDep = Annotated[RefundService, Depends(get_refund_service)]
 
 
-def get_invoice_refund_service(state: StateDep) -> InvoiceRefundService:
+async def get_invoice_refund_service(state: StateDep) -> InvoiceRefundService:
     return InvoiceRefundService(state.sessionmaker, state.stripe, state.settings)
 
 
 InvoiceRefundServiceDep = Annotated[InvoiceRefundService, Depends(get_invoice_refund_service)]
 
 
-def get_cashout_service(state: StateDep) -> CashoutService:
+async def get_cashout_service(state: StateDep) -> CashoutService:
     # No request-wide transaction: the cash-out is committed before Stripe is called.
     return CashoutService(state.sessionmaker, state.stripe, state.settings)
 
