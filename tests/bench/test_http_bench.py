@@ -61,8 +61,11 @@ class TestHttpBenchmarkSmokeRun:
                     "--quick",
                     "--workers",
                     "1",
+                    # Long enough that a webhook delivery (200 ms at p99 on a quiet
+                    # machine) completes in the window on a loaded one: at 0.4 s the
+                    # webhook scenario finished none once under a load of 14.
                     "--seconds",
-                    "0.4",
+                    "1.0",
                     "--warmup",
                     "0.1",
                     "--settlement-clients",
