@@ -2,6 +2,10 @@ from __future__ import annotations
 
 from payments_api.problems import ProblemError
 
+# The detail of ``IdempotencyKeyReused`` when a payment's key comes back with another
+# body: card pay-ins and wallet payments keep their keys on the same orders table.
+KEY_USED_FOR_ANOTHER_PAYMENT = "This Idempotency-Key was used for a different payment."
+
 
 class OrderNotFound(ProblemError):
     status = 404

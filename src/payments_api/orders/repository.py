@@ -4,7 +4,6 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from payments_api.kit.idempotency import same_request
 from payments_api.kit.row_repository import RowRepository
 from payments_api.orders.models import DiscountCode, Order, Price
 
@@ -36,18 +35,6 @@ class OrderRepository(RowRepository[Order]):
         return await self.one(
             select(Order).where(Order.user_id == user_id, Order.idempotency_key == key),
             fresh=False,
-        )
-
-    async def earlier_payment(
-        self, user_id: str, key: str, request_fingerprint: str
-    ) -> Order | None:
-        """The order an earlier request with this Idempotency-Key wrote, when this
-        request is that one again (None when there is none); ``IdempotencyKeyReused``
-        when the key paid for something else."""
-        return same_request(
-            await self.by_idempotency_key(user_id, key),
-            request_fingerprint,
-            "This Idempotency-Key was used for a different payment.",
         )
 
     async def by_stripe_ids(

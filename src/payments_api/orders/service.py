@@ -27,11 +27,15 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.kit.idempotency import add_once, fingerprint
+from payments_api.kit.idempotency import add_once, fingerprint, same_request
 from payments_api.kit.pagination import parse_public_id, public_id
 from payments_api.kit.stripe_operation import call_and_settle
 from payments_api.orders.confirmation import PayInConfirmation
-from payments_api.orders.errors import CheckoutWindowPassed, RedirectUrlNotAllowed
+from payments_api.orders.errors import (
+    KEY_USED_FOR_ANOTHER_PAYMENT,
+    CheckoutWindowPassed,
+    RedirectUrlNotAllowed,
+)
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import PURPOSES, CheckoutRequest, check_chosen_amount
 from payments_api.orders.reads import ORDER_PREFIX
@@ -108,7 +112,11 @@ class PayInService(CallerStripeFlow):
                     raise UserNotFound("No such user.")
                 user = target
             orders = OrderRepository(session)
-            existing = await orders.earlier_payment(user.id, idempotency_key, request_fingerprint)
+            existing = same_request(
+                await orders.by_idempotency_key(user.id, idempotency_key),
+                request_fingerprint,
+                KEY_USED_FOR_ANOTHER_PAYMENT,
+            )
             if existing is not None:
                 return existing, user
             order: Order = await build(session, user)

@@ -40,7 +40,7 @@ from payments_api.ledger import service as ledger_service
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.shapes import move, split
 from payments_api.orders.catalog import grant_credit, priced_order
-from payments_api.orders.errors import PriceNotFound
+from payments_api.orders.errors import KEY_USED_FOR_ANOTHER_PAYMENT, PriceNotFound
 from payments_api.orders.models import Order
 from payments_api.orders.reads import ORDER_PREFIX, order_read, tell_owner
 from payments_api.orders.repository import OrderRepository
@@ -96,9 +96,7 @@ class WalletPayments:
             self._check_limits(body.amount, body.currency)
         elif body.price is None:
             raise PriceNotFound("An order needs `price` (a lookup key).")
-        keyed = KeyedRequest.of(
-            body, idempotency_key, "This Idempotency-Key was used for a different payment."
-        )
+        keyed = KeyedRequest.of(body, idempotency_key, KEY_USED_FOR_ANOTHER_PAYMENT)
         orders = OrderRepository(self.session)
         user, existing = await keyed.caller_and_earlier(
             self.session, self.principal, orders.by_idempotency_key
