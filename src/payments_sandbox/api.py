@@ -8,14 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from payments_sandbox import api_billing, api_connect, saved_cards
-from payments_sandbox.api_kit import (
-    ObjectRoutes,
-    add_object_routes,
-    execute,
-    expanded,
-    names,
-    respond,
-)
+from payments_sandbox.api_kit import Call, ObjectRoutes, add_calls, add_object_routes, respond
 from payments_sandbox.errors import StripeApiError
 from payments_sandbox.objects import random_tail
 from payments_sandbox.service import SandboxStripe
@@ -23,209 +16,128 @@ from payments_sandbox.service import SandboxStripe
 router = APIRouter(prefix="/sandbox/stripe/v1")
 
 
-# ------------------------------------------------------------------ customers
-
-
-@router.post("/customers")
-async def create_customer(request: Request) -> Response:
-    allowed = names(
-        "address description email metadata name phone shipping payment_method "
-        "preferred_locales tax_exempt invoice_settings"
-    )
-    return await execute(request, expanded(SandboxStripe.create_customer), allowed)
-
-
-# ------------------------------------------------------------------ checkout
-
+# The parameters Stripe accepts for a Checkout Session and a PaymentIntent.
 CHECKOUT_SESSION_PARAMS = (
-    "adaptive_pricing",
-    "after_expiration",
-    "allow_promotion_codes",
-    "automatic_tax",
-    "billing_address_collection",
-    "cancel_url",
-    "client_reference_id",
-    "consent_collection",
-    "currency",
-    "custom_fields",
-    "custom_text",
-    "customer",
-    "customer_creation",
-    "customer_email",
-    "customer_update",
-    "discounts",
-    "expires_at",
-    "invoice_creation",
-    "line_items",
-    "locale",
-    "metadata",
-    "mode",
-    "payment_intent_data",
-    "payment_method_collection",
-    "payment_method_configuration",
-    "payment_method_options",
-    "payment_method_types",
-    "phone_number_collection",
-    "redirect_on_completion",
-    "return_url",
-    "saved_payment_method_options",
-    "shipping_address_collection",
-    "shipping_options",
-    "submit_type",
-    "success_url",
-    "tax_id_collection",
-    "ui_mode",
+    "adaptive_pricing after_expiration allow_promotion_codes automatic_tax "
+    "billing_address_collection cancel_url client_reference_id consent_collection currency "
+    "custom_fields custom_text customer customer_creation customer_email customer_update "
+    "discounts expires_at invoice_creation line_items locale metadata mode "
+    "payment_intent_data payment_method_collection payment_method_configuration "
+    "payment_method_options payment_method_types phone_number_collection "
+    "redirect_on_completion return_url saved_payment_method_options "
+    "shipping_address_collection shipping_options submit_type success_url tax_id_collection "
+    "ui_mode"
 )
-
-
-@router.post("/checkout/sessions")
-async def create_checkout_session(request: Request) -> Response:
-    return await execute(
-        request, expanded(SandboxStripe.create_checkout_session), CHECKOUT_SESSION_PARAMS
-    )
-
-
-@router.post("/checkout/sessions/{session_id}/expire")
-async def expire_checkout_session(request: Request, session_id: str) -> Response:
-    return await execute(request, lambda s, p: s.expire_checkout_session(session_id), ())
-
-
-# ------------------------------------------------------------------ payment intents
-
 PAYMENT_INTENT_PARAMS = (
-    "amount",
-    "currency",
-    "application_fee_amount",
-    "automatic_payment_methods",
-    "capture_method",
-    "confirm",
-    "confirmation_method",
-    "customer",
-    "description",
-    "error_on_requires_action",
-    "mandate_data",
-    "metadata",
-    "off_session",
-    "on_behalf_of",
-    "payment_method",
-    "payment_method_options",
-    "payment_method_types",
-    "receipt_email",
-    "return_url",
-    "setup_future_usage",
-    "shipping",
-    "statement_descriptor",
-    "statement_descriptor_suffix",
-    "transfer_data",
-    "transfer_group",
-    "use_stripe_sdk",
+    "amount currency application_fee_amount automatic_payment_methods capture_method confirm "
+    "confirmation_method customer description error_on_requires_action mandate_data metadata "
+    "off_session on_behalf_of payment_method payment_method_options payment_method_types "
+    "receipt_email return_url setup_future_usage shipping statement_descriptor "
+    "statement_descriptor_suffix transfer_data transfer_group use_stripe_sdk"
 )
 
-
-@router.post("/payment_intents")
-async def create_payment_intent(request: Request) -> Response:
-    return await execute(
-        request, expanded(SandboxStripe.create_payment_intent), PAYMENT_INTENT_PARAMS
-    )
-
-
-@router.post("/payment_intents/{intent_id}/confirm")
-async def confirm_payment_intent(request: Request, intent_id: str) -> Response:
-    run = expanded(lambda s, p: s.confirm_payment_intent(intent_id, p))
-    allowed = names(
+add_calls(
+    router,
+    # customers
+    Call(
+        "POST",
+        "/customers",
+        SandboxStripe.create_customer,
+        "address description email metadata name phone shipping payment_method "
+        "preferred_locales tax_exempt invoice_settings",
+    ),
+    # checkout
+    Call(
+        "POST", "/checkout/sessions", SandboxStripe.create_checkout_session, CHECKOUT_SESSION_PARAMS
+    ),
+    Call(
+        "POST",
+        "/checkout/sessions/{session_id}/expire",
+        lambda s, p, session_id: s.expire_checkout_session(session_id),
+        expand=False,
+    ),
+    # payment intents
+    Call("POST", "/payment_intents", SandboxStripe.create_payment_intent, PAYMENT_INTENT_PARAMS),
+    Call(
+        "POST",
+        "/payment_intents/{intent_id}/confirm",
+        lambda s, p, intent_id: s.confirm_payment_intent(intent_id, p),
         "payment_method return_url off_session mandate_data use_stripe_sdk "
         "payment_method_options receipt_email setup_future_usage shipping "
-        "error_on_requires_action payment_method_types capture_method"
-    )
-    return await execute(request, run, allowed)
-
-
-@router.post("/payment_intents/{intent_id}/cancel")
-async def cancel_payment_intent(request: Request, intent_id: str) -> Response:
-    return await execute(
-        request, lambda s, p: s.cancel_payment_intent(intent_id, p), ("cancellation_reason",)
-    )
-
-
-@router.post("/payment_intents/{intent_id}/capture")
-async def capture_payment_intent(request: Request, intent_id: str) -> Response:
-    run = expanded(lambda s, p: s.capture_payment_intent(intent_id, p))
-    return await execute(
-        request,
-        run,
-        names("amount_to_capture application_fee_amount metadata statement_descriptor"),
-    )
-
-
-# ------------------------------------------------------------------ saved cards
-
-
-@router.post("/setup_intents")
-async def create_setup_intent(request: Request) -> Response:
-    run = expanded(lambda s, p: saved_cards.create_setup_intent(s, p))
-    allowed = names(
+        "error_on_requires_action payment_method_types capture_method",
+    ),
+    Call(
+        "POST",
+        "/payment_intents/{intent_id}/cancel",
+        lambda s, p, intent_id: s.cancel_payment_intent(intent_id, p),
+        "cancellation_reason",
+        expand=False,
+    ),
+    Call(
+        "POST",
+        "/payment_intents/{intent_id}/capture",
+        lambda s, p, intent_id: s.capture_payment_intent(intent_id, p),
+        "amount_to_capture application_fee_amount metadata statement_descriptor",
+    ),
+    # saved cards
+    Call(
+        "POST",
+        "/setup_intents",
+        saved_cards.create_setup_intent,
         "automatic_payment_methods confirm customer description metadata payment_method "
         "payment_method_types payment_method_options return_url usage use_stripe_sdk "
-        "mandate_data on_behalf_of flow_directions single_use"
-    )
-    return await execute(request, run, allowed)
-
-
-@router.post("/setup_intents/{intent_id}/confirm")
-async def confirm_setup_intent(request: Request, intent_id: str) -> Response:
-    run = expanded(lambda s, p: saved_cards.confirm_setup_intent(s, intent_id, p))
-    allowed = names("payment_method return_url mandate_data use_stripe_sdk payment_method_options")
-    return await execute(request, run, allowed)
-
-
-@router.post("/payment_methods")
-async def create_payment_method(request: Request) -> Response:
-    allowed = names("type card billing_details metadata")
-    return await execute(request, saved_cards.create_payment_method, allowed)
-
-
-@router.post("/payment_methods/{payment_method_id}/attach")
-async def attach_payment_method(request: Request, payment_method_id: str) -> Response:
-    return await execute(
-        request, lambda s, p: saved_cards.attach_api(s, payment_method_id, p), ("customer",)
-    )
-
-
-@router.post("/payment_methods/{payment_method_id}/detach")
-async def detach_payment_method(request: Request, payment_method_id: str) -> Response:
-    return await execute(request, lambda s, p: saved_cards.detach(s, payment_method_id), ())
-
-
-# ------------------------------------------------------------------ balance
-
-
-@router.get("/balance")
-async def retrieve_balance(request: Request) -> Response:
-    return await execute(request, lambda s, p: s.balance(), ())
-
-
-# ------------------------------------------------------------------ refunds and disputes
-
-
-@router.post("/refunds")
-async def create_refund(request: Request) -> Response:
-    allowed = names(
+        "mandate_data on_behalf_of flow_directions single_use",
+    ),
+    Call(
+        "POST",
+        "/setup_intents/{intent_id}/confirm",
+        lambda s, p, intent_id: saved_cards.confirm_setup_intent(s, intent_id, p),
+        "payment_method return_url mandate_data use_stripe_sdk payment_method_options",
+    ),
+    Call(
+        "POST",
+        "/payment_methods",
+        saved_cards.create_payment_method,
+        "type card billing_details metadata",
+        expand=False,
+    ),
+    Call(
+        "POST",
+        "/payment_methods/{payment_method_id}/attach",
+        lambda s, p, payment_method_id: saved_cards.attach_api(s, payment_method_id, p),
+        "customer",
+        expand=False,
+    ),
+    Call(
+        "POST",
+        "/payment_methods/{payment_method_id}/detach",
+        lambda s, p, payment_method_id: saved_cards.detach(s, payment_method_id),
+        expand=False,
+    ),
+    # balance
+    Call("GET", "/balance", lambda s, p: s.balance(), expand=False),
+    # refunds and disputes
+    Call(
+        "POST",
+        "/refunds",
+        SandboxStripe.create_refund,
         "amount charge payment_intent metadata reason currency "
-        "refund_application_fee reverse_transfer instructions_email origin"
-    )
-    return await execute(request, expanded(SandboxStripe.create_refund), allowed)
-
-
-@router.post("/disputes/{dispute_id}")
-async def update_dispute(request: Request, dispute_id: str) -> Response:
-    return await execute(
-        request, lambda s, p: s.update_dispute(dispute_id, p), ("evidence", "metadata", "submit")
-    )
-
-
-@router.post("/disputes/{dispute_id}/close")
-async def close_dispute(request: Request, dispute_id: str) -> Response:
-    return await execute(request, lambda s, p: s.close_dispute(dispute_id, "lost"), ())
+        "refund_application_fee reverse_transfer instructions_email origin",
+    ),
+    Call(
+        "POST",
+        "/disputes/{dispute_id}",
+        lambda s, p, dispute_id: s.update_dispute(dispute_id, p),
+        "evidence metadata submit",
+        expand=False,
+    ),
+    Call(
+        "POST",
+        "/disputes/{dispute_id}/close",
+        lambda s, p, dispute_id: s.close_dispute(dispute_id, "lost"),
+        expand=False,
+    ),
+)
 
 
 # ------------------------------------------------------------------ retrieve and list

@@ -4,19 +4,17 @@ clocks."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi import APIRouter
 
 from payments_sandbox.api_kit import (
     LIST_PARAMS,
+    Call,
     ObjectRoutes,
-    Operation,
+    PathOperation,
+    Result,
+    add_calls,
     add_object_routes,
-    execute,
-    expanded,
-    names,
 )
 from payments_sandbox.billing import SandboxBilling
 from payments_sandbox.params import Params
@@ -28,98 +26,88 @@ router = APIRouter()  # included by api.py, under its prefix
 # ------------------------------------------------------------------ billing
 
 
-def _billing(
-    call: Callable[[SandboxBilling, Params], Awaitable[dict[str, Any]]],
-) -> Operation:
-    async def fetch(service: SandboxStripe, p: Params) -> dict[str, Any]:
-        return await call(SandboxBilling(service), p)
+def _billing(call: Callable[..., Awaitable[Result]]) -> PathOperation:
+    """A ``SandboxBilling`` operation run as a ``Call``: ``call(billing, params, *path_values)``."""
 
-    return expanded(fetch)
+    async def run(service: SandboxStripe, p: Params, *path_values: str) -> Result:
+        return await call(SandboxBilling(service), p, *path_values)
 
-
-@router.post("/products")
-async def create_product(request: Request) -> Response:
-    allowed = names("id name description active metadata marketing_features")
-    return await execute(request, _billing(SandboxBilling.create_product), allowed)
+    return run
 
 
-@router.post("/prices")
-async def create_price(request: Request) -> Response:
-    allowed = names("product currency unit_amount recurring active lookup_key nickname metadata")
-    return await execute(request, _billing(SandboxBilling.create_price), allowed)
-
-
-@router.post("/prices/{price_id}")
-async def update_price(request: Request, price_id: str) -> Response:
-    return await execute(
-        request,
-        _billing(lambda billing, p: billing.update_price(price_id, p)),
-        names("active metadata"),
-    )
-
-
-@router.post("/subscriptions")
-async def create_subscription(request: Request) -> Response:
-    allowed = names(
+add_calls(
+    router,
+    Call(
+        "POST",
+        "/products",
+        _billing(SandboxBilling.create_product),
+        "id name description active metadata marketing_features",
+    ),
+    Call(
+        "POST",
+        "/prices",
+        _billing(SandboxBilling.create_price),
+        "product currency unit_amount recurring active lookup_key nickname metadata",
+    ),
+    Call(
+        "POST",
+        "/prices/{price_id}",
+        _billing(lambda billing, p, price_id: billing.update_price(price_id, p)),
+        "active metadata",
+    ),
+    Call(
+        "POST",
+        "/subscriptions",
+        _billing(SandboxBilling.create_subscription),
         "customer items default_payment_method metadata trial_from_plan payment_behavior "
-        "payment_settings"
-    )
-    return await execute(request, _billing(SandboxBilling.create_subscription), allowed)
-
-
-@router.post("/subscriptions/{subscription_id}")
-async def update_subscription(request: Request, subscription_id: str) -> Response:
-    allowed = names(
-        "cancel_at_period_end items proration_behavior proration_date default_payment_method "
-        "pause_collection"
-    )
-    return await execute(
-        request,
-        _billing(lambda billing, p: billing.update_subscription(subscription_id, p)),
-        allowed,
-    )
-
-
-@router.delete("/subscriptions/{subscription_id}")
-async def cancel_subscription(request: Request, subscription_id: str) -> Response:
-    return await execute(
-        request,
-        _billing(lambda billing, p: billing.cancel_subscription(subscription_id)),
-        names("invoice_now prorate"),
-    )
-
-
-@router.post("/invoices/{invoice_id}/pay")
-async def pay_invoice(request: Request, invoice_id: str) -> Response:
-    return await execute(
-        request,
-        lambda s, p: SandboxBilling(s).pay_invoice(invoice_id, p),
-        names("payment_method off_session"),
-    )
-
-
-@router.post("/invoices/create_preview")
-async def preview_invoice(request: Request) -> Response:
-    allowed = names("customer subscription subscription_details")
-    return await execute(request, _billing(SandboxBilling.preview), allowed)
-
-
-@router.get("/invoice_payments")
-async def list_invoice_payments(request: Request) -> Response:
-    return await execute(
-        request, _billing(SandboxBilling.invoice_payments), (*LIST_PARAMS, "invoice")
-    )
-
-
-@router.post("/test_helpers/test_clocks/{clock_id}/advance")
-async def advance_test_clock(request: Request, clock_id: str) -> Response:
-    return await execute(
-        request,
-        lambda s, p: SandboxBilling(s).advance_clock(
-            clock_id, p.required_integer("frozen_time", minimum=0)
+        "payment_settings",
+    ),
+    Call(
+        "POST",
+        "/subscriptions/{subscription_id}",
+        _billing(
+            lambda billing, p, subscription_id: billing.update_subscription(subscription_id, p)
         ),
-        names("frozen_time"),
-    )
+        "cancel_at_period_end items proration_behavior proration_date default_payment_method "
+        "pause_collection",
+    ),
+    Call(
+        "DELETE",
+        "/subscriptions/{subscription_id}",
+        _billing(lambda billing, p, subscription_id: billing.cancel_subscription(subscription_id)),
+        "invoice_now prorate",
+    ),
+    Call(
+        "POST",
+        "/invoices/{invoice_id}/pay",
+        _billing(lambda billing, p, invoice_id: billing.pay_invoice(invoice_id, p)),
+        "payment_method off_session",
+        expand=False,
+    ),
+    Call(
+        "POST",
+        "/invoices/create_preview",
+        _billing(SandboxBilling.preview),
+        "customer subscription subscription_details",
+    ),
+    Call(
+        "GET",
+        "/invoice_payments",
+        _billing(SandboxBilling.invoice_payments),
+        " ".join((*LIST_PARAMS, "invoice")),
+    ),
+    Call(
+        "POST",
+        "/test_helpers/test_clocks/{clock_id}/advance",
+        _billing(
+            lambda billing, p, clock_id: billing.advance_clock(
+                clock_id, p.required_integer("frozen_time", minimum=0)
+            )
+        ),
+        "frozen_time",
+        expand=False,
+    ),
+)
 
 
 add_object_routes(

@@ -1,6 +1,8 @@
 """The sandbox's Stripe-compatible HTTP API (``/sandbox/stripe/v1/...``): how every
 operation is run. The routes are in ``api.py`` (payments), ``api_connect.py`` (Connect,
-events) and ``api_billing.py`` (Billing).
+events) and ``api_billing.py`` (Billing), as tables: a ``Call`` per operation (its path,
+the parameters Stripe accepts there, what it runs) and an ``ObjectRoutes`` per resource
+read the same way (retrieve and list).
 
 With no Stripe key, ``settings.stripe_api_base`` points the real ``StripeGateway``
 (stripe-python over httpx) here, so the service talks to the sandbox exactly as it
@@ -255,3 +257,47 @@ def _list_route(
         )
 
     return list_of_objects
+
+
+PathOperation = Callable[..., Awaitable[Result]]
+"""``run(service, params, *path_values)``: the values of the path's ``{...}`` parts in
+order (``/disputes/{dispute_id}/close`` passes the dispute's id)."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One Stripe operation besides the plain reads: ``method path``, the top-level
+    parameters Stripe accepts there (``allowed``, space separated: any other is
+    refused), what it runs, and whether its object is rendered with the request's
+    ``expand[]`` (Stripe expands what a create or update returns, not what an action
+    such as ``cancel`` or ``attach`` returns in the sandbox's subset)."""
+
+    method: str
+    path: str
+    run: PathOperation
+    allowed: str = ""
+    expand: bool = True
+
+
+def add_calls(router: APIRouter, *calls: Call) -> None:
+    for call in calls:
+        router.add_api_route(
+            call.path,
+            _call_route(call),
+            methods=[call.method],
+            name=f"{call.method.lower()} {call.path}",
+        )
+
+
+def _call_route(call: Call) -> Callable[[Request], Awaitable[Response]]:
+    allowed = names(call.allowed)
+
+    async def run_call(request: Request) -> Response:
+        path_values = tuple(request.path_params.values())
+
+        async def operation(service: SandboxStripe, p: Params) -> Result:
+            return await call.run(service, p, *path_values)
+
+        return await execute(request, expanded(operation) if call.expand else operation, allowed)
+
+    return run_call
