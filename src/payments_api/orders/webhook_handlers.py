@@ -19,6 +19,11 @@ from payments_api.webhooks.registry import (
 log = logging.getLogger(__name__)
 
 
+def confirmation_in(context: HandlerContext) -> PayInConfirmation:
+    """The pay-in confirmation working in the handler's transaction."""
+    return PayInConfirmation(context.session, context.stripe, context.settings)
+
+
 async def order_of_intent(confirmation: PayInConfirmation, intent: PaymentIntent) -> Order | None:
     """The order a PaymentIntent's event is about; None when it is not one of ours (no
     order id in its metadata: e.g. a payment made elsewhere on the account). One that
@@ -33,7 +38,7 @@ async def order_of_intent(confirmation: PayInConfirmation, intent: PaymentIntent
 async def _credit_checkout(
     event: StripeEvent, session: CheckoutSession, context: HandlerContext
 ) -> None:
-    confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
+    confirmation = confirmation_in(context)
     order = await confirmation.find(
         session.metadata,
         checkout_session_id=session.id,
@@ -57,30 +62,28 @@ async def _credit_checkout(
     )
 
 
-async def checkout_session_async_payment_failed(
+async def checkout_session_unpaid(
     event: StripeEvent, session: CheckoutSession, context: HandlerContext
 ) -> None:
-    confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
+    """The session ends without money: its delayed payment failed
+    (``async_payment_failed``) or the page timed out (``expired``)."""
+    expired = event.type == "checkout.session.expired"
+    confirmation = confirmation_in(context)
     order = await confirmation.find(session.metadata, checkout_session_id=session.id)
     if order is None:
+        if expired:
+            return  # a session we never recorded (created elsewhere): nothing to expire
         raise RetryLater(f"no order for checkout session {session.id}")
-    await confirmation.fail(order, "failed", "async_payment_failed")
-
-
-async def checkout_session_expired(
-    event: StripeEvent, session: CheckoutSession, context: HandlerContext
-) -> None:
-    confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
-    order = await confirmation.find(session.metadata, checkout_session_id=session.id)
-    if order is None:
-        return  # a session we never recorded (created elsewhere): nothing to expire
-    await confirmation.fail(order, "expired", "expired")
+    if expired:
+        await confirmation.fail(order, "expired", "expired")
+    else:
+        await confirmation.fail(order, "failed", "async_payment_failed")
 
 
 async def payment_intent_succeeded(
     event: StripeEvent, intent: PaymentIntent, context: HandlerContext
 ) -> None:
-    confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
+    confirmation = confirmation_in(context)
     order = await order_of_intent(confirmation, intent)
     if order is None:
         return
@@ -97,7 +100,7 @@ async def payment_intent_succeeded(
 async def payment_intent_payment_failed(
     event: StripeEvent, intent: PaymentIntent, context: HandlerContext
 ) -> None:
-    confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
+    confirmation = confirmation_in(context)
     order = await confirmation.find(intent.metadata, payment_intent_id=intent.id)
     if order is None:
         return
@@ -119,7 +122,7 @@ async def payment_intent_requires_action(
     event: StripeEvent, intent: PaymentIntent, context: HandlerContext
 ) -> None:
     """3-D Secure is needed: the top-up waits for the customer."""
-    confirmation = PayInConfirmation(context.session, context.stripe, context.settings)
+    confirmation = confirmation_in(context)
     order = await confirmation.find(intent.metadata, payment_intent_id=intent.id)
     if order is None or order.channel != "payment_intent":
         return  # Checkout handles authentication on its own page
@@ -132,10 +135,8 @@ HANDLERS: dict[str, EventHandler] = {
     # completed: paid now (cards) or later (delayed methods: async_payment_succeeded).
     "checkout.session.completed": reads(CheckoutSession, _credit_checkout),
     "checkout.session.async_payment_succeeded": reads(CheckoutSession, _credit_checkout),
-    "checkout.session.async_payment_failed": reads(
-        CheckoutSession, checkout_session_async_payment_failed
-    ),
-    "checkout.session.expired": reads(CheckoutSession, checkout_session_expired),
+    "checkout.session.async_payment_failed": reads(CheckoutSession, checkout_session_unpaid),
+    "checkout.session.expired": reads(CheckoutSession, checkout_session_unpaid),
     "payment_intent.succeeded": reads(PaymentIntent, payment_intent_succeeded),
     "payment_intent.payment_failed": reads(PaymentIntent, payment_intent_payment_failed),
     "payment_intent.requires_action": reads(PaymentIntent, payment_intent_requires_action),
