@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.orders.models import DiscountCode, Order, Price
 from payments_api.users.models import User
+from payments_api.webhooks.models import WebhookEvent
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import emitted, ledger_invariants
 from tests.helpers import auth, make_event, signed_webhook, stripe_key, stripe_object
@@ -227,6 +228,35 @@ class TestCheckoutTopup:
         assert api["failure_code"] == code
         wallet = await balance(client, "erin")
         assert wallet == {}
+
+    @pytest.mark.parametrize(
+        ("event_type", "stored_status", "error"),
+        [
+            # Expired: a session created elsewhere on the account, nothing to expire.
+            ("checkout.session.expired", "processed", None),
+            # Failed: its order may not be committed yet, so the event is retried.
+            ("checkout.session.async_payment_failed", "failed", "RetryLater"),
+        ],
+    )
+    async def test_unpaid_end_of_an_unknown_session(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        event_type: str,
+        stored_status: str,
+        error: str | None,
+    ) -> None:
+        unknown = stripe_object("checkout.session")
+        unknown.update(id=f"cs_test_{uuid.uuid4().hex}", payment_status="unpaid", metadata={})
+        event = make_event(event_type, unknown)
+        await deliver(client, event)
+        stored = await session.get(WebhookEvent, event["id"], populate_existing=True)
+        assert stored is not None
+        assert stored.status == stored_status
+        if error is None:
+            assert stored.last_error is None
+        else:
+            assert error in (stored.last_error or "")
 
     async def test_orders_are_private(
         self, client: httpx.AsyncClient, stripe_payins: respx.MockRouter, session: AsyncSession
