@@ -19,7 +19,6 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from payments_api.events.outbox import emit
 from payments_api.events.types import EventType
 from payments_api.kit.pagination import public_id
 from payments_api.ledger import service as ledger_service
@@ -39,8 +38,8 @@ from payments_api.refunds.refund_ledger import (
 from payments_api.refunds.schemas import RefundRead
 from payments_api.refunds.two_phase import RefundSettlementFlow
 from payments_api.stripe.objects import Refund as StripeRefund
+from payments_api.subscriptions.invoice_events import tell_subscriber
 from payments_api.subscriptions.models import SubscriptionInvoice
-from payments_api.subscriptions.service import SubscriptionViews
 from payments_api.subscriptions.tax import refund_tax_share, revenue_postings
 
 log = logging.getLogger(__name__)
@@ -103,12 +102,8 @@ class InvoiceRefundSettlement(RefundSettlementFlow[InvoiceRefund, SubscriptionIn
 
     async def _emit_succeeded(self, refund: InvoiceRefund, invoice: SubscriptionInvoice) -> None:
         await self._emit(refund, invoice, "succeeded")
-        await emit(
-            self.session,
-            EventType.invoice_refunded,
-            SubscriptionViews.invoice(invoice),
-            change_key=f"invoice:{invoice.stripe_invoice_id}:refunded:{refund.id}",
-            user_ids=[invoice.user_id],
+        await tell_subscriber(
+            self.session, EventType.invoice_refunded, invoice, f"refunded:{refund.id}"
         )
 
     async def emit_failed(self, refund: InvoiceRefund, invoice: SubscriptionInvoice) -> None:

@@ -23,6 +23,7 @@ from payments_api.stripe.billing_objects import Invoice
 from payments_api.stripe.billing_objects import Subscription as StripeSubscription
 from payments_api.stripe.gateway import StripeGateway
 from payments_api.stripe.objects import ChargeWithFee
+from payments_api.subscriptions.invoice_events import tell_subscriber
 from payments_api.subscriptions.models import Subscription, SubscriptionInvoice
 from payments_api.subscriptions.repository import (
     InvoiceRepository,
@@ -31,7 +32,7 @@ from payments_api.subscriptions.repository import (
 )
 from payments_api.subscriptions.state import SubscriptionState, our_subscription_id, stripe_time
 from payments_api.subscriptions.tax import paid_tax, revenue_postings
-from payments_api.subscriptions.views import SUBSCRIPTION_PREFIX, SubscriptionViews
+from payments_api.subscriptions.views import SUBSCRIPTION_PREFIX
 from payments_api.webhooks.registry import RetryLater
 
 log = logging.getLogger(__name__)
@@ -239,13 +240,7 @@ class SubscriptionEvents:
             if row.processing_fee_amount is None and charge is not None:
                 await self.record_fee(row, charge, reference)
             await self._credit(row, subscription, reference)
-        await emit(
-            self.session,
-            EventType.invoice_paid,
-            SubscriptionViews.invoice(row),
-            change_key=f"invoice:{invoice_id}:paid",
-            user_ids=[subscription.user_id],
-        )
+        await tell_subscriber(self.session, EventType.invoice_paid, row, "paid")
 
     async def _payment_of(self, row: SubscriptionInvoice) -> ChargeWithFee | None:
         """The charge that paid the invoice (its balance transaction expanded), and its
@@ -329,11 +324,5 @@ class SubscriptionEvents:
         found = await self._invoice(invoice, state_at)
         if found is None:
             return
-        row, subscription = found
-        await emit(
-            self.session,
-            event_type,
-            SubscriptionViews.invoice(row),
-            change_key=f"invoice:{row.stripe_invoice_id}:{what}:{row.attempt_count}",
-            user_ids=[subscription.user_id],
-        )
+        row, _ = found
+        await tell_subscriber(self.session, event_type, row, f"{what}:{row.attempt_count}")
