@@ -45,6 +45,9 @@ EndpointPage = Annotated[
 DeliveryPage = Annotated[
     routes.Page, routes.cursor_page("Delivery id to continue after.", max_length=64)
 ]
+# What every admin route on one webhook endpoint answers: not an admin, a malformed id
+# or body, no such endpoint.
+ENDPOINT_PROBLEMS = (401, 403, 422, errors.WebhookEndpointNotFound)
 
 
 @router.get(
@@ -101,7 +104,7 @@ async def list_webhook_endpoints(
 @router.get(
     "/api/v1/admin/webhook-endpoints/{endpoint_id}",
     summary="One webhook endpoint",
-    responses=problem_responses(401, 403, 422, errors.WebhookEndpointNotFound),
+    responses=problem_responses(*ENDPOINT_PROBLEMS),
 )
 async def get_webhook_endpoint(
     endpoint_id: EndpointIdPath, service: AdminEventServiceDep
@@ -114,7 +117,7 @@ async def get_webhook_endpoint(
     summary="Replace the signing secret",
     description="The new secret is shown once. The old one keeps signing beside it for "
     "`overlap_seconds`, so receivers can switch without missing an event.",
-    responses=problem_responses(400, 401, 403, 422, errors.WebhookEndpointNotFound),
+    responses=problem_responses(400, *ENDPOINT_PROBLEMS),
 )
 @one_transaction
 async def rotate_webhook_endpoint_secret(
@@ -129,7 +132,7 @@ async def rotate_webhook_endpoint_secret(
 @router.post(
     "/api/v1/admin/webhook-endpoints/{endpoint_id}/disable",
     summary="Stop deliveries to an endpoint (they wait until it is enabled)",
-    responses=problem_responses(401, 403, 422, errors.WebhookEndpointNotFound),
+    responses=problem_responses(*ENDPOINT_PROBLEMS),
 )
 @one_transaction
 async def disable_webhook_endpoint(
@@ -141,9 +144,7 @@ async def disable_webhook_endpoint(
 @router.post(
     "/api/v1/admin/webhook-endpoints/{endpoint_id}/enable",
     summary="Resume deliveries to an endpoint",
-    responses=problem_responses(
-        401, 403, 422, errors.WebhookEndpointNotFound, errors.WebhookUrlRefused
-    ),
+    responses=problem_responses(*ENDPOINT_PROBLEMS, errors.WebhookUrlRefused),
 )
 async def enable_webhook_endpoint(
     endpoint_id: EndpointIdPath, service: AdminEventServiceDep
@@ -156,7 +157,7 @@ async def enable_webhook_endpoint(
     summary="Send a `webhook_endpoint.tested` event to this endpoint only",
     operation_id="testWebhookEndpoint",
     status_code=201,
-    responses=problem_responses(400, 401, 403, 422, errors.WebhookEndpointNotFound),
+    responses=problem_responses(400, *ENDPOINT_PROBLEMS),
 )
 @one_transaction
 async def send_test_event(
@@ -170,7 +171,7 @@ async def send_test_event(
 @router.get(
     "/api/v1/admin/webhook-endpoints/{endpoint_id}/deliveries",
     summary="Deliveries to an endpoint with their attempts, newest first",
-    responses=problem_responses(401, 403, 422, errors.WebhookEndpointNotFound, InvalidCursor),
+    responses=problem_responses(*ENDPOINT_PROBLEMS, InvalidCursor),
 )
 async def list_webhook_deliveries(
     endpoint_id: EndpointIdPath, service: AdminEventServiceDep, page: DeliveryPage

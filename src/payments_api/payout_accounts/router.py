@@ -40,23 +40,16 @@ async def get_connect_service(
 
 
 ConnectServiceDep = Annotated[ConnectService, Depends(get_connect_service)]
-StateQuery = Annotated[
-    str | None,
-    Query(
-        max_length=2048,
-        description="Signed, short-lived state this service put in the URL it gave Stripe.",
-    ),
-]
+# The signed state this service puts in the URLs it gives Stripe, read back on the landings.
+_STATE = Query(
+    max_length=2048,
+    description="Signed, short-lived state this service put in the URL it gave Stripe.",
+)
+StateQuery = Annotated[str | None, _STATE]
 # Required on the refresh landing: Stripe always sends back the URL this service gave
 # it, state included, so a request without one is not a browser coming back from
 # Stripe and gets the 422 problem, not a page.
-RequiredStateQuery = Annotated[
-    str,
-    Query(
-        max_length=2048,
-        description="Signed, short-lived state this service put in the URL it gave Stripe.",
-    ),
-]
+RequiredStateQuery = Annotated[str, _STATE]
 
 # The landing pages carry a bearer-like state in their URL: never cache them, never
 # leak the URL to another site through Referer.

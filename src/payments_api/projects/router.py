@@ -80,6 +80,9 @@ async def get_wallet_service(state: StateDep) -> ProjectWalletService:
 
 
 ProjectServiceDep = Annotated[ProjectService, Depends(get_project_service)]
+# What every route on one of the caller's projects answers: not signed in, not a payee,
+# no such project of theirs.
+PROJECT_PROBLEMS = (401, 403, projects_errors.ProjectNotFound)
 # The project wallet's routes check ownership themselves (any signed-in caller may ask):
 # another user's project is 403, a missing one 404.
 OWNER_ONLY_PROBLEMS = (projects_errors.ProjectForbidden, projects_errors.ProjectNotFound)
@@ -114,7 +117,7 @@ async def list_projects(
     "/api/v1/me/projects/{projectId}",
     summary="One of the caller's projects",
     description="Another user's project is answered like a missing one (404).",
-    responses=problem_responses(401, 403, projects_errors.ProjectNotFound),
+    responses=problem_responses(*PROJECT_PROBLEMS),
 )
 async def get_project(
     project_id: ProjectIdPath, user: PayeeUser, service: ProjectServiceDep
@@ -125,7 +128,7 @@ async def get_project(
 @router.patch(
     "/api/v1/me/projects/{projectId}",
     summary="Rename, describe, archive or re-activate a project",
-    responses=problem_responses(401, 403, 422, projects_errors.ProjectNotFound),
+    responses=problem_responses(*PROJECT_PROBLEMS, 422),
 )
 @one_transaction
 async def update_project(
@@ -141,12 +144,7 @@ async def update_project(
     "otherwise; 409 `project_archived` for an archived project.",
     status_code=201,
     responses=problem_responses(
-        401,
-        403,
-        422,
-        projects_errors.ProjectArchived,
-        projects_errors.ProjectNotFound,
-        projects_errors.SessionAlreadyOpen,
+        *PROJECT_PROBLEMS, 422, projects_errors.ProjectArchived, projects_errors.SessionAlreadyOpen
     ),
 )
 @one_transaction
@@ -163,7 +161,7 @@ async def open_project_session(
     "/api/v1/me/projects/{projectId}/sessions",
     summary="The project's sessions, newest first",
     description="Without sums; `GET .../wallet/sessions` adds what each session earned.",
-    responses=problem_responses(401, 403, 422, projects_errors.ProjectNotFound),
+    responses=problem_responses(*PROJECT_PROBLEMS, 422),
 )
 async def list_project_sessions(
     project_id: ProjectIdPath, user: PayeeUser, service: ProjectServiceDep, page: SessionPage
@@ -174,9 +172,7 @@ async def list_project_sessions(
 @router.get(
     "/api/v1/me/projects/{projectId}/sessions/{sessionId}",
     summary="One session of the project",
-    responses=problem_responses(
-        401, 403, projects_errors.ProjectNotFound, projects_errors.SessionNotFound
-    ),
+    responses=problem_responses(*PROJECT_PROBLEMS, projects_errors.SessionNotFound),
 )
 async def get_project_session(
     project_id: ProjectIdPath,
@@ -192,9 +188,7 @@ async def get_project_session(
     summary="Close a session",
     description="Payments can no longer be started for it (those already started still "
     "count for it). Closing a closed session returns it unchanged.",
-    responses=problem_responses(
-        401, 403, projects_errors.ProjectNotFound, projects_errors.SessionNotFound
-    ),
+    responses=problem_responses(*PROJECT_PROBLEMS, projects_errors.SessionNotFound),
 )
 @one_transaction
 async def close_project_session(

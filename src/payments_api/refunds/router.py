@@ -9,7 +9,6 @@ from payments_api.deps import AdminSessionDep, PrincipalDep
 from payments_api.escrow import errors as escrow_errors
 from payments_api.kit import amounts
 from payments_api.kit.idempotency import IdempotencyKeyDep
-from payments_api.kit.pagination import Limit
 from payments_api.ledger import errors as ledger_errors
 from payments_api.orders import errors as orders_errors
 from payments_api.orders import refund_errors as refunds_errors
@@ -33,6 +32,40 @@ from payments_api.refunds.schemas import (
 router = APIRouter(tags=["admin"])
 
 WalletRefundPage = Annotated[routes.Page, routes.cursor_page("Wallet refund id to continue after.")]
+RefundStatus = Literal["pending", "requires_action", "succeeded", "failed", "canceled"]
+
+
+class RefundFilters(routes.Page):
+    order_id: str | None
+    status: RefundStatus | None
+    invoice_id: str | None
+    escrow_id: str | None
+
+
+# The admin's list of refunds: of one order, one subscription invoice or one job, or all.
+OrderFilter = Annotated[str | None, Query(max_length=32, description="Only this order's refunds.")]
+StatusFilter = Annotated[RefundStatus | None, Query(description="Only refunds in this state.")]
+InvoiceFilter = Annotated[
+    str | None, Query(max_length=255, description="Only this subscription invoice's refunds.")
+]
+EscrowFilter = Annotated[
+    str | None,
+    Query(
+        max_length=32,
+        description="Only this job's refunds: a card-paid job's are its funding order's "
+        "(`rfd_…`), a wallet-paid job's its own (`rfe_…`, which appear only here).",
+    ),
+]
+RefundPage = Annotated[
+    RefundFilters,
+    routes.cursor_page(
+        "Refund id to continue after.",
+        order_id=OrderFilter,
+        status=StatusFilter,
+        invoice_id=InvoiceFilter,
+        escrow_id=EscrowFilter,
+    ),
+]
 
 
 @router.post(
@@ -120,40 +153,21 @@ async def create_refund(
     summary="Refunds, newest first",
     responses=problem_responses(401, 403, 422),
 )
-async def list_refunds(
-    session: AdminSessionDep,
-    limit: Limit = 20,
-    starting_after: Annotated[str | None, Query(description="Refund id to continue after.")] = None,
-    order_id: Annotated[
-        str | None, Query(max_length=32, description="Only this order's refunds.")
-    ] = None,
-    status: Annotated[
-        Literal["pending", "requires_action", "succeeded", "failed", "canceled"] | None,
-        Query(description="Only refunds in this state."),
-    ] = None,
-    invoice_id: Annotated[
-        str | None,
-        Query(max_length=255, description="Only this subscription invoice's refunds."),
-    ] = None,
-    escrow_id: Annotated[
-        str | None,
-        Query(
-            max_length=32,
-            description="Only this job's refunds: a card-paid job's are its funding order's "
-            "(`rfd_…`), a wallet-paid job's its own (`rfe_…`, which appear only here).",
-        ),
-    ] = None,
-) -> RefundList:
-    if escrow_id is not None:
+async def list_refunds(session: AdminSessionDep, page: RefundPage) -> RefundList:
+    limit, starting_after = page["limit"], page["starting_after"]
+    if page["escrow_id"] is not None:
         return await RefundQueries(session).list_for_escrow(
-            escrow_id=escrow_id, limit=limit, starting_after=starting_after, status=status
+            escrow_id=page["escrow_id"],
+            limit=limit,
+            starting_after=starting_after,
+            status=page["status"],
         )
-    if invoice_id is not None:
+    if page["invoice_id"] is not None:
         return await invoices.InvoiceRefundQueries(session).list(
-            limit=limit, starting_after=starting_after, invoice_id=invoice_id
+            limit=limit, starting_after=starting_after, invoice_id=page["invoice_id"]
         )
     return await RefundQueries(session).list(
-        limit=limit, starting_after=starting_after, order_id=order_id, status=status
+        limit=limit, starting_after=starting_after, order_id=page["order_id"], status=page["status"]
     )
 
 
