@@ -32,12 +32,7 @@ import asyncpg
 from pgqueuer import PgQueuer
 from pgqueuer.models import Job, Schedule
 
-from payments_api.db import (
-    asyncpg_dsn,
-    create_engine,
-    create_sessionmaker,
-    resolve_database_url,
-)
+from payments_api.db import asyncpg_dsn, create_engine, create_sessionmaker, resolve_database_url
 from payments_api.escrow.capture import EscrowCaptures
 from payments_api.escrow.service import CAPTURE_JOB
 from payments_api.events.delivery import DeliveryService

@@ -9,12 +9,7 @@ from tests.faults.fault_injector import FaultInjector, Forward
 
 # The in-process sandbox (the app in sandbox mode, its Stripe calls looped back into it),
 # as tests/sandbox mounts it: the fault matrix's stateful Stripe (issue #17).
-from tests.sandbox.conftest import (  # noqa: F401 - fixtures
-    sandbox,
-    sandbox_app,
-    sandbox_gateway,
-    sandbox_settings,
-)
+from tests.sandbox.conftest import sandbox, sandbox_app, sandbox_gateway, sandbox_settings  # noqa: F401 - fixtures
 from tests.sandbox.helpers import Sandbox
 
 

@@ -36,13 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tests.conftest import TEST_CONNECT_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET
 from tests.factories import create_user, fund, ledger_invariants
-from tests.helpers import (
-    TEST_JWT_SECRET,
-    auth,
-    make_event,
-    signed_webhook,
-    stripe_object,
-)
+from tests.helpers import TEST_JWT_SECRET, auth, make_event, signed_webhook, stripe_object
 
 REPLICAS = 2
 STARTUP_TIMEOUT = 60.0

@@ -15,12 +15,7 @@ from payments_api.ledger.errors import (
 )
 from payments_api.ledger.kinds import PLATFORM_SHARDS, AccountKind, CauseType
 from payments_api.ledger.models import LedgerPosting, LedgerTransaction
-from payments_api.ledger.service import (
-    AccountRef,
-    LedgerService,
-    NewTransaction,
-    PostingSpec,
-)
+from payments_api.ledger.service import AccountRef, LedgerService, NewTransaction, PostingSpec
 from tests.factories import create_user, fund, ledger_invariants
 
 AVAILABLE = AccountKind.available

@@ -12,12 +12,7 @@ from payments_api.payment_methods.models import PaymentMethod, PaymentMethodSetu
 from payments_api.users.models import User
 from tests.factories import emitted
 from tests.helpers import auth, stripe_key
-from tests.payment_methods.conftest import (
-    FakeStripeCards,
-    deliver,
-    form_of,
-    setup_succeeded_event,
-)
+from tests.payment_methods.conftest import FakeStripeCards, deliver, form_of, setup_succeeded_event
 
 
 def new_user() -> str:

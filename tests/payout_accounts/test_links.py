@@ -9,12 +9,7 @@ from pydantic import SecretStr
 
 from payments_api.auth import mint_dev_token
 from payments_api.payout_accounts.errors import InvalidLinkState
-from payments_api.payout_accounts.links import (
-    LinkState,
-    landing_urls,
-    sign_state,
-    verify_state,
-)
+from payments_api.payout_accounts.links import LinkState, landing_urls, sign_state, verify_state
 from payments_api.settings import Settings
 
 STATE = LinkState(user_id="payee_1", stripe_account_id="acct_1")

@@ -9,20 +9,9 @@ from datetime import timedelta
 from enum import StrEnum
 
 from payments_api.escrow import authorization_ledger
-from payments_api.escrow.errors import (
-    CaptureAmountInvalid,
-    EscrowNotFound,
-)
-from payments_api.escrow.fees import (
-    smallest_hold,
-    split_for_hold,
-)
-from payments_api.escrow.models import (
-    CaptureMethod,
-    CaptureStatus,
-    Escrow,
-    EscrowStatus,
-)
+from payments_api.escrow.errors import CaptureAmountInvalid, EscrowNotFound
+from payments_api.escrow.fees import smallest_hold, split_for_hold
+from payments_api.escrow.models import CaptureMethod, CaptureStatus, Escrow, EscrowStatus
 from payments_api.escrow.posting import EscrowPosting, TransitionResult
 from payments_api.escrow.views import ESCROW_PREFIX
 from payments_api.events.types import EventType

@@ -9,12 +9,7 @@ from payments_api.deps import CurrentUser, SessionDep, SettingsDep, StateDep, re
 from payments_api.escrow import errors as escrow_errors
 from payments_api.escrow.capture import EscrowCaptures
 from payments_api.escrow.models import Escrow, EscrowStatus
-from payments_api.escrow.schemas import (
-    EscrowAccept,
-    EscrowCreate,
-    EscrowList,
-    EscrowRead,
-)
+from payments_api.escrow.schemas import EscrowAccept, EscrowCreate, EscrowList, EscrowRead
 from payments_api.escrow.service import EscrowService
 from payments_api.escrow.views import escrow_read, parse_escrow_id
 from payments_api.kit.idempotency import (

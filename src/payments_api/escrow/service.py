@@ -35,16 +35,8 @@ from payments_api.escrow.errors import (
     PayeeNotFound,
     SelfOffer,
 )
-from payments_api.escrow.fees import (
-    smallest_price_with_fees,
-    split,
-)
-from payments_api.escrow.models import (
-    CaptureMethod,
-    Escrow,
-    EscrowFunding,
-    EscrowStatus,
-)
+from payments_api.escrow.fees import smallest_price_with_fees, split
+from payments_api.escrow.models import CaptureMethod, Escrow, EscrowFunding, EscrowStatus
 from payments_api.escrow.schemas import EscrowCreate, EscrowList
 from payments_api.escrow.transitions import EscrowTransitions
 from payments_api.escrow.views import ESCROW_PREFIX, escrow_read, visible

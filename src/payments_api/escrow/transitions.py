@@ -17,11 +17,7 @@ from payments_api.escrow.errors import (
     EscrowInvalidTransition,
     EscrowNotFound,
 )
-from payments_api.escrow.models import (
-    CaptureStatus,
-    Escrow,
-    EscrowStatus,
-)
+from payments_api.escrow.models import CaptureStatus, Escrow, EscrowStatus
 from payments_api.escrow.posting import TransitionResult
 from payments_api.escrow.views import ESCROW_PREFIX, is_admin, visible
 from payments_api.events.outbox import StagedEvent

@@ -6,12 +6,7 @@ from __future__ import annotations
 from payments_api.escrow import capture as escrow_capture
 from payments_api.orders.webhook_handlers import confirmation_in, order_of_intent
 from payments_api.stripe.objects import PaymentIntent
-from payments_api.webhooks.registry import (
-    EventHandler,
-    HandlerContext,
-    StripeEvent,
-    reads,
-)
+from payments_api.webhooks.registry import EventHandler, HandlerContext, StripeEvent, reads
 
 
 async def payment_intent_amount_capturable_updated(

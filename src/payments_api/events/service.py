@@ -10,11 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.events import targets
-from payments_api.events.errors import (
-    DeliveryNotFound,
-    WebhookEndpointNotFound,
-    WebhookUrlRefused,
-)
+from payments_api.events.errors import DeliveryNotFound, WebhookEndpointNotFound, WebhookUrlRefused
 from payments_api.events.models import DeliveryAttempt, EventDelivery, OutboxEvent, WebhookEndpoint
 from payments_api.events.outbox import DELIVER_JOB, emit
 from payments_api.events.repository import EventRepository

@@ -47,12 +47,7 @@ from payments_api.ledger.errors import (
     WalletFrozen,
 )
 from payments_api.ledger.kinds import PLATFORM_KINDS, USER_KINDS, AccountKind, CauseType
-from payments_api.ledger.repository import (
-    AccountRow,
-    LedgerRepository,
-    Posted,
-    StoredPosting,
-)
+from payments_api.ledger.repository import AccountRow, LedgerRepository, Posted, StoredPosting
 from payments_api.ledger.repository import (
     StoredTransaction as StoredTransaction,  # what post() returns, for the ledger's callers
 )

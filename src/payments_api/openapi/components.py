@@ -7,9 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from payments_api.money import (
-    CURRENCY_EXPONENTS,
-)
+from payments_api.money import CURRENCY_EXPONENTS
 from payments_api.openapi.walk import operations
 
 

@@ -9,11 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from payments_api.money import (
-    DEFAULT_AMOUNT_LIMITS,
-    CurrencyLimits,
-    LimitedOperation,
-)
+from payments_api.money import DEFAULT_AMOUNT_LIMITS, CurrencyLimits, LimitedOperation
 from payments_api.openapi.components import (
     document_minor_units,
     name_currency_enum,

@@ -11,11 +11,7 @@ from payments_api import routes
 from payments_api.deps import CurrentUser, PrincipalDep, SessionDep, SettingsDep, StateDep
 from payments_api.kit.idempotency import IdempotencyKeyDep
 from payments_api.payment_methods import errors, schemas
-from payments_api.payment_methods.service import (
-    PaymentMethodManager,
-    PaymentMethodService,
-    remove,
-)
+from payments_api.payment_methods.service import PaymentMethodManager, PaymentMethodService, remove
 from payments_api.problems import problem_responses
 
 router = APIRouter(tags=["payment-methods"])

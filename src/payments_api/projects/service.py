@@ -33,11 +33,7 @@ from payments_api.projects.errors import (
     SessionNotFound,
 )
 from payments_api.projects.models import Project, ProjectSession
-from payments_api.projects.repository import (
-    Aggregate,
-    DirectPaymentRepository,
-    ProjectRepository,
-)
+from payments_api.projects.repository import Aggregate, DirectPaymentRepository, ProjectRepository
 from payments_api.projects.schemas import (
     ConnectedBalance,
     ProjectCreate,

@@ -59,12 +59,7 @@ from payments_api.reconciliation.schemas import (
 from payments_api.settings import Settings
 from payments_api.stripe.errors import PaymentProviderError
 from payments_api.stripe.gateway import StripeGateway
-from payments_api.stripe.objects import (
-    Balance,
-    BalanceAmount,
-    BalanceTransaction,
-    UndeliveredEvent,
-)
+from payments_api.stripe.objects import Balance, BalanceAmount, BalanceTransaction, UndeliveredEvent
 from payments_api.stripe.refunds import ListTooLong
 
 log = logging.getLogger(__name__)

@@ -31,10 +31,7 @@ from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.ledger import service as ledger_service
 from payments_api.ledger.errors import InsufficientFunds
 from payments_api.ledger.kinds import AccountKind
-from payments_api.orders.refund_errors import (
-    RefundCurrencyMismatch,
-    RefundNotFound,
-)
+from payments_api.orders.refund_errors import RefundCurrencyMismatch, RefundNotFound
 from payments_api.problems import ProblemError
 from payments_api.refunds import metrics
 from payments_api.refunds.admin_request import (

@@ -14,11 +14,7 @@ from payments_api.orders import errors as orders_errors
 from payments_api.orders import refund_errors as refunds_errors
 from payments_api.problems import problem_responses
 from payments_api.refunds import escrow_refunds, invoices
-from payments_api.refunds.deps import (
-    CashoutServiceDep,
-    InvoiceRefundServiceDep,
-    RefundServiceDep,
-)
+from payments_api.refunds.deps import CashoutServiceDep, InvoiceRefundServiceDep, RefundServiceDep
 from payments_api.refunds.reads import RefundQueries
 from payments_api.refunds.schemas import (
     RefundCreate,

@@ -15,10 +15,7 @@ from payments_api.ledger.kinds import AccountKind
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import PURPOSES
 from payments_api.orders.reads import ORDER_PREFIX
-from payments_api.orders.refund_errors import (
-    CreditAlreadySpent,
-    OrderNotRefundable,
-)
+from payments_api.orders.refund_errors import CreditAlreadySpent, OrderNotRefundable
 from payments_api.orders.refund_models import Refund
 from payments_api.orders.refund_repository import RefundRepository
 from payments_api.refunds import metrics

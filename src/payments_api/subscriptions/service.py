@@ -42,10 +42,7 @@ from payments_api.subscriptions.first_invoice import (
 )
 from payments_api.subscriptions.models import Subscription
 from payments_api.subscriptions.plans import plan_read
-from payments_api.subscriptions.repository import (
-    PlanRepository,
-    SubscriptionRepository,
-)
+from payments_api.subscriptions.repository import PlanRepository, SubscriptionRepository
 from payments_api.subscriptions.schemas import (
     PlanRead,
     PreviewLine,

@@ -16,15 +16,10 @@ from payments_api.kit.lookups import by_public_id
 from payments_api.kit.pagination import parse_cursor, public_id
 from payments_api.kit.reads import read_of
 from payments_api.settings import Settings
-from payments_api.subscriptions.errors import (
-    SubscriptionNotFound,
-)
+from payments_api.subscriptions.errors import SubscriptionNotFound
 from payments_api.subscriptions.models import Subscription, SubscriptionInvoice
 from payments_api.subscriptions.plans import plan_read
-from payments_api.subscriptions.repository import (
-    PlanRepository,
-    SubscriptionRepository,
-)
+from payments_api.subscriptions.repository import PlanRepository, SubscriptionRepository
 from payments_api.subscriptions.schemas import (
     InvoiceRead,
     PauseCollection,
