@@ -300,7 +300,10 @@ def detached_instance(model: type[ModelT], values: Iterable[tuple[str, Any]]) ->
     """A ``model`` instance holding a row a raw statement returned, in no session. The
     attributes are set as loaded values (no change history), as the ORM's loading does;
     ``values`` must hold every column."""
-    configure_mappers()  # a no-op once the models are configured
+    if not model.__mapper__.configured:
+        # Checked first: the call, a no-op once the models are configured, still walks
+        # every registry under a lock, and this runs for every row a request reads.
+        configure_mappers()
     instance: ModelT = manager_of_class(model).new_instance()
     instance_dict(instance).update(values)
     make_transient_to_detached(instance)

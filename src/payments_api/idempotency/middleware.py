@@ -61,6 +61,7 @@ import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -68,7 +69,6 @@ import anyio
 import structlog
 from fastapi.routing import iter_route_contexts
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payments_api.auth import Principal, authenticate
@@ -171,11 +171,6 @@ def _problem_code(headers: list[tuple[bytes, bytes]], body: bytes) -> str | None
     return code if isinstance(code, str) else None
 
 
-def _routed(scope: Scope) -> bool:
-    """Whether a route of the app takes this method at this path."""
-    return any(route.matches(scope)[0] == Match.FULL for route in scope["app"].router.routes)
-
-
 def _executed(scope: Scope, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
     """Whether the response is a result of the route that a retry must get again."""
     if status >= 500 or status in (401, 405, 429):
@@ -197,27 +192,53 @@ def _stored(headers: list[tuple[bytes, bytes]], status: int, body: bytes) -> Sto
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _RouteEntry:
+    methods: frozenset[str] | None
+    """None: every method (a mount, a route declared without methods)."""
+    path: re.Pattern[str]
+    one_transaction: bool
+
+
+def _route_table(app: Any) -> list[_RouteEntry]:
+    """The application's routes as the router tries them, in order: which methods each
+    takes, its path pattern, and whether it is marked ``@one_transaction``."""
+    table: list[_RouteEntry] = []
+    for route in iter_route_contexts(app.router.routes):
+        regex: Any = getattr(route, "path_regex", None)
+        if regex is None:
+            continue
+        methods = getattr(route, "methods", None)
+        endpoint: Any = getattr(route, "endpoint", None)
+        table.append(
+            _RouteEntry(
+                frozenset(methods) if methods else None,
+                regex,
+                bool(getattr(endpoint, ONE_TRANSACTION_ATTRIBUTE, False)),
+            )
+        )
+    return table
+
+
 class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._one_transaction: list[tuple[frozenset[str], re.Pattern[str]]] | None = None
+        self._routes: list[_RouteEntry] | None = None
 
-    def _runs_in_one_transaction(self, scope: Scope) -> bool:
-        """Whether the request is for a route marked ``@one_transaction``. The table is
-        built from the application's routes on first use (after every router is in)."""
-        if self._one_transaction is None:
-            table: list[tuple[frozenset[str], re.Pattern[str]]] = []
-            for route in iter_route_contexts(scope["app"].routes):
-                endpoint: Any = getattr(route, "endpoint", None)
-                regex: Any = getattr(route, "path_regex", None)
-                if getattr(endpoint, ONE_TRANSACTION_ATTRIBUTE, False) and regex is not None:
-                    table.append((frozenset(getattr(route, "methods", None) or ()), regex))
-            self._one_transaction = table
+    def _route_of(self, scope: Scope) -> _RouteEntry | None:
+        """The route the router will run for this method and path (the first that takes
+        both), None when there is none (the router's 404 or 405). Matched here on a
+        table of the routes' patterns, built on first use (after every router is in):
+        asking each route of FastAPI's router (``route.matches``) cost a visible share
+        of a write request's CPU (bench/README.md)."""
+        if self._routes is None:
+            self._routes = _route_table(scope["app"])
         method: str = scope["method"]
         path: str = scope["path"]
-        return any(
-            method in methods and regex.match(path) for methods, regex in self._one_transaction
-        )
+        for entry in self._routes:
+            if (entry.methods is None or method in entry.methods) and entry.path.match(path):
+                return entry
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._applies(scope):
@@ -228,7 +249,8 @@ class IdempotencyMiddleware:
         # No key: the route decides (IdempotencyKeyDep answers 400 where it is required).
         # No route for this method and path: the router's 404 or 405, whatever the key
         # (claiming it first answered a PUT to a POST route 422 idempotency_key_reused).
-        if key is None or resources is None or not _routed(scope):
+        route = None if key is None or resources is None else self._route_of(scope)
+        if key is None or resources is None or route is None:
             await self.app(scope, receive, send)
             return
         principal = authenticate(scope, resources.verifier)
@@ -258,7 +280,7 @@ class IdempotencyMiddleware:
             return IdempotencyService(session, lease=lease, retention=retention)
 
         receive = _replaying(body, receive)
-        if self._runs_in_one_transaction(scope):
+        if route.one_transaction:
             await self._execute_in_one_transaction(
                 scope, receive, send, resources, request, service_in
             )
