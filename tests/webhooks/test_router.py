@@ -176,6 +176,28 @@ class TestSignature:
         assert response.status_code == 400
         assert response.json()["code"] == "webhook_payload_invalid"
 
+    @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+    async def test_a_signed_body_with_a_non_json_number_is_refused_and_not_stored(
+        self, client: httpx.AsyncClient, session: AsyncSession, constant: str
+    ) -> None:
+        """Python's json module reads NaN and Infinity; JSON and the inbox's jsonb do
+        not: 400 webhook_payload_invalid, nothing stored (it was an unstorable 500)."""
+        event = make_event("payment_intent.succeeded", {"id": "pi_nan", "object": "x"})
+        event["data"]["object"]["amount"] = 0
+        body = json.dumps(event).replace('"amount": 0', f'"amount": {constant}').encode()
+        assert constant.encode() in body
+        response = await client.post(
+            PLATFORM,
+            content=body,
+            headers={
+                "Stripe-Signature": stripe_signature(body, TEST_WEBHOOK_SECRET),
+                "Content-Type": "application/json",
+            },
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["code"] == "webhook_payload_invalid"
+        assert await session.get(WebhookEvent, event["id"]) is None
+
     async def test_livemode_mismatch_is_ignored(
         self, client: httpx.AsyncClient, session: AsyncSession
     ) -> None:
@@ -241,7 +263,15 @@ class TestExactlyOnce:
             sent.append(query.strip().rstrip(";").upper())
             return await original(self, query, *args, **kwargs)
 
+        prepared: list[str] = []
+        original_prepare = Connection.prepare
+
+        async def preparing(self: Connection, query: str, *args: Any, **kwargs: Any) -> Any:
+            prepared.append(query.strip().upper())
+            return await original_prepare(self, query, *args, **kwargs)
+
         monkeypatch.setattr(Connection, "execute", recording)
+        monkeypatch.setattr(Connection, "prepare", preparing)
         response = await deliver(committed_client, event)
         monkeypatch.undo()
         assert response.json()["status"] == "processed", response.text
@@ -249,6 +279,8 @@ class TestExactlyOnce:
             "BEGIN",
             "COMMIT",
         ]
+        # No savepoint around the handler: a failure rolls back whole (see the next class).
+        assert [sql for sql in sent + prepared if "SAVEPOINT" in sql] == []
         assert (await deliver(committed_client, event)).json()["status"] == "duplicate"
         assert await available(committed_client, user) == 2_000
 

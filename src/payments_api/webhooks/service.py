@@ -2,12 +2,14 @@
 
 1. The raw body's ``Stripe-Signature`` is verified (any configured secret, timestamp
    within the tolerance in both directions) before anything is parsed.
-2. A new event is stored under Stripe's event id (``ON CONFLICT DO NOTHING``) and
-   applied in the same transaction, one COMMIT: the handler runs in a savepoint; the
-   stored event, the handler's writes and the "processed" mark commit together, and
-   the delivery is acknowledged only after that commit. A crash before it leaves
-   nothing (Stripe was not answered 2xx and delivers again); a concurrent delivery of
-   the same event waits on the uncommitted row, then finds it processed and answers 200.
+2. A new event is stored under Stripe's event id (``ON CONFLICT DO NOTHING``), already
+   marked with its outcome, and applied in the same transaction, one COMMIT: the
+   stored event and the handler's writes commit together, and the delivery is
+   acknowledged only after that commit. A crash before it leaves nothing (Stripe was
+   not answered 2xx and delivers again); a concurrent delivery of the same event waits
+   on the uncommitted row, then finds it processed and answers 200. No savepoint
+   around the handler: when it fails, the whole transaction is rolled back and the
+   event is stored with its failure in a second one (4.).
 3. An event already in the inbox (a redelivery, a retry job, an admin replay) is
    applied in a transaction that locks its row (SKIP LOCKED: a concurrent delivery
    sees it taken and answers 200; the holder either applies it or records the
@@ -20,6 +22,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import re
@@ -104,6 +107,23 @@ def _is(pattern: re.Pattern[str], value: Any) -> bool:
     return isinstance(value, str) and pattern.fullmatch(value) is not None
 
 
+def _not_json(constant: str) -> Any:
+    # json.loads takes NaN and Infinity, which are not JSON and which the inbox's jsonb
+    # column refuses: the body is not JSON.
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _payload_json(payload: bytes, event: dict[str, Any]) -> str:
+    """The event as JSON text for the inbox: the body as it arrived when it is plain
+    UTF-8 (no second serialization of the whole event), else the parsed event."""
+    if not payload.startswith(codecs.BOM_UTF8):
+        try:
+            return payload.decode("utf-8")
+        except UnicodeDecodeError:
+            pass  # UTF-16 or UTF-32, which json.loads detects: serialize the parsed event
+    return json.dumps(event)
+
+
 def event_from_row(row: WebhookEvent) -> StripeEvent:
     payload = row.payload
     return StripeEvent(
@@ -167,7 +187,7 @@ class WebhookService(StripeFlow):
     @staticmethod
     def parse(payload: bytes) -> dict[str, Any]:
         try:
-            event = json.loads(payload)
+            event = json.loads(payload, parse_constant=_not_json)
         except ValueError as exc:
             raise WebhookPayloadInvalid("The body is not JSON.") from exc
         if not (
@@ -197,38 +217,67 @@ class WebhookService(StripeFlow):
         self.verify(endpoint, payload, signature)
         event = self.parse(payload)
         livemode = bool(event.get("livemode", False))
-        # Counted in the insert when it will be applied: one UPDATE less.
-        applies = (
-            livemode == self._expected_livemode()
-            and self.handlers.handler_for(endpoint, event["type"]) is not None
-        )
+        handler = self.handlers.handler_for(endpoint, event["type"])
         now = self.now()
-        # Stored as processed when it will be applied: as a success leaves it (no UPDATE
-        # after the handler), and nobody sees the row before this transaction commits;
-        # a failure records itself over it.
-        applied = {"status": "processed", "processed_at": now} if applies else {}
-        async with self.sessionmaker.begin() as session:
-            row = await WebhookEventRepository(session).insert_if_new(
-                {
-                    "id": event["id"],
-                    "endpoint": endpoint,
-                    "type": event["type"],
-                    "account": event.get("account"),
-                    "created": datetime.fromtimestamp(event["created"], UTC),
-                    "livemode": livemode,
-                    "api_version": event.get("api_version"),
-                    "payload": event,
-                    "attempts": 1 if applies else 0,
-                    **applied,
-                }
-            )
-            if row is not None:
-                outcome, event_type = await self._apply_row(
-                    session, row, counted=applies, stored_processed_at=now if applies else None
-                )
+        # Stored with its outcome: nobody sees the row before this transaction commits,
+        # and a success leaves it so (no UPDATE after the handler).
+        if livemode != self._expected_livemode():
+            log.warning("ignoring event %s: livemode=%s mismatch", event["id"], livemode)
+            outcome: Outcome = "ignored"
+            last_error: str | None = "livemode_mismatch"
+        else:
+            outcome, last_error = ("processed" if handler is not None else "ignored"), None
+        values: dict[str, Any] = {
+            "id": event["id"],
+            "endpoint": endpoint,
+            "type": event["type"],
+            "account": event.get("account"),
+            "created": datetime.fromtimestamp(event["created"], UTC),
+            "livemode": livemode,
+            "api_version": event.get("api_version"),
+            "payload": event,
+            "status": outcome,
+            "attempts": 1 if outcome == "processed" else 0,
+            "last_error": last_error,
+            "processed_at": now,
+        }
+        payload_json = _payload_json(payload, event)
+        row: WebhookEvent | None = None
+        try:
+            async with self.sessionmaker.begin() as session:
+                row = await WebhookEventRepository(session).insert_if_new(values, payload_json)
+                if row is not None and handler is not None and outcome == "processed":
+                    await handler(
+                        event_from_row(row),
+                        HandlerContext(session=session, stripe=self.stripe, settings=self.settings),
+                    )
+        except Exception as exc:
+            if row is None:
+                raise  # storing failed, not the handler: nothing to record
+            # No savepoint around the handler (two round trips less per delivery): its
+            # failure rolled the whole transaction back, and the event is stored with
+            # the failure in a transaction of its own.
+            return await self._store_failed(values, payload_json, exc, now)
         if row is None:
             return await self.apply(event["id"])
-        WEBHOOK_EVENTS.labels(event_type, outcome).inc()
+        WEBHOOK_EVENTS.labels(event["type"], outcome).inc()
+        return outcome
+
+    async def _store_failed(
+        self, values: dict[str, Any], payload_json: str, exc: Exception, now: datetime
+    ) -> Outcome:
+        """Store a new event whose first application failed, with that failure and its
+        retry. When a redelivery stored the event in between, that delivery owns it (it
+        applies it or records its own failure); this one still answers "failed", so
+        Stripe delivers again."""
+        outcome: Outcome = "failed"
+        async with self.sessionmaker.begin() as session:
+            row = await WebhookEventRepository(session).insert_if_new(
+                {**values, "status": "failed", "processed_at": None}, payload_json
+            )
+            if row is not None:
+                outcome = await self._record_failure(session, row, exc, now)
+        WEBHOOK_EVENTS.labels(values["type"], outcome).inc()
         return outcome
 
     def _expected_livemode(self) -> bool:
@@ -252,18 +301,9 @@ class WebhookService(StripeFlow):
                 return "duplicate", row.type
             return await self._apply_row(session, row)
 
-    async def _apply_row(
-        self,
-        session: AsyncSession,
-        row: WebhookEvent,
-        *,
-        counted: bool = False,
-        stored_processed_at: datetime | None = None,
-    ) -> tuple[Outcome, str]:
-        """Apply the event of ``row`` (locked by this transaction) and record how it went.
-        ``counted``: this attempt is in ``row.attempts`` already; ``stored_processed_at``:
-        the row was inserted as processed at that time (a new event; see :meth:`receive`)."""
-        now = stored_processed_at or self.now()
+    async def _apply_row(self, session: AsyncSession, row: WebhookEvent) -> tuple[Outcome, str]:
+        """Apply the event of ``row`` (locked by this transaction) and record how it went."""
+        now = self.now()
         if row.livemode != self._expected_livemode():
             log.warning("ignoring event %s: livemode=%s mismatch", row.id, row.livemode)
             row.status, row.processed_at, row.last_error = "ignored", now, "livemode_mismatch"
@@ -272,8 +312,7 @@ class WebhookService(StripeFlow):
         if handler is None:  # unknown types are stored and acknowledged
             row.status, row.processed_at = "ignored", now
             return "ignored", row.type
-        if not counted:
-            row.attempts += 1
+        row.attempts += 1
         try:
             async with session.begin_nested():
                 await handler(
@@ -281,39 +320,40 @@ class WebhookService(StripeFlow):
                     HandlerContext(session=session, stripe=self.stripe, settings=self.settings),
                 )
         except Exception as exc:
-            row.status = "failed"
-            if stored_processed_at is not None:
-                row.processed_at = None  # it was stored as processed, ahead of the handler
-            row.last_error = f"{type(exc).__name__}: {exc}"[:1000]
-            log.warning(
-                "webhook %s (%s) failed, attempt %s: %s",
-                row.id,
-                row.type,
-                row.attempts,
-                row.last_error,
-            )
-            if isinstance(exc, MalformedStripeObject):
-                # Stripe's object lacks what the handler reads: a retry would read the
-                # same payload. Kept as failed for an operator (replay after a fix),
-                # acknowledged so Stripe stops redelivering it.
-                row.next_attempt_at = None
-                return "malformed", row.type
-            if row.attempts < self.settings.webhook_max_attempts:
-                delay = retry_delay(row.attempts)
-                row.next_attempt_at = now + delay
-                await enqueue(
-                    session,
-                    RETRY_JOB,
-                    row.id.encode(),
-                    delay=delay,
-                    dedupe_key=f"webhook:{row.id}",
-                )
-            else:
-                row.next_attempt_at = None  # waits for an admin replay
-            return "failed", row.type
+            return await self._record_failure(session, row, exc, now), row.type
         row.status, row.processed_at, row.last_error = "processed", now, None
         row.next_attempt_at = None
         return "processed", row.type
+
+    async def _record_failure(
+        self, session: AsyncSession, row: WebhookEvent, exc: Exception, now: datetime
+    ) -> Outcome:
+        """Record on ``row`` that applying it failed (``row.attempts`` counts this
+        attempt) and schedule the retry, in ``session``'s transaction."""
+        row.status = "failed"
+        row.last_error = f"{type(exc).__name__}: {exc}"[:1000]
+        log.warning(
+            "webhook %s (%s) failed, attempt %s: %s",
+            row.id,
+            row.type,
+            row.attempts,
+            row.last_error,
+        )
+        if isinstance(exc, MalformedStripeObject):
+            # Stripe's object lacks what the handler reads: a retry would read the
+            # same payload. Kept as failed for an operator (replay after a fix),
+            # acknowledged so Stripe stops redelivering it.
+            row.next_attempt_at = None
+            return "malformed"
+        if row.attempts < self.settings.webhook_max_attempts:
+            delay = retry_delay(row.attempts)
+            row.next_attempt_at = now + delay
+            await enqueue(
+                session, RETRY_JOB, row.id.encode(), delay=delay, dedupe_key=f"webhook:{row.id}"
+            )
+        else:
+            row.next_attempt_at = None  # waits for an admin replay
+        return "failed"
 
     async def sweep(self, *, limit: int = 100) -> int:
         """Apply events whose retry is due or that were stored but never applied."""
