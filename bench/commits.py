@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 import time
@@ -249,12 +250,17 @@ def _check(response: httpx.Response, status: int) -> None:
 @contextmanager
 def lease_protocol_everywhere() -> Any:
     """Every write route on the lease protocol, as before issue #22."""
-    original = IdempotencyMiddleware._runs_in_one_transaction
-    IdempotencyMiddleware._runs_in_one_transaction = lambda self, scope: False  # type: ignore[method-assign]
+    original = IdempotencyMiddleware._route_of
+
+    def on_lease(self: IdempotencyMiddleware, scope: Any) -> Any:
+        entry = original(self, scope)
+        return None if entry is None else dataclasses.replace(entry, one_transaction=False)
+
+    IdempotencyMiddleware._route_of = on_lease  # type: ignore[method-assign]
     try:
         yield
     finally:
-        IdempotencyMiddleware._runs_in_one_transaction = original  # type: ignore[method-assign]
+        IdempotencyMiddleware._route_of = original  # type: ignore[method-assign]
 
 
 async def run(n: int, url: str, admin: str) -> list[PerRequest]:
