@@ -310,6 +310,15 @@ def detached_instance(model: type[ModelT], values: Iterable[tuple[str, Any]]) ->
     return instance
 
 
+async def autoflush(session: AsyncSession) -> None:
+    """What the ORM does before a query of its own: write the session's pending changes,
+    so a raw statement sees them (and a row it reads cannot overwrite them, see
+    ``attach_instance``). Nothing to do, and no cost, when nothing is pending."""
+    sync_session = session.sync_session
+    if sync_session.new or sync_session.dirty or sync_session.deleted:
+        await session.flush()
+
+
 def attach_instance(session: AsyncSession, instance: ModelT) -> ModelT:
     """Make a detached instance the session's persistent one (no SQL). When the session
     holds that row already, its instance is refreshed with these values and returned

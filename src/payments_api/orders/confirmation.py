@@ -150,13 +150,11 @@ class PayInConfirmation:
         )
         if order.status in ("pending", "requires_action", "failed", "expired"):
             # A late success after an expiry/failure still means the money arrived.
-            order.status = "succeeded"
-            order.failure_code = None
-            order.succeeded_at = utcnow()
-            order.updated_at = utcnow()
+            order = await self.orders.mark_succeeded(order, utcnow())
             PAYINS.labels(order.purpose, "succeeded").inc()
             await tell_owner(self.session, order, purpose.paid_event, "paid")
-        order.updated_at = utcnow()
+        else:
+            order.updated_at = utcnow()
 
     async def record_fee(self, order: Order, charge_id: str) -> None:
         """Record Stripe's processing fee from the charge's balance transaction."""
