@@ -1,0 +1,348 @@
+"""What one operation costs the service's Python process, in-process, per scenario.
+
+``.venv/bin/python -m bench.cpu [--operations N] [--repeats R] [--only a,b] [--instructions N]``
+
+The HTTP benchmark's throughput on this shared 2-core machine moves by a tenth between
+runs, which hides a change of a few percent in what a request costs. This sends the
+HTTP benchmark's requests straight to the ASGI application (``create_app`` as
+``payments-api serve`` builds it: every middleware, the rate limiter on at a limit never
+reached, JSON request logs at INFO written to /dev/null), one at a time, and reports:
+
+- **CPU us / op**: ``time.process_time()`` around N operations (this process's user and
+  system time; the time spent waiting for PostgreSQL is not counted), median of R rounds;
+- **instructions / op** (``--instructions N``): the user-space instructions of N
+  operations counted by valgrind's callgrind in a process of its own, after warm-up.
+  Deterministic whatever else the machine runs, so fit to compare two versions of the
+  code (run this in both checkouts); blind to the kernel's share (socket writes) and to
+  cache misses.
+
+Scenarios (``--only``): ``settlement`` (escrow create, accept, complete with
+Idempotency-Keys: one op is the three requests), ``webhook`` (a signed
+``payment_intent.succeeded`` for a distinct pending top-up order), ``replay`` (the same
+``POST /api/v1/escrows`` again with its key: answered from the stored response),
+``balance`` (``GET /api/v1/me/balance``, one user: its token verified once, then cached).
+
+Each run uses a database of its own (``payments_bench_cpu_<pid>``), dropped at the end.
+Uvicorn's share (the same for any app) is not in these figures. The service against
+baseline C for the balance read: ``bench/readpath.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from tests.db_setup import admin_url
+
+from bench import workload as w
+from bench.readpath import service_app, settings_for
+from bench.seed import create_database, order_id, seed
+from payments_api.db import asyncpg_dsn
+
+SCENARIOS = ("settlement", "webhook", "replay", "balance")
+App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+CHILD = "--instructions-child"
+
+
+def sizes(operations: int) -> w.Sizes:
+    return w.Sizes(
+        balance_users=1,
+        earnings_rows=1,
+        orders=operations * 20 + 1_000,  # every webhook delivery pays a distinct order
+        deep_page=1,
+        escrow_clients=1,
+        replay_keys=1,
+    )
+
+
+async def request(
+    app: App,
+    method: str,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes = b"",
+) -> tuple[int, dict[str, str], bytes]:
+    """One request as uvicorn hands it to the app: status, headers, body."""
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"bench"),
+            (b"content-length", str(len(body)).encode()),
+            *headers,
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    sent: list[dict[str, Any]] = []
+    delivered = False
+    disconnected = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await disconnected.wait()  # the client stays until the response is complete
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    disconnected.set()
+    start = sent[0]
+    response_headers = {k.decode().lower(): v.decode() for k, v in start.get("headers", [])}
+    return int(start["status"]), response_headers, b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def expect(status: int, wanted: int, body: bytes, what: str) -> None:
+    if status != wanted:
+        raise RuntimeError(f"{what}: {status} {body[:300]!r}")
+
+
+class Scenarios:
+    """One operation of each scenario, on a seeded database."""
+
+    def __init__(self, app: App, order_base: int) -> None:
+        self.app = app
+        self.order_base = order_base
+        self.next_order = 0
+        self.events = w.EventTemplate()
+        tokens = w.mint_tokens([w.customer(0), w.balance_user(1)], ["customer"])
+        tokens.update(w.mint_tokens([w.payee(0)], ["payee"]))
+        self.auth = {user: (b"authorization", f"Bearer {t}".encode()) for user, t in tokens.items()}
+        self.json = (b"content-type", b"application/json")
+        self.replay_key = f"bench-cpu-{uuid.uuid4().hex}"
+
+    def _keyed(self, user: str, key: str | None = None) -> list[tuple[bytes, bytes]]:
+        return [
+            self.auth[user],
+            self.json,
+            (b"idempotency-key", (key or uuid.uuid4().hex).encode()),
+        ]
+
+    async def settlement(self) -> None:
+        customer, payee = w.customer(0), w.payee(0)
+        status, _, body = await request(
+            self.app, "POST", "/api/v1/escrows", self._keyed(customer), w.escrow_body(payee)
+        )
+        expect(status, 201, body, "create")
+        escrow = json.loads(body)["id"]
+        for user, step in ((payee, "accept"), (customer, "complete")):
+            path = f"/api/v1/escrows/{escrow}/{step}"
+            status, _, body = await request(self.app, "POST", path, self._keyed(user))
+            expect(status, 200, body, step)
+
+    async def webhook(self) -> None:
+        self.next_order += 1
+        g = self.next_order
+        payload = self.events.body(g, order_id(self.order_base, g))
+        headers = [self.json, (b"stripe-signature", w.stripe_signature(payload).encode())]
+        status, _, body = await request(
+            self.app, "POST", "/api/v1/webhooks/stripe", headers, payload
+        )
+        expect(status, 200, body, "webhook")
+        if json.loads(body)["status"] != "processed":
+            raise RuntimeError(f"webhook: {body[:300]!r}")
+
+    async def replay(self) -> None:
+        status, headers, body = await request(
+            self.app,
+            "POST",
+            "/api/v1/escrows",
+            self._keyed(w.customer(0), self.replay_key),
+            w.escrow_body(w.payee(0)),
+        )
+        expect(status, 201, body, "replay")
+        if self.replayed_once and headers.get("idempotent-replayed") != "true":
+            raise RuntimeError("replay: the request was executed again")
+        self.replayed_once = True
+
+    replayed_once = False
+
+    async def balance(self) -> None:
+        headers = [self.auth[w.balance_user(1)]]
+        status, _, body = await request(self.app, "GET", "/api/v1/me/balance", headers)
+        expect(status, 200, body, "balance")
+
+    def operation(self, name: str) -> Callable[[], Awaitable[None]]:
+        operation: Callable[[], Awaitable[None]] = getattr(self, name)
+        return operation
+
+
+async def cpu_per_operation(
+    url: str, names: Sequence[str], n: int, repeats: int
+) -> dict[str, list[float]]:
+    """CPU microseconds per operation, per scenario and round."""
+    facts = await seed(url, sizes(n * repeats))
+    figures: dict[str, list[float]] = {name: [] for name in names}
+    async with service_app(settings_for(url)) as app:
+        scenarios = Scenarios(app, facts["order_base"])
+        for name in names:  # warm-up: first-use work (plans, caches) is not measured
+            for _ in range(max(20, n // 10)):
+                await scenarios.operation(name)()
+        for k in range(repeats):
+            for name in names if k % 2 == 0 else list(reversed(names)):
+                operation = scenarios.operation(name)
+                started = time.process_time()
+                for _ in range(n):
+                    await operation()
+                figures[name].append((time.process_time() - started) / n * 1e6)
+            print(
+                f"round {k + 1}/{repeats}: "
+                + ", ".join(f"{name} {figures[name][-1]:.0f} us" for name in names),
+                file=sys.stderr,
+            )
+    return figures
+
+
+def count_instructions(url: str, name: str, n: int) -> int:
+    """User-space instructions per operation of ``name``, under callgrind."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "callgrind.out"
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            "-m",
+            "bench.cpu",
+            CHILD,
+            url,
+            name,
+            str(n),
+        ]
+        subprocess.run(command, check=True, capture_output=True)
+        totals = [line for line in out.read_text().splitlines() if line.startswith("totals:")]
+    return int(totals[-1].split()[1]) // n
+
+
+async def instructions_child(url: str, name: str, n: int) -> None:
+    """Runs under callgrind: warms up, then counts ``n`` operations only."""
+    async with service_app(settings_for(url)) as app:
+        order_base = await _order_base(url)
+        scenarios = Scenarios(app, order_base)
+        scenarios.next_order = await _orders_paid(url)
+        operation = scenarios.operation(name)
+        for _ in range(50):
+            await operation()
+        control = ["callgrind_control", "--instr=on", str(os.getpid())]
+        await asyncio.to_thread(subprocess.run, control, check=True, capture_output=True)
+        for _ in range(n):
+            await operation()
+        control[1] = "--instr=off"
+        await asyncio.to_thread(subprocess.run, control, check=True, capture_output=True)
+
+
+async def _order_base(url: str) -> int:
+    connection = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        return int(await connection.fetchval("SELECT min(id) FROM orders"))
+    finally:
+        await connection.close()
+
+
+async def _orders_paid(url: str) -> int:
+    """Seeded orders already paid by earlier runs on this database."""
+    connection = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        return int(await connection.fetchval("SELECT count(*) FROM webhook_events"))
+    finally:
+        await connection.close()
+
+
+async def drop_database(admin: str, name: str) -> None:
+    connection = await asyncpg.connect(asyncpg_dsn(admin))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def render(
+    figures: dict[str, list[float]], instructions: dict[str, int], n: int, command: str
+) -> str:
+    lines = [
+        f"`{command}` (git {git_head()}, load average {os.getloadavg()[0]:.1f}): "
+        f"{n} operations per scenario and round, medians of {len(next(iter(figures.values())))}"
+        " rounds.",
+        "",
+        "| scenario | CPU us / op (median) | rounds | instructions / op |",
+        "|---|---:|---|---:|",
+    ]
+    for name, rounds in figures.items():
+        spread = ", ".join(f"{value:.0f}" for value in rounds)
+        counted = f"{instructions[name]:,}" if name in instructions else "-"
+        lines.append(f"| {name} | {statistics.median(rounds):.0f} | {spread} | {counted} |")
+    return "\n".join(lines)
+
+
+def git_head() -> str:
+    result = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() or "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == [CHILD]:
+        url, name, n = arguments[1:]
+        asyncio.run(instructions_child(url, name, int(n)))
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__)
+    parser.add_argument("--operations", type=int, default=500, help="N per scenario and round")
+    parser.add_argument("--repeats", type=int, default=5, help="R rounds")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="scenarios, comma-separated")
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also count the instructions of N operations per scenario under callgrind",
+    )
+    args = parser.parse_args(arguments)
+    names = [name for name in args.only.split(",") if name]
+    unknown = sorted(set(names) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(unknown)} (known: {', '.join(SCENARIOS)})")
+    admin = os.environ.get("BENCH_DATABASE_URL") or admin_url()
+    database = f"payments_bench_cpu_{os.getpid()}"
+    url = create_database(admin, database)
+    try:
+        figures = asyncio.run(cpu_per_operation(url, names, args.operations, args.repeats))
+        instructions = {
+            name: count_instructions(url, name, args.instructions)
+            for name in (names if args.instructions else ())
+        }
+    finally:
+        asyncio.run(drop_database(admin, database))
+    command = ".venv/bin/python -m bench.cpu" + "".join(f" {a}" for a in arguments)
+    print(render(figures, instructions, args.operations, command))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
