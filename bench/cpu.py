@@ -20,7 +20,9 @@ Scenarios (``--only``): ``settlement`` (escrow create, accept, complete with
 Idempotency-Keys: one op is the three requests), ``webhook`` (a signed
 ``payment_intent.succeeded`` for a distinct pending top-up order), ``replay`` (the same
 ``POST /api/v1/escrows`` again with its key: answered from the stored response),
-``balance`` (``GET /api/v1/me/balance``, one user: its token verified once, then cached).
+``balance`` (``GET /api/v1/me/balance``, one user: its token verified once, then cached),
+``earnings`` (``GET /api/v1/me/earnings``: page 1 of a payee's 1,000 entries and the
+summary).
 
 Each run uses a database of its own (``payments_bench_cpu_<pid>``), dropped at the end.
 Uvicorn's share (the same for any app) is not in these figures. The service against
@@ -51,7 +53,7 @@ from bench.readpath import service_app, settings_for
 from bench.seed import create_database, order_id, seed
 from payments_api.db import asyncpg_dsn
 
-SCENARIOS = ("settlement", "webhook", "replay", "balance")
+SCENARIOS = ("settlement", "webhook", "replay", "balance", "earnings")
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 CHILD = "--instructions-child"
 
@@ -59,7 +61,7 @@ CHILD = "--instructions-child"
 def sizes(operations: int) -> w.Sizes:
     return w.Sizes(
         balance_users=1,
-        earnings_rows=1,
+        earnings_rows=1_000,
         orders=operations * 20 + 1_000,  # every webhook delivery pays a distinct order
         deep_page=1,
         escrow_clients=1,
@@ -130,7 +132,7 @@ class Scenarios:
         self.next_order = 0
         self.events = w.EventTemplate()
         tokens = w.mint_tokens([w.customer(0), w.balance_user(1)], ["customer"])
-        tokens.update(w.mint_tokens([w.payee(0)], ["payee"]))
+        tokens.update(w.mint_tokens([w.payee(0), w.EARNINGS_PAYEE], ["payee"]))
         self.auth = {user: (b"authorization", f"Bearer {t}".encode()) for user, t in tokens.items()}
         self.json = (b"content-type", b"application/json")
         self.replay_key = f"bench-cpu-{uuid.uuid4().hex}"
@@ -185,6 +187,11 @@ class Scenarios:
         headers = [self.auth[w.balance_user(1)]]
         status, _, body = await request(self.app, "GET", "/api/v1/me/balance", headers)
         expect(status, 200, body, "balance")
+
+    async def earnings(self) -> None:
+        headers = [self.auth[w.EARNINGS_PAYEE]]
+        status, _, body = await request(self.app, "GET", "/api/v1/me/earnings", headers)
+        expect(status, 200, body, "earnings")
 
     def operation(self, name: str) -> Callable[[], Awaitable[None]]:
         operation: Callable[[], Awaitable[None]] = getattr(self, name)
