@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.orders.models import Order
 from payments_api.webhooks.models import WebhookEvent
+from payments_api.webhooks.repository import WebhookEventRepository
+from payments_api.webhooks.service import WebhookService
 from tests.conftest import TEST_CONNECT_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET
 from tests.factories import create_user
 from tests.helpers import auth, make_event, signed_webhook, stripe_object, stripe_signature
@@ -340,6 +342,44 @@ class TestFailureAndRetry:
         assert audit[0]["after"]["status"] == "processed"
         # the later retry by Stripe (or the worker) finds it done
         assert (await deliver(client, event)).json()["status"] == "duplicate"
+
+    async def test_a_redelivery_that_stored_the_failed_event_first_keeps_it(
+        self, client: httpx.AsyncClient, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A new event whose handler failed is stored with its failure in a second
+        transaction. When a redelivery stored the event in between, that delivery owns
+        the row: this one writes nothing and still answers 500, so Stripe delivers it
+        again."""
+        await create_user(session, id="twin-user")
+        event = make_event(
+            "payment_intent.succeeded", intent_for(987655, "twin-user", 2_000, "pi_twin")
+        )
+        store_failed = WebhookService._store_failed
+
+        async def redelivery_first(
+            self: WebhookService, values: dict[str, Any], payload_json: str, *rest: Any
+        ) -> Any:
+            async with self.sessionmaker.begin() as other:
+                await WebhookEventRepository(other).insert_if_new(
+                    {
+                        **values,
+                        "status": "received",
+                        "attempts": 0,
+                        "last_error": None,
+                        "processed_at": None,
+                    },
+                    payload_json,
+                )
+            return await store_failed(self, values, payload_json, *rest)
+
+        monkeypatch.setattr(WebhookService, "_store_failed", redelivery_first)
+        response = await deliver(client, event)
+        assert response.status_code == 500
+        assert response.json()["code"] == "webhook_processing_failed"
+        stored = await session.get(WebhookEvent, event["id"], populate_existing=True)
+        assert stored is not None
+        assert (stored.status, stored.attempts, stored.last_error) == ("received", 0, None)
+        assert await apply_jobs_queued(session) == 0
 
     async def test_a_malformed_object_is_recorded_acknowledged_and_never_applied(
         self, client: httpx.AsyncClient, session: AsyncSession
