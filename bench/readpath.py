@@ -60,7 +60,8 @@ from tests.db_setup import admin_url
 
 from bench import workload as w
 from bench.replay import Recorder, Recording, save
-from bench.seed import asyncpg_dsn, create_database, seed
+from bench.seed import create_database, seed
+from payments_api.db import asyncpg_dsn
 from payments_api.main import build_state, create_app, dispose_state
 from payments_api.settings import Settings
 
