@@ -1,14 +1,20 @@
 """The webhook path's raw order statements keep the ORM's guarantees: a lookup sees
 the session's pending changes and never undoes them (what autoflush gave the ORM
-select), and marking an order succeeded leaves nothing for the flush to write."""
+select), marking an order succeeded leaves nothing for the flush to write, and the paid
+event that rides that statement is the outbox's event."""
 
 from __future__ import annotations
+
+import json
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.events.models import WebhookEndpoint
+from payments_api.events.types import EventType
 from payments_api.kit.clock import utcnow
 from payments_api.orders.models import Order
+from payments_api.orders.reads import order_read, owner_event
 from payments_api.orders.repository import OrderRepository
 from tests.factories import create_user
 
@@ -57,8 +63,7 @@ async def test_marking_succeeded_writes_once_and_leaves_the_order_clean(
     await session.flush()
     now = utcnow()
     repository = OrderRepository(session)
-    marked = await repository.mark_succeeded(order, now)
-    assert marked is order
+    await repository.mark_succeeded(order, now)
     assert (order.status, order.failure_code, order.succeeded_at) == ("succeeded", None, now)
     assert order not in session.dirty
     row = (
@@ -67,3 +72,43 @@ async def test_marking_succeeded_writes_once_and_leaves_the_order_clean(
         )
     ).one()
     assert (row.status, row.succeeded_at) == ("succeeded", now)
+
+
+async def test_marking_succeeded_writes_the_paid_event_and_its_delivery_in_its_statement(
+    session: AsyncSession,
+) -> None:
+    """The paid event rides the statement that marks the order: written with the order as
+    that statement leaves it, with a delivery for an endpoint that wants it, and the
+    delivery job queued."""
+    endpoint = WebhookEndpoint(
+        url="https://apps.example/hooks", event_types=["topup.succeeded"], secret="whsec_x"
+    )
+    session.add(endpoint)
+    order = await _order(session, "lookup-event", stripe_payment_intent_id="pi_event")
+    await session.flush()
+    now = utcnow()
+    await OrderRepository(session).mark_succeeded(
+        order, now, lambda paid: owner_event(paid, EventType.topup_succeeded, "paid")
+    )
+    events = (
+        await session.execute(
+            text(
+                "SELECT id, type, change_key, user_ids, payload FROM events WHERE change_key = :k"
+            ),
+            {"k": f"order:{order.id}:paid"},
+        )
+    ).all()
+    assert len(events) == 1
+    event = events[0]
+    assert (event.type, event.user_ids) == ("topup.succeeded", ["lookup-event"])
+    assert event.payload == json.loads(order_read(order).model_dump_json())
+    assert event.payload["status"] == "succeeded"
+    deliveries = await session.scalar(
+        text("SELECT count(*) FROM event_deliveries WHERE event_id = :id AND endpoint_id = :e"),
+        {"id": event.id, "e": endpoint.id},
+    )
+    assert deliveries == 1
+    jobs = await session.scalar(
+        text("SELECT count(*) FROM pgqueuer WHERE entrypoint = 'events.deliver'")
+    )
+    assert jobs == 1

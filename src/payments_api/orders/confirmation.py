@@ -22,7 +22,7 @@ from payments_api.ledger.shapes import receive
 from payments_api.ledger.stripe_fees import processing_fee, settled_fee
 from payments_api.orders.models import Order
 from payments_api.orders.purposes import PURPOSES, PaidPayment
-from payments_api.orders.reads import ORDER_PREFIX, tell_owner
+from payments_api.orders.reads import ORDER_PREFIX, owner_event
 from payments_api.orders.repository import OrderRepository
 from payments_api.settings import Settings
 from payments_api.stripe.gateway import StripeGateway
@@ -150,9 +150,11 @@ class PayInConfirmation:
         )
         if order.status in ("pending", "requires_action", "failed", "expired"):
             # A late success after an expiry/failure still means the money arrived.
-            order = await self.orders.mark_succeeded(order, utcnow())
+            # The paid event rides the statement that marks the order.
+            await self.orders.mark_succeeded(
+                order, utcnow(), lambda paid: owner_event(paid, purpose.paid_event, "paid")
+            )
             PAYINS.labels(order.purpose, "succeeded").inc()
-            await tell_owner(self.session, order, purpose.paid_event, "paid")
         else:
             order.updated_at = utcnow()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments_api.events.outbox import emit
+from payments_api.events.outbox import StagedEvent, emit_staged, stage
 from payments_api.events.types import EventType
 from payments_api.kit.pagination import parse_cursor, parse_public_id, public_id
 from payments_api.kit.reads import read_of
@@ -58,13 +58,14 @@ class OrderQueries:
         return order_read(order)
 
 
-async def tell_owner(session: AsyncSession, order: Order, event: EventType, step: str) -> None:
-    """The order's user hears of ``step`` (``paid``, ``failed``, ...) once: the change key
-    names the order and the step."""
-    await emit(
-        session,
-        event,
-        order_read(order),
-        change_key=f"order:{order.id}:{step}",
-        user_ids=[order.user_id],
+def owner_event(order: Order, event: EventType, step: str) -> StagedEvent:
+    """What the order's user hears of ``step`` (``paid``, ``failed``, ...), once: the
+    change key names the order and the step."""
+    return stage(
+        event, order_read(order), change_key=f"order:{order.id}:{step}", user_ids=[order.user_id]
     )
+
+
+async def tell_owner(session: AsyncSession, order: Order, event: EventType, step: str) -> None:
+    """Write :func:`owner_event` in a statement of its own."""
+    await emit_staged(session, owner_event(order, event, step))

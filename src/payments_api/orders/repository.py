@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm.attributes import set_committed_value
 
 from payments_api.db import (
     RawStatement,
@@ -14,6 +16,7 @@ from payments_api.db import (
     detached_instance,
     driver_connection,
 )
+from payments_api.events.outbox import EVENT_CTES, StagedEvent, written
 from payments_api.kit.row_repository import RowRepository
 from payments_api.orders.models import DiscountCode, Order, Price
 
@@ -48,13 +51,20 @@ def _locked_by(column: str) -> RawStatement:
 _LOCKED_BY_ID = _locked_by("id")
 _LOCKED_BY_CHECKOUT_SESSION = _locked_by("stripe_checkout_session_id")
 _LOCKED_BY_PAYMENT_INTENT = _locked_by("stripe_payment_intent_id")
-_MARK_SUCCEEDED = RawStatement.of(
+_SUCCEEDED = {"status": "succeeded", "failure_code": None}
+_MARK_SUCCEEDED_SQL = """
+    UPDATE orders
+    SET status = 'succeeded', failure_code = NULL, succeeded_at = :now, updated_at = :now
+    WHERE id = :id
+"""
+_MARK_SUCCEEDED = RawStatement.of(text(_MARK_SUCCEEDED_SQL))
+# With the order's event (the outbox's common table expressions): one round trip less
+# per paid order than the event's own statement.
+_MARK_SUCCEEDED_WITH_EVENT = RawStatement.of(
     text(
         f"""
-        UPDATE orders
-        SET status = 'succeeded', failure_code = NULL, succeeded_at = :now, updated_at = :now
-        WHERE id = :id
-        RETURNING {", ".join(_COLUMNS)}
+        WITH succeeded AS ({_MARK_SUCCEEDED_SQL}), {EVENT_CTES.strip()}
+        SELECT (SELECT id FROM event) AS event_id, (SELECT count(*) FROM deliveries) AS deliveries
         """  # noqa: S608 - constants only
     )
 )
@@ -112,15 +122,30 @@ class OrderRepository(RowRepository[Order]):
                 return attach_instance(self.session, _detached(row))
         return None
 
-    async def mark_succeeded(self, order: Order, now: datetime) -> Order:
-        """``order`` (locked by this transaction) succeeded at ``now``: one statement, and
-        the instance is left with nothing for the session's flush to write."""
+    async def mark_succeeded(
+        self,
+        order: Order,
+        now: datetime,
+        event_of: Callable[[Order], StagedEvent] | None = None,
+    ) -> None:
+        """``order`` (locked by this transaction) succeeded at ``now``: one statement,
+        which also writes ``event_of(order)`` (rendered as the statement leaves the order)
+        when given. The instance takes the new values as committed ones: the locked row
+        holds exactly them afterwards, and the session's flush has nothing to write."""
         await autoflush(self.session)  # the order's other changes first
+        for name, value in {**_SUCCEEDED, "succeeded_at": now, "updated_at": now}.items():
+            set_committed_value(order, name, value)
+        event = None if event_of is None else event_of(order)
+        values: dict[str, Any] = {"id": order.id, "now": now}
         driver = await driver_connection(self.session)
+        if event is None:
+            await driver.execute(_MARK_SUCCEEDED.sql, *_MARK_SUCCEEDED.args(values))
+            return
+        values.update(event.params())
         row = await driver.fetchrow(
-            _MARK_SUCCEEDED.sql, *_MARK_SUCCEEDED.args({"id": order.id, "now": now})
+            _MARK_SUCCEEDED_WITH_EVENT.sql, *_MARK_SUCCEEDED_WITH_EVENT.args(values)
         )
-        return attach_instance(self.session, _detached(row))
+        await written(self.session, row["event_id"], row["deliveries"])
 
     async def page(self, user_id: str, *, limit: int, before_id: int | None) -> list[Order]:
         return await self.newest_first(Order.user_id == user_id, limit=limit, before_id=before_id)
