@@ -38,18 +38,16 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 from tests.db_setup import admin_url
 
 from bench import workload as w
-from bench.readpath import service_app, settings_for
+from bench.readpath import callgrind_instructions, service_app, settings_for
 from bench.seed import create_database, order_id, seed
 from payments_api.db import asyncpg_dsn
 
@@ -226,24 +224,7 @@ async def cpu_per_operation(
 
 def count_instructions(url: str, name: str, n: int) -> int:
     """User-space instructions per operation of ``name``, under callgrind."""
-    with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "callgrind.out"
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            "-m",
-            "bench.cpu",
-            CHILD,
-            url,
-            name,
-            str(n),
-        ]
-        subprocess.run(command, check=True, capture_output=True)
-        totals = [line for line in out.read_text().splitlines() if line.startswith("totals:")]
-    return int(totals[-1].split()[1]) // n
+    return callgrind_instructions(["bench.cpu", CHILD, url, name, str(n)], n)
 
 
 async def instructions_child(url: str, name: str, n: int) -> None:
@@ -264,18 +245,18 @@ async def instructions_child(url: str, name: str, n: int) -> None:
 
 
 async def _order_base(url: str) -> int:
-    connection = await asyncpg.connect(asyncpg_dsn(url))
-    try:
-        return int(await connection.fetchval("SELECT min(id) FROM orders"))
-    finally:
-        await connection.close()
+    return await _count(url, "SELECT min(id) FROM orders")
 
 
 async def _orders_paid(url: str) -> int:
     """Seeded orders already paid by earlier runs on this database."""
+    return await _count(url, "SELECT count(*) FROM webhook_events")
+
+
+async def _count(url: str, query: str) -> int:
     connection = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        return int(await connection.fetchval("SELECT count(*) FROM webhook_events"))
+        return int(await connection.fetchval(query))
     finally:
         await connection.close()
 

@@ -329,6 +329,15 @@ def count_instructions(target: str, url: str, traces: Path, n: int, users: int) 
     """User-space instructions per request of ``target``, counted by callgrind in a
     process of its own: deterministic (no other process's work counts), but blind to
     the kernel's share (the socket writes) and to cache misses."""
+    return callgrind_instructions(
+        ["bench.readpath", CHILD, target, url, str(traces), str(n), str(users)], n
+    )
+
+
+def callgrind_instructions(module_and_arguments: list[str], n: int) -> int:
+    """``python -m <module_and_arguments>`` under callgrind, instrumentation off at the
+    start (the child turns it on around its ``n`` counted operations): the user-space
+    instructions per operation."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "callgrind.out"
         command = [
@@ -338,13 +347,7 @@ def count_instructions(target: str, url: str, traces: Path, n: int, users: int) 
             f"--callgrind-out-file={out}",
             sys.executable,
             "-m",
-            "bench.readpath",
-            CHILD,
-            target,
-            url,
-            str(traces),
-            str(n),
-            str(users),
+            *module_and_arguments,
         ]
         subprocess.run(command, check=True, capture_output=True)
         totals = [line for line in out.read_text().splitlines() if line.startswith("totals:")]

@@ -39,6 +39,18 @@ async def deliver(
     return await client.post(path, content=body, headers=headers)
 
 
+async def deliver_body(client: httpx.AsyncClient, body: bytes) -> httpx.Response:
+    """``body`` as it is, signed as Stripe signs it, to the platform endpoint."""
+    return await client.post(
+        PLATFORM,
+        content=body,
+        headers={
+            "Stripe-Signature": stripe_signature(body, TEST_WEBHOOK_SECRET),
+            "Content-Type": "application/json",
+        },
+    )
+
+
 def intent_for(order_id: int, user_id: str, amount: int, pi: str) -> dict[str, Any]:
     intent = stripe_object("payment_intent")
     intent.update(
@@ -166,15 +178,7 @@ class TestSignature:
         assert response.status_code == 404
 
     async def test_signed_non_event_body(self, client: httpx.AsyncClient) -> None:
-        body = b'{"hello": "world"}'
-        response = await client.post(
-            PLATFORM,
-            content=body,
-            headers={
-                "Stripe-Signature": stripe_signature(body, TEST_WEBHOOK_SECRET),
-                "Content-Type": "application/json",
-            },
-        )
+        response = await deliver_body(client, b'{"hello": "world"}')
         assert response.status_code == 400
         assert response.json()["code"] == "webhook_payload_invalid"
 
@@ -188,14 +192,7 @@ class TestSignature:
         event["data"]["object"]["amount"] = 0
         body = json.dumps(event).replace('"amount": 0', f'"amount": {constant}').encode()
         assert constant.encode() in body
-        response = await client.post(
-            PLATFORM,
-            content=body,
-            headers={
-                "Stripe-Signature": stripe_signature(body, TEST_WEBHOOK_SECRET),
-                "Content-Type": "application/json",
-            },
-        )
+        response = await deliver_body(client, body)
         assert response.status_code == 400, response.text
         assert response.json()["code"] == "webhook_payload_invalid"
         assert await session.get(WebhookEvent, event["id"]) is None
