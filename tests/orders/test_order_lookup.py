@@ -109,6 +109,7 @@ async def test_marking_succeeded_writes_the_paid_event_and_its_delivery_in_its_s
     )
     assert deliveries == 1
     jobs = await session.scalar(
-        text("SELECT count(*) FROM pgqueuer WHERE entrypoint = 'events.deliver'")
+        text("SELECT count(*) FROM pgqueuer WHERE entrypoint = 'events.deliver' AND payload = :p"),
+        {"p": f"event:{event.id}".encode()},
     )
     assert jobs == 1
