@@ -63,7 +63,9 @@ async def test_marking_succeeded_writes_once_and_leaves_the_order_clean(
     await session.flush()
     now = utcnow()
     repository = OrderRepository(session)
-    await repository.mark_succeeded(order, now)
+    await repository.mark_succeeded(
+        order, now, lambda paid: owner_event(paid, EventType.topup_succeeded, "paid")
+    )
     assert (order.status, order.failure_code, order.succeeded_at) == ("succeeded", None, now)
     assert order not in session.dirty
     row = (

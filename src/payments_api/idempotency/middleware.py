@@ -249,8 +249,7 @@ class IdempotencyMiddleware:
         # No key: the route decides (IdempotencyKeyDep answers 400 where it is required).
         # No route for this method and path: the router's 404 or 405, whatever the key
         # (claiming it first answered a PUT to a POST route 422 idempotency_key_reused).
-        route = None if key is None or resources is None else self._route_of(scope)
-        if key is None or resources is None or route is None:
+        if key is None or resources is None or (route := self._route_of(scope)) is None:
             await self.app(scope, receive, send)
             return
         principal = authenticate(scope, resources.verifier)

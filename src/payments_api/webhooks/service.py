@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import logging
 import re
@@ -117,10 +118,9 @@ def _payload_json(payload: bytes, event: dict[str, Any]) -> str:
     """The event as JSON text for the inbox: the body as it arrived when it is plain
     UTF-8 (no second serialization of the whole event), else the parsed event."""
     if not payload.startswith(codecs.BOM_UTF8):
-        try:
+        # UTF-16 or UTF-32 (json.loads detects them) fall through to the parsed event.
+        with contextlib.suppress(UnicodeDecodeError):
             return payload.decode("utf-8")
-        except UnicodeDecodeError:
-            pass  # UTF-16 or UTF-32, which json.loads detects: serialize the parsed event
     return json.dumps(event)
 
 
