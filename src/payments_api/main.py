@@ -30,6 +30,7 @@ from payments_api.events.router import router as events_router
 from payments_api.events_spec import declare_webhooks
 from payments_api.health.router import router as health_router
 from payments_api.idempotency.middleware import IdempotencyMiddleware
+from payments_api.kit import route_index
 from payments_api.kit.middleware import RequestContextMiddleware
 from payments_api.kit.ratelimit import (
     RateLimitMiddleware,
@@ -191,6 +192,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(sandbox_router)
     declare_webhooks(app)
     install_docs_pages(app)
+    route_index.install(app)  # after every route: it dispatches to them
 
     app.add_middleware(IdempotencyMiddleware)  # inside CORS, so replays get CORS headers too
     if settings.rate_limit_enabled:

@@ -61,13 +61,10 @@ import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import anyio
 import structlog
-from fastapi.routing import iter_route_contexts
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -89,11 +86,11 @@ from payments_api.idempotency.service import (
 from payments_api.kit.idempotency import (
     AFTER_COMMIT,
     MAX_IDEMPOTENCY_KEY_LENGTH,
-    ONE_TRANSACTION_ATTRIBUTE,
     REPLAYED_HEADER,
     RESPONSE_RIDING,
     ROUTE_SESSION,
 )
+from payments_api.kit.route_index import RouteEntry, route_table
 from payments_api.problems import PROBLEM_MEDIA_TYPE, ProblemError, problem_response
 from payments_api.state import AppState
 from payments_api.users.repository import UserRepository
@@ -192,53 +189,15 @@ def _stored(headers: list[tuple[bytes, bytes]], status: int, body: bytes) -> Sto
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _RouteEntry:
-    methods: frozenset[str] | None
-    """None: every method (a mount, a route declared without methods)."""
-    path: re.Pattern[str]
-    one_transaction: bool
-
-
-def _route_table(app: Any) -> list[_RouteEntry]:
-    """The application's routes as the router tries them, in order: which methods each
-    takes, its path pattern, and whether it is marked ``@one_transaction``."""
-    table: list[_RouteEntry] = []
-    for route in iter_route_contexts(app.router.routes):
-        regex: Any = getattr(route, "path_regex", None)
-        if regex is None:
-            continue
-        methods = getattr(route, "methods", None)
-        endpoint: Any = getattr(route, "endpoint", None)
-        table.append(
-            _RouteEntry(
-                frozenset(methods) if methods else None,
-                regex,
-                bool(getattr(endpoint, ONE_TRANSACTION_ATTRIBUTE, False)),
-            )
-        )
-    return table
-
-
 class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._routes: list[_RouteEntry] | None = None
 
-    def _route_of(self, scope: Scope) -> _RouteEntry | None:
-        """The route the router will run for this method and path (the first that takes
-        both), None when there is none (the router's 404 or 405). Matched here on a
-        table of the routes' patterns, built on first use (after every router is in):
-        asking each route of FastAPI's router (``route.matches``) cost a visible share
-        of a write request's CPU (bench/README.md)."""
-        if self._routes is None:
-            self._routes = _route_table(scope["app"])
-        method: str = scope["method"]
-        path: str = scope["path"]
-        for entry in self._routes:
-            if (entry.methods is None or method in entry.methods) and entry.path.match(path):
-                return entry
-        return None
+    def _route_of(self, scope: Scope) -> RouteEntry | None:
+        """The route the router will run for this method and path, None when there is
+        none (the router's 404 or 405): looked up in the application's route table
+        (``kit.route_index``), not by asking each of FastAPI's routes."""
+        return route_table(scope["app"]).route_of(scope)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._applies(scope):

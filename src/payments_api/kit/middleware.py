@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import time
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,6 +31,15 @@ request_log = LeanLogger("payments_api.http")
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._-]{8,128}$"
 _REQUEST_ID_RE = re.compile(REQUEST_ID_PATTERN)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _new_request_id() -> str:
+    """32 hex digits, as ``uuid.uuid4().hex`` gave: an id to find a request's log lines
+    by, not a secret, so from the process's pseudo-random generator (reseeded in every
+    forked worker) rather than the system's entropy source, a system call per request
+    (2 to 4% of a read's CPU: bench/cpu.py)."""
+    return f"{random.getrandbits(128):032x}"
+
 
 REQUESTS = Counter(
     "payments_http_requests_total", "HTTP requests handled", ["method", "route", "status"]
@@ -85,7 +94,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if incoming and _REQUEST_ID_RE.match(incoming) else _new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
