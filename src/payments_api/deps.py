@@ -103,11 +103,15 @@ async def get_current_user(principal: PrincipalDep, session: SessionDep) -> User
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def require_role(*roles: str) -> Callable[[PrincipalDep, CurrentUser], Awaitable[User]]:
+def require_role(*roles: str) -> Callable[[CurrentUser], Awaitable[User]]:
     """A dependency admitting callers holding any of ``roles``."""
 
-    async def check(principal: PrincipalDep, user: CurrentUser) -> User:
-        if not principal.roles.intersection(roles):
+    wanted = frozenset(roles)
+
+    async def check(user: CurrentUser) -> User:
+        # The row's roles are the token's (``get_current_user`` refreshes them), so the
+        # principal is not asked for again: a dependency less to solve per request.
+        if wanted.isdisjoint(user.roles):
             raise Forbidden(f"This action requires one of the roles: {', '.join(roles)}.")
         return user
 
