@@ -62,3 +62,46 @@ def test_standard_library_lines_keep_their_shape(logged: io.StringIO) -> None:
     [line] = _lines(logged)
     assert line["event"] == "job j-1 late"
     assert (line["level"], line["logger"], line["job"]) == ("warning", "payments_api.jobs", "j-1")
+
+
+def _only_the_service_handler(monkeypatch: pytest.MonkeyPatch) -> logging.Handler:
+    """The root logger with configure_logging's handler alone, without the capture
+    handlers pytest adds around each test."""
+    root = logging.getLogger()
+    [handler] = [h for h in root.handlers if type(h) is logging.StreamHandler]
+    monkeypatch.setattr(root, "handlers", [handler])
+    return handler
+
+
+def test_the_lean_line_builds_no_log_record_for_plain_stream_handlers(
+    logged: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[logging.LogRecord] = []
+    make_record = logging.Logger.makeRecord
+
+    def counting(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(self, *args, **kwargs)
+        built.append(record)
+        return record
+
+    monkeypatch.setattr(logging.Logger, "makeRecord", counting)
+    _only_the_service_handler(monkeypatch)
+    LeanLogger("payments_api.http").info("request", status=200)
+    assert [line["status"] for line in _lines(logged)] == [200]
+    assert built == []
+
+
+def test_a_filtered_handler_gets_the_lean_line_as_a_record(
+    logged: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[logging.LogRecord] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        seen.append(record)
+        return True
+
+    handler = _only_the_service_handler(monkeypatch)
+    handler.addFilter(keep)
+    LeanLogger("payments_api.http").info("request", status=201)
+    assert [line["status"] for line in _lines(logged)] == [201]
+    assert [record.name for record in seen] == ["payments_api.http"]
