@@ -147,6 +147,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=camel_case_operation_id,
         docs_url=None,  # served by install_docs_pages with local assets
         redoc_url=None,
+        # FastAPI's native OpenTelemetry is off: the service reports through its own
+        # Prometheus metrics and JSON logs (docs/operations.md), and the check FastAPI
+        # makes on every request for configured OpenTelemetry providers (environment
+        # lookups) was about 2% of a replay's or a balance read's CPU (bench/cpu.py).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.resources = None
