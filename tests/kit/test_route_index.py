@@ -22,7 +22,7 @@ from payments_api.main import create_app
 def _app() -> tuple[FastAPI, list[str]]:
     """Three routers whose paths overlap, so the order decides, and a route of the
     application itself. Each endpoint answers its own name."""
-    first, second, third = APIRouter(), APIRouter(), APIRouter()
+    first, second, third, fourth = APIRouter(), APIRouter(), APIRouter(), APIRouter()
 
     @first.get("/items/{item_id}")
     async def first_get(item_id: str) -> dict[str, str]:
@@ -40,10 +40,15 @@ def _app() -> tuple[FastAPI, list[str]]:
     async def third_delete(thing_id: str, part: str) -> dict[str, str]:
         return {"endpoint": "third_delete", "thing_id": thing_id, "part": part}
 
+    @fourth.get("/{slug}/detail")  # no literal start: tried for every path
+    async def fourth_detail(slug: str) -> dict[str, str]:
+        return {"endpoint": "fourth_detail", "slug": slug}
+
     app = FastAPI()
     app.include_router(first)
     app.include_router(second)
     app.include_router(third)
+    app.include_router(fourth)
 
     @app.get("/own")
     async def own() -> dict[str, str]:
@@ -57,7 +62,7 @@ def _app() -> tuple[FastAPI, list[str]]:
         for route in app.router.routes
         if not isinstance(route, IndexedDispatch) and not hasattr(route, "path_format")
     ]
-    for name, branch in zip(("first", "second", "third"), branches, strict=True):
+    for name, branch in zip(("first", "second", "third", "fourth"), branches, strict=True):
         _count_matches(branch, name, asked)
     return app, asked
 
@@ -90,6 +95,8 @@ async def _call(app: FastAPI, method: str, path: str) -> httpx.Response:
             {"endpoint": "third_delete", "thing_id": "a", "part": "b"},
             ["third"],
         ),
+        ("GET", "/items/detail", {"endpoint": "first_get", "item_id": "detail"}, ["first"]),
+        ("GET", "/zzz/detail", {"endpoint": "fourth_detail", "slug": "zzz"}, ["fourth"]),
     ],
 )
 async def test_a_request_goes_straight_to_the_router_holding_its_route(
@@ -104,7 +111,7 @@ async def test_a_request_goes_straight_to_the_router_holding_its_route(
 async def test_the_application_s_own_route_404_and_405_are_the_router_s_walk() -> None:
     app, asked = _app()
     assert (await _call(app, "GET", "/own")).json() == {"endpoint": "own"}
-    assert asked == ["first", "second", "third"]  # walked: the dispatch left it
+    assert asked == ["first", "second", "third", "fourth"]  # walked: the dispatch left it
     assert (await _call(app, "GET", "/nowhere")).status_code == 404
     put = await _call(app, "PUT", "/items/7")
     assert (put.status_code, put.headers["allow"]) == (405, "GET")

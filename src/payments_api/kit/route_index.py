@@ -38,6 +38,7 @@ class RouteEntry:
     methods: frozenset[str] | None
     """None: every method (a mount, a route declared without methods)."""
     path: re.Pattern[str]
+    path_format: str
     prefix: str
     """The path's literal start (up to its first parameter): a cheap test before the
     pattern's."""
@@ -54,11 +55,39 @@ class RouteEntry:
         )
 
 
+KEY_SEGMENTS = 3
+"""Routes are grouped by up to the first three segments of their path."""
+
+
+def _template_key(path_format: str) -> tuple[str, ...]:
+    """The literal segments every path the template takes starts with (up to
+    ``KEY_SEGMENTS``, up to the first one holding a parameter)."""
+    key: list[str] = []
+    for segment in path_format.split("/", KEY_SEGMENTS + 1)[1 : KEY_SEGMENTS + 1]:
+        if "{" in segment:
+            break
+        key.append(segment)
+    return tuple(key)
+
+
 class RouteTable:
-    """The application's routes in the order its router tries them."""
+    """The application's routes in the order its router tries them, grouped by the
+    literal start of their paths: a request is tried against the routes whose start it
+    shares (in their order), not against every route."""
 
     def __init__(self, entries: list[RouteEntry]) -> None:
         self.entries = entries
+        keys = [_template_key(entry.path_format) for entry in entries]
+        # A route can take a path only if its key is a prefix of the path's segments,
+        # so the group of a key holds the routes whose key is a prefix of it.
+        self._groups: dict[tuple[str, ...], list[RouteEntry]] = {
+            key: [
+                entry
+                for entry, entry_key in zip(entries, keys, strict=True)
+                if key[: len(entry_key)] == entry_key
+            ]
+            for key in dict.fromkeys(keys)
+        }
 
     @classmethod
     def of(cls, routes: list[BaseRoute]) -> RouteTable:
@@ -75,6 +104,7 @@ class RouteTable:
                     RouteEntry(
                         frozenset(methods) if methods else None,
                         regex,
+                        path_format,
                         path_format.split("{", 1)[0],
                         branch,
                         bool(getattr(endpoint, ONE_TRANSACTION_ATTRIBUTE, False)),
@@ -85,9 +115,16 @@ class RouteTable:
     def find(self, method: str, path: str) -> RouteEntry | None:
         """The route the router runs for this method and path (the first that takes
         both); None when none does (the router's 404 or 405)."""
-        for entry in self.entries:
-            if entry.takes(method, path):
-                return entry
+        segments = tuple(path.split("/", KEY_SEGMENTS + 1)[1 : KEY_SEGMENTS + 1])
+        # The longest key the path starts with: its group holds every route that can
+        # take the path (no route's key is longer, or it would be found first).
+        for length in range(len(segments), -1, -1):
+            group = self._groups.get(segments[:length])
+            if group is not None:
+                for entry in group:
+                    if entry.takes(method, path):
+                        return entry
+                return None
         return None
 
     def route_of(self, scope: Scope) -> RouteEntry | None:
