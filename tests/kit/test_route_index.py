@@ -5,7 +5,7 @@ the application itself to that walk."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -68,13 +68,21 @@ def _app() -> tuple[FastAPI, list[str]]:
 
 
 def _count_matches(branch: BaseRoute, name: str, asked: list[str]) -> None:
-    original: Callable[[Any], tuple[Match, Any]] = branch.matches
+    """Record in ``asked`` each time the router asks ``branch`` whether it takes a
+    request ("name"), and each time it hands one over ("name handles")."""
+    matches: Callable[[Any], tuple[Match, Any]] = branch.matches
+    handle: Callable[..., Awaitable[None]] = branch.handle
 
-    def matches(scope: Any) -> tuple[Match, Any]:
+    def counting_matches(scope: Any) -> tuple[Match, Any]:
         asked.append(name)
-        return original(scope)
+        return matches(scope)
 
-    branch.matches = matches  # type: ignore[method-assign]
+    async def counting_handle(scope: Any, receive: Any, send: Any) -> None:
+        asked.append(f"{name} handles")
+        await handle(scope, receive, send)
+
+    branch.matches = counting_matches  # type: ignore[method-assign]
+    branch.handle = counting_handle  # type: ignore[method-assign]
 
 
 async def _call(app: FastAPI, method: str, path: str) -> httpx.Response:
@@ -86,17 +94,22 @@ async def _call(app: FastAPI, method: str, path: str) -> httpx.Response:
 @pytest.mark.parametrize(
     ("method", "path", "answer", "asked"),
     [
-        ("GET", "/items/7", {"endpoint": "first_get", "item_id": "7"}, ["first"]),
-        ("GET", "/items/special", {"endpoint": "first_get", "item_id": "special"}, ["first"]),
-        ("POST", "/items/7", {"endpoint": "second_post", "item_id": "7"}, ["second"]),
+        ("GET", "/items/7", {"endpoint": "first_get", "item_id": "7"}, ["first handles"]),
+        (
+            "GET",
+            "/items/special",
+            {"endpoint": "first_get", "item_id": "special"},
+            ["first handles"],
+        ),
+        ("POST", "/items/7", {"endpoint": "second_post", "item_id": "7"}, ["second handles"]),
         (
             "DELETE",
             "/things/a/parts/b",
             {"endpoint": "third_delete", "thing_id": "a", "part": "b"},
-            ["third"],
+            ["third handles"],
         ),
-        ("GET", "/items/detail", {"endpoint": "first_get", "item_id": "detail"}, ["first"]),
-        ("GET", "/zzz/detail", {"endpoint": "fourth_detail", "slug": "zzz"}, ["fourth"]),
+        ("GET", "/items/detail", {"endpoint": "first_get", "item_id": "detail"}, ["first handles"]),
+        ("GET", "/zzz/detail", {"endpoint": "fourth_detail", "slug": "zzz"}, ["fourth handles"]),
     ],
 )
 async def test_a_request_goes_straight_to_the_router_holding_its_route(
@@ -105,7 +118,7 @@ async def test_a_request_goes_straight_to_the_router_holding_its_route(
     app, asked_routers = _app()
     response = await _call(app, method, path)
     assert (response.status_code, response.json()) == (200, answer)
-    assert asked_routers == asked  # the routers before it were not asked
+    assert asked_routers == asked  # handed over: no router was asked whether it takes it
 
 
 async def test_the_application_s_own_route_404_and_405_are_the_router_s_walk() -> None:

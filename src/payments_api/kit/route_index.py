@@ -159,10 +159,9 @@ class IndexedDispatch(BaseRoute):
         # router reports on its own way: left to the router, as is anything unmatched.
         if entry is None or entry.branch is self or hasattr(entry.branch, "path_format"):
             return Match.NONE, {}
-        match, child_scope = entry.branch.matches(scope)
-        if match is not Match.FULL:  # pragma: no cover - the table mirrors the branch
-            return Match.NONE, {}
-        return Match.FULL, {**child_scope, BRANCH_SCOPE_KEY: entry.branch}
+        # Not asked again (``entry.branch.matches``): a branch's match adds nothing to
+        # the scope, and handling the request matches its routes once more anyway.
+        return Match.FULL, {BRANCH_SCOPE_KEY: entry.branch}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         branch: BaseRoute = scope.pop(BRANCH_SCOPE_KEY)
