@@ -8,7 +8,7 @@ a measurable share of a balance read's CPU (bench/RESULTS.md).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, Request
@@ -68,23 +68,36 @@ async def get_stripe(state: StateDep) -> StripeGateway:
 StripeDep = Annotated[StripeGateway, Depends(get_stripe)]
 
 
+def principal_of(request: Request) -> Principal:
+    """The caller, as their bearer token says, or the 401 problem raised. The token was
+    usually verified already by the middlewares: ``authenticate`` keeps the outcome in
+    the request's scope."""
+    state: AppState = request.app.state.resources
+    principal = authenticate(request.scope, state.verifier)
+    if isinstance(principal, ProblemError):
+        raise principal
+    if principal is None:  # no "Authorization: Bearer <token>" header
+        raise Unauthorized("A bearer token is required.")
+    # Every log line of the request names the user (never the token).
+    structlog.contextvars.bind_contextvars(user_id=principal.sub)
+    return principal
+
+
+BEARER_SECURITY: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
+"""``openapi_extra`` of a route that calls :func:`principal_of` itself instead of
+declaring ``PrincipalDep``: its operation requires the bearer scheme all the same. For
+the hottest read only (the balance): solving the dependency cost more than verifying a
+cached token (bench/readpath.py)."""
+
+
 class BearerPrincipal(HTTPBearer):
     """The caller, as their bearer token says: the OpenAPI security scheme and the
     dependency that resolves it in one. (As two dependencies, the scheme's and one
     reading it, solving them was a tenth of a balance read's instructions:
-    bench/readpath.py.) The token was usually verified already by the middlewares:
-    ``authenticate`` keeps the outcome in the request's scope."""
+    bench/readpath.py.)"""
 
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
-        state: AppState = request.app.state.resources
-        principal = authenticate(request.scope, state.verifier)
-        if isinstance(principal, ProblemError):
-            raise principal
-        if principal is None:  # no "Authorization: Bearer <token>" header
-            raise Unauthorized("A bearer token is required.")
-        # Every log line of the request names the user (never the token).
-        structlog.contextvars.bind_contextvars(user_id=principal.sub)
-        return principal
+        return principal_of(request)
 
 
 get_principal = BearerPrincipal(
