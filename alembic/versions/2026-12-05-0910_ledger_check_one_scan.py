@@ -1,16 +1,24 @@
-"""the ledger's balance check reads a transaction's postings once
+"""the ledger's balance check: one scan of a transaction's postings, once per commit
 
 Revision ID: 0028_ledger_check_one_scan
 Revises: 0027_open_order_purposes
 Create Date: 2026-12-05 09:10:00
 
-``ledger_assert_balanced`` runs at commit once for every ledger transaction and once for
-every posting inserted (the deferred constraint triggers of 0002), so a settlement's
-three transactions check themselves ten times. Each check counted the postings and then
-summed them per currency: two scans of the transaction's postings. Measured with
-``pg_stat_statements`` over ``python -m bench.cpu --only webhook``, the checks took as
-much of PostgreSQL's time as the ledger's posting statement itself. The count and the
-sums now come from one scan; the checks, their order and their errors are unchanged.
+``ledger_assert_balanced`` runs at commit for every ledger transaction and for every
+posting inserted (the deferred constraint triggers of 0002), so a settlement's three
+transactions checked themselves ten times, and each check counted the postings and then
+summed them per currency: two scans. Measured with ``pg_stat_statements`` over
+``python -m bench.cpu --only settlement``, the checks were a quarter of PostgreSQL's
+time per settlement.
+
+- The count and the sums now come from one scan (same checks, order and errors).
+- A transaction verified at commit is not verified again by the other triggers of the
+  same commit: ``ledger_check_once`` keeps the ids it verified in the transaction-local
+  setting ``payments.ledger_verified``. Every statement inserting postings empties it
+  before its first row (``ledger_postings_forget_verified``, BEFORE ... FOR EACH
+  STATEMENT), so a posting added after an early check (``SET CONSTRAINTS ALL
+  IMMEDIATE``, after which the checks run at the end of each statement) has its
+  transaction verified again.
 """
 
 from collections.abc import Sequence
@@ -62,9 +70,66 @@ END $$
 """
 
 
+CHECK_ONCE = """
+CREATE FUNCTION ledger_check_once(txn bigint) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  verified text := coalesce(nullif(current_setting('payments.ledger_verified', true), ''), ',');
+BEGIN
+  IF position(',' || txn || ',' IN verified) > 0 THEN
+    RETURN;
+  END IF;
+  PERFORM ledger_assert_balanced(txn);
+  PERFORM set_config('payments.ledger_verified', verified || txn || ',', true);
+END $$
+"""
+
+TRIGGER_FUNCTIONS = [
+    """
+    CREATE OR REPLACE FUNCTION ledger_check_transaction_balanced() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+      PERFORM {check}(NEW.id);
+      RETURN NULL;
+    END $$
+    """,
+    """
+    CREATE OR REPLACE FUNCTION ledger_check_posting_balanced() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+      PERFORM {check}(NEW.transaction_id);
+      RETURN NULL;
+    END $$
+    """,
+]
+
+FORGET_VERIFIED = [
+    """
+    CREATE FUNCTION ledger_forget_verified() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      PERFORM set_config('payments.ledger_verified', '', true);
+      RETURN NULL;
+    END $$
+    """,
+    """
+    CREATE TRIGGER ledger_postings_forget_verified BEFORE INSERT ON ledger_postings
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_forget_verified()
+    """,
+]
+
+
 def upgrade() -> None:
     op.execute(ONE_SCAN)
+    op.execute(CHECK_ONCE)
+    for statement in TRIGGER_FUNCTIONS:
+        op.execute(statement.format(check="ledger_check_once"))
+    for statement in FORGET_VERIFIED:
+        op.execute(statement)
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER ledger_postings_forget_verified ON ledger_postings")
+    op.execute("DROP FUNCTION ledger_forget_verified()")
+    for statement in TRIGGER_FUNCTIONS:
+        op.execute(statement.format(check="ledger_assert_balanced"))
+    op.execute("DROP FUNCTION ledger_check_once(bigint)")
     op.execute(TWO_SCANS)

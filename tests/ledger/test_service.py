@@ -217,6 +217,45 @@ class TestDatabaseBackstops:
             "fewer than two postings",
         )
 
+    async def test_a_posting_added_after_an_early_check_is_checked_again(
+        self, session: AsyncSession
+    ) -> None:
+        """The commit-time checks verify a transaction once per commit (migration 0028):
+        a posting inserted after an early check (SET CONSTRAINTS ALL IMMEDIATE) makes
+        its transaction be verified again."""
+        user = await create_user(session)
+        await fund(session, user.id, 1_000)
+        account_id = await session.scalar(
+            text("SELECT id FROM ledger_accounts WHERE owner_user_id = :u"), {"u": user.id}
+        )
+        balanced = f"""
+            WITH t AS (INSERT INTO ledger_transactions (type, cause_type, cause_key)
+                       VALUES ('x', 'system', 'raw-late') RETURNING id)
+            INSERT INTO ledger_postings (transaction_id, account_id, currency, amount)
+            SELECT t.id, {account_id}, 'usd', 5 FROM t UNION ALL
+            SELECT t.id, {account_id}, 'usd', -5 FROM t
+            RETURNING transaction_id
+            """
+        checked_early = False
+
+        async def attempt() -> None:
+            nonlocal checked_early
+            async with session.begin_nested():
+                transaction_id = (await session.execute(text(balanced))).scalars().first()
+                await session.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
+                checked_early = True  # balanced so far: the early check passed
+                await session.execute(
+                    text(
+                        "INSERT INTO ledger_postings (transaction_id, account_id, currency,"
+                        f" amount) VALUES ({transaction_id}, {account_id}, 'usd', 7)"
+                    )
+                )
+                await session.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
+
+        with pytest.raises(DBAPIError, match="does not balance"):
+            await attempt()
+        assert checked_early
+
     async def test_posting_currency_must_match_account(self, session: AsyncSession) -> None:
         user = await create_user(session)
         result = await fund(session, user.id, 1_000)
