@@ -84,24 +84,25 @@ BEGIN
 END $$
 """
 
-TRIGGER_FUNCTIONS = [
-    """
-    CREATE OR REPLACE FUNCTION ledger_check_transaction_balanced() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-    BEGIN
-      PERFORM {check}(NEW.id);
-      RETURN NULL;
-    END $$
-    """,
-    """
-    CREATE OR REPLACE FUNCTION ledger_check_posting_balanced() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-    BEGIN
-      PERFORM {check}(NEW.transaction_id);
-      RETURN NULL;
-    END $$
-    """,
-]
+# The two deferred constraint triggers' functions (0002), each checking the transaction
+# its row belongs to, with ``check``.
+TRIGGER_FUNCTION = """
+CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM {check}(NEW.{column});
+  RETURN NULL;
+END $$
+"""
+TRIGGER_FUNCTIONS = (
+    ("ledger_check_transaction_balanced", "id"),
+    ("ledger_check_posting_balanced", "transaction_id"),
+)
+
+
+def _check_with(check: str) -> None:
+    for name, column in TRIGGER_FUNCTIONS:
+        op.execute(TRIGGER_FUNCTION.format(name=name, check=check, column=column))
+
 
 FORGET_VERIFIED = [
     """
@@ -121,8 +122,7 @@ FORGET_VERIFIED = [
 def upgrade() -> None:
     op.execute(ONE_SCAN)
     op.execute(CHECK_ONCE)
-    for statement in TRIGGER_FUNCTIONS:
-        op.execute(statement.format(check="ledger_check_once"))
+    _check_with("ledger_check_once")
     for statement in FORGET_VERIFIED:
         op.execute(statement)
 
@@ -130,7 +130,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP TRIGGER ledger_postings_forget_verified ON ledger_postings")
     op.execute("DROP FUNCTION ledger_forget_verified()")
-    for statement in TRIGGER_FUNCTIONS:
-        op.execute(statement.format(check="ledger_assert_balanced"))
+    _check_with("ledger_assert_balanced")
     op.execute("DROP FUNCTION ledger_check_once(bigint)")
     op.execute(TWO_SCANS)
