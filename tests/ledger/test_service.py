@@ -220,9 +220,9 @@ class TestDatabaseBackstops:
     async def test_a_posting_added_after_an_early_check_is_checked_again(
         self, session: AsyncSession
     ) -> None:
-        """The commit-time checks verify a transaction once per commit (migration 0028):
-        a posting inserted after an early check (SET CONSTRAINTS ALL IMMEDIATE) makes
-        its transaction be verified again."""
+        """A transaction's checks after the first skip the check it just passed
+        (migration 0028): a posting inserted after an early check (SET CONSTRAINTS ALL
+        IMMEDIATE) makes its transaction be verified again."""
         user = await create_user(session)
         await fund(session, user.id, 1_000)
         account_id = await session.scalar(
