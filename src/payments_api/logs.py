@@ -147,7 +147,7 @@ class LeanLogger:
             return
         # What StreamHandler.handle would do with the record, without building one: a
         # LogRecord and the standard library's dispatch were a third of the line's
-        # cost, and a tenth of a balance read's CPU (bench/cpu.py).
+        # cost, the line an eighth of a balance read's CPU (py-spy over bench/cpu.py).
         for handler in handlers:
             line = handler.formatter.render(logger, "info", event_dict)
             handler.acquire()
