@@ -25,9 +25,15 @@ from payments_api.users.models import User
 from payments_api.users.repository import UserRepository
 
 
-async def get_state(request: Request) -> AppState:
+def state_of(request: Request) -> AppState:
+    """The application's resources, read off the request: for a hot route, where one
+    dependency less to solve counts (``StateDep`` is the same as a dependency)."""
     state: AppState = request.app.state.resources
     return state
+
+
+async def get_state(request: Request) -> AppState:
+    return state_of(request)
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
@@ -53,8 +59,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield owned
         await owned.flush()  # errors surface here, as the commit's would
         return
-    state: AppState = request.app.state.resources
-    async with state.sessionmaker.begin() as session:
+    async with state_of(request).sessionmaker.begin() as session:
         yield session
 
 
@@ -72,8 +77,7 @@ def principal_of(request: Request) -> Principal:
     """The caller, as their bearer token says, or the 401 problem raised. The token was
     usually verified already by the middlewares: ``authenticate`` keeps the outcome in
     the request's scope."""
-    state: AppState = request.app.state.resources
-    principal = authenticate(request.scope, state.verifier)
+    principal = authenticate(request.scope, state_of(request).verifier)
     if isinstance(principal, ProblemError):
         raise principal
     if principal is None:  # no "Authorization: Bearer <token>" header

@@ -6,12 +6,11 @@ from fastapi import APIRouter, Query, Request, Response
 
 from payments_api.balance.schemas import BalanceRead, LedgerEntryList
 from payments_api.balance.service import BalanceReader, BalanceService
-from payments_api.deps import BEARER_SECURITY, CurrentUser, SessionDep, principal_of
+from payments_api.deps import BEARER_SECURITY, CurrentUser, SessionDep, principal_of, state_of
 from payments_api.kit import pagination
 from payments_api.kit.pagination import Limit
 from payments_api.money import Currency
 from payments_api.problems import problem_responses
-from payments_api.state import AppState
 
 router = APIRouter(prefix="/api/v1/me", tags=["balance"])
 
@@ -28,7 +27,7 @@ async def get_balance(request: Request) -> Response:
     # PrincipalDep would) and the sessionmaker read off the request. Solving
     # dependencies was a fifth of this read's CPU (bench/readpath.py).
     principal = principal_of(request)
-    state: AppState = request.app.state.resources
+    state = state_of(request)
     balance = await BalanceReader(state.sessionmaker).balance(principal)
     # Serialized here, as FastAPI would, without validating the model it just built again.
     return Response(balance.model_dump_json(), media_type="application/json")

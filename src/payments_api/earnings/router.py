@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from payments_api import routes
-from payments_api.deps import PrincipalDep, SessionDep
+from payments_api.deps import PrincipalDep, SessionDep, state_of
 from payments_api.earnings import errors as earnings_errors
 from payments_api.earnings.schemas import EarningsList
 from payments_api.earnings.service import Clock, EarningsService
@@ -15,7 +15,6 @@ from payments_api.kit.clock import utcnow
 from payments_api.kit.dates import IsoDate
 from payments_api.money import Currency
 from payments_api.problems import problem_responses
-from payments_api.state import AppState
 
 router = APIRouter(tags=["earnings"])
 
@@ -33,7 +32,7 @@ async def get_earnings_service(
 ) -> EarningsService:
     # The settings are read off the request, not through SettingsDep: each dependency
     # FastAPI solves is a share of the page's CPU (bench/README.md).
-    state: AppState = request.app.state.resources
+    state = state_of(request)
     return EarningsService(
         session, now=clock, default_timezone=state.settings.earnings_default_timezone
     )

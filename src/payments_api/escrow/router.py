@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response
 
 from payments_api import routes
-from payments_api.deps import CurrentUser, SessionDep, require_role
+from payments_api.deps import CurrentUser, SessionDep, require_role, state_of
 from payments_api.escrow import errors as escrow_errors
 from payments_api.escrow.capture import EscrowCaptures
 from payments_api.escrow.models import Escrow, EscrowStatus
@@ -21,7 +21,6 @@ from payments_api.kit.idempotency import (
 from payments_api.ledger import errors as ledger_errors
 from payments_api.problems import problem_responses
 from payments_api.projects import errors as projects_errors
-from payments_api.state import AppState
 from payments_api.users.models import User
 
 router = APIRouter(tags=["escrow"])
@@ -32,7 +31,7 @@ async def get_escrow_service(request: Request, session: SessionDep) -> EscrowSer
     # worker thread, a hop that showed in the settlement profile (bench/RESULTS.md). The
     # settings are read off the request, not through SettingsDep: each dependency FastAPI
     # solves is a share of a settlement's CPU (bench/README.md).
-    state: AppState = request.app.state.resources
+    state = state_of(request)
     return EscrowService(session, state.settings)
 
 
@@ -40,7 +39,7 @@ EscrowServiceDep = Annotated[EscrowService, Depends(get_escrow_service)]
 
 
 async def get_escrow_captures(request: Request) -> EscrowCaptures:
-    state: AppState = request.app.state.resources
+    state = state_of(request)
     return EscrowCaptures(state.sessionmaker, state.stripe, state.settings)
 
 

@@ -157,7 +157,8 @@ class IndexedDispatch(BaseRoute):
         entry = route_table(self.app).route_of(scope)
         # A route of the application router itself (no branch) has a path template the
         # router reports on its own way: left to the router, as is anything unmatched.
-        if entry is None or entry.branch is self or hasattr(entry.branch, "path_format"):
+        # (This route is never in the table: it has no path.)
+        if entry is None or hasattr(entry.branch, "path_format"):
             return Match.NONE, {}
         # Not asked again (``entry.branch.matches``): a branch's match adds nothing to
         # the scope, and handling the request matches its routes once more anyway.

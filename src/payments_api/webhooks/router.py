@@ -5,10 +5,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
 from payments_api import routes
-from payments_api.deps import AdminSessionDep, AdminUser
+from payments_api.deps import AdminSessionDep, AdminUser, state_of
 from payments_api.kit.pagination import Limit
 from payments_api.problems import problem_responses
-from payments_api.state import AppState
 from payments_api.webhooks import errors as webhooks_errors
 from payments_api.webhooks.errors import WebhookProcessingFailed
 from payments_api.webhooks.registry import HandlerTable
@@ -31,7 +30,7 @@ async def get_webhook_service(request: Request) -> WebhookService:
     # no domain), like the gauges health refreshes. The state is read off the request,
     # not through StateDep: each dependency FastAPI solves is a share of a delivery's CPU.
     handlers: HandlerTable = request.app.state.webhook_handlers
-    state: AppState = request.app.state.resources
+    state = state_of(request)
     return WebhookService(state.sessionmaker, state.stripe, state.settings, handlers)
 
 
