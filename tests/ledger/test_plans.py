@@ -1,15 +1,21 @@
 """The ledger's posting statement keeps PostgreSQL's generic plan: its array
 parameters are read through scalar subqueries (ledger/statements.py), so the plan made
 without the arrays' values costs as much as one made for them, and after the first five
-executions of the prepared statement the server stops planning it again."""
+executions of the prepared statement the server stops planning it again. That generic
+plan finds each account it names through an index, whatever the table's size."""
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payments_api.db import driver_connection
 from payments_api.ledger.kinds import AccountKind, CauseType
 from payments_api.ledger.post_statement import RAW_POST
 from payments_api.ledger.service import AccountRef, LedgerService, NewTransaction, PostingSpec
@@ -53,3 +59,37 @@ async def test_the_posting_statement_keeps_its_generic_plan(session: AsyncSessio
         assert not result.replayed
     # Five custom plans while PostgreSQL compares, then the generic one, kept.
     assert await _plans(session) == (5, before + 8 - 5)
+
+
+def _plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", ()):
+        yield from _plan_nodes(child)
+
+
+async def test_the_generic_plan_reads_each_account_through_an_index(
+    session: AsyncSession,
+) -> None:
+    """The plan the server keeps is made without the keys' values: an index lookup per
+    key, never a scan of every account of a kind (a user's account by its key, the
+    platform's by the partial index of platform accounts)."""
+    driver = await driver_connection(session)
+    parameters = max(int(n) for n in re.findall(r"\$(\d+)", RAW_POST.sql))
+    await driver.execute(f"PREPARE ledger_post_plan AS {RAW_POST.sql}")
+    try:
+        await driver.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        # NULLs: a generic plan is the same whatever the values.
+        nulls = ", ".join(["NULL"] * parameters)
+        explained = await driver.fetchval(
+            f"EXPLAIN (FORMAT JSON) EXECUTE ledger_post_plan({nulls})"
+        )
+    finally:
+        await driver.execute("DEALLOCATE ledger_post_plan")
+    # The session's connection decodes json itself; a bare asyncpg one hands back text.
+    document = json.loads(explained) if isinstance(explained, str) else explained
+    plan = document[0]["Plan"]
+    reads = [n for n in _plan_nodes(plan) if n.get("Relation Name") == "ledger_accounts"]
+    assert {(n["Node Type"], n.get("Index Name")) for n in reads} == {
+        ("Index Scan", "ledger_accounts_owner_user_id_kind_currency_key"),
+        ("Index Scan", "ix_ledger_accounts_platform_kind_currency"),
+    }

@@ -50,7 +50,7 @@ from sqlalchemy import TextClause, text
 from payments_api.db import RawStatement
 from payments_api.events.outbox import GATED_EVENT_CTES
 from payments_api.events.repository import CROSS_BALANCE_ALERTS_CTE
-from payments_api.ledger.statements import TRANSACTION_FROM_PARAMETERS
+from payments_api.ledger.statements import ACCOUNT_OF_KEY, TRANSACTION_FROM_PARAMETERS
 from payments_api.payment_methods import auto_reload
 
 _CHECKED = f"""
@@ -69,9 +69,7 @@ _CHECKED = f"""
         FROM unnest((SELECT CAST(:owners AS varchar[])), (SELECT CAST(:kinds AS varchar[])),
                     (SELECT CAST(:currencies AS varchar[])), (SELECT CAST(:deltas AS bigint[])))
              AS r(owner, kind, currency, delta)
-        JOIN ledger_accounts a
-          ON a.kind = r.kind AND a.currency = r.currency
-         AND ((r.owner = '' AND a.owner_user_id IS NULL) OR a.owner_user_id = r.owner)
+        CROSS JOIN {ACCOUNT_OF_KEY}
         WHERE NOT EXISTS (SELECT FROM frozen) AND NOT EXISTS (SELECT FROM prior)
     ),
     ready AS MATERIALIZED (

@@ -23,6 +23,7 @@ from payments_api.events.repository import CrossedAlert
 from payments_api.ledger.kinds import PLATFORM_KINDS, PLATFORM_SHARDS, AccountKind
 from payments_api.ledger.post_statement import RAW_POST, RAW_POST_EMITTING, post_with_riders
 from payments_api.ledger.statements import (
+    ACCOUNT_OF_KEY,
     INSERT_ACCOUNT,
     RAW_SELECT_ACCOUNTS,
     SELECT_TRANSACTION_BY_CAUSE,
@@ -299,12 +300,13 @@ class LedgerRepository:
     async def account_balance(self, owner: str, kind: str, currency: str) -> int:
         value = await self.session.scalar(
             text(
-                """
+                f"""
                 SELECT coalesce(sum(b.balance), 0)::bigint
-                FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id
-                WHERE a.kind = :kind AND a.currency = :currency
-                  AND ((:owner = '' AND a.owner_user_id IS NULL) OR a.owner_user_id = :owner)
-                """
+                FROM (SELECT CAST(:owner AS varchar) AS owner, CAST(:kind AS varchar) AS kind,
+                             CAST(:currency AS varchar) AS currency) AS r
+                CROSS JOIN {ACCOUNT_OF_KEY}
+                JOIN ledger_balances b ON b.account_id = a.id
+                """  # noqa: S608 - constants only
             ),
             {"owner": owner, "kind": kind, "currency": currency},
         )

@@ -38,15 +38,31 @@ INSERT_TRANSACTION = text(
     """
 )
 
+# The account a key names, for each row ``r`` of (owner, kind, currency): a user's by
+# its (owner_user_id, kind, currency) key, the platform's (owner '') by the partial
+# (kind, currency) index: an index lookup each, in any plan. As one join condition with
+# an OR between the two, a generic plan made while the table is small (a new
+# installation's) hashed every account of the key's kind, a sequential scan that grows
+# with the users: for two keys among 1,015 accounts, 0.50 ms against 0.11 ms by index
+# (EXPLAIN ANALYZE of both forms, plan_cache_mode = force_generic_plan).
+ACCOUNT_OF_KEY = """LATERAL (
+        SELECT a.id, a.owner_user_id, a.kind, a.currency, a.shard_count, a.may_go_negative
+        FROM ledger_accounts a
+        WHERE a.owner_user_id = r.owner AND a.kind = r.kind AND a.currency = r.currency
+        UNION ALL
+        SELECT a.id, a.owner_user_id, a.kind, a.currency, a.shard_count, a.may_go_negative
+        FROM ledger_accounts a
+        WHERE r.owner = '' AND a.owner_user_id IS NULL
+          AND a.kind = r.kind AND a.currency = r.currency
+    ) AS a"""
+
 SELECT_ACCOUNTS = text(
-    """
+    f"""
     SELECT a.id, a.owner_user_id, a.kind, a.currency, a.shard_count, a.may_go_negative
     FROM unnest((SELECT CAST(:owners AS varchar[])), (SELECT CAST(:kinds AS varchar[])),
                 (SELECT CAST(:currencies AS varchar[]))) AS r(owner, kind, currency)
-    JOIN ledger_accounts a
-      ON a.kind = r.kind AND a.currency = r.currency
-     AND ((r.owner = '' AND a.owner_user_id IS NULL) OR a.owner_user_id = r.owner)
-    """
+    CROSS JOIN {ACCOUNT_OF_KEY}
+    """  # noqa: S608 - constants only
 )
 
 INSERT_ACCOUNT = text(
@@ -101,9 +117,7 @@ INSERT_TRANSACTION_LOCK_ACCOUNTS = text(
         FROM inserted,
              unnest((SELECT CAST(:owners AS varchar[])), (SELECT CAST(:kinds AS varchar[])),
                     (SELECT CAST(:currencies AS varchar[]))) AS r(owner, kind, currency)
-        JOIN ledger_accounts a
-          ON a.kind = r.kind AND a.currency = r.currency
-         AND ((r.owner = '' AND a.owner_user_id IS NULL) OR a.owner_user_id = r.owner)
+        CROSS JOIN {ACCOUNT_OF_KEY}
     ),
     locked AS MATERIALIZED (
         SELECT b.account_id, b.balance
