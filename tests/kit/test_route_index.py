@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Match
 from payments_api.kit import route_index
 from payments_api.kit.route_index import IndexedDispatch, route_table
 from payments_api.main import create_app
+from payments_api.settings import Settings
 
 
 def _app() -> tuple[FastAPI, list[str]]:
@@ -162,3 +163,15 @@ def _contexts(route: BaseRoute) -> list[Any]:
         for context in iter_route_contexts([route])
         if getattr(context, "path_regex", None) is not None and getattr(context, "methods", None)
     ]
+
+
+async def test_the_service_s_start_builds_its_table_before_the_first_request(
+    settings: Settings,
+) -> None:
+    app = create_app(settings)
+    assert getattr(app.state, "route_table", None) is None
+    async with app.router.lifespan_context(app):
+        table = app.state.route_table
+        entry = table.find("GET", "/api/v1/me/balance")
+        assert entry is not None
+        assert entry.path_format == "/api/v1/me/balance"
