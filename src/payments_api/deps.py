@@ -8,6 +8,7 @@ a measurable share of a balance read's CPU (bench/RESULTS.md).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import structlog
@@ -46,9 +47,10 @@ async def get_app_settings(state: StateDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One transaction per request: committed before the response is sent (the
-    function scope below), rolled back on any exception.
+@asynccontextmanager
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed when the block ends, rolled back on any
+    exception.
 
     A one-transaction route called with an Idempotency-Key gets the session the
     idempotency middleware opened with the key claimed in it: the middleware stores the
@@ -60,6 +62,13 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         await owned.flush()  # errors surface here, as the commit's would
         return
     async with state_of(request).sessionmaker.begin() as session:
+        yield session
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's transaction (``request_session``), committed before the response
+    is sent (the function scope below)."""
+    async with request_session(request) as session:
         yield session
 
 
@@ -117,22 +126,31 @@ async def get_current_user(principal: PrincipalDep, session: SessionDep) -> User
     return await UserRepository(session).upsert_from_principal(principal)
 
 
+async def current_user(request: Request, session: AsyncSession) -> User:
+    """What ``CurrentUser`` resolves to, for a dependency that opens the session
+    itself (``request_session``) after checking the token (``principal_of``)."""
+    return await UserRepository(session).upsert_from_principal(principal_of(request))
+
+
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
 def require_role(*roles: str) -> Callable[[CurrentUser], Awaitable[User]]:
     """A dependency admitting callers holding any of ``roles``."""
 
-    wanted = frozenset(roles)
-
     async def check(user: CurrentUser) -> User:
-        # The row's roles are the token's (``get_current_user`` refreshes them), so the
-        # principal is not asked for again: a dependency less to solve per request.
-        if wanted.isdisjoint(user.roles):
-            raise Forbidden(f"This action requires one of the roles: {', '.join(roles)}.")
-        return user
+        return holding_role(user, *roles)
 
     return check
+
+
+def holding_role(user: User, *roles: str) -> User:
+    """``user``, or 403 unless they hold any of ``roles``. The row's roles are the
+    token's (``upsert_from_principal`` refreshes them), so the principal is not asked
+    for again."""
+    if set(roles).isdisjoint(user.roles):
+        raise Forbidden(f"This action requires one of the roles: {', '.join(roles)}.")
+    return user
 
 
 AdminUser = Annotated[User, Depends(require_role("admin"))]
