@@ -309,6 +309,24 @@ class TestCreateRejects:
         assert await written(session) == before
         assert await balance(session, customer.id, AVAILABLE, "usd") == 10_499
 
+    @pytest.mark.parametrize(
+        ("case", "status", "code"),
+        [
+            ("no_token_no_key", 401, "unauthorized"),
+            ("not_a_customer_no_key", 403, "forbidden"),
+        ],
+    )
+    async def test_refusals_keep_their_order_without_a_key(
+        self, client: httpx.AsyncClient, session: AsyncSession, case: str, status: int, code: str
+    ) -> None:
+        """The token is checked first, then the role, then the Idempotency-Key, as the
+        separate dependencies did before the settlement steps had one."""
+        customer, payee = await parties(session)
+        await fund(session, customer.id, 30_000)
+        request_headers = {} if case == "no_token_no_key" else auth(payee.id, PAYEE)
+        response = await client.post(ESCROWS, json=offer(payee.id), headers=request_headers)
+        assert (response.status_code, response.json()["code"]) == (status, code)
+
     async def test_same_key_same_body_returns_the_same_escrow(
         self, client: httpx.AsyncClient, session: AsyncSession
     ) -> None:
