@@ -73,8 +73,9 @@ def route_session(request: Request) -> AsyncSession:
     ``IdempotencyKeyDep`` answers.
 
     For a hot route's dependency, in place of ``SessionDep``: FastAPI runs a generator
-    dependency inside an exit stack and a shielded context, about a tenth of a
-    settlement's CPU (bench/cpu.py profiles), and this session needs no closing. Such a
+    dependency inside an exit stack and a shielded context (13.59 M instructions per
+    settlement with one, 13.09 M without: bench/cpu.py), and this session needs no
+    closing. Such a
     route writes through statements, so nothing is left for a flush (``SessionDep``
     flushes after the route; here the middleware's commit would, and fail as a 500).
     """

@@ -65,8 +65,8 @@ def escrow_call(*roles: str) -> Callable[[Request], Awaitable[EscrowCall]]:
     """The dependency of a settlement step (create, accept, complete), in place of
     the token's, ``SessionDep``, ``CurrentUser``, ``require_role`` and
     ``EscrowServiceDep``: solving five dependencies (FastAPI reads each one's
-    parameters and cache key) and a generator's exit stack was a fifth of a
-    settlement's CPU (bench/cpu.py profiles). The session is the idempotency
+    parameters and cache key), one of them a generator, took 14.43 M instructions per
+    settlement against 13.09 M with this one (bench/cpu.py --instructions). The session is the idempotency
     middleware's (``deps.route_caller``); the routes declare the bearer scheme themselves
     (``BEARER_SECURITY``). Refusals come in the same order: 401, 403, then a missing
     Idempotency-Key's 400."""
