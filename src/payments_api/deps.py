@@ -7,7 +7,8 @@ a measurable share of a balance read's CPU (bench/RESULTS.md).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import structlog
@@ -16,7 +17,7 @@ from fastapi.security import HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments_api.auth import Principal, authenticate
-from payments_api.kit.idempotency import KEY_REQUIRED, ROUTE_SESSION, IdempotencyKeyRequired
+from payments_api.kit.idempotency import ROUTE_SESSION
 from payments_api.problems import Forbidden, ProblemError, Unauthorized
 from payments_api.settings import Settings
 from payments_api.state import AppState
@@ -46,9 +47,10 @@ async def get_app_settings(state: StateDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One transaction per request: committed before the response is sent (the
-    function scope below), rolled back on any exception.
+@asynccontextmanager
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed when the block ends, rolled back on any
+    exception.
 
     A one-transaction route called with an Idempotency-Key gets the session the
     idempotency middleware opened with the key claimed in it: the middleware stores the
@@ -63,38 +65,14 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's transaction (``request_session``), committed before the response
+    is sent (the function scope below)."""
+    async with request_session(request) as session:
+        yield session
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-
-
-def route_session(request: Request) -> AsyncSession:
-    """The session the idempotency middleware opened for a ``@one_transaction`` route,
-    the request's Idempotency-Key claimed in it; the middleware commits it (or rolls it
-    back) once the route has answered. Without one the request has no key: the 400
-    ``IdempotencyKeyDep`` answers.
-
-    For a hot route's dependency, in place of ``SessionDep``: FastAPI runs a generator
-    dependency inside an exit stack and a shielded context (13.59 M instructions per
-    settlement with one, 13.09 M without: bench/cpu.py), and this session needs no
-    closing. Such a
-    route writes through statements, so nothing is left for a flush (``SessionDep``
-    flushes after the route; here the middleware's commit would, and fail as a 500).
-    """
-    owned: AsyncSession | None = request.scope.get(ROUTE_SESSION)
-    if owned is None:
-        raise IdempotencyKeyRequired(KEY_REQUIRED)
-    return owned
-
-
-async def route_caller(request: Request, roles: Sequence[str] = ()) -> tuple[User, AsyncSession]:
-    """What ``CurrentUser`` (or ``require_role(*roles)``) and ``SessionDep`` resolve for a
-    ``@one_transaction`` route, in one call: the caller's user row on the middleware's
-    session (``route_session``). Refusals in the dependencies' order: 401, 403 (on the
-    token's roles, the ones the row is refreshed to), then a missing key's 400."""
-    principal = principal_of(request)
-    if roles:
-        require_roles(principal.roles, roles)
-    session = route_session(request)
-    return await UserRepository(session).upsert_from_principal(principal), session
 
 
 async def get_stripe(state: StateDep) -> StripeGateway:
@@ -148,6 +126,12 @@ async def get_current_user(principal: PrincipalDep, session: SessionDep) -> User
     return await UserRepository(session).upsert_from_principal(principal)
 
 
+async def current_user(request: Request, session: AsyncSession) -> User:
+    """What ``CurrentUser`` resolves to, for a dependency that opens the session
+    itself (``request_session``) after checking the token (``principal_of``)."""
+    return await UserRepository(session).upsert_from_principal(principal_of(request))
+
+
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
@@ -155,18 +139,18 @@ def require_role(*roles: str) -> Callable[[CurrentUser], Awaitable[User]]:
     """A dependency admitting callers holding any of ``roles``."""
 
     async def check(user: CurrentUser) -> User:
-        # The row's roles are the token's (``get_current_user`` refreshes them), so the
-        # principal is not asked for again: a dependency less to solve per request.
-        require_roles(user.roles, roles)
-        return user
+        return holding_role(user, *roles)
 
     return check
 
 
-def require_roles(held: Iterable[str], roles: Sequence[str]) -> None:
-    """403 unless ``held`` (a user row's or a token's roles) has any of ``roles``."""
-    if set(roles).isdisjoint(held):
+def holding_role(user: User, *roles: str) -> User:
+    """``user``, or 403 unless they hold any of ``roles``. The row's roles are the
+    token's (``upsert_from_principal`` refreshes them), so the principal is not asked
+    for again."""
+    if set(roles).isdisjoint(user.roles):
         raise Forbidden(f"This action requires one of the roles: {', '.join(roles)}.")
+    return user
 
 
 AdminUser = Annotated[User, Depends(require_role("admin"))]

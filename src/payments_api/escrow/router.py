@@ -1,13 +1,22 @@
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response
 
 from payments_api import routes
-from payments_api.deps import BEARER_SECURITY, CurrentUser, SessionDep, route_caller, state_of
+from payments_api.deps import (
+    BEARER_SECURITY,
+    CurrentUser,
+    SessionDep,
+    current_user,
+    holding_role,
+    principal_of,
+    request_session,
+    state_of,
+)
 from payments_api.escrow import errors as escrow_errors
 from payments_api.escrow.capture import EscrowCaptures
 from payments_api.escrow.models import Escrow, EscrowStatus
@@ -61,25 +70,29 @@ class EscrowCall:
     service: EscrowService
 
 
-def escrow_call(*roles: str) -> Callable[[Request], Awaitable[EscrowCall]]:
-    """The dependency of a settlement step (create, accept, complete), in place of
-    the token's, ``SessionDep``, ``CurrentUser``, ``require_role`` and
-    ``EscrowServiceDep``: solving five dependencies (FastAPI reads each one's
-    parameters and cache key), one of them a generator, took 14.43 M instructions per
-    settlement against 13.09 M with this one (bench/cpu.py --instructions). The session is the idempotency
-    middleware's (``deps.route_caller``); the routes declare the bearer scheme themselves
-    (``BEARER_SECURITY``). Refusals come in the same order: 401, 403, then a missing
-    Idempotency-Key's 400."""
+def escrow_call(*roles: str) -> Callable[[Request], AsyncIterator[EscrowCall]]:
+    """The dependency of a settlement step (create, accept, complete): what the token,
+    ``SessionDep``, ``CurrentUser``, ``require_role`` and ``EscrowServiceDep`` resolve,
+    in one. FastAPI reads every dependency's parameters and cache key: 14.43 M
+    instructions per settlement with the five, 13.59 M with this one (bench/cpu.py
+    --instructions). A generator, as ``SessionDep`` is: without the idempotency
+    middleware's transaction (no key, or a route taken off ``@one_transaction``) it
+    opens and commits the request's own. The routes declare the bearer scheme
+    themselves (``BEARER_SECURITY``)."""
 
-    async def resolve(request: Request) -> EscrowCall:
-        user, session = await route_caller(request, roles)
-        return EscrowCall(user, EscrowService(session, state_of(request).settings))
+    async def resolve(request: Request) -> AsyncIterator[EscrowCall]:
+        principal_of(request)  # 401 before a session is opened, as PrincipalDep did
+        async with request_session(request) as session:
+            user = await current_user(request, session)
+            if roles:
+                holding_role(user, *roles)
+            yield EscrowCall(user, EscrowService(session, state_of(request).settings))
 
     return resolve
 
 
-EscrowCallDep = Annotated[EscrowCall, Depends(escrow_call())]
-CustomerEscrowCallDep = Annotated[EscrowCall, Depends(escrow_call("customer"))]
+EscrowCallDep = Annotated[EscrowCall, Depends(escrow_call(), scope="function")]
+CustomerEscrowCallDep = Annotated[EscrowCall, Depends(escrow_call("customer"), scope="function")]
 
 
 def ask_stripe_after_commit(

@@ -26,7 +26,6 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 ONE_TRANSACTION_ATTRIBUTE = "__payments_one_transaction__"
-KEY_REQUIRED = "Send an Idempotency-Key header (e.g. a UUID v4)."
 ROUTE_SESSION = "payments_api.route_session"
 """Scope entry holding the session a one-transaction route must use (``get_session``)."""
 AFTER_COMMIT = "payments_api.after_commit"
@@ -116,7 +115,7 @@ async def require_idempotency_key(
     ] = None,
 ) -> str:
     if idempotency_key is None or not idempotency_key.strip():
-        raise IdempotencyKeyRequired(KEY_REQUIRED)
+        raise IdempotencyKeyRequired("Send an Idempotency-Key header (e.g. a UUID v4).")
     return idempotency_key
 
 
