@@ -15,7 +15,12 @@ import limits.aio.storage.memory
 import limits.aio.strategies
 import pytest
 
-from payments_api.kit.ratelimit import RateLimitStorageError, close_storage
+from payments_api.kit.ratelimit import (
+    RateLimitStorageError,
+    SweptMemoryStorage,
+    build_storage,
+    close_storage,
+)
 from payments_api.main import create_app
 from payments_api.settings import Settings
 from tests.helpers import auth
@@ -187,3 +192,42 @@ class TestSharedRedisStore:
         with pytest.raises(RateLimitStorageError, match="unreachable"):
             async with app.router.lifespan_context(app):
                 pass
+
+
+class TestSweptMemoryStorage:
+    """The memory store sweeps out expired counters once per sweep interval at most;
+    counting does not wait for a sweep."""
+
+    async def test_hits_within_a_sweep_interval_start_no_other_sweep(self) -> None:
+        now = [100.0]
+        storage = SweptMemoryStorage("async+memory://", clock=lambda: now[0])
+        await storage.incr("a", 60)
+        first = storage.timer
+        assert first is not None
+        await first  # the first hit's sweep has run
+        for key in ("b", "c", "a"):
+            await storage.incr(key, 60)
+        # The library's storage would have started a sweep for each of these hits.
+        assert storage.timer is first
+        now[0] += SweptMemoryStorage.SWEEP_INTERVAL
+        await storage.incr("d", 60)
+        assert storage.timer is not first
+
+    async def test_an_expired_counter_counts_nothing_before_any_sweep(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        wall = [1_000.0]
+        monkeypatch.setattr(
+            limits.aio.storage.memory, "time", SimpleNamespace(time=lambda: wall[0])
+        )
+        storage = SweptMemoryStorage("async+memory://", clock=lambda: 0.0)
+        assert await storage.incr("k", 10) == 1
+        assert storage.timer is not None
+        await storage.timer  # the one sweep: nothing had expired
+        assert await storage.incr("k", 10) == 2
+        wall[0] += 10
+        assert await storage.get("k") == 0
+        assert await storage.incr("k", 10) == 1
+
+    def test_the_service_counts_in_memory_with_it(self) -> None:
+        assert isinstance(build_storage("memory://"), SweptMemoryStorage)

