@@ -139,12 +139,15 @@ EscrowPage = Annotated[
 ]
 
 
-def _answer_with(service: EscrowService, status: int, viewer: User) -> None:
-    """This route's answer, the escrow as ``viewer`` sees it, stored with the request's
+def _answering(call: EscrowCall, status: int) -> tuple[User, EscrowService]:
+    """The caller and the service of a settlement step, the service set to store this
+    route's answer (the escrow as the caller sees it) with the request's
     Idempotency-Key by the escrow's posting statement (one round trip less)."""
+    service, viewer = call.service, call.user
     service.answer = lambda escrow: response_riders(
         service.session, status, escrow_read(escrow, viewer)
     )
+    return viewer, service
 
 
 @router.post(
@@ -183,8 +186,7 @@ async def create_escrow(
     idempotency_key: IdempotencyKeyDep,
     response: Response,
 ) -> EscrowRead:
-    customer, service = call.user, call.service
-    _answer_with(service, 201, customer)
+    customer, service = _answering(call, 201)
     escrow, replayed = await service.create(customer, body, idempotency_key=idempotency_key)
     routes.mark_replayed(response, replayed)
     return escrow_read(escrow, customer)
@@ -253,8 +255,7 @@ async def accept_escrow(
     idempotency_key: IdempotencyKeyDep,
     body: EscrowAccept | None = None,
 ) -> EscrowRead:
-    user, service = call.user, call.service
-    _answer_with(service, 200, user)
+    user, service = _answering(call, 200)
     result = await service.accept(
         parse_escrow_id(escrow_id),
         user,
@@ -282,7 +283,6 @@ async def complete_escrow(
     call: EscrowCallDep,
     idempotency_key: IdempotencyKeyDep,
 ) -> EscrowRead:
-    user, service = call.user, call.service
-    _answer_with(service, 200, user)
+    user, service = _answering(call, 200)
     result = await service.complete(parse_escrow_id(escrow_id), user)
     return escrow_read(result.escrow, user)
