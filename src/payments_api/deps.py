@@ -126,12 +126,6 @@ async def get_current_user(principal: PrincipalDep, session: SessionDep) -> User
     return await UserRepository(session).upsert_from_principal(principal)
 
 
-async def current_user(request: Request, session: AsyncSession) -> User:
-    """What ``CurrentUser`` resolves to, for a dependency that opens the session
-    itself (``request_session``) after checking the token (``principal_of``)."""
-    return await UserRepository(session).upsert_from_principal(principal_of(request))
-
-
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 

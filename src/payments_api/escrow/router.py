@@ -11,7 +11,7 @@ from payments_api.deps import (
     BEARER_SECURITY,
     CurrentUser,
     SessionDep,
-    current_user,
+    get_current_user,
     holding_role,
     principal_of,
     request_session,
@@ -81,12 +81,12 @@ def escrow_call(*roles: str) -> Callable[[Request], AsyncIterator[EscrowCall]]:
     themselves (``BEARER_SECURITY``)."""
 
     async def resolve(request: Request) -> AsyncIterator[EscrowCall]:
-        principal_of(request)  # 401 before a session is opened, as PrincipalDep did
+        principal = principal_of(request)  # 401 before a session is opened
         async with request_session(request) as session:
-            user = await current_user(request, session)
+            user = await get_current_user(principal, session)
             if roles:
                 holding_role(user, *roles)
-            yield EscrowCall(user, EscrowService(session, state_of(request).settings))
+            yield EscrowCall(user, await get_escrow_service(request, session))
 
     return resolve
 

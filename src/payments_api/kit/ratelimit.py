@@ -48,7 +48,7 @@ class SweptMemoryStorage(MemoryStorage):
     client addresses seen in the last two windows: 23 us per hit with 10 keys, 1.0 ms
     with 10,000, 19 ms with 100,000 (one process, sliding-window counters, limits
     5.8.0); a flood of distinct addresses made every write request slower. With this
-    class: 15, 20 and 27 us, and a sweep (the 19 ms, blocking the event loop) every
+    class: 15, 17 and 18 us, and a sweep (the 19 ms, blocking the event loop) every
     ``SWEEP_INTERVAL`` at most. Counting does not depend on the sweep: a counter past
     its expiry is dropped when it is read (``MemoryStorage.get``); the sweep only frees
     the memory of keys nobody uses again, now up to ``SWEEP_INTERVAL`` later.
