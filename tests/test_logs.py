@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import structlog
 
-from payments_api.logs import LeanLogger, configure_logging
+from payments_api.logs import LeanLogger, configure_logging, utc_timestamp
 
 
 @pytest.fixture
@@ -105,3 +108,41 @@ def test_a_filtered_handler_gets_the_lean_line_as_a_record(
     LeanLogger("payments_api.http").info("request", status=201)
     assert [line["status"] for line in _lines(logged)] == [201]
     assert [record.name for record in seen] == ["payments_api.http"]
+
+
+def test_utc_timestamp_is_timestampers_iso_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fraction, none, one that rounds down to none, one that rounds up to a second.
+    instants = (1_764_956_459.447236, 1_764_956_460.0, 1_764_956_460.0000004, 1_764_956_460.9999996)
+    for now in instants:
+        monkeypatch.setattr(time, "time", lambda now=now: now)
+        expected = datetime.fromtimestamp(now, tz=UTC).isoformat().replace("+00:00", "Z")
+        assert utc_timestamp() == expected
+
+
+class _Tagged:
+    def __structlog__(self) -> str:
+        return "tagged"
+
+
+def test_values_json_cannot_hold_render_as_structlogs_renderer_does(
+    logged: io.StringIO,
+) -> None:
+    structlog.contextvars.bind_contextvars(request_id="req-12345678")
+    fields: dict[str, Any] = {"id": uuid.UUID(int=7), "tag": _Tagged(), "path": '/é"x'}
+    structlog.get_logger("payments_api.http").info("request", **fields)
+    LeanLogger("payments_api.http").info("request", **fields)
+    expected, lean = _lines(logged)
+    expected.pop("timestamp"), lean.pop("timestamp")
+    assert lean == expected
+    assert (lean["id"], lean["tag"]) == (repr(uuid.UUID(int=7)), "tagged")
+
+
+def test_an_exception_line_is_still_redacted(logged: io.StringIO) -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        structlog.get_logger("payments_api.http").exception("failed")
+    [line] = _lines(logged)
+    assert line["exception"].startswith("Traceback (most recent call last):")
+    assert line["exception"].rstrip().endswith("ValueError: boom")
+    assert "exc_info" not in line

@@ -7,8 +7,10 @@ logger: tokens, keys and card data stay out of log calls by construction.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import time
 import traceback
 from collections.abc import MutableMapping
 from typing import Any
@@ -95,6 +97,21 @@ def _shared_processors() -> list[structlog.types.Processor]:
 
 _SHARED = _shared_processors()
 
+_second: list[Any] = [None, ""]
+
+
+def utc_timestamp() -> str:
+    """Now as ``TimeStamper(fmt="iso", utc=True)`` writes it (``...T17:40:59.447236Z``),
+    the date and time formatted once a second rather than for every line."""
+    now = time.time()
+    second = int(now)
+    micros = round((now - second) * 1_000_000)  # rounded as datetime.fromtimestamp does
+    if micros == 1_000_000:
+        second, micros = second + 1, 0
+    if _second[0] != second:
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second[1]}.{micros:06d}Z" if micros else f"{_second[1]}Z"
+
 
 class LineFormatter(structlog.stdlib.ProcessorFormatter):
     """``ProcessorFormatter`` with a shorter way for the lines structlog wrapped: their
@@ -102,6 +119,10 @@ class LineFormatter(structlog.stdlib.ProcessorFormatter):
     the standard ``Formatter`` pass around it, which only returned the rendered string
     unchanged (``%(message)s``, no exception or stack text: structlog's processors
     render those). Other libraries' records take ``ProcessorFormatter``'s own way."""
+
+    json_encoder: json.JSONEncoder | None = None
+    """Set when the processors end with structlog's ``JSONRenderer`` at its defaults
+    (``configure_logging``): the encoder it would build for every line, built once."""
 
     def format(self, record: logging.LogRecord) -> str:
         logger = getattr(record, "_logger", None)
@@ -118,6 +139,10 @@ class LineFormatter(structlog.stdlib.ProcessorFormatter):
         record: logging.LogRecord | None = None,
     ) -> str:
         """The line of a structlog event (its dict as the shared processors left it)."""
+        if self.json_encoder is not None and "exc_info" not in event_dict:
+            # What the processors below would do with it: nothing to remove, nothing to
+            # redact, then json.dumps, which builds an encoder on every call.
+            return self.json_encoder.encode(event_dict)
         event: Any = {**event_dict, "_record": record, "_from_structlog": True}
         for processor in self.processors:
             event = processor(logger, method_name, event)
@@ -138,9 +163,13 @@ class LeanLogger:
         logger = self._logger
         if not logger.isEnabledFor(logging.INFO):
             return
-        event_dict: Any = {**fields, "event": event}
-        for processor in _SHARED:
-            event_dict = processor(logger, "info", event_dict)
+        # The shared processors' work (_SHARED), in their order, without their calls.
+        event_dict: Any = structlog.contextvars.merge_contextvars(
+            logger, "info", {**fields, "event": event}
+        )
+        event_dict["level"] = "info"
+        event_dict["logger"] = logger.name
+        event_dict["timestamp"] = utc_timestamp()
         handlers = _plain_handlers(logger)
         if handlers is None:
             self._handle(event_dict)
@@ -207,6 +236,12 @@ def _plain_handlers(logger: logging.Logger) -> list[_PlainHandler] | None:
     return handlers or None
 
 
+def _json_fallback(value: Any) -> Any:
+    """What ``JSONRenderer``'s default does with a value JSON has no type for."""
+    structlog_form = getattr(value, "__structlog__", None)
+    return structlog_form() if callable(structlog_form) else repr(value)
+
+
 def configure_logging(level: str = "INFO", *, json_output: bool = True) -> None:
     shared = _SHARED
     renderer: structlog.types.Processor = (
@@ -229,6 +264,8 @@ def configure_logging(level: str = "INFO", *, json_output: bool = True) -> None:
             renderer,
         ],
     )
+    if json_output:
+        formatter.json_encoder = json.JSONEncoder(default=_json_fallback)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
