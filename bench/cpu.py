@@ -1,6 +1,7 @@
 """What one operation costs the service's Python process, in-process, per scenario.
 
-``.venv/bin/python -m bench.cpu [--operations N] [--repeats R] [--only a,b] [--instructions N]``
+``.venv/bin/python -m bench.cpu [--operations N] [--repeats R] [--only a,b] [--instructions N]
+[--layers]``
 
 The HTTP benchmark's throughput on this shared 2-core machine moves by a tenth between
 runs, which hides a change of a few percent in what a request costs. This sends the
@@ -24,6 +25,13 @@ Idempotency-Keys: one op is the three requests), ``webhook`` (a signed
 ``earnings`` (``GET /api/v1/me/earnings``: page 1 of a payee's 1,000 entries and the
 summary).
 
+``--layers`` adds, per scenario, where that CPU goes: each ASGI layer's own share
+(its inclusive CPU less the next layer's), measured in an extra round with every layer
+wrapped in a clock (which costs a little CPU of its own, so the total is a bit above the
+timed rounds'), and the share spent inside asyncpg's query calls, in whichever layer
+they are made: the protocol, the socket and the event loop's wait for PostgreSQL, the
+part of a request that a baseline sending the same statements pays as well.
+
 Each run uses a database of its own (``payments_bench_cpu_<pid>``), dropped at the end.
 Uvicorn's share (the same for any app) is not in these figures. The service against
 baseline C for the balance read: ``bench/readpath.py``.
@@ -33,6 +41,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
+import importlib
 import json
 import os
 import statistics
@@ -40,7 +51,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -221,6 +232,116 @@ async def cpu_per_operation(
     return figures
 
 
+# The layers of the application, outermost first, as ``create_app`` stacks them; each
+# entry: a label and the callable whose inclusive CPU is clocked (module, attribute path).
+LAYERS: tuple[tuple[str, str, str], ...] = (
+    ("framework, outside ours", "fastapi.applications", "FastAPI.__call__"),
+    ("request context", "payments_api.kit.middleware", "RequestContextMiddleware.__call__"),
+    ("rate limit", "payments_api.kit.ratelimit", "RateLimitMiddleware.__call__"),
+    ("idempotency", "payments_api.idempotency.middleware", "IdempotencyMiddleware.__call__"),
+    (
+        "routing, dependencies, serialization",
+        "starlette.middleware.exceptions",
+        "ExceptionMiddleware.__call__",
+    ),
+    ("route", "fastapi.routing", "run_endpoint_function"),
+)
+DRIVER_CALLS = ("fetch", "fetchrow", "fetchval", "execute", "executemany")
+
+
+@contextlib.contextmanager
+def layer_clocks() -> Iterator[dict[str, int]]:
+    """While active, the CPU nanoseconds spent inside each of ``LAYERS`` (inclusive)
+    and inside asyncpg's query calls (key ``"asyncpg"``), summed over the calls."""
+    from asyncpg.connection import Connection
+    from asyncpg.prepared_stmt import PreparedStatement
+
+    spent: dict[str, int] = dict.fromkeys([label for label, _, _ in LAYERS], 0)
+    spent["asyncpg"] = 0
+    depth = [0]  # driver calls nest (fetchval calls fetchrow): count the outermost only
+    saved: list[tuple[Any, str, Any]] = []
+
+    def clocked(original: Any, label: str, driver: bool = False) -> Any:
+        @functools.wraps(original)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if driver:
+                depth[0] += 1
+            started = time.process_time_ns()
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                if not driver or depth[0] == 1:
+                    spent[label] += time.process_time_ns() - started
+                if driver:
+                    depth[0] -= 1
+
+        return wrapper
+
+    for label, module_name, path in LAYERS:
+        owner: Any = importlib.import_module(module_name)
+        *parents, name = path.split(".")
+        for parent in parents:
+            owner = getattr(owner, parent)
+        saved.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, clocked(getattr(owner, name), label))
+    for cls in (Connection, PreparedStatement):
+        for name in DRIVER_CALLS:
+            if hasattr(cls, name):
+                saved.append((cls, name, getattr(cls, name)))
+                setattr(cls, name, clocked(getattr(cls, name), "asyncpg", driver=True))
+    try:
+        yield spent
+    finally:
+        for owner, name, original in reversed(saved):
+            setattr(owner, name, original)
+
+
+def own_shares(spent: dict[str, int], n: int) -> dict[str, float]:
+    """Microseconds per operation of each layer's own work (inclusive less the next
+    layer's), plus ``"total"`` and ``"asyncpg"``."""
+    labels = [label for label, _, _ in LAYERS]
+    shares = {
+        label: (spent[label] - (spent[labels[i + 1]] if i + 1 < len(labels) else 0)) / n / 1000
+        for i, label in enumerate(labels)
+    }
+    shares["total"] = spent[labels[0]] / n / 1000
+    shares["asyncpg"] = spent["asyncpg"] / n / 1000
+    return shares
+
+
+async def layer_shares(url: str, names: Sequence[str], n: int) -> dict[str, dict[str, float]]:
+    """``own_shares`` of ``n`` operations of each scenario, one at a time, on the
+    database the timed rounds seeded (its unpaid orders suffice: see ``sizes``)."""
+    shares: dict[str, dict[str, float]] = {}
+    async with service_app(settings_for(url)) as app:
+        scenarios = Scenarios(app, await _order_base(url))
+        scenarios.next_order = await _orders_paid(url)
+        for name in names:
+            operation = scenarios.operation(name)
+            for _ in range(max(20, n // 10)):
+                await operation()
+            with layer_clocks() as spent:
+                for _ in range(n):
+                    await operation()
+            shares[name] = own_shares(spent, n)
+    return shares
+
+
+def render_layers(shares: dict[str, dict[str, float]]) -> str:
+    labels = [label for label, _, _ in LAYERS]
+    lines = [
+        "CPU us per operation by layer (its own work, nested layers excluded), and inside "
+        "asyncpg's query calls whatever the layer:",
+        "",
+        "| scenario | total | " + " | ".join(labels) + " | asyncpg calls |",
+        "|---|" + "---:|" * (len(labels) + 2),
+    ]
+    for name, share in shares.items():
+        cells = [f"{share['total']:.0f}", *(f"{share[label]:.0f}" for label in labels)]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {share['asyncpg']:.0f} |")
+    return "\n".join(lines)
+
+
 def count_instructions(url: str, name: str, n: int) -> int:
     """User-space instructions per operation of ``name``, under callgrind."""
     return callgrind_instructions(["bench.cpu", CHILD, url, name, str(n)], n)
@@ -310,6 +431,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="N",
         help="also count the instructions of N operations per scenario under callgrind",
     )
+    parser.add_argument(
+        "--layers",
+        action="store_true",
+        help="also measure each layer's share of the CPU (an extra round of N operations)",
+    )
     args = parser.parse_args(arguments)
     names = [name for name in args.only.split(",") if name]
     unknown = sorted(set(names) - set(SCENARIOS))
@@ -324,10 +450,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             name: count_instructions(url, name, args.instructions)
             for name in (names if args.instructions else ())
         }
+        shares = asyncio.run(layer_shares(url, names, args.operations)) if args.layers else {}
     finally:
         asyncio.run(drop_database(admin, database))
     command = ".venv/bin/python -m bench.cpu" + "".join(f" {a}" for a in arguments)
     print(render(figures, instructions, args.operations, command))
+    if shares:
+        print("\n" + render_layers(shares))
     return 0
 
 
