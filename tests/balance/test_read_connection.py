@@ -1,6 +1,7 @@
-"""The balance read as it runs in production: on a connection checked out of the
-engine's pool (``db.read_connection``), with no ORM session or transaction, given back
-to the pool when the read ends, and replaced when it may be broken."""
+"""The balance read and the earnings page as they run in production: on a connection
+checked out of the engine's pool (``db.read_connection``), with no ORM session or
+transaction, given back to the pool when the read ends, and replaced when it may be
+broken."""
 
 from __future__ import annotations
 
@@ -61,6 +62,33 @@ async def test_balance_reads_on_a_pooled_connection_and_gives_it_back(
     assert (row.roles, row.email) == (["customer"], "a@b.example")
     again = await pooled_client.get("/api/v1/me/balance", headers=auth(user, email="a@b.example"))
     assert again.json() == first.json()
+    assert own_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_the_earnings_page_reads_without_an_orm_session(
+    pooled_client: httpx.AsyncClient, own_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = f"earn-{uuid.uuid4().hex[:10]}"
+    headers = auth(user, roles=["payee"], email="p@b.example")
+    first = await pooled_client.get("/api/v1/me/earnings", headers=headers)
+    assert first.status_code == 200, first.text
+    assert (first.json()["data"], first.json()["summary"]) == ([], [])
+    async with own_engine.connect() as connection:  # provisioned on first sight, committed
+        roles = await connection.scalar(
+            text("SELECT roles FROM users WHERE id = :id"), {"id": user}
+        )
+    assert roles == ["payee"]
+    sessions: list[AsyncSession] = []
+    opened = AsyncSession.__init__
+
+    def counting(self: AsyncSession, *args: Any, **kwargs: Any) -> None:
+        sessions.append(self)
+        opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncSession, "__init__", counting)
+    again = await pooled_client.get("/api/v1/me/earnings", headers=headers)
+    assert again.status_code == 200, again.text
+    assert sessions == []
     assert own_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 

@@ -1,8 +1,8 @@
 """Earnings entries and their summary.
 
-The list route's read is one statement (:meth:`EarningsRepository.snapshot`): the
-caller's user row, the page of entries and the summary come back together on the
-session's asyncpg connection, outside a transaction (a statement is its own consistent
+The list route's read is one statement (:func:`read_snapshot`): the caller's user row,
+the page of entries and the summary come back together on a pooled asyncpg connection
+with no ORM session, outside a transaction (a statement is its own consistent
 snapshot), as the other hot reads do (``payments_api.db.RawStatement``). Its SQL is
 built once per shape of the request (which filters are set, how the windows fall on the
 rollup buckets) and reused.
@@ -192,25 +192,6 @@ class EarningsRepository:
         )
         earning: Earning | None = await self.session.scalar(stmt)
         return earning
-
-    async def snapshot(self, query: SummaryQuery, page: PageQuery) -> Snapshot:
-        """The payee's user row, a page of their entries and the summary (``query``), in
-        one statement."""
-        page_shape, page_params = _page_params(page)
-        summary_shape, summary_params = _summary_params(query)
-        statement = _snapshot_statement(page_shape, summary_shape)
-        driver = await driver_connection(self.session, begin=False)
-        row = await driver.fetchrow(
-            statement.sql,
-            *statement.args({"payee_id": query.payee_id, **page_params, **summary_params}),
-        )
-        return Snapshot(
-            roles=list(row["roles"]) if row["roles"] is not None else None,
-            email=row["email"],
-            cursor_found=row["cursor_found"],
-            rows=[EarningRow(*entry) for entry in row["page"]],
-            summary=[SummaryRow(*sums) for sums in row["summary"]],
-        )
 
     async def summary(self, query: SummaryQuery) -> list[SummaryRow]:
         """Per-currency sums over the windows from the rollups (the summary part of
@@ -433,6 +414,25 @@ def _snapshot_statement(page: PageShape, summary: SummaryShape) -> RawStatement:
     return RawStatement.of(text(sql))
 
 
+async def read_snapshot(driver: Any, query: SummaryQuery, page: PageQuery) -> Snapshot:
+    """The payee's user row, a page of their entries and the summary (``query``), in one
+    statement on the asyncpg connection ``driver``."""
+    page_shape, page_params = _page_params(page)
+    summary_shape, summary_params = _summary_params(query)
+    statement = _snapshot_statement(page_shape, summary_shape)
+    row = await driver.fetchrow(
+        statement.sql,
+        *statement.args({"payee_id": query.payee_id, **page_params, **summary_params}),
+    )
+    return Snapshot(
+        roles=list(row["roles"]) if row["roles"] is not None else None,
+        email=row["email"],
+        cursor_found=row["cursor_found"],
+        rows=[EarningRow(*entry) for entry in row["page"]],
+        summary=[SummaryRow(*sums) for sums in row["summary"]],
+    )
+
+
 _ATTRIBUTION_ENTRIES = text(
     """
     SELECT e.id, e.source_type = 'escrow' OR w.id IS NOT NULL AS wallet, e.currency, e.amount,
@@ -473,37 +473,47 @@ _ATTRIBUTION_FLOWS = text(
 )
 
 
-async def _flows(session: AsyncSession, params: dict[str, Any]) -> dict[str, Flows]:
-    """The payee's money flows per currency (``_ATTRIBUTION_FLOWS``)."""
-    return {
-        str(row.currency): Flows(
-            transferred=int(row.transferred or 0),
-            withdrawing=int(row.withdrawing or 0),
-            paid=int(row.paid or 0),
-        )
-        for row in (await session.execute(_ATTRIBUTION_FLOWS, params)).all()
-    }
+# Both in one statement: one snapshot (the entries and the flows agree), one round trip.
+_ATTRIBUTION_INPUTS = RawStatement.of(
+    text(
+        f"""
+        SELECT ARRAY(SELECT ROW(e.*) FROM ({_ATTRIBUTION_ENTRIES.text}) e) AS entries,
+               ARRAY(SELECT ROW(f.*) FROM ({_ATTRIBUTION_FLOWS.text}) f) AS flows
+        """
+    )
+)
 
 
 async def attribution_inputs(
-    session: AsyncSession, payee_id: str, currency: str | None
+    driver: Any, payee_id: str, currency: str | None
 ) -> tuple[list[Entry], dict[str, Flows]]:
     """The payee's entries (with what refunds took back) and their money's flows per
-    currency: what :func:`payout_status.attribute` needs."""
-    params = {"payee": payee_id, "currency": currency}
+    currency: what :func:`payout_status.attribute` needs, read in one statement on the
+    asyncpg connection ``driver``."""
+    row = await driver.fetchrow(
+        _ATTRIBUTION_INPUTS.sql,
+        *_ATTRIBUTION_INPUTS.args({"payee": payee_id, "currency": currency}),
+    )
     entries = [
         Entry(
-            id=int(row.id),
-            wallet=bool(row.wallet),
-            currency=str(row.currency),
-            amount=int(row.amount),
-            reversed=int(row.reversed),
-            earned_at=row.earned_at,
-            project_id=row.project_id,
+            id=int(id_),
+            wallet=bool(wallet),
+            currency=str(code),
+            amount=int(amount),
+            reversed=int(reversed_),
+            earned_at=earned_at,
+            project_id=project_id,
         )
-        for row in (await session.execute(_ATTRIBUTION_ENTRIES, params)).all()
+        for id_, wallet, code, amount, reversed_, earned_at, project_id in row["entries"]
     ]
-    flows = await _flows(session, params)
+    flows = {
+        str(code): Flows(
+            transferred=int(transferred or 0),
+            withdrawing=int(withdrawing or 0),
+            paid=int(paid or 0),
+        )
+        for code, transferred, withdrawing, paid in row["flows"]
+    }
     return entries, flows
 
 
@@ -533,7 +543,7 @@ _ESCROW_REVERSED = text(
 
 
 # The three bounded reads of ``attribution_shortcut`` as one statement (one snapshot, one
-# round trip, no transaction), run on the session's asyncpg connection: as three ORM
+# round trip, no transaction), run on an asyncpg connection: as three ORM
 # executions in a transaction they were a quarter of an earnings page's CPU (bench/cpu.py).
 _SHORTCUT = RawStatement.of(
     text(
@@ -550,12 +560,12 @@ _SHORTCUT = RawStatement.of(
 
 
 async def attribution_shortcut(
-    session: AsyncSession, payee_id: str, currency: str | None, project: int | None
+    driver: Any, payee_id: str, currency: str | None, project: int | None
 ) -> tuple[dict[str, Flows], dict[str, tuple[int, int]]]:
     """The payee's flows and, per currency, their direct payments' take (in the project,
     when given) and what refunds reversed of it: bounded reads (indexed by payee), so a
-    payee whose money never moved needs no walk through their history."""
-    driver = await driver_connection(session, begin=False)
+    payee whose money never moved needs no walk through their history. One statement on
+    the asyncpg connection ``driver``."""
     rows = await driver.fetch(
         _SHORTCUT.sql,
         *_SHORTCUT.args({"payee": payee_id, "currency": currency, "project": project}),

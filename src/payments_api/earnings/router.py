@@ -6,10 +6,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from payments_api import routes
-from payments_api.deps import PrincipalDep, SessionDep, state_of
+from payments_api.deps import PrincipalDep, state_of
 from payments_api.earnings import errors as earnings_errors
 from payments_api.earnings.schemas import EarningsList
-from payments_api.earnings.service import Clock, EarningsService
+from payments_api.earnings.service import Clock, EarningsReader
 from payments_api.kit import pagination
 from payments_api.kit.clock import utcnow
 from payments_api.kit.dates import IsoDate
@@ -27,18 +27,17 @@ async def get_clock() -> Clock:
 ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
-async def get_earnings_service(
-    request: Request, session: SessionDep, clock: ClockDep
-) -> EarningsService:
+async def get_earnings_reader(request: Request, clock: ClockDep) -> EarningsReader:
     # The settings are read off the request, not through SettingsDep: each dependency
-    # FastAPI solves is a share of the page's CPU (bench/README.md).
+    # FastAPI solves is a share of the page's CPU (bench/README.md). No SessionDep: the
+    # page is read on a pooled connection without an ORM session.
     state = state_of(request)
-    return EarningsService(
-        session, now=clock, default_timezone=state.settings.earnings_default_timezone
+    return EarningsReader.pooled(
+        state.sessionmaker, now=clock, default_timezone=state.settings.earnings_default_timezone
     )
 
 
-EarningsServiceDep = Annotated[EarningsService, Depends(get_earnings_service)]
+EarningsReaderDep = Annotated[EarningsReader, Depends(get_earnings_reader)]
 
 
 class EarningsFilters(routes.Page):
@@ -90,8 +89,8 @@ EarningsPage = Annotated[
     ),
 )
 async def list_earnings(
-    principal: PrincipalDep, service: EarningsServiceDep, page: EarningsPage
+    principal: PrincipalDep, reader: EarningsReaderDep, page: EarningsPage
 ) -> EarningsList:
     # The caller's user row is read (and provisioned on first sight) by the same
-    # statement as the entries and the summary: see EarningsService.page_for.
-    return await service.page_for(principal, **page)
+    # statement as the entries and the summary: see EarningsReader.page_for.
+    return await reader.page_for(principal, **page)

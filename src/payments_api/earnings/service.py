@@ -10,17 +10,18 @@ totals, see ``EarningsRepository``), exact for any zone: docs/escrow.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any, TypedDict, Unpack
 from zoneinfo import ZoneInfo, available_timezones
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments_api.auth import Principal
-from payments_api.db import Rider
+from payments_api.db import Rider, driver_connection, read_connection
 from payments_api.earnings.errors import InvalidDateRange, InvalidTimezone
 from payments_api.earnings.models import Earning, EarningSource
 from payments_api.earnings.payout_status import attribute
@@ -34,6 +35,7 @@ from payments_api.earnings.repository import (
     Windows,
     attribution_inputs,
     attribution_shortcut,
+    read_snapshot,
 )
 from payments_api.earnings.schemas import (
     EarningRead,
@@ -126,7 +128,12 @@ class EarningsService:
         self.session = session
         self.repository = EarningsRepository(session)
         self.now = now
-        self.default_timezone = default_timezone
+        self.reader = EarningsReader(
+            lambda: _session_driver(session),
+            UserRepository(session).upsert_from_principal,
+            now=now,
+            default_timezone=default_timezone,
+        )
 
     def record_with_posting(self, new: NewEarning) -> Rider:
         """:meth:`record` as a rider of the ledger posting that credits the payee
@@ -158,8 +165,70 @@ class EarningsService:
     async def page(
         self, payee_id: str, *, limit: int, **filters: Unpack[PageFilters]
     ) -> EarningsList:
+        """:meth:`EarningsReader.page` on this session's connection and transaction."""
+        return await self.reader.page(payee_id, limit=limit, **filters)
+
+    async def page_for(
+        self, principal: Principal, *, limit: int, **filters: Unpack[PageFilters]
+    ) -> EarningsList:
+        """:meth:`EarningsReader.page_for` on this session's connection and transaction."""
+        return await self.reader.page_for(principal, limit=limit, **filters)
+
+
+@asynccontextmanager
+async def _session_driver(session: AsyncSession) -> AsyncIterator[Any]:
+    yield await driver_connection(session, begin=False)
+
+
+class EarningsReader:
+    """Pages of a payee's earnings with their summary, read on an asyncpg connection
+    from ``connect`` (each read one statement, its own consistent snapshot). The list
+    route's reader (:meth:`pooled`) takes a pooled connection with no ORM session, as
+    the balance read does: opening and closing a session was a share of the page's CPU.
+    ``provision`` writes the caller's user row when the read finds it missing or stale.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], AbstractAsyncContextManager[Any]],
+        provision: Callable[[Principal], Awaitable[object]],
+        *,
+        now: Clock = utcnow,
+        default_timezone: str = "UTC",
+    ) -> None:
+        self.connect = connect
+        self.provision = provision
+        self.now = now
+        self.default_timezone = default_timezone
+
+    @classmethod
+    def pooled(
+        cls,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        now: Clock = utcnow,
+        default_timezone: str = "UTC",
+    ) -> EarningsReader:
+        """Reads on the engine pool's connections; a user is provisioned in a
+        transaction of its own, committed at once (as ``BalanceReader`` does)."""
+
+        async def provision(principal: Principal) -> None:
+            async with sessionmaker.begin() as session:
+                await UserRepository(session).upsert_from_principal(principal)
+
+        return cls(
+            lambda: read_connection(sessionmaker),
+            provision,
+            now=now,
+            default_timezone=default_timezone,
+        )
+
+    async def page(
+        self, payee_id: str, *, limit: int, **filters: Unpack[PageFilters]
+    ) -> EarningsList:
         """A page of the payee's entries, newest first, and the summary per currency."""
-        listing, _ = await self._page(payee_id, limit, filters)
+        async with self.connect() as driver:
+            listing, _ = await self._page(driver, payee_id, limit, filters)
         return listing
 
     async def page_for(
@@ -171,16 +240,18 @@ class EarningsService:
         the token's roles or email changed, the user is provisioned as on every other
         route, and the read runs again.
         """
-        listing, snapshot = await self._page(principal.sub, limit, filters)
+        async with self.connect() as driver:
+            listing, snapshot = await self._page(driver, principal.sub, limit, filters)
         if snapshot.roles is None or not matches_principal(
             snapshot.roles, snapshot.email, principal
         ):
-            await UserRepository(self.session).upsert_from_principal(principal)
-            listing, _ = await self._page(principal.sub, limit, filters)
+            await self.provision(principal)
+            async with self.connect() as driver:
+                listing, _ = await self._page(driver, principal.sub, limit, filters)
         return listing
 
     async def _page(
-        self, payee_id: str, limit: int, filters: PageFilters
+        self, driver: Any, payee_id: str, limit: int, filters: PageFilters
     ) -> tuple[EarningsList, Snapshot]:
         starting_after, project_id = filters.get("starting_after"), filters.get("project_id")
         date_from, date_to = filters.get("date_from"), filters.get("date_to")
@@ -191,7 +262,8 @@ class EarningsService:
             raise InvalidDateRange("`date_from` must not be after `date_to`.")
         currency = normalize_currency(currency) if currency else None
         now = self.now()
-        snapshot = await self.repository.snapshot(
+        snapshot = await read_snapshot(
+            driver,
             SummaryQuery(payee_id, summary_windows(now, zone), currency, project_id),
             PageQuery(
                 limit=limit + 1,
@@ -209,7 +281,7 @@ class EarningsService:
             raise InvalidCursor("`starting_after` is not one of your earnings entries.")
         rows = snapshot.rows
         statuses, totals = await self._payout_statuses(
-            payee_id, currency, project_id, rows, snapshot.summary
+            driver, payee_id, currency, project_id, rows, snapshot.summary
         )
         listing = EarningsList(
             data=[
@@ -238,6 +310,7 @@ class EarningsService:
 
     async def _payout_statuses(
         self,
+        driver: Any,
         payee_id: str,
         currency: str | None,
         project_id: str | None,
@@ -253,7 +326,7 @@ class EarningsService:
         if not rows and not summary:
             return {}, {}
         project = parse_public_id("prj", project_id) if project_id else None
-        flows, direct = await attribution_shortcut(self.session, payee_id, currency, project)
+        flows, direct = await attribution_shortcut(driver, payee_id, currency, project)
         moved = any(f.transferred or f.withdrawing or f.paid for f in flows.values())
         if not moved and not any(reversed_ for _net, reversed_ in direct.values()):
             statuses = {
@@ -271,7 +344,7 @@ class EarningsService:
                 parts[EarningsPayoutStatus.available] = s.all_time - in_transit
                 totals[s.currency] = parts
             return statuses, totals
-        entries, flows = await attribution_inputs(self.session, payee_id, currency)
+        entries, flows = await attribution_inputs(driver, payee_id, currency)
         attribution = attribute(entries, flows)
         in_scope = [e for e in entries if project_id is None or e.project_id == project_id]
         return attribution.status, attribution.totals(in_scope)
