@@ -246,6 +246,7 @@ LAYERS: tuple[tuple[str, str, str], ...] = (
     ),
     ("route", "fastapi.routing", "run_endpoint_function"),
 )
+LAYER_LABELS = tuple(label for label, _, _ in LAYERS)
 DRIVER_CALLS = ("fetch", "fetchrow", "fetchval", "execute", "executemany")
 
 
@@ -256,8 +257,7 @@ def layer_clocks() -> Iterator[dict[str, int]]:
     from asyncpg.connection import Connection
     from asyncpg.prepared_stmt import PreparedStatement
 
-    spent: dict[str, int] = dict.fromkeys([label for label, _, _ in LAYERS], 0)
-    spent["asyncpg"] = 0
+    spent: dict[str, int] = dict.fromkeys([*LAYER_LABELS, "asyncpg"], 0)
     depth = [0]  # driver calls nest (fetchval calls fetchrow): count the outermost only
     saved: list[tuple[Any, str, Any]] = []
 
@@ -299,7 +299,7 @@ def layer_clocks() -> Iterator[dict[str, int]]:
 def own_shares(spent: dict[str, int], n: int) -> dict[str, float]:
     """Microseconds per operation of each layer's own work (inclusive less the next
     layer's), plus ``"total"`` and ``"asyncpg"``."""
-    labels = [label for label, _, _ in LAYERS]
+    labels = LAYER_LABELS
     shares = {
         label: (spent[label] - (spent[labels[i + 1]] if i + 1 < len(labels) else 0)) / n / 1000
         for i, label in enumerate(labels)
@@ -328,7 +328,7 @@ async def layer_shares(url: str, names: Sequence[str], n: int) -> dict[str, dict
 
 
 def render_layers(shares: dict[str, dict[str, float]]) -> str:
-    labels = [label for label, _, _ in LAYERS]
+    labels = LAYER_LABELS
     lines = [
         "CPU us per operation by layer (its own work, nested layers excluded), and inside "
         "asyncpg's query calls whatever the layer:",

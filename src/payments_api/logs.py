@@ -85,18 +85,6 @@ def redact_exc_info(
     return event_dict
 
 
-def _shared_processors() -> list[structlog.types.Processor]:
-    """What every line gets, whether structlog or the standard library logged it."""
-    return [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-
-
-_SHARED = _shared_processors()
-
 _second: list[Any] = [None, ""]
 
 
@@ -111,6 +99,27 @@ def utc_timestamp() -> str:
     if _second[0] != second:
         _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
     return f"{_second[1]}.{micros:06d}Z" if micros else f"{_second[1]}Z"
+
+
+def _stamp(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """The ``timestamp`` of every line (``utc_timestamp``)."""
+    event_dict["timestamp"] = utc_timestamp()
+    return event_dict
+
+
+def _shared_processors() -> list[structlog.types.Processor]:
+    """What every line gets, whether structlog or the standard library logged it."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        _stamp,
+    ]
+
+
+_SHARED = _shared_processors()
 
 
 class LineFormatter(structlog.stdlib.ProcessorFormatter):

@@ -195,7 +195,7 @@ class EarningsRepository:
 
     async def summary(self, query: SummaryQuery) -> list[SummaryRow]:
         """Per-currency sums over the windows from the rollups (the summary part of
-        :meth:`snapshot` alone): ``all_time`` from ``earnings_totals``, the windows from
+        :func:`read_snapshot` alone): ``all_time`` from ``earnings_totals``, the windows from
         the 15-minute buckets they cover, and the entries themselves only for window
         edges that are not bucket boundaries (a zone offset that is not a multiple of 15
         minutes, e.g. local mean time).

@@ -128,12 +128,7 @@ class EarningsService:
         self.session = session
         self.repository = EarningsRepository(session)
         self.now = now
-        self.reader = EarningsReader(
-            lambda: _session_driver(session),
-            UserRepository(session).upsert_from_principal,
-            now=now,
-            default_timezone=default_timezone,
-        )
+        self.default_timezone = default_timezone
 
     def record_with_posting(self, new: NewEarning) -> Rider:
         """:meth:`record` as a rider of the ledger posting that credits the payee
@@ -166,13 +161,23 @@ class EarningsService:
         self, payee_id: str, *, limit: int, **filters: Unpack[PageFilters]
     ) -> EarningsList:
         """:meth:`EarningsReader.page` on this session's connection and transaction."""
-        return await self.reader.page(payee_id, limit=limit, **filters)
+        return await self._reader().page(payee_id, limit=limit, **filters)
 
     async def page_for(
         self, principal: Principal, *, limit: int, **filters: Unpack[PageFilters]
     ) -> EarningsList:
         """:meth:`EarningsReader.page_for` on this session's connection and transaction."""
-        return await self.reader.page_for(principal, limit=limit, **filters)
+        return await self._reader().page_for(principal, limit=limit, **filters)
+
+    def _reader(self) -> EarningsReader:
+        # Built when a page is asked for: the settlement steps construct this service
+        # for every posting and only record.
+        return EarningsReader(
+            lambda: _session_driver(self.session),
+            UserRepository(self.session).upsert_from_principal,
+            now=self.now,
+            default_timezone=self.default_timezone,
+        )
 
 
 @asynccontextmanager
